@@ -1,0 +1,38 @@
+# Two commands a new user needs (see README): `make lab` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# CI points this at ../shared/data; students keep the default (~/.cache/course_utils/data) or set their own.
+export COURSE_DATA_DIR ?= $(HOME)/.cache/course_utils/data
+PYTEST_ARGS ?=
+
+.PHONY: setup lab test test-unit test-notebooks exercises screenshots bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install -e ".[dev]"
+	$(VENV)/bin/jupyter labextension disable "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1 || true
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Set everything up and open the course in JupyterLab.
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb
+
+## Set everything up and run the whole test suite (unit tests, lessons and solutions under nbval, browser test).
+test: setup
+	COURSE_QUICK=1 $(PY) -m pytest tests $(PYTEST_ARGS)
+
+## Regenerate exercises/ from solutions/.
+exercises: setup
+	$(PY) -m course_utils.exercises solutions exercises
+
+bench: setup
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_sampling.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

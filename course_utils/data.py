@@ -1,0 +1,172 @@
+"""Data for the course: 2-D toy distributions and image datasets, all mapped to [-1, 1].
+
+Images come from torchvision (MNIST, Fashion-MNIST, CIFAR-10, Flowers102) under a data root, or from
+scikit-learn's bundled 8x8 digits, which need no download at all. The data root is the environment
+variable ``COURSE_DATA_DIR`` if set, else ``~/.cache/course_utils/data``. Nothing here needs a network
+when the files are in place; when they are not, the error says where to put which files.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+TOY_NAMES = ("moons", "swiss_roll", "8gaussians", "checkerboard", "gaussian_mixture")
+IMAGE_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "flowers102")
+CLASS_NAMES = {
+    "digits": [str(i) for i in range(10)],
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is not under the data root and could not be downloaded; the message says what to do."""
+
+
+def data_root() -> Path:
+    """``$COURSE_DATA_DIR`` if set, else ``~/.cache/course_utils/data``."""
+    return Path(os.environ.get("COURSE_DATA_DIR") or Path.home() / ".cache" / "course_utils" / "data").expanduser()
+
+
+# ---------------------------------------------------------------- 2-D toy data
+@dataclass(frozen=True)
+class GaussianMixture:
+    """A mixture of isotropic Gaussians with known weights (K,), means (K, D) and stds (K,)."""
+
+    weights: tuple
+    means: tuple
+    stds: tuple
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """n points (n, D) and the component of each (n,)."""
+        weights = torch.tensor(self.weights, dtype=torch.float64)
+        comp = torch.multinomial(weights / weights.sum(), n, replacement=True, generator=generator)
+        means = torch.tensor(self.means, dtype=torch.float32)
+        stds = torch.tensor(self.stds, dtype=torch.float32)
+        noise = torch.randn(n, means.shape[1], generator=generator)
+        return means[comp] + stds[comp, None] * noise, comp
+
+
+EIGHT_GAUSSIANS = GaussianMixture(
+    weights=(1 / 8,) * 8,
+    means=tuple((1.5 * math.cos(k * math.pi / 4), 1.5 * math.sin(k * math.pi / 4)) for k in range(8)),
+    stds=(0.1,) * 8,
+)
+TWO_GAUSSIANS = GaussianMixture(weights=(0.3, 0.7), means=((-1.0, 0.5), (1.0, -0.5)), stds=(0.3, 0.2))
+
+
+def make_toy(name: str, n: int = 2000, *, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """n points (n, 2), float32, roughly within [-2, 2] and standardised to unit scale, plus labels (n,).
+
+    Labels: the mixture component for the Gaussian mixtures, the moon for moons, zeros otherwise.
+    """
+    from sklearn import datasets
+
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.RandomState(seed)
+    if name == "moons":
+        x, y = datasets.make_moons(n, noise=0.05, random_state=rng)
+        x = (x - np.array([0.5, 0.25])) / np.array([0.87, 0.5])
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    if name == "swiss_roll":
+        x, _ = datasets.make_swiss_roll(n, noise=0.3, random_state=rng)
+        return torch.tensor(x[:, [0, 2]] / 7.0, dtype=torch.float32), torch.zeros(n, dtype=torch.long)
+    if name == "checkerboard":
+        x1 = torch.rand(n, generator=gen) * 4 - 2
+        x2 = torch.rand(n, generator=gen) - torch.randint(0, 2, (n,), generator=gen) * 2.0
+        x2 = x2 + (torch.floor(x1) % 2)
+        return torch.stack([x1, x2], dim=1).float(), torch.zeros(n, dtype=torch.long)
+    if name == "8gaussians":
+        return EIGHT_GAUSSIANS.sample(n, generator=gen)
+    if name == "gaussian_mixture":
+        return TWO_GAUSSIANS.sample(n, generator=gen)
+    raise ValueError(f"unknown toy dataset {name!r}; choose one of {TOY_NAMES}")
+
+
+# ---------------------------------------------------------------- images
+def load_images(name: str, *, split: str = "train", image_size: int | None = None, limit: int | None = None,
+                root: str | Path | None = None, download: bool = True) -> tuple[Tensor, Tensor]:
+    """Images (N, C, H, W) float32 in [-1, 1] and labels (N,) int64.
+
+    ``image_size`` resizes (bilinear, antialiased); ``limit`` keeps the first N examples.
+    """
+    if name not in IMAGE_NAMES:
+        raise ValueError(f"unknown image dataset {name!r}; choose one of {IMAGE_NAMES}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if name == "digits":
+        x, y = _sklearn_digits(split)
+    else:
+        x, y = _torchvision_images(name, split, Path(root) if root else data_root(), download)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    x = x.float() / 127.5 - 1.0                                           # uint8 [0, 255] -> [-1, 1]
+    if image_size is not None and tuple(x.shape[-2:]) != (image_size, image_size):
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+        x = x.clamp(-1, 1)
+    return x.contiguous(), y.long()
+
+
+def _sklearn_digits(split: str) -> tuple[Tensor, Tensor]:
+    """scikit-learn's 1,797 8x8 digits (values 0..16) as uint8 (N, 1, 8, 8); the last 297 are the test split."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(np.round(digits.images * 255.0 / 16.0), dtype=torch.uint8)[:, None]
+    y = torch.tensor(digits.target)
+    return (x[:1500], y[:1500]) if split == "train" else (x[1500:], y[1500:])
+
+
+_TV = {"mnist": ("MNIST", "MNIST/raw: train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
+                          "t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)"),
+       "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw: the same four idx files as MNIST"),
+       "cifar10": ("CIFAR10", "cifar-10-batches-py/ (extracted from cifar-10-python.tar.gz)"),
+       "flowers102": ("Flowers102", "flowers-102/: jpg/, imagelabels.mat, setid.mat")}
+
+
+def _torchvision_images(name: str, split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
+    import torchvision
+
+    cls_name, files = _TV[name]
+    cls = getattr(torchvision.datasets, cls_name)
+    kwargs = dict(split="train" if split == "train" else "test") if name == "flowers102" else dict(train=split == "train")
+    try:
+        ds = cls(root=str(root), download=download, **kwargs)
+    except Exception as err:  # noqa: BLE001 - no network, a corrupt file, a missing folder: say what to do
+        raise DatasetNotFoundError(
+            f"dataset {name!r} ({split}) is not under the data root {root} and could not be downloaded "
+            f"({type(err).__name__}: {err}).\nWhat to do: put the files at {root}/{files}, or point the "
+            f"environment variable COURSE_DATA_DIR at a folder that has them; offline, use "
+            f"load_images('digits'), which ships with scikit-learn.") from err
+    if name in ("mnist", "fashion_mnist"):
+        return ds.data[:, None].clone(), ds.targets.clone()
+    if name == "cifar10":
+        return torch.tensor(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+    # Flowers102: images of varying size; centre-crop to a square and resize to 64x64 uint8
+    from torchvision.transforms import v2
+
+    tf = v2.Compose([v2.PILToTensor(), v2.Resize(64, antialias=True), v2.CenterCrop(64)])
+    xs, ys = zip(*[(tf(img), label) for img, label in ds])
+    return torch.stack(xs), torch.tensor(ys)
+
+
+def load_images_or_digits(name: str, **kwargs) -> tuple[Tensor, Tensor, str]:
+    """``load_images(name)``, or scikit-learn's digits when ``name`` is not available offline.
+
+    Returns (x, y, the name actually loaded) and prints one line saying why when it falls back.
+    """
+    try:
+        return (*load_images(name, **kwargs), name)
+    except DatasetNotFoundError as err:
+        print(f"{name} is not available here ({str(err).splitlines()[0]}); using scikit-learn's digits instead.")
+        kwargs.pop("root", None), kwargs.pop("download", None)
+        return (*load_images("digits", **kwargs), "digits")

@@ -1,0 +1,70 @@
+"""The forward (noising) process of DDPM (Ho et al. 2020).
+
+- One step of the Markov chain:  q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)       (Eq. 2)
+- The closed form:               q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) (Eq. 4)
+- The true posterior:            q(x_{t-1} | x_t, x_0) = N(tilde mu_t, tilde beta_t I)           (Eq. 6-7)
+
+Shapes: x0, xt, eps are (B, ...) (images (B, C, H, W) or points (B, D)); t is int64 of shape (B,) in 0..T-1.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .schedules import NoiseSchedule
+
+
+def _check_same_shape(**tensors: Tensor) -> None:
+    shapes = {name: tuple(x.shape) for name, x in tensors.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError("these tensors must have the same shape: " +
+                         ", ".join(f"{k} {v}" for k, v in shapes.items()))
+    first = next(iter(tensors.values()))
+    if first.ndim < 2:
+        raise ValueError(f"expected a batch of shape (B, ...), got shape {tuple(first.shape)}")
+
+
+def q_sample(x0: Tensor, t: Tensor, eps: Tensor, schedule: NoiseSchedule) -> Tensor:
+    """Sample x_t ~ q(x_t | x_0) in closed form: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps."""
+    _check_same_shape(x0=x0, eps=eps)
+    t = schedule.check_t(t, x0.shape[0])
+    sqrt_alpha_bar = schedule.gather(schedule.sqrt_alpha_bar, t, x0.ndim)                     # (B, 1, ...)
+    sqrt_one_minus_alpha_bar = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, x0.ndim)  # (B, 1, ...)
+    return sqrt_alpha_bar * x0 + sqrt_one_minus_alpha_bar * eps
+
+
+def q_posterior(x0: Tensor, xt: Tensor, t: Tensor, schedule: NoiseSchedule) -> tuple[Tensor, Tensor]:
+    """Mean and variance of q(x_{t-1} | x_t, x_0) (DDPM Eq. 7).
+
+    tilde mu_t = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0 + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
+    tilde beta_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t
+
+    Returns ``mean`` shaped like x0 and ``variance`` of shape (B, 1, ...), broadcastable to x0.
+    At t = 0 the variance is 0 and the mean is x0.
+    """
+    _check_same_shape(x0=x0, xt=xt)
+    t = schedule.check_t(t, x0.shape[0])
+    coef_x0 = schedule.gather(schedule.posterior_mean_coef_x0, t, x0.ndim)
+    coef_xt = schedule.gather(schedule.posterior_mean_coef_xt, t, x0.ndim)
+    mean = coef_x0 * x0 + coef_xt * xt
+    variance = schedule.gather(schedule.posterior_variance, t, x0.ndim)
+    return mean, variance
+
+
+def q_sample_chain(x0: Tensor, t: int, schedule: NoiseSchedule, *, generator: torch.Generator | None = None,
+                   return_all: bool = False) -> Tensor:
+    """Run the Markov chain x_s = sqrt(alpha_s) x_{s-1} + sqrt(beta_s) eps_s for s = 0..t, one step at a time.
+
+    Agrees in distribution with ``q_sample`` at the same t. Returns x_t of x0's shape, or, with
+    ``return_all``, every state stacked as (t + 2, B, ...): x0 first, x_t last.
+    """
+    if not 0 <= t < schedule.T:
+        raise ValueError(f"t must lie in 0..{schedule.T - 1}, got {t}")
+    x = x0
+    states = [x0]
+    for s in range(t + 1):
+        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = schedule.alphas[s].sqrt() * x + schedule.betas[s].sqrt() * eps  # Eq. 2
+        if return_all:
+            states.append(x)
+    return torch.stack(states) if return_all else x

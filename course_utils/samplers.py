@@ -1,0 +1,155 @@
+"""Samplers: DDPM ancestral sampling and DDIM, with guidance, for data of any shape.
+
+- DDPM, Ho et al. 2020, Algorithm 2:
+      x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) + sigma_t z,
+  z ~ N(0, I) except at the last step (z = 0), with sigma_t^2 = tilde beta_t ("posterior") or beta_t ("beta").
+- DDIM, Song, Meng, Ermon 2021, Eq. 12 and 16 (their alpha_t is our alpha_bar):
+      x0_pred  = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
+      sigma_t  = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)
+      x_prev   = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
+  on a sub-sequence of timesteps; alpha_bar_prev = 1 after the last step. eta = 0 is deterministic;
+  eta = 1 on the full grid is DDPM with the posterior variance.
+
+Shapes: ``shape`` is (N, ...) for the samples, e.g. (N, 2) points or (N, C, H, W) images; y is int64 (N,).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .device import model_device
+from .guidance import predict_eps
+from .schedules import NoiseSchedule
+
+VARIANCES = ("posterior", "beta")
+
+
+def ddim_timesteps(T: int, num_steps: int) -> Tensor:
+    """The DDIM sub-sequence of ``num_steps`` timesteps, int64, descending, starting at T-1.
+
+    Evenly spaced ("trailing" spacing, Lin et al. 2024, Table 2) so the first step starts where
+    x_T ~ N(0, I) is assumed: T=1000, num_steps=50 gives 999, 979, ..., 19. num_steps = T gives T-1..0.
+    """
+    if not isinstance(num_steps, int) or not 1 <= num_steps <= T:
+        raise ValueError(f"num_steps must be an integer in 1..T = 1..{T}, got {num_steps!r}")
+    return torch.round(torch.linspace(T, 0, num_steps + 1, dtype=torch.float64))[:-1].long() - 1
+
+
+def _setup(model, schedule, shape, device, x_T, generator, y):
+    device = torch.device(device) if device is not None else model_device(model)
+    if len(shape) < 2:
+        raise ValueError(f"shape must be (N, ...) with a batch dimension, got {tuple(shape)}")
+    if x_T is None:
+        x_T = torch.randn(tuple(shape), generator=generator, device=device)
+    elif tuple(x_T.shape) != tuple(shape):
+        raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was asked for")
+    if y is not None:
+        y = torch.as_tensor(y, device=device).long()
+        if y.shape != (shape[0],):
+            raise ValueError(f"y must hold one class per sample, shape ({shape[0]},), got {tuple(y.shape)}")
+    return device, schedule.to(device), x_T.to(device), y
+
+
+@torch.no_grad()
+def ddpm_sample(model: torch.nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], *,
+                variance: str = "posterior", y: Tensor | None = None, guidance_scale: float = 1.0,
+                classifier: torch.nn.Module | None = None, classifier_scale: float = 0.0,
+                x_T: Tensor | None = None, generator: torch.Generator | None = None, progress: bool = True,
+                device: torch.device | str | None = None, return_trajectory: bool = False):
+    """Algorithm 2 of DDPM: T ancestral steps from x_T ~ N(0, I); no noise is added at the last step.
+
+    Returns samples of ``shape``, or ``(samples, trajectory)`` with ``return_trajectory``, where
+    trajectory is (T + 1, N, ...) on the CPU: x_T first, x_0 last.
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+    device, schedule, x, y = _setup(model, schedule, shape, device, x_T, generator, y)
+    sigmas = (schedule.posterior_variance if variance == "posterior" else schedule.betas).sqrt()
+    trajectory = [x.cpu()] if return_trajectory else None
+    for i in tqdm(range(schedule.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False):
+        t = torch.full((shape[0],), i, device=device, dtype=torch.long)
+        eps = predict_eps(model, x, t, y=y, guidance_scale=guidance_scale, classifier=classifier,
+                          classifier_scale=classifier_scale, schedule=schedule)
+        # mean = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps)
+        mean = schedule.sqrt_recip_alphas[i] * (x - schedule.betas[i] / schedule.sqrt_one_minus_alpha_bar[i] * eps)
+        if i > 0:
+            z = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+            x = mean + sigmas[i] * z
+        else:
+            x = mean  # last step: return the mean, no noise
+        if return_trajectory:
+            trajectory.append(x.cpu())
+    return (x, torch.stack(trajectory)) if return_trajectory else x
+
+
+def ddim_step(xt: Tensor, eps: Tensor, alpha_bar_t: Tensor, alpha_bar_prev: Tensor, *, eta: float = 0.0,
+              noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One DDIM update from x_t to x_prev (Song et al. Eq. 12); returns ``(x_prev, x0_pred)``."""
+    x0_pred = (xt - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
+    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()
+    direction = (1 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps  # "direction pointing to x_t"
+    x_prev = alpha_bar_prev.sqrt() * x0_pred + direction
+    if eta > 0:
+        if noise is None:
+            raise ValueError("eta > 0 needs noise")
+        x_prev = x_prev + sigma * noise
+    return x_prev, x0_pred
+
+
+def ddim_sigma(schedule: NoiseSchedule, t: int, t_prev: int, eta: float) -> Tensor:
+    """sigma_t(eta) of DDIM Eq. 16 for a step from t to t_prev (t_prev = -1 means alpha_bar_prev = 1)."""
+    a, a_prev = schedule.alpha_bar[t], _alpha_bar_at(schedule, t_prev)
+    return eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
+
+
+def _alpha_bar_at(schedule: NoiseSchedule, t: int) -> Tensor:
+    return schedule.alpha_bar[t] if t >= 0 else torch.ones((), device=schedule.device)
+
+
+@torch.no_grad()
+def ddim_sample(model: torch.nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], *, num_steps: int = 50,
+                eta: float = 0.0, x_T: Tensor | None = None, y: Tensor | None = None, guidance_scale: float = 1.0,
+                classifier: torch.nn.Module | None = None, classifier_scale: float = 0.0,
+                generator: torch.Generator | None = None, progress: bool = True,
+                device: torch.device | str | None = None, return_trajectory: bool = False):
+    """DDIM sampling on ``ddim_timesteps(T, num_steps)``; eta = 0 is deterministic given x_T.
+
+    Returns samples of ``shape``, or ``(samples, trajectory)`` with trajectory (num_steps + 1, N, ...) on the CPU.
+    """
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    device, schedule, x, y = _setup(model, schedule, shape, device, x_T, generator, y)
+    timesteps = ddim_timesteps(schedule.T, num_steps).tolist()
+    trajectory = [x.cpu()] if return_trajectory else None
+    for k, i in enumerate(tqdm(timesteps, desc=f"DDIM {num_steps}", disable=not progress, leave=False)):
+        i_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1
+        t = torch.full((shape[0],), i, device=device, dtype=torch.long)
+        eps = predict_eps(model, x, t, y=y, guidance_scale=guidance_scale, classifier=classifier,
+                          classifier_scale=classifier_scale, schedule=schedule)
+        noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype) if eta > 0 else None
+        x, _ = ddim_step(x, eps, schedule.alpha_bar[i], _alpha_bar_at(schedule, i_prev), eta=eta, noise=noise)
+        if return_trajectory:
+            trajectory.append(x.cpu())
+    return (x, torch.stack(trajectory)) if return_trajectory else x
+
+
+@torch.no_grad()
+def ddim_invert(model: torch.nn.Module, schedule: NoiseSchedule, x0: Tensor, *, num_steps: int = 50,
+                y: Tensor | None = None, progress: bool = False) -> Tensor:
+    """Run the deterministic DDIM update backwards: clean x0 (N, ...) -> its latent x_T (N, ...).
+
+    Each step from t_prev to t reuses eps_theta(x_{t_prev}, t) in place of eps_theta(x_t, t);
+    ``ddim_sample(..., x_T=ddim_invert(...), num_steps=same)`` then reconstructs x0 closely.
+    """
+    schedule = schedule.to(x0.device)
+    timesteps = ddim_timesteps(schedule.T, num_steps).flip(0).tolist()  # ascending
+    x = x0
+    previous = [-1] + timesteps[:-1]
+    for i_prev, i in tqdm(list(zip(previous, timesteps)), desc="DDIM inversion", disable=not progress, leave=False):
+        t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
+        eps = predict_eps(model, x, t, y=y)
+        a_prev, a = _alpha_bar_at(schedule, i_prev), schedule.alpha_bar[i]
+        x0_pred = (x - (1 - a_prev).sqrt() * eps) / a_prev.sqrt()
+        x = a.sqrt() * x0_pred + (1 - a).sqrt() * eps
+    return x

@@ -1,0 +1,21 @@
+"""Run-time switches read from the environment, in one place.
+
+- ``COURSE_QUICK=1``: quick mode. CI sets it; lessons shrink training and sampling so each runs in about
+  3 minutes on 2 CPU cores. Nothing else changes between the modes.
+- ``COURSE_DATA_DIR``: where datasets live (see ``course_utils.data.data_root``).
+"""
+from __future__ import annotations
+
+import os
+
+QUICK_ENV = "COURSE_QUICK"
+
+
+def quick_mode() -> bool:
+    """True when the environment variable COURSE_QUICK is set to 1/true/yes."""
+    return os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def pick(full, quick):
+    """``quick`` in quick mode, else ``full``: ``steps = pick(2000, 200)``."""
+    return quick if quick_mode() else full

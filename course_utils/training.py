@@ -1,0 +1,228 @@
+"""Training a noise predictor with the simple loss of DDPM (Ho et al. 2020, Algorithm 1, Eq. 14):
+
+    L_simple = E_{x0, t, eps} || eps - eps_theta(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
+
+with AdamW, gradient clipping, an exponential moving average (EMA) of the weights, optional mixed
+precision, label dropout for classifier-free guidance, a progress bar, a loss history, and atomic
+checkpoints that resume exactly (model, EMA, optimizer, step, config and every random state).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .forward import q_sample
+from .schedules import NoiseSchedule
+
+PRECISIONS = ("none", "bf16", "fp16", "auto")
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``steps`` optimizer steps on batches of ``batch_size`` examples."""
+
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0            # max global gradient norm; 0 disables clipping
+    ema_decay: float = 0.999          # EMA decay, with warm-up min(ema_decay, (1 + step) / (10 + step))
+    label_dropout: float = 0.1        # probability of replacing a label by the null class (-1), for CFG
+    mixed_precision: str = "none"     # "none", "bf16", "fp16" (CUDA only) or "auto" (bf16 where it is fast)
+    channels_last: bool = False       # memory format for images; faster convolutions on CPU (oneDNN)
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0         # 0: only at the end (when a checkpoint path is given)
+
+    def __post_init__(self):
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+
+class EMA:
+    """theta_ema <- d theta_ema + (1 - d) theta, with d = min(decay, (1 + step) / (10 + step)) (warm-up)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for ema_p, p in zip(self.model.parameters(), model.parameters()):
+            ema_p.lerp_(p.detach(), 1 - d)
+        for ema_b, b in zip(self.model.buffers(), model.buffers()):
+            ema_b.copy_(b)
+
+
+@dataclass
+class TrainState:
+    """What ``train`` returns: the live model, its EMA copy and the loss history [(step, loss), ...]."""
+
+    model: nn.Module
+    ema_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision choice on a device (None: full fp32)."""
+    if precision == "none" or device.type == "mps":
+        return None
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ValueError("fp16 mixed precision needs CUDA; use 'bf16' on the CPU")
+        return torch.float16
+    if precision == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, *, y: Tensor | None = None,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """L_simple on one batch x0 (B, ...): t ~ U{0..T-1}, eps ~ N(0, I), MSE(eps_theta(x_t, t), eps)."""
+    t = torch.randint(0, schedule.T, (x0.shape[0],), device=x0.device, generator=generator)
+    eps = torch.randn(x0.shape, device=x0.device, generator=generator)
+    xt = q_sample(x0, t, eps, schedule)
+    eps_pred = model(xt, t) if y is None else model(xt, t, y)
+    return F.mse_loss(eps_pred.float(), eps)
+
+
+def train(model: nn.Module, schedule: NoiseSchedule, x: Tensor, config: TrainConfig, *, y: Tensor | None = None,
+          device: torch.device | str = "cpu", checkpoint_path: str | Path | None = None, resume: bool = True,
+          progress: bool = True, callback: Callable[[TrainState], None] | None = None,
+          loss_fn: Callable | None = None) -> TrainState:
+    """Train ``model`` on data ``x`` (N, ...) in [-1, 1] (labels ``y`` (N,) for a conditional model).
+
+    Batches are drawn at random with a seeded generator, so a run resumed from its checkpoint takes the
+    same batches, timesteps and noise as an uninterrupted one. ``callback(state)`` runs every ``log_every``
+    steps (a live loss plot, say). ``loss_fn(model, x0, y, generator)`` replaces the diffusion loss
+    (a noisy classifier, say).
+    """
+    device = torch.device(device)
+    model.to(device)
+    if config.channels_last and x.ndim == 4:
+        model.to(memory_format=torch.channels_last)
+    schedule = schedule.to(device)
+    if y is not None and y.shape[0] != x.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ema = EMA(model, config.ema_decay)
+    state = TrainState(model=model, ema_model=ema.model, optimizer=optimizer)
+    gen = torch.Generator(device=device).manual_seed(config.seed)      # t, eps, label dropout
+    batch_gen = torch.Generator().manual_seed(config.seed + 1)         # which examples (on the CPU)
+    if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
+        extra = load_checkpoint(checkpoint_path, model, ema=ema, optimizer=optimizer, config=config)
+        state.step, state.history, state.seconds = extra["step"], extra["history"], extra["seconds"]
+        gen.set_state(extra["rng"]["gen"]), batch_gen.set_state(extra["rng"]["batch_gen"])
+        torch.set_rng_state(extra["rng"]["torch"])
+    amp_dtype = autocast_dtype(config.mixed_precision, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    loss_fn = loss_fn or (lambda m, xb, yb, g: diffusion_loss(m, schedule, xb, y=yb, generator=g))
+
+    model.train()
+    bar = tqdm(total=config.steps, initial=state.step, desc="training", disable=not progress)
+    start, running = time.perf_counter() - state.seconds, []
+    while state.step < config.steps:
+        idx = torch.randint(0, x.shape[0], (config.batch_size,), generator=batch_gen)
+        xb = x[idx].to(device, non_blocking=True).float()
+        if config.channels_last and xb.ndim == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = None
+        if y is not None:
+            yb = y[idx].to(device).long()
+            if config.label_dropout > 0:
+                drop = torch.rand(yb.shape, device=device, generator=gen) < config.label_dropout
+                yb = torch.where(drop, torch.full_like(yb, -1), yb)   # -1 = the null class
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = loss_fn(model, xb, yb, gen)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss.item()} at step {state.step}; lower lr "
+                                     f"(now {config.lr}) or keep grad_clip > 0")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer), scaler.update()
+        else:
+            optimizer.step()
+        ema.update(model, state.step)
+        state.step += 1
+        running.append(loss.item())
+        bar.update(1)
+        if state.step % config.log_every == 0 or state.step == config.steps:
+            state.history.append((state.step, sum(running) / len(running)))
+            running = []
+            bar.set_postfix(loss=f"{state.history[-1][1]:.4f}")
+            state.seconds = time.perf_counter() - start
+            if callback is not None:
+                callback(state)
+        if checkpoint_path is not None and (
+                (config.checkpoint_every and state.step % config.checkpoint_every == 0) or state.step == config.steps):
+            state.seconds = time.perf_counter() - start
+            save_checkpoint(checkpoint_path, model, ema=ema, optimizer=optimizer, config=config, step=state.step,
+                            history=state.history, seconds=state.seconds,
+                            rng=dict(gen=gen.get_state(), batch_gen=batch_gen.get_state(), torch=torch.get_rng_state()))
+    bar.close()
+    state.seconds = time.perf_counter() - start
+    model.eval()
+    return state
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, *, ema: EMA, optimizer: torch.optim.Optimizer,
+                    config: TrainConfig, step: int, history: list, seconds: float, rng: dict) -> None:
+    """Write model, EMA, optimizer, step, config and random states atomically: a temporary file, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = dict(model=model.state_dict(), ema=ema.model.state_dict(), optimizer=optimizer.state_dict(),
+                   config=asdict(config), step=step, history=history, seconds=seconds, rng=rng,
+                   model_config=getattr(model, "config", None))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, *, ema: EMA | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, config: TrainConfig | None = None) -> dict:
+    """Restore a checkpoint written by ``save_checkpoint`` into model (and EMA, optimizer); returns the rest."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - say which file and why
+        raise RuntimeError(f"cannot read checkpoint {path}: {err}") from err
+    if config is not None and payload["config"] != asdict(config):
+        changed = {k: (payload["config"].get(k), v) for k, v in asdict(config).items()
+                   if payload["config"].get(k) != v and k != "steps"}
+        if changed:
+            raise ValueError(f"checkpoint {path} was written with another config; differences (saved, now): {changed}")
+    model.load_state_dict(payload["model"])
+    if ema is not None:
+        ema.model.load_state_dict(payload["ema"])
+    if optimizer is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    return payload

@@ -1,0 +1,120 @@
+"""Plots for the course: image grids with a fixed [-1, 1] range, schedules, 2-D trajectories, animations.
+
+Images are always mapped with (x + 1) / 2 and clipped to [0, 1]; never rescaled per image, which would
+hide saturation and sign errors. Animations use matplotlib's JavaScript HTML writer (no ffmpeg).
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib import animation
+from torch import Tensor
+from torchvision.utils import make_grid
+
+
+def to_display(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] with a fixed affine map, clipped (no per-image rescaling)."""
+    return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def image_grid(x: Tensor, nrow: int = 8, padding: int = 2) -> Tensor:
+    """(N, C, H, W) in [-1, 1] -> one (H', W', C) array in [0, 1] for imshow."""
+    if x.ndim != 4:
+        raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(x.shape)}")
+    grid = make_grid(to_display(x), nrow=nrow, padding=padding, pad_value=1.0)  # (3, H', W')
+    return grid.permute(1, 2, 0)
+
+
+def show_images(x: Tensor, *, nrow: int = 8, title: str | None = None, ax=None, figsize=None):
+    """Show a grid of images in [-1, 1]; returns the axes."""
+    if ax is None:
+        n = x.shape[0]
+        cols, rows = min(nrow, n), -(-n // nrow)
+        _, ax = plt.subplots(figsize=figsize or (max(2.0, 0.9 * cols), max(2.0, 0.9 * rows)))
+    ax.imshow(image_grid(x, nrow=nrow), vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_schedules(schedules: dict, *, axes=None):
+    """beta_t, alpha_bar_t and log-SNR against t/T for {label: NoiseSchedule}; returns the axes."""
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    for label, s in schedules.items():
+        frac = torch.arange(s.T) / s.T
+        axes[0].plot(frac, s.betas.cpu(), label=label)
+        axes[1].plot(frac, s.alpha_bar.cpu(), label=label)
+        axes[2].plot(frac, s.log_snr().cpu(), label=label)
+    for ax, name in zip(axes, [r"$\beta_t$", r"$\bar\alpha_t$", r"log-SNR $\log(\bar\alpha_t / (1-\bar\alpha_t))$"]):
+        ax.set_xlabel("t / T")
+        ax.set_title(name)
+        ax.legend()
+    axes[0].set_yscale("log")
+    return axes
+
+
+def plot_points(x: Tensor, *, ax=None, title: str | None = None, lim: float = 3.0, c=None, s: float = 2.0):
+    """Scatter 2-D points (N, 2) in a square box [-lim, lim]^2."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.5, 3.5))
+    x = x.detach().cpu()
+    ax.scatter(x[:, 0], x[:, 1], s=s, c=c, alpha=0.6)
+    ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_trajectory_2d(trajectory: Tensor, *, num_frames: int = 6, lim: float = 3.0, labels=None):
+    """Snapshots of a 2-D trajectory (S, N, 2) (x_T first) in one row of panels; returns the figure."""
+    S = trajectory.shape[0]
+    idx = torch.linspace(0, S - 1, num_frames).round().long().tolist()
+    fig, axes = plt.subplots(1, num_frames, figsize=(2.6 * num_frames, 2.8))
+    for ax, i in zip(axes, idx):
+        plot_points(trajectory[i], ax=ax, lim=lim, title=labels[i] if labels else f"step {i}/{S - 1}")
+    fig.tight_layout()
+    return fig
+
+
+def animate_trajectory(trajectory: Tensor, *, num_frames: int = 40, interval: int = 100, lim: float = 3.0) -> str:
+    """An HTML/JavaScript animation of a trajectory: (S, N, 2) points or (S, N, C, H, W) images.
+
+    Returns HTML for ``IPython.display.HTML``; renders in JupyterLab without ffmpeg.
+    """
+    S = trajectory.shape[0]
+    idx = torch.linspace(0, S - 1, min(num_frames, S)).round().long().tolist()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    if trajectory.ndim == 3:
+        scat = ax.scatter(trajectory[0][:, 0], trajectory[0][:, 1], s=2, alpha=0.6)
+        ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_aspect("equal")
+
+        def draw(i):
+            scat.set_offsets(trajectory[i].numpy())
+            ax.set_title(f"step {i}/{S - 1}")
+            return (scat,)
+    else:
+        img = ax.imshow(image_grid(trajectory[0]), vmin=0, vmax=1, interpolation="nearest")
+        ax.set_axis_off()
+
+        def draw(i):
+            img.set_data(image_grid(trajectory[i]))
+            ax.set_title(f"step {i}/{S - 1}")
+            return (img,)
+    anim = animation.FuncAnimation(fig, draw, frames=idx, interval=interval, blit=False)
+    html = anim.to_jshtml()
+    plt.close(fig)
+    return html
+
+
+def plot_loss(history, *, ax=None, title: str = "training loss"):
+    """Plot a loss history [(step, loss), ...] on a log scale."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3))
+    if history:
+        steps, losses = zip(*history)
+        ax.plot(steps, losses)
+    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_yscale("log"), ax.set_title(title)
+    return ax
