@@ -24,7 +24,7 @@ lab: setup
 
 ## Set everything up and run the whole test suite (unit tests, lessons and solutions under nbval, browser test).
 test: setup
-	COURSE_QUICK=1 $(PY) -m pytest tests $(PYTEST_ARGS)
+	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
 
 ## Regenerate exercises/ from solutions/.
 exercises: setup

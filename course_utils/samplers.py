@@ -26,14 +26,15 @@ VARIANCES = ("posterior", "beta")
 
 
 def ddim_timesteps(T: int, num_steps: int) -> Tensor:
-    """The DDIM sub-sequence of ``num_steps`` timesteps, int64, descending, starting at T-1.
+    """The DDIM sub-sequence tau of ``num_steps`` timesteps, int64, descending.
 
-    Evenly spaced ("trailing" spacing, Lin et al. 2024, Table 2) so the first step starts where
-    x_T ~ N(0, I) is assumed: T=1000, num_steps=50 gives 999, 979, ..., 19. num_steps = T gives T-1..0.
+    Evenly spaced as in the DDIM paper (Sec. 4.2/D.2, "uniform"): c = T // num_steps, tau = 0, c, 2c, ...
+    T=1000, num_steps=50 gives 980, 960, ..., 20, 0; num_steps = T gives the full grid T-1, ..., 0.
+    The last step goes from t = 0 (alpha_bar ~ 1) to clean data.
     """
     if not isinstance(num_steps, int) or not 1 <= num_steps <= T:
         raise ValueError(f"num_steps must be an integer in 1..T = 1..{T}, got {num_steps!r}")
-    return torch.round(torch.linspace(T, 0, num_steps + 1, dtype=torch.float64))[:-1].long() - 1
+    return (torch.arange(num_steps, dtype=torch.long) * (T // num_steps)).flip(0)
 
 
 def _setup(model, schedule, shape, device, x_T, generator, y):
