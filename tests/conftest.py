@@ -1,0 +1,56 @@
+"""Shared helpers of the unit tests: seeds, small schedules, and the CI rule for optional packages.
+
+In CI (the environment variable CI is set) a missing package or dataset that the dev environment promises
+is a failure, never a silent skip; on a student's machine it is a skip with a reason.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+import pytest
+import torch
+
+from course_utils.schedules import NoiseSchedule
+
+
+def in_ci() -> bool:
+    """True when running under CI (the CI environment variable is set and not '0'/'false')."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_module(name: str, why: str):
+    """Import ``name``; when it is missing, fail under CI and skip (with the reason) elsewhere."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        message = f"{name} is not installed ({why}): {err}"
+        if in_ci():
+            pytest.fail(message + "; CI installs the dev extra, so it must be present")
+        pytest.skip(message)
+
+
+def skip_or_fail(message: str):
+    """A missing resource: fail under CI, skip elsewhere."""
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Every test starts from the same global RNG state (tests must not depend on their order)."""
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def linear_schedule() -> NoiseSchedule:
+    """Ho et al.'s schedule, T = 1000."""
+    return NoiseSchedule.linear()
+
+
+@pytest.fixture(scope="session")
+def cosine_schedule() -> NoiseSchedule:
+    """Nichol and Dhariwal's schedule, T = 1000."""
+    return NoiseSchedule.cosine()

@@ -1,0 +1,418 @@
+"""Samplers (DDPM Algorithm 2, DDIM Eq. 12/16) and guidance, checked against exact answers.
+
+The noise predictor is ``course_utils.analytic.GaussianMixtureEps``: the exact optimal eps for Gaussian-mixture
+data, so whatever the samples get wrong is the sampler's fault (or its own discretisation error).
+
+Two kinds of check:
+1. A single Gaussian N(mu, s^2 I): eps* is linear in x_t, so every sampler step is a linear map plus Gaussian
+   noise, and the exact mean and spread of the sampler's output (discretisation included) follow from a
+   float64 recursion on (mean, variance) written below straight from the papers. The samples must match it
+   within sampling error alone: a tight test that tells eta = 0 from eta = 1, and a wrong sqrt from a right one.
+2. A two-component mixture: the samples must reproduce the weights, means and spreads of the data within
+   sampling error plus the sampler's own discretisation error (sized in each test's comments).
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils.analytic import GaussianMixtureEps
+from course_utils.data import TWO_GAUSSIANS, GaussianMixture
+from course_utils.guidance import cfg_combine, classifier_grad, predict_eps
+from course_utils.samplers import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps, ddpm_sample
+from course_utils.schedules import NoiseSchedule
+
+SE_MULT = 4.0  # tolerances are 4 standard errors (+ discretisation where stated); seeds are fixed
+
+
+# ------------------------------------------------------------------ identities
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_ddim_sigma_eta1_full_grid_is_posterior_std(name):
+    """DDIM Eq. 16 at eta = 1 on the full grid (t -> t-1) is DDPM's posterior standard deviation sqrt(tilde beta_t)."""
+    s = getattr(NoiseSchedule, name)(T=1000)
+    sigmas = torch.stack([ddim_sigma(s, t, t - 1, 1.0) for t in range(s.T)])   # t_prev = -1 at t = 0
+    # float32 alpha_bar: 1 - alpha_bar_t / alpha_bar_{t-1} (= beta_t) cancels, losing about 2^-24 / beta_t of
+    # relative precision (cosine's first betas are 4e-5), and sigma inherits half of it.
+    rtol = 1e-5 + 2.0 ** -24 / s.betas.double()
+    err = (sigmas.double() - s.posterior_variance.double().sqrt()).abs()
+    assert (err <= rtol * s.posterior_variance.double().sqrt() + 1e-8).all(), (err / rtol).max()
+    assert sigmas[0].item() == 0.0
+    assert torch.equal(torch.stack([ddim_sigma(s, t, t - 1, 0.0) for t in range(0, s.T, 97)]),
+                       torch.zeros(len(range(0, s.T, 97))))
+
+
+@pytest.mark.parametrize("num_steps", [1, 7, 50, 100, 999, 1000])
+def test_ddim_timesteps_properties(num_steps):
+    tau = ddim_timesteps(1000, num_steps)
+    assert tau.dtype == torch.long and tau.shape == (num_steps,)
+    assert (tau[:-1] > tau[1:]).all(), "descending, no repeats"
+    assert tau[-1].item() == 0 and tau[0].item() <= 999
+    assert tau.unique().numel() == num_steps
+    # evenly spaced, c = T // num_steps, starting at 0 (the DDIM paper's "uniform" / diffusers' "leading");
+    # note: one step gives tau = [0], a single jump from x_T treated as almost-clean data
+    assert torch.equal(tau, torch.arange(num_steps - 1, -1, -1) * (1000 // num_steps))
+    if num_steps == 1000:
+        assert torch.equal(tau, torch.arange(999, -1, -1))
+    if num_steps == 50:
+        assert tau[:3].tolist() == [980, 960, 940]
+
+
+def test_ddim_timesteps_errors():
+    for bad in (0, 1001, 2.5, "50"):
+        with pytest.raises(ValueError, match=r"num_steps must be an integer in 1\.\.T = 1\.\.1000"):
+            ddim_timesteps(1000, bad)
+
+
+def test_ddim_step_eta1_full_grid_is_ddpm_step(linear_schedule):
+    """One DDIM step at eta = 1 from t to t-1 equals DDPM's posterior step with the same noise."""
+    s = linear_schedule
+    x, eps, z = torch.randn(5, 3).double(), torch.randn(5, 3).double(), torch.randn(5, 3).double()
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)      # float64 throughout: alpha_bar consistent
+    ab = torch.cumprod(1 - betas, 0)                                   # with betas to 1e-16, not float32's 1e-7
+    for t in (1, 10, 500, 999):
+        x_prev, _ = ddim_step(x, eps, ab[t], ab[t - 1], eta=1.0, noise=z)
+        ddpm_mean = (x - betas[t] / (1 - ab[t]).sqrt() * eps) / (1 - betas[t]).sqrt()
+        ddpm = ddpm_mean + ((1 - ab[t - 1]) / (1 - ab[t]) * betas[t]).sqrt() * z
+        assert torch.allclose(x_prev, ddpm, atol=1e-10), t
+
+
+# ------------------------------------------------------------------ exact reference for a single Gaussian
+def _eps_linear(ab: float, mu: float, s: float) -> tuple[float, float]:
+    """eps*(x, t) = e1 x + e0 for data N(mu, s^2): eps* = sqrt(1-ab) (x - sqrt(ab) mu) / (ab s^2 + 1 - ab)."""
+    v = ab * s * s + 1 - ab
+    return math.sqrt(1 - ab) / v, -math.sqrt(1 - ab) * math.sqrt(ab) * mu / v
+
+
+def reference_output(schedule: NoiseSchedule, mu: float, s: float, *, sampler: str, num_steps: int = 1000,
+                     eta: float = 0.0, variance: str = "posterior") -> tuple[float, float]:
+    """Exact (mean, std) per coordinate of a sampler's output from x_T ~ N(0, 1) when eps = eps* of N(mu, s^2).
+
+    Every step is x' = A x + B + sigma z, so mean' = A mean + B and var' = A^2 var + sigma^2 (float64).
+    """
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64) if schedule.T == 1000 else schedule.betas.double()
+    ab = torch.cumprod(1 - betas, 0).tolist()
+    betas = betas.tolist()
+    m, var = 0.0, 1.0
+    if sampler == "ddpm":
+        for t in range(len(ab) - 1, -1, -1):
+            e1, e0 = _eps_linear(ab[t], mu, s)
+            # x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - ab_t) eps) + sigma_t z   (DDPM Algorithm 2)
+            r, k = 1 / math.sqrt(1 - betas[t]), betas[t] / math.sqrt(1 - ab[t])
+            A, B = r * (1 - k * e1), -r * k * e0
+            ab_prev = ab[t - 1] if t > 0 else 1.0
+            sigma2 = 0.0 if t == 0 else ((1 - ab_prev) / (1 - ab[t]) * betas[t] if variance == "posterior" else betas[t])
+            m, var = A * m + B, A * A * var + sigma2
+    else:
+        tau = list(range(0, len(ab), len(ab) // num_steps))[:num_steps][::-1]
+        for k, t in enumerate(tau):
+            a, a_prev = ab[t], (ab[tau[k + 1]] if k + 1 < len(tau) else 1.0)
+            e1, e0 = _eps_linear(a, mu, s)
+            sigma = eta * math.sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev))          # DDIM Eq. 16
+            c = math.sqrt(max(1 - a_prev - sigma ** 2, 0.0))
+            # x' = sqrt(a_prev) (x - sqrt(1 - a) eps) / sqrt(a) + c eps + sigma z          (DDIM Eq. 12)
+            A = math.sqrt(a_prev / a) * (1 - math.sqrt(1 - a) * e1) + c * e1
+            B = -math.sqrt(a_prev / a) * math.sqrt(1 - a) * e0 + c * e0
+            m, var = A * m + B, A * A * var + sigma ** 2
+    return m, math.sqrt(var)
+
+
+SAMPLERS = {
+    "ddpm-posterior": dict(sampler="ddpm", variance="posterior"),
+    "ddpm-beta": dict(sampler="ddpm", variance="beta"),
+    "ddim-50-eta0": dict(sampler="ddim", num_steps=50, eta=0.0),
+    "ddim-50-eta1": dict(sampler="ddim", num_steps=50, eta=1.0),
+}
+
+
+def run_sampler(model, schedule, shape, generator, sampler, num_steps=1000, eta=0.0, variance="posterior"):
+    if sampler == "ddpm":
+        return ddpm_sample(model, schedule, shape, variance=variance, generator=generator, progress=False)
+    return ddim_sample(model, schedule, shape, num_steps=num_steps, eta=eta, generator=generator, progress=False)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_sampler_matches_exact_recursion_single_gaussian(linear_schedule, name):
+    """Samples vs the exact output distribution of the discretised sampler (tolerance: sampling error only).
+
+    n = N * D independent coordinates: the mean has standard error std / sqrt(n), the std about
+    std / sqrt(2 n). The recursion's own spreads differ between the samplers by 1-10% (e.g. s = 0.4:
+    DDPM posterior 0.396, beta 0.401, DDIM-50 eta 0 0.374, eta 1 0.348), so the DDIM variants are told apart.
+    """
+    cfg = SAMPLERS[name]
+    mu, s, D = 0.5, 0.4, 8
+    N = 4000 if cfg["sampler"] == "ddpm" else 16000         # DDIM's 50 steps are cheap: more samples, tighter test
+    model = GaussianMixtureEps(GaussianMixture(weights=(1.0,), means=((mu,) * D,), stds=(s,)), linear_schedule)
+    x = run_sampler(model, linear_schedule, (N, D), torch.Generator().manual_seed(1), **cfg).double()
+    ref_mean, ref_std = reference_output(linear_schedule, mu, s, **cfg)
+    n = N * D
+    mean_tol = SE_MULT * ref_std / math.sqrt(n)
+    std_tol = SE_MULT * ref_std / math.sqrt(2 * n)
+    assert abs(x.mean().item() - ref_mean) < mean_tol, (name, x.mean().item(), ref_mean, mean_tol)
+    assert abs(x.std().item() - ref_std) < std_tol, (name, x.std().item(), ref_std, std_tol)
+
+
+def component_stats(x: torch.Tensor, mixture: GaussianMixture):
+    """Assign each point to the nearest mean (components are >= 4 stds apart); weight, mean (D,), std per component."""
+    means = torch.tensor(mixture.means, dtype=x.dtype)
+    comp = torch.cdist(x, means).argmin(1)
+    out = []
+    for k in range(len(mixture.weights)):
+        xk = x[comp == k]
+        out.append((xk.shape[0] / x.shape[0], xk.mean(0), xk.std(0).mean().item(), xk.shape[0]))
+    return out
+
+
+def check_mixture(x, mixture, *, mean_allow, std_target, std_allow):
+    """weights within SE_MULT binomial standard errors; means within SE_MULT * s_k / sqrt(n_k) + mean_allow[k];
+    per-coordinate std within SE_MULT * s_k / sqrt(2 n_k D) + std_allow[k] of std_target[k]."""
+    N, D = x.shape
+    for k, (w, mean, std, n_k) in enumerate(component_stats(x.double(), mixture)):
+        w_true, s_true = mixture.weights[k], mixture.stds[k]
+        w_tol = SE_MULT * math.sqrt(w_true * (1 - w_true) / N)
+        assert abs(w - w_true) < w_tol, f"component {k}: weight {w:.4f}, expected {w_true} +- {w_tol:.4f}"
+        mu_true = torch.tensor(mixture.means[k], dtype=torch.float64)
+        m_tol = SE_MULT * s_true / math.sqrt(n_k) + mean_allow[k]
+        assert (mean - mu_true).abs().max().item() < m_tol, \
+            f"component {k}: mean {mean.tolist()}, expected {mu_true.tolist()} +- {m_tol:.4f}"
+        s_tol = SE_MULT * s_true / math.sqrt(2 * n_k * D) + std_allow[k]
+        assert abs(std - std_target[k]) < s_tol, \
+            f"component {k}: std {std:.4f}, expected {std_target[k]:.4f} +- {s_tol:.4f} (data: {s_true})"
+
+
+@pytest.mark.parametrize("variance", ["posterior", "beta"])
+def test_ddpm_1000_steps_reproduces_two_gaussians(linear_schedule, variance):
+    """DDPM, 1000 steps, TWO_GAUSSIANS (weights 0.3/0.7, stds 0.3/0.2), 20000 samples.
+
+    Discretisation: by the exact single-Gaussian recursion, 1000 DDPM steps shrink a lone component's std by
+    1.2% (posterior variance: 0.3 -> 0.2963, 0.2 -> 0.1963) and leave it within 0.3% (beta). That shrink is
+    allowed on top of 4 standard errors; the means are exact in the limit, so only sampling error is allowed.
+    """
+    mix = TWO_GAUSSIANS
+    model = GaussianMixtureEps(mix, linear_schedule)
+    x = ddpm_sample(model, linear_schedule, (20000, 2), variance=variance, generator=torch.Generator().manual_seed(2),
+                    progress=False)
+    allow = [abs(reference_output(linear_schedule, 0.0, s, sampler="ddpm", variance=variance)[1] - s) for s in mix.stds]
+    check_mixture(x, mix, mean_allow=[0.0, 0.0], std_target=list(mix.stds), std_allow=allow)
+
+
+# Broader components for the 50-step tests: DDIM's last jump (t = 20 -> 0 -> clean) returns nearly the
+# posterior mean E[x0 | x_20], which shrinks a component of std s by the factor s / sqrt(s^2 + 0.0063)
+# (8% at s = 0.2, 1.2% at s = 0.5): broad components keep that discretisation error small and honest.
+BROAD = GaussianMixture(weights=(0.3, 0.7), means=((-2.0, 1.0), (2.0, -1.0)), stds=(0.5, 0.4))
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_50_steps_reproduces_mixture(linear_schedule, eta):
+    """DDIM, 50 steps, eta 0 and 1, 20000 samples of BROAD.
+
+    Spreads: the target is the exact 50-step output spread of a lone component (the recursion above; e.g.
+    0.5 -> 0.472 at eta 0, 0.444 at eta 1), with a further 3% of s for the interaction of the two components
+    at high noise, which the lone-component recursion ignores (measured: up to 2.6%), plus 4 standard errors.
+    Means: 50 coarse steps pull each component mean towards the origin by up to 1.6% of |mu| (measured: 1.5%
+    at 50 steps, 0.6% at 200, none at 1000 steps), so 2.5% of |mu| is allowed on top of 4 standard errors.
+    """
+    model = GaussianMixtureEps(BROAD, linear_schedule)
+    x = ddim_sample(model, linear_schedule, (20000, 2), num_steps=50, eta=eta,
+                    generator=torch.Generator().manual_seed(3), progress=False)
+    target = [reference_output(linear_schedule, 0.0, s, sampler="ddim", num_steps=50, eta=eta)[1] for s in BROAD.stds]
+    mean_allow = [0.025 * max(abs(v) for v in mu) for mu in BROAD.means]
+    check_mixture(x, BROAD, mean_allow=mean_allow, std_target=target, std_allow=[0.03 * s for s in BROAD.stds])
+
+
+def test_ddim_1000_steps_eta0_is_exact_limit(linear_schedule):
+    """The deterministic sampler on the full grid: TWO_GAUSSIANS to within sampling error (recursion: < 0.8%)."""
+    mix = TWO_GAUSSIANS
+    model = GaussianMixtureEps(mix, linear_schedule)
+    x = ddim_sample(model, linear_schedule, (8000, 2), num_steps=1000, generator=torch.Generator().manual_seed(4),
+                    progress=False)
+    allow = [abs(reference_output(linear_schedule, 0.0, s, sampler="ddim", num_steps=1000)[1] - s) for s in mix.stds]
+    check_mixture(x, mix, mean_allow=[0.01, 0.01], std_target=list(mix.stds), std_allow=allow)
+
+
+# ------------------------------------------------------------------ step-level checks
+@pytest.mark.parametrize("variance", ["posterior", "beta"])
+def test_ddpm_noise_per_step_and_none_at_the_last_step(linear_schedule, variance):
+    """x_{t-1} - mean_theta(x_t) must be sigma_t z with the chosen sigma_t, and exactly 0 at the last step.
+
+    At t = 1..3 the two variances differ by a factor 0.45-0.75 (tilde beta_t / beta_t), so checking the
+    residual's std to 4 standard errors (8000 values: 3%) tells them apart.
+    """
+    s = linear_schedule
+    model = GaussianMixtureEps(TWO_GAUSSIANS, s)
+    x, traj = ddpm_sample(model, s, (4000, 2), variance=variance, generator=torch.Generator().manual_seed(5),
+                          progress=False, return_trajectory=True)
+    assert traj.shape == (1001, 4000, 2)
+    assert torch.equal(traj[-1], x)
+    sigma2 = s.posterior_variance if variance == "posterior" else s.betas
+    for t in (999, 500, 3, 2, 1, 0):
+        xt = traj[999 - t]                                                      # x at code step t
+        eps = model(xt, torch.full((4000,), t))
+        mean = s.sqrt_recip_alphas[t] * (xt - s.betas[t] / s.sqrt_one_minus_alpha_bar[t] * eps)
+        residual = traj[1000 - t] - mean
+        if t == 0:
+            assert residual.abs().max().item() < 1e-6, "no noise may be added at the last step"
+        else:
+            ratio = residual.std().item() / sigma2[t].sqrt().item()
+            assert abs(ratio - 1) < SE_MULT / math.sqrt(2 * residual.numel()), (t, ratio)
+
+
+def test_ddim_eta0_is_deterministic_and_eta1_is_not(linear_schedule):
+    model = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
+    x_T = torch.randn(256, 2)
+    a = ddim_sample(model, linear_schedule, (256, 2), x_T=x_T, num_steps=20, generator=torch.Generator().manual_seed(0),
+                    progress=False)
+    b = ddim_sample(model, linear_schedule, (256, 2), x_T=x_T.clone(), num_steps=20,
+                    generator=torch.Generator().manual_seed(99), progress=False)
+    assert torch.equal(a, b)
+    c = ddim_sample(model, linear_schedule, (256, 2), x_T=x_T, num_steps=20, eta=1.0,
+                    generator=torch.Generator().manual_seed(0), progress=False)
+    d = ddim_sample(model, linear_schedule, (256, 2), x_T=x_T, num_steps=20, eta=1.0,
+                    generator=torch.Generator().manual_seed(99), progress=False)
+    assert not torch.allclose(c, d)
+    _, traj = ddim_sample(model, linear_schedule, (256, 2), x_T=x_T, num_steps=20, progress=False,
+                          return_trajectory=True)
+    assert traj.shape == (21, 256, 2) and torch.equal(traj[0], x_T)
+
+
+def test_ddim_invert_then_sample_reconstructs(linear_schedule):
+    """Invert data points to latents and run DDIM (eta 0) back on the same grid: the input must come back.
+
+    Inversion reuses eps at the lower point of each step (as diffusers' DDIMInverseScheduler does), so it is a
+    first-order approximation: the error must shrink about in proportion to the step size. Measured on 500
+    TWO_GAUSSIANS points (whose exact eps changes fast near the sharp components): mean |error| 0.032 at 50
+    steps, 0.0080 at 200, 0.0016 at 1000; the few points near a boundary between components err most
+    (max 0.82 at 50 steps, 0.058 at 200). Bounds: the measured means times 2, and a ratio of at least 2.5
+    between 50 and 200 steps (first order predicts 4).
+    """
+    model = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
+    x0, _ = TWO_GAUSSIANS.sample(500, generator=torch.Generator().manual_seed(6))
+    mean_err = {}
+    for num_steps, bound in ((50, 0.065), (200, 0.016)):
+        latents = ddim_invert(model, linear_schedule, x0, num_steps=num_steps)
+        assert latents.std().item() == pytest.approx(1.0, abs=0.1)           # latents look like N(0, I)
+        recon = ddim_sample(model, linear_schedule, x0.shape, x_T=latents, num_steps=num_steps, progress=False)
+        err = (recon - x0).abs()
+        mean_err[num_steps] = err.mean().item()
+        assert mean_err[num_steps] < bound, (num_steps, mean_err[num_steps])
+        assert err.median().item() < bound
+    assert mean_err[200] < mean_err[50] / 2.5, mean_err
+    latents = ddim_invert(model, linear_schedule, x0, num_steps=200)
+    recon = ddim_sample(model, linear_schedule, x0.shape, x_T=latents, num_steps=200, progress=False)
+    assert (recon - x0).abs().max().item() < 0.12
+
+
+# ------------------------------------------------------------------ guidance
+def test_cfg_combine_identities():
+    u, c = torch.randn(4, 3), torch.randn(4, 3)
+    assert torch.allclose(cfg_combine(u, c, 1.0), c, atol=1e-6, rtol=0)   # u + (c - u): c up to rounding
+    assert torch.equal(cfg_combine(u, c, 0.0), u)
+    assert torch.allclose(cfg_combine(u, c, 3.0), u + 3 * (c - u))
+
+
+class _ToyConditional(nn.Module):
+    """A deterministic conditional 'noise predictor': a different affine map per class, the null class -1 too."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, 4))            # classes 0, 1, 2 and the null class
+        self.calls = 0
+
+    def forward(self, xt, t, y=None):
+        self.calls += 1
+        y = torch.full((xt.shape[0],), -1) if y is None else y
+        idx = torch.where(y < 0, torch.full_like(y, 3), y)
+        return self.scale[idx][:, None] * xt + 0.001 * t[:, None].float()
+
+
+def test_predict_eps_batched_cfg_equals_two_calls():
+    model = _ToyConditional()
+    xt, t, y = torch.randn(6, 3), torch.randint(0, 1000, (6,)), torch.tensor([0, 1, 2, 0, 1, -1])
+    for w in (0.0, 1.0, 2.5, 7.5):
+        model.calls = 0
+        got = predict_eps(model, xt, t, y=y, guidance_scale=w)
+        expected = cfg_combine(model(xt, t, None), model(xt, t, y), w)
+        assert torch.allclose(got, expected, atol=1e-6), w
+    assert torch.allclose(predict_eps(model, xt, t, y=y, guidance_scale=1.0), model(xt, t, y))
+    assert torch.allclose(predict_eps(model, xt, t), model(xt, t))
+    model.calls = 0
+    predict_eps(model, xt, t, y=y, guidance_scale=3.0)
+    assert model.calls == 1, "CFG must use one batched call"
+
+
+class _ToyClassifier(nn.Module):
+    """logits = [x_0, -x_0]: class 0 is likelier where the first coordinate is large."""
+
+    def forward(self, x, t):
+        return torch.stack([x[:, 0], -x[:, 0]], dim=1)
+
+
+def test_classifier_guidance_gradient_sign(linear_schedule):
+    clf = _ToyClassifier()
+    xt, t = torch.randn(8, 2), torch.full((8,), 500)
+    grad = classifier_grad(clf, xt, t, torch.zeros(8, dtype=torch.long))
+    assert (grad[:, 0] > 0).all() and (grad[:, 1] == 0).all()         # log p(y=0|x) grows with x_0
+    grad1 = classifier_grad(clf, xt, t, torch.ones(8, dtype=torch.long))
+    assert (grad1[:, 0] < 0).all()
+    # eps_hat = eps - s sqrt(1 - alpha_bar) grad: guiding towards class 0 lowers eps_0, so x0_pred moves to +x_0
+    zero_model = lambda x, t, y=None: torch.zeros_like(x)  # noqa: E731
+    y = torch.zeros(8, dtype=torch.long)
+    eps = predict_eps(zero_model, xt, t, y=y, classifier=clf, classifier_scale=2.0, schedule=linear_schedule)
+    expected = -2.0 * linear_schedule.sqrt_one_minus_alpha_bar[500] * grad
+    assert torch.allclose(eps, expected, atol=1e-6)
+    assert (eps[:, 0] < 0).all()
+    with pytest.raises(ValueError, match="classifier guidance needs the target classes y and the schedule"):
+        predict_eps(zero_model, xt, t, classifier=clf, classifier_scale=1.0)
+
+
+def test_conditional_sampling_with_analytic_model_picks_the_component(linear_schedule):
+    """GaussianMixtureEps conditioned on y = component k: DDIM samples land in component k."""
+    model = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
+    y = torch.tensor([0] * 100 + [1] * 100)
+    x = ddim_sample(model, linear_schedule, (200, 2), y=y, num_steps=50, progress=False)
+    comp = torch.cdist(x, torch.tensor(TWO_GAUSSIANS.means)).argmin(1)
+    assert torch.equal(comp, y)
+
+
+# ------------------------------------------------------------------ bad input
+class _NaNModel(nn.Module):
+    def __init__(self, bad_from: int):
+        super().__init__()
+        self.bad_from = bad_from
+
+    def forward(self, xt, t, y=None):
+        out = torch.zeros_like(xt)
+        return out + float("nan") if int(t.max()) <= self.bad_from else out
+
+
+def test_nan_from_model_names_the_timestep(linear_schedule):
+    with pytest.raises(FloatingPointError, match=r"NaN or inf at timestep t = 500"):
+        ddpm_sample(_NaNModel(500), linear_schedule, (2, 3), progress=False)
+    with pytest.raises(FloatingPointError, match=r"NaN or inf at timestep t = 480"):
+        ddim_sample(_NaNModel(490), linear_schedule, (2, 3), num_steps=50, progress=False)
+
+
+def test_wrong_eps_shape_is_reported(linear_schedule):
+    bad = lambda x, t, y=None: x[:, :1]  # noqa: E731
+    with pytest.raises(ValueError, match=r"returned shape \(2, 1\) for x_t of shape \(2, 3\)"):
+        ddim_sample(bad, linear_schedule, (2, 3), num_steps=5, progress=False, device="cpu")
+
+
+def test_invalid_sampler_options(linear_schedule):
+    model = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
+    with pytest.raises(ValueError, match=r"variance must be one of \('posterior', 'beta'\), got 'fixed_small'"):
+        ddpm_sample(model, linear_schedule, (2, 2), variance="fixed_small", progress=False)
+    with pytest.raises(ValueError, match="eta must be >= 0, got -0.5"):
+        ddim_sample(model, linear_schedule, (2, 2), eta=-0.5, progress=False)
+    with pytest.raises(ValueError, match=r"num_steps must be an integer in 1\.\.T"):
+        ddim_sample(model, linear_schedule, (2, 2), num_steps=0, progress=False)
+    with pytest.raises(ValueError, match=r"x_T has shape \(3, 2\) but shape=\(2, 2\)"):
+        ddim_sample(model, linear_schedule, (2, 2), x_T=torch.zeros(3, 2), progress=False)
+    with pytest.raises(ValueError, match=r"shape must be \(N, \.\.\.\)"):
+        ddim_sample(model, linear_schedule, (2,), progress=False)
+    with pytest.raises(ValueError, match=r"y must hold one class per sample, shape \(2,\)"):
+        ddim_sample(model, linear_schedule, (2, 2), y=torch.tensor([0, 1, 1]), progress=False)
+    with pytest.raises(ValueError, match="eta > 0 needs noise"):
+        ddim_step(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor(0.5), torch.tensor(0.9), eta=0.5)

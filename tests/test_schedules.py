@@ -1,0 +1,129 @@
+"""Noise schedules: known values and the identities of the math (DDPM Eq. 4, 7; Improved DDPM Eq. 17)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_utils.schedules import NoiseSchedule, diffusion_schedule
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_alpha_bar_strictly_decreasing_in_0_1(name):
+    schedule = getattr(NoiseSchedule, name)(T=1000)
+    alpha_bar = schedule.alpha_bar.double()
+    assert alpha_bar.shape == (1000,)
+    assert (alpha_bar > 0).all() and (alpha_bar <= 1).all()
+    assert (alpha_bar[1:] < alpha_bar[:-1]).all(), "alpha_bar must decrease strictly"
+    assert ((schedule.betas > 0) & (schedule.betas <= 0.999)).all()
+
+
+def test_linear_known_values(linear_schedule):
+    s = linear_schedule
+    assert s.T == 1000
+    assert s.betas[0].item() == pytest.approx(1e-4, rel=1e-6)
+    assert s.betas[-1].item() == pytest.approx(0.02, rel=1e-6)
+    # evenly spaced: constant first differences
+    diffs = s.betas.double().diff()
+    assert torch.allclose(diffs, torch.full_like(diffs, (0.02 - 1e-4) / 999), rtol=1e-3)
+    # alpha_bar is the running product of alphas (computed here in float64)
+    betas64 = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    assert torch.allclose(s.alpha_bar.double(), torch.cumprod(1 - betas64, 0), rtol=1e-5, atol=0)
+
+
+def test_cosine_alpha_bar_matches_hand_computation(cosine_schedule):
+    """alpha_bar[t] (code index t = paper step t+1) = f(t+1)/f(0), f(u) = cos^2((u/T + s)/(1 + s) pi/2)."""
+    T, s = 1000, 0.008
+
+    def f(u):
+        return math.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2
+
+    for t in (0, 1, 100, 500, 900, 990):
+        expected = f(t + 1) / f(0)
+        assert cosine_schedule.alpha_bar[t].item() == pytest.approx(expected, rel=1e-5), t
+
+
+def test_cosine_betas_clipped_at_0999(cosine_schedule):
+    # f(T) = cos^2(pi/2) = 0, so the unclipped last beta is 1: the clip must hold it at 0.999
+    assert cosine_schedule.betas.max().item() == pytest.approx(0.999, abs=1e-7)
+    assert cosine_schedule.betas[-1].item() == pytest.approx(0.999, abs=1e-7)
+    assert (cosine_schedule.betas[:-1] < 0.999).all()
+    custom = NoiseSchedule.cosine(T=50, max_beta=0.5)
+    assert custom.betas.max().item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_derived_quantities(name):
+    s = getattr(NoiseSchedule, name)(T=200)
+    assert s.alpha_bar_prev[0].item() == 1.0
+    assert torch.equal(s.alpha_bar_prev[1:], s.alpha_bar[:-1])
+    assert torch.allclose(s.alphas, 1 - s.betas)
+    assert torch.allclose(s.sqrt_alpha_bar ** 2 + s.sqrt_one_minus_alpha_bar ** 2, torch.ones(200), atol=1e-6)
+    assert s.posterior_variance[0].item() == 0.0              # no noise left to remove at the first step
+    assert (s.posterior_variance[1:] > 0).all()
+    assert (s.posterior_variance <= s.betas + 1e-7).all()      # tilde beta_t <= beta_t
+    snr = s.log_snr()
+    assert (snr[1:] < snr[:-1]).all()
+
+
+def test_from_betas_rejects_bad_betas():
+    with pytest.raises(ValueError, match=r"1-D tensor of length T"):
+        NoiseSchedule.from_betas(torch.ones(3, 2) * 0.1)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        NoiseSchedule.from_betas(torch.tensor([0.1, 0.0, 0.2]))
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        NoiseSchedule.from_betas(torch.tensor([0.1, float("nan")]))
+    with pytest.raises(ValueError, match="T must be a positive integer"):
+        NoiseSchedule.linear(T=0)
+    with pytest.raises(ValueError, match="beta_start <= beta_end"):
+        NoiseSchedule.linear(beta_start=0.02, beta_end=1e-4)
+
+
+def test_check_t_and_gather_errors(linear_schedule):
+    s = linear_schedule
+    with pytest.raises(TypeError, match="integer tensor"):
+        s.check_t(torch.tensor([0.5, 1.0]))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        s.check_t([1, 2])
+    with pytest.raises(ValueError, match=r"t must lie in 0\.\.999 \(T = 1000\), got values from 0 to 1000"):
+        s.check_t(torch.tensor([0, 1000]))
+    with pytest.raises(ValueError, match=r"got values from -1"):
+        s.check_t(torch.tensor([-1, 3]))
+    with pytest.raises(ValueError, match=r"t must have shape \(3,\)"):
+        s.check_t(torch.tensor([1, 2]), batch_size=3)
+    # a schedule tensor of the wrong length (from another schedule, say)
+    with pytest.raises(ValueError, match="length 500 does not match T = 1000"):
+        s.gather(NoiseSchedule.linear(T=500).alpha_bar, torch.tensor([1, 2]), ndim=4)
+    out = s.gather(s.alpha_bar, torch.tensor([0, 999]), ndim=4)
+    assert out.shape == (2, 1, 1, 1)
+    assert out.flatten().tolist() == [s.alpha_bar[0].item(), s.alpha_bar[999].item()]
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 4), (2, 1, 1, 1), ()])
+def test_diffusion_schedule_any_shape_unit_norm(shape):
+    t = torch.rand(shape)
+    noise, signal = diffusion_schedule(t)
+    assert noise.shape == shape and signal.shape == shape
+    assert torch.allclose(noise ** 2 + signal ** 2, torch.ones(shape), atol=1e-6)
+
+
+def test_diffusion_schedule_endpoints_and_linear_angle():
+    t = torch.linspace(0, 1, 101, dtype=torch.float64)
+    noise, signal = diffusion_schedule(t)
+    assert signal[0].item() == pytest.approx(0.95, abs=1e-9)
+    assert signal[-1].item() == pytest.approx(0.02, abs=1e-9)
+    angle = torch.atan2(noise, signal)
+    expected = math.acos(0.95) + t * (math.acos(0.02) - math.acos(0.95))
+    assert torch.allclose(angle, expected, atol=1e-9)            # theta linear in t
+    assert (signal[1:] < signal[:-1]).all()
+    n2, s2 = diffusion_schedule(torch.tensor([0.0, 1.0]), min_signal_rate=0.1, max_signal_rate=0.9)
+    assert s2.tolist() == pytest.approx([0.9, 0.1], abs=1e-6)
+    with pytest.raises(ValueError, match="min_signal_rate < max_signal_rate"):
+        diffusion_schedule(t, min_signal_rate=0.9, max_signal_rate=0.1)
+
+
+def test_schedule_to_device_keeps_values(linear_schedule):
+    moved = linear_schedule.to("cpu")
+    assert moved.device.type == "cpu"
+    assert torch.equal(moved.alpha_bar, linear_schedule.alpha_bar)
