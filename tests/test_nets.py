@@ -1,0 +1,99 @@
+"""Noise predictors: shapes at every resolution the course uses, conditioning, gradient flow, parameter counts."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils.nets import MLPDenoiser, NoisyClassifier, UNet, count_parameters, sinusoidal_embedding
+
+# (image size, channel_mults, attention_levels): 28 -> 14 -> 7 (MNIST), 32 -> 16 -> 8 -> 4, 16 -> 8 -> 4, 8 -> 4
+CASES = [(28, (1, 2, 2), (2,)), (32, (1, 2, 2, 2), (2,)), (16, (1, 2, 2), (2,)), (8, (1, 2), (1,))]
+
+
+@pytest.mark.parametrize("size,mults,attn", CASES)
+def test_unet_output_shape(size, mults, attn):
+    model = UNet(in_channels=1, base_channels=16, channel_mults=mults, attention_levels=attn)
+    x, t = torch.randn(2, 1, size, size), torch.tensor([0, 999])
+    out = model(x, t)
+    assert out.shape == x.shape and out.dtype == torch.float32
+    print(f"UNet {size}x{size} mults {mults}: {count_parameters(model):,} parameters")
+
+
+def test_unet_rgb_and_odd_size():
+    model = UNet(in_channels=3, base_channels=16, channel_mults=(1, 2), attention_levels=())
+    x = torch.randn(2, 3, 10, 10)
+    assert model(x, torch.tensor([1, 2])).shape == x.shape
+
+
+def test_unet_conditional_null_class():
+    torch.manual_seed(0)
+    model = UNet(base_channels=16, channel_mults=(1, 2), attention_levels=(1,), num_classes=10).eval()
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([5, 50, 500])
+    out_none = model(x, t, None)
+    out_null = model(x, t, torch.tensor([-1, -1, -1]))
+    assert torch.equal(out_none, out_null)
+    out_cls = model(x, t, torch.tensor([0, 3, 9]))
+    assert not torch.allclose(out_cls, out_none)
+    mixed = model(x, t, torch.tensor([0, -1, 9]))                    # per-example: -1 rows are unconditional
+    assert torch.allclose(mixed[1], out_none[1], atol=1e-6) and torch.allclose(mixed[0], out_cls[0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"class labels must lie in 0\.\.9 \(or -1 for none\)"):
+        model(x, t, torch.tensor([0, 10, 1]))
+    with pytest.raises(ValueError, match=r"y must have shape \(3,\)"):
+        model(x, t, torch.tensor([0, 1]))
+
+
+def test_unet_gradient_flows_to_every_parameter():
+    model = UNet(base_channels=16, channel_mults=(1, 2), attention_levels=(1,), num_classes=3)
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([3, 700]), torch.tensor([0, 2])
+    model(x, t, y).pow(2).mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    # the null-class row of the embedding gets no gradient when no -1 labels are present; everything else must
+    missing = [n for n in missing if n != "class_embed.weight"]
+    assert not missing, missing
+    zero = [n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() == 0]
+    assert not zero, f"parameters with an all-zero gradient: {zero}"
+
+
+def test_unet_bad_input_messages():
+    model = UNet(base_channels=16, channel_mults=(1, 2), attention_levels=())
+    with pytest.raises(ValueError, match=r"expected images of shape \(B, 1, H, W\), got \(2, 3, 8, 8\)"):
+        model(torch.randn(2, 3, 8, 8), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"t must have shape \(2,\), one timestep per image, got \(3,\)"):
+        model(torch.randn(2, 1, 8, 8), torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="unconditional .* but class labels y were given"):
+        model(torch.randn(2, 1, 8, 8), torch.tensor([1, 2]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"attention_levels \[3\] out of range: levels are 0\.\.1"):
+        UNet(channel_mults=(1, 2), attention_levels=(3,))
+
+
+def test_mlp_denoiser_shapes_and_conditioning():
+    model = MLPDenoiser(data_dim=2, hidden_dim=32, num_classes=4)
+    x, t = torch.randn(5, 2), torch.randint(0, 1000, (5,))
+    assert model(x, t).shape == (5, 2)
+    assert torch.equal(model(x, t), model(x, t, torch.full((5,), -1)))
+    assert model(x, t, torch.tensor([0, 1, 2, 3, -1])).shape == (5, 2)
+    assert MLPDenoiser(data_dim=3)(torch.randn(4, 3), torch.zeros(4, dtype=torch.long)).shape == (4, 3)
+    with pytest.raises(ValueError, match=r"expected points of shape \(B, 2\), got \(5, 3\)"):
+        model(torch.randn(5, 3), t)
+    with pytest.raises(ValueError, match=r"t must have shape \(5,\)"):
+        model(x, t[:3])
+    print(f"MLPDenoiser(hidden 32): {count_parameters(model):,} parameters")
+
+
+def test_noisy_classifier_and_embedding():
+    clf = NoisyClassifier(base_channels=16)
+    x = torch.randn(3, 1, 16, 16)
+    assert clf(x, torch.tensor([1, 2, 3])).shape == (3, 10)
+    with pytest.raises(ValueError, match="conditioned on the timestep"):
+        clf(x)
+    assert NoisyClassifier(base_channels=16, time_conditioned=False)(x).shape == (3, 10)
+    emb = sinusoidal_embedding(torch.tensor([0, 1, 500]), 33)
+    assert emb.shape == (3, 33)
+    assert torch.equal(emb[0, :16], torch.zeros(16)) and torch.equal(emb[0, 16:32], torch.ones(16))  # sin 0, cos 0
+
+
+def test_parameter_counts_are_stable():
+    """Printed for the docs; the default course UNet (base 32) has ~1.3 M parameters (NOTES.md)."""
+    n = count_parameters(UNet(base_channels=32, channel_mults=(1, 2, 2), attention_levels=(2,)))
+    print(f"UNet base 32, mults (1, 2, 2): {n:,} parameters")
+    assert 0.5e6 < n < 3e6

@@ -1,0 +1,98 @@
+"""Packaging: pyproject.toml and environment.yml list the same packages; README and CI use `make test`."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_TO_PIP = {"pytorch": "torch"}          # conda's package names that differ from PyPI's
+
+
+def _name(requirement: str) -> str:
+    """'scikit-learn>=1.3' -> 'scikit-learn' (lower case, '_' -> '-')."""
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _conda_dependencies(text: str) -> set[str]:
+    """The top-level conda packages of environment.yml (not python, pip, or the pip: sub-list)."""
+    names, in_deps = set(), False
+    for line in text.splitlines():
+        if re.match(r"^dependencies:\s*$", line):
+            in_deps = True
+            continue
+        if in_deps and re.match(r"^\S", line):          # the next top-level key ends the list
+            break
+        m = re.match(r"^  - ([A-Za-z0-9_.\-]+[^#]*?)\s*(#.*)?$", line)   # exactly two spaces: top-level items only
+        if in_deps and m and not m.group(1).endswith(":"):
+            names.add(_name(m.group(1)))
+    return {CONDA_TO_PIP.get(n, n) for n in names} - {"python", "pip"}
+
+
+def test_pyproject_and_environment_yml_agree():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_names = {_name(r) for r in project["dependencies"]}
+    conda_names = _conda_dependencies((ROOT / "environment.yml").read_text())
+    assert conda_names, "no dependencies parsed from environment.yml"
+    assert pip_names == conda_names, (f"only in pyproject.toml: {sorted(pip_names - conda_names)}; "
+                                      f"only in environment.yml: {sorted(conda_names - pip_names)}")
+    assert "-e ." in (ROOT / "environment.yml").read_text(), "environment.yml must install the course package"
+
+
+def test_dev_extra_has_the_test_tools():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dev = {_name(r) for r in project["optional-dependencies"]["dev"]}
+    assert {"pytest", "diffusers"} <= dev, dev
+
+
+def test_readme_quick_start_has_the_two_commands():
+    readme = ROOT / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not written yet")
+    text = readme.read_text()
+    start = text.find("## Quick start")
+    assert start >= 0, "README.md needs a '## Quick start' section"
+    section = text[start:text.find("\n## ", start + 3)]
+    assert re.search(r"^make lab\b", section, re.M) and re.search(r"^make test\b", section, re.M), section
+
+
+def test_ci_runs_make_test():
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert any(re.match(r"^make test\b", c) for c in commands), "the CI script must call `make test`"
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test:", makefile, re.M)
+    assert "--nbval-sanitize-with tests/nbval_sanitize.cfg" in makefile
+    assert (ROOT / "tests" / "nbval_sanitize.cfg").exists()
+
+
+def test_sanitize_cfg_masks_volatile_output():
+    """Each rule of nbval's sanitize file must mask what it claims to, parsed and applied as nbval does."""
+    from nbval.plugin import get_sanitize_patterns
+
+    rules = get_sanitize_patterns((ROOT / "tests" / "nbval_sanitize.cfg").read_text())
+    assert len(rules) == 6, rules
+
+    def sanitize(text):
+        for regex, replace in rules:
+            text = re.sub(regex, replace, text)
+        return text
+
+    pairs = [
+        ("<Figure at 0x7f3a2b1c9d50>", "<Figure at 0x7f00aa11bb22>"),
+        ("trained in 12.3 s", "trained in 4 s"),
+        ("took 0.52s", "took 17.0s"),
+        ("DDPM: 100%|##########| 1000/1000 [00:05<00:00, 180.12it/s]",
+         "DDPM: 100%|##########| 1000/1000 [00:07<00:00, 140.50it/s]"),
+        ("  1.54s/it", "  12.10s/it"),
+        ("run of 2026-11-22 07:52:52", "run of 2025-01-03 11:02:07"),
+        ("elapsed 00:01:23", "elapsed 00:12:09"),
+    ]
+    for a, b in pairs:
+        assert sanitize(a) == sanitize(b), (a, b, sanitize(a), sanitize(b))
+    # ...but numbers that matter are left alone
+    assert sanitize("1,234,567 parameters") == "1,234,567 parameters"
+    assert sanitize("alpha_bar[999] = 4.04e-05") == "alpha_bar[999] = 4.04e-05"
+    assert sanitize("shape (64, 1, 28, 28)") == "shape (64, 1, 28, 28)"

@@ -1,0 +1,157 @@
+"""Training: the loss goes down, the EMA warm-up, atomic checkpoints, and exact resumption."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import training
+from course_utils.data import load_images, make_toy
+from course_utils.nets import MLPDenoiser, UNet
+from course_utils.schedules import NoiseSchedule
+from course_utils.training import EMA, TrainConfig, load_checkpoint, save_checkpoint, train
+
+
+def test_loss_goes_down_on_toy_data():
+    x, _ = make_toy("gaussian_mixture", 2000, seed=0)
+    torch.manual_seed(0)
+    model = MLPDenoiser(hidden_dim=64)
+    state = train(model, NoiseSchedule.linear(), x, TrainConfig(steps=300, batch_size=128, lr=2e-3, log_every=30),
+                  progress=False)
+    losses = [loss for _, loss in state.history]
+    assert len(losses) == 10 and state.step == 300
+    # an untrained net predicts eps with an MSE near 1; the optimum for this data is far lower
+    assert losses[0] > 0.6, losses
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert not model.training, "train() returns the model in eval mode"
+
+
+def test_ema_warmup_formula():
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.999)
+    expected = 0.0
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for step in range(5):
+        d = min(0.999, (1 + step) / (10 + step))                   # 0.1, 0.1818, 0.25, ... (warm-up)
+        expected = d * expected + (1 - d) * 1.0
+        ema.update(model, step)
+        assert ema.model.weight.item() == pytest.approx(expected, rel=1e-6)
+    assert ema.model.weight.item() == pytest.approx(1 - (1 / 10) * (2 / 11) * (3 / 12) * (4 / 13) * (5 / 14), rel=1e-6)
+    # late in training the cap applies
+    ema.update(model, 100000)
+    assert not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match=r"mixed_precision must be one of \('none', 'bf16', 'fp16', 'auto'\), got 'fp8'"):
+        TrainConfig(mixed_precision="fp8")
+    with pytest.raises(ValueError, match=r"ema_decay must lie in \[0, 1\)"):
+        TrainConfig(ema_decay=1.0)
+    with pytest.raises(ValueError, match="fp16 mixed precision needs CUDA"):
+        training.autocast_dtype("fp16", torch.device("cpu"))
+    assert training.autocast_dtype("auto", torch.device("cpu")) == torch.bfloat16
+
+
+def test_nan_loss_is_reported():
+    x, _ = make_toy("moons", 64)
+    bad_loss = lambda m, xb, yb, g: m(xb, torch.zeros(xb.shape[0], dtype=torch.long)).sum() * float("nan")  # noqa: E731
+    with pytest.raises(FloatingPointError, match=r"the loss became nan at step 0; lower lr"):
+        train(MLPDenoiser(hidden_dim=8), NoiseSchedule.linear(T=10), x, TrainConfig(steps=3, batch_size=8),
+              loss_fn=bad_loss, progress=False)
+
+
+def _make(kind: str):
+    if kind == "mlp":
+        return MLPDenoiser(hidden_dim=16, num_classes=2)
+    return UNet(base_channels=8, channel_mults=(1, 2), attention_levels=(1,), dropout=0.3, num_classes=10)
+
+
+def _data(kind: str):
+    if kind == "mlp":
+        return make_toy("moons", 256, seed=1)
+    return load_images("digits", limit=64)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "unet-dropout"])
+def test_resume_is_exact(tmp_path, kind):
+    """N steps straight == N/2 steps, a checkpoint, a fresh process-like restart, N/2 more (bit for bit).
+
+    The UNet has dropout > 0, so the global torch RNG (saved in the checkpoint) matters too; label dropout
+    uses the training generator. log_every divides N/2, so the loss history lines up as well.
+    """
+    x, y = _data(kind)
+    schedule = NoiseSchedule.linear(T=100)
+    N = 8
+    config = TrainConfig(steps=N, batch_size=16, lr=1e-3, log_every=2, ema_decay=0.9, label_dropout=0.2)
+
+    torch.manual_seed(0)
+    straight = train(_make(kind), schedule, x, config, y=y, progress=False)
+
+    torch.manual_seed(0)
+    path = tmp_path / "run.pt"
+    half = TrainConfig(**{**config.__dict__, "steps": N // 2})
+    first = train(_make(kind), schedule, x, half, y=y, checkpoint_path=path, progress=False)
+    assert first.step == N // 2 and path.exists()
+    torch.manual_seed(12345)                                 # a new process: different global RNG, different init
+    resumed = train(_make(kind), schedule, x, config, y=y, checkpoint_path=path, progress=False)
+    assert resumed.step == N
+
+    for a, b in ((straight.model, resumed.model), (straight.ema_model, resumed.ema_model)):
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(p, q), name
+    opt_a, opt_b = straight.optimizer.state_dict(), resumed.optimizer.state_dict()
+    for key, state in opt_a["state"].items():
+        for field, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][key][field])), (key, field)
+    assert [s for s, _ in straight.history] == [s for s, _ in resumed.history] == [2, 4, 6, 8]
+    assert [v for _, v in straight.history] == [v for _, v in resumed.history]
+    # the saved checkpoint (written at the end) holds the same as the live objects
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    assert payload["step"] == N and payload["model_config"] == resumed.model.config
+
+
+def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
+    model = MLPDenoiser(hidden_dim=8)
+    ema = EMA(model, 0.9)
+    opt = torch.optim.AdamW(model.parameters())
+    path = tmp_path / "sub" / "ckpt.pt"
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(training.os, "replace", lambda src, dst: (replaced.append((src, dst)), real_replace(src, dst)))
+    kwargs = dict(ema=ema, optimizer=opt, config=TrainConfig(), step=3, history=[(1, 0.5)], seconds=1.0, rng={})
+    save_checkpoint(path, model, **kwargs)
+    assert len(replaced) == 1 and Path(replaced[0][1]) == path
+    assert Path(replaced[0][0]).parent == path.parent, "the temporary file must sit beside the target (same filesystem)"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt"], "no temporary file may be left"
+    good = path.read_bytes()
+
+    # a crash in the middle of writing: the old checkpoint stays intact, no partial file is left behind
+    def crash(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(training.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, **kwargs)
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt"]
+
+
+def test_load_checkpoint_errors(tmp_path):
+    model = MLPDenoiser(hidden_dim=8)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="cannot read checkpoint .*bad.pt"):
+        load_checkpoint(bad, model)
+    path = tmp_path / "ok.pt"
+    save_checkpoint(path, model, ema=EMA(model, 0.9), optimizer=torch.optim.AdamW(model.parameters()),
+                    config=TrainConfig(lr=1e-3), step=1, history=[], seconds=0.0, rng={})
+    with pytest.raises(ValueError, match=r"another config; differences \(saved, now\): \{'lr': \(0.001, 0.0002\)\}"):
+        load_checkpoint(path, model, config=TrainConfig(lr=2e-4))
+    load_checkpoint(path, model, config=TrainConfig(lr=1e-3, steps=5))       # steps may differ (a longer run)
