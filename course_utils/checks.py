@@ -118,11 +118,30 @@ def run_check(name: str, obj: Any, *, hidden: bool = False) -> CheckResult:
     return verdict(name, harvest(name, obj, hidden=hidden), hidden=hidden)
 
 
-def report(name: str, obj: Any) -> bool:
-    """Print the one-line result of the visible check ``name`` on ``obj``; return whether it passed."""
+class Outcome:
+    """What a visible check returns: truthy when it passed. It displays nothing as a cell's last expression
+    (the printed line is the feedback), so a check cell shows one line, not an extra "True"/"False"."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: CheckResult):
+        self.result = result
+
+    def __bool__(self) -> bool:
+        return self.result.passed
+
+    def __repr__(self) -> str:
+        return f"Outcome(passed={self.result.passed})"
+
+    def _ipython_display_(self) -> None:  # IPython: display nothing
+        return None
+
+
+def report(name: str, obj: Any) -> Outcome:
+    """Print the one-line result of the visible check ``name`` on ``obj``; return whether it passed (truthy)."""
     result = run_check(name, obj)
     print(result.message)
-    return result.passed
+    return Outcome(result)
 
 
 def ready(name: str, obj: Any, what: str = "this cell") -> bool:
@@ -1327,15 +1346,15 @@ MISTAKES["reverse_diffusion"] = [
 
 
 # ================================================================== the visible checks, one per TODO
-def _make_visible(name: str) -> Callable[[Any], bool]:
-    def check(obj) -> bool:
+def _make_visible(name: str) -> Callable[[Any], Outcome]:
+    def check(obj) -> Outcome:
         return report(name, obj)
     check.__name__ = f"check_{name}"
     check.__doc__ = f"Visible check for ``{CHECKS[name].target}``: prints one line, returns whether it passed."
     return check
 
 
-def check_diffusion_schedule(diffusion_schedule) -> bool:
+def check_diffusion_schedule(diffusion_schedule) -> Outcome:
     """Visible check for the lab's ``diffusion_schedule``: prints one line, returns whether it passed."""
     return report("diffusion_schedule", diffusion_schedule)
 
