@@ -37,6 +37,18 @@ def skip_or_fail(message: str):
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def require():
+    """The function ``require_module(name, why)`` as a fixture (test files need not import conftest)."""
+    return require_module
+
+
+@pytest.fixture(scope="session")
+def missing():
+    """The function ``skip_or_fail(message)`` as a fixture."""
+    return skip_or_fail
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     """Every test starts from the same global RNG state (tests must not depend on their order)."""

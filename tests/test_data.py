@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import skip_or_fail
 from course_utils import data
 from course_utils.data import TOY_NAMES, DatasetNotFoundError, load_images, load_images_or_digits, make_toy
 
@@ -43,11 +42,11 @@ def test_digits_range_shapes_resize():
         load_images("svhn")
 
 
-def test_mnist_from_course_data_dir():
+def test_mnist_from_course_data_dir(missing):
     """CI points COURSE_DATA_DIR at ../shared/data: there a missing MNIST fails; elsewhere it skips."""
     root = os.environ.get("COURSE_DATA_DIR")
     if not root or not (Path(root) / "MNIST" / "raw").is_dir():
-        skip_or_fail(f"MNIST not found under COURSE_DATA_DIR={root!r} (expected MNIST/raw/*-idx*-ubyte)")
+        missing(f"MNIST not found under COURSE_DATA_DIR={root!r} (expected MNIST/raw/*-idx*-ubyte)")
     x, y = load_images("mnist", split="test", limit=100, download=False)
     assert x.shape == (100, 1, 28, 28) and y.shape == (100,)
     assert x.min().item() == -1.0 and x.max().item() == 1.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import require_module
 from course_utils.analytic import GaussianMixtureEps
 from course_utils.data import TWO_GAUSSIANS
 from course_utils.samplers import ddim_sample, ddim_step, ddpm_sample
@@ -20,8 +19,8 @@ from course_utils.schedules import NoiseSchedule
 
 
 @pytest.fixture(scope="module")
-def diffusers():
-    return require_module("diffusers", "the reference implementation, in the dev extra")
+def diffusers(require):
+    return require("diffusers", "the reference implementation, in the dev extra")
 
 
 def _ddpm(diffusers, **kw):
