@@ -1,0 +1,254 @@
+"""The grader (course_utils.grade) on a class of synthetic submissions (tests/grading_corpus.py).
+
+One grading run over the whole corpus is shared by the tests of this module (2 workers, short time limits),
+so the module takes a couple of minutes of CPU; the unit tests at the end need no kernel.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_utils import grade, sandbox
+
+import grading_corpus as corpus
+
+pytestmark = pytest.mark.slow
+
+LANDLOCK = sandbox.landlock_abi() > 0
+ARGS = ["--workers", "2", "--cell-timeout", "20", "--timeout", "400", "--memory-mb", "2048",
+        "--max-notebook-mb", "4", "--quiet"]
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _grade(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "course_utils.grade", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=900)
+
+
+def _rows(out: Path) -> dict[str, dict[str, dict]]:
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    table: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        table.setdefault(row["student"], {})[row["grade_id"]] = row
+    return table
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    if not corpus.SOLUTION.exists():
+        pytest.fail(f"{corpus.SOLUTION} is missing: the grader's corpus is built from it")
+    root = tmp_path_factory.mktemp("grading")
+    subs, out, gtmp = root / "submissions", root / "out", root / "tmp"
+    gtmp.mkdir()
+    expected = corpus.build_corpus(subs, corpus.SOLUTION, source_dir=corpus.SOLUTION.parent)
+    before_subs, before_solutions = _hashes(subs), _hashes(corpus.SOLUTION.parent)
+    env = {**os.environ, "TMPDIR": str(gtmp), "COURSE_GRADE_SECRET": "s3cret"}
+    start = time.monotonic()
+    proc = _grade(corpus.SOLUTION, subs, "--out", out, *ARGS, env=env)
+    seconds = time.monotonic() - start
+    print(f"grading {len(expected)} submissions took {seconds:.0f} s")
+    return dict(root=root, subs=subs, out=out, tmp=gtmp, env=env, expected=expected, proc=proc, seconds=seconds,
+                before_subs=before_subs, before_solutions=before_solutions)
+
+
+def test_the_run_completes(graded):
+    proc = graded["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (graded["out"] / "grades.csv").exists()
+    assert f"{len(graded['expected'])} graded" in proc.stdout
+
+
+def test_every_submission_gets_its_expected_points_and_message(graded):
+    table = _rows(graded["out"])
+    problems = []
+    for student, expect in graded["expected"].items():
+        if student == "file_attack":
+            continue        # test_file_attacks_fail
+        rows = table.get(student)
+        if rows is None:
+            problems.append(f"{student}: no rows")
+            continue
+        assert set(rows) == set(expect) | {"TOTAL"}, student
+        for gid, (points, status, needle) in expect.items():
+            row = rows[gid]
+            if float(row["points"]) != points:
+                problems.append(f"{student}/{gid}: {row['points']} points, expected {points} ({row['message']})")
+            if status is not None and row["status"] != status:
+                problems.append(f"{student}/{gid}: status {row['status']}, expected {status} ({row['message']})")
+            if needle and needle.lower() not in row["message"].lower():
+                problems.append(f"{student}/{gid}: message {row['message']!r} lacks {needle!r}")
+        total = rows["TOTAL"]
+        assert float(total["points"]) == sum(p for p, _, _ in expect.values()), student
+        assert float(total["max_points"]) == sum(float(rows[g]["max_points"]) for g in expect), student
+    assert not problems, "\n".join(problems)
+
+
+def test_max_points_come_from_the_source(graded):
+    points = {gid: float(p) for gid, _, _, p in corpus.graded_checks(
+        __import__("nbformat").read(corpus.SOLUTION, as_version=4))}
+    for student, rows in _rows(graded["out"]).items():
+        for gid, p in points.items():
+            assert float(rows[gid]["max_points"]) == p, (student, gid)   # edited_tests claimed 100
+
+
+def test_file_attacks_fail(graded):
+    if not LANDLOCK:
+        pytest.skip("Landlock is unavailable on this Linux kernel: absolute paths are readable and writable "
+                    "by students' code (docs/grading.md, limits)")
+    rows = _rows(graded["out"])["file_attack"]
+    assert all(r["status"] == "pass" for g, r in rows.items() if g != "TOTAL"), rows
+    hacked = [p for p in (corpus.SOLUTION.parent / "HACKED.txt", Path.home() / "HACKED.txt",
+                          graded["subs"] / "correct" / "HACKED.txt") if p.exists()]
+    assert not hacked
+
+
+def test_submissions_and_solutions_are_unchanged(graded):
+    assert _hashes(graded["subs"]) == graded["before_subs"]
+    assert _hashes(corpus.SOLUTION.parent) == graded["before_solutions"]
+
+
+def test_no_process_and_no_temporary_folder_is_left(graded):
+    psutil = pytest.importorskip("psutil")
+    left = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if "4242" in cmd or corpus.LOOP_MARK in cmd or proc.environ().get("COURSE_GRADE_JOB"):
+                left.append((proc.pid, cmd))
+        except (psutil.Error, OSError):
+            continue
+    assert not left
+    assert list(graded["tmp"].iterdir()) == []
+
+
+def test_feedback_per_student(graded):
+    fb = graded["out"] / "feedback"
+    for student, expect in graded["expected"].items():
+        text = (fb / f"{student}.md").read_text()
+        assert f"# Feedback for {student}" in text
+        for gid, (_, _, needle) in expect.items():
+            assert f"**{gid}**" in text
+            if needle and student.startswith("wrong_"):
+                assert needle in text
+    assert "not passed" in (fb / "untouched.md").read_text()
+
+
+def test_results_are_small_and_the_environment_is_scrubbed(graded):
+    for f in (graded["out"] / "results").rglob("*.json"):
+        assert f.stat().st_size < 50_000, f      # the 3 MB output of huge_output is not stored
+    assert "s3cret" not in (graded["out"] / "grades.csv").read_text()
+
+
+def test_rerun_skips_what_was_graded(graded):
+    out, subs = graded["out"], graded["subs"]
+    csv_before = (out / "grades.csv").read_text()
+    proc = _grade(corpus.SOLUTION, subs, "--out", out, *ARGS, env=graded["env"])
+    assert proc.returncode == 0 and "0 graded" in proc.stdout, proc.stdout + proc.stderr
+    assert (out / "grades.csv").read_text() == csv_before
+    # an interrupted run: one result missing, one left half-written
+    (out / "results" / "01_schedules" / "empty.json").unlink()
+    (out / "results" / "01_schedules" / "not_json.json").write_text('{"student": "not_js')
+    proc = _grade(corpus.SOLUTION, subs, "--out", out, *ARGS, env=graded["env"])
+    assert proc.returncode == 0 and "2 graded" in proc.stdout, proc.stdout + proc.stderr
+    assert (out / "grades.csv").read_text() == csv_before
+    proc = _grade(corpus.SOLUTION, subs / "not_json", "--out", out, "--force", *ARGS, env=graded["env"])
+    assert proc.returncode == 0 and "1 graded" in proc.stdout
+
+
+# ------------------------------------------------------------------ a manually graded summary
+def test_manual_answer_is_quoted_for_the_instructor(tmp_path):
+    from course_utils import exercises
+    import nbformat
+    source = corpus.fixture_solution(tmp_path / "lab" / "lab_fixture.ipynb")
+    nb = nbformat.read(source, as_version=4)
+    nb.cells[-1].source = "My summary: the *angle* is linear in t.\nSecond line."
+    (tmp_path / "subs" / "eve").mkdir(parents=True)
+    nbformat.write(nb, tmp_path / "subs" / "eve" / "lab_fixture.ipynb")
+    nbformat.write(exercises.student_notebook(nbformat.read(source, as_version=4), "x"), tmp_path / "subs" / "tom.ipynb")
+    proc = _grade(source, tmp_path / "subs", "--out", tmp_path / "out", *ARGS)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _rows(tmp_path / "out")
+    assert rows["eve"]["test_diffusion_schedule"]["points"] == "3"
+    assert rows["eve"]["summary"]["status"] == "manual" and rows["eve"]["summary"]["points"] == ""
+    assert rows["eve"]["TOTAL"]["points"] == "3" and rows["eve"]["TOTAL"]["max_points"] == "5"
+    assert "2 points to grade by hand" in rows["eve"]["TOTAL"]["message"]
+    text = (tmp_path / "out" / "feedback" / "eve.md").read_text()
+    assert "> My summary: the *angle* is linear in t.\n> Second line." in text
+    assert rows["tom"]["summary"]["status"] == "not_implemented" and rows["tom"]["summary"]["points"] == "0"
+    assert rows["tom"]["test_diffusion_schedule"]["status"] == "not_implemented"
+
+
+# ------------------------------------------------------------------ no kernel needed
+def test_bad_arguments_exit_non_zero(tmp_path, capsys):
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("not json")
+    sub = tmp_path / "alice.ipynb"
+    sub.write_text("{}")
+    assert grade.main([str(tmp_path / "missing.ipynb"), str(sub), "--out", str(tmp_path / "o")]) == 2
+    assert grade.main([str(bad), str(sub), "--out", str(tmp_path / "o")]) == 2
+    assert "cannot read SOURCE" in capsys.readouterr().err
+    plain = tmp_path / "plain.ipynb"
+    import nbformat
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), plain)
+    assert grade.main([str(plain), str(sub), "--out", str(tmp_path / "o")]) == 2
+    assert "no graded cells" in capsys.readouterr().err
+    assert grade.main([str(corpus.SOLUTION), str(tmp_path / "nobody"), "--out", str(tmp_path / "o")]) == 2
+    with pytest.raises(SystemExit) as exc:
+        grade.main([str(corpus.SOLUTION), str(sub), "--out", str(tmp_path / "o"), "--workers", "0"])
+    assert exc.value.code == 2
+    # the output folder must not hold the submissions
+    assert grade.main([str(corpus.SOLUTION), str(sub), "--out", str(tmp_path)]) == 2
+
+
+def test_students_copies_of_graded_cells_never_run(tmp_path):
+    import nbformat
+    source = grade.load_source(corpus.SOLUTION)
+    sol = nbformat.read(corpus.SOLUTION, as_version=4)
+    for cell in sol.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            cell.source = "STUDENT_TEST_CODE = 1"
+    nb = grade.parse_notebook(nbformat.writes(sol).encode())
+    run_nb, found = grade.build_run_notebook(source, nb, tmp_path)
+    code = "\n".join(c["source"] for c in run_nb["cells"])
+    assert "STUDENT_TEST_CODE" not in code
+    assert found == {g.grade_id for g in source.graded}
+    assert sum(c["metadata"]["course_grade"]["role"] == "harvest" for c in run_nb["cells"]) == len(source.graded)
+
+
+def test_student_names():
+    subs = grade.find_submissions([str(corpus.REPO / "solutions")], "01_schedules")
+    assert {s.student for s in subs} >= {"solutions", "02_forward"}
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/course_grade_pwned_by_pickle",))
+
+
+def test_verdict_files_are_loaded_without_running_code(tmp_path):
+    source = grade.load_source(corpus.SOLUTION)
+    g = source.graded[0]
+    torch.save([_Evil()], tmp_path / f"{g.grade_id}.pt")
+    torch.save({"not": "a list"}, tmp_path / f"{source.graded[1].grade_id}.pt")
+    log = {"cells": []}
+    run_nb = {"cells": []}
+    rows = grade.judge(source, run_nb, {x.grade_id for x in source.graded}, tmp_path, log, False, grade.Options())
+    assert not Path("/tmp/course_grade_pwned_by_pickle").exists()
+    assert [r["points"] for r in rows] == [0] * len(rows)
+    assert rows[0]["status"] == "error" and "could not be read" in rows[0]["message"]
+    assert "expected a list" in rows[1]["message"]
+    assert rows[2]["status"] == "error" and "did not run" in rows[2]["message"]   # no file: never a pass
