@@ -479,7 +479,7 @@ def lesson_02():
         device = get_device()
         NUM_COPIES = pick(4000, 800)     # copies of one digit pushed through the chain (empirical check)
         NUM_POINTS = pick(2000, 1000)    # 2-D toy points
-        NUM_FRAMES = pick(60, 20)        # frames of the animation
+        NUM_FRAMES = pick(30, 15)        # frames of the animation
         T = 1000
         schedule = NoiseSchedule.linear(T).to(device)      # DDPM's schedule; everything below works for any
         print(f"device: {device}, quick mode: {quick_mode()}, copies: {NUM_COPIES}, points: {NUM_POINTS}")
@@ -747,7 +747,9 @@ def lesson_02():
         print(f"trajectory: {tuple(trajectory.shape)} (T + 1 states of {NUM_POINTS} points)")
         print(f"final state: mean ({mean[0]:.2f}, {mean[1]:.2f}), "
               f"covariance [[{cov[0, 0]:.2f}, {cov[0, 1]:.2f}], [{cov[1, 0]:.2f}, {cov[1, 1]:.2f}]]")
-        HTML(animate_trajectory(trajectory, num_frames=NUM_FRAMES, interval=120))
+        with plt.rc_context({"figure.dpi": 80}):                              # small frames keep the notebook light
+            animation_html = animate_trajectory(trajectory, num_frames=NUM_FRAMES, interval=150)
+        HTML(animation_html)
         '''),
         md(r"""
         The final mean is about $(0, 0)$ and the covariance about the identity: the chain forgets its
