@@ -19,12 +19,19 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## Set everything up and open the course in JupyterLab.
+# The venv's own kernel (python3 = .venv/bin/python, which has course_utils) before any user-level kernelspec;
+# tools/jupyterlab/overrides.json turns off the news/update toast. Notes: docs/jupyterlab.md.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb
+	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab --LabApp.app_settings_dir="$(CURDIR)/tools/jupyterlab" \
+		notebooks/00_start_here.ipynb
 
 ## Set everything up and run the whole test suite (unit tests, lessons and solutions under nbval, browser test).
 test: setup
 	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+
+## Regenerate the README's screenshots (docs/screenshots/*.png) in headless Chromium (needs /usr/bin/chromium).
+screenshots: setup
+	$(PY) tools/screenshots.py docs/screenshots
 
 ## Regenerate exercises/ from solutions/.
 exercises: setup

@@ -657,18 +657,28 @@ register(Check("SinusoidalTimeEmbedding", "SinusoidalTimeEmbedding", _time_modul
 class _RefTimeEmbedding(nn.Module):
     """The worksheet's SinusoidalTimeEmbedding, for the tests (same __init__, right forward)."""
 
-    def __init__(self, dim: int, out_dim: int, *, skip_mlp: bool = False):
+    variant = ""
+
+    def __init__(self, dim: int, out_dim: int):
         super().__init__()
-        self.dim, self.skip_mlp = dim, skip_mlp
+        self.dim = dim
         self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
 
     def forward(self, t: Tensor) -> Tensor:
-        emb = ref_sinusoidal(t, self.dim).float()
-        return emb if self.skip_mlp else self.mlp(emb)
+        if self.variant == "raw_t":
+            return self.mlp(t.float()[:, None].expand(-1, self.dim))
+        emb = ref_sinusoidal(t, self.dim, order="cos_sin" if self.variant == "cos_sin" else "sin_cos").float()
+        return emb if self.variant == "skip_mlp" else self.mlp(emb)
+
+
+def _time_embedding_variant(kind: str):
+    return type("WrongTimeEmbedding", (_RefTimeEmbedding,), {"variant": kind})
 
 
 MISTAKES["SinusoidalTimeEmbedding"] = [
-    ("MLP skipped", lambda dim, out_dim: _RefTimeEmbedding(dim, out_dim, skip_mlp=True), "self.mlp"),
+    ("MLP skipped", _time_embedding_variant("skip_mlp"), "self.mlp"),
+    ("raw t into the MLP", _time_embedding_variant("raw_t"), "must see the sinusoidal features"),
+    ("a wrong sinusoidal_embedding", _time_embedding_variant("cos_sin"), "does your sinusoidal_embedding pass"),
     ("not implemented", _Todo, "not implemented yet"),
 ]
 

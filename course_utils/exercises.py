@@ -70,9 +70,9 @@ def student_cell(cell, where: str):
     if cell.cell_type == "code":
         cell.outputs, cell.execution_count = [], None
         source = cell.source
-        if BEGIN_SOLUTION in source or meta.get("solution"):
+        if BEGIN_SOLUTION in source or END_SOLUTION in source or meta.get("solution"):
             source = _replace_regions(source, BEGIN_SOLUTION, END_SOLUTION, CODE_STUB, where)
-        if BEGIN_HIDDEN in source:
+        if BEGIN_HIDDEN in source or END_HIDDEN in source:
             source = _replace_regions(source, BEGIN_HIDDEN, END_HIDDEN, (), where).rstrip("\n")
         cell.source = source
     elif cell.cell_type == "markdown" and meta.get("solution"):

@@ -91,7 +91,20 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.float16
     if precision == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
+    if precision == "auto" and device.type == "cpu" and not cpu_has_fast_bf16():
+        return None  # emulated bf16 (AVX2-only CPUs) is ~10x slower than fp32: bench/bench_train.py
     return torch.bfloat16
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), as oneDNN reports it.
+
+    Without it (AVX2-only CPUs) oneDNN emulates bf16 and an autocast train step is about 10x slower than fp32.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, *, y: Tensor | None = None,

@@ -1,0 +1,309 @@
+"""Train the course's pretrained models with the course's own ``train``, one command each:
+
+    python -m course_utils.pretrain NAME [--steps N | --minutes M] [--fresh] [--eval-only] [--no-eval]
+
+NAME is a key of ``CONFIGS``. The run keeps a resumable checkpoint in ``runs/pretrain/NAME.ckpt``
+(model, EMA, optimizer, random states: an interrupted run continues exactly), then stores the EMA
+weights in half precision in ``course_utils/checkpoints/NAME.pt`` and writes the model card
+``NAME.json`` beside them (dataset, architecture, steps, batch, wall time, hardware, the command, metric
+results, sha256). ``--minutes`` trains for a wall-time budget instead of a number of steps (in chunks of
+``--chunk`` steps, each resumed from the checkpoint); the card then records the step count reached and
+the ``--steps`` command that reproduces it.
+
+Diffusion models use L_simple (DDPM Eq. 14); the classifiers use ``train``'s ``loss_fn`` hook with a
+cross-entropy, on q_sample'd images at uniformly drawn t for the noisy classifier (Dhariwal and Nichol
+2021, Sec. 4.1) and on clean (shifted) images for the others.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoints
+from .data import load_images
+from .forward import q_sample
+from .training import TrainConfig, train
+
+MNIST_SCHEDULE = dict(kind="linear", T=1000, beta_start=1e-4, beta_end=0.02)
+MNIST_UNET = dict(in_channels=1, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,))
+FAST = dict(mixed_precision="auto", channels_last=True, grad_clip=1.0)  # auto: bf16 only where the CPU has it
+
+# name -> what to train. "kind": diffusion | classifier | noisy-classifier.
+CONFIGS: dict[str, dict] = {
+    "digits-unet-cond": dict(
+        kind="diffusion", dataset="digits", image_size=16, conditional=True,
+        architecture=dict(cls="UNet", config=dict(in_channels=1, base_channels=32, channel_mults=(1, 2, 2),
+                                                  num_res_blocks=1, attention_levels=(2,), num_classes=10)),
+        schedule=dict(kind="linear", T=1000, beta_start=1e-4, beta_end=0.02),
+        train=dict(steps=2000, batch_size=64, lr=1e-3, ema_decay=0.998, label_dropout=0.1, seed=0, **FAST)),
+    "mnist-classifier": dict(
+        kind="classifier", dataset="mnist", image_size=28, conditional=True, shift=2,
+        architecture=dict(cls="NoisyClassifier", config=dict(in_channels=1, num_classes=10, base_channels=32,
+                                                             time_conditioned=False, feature_dim=128)),
+        schedule=None,
+        train=dict(steps=1000, batch_size=64, lr=2e-3, ema_decay=0.99, label_dropout=0.0, seed=0, **FAST)),
+    "mnist-eval-classifier": dict(  # held out: another width, seed and feature size; never used by the metric
+        kind="classifier", dataset="mnist", image_size=28, conditional=True, shift=2,
+        architecture=dict(cls="NoisyClassifier", config=dict(in_channels=1, num_classes=10, base_channels=48,
+                                                             time_conditioned=False, feature_dim=96)),
+        schedule=None,
+        train=dict(steps=1000, batch_size=64, lr=2e-3, ema_decay=0.99, label_dropout=0.0, seed=1, **FAST)),
+    "mnist-noisy-classifier": dict(
+        kind="noisy-classifier", dataset="mnist", image_size=28, conditional=True, shift=0,
+        architecture=dict(cls="NoisyClassifier", config=dict(in_channels=1, num_classes=10, base_channels=32,
+                                                             time_conditioned=True, feature_dim=128)),
+        schedule=MNIST_SCHEDULE,
+        train=dict(steps=2000, batch_size=64, lr=1e-3, ema_decay=0.995, label_dropout=0.0, seed=0, **FAST)),
+    "mnist-unet": dict(
+        kind="diffusion", dataset="mnist", image_size=28, conditional=False,
+        architecture=dict(cls="UNet", config=dict(MNIST_UNET, num_classes=None)),
+        schedule=MNIST_SCHEDULE,
+        train=dict(steps=3000, batch_size=64, lr=8e-4, ema_decay=0.999, label_dropout=0.0, seed=0, **FAST)),
+    "mnist-unet-cond": dict(
+        kind="diffusion", dataset="mnist", image_size=28, conditional=True,
+        architecture=dict(cls="UNet", config=dict(MNIST_UNET, num_classes=10)),
+        schedule=MNIST_SCHEDULE,
+        train=dict(steps=3000, batch_size=64, lr=8e-4, ema_decay=0.999, label_dropout=0.1, seed=0, **FAST)),
+}
+
+
+def hardware() -> dict:
+    """Platform, CPU model, core and thread counts, torch version: what the card's wall time was measured on."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return dict(platform=platform.platform(), cpu=cpu, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                torch=torch.__version__, python=platform.python_version(), gpu=gpu,
+                tcmalloc="tcmalloc" in os.environ.get("LD_PRELOAD", ""),
+                load_average_1min_at_end=round(os.getloadavg()[0], 2))
+
+
+def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image (B, C, H, W) by a random whole number of pixels in [-pixels, pixels] (zero = -1 fill)."""
+    if pixels == 0:
+        return x
+    B, _, H, W = x.shape
+    padded = F.pad(x, (pixels,) * 4, value=-1.0)
+    dx, dy = (torch.randint(0, 2 * pixels + 1, (2, B), generator=generator, device=x.device)).tolist()
+    return torch.stack([padded[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
+
+
+def make_loss_fn(spec: dict, schedule):
+    """``train``'s loss_fn(model, x0, y, generator) for a classifier, or None (the diffusion loss)."""
+    if spec["kind"] == "diffusion":
+        return None
+    shift = spec.get("shift", 0)
+
+    def loss_fn(model, x0, y, generator):
+        x0 = random_shift(x0, shift, generator)
+        if spec["kind"] == "classifier":
+            return F.cross_entropy(model(x0).float(), y)
+        t = torch.randint(0, schedule.T, (x0.shape[0],), device=x0.device, generator=generator)
+        xt = q_sample(x0, t, torch.randn(x0.shape, device=x0.device, generator=generator), schedule)
+        return F.cross_entropy(model(xt, t).float(), y)
+    return loss_fn
+
+
+def load_data(spec: dict, split: str = "train"):
+    return load_images(spec["dataset"], split=split, image_size=spec["image_size"])
+
+
+def run(name: str, *, steps: int | None = None, minutes: float | None = None, chunk: int = 100,
+        work_dir: str | Path = "runs/pretrain", fresh: bool = False, evaluate_after: bool = True,
+        out_dir: str | Path | None = None, command: str | None = None, threads: int | None = None) -> dict:
+    """Train ``name`` (see the module docstring), store its EMA weights and card; returns the card."""
+    spec = CONFIGS[name]
+    if threads:
+        torch.set_num_threads(threads)
+    config = TrainConfig(**spec["train"], log_every=50)
+    model = checkpoints.ARCHITECTURES[spec["architecture"]["cls"]](**spec["architecture"]["config"])
+    schedule = checkpoints.build_schedule(spec["schedule"])
+    x, y = load_data(spec)
+    ckpt = Path(work_dir) / f"{name}.ckpt"
+    if fresh and ckpt.exists():
+        ckpt.unlink()
+    target = steps if steps is not None else (10 ** 9 if minutes is not None else config.steps)
+    deadline = time.time() + 60 * minutes if minutes is not None else float("inf")
+    loss_fn = make_loss_fn(spec, schedule)
+    state = None
+    done = torch.load(ckpt, map_location="cpu", weights_only=False)["step"] if ckpt.exists() else 0
+    print(f"{name}: {config}", flush=True)
+    while True:  # chunks of `chunk` steps, each resumed exactly from the checkpoint; a run already past
+        config.steps = min(target, done + chunk) if done < target else done  # the target is just restored
+        state = train(model, schedule if schedule is not None else _dummy_schedule(), x, config,
+                      y=y if spec["conditional"] else None, checkpoint_path=ckpt, progress=False, loss_fn=loss_fn)
+        done = state.step
+        loss = state.history[-1][1] if state.history else float("nan")
+        print(f"{name}: step {done}, loss {loss:.4f}, {state.seconds:.0f} s, "
+              f"{done * config.batch_size / max(state.seconds, 1e-9):.0f} images/s", flush=True)
+        if done >= target or time.time() >= deadline:
+            break
+    card = dict(
+        dataset=dict(name=spec["dataset"], split="train", examples=int(x.shape[0]), image_size=spec["image_size"],
+                     range="[-1, 1]"),
+        image_shape=list(x.shape[1:]), num_classes=spec["architecture"]["config"].get("num_classes"),
+        kind=spec["kind"], architecture=dict(**{"class": spec["architecture"]["cls"]}, config=model.config),
+        parameters=sum(p.numel() for p in model.parameters()), schedule=spec["schedule"],
+        steps=state.step, batch_size=config.batch_size, train_config=asdict(config), final_loss=state.history[-1][1],
+        loss_history=state.history[:: max(1, len(state.history) // 50)],
+        wall_time_s=round(state.seconds, 1), hardware=hardware(),
+        command=f"python -m course_utils.pretrain {name} --steps {state.step}",
+        command_run=command or f"python -m course_utils.pretrain {name}",
+        trained_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"), metrics={})
+    card = checkpoints.save(name, state.ema_model, card, directory=out_dir)
+    print(f"{name}: saved {card['weights_file']} ({card['file_size_bytes'] / 1e6:.2f} MB), sha256 {card['sha256']}")
+    if evaluate_after:
+        card = evaluate_and_record(name, directory=out_dir)
+    return card
+
+
+def _dummy_schedule():
+    from .schedules import NoiseSchedule
+    return NoiseSchedule.linear(T=10)  # unused by a clean classifier's loss_fn; train wants a schedule
+
+
+def sample_batched(model, schedule, n: int, image_shape, *, sampler: str = "ddim", num_steps: int = 50,
+                   y=None, guidance_scale: float = 1.0, seed: int = 0, batch_size: int = 250):
+    """n samples (n, C, H, W) in batches from one seeded generator; DDIM (eta 0) or DDPM (``sampler="ddpm"``)."""
+    from .samplers import ddim_sample, ddpm_sample
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, n, batch_size):
+        m = min(batch_size, n - i)
+        x_T = torch.randn((m, *image_shape), generator=gen)
+        yb = None if y is None else y[i:i + m]
+        if sampler == "ddim":
+            out.append(ddim_sample(model, schedule, x_T.shape, num_steps=num_steps, x_T=x_T, y=yb,
+                                   guidance_scale=guidance_scale, progress=False))
+        else:
+            out.append(ddpm_sample(model, schedule, x_T.shape, x_T=x_T, y=yb, guidance_scale=guidance_scale,
+                                   generator=gen, progress=False))
+    return torch.cat(out).cpu()
+
+
+def digits_reference_classifier():
+    """A held-out classifier for 16x16 digits samples: scikit-learn's SVC on the 8x8 digits train split.
+
+    Returns ``predict(images (N, 1, 16, 16) in [-1, 1]) -> (N,) labels``; images are area-averaged to 8x8.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.svm import SVC
+    digits = load_digits()
+    svc = SVC(gamma=0.001, C=10.0).fit(digits.data[:1500], digits.target[:1500])
+
+    def predict(images):
+        x8 = F.interpolate(images.float(), size=(8, 8), mode="area")
+        return torch.as_tensor(svc.predict(((x8.clamp(-1, 1) + 1) * 8).reshape(len(x8), -1).numpy()))
+    return predict
+
+
+@torch.no_grad()
+def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0) -> dict:
+    """The card's metrics. Classifiers: MNIST test accuracy (noisy classifier: at several t). Diffusion models:
+    DDIM 50 samples (eta 0, seed ``seed``) judged by held-out classifiers, plus FID/KID on the course metric."""
+    from . import metrics
+    from .settings import quick_mode
+    model, schedule, card = checkpoints.load(name, directory=directory)
+    kind, out = card["kind"], {}
+    if kind in ("classifier", "noisy-classifier"):
+        x, y = load_images("mnist", split="test")
+        if kind == "classifier":
+            out["test_accuracy"] = metrics.class_accuracy(x, y, model)
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            for t_value in (0, 100, 250, 500, 750, 999):
+                t = torch.full((len(x),), t_value, dtype=torch.long)
+                xt = q_sample(x, t, torch.randn(x.shape, generator=gen), schedule)
+                acc = (metrics.predict_proba(xt, model, t=t).argmax(-1) == y).float().mean()
+                out[f"test_accuracy_t{t_value}"] = round(float(acc), 4)
+        return out
+    shape = tuple(card["image_shape"])
+    t0 = time.perf_counter()
+    if card["dataset"]["name"] == "digits":
+        predict = digits_reference_classifier()
+        xt, yt = load_images("digits", split="test", image_size=16)
+        out["reference_svc_accuracy_on_real_test_digits"] = float((predict(xt) == yt).float().mean())
+        n = 500
+        y = torch.arange(n) % 10
+        for w in (1.0, 3.0):
+            samples = sample_batched(model, schedule, n, shape, y=y, guidance_scale=w, seed=seed)
+            out[f"class_accuracy_ddim50_guidance{w:g}"] = float((predict(samples) == y).float().mean())
+        out["evaluation"] = (f"{n} samples per guidance scale (50 per class), DDIM 50 steps eta 0, seed {seed}, "
+                             "classified by an RBF SVC trained on scikit-learn digits' 8x8 train split")
+        return out
+    eval_clf = checkpoints.load("mnist-eval-classifier")[0]
+    feat_clf = metrics.feature_classifier()
+    real, _ = load_images("mnist", split="test")
+    real_feats = metrics.features(real, feat_clf)
+    y = None if card["num_classes"] is None else torch.arange(n) % 10
+    w = 1.0 if y is None else 3.0
+    samples = sample_batched(model, schedule, n, shape, y=y, guidance_scale=w, seed=seed)
+    out["sampling_seconds"] = round(time.perf_counter() - t0, 1)
+    feats = metrics.features(samples, feat_clf)
+    out["fid_vs_mnist_test"] = round(metrics.fid_from_features(feats, real_feats), 3)
+    out["kid_vs_mnist_test"] = round(metrics.kid_from_features(feats, real_feats)[0], 5)
+    share, counts = metrics.confident_share(samples, eval_clf, 0.9)
+    out["confident_share_0.9"] = share
+    out["class_counts"] = counts.tolist()
+    if y is not None:
+        out["class_accuracy_guidance3"] = metrics.class_accuracy(samples, y, eval_clf)
+    out["evaluation"] = (f"{n} samples, DDIM 50 steps eta 0, seed {seed}" + ("" if y is None else
+                         ", 100 per class, classifier-free guidance scale 3") + "; held-out judge: "
+                         "mnist-eval-classifier; FID/KID on mnist-classifier features vs the 10,000 MNIST test "
+                         "images (not comparable with Inception FID)")
+    return out
+
+
+def evaluate_and_record(name: str, *, directory=None) -> dict:
+    """Measure the model's metrics (``evaluate``) and write them into its card (weights untouched)."""
+    import json
+
+    directory = Path(directory) if directory is not None else checkpoints.CHECKPOINT_DIR
+    metrics = evaluate(name, directory=directory)
+    path = directory / f"{name}.json"
+    card = json.loads(path.read_text())
+    card["metrics"] = metrics
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    print(f"{name}: metrics {json.dumps(metrics)}")
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m course_utils.pretrain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", choices=sorted(CONFIGS))
+    parser.add_argument("--steps", type=int, help="train to this many steps (default: the config's)")
+    parser.add_argument("--minutes", type=float, help="train for this wall time instead (resumable chunks)")
+    parser.add_argument("--chunk", type=int, default=100, help="steps per resumable chunk (default 100)")
+    parser.add_argument("--work-dir", default="runs/pretrain", help="where the resumable checkpoint lives")
+    parser.add_argument("--out-dir", default=None, help="where NAME.pt/.json go (default: the package)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is fastest on a busy CPU)")
+    parser.add_argument("--fresh", action="store_true", help="discard the resumable checkpoint and start over")
+    parser.add_argument("--no-eval", action="store_true", help="skip the metrics after training")
+    parser.add_argument("--eval-only", action="store_true", help="only measure the stored model, update its card")
+    args = parser.parse_args(argv)
+    if args.eval_only:
+        evaluate_and_record(args.name, directory=args.out_dir)
+        return
+    run(args.name, steps=args.steps, minutes=args.minutes, chunk=args.chunk, work_dir=args.work_dir,
+        fresh=args.fresh, evaluate_after=not args.no_eval, out_dir=args.out_dir, threads=args.threads,
+        command="python -m course_utils.pretrain " + shlex.join(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Pretrained checkpoints (course_utils.checkpoints, course_utils.pretrain): every model loads offline, its card
+is complete and honest about its file, corrupted or mismatched files fail with a message naming the file,
+and a fast sample-quality check with held-out judges (not the metric's classifier).
+
+The quality thresholds below are set under the values measured on 64-sample runs (see docs/checkpoints.md);
+they catch a broken or swapped checkpoint, not small regressions.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from course_utils import checkpoints, metrics
+from course_utils.nets import NoisyClassifier, UNet
+from course_utils.pretrain import CONFIGS, digits_reference_classifier, run, sample_batched
+from course_utils.schedules import NoiseSchedule
+
+CARD_KEYS = ("name", "dataset", "image_shape", "num_classes", "architecture", "schedule", "steps", "batch_size",
+             "wall_time_s", "hardware", "command", "metrics", "sha256", "file_size_bytes", "weights_dtype")
+MB = 1_000_000
+
+
+def test_every_course_model_is_shipped():
+    assert checkpoints.available() == sorted(checkpoints.NAMES)
+    assert set(CONFIGS) == set(checkpoints.NAMES)
+
+
+@pytest.mark.parametrize("name", checkpoints.NAMES)
+def test_load_gives_model_schedule_and_a_complete_card(name):
+    model, schedule, card = checkpoints.load(name, device="cpu")
+    assert all(key in card for key in CARD_KEYS), [k for k in CARD_KEYS if k not in card]
+    assert card["name"] == name and card["weights_dtype"] == "float16"
+    assert card["command"].startswith(f"python -m course_utils.pretrain {name}")
+    assert card["sha256"] == checkpoints.sha256_of(checkpoints.CHECKPOINT_DIR / f"{name}.pt")
+    assert card["architecture"]["config"] == json.loads(json.dumps(model.config))
+    assert all(p.dtype == torch.float32 for p in model.parameters()) and not model.training
+    C, H, W = card["image_shape"]
+    x = torch.zeros(2, C, H, W)
+    t = torch.tensor([0, 500])
+    if isinstance(model, UNet):
+        assert isinstance(schedule, NoiseSchedule) and schedule.T == card["schedule"]["T"]
+        y = None if card["num_classes"] is None else torch.tensor([1, -1])
+        assert model(x, t, y).shape == x.shape
+    else:
+        assert isinstance(model, NoisyClassifier) and card["num_classes"] == 10
+        noisy = model.config["time_conditioned"]
+        assert (schedule is not None) == noisy
+        assert model(x, t if noisy else None).shape == (2, 10)
+
+
+def test_files_are_small():
+    sizes = {p.name: p.stat().st_size for p in checkpoints.CHECKPOINT_DIR.glob("*.pt")}
+    assert all(size < 10 * MB for size in sizes.values()), sizes
+    assert sum(sizes.values()) < 30 * MB, sizes
+
+
+def test_noisy_classifier_uses_the_mnist_unets_schedule():
+    _, noisy_schedule, _ = checkpoints.load("mnist-noisy-classifier")
+    _, unet_schedule, _ = checkpoints.load("mnist-unet")
+    assert torch.equal(noisy_schedule.betas, unet_schedule.betas)
+
+
+def _copy(name, tmp_path):
+    for ext in (".pt", ".json"):
+        shutil.copy(checkpoints.CHECKPOINT_DIR / f"{name}{ext}", tmp_path / f"{name}{ext}")
+    return tmp_path / f"{name}.pt"
+
+
+def test_a_corrupted_file_fails_naming_the_file_and_the_sha256(tmp_path):
+    weights = _copy("digits-unet-cond", tmp_path)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(checkpoints.CheckpointError, match=r"digits-unet-cond\.pt.*sha256"):
+        checkpoints.load("digits-unet-cond", directory=tmp_path)
+
+
+def test_a_mismatched_file_fails(tmp_path):
+    weights = _copy("mnist-classifier", tmp_path)
+    shutil.copy(checkpoints.CHECKPOINT_DIR / "mnist-eval-classifier.pt", weights)  # another model's weights
+    with pytest.raises(checkpoints.CheckpointError, match="does not match its model card"):
+        checkpoints.load("mnist-classifier", directory=tmp_path)
+
+
+def test_missing_weights_say_which_command_trains_them(tmp_path):
+    (tmp_path / "mnist-unet.json").write_text((checkpoints.CHECKPOINT_DIR / "mnist-unet.json").read_text())
+    with pytest.raises(checkpoints.CheckpointError, match="python -m course_utils.pretrain mnist-unet"):
+        checkpoints.load("mnist-unet", directory=tmp_path)
+    with pytest.raises(checkpoints.CheckpointError, match="python -m course_utils.pretrain mnist-unet-cond"):
+        checkpoints.load("mnist-unet-cond", directory=tmp_path)
+    with pytest.raises(ValueError, match="unknown pretrained model"):
+        checkpoints.load("cifar-unet")
+
+
+def test_pretrain_writes_a_loadable_checkpoint_and_card(tmp_path):
+    card = run("digits-unet-cond", steps=2, chunk=1, work_dir=tmp_path / "work", out_dir=tmp_path,
+               evaluate_after=False)
+    assert card["steps"] == 2 and card["command"] == "python -m course_utils.pretrain digits-unet-cond --steps 2"
+    model, schedule, loaded = checkpoints.load("digits-unet-cond", directory=tmp_path)
+    assert loaded["sha256"] == card["sha256"] and isinstance(model, UNet)
+
+
+# ---------------------------------------------------------------- fast sample quality (held-out judges)
+def test_unconditional_mnist_samples_are_confident_digits():
+    model, schedule, card = checkpoints.load("mnist-unet")
+    judge = checkpoints.load("mnist-eval-classifier")[0]
+    samples = sample_batched(model, schedule, 64, card["image_shape"], num_steps=20, seed=123)
+    share, counts = metrics.confident_share(samples, judge, 0.9)
+    assert share >= 0.70, share
+    assert (counts > 0).sum() >= 8, counts
+
+
+def test_conditional_mnist_samples_are_the_asked_class():
+    model, schedule, card = checkpoints.load("mnist-unet-cond")
+    judge = checkpoints.load("mnist-eval-classifier")[0]
+    y = torch.arange(64) % 10
+    samples = sample_batched(model, schedule, 64, card["image_shape"], num_steps=20, y=y, guidance_scale=3.0,
+                             seed=123)
+    assert metrics.class_accuracy(samples, y, judge) >= 0.90
+
+
+def test_digits_samples_are_the_asked_class():
+    model, schedule, card = checkpoints.load("digits-unet-cond")
+    y = torch.arange(50) % 10
+    samples = sample_batched(model, schedule, 50, card["image_shape"], num_steps=20, y=y, guidance_scale=3.0,
+                             seed=123)
+    accuracy = float((digits_reference_classifier()(samples) == y).float().mean())
+    assert accuracy >= 0.80, accuracy

@@ -1,0 +1,134 @@
+"""The worksheet checks: each passes on the reference, fails with its hint on each catalogued mistake,
+and judges outside the student's process (harvest in the kernel, verdict recomputes the reference)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_utils import checks, forward, guidance, samplers, schedules
+from course_utils.checks import CHECKS, MISTAKES, REFERENCES, harvest, run_check, verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_MISTAKES = [(name, mid, wrong, hint) for name, items in MISTAKES.items() for mid, wrong, hint in items]
+
+
+def test_every_check_has_a_reference_and_a_catalogue():
+    assert set(CHECKS) == set(REFERENCES) == set(MISTAKES)
+    for name, items in MISTAKES.items():
+        ids = [mid for mid, _, _ in items]
+        assert "not implemented" in ids, name
+        assert len(ids) == len(set(ids)) >= 3, f"{name}: at least two real mistakes besides 'not implemented'"
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+@pytest.mark.parametrize("hidden", [False, True])
+def test_reference_passes(name, hidden):
+    result = run_check(name, REFERENCES[name], hidden=hidden)
+    assert result.passed, result.message
+    assert result.status == "pass" and result.message.startswith(checks.PASS)
+
+
+@pytest.mark.parametrize("name,mistake,wrong,hint", ALL_MISTAKES, ids=[f"{n}-{m}" for n, m, _, _ in ALL_MISTAKES])
+@pytest.mark.parametrize("hidden", [False, True])
+def test_mistake_fails_with_its_hint(name, mistake, wrong, hint, hidden):
+    result = run_check(name, wrong, hidden=hidden)
+    assert not result.passed
+    assert hint in result.message, f"{mistake}: expected {hint!r} in {result.message!r}"
+    assert "\n" not in result.message and "Traceback" not in result.message
+
+
+def test_hidden_cases_extend_the_visible_ones():
+    for name, check in CHECKS.items():
+        assert len(check.cases(True)) > len(check.cases(False)), name
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_harvest_survives_a_safe_round_trip(name):
+    """The grader saves harvested outputs with torch.save and reads them with weights_only=True."""
+    outputs = harvest(name, REFERENCES[name])
+    buffer = io.BytesIO()
+    torch.save(outputs, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    assert verdict(name, loaded).passed
+
+
+def _wrong_q_sample(x0, t, eps, schedule):
+    return torch.zeros_like(x0)
+
+
+def test_verdict_ignores_monkeypatched_package(monkeypatch):
+    """A student who patches course_utils functions cannot move the reference."""
+    def delegating_q_sample(x0, t, eps, schedule):
+        return forward.q_sample(x0, t, eps, schedule)
+
+    def delegating_schedule(t, min_signal_rate=0.02, max_signal_rate=0.95):
+        return schedules.diffusion_schedule(t, min_signal_rate, max_signal_rate)
+
+    monkeypatch.setattr(forward, "q_sample", _wrong_q_sample)
+    monkeypatch.setattr(schedules, "diffusion_schedule", lambda t, *a, **k: (t * 0, t * 0 + 1))
+    monkeypatch.setattr(guidance, "cfg_combine", lambda u, c, w: c)
+    monkeypatch.setattr(samplers, "ddim_step", lambda *a, **k: (a[0], a[0]))
+    for name in ("q_sample", "diffusion_schedule", "cfg_combine", "ddim_step", "reverse_diffusion"):
+        assert run_check(name, REFERENCES[name], hidden=True).passed, name
+    assert not run_check("q_sample", delegating_q_sample, hidden=True).passed
+    assert not run_check("diffusion_schedule", delegating_schedule, hidden=True).passed
+
+
+def test_verdict_judges_outputs_only():
+    """verdict needs nothing but the outputs: wrong outputs fail whatever the student's objects are."""
+    good = harvest("q_sample", REFERENCES["q_sample"])
+    assert verdict("q_sample", good).passed
+    bad = [torch.zeros_like(out) for out in good]
+    assert not verdict("q_sample", bad).passed
+    assert not verdict("q_sample", good[:1]).passed          # a missing case is a fail
+    assert not verdict("q_sample", [{"x": 1}] * len(good)).passed
+
+
+def test_errors_become_one_line():
+    def broken(x0, t, eps, schedule):
+        raise ValueError("shapes do not match")
+
+    result = run_check("q_sample", broken)
+    assert not result.passed and result.status == "error"
+    assert "raised ValueError: shapes do not match" in result.message and "\n" not in result.message
+
+
+def test_visible_check_prints_one_line_and_is_truthy(capsys):
+    assert checks.check_q_sample(REFERENCES["q_sample"])
+    assert capsys.readouterr().out == f"{checks.PASS} q_sample: correct\n"
+    outcome = checks.check_q_sample(MISTAKES["q_sample"][-1][1])
+    assert not outcome
+    assert capsys.readouterr().out == f"{checks.TODO} q_sample: not implemented yet\n"
+
+
+def test_every_check_has_a_visible_function():
+    for name in CHECKS:
+        assert callable(getattr(checks, f"check_{name}")), name
+
+
+def test_ready_guard(capsys):
+    assert checks.ready("cfg_combine", REFERENCES["cfg_combine"])
+    assert capsys.readouterr().out == ""
+    assert not checks.ready("cfg_combine", MISTAKES["cfg_combine"][-1][1], "the plot")
+    assert "skipped the plot: cfg_combine is not implemented yet" in capsys.readouterr().out
+
+
+def test_modules_are_built_with_a_fixed_seed():
+    """Building the same module twice in harvest gives the same weights (the check does not depend on RNG state)."""
+    torch.manual_seed(123)
+    first = harvest("ResBlock", REFERENCES["ResBlock"])
+    torch.manual_seed(456)
+    second = harvest("ResBlock", REFERENCES["ResBlock"])
+    for a, b in zip(first, second):
+        assert torch.equal(a["out"], b["out"])
+
+
+def test_docs_list_every_mistake():
+    text = (ROOT / "docs" / "mistakes.md").read_text(encoding="utf-8")
+    for name, mid, _, hint in ALL_MISTAKES:
+        assert f"`{name}`" in text, name
+        assert f"| {mid} |" in text, (name, mid)

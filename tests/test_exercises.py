@@ -1,0 +1,164 @@
+"""exercises/ is generated from solutions/: the generator, the sync, the nbgrader metadata, and the untouched
+worksheets (they run to the end, say "not implemented yet" at each check and raise nothing)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils import exercises
+from course_utils.checks import CHECKS, run_check
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+EXERCISES = ROOT / "exercises"
+WORKSHEETS = ["01_schedules", "02_forward", "03_unet", "04_training", "05_samplers", "06_guidance", "lab_ddim"]
+
+
+def _nbgrader(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _graded(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and _nbgrader(c).get("grade")]
+
+
+def test_every_worksheet_has_a_solution():
+    assert [p.stem for p in SOLUTIONS] == WORKSHEETS
+
+
+def test_exercises_are_in_sync(tmp_path):
+    exercises.generate(ROOT / "solutions", tmp_path)
+    generated = sorted(p.name for p in tmp_path.glob("*.ipynb"))
+    assert generated == sorted(p.name for p in EXERCISES.glob("*.ipynb")), "exercises/ has extra or missing files"
+    for name in generated:
+        assert (tmp_path / name).read_bytes() == (EXERCISES / name).read_bytes(), (
+            f"exercises/{name} is out of date: run `python -m course_utils.exercises solutions exercises`")
+    assert exercises.generate(ROOT / "solutions", EXERCISES, check=True) == []
+
+
+def _toy_solution():
+    nb = nbformat.v4.new_notebook()
+    sol = nbformat.v4.new_code_cell("def f(x):\n    \"\"\"doc\"\"\"\n    ### BEGIN SOLUTION\n    return x + 1\n"
+                                    "    ### END SOLUTION")
+    sol.metadata = {"nbgrader": {"grade": False, "grade_id": "f", "locked": False, "schema_version": 3,
+                                 "solution": True, "task": False}}
+    sol.outputs = [nbformat.v4.new_output("stream", text="hi")]
+    sol.execution_count = 3
+    test = nbformat.v4.new_code_cell("check_f(f)\n### BEGIN HIDDEN TESTS\nassert f(1) == 2\n### END HIDDEN TESTS")
+    test.metadata = {"nbgrader": {"grade": True, "grade_id": "test_f", "locked": True, "points": 1,
+                                  "schema_version": 3, "solution": False, "task": False}}
+    answer = nbformat.v4.new_markdown_cell("My summary.")
+    answer.metadata = {"nbgrader": {"grade": True, "grade_id": "summary", "locked": False, "points": 2,
+                                    "schema_version": 3, "solution": True, "task": False}, "course": {"manual": True}}
+    nb.cells = [sol, test, answer]
+    for i, c in enumerate(nb.cells):
+        c.id = f"c{i}"
+    return nb
+
+
+def test_generator_transforms_one_notebook(tmp_path):
+    src = tmp_path / "solutions"
+    src.mkdir()
+    nbformat.write(_toy_solution(), src / "toy.ipynb", version=4)
+    exercises.generate(src, tmp_path / "out")
+    text = (tmp_path / "out" / "toy.ipynb").read_bytes()
+    exercises.generate(src, tmp_path / "again")
+    assert (tmp_path / "again" / "toy.ipynb").read_bytes() == text, "the output must be deterministic"
+    nb = nbformat.read(tmp_path / "out" / "toy.ipynb", as_version=4)
+    header, sol, test, answer = nb.cells
+    assert "generated from solutions/toy.ipynb" in header.source and "do not edit" in header.source
+    assert sol.source == 'def f(x):\n    """doc"""\n    # YOUR CODE HERE\n    raise NotImplementedError()'
+    assert sol.outputs == [] and sol.execution_count is None
+    assert test.source == "check_f(f)" and test.metadata == _toy_solution().cells[1].metadata
+    assert answer.source == "YOUR ANSWER HERE"
+
+
+@pytest.mark.parametrize("source", ["### BEGIN SOLUTION\nx = 1", "### END SOLUTION", "### BEGIN SOLUTION\n"
+                                    "### BEGIN SOLUTION\n### END SOLUTION"])
+def test_generator_rejects_unbalanced_markers(tmp_path, source):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    (tmp_path / "s").mkdir()
+    nbformat.write(nb, tmp_path / "s" / "bad.ipynb", version=4)
+    with pytest.raises(exercises.MarkerError):
+        exercises.generate(tmp_path / "s", tmp_path / "o")
+    assert exercises.main([str(tmp_path / "s"), str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_solution_metadata(path):
+    nb = nbformat.read(path, as_version=4)
+    ids = [_nbgrader(c)["grade_id"] for c in nb.cells if "grade_id" in _nbgrader(c)]
+    assert len(ids) == len(set(ids)), "grade_ids must be unique"
+    graded = _graded(nb)
+    assert len(graded) >= 2, "each worksheet has several TODOs"
+    for cell in graded:
+        meta = _nbgrader(cell)
+        check, target = cell.metadata["course"]["check"], cell.metadata["course"]["target"]
+        assert check in CHECKS and CHECKS[check].target == target
+        assert meta == {"grade": True, "grade_id": f"test_{check}", "locked": True, "points": meta["points"],
+                        "schema_version": 3, "solution": False, "task": False}
+        assert isinstance(meta["points"], int) and meta["points"] > 0
+        lines = cell.source.split("\n")
+        assert f"check_{check}({target})" in lines
+        assert lines[-3:] == ["### BEGIN HIDDEN TESTS",
+                              f'assert run_check("{check}", {target}, hidden=True).passed, "hidden tests failed"',
+                              "### END HIDDEN TESTS"]
+    solutions = [c for c in nb.cells if c.cell_type == "code" and _nbgrader(c).get("solution")]
+    assert {_nbgrader(c)["grade_id"] for c in solutions} == {c.metadata["course"]["target"] for c in graded}
+    for cell in solutions:
+        assert _nbgrader(cell) == {"grade": False, "grade_id": _nbgrader(cell)["grade_id"], "locked": False,
+                                   "schema_version": 3, "solution": True, "task": False}
+        assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+        assert re.search(r"^\s*(def|class) ", cell.source, re.M), "the signature stays for the students"
+    manual = [c for c in nb.cells if c.metadata.get("course", {}).get("manual")]
+    if path.stem == "lab_ddim":
+        assert len(manual) == 1 and manual[0].cell_type == "markdown"
+        assert _nbgrader(manual[0]) == {"grade": True, "solution": True, "grade_id": "summary",
+                                        "points": _nbgrader(manual[0])["points"], "locked": False,
+                                        "schema_version": 3, "task": False}
+        assert len(manual[0].source) > 200, "the solution's summary is a real answer"
+    for cell in nb.cells:   # committed executed, without errors
+        if cell.cell_type == "code":
+            assert cell.execution_count is not None, f"{path.name}: cell {cell.id} was not executed"
+            assert not [o for o in cell.outputs if o.output_type == "error"], f"{path.name}: cell {cell.id} failed"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_solution_code_passes_the_hidden_tests(path):
+    """The imports cell plus every solution cell, executed alone, pass their checks (hidden cases included)."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    namespace: dict = {}
+    exec(compile(code[1].source, f"{path.name}:imports", "exec"), namespace)     # code[0] is the Colab cell
+    for cell in code:
+        if _nbgrader(cell).get("solution"):
+            exec(compile(cell.source, f"{path.name}:{cell.id}", "exec"), namespace)
+    for cell in _graded(nb):
+        check, target = cell.metadata["course"]["check"], cell.metadata["course"]["target"]
+        result = run_check(check, namespace[target], hidden=True)
+        assert result.passed, f"{path.name}: {result.message}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", WORKSHEETS)
+def test_untouched_exercise_runs_and_says_not_implemented(name, monkeypatch):
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("COURSE_QUICK", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+    nb = nbformat.read(EXERCISES / f"{name}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=False,
+                   resources={"metadata": {"path": str(EXERCISES)}}).execute()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        assert not [o for o in cell.outputs if o.output_type == "error"]
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        if _nbgrader(cell).get("grade"):
+            target = cell.metadata["course"]["target"]
+            assert text == f"⏳ {target}: not implemented yet\n", text
+        assert "❌" not in text and "Traceback" not in text

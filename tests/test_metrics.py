@@ -1,0 +1,103 @@
+"""The course metric (course_utils.metrics): exact identities of FID/KID on features, and its behaviour on MNIST.
+
+Real against real (two disjoint halves of the MNIST test set) sits near the floor, real against noise far
+above it, and the score grows monotonically as Gaussian noise of increasing std is added to real images.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import metrics
+from course_utils.data import DatasetNotFoundError, load_images
+
+
+# ---------------------------------------------------------------- exact identities on features
+def test_fid_of_a_set_with_itself_is_zero():
+    feats = np.random.default_rng(0).normal(size=(500, 16))
+    assert metrics.fid_from_features(feats, feats) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_of_a_shift_is_the_squared_shift():
+    # shifting every feature by c leaves the covariance unchanged: FID = ||c||^2 exactly
+    feats = np.random.default_rng(1).normal(size=(400, 8))
+    c = np.arange(8) / 4.0
+    assert metrics.fid_from_features(feats, feats + c) == pytest.approx(float((c ** 2).sum()), rel=1e-6)
+
+
+def test_fid_matches_the_gaussian_formula_for_diagonal_covariances():
+    # for diagonal covariances Tr(S_a + S_b - 2 sqrt(S_a S_b)) = sum (s_a - s_b)^2 over standard deviations
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(200_000, 3)) * np.array([1.0, 2.0, 0.5])
+    b = rng.normal(size=(200_000, 3)) * np.array([2.0, 1.0, 0.5]) + np.array([1.0, 0.0, 0.0])
+    expected = 1.0 + (1 - 2) ** 2 + (2 - 1) ** 2 + 0.0
+    assert metrics.fid_from_features(a, b) == pytest.approx(expected, abs=0.05)
+
+
+def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_two():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(1000, 16)), rng.normal(size=(1000, 16))
+    same, std = metrics.kid_from_features(a, b, num_subsets=20, subset_size=200)
+    shifted, _ = metrics.kid_from_features(a, b + 0.5, num_subsets=20, subset_size=200)
+    assert abs(same) < 3 * std + 1e-3
+    assert shifted > 20 * abs(same) and shifted > 0
+
+
+def test_polynomial_kernel_is_the_cubic_kernel():
+    a, b = np.array([[1.0, 2.0]]), np.array([[3.0, -1.0]])
+    assert metrics.polynomial_kernel(a, b)[0, 0] == pytest.approx(((1 * 3 + 2 * -1) / 2 + 1) ** 3)  # 1.5^3
+
+
+def test_bad_shapes_say_what_to_fix():
+    clf = metrics.feature_classifier()
+    with pytest.raises(ValueError, match="28x28"):
+        metrics.features(torch.zeros(4, 1, 16, 16), clf)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        metrics.class_accuracy(torch.zeros(4, 1, 28, 28), torch.zeros(3), clf)
+
+
+# ---------------------------------------------------------------- on MNIST with the course classifier
+@pytest.fixture(scope="module")
+def mnist_test():
+    try:
+        x, y = load_images("mnist", split="test")
+    except DatasetNotFoundError as err:
+        from conftest import skip_or_fail
+        skip_or_fail(f"MNIST is needed for the metric tests: {err}")
+    return x[:4000], y[:4000]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return metrics.feature_classifier()
+
+
+def test_real_vs_real_is_near_the_floor_and_noise_far_above(mnist_test, classifier):
+    x, _ = mnist_test
+    a, b = x[:2000], x[2000:]
+    fa, fb = metrics.features(a, classifier), metrics.features(b, classifier)
+    noise = torch.randn(2000, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    fn = metrics.features(noise, classifier)
+    real_fid, noise_fid = metrics.fid_from_features(fa, fb), metrics.fid_from_features(fa, fn)
+    real_kid, noise_kid = metrics.kid_from_features(fa, fb, num_subsets=20)[0], \
+        metrics.kid_from_features(fa, fn, num_subsets=20)[0]
+    assert noise_fid > 50 * real_fid, (real_fid, noise_fid)
+    assert noise_kid > 100 * abs(real_kid), (real_kid, noise_kid)
+
+
+def test_the_score_grows_with_added_noise(mnist_test, classifier):
+    x, _ = mnist_test
+    a, b = x[:2000], x[2000:]
+    fa = metrics.features(a, classifier)
+    gen = torch.Generator().manual_seed(1)
+    eps = torch.randn(b.shape, generator=gen)
+    fids = [metrics.fid_from_features(fa, metrics.features((b + std * eps).clamp(-1, 1), classifier))
+            for std in (0.0, 0.1, 0.2, 0.4, 0.8)]
+    assert all(lo < hi for lo, hi in zip(fids, fids[1:])), fids
+
+
+def test_class_accuracy_of_real_images_is_high(mnist_test, classifier):
+    x, y = mnist_test
+    assert metrics.class_accuracy(x[:1000], y[:1000], classifier) > 0.95
+    assert metrics.class_accuracy(x[:1000], (y[:1000] + 1) % 10, classifier) < 0.05
