@@ -141,3 +141,32 @@ def _check_name(name: str) -> None:
     if name not in NAMES:
         raise ValueError(f"unknown pretrained model {name!r}; the course's models are {list(NAMES)} "
                          f"(trained here: {available()})")
+
+
+def cards_markdown(*, directory: str | Path | None = None) -> str:
+    """A markdown table of the shipped models' cards (what docs/checkpoints.md shows):
+    ``python -m course_utils.checkpoints``."""
+    rows = ["| name | data | architecture | parameters | steps x batch | wall time | hardware | file | metrics |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name in NAMES:
+        try:
+            card = read_card(name, directory=directory)
+        except CheckpointError:
+            rows.append(f"| `{name}` | not trained yet | | | | | | | |")
+            continue
+        hw = card.get("hardware", {})
+        hardware = (f"{hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} thread(s), load {hw.get('load_average_1min_at_end', '?')}"
+                    + (f", {hw['gpu']}" if hw.get("gpu") else ""))
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in card.get("metrics", {}).items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)) or "not measured"
+        config = card["architecture"]["config"]
+        arch = card["architecture"]["class"] + (f" base {config['base_channels']}"
+                                                 + (f" x{tuple(config['channel_mults'])}" if "channel_mults" in config else ""))
+        rows.append(f"| `{name}` | {card['dataset']['name']} {card['dataset']['image_size']}x{card['dataset']['image_size']} "
+                    f"| {arch} | {card['parameters']:,} | {card['steps']} x {card['batch_size']} "
+                    f"| {card['wall_time_s'] / 60:.1f} min | {hardware} | {card['file_size_bytes'] / 1e6:.2f} MB | {metrics} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(cards_markdown())

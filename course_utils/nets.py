@@ -247,7 +247,7 @@ class NoisyClassifier(nn.Module):
         self.conv2 = nn.Conv2d(c, 2 * c, 3, padding=1, stride=2)
         self.conv3 = nn.Conv2d(2 * c, 2 * c, 3, padding=1, stride=2)
         self.norm1, self.norm2, self.norm3 = (nn.GroupNorm(8, c), nn.GroupNorm(8, 2 * c), nn.GroupNorm(8, 2 * c))
-        self.fc = nn.Linear(2 * c, feature_dim)
+        self.fc = nn.Linear(2 * c * 4 * 4, feature_dim)   # from a 4x4 grid of pooled features
         self.head = nn.Linear(feature_dim, num_classes)
 
     def features(self, x: Tensor, t: Tensor | None = None) -> Tensor:   # x (B, C, H, W) -> (B, feature_dim)
@@ -259,7 +259,9 @@ class NoisyClassifier(nn.Module):
             h = h + self.time_embed(t)[:, :, None, None]
         h = F.silu(self.norm2(h))
         h = F.silu(self.norm3(self.conv3(h)))
-        return F.silu(self.fc(h.mean(dim=(-2, -1))))
+        # Pool to a 4x4 grid, not to 1x1: a global average of 9x9-pixel patch features forgets where strokes
+        # are (a bag of patches), which held MNIST test accuracy near 90%.
+        return F.silu(self.fc(F.adaptive_avg_pool2d(h, 4).flatten(1)))     # (B, 2c*16) -> (B, feature_dim)
 
     def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
         return self.head(self.features(x, t))

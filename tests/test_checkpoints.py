@@ -129,3 +129,10 @@ def test_digits_samples_are_the_asked_class():
                              seed=123)
     accuracy = float((digits_reference_classifier()(samples) == y).float().mean())
     assert accuracy >= 0.80, accuracy
+
+
+def test_cards_table_lists_every_model(tmp_path):
+    table = checkpoints.cards_markdown()
+    assert all(f"| `{name}` |" in table for name in checkpoints.NAMES)
+    assert "digits 16x16" in table
+    assert checkpoints.cards_markdown(directory=tmp_path).count("not trained yet") == len(checkpoints.NAMES)

@@ -55,7 +55,19 @@ def test_config_validation():
         TrainConfig(ema_decay=1.0)
     with pytest.raises(ValueError, match="fp16 mixed precision needs CUDA"):
         training.autocast_dtype("fp16", torch.device("cpu"))
-    assert training.autocast_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    assert training.autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16   # asked for: always
+    assert training.autocast_dtype("none", torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, native):
+    """On an AVX2-only CPU oneDNN emulates bf16 (a train step ~10x slower than fp32): "auto" keeps fp32 there."""
+    monkeypatch.setattr(training, "cpu_has_fast_bf16", lambda: native)
+    assert training.autocast_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native else None)
+
+
+def test_cpu_bf16_detection_agrees_with_onednn():
+    assert training.cpu_has_fast_bf16() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def test_nan_loss_is_reported():

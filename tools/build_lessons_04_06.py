@@ -270,8 +270,11 @@ def lesson_04():
         * **Gradient clipping** at norm 1: a rare batch of mostly-tiny $t$ can give a huge gradient;
           clipping keeps one bad step from undoing the run.
         * **Mixed precision**, `mixed_precision="auto"`: the forward and backward passes run in bfloat16
-          (`torch.autocast`) where that is fast, about twice as fast as float32 on this CPU; the weights and the
-          loss stay float32. On a GPU without bfloat16 it picks float16 with a gradient scaler.
+          (`torch.autocast`) where the processor computes it natively (a recent GPU, or a CPU with AVX-512 BF16
+          or AMX, where it is about twice as fast as float32); the weights and the loss stay float32. On a CPU
+          with only AVX2, bfloat16 is *emulated* and a step is about 10 times slower than float32, so "auto"
+          keeps float32 there (the cell below prints what it chose). On a GPU without bfloat16 it picks float16
+          with a gradient scaler.
         * **A progress bar and a live loss plot**: `train` shows a tqdm bar; its `callback` redraws a figure.
 
         The cell below trains for `IMAGE_STEPS // 2` steps and writes a checkpoint; section 4 resumes it.
