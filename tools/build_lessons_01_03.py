@@ -291,11 +291,11 @@ def lesson_01():
           linearly through the middle. The lab's curve starts at $0.95^2 = 0.9025$, not at 1.
         - **log-SNR:** the cosine schedules spend their steps evenly across noise levels (a nearly straight
           line in the middle); the linear schedule drops to a log-SNR of $-5$ (SNR below 1%) by about
-          $t/T = 0.6$ and then keeps going down, to about $-10$. Those last steps all look like pure noise.
+          $t/T = 0.7$ and then keeps going down, to about $-10$. Those last steps all look like pure noise.
 
         ## 6. Why the linear schedule destroys a small image too early
 
-        Nichol and Dhariwal noticed that on low-resolution images (32x32 and below) the end of the linear
+        Nichol and Dhariwal noticed that on low-resolution images (64x64 and 32x32 in their experiments) the end of the linear
         schedule is wasted: $x_t$ is already indistinguishable from noise, so those steps teach the network
         little, and leaving out the last 20% of them hardly changed the model's quality. Let us look at it with
         our own eyes. Here are $\bar\alpha_t$ at a few fractions of the chain:
@@ -641,7 +641,7 @@ def lesson_02():
         \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .
         $$
         The reverse process $p_\theta(x_{t-1} \mid x_t)$ is trained to match it, with the network's guess of
-        $x_0$ in place of the true one (lesson 4). `q_posterior(x0, xt, t, schedule)` returns $\tilde\mu_t$ and
+        $x_0$ in place of the true one (lesson 5). `q_posterior(x0, xt, t, schedule)` returns $\tilde\mu_t$ and
         $\tilde\beta_t$.
 
         **Checking Bayes' rule by simulation.** Fix a scalar $x_0$, draw many pairs: $x_{t-1} \sim q(x_{t-1}\mid x_0)$
@@ -820,8 +820,8 @@ def lesson_03():
         $$
         \mathrm{emb}(t) = \big[\sin(\omega_0 t), \dots, \sin(\omega_{d/2-1} t),\ \cos(\omega_0 t), \dots, \cos(\omega_{d/2-1} t)\big].
         $$
-        The frequencies form a geometric series from 1 (period $2\pi$ steps) down to $10^{-4}$ (period
-        $\approx 63{,}000$ steps). Like the bits of a binary counter, the fast dimensions tell neighbouring steps
+        The frequencies form a geometric series from 1 (period $2\pi$ steps) down to $10^{-4\,(d/2-1)/(d/2)}$, about $1.3\cdot10^{-4}$ for $d = 64$ (period
+        $\approx 47{,}000$ steps). Like the bits of a binary counter, the fast dimensions tell neighbouring steps
         apart and the slow ones say roughly where in the chain we are. Every value stays in $[-1, 1]$, whatever
         $t$ is, which a network digests better than a raw $t$ of up to 1000.
         """),
@@ -865,7 +865,7 @@ def lesson_03():
         md(r"""
         **What to notice.** Left: the first columns oscillate fast (period of a few steps), the last ones barely
         change over 1000 steps, so each row (one $t$) is a distinct pattern. Right: the similarity of $\mathrm{emb}(t)$
-        with itself is 1, falls quickly over the first few dozen steps and then wanders between about 0.1 and 0.6 (the slow
+        with itself is 1, falls quickly over the first few dozen steps and then wanders between about 0 and 0.6 (the slow
         dimensions are shared by all $t$). No two timesteps get the same code, and nearby timesteps get similar
         codes: a good input for a network that should behave smoothly in $t$.
 
@@ -960,7 +960,7 @@ def lesson_03():
           up.2:   2 x (concat skip, ResBlock)        @ 28x28 <-+----------------------------------+
         norm_out, SiLU, conv_out --> eps_pred (B,1,28,28)
         ```
-        Going down, each level halves the resolution and (here) doubles the channels, so the network sees a
+        Going down, each level halves the resolution and may widen the channels (here 32 -> 64 -> 64), so the network sees a
         wider context at each level. Going up, each ResBlock first **concatenates** the feature map saved at the
         same resolution on the way down (the skip), so the fine detail of $x_t$ never has to squeeze through the
         7x7 bottleneck. Every ResBlock also receives the time embedding.
