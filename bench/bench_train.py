@@ -1,11 +1,14 @@
 """Training throughput on this machine: our UNet vs diffusers' UNet2DModel at a matched parameter count.
 
 One train step = forward + MSE loss + backward + AdamW step, batch 128 of 32x32x1 images, random timesteps.
-For each model and each precision option (fp32; bf16 autocast; bf16 autocast + channels_last) it reports
+For each model and each option (fp32; fp32 + channels_last; bf16 autocast; bf16 + channels_last) it reports
 images/s (median over timed steps, warm-up steps excluded) and the achieved GFLOP/s, counted as
 3 x the forward FLOPs (backward ~ 2 x forward) from torch.utils.flop_counter.FlopCounterMode.
 
-    python bench/bench_train.py [--steps 6] [--warmup 2] [--batch 128]
+    python bench/bench_train.py [--steps 6] [--warmup 2] [--batch 128] [--modes fp32 'fp32 + channels_last' ...]
+
+On a CPU without native bfloat16 (AVX2 only) the bf16 modes are emulated and ~10x slower: give them
+fewer steps, e.g. a second run with --modes 'bf16 autocast' --steps 2 --warmup 1.
 
 Run it alone on the machine for figures that mean something; under other load (even niced) they drop.
 """
@@ -23,6 +26,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_utils.nets import UNet, count_parameters
+from course_utils.training import cpu_has_fast_bf16
 
 
 class DiffusersUNet(nn.Module):
@@ -100,6 +104,8 @@ def main():
     parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, oneDNN kernels)")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--modes", nargs="+", default=["fp32", "fp32 + channels_last", "bf16 autocast", "bf16 + channels_last"],
+                        help="which of: 'fp32', 'fp32 + channels_last', 'bf16 autocast', 'bf16 + channels_last'")
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
@@ -112,9 +118,13 @@ def main():
         flops[name] = forward_flops_per_image(model)
         print(f"{name}: {count_parameters(model):,} parameters, forward {flops[name] / 1e9:.3f} GFLOP per image")
     print()
-    modes = {"fp32": dict(bf16=False, channels_last=False),
-             "bf16 autocast": dict(bf16=True, channels_last=False),
-             "bf16 + channels_last": dict(bf16=True, channels_last=True)}
+    all_modes = {"fp32": dict(bf16=False, channels_last=False),
+                 "fp32 + channels_last": dict(bf16=False, channels_last=True),
+                 "bf16 autocast": dict(bf16=True, channels_last=False),
+                 "bf16 + channels_last": dict(bf16=True, channels_last=True)}
+    modes = {m: all_modes[m] for m in args.modes}
+    print(f"native bf16 on this CPU (oneDNN): {cpu_has_fast_bf16()}; "
+          f"TrainConfig(mixed_precision='auto') trains in {'bf16' if cpu_has_fast_bf16() else 'fp32'} here\n")
     results = {}
     print(f"{'model':32s} {'mode':22s} {'images/s':>9s} {'GFLOP/s':>9s}  step times (s)")
     for mode, opts in modes.items():
@@ -129,10 +139,11 @@ def main():
     ours, theirs = list(models)
     for mode in modes:
         print(f"{mode:22s} ours / diffusers = {results[(ours, mode)] / results[(theirs, mode)]:.2f}x")
-    for name in models:
-        base = results[(name, 'fp32')]
-        print(f"{name}: bf16 autocast {results[(name, 'bf16 autocast')] / base:.2f}x fp32, "
-              f"bf16 + channels_last {results[(name, 'bf16 + channels_last')] / base:.2f}x fp32")
+    if "fp32" in modes:
+        for name in models:
+            base = results[(name, "fp32")]
+            print(f"{name}: " + ", ".join(f"{mode} {results[(name, mode)] / base:.2f}x" for mode in modes if mode != "fp32")
+                  + " (relative to fp32)")
     print(f"at the end: {load_note()}")
 
 
