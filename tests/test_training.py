@@ -66,9 +66,6 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, n
     assert training.autocast_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native else None)
 
 
-def test_cpu_bf16_detection_agrees_with_onednn():
-    assert training.cpu_has_fast_bf16() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
 
 def test_nan_loss_is_reported():
     x, _ = make_toy("moons", 64)
