@@ -11,35 +11,8 @@ in quick and full mode start with ``# NBVAL_CHECK_OUTPUT``.
 from __future__ import annotations
 
 import sys
-import textwrap
-from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-ROOT = Path(__file__).resolve().parents[1]
-
-COLAB = '''\
-# Colab / Binder: install the course package if it is missing (does nothing in the course's own environment).
-import importlib.util, subprocess, sys
-if importlib.util.find_spec("course_utils") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "git+https://github.com/diffusion-course/diffusion-course"])'''
-
-
-def md(text: str):
-    return new_markdown_cell(textwrap.dedent(text).strip("\n"))
-
-
-def code(text: str):
-    return new_code_cell(textwrap.dedent(text).strip("\n"))
-
-
-def notebook(cells) -> nbformat.NotebookNode:
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+from lesson_cells import COLAB, code, md, notebook, write_lessons  # tools/ (this script's folder)
 
 
 # ----------------------------------------------------------------------------------------------------- lesson 1
@@ -1141,13 +1114,7 @@ BUILDERS = {
 
 
 def main(argv):
-    names = argv or list(BUILDERS)
-    for name in names:
-        nb = BUILDERS[name]()
-        path = ROOT / "notebooks" / f"{name}.ipynb"
-        nbformat.validate(nb)
-        nbformat.write(nb, path)
-        print(f"wrote {path.relative_to(ROOT)} ({len(nb.cells)} cells)")
+    write_lessons(BUILDERS, argv)
 
 
 if __name__ == "__main__":

@@ -11,20 +11,9 @@ in quick and full mode start with ``# NBVAL_CHECK_OUTPUT``.
 from __future__ import annotations
 
 import sys
-import textwrap
-from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-ROOT = Path(__file__).resolve().parents[1]
-
-COLAB = '''\
-# Colab / Binder: install the course package if it is missing (does nothing in the course's own environment).
-import importlib.util, subprocess, sys
-if importlib.util.find_spec("course_utils") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "git+https://github.com/diffusion-course/diffusion-course"])'''
+import lesson_cells
+from lesson_cells import COLAB, notebook, write_lessons  # tools/ (this script's folder)
 
 # Measured wall times of the full runs (filled in from the executed notebooks; see the report of this builder).
 TIMES = {
@@ -40,24 +29,11 @@ TIMES = {
 
 
 def md(text: str):
-    text = textwrap.dedent(text).strip("\n")
-    for key, value in TIMES.items():
-        text = text.replace(f"@@{key}@@", value)
-    return new_markdown_cell(text)
+    return lesson_cells.md(text, TIMES)
 
 
 def code(text: str):
-    text = textwrap.dedent(text).strip("\n")
-    for key, value in TIMES.items():
-        text = text.replace(f"@@{key}@@", value)
-    return new_code_cell(text)
-
-
-def notebook(cells) -> nbformat.NotebookNode:
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return lesson_cells.code(text, TIMES)
 
 
 # A loader shared by the three lessons: the pretrained models come from course_utils.checkpoints.
@@ -1209,13 +1185,7 @@ BUILDERS = {"04_training": lesson_04, "05_ddpm_vs_ddim": lesson_05, "06_guidance
 
 
 def main(argv):
-    names = argv or list(BUILDERS)
-    for name in names:
-        nb = BUILDERS[name]()
-        path = ROOT / "notebooks" / f"{name}.ipynb"
-        nbformat.validate(nb)
-        nbformat.write(nb, path)
-        print(f"wrote {path.relative_to(ROOT)} ({len(nb.cells)} cells)")
+    write_lessons(BUILDERS, argv)
 
 
 if __name__ == "__main__":

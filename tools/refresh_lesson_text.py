@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _builders() -> dict:
+    sys.path.insert(0, str(ROOT / "tools"))      # the builders import tools/lesson_cells.py
     builders = {}
     for script in ("build_lessons_01_03.py", "build_lessons_04_06.py"):
         spec = importlib.util.spec_from_file_location(script[:-3], ROOT / "tools" / script)
