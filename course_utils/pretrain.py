@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from . import checkpoints
 from .data import load_images
+from .device import get_device
 from .forward import q_sample
 from .training import TrainConfig, train
 
@@ -125,12 +126,18 @@ def load_data(spec: dict, split: str = "train"):
 
 def run(name: str, *, steps: int | None = None, minutes: float | None = None, chunk: int = 100,
         work_dir: str | Path = "runs/pretrain", fresh: bool = False, evaluate_after: bool = True,
-        out_dir: str | Path | None = None, command: str | None = None, threads: int | None = None) -> dict:
-    """Train ``name`` (see the module docstring), store its EMA weights and card; returns the card."""
+        out_dir: str | Path | None = None, command: str | None = None, threads: int | None = None,
+        device: str | torch.device = "cpu", batch_size: int | None = None, lr: float | None = None) -> dict:
+    """Train ``name`` (see the module docstring) on ``device``, store its EMA weights and card; returns the card.
+
+    ``batch_size`` overrides the config's (a GPU takes a larger batch at the same time per step). ``lr``
+    overrides the learning rate from the current step on: a cool-down of a resumed run. The phases
+    (first step, lr) are kept in ``work_dir/NAME.phases.json`` so that the card's command reproduces them."""
     spec = CONFIGS[name]
     if threads:
         torch.set_num_threads(threads)
-    config = TrainConfig(**spec["train"], log_every=50)
+    overrides = {k: v for k, v in dict(batch_size=batch_size, lr=lr).items() if v is not None}
+    config = TrainConfig(**dict(spec["train"], **overrides), log_every=50)
     model = checkpoints.ARCHITECTURES[spec["architecture"]["cls"]](**spec["architecture"]["config"])
     schedule = checkpoints.build_schedule(spec["schedule"])
     x, y = load_data(spec)
@@ -142,11 +149,13 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
     loss_fn = make_loss_fn(spec, schedule)
     state = None
     done = torch.load(ckpt, map_location="cpu", weights_only=False)["step"] if ckpt.exists() else 0
+    phases = _lr_phases(ckpt, done, config.lr)
     print(f"{name}: {config}", flush=True)
     while True:  # chunks of `chunk` steps, each resumed exactly from the checkpoint; a run already past
         config.steps = min(target, done + chunk) if done < target else done  # the target is just restored
         state = train(model, schedule if schedule is not None else _dummy_schedule(), x, config,
-                      y=y if spec["conditional"] else None, checkpoint_path=ckpt, progress=False, loss_fn=loss_fn)
+                      y=y if spec["conditional"] else None, checkpoint_path=ckpt, progress=False, loss_fn=loss_fn,
+                      device=device)
         done = state.step
         loss = state.history[-1][1] if state.history else float("nan")
         print(f"{name}: step {done}, loss {loss:.4f}, {state.seconds:.0f} s, "
@@ -162,14 +171,46 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
         steps=state.step, batch_size=config.batch_size, train_config=asdict(config), final_loss=state.history[-1][1],
         loss_history=state.history[:: max(1, len(state.history) // 50)],
         wall_time_s=round(state.seconds, 1), hardware=hardware(),
-        command=f"python -m course_utils.pretrain {name} --steps {state.step}",
+        command=" && ".join(
+            f"python -m course_utils.pretrain {name} --steps {end}"
+            + ("" if batch_size is None else f" --batch-size {batch_size}")
+            + ("" if i == 0 and phase_lr == spec["train"]["lr"] else f" --lr {phase_lr:g}")
+            for i, ((_, phase_lr), end) in enumerate(zip(phases, [p[0] for p in phases[1:]] + [state.step]))),
         command_run=command or f"python -m course_utils.pretrain {name}",
         trained_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"), metrics={})
     card = checkpoints.save(name, state.ema_model, card, directory=out_dir)
     print(f"{name}: saved {card['weights_file']} ({card['file_size_bytes'] / 1e6:.2f} MB), sha256 {card['sha256']}")
     if evaluate_after:
-        card = evaluate_and_record(name, directory=out_dir)
+        card = evaluate_and_record(name, directory=out_dir, device=device)
     return card
+
+
+def _lr_phases(ckpt: Path, step: int, lr: float) -> list[list]:
+    """The run's learning-rate phases [[first step, lr], ...], from ``ckpt``'s sidecar ``.phases.json``.
+
+    When ``lr`` differs from the checkpoint's, the checkpoint is rewritten to continue with ``lr`` (its
+    saved config and the optimizer's param groups) and a new phase starts at ``step``."""
+    import json
+
+    sidecar = ckpt.with_suffix(".phases.json")
+    if not ckpt.exists():
+        sidecar.unlink(missing_ok=True)
+        phases = [[0, lr]]
+    else:
+        phases = json.loads(sidecar.read_text()) if sidecar.exists() else None
+        payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+        saved_lr = payload["config"]["lr"]
+        phases = phases or [[0, saved_lr]]
+        if saved_lr != lr:
+            print(f"{ckpt}: continuing at step {step} with lr {lr:g} (was {saved_lr:g})", flush=True)
+            payload["config"]["lr"] = lr
+            for group in payload["optimizer"]["param_groups"]:
+                group["lr"] = lr
+            torch.save(payload, ckpt)
+            phases.append([step, lr])
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    sidecar.write_text(json.dumps(phases) + "\n")
+    return phases
 
 
 def _dummy_schedule():
@@ -179,7 +220,9 @@ def _dummy_schedule():
 
 def sample_batched(model, schedule, n: int, image_shape, *, sampler: str = "ddim", num_steps: int = 50,
                    y=None, guidance_scale: float = 1.0, seed: int = 0, batch_size: int = 250):
-    """n samples (n, C, H, W) in batches from one seeded generator; DDIM (eta 0) or DDPM (``sampler="ddpm"``)."""
+    """n samples (n, C, H, W) in batches from one seeded generator; DDIM (eta 0) or DDPM (``sampler="ddpm"``).
+
+    x_T is drawn on the CPU, so DDIM gives the same samples on any device (up to float rounding)."""
     from .samplers import ddim_sample, ddpm_sample
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -213,12 +256,12 @@ def digits_reference_classifier():
 
 
 @torch.no_grad()
-def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0) -> dict:
+def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device: str | torch.device = "cpu") -> dict:
     """The card's metrics. Classifiers: MNIST test accuracy (noisy classifier: at several t). Diffusion models:
     DDIM 50 samples (eta 0, seed ``seed``) judged by held-out classifiers, plus FID/KID on the course metric."""
     from . import metrics
     from .settings import quick_mode
-    model, schedule, card = checkpoints.load(name, directory=directory)
+    model, schedule, card = checkpoints.load(name, device, directory=directory)
     kind, out = card["kind"], {}
     if kind in ("classifier", "noisy-classifier"):
         x, y = load_images("mnist", split="test")
@@ -246,8 +289,8 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0) -> dict
         out["evaluation"] = (f"{n} samples per guidance scale (50 per class), DDIM 50 steps eta 0, seed {seed}, "
                              "classified by an RBF SVC trained on scikit-learn digits' 8x8 train split")
         return out
-    eval_clf = checkpoints.load("mnist-eval-classifier")[0]
-    feat_clf = metrics.feature_classifier()
+    eval_clf = checkpoints.load("mnist-eval-classifier", device)[0]
+    feat_clf = metrics.feature_classifier(device)
     real, _ = load_images("mnist", split="test")
     real_feats = metrics.features(real, feat_clf)
     y = None if card["num_classes"] is None else torch.arange(n) % 10
@@ -269,12 +312,12 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0) -> dict
     return out
 
 
-def evaluate_and_record(name: str, *, directory=None) -> dict:
+def evaluate_and_record(name: str, *, directory=None, device: str | torch.device = "cpu") -> dict:
     """Measure the model's metrics (``evaluate``) and write them into its card (weights untouched)."""
     import json
 
     directory = Path(directory) if directory is not None else checkpoints.CHECKPOINT_DIR
-    metrics = evaluate(name, directory=directory)
+    metrics = evaluate(name, directory=directory, device=device)
     path = directory / f"{name}.json"
     card = json.loads(path.read_text())
     card["metrics"] = metrics
@@ -293,15 +336,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir", default="runs/pretrain", help="where the resumable checkpoint lives")
     parser.add_argument("--out-dir", default=None, help="where NAME.pt/.json go (default: the package)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is fastest on a busy CPU)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto: cuda when present)")
+    parser.add_argument("--batch-size", type=int, help="override the config's batch size")
+    parser.add_argument("--lr", type=float, help="override the learning rate from now on (a cool-down when resuming)")
     parser.add_argument("--fresh", action="store_true", help="discard the resumable checkpoint and start over")
     parser.add_argument("--no-eval", action="store_true", help="skip the metrics after training")
     parser.add_argument("--eval-only", action="store_true", help="only measure the stored model, update its card")
     args = parser.parse_args(argv)
+    device = get_device() if args.device == "auto" else torch.device(args.device)
     if args.eval_only:
-        evaluate_and_record(args.name, directory=args.out_dir)
+        evaluate_and_record(args.name, directory=args.out_dir, device=device)
         return
     run(args.name, steps=args.steps, minutes=args.minutes, chunk=args.chunk, work_dir=args.work_dir,
         fresh=args.fresh, evaluate_after=not args.no_eval, out_dir=args.out_dir, threads=args.threads,
+        device=device, batch_size=args.batch_size, lr=args.lr,
         command="python -m course_utils.pretrain " + shlex.join(argv))
 
 
