@@ -27,7 +27,7 @@ lab: setup
 
 ## Set everything up and run the whole test suite (unit tests, lessons and solutions under nbval, browser test).
 test: setup
-	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --durations=15 $(PYTEST_ARGS)
 
 ## Regenerate the README's screenshots (docs/screenshots/*.png) in headless Chromium (needs /usr/bin/chromium).
 screenshots: setup

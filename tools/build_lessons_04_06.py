@@ -20,11 +20,11 @@ TIMES = {
     "06_total": "About 6 minutes",
     "06_steps": "50",
     "06_n_per_class": "20",
-    "05_total": "About 10-20 minutes (21 measured on one core of a busy AVX2 CPU, in float32)",
-    "05_n_eval": "128",
+    "05_total": "About 6 minutes (326 s measured on an idle 2-core AVX2 CPU, in float32)",
+    "05_n_eval": "48",
     "04_toy": "about 30 seconds",
-    "04_image": "about 5 minutes with native bfloat16 (about twice that in float32)",
-    "04_total": "about 6 minutes (up to 12 on a CPU without native bfloat16)",
+    "04_image": "about 9 minutes",
+    "04_total": "about 10 minutes in float32 (593 s measured on a 2-core AVX2 CPU while another job ran; a CPU with native bfloat16 trains about twice as fast)",
 }
 
 
@@ -454,8 +454,8 @@ def lesson_05():
            (**DDIM inversion**) and **interpolated** in noise space.
 
         **Time.** @@05_total@@ on a 2-core CPU in full mode (most of it the 1000-step DDPM run); with
-        `COURSE_QUICK=1` the sample counts shrink and it takes about a minute, with FID figures that are then too
-        noisy to compare.
+        `COURSE_QUICK=1` the sample counts shrink and it takes a few minutes, with FID figures that are then too
+        noisy to compare. Almost all of the time is the 1000-step DDPM run: 1000 network calls per sample.
         """),
         code(COLAB),
         code("""
@@ -479,8 +479,8 @@ def lesson_05():
 
         torch.manual_seed(0)
         device = get_device()
-        N_EVAL = pick(@@05_n_eval@@, 32)        # samples per sampler for the quality table
-        N_SHOW = 16                              # samples shown per figure
+        N_EVAL = pick(@@05_n_eval@@, 8)         # samples per sampler for the quality table
+        N_SHOW = pick(16, 8)                     # samples shown per figure
         print(f"device: {device}, quick mode: {quick_mode()}, samples per sampler: {N_EVAL}")
         """),
         code(LOAD_PRETRAINED),
