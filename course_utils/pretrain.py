@@ -149,7 +149,8 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
     loss_fn = make_loss_fn(spec, schedule)
     state = None
     done = torch.load(ckpt, map_location="cpu", weights_only=False)["step"] if ckpt.exists() else 0
-    phases = _lr_phases(ckpt, done, config.lr)
+    phases = _lr_phases(ckpt, done, lr, config.lr)
+    config.lr = phases[-1][1]       # without --lr a resumed run keeps the checkpoint's (cooled-down) lr
     print(f"{name}: {config}", flush=True)
     while True:  # chunks of `chunk` steps, each resumed exactly from the checkpoint; a run already past
         config.steps = min(target, done + chunk) if done < target else done  # the target is just restored
@@ -185,23 +186,24 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
     return card
 
 
-def _lr_phases(ckpt: Path, step: int, lr: float) -> list[list]:
+def _lr_phases(ckpt: Path, step: int, lr: float | None, config_lr: float) -> list[list]:
     """The run's learning-rate phases [[first step, lr], ...], from ``ckpt``'s sidecar ``.phases.json``.
 
-    When ``lr`` differs from the checkpoint's, the checkpoint is rewritten to continue with ``lr`` (its
-    saved config and the optimizer's param groups) and a new phase starts at ``step``."""
+    ``lr`` None keeps the checkpoint's lr (``config_lr`` for a new run). When ``lr`` differs from the
+    checkpoint's, the checkpoint is rewritten to continue with ``lr`` (its saved config and the optimizer's
+    param groups) and a new phase starts at ``step``."""
     import json
 
     sidecar = ckpt.with_suffix(".phases.json")
     if not ckpt.exists():
         sidecar.unlink(missing_ok=True)
-        phases = [[0, lr]]
+        phases = [[0, config_lr if lr is None else lr]]
     else:
         phases = json.loads(sidecar.read_text()) if sidecar.exists() else None
         payload = torch.load(ckpt, map_location="cpu", weights_only=False)
         saved_lr = payload["config"]["lr"]
         phases = phases or [[0, saved_lr]]
-        if saved_lr != lr:
+        if lr is not None and saved_lr != lr:
             print(f"{ckpt}: continuing at step {step} with lr {lr:g} (was {saved_lr:g})", flush=True)
             payload["config"]["lr"] = lr
             for group in payload["optimizer"]["param_groups"]:

@@ -114,6 +114,11 @@ def test_an_lr_cool_down_resumes_the_run_and_the_card_command_reproduces_both_ph
     saved = torch.load(work / "digits-unet-cond.ckpt", map_location="cpu", weights_only=False)
     assert saved["step"] == 4 and saved["config"]["lr"] == 2e-4
     assert all(group["lr"] == 2e-4 for group in saved["optimizer"]["param_groups"])
+    # resumed again without --lr: the cooled-down lr stays, no new phase
+    card = run("digits-unet-cond", steps=5, chunk=1, work_dir=work, out_dir=tmp_path, evaluate_after=False,
+               batch_size=8)
+    assert card["train_config"]["lr"] == 2e-4 and card["command"].endswith("--steps 5 --batch-size 8 --lr 0.0002")
+    assert card["command"].count("&&") == 1
 
 
 # ---------------------------------------------------------------- fast sample quality (held-out judges)
