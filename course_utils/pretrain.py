@@ -1,6 +1,7 @@
 """Train the course's pretrained models with the course's own ``train``, one command each:
 
     python -m course_utils.pretrain NAME [--steps N | --minutes M] [--fresh] [--eval-only] [--no-eval]
+                                         [--device cuda] [--batch-size B] [--lr LR]
 
 NAME is a key of ``CONFIGS``. The run keeps a resumable checkpoint in ``runs/pretrain/NAME.ckpt``
 (model, EMA, optimizer, random states: an interrupted run continues exactly), then stores the EMA
