@@ -137,8 +137,8 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
     spec = CONFIGS[name]
     if threads:
         torch.set_num_threads(threads)
-    overrides = {k: v for k, v in dict(batch_size=batch_size, lr=lr).items() if v is not None}
-    config = TrainConfig(**dict(spec["train"], **overrides), log_every=50)
+    config = TrainConfig(**dict(spec["train"], **({} if batch_size is None else dict(batch_size=batch_size))),
+                         log_every=50)
     model = checkpoints.ARCHITECTURES[spec["architecture"]["cls"]](**spec["architecture"]["config"])
     schedule = checkpoints.build_schedule(spec["schedule"])
     x, y = load_data(spec)
@@ -149,9 +149,10 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
     deadline = time.time() + 60 * minutes if minutes is not None else float("inf")
     loss_fn = make_loss_fn(spec, schedule)
     state = None
-    done = torch.load(ckpt, map_location="cpu", weights_only=False)["step"] if ckpt.exists() else 0
-    phases = _lr_phases(ckpt, done, lr, config.lr)
-    config.lr = phases[-1][1]       # without --lr a resumed run keeps the checkpoint's (cooled-down) lr
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() else None
+    done = saved["step"] if saved is not None else 0
+    phases = _lr_phases(ckpt, saved, lr, config.lr)
+    config.lr = phases[-1][1]       # the lr asked for, else the checkpoint's (maybe cooled-down), else the config's
     print(f"{name}: {config}", flush=True)
     while True:  # chunks of `chunk` steps, each resumed exactly from the checkpoint; a run already past
         config.steps = min(target, done + chunk) if done < target else done  # the target is just restored
@@ -187,22 +188,21 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
     return card
 
 
-def _lr_phases(ckpt: Path, step: int, lr: float | None, config_lr: float) -> list[list]:
+def _lr_phases(ckpt: Path, payload: dict | None, lr: float | None, config_lr: float) -> list[list]:
     """The run's learning-rate phases [[first step, lr], ...], from ``ckpt``'s sidecar ``.phases.json``.
 
-    ``lr`` None keeps the checkpoint's lr (``config_lr`` for a new run). When ``lr`` differs from the
-    checkpoint's, the checkpoint is rewritten to continue with ``lr`` (its saved config and the optimizer's
-    param groups) and a new phase starts at ``step``."""
+    ``payload`` is ``ckpt`` loaded (None for a new run). ``lr`` None keeps the checkpoint's lr (``config_lr``
+    for a new run). When ``lr`` differs from the checkpoint's, the checkpoint is rewritten to continue with
+    ``lr`` (its saved config and the optimizer's param groups) and a new phase starts at its step."""
     import json
 
     sidecar = ckpt.with_suffix(".phases.json")
-    if not ckpt.exists():
+    if payload is None:
         sidecar.unlink(missing_ok=True)
         phases = [[0, config_lr if lr is None else lr]]
     else:
         phases = json.loads(sidecar.read_text()) if sidecar.exists() else None
-        payload = torch.load(ckpt, map_location="cpu", weights_only=False)
-        saved_lr = payload["config"]["lr"]
+        step, saved_lr = payload["step"], payload["config"]["lr"]
         phases = phases or [[0, saved_lr]]
         if lr is not None and saved_lr != lr:
             print(f"{ckpt}: continuing at step {step} with lr {lr:g} (was {saved_lr:g})", flush=True)
