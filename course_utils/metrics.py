@@ -16,6 +16,8 @@ Shapes: images (N, 1, 28, 28) float in [-1, 1]; labels (N,) int64; features (N, 
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import torch
@@ -80,10 +82,18 @@ def kid_from_features(feats_a: np.ndarray, feats_b: np.ndarray, *, num_subsets: 
     """KID: mean and standard deviation over subsets of the unbiased MMD^2 (cubic polynomial kernel).
 
     MMD^2_u = 1/(m(m-1)) sum_{i!=j} k(a_i, a_j) + 1/(m(m-1)) sum_{i!=j} k(b_i, b_j) - 2/m^2 sum_{i,j} k(a_i, b_j)
+
+    The subsets hold m = min(subset_size, N_a, N_b) images. When both sets have exactly m images every subset
+    is the whole set, so the standard deviation is 0 by construction and says nothing about the spread; this
+    warns then. Pass a ``subset_size`` below the set sizes (e.g. half) to get a spread that means something.
     """
     m = min(subset_size, len(feats_a), len(feats_b))
     if m < 2:
         raise ValueError("KID needs at least 2 images per set")
+    if num_subsets > 1 and m == len(feats_a) == len(feats_b):
+        warnings.warn(f"KID: subset_size {subset_size} covers both sets of {m} images, so every subset is the "
+                      f"whole set and the standard deviation is 0; pass subset_size={m // 2} (half) for a spread "
+                      "over subsets", stacklevel=2)
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(num_subsets):
@@ -134,3 +144,30 @@ def confident_share(images: Tensor, classifier: nn.Module, threshold: float = 0.
     probs = predict_proba(images, classifier)
     counts = torch.bincount(probs.argmax(-1), minlength=probs.shape[1])
     return float((probs.max(-1).values > threshold).float().mean()), counts
+
+
+def calibration(probs: Tensor, labels: Tensor, *, bins: int = 15) -> dict[str, float]:
+    """How far a classifier's confidence can be trusted, from probabilities (N, K) and true labels (N,).
+
+    Returns accuracy, the share with confidence > 0.9 and the expected calibration error (Guo et al. 2017,
+    Eq. 3): ECE = sum_b (n_b / N) |acc(b) - conf(b)| over ``bins`` equal-width confidence bins. A calibrated
+    judge has ECE ~ 0, so "confidence > 0.9" then means "right at least 9 times in 10".
+    """
+    labels = torch.as_tensor(labels).long()
+    conf, pred = probs.max(-1)
+    correct = (pred == labels).float()
+    bin_of = ((conf * bins).ceil().long() - 1).clamp(0, bins - 1)
+    ece = 0.0
+    for b in bin_of.unique():
+        m = bin_of == b
+        ece += float(m.float().mean()) * abs(float(correct[m].mean()) - float(conf[m].mean()))
+    return dict(accuracy=float(correct.mean()), confident=float((conf > 0.9).float().mean()), ece=ece)
+
+
+def fit_temperature(logits: Tensor, labels: Tensor) -> float:
+    """The temperature T minimising the NLL of softmax(logits / T) (Guo et al. 2017, Sec. 4.2), on a grid
+    0.2..2.0 in steps of 0.01. T ~ 1: calibrated; T < 1: under-confident; T > 1: over-confident."""
+    labels = torch.as_tensor(labels).long()
+    grid = torch.linspace(0.2, 2.0, 181)
+    nll = torch.stack([torch.nn.functional.cross_entropy(logits.float() / t, labels) for t in grid])
+    return float(grid[nll.argmin()])

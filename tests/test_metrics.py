@@ -5,11 +5,13 @@ above it, and the score grows monotonically as Gaussian noise of increasing std 
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from course_utils import metrics
+from course_utils import checkpoints, metrics
 from course_utils.data import DatasetNotFoundError, load_images
 
 
@@ -42,6 +44,42 @@ def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_two():
     shifted, _ = metrics.kid_from_features(a, b + 0.5, num_subsets=20, subset_size=200)
     assert abs(same) < 3 * std + 1e-3
     assert shifted > 20 * abs(same) and shifted > 0
+
+
+def test_kid_warns_when_every_subset_is_the_whole_set_and_half_subsets_give_a_real_spread():
+    # the lab once printed "KID ... +- 0.0000": 500 images against 500 with the default subset_size 500
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(100, 8)), rng.normal(size=(100, 8)) + 0.3
+    with pytest.warns(UserWarning, match="subset_size=50"):
+        _, std_whole = metrics.kid_from_features(a, b, num_subsets=10)
+    assert std_whole == pytest.approx(0.0, abs=1e-12)  # permuted sums: 0 up to rounding
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean_half, std_half = metrics.kid_from_features(a, b, num_subsets=10, subset_size=50)
+        metrics.kid_from_features(a, np.concatenate([b, b]), num_subsets=10)  # one set larger: no warning
+    assert std_half > 0 and mean_half > 0
+
+
+def test_calibration_of_a_constant_confidence_is_the_gap_to_the_accuracy():
+    # every sample has confidence 0.8 on class 0; 3 of 5 are class 0: accuracy 0.6, ECE |0.6 - 0.8| = 0.2
+    probs = torch.tensor([[0.8, 0.2]] * 5)
+    c = metrics.calibration(probs, torch.tensor([0, 0, 0, 1, 1]))
+    assert c == pytest.approx(dict(accuracy=0.6, confident=0.0, ece=0.2))
+
+
+def test_calibration_is_near_zero_when_labels_are_drawn_from_the_probabilities():
+    gen = torch.Generator().manual_seed(5)
+    probs = (3 * torch.randn(200_000, 10, generator=gen)).softmax(-1)
+    labels = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+    assert metrics.calibration(probs, labels)["ece"] < 0.01
+
+
+def test_fit_temperature_recovers_the_temperature_of_the_data():
+    gen = torch.Generator().manual_seed(6)
+    z = 2 * torch.randn(50_000, 10, generator=gen)
+    labels = torch.multinomial(z.softmax(-1), 1, generator=gen).squeeze(1)
+    assert metrics.fit_temperature(2.0 * z, labels) == pytest.approx(2.0, abs=0.05)  # too sharp by 2
+    assert metrics.fit_temperature(0.5 * z, labels) == pytest.approx(0.5, abs=0.02)  # too flat by 2
 
 
 def test_polynomial_kernel_is_the_cubic_kernel():
@@ -101,3 +139,16 @@ def test_class_accuracy_of_real_images_is_high(mnist_test, classifier):
     x, y = mnist_test
     assert metrics.class_accuracy(x[:1000], y[:1000], classifier) > 0.95
     assert metrics.class_accuracy(x[:1000], (y[:1000] + 1) % 10, classifier) < 0.05
+
+
+def test_the_held_out_judge_is_calibrated_on_real_digits(mnist_test):
+    # "confidence > 0.9" in the quality target only means something if the judge is calibrated
+    x, y = mnist_test
+    judge = checkpoints.load("mnist-eval-classifier")[0].float().eval()
+    with torch.no_grad():
+        logits = torch.cat([judge(x[i:i + 1000]) for i in range(0, len(x), 1000)]).float()
+    half = len(x) // 2
+    T = metrics.fit_temperature(logits[:half], y[:half])
+    c = metrics.calibration(logits[half:].softmax(-1), y[half:])
+    assert 0.8 <= T <= 1.25, T
+    assert c["ece"] < 0.01 and c["accuracy"] > 0.98, c

@@ -1,0 +1,106 @@
+"""Why `mnist-unet` falls short of "90% of DDIM-50 samples confidently classified": three checks in one run.
+
+1. Is the judge trustworthy? The held-out `mnist-eval-classifier` on the 10,000 MNIST test digits: a
+   temperature T fitted by NLL on the first half (T ~ 1 means calibrated, T < 1 under-confident), then on the
+   second half the accuracy, the share with confidence > 0.9 and the expected calibration error (ECE,
+   15 bins: sum over bins of (bin share) * |accuracy - mean confidence|).
+2. Is it the DDIM time grid? DDIM 50 (eta 0, Song et al. Eq. 12) from the same x_T on four sub-sequences:
+   "uniform" (the package's `ddim_timesteps`: 980, 960, ..., 0), "trailing" (999, 979, ..., 19),
+   "linspace" (999 ... 0, rounded) and "quadratic" (DDIM paper D.2: (i * sqrt(0.8 T) / S)^2).
+3. What do the failures look like? The lowest-confidence samples of the uniform grid are saved as a PNG.
+   With ``--resumable CKPT`` (a `pretrain` working checkpoint) it also samples with the raw, non-EMA weights.
+
+    python bench/diagnose_confidence.py [--n 300] [--resumable runs/pretrain/mnist-unet.ckpt]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from course_utils import checkpoints, metrics
+from course_utils.data import load_images
+from course_utils.guidance import predict_eps
+from course_utils.samplers import ddim_step, ddim_timesteps
+
+
+def time_grids(T: int, S: int) -> dict[str, list[int]]:
+    """Descending DDIM sub-sequences (each ends at or near t = 0; the last step goes to alpha_bar = 1)."""
+    return {
+        "uniform": ddim_timesteps(T, S).tolist(),
+        "trailing": [int(t) for t in np.round(np.arange(T, 0, -T / S)).astype(np.int64) - 1],
+        "linspace": [int(t) for t in np.linspace(0, T - 1, S).round().astype(np.int64)[::-1]],
+        "quadratic": [int(t) for t in np.unique((np.linspace(0, np.sqrt(0.8 * T), S) ** 2).astype(np.int64))[::-1]],
+    }
+
+
+@torch.no_grad()
+def ddim_on_grid(model, schedule, x_T: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
+    """Deterministic DDIM x_T (N, C, H, W) -> x_0 along ``timesteps`` (descending)."""
+    x = x_T
+    for k, i in enumerate(timesteps):
+        a_prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else torch.ones(())
+        eps = predict_eps(model, x, torch.full((x.shape[0],), i, dtype=torch.long))
+        x, _ = ddim_step(x, eps, schedule.alpha_bar[i], a_prev)
+    return x
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=300, help="samples per time grid (same x_T for all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resumable", default=None, help="a pretrain working checkpoint: also sample raw weights")
+    parser.add_argument("--grid-dir", default="artifacts")
+    args = parser.parse_args(argv)
+    judge = checkpoints.load("mnist-eval-classifier")[0].float().eval()
+
+    x_test, y_test = load_images("mnist", split="test")
+    with torch.no_grad():
+        logits = torch.cat([judge(x_test[i:i + 1000]) for i in range(0, len(x_test), 1000)]).float()
+    first, second = slice(0, len(x_test) // 2), slice(len(x_test) // 2, None)
+    T_fit = metrics.fit_temperature(logits[first], y_test[first])
+    print(f"1. judge on the MNIST test digits: NLL-fitted temperature {T_fit:.2f} (1 = calibrated)")
+    whole = metrics.calibration(logits.softmax(-1), y_test)
+    print(f"   whole test set, T = 1: accuracy {whole['accuracy']:.4f}, confident (> 0.9) {whole['confident']:.3f}")
+    for name, T in (("T = 1", 1.0), (f"T = {T_fit:.2f}", T_fit)):
+        c = metrics.calibration((logits[second] / T).softmax(-1), y_test[second])
+        print(f"   second half, {name}: accuracy {c['accuracy']:.4f}, confident {c['confident']:.3f}, "
+              f"ECE {c['ece']:.4f}")
+
+    model, schedule, card = checkpoints.load("mnist-unet")
+    model = model.float().eval()
+    x_T = torch.randn((args.n, *card["image_shape"]), generator=torch.Generator().manual_seed(args.seed))
+    print(f"2. DDIM 50 on {args.n} samples of mnist-unet ({card['steps']} steps), same x_T, judged by "
+          "mnist-eval-classifier")
+    uniform = None
+    for name, grid in time_grids(schedule.T, 50).items():
+        start = time.perf_counter()
+        x = torch.cat([ddim_on_grid(model, schedule, x_T[i:i + 100], grid) for i in range(0, args.n, 100)])
+        share, counts = metrics.confident_share(x, judge)
+        print(f"   {name:<9} {len(grid)} steps, t {grid[0]}..{grid[-1]}: confident {share:.3f}, "
+              f"classes {counts.tolist()}  ({time.perf_counter() - start:.0f} s)", flush=True)
+        uniform = x if uniform is None else uniform
+
+    import torchvision.utils as vutils
+    conf = metrics.predict_proba(uniform, judge).max(-1).values
+    os.makedirs(args.grid_dir, exist_ok=True)
+    path = os.path.join(args.grid_dir, "diagnose_lowest_confidence.png")
+    vutils.save_image((uniform[conf.argsort()[:40]] + 1) / 2, path, nrow=10, pad_value=1)
+    print(f"3. the 40 least confident uniform-grid samples (confidence {float(conf.sort().values[0]):.2f}"
+          f"..{float(conf.sort().values[39]):.2f}): {path}")
+
+    if args.resumable:
+        payload = torch.load(args.resumable, map_location="cpu", weights_only=False)
+        for label, key in (("EMA", "ema"), ("raw", "model")):
+            model.load_state_dict(payload[key])
+            x = torch.cat([ddim_on_grid(model, schedule, x_T[i:i + 100], time_grids(schedule.T, 50)["uniform"])
+                           for i in range(0, args.n, 100)])
+            print(f"   {label} weights of {args.resumable} (step {payload['step']}): "
+                  f"confident {metrics.confident_share(x, judge)[0]:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
