@@ -5,6 +5,7 @@
 - KID (Binkowski et al. 2018, Sec. 3 / Eq. 4): the unbiased estimate of the squared MMD with the cubic
   polynomial kernel k(u, v) = (u . v / d + 1)^3, averaged over random subsets.
 - ``class_accuracy``: the share of class-conditional samples that a classifier assigns to the class asked for.
+- ``calibration`` / ``fit_temperature``: whether a judge's confidence can be trusted (ECE, Guo et al. 2017).
 
 IMPORTANT: the features are the 128-dimensional penultimate activations (``NoisyClassifier.features``) of
 the small pretrained ``mnist-classifier`` (28x28 grey images), NOT of Inception-v3. These FID and KID numbers
