@@ -1,21 +1,37 @@
-# Two commands a new user needs (see README): `make lab` and `make test`.
+# Two commands a new user needs (see README): `make lab` and `make test`. `make help` lists every target.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# TORCH=cpu installs PyTorch's CPU-only build from its CPU wheel index before the rest (no nvidia-* wheels:
+# the right choice for a laptop without an NVIDIA GPU). Empty: pip's default (on Linux, the CUDA build).
+TORCH ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # CI points this at ../shared/data; students keep the default (~/.cache/course_utils/data) or set their own.
 export COURSE_DATA_DIR ?= $(HOME)/.cache/course_utils/data
 PYTEST_ARGS ?=
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup lab test test-unit test-notebooks exercises screenshots bench clean
+.DEFAULT_GOAL := help
+.PHONY: help setup lab test test-unit lint generated exercises screenshots bench clean
+
+## List the targets.
+help:
+	@awk '/^## /{doc=substr($$0, 4); next} /^[a-z][a-z-]*:/{if (doc) {split($$0, t, ":"); \
+		printf "  make %-12s %s\n", t[1], doc}; doc=""} /^$$/{doc=""}' $(MAKEFILE_LIST)
+	@echo "  options: TORCH=cpu (CPU-only PyTorch), VENV=path, PYTEST_ARGS=..., COURSE_DATA_DIR=path"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
+ifeq ($(TORCH),cpu)
+	$(PY) -m pip install torch torchvision --index-url $(TORCH_CPU_INDEX)
+endif
 	$(PY) -m pip install -e ".[dev]"
 	$(VENV)/bin/jupyter labextension disable "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1 || true
 	touch $(STAMP)
 
+## Create .venv if missing and install the course with its dev tools (TORCH=cpu: CPU-only PyTorch).
 setup: $(STAMP)
 
 ## Set everything up and open the course in JupyterLab.
@@ -25,21 +41,35 @@ lab: setup
 	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab --LabApp.app_settings_dir="$(CURDIR)/tools/jupyterlab" \
 		notebooks/00_start_here.ipynb
 
-## Set everything up and run the whole test suite (unit tests, lessons and solutions under nbval, browser test).
-test: setup
-	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --durations=15 $(PYTEST_ARGS)
+## Set everything up and run the whole test suite: lint, unit tests, lessons and solutions under nbval, browser.
+test: setup lint
+	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions $(NBVAL) --durations=15 $(PYTEST_ARGS)
+
+## The fast tests only (no notebooks, no grading runs, no browser): the one-minute loop of a maintainer.
+test-unit: setup
+	$(PY) -m pytest tests -m "not slow" -q $(PYTEST_ARGS)
+
+## Lint the package, tests, benches, tools and the lessons' and worksheets' code (their jupytext twins).
+lint: setup
+	$(VENV)/bin/ruff check course_utils tests bench tools notebooks/.twins solutions/.twins
+
+## Rebuild everything derived from a source: set-up cells, badges, exercises/, docs tables, jupytext twins.
+generated: setup
+	$(PY) tools/generate.py
+
+## Regenerate exercises/ from solutions/ (one step of `make generated`).
+exercises: setup
+	$(PY) tools/generate.py exercises
 
 ## Regenerate the README's screenshots (docs/screenshots/*.png) in headless Chromium (needs /usr/bin/chromium).
 screenshots: setup
 	$(PY) tools/screenshots.py docs/screenshots
 
-## Regenerate exercises/ from solutions/.
-exercises: setup
-	$(PY) -m course_utils.exercises solutions exercises
-
+## Run the training and sampling benchmarks (bench/); they print ratios measured side by side.
 bench: setup
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_sampling.py
 
+## Remove the virtual environment and caches.
 clean:
 	rm -rf $(VENV) .pytest_cache

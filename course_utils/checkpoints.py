@@ -120,6 +120,26 @@ def load(name: str, device: torch.device | str = "cpu", *, directory: str | Path
     return model, schedule, card
 
 
+def load_pretrained(*names: str, device: torch.device | str = "cpu", directory: str | Path | None = None):
+    """The first of ``names`` that is installed, loaded: ``(name, model, schedule, card)`` as ``load`` gives them.
+
+    The lessons ask for a model and a fallback, e.g. ``load_pretrained("mnist-unet", "digits-unet-cond")``: a
+    name that is not installed is skipped with one printed line; when none is, ``CheckpointError`` says how to
+    train one.
+    """
+    if not names:
+        raise ValueError(f"name at least one pretrained model; the course's models are {list(NAMES)}")
+    for name in names:
+        _check_name(name)
+    directory = Path(directory) if directory is not None else CHECKPOINT_DIR
+    for name in names:
+        if (directory / f"{name}.pt").exists() and (directory / f"{name}.json").exists():
+            return (name, *load(name, device, directory=directory))
+        print(f"pretrained model {name!r} is not installed; trying the next one")
+    raise CheckpointError(f"none of the pretrained models {list(names)} is installed in {directory}. "
+                          f"Train one with: python -m course_utils.pretrain {names[0]}")
+
+
 def save(name: str, model: nn.Module, card: dict, *, directory: str | Path | None = None) -> dict:
     """Write ``NAME.pt`` (the state_dict in float16) and ``NAME.json`` (the card plus sha256 and file size).
 

@@ -95,6 +95,18 @@ def test_missing_weights_say_which_command_trains_them(tmp_path):
         checkpoints.load("cifar-unet")
 
 
+def test_load_pretrained_takes_the_first_installed_name(tmp_path, capsys):
+    for suffix in (".pt", ".json"):
+        shutil.copy(checkpoints.CHECKPOINT_DIR / f"mnist-classifier{suffix}", tmp_path)
+    name, model, schedule, card = checkpoints.load_pretrained("mnist-unet", "mnist-classifier", directory=tmp_path)
+    assert name == "mnist-classifier" and schedule is None and card["architecture"]["class"] == "NoisyClassifier"
+    assert not model.training and "'mnist-unet' is not installed" in capsys.readouterr().out
+    with pytest.raises(checkpoints.CheckpointError, match="python -m course_utils.pretrain mnist-unet"):
+        checkpoints.load_pretrained("mnist-unet", "digits-unet-cond", directory=tmp_path)
+    with pytest.raises(ValueError, match="unknown pretrained model"):
+        checkpoints.load_pretrained("mnist-unet-typo")
+
+
 def test_pretrain_writes_a_loadable_checkpoint_and_card(tmp_path):
     card = run("digits-unet-cond", steps=2, chunk=1, work_dir=tmp_path / "work", out_dir=tmp_path,
                evaluate_after=False)

@@ -1,0 +1,112 @@
+# %% [markdown]
+# # Start here: diffusion models, from the equations up
+#
+# Six lessons build a diffusion model piece by piece (noise schedule, forward process, UNet, training, DDPM and
+# DDIM sampling, guidance); after each lesson a **worksheet** lets you write the same piece yourself, with
+# instant feedback. Everything runs on a laptop CPU, offline.
+#
+# **How to run a notebook.** Open it from the file browser on the left (or from the links below), then
+# *Run > Run All Cells*, or go cell by cell with **Shift+Enter**. The kernel, shown at the top right, is
+# *Python 3 (ipykernel)*: the course's own environment (`.venv`, created by `make lab`), which has the
+# `course_utils` package. The next two cells check that.
+
+# %%
+# Course set-up (the same cell opens every notebook; written by `make generated`).
+import importlib.util
+
+if importlib.util.find_spec("course_utils") is None:
+    raise ModuleNotFoundError(
+        "This kernel cannot import the course package `course_utils`. In the course folder, run "
+        "`make lab` (it installs everything and opens JupyterLab with the right kernel), or install the "
+        "folder into this kernel's Python with `pip install -e PATH/TO/THE/COURSE`. On Colab, upload the "
+        "course folder, run `%pip install -e /content/FOLDER`, then restart the runtime.")
+
+# %%
+import os
+import sys
+from pathlib import Path
+
+import torch
+import course_utils
+from course_utils.data import data_root
+from course_utils.device import get_device
+from course_utils.settings import quick_mode
+
+print("Python:      ", sys.executable)
+print("course_utils:", Path(course_utils.__file__).parent)
+print("torch:       ", torch.__version__, "| device:", get_device())
+print("quick mode:  ", quick_mode(), "(COURSE_QUICK =", repr(os.environ.get("COURSE_QUICK", "")) + ")")
+print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "raw").is_dir())
+
+# %% [markdown]
+# If `Python:` does not point into the course's environment (`.../.venv/bin/python` after `make lab`, or your
+# conda environment), pick the right kernel with *Kernel > Change Kernel...*, or start JupyterLab with `make lab`.
+#
+# ## The course, in order
+#
+# Run each lesson, then its worksheet. The minutes are **estimates** of the time the notebook takes to run on
+# a 2-core laptop CPU (not of your reading or working time); a GPU is much faster. *Full* is the normal mode,
+# *quick* is `COURSE_QUICK=1` (see below).
+#
+# | # | notebook | what you do | CPU minutes, full | quick |
+# |---|---|---|---|---|
+# | 1 | [Lesson 1: noise schedules](01_noise_schedules.ipynb) | linear, cosine and the lab's continuous cosine schedule; an explorer | < 1 | < 1 |
+# | | [Worksheet 1: schedules](../exercises/01_schedules.ipynb) | write the three schedules | < 1 | < 1 |
+# | 2 | [Lesson 2: the forward process](02_forward_process.ipynb) | the Markov chain, its closed form, the posterior; a noising explorer | < 1 | < 1 |
+# | | [Worksheet 2: forward process](../exercises/02_forward.ipynb) | `q_sample`, `predict_x0`, the posterior | < 1 | < 1 |
+# | 3 | [Lesson 3: the UNet](03_unet.ipynb) | time embeddings, residual blocks, the noise predictor's shapes | ~ 1 | < 1 |
+# | | [Worksheet 3: UNet pieces](../exercises/03_unet.ipynb) | the sinusoidal embedding and the blocks that take t | ~ 1 | < 1 |
+# | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | ~ 10 * | ~ 1-2 |
+# | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; train a small model | ~ 2 | ~ 1 |
+# | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; steps, eta, speed and quality | ~ 6 * | ~ 1-2 |
+# | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step and one DDIM step | ~ 2 | ~ 1 |
+# | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | ~ 12-23 * | ~ 1-2 |
+# | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | ~ 6 | ~ 1-2 |
+# | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | the classifier-free guidance combination and its loss | ~ 2 | ~ 1 |
+#
+# In all, about 45-60 minutes of computing in full mode (half of it the lab), about 10-15 in quick mode.
+#
+# \* Measured on this course's 2-core test machine, whose CPU has only AVX2: there the models train and sample
+# in float32, since bfloat16 is emulated and ten times slower. Lesson 4 took 10 minutes (593 s, another job
+# running), lesson 5 5.4 minutes (326 s, idle) and the lab 15 minutes (12 of them training, 2 cores, idle;
+# 23 minutes on one core while other jobs ran). A CPU with native bfloat16 (AVX-512 BF16) trains lesson 4's image model about twice as
+# fast. The lab trains for as long as you let it: its 800 steps give recognisable but rough digits. The lessons' own first cells
+# repeat their figure; a cell that trains or samples for long prints its progress as a bar.
+#
+# **Worksheets.** Each TODO is a function to fill in, followed by a check cell that prints one line:
+# "✅ ... correct", "❌ ...: a hint" for a wrong answer, or "⏳ ... not implemented yet" while untouched. Cells that
+# need a TODO say they skip until it passes. The instructor's copies with solutions live in `solutions/`;
+# worksheets in `exercises/` are generated from them (do not edit them by hand to change the course).
+#
+# ## Quick mode
+#
+# `COURSE_QUICK=1` shrinks training runs and sample counts so that each lesson runs in a minute or two on a
+# CPU; nothing else changes (the figures are then noisier, and the notebooks say so). Start JupyterLab with
+# `COURSE_QUICK=1 make lab`, or set it inside a notebook before its other cells run:
+#
+# ```python
+# import os; os.environ["COURSE_QUICK"] = "1"
+# ```
+#
+# ## Data
+#
+# Datasets are read from `$COURSE_DATA_DIR` (default `~/.cache/course_utils/data`, printed above) in torchvision's
+# layout (`MNIST/raw/...`). With a network, MNIST is downloaded there the first time (about 60 MB). Without a
+# network and without the files, the lessons fall back to scikit-learn's 8x8 digits, which ship with
+# scikit-learn, and say so in one line. To use a copy you already have: `COURSE_DATA_DIR=/path/to/data make lab`.
+#
+# ## Widgets and progress bars
+#
+# The explorers are ipywidgets sliders and dropdowns: move one and its figure redraws (after a moment, when it
+# samples). Long loops show a progress bar (tqdm). If you see text such as `IntSlider(value=...)` or
+# `Loading widget...` instead of a control, the widget extension is missing from the JupyterLab you started:
+# use `make lab` (or `pip install "ipywidgets>=8"` in the environment that runs JupyterLab, then reload the page).
+#
+# ## Colab and Binder
+#
+# The badges in the README open this notebook in Google Colab or on Binder. On Colab, the first code cell of
+# every notebook installs the course package (a minute); then open the other notebooks from the repository
+# the same way (*File > Open notebook > GitHub*). On Binder the environment is built from `environment.yml`.
+# In both, quick mode is a good idea on the free CPUs, and widgets and progress bars work as here.
+#
+# Next: [Lesson 1: noise schedules](01_noise_schedules.ipynb).

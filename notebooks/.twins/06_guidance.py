@@ -1,0 +1,323 @@
+# %% [markdown]
+# # Lesson 6: Guidance
+#
+# An unconditional model draws *some* digit. To ask for a particular one we condition the model on a class
+# $y$, and to make it obey more strongly we *guide* it. This lesson covers:
+#
+# 1. class-conditional noise predictors $\epsilon_\theta(x_t, t, y)$;
+# 2. **classifier guidance** (Dhariwal and Nichol 2021): push the sampler along the gradient of a classifier
+#    trained on *noisy* images;
+# 3. **classifier-free guidance** (Ho and Salimans 2022): one network trained with label dropout gives both
+#    $\epsilon_\theta(x_t, t, y)$ and $\epsilon_\theta(x_t, t, \varnothing)$, and their difference is
+#    amplified; first on 2-D data, trained here in seconds, then on images;
+# 4. a sweep of the guidance scale $w$ with a measured trade-off: class accuracy up, diversity down;
+# 5. a widget for $w$ and the class.
+#
+# **Time.** About 6 minutes on a 2-core CPU in full mode; about a minute with `COURSE_QUICK=1`
+# (fewer samples, fewer steps, a shorter 2-D training run).
+
+# %%
+# Course set-up (the same cell opens every notebook; written by `make generated`).
+import importlib.util
+
+if importlib.util.find_spec("course_utils") is None:
+    raise ModuleNotFoundError(
+        "This kernel cannot import the course package `course_utils`. In the course folder, run "
+        "`make lab` (it installs everything and opens JupyterLab with the right kernel), or install the "
+        "folder into this kernel's Python with `pip install -e PATH/TO/THE/COURSE`. On Colab, upload the "
+        "course folder, run `%pip install -e /content/FOLDER`, then restart the runtime.")
+
+# %%
+
+import matplotlib.pyplot as plt
+import torch
+import ipywidgets as widgets
+
+from course_utils import metrics
+from course_utils.checkpoints import load_pretrained
+from course_utils.data import EIGHT_GAUSSIANS, load_images_or_digits, make_toy
+from course_utils.device import get_device
+from course_utils.forward import q_sample
+from course_utils.guidance import cfg_combine, predict_eps
+from course_utils.nets import MLPDenoiser
+from course_utils.samplers import ddim_sample
+from course_utils.settings import pick, quick_mode
+from course_utils.training import TrainConfig, train
+from course_utils.viz import plot_points, show_images
+
+torch.manual_seed(0)
+device = get_device()
+STEPS = pick(50, 10)            # DDIM steps for every image sample of this lesson
+N_PER_CLASS = pick(20, 4)  # samples per class in the sweep of w
+TOY_STEPS = pick(3000, 400)               # training steps of the 2-D conditional model
+print(f"device: {device}, quick mode: {quick_mode()}, DDIM steps: {STEPS}, samples per class: {N_PER_CLASS}")
+
+# %% [markdown]
+# ## 1. Class-conditional models
+#
+# A conditional noise predictor takes the class as a third input, $\epsilon_\theta(x_t, t, y)$. In the
+# course's UNet the class goes through an embedding table (`nn.Embedding(num_classes + 1, ...)`) and is
+# added to the time embedding, so every ResBlock sees it. The extra row, index `num_classes`, is the
+# **null class** $\varnothing$ ("no label"), written `y = -1` or `y=None` in the code. During training each
+# label is replaced by $\varnothing$ with probability `TrainConfig.label_dropout` (10% by default), so the
+# same network also learns the unconditional $\epsilon_\theta(x_t, t, \varnothing)$; section 3 uses that.
+#
+# Below, the pretrained conditional model draws 8 samples of each class, with plain conditioning.
+
+# %%
+name, model, schedule, card = load_pretrained("mnist-unet-cond", "digits-unet-cond", device=device)
+image_shape, num_classes = tuple(card["image_shape"]), card["num_classes"]
+card_dataset = card["dataset"]["name"]                                          # "mnist" or "digits"
+print(f"conditional model: {name}, images {image_shape}, {num_classes} classes")
+
+y_grid = torch.arange(num_classes).repeat_interleave(8).to(device)          # 0,0,...,0,1,1,... (80,)
+x_T_grid = torch.randn(len(y_grid), *image_shape, generator=torch.Generator().manual_seed(0)).to(device)
+conditional = ddim_sample(model, schedule, x_T_grid.shape, x_T=x_T_grid, y=y_grid, num_steps=STEPS)
+show_images(conditional, nrow=8, title=f"{name}: one row per class (y = 0 ... 9), DDIM {STEPS} steps", figsize=(6, 7.5))
+plt.show()
+
+# %% [markdown]
+# ## 2. Classifier guidance
+#
+# Bayes' rule for the noisy marginals, $p(x_t \mid y) \propto p(x_t)\, p(y \mid x_t)$, gives for the scores
+#
+# $$
+# \nabla_{x_t} \log p(x_t \mid y) = \nabla_{x_t} \log p(x_t) + \nabla_{x_t} \log p(y \mid x_t).
+# $$
+#
+# The diffusion model supplies the first term, since $\epsilon_\theta(x_t, t) \approx -\sqrt{1-\bar\alpha_t}\,\nabla_{x_t}\log p(x_t)$.
+# A classifier $p_\phi(y \mid x_t, t)$ supplies the second, scaled by $s$ to make it stronger
+# (Dhariwal and Nichol 2021, Algorithm 2):
+#
+# $$
+# \hat\epsilon(x_t, t) = \epsilon_\theta(x_t, t) - s\,\sqrt{1 - \bar\alpha_t}\;\nabla_{x_t} \log p_\phi(y \mid x_t, t).
+# $$
+#
+# The classifier must work on **noisy** images: during sampling it sees $x_t$ for every $t$. An ordinary
+# classifier, trained on clean digits, is lost at large $t$ and its gradient there is meaningless. The
+# course ships both; here is their accuracy on test images noised to each $t$.
+
+# %%
+_, noisy_classifier, _, _ = load_pretrained("mnist-noisy-classifier", device=device)
+_, clean_classifier, _, _ = load_pretrained("mnist-classifier", device=device)
+x_test, y_test, test_name = load_images_or_digits(card_dataset, split="test", image_size=image_shape[-1])
+x_test, y_test = x_test[:512].to(device), y_test[:512].to(device)
+
+ts = [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]
+accuracy = {"noisy classifier p(y | x_t, t)": [], "clean classifier p(y | x)": []}
+g = torch.Generator(device=device).manual_seed(0)
+with torch.no_grad():
+    for t_value in ts:
+        t = torch.full((len(x_test),), t_value, device=device, dtype=torch.long)
+        xt = q_sample(x_test, t, torch.randn(x_test.shape, generator=g, device=device), schedule)
+        accuracy["noisy classifier p(y | x_t, t)"].append((noisy_classifier(xt, t).argmax(-1) == y_test).float().mean().item())
+        accuracy["clean classifier p(y | x)"].append((clean_classifier(xt).argmax(-1) == y_test).float().mean().item())
+
+fig, ax = plt.subplots(figsize=(6, 3.2))
+for label, acc in accuracy.items():
+    ax.plot(ts, acc, "o-", label=label)
+ax.axhline(0.1, color="gray", linestyle=":", label="chance")
+ax.set(xlabel="timestep t", ylabel="accuracy", ylim=(0, 1.02), title=f"classifying noisy {test_name} test images")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# Now guidance itself. The diffusion model here is **unconditional**: it never sees $y$ (the conditional
+# model asked for the null class $\varnothing$ plays that role, `guidance_scale=0`). All knowledge of the class
+# comes from the noisy classifier's gradient, through the samplers' `classifier=` and `classifier_scale=`
+# arguments. Each row is one class; each column one scale $s$.
+
+# %%
+classifier_scales = [0.0, 1.0, 3.0, 10.0]
+y_cg = torch.arange(num_classes).to(device)                                    # one sample per class
+x_T_cg = torch.randn(num_classes, *image_shape, generator=torch.Generator().manual_seed(1)).to(device)
+guided = {}
+for scale in classifier_scales:
+    guided[scale] = ddim_sample(model, schedule, x_T_cg.shape, x_T=x_T_cg, y=y_cg, guidance_scale=0.0,
+                                classifier=noisy_classifier, classifier_scale=scale, num_steps=STEPS, progress=False)
+
+fig, axes = plt.subplots(1, len(classifier_scales), figsize=(2.2 * len(classifier_scales), 8))
+for ax, (scale, x) in zip(axes, guided.items()):
+    acc = metrics.class_accuracy(x, y_cg.cpu(), clean_classifier)
+    show_images(x, nrow=1, ax=ax, title=f"s = {scale:g}\naccuracy {acc:.0%}")
+fig.suptitle("classifier guidance of an unconditional model; row k asks for digit k")
+plt.show()
+
+# %% [markdown]
+# **What to notice.** With $s = 0$ the rows are whatever the unconditional model draws from each $x_T$:
+# about one in ten matches its row by chance. As $s$ grows more rows show the requested digit, and
+# with a large $s$ the strokes get heavy and stylised: the sampler climbs the classifier's confidence,
+# not the data density. Classifier guidance needs an extra network trained on noisy data and a
+# backward pass through it at every step.
+#
+# ## 3. Classifier-free guidance
+#
+# Ho and Salimans drop the classifier. A model trained with label dropout predicts both
+# $\epsilon_\theta(x_t, t, y)$ and $\epsilon_\theta(x_t, t, \varnothing)$; by Bayes' rule their
+# difference is (up to the factor $-\sqrt{1-\bar\alpha_t}$) an implicit classifier's gradient
+# $\nabla_{x_t} \log p(y \mid x_t)$, so
+#
+# $$
+# \hat\epsilon = \epsilon_\theta(x_t, t, \varnothing) + w\,\big(\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t, \varnothing)\big)
+# $$
+#
+# with $w = 0$ the unconditional model, $w = 1$ the plain conditional one and $w > 1$ guided (their
+# Eq. 6 writes $1 + w$ for our $w$). Cost: two network calls per step (batched into one in `predict_eps`).
+#
+# ### On 2-D data, trained here
+#
+# The 8 Gaussians again, with the blob index as the class. `TrainConfig(label_dropout=0.2)` replaces a
+# fifth of the labels by the null class during training.
+
+# %%
+x_toy, y_toy = make_toy("8gaussians", n=8000)                               # points (8000, 2), blob index (8000,)
+toy_config = TrainConfig(steps=TOY_STEPS, batch_size=512, lr=2e-3, ema_decay=0.999, label_dropout=0.2, log_every=50)
+print(toy_config)
+torch.manual_seed(0)
+toy_model = MLPDenoiser(hidden_dim=256, num_classes=8)
+toy_state = train(toy_model, schedule, x_toy, toy_config, y=y_toy, device=device)
+toy = toy_state.ema_model
+print(f"final loss {toy_state.history[-1][1]:.3f}, {toy_state.seconds:.0f} s")
+
+# %%
+# classifier-free guidance written out, against the package (cfg_combine and predict_eps)
+x = torch.randn(64, 2, device=device)
+t = torch.full((64,), 500, device=device, dtype=torch.long)
+y = torch.randint(0, 8, (64,), device=device)
+w = 3.0
+with torch.no_grad():
+    eps_uncond = toy(x, t, None)                       # eps_theta(x_t, t, null)
+    eps_cond = toy(x, t, y)                            # eps_theta(x_t, t, y)
+    eps_guided = eps_uncond + w * (eps_cond - eps_uncond)
+    package = predict_eps(toy, x, t, y=y, guidance_scale=w)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("written out == guidance.cfg_combine:", torch.allclose(eps_guided, cfg_combine(eps_uncond, eps_cond, w)))
+print("written out == predict_eps(guidance_scale=w):", torch.allclose(eps_guided, package, atol=1e-5))
+
+# %%
+y_toy_sample = torch.arange(8).repeat(250).to(device)                     # 2000 points, 250 per class
+x_T_toy = torch.randn(2000, 2, generator=torch.Generator().manual_seed(1)).to(device)
+toy_ws = [0.0, 1.0, 3.0, 8.0]
+fig, axes = plt.subplots(1, len(toy_ws) + 1, figsize=(2.8 * (len(toy_ws) + 1), 3.1))
+plot_points(x_toy[:2000], ax=axes[0], c=y_toy[:2000], title="data, coloured by class")
+for ax, w in zip(axes[1:], toy_ws):
+    points = ddim_sample(toy, schedule, x_T_toy.shape, x_T=x_T_toy, y=y_toy_sample, guidance_scale=w,
+                         num_steps=100, progress=False).cpu()
+    hit = ((points[:, None] - torch.tensor(EIGHT_GAUSSIANS.means)[None]).norm(dim=-1).argmin(-1) == y_toy_sample.cpu())
+    plot_points(points, ax=ax, c=y_toy_sample.cpu(), title=f"w = {w:g}: {hit.float().mean():.0%} in their blob")
+fig.suptitle("classifier-free guidance on 2-D data: colour = the class asked for")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **What to notice.** At $w = 0$ the class is ignored: colours are mixed over all blobs. At $w = 1$ most
+# points land in the blob they asked for. At larger $w$ the blobs get tighter and move *outwards*, away
+# from the other classes: guidance does not sample $p(x \mid y)$ more accurately, it samples a sharpened
+# $p(x \mid y)\,p(y \mid x)^{w-1}$, which favours points that are unmistakably of class $y$.
+#
+# ## 4. The guidance scale on images: accuracy against diversity
+#
+# We sweep $w \in \{0, 1, 2, 3, 5, 8\}$ on the pretrained conditional model: `N_PER_CLASS` samples of each
+# class, from the same starting noise for every $w$. Three measurements:
+#
+# * **accuracy**: the fraction of samples that the clean classifier assigns to the class asked for;
+# * **diversity**: the mean pairwise distance between the classifier's feature vectors (its
+#   penultimate layer) of samples *within* one class, averaged over classes. Ten copies of one
+#   perfect digit would score 100% accuracy and zero diversity.
+# * and, for the whole set, the course's **FID** (`course_utils.metrics`) against real test images, which
+#   penalises both wrong digits and missing variety (with a few hundred samples it is noisy and biased
+#   upwards; compare the values with each other only).
+
+# %%
+guidance_scales = [0.0, 1.0, 2.0, 3.0, 5.0, 8.0]
+y_sweep = torch.arange(num_classes).repeat(N_PER_CLASS).to(device)       # 0..9, 0..9, ... (10 * N_PER_CLASS,)
+x_T_sweep = torch.randn(len(y_sweep), *image_shape, generator=torch.Generator().manual_seed(2)).to(device)
+
+
+def within_class_diversity(features, y):
+    """Mean pairwise Euclidean distance of feature vectors (N, F) within each class, averaged over classes."""
+    spreads = []
+    for k in y.unique():
+        f = features[y == k]
+        d = torch.cdist(f, f)                                              # (n_k, n_k)
+        spreads.append(d.sum() / (len(f) * (len(f) - 1)))
+    return torch.stack(spreads).mean().item()
+
+
+reference_features = metrics.features(x_test, clean_classifier)            # for FID: the 512 real test images
+sweep = {}
+for w in guidance_scales:
+    x = ddim_sample(model, schedule, x_T_sweep.shape, x_T=x_T_sweep, y=y_sweep, guidance_scale=w, num_steps=STEPS,
+                    progress=False)
+    features = metrics.features(x, clean_classifier)                          # (N, 128) numpy
+    sweep[w] = dict(samples=x, accuracy=metrics.class_accuracy(x, y_sweep.cpu(), clean_classifier),
+                    diversity=within_class_diversity(torch.from_numpy(features), y_sweep.cpu()),
+                    fid=metrics.fid_from_features(features, reference_features))
+    print(f"w = {w:>3g}: accuracy {sweep[w]['accuracy']:6.1%}, within-class feature distance "
+          f"{sweep[w]['diversity']:.2f}, FID {sweep[w]['fid']:.1f}")
+
+real_features = torch.from_numpy(metrics.features(x_test[:len(y_sweep)], clean_classifier))
+real_diversity = within_class_diversity(real_features, y_test[:len(y_sweep)].cpu())
+print(f"real test images: within-class feature distance {real_diversity:.2f}")
+
+# %%
+fig, axes = plt.subplots(2, 3, figsize=(13, 6))
+for ax, (w, result) in zip(axes.flat, sweep.items()):
+    show_images(result["samples"][:3 * num_classes], nrow=num_classes, ax=ax,
+                title=f"w = {w:g}: accuracy {result['accuracy']:.0%}, diversity {result['diversity']:.2f}")
+fig.suptitle("classifier-free guidance: columns are the classes 0 ... 9, three samples each")
+fig.tight_layout()
+plt.show()
+
+fig, (ax0, ax2) = plt.subplots(1, 2, figsize=(12, 3.6))
+ax0.plot(guidance_scales, [sweep[w]["accuracy"] for w in guidance_scales], "o-", color="tab:blue")
+ax0.set(xlabel="guidance scale w", ylabel="class accuracy (clean classifier)", ylim=(0, 1.02))
+ax0.yaxis.label.set_color("tab:blue")
+ax1 = ax0.twinx()
+ax1.plot(guidance_scales, [sweep[w]["diversity"] for w in guidance_scales], "s--", color="tab:orange")
+ax1.axhline(real_diversity, color="tab:orange", linestyle=":", linewidth=1)
+ax1.text(guidance_scales[-1], real_diversity, "real data ", ha="right", va="bottom", color="tab:orange")
+ax1.set_ylabel("within-class feature distance")
+ax1.yaxis.label.set_color("tab:orange")
+ax0.set_title(f"the guidance trade-off ({N_PER_CLASS} samples per class, DDIM {STEPS} steps)")
+ax2.plot(guidance_scales, [sweep[w]["fid"] for w in guidance_scales], "o-", color="tab:purple")
+ax2.set(xlabel="guidance scale w", ylabel="FID (lower is better)",
+        title=f"FID of all {len(y_sweep)} samples against {len(x_test)} test images")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **What to notice.** Accuracy climbs from chance-like at $w = 0$ towards 100% within a few units of $w$,
+# while the within-class diversity falls: the digits of one class become more alike, thicker and more
+# "prototypical". Past a point, more guidance buys no accuracy and costs diversity and realism (large
+# $w$ over-saturates strokes, pixels pile up at $\pm 1$). Text-to-image systems live on this trade-off,
+# typically at $w$ between 3 and 8.
+#
+# ## 5. Explore: $w$ and the class
+#
+# Sixteen samples of the chosen class from one fixed $x_T$.
+
+# %%
+x_T_widget = torch.randn(16, *image_shape, generator=torch.Generator().manual_seed(3)).to(device)
+
+
+def cfg_explorer(digit=3, w=1.0):
+    y = torch.full((16,), digit, device=device, dtype=torch.long)
+    x = ddim_sample(model, schedule, x_T_widget.shape, x_T=x_T_widget, y=y, guidance_scale=w, num_steps=STEPS,
+                    progress=False)
+    show_images(x, nrow=8, title=f"class {digit}, w = {w:g}", figsize=(8, 2.3))
+    plt.show()
+
+
+_ = widgets.interact(cfg_explorer,
+                     digit=widgets.Dropdown(options=list(range(num_classes)), value=3, description="class"),
+                     w=widgets.SelectionSlider(options=[0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0], value=1.0,
+                                               description="w", continuous_update=False))
+
+# %% [markdown]
+# ## Next
+#
+# Worksheet **exercises/06_guidance.ipynb**: implement classifier-free guidance in a sampler, train a small
+# conditional model with label dropout, and measure the trade-off yourself.

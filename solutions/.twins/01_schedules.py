@@ -1,0 +1,185 @@
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-01", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# # Worksheet 1: noise schedules
+#
+# Companion of lesson 1 (`notebooks/01_noise_schedules.ipynb`). You write the three schedules of the
+# course, from the simplest to the one the lab uses:
+#
+# 1. `linear_beta_schedule`: the betas of Ho et al. (DDPM);
+# 2. `cosine_beta_schedule`: the betas of Nichol and Dhariwal (Improved DDPM);
+# 3. `diffusion_schedule`: the lab's continuous cosine schedule (signal and noise rates for times in [0, 1]).
+#
+# **How a worksheet works.** Each exercise is a function with its docstring and a `# YOUR CODE HERE` to replace.
+# Run the check cell right after it: it prints one line, ✅ when your function agrees with the course's
+# reference on small fixed inputs, or ❌ with what is wrong and a hint. Cells further down that need your
+# function say they are skipped until it passes. Your instructor may run more (hidden) tests when grading.
+
+# %%
+# Course set-up (the same cell opens every notebook; written by `make generated`).
+import importlib.util
+
+if importlib.util.find_spec("course_utils") is None:
+    raise ModuleNotFoundError(
+        "This kernel cannot import the course package `course_utils`. In the course folder, run "
+        "`make lab` (it installs everything and opens JupyterLab with the right kernel), or install the "
+        "folder into this kernel's Python with `pip install -e PATH/TO/THE/COURSE`. On Colab, upload the "
+        "course folder, run `%pip install -e /content/FOLDER`, then restart the runtime.")
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+from course_utils import checks
+from course_utils.checks import (check_cosine_beta_schedule, check_diffusion_schedule,
+                                 check_linear_beta_schedule, run_check)
+from course_utils.device import get_device
+from course_utils.schedules import NoiseSchedule
+
+torch.manual_seed(0)
+device = get_device()
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 1. The linear schedule
+#
+# The forward process adds Gaussian noise of variance $\beta_t$ at each step,
+# $q(x_t \mid x_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)$.
+# Ho et al. take $T = 1000$ betas **evenly spaced** from $\beta_1 = 10^{-4}$ to $\beta_T = 0.02$.
+# In the code, steps are numbered $t = 0, \dots, T-1$ (see GLOSSARY.md), so `betas[0]` is `beta_start`
+# and `betas[T-1]` is `beta_end`.
+
+# %% nbgrader={"grade": false, "grade_id": "linear_beta_schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
+    """The betas of DDPM: T values evenly spaced from beta_start to beta_end (both included).
+
+    Returns a float tensor of shape (T,).
+    """
+    ### BEGIN SOLUTION
+    return torch.linspace(beta_start, beta_end, T)
+    ### END SOLUTION
+
+
+# %% course={"check": "linear_beta_schedule", "target": "linear_beta_schedule"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_linear_beta_schedule", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_linear_beta_schedule(linear_beta_schedule)
+### BEGIN HIDDEN TESTS
+assert run_check("linear_beta_schedule", linear_beta_schedule, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-05", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 2. The cosine schedule
+#
+# Nichol and Dhariwal (2021, Eq. 17) choose $\bar\alpha_t$ directly, so that it falls smoothly:
+#
+# $$f(t) = \cos^2\!\Big(\frac{t/T + s}{1 + s}\cdot\frac{\pi}{2}\Big), \qquad \bar\alpha(t) = \frac{f(t)}{f(0)}, \qquad t = 0, 1, \dots, T$$
+#
+# and derive the betas from consecutive ratios, clipped so that no beta reaches 1:
+#
+# $$\beta_t = \min\Big(1 - \frac{\bar\alpha(t+1)}{\bar\alpha(t)},\ \beta_{\max}\Big), \qquad t = 0, \dots, T-1,$$
+#
+# with the small offset $s = 0.008$ and $\beta_{\max} = 0.999$. Note the $T + 1$ values of $f$ for $T$ betas.
+
+# %% nbgrader={"grade": false, "grade_id": "cosine_beta_schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def cosine_beta_schedule(T, s=0.008, max_beta=0.999):
+    """The betas of the cosine schedule (Nichol and Dhariwal 2021, Eq. 17), shape (T,).
+
+    alpha_bar(t) = f(t) / f(0) with f(t) = cos^2(((t/T + s) / (1 + s)) * pi/2) for t = 0..T,
+    beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), clipped at max_beta.
+    """
+    ### BEGIN SOLUTION
+    steps = torch.arange(T + 1, dtype=torch.float64)                     # t = 0..T
+    f = torch.cos(((steps / T + s) / (1 + s)) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    betas = 1 - alpha_bar[1:] / alpha_bar[:-1]
+    return betas.clamp(max=max_beta).float()
+    ### END SOLUTION
+
+
+# %% course={"check": "cosine_beta_schedule", "target": "cosine_beta_schedule"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_cosine_beta_schedule", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_cosine_beta_schedule(cosine_beta_schedule)
+### BEGIN HIDDEN TESTS
+assert run_check("cosine_beta_schedule", cosine_beta_schedule, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-06", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Compare the two
+#
+# $\bar\alpha_t = \prod_{s \le t}(1 - \beta_s)$ is the fraction of the signal's variance left at step $t$.
+# The linear schedule destroys the signal early: its $\bar\alpha_t$ is almost 0 for the last third of the
+# steps, which are then wasted; the cosine schedule spreads the destruction out. This cell also checks your
+# betas against the package's `NoiseSchedule`.
+
+# %%
+if (checks.ready("linear_beta_schedule", linear_beta_schedule, "the comparison")
+        and checks.ready("cosine_beta_schedule", cosine_beta_schedule, "the comparison")):
+    T = 1000
+    mine = {"linear": linear_beta_schedule(T), "cosine": cosine_beta_schedule(T)}
+    package = {"linear": NoiseSchedule.linear(T).betas, "cosine": NoiseSchedule.cosine(T).betas}
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for label, betas in mine.items():
+        alpha_bar = torch.cumprod(1 - betas.double(), 0)
+        ax.plot(torch.arange(T) / T, alpha_bar, label=label)
+        print(f"{label}: largest difference from the package's betas "
+              f"{(betas.double() - package[label].double()).abs().max():.1e}")
+    ax.set_xlabel("t / T"), ax.set_ylabel(r"$\bar\alpha_t$"), ax.set_title("signal variance left")
+    ax.legend()
+    plt.show()
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-08", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 3. The lab's continuous cosine schedule
+#
+# The lab (and the Keras DDIM example it follows) uses a **continuous** diffusion time $t \in [0, 1]$ and
+# names the two square roots: the *signal rate* $\sqrt{\bar\alpha}$ and the *noise rate* $\sqrt{1-\bar\alpha}$.
+# Since $\text{signal}^2 + \text{noise}^2 = 1$, both sit on the unit circle: pick an angle $\theta(t)$ and take
+#
+# $$\theta(t) = (1-t)\,\arccos(s_{\max}) + t\,\arccos(s_{\min}), \qquad
+# \text{signal\_rate}(t) = \cos\theta(t), \quad \text{noise\_rate}(t) = \sin\theta(t)$$
+#
+# so the signal rate is `max_signal_rate` = 0.95 at $t=0$ and `min_signal_rate` = 0.02 at $t = 1$.
+# The function works elementwise on `diffusion_times` of any shape (the lab passes shape (B, 1, 1, 1)).
+
+# %% nbgrader={"grade": false, "grade_id": "diffusion_schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+    """The continuous cosine schedule: returns (noise_rates, signal_rates), each shaped like diffusion_times."""
+    ### BEGIN SOLUTION
+    start_angle = math.acos(max_signal_rate)      # theta at t = 0
+    end_angle = math.acos(min_signal_rate)        # theta at t = 1
+    diffusion_angles = start_angle + diffusion_times * (end_angle - start_angle)
+    signal_rates = torch.cos(diffusion_angles)
+    noise_rates = torch.sin(diffusion_angles)
+    return noise_rates, signal_rates
+    ### END SOLUTION
+
+
+# %% course={"check": "diffusion_schedule", "target": "diffusion_schedule"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_diffusion_schedule", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_diffusion_schedule(diffusion_schedule)
+### BEGIN HIDDEN TESTS
+assert run_check("diffusion_schedule", diffusion_schedule, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-09", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### The rates over time
+#
+# The left panel shows both rates against $t$; the right one shows the same points on the unit circle.
+
+# %%
+if checks.ready("diffusion_schedule", diffusion_schedule, "the plot"):
+    times = torch.linspace(0, 1, 101)
+    noise_rates, signal_rates = diffusion_schedule(times)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(times, signal_rates, label="signal rate")
+    ax1.plot(times, noise_rates, label="noise rate")
+    ax1.set_xlabel("diffusion time t"), ax1.set_title("the lab's schedule"), ax1.legend()
+    ax2.plot(signal_rates, noise_rates, ".")
+    ax2.set_aspect("equal"), ax2.set_xlabel("signal rate"), ax2.set_ylabel("noise rate")
+    ax2.set_title("on the unit circle")
+    plt.show()
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-11", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## Next
+#
+# Worksheet 2 (`exercises/02_forward.ipynb`) uses a schedule to noise images: the forward process.

@@ -1,0 +1,185 @@
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-01", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# # Worksheet 2: the forward process
+#
+# Companion of lesson 2 (`notebooks/02_forward_process.ipynb`). Three functions of increasing difficulty:
+#
+# 1. `q_sample`: noise clean data to step $t$ in one jump;
+# 2. `predict_x0`: undo it when the noise is known (what a sampler does with the *predicted* noise);
+# 3. `q_posterior`: the mean and variance of the true reverse step $q(x_{t-1} \mid x_t, x_0)$.
+#
+# Shapes: `x0`, `xt`, `eps` are (B, ...) (images (B, C, H, W) or points (B, D)); `t` is an int64 tensor of
+# shape (B,) with values in 0..T-1 (code index `t` is the paper's step t+1, see GLOSSARY.md).
+# `schedule` is a `course_utils.schedules.NoiseSchedule`; `schedule.alpha_bar[t]` is $\bar\alpha_t$,
+# `schedule.alpha_bar_prev[t]` is $\bar\alpha_{t-1}$ (1 at t = 0), `schedule.betas[t]`, `schedule.alphas[t]`.
+#
+# **How a worksheet works.** Each exercise is a function with its docstring and a `# YOUR CODE HERE` to replace.
+# Run the check cell right after it: it prints one line, ✅ when your function agrees with the course's
+# reference on small fixed inputs, or ❌ with what is wrong and a hint. Cells further down that need your
+# function say they are skipped until it passes. Your instructor may run more (hidden) tests when grading.
+
+# %%
+# Course set-up (the same cell opens every notebook; written by `make generated`).
+import importlib.util
+
+if importlib.util.find_spec("course_utils") is None:
+    raise ModuleNotFoundError(
+        "This kernel cannot import the course package `course_utils`. In the course folder, run "
+        "`make lab` (it installs everything and opens JupyterLab with the right kernel), or install the "
+        "folder into this kernel's Python with `pip install -e PATH/TO/THE/COURSE`. On Colab, upload the "
+        "course folder, run `%pip install -e /content/FOLDER`, then restart the runtime.")
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+from course_utils import checks
+from course_utils.checks import check_predict_x0, check_q_posterior, check_q_sample, run_check
+from course_utils.data import load_images
+from course_utils.device import get_device
+from course_utils.schedules import NoiseSchedule
+from course_utils.viz import show_images
+
+torch.manual_seed(0)
+device = get_device()
+schedule = NoiseSchedule.linear(T=1000)
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 1. Noising in one jump
+#
+# Composing $t$ Gaussian steps gives a Gaussian (DDPM Eq. 4):
+#
+# $$q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big)
+# \quad\Longleftrightarrow\quad x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\ \ \epsilon \sim \mathcal N(0, I).$$
+#
+# The noise `eps` is given as an argument, so the function is deterministic. `schedule.alpha_bar[t]` has
+# shape (B,): reshape it to (B, 1, ..., 1) so that it broadcasts over `x0` (`x0.ndim` tells you how many ones).
+
+# %% nbgrader={"grade": false, "grade_id": "q_sample", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def q_sample(x0, t, eps, schedule):
+    """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, shaped like x0.
+
+    x0, eps: (B, ...); t: int64 (B,) in 0..T-1; schedule: a NoiseSchedule.
+    """
+    ### BEGIN SOLUTION
+    alpha_bar = schedule.alpha_bar[t].reshape(-1, *([1] * (x0.ndim - 1)))   # (B, 1, ..., 1)
+    return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+    ### END SOLUTION
+
+
+# %% course={"check": "q_sample", "target": "q_sample"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_q_sample", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_q_sample(q_sample)
+### BEGIN HIDDEN TESTS
+assert run_check("q_sample", q_sample, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-05", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### A digit, noised
+#
+# scikit-learn's 8x8 digits (shipped with scikit-learn, no download) noised at a few steps with the same noise.
+
+# %%
+x0_digits, _ = load_images("digits", image_size=16, limit=8)      # (8, 1, 16, 16) in [-1, 1]
+if checks.ready("q_sample", q_sample, "the picture"):
+    eps = torch.randn_like(x0_digits[:1])
+    steps = [0, 50, 100, 250, 500, 750, 999]
+    row = torch.cat([q_sample(x0_digits[:1], torch.tensor([s]), eps, schedule) for s in steps])
+    show_images(row, nrow=len(steps), title="x_t at t = " + ", ".join(map(str, steps)))
+    plt.show()
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-07", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 2. Back to $x_0$ when the noise is known
+#
+# Solve the equation of part 1 for $x_0$ (DDIM Eq. 9 uses it with the network's $\epsilon_\theta$ in place of $\epsilon$):
+#
+# $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\epsilon}{\sqrt{\bar\alpha_t}}$$
+
+# %% nbgrader={"grade": false, "grade_id": "predict_x0", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def predict_x0(xt, t, eps, schedule):
+    """x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), shaped like xt."""
+    ### BEGIN SOLUTION
+    alpha_bar = schedule.alpha_bar[t].reshape(-1, *([1] * (xt.ndim - 1)))   # (B, 1, ..., 1)
+    return (xt - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+    ### END SOLUTION
+
+
+# %% course={"check": "predict_x0", "target": "predict_x0"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_predict_x0", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_predict_x0(predict_x0)
+### BEGIN HIDDEN TESTS
+assert run_check("predict_x0", predict_x0, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-08", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# Round trip: noise with `q_sample`, recover with `predict_x0`. With the true noise the error is rounding
+# only; at large $t$ it grows, because we divide by a small $\sqrt{\bar\alpha_t}$: errors in a predicted
+# noise are amplified the same way, which is why samplers do not jump from $x_T$ to $x_0$ in one step.
+
+# %%
+if checks.ready("q_sample", q_sample, "the round trip") and checks.ready("predict_x0", predict_x0, "the round trip"):
+    eps = torch.randn_like(x0_digits)
+    for s in [10, 500, 999]:
+        t = torch.full((8,), s)
+        error = (predict_x0(q_sample(x0_digits, t, eps, schedule), t, eps, schedule) - x0_digits).abs().max()
+        print(f"t = {s:3d}: sqrt(alpha_bar) = {schedule.sqrt_alpha_bar[s]:.4f}, round-trip error {error:.1e}")
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-10", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 3. The true reverse step
+#
+# Given both $x_t$ and $x_0$, the previous state is Gaussian (DDPM Eq. 6-7):
+#
+# $$q(x_{t-1} \mid x_t, x_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I), \qquad
+# \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0 + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,
+# \qquad \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .$$
+#
+# Return the mean (shaped like `x0`) and the variance of shape (B, 1, ..., 1). At $t = 0$ ($\bar\alpha_{t-1} = 1$)
+# the variance is 0 and the mean is $x_0$.
+
+# %% nbgrader={"grade": false, "grade_id": "q_posterior", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def q_posterior(x0, xt, t, schedule):
+    """Mean (B, ...) and variance (B, 1, ..., 1) of q(x_{t-1} | x_t, x_0) (DDPM Eq. 7)."""
+    ### BEGIN SOLUTION
+    shape = (-1, *([1] * (x0.ndim - 1)))
+    alpha_bar = schedule.alpha_bar[t].reshape(shape)
+    alpha_bar_prev = schedule.alpha_bar_prev[t].reshape(shape)
+    beta = schedule.betas[t].reshape(shape)
+    alpha = schedule.alphas[t].reshape(shape)
+    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar) * x0
+            + alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt)
+    variance = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta
+    return mean, variance
+    ### END SOLUTION
+
+
+# %% course={"check": "q_posterior", "target": "q_posterior"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_q_posterior", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_q_posterior(q_posterior)
+### BEGIN HIDDEN TESTS
+assert run_check("q_posterior", q_posterior, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-11", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### $\tilde\beta_t$ against $\beta_t$
+#
+# The two variances DDPM's sampler may use for $\sigma_t^2$: they agree except at the very first steps,
+# where $\tilde\beta_t \to 0$.
+
+# %%
+if checks.ready("q_posterior", q_posterior, "the plot"):
+    t = torch.arange(schedule.T)
+    x = torch.zeros(schedule.T, 1)
+    _, variance = q_posterior(x, x, t, schedule)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(t, schedule.betas, label=r"$\beta_t$")
+    ax.plot(t, variance.flatten(), "--", label=r"$\tilde\beta_t$ (yours)")
+    ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("t"), ax.set_title("reverse-step variances")
+    ax.legend()
+    plt.show()
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-13", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## Next
+#
+# Worksheet 3 (`exercises/03_unet.ipynb`) builds the pieces of the noise predictor $\epsilon_\theta(x_t, t)$.

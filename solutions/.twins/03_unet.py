@@ -1,0 +1,193 @@
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-01", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# # Worksheet 3: the pieces of the noise predictor
+#
+# Companion of lesson 3 (`notebooks/03_unet.ipynb`). The UNet $\epsilon_\theta(x_t, t)$ must know the step
+# $t$. You build the three pieces that bring $t$ into the network, as `course_utils.nets` does:
+#
+# 1. `sinusoidal_embedding`: the Transformer's position encoding of $t$;
+# 2. `SinusoidalTimeEmbedding`: that encoding followed by a small MLP (a module: you write its `forward`);
+# 3. `ResBlock`: a residual block whose features are shifted by the time embedding (its `forward`).
+#
+# For the modules, keep the given `__init__`: the checks build your module with a fixed seed and compare it
+# with the reference built from the same weights.
+#
+# **How a worksheet works.** Each exercise is a function with its docstring and a `# YOUR CODE HERE` to replace.
+# Run the check cell right after it: it prints one line, ✅ when your function agrees with the course's
+# reference on small fixed inputs, or ❌ with what is wrong and a hint. Cells further down that need your
+# function say they are skipped until it passes. Your instructor may run more (hidden) tests when grading.
+
+# %%
+# Course set-up (the same cell opens every notebook; written by `make generated`).
+import importlib.util
+
+if importlib.util.find_spec("course_utils") is None:
+    raise ModuleNotFoundError(
+        "This kernel cannot import the course package `course_utils`. In the course folder, run "
+        "`make lab` (it installs everything and opens JupyterLab with the right kernel), or install the "
+        "folder into this kernel's Python with `pip install -e PATH/TO/THE/COURSE`. On Colab, upload the "
+        "course folder, run `%pip install -e /content/FOLDER`, then restart the runtime.")
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_utils import checks
+from course_utils.checks import (check_ResBlock, check_SinusoidalTimeEmbedding, check_sinusoidal_embedding,
+                                 run_check)
+from course_utils.device import get_device
+from course_utils.nets import UNet, count_parameters
+
+torch.manual_seed(0)
+device = get_device()
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 1. Sinusoidal features of $t$
+#
+# Vaswani et al. (2017, Sec. 3.5) encode a position with sines and cosines of geometrically spaced
+# frequencies. With $d$ = `dim` (even) and $h = d/2$:
+#
+# $$\omega_i = \text{max\_period}^{-i/h}, \quad i = 0, \dots, h-1, \qquad
+# \text{emb}(t) = \big[\sin(t\,\omega_0), \dots, \sin(t\,\omega_{h-1}),\ \cos(t\,\omega_0), \dots, \cos(t\,\omega_{h-1})\big]$$
+#
+# (all the sines first, then all the cosines). `t` has shape (B,) (integers or floats); the result is (B, dim).
+
+# %% nbgrader={"grade": false, "grade_id": "sinusoidal_embedding", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def sinusoidal_embedding(t, dim, max_period=10000.0):
+    """(B,) times -> (B, dim) features [sin(t w_0..w_{h-1}), cos(t w_0..w_{h-1})], w_i = max_period^(-i/h), h = dim/2."""
+    ### BEGIN SOLUTION
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)   # (h,)
+    args = t.float()[:, None] * freqs[None, :]                                                # (B, h)
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)                              # (B, dim)
+    ### END SOLUTION
+
+
+# %% course={"check": "sinusoidal_embedding", "target": "sinusoidal_embedding"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_sinusoidal_embedding", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_sinusoidal_embedding(sinusoidal_embedding)
+### BEGIN HIDDEN TESTS
+assert run_check("sinusoidal_embedding", sinusoidal_embedding, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-05", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# Each row of the picture is one step $t$: fast frequencies on the left tell close steps apart, slow ones on
+# the right tell far-apart steps apart. Nearby steps get similar embeddings (right panel).
+
+# %%
+if checks.ready("sinusoidal_embedding", sinusoidal_embedding, "the picture"):
+    emb = sinusoidal_embedding(torch.arange(1000), 64)                 # (1000, 64)
+    unit = F.normalize(emb, dim=1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.imshow(emb, aspect="auto", cmap="RdBu", interpolation="nearest")
+    ax1.set_xlabel("feature"), ax1.set_ylabel("t"), ax1.set_title("sinusoidal_embedding(t, 64)")
+    ax2.imshow(unit @ unit.T, cmap="viridis")
+    ax2.set_xlabel("t"), ax2.set_ylabel("t"), ax2.set_title("cosine similarity of embeddings")
+    plt.show()
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-07", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 2. The time-embedding module
+#
+# The UNet passes the sinusoidal features through an MLP (Linear, SiLU, Linear) so that it can learn which
+# features matter: $\text{temb}(t) = \text{MLP}(\text{emb}(t))$. Write `forward` with your
+# `sinusoidal_embedding` and `self.mlp`.
+
+# %% nbgrader={"grade": false, "grade_id": "SinusoidalTimeEmbedding", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class SinusoidalTimeEmbedding(nn.Module):
+    """t (B,) -> sinusoidal features (B, dim) -> Linear, SiLU, Linear -> (B, out_dim)."""
+
+    def __init__(self, dim, out_dim):
+        super().__init__()
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, t):
+        ### BEGIN SOLUTION
+        return self.mlp(sinusoidal_embedding(t, self.dim))
+        ### END SOLUTION
+
+
+# %% course={"check": "SinusoidalTimeEmbedding", "target": "SinusoidalTimeEmbedding"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_SinusoidalTimeEmbedding", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_SinusoidalTimeEmbedding(SinusoidalTimeEmbedding)
+### BEGIN HIDDEN TESTS
+assert run_check("SinusoidalTimeEmbedding", SinusoidalTimeEmbedding, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-08", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 3. A residual block conditioned on time
+#
+# DDPM's ResBlock (Ho et al. 2020, Appendix B, after Wide ResNets) adds the projected time embedding to
+# every channel after the first convolution:
+#
+# $$h = \text{conv}_1(\text{SiLU}(\text{GN}_1(x))) + W\,\text{SiLU}(\text{temb}), \qquad
+# h = \text{conv}_2(\text{SiLU}(\text{GN}_2(h))), \qquad \text{out} = \text{skip}(x) + h$$
+#
+# `x` is (B, in_ch, H, W), `temb` is (B, temb_dim); `self.temb_proj(...)` is (B, out_ch): add
+# `[:, :, None, None]` to broadcast it over H and W. `self.skip` is a 1x1 convolution when the channel
+# count changes, else the identity. The output is (B, out_ch, H, W).
+
+# %% nbgrader={"grade": false, "grade_id": "ResBlock", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class ResBlock(nn.Module):
+    """x (B, in_ch, H, W), temb (B, temb_dim) -> (B, out_ch, H, W)."""
+
+    def __init__(self, in_ch, out_ch, temb_dim, groups=8):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.temb_proj = nn.Linear(temb_dim, out_ch)
+        self.norm2 = nn.GroupNorm(groups, out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x, temb):
+        ### BEGIN SOLUTION
+        h = self.conv1(F.silu(self.norm1(x)))                         # (B, out_ch, H, W)
+        h = h + self.temb_proj(F.silu(temb))[:, :, None, None]        # time embedding, per channel
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+        ### END SOLUTION
+
+
+# %% course={"check": "ResBlock", "target": "ResBlock"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_ResBlock", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_ResBlock(ResBlock)
+### BEGIN HIDDEN TESTS
+assert run_check("ResBlock", ResBlock, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-09", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Putting the pieces together
+#
+# A time embedding feeding a ResBlock: the same block gives different outputs at different steps.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if (checks.ready("SinusoidalTimeEmbedding", SinusoidalTimeEmbedding, "this cell")
+        and checks.ready("ResBlock", ResBlock, "this cell")):
+    torch.manual_seed(0)
+    time_embed, block = SinusoidalTimeEmbedding(32, 128), ResBlock(32, 64, 128)
+    x = torch.randn(1, 32, 16, 16)
+    outs = [block(x, time_embed(torch.tensor([t]))) for t in (0, 500)]
+    print("output shape:", tuple(outs[0].shape))
+    print("the outputs at t = 0 and t = 500 differ:", not torch.allclose(outs[0], outs[1]))
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-11", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# The course's UNet (`course_utils.nets.UNet`) is built from exactly these pieces, plus self-attention at
+# low resolution and skip connections between matching down and up levels:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+unet = UNet(in_channels=1, base_channels=32, channel_mults=(1, 2, 2))
+print(f"UNet(base_channels=32): {count_parameters(unet):,} parameters, "
+      f"{sum(1 for m in unet.modules() if type(m).__name__ == 'ResBlock')} ResBlocks")
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-13", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## Next
+#
+# Worksheet 4 (`exercises/04_training.ipynb`): the loss and the training step.

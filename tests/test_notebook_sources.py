@@ -1,0 +1,220 @@
+"""The notebooks are the source: their twins, their set-up cell, their kernel, and what `make generated` derives.
+
+A lesson (notebooks/*.ipynb) or a worksheet solution (solutions/*.ipynb) is edited in JupyterLab and committed;
+its jupytext twin (notebooks/.twins/NAME.py) must say the same, every notebook opens with the same set-up cell
+(written from pyproject.toml's [project.urls]), and everything derived is what tools/generate.py writes.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNC = "run `make generated` (it rewrites every twin from its notebook), then commit the twin"
+
+
+def _generate():
+    spec = importlib.util.spec_from_file_location("course_generate", ROOT / "tools" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = _generate()
+SOURCES = generate.source_notebooks()
+ALL_NOTEBOOKS = SOURCES + sorted((ROOT / "exercises").glob("*.ipynb"))
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_every_lesson_and_solution_is_a_source():
+    names = {_rel(p) for p in SOURCES}
+    assert "notebooks/00_start_here.ipynb" in names and "solutions/lab_ddim.ipynb" in names, names
+    assert len([n for n in names if n.startswith("notebooks/")]) >= 7
+    assert {p.name for p in (ROOT / "exercises").glob("*.ipynb")} == {p.name for p in SOURCES
+                                                                      if p.parent.name == "solutions"}
+
+
+@pytest.mark.parametrize("notebook", SOURCES, ids=_rel)
+def test_the_twin_says_what_the_notebook_says(notebook):
+    twin = generate.twin_path(notebook)
+    assert twin.exists(), f"{_rel(notebook)} has no twin {_rel(twin)}: {SYNC}"
+    expected = generate.twin_text(notebook)
+    if twin.read_text(encoding="utf-8") != expected:
+        got = twin.read_text(encoding="utf-8").splitlines()
+        first = next((i for i, (a, b) in enumerate(zip(got, expected.splitlines())) if a != b),
+                     min(len(got), len(expected.splitlines())))
+        pytest.fail(f"{_rel(twin)} differs from {_rel(notebook)} from its line {first + 1} on: {SYNC}")
+
+
+def test_the_twin_check_fails_on_an_edited_notebook(tmp_path):
+    # the comparison above must be able to fail: edit a copy of a lesson and compare with its twin
+    (tmp_path / "notebooks" / ".twins").mkdir(parents=True)
+    lesson = ROOT / "notebooks" / "01_noise_schedules.ipynb"
+    nb = nbformat.read(lesson, as_version=4)
+    nb.cells[0].source += "\n\nA sentence added in JupyterLab."
+    copy = tmp_path / "notebooks" / lesson.name
+    nbformat.write(nb, copy)
+    (tmp_path / "jupytext.toml").write_text((ROOT / "jupytext.toml").read_text())
+    assert generate.twin_text(copy) != generate.twin_path(lesson).read_text(encoding="utf-8")
+    assert "A sentence added in JupyterLab." in generate.twin_text(copy)
+
+
+def test_jupytext_pairs_each_source_with_its_twin_as_configured():
+    jupytext = pytest.importorskip("jupytext")
+    from jupytext.config import load_jupytext_config
+    from jupytext.paired_paths import paired_paths
+
+    for notebook in (SOURCES[0], SOURCES[-1]):
+        config = load_jupytext_config(str(notebook))
+        formats = config.default_formats(str(notebook))
+        paths = {Path(p).resolve() for p, _ in paired_paths(str(notebook), "ipynb", formats)}
+        assert generate.twin_path(notebook).resolve() in paths, (notebook, formats, jupytext.__version__)
+
+
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=_rel)
+def test_each_notebook_opens_with_the_set_up_cell_and_the_course_kernel(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    expected = generate.setup_cell_source(generate.repository_url())
+    assert code and code[0].source == expected, (
+        f"{_rel(notebook)}: the first code cell must be the course's set-up cell; run `make generated`")
+    assert all(c.cell_type == "markdown" for c in nb.cells[:nb.cells.index(code[0])])
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", (
+        f"{_rel(notebook)} must use the course kernel (kernelspec python3: the environment's own Python, which "
+        "`make lab` puts first)")
+    assert nb.metadata["kernelspec"].get("language") == "python"
+
+
+def test_the_set_up_cell_runs_and_says_what_to_do_without_the_package(tmp_path):
+    # no public home: the cell must not install from a URL; without course_utils it names the way to get it
+    source = generate.setup_cell_source(None)
+    assert "http" not in source and "pip install -e" in source and "make lab" in source
+    script = tmp_path / "cell.py"
+    script.write_text(source)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    run = subprocess.run(["/usr/bin/env", "python3", "-I", "-S", str(script)], capture_output=True, text=True,
+                         env=env, cwd=tmp_path)
+    assert run.returncode != 0 and "make lab" in run.stderr, run.stderr
+    # with a public home, it installs from there and the badges link to it
+    url = "https://github.com/someone/diffusion-course"
+    assert f"git+{url}" in generate.setup_cell_source(url)
+    badges = generate.badges_markdown(url)
+    assert "colab.research.google.com/github/someone/diffusion-course/blob/main/notebooks/00_start_here.ipynb" \
+        in badges and "mybinder.org/v2/gh/someone/diffusion-course/main" in badges
+    assert "colab" not in generate.badges_markdown(None).lower().replace("no colab", "")
+
+
+def test_the_repository_url_is_read_from_pyproject(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[project.urls]\n'
+                                             'Repository = "https://github.com/a/b/"\n')
+    assert generate.repository_url(tmp_path / "pyproject.toml") == "https://github.com/a/b"
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[project.urls]\n')
+    assert generate.repository_url(tmp_path / "pyproject.toml") is None
+
+
+def test_no_link_points_at_a_repository_that_the_course_does_not_name():
+    url = generate.repository_url()
+    for path in [ROOT / "README.md", *ALL_NOTEBOOKS]:
+        text = path.read_text(encoding="utf-8")
+        for link in re.findall(r"(?:colab\.research\.google\.com/github|mybinder\.org/v2/gh|git\+https://github\.com)"
+                               r"/[\w.-]+/[\w.-]+", text):
+            assert url and link.split("/")[-2:] == url.split("/")[-2:], f"{_rel(path)}: {link} is not {url}"
+
+
+def _accidental_code_block(source: str) -> int | None:
+    """The line number of a line that Markdown would render as an indented code block by accident: indented
+    four spaces or more after a blank line (or at the start), outside a list item and a fenced block."""
+    fenced, in_list = False, False
+    lines = source.split("\n")
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        if re.match(r"^\s{0,3}([-*+]|\d+[.)])\s", line):
+            in_list = True
+        elif line.strip() and not line.startswith(" "):
+            in_list = False
+        previous_blank = i == 0 or not lines[i - 1].strip()
+        if re.match(r"^ {4,}\S", line) and previous_blank and not in_list:
+            return i + 1
+    return None
+
+
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=_rel)
+def test_no_markdown_cell_renders_as_a_code_block_by_accident(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            line = _accidental_code_block(cell.source)
+            assert line is None, (f"{_rel(notebook)} cell {index}, line {line}: indented four spaces after a "
+                                  f"blank line, so JupyterLab shows it as code: {cell.source.splitlines()[line - 1]!r}")
+
+
+def test_the_code_block_detector_can_fail():
+    assert _accidental_code_block("    # Worksheet 1\n\nText") == 1
+    assert _accidental_code_block("Intro\n\n    **Requirements**") == 3
+    assert _accidental_code_block("1. a list item\n\n    continued in the item") is None
+    assert _accidental_code_block("```\n    code in a fence\n```") is None
+
+
+def test_generated_regions_are_replaced_and_malformed_ones_named(tmp_path):
+    text = "a\n<!-- BEGIN GENERATED: x -->\nold\n<!-- END GENERATED: x -->\nb\n"
+    assert generate.replace_region(text, "x", "new", "f") == ("a\n<!-- BEGIN GENERATED: x -->\nnew\n"
+                                                              "<!-- END GENERATED: x -->\nb\n")
+    with pytest.raises(SystemExit, match="f: needs exactly one"):
+        generate.replace_region("no markers", "x", "new", "f")
+
+
+def test_the_docs_carry_what_make_generated_writes():
+    from course_utils.checkpoints import cards_markdown
+    from course_utils.checks import mistakes_markdown
+
+    for doc, name, body in (("docs/mistakes.md", "mistakes", mistakes_markdown()),
+                            ("docs/checkpoints.md", "cards", cards_markdown())):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        assert generate.replace_region(text, name, body, doc) == text, f"{doc} is out of date: run `make generated`"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert generate.replace_region(readme, "badges", generate.badges_markdown(generate.repository_url()),
+                                   "README.md") == readme, "README.md's badges are out of date: run `make generated`"
+
+
+# ------------------------------------------------------------------------------------- the Makefile's wiring
+def _make(*args: str) -> str:
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_make_help_lists_every_target_with_one_line():
+    targets = re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M)
+    listed = re.findall(r"^  make (\S+) +\S", _make("help"), re.M)
+    assert set(targets) == set(listed) and {"test-unit", "generated", "lint", "lab", "test"} <= set(listed), (
+        targets, listed)
+
+
+def test_cpu_only_torch_installs_from_the_cpu_index_before_the_course(tmp_path):
+    venv = tmp_path / "venv"           # a dry run (-n): prints what `make setup TORCH=cpu` would run
+    commands = _make("-n", "setup", "TORCH=cpu", f"VENV={venv}").splitlines()
+    cpu = [i for i, c in enumerate(commands) if "pip install torch torchvision" in c]
+    course = [i for i, c in enumerate(commands) if 'pip install -e ".[dev]"' in c]
+    assert cpu and course and cpu[0] < course[0], commands
+    assert "--index-url https://download.pytorch.org/whl/cpu" in commands[cpu[0]]
+    default = _make("-n", "setup", f"VENV={venv}")
+    assert "download.pytorch.org" not in default and 'pip install -e ".[dev]"' in default
+
+
+def test_ci_regenerates_and_fails_on_any_difference():
+    ci = (ROOT / ".ci" / "run").read_text()
+    generated, status = re.search(r"^make generated\b", ci, re.M), ci.index("git status --porcelain")
+    test = re.search(r"^make test\b", ci, re.M)
+    assert generated and test and generated.start() < status < test.start(), ci
+    assert "exit 1" in ci[status:test.start()]
