@@ -67,7 +67,7 @@ def main(argv=None):
             import matplotlib.pyplot as plt
             from course_utils.viz import show_images
             os.makedirs(args.grid_dir, exist_ok=True)
-            ax = show_images(x[:64], title=f"{args.model}: {kind} {steps} steps")
+            show_images(x[:64], title=f"{args.model}: {kind} {steps} steps")
             plt.savefig(f"{args.grid_dir}/bench_quality_{args.model}_{kind}{steps}.png", dpi=100)
             plt.close("all")
     if ("DDPM", 1000) in results and ("DDIM", 50) in results:

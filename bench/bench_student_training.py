@@ -59,7 +59,8 @@ def main(argv=None):
             except checkpoints.CheckpointError:
                 recorded = "not trained"
             print(f"| {name} | {train_cfg['batch_size']} | {train_cfg['steps']} | {sps:.3f} | "
-                  f"{train_cfg['batch_size'] / sps:.0f} | {sps * train_cfg['steps'] / 60:.1f} | {recorded} |", flush=True)
+                  f"{train_cfg['batch_size'] / sps:.0f} | {sps * train_cfg['steps'] / 60:.1f} | {recorded} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -104,11 +104,13 @@ def main():
     parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, oneDNN kernels)")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--modes", nargs="+", default=["fp32", "fp32 + channels_last", "bf16 autocast", "bf16 + channels_last"],
+    parser.add_argument("--modes", nargs="+",
+                        default=["fp32", "fp32 + channels_last", "bf16 autocast", "bf16 + channels_last"],
                         help="which of: 'fp32', 'fp32 + channels_last', 'bf16 autocast', 'bf16 + channels_last'")
     args = parser.parse_args()
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, "
           f"nice {os.nice(0)}, tcmalloc {'loaded' if tcmalloc_loaded() else 'not loaded'}; {load_note()}")
     print(f"train step: forward + MSE + backward + AdamW, batch {args.batch}, 32x32x1; "
           f"{args.warmup} warm-up + {args.steps} timed steps (median)\n")
@@ -142,7 +144,8 @@ def main():
     if "fp32" in modes:
         for name in models:
             base = results[(name, "fp32")]
-            print(f"{name}: " + ", ".join(f"{mode} {results[(name, mode)] / base:.2f}x" for mode in modes if mode != "fp32")
+            print(f"{name}: " + ", ".join(f"{mode} {results[(name, mode)] / base:.2f}x"
+                                          for mode in modes if mode != "fp32")
                   + " (relative to fp32)")
     print(f"at the end: {load_note()}")
 

@@ -175,16 +175,18 @@ def cards_markdown(*, directory: str | Path | None = None) -> str:
             rows.append(f"| `{name}` | not trained yet | | | | | | | |")
             continue
         hw = card.get("hardware", {})
-        hardware = (f"{hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} thread(s), load {hw.get('load_average_1min_at_end', '?')}"
-                    + (f", {hw['gpu']}" if hw.get("gpu") else ""))
+        hardware = (f"{hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} thread(s), "
+                    f"load {hw.get('load_average_1min_at_end', '?')}" + (f", {hw['gpu']}" if hw.get("gpu") else ""))
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in card.get("metrics", {}).items()
                             if isinstance(v, (int, float)) and not isinstance(v, bool)) or "not measured"
         config = card["architecture"]["config"]
-        arch = card["architecture"]["class"] + (f" base {config['base_channels']}"
-                                                 + (f" x{tuple(config['channel_mults'])}" if "channel_mults" in config else ""))
-        rows.append(f"| `{name}` | {card['dataset']['name']} {card['dataset']['image_size']}x{card['dataset']['image_size']} "
+        mults = f" x{tuple(config['channel_mults'])}" if "channel_mults" in config else ""
+        arch = card["architecture"]["class"] + f" base {config['base_channels']}{mults}"
+        size = card["dataset"]["image_size"]
+        rows.append(f"| `{name}` | {card['dataset']['name']} {size}x{size} "
                     f"| {arch} | {card['parameters']:,} | {card['steps']} x {card['batch_size']} "
-                    f"| {card['wall_time_s'] / 60:.1f} min | {hardware} | {card['file_size_bytes'] / 1e6:.2f} MB | {metrics} |")
+                    f"| {card['wall_time_s'] / 60:.1f} min | {hardware} | {card['file_size_bytes'] / 1e6:.2f} MB "
+                    f"| {metrics} |")
     return "\n".join(rows)
 
 

@@ -138,7 +138,8 @@ def _torchvision_images(name: str, split: str, root: Path, download: bool) -> tu
 
     cls_name, files = _TV[name]
     cls = getattr(torchvision.datasets, cls_name)
-    kwargs = dict(split="train" if split == "train" else "test") if name == "flowers102" else dict(train=split == "train")
+    kwargs = (dict(split="train" if split == "train" else "test") if name == "flowers102"
+              else dict(train=split == "train"))
     try:
         ds = cls(root=str(root), download=download, **kwargs)
     except Exception as err:  # noqa: BLE001 - no network, a corrupt file, a missing folder: say what to do

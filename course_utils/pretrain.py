@@ -263,7 +263,6 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device:
     """The card's metrics. Classifiers: MNIST test accuracy (noisy classifier: at several t). Diffusion models:
     DDIM 50 samples (eta 0, seed ``seed``) judged by held-out classifiers, plus FID/KID on the course metric."""
     from . import metrics
-    from .settings import quick_mode
     model, schedule, card = checkpoints.load(name, device, directory=directory)
     kind, out = card["kind"], {}
     if kind in ("classifier", "noisy-classifier"):

@@ -120,7 +120,8 @@ class LabServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter-lab exited with {self.proc.returncode} before answering:\n{self.log_tail()}")
+                raise RuntimeError(f"jupyter-lab exited with {self.proc.returncode} before answering:\n"
+                                   f"{self.log_tail()}")
             try:
                 status = self.api("GET", "/api/status", timeout=5)
                 if "started" in status:

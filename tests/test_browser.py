@@ -39,7 +39,8 @@ def _write_selftest_notebooks(folder: Path) -> None:
         md("# harness self-test: faults"), imports,
         code("for _ in tqdm(range(3), desc='progress'):\n    pass"),
         code("@widgets.interact(n=widgets.IntSlider(value=3, min=0, max=10))\ndef square(n):\n    print(n * n)"),
-        code("out = widgets.Output()\nwith out:\n    print('I never change')\ndisplay(widgets.IntSlider(value=1), out)"),
+        code("out = widgets.Output()\nwith out:\n    print('I never change')\n"
+             "display(widgets.IntSlider(value=1), out)"),
         code("widgets.interact(lambda name: print(name.upper()), name=widgets.Dropdown(options=['a', 'b']));"),
         code("raise ValueError('boom: an unexpected error')"),
         code("print('never reached')"),
@@ -129,7 +130,8 @@ def test_notebook_in_jupyterlab(chromium, lab, path):
     assert not report.problems, (f"{path} in JupyterLab (screenshot in {ARTIFACTS}):\n- "
                                  + "\n- ".join(report.problems))
     if path.startswith(("notebooks/", "solutions/")):
-        assert not report.expected_errors, f"{path}: 'not implemented yet' outside a worksheet: {report.expected_errors}"
+        assert not report.expected_errors, (f"{path}: 'not implemented yet' outside a worksheet: "
+                                            f"{report.expected_errors}")
 
 
 def test_harness_finds_errors_and_dead_widgets(chromium, lab):
@@ -145,7 +147,8 @@ def test_harness_finds_errors_and_dead_widgets(chromium, lab):
         assert "cell 5: widget moved" in problems and "did not change" in problems, problems
         assert "1 code cells never ran (the first: cell 8)" in problems, problems
         assert report.widgets_moved == 2, report.summary()
-        assert page.locator(".jupyter-widgets.widget-hprogress, .jupyter-widgets.widget-progress").count() >= 1, "tqdm.auto did not draw a progress-bar widget"
+        progress = page.locator(".jupyter-widgets.widget-hprogress, .jupyter-widgets.widget-progress")
+        assert progress.count() >= 1, "tqdm.auto did not draw a progress-bar widget"
         assert len(report.problems) == 3, problems
         lab.shutdown_sessions("selftest/faulty.ipynb")
         report = run_notebook(page, lab, "selftest/exercises/worksheet.ipynb", run_timeout=300)
