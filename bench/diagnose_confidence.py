@@ -23,8 +23,7 @@ import torch
 
 from course_utils import checkpoints, metrics
 from course_utils.data import load_images
-from course_utils.guidance import predict_eps
-from course_utils.samplers import ddim_step, ddim_timesteps
+from course_utils.samplers import ddim_sample, ddim_timesteps
 
 
 def time_grids(T: int, S: int) -> dict[str, list[int]]:
@@ -37,17 +36,6 @@ def time_grids(T: int, S: int) -> dict[str, list[int]]:
     }
 
 
-@torch.no_grad()
-def ddim_on_grid(model, schedule, x_T: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
-    """Deterministic DDIM x_T (N, C, H, W) -> x_0 along ``timesteps`` (descending)."""
-    x = x_T
-    for k, i in enumerate(timesteps):
-        a_prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else torch.ones(())
-        eps = predict_eps(model, x, torch.full((x.shape[0],), i, dtype=torch.long))
-        x, _ = ddim_step(x, eps, schedule.alpha_bar[i], a_prev)
-    return x
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=300, help="samples per time grid (same x_T for all)")
@@ -55,11 +43,10 @@ def main(argv=None):
     parser.add_argument("--resumable", default=None, help="a pretrain working checkpoint: also sample raw weights")
     parser.add_argument("--grid-dir", default="artifacts")
     args = parser.parse_args(argv)
-    judge = checkpoints.load("mnist-eval-classifier")[0].float().eval()
+    judge = checkpoints.load("mnist-eval-classifier")[0]
 
     x_test, y_test = load_images("mnist", split="test")
-    with torch.no_grad():
-        logits = torch.cat([judge(x_test[i:i + 1000]) for i in range(0, len(x_test), 1000)]).float()
+    logits = metrics.predict_logits(x_test, judge)
     first, second = slice(0, len(x_test) // 2), slice(len(x_test) // 2, None)
     T_fit = metrics.fit_temperature(logits[first], y_test[first])
     print(f"1. judge on the MNIST test digits: NLL-fitted temperature {T_fit:.2f} (1 = calibrated)")
@@ -71,35 +58,37 @@ def main(argv=None):
               f"ECE {c['ece']:.4f}")
 
     model, schedule, card = checkpoints.load("mnist-unet")
-    model = model.float().eval()
+
+    def sample(timesteps=None):  # DDIM 50 (or on ``timesteps``) from the shared x_T, 100 at a time
+        return torch.cat([ddim_sample(model, schedule, x_T[i:i + 100].shape, x_T=x_T[i:i + 100], num_steps=50,
+                                      timesteps=timesteps, progress=False) for i in range(0, args.n, 100)])
+
     x_T = torch.randn((args.n, *card["image_shape"]), generator=torch.Generator().manual_seed(args.seed))
     print(f"2. DDIM 50 on {args.n} samples of mnist-unet ({card['steps']} steps), same x_T, judged by "
           "mnist-eval-classifier")
     uniform = None
     for name, grid in time_grids(schedule.T, 50).items():
         start = time.perf_counter()
-        x = torch.cat([ddim_on_grid(model, schedule, x_T[i:i + 100], grid) for i in range(0, args.n, 100)])
+        x = sample(grid)
         share, counts = metrics.confident_share(x, judge)
         print(f"   {name:<9} {len(grid)} steps, t {grid[0]}..{grid[-1]}: confident {share:.3f}, "
               f"classes {counts.tolist()}  ({time.perf_counter() - start:.0f} s)", flush=True)
         uniform = x if uniform is None else uniform
 
     import torchvision.utils as vutils
-    conf = metrics.predict_proba(uniform, judge).max(-1).values
+    conf, order = metrics.predict_proba(uniform, judge).max(-1).values.sort()
     os.makedirs(args.grid_dir, exist_ok=True)
     path = os.path.join(args.grid_dir, "diagnose_lowest_confidence.png")
-    vutils.save_image((uniform[conf.argsort()[:40]] + 1) / 2, path, nrow=10, pad_value=1)
-    print(f"3. the 40 least confident uniform-grid samples (confidence {float(conf.sort().values[0]):.2f}"
-          f"..{float(conf.sort().values[39]):.2f}): {path}")
+    vutils.save_image((uniform[order[:40]] + 1) / 2, path, nrow=10, pad_value=1)
+    print(f"3. the 40 least confident uniform-grid samples (confidence {float(conf[0]):.2f}..{float(conf[39]):.2f}): "
+          f"{path}")
 
     if args.resumable:
         payload = torch.load(args.resumable, map_location="cpu", weights_only=False)
         for label, key in (("EMA", "ema"), ("raw", "model")):
             model.load_state_dict(payload[key])
-            x = torch.cat([ddim_on_grid(model, schedule, x_T[i:i + 100], time_grids(schedule.T, 50)["uniform"])
-                           for i in range(0, args.n, 100)])
             print(f"   {label} weights of {args.resumable} (step {payload['step']}): "
-                  f"confident {metrics.confident_share(x, judge)[0]:.3f}", flush=True)
+                  f"confident {metrics.confident_share(sample(), judge)[0]:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def fid_from_features(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     mu_a, mu_b = feats_a.mean(0), feats_b.mean(0)
     sigma_a, sigma_b = np.cov(feats_a, rowvar=False), np.cov(feats_b, rowvar=False)
     covmean = scipy.linalg.sqrtm(sigma_a @ sigma_b)              # (Sigma_a Sigma_b)^(1/2)
-    if not np.isfinite(covmean).all():                           # near-singular product: regularise, as pytorch-fid does
+    if not np.isfinite(covmean).all():            # near-singular product: regularise, as pytorch-fid does
         offset = np.eye(len(sigma_a)) * 1e-6
         covmean = scipy.linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
     covmean = np.real(covmean)                                   # drop tiny imaginary parts of round-off
@@ -120,16 +120,21 @@ def kid(images_a: Tensor, images_b: Tensor, classifier: nn.Module | None = None,
 
 
 @torch.no_grad()
-def predict_proba(images: Tensor, classifier: nn.Module, *, t: Tensor | None = None, batch_size: int = 500) -> Tensor:
-    """Class probabilities (N, K) of a classifier (``classifier(x)`` or ``classifier(x, t)``) on the CPU."""
+def predict_logits(images: Tensor, classifier: nn.Module, *, t: Tensor | None = None, batch_size: int = 500) -> Tensor:
+    """Class logits (N, K), float32 on the CPU, of a classifier (``classifier(x)`` or ``classifier(x, t)``)."""
     _check_images(images, classifier)
     device = next(classifier.parameters()).device
     out = []
     for i in range(0, images.shape[0], batch_size):
         xb = images[i:i + batch_size].to(device).float()
         logits = classifier(xb) if t is None else classifier(xb, t[i:i + batch_size].to(device))
-        out.append(logits.float().softmax(-1).cpu())
+        out.append(logits.float().cpu())
     return torch.cat(out)
+
+
+def predict_proba(images: Tensor, classifier: nn.Module, *, t: Tensor | None = None, batch_size: int = 500) -> Tensor:
+    """Class probabilities (N, K) of a classifier (``classifier(x)`` or ``classifier(x, t)``) on the CPU."""
+    return predict_logits(images, classifier, t=t, batch_size=batch_size).softmax(-1)
 
 
 def class_accuracy(images: Tensor, labels: Tensor, classifier: nn.Module) -> float:

@@ -144,9 +144,7 @@ def test_class_accuracy_of_real_images_is_high(mnist_test, classifier):
 def test_the_held_out_judge_is_calibrated_on_real_digits(mnist_test):
     # "confidence > 0.9" in the quality target only means something if the judge is calibrated
     x, y = mnist_test
-    judge = checkpoints.load("mnist-eval-classifier")[0].float().eval()
-    with torch.no_grad():
-        logits = torch.cat([judge(x[i:i + 1000]) for i in range(0, len(x), 1000)]).float()
+    logits = metrics.predict_logits(x, checkpoints.load("mnist-eval-classifier")[0])
     half = len(x) // 2
     T = metrics.fit_temperature(logits[:half], y[:half])
     c = metrics.calibration(logits[half:].softmax(-1), y[half:])
