@@ -107,11 +107,18 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, *, y: Tensor | None = None,
+def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, *, t: Tensor | None = None,
+                   eps: Tensor | None = None, y: Tensor | None = None,
                    generator: torch.Generator | None = None) -> Tensor:
-    """L_simple on one batch x0 (B, ...): t ~ U{0..T-1}, eps ~ N(0, I), MSE(eps_theta(x_t, t), eps)."""
-    t = torch.randint(0, schedule.T, (x0.shape[0],), device=x0.device, generator=generator)
-    eps = torch.randn(x0.shape, device=x0.device, generator=generator)
+    """L_simple on one batch x0 (B, ...): MSE(eps_theta(x_t, t), eps) with x_t = q_sample(x0, t, eps).
+
+    t (B,) int64 and eps (like x0) are drawn, t ~ U{0..T-1} then eps ~ N(0, I) from ``generator``, unless given
+    (worksheet 4 writes this function for given t and eps, with this signature).
+    """
+    if t is None:
+        t = torch.randint(0, schedule.T, (x0.shape[0],), device=x0.device, generator=generator)
+    if eps is None:
+        eps = torch.randn(x0.shape, device=x0.device, generator=generator)
     xt = q_sample(x0, t, eps, schedule)
     eps_pred = model(xt, t) if y is None else model(xt, t, y)
     return F.mse_loss(eps_pred.float(), eps)

@@ -1,5 +1,8 @@
-"""The worksheet checks: each passes on the reference, fails with its hint on each catalogued mistake,
-and judges outside the student's process (harvest in the kernel, verdict recomputes the reference)."""
+"""The worksheet checks: each passes on the answer key, fails with its hint on each catalogued mistake,
+and judges outside the student's process (harvest in the kernel, verdict recomputes the reference).
+
+The answer key (tests/answer_key.py) is built from the checks' own references, so its passing tests the
+plumbing; tests/test_package_matches_checks.py runs the package's independent functions through the checks."""
 from __future__ import annotations
 
 import io
@@ -9,14 +12,16 @@ import pytest
 import torch
 
 from course_utils import checks, forward, guidance, samplers, schedules
-from course_utils.checks import CHECKS, MISTAKES, REFERENCES, harvest, run_check, verdict
+from course_utils.checks import CHECKS, MISTAKES, harvest, run_check, verdict
+
+from answer_key import ANSWER_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_MISTAKES = [(name, mid, wrong, hint) for name, items in MISTAKES.items() for mid, wrong, hint in items]
 
 
-def test_every_check_has_a_reference_and_a_catalogue():
-    assert set(CHECKS) == set(REFERENCES) == set(MISTAKES)
+def test_every_check_has_an_answer_and_a_catalogue():
+    assert set(CHECKS) == set(ANSWER_KEY) == set(MISTAKES)
     for name, items in MISTAKES.items():
         ids = [mid for mid, _, _ in items]
         assert "not implemented" in ids, name
@@ -25,8 +30,9 @@ def test_every_check_has_a_reference_and_a_catalogue():
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
 @pytest.mark.parametrize("hidden", [False, True])
-def test_reference_passes(name, hidden):
-    result = run_check(name, REFERENCES[name], hidden=hidden)
+def test_answer_key_passes_its_check_plumbing(name, hidden):
+    """The answer key is made of the checks' own references: this tests cases, call, harvest and verdict."""
+    result = run_check(name, ANSWER_KEY[name], hidden=hidden)
     assert result.passed, result.message
     assert result.status == "pass" and result.message.startswith(checks.PASS)
 
@@ -48,7 +54,7 @@ def test_hidden_cases_extend_the_visible_ones():
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_harvest_survives_a_safe_round_trip(name):
     """The grader saves harvested outputs with torch.save and reads them with weights_only=True."""
-    outputs = harvest(name, REFERENCES[name])
+    outputs = harvest(name, ANSWER_KEY[name])
     buffer = io.BytesIO()
     torch.save(outputs, buffer)
     buffer.seek(0)
@@ -73,14 +79,14 @@ def test_verdict_ignores_monkeypatched_package(monkeypatch):
     monkeypatch.setattr(guidance, "cfg_combine", lambda u, c, w: c)
     monkeypatch.setattr(samplers, "ddim_step", lambda *a, **k: (a[0], a[0]))
     for name in ("q_sample", "diffusion_schedule", "cfg_combine", "ddim_step", "reverse_diffusion"):
-        assert run_check(name, REFERENCES[name], hidden=True).passed, name
+        assert run_check(name, ANSWER_KEY[name], hidden=True).passed, name
     assert not run_check("q_sample", delegating_q_sample, hidden=True).passed
     assert not run_check("diffusion_schedule", delegating_schedule, hidden=True).passed
 
 
 def test_verdict_judges_outputs_only():
     """verdict needs nothing but the outputs: wrong outputs fail whatever the student's objects are."""
-    good = harvest("q_sample", REFERENCES["q_sample"])
+    good = harvest("q_sample", ANSWER_KEY["q_sample"])
     assert verdict("q_sample", good).passed
     bad = [torch.zeros_like(out) for out in good]
     assert not verdict("q_sample", bad).passed
@@ -98,7 +104,7 @@ def test_errors_become_one_line():
 
 
 def test_visible_check_prints_one_line_and_is_truthy(capsys):
-    assert checks.check_q_sample(REFERENCES["q_sample"])
+    assert checks.check_q_sample(ANSWER_KEY["q_sample"])
     assert capsys.readouterr().out == f"{checks.PASS} q_sample: correct\n"
     outcome = checks.check_q_sample(MISTAKES["q_sample"][-1][1])
     assert not outcome
@@ -111,7 +117,7 @@ def test_every_check_has_a_visible_function():
 
 
 def test_ready_guard(capsys):
-    assert checks.ready("cfg_combine", REFERENCES["cfg_combine"])
+    assert checks.ready("cfg_combine", ANSWER_KEY["cfg_combine"])
     assert capsys.readouterr().out == ""
     assert not checks.ready("cfg_combine", MISTAKES["cfg_combine"][-1][1], "the plot")
     assert "skipped the plot: cfg_combine is not implemented yet" in capsys.readouterr().out
@@ -120,9 +126,9 @@ def test_ready_guard(capsys):
 def test_modules_are_built_with_a_fixed_seed():
     """Building the same module twice in harvest gives the same weights (the check does not depend on RNG state)."""
     torch.manual_seed(123)
-    first = harvest("ResBlock", REFERENCES["ResBlock"])
+    first = harvest("ResBlock", ANSWER_KEY["ResBlock"])
     torch.manual_seed(456)
-    second = harvest("ResBlock", REFERENCES["ResBlock"])
+    second = harvest("ResBlock", ANSWER_KEY["ResBlock"])
     for a, b in zip(first, second):
         assert torch.equal(a["out"], b["out"])
 

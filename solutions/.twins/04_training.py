@@ -52,11 +52,13 @@ device = get_device()
 # $$L_\text{simple} = \big\|\epsilon - \epsilon_\theta\big(\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\ t\big)\big\|^2,$$
 #
 # averaged over the batch and the dimensions (`F.mse_loss`). Here `t` (int64, (B,)) and `eps` (like `x0`) are
-# given, so the loss is deterministic; `q_sample` from `course_utils.forward` computes $x_t$. Call the model as
-# `model(xt, t)`. Return the loss **tensor** (the training step calls `backward` on it).
+# given, as keywords, so the loss is deterministic; `q_sample` from `course_utils.forward` computes $x_t$. Call
+# the model as `model(xt, t)`. Return the loss **tensor** (the training step calls `backward` on it). This is the
+# signature of the package's `course_utils.training.diffusion_loss`, which draws `t` and `eps` itself when they
+# are left out.
 
 # %% nbgrader={"grade": false, "grade_id": "diffusion_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def diffusion_loss(model, x0, t, eps, schedule):
+def diffusion_loss(model, schedule, x0, *, t, eps):
     """MSE between eps and model(x_t, t), x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps; a scalar tensor."""
     ### BEGIN SOLUTION
     xt = q_sample(x0, t, eps, schedule)            # (B, ...)
@@ -82,7 +84,7 @@ def training_step(model, optimizer, x0, t, eps, schedule):
     """One optimizer step on diffusion_loss for this batch; returns the loss (a float)."""
     ### BEGIN SOLUTION
     optimizer.zero_grad()
-    loss = diffusion_loss(model, x0, t, eps, schedule)
+    loss = diffusion_loss(model, schedule, x0, t=t, eps=eps)
     loss.backward()
     optimizer.step()
     return loss.item()

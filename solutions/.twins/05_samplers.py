@@ -7,8 +7,9 @@
 # 2. `ddim_step`: the DDIM update with its stochasticity $\eta$ (deterministic at $\eta = 0$).
 #
 # The noise of a stochastic step is an argument (`noise`), so the steps are deterministic functions.
-# `t` is a Python int in 0..T-1 (the same step for the whole batch). Then you run both samplers with the
-# *exact* noise predictor of a Gaussian mixture (`course_utils.analytic`), so no training is needed.
+# `ddpm_step`'s `t` is a Python int in 0..T-1 (the same step for the whole batch); `ddim_step` takes the two
+# $\bar\alpha$ it jumps between. Then you run both samplers with the *exact* noise predictor of a Gaussian
+# mixture (`course_utils.analytic`), so no training is needed.
 #
 # **How a worksheet works.** Each exercise is a function with its docstring and a `# YOUR CODE HERE` to replace.
 # Run the check cell right after it: it prints one line, ✅ when your function agrees with the course's
@@ -84,19 +85,22 @@ assert run_check("ddpm_step", ddpm_step, hidden=True).passed, "hidden tests fail
 #
 # $$x_\text{prev} = \sqrt{\bar\alpha_\text{prev}}\,\hat x_0 + \sqrt{1-\bar\alpha_\text{prev}-\sigma_t^2}\;\epsilon + \sigma_t z .$$
 #
-# `t_prev = -1` marks the last step, to clean data: there $\bar\alpha_\text{prev} = 1$ (careful: in Python
-# `alpha_bar[-1]` is the *last* entry, $\bar\alpha_{T-1}$). At $\eta = 0$ the step is deterministic.
+# The step takes $\bar\alpha_t$ and $\bar\alpha_\text{prev}$ themselves (0-dim tensors) and returns
+# `(x_prev, x0_pred)`: the signature of `course_utils.samplers.ddim_step`. The loop further down looks them up;
+# the last step goes to clean data, where $\bar\alpha_\text{prev} = 1$ (careful: in Python `alpha_bar[-1]` is
+# the *last* entry, $\bar\alpha_{T-1}$). At $\eta = 0$ the step is deterministic and `noise` may be `None`.
 
 # %% nbgrader={"grade": false, "grade_id": "ddim_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def ddim_step(xt, t, t_prev, eps_pred, schedule, eta, noise):
-    """x_prev from x_t (B, ...) for a jump from step t to t_prev (-1: to clean data), with stochasticity eta."""
+def ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None):
+    """(x_prev, x0_pred) from x_t (B, ...) for a jump from alpha_bar_t to alpha_bar_prev, with stochasticity eta."""
     ### BEGIN SOLUTION
-    alpha_bar = schedule.alpha_bar[t]
-    alpha_bar_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)
-    x0_pred = (xt - (1 - alpha_bar).sqrt() * eps_pred) / alpha_bar.sqrt()
-    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar)).sqrt() * (1 - alpha_bar / alpha_bar_prev).sqrt()
+    x0_pred = (xt - (1 - alpha_bar_t).sqrt() * eps_pred) / alpha_bar_t.sqrt()
+    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t)).sqrt() * (1 - alpha_bar_t / alpha_bar_prev).sqrt()
     direction = (1 - alpha_bar_prev - sigma ** 2).sqrt() * eps_pred     # "direction pointing to x_t"
-    return alpha_bar_prev.sqrt() * x0_pred + direction + sigma * noise
+    x_prev = alpha_bar_prev.sqrt() * x0_pred + direction
+    if eta > 0:
+        x_prev = x_prev + sigma * noise
+    return x_prev, x0_pred
     ### END SOLUTION
 
 
@@ -134,9 +138,10 @@ def run_ddim(x_T, num_steps, eta, generator):
     x, timesteps = x_T, ddim_timesteps(schedule.T, num_steps).tolist()
     for k, t in enumerate(timesteps):
         t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1
+        alpha_bar_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)   # 1: clean data
         eps_pred = eps_model(x, torch.full((len(x),), t))
-        noise = torch.randn(x.shape, generator=generator) if eta > 0 else torch.zeros_like(x)
-        x = ddim_step(x, t, t_prev, eps_pred, schedule, eta, noise)
+        noise = torch.randn(x.shape, generator=generator) if eta > 0 else None
+        x, _ = ddim_step(x, eps_pred, schedule.alpha_bar[t], alpha_bar_prev, eta=eta, noise=noise)
     return x
 
 

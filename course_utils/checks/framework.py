@@ -1,0 +1,238 @@
+"""The machinery every worksheet check shares: harvest in the student's kernel, verdict in the grader.
+
+- ``harvest(name, obj)`` runs INSIDE the student's kernel: it only calls the student's object on the
+  check's cases and returns the raw outputs (tensors, lists and dicts of tensors, or an error record).
+- ``verdict(name, outputs)`` runs in the grader (or in the notebook, for instant feedback): it recomputes the
+  reference from the case and the outputs only, and turns them into ``CheckResult(passed, message)``, with
+  the hint of the first catalogued mistake the outputs match.
+
+Also here: the helpers that diagnose functions share (``shape_hint``, ``close``, ``judge``) and the float64
+quantities the references recompute from a schedule's betas (``alpha_bar64``, ``alpha_bar_prev64``, ``gather``).
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..schedules import NoiseSchedule
+
+PASS, FAIL, TODO = "✅", "❌", "⏳"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    passed: bool
+    message: str
+    status: str = "fail"   # "pass", "fail", "not_implemented", "error"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Check:
+    """How to test one TODO.
+
+    name:     the check's name; the worksheet's graded cell carries ``{"course": {"check": name}}``
+    target:   the name the student's object has in the notebook (function or class)
+    cases:    cases(hidden) -> list of dicts of inputs (CPU tensors from fixed seeds); hidden adds more
+    call:     call(obj, case) -> outputs; runs in the student's process, must not judge anything
+    diagnose: diagnose(outputs, case) -> None when right, else a one-line hint; computes the reference itself
+    """
+
+    name: str
+    target: str
+    cases: Callable[[bool], list]
+    call: Callable[[Any, dict], Any]
+    diagnose: Callable[[Any, dict], str | None]
+
+
+CHECKS: dict[str, Check] = {}
+# name -> [(mistake id, a wrong implementation, a substring its hint must contain)]: the catalogue the tests use
+MISTAKES: dict[str, list[tuple[str, Callable, str]]] = {}
+
+
+def register(check: Check) -> Check:
+    CHECKS[check.name] = check
+    return check
+
+
+def harvest(name: str, obj: Any, *, hidden: bool = True) -> list:
+    """The student's outputs on every case: a tensor structure, or {"error": type, "message": text}."""
+    check = CHECKS[name]
+    results = []
+    for case in check.cases(hidden):
+        try:
+            out = check.call(obj, {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in case.items()})
+            results.append(_detach(out))
+        except NotImplementedError:
+            results.append({"error": "NotImplementedError", "message": "not implemented yet"})
+        except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
+            frame = traceback.extract_tb(err.__traceback__)[-1]
+            results.append({"error": type(err).__name__, "message": f"{err} (line {frame.lineno})"})
+    return results
+
+
+def verdict(name: str, outputs: list, *, hidden: bool = True) -> CheckResult:
+    """Judge harvested outputs against the reference; the message names the first problem and a hint."""
+    check = CHECKS[name]
+    cases = check.cases(hidden)
+    label = f"{check.target}"
+    if len(outputs) != len(cases):
+        return CheckResult(False, f"{FAIL} {label}: expected {len(cases)} results, got {len(outputs)}", "error")
+    for out in outputs:
+        if _is_error(out) and out.get("error") == "NotImplementedError":
+            return CheckResult(False, f"{TODO} {label}: not implemented yet", "not_implemented")
+    for out, case in zip(outputs, cases):
+        if _is_error(out):
+            return CheckResult(False, f"{FAIL} {label}: raised {out['error']}: {out['message']}", "error")
+        try:
+            hint = check.diagnose(out, case)
+        except Exception as err:  # noqa: BLE001 - malformed outputs (wrong type, wrong structure)
+            hint = f"could not compare your output with the reference ({type(err).__name__}: {err})"
+        if hint:
+            return CheckResult(False, f"{FAIL} {label}: {hint}", "fail")
+    return CheckResult(True, f"{PASS} {label}: correct", "pass")
+
+
+def run_check(name: str, obj: Any, *, hidden: bool = False) -> CheckResult:
+    """harvest + verdict in one process: the instant feedback of a worksheet."""
+    return verdict(name, harvest(name, obj, hidden=hidden), hidden=hidden)
+
+
+class Outcome:
+    """What a visible check returns: truthy when it passed. It displays nothing as a cell's last expression
+    (the printed line is the feedback), so a check cell shows one line, not an extra "True"/"False"."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: CheckResult):
+        self.result = result
+
+    def __bool__(self) -> bool:
+        return self.result.passed
+
+    def __repr__(self) -> str:
+        return f"Outcome(passed={self.result.passed})"
+
+    def _ipython_display_(self) -> None:  # IPython: display nothing
+        return None
+
+
+def report(name: str, obj: Any) -> Outcome:
+    """Print the one-line result of the visible check ``name`` on ``obj``; return whether it passed (truthy)."""
+    result = run_check(name, obj)
+    print(result.message)
+    return Outcome(result)
+
+
+def ready(name: str, obj: Any, what: str = "this cell") -> bool:
+    """Guard for cells that need a TODO: True when ``obj`` passes check ``name``, else prints why it skips."""
+    result = run_check(name, obj)
+    if not result.passed:
+        reason = "is not implemented yet" if result.status == "not_implemented" else "does not pass its check yet"
+        print(f"{TODO} skipped {what}: {CHECKS[name].target} {reason}")
+    return result.passed
+
+
+def visible(name: str) -> Callable[[Any], Outcome]:
+    """The worksheet's ``check_<name>(obj)``: prints one line, returns whether it passed (truthy)."""
+    def check(obj) -> Outcome:
+        return report(name, obj)
+    check.__name__ = check.__qualname__ = f"check_{name}"
+    check.__doc__ = f"Visible check for ``{CHECKS[name].target}``: prints one line, returns whether it passed."
+    return check
+
+
+def _is_error(out) -> bool:
+    return isinstance(out, dict) and "error" in out and "message" in out
+
+
+def _detach(out):
+    if isinstance(out, Tensor):
+        return out.detach().cpu().clone()
+    if isinstance(out, dict):
+        return {str(k): _detach(v) for k, v in out.items()}
+    if isinstance(out, (tuple, list)):
+        return [_detach(o) for o in out]
+    if isinstance(out, (int, float, bool, str)) or out is None:
+        return out
+    raise TypeError(f"expected tensors (or tuples of tensors), got {type(out).__name__}")
+
+
+# ------------------------------------------------------------------ helpers for diagnose functions
+def shape_hint(out, ref: Tensor, what: str = "output") -> str | None:
+    if not isinstance(out, Tensor):
+        return f"the {what} should be a torch.Tensor, got {type(out).__name__}"
+    if tuple(out.shape) != tuple(ref.shape):
+        return f"wrong shape: the {what} has shape {tuple(out.shape)}, expected {tuple(ref.shape)}"
+    if not torch.isfinite(out).all():
+        return f"the {what} contains NaN or inf"
+    return None
+
+
+def close(a: Tensor, b: Tensor, tol: float = 1e-4) -> bool:
+    return bool(torch.allclose(a.double(), b.double(), atol=tol, rtol=tol))
+
+
+def judge(out, ref: Tensor, variants: list, what: str = "output", generic: str | None = None) -> str | None:
+    """None if ``out`` matches ``ref``; else the hint of the first known mistake it matches, else a generic hint.
+
+    ``variants`` lists (hint, the output of that mistake on this case), most specific first.
+    """
+    hint = shape_hint(out, ref, what)
+    if hint:
+        return hint
+    if close(out, ref):
+        return None
+    for mistake_hint, wrong in variants:
+        if wrong is not None and tuple(wrong.shape) == tuple(ref.shape) and close(out, wrong):
+            return mistake_hint
+    return generic or f"the {what} differs from the reference (max abs difference {_maxdiff(out, ref):.3g})"
+
+
+def _maxdiff(a: Tensor, b: Tensor) -> float:
+    return float((a.double() - b.double()).abs().max())
+
+
+def todo(*args, **kwargs):
+    """An untouched function TODO (the catalogue's "not implemented" entry)."""
+    raise NotImplementedError()
+
+
+class TodoModule(nn.Module):
+    """An untouched class TODO (the catalogue's "not implemented" entry for modules)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        raise NotImplementedError()
+
+
+# ------------------------------------------------------------------ reference quantities, float64
+def alpha_bar64(schedule: NoiseSchedule) -> Tensor:
+    """alpha_bar_t = prod_{s<=t} (1 - beta_s), recomputed from the betas in float64, shape (T,)."""
+    return torch.cumprod(1 - schedule.betas.double().cpu(), 0)
+
+
+def alpha_bar_prev64(schedule: NoiseSchedule) -> Tensor:
+    """alpha_bar_{t-1}, with 1 before the first step, float64, shape (T,)."""
+    return torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar64(schedule)[:-1]])
+
+
+def gather(values: Tensor, t: Tensor, ndim: int) -> Tensor:
+    """values[t] as (B, 1, ..., 1) with ``ndim`` dimensions (what ``NoiseSchedule.gather`` does, unchecked)."""
+    return values[t.long()].reshape(-1, *([1] * (ndim - 1)))
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator for a check's fixed cases."""
+    return torch.Generator().manual_seed(seed)
+
+
+def small_schedule() -> NoiseSchedule:
+    """The cases' schedule: 50 linear steps with large betas, so every step moves the data visibly."""
+    return NoiseSchedule.linear(T=50, beta_start=1e-3, beta_end=0.1)

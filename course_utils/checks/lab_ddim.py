@@ -1,0 +1,212 @@
+"""The lab (solutions/lab_ddim.ipynb): a DDIM model on images, in the style of the Keras example.
+
+- ``diffusion_schedule``: the continuous cosine schedule; its check is worksheet 01's (``ws01_schedules``).
+- ``denoise(network, noisy_images, noise_rates, signal_rates) -> (pred_noises, pred_images)``: the network
+  predicts the noise from the noise variance; pred_images = (noisy_images - noise_rates pred_noises) / signal_rates.
+- ``reverse_diffusion(network, initial_noise, diffusion_steps)``: the deterministic DDIM loop (eta = 0) from
+  t = 1 down in equal steps, remixing the predicted images and noises with the next step's rates.
+
+``LabToyNet`` stands in for the lab's network: fixed, cheap, and it can record the variances it was given.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .framework import MISTAKES, Check, close, generator, judge, register, shape_hint, todo, visible
+from .ws01_schedules import ref_diffusion_schedule
+
+
+class LabToyNet(nn.Module):
+    """A fixed stand-in for the lab's network: network(noisy_images, noise_variances) -> pred_noises.
+
+    The variances may have shape (B,) or (B, 1, 1, 1). With ``record`` it keeps every variance it was given.
+    """
+
+    def __init__(self, record: bool = False):
+        super().__init__()
+        self.calls: list = [] if record else None
+
+    def forward(self, x: Tensor, variance: Tensor) -> Tensor:
+        B = x.shape[0]
+        variance = torch.as_tensor(variance, dtype=x.dtype)
+        if variance.numel() != B:
+            raise ValueError(f"network(noisy_images, noise_rates**2): expected one variance per image, got "
+                             f"shape {tuple(variance.shape)} for {B} images")
+        v = variance.reshape(B, *([1] * (x.ndim - 1)))
+        if self.calls is not None:
+            self.calls.append(v.reshape(B).detach().clone())
+        return 0.5 * torch.tanh(x) * (1 + v) + 0.3 * v
+
+
+# ------------------------------------------------------------------ denoise
+def ref_denoise(net, x, noise_rates, signal_rates):
+    pred_noises = net(x.double(), noise_rates.double() ** 2)
+    return pred_noises, (x.double() - noise_rates.double() * pred_noises) / signal_rates.double()
+
+
+def _denoise_cases(hidden: bool) -> list:
+    g = generator(9)
+    shapes = [(3, 1, 4, 4)] + ([(2, 3, 2, 2)] if hidden else [])
+    out = []
+    for shape in shapes:
+        t = torch.rand(shape[0], 1, 1, 1, generator=g)
+        noise_rates, signal_rates = ref_diffusion_schedule(t)
+        out.append(dict(x=torch.randn(shape, generator=g), noise_rates=noise_rates.float(),
+                        signal_rates=signal_rates.float()))
+    return out
+
+
+def _denoise_diagnose(out, c) -> str | None:
+    if not isinstance(out, (list, tuple)) or len(out) != 2:
+        return "return a tuple (pred_noises, pred_images)"
+    net, x = LabToyNet(), c["x"].double()
+    noise_rates, signal_rates = c["noise_rates"].double(), c["signal_rates"].double()
+    ref_noises, ref_images = ref_denoise(net, x, noise_rates, signal_rates)
+    if isinstance(out[0], Tensor) and isinstance(out[1], Tensor) and close(out[0], ref_images) \
+            and close(out[1], ref_noises):
+        return "the order is swapped: return (pred_noises, pred_images)"
+    hint = judge(out[0], ref_noises, [
+        ("the network takes the noise VARIANCE as its time input: network(noisy_images, noise_rates**2)",
+         net(x, noise_rates)),
+        ("the network takes the noise variance noise_rates**2, not the signal rates", net(x, signal_rates ** 2)),
+    ], "pred_noises")
+    if hint:
+        return hint
+    return judge(out[1], ref_images, [
+        ("divide by signal_rates: pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates",
+         x - noise_rates * ref_noises),
+        ("noise and signal rates are swapped in pred_images: (noisy_images - noise_rates * pred_noises) / signal_rates",
+         (x - signal_rates * ref_noises) / noise_rates),
+        ("wrong sign: pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates",
+         (x + noise_rates * ref_noises) / signal_rates),
+    ], "pred_images")
+
+
+register(Check("denoise", "denoise", _denoise_cases,
+               lambda f, c: f(LabToyNet(), c["x"], c["noise_rates"], c["signal_rates"]), _denoise_diagnose))
+check_denoise = visible("denoise")
+
+
+def denoise_variant(kind: str = "right"):
+    """denoise(network, noisy_images, noise_rates, signal_rates) with one mistake ("rates", "signal", "no_div",
+    "swapped", "order"); "right": the right one."""
+    def denoise(network, noisy_images, noise_rates, signal_rates):
+        time_input = {"rates": noise_rates, "signal": signal_rates ** 2}.get(kind, noise_rates ** 2)
+        pred_noises = network(noisy_images, time_input)
+        pred_images = {"no_div": noisy_images - noise_rates * pred_noises,
+                       "swapped": (noisy_images - signal_rates * pred_noises) / noise_rates,
+                       }.get(kind, (noisy_images - noise_rates * pred_noises) / signal_rates)
+        return (pred_images, pred_noises) if kind == "order" else (pred_noises, pred_images)
+    return denoise
+
+
+MISTAKES["denoise"] = [
+    ("noise rate as time input", denoise_variant("rates"), "VARIANCE"),
+    ("no division", denoise_variant("no_div"), "divide by signal_rates"),
+    ("swapped rates", denoise_variant("swapped"), "swapped"),
+    ("outputs swapped", denoise_variant("order"), "order is swapped"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ reverse_diffusion
+def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False):
+    """The Keras example's deterministic DDIM loop; the variants reproduce catalogued mistakes."""
+    B = initial_noise.shape[0]
+    step_size = 1.0 / steps
+    next_noisy = initial_noise.double()
+    pred_images = None
+    for step in range(steps):
+        noisy = next_noisy
+        if times == "keras":
+            t = 1.0 - step * step_size
+        elif times == "linspace":
+            t = 1.0 - step / max(steps - 1, 1)
+        else:  # "upwards"
+            t = step * step_size
+        diffusion_times = torch.full((B, 1, 1, 1), t, dtype=torch.float64)
+        noise_rates, signal_rates = ref_diffusion_schedule(diffusion_times)
+        pred_noises, pred_images = ref_denoise(net, noisy, noise_rates, signal_rates)
+        next_t = t - step_size if times != "upwards" else t + step_size
+        next_noise_rates, next_signal_rates = ref_diffusion_schedule(
+            torch.full((B, 1, 1, 1), next_t, dtype=torch.float64))
+        if swap_remix:
+            next_noisy = next_noise_rates * pred_images + next_signal_rates * pred_noises
+        else:
+            next_noisy = next_signal_rates * pred_images + next_noise_rates * pred_noises
+    return next_noisy if return_noisy else pred_images
+
+
+def _reverse_cases(hidden: bool) -> list:
+    g = generator(10)
+    cases = [dict(initial_noise=torch.randn(3, 1, 4, 4, generator=g), diffusion_steps=5)]
+    if hidden:
+        cases += [dict(initial_noise=torch.randn(2, 3, 3, 3, generator=g), diffusion_steps=10),
+                  dict(initial_noise=torch.randn(2, 1, 2, 2, generator=g), diffusion_steps=1)]
+    return cases
+
+
+def _reverse_call(f, c):
+    outs, calls = [], None
+    for seed in (0, 1):  # twice, from two global seeds: a deterministic sampler ignores them
+        net = LabToyNet(record=True)
+        torch.manual_seed(seed)
+        outs.append(f(net, c["initial_noise"].clone(), c["diffusion_steps"]))
+        calls = calls if calls is not None else net.calls
+    return dict(out=outs[0], out2=outs[1],
+                variances=torch.stack(calls) if calls else torch.zeros(0, c["initial_noise"].shape[0]))
+
+
+def _reverse_diagnose(out, c) -> str | None:
+    net, x, steps = LabToyNet(), c["initial_noise"], c["diffusion_steps"]
+    ref = ref_reverse_diffusion(net, x, steps)
+    hint = shape_hint(out["out"], ref, "pred_images")
+    if hint:
+        return hint
+    if not close(out["out"], out["out2"], 1e-6):
+        return "not deterministic: the DDIM reverse process (eta = 0) adds no fresh noise; don't call torch.randn"
+    variances = out["variances"]
+    if variances.shape[0] != steps:
+        return (f"the network was called {variances.shape[0]} times for diffusion_steps = {steps}: "
+                "call denoise once per step")
+    start = ref_diffusion_schedule(torch.ones(1))[0] ** 2
+    if not close(variances[0], start.expand_as(variances[0]).float(), 1e-3):
+        return ("start at t = 1 (pure noise) and go down: the first network call must get the noise variance of "
+                "diffusion_times = 1")
+    return judge(out["out"], ref, [
+        ("return the last prediction of the clean images (pred_images), not the next noisy images",
+         ref_reverse_diffusion(net, x, steps, return_noisy=True)),
+        ("equal steps of 1/diffusion_steps: t = 1, 1 - 1/steps, ..., 1/steps (never t = 0 itself)",
+         ref_reverse_diffusion(net, x, steps, times="linspace")),
+        ("noise and signal rates are swapped when remixing: next_noisy = next_signal * pred_images "
+         "+ next_noise * pred_noises", ref_reverse_diffusion(net, x, steps, swap_remix=True)),
+    ], "pred_images", "pred_images differs from the deterministic DDIM loop; do your diffusion_schedule and "
+                      "denoise pass their checks?")
+
+
+register(Check("reverse_diffusion", "reverse_diffusion", _reverse_cases, _reverse_call, _reverse_diagnose))
+check_reverse_diffusion = visible("reverse_diffusion")
+
+
+def reverse_variant(**switches):
+    """reverse_diffusion(network, initial_noise, diffusion_steps) with mistakes switched on; none: the right one."""
+    return lambda network, initial_noise, steps: ref_reverse_diffusion(network, initial_noise, steps,
+                                                                       **switches).float()
+
+
+def _reverse_random(network, initial_noise, steps):
+    return ref_reverse_diffusion(network, initial_noise, steps).float() + 0.1 * torch.randn(initial_noise.shape)
+
+
+MISTAKES["reverse_diffusion"] = [
+    ("returns the noisy images", reverse_variant(return_noisy=True), "last prediction of the clean images"),
+    ("time runs upwards", reverse_variant(times="upwards"), "start at t = 1"),
+    ("reaches t = 0", reverse_variant(times="linspace"), "equal steps"),
+    ("swapped remix", reverse_variant(swap_remix=True), "swapped"),
+    ("adds fresh noise", _reverse_random, "not deterministic"),
+    ("one call too many", lambda network, x, steps: (network(x, torch.ones(x.shape[0])),
+                                                     ref_reverse_diffusion(network, x, steps).float())[1],
+     "called"),
+    ("not implemented", todo, "not implemented yet"),
+]

@@ -1,0 +1,177 @@
+"""Worksheet 01 (solutions/01_schedules.ipynb): the noise schedules.
+
+- ``linear_beta_schedule``: DDPM's betas, evenly spaced from beta_start to beta_end (Ho et al. 2020, Sec. 4).
+- ``cosine_beta_schedule``: Nichol and Dhariwal 2021, Eq. 17, alpha_bar(t) = f(t) / f(0) with
+  f(t) = cos^2(((t/T + s) / (1 + s)) pi/2) and s the small offset; betas clipped at max_beta.
+- ``diffusion_schedule``: the continuous cosine schedule of the Keras DDIM example, a TODO of this worksheet
+  AND of the lab (solutions/lab_ddim.ipynb). Its check lives here, with the other schedules; the lab's
+  checks (``lab_ddim``) import ``ref_diffusion_schedule`` from this module.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .framework import MISTAKES, Check, close, judge, register, shape_hint, todo, visible
+
+
+# ------------------------------------------------------------------ linear_beta_schedule
+def ref_linear_betas(T, beta_start=1e-4, beta_end=0.02) -> Tensor:
+    return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+
+
+def ref_cosine_betas(T, s=0.008, max_beta=0.999, *, square=True, clip=True, upside_down=False) -> Tensor:
+    """The cosine betas; ``square``, ``clip`` and ``upside_down`` switch off or invert one part (the mistakes)."""
+    steps = torch.arange(T + 1, dtype=torch.float64)
+    f = torch.cos(((steps / T + s) / (1 + s)) * math.pi / 2) ** (2 if square else 1)
+    alpha_bar = f / f[0]
+    ratio = alpha_bar[:-1] / alpha_bar[1:] if upside_down else alpha_bar[1:] / alpha_bar[:-1]
+    betas = 1 - ratio
+    return betas.clamp(max=max_beta) if clip else betas
+
+
+def _beta_cases(extra: dict) -> Callable[[bool], list]:
+    def cases(hidden: bool) -> list:
+        out = [dict(T=10, kwargs={})]
+        if hidden:
+            out += [dict(T=1000, kwargs={}), dict(T=7, kwargs=extra)]
+        return out
+    return cases
+
+
+def _linear_diagnose(out, case) -> str | None:
+    ref = ref_linear_betas(case["T"], **case["kwargs"])
+    wrong_end = ref[0] + (ref[-1] - ref[0]) * torch.arange(case["T"], dtype=torch.float64) / case["T"]
+    return judge(out, ref, [
+        ("you returned alphas = 1 - betas: beta vs alpha confused (betas grow from beta_start to beta_end)", 1 - ref),
+        ("you returned alpha_bar (the cumulative product); return the betas themselves", torch.cumprod(1 - ref, 0)),
+        ("the last beta must equal beta_end: torch.linspace(beta_start, beta_end, T) includes both ends", wrong_end),
+    ], "betas", "betas must be evenly spaced from beta_start (first) to beta_end (last), T values")
+
+
+register(Check("linear_beta_schedule", "linear_beta_schedule", _beta_cases(dict(beta_start=0.01, beta_end=0.3)),
+               lambda f, c: f(c["T"], **c["kwargs"]), _linear_diagnose))
+check_linear_beta_schedule = visible("linear_beta_schedule")
+MISTAKES["linear_beta_schedule"] = [
+    ("alphas instead of betas", lambda T, beta_start=1e-4, beta_end=0.02: 1 - torch.linspace(beta_start, beta_end, T),
+     "beta vs alpha"),
+    ("misses the last value", lambda T, beta_start=1e-4, beta_end=0.02:
+        beta_start + (beta_end - beta_start) * torch.arange(T) / T, "last beta must equal beta_end"),
+    ("wrong shape", lambda T, beta_start=1e-4, beta_end=0.02: torch.linspace(beta_start, beta_end, T)[None],
+     "wrong shape"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ cosine_beta_schedule
+def _cosine_diagnose(out, case) -> str | None:
+    T, kw = case["T"], case["kwargs"]
+    ref = ref_cosine_betas(T, **kw)
+    if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).any():
+        return "some betas are negative: beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), the ratio is upside down"
+    s = kw.get("s", 0.008)
+    f = torch.cos(((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2
+    return judge(out, ref, [
+        ("betas above max_beta: clip them, betas.clamp(max=max_beta) (the last beta would be 1)",
+         ref_cosine_betas(T, **kw, clip=False)),
+        ("f(t) is cos SQUARED: f(t) = cos^2(((t/T + s) / (1 + s)) * pi / 2)", ref_cosine_betas(T, **kw, square=False)),
+        ("you returned alpha_bar = f(t) / f(0); return betas: beta_t = 1 - alpha_bar(t+1) / alpha_bar(t)",
+         (f / f[0])[1:]),
+        ("the offset s is missing: f(t) = cos^2(((t/T + s) / (1 + s)) * pi / 2)",
+         ref_cosine_betas(T, 0.0, kw.get("max_beta", 0.999))),
+    ], "betas")
+
+
+def _cosine_variant(**switches):
+    return lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(T, s, max_beta, **switches).float()
+
+
+register(Check("cosine_beta_schedule", "cosine_beta_schedule", _beta_cases(dict(s=0.02, max_beta=0.9)),
+               lambda f, c: f(c["T"], **c["kwargs"]), _cosine_diagnose))
+check_cosine_beta_schedule = visible("cosine_beta_schedule")
+MISTAKES["cosine_beta_schedule"] = [
+    ("no clipping", _cosine_variant(clip=False), "clip"),
+    ("cos not squared", _cosine_variant(square=False), "cos SQUARED"),
+    ("ratio upside down", _cosine_variant(upside_down=True), "upside down"),
+    ("no offset s", lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(T, 0.0, max_beta).float(), "offset s"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ diffusion_schedule (this worksheet's and the lab's)
+def ref_diffusion_schedule(t: Tensor, min_signal_rate=0.02, max_signal_rate=0.95, *, arccos=True):
+    """(noise_rates, signal_rates): angle linear in t from arccos(max_signal_rate) to arccos(min_signal_rate).
+
+    ``arccos=False`` makes the angle linear from max_signal_rate to min_signal_rate themselves (a mistake).
+    """
+    t = t.double()
+    start, end = (math.acos(max_signal_rate), math.acos(min_signal_rate)) if arccos else (max_signal_rate,
+                                                                                            min_signal_rate)
+    angles = start + t * (end - start)
+    return torch.sin(angles), torch.cos(angles)
+
+
+def _schedule_cases(hidden: bool) -> list:
+    cases = [dict(diffusion_times=torch.linspace(0, 1, 11), kwargs={}),
+             dict(diffusion_times=torch.linspace(0, 1, 5), kwargs=dict(min_signal_rate=0.1, max_signal_rate=0.9))]
+    if hidden:
+        g = torch.Generator().manual_seed(1)
+        cases.append(dict(diffusion_times=torch.rand(4, 1, 1, 1, generator=g), kwargs={}))
+    return cases
+
+
+def _schedule_diagnose(out, case) -> str | None:
+    if not isinstance(out, (list, tuple)) or len(out) != 2:
+        return "return a tuple (noise_rates, signal_rates)"
+    noise_rates, signal_rates = out
+    ref_noise_rates, ref_signal_rates = ref_diffusion_schedule(case["diffusion_times"], **case["kwargs"])
+    for o, r, what in [(noise_rates, ref_noise_rates, "noise_rates"), (signal_rates, ref_signal_rates, "signal_rates")]:
+        hint = shape_hint(o, r, what)
+        if hint:
+            return hint
+    if close(noise_rates, ref_signal_rates) and close(signal_rates, ref_noise_rates):
+        return "noise and signal are swapped: return (noise_rates, signal_rates), noise = sin(angle)"
+    if not close(noise_rates ** 2 + signal_rates ** 2, torch.ones_like(noise_rates), 1e-3):
+        return "signal_rates**2 + noise_rates**2 != 1: use cos and sin of the same angle"
+    if close(signal_rates.flip(0), ref_signal_rates) if signal_rates.ndim == 1 else False:
+        return "the schedule runs backwards: at t = 0 the signal rate must be max_signal_rate (0.95)"
+    if not (close(noise_rates, ref_noise_rates) and close(signal_rates, ref_signal_rates)):
+        return ("values differ from the reference: the angle must go linearly from arccos(max_signal_rate) "
+                "at t = 0 to arccos(min_signal_rate) at t = 1")
+    return None
+
+
+register(Check("diffusion_schedule", "diffusion_schedule", _schedule_cases,
+               lambda f, c: f(c["diffusion_times"], **c["kwargs"]), _schedule_diagnose))
+check_diffusion_schedule = visible("diffusion_schedule")
+
+
+def _schedule_float(t, min_signal_rate=0.02, max_signal_rate=0.95, **switches):
+    return tuple(v.float() for v in ref_diffusion_schedule(t, min_signal_rate, max_signal_rate, **switches))
+
+
+def _swapped_schedule(t, min_signal_rate=0.02, max_signal_rate=0.95):
+    noise_rates, signal_rates = _schedule_float(t, min_signal_rate, max_signal_rate)
+    return signal_rates, noise_rates
+
+
+def _linear_rates(t, min_signal_rate=0.02, max_signal_rate=0.95):
+    signal_rates = max_signal_rate + t * (min_signal_rate - max_signal_rate)
+    return (1 - signal_rates ** 2).sqrt(), signal_rates
+
+
+MISTAKES["diffusion_schedule"] = [
+    ("swapped", _swapped_schedule, "swapped"),
+    ("signal linear in t", _linear_rates, "linearly"),
+    ("backwards", lambda t, min_signal_rate=0.02, max_signal_rate=0.95:
+        _schedule_float(1 - t, min_signal_rate, max_signal_rate), "backwards"),
+    ("arccos forgotten", lambda t, min_signal_rate=0.02, max_signal_rate=0.95:
+        _schedule_float(t, min_signal_rate, max_signal_rate, arccos=False), "arccos"),
+    ("ignores min/max_signal_rate", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: _schedule_float(t),
+     "arccos(min_signal_rate)"),
+    ("returns one tensor", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: t, "return a tuple"),
+    ("not implemented", todo, "not implemented yet"),
+]

@@ -1,0 +1,195 @@
+"""Worksheet 02 (solutions/02_forward.ipynb): the forward process of DDPM (Ho et al. 2020).
+
+- ``q_sample``:    x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps                       (Eq. 4)
+- ``q_posterior``: mean and variance of q(x_{t-1} | x_t, x0)                                    (Eq. 6-7)
+- ``predict_x0``:  x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)   (Eq. 4 solved for x0)
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..schedules import NoiseSchedule
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, gather, generator, judge, register,
+                        small_schedule, todo, visible)
+
+
+# ------------------------------------------------------------------ q_sample
+def _forward_cases(hidden: bool) -> list:
+    g = generator(2)
+    cases = [dict(x0=torch.randn(4, 1, 5, 5, generator=g), t=torch.tensor([0, 7, 23, 49]),
+                  eps=torch.randn(4, 1, 5, 5, generator=g), schedule=small_schedule())]
+    if hidden:
+        cases.append(dict(x0=torch.randn(6, 2, generator=g), t=torch.randint(0, 100, (6,), generator=g),
+                          eps=torch.randn(6, 2, generator=g), schedule=NoiseSchedule.cosine(T=100)))
+    return cases
+
+
+def ref_q_sample(x0, t, eps, schedule, *, alpha_bar=None, sqrt=True):
+    """x_t in float64; ``alpha_bar`` replaces the schedule's (a shifted one, say), ``sqrt=False`` drops the roots."""
+    a = gather(alpha_bar64(schedule) if alpha_bar is None else alpha_bar, t, x0.ndim)
+    if sqrt:
+        return a.sqrt() * x0.double() + (1 - a).sqrt() * eps.double()
+    return a * x0.double() + (1 - a) * eps.double()
+
+
+def _q_sample_diagnose(out, c) -> str | None:
+    x0, t, eps, schedule = c["x0"], c["t"], c["eps"], c["schedule"]
+    a = gather(alpha_bar64(schedule), t, x0.ndim)
+    return judge(out, ref_q_sample(x0, t, eps, schedule), [
+        ("the square root is forgotten on alpha_bar: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps",
+         ref_q_sample(x0, t, eps, schedule, sqrt=False)),
+        ("x0 and eps are swapped: x0 gets sqrt(alpha_bar_t), the noise gets sqrt(1 - alpha_bar_t)",
+         (1 - a).sqrt() * x0.double() + a.sqrt() * eps.double()),
+        ("t off by one: you used alpha_bar[t-1] (alpha_bar_prev); code index t uses alpha_bar[t]",
+         ref_q_sample(x0, t, eps, schedule, alpha_bar=alpha_bar_prev64(schedule))),
+        ("use alpha_bar (the cumulative product), not alpha_t = 1 - beta_t",
+         ref_q_sample(x0, t, eps, schedule, alpha_bar=1 - schedule.betas.double())),
+    ], "x_t")
+
+
+def _mix(x0, t, eps, schedule, signal, noise):
+    """signal[t] * x0 + noise[t] * eps: the shape of every q_sample mistake."""
+    return schedule.gather(signal, t, x0.ndim) * x0 + schedule.gather(noise, t, x0.ndim) * eps
+
+
+register(Check("q_sample", "q_sample", _forward_cases, lambda f, c: f(c["x0"], c["t"], c["eps"], c["schedule"]),
+               _q_sample_diagnose))
+check_q_sample = visible("q_sample")
+MISTAKES["q_sample"] = [
+    ("no sqrt", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alpha_bar, 1 - schedule.alpha_bar),
+     "square root"),
+    ("swapped", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.sqrt_one_minus_alpha_bar,
+                                                  schedule.sqrt_alpha_bar), "swapped"),
+    ("t off by one", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alpha_bar_prev.sqrt(),
+                                                       (1 - schedule.alpha_bar_prev).sqrt()), "off by one"),
+    ("alpha instead of alpha_bar", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alphas.sqrt(),
+                                                                     schedule.betas.sqrt()), "cumulative product"),
+    ("no broadcasting", lambda x0, t, eps, schedule: (schedule.sqrt_alpha_bar[t] * x0.flatten(1).T).T, "wrong shape"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ q_posterior
+def ref_q_posterior(x0, xt, t, schedule, *, shift=False, sqrt=True):
+    """(mean, variance, coef_x0, coef_xt) in float64; ``shift`` takes every quantity one step early."""
+    a, a_prev = alpha_bar64(schedule), alpha_bar_prev64(schedule)
+    if shift:
+        a, a_prev = a_prev, torch.cat([torch.ones(1, dtype=torch.float64), a_prev[:-1]])
+    betas = 1 - a / a_prev
+    root = torch.sqrt if sqrt else (lambda v: v)
+    coef_x0 = gather(root(a_prev) * betas / (1 - a).clamp(min=1e-12), t, x0.ndim)
+    coef_xt = gather(root(1 - betas) * (1 - a_prev) / (1 - a).clamp(min=1e-12), t, x0.ndim)
+    var = gather((1 - a_prev) / (1 - a).clamp(min=1e-12) * betas, t, x0.ndim)
+    return coef_x0 * x0.double() + coef_xt * xt.double(), var, coef_x0, coef_xt
+
+
+def _posterior_cases(hidden: bool) -> list:
+    cases = _forward_cases(hidden)
+    g = generator(3)
+    for c in cases:
+        c["xt"] = ref_q_sample(c["x0"], c["t"], c.pop("eps"), c["schedule"]).float() + 0.1 * torch.randn(
+            c["x0"].shape, generator=g)
+    return cases
+
+
+def _q_posterior_diagnose(out, c) -> str | None:
+    if not isinstance(out, (list, tuple)) or len(out) != 2:
+        return "return a tuple (mean, variance)"
+    mean, var = out
+    x0, xt, t, schedule = c["x0"], c["xt"], c["t"], c["schedule"]
+    ref_mean, ref_var, cx0, cxt = ref_q_posterior(x0, xt, t, schedule)
+    hint = judge(mean, ref_mean, [
+        ("the coefficients of x0 and xt are swapped (see DDPM Eq. 7)", cxt * x0.double() + cx0 * xt.double()),
+        ("a square root is forgotten: sqrt(alpha_bar_{t-1}) multiplies x0 and sqrt(alpha_t) multiplies xt",
+         ref_q_posterior(x0, xt, t, schedule, sqrt=False)[0]),
+        ("t off by one: you used alpha_bar[t-1] where alpha_bar[t] belongs (alpha_bar_prev is alpha_bar[t-1])",
+         ref_q_posterior(x0, xt, t, schedule, shift=True)[0]),
+    ], "mean")
+    if hint:
+        return hint
+    if not isinstance(var, Tensor):
+        return f"the variance should be a torch.Tensor of shape (B, 1, ..., 1), got {type(var).__name__}"
+    try:
+        var_full = torch.broadcast_to(var, x0.shape)
+    except RuntimeError:
+        return (f"wrong shape: the variance has shape {tuple(var.shape)}; "
+                f"return shape (B, 1, ..., 1) = {tuple(ref_var.shape)}")
+    full = lambda v: torch.broadcast_to(v, x0.shape)  # noqa: E731
+    betas = gather(schedule.betas.double(), t, x0.ndim)
+    return judge(var_full, full(ref_var), [
+        ("the variance is the posterior variance tilde beta_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t, "
+         "not beta_t", full(betas)),
+        ("return the variance tilde beta_t, not the standard deviation", full(ref_var.sqrt())),
+        ("t off by one in the variance: alpha_bar[t-1] is alpha_bar_prev[t]",
+         full(ref_q_posterior(x0, xt, t, schedule, shift=True)[1])),
+    ], "variance")
+
+
+register(Check("q_posterior", "q_posterior", _posterior_cases,
+               lambda f, c: f(c["x0"], c["xt"], c["t"], c["schedule"]), _q_posterior_diagnose))
+check_q_posterior = visible("q_posterior")
+
+
+def posterior_variant(*, swapped=False, variance="posterior", var_shape="B1", **switches):
+    """q_posterior(x0, xt, t, schedule) in float32 with catalogued mistakes switched on; none: the right one."""
+    def q_posterior(x0, xt, t, schedule):
+        mean, var, cx0, cxt = ref_q_posterior(x0, xt, t, schedule, **switches)
+        if swapped:
+            mean = cxt * x0 + cx0 * xt
+        var = {"posterior": var, "beta": gather(schedule.betas.double(), t, x0.ndim), "std": var.sqrt()}[variance]
+        return mean.float(), (var.flatten() if var_shape == "B" else var).float()
+    return q_posterior
+
+
+MISTAKES["q_posterior"] = [
+    ("swapped coefficients", posterior_variant(swapped=True), "swapped"),
+    ("no sqrt", posterior_variant(sqrt=False), "square root"),
+    ("t off by one", posterior_variant(shift=True), "off by one"),
+    ("beta_t as variance", posterior_variant(variance="beta"), "not beta_t"),
+    ("std instead of variance", posterior_variant(variance="std"), "not the standard deviation"),
+    ("variance of shape (B,)", posterior_variant(var_shape="B"), "(B, 1, ..., 1)"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ predict_x0
+def ref_predict_x0(xt, t, eps, schedule, *, sign=-1.0, divide=True, sqrt=True, alpha_bar=None):
+    """x0_pred in float64; the switches reproduce the catalogued mistakes."""
+    a = gather(alpha_bar64(schedule) if alpha_bar is None else alpha_bar, t, xt.ndim)
+    root = torch.sqrt if sqrt else (lambda v: v)
+    numerator = xt.double() + sign * root(1 - a) * eps.double()
+    return numerator / root(a) if divide else numerator * root(a)
+
+
+def _predict_x0_cases(hidden: bool) -> list:
+    cases = _forward_cases(hidden)
+    for c in cases:
+        c["xt"] = ref_q_sample(c.pop("x0"), c["t"], c["eps"], c["schedule"]).float()
+    return cases
+
+
+def _predict_x0_diagnose(out, c) -> str | None:
+    args = (c["xt"], c["t"], c["eps"], c["schedule"])
+    return judge(out, ref_predict_x0(*args), [
+        ("wrong sign: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)",
+         ref_predict_x0(*args, sign=1.0)),
+        ("the square root is forgotten on alpha_bar", ref_predict_x0(*args, sqrt=False)),
+        ("divide by sqrt(alpha_bar_t), don't multiply", ref_predict_x0(*args, divide=False)),
+        ("t off by one: you used alpha_bar[t-1] (alpha_bar_prev); code index t uses alpha_bar[t]",
+         ref_predict_x0(*args, alpha_bar=alpha_bar_prev64(c["schedule"]))),
+    ], "x0_pred")
+
+
+def _predict_x0_variant(**switches):
+    return lambda xt, t, eps, schedule: ref_predict_x0(xt, t, eps, schedule, **switches).float()
+
+
+register(Check("predict_x0", "predict_x0", _predict_x0_cases, lambda f, c: f(c["xt"], c["t"], c["eps"], c["schedule"]),
+               _predict_x0_diagnose))
+check_predict_x0 = visible("predict_x0")
+MISTAKES["predict_x0"] = [
+    ("wrong sign", _predict_x0_variant(sign=1.0), "wrong sign"),
+    ("multiplies", _predict_x0_variant(divide=False), "divide"),
+    ("not implemented", todo, "not implemented yet"),
+]

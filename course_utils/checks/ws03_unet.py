@@ -1,0 +1,238 @@
+"""Worksheet 03 (solutions/03_unet.ipynb): the pieces of the UNet.
+
+- ``sinusoidal_embedding``: the Transformer's position encoding (Vaswani et al. 2017, Sec. 3.5) of timesteps,
+  [sin(t w_0..w_{h-1}), cos(t w_0..w_{h-1})] with w_i = max_period^(-i/h), h = dim // 2.
+- ``SinusoidalTimeEmbedding``: those features through Linear, SiLU, Linear.
+- ``ResBlock``: DDPM's residual block (Ho et al. 2020, Appendix B): GroupNorm, SiLU, conv, the time embedding
+  added per channel after the first convolution, GroupNorm, SiLU, conv, plus the skip connection.
+
+Modules are checked by construction: ``call`` seeds torch, builds the student's module, runs it and returns its
+output with its ``state_dict``; ``diagnose`` recomputes the reference (float64, ``torch.nn.functional``) with
+those weights.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .framework import MISTAKES, Check, TodoModule, close, generator, judge, register, shape_hint, todo, visible
+
+
+# ------------------------------------------------------------------ sinusoidal_embedding
+def ref_sinusoidal(t: Tensor, dim: int, max_period: float = 10000.0, *, order="sin_cos", denom=None) -> Tensor:
+    """(B, dim) features in float64; ``order`` ("cos_sin", "interleave") and ``denom`` reproduce the mistakes."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64) / (denom or half))
+    args = t.double()[:, None] * freqs[None, :]
+    if order == "interleave":
+        return torch.stack([torch.sin(args), torch.cos(args)], dim=-1).reshape(t.shape[0], 2 * half)
+    parts = [torch.sin(args), torch.cos(args)]
+    return torch.cat(parts if order == "sin_cos" else parts[::-1], dim=-1)
+
+
+def _embedding_cases(hidden: bool) -> list:
+    cases = [dict(t=torch.tensor([0, 1, 5, 999]), dim=16, kwargs={})]
+    if hidden:
+        cases += [dict(t=torch.tensor([0.5, 3.0, 42.0]), dim=32, kwargs={}),
+                  dict(t=torch.tensor([2, 17]), dim=8, kwargs=dict(max_period=100.0))]
+    return cases
+
+
+def _embedding_diagnose(out, c) -> str | None:
+    t, dim, kw = c["t"], c["dim"], c["kwargs"]
+    return judge(out, ref_sinusoidal(t, dim, **kw), [
+        ("sin first, then cos: torch.cat([sin(args), cos(args)], dim=-1)",
+         ref_sinusoidal(t, dim, **kw, order="cos_sin")),
+        ("concatenate the sin block and the cos block, don't interleave them",
+         ref_sinusoidal(t, dim, **kw, order="interleave")),
+        ("frequencies: w_i = max_period ** (-i / (dim / 2)) for i = 0..dim/2-1 (divide by half = dim // 2)",
+         ref_sinusoidal(t, dim, **kw, denom=dim)),
+    ], "embedding")
+
+
+register(Check("sinusoidal_embedding", "sinusoidal_embedding", _embedding_cases,
+               lambda f, c: f(c["t"], c["dim"], **c["kwargs"]), _embedding_diagnose))
+check_sinusoidal_embedding = visible("sinusoidal_embedding")
+
+
+def embedding_variant(*, denom_dim=False, **switches):
+    """sinusoidal_embedding(t, dim, max_period) in float32 with mistakes switched on; none: the right one."""
+    def sinusoidal_embedding(t, dim, max_period=10000.0):
+        return ref_sinusoidal(t, dim, max_period, denom=dim if denom_dim else None, **switches).float()
+    return sinusoidal_embedding
+
+
+MISTAKES["sinusoidal_embedding"] = [
+    ("cos first", embedding_variant(order="cos_sin"), "sin first"),
+    ("interleaved", embedding_variant(order="interleave"), "interleave"),
+    ("frequencies over dim", embedding_variant(denom_dim=True), "frequencies"),
+    ("no batch broadcasting", lambda t, dim, max_period=10000.0: embedding_variant()(t, dim, max_period)[0],
+     "wrong shape"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ SinusoidalTimeEmbedding
+def _mlp_ref(emb: Tensor, state: dict) -> Tensor:
+    h = F.linear(emb, state["mlp.0.weight"].double(), state["mlp.0.bias"].double())
+    return F.linear(F.silu(h), state["mlp.2.weight"].double(), state["mlp.2.bias"].double())
+
+
+def _time_module_cases(hidden: bool) -> list:
+    cases = [dict(seed=0, dim=16, out_dim=32, t=torch.tensor([0, 10, 500, 999]))]
+    if hidden:
+        cases.append(dict(seed=1, dim=8, out_dim=12, t=torch.tensor([3, 3, 7])))
+    return cases
+
+
+def _time_module_call(cls, c):
+    torch.manual_seed(c["seed"])
+    module = cls(c["dim"], c["out_dim"])
+    return dict(out=module(c["t"]), state=module.state_dict())
+
+
+def _time_module_diagnose(out, c) -> str | None:
+    state = out["state"]
+    missing = [k for k in ("mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias") if k not in state]
+    if missing:
+        return f"keep the given __init__ (self.mlp = Linear, SiLU, Linear); missing weights {missing}"
+    emb = ref_sinusoidal(c["t"], c["dim"])
+    ref = _mlp_ref(emb, state)
+    if isinstance(out["out"], Tensor) and tuple(out["out"].shape) == tuple(emb.shape) and c["dim"] != c["out_dim"]:
+        return f"the output has shape {tuple(emb.shape)}: pass the sinusoidal features through self.mlp"
+    return judge(out["out"], ref, [
+        ("the MLP must see the sinusoidal features: self.mlp(sinusoidal_embedding(t, self.dim))",
+         _mlp_ref(c["t"].double()[:, None].expand(-1, c["dim"]), state)),
+    ], "time embedding", "differs from self.mlp(sinusoidal_embedding(t, self.dim)); "
+                         "does your sinusoidal_embedding pass its check?")
+
+
+register(Check("SinusoidalTimeEmbedding", "SinusoidalTimeEmbedding", _time_module_cases, _time_module_call,
+               _time_module_diagnose))
+check_SinusoidalTimeEmbedding = visible("SinusoidalTimeEmbedding")
+
+
+class RefTimeEmbedding(nn.Module):
+    """The worksheet's SinusoidalTimeEmbedding (same __init__), with a switchable forward for the mistakes."""
+
+    variant = ""
+
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        if self.variant == "raw_t":
+            return self.mlp(t.float()[:, None].expand(-1, self.dim))
+        emb = ref_sinusoidal(t, self.dim, order="cos_sin" if self.variant == "cos_sin" else "sin_cos").float()
+        return emb if self.variant == "skip_mlp" else self.mlp(emb)
+
+
+def _time_embedding_variant(kind: str):
+    return type("WrongTimeEmbedding", (RefTimeEmbedding,), {"variant": kind})
+
+
+MISTAKES["SinusoidalTimeEmbedding"] = [
+    ("MLP skipped", _time_embedding_variant("skip_mlp"), "self.mlp"),
+    ("raw t into the MLP", _time_embedding_variant("raw_t"), "must see the sinusoidal features"),
+    ("a wrong sinusoidal_embedding", _time_embedding_variant("cos_sin"), "does your sinusoidal_embedding pass"),
+    ("not implemented", TodoModule, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ ResBlock
+def _resblock_ref(x, temb, state, groups, *, temb_where="after_conv1", silu_temb=True, skip=True) -> Tensor:
+    d = {k: v.double() for k, v in state.items()}
+    x, temb = x.double(), temb.double()
+    proj = F.linear(F.silu(temb) if silu_temb else temb, d["temb_proj.weight"], d["temb_proj.bias"])[:, :, None, None]
+    h = F.conv2d(F.silu(F.group_norm(x, groups, d["norm1.weight"], d["norm1.bias"])), d["conv1.weight"],
+                 d["conv1.bias"], padding=1)
+    if temb_where == "after_conv1":
+        h = h + proj
+    h = F.conv2d(F.silu(F.group_norm(h, groups, d["norm2.weight"], d["norm2.bias"])), d["conv2.weight"],
+                 d["conv2.bias"], padding=1)
+    if temb_where == "end":
+        h = h + proj
+    if not skip:
+        return h
+    res = F.conv2d(x, d["skip.weight"], d["skip.bias"]) if "skip.weight" in d else x
+    return res + h
+
+
+def _resblock_cases(hidden: bool) -> list:
+    g = generator(4)
+    cases = [dict(seed=0, in_ch=8, out_ch=16, temb_dim=6, groups=4, x=torch.randn(2, 8, 6, 6, generator=g),
+                  temb=torch.randn(2, 6, generator=g), temb2=torch.randn(2, 6, generator=g))]
+    if hidden:
+        cases.append(dict(seed=1, in_ch=8, out_ch=8, temb_dim=5, groups=4, x=torch.randn(3, 8, 4, 5, generator=g),
+                          temb=torch.randn(3, 5, generator=g), temb2=torch.randn(3, 5, generator=g)))
+    return cases
+
+
+def _resblock_call(cls, c):
+    torch.manual_seed(c["seed"])
+    block = cls(c["in_ch"], c["out_ch"], c["temb_dim"], groups=c["groups"])
+    return dict(out=block(c["x"], c["temb"]), out2=block(c["x"], c["temb2"]), state=block.state_dict())
+
+
+def _resblock_diagnose(out, c) -> str | None:
+    state, groups = out["state"], c["groups"]
+    need = ["norm1.weight", "conv1.weight", "temb_proj.weight", "norm2.weight", "conv2.weight"]
+    if any(k not in state for k in need):
+        return "keep the given __init__ (norm1, conv1, temb_proj, norm2, conv2, skip)"
+    ref = _resblock_ref(c["x"], c["temb"], state, groups)
+    hint = shape_hint(out["out"], ref, "output")
+    if hint:
+        return hint
+    if close(out["out"], out["out2"], 1e-6):
+        return "the time embedding has no effect: add temb_proj(SiLU(temb)) per channel to h"
+    args = (c["x"], c["temb"], state, groups)
+    return judge(out["out"], ref, [
+        ("the residual connection is missing: return self.skip(x) + h", _resblock_ref(*args, skip=False)),
+        ("add the time embedding after the first convolution (before norm2), not at the end",
+         _resblock_ref(*args, temb_where="end")),
+        ("apply SiLU to temb before temb_proj: self.temb_proj(F.silu(temb))", _resblock_ref(*args, silu_temb=False)),
+    ], "output", "differs from skip(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x))) + temb_proj(SiLU(temb)))))")
+
+
+register(Check("ResBlock", "ResBlock", _resblock_cases, _resblock_call, _resblock_diagnose))
+check_ResBlock = visible("ResBlock")
+
+
+class RefResBlock(nn.Module):
+    """The worksheet's ResBlock (same __init__), with a switchable forward for the catalogue of mistakes."""
+
+    variant: dict = {}
+
+    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, *, groups: int = 8):
+        super().__init__()
+        self.groups = groups
+        self.norm1 = nn.GroupNorm(groups, in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.temb_proj = nn.Linear(temb_dim, out_ch)
+        self.norm2 = nn.GroupNorm(groups, out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        if self.variant.get("no_temb"):
+            temb = torch.zeros_like(temb)
+        return _resblock_ref(x, temb, self.state_dict(), self.groups,
+                             **{k: v for k, v in self.variant.items() if k != "no_temb"}).float()
+
+
+def _resblock_variant(**kw):
+    return type("WrongResBlock", (RefResBlock,), {"variant": kw})
+
+
+MISTAKES["ResBlock"] = [
+    ("time embedding ignored", _resblock_variant(no_temb=True), "no effect"),
+    ("no residual", _resblock_variant(skip=False), "residual"),
+    ("time embedding at the end", _resblock_variant(temb_where="end"), "after the first convolution"),
+    ("no SiLU on temb", _resblock_variant(silu_temb=False), "SiLU to temb"),
+    ("not implemented", TodoModule, "not implemented yet"),
+]

@@ -1,0 +1,245 @@
+"""Worksheet 04 (solutions/04_training.ipynb): training a noise predictor (Ho et al. 2020, Algorithm 1).
+
+- ``diffusion_loss(model, schedule, x0, *, t, eps)``: L_simple (Eq. 14) for GIVEN timesteps and noise,
+      MSE(eps, model(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t)),
+  the signature of ``course_utils.training.diffusion_loss``, which draws t and eps itself when not given.
+- ``training_step(model, optimizer, x0, t, eps, schedule)``: zero_grad, backward, step; returns the loss.
+
+The loss is judged with ``TinyEps``, a tiny fixed network: the reference rebuilds it from the student's
+weights in float64 and compares the loss and its gradients. Worksheet 6's ``cfg_loss`` reuses these cases.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .framework import MISTAKES, Check, close, generator, register, small_schedule, todo, visible
+from .ws02_forward import ref_q_sample
+
+
+class TinyEps(nn.Module):
+    """A tiny noise predictor for the checks: eps = W2 tanh(W1 [x, t/T] (+ class embedding)) + b2, any (B, ...)."""
+
+    def __init__(self, dim: int, T: int, num_classes: int | None = None, hidden: int = 8):
+        super().__init__()
+        self.T, self.num_classes = T, num_classes
+        self.inp = nn.Linear(dim + 1, hidden)
+        self.out = nn.Linear(hidden, dim)
+        self.emb = nn.Embedding(num_classes + 1, hidden) if num_classes else None
+
+    def forward(self, xt: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        B = xt.shape[0]
+        if not isinstance(t, Tensor) or tuple(t.shape) != (B,):
+            raise ValueError(f"model(xt, t): t must be a tensor of shape ({B},), one timestep per example")
+        h = self.inp(torch.cat([xt.reshape(B, -1), t.to(xt.dtype)[:, None] / self.T], dim=1))
+        if self.emb is not None:
+            y = torch.full((B,), -1, dtype=torch.long) if y is None else y.long()
+            h = h + self.emb(torch.where(y < 0, torch.full_like(y, self.num_classes), y))
+        return self.out(torch.tanh(h)).reshape(xt.shape)
+
+
+def tiny_model(c, state=None) -> TinyEps:
+    """The case's TinyEps: built from the case's seed (float32, for the student), or from ``state`` (float64)."""
+    if state is None:
+        torch.manual_seed(c["seed"])
+        return TinyEps(c["x0"][0].numel(), c["schedule"].T, c.get("num_classes"))
+    model = TinyEps(c["x0"][0].numel(), c["schedule"].T, c.get("num_classes"))
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.double()
+
+
+# ------------------------------------------------------------------ diffusion_loss
+def loss_cases(hidden: bool, num_classes: int | None = None) -> list:
+    g = generator(5)
+    schedule = small_schedule()
+    cases = [dict(seed=0, x0=torch.randn(8, 2, generator=g), t=torch.randint(0, 50, (8,), generator=g),
+                  eps=torch.randn(8, 2, generator=g), schedule=schedule)]
+    if hidden:
+        cases.append(dict(seed=1, x0=torch.randn(3, 1, 3, 3, generator=g), t=torch.tensor([0, 25, 49]),
+                          eps=torch.randn(3, 1, 3, 3, generator=g), schedule=schedule))
+    for c in cases:
+        if num_classes:
+            B = c["x0"].shape[0]
+            c.update(num_classes=num_classes, y=torch.randint(0, num_classes, (B,), generator=g),
+                     drop=torch.arange(B) % 3 == 1)
+    return cases
+
+
+def loss_outputs(model: nn.Module, loss) -> dict:
+    """What a loss check harvests: the loss, its gradients with respect to the model's weights, the weights."""
+    if not isinstance(loss, Tensor):
+        return dict(loss=float(loss), grads=None, state=model.state_dict())
+    grads = None
+    if loss.requires_grad and loss.numel() == 1:
+        grads = [g if g is not None else torch.zeros_like(p)
+                 for g, p in zip(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True),
+                                 model.parameters())]
+    return dict(loss=loss, grads=grads, state=model.state_dict())
+
+
+def _loss_call(f, c):
+    model = tiny_model(c)
+    return loss_outputs(model, f(model, c["schedule"], c["x0"], t=c["t"], eps=c["eps"]))
+
+
+def choose_labels(y, drop, labels="dropped"):
+    """What a conditional model sees: "dropped" (right: the null class -1 where drop is True), or the mistakes
+    "inverted" (dropped where drop is False), "kept" (never dropped) and "zero" (0 as the null class)."""
+    return {"dropped": torch.where(drop, -1, y), "inverted": torch.where(drop, y, -1), "kept": y,
+            "zero": torch.where(drop, 0, y)}[labels]
+
+
+def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, labels="dropped"):
+    """L_simple on the case's batch with the tiny model rebuilt from ``state``; returns (loss, grads).
+
+    With labels in the case (worksheet 6's cfg_loss), ``labels`` picks what the model sees (``choose_labels``).
+    """
+    model = tiny_model(c, state)
+    x0, eps = c["x0"].double(), c["eps"].double()
+    xt = ref_q_sample(x0, c["t"], eps, c["schedule"], sqrt=sqrt) if feed == "xt" else x0
+    args = (choose_labels(c["y"], c["drop"], labels),) if "y" in c else ()
+    pred = model(xt, c["t"], *args)
+    loss = F.mse_loss(pred, eps if target == "eps" else x0, reduction=reduction)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    return loss.detach(), grads
+
+
+def diagnose_loss(out, c) -> str | None:
+    loss, grads, state = out["loss"], out["grads"], out["state"]
+    if not isinstance(loss, Tensor):
+        return ("return the loss as a tensor connected to the model (don't call .item() or float(); "
+                "the training step needs loss.backward())")
+    if loss.numel() != 1:
+        return f"the loss must be a scalar (a mean over the batch), got shape {tuple(loss.shape)}"
+    if grads is None:
+        return "the loss does not require grad: don't .detach() it or compute it under torch.no_grad()"
+    ref, ref_grads = ref_loss(c, state)
+    variants = [("the target is the noise eps, not x0", dict(target="x0")),
+                ("feed the noisy x_t to the model, not the clean x0", dict(feed="x0")),
+                ("average over the batch (F.mse_loss's default reduction='mean'), not a sum", dict(reduction="sum")),
+                ("the square root is forgotten on alpha_bar when noising x0", dict(sqrt=False))]
+    if "y" in c:
+        variants = [("the dropout mask is inverted: replace the labels by -1 (null class) where drop is True",
+                     dict(labels="inverted")),
+                    ("the labels are never dropped: y = torch.where(drop, -1, y)", dict(labels="kept")),
+                    ("the null class is -1, not 0: y = torch.where(drop, -1, y)", dict(labels="zero"))] + variants
+    if not close(loss.reshape(()), ref):
+        for hint, kw in variants:
+            if close(loss.reshape(()), ref_loss(c, state, **kw)[0]):
+                return hint
+        return f"the loss is {float(loss):.5f}, expected {float(ref):.5f}: MSE between model(x_t, t) and eps"
+    for g, r in zip(grads, ref_grads):
+        if not close(g, r, 1e-3):
+            return "the loss value is right but its gradients are not: is part of it detached?"
+    return None
+
+
+register(Check("diffusion_loss", "diffusion_loss", loss_cases, _loss_call, diagnose_loss))
+check_diffusion_loss = visible("diffusion_loss")
+
+
+def noisy_input(x0, t, eps, schedule, *, sqrt=True):
+    """x_t from the schedule's float32 alpha_bar, as a student computes it (``sqrt=False``: a mistake)."""
+    a = schedule.gather(schedule.alpha_bar, t, x0.ndim)
+    return (a.sqrt() * x0 + (1 - a).sqrt() * eps) if sqrt else (a * x0 + (1 - a) * eps)
+
+
+def loss_variant(*, target="eps", feed="xt", reduction="mean", sqrt=True, item=False):
+    """diffusion_loss(model, schedule, x0, *, t, eps) with catalogued mistakes switched on; none: the right one."""
+    def diffusion_loss(model, schedule, x0, *, t, eps):
+        xt = noisy_input(x0, t, eps, schedule, sqrt=sqrt)
+        pred = model(xt if feed == "xt" else x0, t)
+        loss = F.mse_loss(pred, x0 if target == "x0" else eps, reduction=reduction)
+        return loss.item() if item else loss
+    return diffusion_loss
+
+
+MISTAKES["diffusion_loss"] = [
+    ("target x0", loss_variant(target="x0"), "target is the noise"),
+    ("feeds x0", loss_variant(feed="x0"), "noisy x_t"),
+    ("sum", loss_variant(reduction="sum"), "average over the batch"),
+    ("no sqrt", loss_variant(sqrt=False), "square root"),
+    (".item()", loss_variant(item=True), ".item()"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ training_step
+def _train_step_cases(hidden: bool) -> list:
+    cases = []
+    for c in loss_cases(True)[: 2 if hidden else 1]:
+        g = generator(6 + c["seed"])
+        c.update(x0_2=torch.randn(c["x0"].shape, generator=g), eps_2=torch.randn(c["eps"].shape, generator=g),
+                 t_2=c["t"].flip(0), lr=0.1)
+        cases.append(c)
+    return cases
+
+
+def _train_step_call(f, c):
+    model = tiny_model(c)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=c["lr"])
+    losses = [f(model, optimizer, c["x0"], c["t"], c["eps"], c["schedule"]),
+              f(model, optimizer, c["x0_2"], c["t_2"], c["eps_2"], c["schedule"])]
+    losses = [float(v) if isinstance(v, (Tensor, float, int)) else None for v in losses]
+    return dict(losses=losses, before=before, after=model.state_dict())
+
+
+def _train_step_diagnose(out, c) -> str | None:
+    before, after = out["before"], out["after"]
+    if all(close(before[k], after[k], 1e-9) for k in before):
+        return "the weights did not change: call loss.backward() and then optimizer.step()"
+    names = list(before)
+    model = tiny_model(c, before)
+    params = list(model.parameters())
+    refs, grads_seen = [], []
+    for x0, t, eps in [(c["x0"], c["t"], c["eps"]), (c["x0_2"], c["t_2"], c["eps_2"])]:
+        xt = ref_q_sample(x0, t, eps, c["schedule"])
+        loss = F.mse_loss(model(xt, t), eps.double())
+        grads = torch.autograd.grad(loss, params)
+        refs.append(float(loss.detach()))
+        grads_seen.append(grads)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= c["lr"] * g
+    ref_after = dict(zip(names, params))
+    if all(close(after[k], ref_after[k], 1e-4) for k in names):
+        losses = out["losses"]
+        if any(v is None for v in losses):
+            return "return the loss (a float, loss.item(), or the loss tensor)"
+        if not all(math.isclose(v, r, rel_tol=1e-3, abs_tol=1e-5) for v, r in zip(losses, refs)):
+            return (f"the weights are right but the returned losses {losses} differ from {refs}: "
+                    "return this batch's loss")
+        return None
+    accumulated = {k: before[k].double() - c["lr"] * grads_seen[0][i] * 2 - c["lr"] * grads_seen[1][i]
+                   for i, k in enumerate(names)}
+    if all(close(after[k], accumulated[k], 1e-4) for k in names):
+        return "gradients accumulate across steps: call optimizer.zero_grad() before loss.backward()"
+    return "the weights after two steps differ from SGD on diffusion_loss: zero_grad, backward, step, in that order"
+
+
+register(Check("training_step", "training_step", _train_step_cases, _train_step_call, _train_step_diagnose))
+check_training_step = visible("training_step")
+
+
+def training_step_variant(*, zero_grad=True, step=True):
+    """training_step(model, optimizer, x0, t, eps, schedule) with a step left out; none: the right one."""
+    def training_step(model, optimizer, x0, t, eps, schedule):
+        if zero_grad:
+            optimizer.zero_grad()
+        loss = loss_variant()(model, schedule, x0, t=t, eps=eps)
+        loss.backward()
+        if step:
+            optimizer.step()
+        return loss.item()
+    return training_step
+
+
+MISTAKES["training_step"] = [
+    ("no zero_grad", training_step_variant(zero_grad=False), "zero_grad"),
+    ("no optimizer.step", training_step_variant(step=False), "optimizer.step()"),
+    ("not implemented", todo, "not implemented yet"),
+]

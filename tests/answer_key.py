@@ -1,0 +1,71 @@
+"""The answer key of the worksheet checks: for each check, a right implementation of its TODO, in float32.
+
+Only tests use it (tests/test_checks.py: the key passes every check, harvests round-trip, the visible checks
+print one line); it lives here, not in ``course_utils``, so the package that students import holds no
+ready-made answers. Each entry has the signature of the TODO in the solution notebooks (solutions/*.ipynb,
+whose own code tests/test_exercises.py runs through the same checks); most are the catalogue's wrong
+implementations with every mistake switched off, so the key cannot drift from the catalogue.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from course_utils.checks import (ref_cosine_betas, ref_diffusion_schedule, ref_linear_betas, ref_predict_x0,
+                                 ref_q_sample, ref_sinusoidal)
+from course_utils.checks.lab_ddim import denoise_variant, reverse_variant
+from course_utils.checks.ws02_forward import posterior_variant
+from course_utils.checks.ws03_unet import RefResBlock, RefTimeEmbedding
+from course_utils.checks.ws04_training import loss_variant, training_step_variant
+from course_utils.checks.ws05_samplers import ddim_variant, ddpm_variant
+from course_utils.checks.ws06_guidance import cfg_loss_variant
+
+
+def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
+    return ref_linear_betas(T, beta_start, beta_end).float()
+
+
+def cosine_beta_schedule(T, s=0.008, max_beta=0.999):
+    return ref_cosine_betas(T, s, max_beta).float()
+
+
+def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+    noise_rates, signal_rates = ref_diffusion_schedule(diffusion_times, min_signal_rate, max_signal_rate)
+    return noise_rates.float(), signal_rates.float()
+
+
+def q_sample(x0, t, eps, schedule):
+    return ref_q_sample(x0, t, eps, schedule).float()
+
+
+def predict_x0(xt, t, eps, schedule):
+    return ref_predict_x0(xt, t, eps, schedule).float()
+
+
+def sinusoidal_embedding(t, dim, max_period=10000.0):
+    return ref_sinusoidal(t, dim, max_period).float()
+
+
+def cfg_combine(eps_uncond, eps_cond, guidance_scale):
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+# check name -> a right implementation of its TODO
+ANSWER_KEY: dict[str, Callable] = {
+    "linear_beta_schedule": linear_beta_schedule,
+    "cosine_beta_schedule": cosine_beta_schedule,
+    "diffusion_schedule": diffusion_schedule,
+    "q_sample": q_sample,
+    "q_posterior": posterior_variant(),
+    "predict_x0": predict_x0,
+    "sinusoidal_embedding": sinusoidal_embedding,
+    "SinusoidalTimeEmbedding": RefTimeEmbedding,
+    "ResBlock": RefResBlock,
+    "diffusion_loss": loss_variant(),
+    "training_step": training_step_variant(),
+    "ddpm_step": ddpm_variant(),
+    "ddim_step": ddim_variant(),
+    "cfg_combine": cfg_combine,
+    "cfg_loss": cfg_loss_variant(),
+    "denoise": denoise_variant(),
+    "reverse_diffusion": reverse_variant(),
+}
