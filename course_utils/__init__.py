@@ -1,7 +1,39 @@
 """course_utils: the helper package of the diffusion-models course (DDPM, DDIM, guidance) in PyTorch.
 
-One module per concept: ``schedules``, ``forward``, ``nets``, ``training``, ``samplers``, ``guidance``,
-``data``, ``viz``, ``device``. See GLOSSARY.md for the names of the paper's symbols.
+One module per concept, each readable in one sitting; each module's docstring names the paper and the
+equations it implements. GLOSSARY.md gives the one name of every paper symbol (``eps`` is the true noise,
+``eps_pred`` the network's prediction; t runs 0..T-1). tests/test_packaging.py checks that every module
+and subpackage is named below.
+
+What a student reads: the concepts, in the order of the lessons.
+
+- ``schedules``: noise schedules (DDPM's linear, Improved DDPM's cosine) and every per-step quantity derived
+  from the betas (``NoiseSchedule``); the lab's continuous cosine schedule (``diffusion_schedule``)
+- ``forward``: the forward process: q(x_t given x_0) in closed form, the posterior q(x_{t-1} given x_t, x_0),
+  the Markov chain step by step
+- ``nets``: the noise predictors eps_theta (a DDPM UNet, an MLP for 2-D points) and the noisy classifier
+- ``training``: DDPM's simple loss, the EMA of the weights, ``train`` with resumable checkpoints
+- ``samplers``: DDPM ancestral sampling, DDIM (any eta, any sub-sequence of timesteps), DDIM inversion
+- ``solvers``: fast deterministic samplers of the probability-flow ODE: DDIM as Euler, Heun, DPM-Solver++(2M)
+- ``guidance``: classifier-free guidance and classifier guidance
+- ``analytic``: the exact optimal noise predictor of Gaussian-mixture data, a known answer for samplers
+- ``data``: 2-D toy distributions and image datasets, mapped to [-1, 1]
+- ``metrics``: FID and KID on the course classifier's features, class accuracy, calibration
+- ``viz``: plots: image grids with a fixed [-1, 1] range, schedules, trajectories, animations
+- ``widgets``: the lessons' interactive explorers (ipywidgets)
+- ``device``: where to run (CUDA, then MPS, then the CPU), and where a sampler runs
+- ``settings``: run-time switches read from the environment (quick mode)
+- ``checkpoints``: the course's pretrained models, loaded by name; their weights and cards lie in the
+  folder ``course_utils/checkpoints/``
+
+Instructor tools: a student calls the checks in the worksheets but need not read any of these.
+
+- ``checks``: the worksheets' instant feedback (``ready``, ``check_<name>``) and the verdicts the grader
+  trusts; its internals (each worksheet's references, cases and catalogue of mistakes) are for instructors
+- ``exercises``: generates the student worksheets (exercises/) from the solutions (solutions/)
+- ``grade``: grades a class's worksheets
+- ``sandbox``: runs one student's notebook in isolation, for the grader
+- ``pretrain``: trains the pretrained models of ``checkpoints``, one command each
 """
 from .device import get_device
 from .schedules import NoiseSchedule, diffusion_schedule

@@ -1,10 +1,11 @@
 """The exact optimal noise predictor for Gaussian-mixture data: a known answer to test samplers against.
 
-If x_0 ~ sum_k w_k N(mu_k, s_k^2 I), then x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps is the mixture
-    x_t ~ sum_k w_k N(sqrt(alpha_bar_t) mu_k, v_k I),   v_k = alpha_bar_t s_k^2 + 1 - alpha_bar_t,
+If x_0 ~ sum_k w_k N(mu_k, std_k^2 I), then x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps is the mixture
+    x_t ~ sum_k w_k N(sqrt(alpha_bar_t) mu_k, v_k I),   v_k = alpha_bar_t std_k^2 + 1 - alpha_bar_t,
 whose score is  grad log p(x_t) = sum_k r_k(x_t) (sqrt(alpha_bar_t) mu_k - x_t) / v_k  with responsibilities
 r_k proportional to w_k N(x_t; sqrt(alpha_bar_t) mu_k, v_k I). The MSE-optimal noise prediction is
     eps*(x_t, t) = E[eps | x_t] = -sqrt(1 - alpha_bar_t) grad log p(x_t)       (Tweedie's formula)
+where eps is the true noise; the module returns eps* as its ``eps_pred``, like a perfectly trained network.
 A sampler driven by eps* must reproduce the mixture (weights, means, spreads) up to its own discretisation error.
 """
 from __future__ import annotations
@@ -19,7 +20,10 @@ from .schedules import NoiseSchedule
 
 
 class GaussianMixtureEps(nn.Module):
-    """eps*(x_t, t) for ``mixture`` under ``schedule``; called as ``model(xt, t)`` with xt (B, D) or (B, C, H, W)."""
+    """eps_pred = eps*(x_t, t) for ``mixture`` under ``schedule``: ``model(xt, t)`` with xt (B, D) or (B, C, H, W).
+
+    ``model(xt, t, y)`` with y (B,) int64 conditions on mixture component y (-1: unconditional).
+    """
 
     def __init__(self, mixture: GaussianMixture, schedule: NoiseSchedule):
         super().__init__()
@@ -33,9 +37,9 @@ class GaussianMixtureEps(nn.Module):
         x = xt.reshape(shape[0], -1).double()                                           # (B, D)
         if x.shape[1] != D:
             raise ValueError(f"this mixture lives in {D} dimensions, got x_t of shape {tuple(shape)}")
-        a = self.alpha_bar.to(x.device)[t.long()][:, None]                              # (B, 1)
-        v = a * self.variances[None, :] + (1 - a)                                       # (B, K)
-        centred = x[:, None, :] - a.sqrt()[:, :, None] * self.means[None]               # (B, K, D)
+        alpha_bar_t = self.alpha_bar.to(x.device)[t.long()][:, None]                    # (B, 1)
+        v = alpha_bar_t * self.variances[None, :] + (1 - alpha_bar_t)                   # (B, K)
+        centred = x[:, None, :] - alpha_bar_t.sqrt()[:, :, None] * self.means[None]     # (B, K, D)
         log_r = (self.log_weights[None] - 0.5 * (centred ** 2).sum(-1) / v - 0.5 * D * torch.log(2 * math.pi * v))
         if y is not None:                                                               # condition on a component
             mask = torch.full_like(log_r, -math.inf)
@@ -43,5 +47,5 @@ class GaussianMixtureEps(nn.Module):
             log_r = torch.where((y >= 0)[:, None], log_r + mask, log_r)
         r = torch.softmax(log_r, dim=-1)                                                # (B, K)
         score = -(r[:, :, None] * centred / v[:, :, None]).sum(1)                       # (B, D)
-        eps = -(1 - a).sqrt() * score
-        return eps.reshape(shape).to(xt.dtype)
+        eps_pred = -(1 - alpha_bar_t).sqrt() * score                                    # (B, D)
+        return eps_pred.reshape(shape).to(xt.dtype)

@@ -4,6 +4,7 @@
 - The closed form:               q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) (Eq. 4)
 - The true posterior:            q(x_{t-1} | x_t, x_0) = N(tilde mu_t, tilde beta_t I)           (Eq. 6-7)
 
+``eps`` is always the true noise drawn from N(0, I); a network's prediction of it is ``eps_pred`` (GLOSSARY.md).
 Shapes: x0, xt, eps are (B, ...) (images (B, C, H, W) or points (B, D)); t is int64 of shape (B,) in 0..T-1.
 """
 from __future__ import annotations
@@ -36,7 +37,8 @@ def q_sample(x0: Tensor, t: Tensor, eps: Tensor, schedule: NoiseSchedule) -> Ten
 def q_posterior(x0: Tensor, xt: Tensor, t: Tensor, schedule: NoiseSchedule) -> tuple[Tensor, Tensor]:
     """Mean and variance of q(x_{t-1} | x_t, x_0) (DDPM Eq. 7).
 
-    tilde mu_t = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0 + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
+    tilde mu_t = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
+               + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
     tilde beta_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t
 
     Returns ``mean`` shaped like x0 and ``variance`` of shape (B, 1, ...), broadcastable to x0.
@@ -53,7 +55,7 @@ def q_posterior(x0: Tensor, xt: Tensor, t: Tensor, schedule: NoiseSchedule) -> t
 
 def q_sample_chain(x0: Tensor, t: int, schedule: NoiseSchedule, *, generator: torch.Generator | None = None,
                    return_all: bool = False) -> Tensor:
-    """Run the Markov chain x_s = sqrt(alpha_s) x_{s-1} + sqrt(beta_s) eps_s for s = 0..t, one step at a time.
+    """Run the Markov chain x_i = sqrt(alpha_i) x_{i-1} + sqrt(beta_i) eps_i for i = 0..t, one step at a time.
 
     Agrees in distribution with ``q_sample`` at the same t. Returns x_t of x0's shape, or, with
     ``return_all``, every state stacked as (t + 2, B, ...): x0 first, x_t last.
@@ -62,9 +64,9 @@ def q_sample_chain(x0: Tensor, t: int, schedule: NoiseSchedule, *, generator: to
         raise ValueError(f"t must lie in 0..{schedule.T - 1}, got {t}")
     x = x0
     states = [x0]
-    for s in range(t + 1):
-        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = schedule.alphas[s].sqrt() * x + schedule.betas[s].sqrt() * eps  # Eq. 2
+    for i in range(t + 1):
+        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)  # the true noise of step i
+        x = schedule.alphas[i].sqrt() * x + schedule.betas[i].sqrt() * eps  # Eq. 2
         if return_all:
             states.append(x)
     return torch.stack(states) if return_all else x

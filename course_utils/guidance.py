@@ -1,14 +1,20 @@
 """Guidance: steering a diffusion model towards a class y.
 
 - Classifier-free guidance (Ho and Salimans 2022, Eq. 6), written with the guidance scale w as
-      eps = eps_uncond + w * (eps_cond - eps_uncond)
+      eps_pred = eps_pred_uncond + w * (eps_pred_cond - eps_pred_uncond)
   so w = 1 is the plain conditional model and w = 0 the unconditional one. The unconditional
   prediction comes from the same network with the null class (label dropout during training).
+  (Their Eq. 6 writes (1 + w) for our w.)
 - Classifier guidance (Dhariwal and Nichol 2021, Algorithm 2 / Eq. 14), in eps form:
-      eps_hat = eps - s * sqrt(1 - alpha_bar_t) * grad_{x_t} log p_phi(y | x_t, t)
-  with a classifier p_phi trained on noisy images.
+      eps_hat = eps_pred - classifier_scale * sqrt(1 - alpha_bar_t) * grad_{x_t} log p_phi(y | x_t, t)
+  with a classifier p_phi trained on noisy images (the paper calls classifier_scale s).
+
+Every eps here is a prediction of the network (eps_pred in GLOSSARY.md), never the true noise.
+The model is any callable ``model(xt, t)`` / ``model(xt, t, y)``: an ``nn.Module`` or a plain function.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,12 +23,12 @@ from torch import Tensor
 from .schedules import NoiseSchedule
 
 
-def cfg_combine(eps_uncond: Tensor, eps_cond: Tensor, guidance_scale: float) -> Tensor:
-    """eps = eps_uncond + w * (eps_cond - eps_uncond)."""
-    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+def cfg_combine(eps_pred_uncond: Tensor, eps_pred_cond: Tensor, guidance_scale: float) -> Tensor:
+    """eps_pred = eps_pred_uncond + w * (eps_pred_cond - eps_pred_uncond), shaped like the inputs (B, ...)."""
+    return eps_pred_uncond + guidance_scale * (eps_pred_cond - eps_pred_uncond)
 
 
-def classifier_grad(classifier: torch.nn.Module, xt: Tensor, t: Tensor, y: Tensor) -> Tensor:
+def classifier_grad(classifier: Callable[..., Tensor], xt: Tensor, t: Tensor, y: Tensor) -> Tensor:
     """grad_{x_t} log p_phi(y | x_t, t), shaped like xt; ``classifier(xt, t)`` returns logits (B, K)."""
     with torch.enable_grad():
         x = xt.detach().requires_grad_(True)
@@ -32,39 +38,39 @@ def classifier_grad(classifier: torch.nn.Module, xt: Tensor, t: Tensor, y: Tenso
     return grad
 
 
-def predict_eps(model: torch.nn.Module, xt: Tensor, t: Tensor, *, y: Tensor | None = None,
-                guidance_scale: float = 1.0, classifier: torch.nn.Module | None = None,
+def predict_eps(model: Callable[..., Tensor], xt: Tensor, t: Tensor, *, y: Tensor | None = None,
+                guidance_scale: float = 1.0, classifier: Callable[..., Tensor] | None = None,
                 classifier_scale: float = 0.0, schedule: NoiseSchedule | None = None) -> Tensor:
-    """The (guided) noise prediction eps_theta(x_t, t[, y]), checked for shape and NaN.
+    """The (guided) noise prediction eps_pred = eps_theta(x_t, t[, y]) shaped like xt, checked for shape and NaN.
 
     - ``y is None``: the model's own prediction (unconditional, or the null class of a conditional model).
     - ``y`` given: classifier-free guidance with scale ``guidance_scale`` (1 = plain conditional).
-    - ``classifier`` given with ``classifier_scale`` s > 0: classifier guidance towards ``y`` on top.
+    - ``classifier`` given with ``classifier_scale`` > 0: classifier guidance towards ``y`` on top.
     """
     if y is None:
-        eps = model(xt, t)
+        eps_pred = model(xt, t)
     elif guidance_scale == 1.0:
-        eps = model(xt, t, y)
+        eps_pred = model(xt, t, y)
     elif guidance_scale == 0.0:
-        eps = model(xt, t, None)
+        eps_pred = model(xt, t, None)
     else:
         # one batched call: first half conditional, second half with the null class
         both = model(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, -1)]))
-        eps_cond, eps_uncond = both.chunk(2)
-        eps = cfg_combine(eps_uncond, eps_cond, guidance_scale)
-    _check_eps(eps, xt, t)
+        eps_pred_cond, eps_pred_uncond = both.chunk(2)
+        eps_pred = cfg_combine(eps_pred_uncond, eps_pred_cond, guidance_scale)
+    _check_eps_pred(eps_pred, xt, t)
     if classifier is not None and classifier_scale != 0.0:
         if y is None or schedule is None:
             raise ValueError("classifier guidance needs the target classes y and the schedule")
         sqrt_one_minus_alpha_bar = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, xt.ndim)
-        eps = eps - classifier_scale * sqrt_one_minus_alpha_bar * classifier_grad(classifier, xt, t, y)
-    return eps
+        eps_pred = eps_pred - classifier_scale * sqrt_one_minus_alpha_bar * classifier_grad(classifier, xt, t, y)
+    return eps_pred
 
 
-def _check_eps(eps: Tensor, xt: Tensor, t: Tensor) -> None:
-    if eps.shape != xt.shape:
-        raise ValueError(f"the model returned shape {tuple(eps.shape)} for x_t of shape {tuple(xt.shape)}; "
+def _check_eps_pred(eps_pred: Tensor, xt: Tensor, t: Tensor) -> None:
+    if eps_pred.shape != xt.shape:
+        raise ValueError(f"the model returned shape {tuple(eps_pred.shape)} for x_t of shape {tuple(xt.shape)}; "
                          "a noise predictor must return eps_pred shaped like x_t")
-    if not torch.isfinite(eps).all():
+    if eps_pred.device.type != "meta" and not torch.isfinite(eps_pred).all():  # meta tensors hold no values
         raise FloatingPointError(f"the model returned NaN or inf at timestep t = {int(t.max())}; "
                                  "check the model's weights and inputs (a diverged training run?)")

@@ -127,7 +127,8 @@ class UNet(nn.Module):
                 chans.append(ch)
             self.down.append(stage)
 
-        self.mid = nn.ModuleList([ResBlock(ch, ch, **block), AttentionBlock(ch, groups=groups), ResBlock(ch, ch, **block)])
+        self.mid = nn.ModuleList([ResBlock(ch, ch, **block), AttentionBlock(ch, groups=groups),
+                                  ResBlock(ch, ch, **block)])
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mults))):

@@ -4,21 +4,28 @@
       x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) + sigma_t z,
   z ~ N(0, I) except at the last step (z = 0), with sigma_t^2 = tilde beta_t ("posterior") or beta_t ("beta").
 - DDIM, Song, Meng, Ermon 2021, Eq. 12 and 16 (their alpha_t is our alpha_bar):
-      x0_pred  = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
+      x0_pred  = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)
       sigma_t  = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)
-      x_prev   = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
+      x_prev   = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps_pred + sigma_t z
   on a sub-sequence of timesteps; alpha_bar_prev = 1 after the last step. eta = 0 is deterministic;
   eta = 1 on the full grid is DDPM with the posterior variance.
 
+eps_pred is the network's noise prediction eps_theta(x_t, t) (GLOSSARY.md); ``eps`` is only the true noise.
+The model is any callable ``model(xt, t)`` or ``model(xt, t, y)`` returning eps_pred shaped like xt: an
+``nn.Module`` or a plain function. The samplers run on ``device`` when it is given (it must agree with where
+the model's parameters or buffers are), else where they are, else on x_T's device, else on the
+CPU (``device.sampling_device``).
 Shapes: ``shape`` is (N, ...) for the samples, e.g. (N, 2) points or (N, C, H, W) images; y is int64 (N,).
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .device import model_device
+from .device import sampling_device
 from .guidance import predict_eps
 from .schedules import NoiseSchedule
 
@@ -38,7 +45,7 @@ def ddim_timesteps(T: int, num_steps: int) -> Tensor:
 
 
 def _setup(model, schedule, shape, device, x_T, generator, y):
-    device = torch.device(device) if device is not None else model_device(model)
+    device = sampling_device(model, x_T, device)
     if len(shape) < 2:
         raise ValueError(f"shape must be (N, ...) with a batch dimension, got {tuple(shape)}")
     if x_T is None:
@@ -53,9 +60,9 @@ def _setup(model, schedule, shape, device, x_T, generator, y):
 
 
 @torch.no_grad()
-def ddpm_sample(model: torch.nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], *,
+def ddpm_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tuple[int, ...], *,
                 variance: str = "posterior", y: Tensor | None = None, guidance_scale: float = 1.0,
-                classifier: torch.nn.Module | None = None, classifier_scale: float = 0.0,
+                classifier: Callable[..., Tensor] | None = None, classifier_scale: float = 0.0,
                 x_T: Tensor | None = None, generator: torch.Generator | None = None, progress: bool = True,
                 device: torch.device | str | None = None, return_trajectory: bool = False):
     """Algorithm 2 of DDPM: T ancestral steps from x_T ~ N(0, I); no noise is added at the last step.
@@ -70,13 +77,13 @@ def ddpm_sample(model: torch.nn.Module, schedule: NoiseSchedule, shape: tuple[in
     trajectory = [x.cpu()] if return_trajectory else None
     for i in tqdm(range(schedule.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False):
         t = torch.full((shape[0],), i, device=device, dtype=torch.long)
-        eps = predict_eps(model, x, t, y=y, guidance_scale=guidance_scale, classifier=classifier,
-                          classifier_scale=classifier_scale, schedule=schedule)
-        # mean = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps)
-        mean = schedule.sqrt_recip_alphas[i] * (x - schedule.betas[i] / schedule.sqrt_one_minus_alpha_bar[i] * eps)
+        eps_pred = predict_eps(model, x, t, y=y, guidance_scale=guidance_scale, classifier=classifier,
+                               classifier_scale=classifier_scale, schedule=schedule)
+        # mean = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta)
+        mean = schedule.sqrt_recip_alphas[i] * (x - schedule.betas[i] / schedule.sqrt_one_minus_alpha_bar[i] * eps_pred)
         if i > 0:
-            z = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
-            x = mean + sigmas[i] * z
+            noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)  # z ~ N(0, I)
+            x = mean + sigmas[i] * noise
         else:
             x = mean  # last step: return the mean, no noise
         if return_trajectory:
@@ -84,12 +91,16 @@ def ddpm_sample(model: torch.nn.Module, schedule: NoiseSchedule, shape: tuple[in
     return (x, torch.stack(trajectory)) if return_trajectory else x
 
 
-def ddim_step(xt: Tensor, eps: Tensor, alpha_bar_t: Tensor, alpha_bar_prev: Tensor, *, eta: float = 0.0,
+def ddim_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_prev: Tensor, *, eta: float = 0.0,
               noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """One DDIM update from x_t to x_prev (Song et al. Eq. 12); returns ``(x_prev, x0_pred)``."""
-    x0_pred = (xt - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
+    """One DDIM update from x_t to x_prev (Song et al. Eq. 12); returns ``(x_prev, x0_pred)``.
+
+    xt and eps_pred (the model's prediction eps_theta(x_t, t)) are (B, ...); alpha_bar_t and alpha_bar_prev are
+    scalars or broadcastable to xt; ``noise`` ~ N(0, I) shaped like xt is needed when eta > 0.
+    """
+    x0_pred = (xt - (1 - alpha_bar_t).sqrt() * eps_pred) / alpha_bar_t.sqrt()
     sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()
-    direction = (1 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps  # "direction pointing to x_t"
+    direction = (1 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps_pred  # "direction pointing to x_t"
     x_prev = alpha_bar_prev.sqrt() * x0_pred + direction
     if eta > 0:
         if noise is None:
@@ -100,8 +111,8 @@ def ddim_step(xt: Tensor, eps: Tensor, alpha_bar_t: Tensor, alpha_bar_prev: Tens
 
 def ddim_sigma(schedule: NoiseSchedule, t: int, t_prev: int, eta: float) -> Tensor:
     """sigma_t(eta) of DDIM Eq. 16 for a step from t to t_prev (t_prev = -1 means alpha_bar_prev = 1)."""
-    a, a_prev = schedule.alpha_bar[t], _alpha_bar_at(schedule, t_prev)
-    return eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
+    alpha_bar_t, alpha_bar_prev = schedule.alpha_bar[t], _alpha_bar_at(schedule, t_prev)
+    return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()
 
 
 def _alpha_bar_at(schedule: NoiseSchedule, t: int) -> Tensor:
@@ -109,48 +120,60 @@ def _alpha_bar_at(schedule: NoiseSchedule, t: int) -> Tensor:
 
 
 @torch.no_grad()
-def ddim_sample(model: torch.nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], *, num_steps: int = 50,
+def ddim_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tuple[int, ...], *, num_steps: int = 50,
                 eta: float = 0.0, x_T: Tensor | None = None, y: Tensor | None = None, guidance_scale: float = 1.0,
-                classifier: torch.nn.Module | None = None, classifier_scale: float = 0.0,
+                classifier: Callable[..., Tensor] | None = None, classifier_scale: float = 0.0,
                 generator: torch.Generator | None = None, progress: bool = True,
-                device: torch.device | str | None = None, return_trajectory: bool = False):
+                device: torch.device | str | None = None, return_trajectory: bool = False,
+                timesteps: list[int] | Tensor | None = None):
     """DDIM sampling on ``ddim_timesteps(T, num_steps)``; eta = 0 is deterministic given x_T.
 
+    ``timesteps`` replaces that grid by any strictly descending sub-sequence of 0..T-1 (then ``num_steps`` is
+    its length); the last step always goes to alpha_bar = 1 (clean data).
     Returns samples of ``shape``, or ``(samples, trajectory)`` with trajectory (num_steps + 1, N, ...) on the CPU.
     """
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
     device, schedule, x, y = _setup(model, schedule, shape, device, x_T, generator, y)
-    timesteps = ddim_timesteps(schedule.T, num_steps).tolist()
+    if timesteps is None:
+        timesteps = ddim_timesteps(schedule.T, num_steps).tolist()
+    else:
+        timesteps = [int(t) for t in timesteps]
+        if not timesteps or any(a <= b for a, b in zip(timesteps, timesteps[1:])) \
+                or not 0 <= timesteps[-1] <= timesteps[0] < schedule.T:
+            raise ValueError(f"timesteps must be a non-empty, strictly descending sequence in 0..T-1 = "
+                             f"0..{schedule.T - 1}, got {timesteps[:5]}{' ...' if len(timesteps) > 5 else ''}")
+        num_steps = len(timesteps)
     trajectory = [x.cpu()] if return_trajectory else None
     for k, i in enumerate(tqdm(timesteps, desc=f"DDIM {num_steps}", disable=not progress, leave=False)):
         i_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1
         t = torch.full((shape[0],), i, device=device, dtype=torch.long)
-        eps = predict_eps(model, x, t, y=y, guidance_scale=guidance_scale, classifier=classifier,
-                          classifier_scale=classifier_scale, schedule=schedule)
+        eps_pred = predict_eps(model, x, t, y=y, guidance_scale=guidance_scale, classifier=classifier,
+                               classifier_scale=classifier_scale, schedule=schedule)
         noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype) if eta > 0 else None
-        x, _ = ddim_step(x, eps, schedule.alpha_bar[i], _alpha_bar_at(schedule, i_prev), eta=eta, noise=noise)
+        x, _ = ddim_step(x, eps_pred, schedule.alpha_bar[i], _alpha_bar_at(schedule, i_prev), eta=eta, noise=noise)
         if return_trajectory:
             trajectory.append(x.cpu())
     return (x, torch.stack(trajectory)) if return_trajectory else x
 
 
 @torch.no_grad()
-def ddim_invert(model: torch.nn.Module, schedule: NoiseSchedule, x0: Tensor, *, num_steps: int = 50,
-                y: Tensor | None = None, progress: bool = False) -> Tensor:
+def ddim_invert(model: Callable[..., Tensor], schedule: NoiseSchedule, x0: Tensor, *, num_steps: int = 50,
+                y: Tensor | None = None, progress: bool = False,
+                device: torch.device | str | None = None) -> Tensor:
     """Run the deterministic DDIM update backwards: clean x0 (N, ...) -> its latent x_T (N, ...).
 
     Each step from t_prev to t reuses eps_theta(x_{t_prev}, t) in place of eps_theta(x_t, t);
     ``ddim_sample(..., x_T=ddim_invert(...), num_steps=same)`` then reconstructs x0 closely.
+    Runs (and returns x_T) on the device that ``ddim_sample`` would pick, with x0 in the place of x_T.
     """
-    schedule = schedule.to(x0.device)
+    device, schedule, x, y = _setup(model, schedule, x0.shape, device, x0, None, y)
     timesteps = ddim_timesteps(schedule.T, num_steps).flip(0).tolist()  # ascending
-    x = x0
     previous = [-1] + timesteps[:-1]
     for i_prev, i in tqdm(list(zip(previous, timesteps)), desc="DDIM inversion", disable=not progress, leave=False):
         t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-        eps = predict_eps(model, x, t, y=y)
-        a_prev, a = _alpha_bar_at(schedule, i_prev), schedule.alpha_bar[i]
-        x0_pred = (x - (1 - a_prev).sqrt() * eps) / a_prev.sqrt()
-        x = a.sqrt() * x0_pred + (1 - a).sqrt() * eps
+        eps_pred = predict_eps(model, x, t, y=y)
+        alpha_bar_prev, alpha_bar_t = _alpha_bar_at(schedule, i_prev), schedule.alpha_bar[i]
+        x0_pred = (x - (1 - alpha_bar_prev).sqrt() * eps_pred) / alpha_bar_prev.sqrt()   # Eq. 12 run backwards:
+        x = alpha_bar_t.sqrt() * x0_pred + (1 - alpha_bar_t).sqrt() * eps_pred          # x_{t_prev} -> x_t
     return x

@@ -2,7 +2,7 @@
 
 Papers and equations:
 - Ho, Jain, Abbeel 2020, "Denoising Diffusion Probabilistic Models" (DDPM): linear betas from
-  1e-4 to 0.02 over T = 1000 steps (Sec. 4); alpha_t = 1 - beta_t, alpha_bar_t = prod_{s<=t} alpha_s
+  1e-4 to 0.02 over T = 1000 steps (Sec. 4); alpha_t = 1 - beta_t, alpha_bar_t = prod_{i<=t} alpha_i
   (Eq. 4); the posterior variance tilde beta_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t (Eq. 7).
 - Nichol, Dhariwal 2021, "Improved DDPM": the cosine schedule
   alpha_bar(t) = f(t) / f(0), f(t) = cos^2(((t/T + s) / (1 + s)) pi/2), betas clipped at 0.999 (Eq. 17).
@@ -30,7 +30,7 @@ class NoiseSchedule:
 
     betas: Tensor                       # beta_t
     alphas: Tensor                      # alpha_t = 1 - beta_t
-    alpha_bar: Tensor                   # alpha_bar_t = prod_{s<=t} alpha_s
+    alpha_bar: Tensor                   # alpha_bar_t = prod_{i<=t} alpha_i
     alpha_bar_prev: Tensor              # alpha_bar_{t-1}, with alpha_bar_prev[0] = 1
     sqrt_alpha_bar: Tensor              # sqrt(alpha_bar_t): the signal rate
     sqrt_one_minus_alpha_bar: Tensor    # sqrt(1 - alpha_bar_t): the noise rate
@@ -79,6 +79,8 @@ class NoiseSchedule:
         """Nichol and Dhariwal's schedule: alpha_bar(t) = f(t)/f(0), f(t) = cos^2((t/T + s)/(1 + s) * pi/2).
 
         beta_t = 1 - alpha_bar(t+1) / alpha_bar(t) for t = 0..T-1, clipped at ``max_beta`` (Eq. 17).
+        ``s`` is the paper's small offset that keeps beta_t from being tiny near t = 0 (the only meaning of
+        ``s`` in the course; see GLOSSARY.md).
         """
         _check_T(T)
         steps = torch.arange(T + 1, dtype=torch.float64)

@@ -49,27 +49,27 @@ def schedule_explorer(x0: Tensor | None = None, *, device: torch.device | str = 
     out = widgets.Output()
 
     def redraw(*_):
-        s = discrete_schedule(name.value, T.value)
+        schedule = discrete_schedule(name.value, T.value)
         out.clear_output(wait=True)
         with out:
             rows = 2 if x0 is not None else 1
             fig = plt.figure(figsize=(13, 3.4 * rows))
             axes = [fig.add_subplot(rows, 3, i + 1) for i in range(3)]
-            frac = torch.arange(s.T) / s.T
-            for ax, values, title in zip(axes, [s.betas, s.alpha_bar, s.log_snr()],
+            frac = torch.arange(schedule.T) / schedule.T
+            for ax, values, title in zip(axes, [schedule.betas, schedule.alpha_bar, schedule.log_snr()],
                                          [r"$\beta_t$", r"$\bar\alpha_t$", r"log-SNR"]):
                 ax.plot(frac, values)
-                ax.set_xlabel("t / T"), ax.set_title(f"{title} ({name.value}, T = {s.T})")
+                ax.set_xlabel("t / T"), ax.set_title(f"{title} ({name.value}, T = {schedule.T})")
             axes[0].set_yscale("log"), axes[1].set_ylim(-0.02, 1.02)
             if x0 is not None:
-                ts = torch.linspace(0, s.T - 1, num_images).round().long()
-                xt = q_sample(x0.to(device).expand_as(eps), ts.to(device), eps, s.to(device))
+                ts = torch.linspace(0, schedule.T - 1, num_images).round().long()
+                xt = q_sample(x0.to(device).expand_as(eps), ts.to(device), eps, schedule.to(device))
                 show_images(xt, nrow=num_images, ax=fig.add_subplot(rows, 1, 2),
-                            title="x_t at t/T = " + ", ".join(f"{int(t) / s.T:.2f}" for t in ts))
+                            title="x_t at t/T = " + ", ".join(f"{int(t) / schedule.T:.2f}" for t in ts))
             fig.tight_layout()
             plt.show()
-            print(f"alpha_bar at the last step t = T-1: {s.alpha_bar[-1].item():.2e} "
-                  f"(signal rate {math.sqrt(s.alpha_bar[-1].item()):.3f})")
+            print(f"alpha_bar at the last step t = T-1: {schedule.alpha_bar[-1].item():.2e} "
+                  f"(signal rate {math.sqrt(schedule.alpha_bar[-1].item()):.3f})")
 
     name.observe(redraw, names="value")
     T.observe(redraw, names="value")
@@ -82,7 +82,7 @@ def noising_explorer(x0: Tensor, schedules: dict, *, device: torch.device | str 
     """A slider over t: the images ``x0`` (B, C, H, W) in [-1, 1] noised at t under each of ``schedules``
     ({label: NoiseSchedule}, all with the same T), with the same noise eps for every t, and a histogram of
     the pixel values of x_t against the N(0, 1) density they tend to."""
-    Ts = {s.T for s in schedules.values()}
+    Ts = {schedule.T for schedule in schedules.values()}
     if len(Ts) != 1:
         raise ValueError(f"all schedules must have the same T, got {sorted(Ts)}")
     T = Ts.pop()
@@ -100,10 +100,10 @@ def noising_explorer(x0: Tensor, schedules: dict, *, device: torch.device | str 
             fig, axes = plt.subplots(1, n + 1, figsize=(4.2 * (n + 1), 3.4),
                                      gridspec_kw=dict(width_ratios=[1.6] * n + [1]))
             grid = torch.linspace(-4, 4, 200)
-            for ax, (label, s) in zip(axes, schedules.items()):
-                s = s.to(device)
-                xt = q_sample(x0, t, eps, s)
-                ab = s.alpha_bar[t_slider.value].item()
+            for ax, (label, schedule) in zip(axes, schedules.items()):
+                schedule = schedule.to(device)
+                xt = q_sample(x0, t, eps, schedule)
+                ab = schedule.alpha_bar[t_slider.value].item()
                 show_images(xt, nrow=min(8, x0.shape[0]), ax=ax,
                             title=f"{label}: t = {t_slider.value}, " + r"$\bar\alpha_t$" + f" = {ab:.3f}")
                 axes[-1].hist(xt.flatten().cpu(), bins=bins, range=(-4, 4), density=True, alpha=0.5, label=label)

@@ -20,13 +20,13 @@ def test_q_sample_and_chain_agree_in_mean_and_variance(linear_schedule, t):
     variance has standard error var * sqrt(2 / (N - 1)). We allow 5 standard errors (a false alarm
     about once in 3.5 million per check), with the seed fixed so the test is deterministic anyway.
     """
-    s = linear_schedule
+    schedule = linear_schedule
     x0 = torch.tensor([[-1.0, 0.3, 0.8]]).expand(N, 3).contiguous()            # (N, 3): three fixed x0 values
     gen = torch.Generator().manual_seed(t)
-    closed = q_sample(x0, torch.full((N,), t), torch.randn(x0.shape, generator=gen), s)
-    chain = q_sample_chain(x0, t, s, generator=gen)
-    mean = s.sqrt_alpha_bar[t].double() * x0[0].double()                        # (3,)
-    var = 1 - s.alpha_bar[t].double().item()
+    closed = q_sample(x0, torch.full((N,), t), torch.randn(x0.shape, generator=gen), schedule)
+    chain = q_sample_chain(x0, t, schedule, generator=gen)
+    mean = schedule.sqrt_alpha_bar[t].double() * x0[0].double()                  # (3,)
+    var = 1 - schedule.alpha_bar[t].double().item()
     mean_tol = 5 * math.sqrt(var / N)
     var_tol = 5 * var * math.sqrt(2 / (N - 1))
     for name, x in (("q_sample", closed), ("q_sample_chain", chain)):
@@ -48,67 +48,69 @@ def test_chain_return_all_and_bad_t(linear_schedule):
 
 
 def test_q_sample_exact_formula(linear_schedule):
-    s = linear_schedule
+    schedule = linear_schedule
     x0, eps = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
     t = torch.tensor([0, 500, 999])
-    xt = q_sample(x0, t, eps, s)
+    xt = q_sample(x0, t, eps, schedule)
     for i in range(3):
-        a = s.alpha_bar[t[i]]
+        a = schedule.alpha_bar[t[i]]
         assert torch.allclose(xt[i], a.sqrt() * x0[i] + (1 - a).sqrt() * eps[i], atol=1e-6)
 
 
 def test_posterior_mean_equals_eps_form_of_reverse_mean(linear_schedule):
     """With x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), DDPM Eq. 7's tilde mu_t equals
     1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps)  (DDPM Eq. 11)."""
-    s = linear_schedule
+    schedule = linear_schedule
     B = 64
     t = torch.cat([torch.tensor([0, 1, 2, 999]), torch.randint(0, 1000, (B - 4,))])
     xt, eps = torch.randn(B, 2, 3, 3), torch.randn(B, 2, 3, 3)
-    a = s.gather(s.alpha_bar, t, 4)
+    a = schedule.gather(schedule.alpha_bar, t, 4)
     x0 = (xt - (1 - a).sqrt() * eps) / a.sqrt()
-    mean, variance = q_posterior(x0, xt, t, s)
-    eps_form = s.gather(s.sqrt_recip_alphas, t, 4) * (xt - s.gather(s.betas, t, 4) / (1 - a).sqrt() * eps)
+    mean, variance = q_posterior(x0, xt, t, schedule)
+    betas = schedule.gather(schedule.betas, t, 4)
+    eps_form = schedule.gather(schedule.sqrt_recip_alphas, t, 4) * (xt - betas / (1 - a).sqrt() * eps)
     # float32: x0 is amplified by 1/sqrt(alpha_bar) (up to ~160 at t = 999) and then scaled back down, so
     # the two forms agree to a few float32 ulps of that intermediate size.
     assert torch.allclose(mean, eps_form, atol=2e-4, rtol=1e-4), (mean - eps_form).abs().max()
     assert variance.shape == (B, 1, 1, 1)
-    assert torch.equal(variance.flatten(), s.posterior_variance[t])
+    assert torch.equal(variance.flatten(), schedule.posterior_variance[t])
 
 
 def test_posterior_is_bayes_rule(linear_schedule):
     """q(x_{t-1}|x_t,x_0) ∝ q(x_t|x_{t-1}) q(x_{t-1}|x_0): precisions add and means combine (float64 by hand)."""
-    s = linear_schedule
+    schedule = linear_schedule
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     alpha_bar = torch.cumprod(1 - betas, 0)
     t = torch.tensor([1, 50, 500, 999])
     x0, xt = torch.randn(4, 3), torch.randn(4, 3)
-    mean, variance = q_posterior(x0, xt, t, s)
+    mean, variance = q_posterior(x0, xt, t, schedule)
     ab_prev, beta = alpha_bar[t - 1][:, None], betas[t][:, None]
-    precision = (1 - beta) / beta + 1 / (1 - ab_prev)                  # from N(x_t; sqrt(alpha_t) x, beta_t) and the prior
+    precision = (1 - beta) / beta + 1 / (1 - ab_prev)   # from N(x_t; sqrt(alpha_t) x, beta_t) and the prior
     expected_var = 1 / precision
-    expected_mean = expected_var * ((1 - beta).sqrt() * xt.double() / beta + ab_prev.sqrt() * x0.double() / (1 - ab_prev))
+    expected_mean = expected_var * ((1 - beta).sqrt() * xt.double() / beta
+                                    + ab_prev.sqrt() * x0.double() / (1 - ab_prev))
     assert torch.allclose(variance.double().flatten(), expected_var.flatten(), rtol=1e-4)
     assert torch.allclose(mean.double(), expected_mean, atol=1e-5, rtol=1e-4)
     # at t = 0 the posterior is a point mass at x0
-    m0, v0 = q_posterior(x0[:1], xt[:1], torch.tensor([0]), s)
+    m0, v0 = q_posterior(x0[:1], xt[:1], torch.tensor([0]), schedule)
     assert v0.item() == 0.0 and torch.allclose(m0, x0[:1], atol=1e-6)
 
 
 def test_bad_input_messages(linear_schedule):
-    s = linear_schedule
+    schedule = linear_schedule
     x0 = torch.randn(2, 1, 4, 4)
     with pytest.raises(ValueError, match=r"same shape: x0 \(2, 1, 4, 4\), eps \(2, 1, 4, 3\)"):
-        q_sample(x0, torch.tensor([1, 2]), torch.randn(2, 1, 4, 3), s)
+        q_sample(x0, torch.tensor([1, 2]), torch.randn(2, 1, 4, 3), schedule)
     with pytest.raises(TypeError, match="integer tensor"):
-        q_sample(x0, torch.tensor([1.0, 2.0]), torch.randn_like(x0), s)
+        q_sample(x0, torch.tensor([1.0, 2.0]), torch.randn_like(x0), schedule)
     with pytest.raises(ValueError, match=r"t must lie in 0\.\.999"):
-        q_sample(x0, torch.tensor([1, 1000]), torch.randn_like(x0), s)
+        q_sample(x0, torch.tensor([1, 1000]), torch.randn_like(x0), schedule)
     with pytest.raises(ValueError, match=r"t must have shape \(2,\)"):
-        q_sample(x0, torch.tensor([1, 2, 3]), torch.randn_like(x0), s)
+        q_sample(x0, torch.tensor([1, 2, 3]), torch.randn_like(x0), schedule)
     with pytest.raises(ValueError, match=r"expected a batch of shape \(B, \.\.\.\)"):
-        q_sample(torch.randn(4), torch.tensor([1, 2, 3, 4]), torch.randn(4), s)
+        q_sample(torch.randn(4), torch.tensor([1, 2, 3, 4]), torch.randn(4), schedule)
     with pytest.raises(ValueError, match="same shape"):
-        q_posterior(x0, torch.randn(2, 1, 2, 2), torch.tensor([1, 2]), s)
+        q_posterior(x0, torch.randn(2, 1, 2, 2), torch.tensor([1, 2]), schedule)
     short = NoiseSchedule.linear(T=10)
     with pytest.raises(ValueError, match=r"t must lie in 0\.\.9 \(T = 10\)"):
         q_sample(x0, torch.tensor([1, 500]), torch.randn_like(x0), short)

@@ -92,8 +92,37 @@ def test_noisy_classifier_and_embedding():
     assert torch.equal(emb[0, :16], torch.zeros(16)) and torch.equal(emb[0, 16:32], torch.ones(16))  # sin 0, cos 0
 
 
-def test_parameter_counts_are_stable():
-    """Printed for the docs; the default course UNet (base 32) has ~1.3 M parameters (NOTES.md)."""
+def _unet_parameters_by_hand(base: int = 32, temb: int = 128) -> int:
+    """The default UNet's parameter count derived from its layout (DDPM Appendix B as nets.py builds it).
+
+    Layers: conv(i, o, k) has i*o*k*k + o, linear(i, o) i*o + o, GroupNorm(c) 2c; a ResBlock(i -> o) is GN(i),
+    conv 3x3, the time projection, GN(o), conv 3x3 and a 1x1 skip when i != o; attention(c) is GN(c), a 1x1
+    qkv (c -> 3c) and a 1x1 projection.
+    """
+    def conv(i, o, k):
+        return i * o * k * k + o
+
+    def res(i, o):
+        return 2 * i + conv(i, o, 3) + (temb * o + o) + 2 * o + conv(o, o, 3) + (conv(i, o, 1) if i != o else 0)
+
+    def attn(c):
+        return 2 * c + conv(c, 3 * c, 1) + conv(c, c, 1)
+
+    c1, c2 = base, 2 * base                                           # channel_mults (1, 2, 2)
+    time = (base * temb + temb) + (temb * temb + temb)               # sinusoidal(base) -> MLP -> temb
+    down = conv(1, c1, 3) + res(c1, c1) + conv(c1, c1, 3) + res(c1, c2) + conv(c2, c2, 3) + res(c2, c2) + attn(c2)
+    mid = res(c2, c2) + attn(c2) + res(c2, c2)
+    # skips, popped last first: conv_in c1, level 0 (res c1, down c1), level 1 (res c2, down c2), level 2 (res c2)
+    up = (res(c2 + c2, c2) + attn(c2) + res(c2 + c2, c2) + attn(c2) + conv(c2, c2, 3)   # level 2 (8x8) + upsample
+          + res(c2 + c2, c2) + res(c2 + c1, c2) + conv(c2, c2, 3)                     # level 1 + upsample
+          + res(c2 + c1, c1) + res(c1 + c1, c1))                                      # level 0
+    return time + down + mid + up + 2 * c1 + conv(c1, 1, 3)          # norm_out, conv_out
+
+
+def test_parameter_count_follows_from_the_layout():
+    """The default course UNet (base 32, channel_mults (1, 2, 2), attention at level 2) has 1,112,801 parameters:
+    the count derived layer by layer above, and the number docs/performance.md and README.md quote (diffusers'
+    UNet2DModel of the same layout has as many: tests/test_reference_diffusers.py). Any change of layout shows."""
     n = count_parameters(UNet(base_channels=32, channel_mults=(1, 2, 2), attention_levels=(2,)))
     print(f"UNet base 32, mults (1, 2, 2): {n:,} parameters")
-    assert 0.5e6 < n < 3e6
+    assert n == _unet_parameters_by_hand() == 1_112_801, (n, _unet_parameters_by_hand())

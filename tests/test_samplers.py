@@ -4,7 +4,7 @@ The noise predictor is ``course_utils.analytic.GaussianMixtureEps``: the exact o
 data, so whatever the samples get wrong is the sampler's fault (or its own discretisation error).
 
 Two kinds of check:
-1. A single Gaussian N(mu, s^2 I): eps* is linear in x_t, so every sampler step is a linear map plus Gaussian
+1. A single Gaussian N(mu, std^2 I): eps* is linear in x_t, so every sampler step is a linear map plus Gaussian
    noise, and the exact mean and spread of the sampler's output (discretisation included) follow from a
    float64 recursion on (mean, variance) written below straight from the papers. The samples must match it
    within sampling error alone: a tight test that tells eta = 0 from eta = 1, and a wrong sqrt from a right one.
@@ -32,16 +32,16 @@ SE_MULT = 4.0  # tolerances are 4 standard errors (+ discretisation where stated
 @pytest.mark.parametrize("name", ["linear", "cosine"])
 def test_ddim_sigma_eta1_full_grid_is_posterior_std(name):
     """DDIM Eq. 16 at eta = 1 on the full grid (t -> t-1) is DDPM's posterior standard deviation sqrt(tilde beta_t)."""
-    s = getattr(NoiseSchedule, name)(T=1000)
-    sigmas = torch.stack([ddim_sigma(s, t, t - 1, 1.0) for t in range(s.T)])   # t_prev = -1 at t = 0
+    schedule = getattr(NoiseSchedule, name)(T=1000)
+    sigmas = torch.stack([ddim_sigma(schedule, t, t - 1, 1.0) for t in range(schedule.T)])   # t_prev = -1 at t = 0
     # float32 alpha_bar: 1 - alpha_bar_t / alpha_bar_{t-1} (= beta_t) cancels, losing about 2^-24 / beta_t of
     # relative precision (cosine's first betas are 4e-5), and sigma inherits half of it.
-    rtol = 1e-5 + 2.0 ** -24 / s.betas.double()
-    err = (sigmas.double() - s.posterior_variance.double().sqrt()).abs()
-    assert (err <= rtol * s.posterior_variance.double().sqrt() + 1e-8).all(), (err / rtol).max()
+    rtol = 1e-5 + 2.0 ** -24 / schedule.betas.double()
+    err = (sigmas.double() - schedule.posterior_variance.double().sqrt()).abs()
+    assert (err <= rtol * schedule.posterior_variance.double().sqrt() + 1e-8).all(), (err / rtol).max()
     assert sigmas[0].item() == 0.0
-    assert torch.equal(torch.stack([ddim_sigma(s, t, t - 1, 0.0) for t in range(0, s.T, 97)]),
-                       torch.zeros(len(range(0, s.T, 97))))
+    assert torch.equal(torch.stack([ddim_sigma(schedule, t, t - 1, 0.0) for t in range(0, schedule.T, 97)]),
+                       torch.zeros(len(range(0, schedule.T, 97))))
 
 
 @pytest.mark.parametrize("num_steps", [1, 7, 50, 100, 999, 1000])
@@ -68,27 +68,26 @@ def test_ddim_timesteps_errors():
 
 def test_ddim_step_eta1_full_grid_is_ddpm_step(linear_schedule):
     """One DDIM step at eta = 1 from t to t-1 equals DDPM's posterior step with the same noise."""
-    s = linear_schedule
-    x, eps, z = torch.randn(5, 3).double(), torch.randn(5, 3).double(), torch.randn(5, 3).double()
+    x, eps_pred, z = torch.randn(5, 3).double(), torch.randn(5, 3).double(), torch.randn(5, 3).double()
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)      # float64 throughout: alpha_bar consistent
     ab = torch.cumprod(1 - betas, 0)                                   # with betas to 1e-16, not float32's 1e-7
     for t in (1, 10, 500, 999):
-        x_prev, _ = ddim_step(x, eps, ab[t], ab[t - 1], eta=1.0, noise=z)
-        ddpm_mean = (x - betas[t] / (1 - ab[t]).sqrt() * eps) / (1 - betas[t]).sqrt()
+        x_prev, _ = ddim_step(x, eps_pred, ab[t], ab[t - 1], eta=1.0, noise=z)
+        ddpm_mean = (x - betas[t] / (1 - ab[t]).sqrt() * eps_pred) / (1 - betas[t]).sqrt()
         ddpm = ddpm_mean + ((1 - ab[t - 1]) / (1 - ab[t]) * betas[t]).sqrt() * z
         assert torch.allclose(x_prev, ddpm, atol=1e-10), t
 
 
 # ------------------------------------------------------------------ exact reference for a single Gaussian
-def _eps_linear(ab: float, mu: float, s: float) -> tuple[float, float]:
-    """eps*(x, t) = e1 x + e0 for data N(mu, s^2): eps* = sqrt(1-ab) (x - sqrt(ab) mu) / (ab s^2 + 1 - ab)."""
-    v = ab * s * s + 1 - ab
+def _eps_linear(ab: float, mu: float, std: float) -> tuple[float, float]:
+    """eps*(x, t) = e1 x + e0 for data N(mu, std^2): eps* = sqrt(1-ab) (x - sqrt(ab) mu) / (ab std^2 + 1 - ab)."""
+    v = ab * std * std + 1 - ab
     return math.sqrt(1 - ab) / v, -math.sqrt(1 - ab) * math.sqrt(ab) * mu / v
 
 
-def reference_output(schedule: NoiseSchedule, mu: float, s: float, *, sampler: str, num_steps: int = 1000,
+def reference_output(schedule: NoiseSchedule, mu: float, std: float, *, sampler: str, num_steps: int = 1000,
                      eta: float = 0.0, variance: str = "posterior") -> tuple[float, float]:
-    """Exact (mean, std) per coordinate of a sampler's output from x_T ~ N(0, 1) when eps = eps* of N(mu, s^2).
+    """Exact (mean, std) per coordinate of a sampler's output from x_T ~ N(0, 1) when eps_pred = eps* of N(mu, std^2).
 
     Every step is x' = A x + B + sigma z, so mean' = A mean + B and var' = A^2 var + sigma^2 (float64).
     """
@@ -98,18 +97,19 @@ def reference_output(schedule: NoiseSchedule, mu: float, s: float, *, sampler: s
     m, var = 0.0, 1.0
     if sampler == "ddpm":
         for t in range(len(ab) - 1, -1, -1):
-            e1, e0 = _eps_linear(ab[t], mu, s)
+            e1, e0 = _eps_linear(ab[t], mu, std)
             # x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - ab_t) eps) + sigma_t z   (DDPM Algorithm 2)
             r, k = 1 / math.sqrt(1 - betas[t]), betas[t] / math.sqrt(1 - ab[t])
             A, B = r * (1 - k * e1), -r * k * e0
             ab_prev = ab[t - 1] if t > 0 else 1.0
-            sigma2 = 0.0 if t == 0 else ((1 - ab_prev) / (1 - ab[t]) * betas[t] if variance == "posterior" else betas[t])
+            posterior = (1 - ab_prev) / (1 - ab[t]) * betas[t]
+            sigma2 = 0.0 if t == 0 else (posterior if variance == "posterior" else betas[t])
             m, var = A * m + B, A * A * var + sigma2
     else:
         tau = list(range(0, len(ab), len(ab) // num_steps))[:num_steps][::-1]
         for k, t in enumerate(tau):
             a, a_prev = ab[t], (ab[tau[k + 1]] if k + 1 < len(tau) else 1.0)
-            e1, e0 = _eps_linear(a, mu, s)
+            e1, e0 = _eps_linear(a, mu, std)
             sigma = eta * math.sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev))          # DDIM Eq. 16
             c = math.sqrt(max(1 - a_prev - sigma ** 2, 0.0))
             # x' = sqrt(a_prev) (x - sqrt(1 - a) eps) / sqrt(a) + c eps + sigma z          (DDIM Eq. 12)
@@ -138,15 +138,15 @@ def test_sampler_matches_exact_recursion_single_gaussian(linear_schedule, name):
     """Samples vs the exact output distribution of the discretised sampler (tolerance: sampling error only).
 
     n = N * D independent coordinates: the mean has standard error std / sqrt(n), the std about
-    std / sqrt(2 n). The recursion's own spreads differ between the samplers by 1-10% (e.g. s = 0.4:
+    std / sqrt(2 n). The recursion's own spreads differ between the samplers by 1-10% (e.g. std = 0.4:
     DDPM posterior 0.396, beta 0.401, DDIM-50 eta 0 0.374, eta 1 0.348), so the DDIM variants are told apart.
     """
     cfg = SAMPLERS[name]
-    mu, s, D = 0.5, 0.4, 8
+    mu, std, D = 0.5, 0.4, 8
     N = 4000 if cfg["sampler"] == "ddpm" else 16000         # DDIM's 50 steps are cheap: more samples, tighter test
-    model = GaussianMixtureEps(GaussianMixture(weights=(1.0,), means=((mu,) * D,), stds=(s,)), linear_schedule)
+    model = GaussianMixtureEps(GaussianMixture(weights=(1.0,), means=((mu,) * D,), stds=(std,)), linear_schedule)
     x = run_sampler(model, linear_schedule, (N, D), torch.Generator().manual_seed(1), **cfg).double()
-    ref_mean, ref_std = reference_output(linear_schedule, mu, s, **cfg)
+    ref_mean, ref_std = reference_output(linear_schedule, mu, std, **cfg)
     n = N * D
     mean_tol = SE_MULT * ref_std / math.sqrt(n)
     std_tol = SE_MULT * ref_std / math.sqrt(2 * n)
@@ -194,13 +194,14 @@ def test_ddpm_1000_steps_reproduces_two_gaussians(linear_schedule, variance):
     model = GaussianMixtureEps(mix, linear_schedule)
     x = ddpm_sample(model, linear_schedule, (20000, 2), variance=variance, generator=torch.Generator().manual_seed(2),
                     progress=False)
-    allow = [abs(reference_output(linear_schedule, 0.0, s, sampler="ddpm", variance=variance)[1] - s) for s in mix.stds]
+    allow = [abs(reference_output(linear_schedule, 0.0, std, sampler="ddpm", variance=variance)[1] - std)
+             for std in mix.stds]
     check_mixture(x, mix, mean_allow=[0.0, 0.0], std_target=list(mix.stds), std_allow=allow)
 
 
 # Broader components for the 50-step tests: DDIM's last jump (t = 20 -> 0 -> clean) returns nearly the
-# posterior mean E[x0 | x_20], which shrinks a component of std s by the factor s / sqrt(s^2 + 0.0063)
-# (8% at s = 0.2, 1.2% at s = 0.5): broad components keep that discretisation error small and honest.
+# posterior mean E[x0 | x_20], which shrinks a component of std by the factor std / sqrt(std^2 + 0.0063)
+# (8% at std = 0.2, 1.2% at std = 0.5): broad components keep that discretisation error small and honest.
 BROAD = GaussianMixture(weights=(0.3, 0.7), means=((-2.0, 1.0), (2.0, -1.0)), stds=(0.5, 0.4))
 
 
@@ -209,7 +210,7 @@ def test_ddim_50_steps_reproduces_mixture(linear_schedule, eta):
     """DDIM, 50 steps, eta 0 and 1, 20000 samples of BROAD.
 
     Spreads: the target is the exact 50-step output spread of a lone component (the recursion above; e.g.
-    0.5 -> 0.472 at eta 0, 0.444 at eta 1), with a further 3% of s for the interaction of the two components
+    0.5 -> 0.472 at eta 0, 0.444 at eta 1), with a further 3% of std for the interaction of the two components
     at high noise, which the lone-component recursion ignores (measured: up to 2.6%), plus 4 standard errors.
     Means: 50 coarse steps pull each component mean towards the origin by up to 1.6% of |mu| (measured: 1.5%
     at 50 steps, 0.6% at 200, none at 1000 steps), so 2.5% of |mu| is allowed on top of 4 standard errors.
@@ -217,9 +218,10 @@ def test_ddim_50_steps_reproduces_mixture(linear_schedule, eta):
     model = GaussianMixtureEps(BROAD, linear_schedule)
     x = ddim_sample(model, linear_schedule, (20000, 2), num_steps=50, eta=eta,
                     generator=torch.Generator().manual_seed(3), progress=False)
-    target = [reference_output(linear_schedule, 0.0, s, sampler="ddim", num_steps=50, eta=eta)[1] for s in BROAD.stds]
+    target = [reference_output(linear_schedule, 0.0, std, sampler="ddim", num_steps=50, eta=eta)[1]
+              for std in BROAD.stds]
     mean_allow = [0.025 * max(abs(v) for v in mu) for mu in BROAD.means]
-    check_mixture(x, BROAD, mean_allow=mean_allow, std_target=target, std_allow=[0.03 * s for s in BROAD.stds])
+    check_mixture(x, BROAD, mean_allow=mean_allow, std_target=target, std_allow=[0.03 * std for std in BROAD.stds])
 
 
 def test_ddim_1000_steps_eta0_is_exact_limit(linear_schedule):
@@ -228,7 +230,8 @@ def test_ddim_1000_steps_eta0_is_exact_limit(linear_schedule):
     model = GaussianMixtureEps(mix, linear_schedule)
     x = ddim_sample(model, linear_schedule, (8000, 2), num_steps=1000, generator=torch.Generator().manual_seed(4),
                     progress=False)
-    allow = [abs(reference_output(linear_schedule, 0.0, s, sampler="ddim", num_steps=1000)[1] - s) for s in mix.stds]
+    allow = [abs(reference_output(linear_schedule, 0.0, std, sampler="ddim", num_steps=1000)[1] - std)
+             for std in mix.stds]
     check_mixture(x, mix, mean_allow=[0.01, 0.01], std_target=list(mix.stds), std_allow=allow)
 
 
@@ -240,23 +243,37 @@ def test_ddpm_noise_per_step_and_none_at_the_last_step(linear_schedule, variance
     At t = 1..3 the two variances differ by a factor 0.45-0.75 (tilde beta_t / beta_t), so checking the
     residual's std to 4 standard errors (8000 values: 3%) tells them apart.
     """
-    s = linear_schedule
-    model = GaussianMixtureEps(TWO_GAUSSIANS, s)
-    x, traj = ddpm_sample(model, s, (4000, 2), variance=variance, generator=torch.Generator().manual_seed(5),
+    schedule = linear_schedule
+    model = GaussianMixtureEps(TWO_GAUSSIANS, schedule)
+    x, traj = ddpm_sample(model, schedule, (4000, 2), variance=variance, generator=torch.Generator().manual_seed(5),
                           progress=False, return_trajectory=True)
     assert traj.shape == (1001, 4000, 2)
     assert torch.equal(traj[-1], x)
-    sigma2 = s.posterior_variance if variance == "posterior" else s.betas
+    sigma2 = schedule.posterior_variance if variance == "posterior" else schedule.betas
     for t in (999, 500, 3, 2, 1, 0):
         xt = traj[999 - t]                                                      # x at code step t
         eps = model(xt, torch.full((4000,), t))
-        mean = s.sqrt_recip_alphas[t] * (xt - s.betas[t] / s.sqrt_one_minus_alpha_bar[t] * eps)
+        mean = schedule.sqrt_recip_alphas[t] * (xt - schedule.betas[t] / schedule.sqrt_one_minus_alpha_bar[t] * eps)
         residual = traj[1000 - t] - mean
         if t == 0:
             assert residual.abs().max().item() < 1e-6, "no noise may be added at the last step"
         else:
             ratio = residual.std().item() / sigma2[t].sqrt().item()
             assert abs(ratio - 1) < SE_MULT / math.sqrt(2 * residual.numel()), (t, ratio)
+
+
+def test_ddim_on_given_timesteps_matches_the_default_grid_and_checks_them(linear_schedule):
+    model = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
+    x_T = torch.randn(500, 2, generator=torch.Generator().manual_seed(8))
+    default = ddim_sample(model, linear_schedule, (500, 2), num_steps=50, x_T=x_T, progress=False)
+    given = ddim_sample(model, linear_schedule, (500, 2), x_T=x_T, progress=False,
+                        timesteps=ddim_timesteps(linear_schedule.T, 50))
+    assert torch.equal(given, default)
+    full = ddim_sample(model, linear_schedule, (500, 2), x_T=x_T, progress=False, timesteps=range(999, -1, -1))
+    assert torch.equal(full, ddim_sample(model, linear_schedule, (500, 2), num_steps=1000, x_T=x_T, progress=False))
+    for bad in ([], [0, 20], [1000, 500, 0], [500, 500, 0], [500, -1]):
+        with pytest.raises(ValueError, match="strictly descending"):
+            ddim_sample(model, linear_schedule, (500, 2), x_T=x_T, progress=False, timesteps=bad)
 
 
 def test_ddim_eta0_is_deterministic_and_eta1_is_not(linear_schedule):
@@ -280,7 +297,7 @@ def test_ddim_eta0_is_deterministic_and_eta1_is_not(linear_schedule):
 def test_ddim_invert_then_sample_reconstructs(linear_schedule):
     """Invert data points to latents and run DDIM (eta 0) back on the same grid: the input must come back.
 
-    Inversion reuses eps at the lower point of each step (as diffusers' DDIMInverseScheduler does), so it is a
+    Inversion reuses eps_pred at the lower point of each step (as diffusers' DDIMInverseScheduler does), so it is a
     first-order approximation: the error must shrink about in proportion to the step size. Measured on 500
     TWO_GAUSSIANS points (whose exact eps changes fast near the sharp components): mean |error| 0.032 at 50
     steps, 0.0080 at 200, 0.0016 at 1000; the few points near a boundary between components err most
@@ -303,6 +320,52 @@ def test_ddim_invert_then_sample_reconstructs(linear_schedule):
     recon = ddim_sample(model, linear_schedule, x0.shape, x_T=latents, num_steps=200, progress=False)
     assert (recon - x0).abs().max().item() < 0.12
 
+
+
+# ------------------------------------------------------------------ any callable as the model; the device
+def test_samplers_take_a_plain_function_as_the_model(linear_schedule):
+    """model(xt, t[, y]) may be a plain function (no .parameters()): the same samples as the nn.Module it wraps."""
+    module = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
+
+    def function(xt, t, y=None):
+        return module(xt, t, y)
+
+    runs = {
+        "ddpm": lambda model: ddpm_sample(model, linear_schedule, (200, 2), generator=torch.Generator().manual_seed(5),
+                                          progress=False),
+        "ddim eta 0.5": lambda model: ddim_sample(model, linear_schedule, (200, 2), num_steps=20, eta=0.5,
+                                                  generator=torch.Generator().manual_seed(5), progress=False),
+        "ddim guided": lambda model: ddim_sample(model, linear_schedule, (200, 2), num_steps=20, guidance_scale=3.0,
+                                                 y=torch.arange(200) % 2, generator=torch.Generator().manual_seed(5),
+                                                 progress=False),
+    }
+    for name, run in runs.items():
+        assert torch.equal(run(function), run(module)), name
+    x0, _ = TWO_GAUSSIANS.sample(200, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(ddim_invert(function, linear_schedule, x0, num_steps=20),
+                       ddim_invert(module, linear_schedule, x0, num_steps=20))
+
+
+def test_samplers_honour_the_device_argument(linear_schedule):
+    """``device`` first, else the model's tensors, else x_T's, else the CPU. The "meta" device (shapes, no values)
+    makes the choice observable on a CPU-only machine."""
+    seen = set()
+
+    def shrink(xt, t):
+        seen.add(xt.device.type)
+        return 0.1 * xt
+
+    meta = [ddpm_sample(shrink, linear_schedule, (4, 2), device="meta", progress=False),
+            ddim_sample(shrink, linear_schedule, (4, 2), num_steps=5, device="meta", progress=False),
+            ddim_invert(shrink, linear_schedule, torch.zeros(4, 2), num_steps=5, device="meta")]
+    assert [x.device.type for x in meta] == ["meta"] * 3 and seen == {"meta"}
+    x_T = torch.zeros(4, 2, device="meta")
+    assert ddim_sample(shrink, linear_schedule, (4, 2), x_T=x_T, num_steps=5, progress=False).device.type == "meta"
+    assert ddim_sample(shrink, linear_schedule, (4, 2), num_steps=5, progress=False).device.type == "cpu"
+    # a model with tensors runs where they are: x_T comes to it, and a device that disagrees is an error
+    module = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
+    with pytest.raises(ValueError, match=r"are on cpu; move the model with model\.to\('meta'\), or leave device out"):
+        ddim_sample(module, linear_schedule, (4, 2), num_steps=5, device="meta", progress=False)
 
 # ------------------------------------------------------------------ guidance
 def test_cfg_combine_identities():
@@ -356,13 +419,14 @@ def test_classifier_guidance_gradient_sign(linear_schedule):
     assert (grad[:, 0] > 0).all() and (grad[:, 1] == 0).all()         # log p(y=0|x) grows with x_0
     grad1 = classifier_grad(clf, xt, t, torch.ones(8, dtype=torch.long))
     assert (grad1[:, 0] < 0).all()
-    # eps_hat = eps - s sqrt(1 - alpha_bar) grad: guiding towards class 0 lowers eps_0, so x0_pred moves to +x_0
+    # eps_hat = eps_pred - classifier_scale sqrt(1 - alpha_bar) grad: guiding towards class 0 lowers eps_0,
+    # so x0_pred moves to +x_0
     zero_model = lambda x, t, y=None: torch.zeros_like(x)  # noqa: E731
     y = torch.zeros(8, dtype=torch.long)
-    eps = predict_eps(zero_model, xt, t, y=y, classifier=clf, classifier_scale=2.0, schedule=linear_schedule)
+    eps_pred = predict_eps(zero_model, xt, t, y=y, classifier=clf, classifier_scale=2.0, schedule=linear_schedule)
     expected = -2.0 * linear_schedule.sqrt_one_minus_alpha_bar[500] * grad
-    assert torch.allclose(eps, expected, atol=1e-6)
-    assert (eps[:, 0] < 0).all()
+    assert torch.allclose(eps_pred, expected, atol=1e-6)
+    assert (eps_pred[:, 0] < 0).all()
     with pytest.raises(ValueError, match="classifier guidance needs the target classes y and the schedule"):
         predict_eps(zero_model, xt, t, classifier=clf, classifier_scale=1.0)
 

@@ -1,6 +1,7 @@
 """Noise schedules: known values and the identities of the math (DDPM Eq. 4, 7; Improved DDPM Eq. 17)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -20,16 +21,16 @@ def test_alpha_bar_strictly_decreasing_in_0_1(name):
 
 
 def test_linear_known_values(linear_schedule):
-    s = linear_schedule
-    assert s.T == 1000
-    assert s.betas[0].item() == pytest.approx(1e-4, rel=1e-6)
-    assert s.betas[-1].item() == pytest.approx(0.02, rel=1e-6)
+    schedule = linear_schedule
+    assert schedule.T == 1000
+    assert schedule.betas[0].item() == pytest.approx(1e-4, rel=1e-6)
+    assert schedule.betas[-1].item() == pytest.approx(0.02, rel=1e-6)
     # evenly spaced: constant first differences
-    diffs = s.betas.double().diff()
+    diffs = schedule.betas.double().diff()
     assert torch.allclose(diffs, torch.full_like(diffs, (0.02 - 1e-4) / 999), rtol=1e-3)
     # alpha_bar is the running product of alphas (computed here in float64)
     betas64 = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
-    assert torch.allclose(s.alpha_bar.double(), torch.cumprod(1 - betas64, 0), rtol=1e-5, atol=0)
+    assert torch.allclose(schedule.alpha_bar.double(), torch.cumprod(1 - betas64, 0), rtol=1e-5, atol=0)
 
 
 def test_cosine_alpha_bar_matches_hand_computation(cosine_schedule):
@@ -55,15 +56,16 @@ def test_cosine_betas_clipped_at_0999(cosine_schedule):
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
 def test_derived_quantities(name):
-    s = getattr(NoiseSchedule, name)(T=200)
-    assert s.alpha_bar_prev[0].item() == 1.0
-    assert torch.equal(s.alpha_bar_prev[1:], s.alpha_bar[:-1])
-    assert torch.allclose(s.alphas, 1 - s.betas)
-    assert torch.allclose(s.sqrt_alpha_bar ** 2 + s.sqrt_one_minus_alpha_bar ** 2, torch.ones(200), atol=1e-6)
-    assert s.posterior_variance[0].item() == 0.0              # no noise left to remove at the first step
-    assert (s.posterior_variance[1:] > 0).all()
-    assert (s.posterior_variance <= s.betas + 1e-7).all()      # tilde beta_t <= beta_t
-    snr = s.log_snr()
+    schedule = getattr(NoiseSchedule, name)(T=200)
+    assert schedule.alpha_bar_prev[0].item() == 1.0
+    assert torch.equal(schedule.alpha_bar_prev[1:], schedule.alpha_bar[:-1])
+    assert torch.allclose(schedule.alphas, 1 - schedule.betas)
+    one = schedule.sqrt_alpha_bar ** 2 + schedule.sqrt_one_minus_alpha_bar ** 2
+    assert torch.allclose(one, torch.ones(200), atol=1e-6)
+    assert schedule.posterior_variance[0].item() == 0.0              # no noise left to remove at the first step
+    assert (schedule.posterior_variance[1:] > 0).all()
+    assert (schedule.posterior_variance <= schedule.betas + 1e-7).all()      # tilde beta_t <= beta_t
+    snr = schedule.log_snr()
     assert (snr[1:] < snr[:-1]).all()
 
 
@@ -81,23 +83,23 @@ def test_from_betas_rejects_bad_betas():
 
 
 def test_check_t_and_gather_errors(linear_schedule):
-    s = linear_schedule
+    schedule = linear_schedule
     with pytest.raises(TypeError, match="integer tensor"):
-        s.check_t(torch.tensor([0.5, 1.0]))
+        schedule.check_t(torch.tensor([0.5, 1.0]))
     with pytest.raises(TypeError, match="torch.Tensor"):
-        s.check_t([1, 2])
+        schedule.check_t([1, 2])
     with pytest.raises(ValueError, match=r"t must lie in 0\.\.999 \(T = 1000\), got values from 0 to 1000"):
-        s.check_t(torch.tensor([0, 1000]))
+        schedule.check_t(torch.tensor([0, 1000]))
     with pytest.raises(ValueError, match=r"got values from -1"):
-        s.check_t(torch.tensor([-1, 3]))
+        schedule.check_t(torch.tensor([-1, 3]))
     with pytest.raises(ValueError, match=r"t must have shape \(3,\)"):
-        s.check_t(torch.tensor([1, 2]), batch_size=3)
+        schedule.check_t(torch.tensor([1, 2]), batch_size=3)
     # a schedule tensor of the wrong length (from another schedule, say)
     with pytest.raises(ValueError, match="length 500 does not match T = 1000"):
-        s.gather(NoiseSchedule.linear(T=500).alpha_bar, torch.tensor([1, 2]), ndim=4)
-    out = s.gather(s.alpha_bar, torch.tensor([0, 999]), ndim=4)
+        schedule.gather(NoiseSchedule.linear(T=500).alpha_bar, torch.tensor([1, 2]), ndim=4)
+    out = schedule.gather(schedule.alpha_bar, torch.tensor([0, 999]), ndim=4)
     assert out.shape == (2, 1, 1, 1)
-    assert out.flatten().tolist() == [s.alpha_bar[0].item(), s.alpha_bar[999].item()]
+    assert out.flatten().tolist() == [schedule.alpha_bar[0].item(), schedule.alpha_bar[999].item()]
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 4), (2, 1, 1, 1), ()])
@@ -123,7 +125,12 @@ def test_diffusion_schedule_endpoints_and_linear_angle():
         diffusion_schedule(t, min_signal_rate=0.9, max_signal_rate=0.1)
 
 
-def test_schedule_to_device_keeps_values(linear_schedule):
-    moved = linear_schedule.to("cpu")
-    assert moved.device.type == "cpu"
-    assert torch.equal(moved.alpha_bar, linear_schedule.alpha_bar)
+def test_schedule_to_device_moves_every_tensor(linear_schedule):
+    # the "meta" device holds shapes and dtypes but no data: a move to it is observable on a CPU-only machine
+    moved = linear_schedule.to("meta")
+    assert moved.device.type == "meta" and moved.T == linear_schedule.T
+    for f in dataclasses.fields(NoiseSchedule):
+        before, after = getattr(linear_schedule, f.name), getattr(moved, f.name)
+        assert after.device.type == "meta", f"{f.name} was left on {after.device}"
+        assert (after.shape, after.dtype) == (before.shape, before.dtype), f.name
+    assert linear_schedule.device.type == "cpu", "to() returns a copy; the original stays where it was"

@@ -43,13 +43,19 @@ def test_ema_warmup_formula():
         ema.update(model, step)
         assert ema.model.weight.item() == pytest.approx(expected, rel=1e-6)
     assert ema.model.weight.item() == pytest.approx(1 - (1 / 10) * (2 / 11) * (3 / 12) * (4 / 13) * (5 / 14), rel=1e-6)
-    # late in training the cap applies
+    # late in training the cap applies: the warm-up (1 + step) / (10 + step) = 0.99991 at step 100000 exceeds
+    # decay = 0.999, so d = 0.999 (without the cap the EMA would move 9x less: 0.00009 instead of 0.001)
+    before = ema.model.weight.item()
+    with torch.no_grad():
+        model.weight.fill_(-1.0)
     ema.update(model, 100000)
-    assert not any(p.requires_grad for p in ema.model.parameters())
+    assert ema.model.weight.item() == pytest.approx(0.999 * before + 0.001 * -1.0, rel=1e-6)
+    assert not any(p.requires_grad for p in ema.model.parameters()), "the EMA copy is never trained"
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match=r"mixed_precision must be one of \('none', 'bf16', 'fp16', 'auto'\), got 'fp8'"):
+    with pytest.raises(ValueError,
+                       match=r"mixed_precision must be one of \('none', 'bf16', 'fp16', 'auto'\), got 'fp8'"):
         TrainConfig(mixed_precision="fp8")
     with pytest.raises(ValueError, match=r"ema_decay must lie in \[0, 1\)"):
         TrainConfig(ema_decay=1.0)

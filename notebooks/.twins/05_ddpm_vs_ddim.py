@@ -211,24 +211,25 @@ print("S = 1000: the full grid", ddim_timesteps(1000, 1000)[:3].tolist(), "...",
 
 # %%
 # NBVAL_CHECK_OUTPUT
-s = cpu_schedule
-sigma2 = torch.stack([ddim_sigma(s, t, t - 1, eta=1.0) ** 2 for t in range(1, s.T)])
+sigma2 = torch.stack([ddim_sigma(cpu_schedule, t, t - 1, eta=1.0) ** 2 for t in range(1, cpu_schedule.T)])
 print("1. sigma_t(eta=1)^2 == tilde beta_t for t = 1..T-1:",
-      torch.allclose(sigma2, s.posterior_variance[1:], rtol=1e-3))
+      torch.allclose(sigma2, cpu_schedule.posterior_variance[1:], rtol=1e-3))
 
 g = torch.Generator().manual_seed(3)
 worst = 0.0
 for i in (999, 500, 100, 10, 1):
     xt = torch.randn(500, 2, generator=g)
     z = torch.randn(500, 2, generator=g)
-    eps = exact_eps(xt, torch.full((500,), i))
-    x_ddim, _ = ddim_step(xt, eps, s.alpha_bar[i], s.alpha_bar[i - 1], eta=1.0, noise=z)
-    x_ddpm = (xt - s.betas[i] / s.sqrt_one_minus_alpha_bar[i] * eps) / s.alphas[i].sqrt() + s.posterior_variance[i].sqrt() * z
+    eps_pred = exact_eps(xt, torch.full((500,), i))
+    x_ddim, _ = ddim_step(xt, eps_pred, cpu_schedule.alpha_bar[i], cpu_schedule.alpha_bar[i - 1], eta=1.0, noise=z)
+    x_ddpm = ((xt - cpu_schedule.betas[i] / cpu_schedule.sqrt_one_minus_alpha_bar[i] * eps_pred)
+              / cpu_schedule.alphas[i].sqrt() + cpu_schedule.posterior_variance[i].sqrt() * z)
     worst = max(worst, (x_ddim - x_ddpm).abs().max().item())
 print("2. one DDIM step (eta=1) == one DDPM step, same noise:", worst < 1e-4)
 
-run_ddim = ddim_sample(exact_eps, s, (2000, 2), num_steps=s.T, eta=1.0, generator=torch.Generator().manual_seed(0), progress=False)
-run_ddpm = ddpm_sample(exact_eps, s, (2000, 2), generator=torch.Generator().manual_seed(0), progress=False)
+run_ddim = ddim_sample(exact_eps, cpu_schedule, (2000, 2), num_steps=cpu_schedule.T, eta=1.0,
+                       generator=torch.Generator().manual_seed(0), progress=False)
+run_ddpm = ddpm_sample(exact_eps, cpu_schedule, (2000, 2), generator=torch.Generator().manual_seed(0), progress=False)
 print("3. DDIM(S=T, eta=1) == DDPM, whole runs from the same seed:", torch.allclose(run_ddim, run_ddpm, atol=1e-2))
 
 # %%

@@ -186,15 +186,16 @@ t = torch.full((64,), 500, device=device, dtype=torch.long)
 y = torch.randint(0, 8, (64,), device=device)
 w = 3.0
 with torch.no_grad():
-    eps_uncond = toy(x, t, None)                       # eps_theta(x_t, t, null)
-    eps_cond = toy(x, t, y)                            # eps_theta(x_t, t, y)
-    eps_guided = eps_uncond + w * (eps_cond - eps_uncond)
+    eps_pred_uncond = toy(x, t, None)                  # eps_theta(x_t, t, null)
+    eps_pred_cond = toy(x, t, y)                       # eps_theta(x_t, t, y)
+    eps_pred_guided = eps_pred_uncond + w * (eps_pred_cond - eps_pred_uncond)
     package = predict_eps(toy, x, t, y=y, guidance_scale=w)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("written out == guidance.cfg_combine:", torch.allclose(eps_guided, cfg_combine(eps_uncond, eps_cond, w)))
-print("written out == predict_eps(guidance_scale=w):", torch.allclose(eps_guided, package, atol=1e-5))
+print("written out == guidance.cfg_combine:",
+      torch.allclose(eps_pred_guided, cfg_combine(eps_pred_uncond, eps_pred_cond, w)))
+print("written out == predict_eps(guidance_scale=w):", torch.allclose(eps_pred_guided, package, atol=1e-5))
 
 # %%
 y_toy_sample = torch.arange(8).repeat(250).to(device)                     # 2000 points, 250 per class
