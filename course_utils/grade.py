@@ -168,13 +168,16 @@ def _course_grade_harvest():
     import importlib.util, os, torch
     import sys
     name = "course_utils._grade_checks"
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
     spec = importlib.util.spec_from_file_location(name, {checks_file!r})
     fresh = importlib.util.module_from_spec(spec)   # a fresh copy: patching course_utils.checks changes nothing
     sys.modules[name] = fresh
     try:
         spec.loader.exec_module(fresh)
     finally:
-        del sys.modules[name]
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            del sys.modules[key]
     obj = globals().get({target!r}, None)
     if obj is None:
         def obj(*args, **kwargs):
@@ -214,7 +217,7 @@ def build_run_notebook(source: Source, nb: dict, harvest_dir: Path) -> tuple[dic
             g = checks_by_id[gid]
             found.add(gid)
             code = HARVEST.format(gid=gid, target=g.target, check=g.check, path=str(harvest_dir / f"{gid}.pt"),
-                                  checks_file=str(PACKAGE_DIR / "checks.py"))
+                                  checks_file=str(PACKAGE_DIR / "checks" / "__init__.py"))
             cells.append(nbformat.v4.new_code_cell(code, metadata={"course_grade": {"role": "harvest",
                                                                                     "grade_id": gid}}))
             continue
