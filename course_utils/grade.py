@@ -556,7 +556,6 @@ def write_reports(out: Path) -> tuple[int, int]:
         except (OSError, ValueError):
             continue
     results.sort(key=lambda r: (r.get("student", ""), r.get("worksheet", "")))
-    lines = []
     import io
     buf = io.StringIO()
     writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")

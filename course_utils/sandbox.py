@@ -194,7 +194,8 @@ def run(jobdir: Path) -> int:
         return job["setup_timeout"] if role == "prelude" else job["cell_timeout"]
 
     client = _QuietClient(
-        nb, timeout=job["cell_timeout"], timeout_func=timeout_of, interrupt_on_timeout=True, allow_errors=True, kernel_name="python3",
+        nb, timeout=job["cell_timeout"], timeout_func=timeout_of, interrupt_on_timeout=True, allow_errors=True,
+        kernel_name="python3",
         startup_timeout=120, record_timing=False, store_widget_state=False,
         error_on_timeout={"ename": "CellTimeoutError", "evalue": f"the cell ran past {job['cell_timeout']} s",
                           "traceback": []},

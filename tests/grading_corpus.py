@@ -193,8 +193,10 @@ def fixture_solution(path: Path) -> Path:
     def nbg(gid, **kw):
         return {"nbgrader": {"grade_id": gid, "schema_version": 3, "task": False, **kw}}
     cells = [
-        nbformat.v4.new_markdown_cell("# Lab fixture", metadata=nbg("intro", grade=False, locked=True, solution=False)),
-        nbformat.v4.new_code_cell("import math\nimport torch\nfrom course_utils.checks import check_diffusion_schedule"),
+        nbformat.v4.new_markdown_cell("# Lab fixture",
+                                      metadata=nbg("intro", grade=False, locked=True, solution=False)),
+        nbformat.v4.new_code_cell("import math\nimport torch\n"
+                                  "from course_utils.checks import check_diffusion_schedule"),
         nbformat.v4.new_code_cell(
             "def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):\n"
             "    ### BEGIN SOLUTION\n"

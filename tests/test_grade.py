@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -178,7 +177,8 @@ def test_manual_answer_is_quoted_for_the_instructor(tmp_path):
     nb.cells[-1].source = "My summary: the *angle* is linear in t.\nSecond line."
     (tmp_path / "subs" / "eve").mkdir(parents=True)
     nbformat.write(nb, tmp_path / "subs" / "eve" / "lab_fixture.ipynb")
-    nbformat.write(exercises.student_notebook(nbformat.read(source, as_version=4), "x"), tmp_path / "subs" / "tom.ipynb")
+    nbformat.write(exercises.student_notebook(nbformat.read(source, as_version=4), "x"),
+                   tmp_path / "subs" / "tom.ipynb")
     proc = _grade(source, tmp_path / "subs", "--out", tmp_path / "out", *ARGS)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = _rows(tmp_path / "out")
