@@ -1,11 +1,16 @@
 """How long does grading a class take? Builds N submissions of one worksheet and times ``course-grade``.
 
     python bench/bench_grading.py [--n 100] [--workers N] [--solution solutions/01_schedules.ipynb]
+                                  [--baseline GIT_REV] [--json FILE]
 
 The class mixes answers the way a real one might: 50% fully correct, 30% with one catalogued mistake
 (rotating over the TODOs and over checks.MISTAKES), 20% the untouched exercise. Prints the wall time, the
 time per submission, whether the points came out as expected, and the machine's load while it ran (the
 machine may be shared: the 1-minute load average and the share of all cores busy, from /proc/stat).
+
+``--baseline REV`` also times the grader of git revision REV (``git archive``: the working tree is not
+touched) on the same class in the same run, alternating baseline and current run after run (``--rounds``), so
+that both see the same machine. As root, both run with ``--allow-root`` where the grader has it.
 """
 from __future__ import annotations
 
@@ -58,44 +63,78 @@ def build_class(folder: Path, solution: Path, n: int) -> dict[str, float]:
     return expected
 
 
+BASELINE = """\
+# the grader of an older checkout (argv[1]), run with this Python; its kernels import that checkout too
+import sys
+sys.path.insert(0, sys.argv[1])
+import course_utils.grade as g
+assert g.__file__.startswith(sys.argv[1]), g.__file__
+if hasattr(g, "_needs_pythonpath"):     # before issue 14: the kernel finds the old package on PYTHONPATH
+    g._needs_pythonpath = lambda: True
+sys.exit(g.main(sys.argv[2:]))
+"""
+
+
+def time_grader(cmd: list[str], out: Path, expected: dict[str, float], cwd: Path | None = None) -> dict:
+    load0, (busy0, total0) = os.getloadavg()[0], _cpu_times()
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    wall = time.monotonic() - start
+    load1, (busy1, total1) = os.getloadavg()[0], _cpu_times()
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return {"failed": proc.returncode}
+    with open(out / "grades.csv", newline="") as f:
+        totals = {r["student"]: float(r["points"]) for r in csv.DictReader(f) if r["grade_id"] == "TOTAL"}
+    wrong = {s: (totals.get(s), p) for s, p in expected.items() if totals.get(s) != p}
+    return {"wall_s": round(wall, 1), "s_per_submission": round(wall / len(expected), 2),
+            "points_as_expected": len(expected) - len(wrong), "unexpected": dict(list(wrong.items())[:10]),
+            "load_avg_1min_before_after": [round(load0, 1), round(load1, 1)],
+            "all_cores_busy_fraction": round((busy1 - busy0) / max(total1 - total0, 1), 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--workers", type=int, default=None, help="default: the grader's (number of cores)")
     parser.add_argument("--solution", default=str(REPO / "solutions" / "01_schedules.ipynb"))
+    parser.add_argument("--baseline", default=None, help="also time the grader of this git revision")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each grader (alternating)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     solution = Path(args.solution)
+    root_flag = ["--allow-root"] if os.geteuid() == 0 else []
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
-        subs, out = Path(tmp) / "submissions", Path(tmp) / "out"
+        subs = Path(tmp) / "submissions"
         expected = build_class(subs, solution, args.n)
-        cmd = [sys.executable, "-m", "course_utils.grade", str(solution), str(subs), "--out", str(out)]
-        if args.workers:
-            cmd += ["--workers", str(args.workers)]
-        load0, (busy0, total0) = os.getloadavg()[0], _cpu_times()
-        start = time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.monotonic() - start
-        load1, (busy1, total1) = os.getloadavg()[0], _cpu_times()
-        if proc.returncode != 0:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            return 1
-        with open(out / "grades.csv", newline="") as f:
-            totals = {r["student"]: float(r["points"]) for r in csv.DictReader(f) if r["grade_id"] == "TOTAL"}
-        wrong = {s: (totals.get(s), p) for s, p in expected.items() if totals.get(s) != p}
+        workers = ["--workers", str(args.workers)] if args.workers else []
+        graders = {"current": ([sys.executable, "-m", "course_utils.grade"], root_flag, None)}
+        if args.baseline:
+            tree = Path(tmp) / "baseline"
+            tree.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline, "course_utils"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+            old_flag = root_flag if "--allow-root" in (tree / "course_utils" / "grade.py").read_text() else []
+            graders = {"baseline": ([sys.executable, "-c", BASELINE, str(tree)], old_flag, tree), **graders}
+        runs: dict[str, list[dict]] = {name: [] for name in graders}
+        for r in range(args.rounds):
+            for name, (cmd, flags, cwd) in graders.items():
+                out = Path(tmp) / f"out-{name}-{r}"
+                runs[name].append(time_grader([*cmd, str(solution), str(subs), "--out", str(out), "--quiet",
+                                               *workers, *flags], out, expected, cwd))
         figures = {
             "submissions": args.n, "workers": args.workers or os.cpu_count(), "cores": os.cpu_count(),
-            "wall_s": round(wall, 1), "s_per_submission": round(wall / args.n, 2),
-            "points_as_expected": len(expected) - len(wrong), "unexpected": dict(list(wrong.items())[:10]),
-            "load_avg_1min_before_after": [round(load0, 1), round(load1, 1)],
-            "all_cores_busy_fraction": round((busy1 - busy0) / max(total1 - total0, 1), 2),
+            "runs": runs,
             "command": " ".join(["python", "bench/bench_grading.py", f"--n {args.n}"] +
-                                ([f"--workers {args.workers}"] if args.workers else [])),
+                                ([f"--workers {args.workers}"] if args.workers else []) +
+                                ([f"--baseline {args.baseline} --rounds {args.rounds}"] if args.baseline else [])),
         }
     print(json.dumps(figures, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
-    return 0 if not wrong else 1
+    ok = all(run.get("points_as_expected") == args.n for run in runs["current"])
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

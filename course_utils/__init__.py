@@ -14,7 +14,6 @@ What a student reads: the concepts, in the order of the lessons.
 - ``nets``: the noise predictors eps_theta (a DDPM UNet, an MLP for 2-D points) and the noisy classifier
 - ``training``: DDPM's simple loss, the EMA of the weights, ``train`` with resumable checkpoints
 - ``samplers``: DDPM ancestral sampling, DDIM (any eta, any sub-sequence of timesteps), DDIM inversion
-- ``solvers``: fast deterministic samplers of the probability-flow ODE: DDIM as Euler, Heun, DPM-Solver++(2M)
 - ``guidance``: classifier-free guidance and classifier guidance
 - ``analytic``: the exact optimal noise predictor of Gaussian-mixture data, a known answer for samplers
 - ``data``: 2-D toy distributions and image datasets, mapped to [-1, 1]

@@ -1,9 +1,13 @@
 """Data for the course: 2-D toy distributions and image datasets, all mapped to [-1, 1].
 
 Images come from torchvision (MNIST, Fashion-MNIST, CIFAR-10, Flowers102) under a data root, or from
-scikit-learn's bundled 8x8 digits, which need no download at all. The data root is the environment
-variable ``COURSE_DATA_DIR`` if set, else ``~/.cache/course_utils/data``. Nothing here needs a network
-when the files are in place; when they are not, the error says where to put which files.
+scikit-learn's bundled 8x8 digits, which need no download at all. Flowers102 is read from torchvision's folder
+layout (``flowers-102/``: ``jpg/``, ``imagelabels.mat``, ``setid.mat``) with the split of the Keras DDIM example
+that the lab follows: its "train" is 80% of each official split (train, validation, test: 816 + 816 + 4,919 =
+6,551 images), its "test" the remaining 20% (1,638); images are centre-cropped to a square and resized to 64x64.
+The data root is the environment variable ``COURSE_DATA_DIR`` if set, else ``~/.cache/course_utils/data``.
+Nothing here needs a network when the files are in place; when they are not, the error says where to put which
+files and how to download them.
 """
 from __future__ import annotations
 
@@ -138,26 +142,72 @@ def _torchvision_images(name: str, split: str, root: Path, download: bool) -> tu
 
     cls_name, files = _TV[name]
     cls = getattr(torchvision.datasets, cls_name)
-    kwargs = (dict(split="train" if split == "train" else "test") if name == "flowers102"
-              else dict(train=split == "train"))
+    if name == "flowers102":
+        return _flowers102(root, split, download)
     try:
-        ds = cls(root=str(root), download=download, **kwargs)
+        ds = cls(root=str(root), download=download, train=split == "train")
     except Exception as err:  # noqa: BLE001 - no network, a corrupt file, a missing folder: say what to do
-        raise DatasetNotFoundError(
-            f"dataset {name!r} ({split}) is not under the data root {root} and could not be downloaded "
-            f"({type(err).__name__}: {err}).\nWhat to do: put the files at {root}/{files}, or point the "
-            f"environment variable COURSE_DATA_DIR at a folder that has them; offline, use "
-            f"load_images('digits'), which ships with scikit-learn.") from err
+        raise DatasetNotFoundError(_missing_message(name, split, root, files, err)) from err
     if name in ("mnist", "fashion_mnist"):
         return ds.data[:, None].clone(), ds.targets.clone()
-    if name == "cifar10":
-        return torch.tensor(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
-    # Flowers102: images of varying size; centre-crop to a square and resize to 64x64 uint8
-    from torchvision.transforms import v2
+    return torch.tensor(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)    # cifar10
 
-    tf = v2.Compose([v2.PILToTensor(), v2.Resize(64, antialias=True), v2.CenterCrop(64)])
-    xs, ys = zip(*[(tf(img), label) for img, label in ds])
-    return torch.stack(xs), torch.tensor(ys)
+
+def _missing_message(name: str, split: str, root: Path, files: str, err: Exception) -> str:
+    cls_name = _TV[name][0]
+    kwargs = "split='train'" if name == "flowers102" else "train=True"
+    return (f"dataset {name!r} ({split}) is not under the data root {root} and could not be downloaded "
+            f"({type(err).__name__}: {err}).\nWhat to do: on a machine with a network, download it with\n"
+            f"    python -c \"import torchvision; torchvision.datasets.{cls_name}('{root}', {kwargs}, "
+            f"download=True)\"\nor put the files at {root}/{files}, or point the environment variable "
+            f"COURSE_DATA_DIR at a folder that has them; offline, load_images('digits') ships with scikit-learn.")
+
+
+FLOWERS_SIZE = 64           # the Keras example's image_size
+FLOWERS_TRAIN_SHARE = 0.8   # train[:80%] + validation[:80%] + test[:80%]
+
+
+def flowers102_split(setid: dict, split: str) -> np.ndarray:
+    """The Keras example's split of Flowers102 as 1-based image ids: for "train" the first 80% of each official
+    split (``trnid``, ``valid``, ``tstid`` of setid.mat, in that file's order), for "test" the other 20%."""
+    ids = []
+    for key in ("trnid", "valid", "tstid"):
+        official = np.asarray(setid[key]).reshape(-1)
+        cut = int(round(FLOWERS_TRAIN_SHARE * len(official)))
+        ids.append(official[:cut] if split == "train" else official[cut:])
+    return np.concatenate(ids).astype(np.int64)
+
+
+def _flowers102(root: Path, split: str, download: bool) -> tuple[Tensor, Tensor]:
+    """Flowers102 from torchvision's layout, the Keras split, centre-cropped and resized to 64x64, uint8."""
+    from PIL import Image
+    from scipy.io import loadmat
+
+    folder = root / "flowers-102"
+    needed = [folder / "jpg", folder / "imagelabels.mat", folder / "setid.mat"]
+    if not all(p.exists() for p in needed):
+        err: Exception = FileNotFoundError(f"missing {[str(p) for p in needed if not p.exists()]}")
+        if download:
+            try:
+                import torchvision
+
+                torchvision.datasets.Flowers102(str(root), split="train", download=True)
+            except Exception as download_err:  # noqa: BLE001 - no network: say what to do
+                err = download_err
+        if not all(p.exists() for p in needed):
+            raise DatasetNotFoundError(_missing_message("flowers102", split, root, _TV["flowers102"][1], err))
+    labels = np.asarray(loadmat(folder / "imagelabels.mat")["labels"]).reshape(-1)    # 1..102, one per image
+    ids = flowers102_split(loadmat(folder / "setid.mat"), split)
+    xs = []
+    for i in ids:
+        with Image.open(folder / "jpg" / f"image_{i:05d}.jpg") as img:
+            img = img.convert("RGB")
+            side = min(img.size)                                          # centre crop to a square, then resize
+            left, top = (img.width - side) // 2, (img.height - side) // 2
+            img = img.crop((left, top, left + side, top + side)).resize((FLOWERS_SIZE, FLOWERS_SIZE),
+                                                                         Image.Resampling.BICUBIC, reducing_gap=None)
+            xs.append(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
+    return torch.stack(xs), torch.tensor(labels[ids - 1] - 1, dtype=torch.long)
 
 
 def load_images_or_digits(name: str, **kwargs) -> tuple[Tensor, Tensor, str]:

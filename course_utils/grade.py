@@ -1,7 +1,7 @@
 """Grade a class's worksheets: points per TODO, feedback per student, students' code kept in a sandbox.
 
-    python -m course_utils.grade SOURCE SUBMISSION... --out DIR [--workers N] [--cell-timeout S]
-                                 [--timeout S] [--memory-mb M] [--force]
+    python -m course_utils.grade SOURCE SUBMISSION... --out DIR [--workers N] [--cell-timeout S] [--timeout S]
+                                 [--memory-mb M] [--disk-mb M] [--max-processes N] [--force] [--allow-root]
 
 SOURCE is the instructor's solution notebook (solutions/*.ipynb, with the hidden tests); each SUBMISSION a
 student's notebook or a folder of them (``submissions/<student>/<worksheet>.ipynb``: the student is the
@@ -12,15 +12,15 @@ How a submission is graded (docs/grading.md has the details and the limits):
 
 1. The graded cells come from SOURCE, matched by nbgrader ``grade_id``. In the notebook that runs, every
    student cell whose grade_id is a graded test cell of SOURCE is replaced by a *harvest* cell: it calls
-   ``checks.harvest(check, <target>)`` on the check's fixed cases (hidden ones included) and saves the raw
-   outputs with ``torch.save`` in the submission's temporary folder. The student's copy of a test cell never
-   runs; a test cell the student deleted scores 0 with a message. Other locked cells run as SOURCE has them.
-2. ``course_utils.sandbox`` runs that notebook in a child process (own process group, scrubbed environment,
-   fresh temporary folder holding only this submission, memory/CPU limits, Landlock file-system sandbox).
-   The grader kills the whole process group at the end, whatever happened.
-3. The verdict is computed HERE, in the grader: ``torch.load(weights_only=True)`` (no code runs on load),
-   then ``checks.verdict`` recomputes the reference. Monkeypatching anything inside the kernel cannot pass
-   a check; a missing or unreadable harvest file is a fail, never a pass.
+   ``checks.harvest(check, <target>)`` on the check's fixed cases (hidden ones included) and writes the raw
+   outputs (a JSON header and the tensors' bytes: no pickle) in the sandbox's harvest folder. The student's
+   copy of a test cell never runs; a deleted test cell scores 0 with a message. Other locked cells run as
+   SOURCE has them.
+2. ``course_utils.sandbox`` runs that notebook, confined (its docstring and docs/grading.md list how); the
+   kernel imports a copy of ``course_utils`` in which this worksheet's references are stubs.
+3. The verdict is computed HERE, in the grader: each harvest file is read without following links, bounded,
+   decoded with strict checks, then ``checks.verdict`` recomputes the reference. Monkeypatching anything
+   inside the kernel cannot pass a check; a missing or unreadable harvest file is a fail, never a pass.
 """
 from __future__ import annotations
 
@@ -28,25 +28,31 @@ import argparse
 import concurrent.futures as futures
 import csv
 import hashlib
+import html
+import io
 import json
 import os
 import re
 import shutil
-import signal
-import site
+import stat
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import sandbox
+from .sandbox.values import HARVEST_CODE, decode_outputs, encode_values, valid_text as _valid_text
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 ANSWER_STUB = "YOUR ANSWER HERE"
-MAX_HARVEST_BYTES = 64 * 2 ** 20     # a harvest file larger than this is not loaded
+MAX_HARVEST_BYTES = 16 * 2 ** 20     # a harvest file larger than this is not read (the largest real one: 40 kB)
+MAX_JSON_VALUES = 2_000_000          # values in a submitted notebook's JSON (each costs ~50 bytes parsed)
+MAX_CELLS = 2000                     # cells of a submission (the worksheets have about 30)
 MAX_TEXT = 4000                      # characters kept of a manual answer
 MAX_MESSAGE = 600                    # characters kept of a message
+MAX_NAME_BYTES = 64                  # a student's name, in bytes of UTF-8 (file names allow 255)
 CSV_FIELDS = ["student", "worksheet", "grade_id", "points", "max_points", "status", "message"]
 
 
@@ -144,51 +150,36 @@ def parse_notebook(data: bytes, max_bytes: int | None = None) -> dict:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Malformed("not_a_notebook", "not a notebook: the file is not UTF-8 text") from None
+    if data.count(b",") + data.count(b":") > MAX_JSON_VALUES:     # bounds the grader's memory while parsing
+        raise Malformed("too_large", f"the notebook holds more than {MAX_JSON_VALUES:,} JSON values: clear the "
+                                     "outputs and submit again")
     try:
         nb = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise Malformed("not_a_notebook", f"not a notebook: the file is not valid JSON ({str(err)[:80]})") from None
+    except (ValueError, RecursionError) as err:     # ValueError: bad JSON, or an integer of 5,000 digits
+        raise Malformed("not_a_notebook", "not a notebook: the file is not valid JSON "
+                                          f"({_valid_text(str(err))[:80]})") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise Malformed("not_a_notebook", "not a notebook: the JSON has no list of cells (nbformat 4)")
+    if len(nb["cells"]) > MAX_CELLS:
+        raise Malformed("too_large", f"the notebook has {len(nb['cells'])} cells, over the limit of {MAX_CELLS}")
     cells = []
     for cell in nb["cells"]:
         if isinstance(cell, dict) and cell.get("cell_type") in ("code", "markdown", "raw"):
             md = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
-            cells.append({"cell_type": cell["cell_type"], "source": _source_text(cell), "metadata": md})
+            cells.append({"cell_type": cell["cell_type"], "source": _valid_text(_source_text(cell)), "metadata": md})
     if not cells:
         raise Malformed("empty", "empty notebook: it has no cells")
     return {"cells": cells}
 
 
 # ------------------------------------------------------------------ the notebook that runs
-HARVEST = '''\
-# Added by course-grade in place of the graded cell {gid!r}: it runs your {target!r} on the check's fixed
-# cases and saves its raw outputs; the verdict is computed outside this notebook.
-def _course_grade_harvest():
-    import importlib.util, os, torch
-    import sys
-    name = "course_utils._grade_checks"
-    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-        del sys.modules[key]
-    spec = importlib.util.spec_from_file_location(name, {checks_file!r})
-    fresh = importlib.util.module_from_spec(spec)   # a fresh copy: patching course_utils.checks changes nothing
-    sys.modules[name] = fresh
-    try:
-        spec.loader.exec_module(fresh)
-    finally:
-        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-            del sys.modules[key]
-    obj = globals().get({target!r}, None)
-    if obj is None:
-        def obj(*args, **kwargs):
-            raise NameError("name {target!r} is not defined: did its cell run, or was it renamed?")
-    outputs = fresh.harvest({check!r}, obj, hidden=True)
-    torch.save(outputs, {path!r} + ".tmp")
-    os.replace({path!r} + ".tmp", {path!r})
-_course_grade_harvest()
+HARVEST = """\
+# Added by course-grade in place of the graded cell {gid!r}: it runs your {target!r} on the check's cases
+# (sent by the grader) and writes the raw outputs; the verdict is computed outside this notebook.
+{code}
+_course_grade_harvest({check!r}, {target!r}, globals().get({target!r}), {cases!r}, {path!r})
 del _course_grade_harvest
-'''
-
+"""
 
 PRELUDE = """\
 # Added by course-grade: the heavy imports, under a generous time limit (an interrupted import of torch
@@ -201,152 +192,69 @@ import course_utils.checks
 """
 
 
-def build_run_notebook(source: Source, nb: dict, harvest_dir: Path) -> tuple[dict, set[str]]:
+def harvest_name(source: Source, grade_id: str) -> str:
+    """The harvest file of a graded cell: named by its position in SOURCE, never by text from a notebook."""
+    return f"{[g.grade_id for g in source.graded].index(grade_id)}.out"
+
+
+def cases_name(source: Source, grade_id: str) -> str:
+    """The file of a graded cell's cases (hidden ones included), written by the grader into the job."""
+    return f"{[g.grade_id for g in source.graded].index(grade_id)}.in"
+
+
+def cases_files(source: Source) -> dict[str, bytes]:
+    """name -> the encoded cases of every graded check of SOURCE: the kernel needs no code that makes them
+    (some use a reference: the lab's cases call the reference diffusion_schedule)."""
+    from . import checks
+    return {cases_name(source, g.grade_id): encode_values(checks.CHECKS[g.check].cases(True))
+            for g in source.graded if g.kind == "check"}
+
+
+def _code_cell(source: str, role: str, grade_id: str | None) -> dict:
+    return {"cell_type": "code", "execution_count": None, "outputs": [], "source": source,
+            "metadata": {"course_grade": {"role": role, "grade_id": grade_id}}}
+
+
+def build_run_notebook(source: Source, nb: dict, box: Path) -> tuple[dict, set[str]]:
     """The student's code cells, with SOURCE's locked cells and a harvest cell per graded test cell.
 
     Returns the notebook (a dict, nbformat 4) and the grade_ids of the graded cells that were found.
     """
-    import nbformat
     checks_by_id = {g.grade_id: g for g in source.graded if g.kind == "check"}
+    graded_ids = {g.grade_id for g in source.graded}
     found = set()
-    cells = [nbformat.v4.new_code_cell(PRELUDE, metadata={"course_grade": {"role": "prelude", "grade_id": None}})]
+    cells = [_code_cell(PRELUDE, "prelude", None)]
     for cell in nb["cells"]:
         nbg, _ = _meta(cell)
         gid = nbg.get("grade_id") if isinstance(nbg.get("grade_id"), str) else None
+        gid = gid if gid in source.ids or gid in source.locked else None     # text of SOURCE's, or nothing
         if gid in checks_by_id and gid not in found:
             g = checks_by_id[gid]
             found.add(gid)
-            code = HARVEST.format(gid=gid, target=g.target, check=g.check, path=str(harvest_dir / f"{gid}.pt"),
-                                  checks_file=str(PACKAGE_DIR / "checks" / "__init__.py"))
-            cells.append(nbformat.v4.new_code_cell(code, metadata={"course_grade": {"role": "harvest",
-                                                                                    "grade_id": gid}}))
+            code = HARVEST.format(gid=gid, target=g.target, check=g.check, code=HARVEST_CODE,
+                                  cases=str(box / "cases" / cases_name(source, gid)),
+                                  path=str(box / "harvest" / harvest_name(source, gid)))
+            cells.append(_code_cell(code, "harvest", gid))
+            cells[-1]["metadata"]["course_grade"]["file"] = harvest_name(source, gid)
             continue
         if gid in checks_by_id:         # a second copy of a graded cell: ignored
             continue
-        if gid is not None and any(g.grade_id == gid for g in source.graded):
+        if gid in graded_ids:
             found.add(gid)              # a manual answer: read, never run
             continue
         if gid in source.locked:
             cell = source.locked[gid]   # the instructor's version of a locked cell
-        if cell.get("cell_type") != "code":
+        text = _source_text(cell)
+        if cell.get("cell_type") != "code" or not text.strip():
             continue
-        cells.append(nbformat.v4.new_code_cell(_source_text(cell), metadata={
-            "course_grade": {"role": "locked" if gid in source.locked else "student", "grade_id": gid}}))
-    run_nb = nbformat.v4.new_notebook(cells=cells, metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        cells.append(_code_cell(text, "locked" if gid in source.locked else "student", gid))
+    run_nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
     return run_nb, found
 
 
-# ------------------------------------------------------------------ the sandbox
-def _read_only_paths() -> list[str]:
-    paths = ["/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev",
-             sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
-             *site.getsitepackages(), str(PACKAGE_DIR)]
-    if os.environ.get("COURSE_DATA_DIR"):
-        paths.append(os.environ["COURSE_DATA_DIR"])
-    if _needs_pythonpath():
-        paths.append(str(PACKAGE_DIR.parent))
-    return sorted({os.path.realpath(p) for p in paths if p})
-
-
-def _needs_pythonpath() -> bool:
-    """True when course_utils is importable only from the current folder (an uninstalled checkout)."""
-    for sp in site.getsitepackages():
-        if (Path(sp) / "course_utils").exists() or list(Path(sp).glob("__editable__*course_utils*")):
-            return False
-    return True
-
-
-def _child_env(jobdir: Path, token: str) -> dict:
-    """The kernel's environment: none of the instructor's variables except the few it needs."""
-    keep = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "COURSE_DATA_DIR", "VIRTUAL_ENV", "SYSTEMROOT")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    work = str(jobdir / "work")
-    env.update(HOME=work, TMPDIR=str(jobdir / "tmp"), JUPYTER_RUNTIME_DIR=str(jobdir / "runtime"),
-               JUPYTER_CONFIG_DIR=str(jobdir / "jupyter"), IPYTHONDIR=str(jobdir / "ipython"),
-               MPLCONFIGDIR=str(jobdir / "mpl"), MPLBACKEND="Agg", COURSE_QUICK="1", PYTHONDONTWRITEBYTECODE="1",
-               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1",
-               COURSE_GRADE_JOB=token)
-    if _needs_pythonpath():
-        env["PYTHONPATH"] = str(PACKAGE_DIR.parent)
-    return env
-
-
-def _kill_group(pgid: int, token: str) -> None:
-    """SIGKILL the sandbox's process group, then any process that escaped it (setsid) but kept our token."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        import psutil
-    except ImportError:
-        return
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.pid != os.getpid() and proc.environ().get("COURSE_GRADE_JOB") == token:
-                proc.kill()
-        except (psutil.Error, OSError):
-            continue
-
-
-@dataclass
-class Options:
-    cell_timeout: float = 120
-    timeout: float = 900
-    memory_mb: int = 4096
-    max_notebook_mb: float = 64
-    keep_temp: bool = False
-    setup_timeout: float = 600      # the grader's prelude (imports)
-    mpl_cache: str | None = None    # a matplotlib font cache built once, copied into each sandbox
-
-
-def run_sandboxed(run_nb: dict, student_file: Path, jobdir: Path, opts: Options) -> tuple[dict, bool, float]:
-    """Execute ``run_nb`` in the sandbox; returns (the runner's log, whether the wall limit hit, seconds)."""
-    import nbformat
-    for sub in ("work", "tmp", "runtime", "jupyter", "ipython", "mpl", "harvest"):
-        (jobdir / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(student_file, jobdir / "work" / student_file.name)   # its own copy, nothing else
-    if opts.mpl_cache:
-        for f in Path(opts.mpl_cache).glob("*.json"):
-            shutil.copyfile(f, jobdir / "mpl" / f.name)
-    nbformat.write(nbformat.from_dict(run_nb), jobdir / "run.ipynb")
-    (jobdir / "job.json").write_text(json.dumps({
-        "memory_mb": opts.memory_mb, "cpu_s": int(opts.timeout * 2 + 60), "cell_timeout": opts.cell_timeout,
-        "setup_timeout": max(opts.setup_timeout, opts.cell_timeout),
-        "read_only": _read_only_paths()}))
-    token = uuid.uuid4().hex
-    start = time.monotonic()
-    with open(jobdir / "runner.out", "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "course_utils.sandbox", str(jobdir)], cwd=jobdir / "work",
-                                env=_child_env(jobdir, token), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        timed_out = False
-        try:
-            proc.wait(timeout=opts.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            _kill_group(proc.pid, token)     # in every case: the kernel and whatever the student started
-            proc.wait()
-    try:
-        log = json.loads((jobdir / "log.json").read_text()[:2_000_000])
-        log = log if isinstance(log, dict) else {}
-    except (OSError, ValueError):
-        tail = (jobdir / "runner.out").read_bytes()[-400:].decode("utf-8", "replace")
-        log = {"dead": f"the sandbox failed to start: {tail}"}
-    return log, timed_out, time.monotonic() - start
-
-
 # ------------------------------------------------------------------ verdicts, in the grader
-def _load_outputs(path: Path):
-    import torch
-    if path.stat().st_size > MAX_HARVEST_BYTES:
-        raise ValueError(f"the outputs are too large ({path.stat().st_size / 2 ** 20:.0f} MB)")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _cell_note(log: dict, run_nb: dict, index) -> str:
+def _cell_note(run_nb: dict, index) -> str:
     if not isinstance(index, int) or not 0 <= index < len(run_nb["cells"]):
         return "a cell"
     cell = run_nb["cells"][index]
@@ -360,30 +268,40 @@ def _cell_note(log: dict, run_nb: dict, index) -> str:
     return f"{name} starting `{first}`"
 
 
-def judge(source: Source, run_nb: dict, found: set[str], harvest_dir: Path, log: dict, timed_out: bool,
-          opts: Options) -> list[dict]:
+def judge(source: Source, run_nb: dict, found: set[str], read, outcome: sandbox.Outcome, opts: Options) -> list[dict]:
+    """One row per graded check. ``read(name)`` returns the bytes of harvest file ``name`` (or raises OSError)."""
     from . import checks
-    entries = {e.get("index"): e for e in log.get("cells", []) if isinstance(e, dict)}
+    entries = {e.get("index"): e for e in outcome.cells if isinstance(e, dict)}
     harvest_index = {c["metadata"]["course_grade"]["grade_id"]: i for i, c in enumerate(run_nb["cells"])
                      if c["metadata"]["course_grade"]["role"] == "harvest"}
-    errors = [e for e in log.get("cells", []) if isinstance(e, dict) and e.get("status") == "error"
-              and e.get("role") != "harvest"]
+    errors = [e for e in outcome.cells if isinstance(e, dict) and e.get("status") == "error"
+              and not (isinstance(e.get("index"), int) and 0 <= e["index"] < len(run_nb["cells"])
+                       and run_nb["cells"][e["index"]]["metadata"]["course_grade"]["role"] == "harvest")]
+    oom = (outcome.protections.get("oom_kills") or 0) > 0
     rows = []
     for g in source.graded:
         if g.kind != "check":
             continue
         row = {"grade_id": g.grade_id, "points": 0, "max_points": g.points}
-        path = harvest_dir / f"{g.grade_id}.pt"
         entry = entries.get(harvest_index.get(g.grade_id))
+        data, problem = None, None
+        if g.grade_id in found:
+            try:
+                data = read(harvest_name(source, g.grade_id))
+            except FileNotFoundError:
+                pass
+            except sandbox.UnsafeFile as err:
+                problem = f"its harvest file was replaced by {err.strerror}"
+            except OSError as err:
+                problem = f"its harvest file could not be read ({err.strerror or err})"
         if g.grade_id not in found:
             row.update(status="missing", message=f"the graded cell {g.grade_id!r} is missing from the notebook "
                        "(deleted, or its metadata removed): 0 points; copy it back from the worksheet")
-        elif path.exists():
+        elif problem:
+            row.update(status="error", message=f"{checks.FAIL} {g.target}: not graded: {problem}")
+        elif data is not None:
             try:
-                outputs = _load_outputs(path)
-                if not isinstance(outputs, list):
-                    raise TypeError(f"expected a list of outputs, got {type(outputs).__name__}")
-                result = checks.verdict(g.check, outputs, hidden=True)
+                result = checks.verdict(g.check, decode_outputs(data), hidden=True)
                 row.update(points=g.points if result.passed else 0, status=result.status, message=result.message)
             except Exception as err:  # noqa: BLE001 - whatever the file holds, it is a fail with a reason
                 row.update(status="error", message=f"{checks.FAIL} {g.target}: the outputs of your code could not "
@@ -394,24 +312,83 @@ def judge(source: Source, run_nb: dict, found: set[str], harvest_dir: Path, log:
         elif entry:
             row.update(status="error", message=f"{checks.FAIL} {g.target}: the grader could not collect its outputs "
                        f"({entry.get('ename')}: {entry.get('evalue')}); did the notebook change torch or builtins?")
-        elif timed_out:
+        elif outcome.timed_out:
             row.update(status="timeout", message=f"{checks.FAIL} {g.target}: not graded: the notebook ran past "
                        f"the limit of {opts.timeout:g} s per submission before reaching this cell "
-                       f"(it was running {_cell_note(log, run_nb, log.get('running'))})")
-        elif log.get("dead"):
-            row.update(status="crashed", message=f"{checks.FAIL} {g.target}: not graded: {log['dead']} while "
-                       f"running {_cell_note(log, run_nb, log.get('running'))} (os._exit, a crash, or the "
-                       f"memory limit of {opts.memory_mb} MB)")
+                       f"(it was running {_cell_note(run_nb, outcome.running)})")
+        elif outcome.stopped:
+            row.update(status="crashed", message=f"{checks.FAIL} {g.target}: not graded: stopped because "
+                       f"{outcome.stopped}, while running {_cell_note(run_nb, outcome.running)}")
+        elif outcome.dead:
+            cause = (f"the memory limit of {opts.memory_mb} MB for the whole submission was hit" if oom else
+                     f"os._exit, a crash, or the memory limit of {opts.memory_mb} MB")
+            row.update(status="crashed", message=f"{checks.FAIL} {g.target}: not graded: {outcome.dead} while "
+                       f"running {_cell_note(run_nb, outcome.running)} ({cause})")
         else:
             row.update(status="error", message=f"{checks.FAIL} {g.target}: not graded: this cell did not run")
         if row["status"] not in ("pass", "missing") and errors:
-            before = [e for e in errors if e.get("index", 0) < harvest_index.get(g.grade_id, 10 ** 9)]
+            before = [e for e in errors if isinstance(e.get("index"), int)
+                      and e["index"] < harvest_index.get(g.grade_id, 10 ** 9)]
             if before:
                 e = before[-1]
-                row["message"] += (f" [before it, {_cell_note(log, run_nb, e.get('index'))} raised "
+                row["message"] += (f" [before it, {_cell_note(run_nb, e.get('index'))} raised "
                                    f"{e.get('ename')}: {str(e.get('evalue'))[:160]}]")
         rows.append(row)
     return rows
+
+
+def protections(p: dict, opts: Options) -> tuple[dict, list[str]]:
+    """What held for one submission (from the runner's first record and the grader's cgroups), and what did not."""
+    held, missing = {}, []
+    ll = p.get("landlock") if isinstance(p.get("landlock"), dict) else {}
+    ns = p.get("namespaces") if isinstance(p.get("namespaces"), list) else []
+    if ll.get("abi"):
+        held["files"] = f"Landlock ABI {ll['abi']}: read-only system and packages, read-write own folder only"
+    else:
+        missing.append("no file-system sandbox (Landlock unavailable): the code could read and write every file "
+                       "the grader's user can")
+    if p.get("private_proc"):
+        held["processes"] = "own pid namespace and /proc: no other process visible, all killed with the job"
+    elif ll.get("abi"):
+        held["processes"] = "/proc of other processes unreadable (Landlock); no pid namespace"
+        missing.append("no pid namespace: other processes' ids are visible")
+    else:
+        missing.append("other processes visible in /proc")
+    if "network" in ns:
+        held["network"] = "own network namespace: no network, not even localhost"
+    elif ll.get("tcp_denied"):
+        held["network"] = "TCP denied (Landlock ABI 4+)"
+        missing.append("no network namespace: UDP and DNS are open")
+    else:
+        missing.append("network open (no network namespace, no Landlock TCP rules)")
+    limits = set(p.get("cgroup_limits") or [])
+    if "memory" in limits:
+        held["memory"] = f"{p['cgroup']}: {opts.memory_mb} MB for the whole submission"
+    elif p.get("memory_polled"):
+        held["memory"] = (f"{opts.memory_mb} MB for all its processes together, polled every 0.5 s (PSS); "
+                          "RLIMIT_DATA per process")
+        missing.append("no memory cgroup: the memory limit of the whole submission is polled, so shared memory "
+                       "can exceed --memory-mb for up to half a second")
+    else:
+        held["memory"] = f"RLIMIT_DATA: {opts.memory_mb} MB per process"
+        missing.append("memory bounded per process only (no cgroup): shared memory and many processes can use "
+                       "more than --memory-mb")
+    if "pids" in limits:
+        held["process_count"] = f"{p['cgroup']}: {opts.max_processes} processes and threads"
+    elif "user" in ns:
+        held["process_count"] = f"RLIMIT_NPROC in its own user namespace: {opts.max_processes}"
+    else:
+        missing.append("no limit on the number of processes (no cgroup; RLIMIT_NPROC does not bind root)")
+    if p.get("box_tmpfs"):
+        held["disk"] = f"its folder is a tmpfs of {opts.disk_mb} MB (a hard limit)"
+    else:
+        held["disk"] = f"{opts.disk_mb} MB in its folder (polled every 0.5 s) and per file (RLIMIT_FSIZE)"
+        missing.append("no mount namespace: the disk limit is polled, so a fast writer may exceed it briefly")
+    if isinstance(p.get("identity"), str):
+        held["identity"] = p["identity"]
+    if ll.get("scoped"):
+        held["signals"] = "no signal to, nor abstract socket of, a process outside the sandbox (Landlock ABI 6+)"
+    return held, missing
 
 
 def manual_rows(source: Source, nb: dict | None) -> tuple[list[dict], dict[str, str]]:
@@ -440,17 +417,70 @@ def manual_rows(source: Source, nb: dict | None) -> tuple[list[dict], dict[str, 
 
 # ------------------------------------------------------------------ one submission
 @dataclass
+class Options:
+    cell_timeout: float = 120
+    timeout: float = 900
+    memory_mb: int = 4096
+    max_notebook_mb: float = 64
+    keep_temp: bool = False
+    setup_timeout: float = 600      # the grader's prelude (imports)
+    disk_mb: int = 1024
+    max_processes: int = 256
+    mpl_cache: str | None = None    # a matplotlib font cache built once, copied into each sandbox
+    kernel: "KernelPackage | None" = None   # what the kernel imports course_utils from
+    cases: dict[str, bytes] | None = None   # the encoded cases of SOURCE's checks, made once
+
+    def limits(self) -> sandbox.Limits:
+        return sandbox.Limits(cell_timeout=self.cell_timeout, timeout=self.timeout, memory_mb=self.memory_mb,
+                              disk_mb=self.disk_mb, max_processes=self.max_processes,
+                              setup_timeout=self.setup_timeout)
+
+
+@dataclass
+class KernelPackage:
+    """Where the kernel finds ``course_utils``: ``pythonpath`` (or None), and what it may and may not read."""
+    pythonpath: str | None
+    read_only: list[str]
+    hide: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Submission:
     student: str
     path: Path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
+def _sha256(path: Path) -> str | None:
+    """The submitted file's sha256 (a regular file's, read in blocks), so that a rerun knows it graded it; for a
+    link or a FIFO, a digest of what it is (never opened); None when it cannot be read."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            what = os.readlink(path) if stat.S_ISLNK(st.st_mode) else f"mode {st.st_mode:o}"
+            return "not-a-file-" + hashlib.sha256(what.encode("utf-8", "replace")).hexdigest()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h = hashlib.sha256()
         for block in iter(lambda: f.read(2 ** 20), b""):
             h.update(block)
-    return h.hexdigest()
+        return h.hexdigest()
+
+
+def read_submission(path: Path, max_mb: float) -> bytes:
+    """The submitted file's bytes: a regular file (no link, no FIFO), at most ``max_mb``."""
+    try:
+        return sandbox.read_regular(path, int(max_mb * 2 ** 20))
+    except sandbox.UnsafeFile as err:
+        if "too large" in str(err.strerror):
+            raise Malformed("too_large", f"the file is {err.strerror}: clear the outputs and submit again") from None
+        raise Malformed("unreadable", f"not graded: the submission is {err.strerror}") from None
+    except OSError as err:
+        raise Malformed("unreadable", f"cannot read the file: {err.strerror or err}") from None
 
 
 def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
@@ -460,91 +490,153 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     rows, nb = [], None
     try:
         result["sha256"] = _sha256(sub.path)
-        size = sub.path.stat().st_size
-        if size > opts.max_notebook_mb * 2 ** 20:
-            raise Malformed("too_large", f"the file is {size / 2 ** 20:.1f} MB, over the limit of "
-                                         f"{opts.max_notebook_mb:g} MB: clear the outputs and submit again")
-        data = sub.path.read_bytes()
+        data = read_submission(sub.path, opts.max_notebook_mb)
         nb = parse_notebook(data)
         ids = {_meta(c)[0].get("grade_id") for c in nb["cells"]}
-        if not ids & source.ids:
+        if not {i for i in ids if isinstance(i, str)} & source.ids:
             raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: none of "
                                                "its cells matches the worksheet's (another worksheet, or a new "
                                                "notebook?)")
-    except (Malformed, OSError) as err:
-        status = err.status if isinstance(err, Malformed) else "unreadable"
-        message = str(err) if isinstance(err, Malformed) else f"cannot read the file: {err}"
-        rows = [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": status,
-                 "message": message[:MAX_MESSAGE]} for g in source.graded]
-        result.update(rows=rows, answers={}, status=status, message=message[:MAX_MESSAGE])
+    except Malformed as err:
+        rows = [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": err.status,
+                 "message": str(err)[:MAX_MESSAGE]} for g in source.graded]
+        result.update(rows=rows, answers={}, status=err.status, message=str(err)[:MAX_MESSAGE])
         return result
-    jobdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    kernel = opts.kernel
+    if kernel is None:
+        raise GradeError("grade_submission needs opts.kernel (grade_class builds it: kernel_package)")
+    read_only = sandbox.system_read_only(kernel.read_only, kernel.hide)
+    env = {"PYTHONPATH": kernel.pythonpath} if kernel.pythonpath else {}
+    job = sandbox.Job(opts.limits(), read_only=read_only, env=env, mpl_cache=opts.mpl_cache,
+                      max_harvest_bytes=MAX_HARVEST_BYTES)
     try:
-        run_nb, found = build_run_notebook(source, nb, jobdir / "harvest")
-        log, timed_out, seconds = run_sandboxed(run_nb, sub.path, jobdir, opts)
-        rows = judge(source, run_nb, found, jobdir / "harvest", log, timed_out, opts)
-        result["seconds"] = round(seconds, 1)
-        if not log.get("landlock_abi"):
-            result["notes"].append("no file-system sandbox (Landlock unavailable on this Linux kernel)")
+        run_nb, found = build_run_notebook(source, nb, job.box)
+        outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source))
+        rows = judge(source, run_nb, found, job.read_harvest, outcome, opts)
+        result["seconds"] = round(outcome.seconds, 1)
+        result["protections"], missing = protections(outcome.protections, opts)
+        result["notes"] += missing + kernel.notes + _hidden_calls(outcome)
     finally:
-        if not opts.keep_temp:
-            shutil.rmtree(jobdir, ignore_errors=True)
+        job.close(keep=opts.keep_temp)
     mrows, answers = manual_rows(source, nb)
     result.update(rows=_in_source_order(source, rows + mrows), answers=answers, status="graded", message="")
     return result
 
 
+def _hidden_calls(outcome: sandbox.Outcome) -> list[str]:
+    """A note for each cell that failed calling one of the course's answers (hidden while grading)."""
+    from .sandbox.kernel_package import HIDDEN
+    calls = {str(e.get("evalue", ""))[:300] for e in outcome.cells if HIDDEN in str(e.get("evalue", ""))}
+    return [f"a cell called the course's own answer, which the grader hides: {c}" for c in sorted(calls)[:3]]
+
+
+def _file_name(name: str) -> str:
+    """The submission's name for the copy in the sandbox: safe, and short enough for any file system."""
+    stem = _safe(Path(name).stem)
+    return f"{stem}.ipynb"
+
+
 def _in_source_order(source: Source, rows: list[dict]) -> list[dict]:
     order = {g.grade_id: i for i, g in enumerate(source.graded)}
     for row in rows:
-        row["message"] = str(row["message"])[:MAX_MESSAGE]
+        row["message"] = _valid_text(str(row["message"]))[:MAX_MESSAGE]
     return sorted(rows, key=lambda r: order.get(r["grade_id"], 10 ** 6))
 
 
 # ------------------------------------------------------------------ the class
 def _safe(name: str) -> str:
-    return re.sub(r"[^\w.-]", "_", name).strip("._") or "student"
+    """A file-safe student name: word characters, dot and dash, at most MAX_NAME_BYTES bytes of UTF-8."""
+    name = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", _valid_text(name))).strip("._") or "student"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = name.encode()[:MAX_NAME_BYTES - 9].decode("utf-8", "ignore") + "-" + digest
+    return name
+
+
+def _notebooks_in(folder: str, depth: int = 0) -> list[Path]:
+    """``*.ipynb`` entries under ``folder`` that are not folders, never following links (a linked file is
+    listed, so that its student gets a row saying why it was not read)."""
+    found = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return found
+    for e in entries:
+        if e.name.startswith(".") or e.name == "__MACOSX":
+            continue
+        if e.is_dir(follow_symlinks=False):
+            if depth < 4:
+                found += _notebooks_in(e.path, depth + 1)
+        elif e.name.endswith(".ipynb"):
+            found.append(Path(e.path))
+    return found
 
 
 def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
-    """Submission files with their students' names (folder's name, or the stem of a loose file)."""
+    """Submission files with their students' names (folder's name, or the stem of a loose file); every student
+    once, under a name no other student has."""
     found: list[tuple[str, Path]] = []
     for arg in args:
         p = Path(arg)
         if p.is_file():
             found.append((p.parent.name if p.stem == worksheet and p.parent.name else p.stem, p))
         elif p.is_dir():
-            for f in sorted(p.glob("*.ipynb")):   # loose files: alice.ipynb; or the folder of one student
-                found.append((p.resolve().name if f.stem == worksheet else f.stem, f))
-            for d in sorted(x for x in p.iterdir() if x.is_dir() and not x.name.startswith(".")):
-                files = sorted(f for f in d.rglob("*.ipynb") if ".ipynb_checkpoints" not in f.parts)
-                named = [f for f in files if f.stem == worksheet]
-                files = named or files
-                for f in files:
-                    found.append((d.name if len(files) == 1 else f"{d.name}-{f.stem}", f))
+            for e in sorted(os.scandir(p), key=lambda e: e.name):
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir(follow_symlinks=False) and not e.name.endswith(".ipynb"):   # one student's folder
+                    files = _notebooks_in(e.path)
+                    named = [f for f in files if f.stem == worksheet]
+                    files = named or files
+                    for f in files:
+                        found.append((e.name if len(files) == 1 else f"{e.name}-{f.stem}", f))
+                elif not e.is_dir(follow_symlinks=False) and (e.name.endswith(".ipynb") or e.is_symlink()):
+                    # a loose file, or a link (read as nothing: its student gets a row that says why)
+                    stem = e.name[:-6] if e.name.endswith(".ipynb") else e.name
+                    found.append((p.resolve().name if stem == worksheet else stem, Path(e.path)))
         else:
             raise GradeError(f"no such file or folder: {arg}")
-    subs, seen = [], {}
+    subs, used = [], set()
     for student, path in found:
-        name = _safe(student)
-        seen[name] = seen.get(name, 0) + 1
-        subs.append(Submission(name if seen[name] == 1 else f"{name}-{seen[name]}", path))
+        name = base = _safe(student)
+        n = 1
+        while name.casefold() in used:
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name.casefold())
+        subs.append(Submission(name, path))
     return subs
 
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp = path.with_name(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    tmp.write_text(_valid_text(text), encoding="utf-8")
     os.replace(tmp, path)
 
 
 def _is_current(path: Path, source: Source, sub: Submission) -> bool:
     try:
-        old = json.loads(path.read_text())
-        return old.get("source_sha256") == source.sha256 and old.get("sha256") == _sha256(sub.path)
+        old = json.loads(path.read_text(encoding="utf-8"))
+        return (old.get("source_sha256") == source.sha256 and old.get("status") != "grader_error"
+                and old.get("sha256") is not None and old.get("sha256") == _sha256(sub.path))
     except (OSError, ValueError, AttributeError):
         return False
+
+
+# ------------------------------------------------------------------ reports
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]+")
+
+
+def _plain(message) -> str:
+    """One line of plain text: no line breaks, carriage returns or control characters, no leading mark."""
+    text = _CONTROL.sub(" ", _valid_text(str(message)))
+    return re.sub(r"^[✅❌⏳]\s*", "", text).strip()
+
+
+def _md(text) -> str:
+    """Text from a notebook, safe in a line of markdown: one line (no fake line can start), HTML escaped."""
+    return html.escape(_plain(text), quote=False)
 
 
 def write_reports(out: Path) -> tuple[int, int]:
@@ -552,11 +644,15 @@ def write_reports(out: Path) -> tuple[int, int]:
     results = []
     for f in sorted((out / "results").glob("*/*.json")):
         try:
-            results.append(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            continue
-    results.sort(key=lambda r: (r.get("student", ""), r.get("worksheet", "")))
-    import io
+            r = json.loads(f.read_text(encoding="utf-8"))
+            if not (isinstance(r, dict) and isinstance(r.get("student"), str) and isinstance(r.get("rows"), list)
+                    and all(isinstance(row, dict) and {"grade_id", "points", "max_points", "status", "message"}
+                            <= set(row) for row in r["rows"])):
+                raise ValueError("not a result of course-grade")
+            results.append(r)
+        except (OSError, ValueError) as err:
+            print(f"course-grade: skipped {f}: {err}", file=sys.stderr)
+    results.sort(key=lambda r: (r["student"], str(r.get("worksheet", ""))))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -564,8 +660,8 @@ def write_reports(out: Path) -> tuple[int, int]:
     for r in results:
         by_student.setdefault(r["student"], []).append(r)
         for row in r["rows"]:
-            writer.writerow({"student": r["student"], "worksheet": r["worksheet"], **row,
-                             "message": _plain(row["message"])})
+            writer.writerow({"student": r["student"], "worksheet": r["worksheet"],
+                             **{k: row[k] for k in CSV_FIELDS[2:]}, "message": _plain(row["message"])})
         auto = sum(row["points"] for row in r["rows"] if isinstance(row["points"], (int, float)))
         total = sum(row["max_points"] for row in r["rows"])
         pending = sum(row["max_points"] for row in r["rows"] if row["points"] == "")
@@ -575,40 +671,54 @@ def write_reports(out: Path) -> tuple[int, int]:
                          "message": _plain(message)})
     _write_atomic(out / "grades.csv", buf.getvalue())
     for student, rs in by_student.items():
-        _write_atomic(out / "feedback" / f"{student}.md", feedback_markdown(student, rs))
+        _write_atomic(out / "feedback" / f"{_safe(student)}.md", feedback_markdown(student, rs))
     return len(results), len(by_student)
 
 
-def _plain(message: str) -> str:
-    return re.sub(r"^[✅❌⏳]\s*", "", str(message)).replace("\n", " ")
-
-
 def feedback_markdown(student: str, results: list[dict]) -> str:
-    lines = [f"# Feedback for {student}", ""]
+    lines = [f"# Feedback for {_md(student)}", ""]
     for r in results:
         auto = sum(row["points"] for row in r["rows"] if isinstance(row["points"], (int, float)))
         total = sum(row["max_points"] for row in r["rows"])
-        lines += [f"## Worksheet `{r['worksheet']}`: {auto:g} / {total:g} points", "",
-                  f"File: `{Path(r['file']).name}`", ""]
+        lines += [f"## Worksheet `{_plain(r['worksheet'])}`: {auto:g} / {total:g} points", "",
+                  f"File: {_md(Path(str(r.get('file', ''))).name)}", ""]
         if r.get("message"):
-            lines += [f"**{r['message']}**", ""]
+            lines += [f"**{_md(r['message'])}**", ""]
         for row in r["rows"]:
             mark = {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed")
             pts = "?" if row["points"] == "" else f"{row['points']:g}"
-            lines.append(f"- **{row['grade_id']}** ({pts} / {row['max_points']:g}): {mark}. {_plain(row['message'])}")
-        for gid, text in r.get("answers", {}).items():
-            lines += ["", f"### Written answer `{gid}` (for the instructor)", ""]
-            lines += ["> " + line for line in text.splitlines()]
+            lines.append(f"- **{_md(row['grade_id'])}** ({pts} / {row['max_points']:g}): {mark}. {_md(row['message'])}")
+        for gid, text in (r.get("answers") or {}).items():
+            lines += ["", f"### Written answer `{_plain(gid)}` (for the instructor)", ""]
+            lines += ["> " + html.escape(_CONTROL.sub(" ", _valid_text(line)), quote=False)
+                      for line in str(text).splitlines()]
         if r.get("notes"):
-            lines += ["", *[f"_Note: {n}_" for n in r["notes"]]]
+            lines += ["", *[f"_Note: {_md(n)}_" for n in r["notes"]]]
         lines.append("")
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ the class
+def kernel_package(source: Source, scratch: Path) -> KernelPackage:
+    """The copy of ``course_utils`` the kernels import (in ``scratch``), with SOURCE's answers hidden, and the
+    real package kept out of their reach (sandbox/kernel_package.py)."""
+    from .sandbox import kernel_package as kp
+    copy, notes = kp.build(scratch, [g.check for g in source.graded if g.kind == "check"], source.worksheet)
+    hide = [str(PACKAGE_DIR)] + [str(Path(sp) / "course_utils") for sp in __import__("site").getsitepackages()
+                                 if (Path(sp) / "course_utils").exists()]
+    read_only = [str(copy.parent)] + ([str(PACKAGE_DIR / "checkpoints")] if (PACKAGE_DIR / "checkpoints").is_dir()
+                                      else [])
+    return KernelPackage(str(copy.parent), read_only, hide, notes)
+
+
 def grade_class(source_path, submissions: list[str], out, *, workers: int | None = None, force: bool = False,
-                opts: Options | None = None, progress: bool = True) -> dict:
+                opts: Options | None = None, progress: bool = True, allow_root: bool = False) -> dict:
     """Grade every submission (in parallel), write the reports; returns counts."""
     from tqdm.auto import tqdm
+    if os.geteuid() == 0 and not allow_root:
+        raise GradeError("refusing to run as root: students' code would run as root as well (without capabilities, "
+                         "but owning every root file the sandbox shows). Run course-grade as an unprivileged user "
+                         "(docs/grading.md, 'Running as an unprivileged user'), or pass --allow-root to accept it")
     opts = opts or Options()
     source = load_source(source_path)
     subs = find_submissions(submissions, source.worksheet)
@@ -617,7 +727,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     out = Path(out)
     out_resolved = out.resolve()
     for sub in subs:
-        if out_resolved == sub.path.resolve().parent or out_resolved in sub.path.resolve().parents:
+        if out_resolved == sub.path.parent.resolve() or out_resolved in sub.path.parent.resolve().parents:
             raise GradeError(f"--out {out} contains the submission {sub.path}: the grader never writes next to "
                              "submissions; choose another folder")
     results_dir = out / "results" / _safe(source.worksheet)
@@ -630,28 +740,34 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         try:
             result = grade_submission(source, sub, opts)
         except Exception as err:  # noqa: BLE001 - a bug of the grader must not stop the class
-            message = f"internal grader error (it will be retried on the next run): {type(err).__name__}: {err}"
+            message = _valid_text(f"internal grader error (it will be retried on the next run): "
+                                  f"{type(err).__name__}: {err}")[:MAX_MESSAGE]
             result = {"student": sub.student, "worksheet": source.worksheet, "file": str(sub.path), "sha256": None,
-                      "status": "grader_error", "message": message[:MAX_MESSAGE], "answers": {}, "notes": [],
+                      "status": "grader_error", "message": message, "answers": {}, "notes": [],
                       "rows": [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": "grader_error",
-                                "message": message[:MAX_MESSAGE]} for g in source.graded]}
+                                "message": message} for g in source.graded]}
         _write_atomic(results_dir / f"{sub.student}.json", json.dumps(result, indent=1))
         return result
 
-    mpl_dir = tempfile.mkdtemp(prefix="course-grade-mpl-")
-    opts.mpl_cache = mpl_dir if todo else None
-    if todo:     # matplotlib builds its font cache once here, not in every sandbox
-        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={**os.environ,
-                       "MPLCONFIGDIR": mpl_dir}, capture_output=True, timeout=600, check=False)
-    with futures.ThreadPoolExecutor(workers) as pool, \
-            tqdm(total=len(todo), desc=f"grading {source.worksheet}", unit="notebook", disable=not progress) as bar:
-        for fut in futures.as_completed([pool.submit(work, s) for s in todo]):
-            r = fut.result()
-            if r.get("status") == "grader_error":
-                print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
-            stats["graded"] += 1
-            bar.update(1)
-    shutil.rmtree(mpl_dir, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix="course-grade-run-"))
+    try:
+        if todo:
+            opts.mpl_cache = str(scratch / "mpl")     # matplotlib builds its font cache once here, not per sandbox
+            subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={
+                **os.environ, "MPLCONFIGDIR": opts.mpl_cache}, capture_output=True, timeout=600, check=False)
+            opts.kernel = kernel_package(source, scratch / "kernel")
+            opts.cases = cases_files(source)
+        with futures.ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), desc=f"grading {source.worksheet}",
+                                                                unit="notebook", disable=not progress) as bar:
+            for fut in futures.as_completed([pool.submit(work, s) for s in todo]):
+                r = fut.result()
+                if r.get("status") == "grader_error":
+                    print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
+                stats["graded"] += 1
+                bar.update(1)
+    finally:
+        opts.mpl_cache = opts.kernel = opts.cases = None
+        shutil.rmtree(scratch, ignore_errors=True)
     stats["results"], stats["students"] = write_reports(out)
     return stats
 
@@ -665,20 +781,31 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the number of cores)")
     parser.add_argument("--cell-timeout", type=float, default=Options.cell_timeout, help="seconds per cell")
     parser.add_argument("--timeout", type=float, default=Options.timeout, help="seconds per submission")
-    parser.add_argument("--memory-mb", type=int, default=Options.memory_mb, help="memory limit of a kernel")
+    parser.add_argument("--memory-mb", type=int, default=Options.memory_mb,
+                        help="memory of a submission as a whole (cgroup), else of each of its processes")
+    parser.add_argument("--disk-mb", type=int, default=Options.disk_mb, help="what a submission may write")
+    parser.add_argument("--max-processes", type=int, default=Options.max_processes,
+                        help="processes and threads of a submission")
     parser.add_argument("--max-notebook-mb", type=float, default=Options.max_notebook_mb,
                         help="larger submitted files are not read")
     parser.add_argument("--force", action="store_true", help="regrade submissions already graded")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary folders (debugging)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-root", action="store_true",
+                        help="grade as root anyway: students' code then runs as root without capabilities")
     args = parser.parse_args(argv)
-    for name in ("cell_timeout", "timeout", "memory_mb", "max_notebook_mb", "workers"):
+    for name in ("cell_timeout", "timeout", "memory_mb", "disk_mb", "max_processes", "max_notebook_mb", "workers"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
-    opts = Options(args.cell_timeout, args.timeout, args.memory_mb, args.max_notebook_mb, args.keep_temp)
+    opts = Options(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb,
+                   max_notebook_mb=args.max_notebook_mb, keep_temp=args.keep_temp, disk_mb=args.disk_mb,
+                   max_processes=args.max_processes)
+    if os.geteuid() == 0 and args.allow_root:
+        print("course-grade: WARNING: running as root (--allow-root): students' code runs as root without "
+              "capabilities; see docs/grading.md", file=sys.stderr)
     try:
         stats = grade_class(args.source, args.submissions, args.out, workers=args.workers, force=args.force,
-                            opts=opts, progress=not args.quiet)
+                            opts=opts, progress=not args.quiet, allow_root=args.allow_root)
     except GradeError as err:
         print(f"course-grade: error: {err}", file=sys.stderr)
         return 2

@@ -116,3 +116,45 @@ def noising_explorer(x0: Tensor, schedules: dict, *, device: torch.device | str 
     t_slider.observe(redraw, names="value")
     redraw()
     return widgets.VBox([t_slider, out])
+
+
+def prediction_explorer(model, schedule: NoiseSchedule, x0: Tensor, *, device: torch.device | str = "cpu",
+                        seed: int = 0, y: Tensor | None = None) -> widgets.Widget:
+    """A slider over t: what a noise predictor ``model(x_t, t)`` sees and says for the images ``x0`` (B, C, H, W).
+
+    Rows: the clean x_0; x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (one fixed eps for every t);
+    the true eps; the prediction eps_pred; and the clean image it implies,
+    x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t). The figure's title gives the mean
+    squared error of eps_pred and of x0_pred. ``y`` (B,) is passed to a class-conditional model.
+    """
+    x0 = x0.to(device)
+    schedule = schedule.to(device)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    t_slider = widgets.IntSlider(value=schedule.T // 2, min=0, max=schedule.T - 1, step=1, description="t",
+                                 continuous_update=False)
+    out = widgets.Output()
+
+    def redraw(*_):
+        t_value = t_slider.value
+        t = torch.full((x0.shape[0],), t_value, dtype=torch.long, device=device)
+        xt = q_sample(x0, t, eps, schedule)
+        with torch.no_grad():
+            eps_pred = model(xt, t) if y is None else model(xt, t, y)
+        sqrt_ab, sqrt_1m_ab = schedule.sqrt_alpha_bar[t_value], schedule.sqrt_one_minus_alpha_bar[t_value]
+        x0_pred = (xt - sqrt_1m_ab * eps_pred) / sqrt_ab
+        out.clear_output(wait=True)
+        with out:
+            rows = [("x_0", x0), ("x_t", xt), ("eps (true, shown / 3)", eps / 3),
+                    ("eps_pred (shown / 3)", eps_pred / 3), ("x0_pred (clipped to [-1, 1])", x0_pred)]
+            fig, axes = plt.subplots(len(rows), 1, figsize=(1.2 * x0.shape[0] + 1, 1.45 * len(rows)))
+            for ax, (label, images) in zip(axes, rows):
+                show_images(images, nrow=x0.shape[0], ax=ax, title=label)
+            fig.suptitle(f"t = {t_value}, alpha_bar = {(sqrt_ab ** 2).item():.3f}: "
+                         f"MSE(eps_pred) = {((eps_pred - eps) ** 2).mean().item():.3f}, "
+                         f"MSE(x0_pred) = {((x0_pred - x0) ** 2).mean().item():.3f}")
+            fig.tight_layout()
+            plt.show()
+
+    t_slider.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([t_slider, out])

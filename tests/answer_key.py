@@ -14,10 +14,10 @@ from course_utils.checks import (ref_cosine_betas, ref_diffusion_schedule, ref_l
                                  ref_q_sample, ref_sinusoidal)
 from course_utils.checks.lab_ddim import denoise_variant, reverse_variant
 from course_utils.checks.ws02_forward import posterior_variant
-from course_utils.checks.ws03_unet import RefResBlock, RefTimeEmbedding
-from course_utils.checks.ws04_training import loss_variant, training_step_variant
-from course_utils.checks.ws05_samplers import ddim_variant, ddpm_variant
-from course_utils.checks.ws06_guidance import cfg_loss_variant
+from course_utils.checks.ws03_unet import RefResBlock, RefSmallUNet, RefTimeEmbedding
+from course_utils.checks.ws04_training import RefEMA, loss_variant, training_step_variant
+from course_utils.checks.ws05_samplers import ddim_variant, ddpm_variant, loop_variant
+from course_utils.checks.ws06_guidance import cfg_loss_variant, guided_eps_variant, guided_sampler_variant
 
 
 def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
@@ -60,12 +60,17 @@ ANSWER_KEY: dict[str, Callable] = {
     "sinusoidal_embedding": sinusoidal_embedding,
     "SinusoidalTimeEmbedding": RefTimeEmbedding,
     "ResBlock": RefResBlock,
+    "SmallUNet": RefSmallUNet,
     "diffusion_loss": loss_variant(),
     "training_step": training_step_variant(),
+    "EMA": RefEMA,
     "ddpm_step": ddpm_variant(),
     "ddim_step": ddim_variant(),
+    "ddim_sample_loop": loop_variant(),
     "cfg_combine": cfg_combine,
     "cfg_loss": cfg_loss_variant(),
+    "classifier_guided_eps": guided_eps_variant(),
+    "guided_ddim_sample": guided_sampler_variant(),
     "denoise": denoise_variant(),
     "reverse_diffusion": reverse_variant(),
 }

@@ -138,3 +138,53 @@ def test_docs_list_every_mistake():
     for name, mid, _, hint in ALL_MISTAKES:
         assert f"`{name}`" in text, name
         assert f"| {mid} |" in text, (name, mid)
+
+
+# ------------------------------------------------------------------ the deeper TODOs (issue 16)
+def test_ddpm_step_accepts_both_variances_of_the_paper():
+    """Ho et al. Sec. 3.2: sigma_t^2 = beta_t and the posterior variance tilde beta_t are both right."""
+    from course_utils.checks.ws05_samplers import ddpm_variant
+
+    for sigma in ("beta", "posterior"):
+        assert run_check("ddpm_step", ddpm_variant(sigma=sigma), hidden=True).passed, sigma
+
+
+def test_ddim_sample_loop_accepts_another_order_of_noise_draws():
+    """At eta > 0 the loop is judged by the mixture it reproduces, not by the course's order of draws."""
+    from course_utils.checks.ws05_samplers import loop_variant
+
+    assert run_check("ddim_sample_loop", loop_variant(shuffle_noise=True), hidden=True).passed
+
+
+def test_mixture_fit_tells_data_from_noise():
+    from course_utils.checks import mixture_fit
+    from course_utils.data import EIGHT_GAUSSIANS
+
+    data, _ = EIGHT_GAUSSIANS.sample(4000, generator=torch.Generator().manual_seed(0))
+    fit = mixture_fit(data)
+    assert fit["weight_error"] < 0.03 and abs(fit["spread"] - 0.1) < 0.01 and fit["outliers"] < 0.01
+    assert mixture_fit(torch.randn(4000, 2, generator=torch.Generator().manual_seed(1)))["outliers"] > 0.3
+
+
+def test_package_ema_and_classifier_guidance_pass_the_worksheet_checks():
+    """course_utils.training.EMA and course_utils.guidance.classifier_grad agree with worksheets 4 and 6."""
+    from course_utils.training import EMA
+
+    def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
+        root = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, xt.ndim)
+        return eps_pred - classifier_scale * root * guidance.classifier_grad(classifier, xt, t, y)
+
+    assert run_check("EMA", EMA, hidden=True).passed
+    assert run_check("classifier_guided_eps", classifier_guided_eps, hidden=True).passed
+
+
+def test_small_unet_check_uses_the_students_blocks():
+    """A SmallUNet whose ResBlock ignores the time embedding fails with the hint to check the blocks."""
+    from course_utils.checks.ws03_unet import RefSmallUNet
+
+    class BrokenUNet(RefSmallUNet):
+        def forward(self, x, t):
+            return super().forward(x, t * 0)
+
+    result = run_check("SmallUNet", BrokenUNet, hidden=True)
+    assert not result.passed and "ResBlock pass their checks" in result.message

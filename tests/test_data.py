@@ -79,3 +79,57 @@ def test_fallback_to_digits(tmp_path, capsys):
     x, y, name = load_images_or_digits("mnist", root=tmp_path, download=False, limit=5)
     assert name == "digits" and x.shape == (5, 1, 8, 8)
     assert "using scikit-learn's digits instead" in capsys.readouterr().out
+
+
+def _fake_flowers(root: Path, sizes=(10, 10, 25)) -> dict:
+    """A folder laid out exactly like torchvision's Flowers102 (flowers-102/jpg/image_NNNNN.jpg, imagelabels.mat,
+    setid.mat with 1-based ids in trnid/valid/tstid), with small JPEGs of different sizes and aspect ratios."""
+    import numpy as np
+    from PIL import Image
+    from scipy.io import savemat
+
+    folder = root / "flowers-102"
+    (folder / "jpg").mkdir(parents=True)
+    n = sum(sizes)
+    rng = np.random.default_rng(0)
+    for i in range(1, n + 1):
+        h, w = int(rng.integers(40, 90)), int(rng.integers(40, 90))
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / "jpg" / f"image_{i:05d}.jpg")
+    ids = rng.permutation(np.arange(1, n + 1))
+    setid = {"trnid": ids[:sizes[0]][None], "valid": ids[sizes[0]:sizes[0] + sizes[1]][None],
+             "tstid": ids[sizes[0] + sizes[1]:][None]}
+    labels = (np.arange(n) % 102 + 1)[None]
+    savemat(folder / "imagelabels.mat", {"labels": labels})
+    savemat(folder / "setid.mat", setid)
+    return dict(setid=setid, labels=labels[0])
+
+
+def test_flowers102_keras_split_from_torchvision_layout(tmp_path):
+    """The lab's Flowers102: the Keras example's split (80% of each official split for training), 64x64 RGB."""
+    fake = _fake_flowers(tmp_path)
+    x, y = load_images("flowers102", root=tmp_path, download=False)
+    assert x.shape == (8 + 8 + 20, 3, 64, 64) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1 and x.std() > 0.3
+    train_ids = list(fake["setid"]["trnid"][0][:8]) + list(fake["setid"]["valid"][0][:8]) + \
+        list(fake["setid"]["tstid"][0][:20])
+    assert y.tolist() == [int(fake["labels"][i - 1]) - 1 for i in train_ids], "labels are 0-based, in split order"
+    xt, yt = load_images("flowers102", split="test", root=tmp_path, download=False, image_size=32)
+    assert xt.shape == (2 + 2 + 5, 3, 32, 32) and yt.shape == (9,)
+    assert set(data.flowers102_split(fake["setid"], "train")).isdisjoint(data.flowers102_split(fake["setid"], "test"))
+
+
+def test_flowers102_real_split_sizes():
+    """With the official split sizes (1,020 / 1,020 / 6,149), the Keras split has 6,551 training images."""
+    import numpy as np
+
+    setid = {"trnid": np.arange(1, 1021), "valid": np.arange(1021, 2041), "tstid": np.arange(2041, 8190)}
+    assert len(data.flowers102_split(setid, "train")) == 816 + 816 + 4919 == 6551
+    assert len(data.flowers102_split(setid, "test")) == 8189 - 6551
+
+
+def test_missing_flowers102_says_how_to_download(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_images("flowers102", root=tmp_path, download=False)
+    message = str(info.value)
+    assert "torchvision.datasets.Flowers102(" in message and "download=True" in message
+    assert "flowers-102/: jpg/, imagelabels.mat, setid.mat" in message and str(tmp_path) in message

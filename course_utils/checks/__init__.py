@@ -7,10 +7,10 @@ of mistakes; the machinery they share is ``framework``:
     framework        CheckResult, Check, CHECKS, MISTAKES, harvest, verdict, run_check, report, ready, helpers
     ws01_schedules   linear_beta_schedule, cosine_beta_schedule, diffusion_schedule (also the lab's)
     ws02_forward     q_sample, q_posterior, predict_x0
-    ws03_unet        sinusoidal_embedding, SinusoidalTimeEmbedding, ResBlock
-    ws04_training    diffusion_loss, training_step
-    ws05_samplers    ddpm_step, ddim_step
-    ws06_guidance    cfg_combine, cfg_loss
+    ws03_unet        sinusoidal_embedding, SinusoidalTimeEmbedding, ResBlock, SmallUNet
+    ws04_training    diffusion_loss, training_step, EMA
+    ws05_samplers    ddpm_step, ddim_step, ddim_sample_loop
+    ws06_guidance    cfg_combine, cfg_loss, classifier_guided_eps, guided_ddim_sample
     lab_ddim         denoise, reverse_diffusion
     catalogue        mistakes_markdown (docs/mistakes.md)
 
@@ -46,10 +46,13 @@ from .ws01_schedules import (check_cosine_beta_schedule, check_diffusion_schedul
                              ref_cosine_betas, ref_diffusion_schedule, ref_linear_betas)
 from .ws02_forward import (check_predict_x0, check_q_posterior, check_q_sample, ref_predict_x0, ref_q_posterior,
                            ref_q_sample)
-from .ws03_unet import check_ResBlock, check_SinusoidalTimeEmbedding, check_sinusoidal_embedding, ref_sinusoidal
-from .ws04_training import TinyEps, check_diffusion_loss, check_training_step, ref_loss
-from .ws05_samplers import check_ddim_step, check_ddpm_step, ref_ddim_step, ref_ddpm_step
-from .ws06_guidance import check_cfg_combine, check_cfg_loss
+from .ws03_unet import (check_ResBlock, check_SinusoidalTimeEmbedding, check_sinusoidal_embedding, check_SmallUNet,
+                        ref_sinusoidal)
+from .ws04_training import TinyEps, check_diffusion_loss, check_EMA, check_training_step, ref_loss
+from .ws05_samplers import (check_ddim_sample_loop, check_ddim_step, check_ddpm_step, mixture_fit, ref_ddim_step,
+                            ref_ddpm_step)
+from .ws06_guidance import (LinearNoisyClassifier, check_cfg_combine, check_cfg_loss, check_classifier_guided_eps,
+                            check_guided_ddim_sample)
 from .lab_ddim import LabToyNet, check_denoise, check_reverse_diffusion, ref_denoise, ref_reverse_diffusion
 from .catalogue import mistakes_markdown
 
@@ -60,13 +63,13 @@ __all__ = [
     # the visible checks, one per TODO, in worksheet order
     "check_linear_beta_schedule", "check_cosine_beta_schedule", "check_diffusion_schedule",
     "check_q_sample", "check_q_posterior", "check_predict_x0",
-    "check_sinusoidal_embedding", "check_SinusoidalTimeEmbedding", "check_ResBlock",
-    "check_diffusion_loss", "check_training_step",
-    "check_ddpm_step", "check_ddim_step",
-    "check_cfg_combine", "check_cfg_loss",
+    "check_sinusoidal_embedding", "check_SinusoidalTimeEmbedding", "check_ResBlock", "check_SmallUNet",
+    "check_diffusion_loss", "check_training_step", "check_EMA",
+    "check_ddpm_step", "check_ddim_step", "check_ddim_sample_loop",
+    "check_cfg_combine", "check_cfg_loss", "check_classifier_guided_eps", "check_guided_ddim_sample",
     "check_denoise", "check_reverse_diffusion",
     # the references and the stand-in networks
     "ref_linear_betas", "ref_cosine_betas", "ref_diffusion_schedule", "ref_q_sample", "ref_q_posterior",
     "ref_predict_x0", "ref_sinusoidal", "TinyEps", "ref_loss", "ref_ddpm_step", "ref_ddim_step", "LabToyNet",
-    "ref_denoise", "ref_reverse_diffusion",
+    "ref_denoise", "ref_reverse_diffusion", "mixture_fit", "LinearNoisyClassifier",
 ]

@@ -5,6 +5,10 @@
 - ``SinusoidalTimeEmbedding``: those features through Linear, SiLU, Linear.
 - ``ResBlock``: DDPM's residual block (Ho et al. 2020, Appendix B): GroupNorm, SiLU, conv, the time embedding
   added per channel after the first convolution, GroupNorm, SiLU, conv, plus the skip connection.
+- ``SmallUNet``: the forward pass of a two-level UNet (Ronneberger et al. 2015; Ho et al. 2020, Appendix B) from
+  the given blocks: conv_in, down1, downsample1, down2, downsample2, mid, then up2 and up1 on the upsampled
+  features concatenated with the matching down block's output ([h, skip], channels), GroupNorm, SiLU, conv_out.
+  The reference rebuilds it from the student's weights in float64 with the ResBlock reference.
 
 Modules are checked by construction: ``call`` seeds torch, builds the student's module, runs it and returns its
 output with its ``state_dict``; ``diagnose`` recomputes the reference (float64, ``torch.nn.functional``) with
@@ -234,5 +238,116 @@ MISTAKES["ResBlock"] = [
     ("no residual", _resblock_variant(skip=False), "residual"),
     ("time embedding at the end", _resblock_variant(temb_where="end"), "after the first convolution"),
     ("no SiLU on temb", _resblock_variant(silu_temb=False), "SiLU to temb"),
+    ("not implemented", TodoModule, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ SmallUNet
+def _sub(state: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_block", mid=True, head=True) -> Tensor:
+    """The worksheet's two-level UNet in float64 from its weights; the switches reproduce the catalogued mistakes."""
+    d = {k: v.double() for k, v in state.items()}
+    ch = d["conv_in.weight"].shape[0]
+    temb = _mlp_ref(ref_sinusoidal(t, ch), _sub(d, "time_embed."))                     # (B, temb_dim)
+
+    def block(name, h):
+        return _resblock_ref(h, temb, _sub(d, f"{name}."), groups)
+
+    def join(h, skip):
+        return torch.cat([h, skip] if cat_order == "h_first" else [skip, h], dim=1)
+
+    h0 = F.conv2d(x.double(), d["conv_in.weight"], d["conv_in.bias"], padding=1)       # (B, ch, H, W)
+    h1 = block("down1", h0)                                                            # (B, ch, H, W)
+    h2 = block("down2", F.conv2d(h1, d["downsample1.weight"], d["downsample1.bias"], stride=2, padding=1))
+    h = F.conv2d(h2, d["downsample2.weight"], d["downsample2.bias"], stride=2, padding=1)   # (B, 2ch, H/4, W/4)
+    if mid:
+        h = block("mid", h)
+    h = block("up2", join(F.interpolate(h, scale_factor=2, mode="nearest"), h2))      # (B, 2ch, H/2, W/2)
+    h = block("up1", join(F.interpolate(h, scale_factor=2, mode="nearest"), h1 if skip1 == "after_block" else h0))
+    if head:
+        h = F.silu(F.group_norm(h, groups, d["norm_out.weight"], d["norm_out.bias"]))
+    return F.conv2d(h, d["conv_out.weight"], d["conv_out.bias"], padding=1)           # (B, C, H, W)
+
+
+def _unet_cases(hidden: bool) -> list:
+    g = generator(14)
+    specs = [(0, 1, 8, 16, 4, (2, 1, 8, 8))] + ([(1, 3, 8, 12, 4, (3, 3, 4, 12)), (2, 1, 16, 32, 8, (1, 1, 12, 8))]
+                                                if hidden else [])
+    return [dict(seed=seed, in_ch=in_ch, ch=ch, temb_dim=temb_dim, groups=groups, x=torch.randn(shape, generator=g),
+                 t=torch.randint(0, 1000, (shape[0],), generator=g))
+            for seed, in_ch, ch, temb_dim, groups, shape in specs]
+
+
+def _unet_call(cls, c):
+    torch.manual_seed(c["seed"])
+    net = cls(in_ch=c["in_ch"], ch=c["ch"], temb_dim=c["temb_dim"], groups=c["groups"])
+    return dict(out=net(c["x"], c["t"]), state=net.state_dict())
+
+
+def _unet_diagnose(out, c) -> str | None:
+    state = out["state"]
+    need = ["time_embed.mlp.0.weight", "conv_in.weight", "down1.conv1.weight", "downsample1.weight",
+            "down2.conv1.weight", "downsample2.weight", "mid.conv1.weight", "up2.conv1.weight", "up1.conv1.weight",
+            "norm_out.weight", "conv_out.weight"]
+    missing = [k for k in need if k not in state]
+    if missing:
+        return f"keep the given __init__ (its blocks and their names); missing weights {missing[:3]}"
+    args = (c["x"], c["t"], state, c["groups"])
+    ref = ref_small_unet(*args)
+    hint = shape_hint(out["out"], ref, "output")
+    if hint:
+        return hint + " (the output has the input's shape: (B, in_ch, H, W))"
+    return judge(out["out"], ref, [
+        ("concatenate in the order [upsampled features, skip] along the channels (dim=1): up2 and up1 were "
+         "built for that order", ref_small_unet(*args, cat_order="skip_first")),
+        ("the level-1 skip is down1's output (the features after the ResBlock), not conv_in's output",
+         ref_small_unet(*args, skip1="before_block")),
+        ("the bottleneck is skipped: after downsample2, apply self.mid", ref_small_unet(*args, mid=False)),
+        ("the output head is GroupNorm, SiLU, then conv_out: norm_out and SiLU are missing",
+         ref_small_unet(*args, head=False)),
+    ], "output", "differs from the reference UNet with the same weights; do your SinusoidalTimeEmbedding and "
+                 "ResBlock pass their checks? Every ResBlock gets the same time embedding time_embed(t)")
+
+
+register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose))
+check_SmallUNet = visible("SmallUNet")
+
+
+class RefSmallUNet(nn.Module):
+    """The worksheet's SmallUNet (same __init__ and weight names), with a switchable forward for the mistakes."""
+
+    variant: dict = {}
+
+    def __init__(self, in_ch: int = 1, ch: int = 16, temb_dim: int = 64, groups: int = 8):
+        super().__init__()
+        self.groups = groups
+        self.time_embed = RefTimeEmbedding(ch, temb_dim)
+        self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
+        self.down1 = RefResBlock(ch, ch, temb_dim, groups=groups)
+        self.downsample1 = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.down2 = RefResBlock(ch, 2 * ch, temb_dim, groups=groups)
+        self.downsample2 = nn.Conv2d(2 * ch, 2 * ch, 3, stride=2, padding=1)
+        self.mid = RefResBlock(2 * ch, 2 * ch, temb_dim, groups=groups)
+        self.up2 = RefResBlock(4 * ch, 2 * ch, temb_dim, groups=groups)
+        self.up1 = RefResBlock(3 * ch, ch, temb_dim, groups=groups)
+        self.norm_out = nn.GroupNorm(groups, ch)
+        self.conv_out = nn.Conv2d(ch, in_ch, 3, padding=1)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return ref_small_unet(x, t, self.state_dict(), self.groups, **self.variant).float()
+
+
+def _unet_variant(**kw):
+    return type("WrongSmallUNet", (RefSmallUNet,), {"variant": kw})
+
+
+MISTAKES["SmallUNet"] = [
+    ("skip concatenated first", _unet_variant(cat_order="skip_first"), "[upsampled features, skip]"),
+    ("level-1 skip before the block", _unet_variant(skip1="before_block"), "down1's output"),
+    ("no bottleneck", _unet_variant(mid=False), "self.mid"),
+    ("no output norm", _unet_variant(head=False), "norm_out"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

@@ -4,6 +4,10 @@
       MSE(eps, model(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t)),
   the signature of ``course_utils.training.diffusion_loss``, which draws t and eps itself when not given.
 - ``training_step(model, optimizer, x0, t, eps, schedule)``: zero_grad, backward, step; returns the loss.
+- ``EMA(model, decay)`` with ``update(model, step)`` and the averaged copy in ``.model``: Polyak averaging
+  theta_ema <- d theta_ema + (1 - d) theta with the warm-up d = min(decay, (1 + step) / (10 + step)) (as in
+  diffusers' EMAModel and ``course_utils.training.EMA``). The check sets the live weights itself before each
+  update and compares every averaged state with the float64 reference.
 
 The loss is judged with ``TinyEps``, a tiny fixed network: the reference rebuilds it from the student's
 weights in float64 and compares the loss and its gradients. Worksheet 6's ``cfg_loss`` reuses these cases.
@@ -16,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .framework import MISTAKES, Check, close, generator, register, small_schedule, todo, visible
+from .framework import MISTAKES, Check, TodoModule, close, generator, register, small_schedule, todo, visible
 from .ws02_forward import ref_q_sample
 
 
@@ -242,4 +246,134 @@ MISTAKES["training_step"] = [
     ("no zero_grad", training_step_variant(zero_grad=False), "zero_grad"),
     ("no optimizer.step", training_step_variant(step=False), "optimizer.step()"),
     ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ EMA
+def _ema_cases(hidden: bool) -> list:
+    """A small network, a decay, and the live weights after each of a few steps (the check sets them)."""
+    specs = [(0, 0.999, 6, 0), (1, 0.9, 4, 0)] + ([(2, 0.99, 5, 100)] if hidden else [])
+    cases = []
+    for seed, decay, steps, first in specs:
+        g = generator(30 + seed)
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+        live = [{k: torch.randn(v.shape, generator=g) for k, v in net.state_dict().items()} for _ in range(steps)]
+        cases.append(dict(seed=seed, decay=decay, live=live, first_step=first))
+    return cases
+
+
+def _ema_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+
+
+def ref_ema(c, *, warmup="min", swap=False) -> list:
+    """The averaged weights (float64) after each update; ``warmup``: "min" (right), "none", "no_plus_one"."""
+    init = {k: v.double() for k, v in _ema_net(c["seed"]).state_dict().items()}
+    avg, out = dict(init), []
+    for i, live in enumerate(c["live"]):
+        step = c["first_step"] + i
+        ramp = {"min": (1 + step) / (10 + step), "no_plus_one": step / (10 + step)}.get(warmup, 1.0)
+        d = c["decay"] if warmup == "none" else min(c["decay"], ramp)
+        if swap:
+            d = 1 - d
+        avg = {k: d * avg[k] + (1 - d) * live[k].double() for k in avg}
+        out.append(avg)
+    return out
+
+
+def _ema_call(cls, c):
+    model = _ema_net(c["seed"])
+    ema = cls(model, c["decay"])
+    averaged = getattr(ema, "model", None)
+    if not isinstance(averaged, nn.Module):
+        return dict(error="no_model")
+    same = averaged is model or any(a.data_ptr() == b.data_ptr()
+                                    for a, b in zip(averaged.parameters(), model.parameters()))
+    requires_grad = any(p.requires_grad for p in averaged.parameters())
+    states = []
+    for i, live in enumerate(c["live"]):
+        with torch.no_grad():
+            for k, p in model.state_dict().items():
+                p.copy_(live[k])
+        ema.update(model, c["first_step"] + i)
+        states.append({k: v.clone() for k, v in averaged.state_dict().items()})
+    return dict(same=same, requires_grad=requires_grad, states=states,
+                live_after={k: v.clone() for k, v in model.state_dict().items()})
+
+
+def _ema_diagnose(out, c) -> str | None:
+    if out.get("error") == "no_model":
+        return "keep the averaged copy of the network in self.model (an nn.Module): the sampler uses ema.model"
+    if out["same"]:
+        return ("self.model shares its weights with the live network: make an independent copy "
+                "(copy.deepcopy(model)), or the 'average' is just the live weights")
+    if any(not close(out["live_after"][k], c["live"][-1][k], 1e-6) for k in c["live"][-1]):
+        return "update() changed the live network's weights: only the averaged copy may change"
+    states = out["states"]
+    if len(states) != len(c["live"]):
+        return "expected one averaged state per update"
+    ref = ref_ema(c)
+
+    def matches(candidate):
+        return all(close(s[k], r[k], 1e-5) for s, r in zip(states, candidate) for k in r)
+
+    if matches(ref):
+        if out["requires_grad"]:
+            return ("the averaged copy still requires gradients: call .requires_grad_(False) on it (the optimizer "
+                    "must never train it, and autograd need not track it)")
+        return None
+    variants = [
+        ("EMA without warm-up: early on, the average must follow the live weights quickly; use the decay "
+         "d = min(decay, (1 + step) / (10 + step)) at each update", dict(warmup="none")),
+        ("warm-up off by one: at step 0 the decay is (1 + 0) / (10 + 0) = 0.1, so use (1 + step) / (10 + step)",
+         dict(warmup="no_plus_one")),
+        ("the weights are swapped: keep d of the average and add (1 - d) of the live weights", dict(swap=True)),
+    ]
+    for hint, switches in variants:
+        if matches(ref_ema(c, **switches)):
+            return hint
+    return ("the averaged weights differ from theta_ema <- d theta_ema + (1 - d) theta with "
+            "d = min(decay, (1 + step) / (10 + step)), applied to every parameter at each update")
+
+
+register(Check("EMA", "EMA", _ema_cases, _ema_call, _ema_diagnose))
+check_EMA = visible("EMA")
+
+
+class RefEMA:
+    """The worksheet's EMA, with switches for the catalogue of mistakes (class attributes of subclasses)."""
+
+    warmup, swap, alias, grad = "min", False, False, False
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+
+        self.decay = decay
+        self.model = model if self.alias else copy.deepcopy(model)
+        if not self.grad and not self.alias:
+            self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        ramp = {"min": (1 + step) / (10 + step), "no_plus_one": step / (10 + step)}.get(self.warmup, 1.0)
+        d = self.decay if self.warmup == "none" else min(self.decay, ramp)
+        if self.swap:
+            d = 1 - d
+        for ema_p, p in zip(self.model.parameters(), model.parameters()):
+            ema_p.mul_(d).add_(p.detach(), alpha=1 - d)
+
+
+def ema_variant(**switches):
+    return type("WrongEMA", (RefEMA,), switches)
+
+
+MISTAKES["EMA"] = [
+    ("EMA without warm-up", ema_variant(warmup="none"), "EMA without warm-up"),
+    ("warm-up off by one", ema_variant(warmup="no_plus_one"), "off by one"),
+    ("weights swapped", ema_variant(swap=True), "swapped"),
+    ("no copy", ema_variant(alias=True), "independent copy"),
+    ("copy still trainable", ema_variant(grad=True), "requires gradients"),
+    ("not implemented", TodoModule, "not implemented yet"),
 ]

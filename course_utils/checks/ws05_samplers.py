@@ -1,7 +1,13 @@
 """Worksheet 05 (solutions/05_samplers.ipynb): one step of each sampler.
 
-- ``ddpm_step(xt, t, eps_pred, schedule, noise)``: Ho et al. 2020, Algorithm 2, with sigma_t^2 = beta_t:
-      x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_t) + sigma_t z,  z = 0 at t = 0.
+- ``ddpm_step(xt, t, eps_pred, schedule, noise)``: Ho et al. 2020, Algorithm 2:
+      x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_t) + sigma_t z,  z = 0 at t = 0,
+  with either of the paper's two variances (Sec. 3.2): sigma_t^2 = beta_t or the posterior variance tilde beta_t
+  (lesson 5's default, ``ddpm_sample(variance="posterior")``); the check accepts both.
+- ``ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None)``: the whole DDIM sampler on
+  ``ddim_timesteps(T, num_steps)``, from x_T to x0, with the student's ``ddim_step``. Judged with the exact noise
+  predictor of eight Gaussians (``course_utils.analytic``): at eta = 0 against the float64 reference loop, at
+  eta > 0 (where the order of the noise draws is the student's) by whether the samples reproduce the mixture.
 - ``ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None) -> (x_prev, x0_pred)``:
   Song et al. 2021, Eq. 12 and 16 (their alpha_t is our alpha_bar), the signature of
   ``course_utils.samplers.ddim_step``:
@@ -18,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, generator, judge, register,
-                        small_schedule, todo, visible)
+                        shape_hint, small_schedule, todo, visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -52,12 +58,16 @@ def ref_ddpm_step(xt, t, eps_pred, schedule, noise, *, last_noise=False, sigma="
     root = (1 - alpha_bar).sqrt() if sqrt else (1 - alpha_bar)
     mean = (xt.double() + sign * beta / root.clamp(min=1e-12) * eps_pred.double()) / alpha_t.sqrt()
     posterior_variance = (1 - alpha_bar_prev) / (1 - alpha_bar).clamp(min=1e-12) * beta
-    std = {"posterior": posterior_variance.sqrt(), "var": beta, "beta": beta.sqrt()}[sigma]
+    std = {"posterior": posterior_variance.sqrt(), "var": beta, "beta": beta.sqrt(),
+           "posterior_var": posterior_variance}[sigma]
     return mean + std * noise.double() if (t > 0 or last_noise) else mean
 
 
 def _ddpm_diagnose(out, c) -> str | None:
     args = (c["xt"], c["t"], c["eps_pred"], c["schedule"], c["noise"])
+    posterior = ref_ddpm_step(*args, sigma="posterior")   # Ho et al. Sec. 3.2: both variances are right
+    if isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(posterior.shape) and close(out, posterior):
+        return None
     return judge(out, ref_ddpm_step(*args), [
         ("noise added at the last step: at t = 0 return the mean, without sigma * noise",
          ref_ddpm_step(*args, last_noise=True)),
@@ -68,8 +78,8 @@ def _ddpm_diagnose(out, c) -> str | None:
         ("the square root is forgotten on (1 - alpha_bar_t)", ref_ddpm_step(*args, sqrt=False)),
         ("sigma_t is the standard deviation: multiply the noise by sqrt(beta_t), not by beta_t",
          ref_ddpm_step(*args, sigma="var")),
-        ("this worksheet uses sigma_t^2 = beta_t (DDPM Algorithm 2), not the posterior variance tilde beta_t",
-         ref_ddpm_step(*args, sigma="posterior")),
+        ("sigma_t is the standard deviation: multiply the noise by sqrt(tilde beta_t), not by tilde beta_t",
+         ref_ddpm_step(*args, sigma="posterior_var")),
         ("t off by one: you used the quantities of step t-1 (alpha_bar[t-1]); step t uses alpha_bar[t], betas[t]",
          ref_ddpm_step(*args, shift=1)),
     ], "x_{t-1}")
@@ -91,7 +101,7 @@ MISTAKES["ddpm_step"] = [
     ("alpha_bar for alpha", ddpm_variant(alpha="abar"), "beta vs alpha_bar"),
     ("no sqrt on 1 - alpha_bar", ddpm_variant(sqrt=False), "square root"),
     ("variance as sigma", ddpm_variant(sigma="var"), "standard deviation"),
-    ("posterior variance as sigma^2", ddpm_variant(sigma="posterior"), "sigma_t^2 = beta_t"),
+    ("posterior variance as sigma", ddpm_variant(sigma="posterior_var"), "sqrt(tilde beta_t)"),
     ("t off by one", ddpm_variant(shift=1), "off by one"),
     ("not implemented", todo, "not implemented yet"),
 ]
@@ -183,5 +193,141 @@ MISTAKES["ddim_step"] = [
     ("remixed with alpha_bar_t", ddim_variant(remix_with_prev=False), "remixed with alpha_bar_prev"),
     ("eta ignored (always deterministic)", ddim_variant(ignore_eta=True), "eta is ignored"),
     ("returns x_prev only", ddim_variant(x_prev_only=True), "return a tuple (x_prev, x0_pred)"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ ddim_sample_loop
+def _loop_cases(hidden: bool) -> list:
+    """(schedule, num_steps, eta, number of points); x_T and the generator's seed are fixed per case."""
+    from ..schedules import NoiseSchedule
+
+    specs = [(NoiseSchedule.linear(T=1000), 50, 0.0, 256), (NoiseSchedule.linear(T=1000), 50, 1.0, 2000)]
+    if hidden:
+        specs += [(NoiseSchedule.cosine(T=200), 10, 0.0, 128), (NoiseSchedule.linear(T=1000), 20, 0.5, 2000)]
+    g = generator(9)
+    return [dict(schedule=schedule, num_steps=num_steps, eta=eta, x_T=torch.randn(n, 2, generator=g), seed=11 + i)
+            for i, (schedule, num_steps, eta, n) in enumerate(specs)]
+
+
+def mixture_model(schedule):
+    """The exact noise predictor eps*(x_t, t) of eight Gaussians under ``schedule`` (course_utils.analytic)."""
+    from ..analytic import GaussianMixtureEps
+    from ..data import EIGHT_GAUSSIANS
+
+    return GaussianMixtureEps(EIGHT_GAUSSIANS, schedule)
+
+
+def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", prev="grid", t_arg="t",
+                  stop_early=False):
+    """The DDIM sampler in float64 with the course's noise order (one torch.randn(x.shape, generator) per step
+    when eta > 0); the switches reproduce the catalogued mistakes."""
+    T = schedule.T
+    timesteps = (torch.arange(num_steps) * (T // num_steps)).flip(0).tolist()     # ddim_timesteps(T, num_steps)
+    alpha_bar = alpha_bar64(schedule)
+    g = torch.Generator().manual_seed(seed)
+    x = x_T.double()
+    for k, t in enumerate(timesteps):
+        if stop_early and k == len(timesteps) - 1:
+            break
+        if prev == "t-1":
+            t_prev = t - 1
+        else:
+            t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1
+        if t_prev >= 0:
+            a_prev = alpha_bar[t_prev]
+        else:
+            a_prev = {"one": torch.tensor(1.0, dtype=torch.float64), "python_last": alpha_bar[-1],
+                      "first": alpha_bar[0]}[last]
+        eps_pred = model(x, torch.full((len(x),), t if t_arg == "t" else k, dtype=torch.long))
+        noise = torch.randn(x.shape, generator=g) if eta > 0 else torch.zeros(x.shape)
+        x, _ = ref_ddim_step(x, eps_pred, alpha_bar[t], a_prev, eta, noise)
+    return x
+
+
+def mixture_fit(samples, mixture=None) -> dict:
+    """How well 2-D samples (N, 2) reproduce a Gaussian mixture (default: eight Gaussians): each sample goes to
+    its nearest mean; returns the largest error of the cluster weights, the spread (RMS per coordinate around the
+    cluster's mean; the mixture's std is 0.1) and the share of samples farther than 0.5 from every mean."""
+    from ..data import EIGHT_GAUSSIANS
+
+    mixture = mixture or EIGHT_GAUSSIANS
+    x = samples.double().reshape(len(samples), -1)
+    means = torch.tensor(mixture.means, dtype=torch.float64)                            # (K, D)
+    dist = torch.cdist(x, means)                                                        # (N, K)
+    nearest = dist.argmin(1)
+    weights = torch.bincount(nearest, minlength=len(means)).double() / len(x)
+    target = torch.tensor(mixture.weights, dtype=torch.float64)
+    near = dist.min(1).values < 0.5
+    spread = ((x - means[nearest])[near] ** 2).mean().sqrt() if near.any() else torch.tensor(float("inf"))
+    return dict(weight_error=float((weights - target / target.sum()).abs().max()), spread=float(spread),
+                outliers=float((~near).double().mean()))
+
+
+def mixture_hint(samples) -> str | None:
+    """None when the samples reproduce eight Gaussians (weights within 0.05, spread 0.1 +- 0.04, < 3% outliers)."""
+    fit = mixture_fit(samples)
+    if fit["outliers"] > 0.03:
+        return (f"{fit['outliers']:.0%} of the samples lie far from every cluster: the samples do not reproduce the "
+                "mixture (is the time grid ddim_timesteps(T, num_steps), and does the last step go to alpha_bar = 1?)")
+    if fit["weight_error"] > 0.05 or not 0.06 < fit["spread"] < 0.14:
+        return (f"the clusters are wrong (weights off by up to {fit['weight_error']:.2f}, spread {fit['spread']:.3f} "
+                "instead of 0.1): with eta > 0, draw one noise per step and pass it to ddim_step")
+    return None
+
+
+def _loop_call(f, c):
+    model = mixture_model(c["schedule"])
+    return f(model, c["schedule"], c["x_T"], c["num_steps"], eta=c["eta"],
+             generator=torch.Generator().manual_seed(c["seed"]))
+
+
+def _loop_diagnose(out, c) -> str | None:
+    args = (mixture_model(c["schedule"]), c["schedule"], c["x_T"], c["num_steps"], c["eta"], c["seed"])
+    ref = ref_ddim_loop(*args)
+    hint = shape_hint(out, ref, "x0")
+    if hint:
+        return hint
+    if close(out, ref, 1e-3):
+        return None
+    variants = [
+        ("the last step goes to clean data, alpha_bar_prev = 1: in Python alpha_bar[-1] is the LAST entry "
+         "(alpha_bar_{T-1}, almost 0), not 'the one before t = 0'", dict(last="python_last")),
+        ("the last step must go to alpha_bar_prev = 1 (clean data): stopping at t = 0, or stepping to alpha_bar[0], "
+         "leaves its noise in x0", dict(last="first")),
+        ("off by one in the time grid: jump to the next timestep of the grid (the next entry of "
+         "ddim_timesteps), not to t - 1", dict(prev="t-1")),
+        ("call the model with the timestep t of the grid (980, 960, ... for 50 steps of T = 1000), "
+         "not with the loop index", dict(t_arg="k")),
+    ]
+    for mistake_hint, switches in variants:
+        if close(out, ref_ddim_loop(*args, **switches), 1e-3):
+            return mistake_hint
+    if c["eta"] > 0:        # another order of noise draws is fine: the samples must reproduce the mixture
+        return mixture_hint(out)
+    return ("x0 differs from the reference DDIM loop at eta = 0 (deterministic); does your ddim_step pass its check? "
+            f"{mixture_hint(out) or 'The samples still look like the mixture: look for a small error.'}")
+
+
+register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, _loop_diagnose))
+check_ddim_sample_loop = visible("ddim_sample_loop")
+
+
+def loop_variant(*, shuffle_noise=False, **switches):
+    """ddim_sample_loop(model, schedule, x_T, num_steps, *, eta, generator) with mistakes switched on; none: right.
+    ``shuffle_noise`` draws the noise in another order (right, but not the course's order)."""
+    def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
+        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator)) if shuffle_noise else None
+        if seed is None:
+            seed = generator.initial_seed()
+        return ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, **switches).float()
+    return ddim_sample_loop
+
+
+MISTAKES["ddim_sample_loop"] = [
+    ("alpha_bar[-1] at the last step", loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
+    ("t - 1 instead of the grid", loop_variant(prev="t-1"), "off by one in the time grid"),
+    ("loop index as timestep", loop_variant(t_arg="k"), "not with the loop index"),
+    ("one step short", loop_variant(stop_early=True), "stopping at t = 0"),
     ("not implemented", todo, "not implemented yet"),
 ]

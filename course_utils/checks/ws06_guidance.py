@@ -1,18 +1,30 @@
-"""Worksheet 06 (solutions/06_guidance.ipynb): classifier-free guidance (Ho and Salimans 2022).
+"""Worksheet 06 (solutions/06_guidance.ipynb): classifier-free guidance (Ho and Salimans 2022) and classifier
+guidance (Dhariwal and Nichol 2021).
 
 - ``cfg_combine(eps_uncond, eps_cond, guidance_scale)``: eps = eps_uncond + w (eps_cond - eps_uncond) (Eq. 6, with
   w = 1 the plain conditional model), the signature of ``course_utils.guidance.cfg_combine``.
 - ``cfg_loss(model, x0, y, t, eps, drop, schedule)``: worksheet 4's loss for a conditional model, with the
   labels replaced by the null class -1 where ``drop`` is True (label dropout). Its cases, reference and
   diagnosis are worksheet 4's (``ws04_training``), with labels.
+- ``classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale)``: Dhariwal and Nichol
+  2021, Algorithm 2 / Eq. 14, eps_hat = eps_pred - s sqrt(1 - alpha_bar_t) grad_{x_t} log p_phi(y | x_t, t).
+  Judged with ``LinearNoisyClassifier`` (logits = W [x_t, t/T] + b), whose gradient is known in closed form:
+  grad log softmax(Wx + b)_y = W_y - sum_k p_k W_k (the x-columns of W).
+- ``guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps)``: deterministic DDIM (eta = 0) whose
+  eps is the student's ``cfg_combine`` of the model's unconditional (y = -1) and conditional predictions; judged
+  with the exact conditional noise predictor of eight Gaussians against the float64 reference loop.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .framework import MISTAKES, Check, generator, judge, register, todo, visible
+from torch import Tensor, nn
+
+from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, register, shape_hint,
+                        small_schedule, todo, visible)
 from .ws04_training import choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model
+from .ws05_samplers import mixture_model, ref_ddim_step
 
 
 # ------------------------------------------------------------------ cfg_combine
@@ -68,5 +80,204 @@ MISTAKES["cfg_loss"] = [
     ("never drops", cfg_loss_variant("kept"), "never dropped"),
     ("null class 0", cfg_loss_variant("zero"), "null class is -1"),
     ("target x0", cfg_loss_variant(target="x0"), "target is the noise"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ classifier_guided_eps
+class LinearNoisyClassifier(nn.Module):
+    """A noisy classifier p_phi(y | x_t, t) for the checks: logits = W [x_t (flattened), t / T] + b, (B, K)."""
+
+    def __init__(self, dim: int, num_classes: int, T: int):
+        super().__init__()
+        self.T = T
+        self.linear = nn.Linear(dim + 1, num_classes)
+
+    def forward(self, xt: Tensor, t: Tensor) -> Tensor:
+        B = xt.shape[0]
+        if not isinstance(t, Tensor) or tuple(t.shape) != (B,):
+            raise ValueError(f"classifier(xt, t): t must be a tensor of shape ({B},), one timestep per example")
+        return self.linear(torch.cat([xt.reshape(B, -1), t.to(xt.dtype)[:, None] / self.T], dim=1))
+
+
+def _guided_cases(hidden: bool) -> list:
+    g = generator(12)
+    specs = [((4, 1, 2, 2), 3, 2.0), ((5, 3), 4, 0.5)] + ([((3, 2, 2, 1), 2, 10.0)] if hidden else [])
+    cases = []
+    for i, (shape, K, scale) in enumerate(specs):
+        B = shape[0]
+        cases.append(dict(seed=20 + i, num_classes=K, xt=torch.randn(shape, generator=g),
+                          eps_pred=torch.randn(shape, generator=g), t=torch.randint(0, 50, (B,), generator=g),
+                          y=torch.randint(0, K, (B,), generator=g), schedule=small_schedule(), classifier_scale=scale))
+    return cases
+
+
+def _classifier(c, state=None) -> LinearNoisyClassifier:
+    dim = c["xt"][0].numel()
+    if state is None:
+        torch.manual_seed(c["seed"])
+        return LinearNoisyClassifier(dim, c["num_classes"], c["schedule"].T)
+    model = LinearNoisyClassifier(dim, c["num_classes"], c["schedule"].T)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model
+
+
+def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=True, reduce="sum", scale=True):
+    """eps_hat in float64 from the classifier's weights, with the closed-form gradient; switches: the mistakes."""
+    W, b = state["linear.weight"].double(), state["linear.bias"].double()               # (K, D + 1), (K,)
+    xt, t, y = c["xt"].double(), c["t"], c["y"]
+    B = xt.shape[0]
+    x = torch.cat([xt.reshape(B, -1), (t.double() / c["schedule"].T)[:, None]], dim=1)  # (B, D + 1)
+    p = torch.softmax(x @ W.T + b, dim=-1)                                              # (B, K)
+    Wx = W[:, :-1]                                                                      # (K, D)
+    g = Wx[y] - p @ Wx                                                                  # grad log p(y | x_t)
+    if grad == "logit":
+        g = Wx[y]
+    elif grad == "prob":
+        g = p[torch.arange(B), y][:, None] * g
+    if reduce == "mean":
+        g = g / B
+    a = gather(alpha_bar64(c["schedule"]), t, xt.ndim)
+    coef = (1 - a).sqrt() if sqrt else (1 - a)
+    s = c["classifier_scale"] if scale else 1.0
+    return c["eps_pred"].double() + sign * s * coef * g.reshape(xt.shape)
+
+
+def _guided_call(f, c):
+    classifier = _classifier(c)
+    return dict(out=f(c["eps_pred"], c["xt"], c["t"], c["y"], classifier, c["schedule"], c["classifier_scale"]),
+                state=classifier.state_dict())
+
+
+def _guided_diagnose(out, c) -> str | None:
+    state = out["state"]
+    ref = ref_classifier_guided_eps(c, state)
+    return judge(out["out"], ref, [
+        ("wrong sign: guidance moves eps AGAINST the gradient, eps_hat = eps_pred - s sqrt(1 - alpha_bar_t) "
+         "grad log p(y | x_t) (eps points away from the data, the gradient towards class y)",
+         ref_classifier_guided_eps(c, state, sign=1.0)),
+        ("the square root is forgotten on (1 - alpha_bar_t): the score is -eps / sqrt(1 - alpha_bar_t)",
+         ref_classifier_guided_eps(c, state, sqrt=False)),
+        ("take the gradient of log p(y | x_t) (log_softmax of the logits, picked at y), not of the raw logit",
+         ref_classifier_guided_eps(c, state, grad="logit")),
+        ("take the gradient of the LOG-probability, not of the probability p(y | x_t)",
+         ref_classifier_guided_eps(c, state, grad="prob")),
+        ("the gradient is B times too small: sum the selected log-probabilities over the batch before "
+         "torch.autograd.grad (each x_t only appears in its own term), don't average them",
+         ref_classifier_guided_eps(c, state, reduce="mean")),
+        ("classifier_scale is ignored: multiply the gradient term by it",
+         ref_classifier_guided_eps(c, state, scale=False)),
+    ], "guided eps")
+
+
+register(Check("classifier_guided_eps", "classifier_guided_eps", _guided_cases, _guided_call, _guided_diagnose))
+check_classifier_guided_eps = visible("classifier_guided_eps")
+
+
+def guided_eps_variant(*, autograd=True, **switches):
+    """classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale) with mistakes switched
+    on; none: the right one (through autograd, as a student writes it, unless ``autograd=False``)."""
+    def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
+        if autograd and not switches:
+            with torch.enable_grad():
+                x = xt.detach().requires_grad_(True)
+                log_probs = F.log_softmax(classifier(x, t), dim=-1)
+                (grad,) = torch.autograd.grad(log_probs[torch.arange(len(x)), y].sum(), x)
+            a = schedule.gather(schedule.alpha_bar, t, xt.ndim)
+            return eps_pred - classifier_scale * (1 - a).sqrt() * grad
+        c = dict(xt=xt, t=t, y=y, eps_pred=eps_pred, schedule=schedule, classifier_scale=classifier_scale)
+        return ref_classifier_guided_eps(c, classifier.state_dict(), **switches).float()
+    return classifier_guided_eps
+
+
+MISTAKES["classifier_guided_eps"] = [
+    ("gradient with the wrong sign", guided_eps_variant(sign=1.0), "wrong sign"),
+    ("no sqrt on 1 - alpha_bar", guided_eps_variant(sqrt=False), "square root"),
+    ("gradient of the logit", guided_eps_variant(grad="logit"), "not of the raw logit"),
+    ("gradient of the probability", guided_eps_variant(grad="prob"), "LOG-probability"),
+    ("mean over the batch", guided_eps_variant(reduce="mean"), "B times too small"),
+    ("scale ignored", guided_eps_variant(scale=False), "classifier_scale is ignored"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ guided_ddim_sample
+def _sampler_cases(hidden: bool) -> list:
+    from ..schedules import NoiseSchedule
+
+    g = generator(13)
+    specs = [(NoiseSchedule.linear(T=1000), 20, 3.0, 64), (NoiseSchedule.linear(T=1000), 20, 0.0, 32)]
+    if hidden:
+        specs += [(NoiseSchedule.cosine(T=200), 10, 1.5, 48)]
+    return [dict(schedule=schedule, num_steps=num_steps, guidance_scale=w, x_T=torch.randn(n, 2, generator=g),
+                 y=torch.randint(0, 8, (n,), generator=g)) for schedule, num_steps, w, n in specs]
+
+
+def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False) -> Tensor:
+    """Deterministic DDIM with classifier-free guidance in float64; the switches reproduce the mistakes."""
+    schedule, model = c["schedule"], mixture_model(c["schedule"])
+    num_steps, w, y = c["num_steps"], (1.0 if ignore_w else c["guidance_scale"]), c["y"]
+    timesteps = (torch.arange(num_steps) * (schedule.T // num_steps)).flip(0).tolist()
+    alpha_bar = alpha_bar64(schedule)
+    x = c["x_T"].double()
+    for k, t in enumerate(timesteps):
+        tt = torch.full((len(x),), t, dtype=torch.long)
+        eps_uncond, eps_cond = model(x, tt, torch.full_like(y, null)), model(x, tt, y)
+        if swap:
+            eps_uncond, eps_cond = eps_cond, eps_uncond
+        eps = eps_uncond + w * (eps_cond - eps_uncond)
+        if k + 1 < len(timesteps):
+            a_prev = alpha_bar[timesteps[k + 1]]
+        else:
+            a_prev = torch.tensor(1.0, dtype=torch.float64) if last == "one" else alpha_bar[-1]
+        x, _ = ref_ddim_step(x, eps, alpha_bar[t], a_prev, 0.0, torch.zeros(x.shape))
+    return x
+
+
+def _sampler_call(f, c):
+    return f(mixture_model(c["schedule"]), c["schedule"], c["x_T"], c["y"], c["guidance_scale"], c["num_steps"])
+
+
+def _sampler_diagnose(out, c) -> str | None:
+    ref = ref_guided_ddim(c)
+    hint = shape_hint(out, ref, "samples")
+    if hint:
+        return hint
+    if close(out, ref, 1e-3):
+        return None
+    variants = [
+        ("eps_cond and eps_uncond are swapped: the conditional prediction uses y, the unconditional one y = -1",
+         dict(swap=True)),
+        ("the unconditional prediction uses the null class -1 (torch.full_like(y, -1)), not class 0", dict(null=0)),
+        ("guidance_scale is ignored: combine the two predictions with cfg_combine(eps_uncond, eps_cond, w)",
+         dict(ignore_w=True)),
+        ("the last step goes to clean data, alpha_bar_prev = 1: in Python alpha_bar[-1] is the LAST entry",
+         dict(last="python_last")),
+    ]
+    for mistake_hint, switches in variants:
+        if close(out, ref_guided_ddim(c, **switches), 1e-3):
+            return mistake_hint
+    return (f"the samples differ from deterministic DDIM with guidance (max abs difference "
+            f"{float((out.double() - ref).abs().max()):.3g}): one unconditional (y = -1) and one conditional "
+            "prediction per step, combined by your cfg_combine, then ddim_step with eta = 0")
+
+
+register(Check("guided_ddim_sample", "guided_ddim_sample", _sampler_cases, _sampler_call, _sampler_diagnose))
+check_guided_ddim_sample = visible("guided_ddim_sample")
+
+
+def guided_sampler_variant(**switches):
+    """guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps) with mistakes; none: the right one."""
+    def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
+        c = dict(schedule=schedule, num_steps=num_steps, guidance_scale=guidance_scale, x_T=x_T, y=y)
+        return ref_guided_ddim(c, **switches).float()
+    return guided_ddim_sample
+
+
+MISTAKES["guided_ddim_sample"] = [
+    ("cond and uncond swapped", guided_sampler_variant(swap=True), "swapped"),
+    ("null class 0", guided_sampler_variant(null=0), "null class -1"),
+    ("scale ignored", guided_sampler_variant(ignore_w=True), "guidance_scale is ignored"),
+    ("alpha_bar[-1] at the last step", guided_sampler_variant(last="python_last"), "LAST entry"),
     ("not implemented", todo, "not implemented yet"),
 ]

@@ -44,34 +44,39 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 #
 # ## The course, in order
 #
-# Run each lesson, then its worksheet. The minutes are **estimates** of the time the notebook takes to run on
-# a 2-core laptop CPU (not of your reading or working time); a GPU is much faster. *Full* is the normal mode,
-# *quick* is `COURSE_QUICK=1` (see below).
+# Run each lesson, then its worksheet. Two kinds of time are given. **Your time** is what to plan for
+# reading a lesson, running it and trying its suggestions, or for doing a worksheet's TODOs: our estimate for
+# a student who knows basic PyTorch, not a measurement. **CPU minutes** are the time the notebook takes to run
+# on a 2-core laptop CPU (a GPU is much faster); *full* is the normal mode, *quick* is `COURSE_QUICK=1` (see
+# below). The CPU minutes overlap with your time: read while a long cell runs.
 #
-# | # | notebook | what you do | CPU minutes, full | quick |
-# |---|---|---|---|---|
-# | 1 | [Lesson 1: noise schedules](01_noise_schedules.ipynb) | linear, cosine and the lab's continuous cosine schedule; an explorer | < 1 | < 1 |
-# | | [Worksheet 1: schedules](../exercises/01_schedules.ipynb) | write the three schedules | < 1 | < 1 |
-# | 2 | [Lesson 2: the forward process](02_forward_process.ipynb) | the Markov chain, its closed form, the posterior; a noising explorer | < 1 | < 1 |
-# | | [Worksheet 2: forward process](../exercises/02_forward.ipynb) | `q_sample`, `predict_x0`, the posterior | < 1 | < 1 |
-# | 3 | [Lesson 3: the UNet](03_unet.ipynb) | time embeddings, residual blocks, the noise predictor's shapes | ~ 1 | < 1 |
-# | | [Worksheet 3: UNet pieces](../exercises/03_unet.ipynb) | the sinusoidal embedding and the blocks that take t | ~ 1 | < 1 |
-# | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | ~ 10 * | ~ 1-2 |
-# | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; train a small model | ~ 2 | ~ 1 |
-# | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; steps, eta, speed and quality | ~ 6 * | ~ 1-2 |
-# | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step and one DDIM step | ~ 2 | ~ 1 |
-# | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | ~ 12-23 * | ~ 1-2 |
-# | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | ~ 6 | ~ 1-2 |
-# | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | the classifier-free guidance combination and its loss | ~ 2 | ~ 1 |
+# | # | notebook | what you do | your time | CPU minutes, full | quick |
+# |---|---|---|---|---|---|
+# | 1 | [Lesson 1: noise schedules](01_noise_schedules.ipynb) | linear, cosine and the lab's continuous cosine schedule; an explorer | 45 min | < 1 | < 1 |
+# | | [Worksheet 1: schedules](../exercises/01_schedules.ipynb) | write the three schedules | 30 min | < 1 | < 1 |
+# | 2 | [Lesson 2: the forward process](02_forward_process.ipynb) | the Markov chain, its closed form, the posterior; a noising explorer | 45 min | < 1 | < 1 |
+# | | [Worksheet 2: forward process](../exercises/02_forward.ipynb) | `q_sample`, `predict_x0`, the posterior | 45 min | < 1 | < 1 |
+# | 3 | [Lesson 3: the UNet](03_unet.ipynb) | time embeddings, residual blocks, the noise predictor's shapes; what a trained one predicts | 45 min | ~ 1 | < 1 |
+# | | [Worksheet 3: UNet pieces](../exercises/03_unet.ipynb) | the sinusoidal embedding and the blocks that take t | 45 min | ~ 1 | < 1 |
+# | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | 1 h | ~ 10 * | ~ 1-2 |
+# | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; EMA; train a small model | 1 h | ~ 2 | ~ 1 |
+# | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 6 * | ~ 1-2 |
+# | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step and one DDIM step | 45 min | ~ 2 | ~ 1 |
+# | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 12-23 * | ~ 1-2 |
+# | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 6 | ~ 1-2 |
+# | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | classifier-free guidance, its loss, guidance in a sampler | 1 h | ~ 2 | ~ 1 |
 #
-# In all, about 45-60 minutes of computing in full mode (half of it the lab), about 10-15 in quick mode.
+# In all, plan for about 12-13 hours of your own time. The computing is about 45-60 minutes in full mode
+# (half of it the lab), about 10-15 in quick mode.
 #
-# \* Measured on this course's 2-core test machine, whose CPU has only AVX2: there the models train and sample
-# in float32, since bfloat16 is emulated and ten times slower. Lesson 4 took 10 minutes (593 s, another job
-# running), lesson 5 5.4 minutes (326 s, idle) and the lab 15 minutes (12 of them training, 2 cores, idle;
-# 23 minutes on one core while other jobs ran). A CPU with native bfloat16 (AVX-512 BF16) trains lesson 4's image model about twice as
-# fast. The lab trains for as long as you let it: its 800 steps give recognisable but rough digits. The lessons' own first cells
-# repeat their figure; a cell that trains or samples for long prints its progress as a bar.
+# \* Measured on this course's 2-core test machine, which has no fast 16-bit arithmetic, so everything runs
+# in 32-bit floats: lesson 4 took 10 minutes (593 s, another job running), lesson 5 5.4 minutes (326 s, idle,
+# measured before its reverse-process, inversion and interpolation cells grew; not yet re-measured idle)
+# and the lab 15 minutes (12 of them training, 2 cores, idle; 23 minutes on
+# one core while other jobs ran). Some recent processors train lesson 4's image model about twice as fast;
+# which ones, and why, is in `docs/performance.md` ("Which processors are fast at bfloat16"). The lab trains for as
+# long as you let it: its 800 steps give recognisable but rough digits. A cell that trains or samples for long
+# prints its progress as a bar.
 #
 # **Worksheets.** Each TODO is a function to fill in, followed by a check cell that prints one line:
 # "✅ ... correct", "❌ ...: a hint" for a wrong answer, or "⏳ ... not implemented yet" while untouched. Cells that

@@ -123,8 +123,11 @@ print(f"alpha_bar at the last step: {linear.alpha_bar[-1].item():.2e} "
 # $$
 # - $\cos^2$ falls slowly near both ends and steadily in the middle, so $\bar\alpha_t$ is nearly linear in
 #   the middle of the chain instead of collapsing early.
-# - The offset $s = 0.008$ keeps $\beta_1$ from being vanishingly small (at $s = 0$, $\sqrt{\beta_1}$ would
-#   be about $\pi/(2T)$, smaller than a pixel's quantisation step of $2/255$).
+# - The offset $s = 0.008$ keeps $\beta_1$ from being vanishingly small: at $s = 0$, $\sqrt{\beta_1}$ would
+#   be $\sin(\pi/(2T)) \approx 0.0016$ for $T = 1000$; with the offset it is about $0.0064$ (printed below),
+#   four times more, and still *below* a pixel's quantisation step of $2/255 \approx 0.0078$. Nichol and
+#   Dhariwal chose $s$ so that $\sqrt{\beta_1}$ is just under that step: the first step adds a little less
+#   noise than one grey level, not a vanishing amount.
 # - Near $t = T$, $\bar\alpha_t \to 0$ and the ratio would give $\beta_T = 1$; the clip at 0.999 avoids that
 #   singularity.
 
@@ -137,7 +140,7 @@ betas_cos = (1 - alpha_bar_cos[1:] / alpha_bar_cos[:-1]).clamp(max=0.999)   # be
 
 cosine = NoiseSchedule.cosine(T)
 print("inline betas equal NoiseSchedule.cosine:", torch.allclose(betas_cos.float(), cosine.betas))
-print(f"beta_1 = {cosine.betas[0].item():.2e}, beta_T = {cosine.betas[-1].item():.3f} (clipped)")
+print(f"beta_1 = {cosine.betas[0].item():.2e} (sqrt(beta_1) = {cosine.betas[0].sqrt().item():.4f}, pixel step 2/255 = {2 / 255:.4f}), beta_T = {cosine.betas[-1].item():.3f} (clipped)")
 
 # %% [markdown]
 # ## 4. The lab's continuous cosine schedule: signal and noise on the unit circle
@@ -377,7 +380,10 @@ plt.show()
 # - **linear, $T = 100$**: the betas still stop at 0.02, so $\bar\alpha_T = \prod (1-\beta_t)$ is about
 #   $e^{-1}$: the chain **never reaches noise**, and sampling from $\mathcal N(0, I)$ would start from the
 #   wrong distribution. The linear schedule's betas must be rescaled with $T$.
-# - **cosine, any $T$**: $\bar\alpha$ is a function of $t/T$ only, so the curves do not move when $T$ changes.
+# - **cosine, any $T$**: $\bar\alpha$ is a function of $t/T$ only, so the $\bar\alpha_t$ and log-SNR curves
+#   do not move when $T$ changes. The $\beta_t$ panel does: each $\beta_t$ is the drop of $\bar\alpha$ over
+#   one step of width $1/T$, so doubling $T$ roughly halves every $\beta_t$ (the curve slides down on its log
+#   axis) while the product of the $1 - \beta_t$ stays the same.
 # - **lab continuous cosine**: it has no $T$; the slider only changes how finely it is discretised
 #   (its first $\beta$ is large because its $\bar\alpha$ starts at 0.9025 rather than at 1).
 

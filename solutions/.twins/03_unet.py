@@ -2,11 +2,13 @@
 # # Worksheet 3: the pieces of the noise predictor
 #
 # Companion of lesson 3 (`notebooks/03_unet.ipynb`). The UNet $\epsilon_\theta(x_t, t)$ must know the step
-# $t$. You build the three pieces that bring $t$ into the network, as `course_utils.nets` does:
+# $t$. You build the three pieces that bring $t$ into the network, as `course_utils.nets` does, then the
+# network itself:
 #
 # 1. `sinusoidal_embedding`: the Transformer's position encoding of $t$;
 # 2. `SinusoidalTimeEmbedding`: that encoding followed by a small MLP (a module: you write its `forward`);
-# 3. `ResBlock`: a residual block whose features are shifted by the time embedding (its `forward`).
+# 3. `ResBlock`: a residual block whose features are shifted by the time embedding (its `forward`);
+# 4. `SmallUNet`: a two-level UNet's forward pass, with its skip connections, from those blocks.
 #
 # For the modules, keep the given `__init__`: the checks build your module with a fixed seed and compare it
 # with the reference built from the same weights.
@@ -37,7 +39,7 @@ from torch import nn
 
 from course_utils import checks
 from course_utils.checks import (check_ResBlock, check_SinusoidalTimeEmbedding, check_sinusoidal_embedding,
-                                 run_check)
+                                 check_SmallUNet, run_check)
 from course_utils.device import get_device
 from course_utils.nets import UNet, count_parameters
 
@@ -177,9 +179,81 @@ if (checks.ready("SinusoidalTimeEmbedding", SinusoidalTimeEmbedding, "this cell"
     print("output shape:", tuple(outs[0].shape))
     print("the outputs at t = 0 and t = 500 differ:", not torch.allclose(outs[0], outs[1]))
 
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-unet", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 4. The UNet: down, bottleneck, up, with skip connections
+#
+# A UNet (Ronneberger et al. 2015; DDPM's network, Ho et al. 2020, Appendix B) encodes the image at lower and
+# lower resolutions, then decodes it back up. At each resolution on the way up it also gets the features the
+# way down computed at that resolution: the **skip connections**, which carry the fine detail the bottleneck has
+# lost. `SmallUNet` has two levels. Its blocks are given in `__init__` (keep it: the check loads weights by these
+# names); write `forward(x, t)`:
+#
+# - **Shapes.** `x` is (B, in_ch, H, W) with H and W divisible by 4, `t` is (B,); the output has the shape of `x`.
+# - **Time.** Every ResBlock gets the same time embedding, `self.time_embed(t)` (B, temb_dim).
+# - **Down.** `conv_in`, then `down1` at full resolution; `downsample1` halves H and W, then `down2`;
+#   `downsample2` halves them again, then the bottleneck `mid` at a quarter of the resolution.
+# - **Up.** Double the resolution (nearest-neighbour upsampling: `F.interpolate` with `scale_factor=2`), then
+#   concatenate, along the channels, the upsampled features **first** and the output of the down block at that
+#   resolution **second**, and apply the up block: `up2` at half resolution (with `down2`'s output), `up1` at full
+#   resolution (with `down1`'s output).
+# - **Head.** `norm_out`, SiLU, `conv_out`.
+#
+# The channel counts in `__init__` tell you what each block receives. The check builds your network with a fixed
+# seed at three sizes (8x8, 4x12 and 12x8 images; 1 or 3 channels; ch = 8 or 16) and compares its output with the
+# reference computed from the same weights. Your `ResBlock` and `SinusoidalTimeEmbedding` must pass their checks
+# first.
+
+# %% nbgrader={"grade": false, "grade_id": "SmallUNet", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class SmallUNet(nn.Module):
+    """A two-level UNet: x (B, in_ch, H, W), H and W divisible by 4, and t (B,) -> eps_pred (B, in_ch, H, W)."""
+
+    def __init__(self, in_ch=1, ch=16, temb_dim=64, groups=8):
+        super().__init__()
+        self.time_embed = SinusoidalTimeEmbedding(ch, temb_dim)
+        self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
+        self.down1 = ResBlock(ch, ch, temb_dim, groups)                       # H x W
+        self.downsample1 = nn.Conv2d(ch, ch, 3, stride=2, padding=1)          # -> H/2 x W/2
+        self.down2 = ResBlock(ch, 2 * ch, temb_dim, groups)                   # H/2 x W/2
+        self.downsample2 = nn.Conv2d(2 * ch, 2 * ch, 3, stride=2, padding=1)  # -> H/4 x W/4
+        self.mid = ResBlock(2 * ch, 2 * ch, temb_dim, groups)                 # the bottleneck, H/4 x W/4
+        self.up2 = ResBlock(4 * ch, 2 * ch, temb_dim, groups)                 # H/2: 2ch upsampled + 2ch skip
+        self.up1 = ResBlock(3 * ch, ch, temb_dim, groups)                     # H: 2ch upsampled + ch skip
+        self.norm_out = nn.GroupNorm(groups, ch)
+        self.conv_out = nn.Conv2d(ch, in_ch, 3, padding=1)
+
+    def forward(self, x, t):
+        ### BEGIN SOLUTION
+        temb = self.time_embed(t)                                            # (B, temb_dim)
+        h1 = self.down1(self.conv_in(x), temb)                               # (B, ch, H, W)
+        h2 = self.down2(self.downsample1(h1), temb)                          # (B, 2ch, H/2, W/2)
+        h = self.mid(self.downsample2(h2), temb)                             # (B, 2ch, H/4, W/4)
+        h = F.interpolate(h, scale_factor=2, mode="nearest")                 # (B, 2ch, H/2, W/2)
+        h = self.up2(torch.cat([h, h2], dim=1), temb)                        # skip from down2 -> (B, 2ch, H/2, W/2)
+        h = F.interpolate(h, scale_factor=2, mode="nearest")                 # (B, 2ch, H, W)
+        h = self.up1(torch.cat([h, h1], dim=1), temb)                        # skip from down1 -> (B, ch, H, W)
+        return self.conv_out(F.silu(self.norm_out(h)))                       # (B, in_ch, H, W)
+        ### END SOLUTION
+
+
+# %% course={"check": "SmallUNet", "target": "SmallUNet"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_SmallUNet", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_SmallUNet(SmallUNet)
+### BEGIN HIDDEN TESTS
+assert run_check("SmallUNet", SmallUNet, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if checks.ready("SmallUNet", SmallUNet, "this cell"):
+    torch.manual_seed(0)
+    small = SmallUNet(in_ch=1, ch=16, temb_dim=64)
+    eps_pred = small(torch.randn(4, 1, 28, 28), torch.tensor([0, 10, 500, 999]))
+    print(f"SmallUNet(ch=16): {count_parameters(small):,} parameters; 28x28 images in, {tuple(eps_pred.shape)} out")
+
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-11", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# The course's UNet (`course_utils.nets.UNet`) is built from exactly these pieces, plus self-attention at
-# low resolution and skip connections between matching down and up levels:
+# The course's UNet (`course_utils.nets.UNet`) is the same design with more levels, several ResBlocks per level
+# (each one's output a skip connection) and self-attention at low resolution:
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -1,11 +1,13 @@
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-01", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# # Worksheet 6: classifier-free guidance
+# # Worksheet 6: guidance
 #
-# Companion of lesson 6 (`notebooks/06_guidance.ipynb`). Two functions:
+# Companion of lesson 6 (`notebooks/06_guidance.ipynb`). Four functions:
 #
 # 1. `cfg_combine`: the classifier-free guidance combination of two noise predictions;
-# 2. `cfg_loss`: the training loss with **label dropout**, which teaches one network both the conditional
-#    and the unconditional prediction.
+# 2. `guided_ddim_sample`: classifier-free guidance inside a DDIM sampler;
+# 3. `cfg_loss`: the training loss with **label dropout**, which teaches one network both the conditional
+#    and the unconditional prediction; then you train a model and measure what the guidance scale $w$ trades;
+# 4. `classifier_guided_eps`: classifier guidance, the gradient of $\log p(y \mid x_t)$ through a noisy classifier.
 #
 # Class labels are int64 tensors (B,); the label **-1** is the null class ("no label").
 #
@@ -32,7 +34,8 @@ import torch.nn.functional as F
 
 from course_utils import checks
 from course_utils.analytic import GaussianMixtureEps
-from course_utils.checks import check_cfg_combine, check_cfg_loss, run_check
+from course_utils.checks import (check_cfg_combine, check_cfg_loss, check_classifier_guided_eps,
+                                 check_guided_ddim_sample, run_check)
 from course_utils.data import EIGHT_GAUSSIANS
 from course_utils.device import get_device
 from course_utils.forward import q_sample
@@ -72,43 +75,72 @@ assert run_check("cfg_combine", cfg_combine, hidden=True).passed, "hidden tests 
 ### END HIDDEN TESTS
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-05", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 2. Classifier-free guidance inside a sampler
+#
+# Write deterministic DDIM ($\eta = 0$) whose noise prediction is guided towards the classes `y`:
+#
+# - **Inputs.** `model(x, t, y)` returns a noise prediction shaped like `x` (N, D), for int64 timesteps `t` (N,)
+#   and labels `y` (N,), where the label **-1** asks for the unconditional prediction. `x_T` (N, D) is the
+#   starting noise, `y` (N,) the class each sample should belong to, `guidance_scale` the $w$ of section 1.
+# - **Each step** needs the model's unconditional and conditional predictions at the current `x`, combined by
+#   your `cfg_combine`, then one `ddim_step` (imported from `course_utils.samplers`, as in worksheet 5) with that
+#   guided prediction.
+# - **The time grid** is worksheet 5's: `ddim_timesteps(schedule.T, num_steps)`, the last step going to
+#   $\bar\alpha_\text{prev} = 1$.
+# - **Output.** The samples (N, D).
+#
+# The check runs your sampler with the exact conditional noise predictor of eight Gaussians (`GaussianMixtureEps`
+# below), with $w$ = 3, 0 and 1.5, on a linear and a cosine schedule, and compares with the course's sampler to
+# 1e-3.
+
+# %% nbgrader={"grade": false, "grade_id": "guided_ddim_sample", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
+    """Deterministic DDIM from x_T (N, D) towards the classes y (N,), with classifier-free guidance; returns (N, D)."""
+    ### BEGIN SOLUTION
+    timesteps = ddim_timesteps(schedule.T, num_steps).tolist()
+    null = torch.full_like(y, -1)                                     # the unconditional label
+    x = x_T
+    with torch.no_grad():
+        for k, t in enumerate(timesteps):
+            t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1
+            tt = torch.full((len(x),), t, dtype=torch.long)
+            eps_pred = cfg_combine(model(x, tt, null), model(x, tt, y), guidance_scale)
+            alpha_bar_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+            x, _ = ddim_step(x, eps_pred, schedule.alpha_bar[t], alpha_bar_prev)
+    return x
+    ### END SOLUTION
+
+
+# %% course={"check": "guided_ddim_sample", "target": "guided_ddim_sample"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_guided_ddim_sample", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_guided_ddim_sample(guided_ddim_sample)
+### BEGIN HIDDEN TESTS
+assert run_check("guided_ddim_sample", guided_ddim_sample, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-exact", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### Guidance on eight Gaussians, with the exact noise predictor
 #
 # `GaussianMixtureEps` gives the exact $\epsilon^*$ of the mixture, conditioned on a component `y` or not
-# (`y = -1`). Sampling class 0 (the cluster on the right) with DDIM and growing $w$: at $w = 0$ all clusters
-# appear; from $w = 1$ only class 0, pushed away from the others as $w$ grows.
+# (`y = -1`). Sampling class 0 (the cluster on the right) with growing $w$:
 
 # %%
 schedule = NoiseSchedule.linear(T=1000)
 exact = GaussianMixtureEps(EIGHT_GAUSSIANS, schedule)
 n = pick(1000, 400)
-
-
-def guided_sample(model, y, guidance_scale, num_steps=50, seed=0):
-    # DDIM (eta = 0) with classifier-free guidance: two predictions per step, combined by cfg_combine
-    x = torch.randn(len(y), 2, generator=torch.Generator().manual_seed(seed))
-    timesteps = ddim_timesteps(schedule.T, num_steps).tolist()
-    with torch.no_grad():
-        for k, t in enumerate(timesteps):
-            t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1
-            tt = torch.full((len(x),), t)
-            eps = cfg_combine(model(x, tt, torch.full_like(y, -1)), model(x, tt, y), guidance_scale)
-            alpha_bar_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)
-            x, _ = ddim_step(x, eps, schedule.alpha_bar[t], alpha_bar_prev)
-    return x
-
+x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+y = torch.zeros(n, dtype=torch.long)
 
 # %%
-if checks.ready("cfg_combine", cfg_combine, "guided sampling"):
-    y = torch.zeros(n, dtype=torch.long)
+if checks.ready("guided_ddim_sample", guided_ddim_sample, "guided sampling"):
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
     for ax, w in zip(axes, [0.0, 1.0, 3.0, 8.0]):
-        plot_points(guided_sample(exact, y, w), ax=ax, title=f"class 0, w = {w}")
+        plot_points(guided_ddim_sample(exact, schedule, x_T, y, w), ax=ax, title=f"class 0, w = {w}")
     plt.show()
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-08", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# ## 2. Label dropout
+# ## 3. Label dropout
 #
 # To get $\epsilon_\text{uncond}$ from the same network, training replaces each label by the null class with
 # some probability (10-20%). The random choice is an argument here: `drop` is a bool tensor (B,), True where
@@ -135,11 +167,12 @@ assert run_check("cfg_loss", cfg_loss, hidden=True).passed, "hidden tests failed
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-09", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### Train a conditional model and guide it
 #
-# A small MLP learns the eight classes with your loss (20% label dropout), then samples class 0 with growing
-# guidance. Quick mode trains for fewer steps, so its clusters are blurrier.
+# A small MLP learns the eight classes with your loss (20% label dropout), then your sampler draws class 0 with
+# growing guidance. Quick mode trains for fewer steps, so its clusters are blurrier.
 
 # %%
-if checks.ready("cfg_loss", cfg_loss, "the training") and checks.ready("cfg_combine", cfg_combine, "the training"):
+if checks.ready("cfg_loss", cfg_loss, "the training") and checks.ready("guided_ddim_sample", guided_ddim_sample,
+                                                                     "the training"):
     torch.manual_seed(0)
     data, labels = EIGHT_GAUSSIANS.sample(20000, generator=torch.Generator().manual_seed(0))
     model = MLPDenoiser(data_dim=2, hidden_dim=128, num_classes=8)
@@ -152,13 +185,153 @@ if checks.ready("cfg_loss", cfg_loss, "the training") and checks.ready("cfg_comb
         optimizer.zero_grad(), loss.backward(), optimizer.step()
     model.eval()
     print(f"trained {steps} steps, last loss {loss.item():.3f}")
-    y = torch.zeros(n, dtype=torch.long)
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
     for ax, w in zip(axes, [0.0, 1.0, 3.0, 8.0]):
-        plot_points(guided_sample(model, y, w), ax=ax, title=f"trained, class 0, w = {w}")
+        plot_points(guided_ddim_sample(model, schedule, x_T, y, w), ax=ax, title=f"trained, class 0, w = {w}")
     plt.show()
 
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-sweep", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# In the figure above, the unconditional prediction of this small, briefly trained model ($w = 0$) blurs the
+# eight clusters into a ring; $w = 1$ draws class 0 only; $w = 3$ squeezes it into a thin streak reaching outwards,
+# beyond the cluster, and $w = 8$ pushes the whole class to about 2.8 from the centre, where the data has no
+# points at all.
+#
+# ### What does $w$ trade? A sweep
+#
+# Run the cell: for each $w$ it draws class 0 from the same noise with the trained model and measures three
+# things. **On target**: the share of samples nearer to class 0's mean $(1.5, 0)$ than to any other cluster's (how
+# often a sample has the class asked for). **Spread**: the RMS distance per coordinate of those samples from their
+# own mean (the data's is 0.1: how varied the samples of the class are). **Distance from the centre**: the mean
+# distance of all samples from $(0, 0)$ (the clusters lie at 1.5).
+
+# %%
+if checks.ready("guided_ddim_sample", guided_ddim_sample, "the sweep") and "model" in globals():
+    scales = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]
+    means = torch.tensor(EIGHT_GAUSSIANS.means)
+    on_target, spread, distance = [], [], []
+    for w in scales:
+        x = guided_ddim_sample(model, schedule, x_T, y, w)
+        hit = torch.cdist(x, means).argmin(1) == 0
+        on_target.append(hit.float().mean().item())
+        spread.append(((x[hit] - x[hit].mean(0)) ** 2).mean().sqrt().item() if hit.sum() > 1 else float("nan"))
+        distance.append(x.norm(dim=1).mean().item())
+        print(f"w = {w:3.1f}: on target {on_target[-1]:6.1%} | spread {spread[-1]:.3f} | "
+              f"mean distance from the centre {distance[-1]:.2f}")
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.2))
+    ax1.plot(scales, on_target, "o-"), ax1.set_xlabel("guidance scale w"), ax1.set_ylabel("on target")
+    ax2.plot(scales, spread, "o-"), ax2.axhline(0.1, color="gray", ls="--", label="data (0.1)")
+    ax2.set_xlabel("guidance scale w"), ax2.set_ylabel("spread of class 0"), ax2.legend()
+    ax3.plot(scales, distance, "o-"), ax3.axhline(1.5, color="gray", ls="--", label="the clusters (1.5)")
+    ax3.set_xlabel("guidance scale w"), ax3.set_ylabel("mean distance from the centre"), ax3.legend()
+    plt.tight_layout()
+    plt.show()
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-sweep-q", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# **Interpret your sweep** (not graded, but your instructor may ask). Where does "on target" reach 100%? What
+# happens to the spread beyond that $w$, and to the distance from the centre? (In the reference run: 8% on target
+# at $w = 0$, 78% at 0.5, 100% from $w = 1$ on; the spread falls from 0.08 at $w = 1$ to 0.05 at $w = 2$, below
+# the data's 0.1, rises to 0.15 at $w = 4$ where the samples smear out along a line, and is 0.04 at $w = 8$; the
+# distance from the centre grows from 1.50 at $w = 1$ to 2.78 at $w = 8$: the samples leave the data.) Image models show the same
+# trade-off: a larger $w$ gives samples that look more like their class and less like each other (Ho and
+# Salimans 2022, Fig. 4: FID against Inception score).
+#
+# ## 4. Classifier guidance
+#
+# Before classifier-free guidance, Dhariwal and Nichol (2021) steered an *unconditional* model with a separate
+# classifier $p_\phi(y \mid x_t, t)$ trained on noisy inputs. Bayes' rule splits the conditional score:
+# $\nabla_{x_t} \log p(x_t \mid y) = \nabla_{x_t} \log p(x_t) + \nabla_{x_t} \log p_\phi(y \mid x_t)$, and the noise
+# prediction is the score times $-\sqrt{1 - \bar\alpha_t}$ (lesson 6). Guidance multiplies the classifier's term
+# by a scale $s$ (`classifier_scale`; Algorithm 2 and Eq. 14 of their paper).
+#
+# Write the guided noise prediction $\hat\epsilon$:
+#
+# - **Inputs.** `eps_pred` (B, ...) the model's noise prediction at `xt` (B, ...); `t` int64 (B,); `y` int64 (B,)
+#   the target classes; `classifier(xt, t)` returns **logits** (B, K); `schedule.alpha_bar` (T,);
+#   `classifier_scale` a float.
+# - **The gradient** of $\log p_\phi(y \mid x_t, t)$ with respect to $x_t$, for each sample its own class, through
+#   the classifier with `torch.autograd.grad` (the logits are not probabilities). It must work even when the
+#   caller runs under `torch.no_grad()` (samplers do), and must not change `xt`.
+# - **Output.** $\hat\epsilon$, shaped like `eps_pred`: the prediction moved so that sampling climbs
+#   $\log p_\phi(y \mid x_t)$, by `classifier_scale` times the gradient in units of the score.
+#
+# The check uses a linear noisy classifier, whose gradient is known in closed form, on batches of 3 to 5 samples
+# with different classes and shapes, with $s$ = 2, 0.5 and 10.
+
+# %% nbgrader={"grade": false, "grade_id": "classifier_guided_eps", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
+    """eps_hat (B, ...): eps_pred moved along the gradient of log p(y | x_t, t) of a noisy classifier (logits (B, K))."""
+    ### BEGIN SOLUTION
+    with torch.enable_grad():
+        x = xt.detach().requires_grad_(True)
+        log_probs = F.log_softmax(classifier(x, t), dim=-1)                     # (B, K)
+        selected = log_probs[torch.arange(len(x)), y]                            # (B,) log p(y_i | x_i)
+        (grad,) = torch.autograd.grad(selected.sum(), x)                        # each x_i only in its own term
+    alpha_bar = schedule.alpha_bar[t].reshape(-1, *([1] * (xt.ndim - 1)))       # (B, 1, ...)
+    # score of p(x_t | y) = score of p(x_t) + s grad log p(y | x_t);  eps = -sqrt(1 - alpha_bar_t) score
+    return eps_pred - classifier_scale * (1 - alpha_bar).sqrt() * grad
+    ### END SOLUTION
+
+
+# %% course={"check": "classifier_guided_eps", "target": "classifier_guided_eps"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_classifier_guided_eps", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_classifier_guided_eps(classifier_guided_eps)
+### BEGIN HIDDEN TESTS
+assert run_check("classifier_guided_eps", classifier_guided_eps, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-cg-demo", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Classifier guidance on eight Gaussians
+#
+# For the mixture, the exact noisy classifier is known too: $p(y = k \mid x_t) \propto w_k\,
+# \mathcal N(x_t; \sqrt{\bar\alpha_t}\mu_k, v_k I)$ with $v_k = \bar\alpha_t \sigma_k^2 + 1 - \bar\alpha_t$ (given below).
+# Guiding the exact *unconditional* $\epsilon^*$ towards class 0 with your `classifier_guided_eps`: at $s = 1$
+# Bayes' rule is exact, so the samples should match the conditional model's (classifier-free guidance at
+# $w = 1$, first row of section 2); larger $s$ pushes further, as a larger $w$ does.
+#
+# Below: $s = 0$ draws all eight clusters, $s = 1$ only class 0, with the conditional model's spread (the printed
+# difference from the exact conditional sampler is at the level of float32 rounding), and $s = 3$ and $s = 8$ squeeze
+# class 0 into a tighter, slightly outward-shifted blob.
+
+# %%
+class MixtureClassifier(torch.nn.Module):
+    """The exact p(y | x_t, t) of the eight Gaussians: logits log w_k + log N(x_t; sqrt(alpha_bar_t) mu_k, v_k I)."""
+
+    def __init__(self, mixture, schedule):
+        super().__init__()
+        self.log_w = torch.tensor(mixture.weights).log()                          # (K,)
+        self.means, self.var = torch.tensor(mixture.means), torch.tensor(mixture.stds) ** 2   # (K, D), (K,)
+        self.alpha_bar = schedule.alpha_bar
+
+    def forward(self, xt, t):
+        a = self.alpha_bar[t][:, None]                                            # (B, 1)
+        v = a * self.var + 1 - a                                                  # (B, K)
+        d2 = ((xt[:, None, :] - a.sqrt()[:, :, None] * self.means) ** 2).sum(-1)  # (B, K)
+        return self.log_w - 0.5 * d2 / v - 0.5 * xt.shape[1] * v.log()
+
+
+def classifier_guided_ddim(classifier_scale, num_steps=50):
+    classifier, timesteps, x = MixtureClassifier(EIGHT_GAUSSIANS, schedule), ddim_timesteps(schedule.T, num_steps), x_T
+    with torch.no_grad():
+        for k, t in enumerate(timesteps.tolist()):
+            tt = torch.full((len(x),), t, dtype=torch.long)
+            eps = classifier_guided_eps(exact(x, tt), x, tt, y, classifier, schedule, classifier_scale)
+            alpha_bar_prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else torch.tensor(1.0)
+            x, _ = ddim_step(x, eps, schedule.alpha_bar[t], alpha_bar_prev)
+    return x
+
+
+if checks.ready("classifier_guided_eps", classifier_guided_eps, "classifier guidance"):
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
+    for ax, s in zip(axes, [0.0, 1.0, 3.0, 8.0]):
+        plot_points(classifier_guided_ddim(s), ax=ax, title=f"classifier guidance, s = {s}")
+    plt.show()
+    if checks.ready("guided_ddim_sample", guided_ddim_sample, "the comparison"):
+        gap = (classifier_guided_ddim(1.0) - guided_ddim_sample(exact, schedule, x_T, y, 1.0)).abs().max()
+        print(f"s = 1 against the exact conditional model (w = 1), same noise: largest difference {gap:.1e}")
+
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-11", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# **Question.** Why does guidance with a large $w$ pull the samples *away* from the other clusters, beyond
-# the conditional distribution itself? (Hint: $\tilde\epsilon$ follows the gradient of
-# $\log p(y \mid x_t)$ scaled by $w - 1$, on top of the conditional score.)
+# **Question.** Why does guidance with a large $w$ (or $s$) pull the samples *away* from the other clusters,
+# beyond the conditional distribution itself? (Hint: $\tilde\epsilon$ follows the gradient of $\log p(y \mid x_t)$
+# scaled by $w - 1$, on top of the conditional score; at $s = 1$ classifier guidance adds exactly one such
+# gradient to the unconditional score.)

@@ -11,9 +11,10 @@
 # 3. Train the network until it draws clearly recognisable images, and **briefly summarise what you did and
 #    explain the results** in the cell at the end.
 #
-# The training set is Oxford's Flowers102 when it is available (torchvision downloads it if it can);
-# otherwise MNIST from the course's data root, or scikit-learn's digits. No loss threshold is set:
-# judge the samples.
+# **The dataset is your choice**, in the first cell below: `DATASET = "mnist"` (the default: offline, trains on
+# a laptop CPU), `"fashion_mnist"` (a middle step: harder images, still small) or `"flowers102"` (the handout's
+# dataset: needs a download and, in practice, a GPU). No loss threshold is set: judge the samples; for MNIST the
+# notebook also measures them with a held-out classifier.
 #
 # **How a worksheet works.** Each exercise is a function with its docstring and a `# YOUR CODE HERE` to replace.
 # Run the check cell right after it: it prints one line, ✅ when your function agrees with the course's
@@ -39,9 +40,9 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from course_utils import checks
+from course_utils import checkpoints, checks, metrics
 from course_utils.checks import check_denoise, check_diffusion_schedule, check_reverse_diffusion, run_check
-from course_utils.data import DatasetNotFoundError, load_images, load_images_or_digits
+from course_utils.data import load_images
 from course_utils.device import get_device
 from course_utils.nets import UNet, count_parameters
 from course_utils.settings import pick, quick_mode
@@ -51,6 +52,25 @@ from course_utils.viz import plot_loss, show_images
 torch.manual_seed(0)
 device = get_device()
 print("device:", device, "| quick mode:", quick_mode())
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-dataset", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Choose the dataset
+#
+# | `DATASET` | images | what you need | training in this notebook |
+# |---|---|---|---|
+# | `"mnist"` (default) | 60,000 handwritten digits, 28x28 grey | nothing: the course's data folder (`COURSE_DATA_DIR`) | 16x16, a UNet of base width 16, 15 minutes of training on a 2-core CPU (the reference run: 77% of samples recognisable, the requirement is 85%: section 7) |
+# | `"fashion_mnist"` | 60,000 clothes, 28x28 grey | the course's data folder | the same network and budget as MNIST; the images are harder |
+# | `"flowers102"` | 6,551 flowers (the Keras example's split), 64x64 colour | a download (about 330 MB) and a GPU | 64x64, the Keras example's network (widths 32, 64, 96, 128; 5.0 M parameters) for 50 epochs. Estimated from FLOPs, not measured: 3.6 GFLOP per image forward, about 11 per training image, 3.6 PFLOP for the run, so 3 to 12 minutes on a GPU sustaining 5 to 20 TFLOP/s, and some 10 hours on a 2-core CPU (100 GFLOP/s) |
+#
+# A dataset that is not on this machine stops the notebook with the command that downloads it; the notebook
+# never switches to another dataset behind your back.
+
+# %%
+DATASET = "mnist"          # "mnist" (offline, CPU), "fashion_mnist" (a middle step) or "flowers102" (the handout's)
+DATASETS = ("mnist", "fashion_mnist", "flowers102")
+if DATASET not in DATASETS:
+    raise ValueError(f"DATASET must be one of {DATASETS}, got {DATASET!r}")
+print("dataset:", DATASET)
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -161,25 +181,23 @@ assert run_check("reverse_diffusion", reverse_diffusion, hidden=True).passed, "h
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-07", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 4. Data
 #
-# Flowers102 at 64x64 (32x32 in quick mode) when torchvision can find or download it; otherwise MNIST
-# (28x28) from the course's data root (`COURSE_DATA_DIR`), or scikit-learn's digits as a last resort. As in
-# the Keras example, images are normalised to mean 0 and variance 1 per channel (that is what the schedule
-# assumes: $\text{Var}(x_t) = 1$), and mapped back for display.
+# The dataset chosen at the top: MNIST or Fashion-MNIST from the course's data folder (`COURSE_DATA_DIR`), at
+# 16x16 (shrunk from 28x28: on a CPU, a quarter of the pixels buys about four times the training steps; the judge of section 7 still recognises 93% of real test digits shrunk to 16x16), or Flowers102 as in the Keras example: 80% of each of its three official splits for training
+# (6,551 images), centre-cropped and resized to 64x64. As in the Keras example, images are normalised to mean 0 and
+# variance 1 per channel (that is what the schedule assumes: $\text{Var}(x_t) = 1$), and mapped back for display.
 
 # %%
-try:
-    images, _ = load_images("flowers102", image_size=pick(64, 32), download=not quick_mode())
-    dataset = "flowers102"
-except DatasetNotFoundError as err:
-    print("Flowers102 is not available here:", str(err).splitlines()[0][:160])
-    images, _, dataset = load_images_or_digits("mnist", limit=pick(None, 5000))
+IMAGE_SIZE = {"mnist": 16, "fashion_mnist": 16, "flowers102": 64}[DATASET]
+# a missing dataset raises DatasetNotFoundError, whose message gives the command that downloads it
+images, _ = load_images(DATASET, image_size=pick(IMAGE_SIZE, min(IMAGE_SIZE, 32)), limit=pick(None, 5000),
+                        download=DATASET == "flowers102" and not quick_mode())
 channels, size = images.shape[1], images.shape[-1]
 mean = images.mean(dim=(0, 2, 3), keepdim=True)                       # (1, C, 1, 1)
 std = images.std(dim=(0, 2, 3), keepdim=True)
 normalize = lambda x: (x - mean.to(x.device)) / std.to(x.device)      # noqa: E731
 denormalize = lambda x: (x * std.to(x.device) + mean.to(x.device)).clamp(-1, 1)   # noqa: E731
-print(f"training on {dataset}: {len(images)} images of shape {tuple(images.shape[1:])}")
-show_images(images[:16], nrow=16, title=f"{dataset}: training images", figsize=(12, 1.2))
+print(f"training on {DATASET}: {len(images)} images of shape {tuple(images.shape[1:])}")
+show_images(images[:16], nrow=16, title=f"{DATASET}: training images", figsize=(12, 1.2))
 plt.show()
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-09", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -188,21 +206,38 @@ plt.show()
 # A small UNet (`course_utils.nets.UNet`: ResBlocks with GroupNorm, attention at the lowest resolution) whose
 # time input is the noise variance in [0, 1], scaled by 1000 before the sinusoidal embedding
 # (`time_scale=1000.0`). The training step is the Keras example's: random diffusion times, noisy images from
-# your `diffusion_schedule`, predictions from your `denoise`, the mean **absolute** error on the noise, and an
-# exponential moving average (EMA) of the weights for sampling (with a warm-up, so that short runs work).
+# your `diffusion_schedule`, predictions from your `denoise`, the mean **absolute** error on the noise, AdamW, and
+# an exponential moving average (EMA) of the weights for sampling, with the warm-up of worksheet 4.
+#
+# For MNIST and Fashion-MNIST the settings are the best of a measured sweep (`docs/lab_sweep.md`). On a CPU,
+# compute is what limits the quality, so the network is small (base width 16, 280,000 parameters) and the images
+# are 16x16; the learning rate 2e-3 is reached after a linear warm-up of 200 steps, and training stops after 15
+# minutes (quick mode: 5 minutes or 120 steps). Every few minutes the held-out judge of section 7 looks at 200
+# samples of the EMA network (MNIST only), so you can compare your run's curve with the reference's. For
+# Flowers102 the settings are the Keras example's (widths 32, 64, 96, 128, two ResBlocks per level, batch 64, 50
+# epochs, EMA 0.999), which needs a GPU: see the table at the top.
+#
 # The step runs in bfloat16 autocast where the processor computes bfloat16 natively (a GPU, or a CPU with
 # AVX-512 BF16 or AMX: about twice as fast as float32 there); on other CPUs bfloat16 is emulated and about 10
 # times slower, so `autocast_dtype("auto", device)` keeps float32.
 
 # %%
+CONFIGS = {   # MNIST and Fashion-MNIST: the best of the measured sweep (docs/lab_sweep.md); flowers: the Keras example
+    "mnist": dict(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,),
+                  batch_size=64, lr=0.002, warmup_steps=200, ema_decay=0.995, minutes=15, steps=None),
+    "flowers102": dict(base_channels=32, channel_mults=(1, 2, 3, 4), num_res_blocks=2, attention_levels=(),
+                       batch_size=64, lr=1e-3, warmup_steps=0, ema_decay=0.999, minutes=None, steps=50 * 6551 // 64),
+}
+config = dict(CONFIGS["flowers102" if DATASET == "flowers102" else "mnist"])
+config.update(batch_size=pick(config["batch_size"], 32), minutes=pick(config["minutes"], 5), steps=pick(config["steps"], 120))
 torch.manual_seed(0)
-network = UNet(in_channels=channels, base_channels=32, channel_mults=(1, 2, 2), attention_levels=(2,),
+network = UNet(in_channels=channels, base_channels=config["base_channels"], channel_mults=config["channel_mults"],
+               num_res_blocks=config["num_res_blocks"], attention_levels=config["attention_levels"],
                time_scale=1000.0).to(device)
-ema = EMA(network, decay=0.999)
-optimizer = torch.optim.AdamW(network.parameters(), lr=pick(1e-3, 2e-3), weight_decay=1e-4)
-steps, batch_size = pick(800, 120), pick(64, 32)   # ~10 min on 2 CPU cores (float32): train longer for sharper images
+ema = EMA(network, decay=config["ema_decay"])
+optimizer = torch.optim.AdamW(network.parameters(), lr=config["lr"], weight_decay=1e-4)
 amp_dtype = autocast_dtype("auto", device)   # bfloat16 where this CPU/GPU computes it natively, else None (float32)
-print(f"UNet: {count_parameters(network):,} parameters; {steps} steps of {batch_size} images; autocast: {amp_dtype}")
+print(f"UNet: {count_parameters(network):,} parameters; {config}; autocast: {amp_dtype}")
 
 
 def train_step(images_batch):
@@ -220,24 +255,59 @@ def train_step(images_batch):
     return loss.item()
 
 
+def sample_images(net, num_images, diffusion_steps, seed=0):
+    """Images (N, C, H, W) in [-1, 1] from your reverse_diffusion with the network net, from fixed noise."""
+    initial_noise = torch.randn(num_images, channels, size, size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        out = [reverse_diffusion(net, initial_noise[i:i + 250].to(device), diffusion_steps)
+               for i in range(0, num_images, 250)]
+    return denormalize(torch.cat(out).float()).cpu()
+
+
+# the held-out judge of recognisable digits (MNIST only): a classifier the diffusion model never saw
+judge = checkpoints.load("mnist-eval-classifier", device=device)[0] if DATASET == "mnist" else None
+
+
+def judge_share(generated):
+    """(share of images the judge classifies with confidence > 0.9, number of digit classes among them)."""
+    if generated.shape[-1] != 28:
+        generated = F.interpolate(generated, size=(28, 28), mode="bilinear", align_corners=False).clamp(-1, 1)
+    share, counts = metrics.confident_share(generated, judge)
+    return share, int((counts > 0).sum())
+
+
 # %%
-history = []
+history, curve = [], []
 trained = checks.ready("diffusion_schedule", diffusion_schedule, "the training") and checks.ready(
     "denoise", denoise, "the training")
+can_judge = trained and judge is not None and checks.ready("reverse_diffusion", reverse_diffusion, "the judge")
 if trained:
     generator = torch.Generator().manual_seed(0)
-    network.train()
-    start, running = time.perf_counter(), []
-    for step in range(steps):
-        batch = images[torch.randint(0, len(images), (batch_size,), generator=generator)].to(device)
+    budget_s = 60 * config["minutes"] if config["minutes"] else float("inf")
+    judge_at = [m * 60 for m in pick([2, 5, 10], [])]           # training seconds at which the judge looks
+    train_s, running, step = 0.0, [], 0
+    while step < (config["steps"] or 10 ** 9) and train_s < budget_s:
+        start = time.perf_counter()
+        network.train()
+        for group in optimizer.param_groups:                    # linear warm-up of the learning rate
+            group["lr"] = config["lr"] * min(1.0, (step + 1) / max(1, config["warmup_steps"]))
+        batch = images[torch.randint(0, len(images), (config["batch_size"],), generator=generator)].to(device)
         running.append(train_step(batch))
         ema.update(network, step)
-        if (step + 1) % 50 == 0 or step + 1 == steps:
-            history.append((step + 1, sum(running) / len(running)))
+        step += 1
+        train_s += time.perf_counter() - start                  # judging below is not training time
+        if step % 50 == 0:
+            history.append((step, sum(running) / len(running)))
             running = []
+        if can_judge and judge_at and train_s >= judge_at[0]:
+            judge_at.pop(0)
+            curve.append((train_s / 60, step, *judge_share(sample_images(ema.model, 200, 10, seed=5))))
+            print(f"  {curve[-1][0]:4.1f} min, {step} steps: {curve[-1][2]:.0%} of 200 samples judged confidently, "
+                  f"{curve[-1][3]} classes")
     network.eval()
-    minutes = (time.perf_counter() - start) / 60
-    print(f"trained {steps} steps in {minutes:.1f} min; noise loss (mean absolute error) {history[-1][1]:.3f}")
+    minutes = train_s / 60
+    print(f"trained {step} steps ({step * config['batch_size']:,} images) in {minutes:.1f} min of training; "
+          f"noise loss (mean absolute error) {history[-1][1] if history else running[-1]:.3f}")
     plot_loss(history, title="noise loss (MAE)")
     plt.show()
 
@@ -246,14 +316,12 @@ if trained:
 # ## 6. Generating images
 #
 # Sampling runs your `reverse_diffusion` with the EMA network from fixed noise, then maps the images back from
-# the normalised space. The same starting noise with more steps gives the same images, sharper.
+# the normalised space. In the reference run (below) most of the 32 samples are clear digits of several classes
+# (1, 2, 3, 4, 6, 7, 0), with a few malformed strokes among them.
 
 # %%
 def generate(num_images, diffusion_steps, seed=0):
-    initial_noise = torch.randn(num_images, channels, size, size, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        generated = reverse_diffusion(ema.model, initial_noise.to(device), diffusion_steps)
-    return denormalize(generated.float()).cpu()
+    return sample_images(ema.model, num_images, diffusion_steps, seed)
 
 
 ready = trained and checks.ready("reverse_diffusion", reverse_diffusion, "sampling")
@@ -268,35 +336,61 @@ if ready:
         show_images(generate(16, k, seed=1), nrow=4, ax=ax, title=f"{k} steps")
     plt.show()
 
+
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-15", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# Above: one DDIM step gives noisy blobs; from 3 steps on the same starting noise gives digits, and most of them
+# keep their identity at 10 and 50 steps, only sharper (a few change: the 3 in the top row becomes a 1 at 50
+# steps). DDIM is deterministic, so more steps refine the same trajectory.
+#
 # ## 7. Measuring the results
 #
-# The course's metric (`course_utils.metrics`) compares features of generated and real images from a small
-# MNIST classifier: the kernel inception distance (KID, lower is better, about 0 for two samples of the same
-# distribution). It applies to MNIST only (28x28 grey images); its numbers are comparable with each other, not
-# with Inception-based KID of papers. For another dataset, judge the samples by eye.
+# Which network measures what:
+#
+# - **MNIST.** The **judge** is `mnist-eval-classifier`, a digit classifier trained apart from everything else
+#   in the course: "recognisable" means it classifies a sample with confidence above 0.9. The requirement is at
+#   least 85% of 500 samples, with every digit class present; real MNIST test digits score about 97%. The
+#   samples are enlarged from 16x16 to 28x28 for it. **KID** (kernel inception distance, lower is better) compares
+#   500 samples with 500 real test digits in the feature space of the course's `mnist-classifier`, next to the
+#   floor: the KID between two sets of real test digits. These numbers are comparable with each other, not with the
+#   Inception-based KID of papers.
+# - **Fashion-MNIST.** KID on the same MNIST classifier's features (a rough measure: that network never saw
+#   clothes), no judge (it knows digits only).
+# - **Flowers102.** Samples only: KID needs a network that knows natural images (Inception-v3), whose weights are
+#   not available offline.
+#
+# **The reference run** (this notebook in `solutions/`, MNIST, on the course's 2-core CPU shared with three other
+# jobs, one thread, bfloat16): 2,576 steps of 64 images (164,864 images, 2.7 passes over MNIST) in 15.0 minutes
+# of training, noise loss 0.108. The judge's share of confidently classified samples rose from 42% (2 minutes)
+# to 57% (5) and 64% (10) on 200 samples, and reached **77.2% of 500 samples, all ten digits present**, after 15
+# minutes (real test digits at 16x16: 92.2%). KID **3.05 $\pm$ 0.80** against a floor of **$-0.04$** (two sets of
+# real digits; KID is unbiased, so it can dip below 0). So 15 minutes on this CPU fall short of the 85%
+# requirement. A longer run of the same settings (`bench/lab_sweep.py`, `docs/lab_sweep.md`) measured a judge's share (500 samples, 20 DDIM steps, EMA weights) of 73% after 10 minutes, 77% after 15, 77% after 20, 82% after 25 and 82% after 30 minutes (4,754 steps, 304,000 images; the live weights: 56%, 80%, 81%, 75%, 80%): the curve flattens near 80%, and **30 minutes of this CPU did not reach 85% either**. The course's wider `mnist-unet` (base width 32, 28x28) reached 84.9% after about 1 M training images (its model card): about 1.5 hours of an idle 2-core CPU at 200 images per second, several hours on a busy one, or 6 minutes of a GPU. Compare your own run's
+# figures with these: same settings, a different CPU or load changes the number of steps, not the curve per step.
 
 # %%
-try:
-    from course_utils import metrics
-except ImportError:
-    metrics = None
-    print("course_utils.metrics is not installed in this version of the course: no KID reported")
-if ready and metrics is not None and dataset == "mnist":
-    try:
-        classifier = metrics.feature_classifier(device)
-    except Exception as err:  # noqa: BLE001 - the pretrained classifier may be missing
-        classifier = None
-        print(f"the metric's classifier is not available ({type(err).__name__}): no KID reported")
-    if classifier is not None:
-        n = pick(500, 100)
-        real = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(1))[:n]]
-        for k in [3, 10, pick(20, 10)]:
-            # subsets of n // 2 images: subsets as large as the sets would all be the whole set (spread 0)
-            kid_mean, kid_std = metrics.kid(generate(n, k, seed=2), real, classifier, subset_size=n // 2)
-            print(f"KID, {n} images, {k:2d} DDIM steps: {kid_mean:.4f} +- {kid_std:.4f} (std over subsets of {n // 2})")
-        other = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(3))[:n]]
-        print(f"KID between two sets of {n} real images (the floor): {metrics.kid(other, real, classifier, subset_size=n // 2)[0]:.4f}")
+def enlarge_to_28(x):
+    """The measuring networks were trained on 28x28 images: enlarge smaller ones (bilinear)."""
+    return x if x.shape[-1] == 28 else F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(-1, 1)
+
+
+if ready and DATASET == "flowers102":
+    print("Flowers102: no metric here. KID and FID need the features of a network that knows natural images "
+          "(Inception-v3, as in the papers); its weights are not part of the course and cannot be downloaded "
+          "offline, and the course's MNIST classifiers know nothing of flowers. Judge the samples above by eye.")
+elif ready:
+    n = pick(500, 100)
+    generated = generate(n, pick(20, 10), seed=2)
+    real = load_images(DATASET, split="test", limit=2 * n, image_size=size)[0]   # held-out images, at the training size
+    if DATASET == "mnist":
+        share, classes = judge_share(generated)
+        real_share, _ = judge_share(real[:n])
+        print(f"judge (mnist-eval-classifier): {share:.1%} of {n} samples classified with confidence > 0.9, "
+              f"{classes} of 10 digit classes present (real test digits at {size}x{size}: {real_share:.1%})")
+    features = metrics.feature_classifier(device)   # the course's MNIST classifier: also used for Fashion-MNIST
+    kid_mean, kid_std = metrics.kid(enlarge_to_28(generated), enlarge_to_28(real[:n]), features, subset_size=n // 2)
+    floor = metrics.kid(enlarge_to_28(real[n:]), enlarge_to_28(real[:n]), features, subset_size=n // 2)[0]
+    print(f"KID on mnist-classifier features, {n} samples ({pick(20, 10)} DDIM steps) against {n} real test images: "
+          f"{kid_mean:.3f} +- {kid_std:.3f}; two sets of {n} real test images (the floor): {floor:.3f}")
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-17", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 8. Summary
@@ -316,20 +410,21 @@ if ready and metrics is not None and dataset == "mnist":
 # into predicted image and predicted noise, and remixes them at the next, lower noise level; it returns the last
 # predicted clean images.
 #
-# Flowers102 could not be downloaded here (no network), so the notebook trained on MNIST (60,000 images, 28x28,
-# normalised to mean 0 and variance 1): a UNet of 1.1 M parameters, 800 steps of 64 images, the mean absolute
-# error on the noise, AdamW and an EMA of the weights. On the 2-core CPU in float32 this took 11.8
-# minutes (the whole notebook 15); the noise loss fell to 0.077.
+# I trained on MNIST (`DATASET = "mnist"`: Flowers102 needs a download and a GPU), shrunk to 16x16 and normalised
+# to mean 0 and variance 1: a UNet of base width 16 (280,177 parameters), the mean absolute error on the noise,
+# AdamW at 2e-3 after a 200-step warm-up, an EMA of the weights (0.995, with warm-up), 15 minutes on a shared
+# 2-core CPU in bfloat16: 2,576 steps of 64 images. The noise loss fell from about 0.65 to 0.108 and was still creeping
+# down.
 #
-# **Results.** The samples are white strokes on a black background, the right kind of image, and some are
-# clearly digits (1, 2, 5, 7), but many are broken or merged strokes: 800 steps (51,200 images, less than one pass
-# over MNIST) is far too little training; the Keras example trains for 50 epochs. KID on the course's classifier
-# features confirms it: about 4.7-4.8 for 500 generated images at 10 or 20 DDIM steps (+- 0.45 over subsets of 250)
-# against 0.11 between two sets of real images (lower is better; only comparable within this notebook). The number of sampling steps behaves as
-# DDIM predicts: because the process is deterministic, the same starting noise gives the same digits at 3, 10 and
-# 50 steps, and more steps only sharpen them; one step gives a blurry average, 3 steps are already recognisable
-# and beyond 10 steps KID no longer improves (5.70 at 3 steps, 4.74 at 10, 4.80 at 20).
+# **Results.** The samples are mostly clear digits of all ten classes, with some malformed strokes. The held-out
+# judge classifies 77.2% of 500 samples with confidence above 0.9 (all ten classes present; real test digits at
+# the same size: 92.2%), below the 85% the course asks for; KID on the course's classifier features is 3.05
+# $\pm$ 0.80 against a floor of about 0 between two sets of real digits. The judge's curve (42% at 2 minutes,
+# 57% at 5, 64% at 10, 77% at 15) was still rising: the limit is compute, not a bug. A longer run of the same settings reached 82% after 30 minutes and was flattening out, so this small network on this CPU needs well over half an hour for 85%, if it gets there at all; the course's wider network needed about 1 M training images (1.5 hours of an idle 2-core CPU). The
+# number of sampling steps behaves as DDIM predicts: the process is deterministic, so the same starting noise gives
+# the same digits at 3, 10 and 50 steps, and more steps mostly sharpen them; one step gives a blurry average.
 #
-# **What I would change.** Train much longer (tens of thousands of steps, or on a GPU), lower the learning rate
-# at the end, and check the EMA samples during training; with the time budget fixed, a smaller image size would
-# allow more steps.
+# **What I would change.** Train longer (on this CPU about half an hour more), or on a GPU with the full 28x28
+# images and a wider network; lower the learning rate towards the end (with a constant 2e-3 the share wavered by a few points from one
+# evaluation to the next, and the EMA and the live weights took turns being ahead); and, with the budget fixed,
+# try a wider network at 16x16, which the sweep did not reach.

@@ -1,0 +1,386 @@
+"""The grader against dishonest submissions (issue 14): each attack is a real notebook
+(tests/grading_corpus.py, ``build_attacks``), graded with the others in ONE class run of the CLI (2 workers),
+and each test passes because the attack fails:
+
+- no point where no work was done (a classmate's outputs, the course's references);
+- no byte of a file outside the job in any output (a secret file, the grader's environment, /etc/shadow),
+  nothing received by a TCP or UDP listener of this test;
+- grades.csv and the feedback written for every student, within the time limits (named pipes, lone
+  surrogates, HTML, 80,000 cells, a 246-byte file name, colliding names, links);
+- the grader's own memory bounded (a 512 MB zip bomb, a header that claims 2**31 numbers);
+- memory, processes and disk bounded per submission where the platform allows it (the result says which).
+
+The tests at the end need no kernel (the safe reading of files, the harvest channel, names, reports; the
+kernel's half of a harvest and its copy of course_utils, which take a few seconds, are marked slow).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from course_utils import grade, sandbox
+from course_utils.sandbox import runner
+
+import grading_corpus as corpus
+
+ARGS = ["--workers", "2", "--cell-timeout", "20", "--timeout", "120", "--memory-mb", "1200", "--disk-mb", "64",
+        "--max-processes", "64", "--max-notebook-mb", "8", "--quiet", "--allow-root"]
+# the grader, reporting its own peak memory (RUSAGE_SELF: not the kernels', which have their own limits)
+WRAPPER = ("import resource, sys\nfrom course_utils.grade import main\nrc = main(sys.argv[1:])\n"
+           "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+           "sys.exit(rc)\n")
+RESOURCE_ATTACKS = {"shared_memory": "memory", "many_processes": "process_count", "disk_fill": "disk"}
+
+
+class Listener:
+    """A TCP and a UDP socket on localhost that record whatever reaches them."""
+
+    def __init__(self):
+        self.received: list[bytes] = []
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(8)
+        self.tcp.settimeout(0.5)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.udp.settimeout(0.5)
+        self.stop = False
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._tcp, self._udp)]
+        for t in self.threads:
+            t.start()
+
+    def _tcp(self):
+        while not self.stop:
+            try:
+                conn, _ = self.tcp.accept()
+                self.received.append(b"tcp connection " + conn.recv(4096))
+                conn.close()
+            except OSError:
+                continue
+
+    def _udp(self):
+        while not self.stop:
+            try:
+                self.received.append(b"udp " + self.udp.recv(4096))
+            except OSError:
+                continue
+
+    def close(self):
+        self.stop = True
+        for t in self.threads:
+            t.join()
+        self.tcp.close()
+        self.udp.close()
+
+
+def _rows(out: Path) -> dict[str, dict[str, dict]]:
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    table: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        assert row["grade_id"] not in table.get(row["student"], {}), f"{row['student']} appears twice"
+        table.setdefault(row["student"], {})[row["grade_id"]] = row
+    return table
+
+
+def _result(out: Path, student: str) -> dict:
+    return json.loads((out / "results" / corpus.SOLUTION.stem / f"{student}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attacks")
+    subs, out, gtmp = root / "submissions", root / "out", root / "tmp"
+    gtmp.mkdir()
+    solutions = root / "solutions"
+    shutil.copytree(corpus.SOLUTION.parent, solutions, ignore=shutil.ignore_patterns(".*"))
+    solution = solutions / corpus.SOLUTION.name
+    token = uuid.uuid4().hex
+    secret_file = root / "secret.txt"
+    secret_file.write_text(f"TOPSECRET-{token}\n")
+    mark = f"course-grade-escapee-{token}"
+    listener = Listener()
+    expected = corpus.build_attacks(subs, solution, secret_file=secret_file, tcp_port=listener.tcp.getsockname()[1],
+                                    udp_port=listener.udp.getsockname()[1], mark=mark,
+                                    real_package=Path(grade.__file__).parent)
+    env = {**os.environ, "TMPDIR": str(gtmp), "COURSE_GRADE_SECRET": f"ENVSECRET-{token}"}
+    start = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-c", WRAPPER, str(solution), str(subs), "--out", str(out), *ARGS],
+                              capture_output=True, text=True, env=env, timeout=900)
+    finally:
+        seconds = time.monotonic() - start
+        listener.close()
+    peak = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
+    print(f"grading {len(expected)} attacks took {seconds:.0f} s; the grader's peak memory {peak}")
+    # the grader's names for them ("x y" is x_y, "x_y" x_y-2, "x_y-2" x_y-2-2; the long name is shortened)
+    names = {(s.path.stem if s.path.parent == subs else s.path.parent.name): s.student
+             for s in grade.find_submissions([str(subs)], solution.stem)}
+    expected = {names[k]: v for k, v in expected.items()}
+    secrets = [f"TOPSECRET-{token}", f"ENVSECRET-{token}"]
+    try:
+        secrets.append(Path("/etc/shadow").read_text().splitlines()[0])
+    except (OSError, IndexError):
+        pass
+    return dict(root=root, subs=subs, out=out, tmp=gtmp, env=env, expected=expected, proc=proc, seconds=seconds,
+                solution=solution, peak_kb=peak[0] if peak else None, received=listener.received, secrets=secrets,
+                mark=mark)
+
+
+@pytest.mark.slow
+def test_the_class_is_graded_within_its_limits(attacked):
+    proc = attacked["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "grader_error" not in (attacked["out"] / "grades.csv").read_text()
+    # 2 workers, 120 s per submission at most: a hang would show here
+    assert attacked["seconds"] < 600, attacked["seconds"]
+
+
+@pytest.mark.slow
+def test_every_student_is_present_exactly_once(attacked):
+    table = _rows(attacked["out"])
+    assert set(table) == set(attacked["expected"]), set(table) ^ set(attacked["expected"])
+    assert not any(s.startswith("zz") for s in table)           # a folder named zz.ipynb is no student
+    assert len([s for s in table if s.startswith("x_y")]) == 3     # "x y", "x_y", "x_y-2": three students
+    for student in table:
+        assert (attacked["out"] / "feedback" / f"{student}.md").exists(), student
+        assert len(student.encode()) <= grade.MAX_NAME_BYTES
+
+
+@pytest.mark.slow
+def test_no_point_without_work(attacked):
+    table, problems = _rows(attacked["out"]), []
+    for student, expect in attacked["expected"].items():
+        if student in RESOURCE_ATTACKS:
+            continue                # test_resources_are_bounded_per_submission
+        rows = table[student]
+        for gid, (points, status, needle) in expect.items():
+            row = rows[gid]
+            if float(row["points"]) != points:
+                problems.append(f"{student}/{gid}: {row['points']} points, expected {points} ({row['message']})")
+            if status is not None and row["status"] != status:
+                problems.append(f"{student}/{gid}: status {row['status']}, expected {status} ({row['message']})")
+            if needle and needle.lower() not in row["message"].lower():
+                problems.append(f"{student}/{gid}: message {row['message']!r} lacks {needle!r}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_no_byte_from_outside_the_job_in_any_output(attacked):
+    for path in attacked["out"].rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for secret in attacked["secrets"]:
+                assert secret not in text, f"{secret!r} leaked into {path}"
+    assert attacked["received"] == [], "the sandbox reached the network"
+    leak = _rows(attacked["out"])["leak"]
+    assert "LEAKED" in leak["test_linear_beta_schedule"]["message"]     # the channel worked, and carried nothing
+
+
+@pytest.mark.slow
+def test_the_result_says_which_protections_held(attacked):
+    r = _result(attacked["out"], "aa_copy_victim")
+    assert {"memory", "disk"} <= set(r["protections"]), r["protections"]
+    if os.geteuid() == 0 and sandbox.landlock_abi() >= 4:
+        assert {"files", "processes", "network"} <= set(r["protections"]), r
+    assert isinstance(r["notes"], list)
+
+
+@pytest.mark.slow
+def test_messages_cannot_fake_lines_of_feedback(attacked):
+    text = (attacked["out"] / "feedback" / "messages.md").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert sum(line.startswith("- **") for line in lines) == 3, text
+    assert sum(line.startswith("## ") for line in lines) == 1, text
+    assert "<!--" not in text and "<h2>" not in text and "\r" not in text
+    assert "\ufffd" in text                                         # the lone surrogate, replaced
+
+
+@pytest.mark.slow
+def test_reference_calls_are_named_in_the_feedback(attacked):
+    text = (attacked["out"] / "feedback" / "reference_inline.md").read_text(encoding="utf-8")
+    assert "hidden while grading" in text
+
+
+@pytest.mark.slow
+def test_the_grader_memory_is_bounded(attacked):
+    """A 512 MB zip bomb and a header claiming 2**31 numbers cost the grader next to nothing: its peak stays
+    within 300 MB of what importing it costs (torch alone is ~660 MB here)."""
+    assert attacked["peak_kb"] is not None, attacked["proc"].stderr[-2000:]
+    base = subprocess.run([sys.executable, "-c", "import resource, course_utils.grade, course_utils.checks, torch\n"
+                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"], capture_output=True,
+                          text=True, check=True).stdout
+    assert attacked["peak_kb"] < int(base) + 300 * 1024, \
+        f"the grader peaked at {attacked['peak_kb'] / 1024:.0f} MB, importing it costs {int(base) / 1024:.0f} MB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(RESOURCE_ATTACKS))
+def test_resources_are_bounded_per_submission(attacked, student):
+    held = _result(attacked["out"], student)["protections"]
+    what = RESOURCE_ATTACKS[student]
+    if what == "memory" and "cgroup" not in held.get("memory", ""):
+        pytest.skip(f"no memory cgroup here ({held.get('memory')}): docs/grading.md, Limits")
+    if what == "process_count" and what not in held:
+        pytest.skip("no limit on the number of processes here: docs/grading.md, Limits")
+    if what == "disk" and "tmpfs" not in held.get("disk", ""):
+        pytest.skip(f"no tmpfs for the job's folder here ({held.get('disk')}): docs/grading.md, Limits")
+    rows = _rows(attacked["out"])[student]
+    assert rows["TOTAL"]["points"] == "0", rows
+
+
+@pytest.mark.slow
+def test_no_process_and_no_temporary_folder_is_left(attacked):
+    psutil = pytest.importorskip("psutil")
+    assert not corpus.own_processes(attacked["tmp"])
+    escaped = [p.pid for p in psutil.process_iter(["cmdline"]) if attacked["mark"] in " ".join(p.info["cmdline"] or [])]
+    assert not escaped, "a process with an empty environment and its own session outlived the grading"
+    assert list(attacked["tmp"].iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_rerun_regrades_nothing(attacked):
+    proc = subprocess.run([sys.executable, "-m", "course_utils.grade", str(attacked["solution"]), str(attacked["subs"]),
+                           "--out", str(attacked["out"]), *ARGS], capture_output=True, text=True, env=attacked["env"],
+                          timeout=600)
+    assert proc.returncode == 0 and " 0 graded" in proc.stdout, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------ no kernel needed
+def test_files_are_read_without_following_links_nor_blocking(tmp_path):
+    (tmp_path / "secret").write_text("secret")
+    (tmp_path / "link").symlink_to(tmp_path / "secret")
+    os.mkfifo(tmp_path / "fifo")
+    os.link(tmp_path / "secret", tmp_path / "hard")
+    (tmp_path / "big").write_bytes(bytes(2000))
+    for name, reason in (("link", "symbolic link"), ("fifo", "not a regular file"), ("hard", "hard link"),
+                         ("big", "too large")):
+        with pytest.raises(sandbox.UnsafeFile, match=reason):
+            sandbox.read_regular(tmp_path / name, 1000, single_link=True)
+    assert sandbox.read_regular(tmp_path / "big", 2000) == bytes(2000)
+
+
+def test_the_runner_forwards_only_plain_harvest_files(tmp_path):
+    box = tmp_path / "box"
+    (box / "harvest").mkdir(parents=True)
+    (box / "harvest" / "0.out").write_bytes(b"CGH1 data")
+    (box / "harvest" / "1.out").symlink_to(tmp_path)
+    os.mkfifo(box / "harvest" / "2.out")
+    (box / "harvest" / "3.out").write_bytes(bytes(100))
+    with open(tmp_path / "channel", "w+b") as f:
+        for name in ("0.out", "1.out", "2.out", "3.out", "4.out"):
+            runner.forward_harvest(str(box), name, f.fileno(), 50)
+        f.flush()
+        frames = sandbox.jobs.read_frames(f.fileno(), 10_000)
+    assert frames["0.out"] == (0, b"CGH1 data")
+    assert frames["1.out"][0] == 1 and b"symbolic link" in frames["1.out"][1]
+    assert frames["2.out"][0] == 1 and b"not a regular file" in frames["2.out"][1]
+    assert frames["3.out"][0] == 1 and b"too large" in frames["3.out"][1]
+    assert "4.out" not in frames
+
+
+def test_malformed_notebooks_are_rejected_quickly():
+    start = time.process_time()
+    many = json.dumps({"cells": [{"cell_type": "code", "source": ""}] * 80_000}).encode()
+    with pytest.raises(grade.Malformed, match="cells"):
+        grade.parse_notebook(many)
+    assert time.process_time() - start < 5
+    with pytest.raises(grade.Malformed, match="not valid JSON"):
+        grade.parse_notebook(b'{"cells": [], "n": ' + b"9" * 5000 + b"}")
+    nb = grade.parse_notebook(b'{"cells": [{"cell_type": "code", "source": "x = \\"\\udcff\\""}]}')
+    assert nb["cells"][0]["source"] == 'x = "\ufffd"'
+
+
+def test_student_names_are_unique_and_short(tmp_path):
+    for name in ("x y", "x_y", "x_y-2", "X_Y", "zz.ipynb"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "01_schedules.ipynb").write_text("{}")
+    (tmp_path / ("é" * 120 + ".ipynb")).write_text("{}")
+    names = [s.student for s in grade.find_submissions([str(tmp_path)], "01_schedules")]
+    assert len(names) == len({n.casefold() for n in names}) == 5, names
+    assert all(len(n.encode()) <= grade.MAX_NAME_BYTES for n in names)
+
+
+def test_reports_survive_any_text(tmp_path):
+    row = {"grade_id": "g", "points": 0, "max_points": 1, "status": "error",
+           "message": "\udcff\r\n- **g** (1 / 1): passed <!-- x -->"}
+    result = {"student": "s", "worksheet": "w", "file": "\udcff.ipynb", "rows": [row], "answers": {"a": "\udcff"},
+              "notes": ["\udcff"], "status": "graded", "message": ""}
+    (tmp_path / "results" / "w").mkdir(parents=True)
+    (tmp_path / "results" / "w" / "s.json").write_text(json.dumps(result))
+    (tmp_path / "results" / "w" / "broken.json").write_text('{"student": 1}')
+    assert grade.write_reports(tmp_path) == (1, 1)
+    text = (tmp_path / "feedback" / "s.md").read_text(encoding="utf-8")
+    assert "<!--" not in text and sum(line.startswith("- **") for line in text.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_kernels_half_of_a_harvest_matches_the_checks(tmp_path):
+    """grade.HARVEST_CODE (what a harvest cell runs) on the cases the grader sends, for every check: a right
+    answer passes, a missing one is a NameError record."""
+    from answer_key import ANSWER_KEY
+    from course_utils.checks import CHECKS, verdict
+    scope: dict = {}
+    exec(grade.HARVEST_CODE, scope)
+    for name, check in CHECKS.items():
+        if name not in ANSWER_KEY:
+            continue
+        (tmp_path / "c.in").write_bytes(grade.encode_values(check.cases(True)))
+        for obj, passes in ((ANSWER_KEY[name], True), (None, False)):
+            scope["_course_grade_harvest"](name, check.target, obj, str(tmp_path / "c.in"), str(tmp_path / "h.out"))
+            result = verdict(name, grade.decode_outputs((tmp_path / "h.out").read_bytes()), hidden=True)
+            assert result.passed == passes, (name, result.message)
+
+
+@pytest.mark.slow
+def test_the_kernels_course_utils_hides_the_answers(tmp_path):
+    from course_utils.sandbox import kernel_package
+    pkg, notes = kernel_package.build(tmp_path, ["linear_beta_schedule", "cosine_beta_schedule",
+                                                 "diffusion_schedule", "q_sample"], "01_schedules")
+    assert not notes
+    probe = '''
+import torch
+import course_utils, course_utils.checks as C
+from course_utils.schedules import NoiseSchedule
+assert course_utils.__file__.startswith(sys.argv[1]), course_utils.__file__
+hidden = []
+for f in (lambda: NoiseSchedule.linear(10), lambda: NoiseSchedule.cosine(10), lambda: C.ref_linear_betas(10),
+          lambda: C.ref_cosine_betas(10), lambda: C.ref_diffusion_schedule(torch.rand(3)),
+          lambda: course_utils.diffusion_schedule(torch.rand(3)), lambda: C.ref_q_sample(None, None, None, None),
+          lambda: C.CHECKS["q_sample"].cases(True)):
+    try:
+        f()
+    except PermissionError as err:
+        hidden.append("hidden while grading" in str(err))
+print(len(hidden), all(hidden), C.MISTAKES == {}, NoiseSchedule.from_betas(torch.full((3,), 0.1)).T,
+      sorted(C.CHECKS) == sorted(set(C.CHECKS)), C.run_check("q_sample", None).status)
+'''
+    env = {**os.environ, "PYTHONPATH": str(pkg.parent)}
+    proc = subprocess.run([sys.executable, "-c", "import sys\n" + probe, str(pkg.parent)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.stdout.split() == ["8", "True", "True", "3", "True", "not_implemented"], proc.stdout + proc.stderr
+
+
+def test_every_hidden_package_function_exists():
+    """PACKAGE_TARGETS names real checks and real package functions: a rename would leave an answer in reach."""
+    import ast
+
+    from course_utils.checks import CHECKS
+    from course_utils.sandbox import kernel_package
+    for check, targets in kernel_package.PACKAGE_TARGETS.items():
+        assert check in CHECKS, check
+        for target in targets:
+            module, _, qualname = target.partition(".")
+            tree = ast.parse((kernel_package.PACKAGE_DIR / f"{module}.py").read_text())
+            assert kernel_package._find(tree, qualname) is not None, f"{target} (the package's {check}) is gone"
