@@ -1,8 +1,9 @@
 """Worksheet 06 (solutions/06_guidance.ipynb): classifier-free guidance (Ho and Salimans 2022) and classifier
 guidance (Dhariwal and Nichol 2021).
 
-- ``cfg_combine(eps_uncond, eps_cond, guidance_scale)``: eps = eps_uncond + w (eps_cond - eps_uncond) (Eq. 6, with
-  w = 1 the plain conditional model), the signature of ``course_utils.guidance.cfg_combine``.
+- ``cfg_combine(eps_pred_uncond, eps_pred_cond, guidance_scale)``: eps_pred_uncond + w (eps_pred_cond -
+  eps_pred_uncond) (Eq. 6, with w = 1 the plain conditional model), the signature of
+  ``course_utils.guidance.cfg_combine``.
 - ``cfg_loss(model, x0, y, t, eps, drop, schedule)``: worksheet 4's loss for a conditional model, with the
   labels replaced by the null class -1 where ``drop`` is True (label dropout). Its cases, reference and
   diagnosis are worksheet 4's (``ws04_training``), with labels.

@@ -60,10 +60,10 @@ device = get_device()
 # direction of the class.
 
 # %% nbgrader={"grade": false, "grade_id": "cfg_combine", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def cfg_combine(eps_uncond, eps_cond, guidance_scale):
-    """eps_uncond + w (eps_cond - eps_uncond), shaped like the inputs."""
+def cfg_combine(eps_pred_uncond, eps_pred_cond, guidance_scale):
+    """eps_pred_uncond + w (eps_pred_cond - eps_pred_uncond), shaped like the inputs."""
     ### BEGIN SOLUTION
-    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+    return eps_pred_uncond + guidance_scale * (eps_pred_cond - eps_pred_uncond)
     ### END SOLUTION
 
 
