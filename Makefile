@@ -29,6 +29,9 @@ ifeq ($(TORCH),cpu)
 endif
 	$(PY) -m pip install -e ".[dev]"
 	$(VENV)/bin/jupyter labextension disable "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1 || true
+	$(VENV)/bin/jupyter labextension disable "@jupyter/nbgrader" >/dev/null 2>&1 || true
+	for ext in formgrader validate_assignment assignment_list course_list; do $(VENV)/bin/jupyter server extension \
+		disable "nbgrader.server_extensions.$$ext" --sys-prefix >/dev/null 2>&1 || true; done
 	touch $(STAMP)
 
 ## Create .venv if missing and install the course with its dev tools (TORCH=cpu: CPU-only PyTorch).

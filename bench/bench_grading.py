@@ -1,12 +1,15 @@
 """How long does grading a class take? Builds N submissions of one worksheet and times ``course-grade``.
 
     python bench/bench_grading.py [--n 100] [--workers N] [--solution solutions/01_schedules.ipynb]
-                                  [--baseline GIT_REV] [--json FILE]
+                                  [--baseline GIT_REV] [--rounds R] [--no-pool] [--json FILE]
 
 The class mixes answers the way a real one might: 50% fully correct, 30% with one catalogued mistake
 (rotating over the TODOs and over checks.MISTAKES), 20% the untouched exercise. Prints the wall time, the
 time per submission, whether the points came out as expected, and the machine's load while it ran (the
 machine may be shared: the 1-minute load average and the share of all cores busy, from /proc/stat).
+
+``--no-pool`` times the current grader's slow path (a Jupyter kernel per submission) instead of its default
+(a pre-imported zygote per worker forks each submission: course_utils/sandbox/pool.py).
 
 ``--baseline REV`` also times the grader of git revision REV (``git archive``: the working tree is not
 touched) on the same class in the same run, alternating baseline and current run after run (``--rounds``), so
@@ -93,6 +96,23 @@ def time_grader(cmd: list[str], out: Path, expected: dict[str, float], cwd: Path
             "all_cores_busy_fraction": round((busy1 - busy0) / max(total1 - total0, 1), 2)}
 
 
+def summary(runs: dict[str, list[dict]]) -> str:
+    """Per grader: seconds per submission and the class's total, each round; then baseline / current."""
+    lines = []
+    for name, rs in runs.items():
+        cells = [f"{r['s_per_submission']:.2f} s per submission ({r['wall_s']:.1f} s in all)" if "wall_s" in r
+                 else f"failed ({r.get('failed')})" for r in rs]
+        lines.append(f"{name:>9}: " + "; ".join(f"round {i + 1}: {c}" for i, c in enumerate(cells)))
+    if "baseline" in runs:
+        pairs = [(b["wall_s"], c["wall_s"]) for b, c in zip(runs["baseline"], runs["current"])
+                 if "wall_s" in b and "wall_s" in c]
+        if pairs:
+            ratios = ", ".join(f"{b / c:.1f}x" for b, c in pairs)
+            total = sum(b for b, _ in pairs) / sum(c for _, c in pairs)
+            lines.append(f"  speed-up (baseline / current wall time): {ratios} by round; {total:.1f}x in all")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100)
@@ -101,6 +121,7 @@ def main() -> int:
     parser.add_argument("--baseline", default=None, help="also time the grader of this git revision")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each grader (alternating)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--no-pool", action="store_true", help="time the current grader's --no-pool path")
     args = parser.parse_args()
     solution = Path(args.solution)
     root_flag = ["--allow-root"] if os.geteuid() == 0 else []
@@ -108,7 +129,8 @@ def main() -> int:
         subs = Path(tmp) / "submissions"
         expected = build_class(subs, solution, args.n)
         workers = ["--workers", str(args.workers)] if args.workers else []
-        graders = {"current": ([sys.executable, "-m", "course_utils.grade"], root_flag, None)}
+        graders = {"current": ([sys.executable, "-m", "course_utils.grade"],
+                               root_flag + (["--no-pool"] if args.no_pool else []), None)}
         if args.baseline:
             tree = Path(tmp) / "baseline"
             tree.mkdir()
@@ -128,9 +150,11 @@ def main() -> int:
             "runs": runs,
             "command": " ".join(["python", "bench/bench_grading.py", f"--n {args.n}"] +
                                 ([f"--workers {args.workers}"] if args.workers else []) +
-                                ([f"--baseline {args.baseline} --rounds {args.rounds}"] if args.baseline else [])),
+                                ([f"--baseline {args.baseline} --rounds {args.rounds}"] if args.baseline else []) +
+                                (["--no-pool"] if args.no_pool else [])),
         }
     print(json.dumps(figures, indent=1))
+    print(summary(runs))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     ok = all(run.get("points_as_expected") == args.n for run in runs["current"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import time
 
 import torch
@@ -30,7 +31,8 @@ from course_utils.nets import UNet, count_parameters
 from course_utils.schedules import diffusion_schedule
 
 # name -> changes to BASE; BASE is the lab's reference run before this sweep (issue 16)
-BASE = dict(base=32, mults=(1, 2, 2), attn=(2,), lr=1e-3, warmup=0, batch=64, size=28, loss="l1")
+BASE = dict(base=32, mults=(1, 2, 2), attn=(2,), lr=1e-3, warmup=0, batch=64, size=28, loss="l1",
+            decay_minutes=None)   # decay_minutes: cosine decay of the lr to 0 over that many training minutes
 CONFIGS = {
     "base": {},
     "lr2e-3": dict(lr=2e-3),
@@ -48,6 +50,10 @@ CONFIGS = {
     "size16-base16-lr1e-3": dict(lr=1e-3, size=16, base=16),
     "size16-base16-batch128": dict(lr=2e-3, warmup=200, size=16, base=16, batch=128),
     "two-levels": dict(lr=2e-3, warmup=200, mults=(1, 2), attn=(1,)),
+    # the reference run's settings with the learning rate decayed to 0 along a cosine over 15 training minutes
+    "size16-base16-cosine15": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=15.0),
+    "size16-base16-lr3e-3-cosine15": dict(lr=3e-3, warmup=200, size=16, base=16, decay_minutes=15.0),
+    "size16-base16-cosine60": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=60.0),
 }
 DECAYS = (0.995, 0.999)   # --decays replaces them
 
@@ -105,6 +111,8 @@ def run(name: str, cfg: dict, *, minutes: float, eval_at: list[float], n: int, s
             pred = network(signal_rates * batch + noise_rates * noises, noise_rates ** 2).float()
         loss = F.l1_loss(pred, noises) if cfg["loss"] == "l1" else F.mse_loss(pred, noises)
         lr = cfg["lr"] * min(1.0, (step + 1) / cfg["warmup"]) if cfg["warmup"] else cfg["lr"]
+        if cfg["decay_minutes"]:                                  # lr * (1 + cos(pi * progress)) / 2, by wall clock
+            lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, trained / cfg["decay_minutes"])))
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad()

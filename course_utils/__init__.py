@@ -14,6 +14,7 @@ What a student reads: the concepts, in the order of the lessons.
 - ``nets``: the noise predictors eps_theta (a DDPM UNet, an MLP for 2-D points) and the noisy classifier
 - ``training``: DDPM's simple loss, the EMA of the weights, ``train`` with resumable checkpoints
 - ``samplers``: DDPM ancestral sampling, DDIM (any eta, any sub-sequence of timesteps), DDIM inversion
+- ``solvers``: fast deterministic samplers of the probability-flow ODE: DDIM as Euler, Heun, DPM-Solver++(2M)
 - ``guidance``: classifier-free guidance and classifier guidance
 - ``analytic``: the exact optimal noise predictor of Gaussian-mixture data, a known answer for samplers
 - ``data``: 2-D toy distributions and image datasets, mapped to [-1, 1]
@@ -31,7 +32,11 @@ Instructor tools: a student calls the checks in the worksheets but need not read
   trusts; its internals (each worksheet's references, cases and catalogue of mistakes) are for instructors
 - ``exercises``: generates the student worksheets (exercises/) from the solutions (solutions/)
 - ``grade``: grades a class's worksheets
+- ``grade_shards``: ``--shard K/N`` slices of a class for several machines, and ``merge`` of their results
+- ``grade_report``: ``report.html``, what the class got wrong: scores, pass rates, ranked mistakes, who needs help
+- ``grade_lms``: ``export-lms``, grades.csv in the columns Canvas and Moodle import
 - ``sandbox``: runs one student's notebook in isolation, for the grader
+- ``gradescope``: a Gradescope autograder bundle that runs the grader on each submission
 - ``pretrain``: trains the pretrained models of ``checkpoints``, one command each
 """
 from .device import get_device

@@ -12,6 +12,10 @@ fails with a message that names the file and says what is wrong. Every model is 
 
 ``schedule`` is the ``NoiseSchedule`` the model was trained with (diffusion models and the noisy
 classifier), or None for the clean classifiers. ``card["num_classes"]`` is None for unconditional models.
+
+Measured runs of these models that take too long for a lesson (hundreds of samples per sampler) are stored
+beside them, in ``course_utils/checkpoints/runs/NAME.json``, each with the command that wrote it; lessons read
+them with ``load_run(NAME)``.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from .nets import NoisyClassifier, UNet
 from .schedules import NoiseSchedule
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+RUNS_DIR = CHECKPOINT_DIR / "runs"
 NAMES = ("digits-unet-cond", "mnist-classifier", "mnist-noisy-classifier", "mnist-eval-classifier",
          "mnist-unet", "mnist-unet-cond")
 ARCHITECTURES = {"UNet": UNet, "NoisyClassifier": NoisyClassifier}
@@ -138,6 +143,19 @@ def load_pretrained(*names: str, device: torch.device | str = "cpu", directory: 
         print(f"pretrained model {name!r} is not installed; trying the next one")
     raise CheckpointError(f"none of the pretrained models {list(names)} is installed in {directory}. "
                           f"Train one with: python -m course_utils.pretrain {names[0]}")
+
+
+def load_run(name: str, *, directory: str | Path | None = None) -> dict:
+    """A stored measured run (``runs/NAME.json``, written by a bench script's ``--json``), as a dict.
+
+    Every run records the ``command`` that reproduces it; a missing file raises ``CheckpointError`` naming that
+    file and the folder searched."""
+    path = (Path(directory) if directory is not None else RUNS_DIR) / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        raise CheckpointError(f"no stored run {name!r} in {path.parent} (stored: {known}); the bench scripts in "
+                              f"bench/ write them with --json")
+    return json.loads(path.read_text())
 
 
 def save(name: str, model: nn.Module, card: dict, *, directory: str | Path | None = None) -> dict:

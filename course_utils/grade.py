@@ -42,7 +42,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import sandbox
+from . import grade_report, grade_shards, sandbox
 from .sandbox.values import HARVEST_CODE, decode_outputs, encode_values, valid_text as _valid_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -429,6 +429,8 @@ class Options:
     mpl_cache: str | None = None    # a matplotlib font cache built once, copied into each sandbox
     kernel: "KernelPackage | None" = None   # what the kernel imports course_utils from
     cases: dict[str, bytes] | None = None   # the encoded cases of SOURCE's checks, made once
+    pool: bool = True               # fork each kernel from a pre-imported zygote (sandbox/pool.py), else nbclient
+    zygotes: "sandbox.Pool | None" = None   # the zygotes of this run (grade_class starts them)
 
     def limits(self) -> sandbox.Limits:
         return sandbox.Limits(cell_timeout=self.cell_timeout, timeout=self.timeout, memory_mb=self.memory_mb,
@@ -511,7 +513,8 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
                       max_harvest_bytes=MAX_HARVEST_BYTES)
     try:
         run_nb, found = build_run_notebook(source, nb, job.box)
-        outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source))
+        outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source),
+                          pool=opts.zygotes)
         rows = judge(source, run_nb, found, job.read_harvest, outcome, opts)
         result["seconds"] = round(outcome.seconds, 1)
         result["protections"], missing = protections(outcome.protections, opts)
@@ -672,6 +675,7 @@ def write_reports(out: Path) -> tuple[int, int]:
     _write_atomic(out / "grades.csv", buf.getvalue())
     for student, rs in by_student.items():
         _write_atomic(out / "feedback" / f"{_safe(student)}.md", feedback_markdown(student, rs))
+    grade_report.write(out, results)     # DIR/report.html: what the class got wrong
     return len(results), len(by_student)
 
 
@@ -712,8 +716,10 @@ def kernel_package(source: Source, scratch: Path) -> KernelPackage:
 
 
 def grade_class(source_path, submissions: list[str], out, *, workers: int | None = None, force: bool = False,
-                opts: Options | None = None, progress: bool = True, allow_root: bool = False) -> dict:
-    """Grade every submission (in parallel), write the reports; returns counts."""
+                opts: Options | None = None, progress: bool = True, allow_root: bool = False,
+                shard: tuple[int, int] | None = None) -> dict:
+    """Grade every submission (in parallel), write the reports; returns counts. ``shard=(K, N)`` grades the K-th
+    of N slices of the class only (grade_shards.py)."""
     from tqdm.auto import tqdm
     if os.geteuid() == 0 and not allow_root:
         raise GradeError("refusing to run as root: students' code would run as root as well (without capabilities, "
@@ -732,6 +738,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                              "submissions; choose another folder")
     results_dir = out / "results" / _safe(source.worksheet)
     results_dir.mkdir(parents=True, exist_ok=True)
+    if shard:       # one job of an array: its slice of the class, and what `course-grade merge` checks
+        everyone, subs = [s.student for s in subs], grade_shards.select(subs, shard)
+        grade_shards.write_manifest(out, worksheet=source.worksheet, source_sha256=source.sha256, shard=shard,
+                                    everyone=everyone, mine=[s.student for s in subs])
     todo = [s for s in subs if force or not _is_current(results_dir / f"{s.student}.json", source, s)]
     workers = max(1, workers or os.cpu_count() or 1)
     stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo)}
@@ -743,7 +753,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             message = _valid_text(f"internal grader error (it will be retried on the next run): "
                                   f"{type(err).__name__}: {err}")[:MAX_MESSAGE]
             result = {"student": sub.student, "worksheet": source.worksheet, "file": str(sub.path), "sha256": None,
-                      "status": "grader_error", "message": message, "answers": {}, "notes": [],
+                      "source_sha256": source.sha256, "status": "grader_error", "message": message, "answers": {},
+                      "notes": [],
                       "rows": [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": "grader_error",
                                 "message": message} for g in source.graded]}
         _write_atomic(results_dir / f"{sub.student}.json", json.dumps(result, indent=1))
@@ -753,10 +764,16 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     try:
         if todo:
             opts.mpl_cache = str(scratch / "mpl")     # matplotlib builds its font cache once here, not per sandbox
-            subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={
-                **os.environ, "MPLCONFIGDIR": opts.mpl_cache}, capture_output=True, timeout=600, check=False)
+            if opts.pool:   # one pre-imported interpreter per worker (it builds the font cache), importing meanwhile
+                opts.zygotes = sandbox.Pool(min(workers, len(todo)), scratch=scratch / "zygotes",
+                                            mpl_cache=opts.mpl_cache, package_ready=False)
+            else:
+                subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={
+                    **os.environ, "MPLCONFIGDIR": opts.mpl_cache}, capture_output=True, timeout=600, check=False)
             opts.kernel = kernel_package(source, scratch / "kernel")
             opts.cases = cases_files(source)
+            if opts.zygotes is not None:
+                opts.zygotes.package_ready(opts.kernel.pythonpath)
         with futures.ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), desc=f"grading {source.worksheet}",
                                                                 unit="notebook", disable=not progress) as bar:
             for fut in futures.as_completed([pool.submit(work, s) for s in todo]):
@@ -766,14 +783,26 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 stats["graded"] += 1
                 bar.update(1)
     finally:
-        opts.mpl_cache = opts.kernel = opts.cases = None
+        if opts.zygotes is not None:
+            opts.zygotes.close()
+        opts.mpl_cache = opts.kernel = opts.cases = opts.zygotes = None
         shutil.rmtree(scratch, ignore_errors=True)
     stats["results"], stats["students"] = write_reports(out)
     return stats
 
 
+# `course-grade NAME ...` hands over to the module's main(argv): name -> module
+SUBCOMMANDS = {"merge": "course_utils.grade_shards", "export-lms": "course_utils.grade_lms",
+               "export-gradescope": "course_utils.gradescope"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="course-grade", description=__doc__.split("\n")[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    parser = argparse.ArgumentParser(prog="course-grade", description=__doc__.split("\n")[0], epilog="Also: "
+                                     + "; ".join(f"course-grade {name} --help" for name in SUBCOMMANDS))
     parser.add_argument("source", help="the instructor's solution notebook (solutions/*.ipynb)")
     parser.add_argument("submissions", nargs="+", help="students' notebooks, or folders of them")
     parser.add_argument("--out", required=True, help="folder for grades.csv, feedback/ and results/")
@@ -791,26 +820,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="regrade submissions already graded")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary folders (debugging)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-pool", action="store_true", help="start a Jupyter kernel (nbclient) per submission "
+                        "instead of forking it from a pre-imported interpreter (slower; same isolation)")
     parser.add_argument("--allow-root", action="store_true",
                         help="grade as root anyway: students' code then runs as root without capabilities")
+    parser.add_argument("--shard", metavar="K/N", help="grade only the K-th of N slices of the class (a job array; "
+                        "then `course-grade merge`)")
     args = parser.parse_args(argv)
+    try:
+        shard = grade_shards.parse_shard(args.shard) if args.shard else None
+    except ValueError as err:
+        parser.error(str(err))
     for name in ("cell_timeout", "timeout", "memory_mb", "disk_mb", "max_processes", "max_notebook_mb", "workers"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     opts = Options(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb,
                    max_notebook_mb=args.max_notebook_mb, keep_temp=args.keep_temp, disk_mb=args.disk_mb,
-                   max_processes=args.max_processes)
+                   max_processes=args.max_processes, pool=not args.no_pool)
     if os.geteuid() == 0 and args.allow_root:
         print("course-grade: WARNING: running as root (--allow-root): students' code runs as root without "
               "capabilities; see docs/grading.md", file=sys.stderr)
     try:
         stats = grade_class(args.source, args.submissions, args.out, workers=args.workers, force=args.force,
-                            opts=opts, progress=not args.quiet, allow_root=args.allow_root)
+                            opts=opts, progress=not args.quiet, allow_root=args.allow_root, shard=shard)
     except GradeError as err:
         print(f"course-grade: error: {err}", file=sys.stderr)
         return 2
     print(f"course-grade: {stats['graded']} graded, {stats['skipped']} already graded (use --force to regrade); "
-          f"{args.out}/grades.csv, {args.out}/feedback/")
+          f"{args.out}/grades.csv, {args.out}/feedback/, {args.out}/report.html")
     return 0
 
 

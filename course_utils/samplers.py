@@ -59,6 +59,16 @@ def _setup(model, schedule, shape, device, x_T, generator, y):
     return device, schedule.to(device), x_T.to(device), y
 
 
+def descending_timesteps(timesteps, T: int) -> list[int]:
+    """``timesteps`` as a list of ints, checked: non-empty, strictly descending, within 0..T-1."""
+    timesteps = [int(t) for t in timesteps]
+    descending = all(a > b for a, b in zip(timesteps, timesteps[1:]))
+    if not timesteps or not descending or not 0 <= timesteps[-1] <= timesteps[0] < T:
+        raise ValueError(f"timesteps must be a non-empty, strictly descending sequence in 0..T-1 = "
+                         f"0..{T - 1}, got {timesteps[:5]}{' ...' if len(timesteps) > 5 else ''}")
+    return timesteps
+
+
 @torch.no_grad()
 def ddpm_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tuple[int, ...], *,
                 variance: str = "posterior", y: Tensor | None = None, guidance_scale: float = 1.0,
@@ -138,11 +148,7 @@ def ddim_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tu
     if timesteps is None:
         timesteps = ddim_timesteps(schedule.T, num_steps).tolist()
     else:
-        timesteps = [int(t) for t in timesteps]
-        if not timesteps or any(a <= b for a, b in zip(timesteps, timesteps[1:])) \
-                or not 0 <= timesteps[-1] <= timesteps[0] < schedule.T:
-            raise ValueError(f"timesteps must be a non-empty, strictly descending sequence in 0..T-1 = "
-                             f"0..{schedule.T - 1}, got {timesteps[:5]}{' ...' if len(timesteps) > 5 else ''}")
+        timesteps = descending_timesteps(timesteps, schedule.T)
         num_steps = len(timesteps)
     trajectory = [x.cpu()] if return_trajectory else None
     for k, i in enumerate(tqdm(timesteps, desc=f"DDIM {num_steps}", disable=not progress, leave=False)):

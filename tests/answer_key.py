@@ -18,6 +18,7 @@ from course_utils.checks.ws03_unet import RefResBlock, RefSmallUNet, RefTimeEmbe
 from course_utils.checks.ws04_training import RefEMA, loss_variant, training_step_variant
 from course_utils.checks.ws05_samplers import ddim_variant, ddpm_variant, loop_variant
 from course_utils.checks.ws06_guidance import cfg_loss_variant, guided_eps_variant, guided_sampler_variant
+from course_utils.checks.ws07_fast_samplers import dpmpp_loop_variant, dpmpp_step_variant
 
 
 def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
@@ -72,5 +73,7 @@ ANSWER_KEY: dict[str, Callable] = {
     "classifier_guided_eps": guided_eps_variant(),
     "guided_ddim_sample": guided_sampler_variant(),
     "denoise": denoise_variant(),
+    "dpmpp_2m_step": dpmpp_step_variant(),
+    "dpmpp_2m_sample_loop": dpmpp_loop_variant(),
     "reverse_diffusion": reverse_variant(),
 }

@@ -66,3 +66,11 @@ def linear_schedule() -> NoiseSchedule:
 def cosine_schedule() -> NoiseSchedule:
     """Nichol and Dhariwal's schedule, T = 1000."""
     return NoiseSchedule.cosine()
+
+
+@pytest.fixture(scope="session")
+def small_class(tmp_path_factory):
+    """A class of eight real submissions with known mistakes, graded once per session by the CLI
+    (tests/grading_small_class.py): the shards, the report and its browser test share it."""
+    import grading_small_class
+    return grading_small_class.graded_class(tmp_path_factory.mktemp("small-class"))

@@ -165,3 +165,32 @@ def test_ci_can_start_chromium():
         pytest.skip("only checked in CI (CI=true)")
     import playwright.sync_api  # noqa: F401 - the dev extra installs it
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing in CI; .ci/run installs it with apt"
+
+
+def test_grading_report_renders(chromium, small_class):
+    """DIR/report.html of a graded class (tests/grading_small_class.py) in Chromium: the histogram and the tables
+    render, nothing is fetched from anywhere, no console error, no script runs; a screenshot goes to ARTIFACTS."""
+    assert small_class["proc"].returncode == 0, small_class["proc"].stderr[-3000:]
+    report = small_class["out"] / "report.html"
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    errors, requests, dialogs = [], [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        box = page.locator("svg.histogram").bounding_box()
+        assert box and box["width"] > 300 and box["height"] > 150, box
+        assert page.locator("svg.histogram rect").count() == 6          # 0..5 points
+        assert page.locator("h4").count() == 3                           # the three TODOs lost points
+        assert "<script>" in page.locator("li.ex", has_text="ValueError").first.inner_text()   # shown as text
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "grading_report.png"), full_page=True)
+    finally:
+        context.close()
+    assert not errors, errors
+    assert not dialogs, f"a submission's script ran: {dialogs}"
+    assert requests == [report.as_uri()], requests

@@ -173,3 +173,14 @@ def test_docs_show_the_shipped_cards():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md").read_text()
     assert checkpoints.cards_markdown() in doc, ("docs/checkpoints.md is out of date: paste the output of "
                                                  "`python -m course_utils.checkpoints` under 'The shipped models'")
+
+
+def test_stored_runs_load_and_name_their_command(tmp_path):
+    """The measured runs lessons 5 and 7 read ship with the package and say how to reproduce them."""
+    for name in ("sampler_quality_n300", "bench_samplers"):
+        run = checkpoints.load_run(name)
+        assert run["command"].startswith("python bench/") and run["rows"], name
+    with pytest.raises(checkpoints.CheckpointError, match=r"no stored run 'nope'.*bench_samplers"):
+        checkpoints.load_run("nope")
+    with pytest.raises(checkpoints.CheckpointError, match=r"stored: \[\]"):
+        checkpoints.load_run("nope", directory=tmp_path)

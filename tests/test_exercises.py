@@ -15,7 +15,8 @@ from course_utils.checks import CHECKS, run_check
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 EXERCISES = ROOT / "exercises"
-WORKSHEETS = ["01_schedules", "02_forward", "03_unet", "04_training", "05_samplers", "06_guidance", "lab_ddim"]
+WORKSHEETS = ["01_schedules", "02_forward", "03_unet", "04_training", "05_samplers", "06_guidance", "07_fast_samplers",
+              "lab_ddim"]
 
 
 def _nbgrader(cell) -> dict:

@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 import torch
 
-from course_utils import forward, guidance, nets, samplers, schedules, training
+from course_utils import forward, guidance, nets, samplers, schedules, solvers, training
 from course_utils.checks import MISTAKES, ref_ddpm_step, run_check
 from course_utils.checks.framework import close
 from course_utils.schedules import NoiseSchedule
@@ -53,6 +53,7 @@ PACKAGE: dict[str, Callable] = {
     "diffusion_loss": late(training, "diffusion_loss"),
     "ddim_step": late(samplers, "ddim_step"),
     "cfg_combine": late(guidance, "cfg_combine"),
+    "dpmpp_2m_step": late(solvers, "dpmpp_2m_step"),
 }
 
 
@@ -80,6 +81,7 @@ PATCHES = {
     "diffusion_loss": (training, "diffusion_loss", None),
     "ddim_step": (samplers, "ddim_step", None),
     "cfg_combine": (guidance, "cfg_combine", None),
+    "dpmpp_2m_step": (solvers, "dpmpp_2m_step", None),
 }
 BROKEN = [(name, mid, wrong) for name in PATCHES for mid, wrong, _ in MISTAKES[name]]
 

@@ -11,6 +11,7 @@ of mistakes; the machinery they share is ``framework``:
     ws04_training    diffusion_loss, training_step, EMA
     ws05_samplers    ddpm_step, ddim_step, ddim_sample_loop
     ws06_guidance    cfg_combine, cfg_loss, classifier_guided_eps, guided_ddim_sample
+    ws07_fast_samplers  dpmpp_2m_step, dpmpp_2m_sample_loop
     lab_ddim         denoise, reverse_diffusion
     catalogue        mistakes_markdown (docs/mistakes.md)
 
@@ -53,6 +54,7 @@ from .ws05_samplers import (check_ddim_sample_loop, check_ddim_step, check_ddpm_
                             ref_ddpm_step)
 from .ws06_guidance import (LinearNoisyClassifier, check_cfg_combine, check_cfg_loss, check_classifier_guided_eps,
                             check_guided_ddim_sample)
+from .ws07_fast_samplers import check_dpmpp_2m_sample_loop, check_dpmpp_2m_step, ref_dpmpp_2m_step
 from .lab_ddim import LabToyNet, check_denoise, check_reverse_diffusion, ref_denoise, ref_reverse_diffusion
 from .catalogue import mistakes_markdown
 
@@ -67,9 +69,11 @@ __all__ = [
     "check_diffusion_loss", "check_training_step", "check_EMA",
     "check_ddpm_step", "check_ddim_step", "check_ddim_sample_loop",
     "check_cfg_combine", "check_cfg_loss", "check_classifier_guided_eps", "check_guided_ddim_sample",
+    "check_dpmpp_2m_step", "check_dpmpp_2m_sample_loop",
     "check_denoise", "check_reverse_diffusion",
     # the references and the stand-in networks
     "ref_linear_betas", "ref_cosine_betas", "ref_diffusion_schedule", "ref_q_sample", "ref_q_posterior",
     "ref_predict_x0", "ref_sinusoidal", "TinyEps", "ref_loss", "ref_ddpm_step", "ref_ddim_step", "LabToyNet",
     "ref_denoise", "ref_reverse_diffusion", "mixture_fit", "LinearNoisyClassifier",
+    "ref_dpmpp_2m_step",
 ]

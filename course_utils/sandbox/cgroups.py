@@ -168,3 +168,11 @@ class JobCgroup:
                     break
                 except OSError:
                     time.sleep(0.02)
+
+
+def prepare(root: Path = ROOT) -> None:
+    """cgroup v2: move the grader into its leaf now, before it starts processes that outlive one job (the
+    zygotes of ``pool.py``), which would otherwise stay in the cgroup whose controllers it hands down."""
+    own = _own(root)
+    if "" in own:
+        _v2_job_parent(own[""])

@@ -212,9 +212,11 @@ class Job:
     def _private(self, name: str) -> int:
         return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
 
-    def run(self, run_nb: dict, file_name: str, data: bytes, inputs: dict[str, bytes] | None = None) -> Outcome:
+    def run(self, run_nb: dict, file_name: str, data: bytes, inputs: dict[str, bytes] | None = None,
+            pool=None) -> Outcome:
         """Execute ``run_nb`` to the end or a limit. The student's file ``data`` lies in ``box/work/file_name``,
-        each of ``inputs`` (name -> bytes) in ``box/cases/``."""
+        each of ``inputs`` (name -> bytes) in ``box/cases/``. With ``pool`` (``pool.Pool``), a pre-imported
+        zygote forks the runner and the cells run in an IPython shell; else a new runner starts nbclient."""
         lim = self.limits
         (self.box / "work" / file_name).write_bytes(data)
         for name, value in (inputs or {}).items():
@@ -233,14 +235,23 @@ class Job:
         outcome = Outcome()
         start = time.monotonic()
         try:
-            proc = subprocess.Popen([sys.executable, "-I", str(RUNNER), str(self.dir)], cwd=self.box / "work",
-                                    env=child_env(self.box, self.token, self.extra_env), stdin=subprocess.DEVNULL,
-                                    stdout=out_fd, stderr=out_fd, start_new_session=True,
-                                    pass_fds=(log_fd, harvest_fd))
-            try:
-                self._watch(proc, outcome, start)
-            finally:
-                self._kill(proc)
+            env = child_env(self.box, self.token, self.extra_env)
+            if pool is not None:
+                with pool.acquire() as zygote:
+                    proc = zygote.start(str(self.dir), env, (log_fd, out_fd, harvest_fd))
+                    start = time.monotonic()
+                    try:
+                        self._watch(proc, outcome, start)
+                    finally:
+                        self._kill(proc)
+            else:
+                proc = subprocess.Popen([sys.executable, "-I", str(RUNNER), str(self.dir)], cwd=self.box / "work",
+                                        env=env, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
+                                        start_new_session=True, pass_fds=(log_fd, harvest_fd))
+                try:
+                    self._watch(proc, outcome, start)
+                finally:
+                    self._kill(proc)
             outcome.seconds = time.monotonic() - start
             self._read_log(log_fd, out_fd, outcome)
             self.harvest = read_frames(harvest_fd, self.max_harvest * 64)

@@ -24,6 +24,9 @@ In this order, each step recorded in the log (what held, what did not, and why):
    sandbox could have written; what a later cell does to a harvest file changes nothing.
 
 Nothing here judges anything: the grader reads the harvest files and computes the verdicts.
+
+On the grader's fast path (``zygote.py``, the default), a child forked from a pre-imported interpreter performs
+steps 1 to 5 with this module's ``_confine``, then runs the cells in an IPython shell instead of step 6.
 """
 from __future__ import annotations
 

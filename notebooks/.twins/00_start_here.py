@@ -1,8 +1,8 @@
 # %% [markdown]
 # # Start here: diffusion models, from the equations up
 #
-# Six lessons build a diffusion model piece by piece (noise schedule, forward process, UNet, training, DDPM and
-# DDIM sampling, guidance); after each lesson a **worksheet** lets you write the same piece yourself, with
+# Seven lessons build a diffusion model piece by piece (noise schedule, forward process, UNet, training, DDPM and
+# DDIM sampling, guidance, faster solvers); after each lesson a **worksheet** lets you write the same piece yourself, with
 # instant feedback. Everything runs on a laptop CPU, offline.
 #
 # **How to run a notebook.** Open it from the file browser on the left (or from the links below), then
@@ -56,27 +56,31 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # | | [Worksheet 1: schedules](../exercises/01_schedules.ipynb) | write the three schedules | 30 min | < 1 | < 1 |
 # | 2 | [Lesson 2: the forward process](02_forward_process.ipynb) | the Markov chain, its closed form, the posterior; a noising explorer | 45 min | < 1 | < 1 |
 # | | [Worksheet 2: forward process](../exercises/02_forward.ipynb) | `q_sample`, `predict_x0`, the posterior | 45 min | < 1 | < 1 |
-# | 3 | [Lesson 3: the UNet](03_unet.ipynb) | time embeddings, residual blocks, the noise predictor's shapes; what a trained one predicts | 45 min | ~ 1 | < 1 |
-# | | [Worksheet 3: UNet pieces](../exercises/03_unet.ipynb) | the sinusoidal embedding and the blocks that take t | 45 min | ~ 1 | < 1 |
-# | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | 1 h | ~ 10 * | ~ 1-2 |
+# | 3 | [Lesson 3: the UNet](03_unet.ipynb) | time embeddings, residual blocks, the noise predictor's shapes; what a trained one predicts | 45 min | < 1 | < 1 |
+# | | [Worksheet 3: UNet pieces](../exercises/03_unet.ipynb) | the sinusoidal embedding, the blocks that take t, the UNet's forward pass with its skips | 45 min | ~ 1 | < 1 |
+# | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | 1 h | ~ 8 * | ~ 1-2 |
 # | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; EMA; train a small model | 1 h | ~ 2 | ~ 1 |
 # | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 6 * | ~ 1-2 |
-# | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step and one DDIM step | 45 min | ~ 2 | ~ 1 |
+# | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step, one DDIM step, the DDIM sampling loop | 45 min | ~ 2 | ~ 1 |
 # | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 12-23 * | ~ 1-2 |
-# | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 6 | ~ 1-2 |
-# | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | classifier-free guidance, its loss, guidance in a sampler | 1 h | ~ 2 | ~ 1 |
+# | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 9 * | ~ 1-2 |
+# | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | classifier-free guidance, its loss, guidance in a sampler; classifier guidance | 1 h | ~ 2 | ~ 1 |
+# | 7 | [Lesson 7: faster samplers](07_fast_samplers.ipynb) | DDIM as Euler on the probability-flow ODE; Heun and DPM-Solver++(2M); quality per network call; the `diffusers` schedulers | 1 h | < 1 * | < 1 |
+# | | [Worksheet 7: fast samplers](../exercises/07_fast_samplers.ipynb) | one DPM-Solver++(2M) step and its sampler loop | 45 min | < 1 | < 1 |
 #
 # In all, plan for about 12-13 hours of your own time. The computing is about 45-60 minutes in full mode
 # (half of it the lab), about 10-15 in quick mode.
 #
-# \* Measured on this course's 2-core test machine, which has no fast 16-bit arithmetic, so everything runs
-# in 32-bit floats: lesson 4 took 10 minutes (593 s, another job running), lesson 5 5.4 minutes (326 s, idle,
-# measured before its reverse-process, inversion and interpolation cells grew; not yet re-measured idle)
-# and the lab 15 minutes (12 of them training, 2 cores, idle; 23 minutes on
-# one core while other jobs ran). Some recent processors train lesson 4's image model about twice as fast;
-# which ones, and why, is in `docs/performance.md` ("Which processors are fast at bfloat16"). The lab trains for as
-# long as you let it: its 800 steps give recognisable but rough digits. A cell that trains or samples for long
-# prints its progress as a bar.
+# \* Measured with nbconvert on this course's 2-core test machine on 2026-12-02, nothing else running unless
+# said. That day it was an AMD EPYC that computes bfloat16 natively, so lesson 4's image model trained in
+# bfloat16: lesson 3 took 15 s, lesson 4 8.1 minutes (488 s), lesson 5 5.7 minutes (341 s), lesson 6 8.7 minutes (523 s, with a
+# test run beside it) and lesson 7 30 s. On a laptop without fast bfloat16 (most of them: which ones have it, and
+# why it matters, is in `docs/performance.md`) lesson 4 runs in 32-bit floats and takes about 10 minutes (593 s
+# on the AVX2-only machine of 2026-11-23, another job running). The lab trains for 15 minutes by default (12-23
+# minutes in all, with its measurements); it draws recognisable digits, and section 7 of the lab says how much
+# longer a CPU needs for the course's 85% bar. A cell that trains or samples for long prints its progress as a bar.
+# Timings on a machine shared with other jobs can be several times longer: a CPU's two cores shared by several
+# PyTorch jobs spend much of their time waiting for each other.
 #
 # **Worksheets.** Each TODO is a function to fill in, followed by a check cell that prints one line:
 # "✅ ... correct", "❌ ...: a hint" for a wrong answer, or "⏳ ... not implemented yet" while untouched. Cells that
@@ -109,9 +113,10 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 #
 # ## Colab and Binder
 #
-# The badges in the README open this notebook in Google Colab or on Binder. On Colab, the first code cell of
-# every notebook installs the course package (a minute); then open the other notebooks from the repository
-# the same way (*File > Open notebook > GitHub*). On Binder the environment is built from `environment.yml`.
-# In both, quick mode is a good idea on the free CPUs, and widgets and progress bars work as here.
+# The course has no public home yet, so the README has no Colab or Binder badges (the set-up cell at the top of
+# every notebook says what to do instead). On Colab, upload the course folder, run `%pip install -e
+# /content/FOLDER` and restart the runtime; on Binder or any JupyterHub, build the environment from
+# `environment.yml`. In both, quick mode is a good idea on the free CPUs, and widgets and progress bars work as
+# here.
 #
 # Next: [Lesson 1: noise schedules](01_noise_schedules.ipynb).

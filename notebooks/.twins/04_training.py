@@ -13,8 +13,9 @@
 # 4. Checkpoints: train half-way, stop, resume in a fresh model, and see that the run simply continues.
 # 5. A pretrained checkpoint of the same UNet on the same data, to compare with your few-minute model.
 #
-# **Time.** The whole lesson takes about 10 minutes in float32 (593 s measured on a 2-core AVX2 CPU while another job ran; a CPU with native bfloat16 trains about twice as fast) on a 2-core CPU (the image model is
-# about 9 minutes of it), much less on a GPU. With `COURSE_QUICK=1` every training run is
+# **Time.** The whole lesson takes about 10 minutes on a 2-core laptop CPU (the image model is about 9
+# minutes of it; measured times are in the start page's table), much less on a GPU; some recent CPUs train
+# about twice as fast (`docs/performance.md` says which and why). With `COURSE_QUICK=1` every training run is
 # shortened so that the notebook runs in about a minute; the samples then stay blurry, which is expected.
 
 # %%
@@ -151,21 +152,35 @@ toy_state = train(toy_model, schedule, x_toy, toy_config, device=device, callbac
 print(f"{TOY_STEPS} steps in {time.perf_counter() - start:.1f} s (with {len(snapshots)} snapshots of 1000 samples)")
 
 # %%
+def panel_lim(points):
+    """Axis half-width that shows every point: 3 (the data's scale) unless some points lie further out."""
+    return max(3.0, 1.1 * points.abs().max().item())
+
+
 fig, axes = plt.subplots(1, len(snapshots) + 1, figsize=(2.3 * (len(snapshots) + 1), 2.6))
 plot_points(x_toy[:1000], ax=axes[0], title="training data", c="tab:green")
 for ax, (step, points) in zip(axes[1:], snapshots.items()):
-    plot_points(points, ax=ax, title=f"after {step} steps")
+    lim = panel_lim(points)
+    plot_points(points, ax=ax, lim=lim, title=f"after {step} steps" + (f"\n(axes to ±{lim:.0f})" if lim > 3 else ""))
 fig.suptitle("Samples of the 2-D model during training (same starting noise x_T in every panel)")
 fig.tight_layout()
 plt.show()
+untrained = snapshots[0].norm(dim=1).median().item()
+print(f"untrained model: median distance of its samples from the centre {untrained:.0f} "
+      f"({untrained / x_toy.norm(dim=1).median().item():.0f} times the data's 1.5)")
 
 
 # %% [markdown]
-# **What to notice.** Untrained, the "denoiser" just shrinks the starting noise. Within a few dozen
-# steps the cloud contracts to a ring of the right radius; then it splits into blobs; later the blobs
-# sharpen and the stray points between them thin out. Coarse structure is learned first, fine detail last:
-# the large-$t$ part of the loss (where the network only needs to know the overall shape) is easy, the
-# small-$t$ part (the exact width of each blob) is slow.
+# **What to notice.** Untrained, the network predicts almost no noise ($\epsilon_\theta \approx 0$), so
+# the sampler takes the starting noise for a faint image: its first guess of the clean point,
+# $\hat x_0 = x_T / \sqrt{\bar\alpha_T}$, is about 150 times too large, and the samples land two orders
+# of magnitude too far out (the "after 0 steps" panel has its own, much wider axes; the line under the
+# figure prints the scale). In full mode (3,000 steps) the early snapshots, after 60 to 300 steps, are
+# still a round cloud about the size of the starting noise; the ring of the right radius appears
+# by step 750, the blobs on it by step 1,500, and by step 3,000 the blobs are sharper with fewer stray
+# points between them. Coarse structure is learned first, fine detail last: the large-$t$ part of the
+# loss (where the network only needs to know the overall shape) is easy, the small-$t$ part (the exact
+# width of each blob) is slow. (Quick mode stops at 400 steps: all its panels are still clouds.)
 #
 # Move the slider to step through the snapshots, with the loss curve up to that step.
 
@@ -173,7 +188,7 @@ plt.show()
 def show_snapshot(index=len(snapshots) - 1):
     step = list(snapshots)[index]
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(8, 3.3))
-    plot_points(snapshots[step], ax=ax0, title=f"samples after {step} steps")
+    plot_points(snapshots[step], ax=ax0, lim=panel_lim(snapshots[step]), title=f"samples after {step} steps")
     plot_loss([h for h in toy_state.history if h[0] <= max(step, 10)], ax=ax1, title="loss up to this step")
     ax1.set_xlim(0, TOY_STEPS)
     fig.tight_layout()
@@ -200,12 +215,11 @@ _ = widgets.interact(show_snapshot, index=widgets.IntSlider(value=len(snapshots)
 #   and we use $d = 0.999$. If you ever see noise from the EMA model but digits from the live one, this is why.
 # * **Gradient clipping** at norm 1: a rare batch of mostly-tiny $t$ can give a huge gradient;
 #   clipping keeps one bad step from undoing the run.
-# * **Mixed precision**, `mixed_precision="auto"`: the forward and backward passes run in bfloat16
-#   (`torch.autocast`) where the processor computes it natively (a recent GPU, or a CPU with AVX-512 BF16
-#   or AMX, where it is about twice as fast as float32); the weights and the loss stay float32. On a CPU
-#   with only AVX2, bfloat16 is *emulated* and a step is about 10 times slower than float32, so "auto"
-#   keeps float32 there (the cell below prints what it chose). On a GPU without bfloat16 it picks float16
-#   with a gradient scaler.
+# * **Mixed precision**, `mixed_precision="auto"`: the forward and backward passes run in the 16-bit
+#   format bfloat16 (`torch.autocast`) where the processor computes it fast, about twice as fast as
+#   float32; the weights and the loss stay float32. Many laptop CPUs have no fast bfloat16, and there
+#   "auto" keeps float32 (the cell below prints what it chose; `docs/performance.md` explains which
+#   processors have it). On a GPU without bfloat16 it picks float16 with a gradient scaler.
 # * **A progress bar and a live loss plot**: `train` shows a tqdm bar; its `callback` redraws a figure.
 #
 # The cell below trains for `IMAGE_STEPS // 2` steps and writes a checkpoint; section 4 resumes it.
@@ -359,21 +373,24 @@ show_images(samples_pretrained, ax=axes[1], title=f"pretrained {name}")
 plt.show()
 
 # %% [markdown]
-# **What to notice.** In full mode your EMA model draws digit-like strokes, several of them readable,
-# others broken or merged; the pretrained model's digits are cleaner and more varied. The gap is not
+# **What to notice.** In full mode your EMA model draws digit-like shapes, many of them readable, while
+# about one tile in six is still noise; the pretrained model draws the same kind of soft digits (the data are
+# scikit-learn's 8x8 digits enlarged to 16x16, hence the blur in both) with almost no noise tiles. The gap is not
 # training time: the pretrained model ran the same `train` on about as many examples (2000 steps of batch
 # 64, against your 1200 of batch 128), but with a five times larger learning rate (1e-3 instead of 2e-4),
 # EMA decay 0.998 and class labels with label dropout. In quick
 # mode your model has trained for a few dozen steps and draws blobs: the loop works, it just needs time.
-# The live weights after a short run often look about as good as the EMA ones; the EMA pays off in long
-# runs, where it averages away the step-to-step jitter.
+# After this short run the live and the EMA weights draw nearly the same digits from the same $x_T$, the EMA
+# ones with a few noise tiles fewer; the EMA pays off most in long runs, where it averages away the
+# step-to-step jitter.
 #
 # Things to try: double `IMAGE_STEPS` (the checkpoint lets you do it in two sittings); set
 # `mixed_precision="bf16"` and compare the time per step with `"auto"` (faster where the processor has
-# native bfloat16, about 10 times slower on an AVX2-only CPU, where "auto" already runs float32); set
+# fast bfloat16, about 10 times slower where it does not, which is where "auto" runs float32); set
 # `ema_decay=0.9999` and look at the EMA samples.
 #
 # ## Next
 #
-# Worksheet: **exercises/04_training.ipynb**: write the training step yourself, add EMA, and find out what
-# goes wrong without the EMA warm-up.
+# Worksheet **exercises/04_training.ipynb**: write the simple loss and one training step yourself and
+# train a small 2-D model; then write an EMA of the weights with the warm-up of section 3, and run the
+# worksheet's experiment cell that trains without the warm-up to see what goes wrong.

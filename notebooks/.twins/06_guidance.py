@@ -34,6 +34,7 @@ import torch
 import ipywidgets as widgets
 
 from course_utils import metrics
+from course_utils.analytic import GaussianMixtureEps
 from course_utils.checkpoints import load_pretrained
 from course_utils.data import EIGHT_GAUSSIANS, load_images_or_digits, make_toy
 from course_utils.device import get_device
@@ -48,7 +49,7 @@ from course_utils.viz import plot_points, show_images
 torch.manual_seed(0)
 device = get_device()
 STEPS = pick(50, 10)            # DDIM steps for every image sample of this lesson
-N_PER_CLASS = pick(20, 4)  # samples per class in the sweep of w
+N_PER_CLASS = pick(12, 4)  # samples per class in the sweep of w (12: the lesson stays within 10 minutes)
 TOY_STEPS = pick(3000, 400)               # training steps of the 2-D conditional model
 print(f"device: {device}, quick mode: {quick_mode()}, DDIM steps: {STEPS}, samples per class: {N_PER_CLASS}")
 
@@ -217,7 +218,65 @@ plt.show()
 # points land in the blob they asked for. At larger $w$ the blobs get tighter and move *outwards*, away
 # from the other classes: guidance does not sample $p(x \mid y)$ more accurately, it samples a sharpened
 # $p(x \mid y)\,p(y \mid x)^{w-1}$, which favours points that are unmistakably of class $y$.
+
+# %% [markdown]
+# ### Score and noise, seen
 #
+# Section 2 used $\epsilon_\theta(x_t, t) \approx -\sqrt{1-\bar\alpha_t}\,\nabla_{x_t}\log p_t(x_t)$: the noise
+# prediction is the **score** of the noisy data, $\nabla_{x_t}\log p_t$, up to a factor. The score is an arrow
+# at every point that says which way the noisy data gets more likely, and how steeply. For the 8 Gaussians the
+# exact score is known in closed form (`course_utils.analytic.GaussianMixtureEps` returns the exact
+# $\epsilon^*$), so we can draw it next to the one the model above learned, $-\epsilon_\theta(x_t, t,
+# \varnothing)/\sqrt{1-\bar\alpha_t}$ (unconditional: the null class). Arrows are drawn on a grid, over a
+# cloud of noisy points $x_t \sim q(x_t)$ in grey. Far from the data the score grows without bound, so an
+# arrow's length grows with $|\text{score}|$ but saturates (length $\propto |s| / (|s| + s_0)$, with $s_0$ the
+# exact score's typical size on the grey points; the same in both rows): directions are exact, lengths are only
+# compared. The
+# titles give the model's error against the exact score, averaged over the grey points (where the model was
+# trained).
+
+# %%
+exact_eps = GaussianMixtureEps(EIGHT_GAUSSIANS, schedule.to("cpu"))         # the exact eps*(x_t, t)
+axis = torch.linspace(-3, 3, 15)
+grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), dim=-1).reshape(-1, 2)   # (225, 2)
+score_ts = [20, 150, 500]
+fig, axes = plt.subplots(2, len(score_ts), figsize=(3.6 * len(score_ts), 7.2), sharex=True, sharey=True)
+for col, t_value in enumerate(score_ts):
+    sigma = (1 - schedule.alpha_bar[t_value].cpu()).sqrt()                  # sqrt(1 - alpha_bar_t)
+    cloud_t = torch.full((1000,), t_value, dtype=torch.long)
+    cloud = q_sample(x_toy[:1000], cloud_t, torch.randn(1000, 2, generator=torch.Generator().manual_seed(2)),
+                     schedule.to("cpu"))                                     # x_t ~ q(x_t), (1000, 2)
+    grid_t = torch.full((len(grid),), t_value, dtype=torch.long)
+    with torch.no_grad():
+        fields = {"exact score": -exact_eps(grid, grid_t) / sigma,
+                  "model: -eps_theta / sqrt(1 - alpha_bar)": -toy(grid.to(device), grid_t.to(device)).cpu() / sigma}
+        on_cloud = (-exact_eps(cloud, cloud_t) / sigma, -toy(cloud.to(device), cloud_t.to(device)).cpu() / sigma)
+    error = (on_cloud[1] - on_cloud[0]).norm(dim=-1).mean() / on_cloud[0].norm(dim=-1).mean()
+    typical = on_cloud[0].norm(dim=-1).median()                             # |exact score| at a typical x_t
+    for row, (label, field) in enumerate(fields.items()):
+        ax = axes[row, col]
+        ax.scatter(cloud[:, 0], cloud[:, 1], s=2, color="0.75")
+        length = field.norm(dim=-1, keepdim=True)
+        arrows = 0.35 * field / (length + typical)                           # direction kept, length saturates
+        ax.quiver(grid[:, 0], grid[:, 1], arrows[:, 0], arrows[:, 1], angles="xy", scale_units="xy", scale=1,
+                  width=0.006, color="C0" if row == 0 else "C3")
+        title = f"t = {t_value}: {label}" if row == 0 else f"t = {t_value}: model, error {error:.0%} of |score|"
+        ax.set(title=title, xlim=(-3.2, 3.2), ylim=(-3.2, 3.2), aspect="equal")
+fig.suptitle("the score of the noisy 8 Gaussians: exact (top) and learned (bottom)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **What to notice.** At $t = 500$ the noisy data is one broad blob, and the score points to its centre from
+# everywhere; the model's field matches it to 1%. At $t = 150$ the exact field already knows the ring: near the
+# centre its arrows turn outwards, towards it; the model follows with a 15% error. At $t = 20$ the exact score
+# points into each of the eight blobs, with sharp turns between neighbouring blobs; the model has the ring's
+# pull but not the blobs' sharp one, and its error reaches 62%. This is where a diffusion model is weakest: at
+# small $t$ the score is large and changes over short distances, and that is the fine detail (the width of each
+# blob: lesson 4's slowest part to learn). A sampler follows these arrows from $t = T$ down, so it settles the
+# broad structure first and the detail last.
+
+# %% [markdown]
 # ## 4. The guidance scale on images: accuracy against diversity
 #
 # We sweep $w \in \{0, 1, 2, 3, 5, 8\}$ on the pretrained conditional model: `N_PER_CLASS` samples of each
@@ -294,13 +353,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **What to notice.** Accuracy climbs from 10% at $w = 0$ (the unconditional model: one sample in ten
-# matches its column by chance, and many are malformed) to 93% at $w = 1$ and 100% from $w = 2$ on. Read the
-# diversity curve from $w = 1$ (its point at $w = 0$ mixes all digits, see above): it falls from 14.4 at
-# $w = 1$, a little above the real digits' 12.6, to 10.7 at $w = 2$, already below them, and on to 7.0 at
+# **What to notice.** Accuracy climbs from 9% at $w = 0$ (the unconditional model: about one sample in ten
+# matches its column by chance, and many are malformed) to 95% at $w = 1$ and 100% from $w = 2$ on. Read the
+# diversity curve from $w = 1$ (its point at $w = 0$ mixes all digits, see above): it falls from 13.9 at
+# $w = 1$, a little above the real digits' 12.9, to 10.6 at $w = 2$, already below them, and on to 7.1 at
 # $w = 8$; in the grids the digits of one column become more alike, bolder and more "prototypical". FID is
-# lowest at $w = 1$ and rises steadily with $w$: past $w = 2$ more guidance buys no accuracy and costs
-# diversity and realism. Text-to-image systems live on this trade-off, typically at $w$ between 3 and 8.
+# lowest at $w = 1$ and $w = 2$ (28.6 both) and rises steadily after: past $w = 2$ more guidance buys no
+# accuracy and costs diversity and realism. (With 120 samples per $w$, FID differences of a few units are
+# within its noise.) Text-to-image systems live on this trade-off, typically at $w$ between 3 and 8.
 #
 # ## 5. Explore: $w$ and the class
 #
@@ -329,3 +389,6 @@ _ = widgets.interact(cfg_explorer,
 # Worksheet **exercises/06_guidance.ipynb**: write the classifier-free guidance combination and the
 # label-dropout loss, and train a small conditional model with them; a classifier-guidance TODO (the
 # gradient term of section 2); then classifier-free guidance inside a sampler, with a small sweep of $w$.
+#
+# Then **Lesson 7** (`07_fast_samplers.ipynb`): DDIM seen as Euler's method on an ODE, and two solvers that reach
+# the same quality with fewer network calls.

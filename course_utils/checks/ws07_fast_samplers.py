@@ -1,0 +1,263 @@
+"""Worksheet 07 (solutions/07_fast_samplers.ipynb): DPM-Solver++(2M), one step and the whole sampler.
+
+- ``dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_last=None, alpha_bar_last=None)
+  -> (x_prev, x0_pred)``: Lu et al. 2022 (DPM-Solver++), Algorithm 2, the signature of
+  ``course_utils.solvers.dpmpp_2m_step``. With DPM-Solver's alpha = sqrt(alpha_bar), sigma = sqrt(1 - alpha_bar)
+  and the half log-SNR lambda = log(alpha / sigma):
+      x0_pred = (x_t - sigma_t eps_pred) / alpha_t,      h = lambda_prev - lambda_t
+      x_prev  = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D
+      D = x0_pred (first order: no x0_pred_last, or the last step, alpha_bar_prev = 1),
+      D = (1 + 1 / (2 r)) x0_pred - 1 / (2 r) x0_pred_last,  r = (lambda_t - lambda_last) / h   (otherwise)
+- ``dpmpp_2m_sample_loop(model, schedule, x_T, timesteps)``: the sampler around the student's step on a given
+  descending grid, keeping each step's x0_pred (and its alpha_bar) for the next step, the last step to
+  alpha_bar = 1. Its cases drive it with the exact noise predictor of eight Gaussians (``course_utils.analytic``).
+
+The references recompute everything in float64 from the schedule's betas; each catalogued mistake is a switch.
+"""
+from __future__ import annotations
+
+import torch
+
+from .framework import (MISTAKES, Check, alpha_bar64, close, generator, judge, register, shape_hint, todo,
+                        visible)
+
+STEP_HINT = ("x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D with alpha = sqrt(alpha_bar), "
+             "sigma = sqrt(1 - alpha_bar), h = lambda_prev - lambda_t")
+
+
+def _linear_alpha_bar():
+    from ..schedules import NoiseSchedule
+
+    return alpha_bar64(NoiseSchedule.linear(T=1000))
+
+
+def _lam(a: torch.Tensor, h_from: str) -> torch.Tensor:
+    """The step variable: lambda = log(sqrt(a) / sqrt(1 - a)) (right), or what a mix-up puts in its place."""
+    if h_from == "log_sigma":
+        return -0.5 * torch.log1p(-a)                            # -log sigma: alpha forgotten
+    if h_from == "edm_sigma":
+        return -((1 - a) / a).sqrt()                             # steps in sigma / alpha, not in its log
+    return 0.5 * (torch.log(a) - torch.log1p(-a))
+
+
+def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=None, alpha_bar_last=None, *,
+                      first="first_order", last="first_order", h_from="lambda", h_sign=1.0, data=True,
+                      x_coef="sigma", r_inverted=False, half=True):
+    """(x_prev, x0_pred) in float64 (DPM-Solver++(2M), Algorithm 2); the switches reproduce the catalogued mistakes."""
+    a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
+    x, eps = xt.double(), eps_pred.double()
+    x0_pred = (x - (1 - a).sqrt() * eps) / a.sqrt()
+    pred = x0_pred if data else eps                               # the data prediction (right) or the noise's
+    h = h_sign * (_lam(a_prev, h_from) - _lam(a, h_from))
+    pred_last, a_last = x0_pred_last, alpha_bar_last
+    if pred_last is None and first != "first_order":              # "second order" with itself: r = 0
+        pred_last, a_last = pred, a
+    final = bool((a_prev >= 1).all())
+    if pred_last is None or (final and last == "first_order"):
+        D = pred
+    else:
+        h_last = h_sign * (_lam(a, h_from) - _lam(torch.as_tensor(a_last).double(), h_from))
+        r = h / h_last if r_inverted else h_last / h
+        c = 1 / (2 * r) if half else 1 / r
+        D = (1 + c) * pred - c * pred_last.double()
+    coef = ((1 - a_prev) / (1 - a)).sqrt() if x_coef == "sigma" else (a_prev / a).sqrt()
+    return coef * x - a_prev.sqrt() * torch.expm1(-h) * D, x0_pred
+
+
+# ------------------------------------------------------------------ dpmpp_2m_step
+# (t_last, t, t_prev): t_last = None is the first step (no history), t_prev = -1 the last step to clean data
+_STEPS = [(None, 999, 722), (999, 722, 302), (722, 302, 30), (5, 0, -1)]
+_HIDDEN_STEPS = [(30, 5, 0), (None, 999, -1), (600, 500, 400)]
+
+
+def _step_cases(hidden: bool) -> list:
+    ab = _linear_alpha_bar()
+    g = generator(17)
+    cases = []
+    for t_last, t, t_prev in _STEPS + (_HIDDEN_STEPS if hidden else []):
+        shape = (3, 1, 4, 4)
+        c = dict(xt=torch.randn(shape, generator=g), eps_pred=torch.randn(shape, generator=g),
+                 alpha_bar_t=ab[t].float(), alpha_bar_prev=(ab[t_prev] if t_prev >= 0 else torch.tensor(1.0)).float(),
+                 x0_pred_last=None, alpha_bar_last=None, first=t_last is None, final=t_prev < 0)
+        if t_last is not None:
+            c.update(x0_pred_last=torch.randn(shape, generator=g), alpha_bar_last=ab[t_last].float())
+        cases.append(c)
+    return cases
+
+
+def _step_call(f, c):
+    """The student's (x_prev, x0_pred); an error at the first step is recorded (it has a hint of its own)."""
+    try:
+        return dict(out=f(c["xt"], c["eps_pred"], c["alpha_bar_t"], c["alpha_bar_prev"],
+                          x0_pred_last=c["x0_pred_last"], alpha_bar_last=c["alpha_bar_last"]))
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - judged by _step_diagnose, never raised in the student's face
+        if not c["first"]:
+            raise
+        return dict(raised=f"{type(err).__name__}: {err}")
+
+
+FIRST_HINT = ("the first step has no x0_pred_last (None): take the first-order step, D = x0_pred (DDIM), "
+              "since there is no previous prediction to extrapolate from")
+LAST_HINT = ("the last step goes to clean data (alpha_bar_prev = 1, so lambda_prev = inf and h = inf): take the "
+             "first-order step there, D = x0_pred, which gives x_prev = x0_pred")
+
+
+def _step_diagnose(out, c) -> str | None:
+    if "raised" in out:
+        return f"{FIRST_HINT} (yours raised {out['raised']})"
+    out = out["out"]
+    if not (isinstance(out, (list, tuple)) and len(out) == 2):
+        return "return a tuple (x_prev, x0_pred), like course_utils.solvers.dpmpp_2m_step"
+    x_prev, x0_pred = out
+    args = (c["xt"], c["eps_pred"], c["alpha_bar_t"], c["alpha_bar_prev"], c["x0_pred_last"], c["alpha_bar_last"])
+    ref_prev, ref_x0 = ref_dpmpp_2m_step(*args)
+    if isinstance(x_prev, torch.Tensor) and x_prev.shape == ref_prev.shape and not torch.isfinite(x_prev).all():
+        if c["first"]:
+            return FIRST_HINT
+        if c["final"]:
+            return LAST_HINT
+    hint = judge(x_prev, ref_prev, [
+        ("DPM-Solver++ extrapolates the data prediction x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / "
+         "sqrt(alpha_bar_t), not the noise prediction eps_pred", ref_dpmpp_2m_step(*args, data=False)[0]),
+        ("wrong sign of h: h = lambda_prev - lambda_t > 0 (lambda grows towards the data)",
+         ref_dpmpp_2m_step(*args, h_sign=-1.0)[0]),
+        ("lambda vs sigma mixed up: h is a step in lambda = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)), "
+         "not in sigma = sqrt(1 - alpha_bar) / sqrt(alpha_bar)", ref_dpmpp_2m_step(*args, h_from="edm_sigma")[0]),
+        ("lambda vs sigma mixed up: lambda = log(alpha / sigma) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)); "
+         "you used -log(sigma), without alpha", ref_dpmpp_2m_step(*args, h_from="log_sigma")[0]),
+        ("x_t is scaled by sigma_prev / sigma_t = sqrt(1 - alpha_bar_prev) / sqrt(1 - alpha_bar_t) in "
+         "DPM-Solver++ (alpha_prev / alpha_t belongs to the noise-prediction DPM-Solver)",
+         ref_dpmpp_2m_step(*args, x_coef="alpha")[0]),
+        ("r is the ratio h_last / h (the previous step's size over this one's), not h / h_last",
+         ref_dpmpp_2m_step(*args, r_inverted=True)[0]),
+        ("the extrapolation is D = (1 + 1 / (2 r)) x0_pred - 1 / (2 r) x0_pred_last: the factor 1/2 is missing",
+         ref_dpmpp_2m_step(*args, half=False)[0]),
+    ], "x_prev", f"x_prev differs: {STEP_HINT}")
+    return hint or judge(x0_pred, ref_x0, [], "x0_pred",
+                         "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
+
+
+register(Check("dpmpp_2m_step", "dpmpp_2m_step", _step_cases, _step_call, _step_diagnose))
+check_dpmpp_2m_step = visible("dpmpp_2m_step")
+
+
+def dpmpp_step_variant(*, x_prev_only=False, crash_first=False, **switches):
+    """dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_last, alpha_bar_last) in float32 with
+    mistakes switched on; none: the right one."""
+    def dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_last=None, alpha_bar_last=None):
+        if crash_first and x0_pred_last is None:
+            alpha_bar_last.sqrt()                                  # AttributeError: the forgotten first step
+        x_prev, x0_pred = ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last, alpha_bar_last,
+                                            **switches)
+        return x_prev.float() if x_prev_only else (x_prev.float(), x0_pred.float())
+    return dpmpp_2m_step
+
+
+MISTAKES["dpmpp_2m_step"] = [
+    ("first step not first order (NaN)", dpmpp_step_variant(first="second_order"), "the first step has no"),
+    ("first step not first order (crash)", dpmpp_step_variant(crash_first=True), "the first step has no"),
+    ("last step not first order", dpmpp_step_variant(last="second_order"), "the last step goes to clean data"),
+    ("noise prediction for data prediction", dpmpp_step_variant(data=False), "not the noise prediction"),
+    ("wrong sign of h", dpmpp_step_variant(h_sign=-1.0), "wrong sign of h"),
+    ("h in sigma", dpmpp_step_variant(h_from="edm_sigma"), "lambda vs sigma"),
+    ("lambda without alpha", dpmpp_step_variant(h_from="log_sigma"), "lambda vs sigma"),
+    ("alpha ratio on x_t", dpmpp_step_variant(x_coef="alpha"), "sigma_prev / sigma_t"),
+    ("r inverted", dpmpp_step_variant(r_inverted=True), "h_last / h"),
+    ("factor 1/2 missing", dpmpp_step_variant(half=False), "1/2 is missing"),
+    ("returns x_prev only", dpmpp_step_variant(x_prev_only=True), "return a tuple (x_prev, x0_pred)"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ dpmpp_2m_sample_loop
+def _loop_cases(hidden: bool) -> list:
+    """(schedule, timesteps, number of points); x_T is fixed per case."""
+    from ..schedules import NoiseSchedule
+
+    linear = NoiseSchedule.linear(T=1000)
+    specs = [(linear, [999, 886, 757, 603, 410, 202, 73, 22, 5, 0], 256), (linear, [999, 722, 302, 30, 0], 256)]
+    if hidden:
+        specs += [(NoiseSchedule.cosine(T=1000), [999, 900, 700, 450, 200, 60, 10, 0], 128),
+                  (linear, [900, 500, 100], 128)]
+    g = generator(19)
+    return [dict(schedule=schedule, timesteps=timesteps, x_T=torch.randn(n, 2, generator=g))
+            for schedule, timesteps, n in specs]
+
+
+def mixture_model(schedule):
+    """The exact noise predictor eps*(x_t, t) of eight Gaussians under ``schedule`` (course_utils.analytic)."""
+    from ..analytic import GaussianMixtureEps
+    from ..data import EIGHT_GAUSSIANS
+
+    return GaussianMixtureEps(EIGHT_GAUSSIANS, schedule)
+
+
+def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one", t_arg="t"):
+    """DPM-Solver++(2M) on ``timesteps`` in float64 with the reference step; the switches reproduce the catalogued
+    mistakes of the loop."""
+    alpha_bar = alpha_bar64(schedule)
+    one = torch.tensor(1.0, dtype=torch.float64)
+    x, x0_pred_last, alpha_bar_last = x_T.double(), None, None
+    for k, t in enumerate(timesteps):
+        if k + 1 < len(timesteps):
+            a_prev = alpha_bar[timesteps[k + 1]]
+        else:
+            a_prev = {"one": one, "python_last": alpha_bar[-1], "first": alpha_bar[0]}[last]
+        eps_pred = model(x, torch.full((len(x),), t if t_arg == "t" else k, dtype=torch.long))
+        x, x0_pred = ref_dpmpp_2m_step(x, eps_pred, alpha_bar[t], a_prev, x0_pred_last, alpha_bar_last)
+        if history != "none":
+            x0_pred_last, alpha_bar_last = x0_pred, (alpha_bar[t] if history == "keep" else a_prev)
+    return x
+
+
+def _loop_call(f, c):
+    return f(mixture_model(c["schedule"]), c["schedule"], c["x_T"], list(c["timesteps"]))
+
+
+def _loop_diagnose(out, c) -> str | None:
+    args = (mixture_model(c["schedule"]), c["schedule"], c["x_T"], c["timesteps"])
+    ref = ref_dpmpp_loop(*args)
+    if isinstance(out, torch.Tensor) and out.shape == ref.shape and not torch.isfinite(out).all() \
+            and not torch.isfinite(ref_dpmpp_loop(*args, history="target")).all():
+        return ("NaN or inf in the samples: alpha_bar_last must be the alpha_bar at which x0_pred_last was "
+                "predicted (this step's alpha_bar_t, kept for the next step), not the alpha_bar it steps to")
+    hint = shape_hint(out, ref, "x0")
+    if hint:
+        return hint
+    if close(out, ref, 1e-3):
+        return None
+    for mistake_hint, switches in [
+        ("the previous x0_pred never reaches the next step: keep the x0_pred each step returns (and its alpha_bar_t) "
+         "and pass them as x0_pred_last, alpha_bar_last; without them DPM-Solver++(2M) is only DDIM",
+         dict(history="none")),
+        ("the last step goes to clean data, alpha_bar_prev = 1: in Python alpha_bar[-1] is the LAST entry "
+         "(alpha_bar_{T-1}, almost 0), not 'the one before t = 0'", dict(last="python_last")),
+        ("the last step must go to alpha_bar_prev = 1 (clean data), not to alpha_bar[0]", dict(last="first")),
+        ("call the model with the timestep t of the grid, not with the loop index", dict(t_arg="k")),
+    ]:
+        if close(out, ref_dpmpp_loop(*args, **switches), 1e-3):
+            return mistake_hint
+    return "the samples differ from the reference DPM-Solver++(2M) loop; does your dpmpp_2m_step pass its check?"
+
+
+register(Check("dpmpp_2m_sample_loop", "dpmpp_2m_sample_loop", _loop_cases, _loop_call, _loop_diagnose))
+check_dpmpp_2m_sample_loop = visible("dpmpp_2m_sample_loop")
+
+
+def dpmpp_loop_variant(**switches):
+    """dpmpp_2m_sample_loop(model, schedule, x_T, timesteps) in float32 with mistakes switched on; none: right."""
+    def dpmpp_2m_sample_loop(model, schedule, x_T, timesteps):
+        return ref_dpmpp_loop(model, schedule, x_T, timesteps, **switches).float()
+    return dpmpp_2m_sample_loop
+
+
+MISTAKES["dpmpp_2m_sample_loop"] = [
+    ("history never passed", dpmpp_loop_variant(history="none"), "never reaches the next step"),
+    ("alpha_bar_last = the target's", dpmpp_loop_variant(history="target"), "alpha_bar_last must be"),
+    ("alpha_bar[-1] at the last step", dpmpp_loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
+    ("last step to alpha_bar[0]", dpmpp_loop_variant(last="first"), "not to alpha_bar[0]"),
+    ("loop index as timestep", dpmpp_loop_variant(t_arg="k"), "not with the loop index"),
+    ("not implemented", todo, "not implemented yet"),
+]

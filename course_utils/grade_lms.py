@@ -1,0 +1,188 @@
+"""Grades for a learning platform: DIR/grades.csv as the CSV that Canvas or Moodle imports.
+
+    course-grade export-lms DIR --format canvas|moodle --out FILE [--roster ROSTER.csv] [--total-only]
+                            [--canvas-id WORKSHEET=ASSIGNMENT_ID]
+
+One row per student, one column per TODO (``<worksheet>: <grade_id>``) and one per worksheet (its total),
+read from DIR/grades.csv, so points the instructor typed into grades.csv for the answers graded by hand count:
+a worksheet's total is the sum of its TODOs' points (an empty cell, still to grade, counts 0 there and stays
+empty in its own column).
+
+- **canvas** (Gradebook > Import): the columns of Canvas's own gradebook export, ``Student, ID, SIS User ID,
+  SIS Login ID, Section``, then one column per assignment; the second row, ``Points Possible``, holds each
+  column's maximum as in Canvas's export. Canvas matches a row to a student by ID, SIS User ID or SIS Login ID,
+  and an assignment column by the ``(id)`` at the end of its name (``01_schedules (1234)``, from
+  ``--canvas-id 01_schedules=1234``); a column it does not know becomes a new assignment, so ``--total-only``
+  keeps just the totals.
+- **moodle** (Grades > Import > CSV file): an identifier column (``username``, or ``email`` and ``idnumber``
+  from the roster), then the grade columns; on the import page "Identify user by" maps the identifier column
+  (Map from) to the user field (Map to: username, email address, idnumber), and each grade column to a grade
+  item or a new one.
+
+Without ``--roster`` the student's name in course-grade (the folder's name) is the identifier: Canvas's SIS Login
+ID, Moodle's username. ``--roster`` is a CSV that says who is who: a column ``student`` (the name in
+course-grade) and any of the platform's identifier columns; Canvas's own gradebook export works as it is (a
+student is found by SIS Login ID, SIS User ID, ID, or the part of an email address before the @).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+CANVAS_IDS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+MOODLE_IDS = {"username": ("username",), "email": ("email", "email address"), "idnumber": ("idnumber", "id number")}
+
+
+class ExportError(Exception):
+    """No grades.csv, a roster without usable columns: exit code 2."""
+
+
+def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[str, dict[str, str]]]:
+    """({student: {worksheet: {grade_id: points}}}, {worksheet: {grade_id: max_points}}), TOTAL rows left out,
+    worksheets and TODOs in the order of grades.csv."""
+    path = Path(out) / "grades.csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise ExportError(f"cannot read {path}: {err.strerror or err} (run course-grade first)") from None
+    grades: dict[str, dict[str, dict[str, str]]] = {}
+    maxima: dict[str, dict[str, str]] = {}
+    for row in rows:
+        if row.get("grade_id") in (None, "TOTAL"):
+            continue
+        ws, gid = row["worksheet"], row["grade_id"]
+        maxima.setdefault(ws, {})[gid] = row["max_points"]
+        grades.setdefault(row["student"], {}).setdefault(ws, {})[gid] = row["points"]
+    return grades, maxima
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def read_roster(path: str | Path | None) -> list[dict[str, str]]:
+    if path is None:
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    except OSError as err:
+        raise ExportError(f"cannot read the roster {path}: {err.strerror or err}") from None
+
+
+def find(roster: list[dict[str, str]], student: str) -> dict[str, str]:
+    """The roster's row of ``student`` (by the column ``student``, else an identifier or an email's user part)."""
+    low = student.casefold()
+    for row in roster:
+        if row.get("student", "").casefold() == low:
+            return row
+    for row in roster:
+        for key in ("SIS Login ID", "SIS User ID", "ID", "username", "idnumber", "ID number"):
+            if row.get(key, "").casefold() == low:
+                return row
+        for key in ("email", "Email address", "Email"):
+            if row.get(key, "").split("@")[0].casefold() == low:
+                return row
+    return {}
+
+
+def columns(maxima: dict[str, dict[str, str]], *, total_only: bool, canvas_ids: dict[str, str] | None = None
+            ) -> list[tuple[str, str, str | None]]:
+    """[(column name, worksheet, grade_id or None for the total)] in grades.csv's order."""
+    cols = []
+    for ws, todos in maxima.items():
+        if not total_only:
+            cols += [(f"{ws}: {gid}", ws, gid) for gid in todos]
+        name = f"{ws} ({canvas_ids[ws]})" if canvas_ids and ws in canvas_ids else ws
+        cols.append((name, ws, None))
+    return cols
+
+
+def _cell(grades: dict[str, dict[str, str]], maxima: dict, ws: str, gid: str | None) -> str:
+    if ws not in grades:
+        return ""
+    if gid is not None:
+        value = grades[ws].get(gid, "")
+        return "" if value == "" else _fmt(_number(value))
+    return _fmt(sum(_number(v) for v in grades[ws].values()))
+
+
+def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total_only: bool = False,
+           canvas_ids: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """The CSV text for ``fmt`` ("canvas" or "moodle"), and warnings (students the roster does not know)."""
+    if fmt not in ("canvas", "moodle"):
+        raise ExportError(f"--format {fmt!r}: choose canvas or moodle")
+    grades, maxima = read_grades(Path(out))
+    people = read_roster(roster)
+    cols = columns(maxima, total_only=total_only, canvas_ids=canvas_ids if fmt == "canvas" else None)
+    warnings = []
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if fmt == "canvas":
+        writer.writerow(CANVAS_IDS + [c for c, _, _ in cols])
+        writer.writerow(["Points Possible", "", "", "", ""] + [
+            _fmt(_number(maxima[ws][gid])) if gid else _fmt(sum(_number(v) for v in maxima[ws].values()))
+            for _, ws, gid in cols])
+    else:
+        id_cols = [k for k, aliases in MOODLE_IDS.items()
+                   if any(a in {c.casefold() for c in (people[0] if people else {})} for a in aliases)] or ["username"]
+        writer.writerow(id_cols + [c for c, _, _ in cols])
+    for student in sorted(grades):
+        person = find(people, student)
+        if people and not person:
+            warnings.append(f"{student}: not in the roster; exported under the name course-grade gave it")
+        if fmt == "canvas":
+            ident = [person.get("Student", student), person.get("ID", ""), person.get("SIS User ID", ""),
+                     person.get("SIS Login ID", "" if person.get("ID") or person.get("SIS User ID") else student),
+                     person.get("Section", "")]
+        else:
+            low = {k.casefold(): v for k, v in person.items()}
+            ident = [next((low[a] for a in MOODLE_IDS[k] if low.get(a)), student if k == "username" else "")
+                     for k in id_cols]
+        writer.writerow(ident + [_cell(grades[student], maxima, ws, gid) for _, ws, gid in cols])
+    return buf.getvalue(), warnings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="course-grade export-lms", description=__doc__.split("\n")[0])
+    parser.add_argument("dir", help="a course-grade output folder (with grades.csv)")
+    parser.add_argument("--format", required=True, choices=["canvas", "moodle"], help="the platform")
+    parser.add_argument("--out", required=True, help="the CSV file to write")
+    parser.add_argument("--roster", help="CSV with a column 'student' (course-grade's name) and the platform's "
+                        "identifiers; Canvas's gradebook export works as it is")
+    parser.add_argument("--total-only", action="store_true", help="one column per worksheet, no per-TODO columns")
+    parser.add_argument("--canvas-id", action="append", default=[], metavar="WORKSHEET=ID",
+                        help="the Canvas assignment id of a worksheet's total (repeatable)")
+    args = parser.parse_args(argv)
+    ids = {}
+    for item in args.canvas_id:
+        ws, sep, ident = item.partition("=")
+        if not sep or not ws or not ident:
+            parser.error(f"--canvas-id {item!r}: write WORKSHEET=ID, e.g. --canvas-id 01_schedules=1234")
+        ids[ws] = ident
+    try:
+        text, warnings = export(args.dir, args.format, roster=args.roster, total_only=args.total_only,
+                                canvas_ids=ids)
+    except ExportError as err:
+        print(f"course-grade export-lms: error: {err}", file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(f"course-grade export-lms: warning: {w}", file=sys.stderr)
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"course-grade export-lms: {args.out} ({args.format})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

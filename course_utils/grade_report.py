@@ -1,0 +1,236 @@
+"""What the class got wrong: DIR/report.html, one self-contained page written with grades.csv.
+
+For each worksheet in DIR/results/: the distribution of the students' scores (a histogram), each TODO's pass
+rate, each TODO's mistakes ranked by how many students made them, and the students who need attention.
+
+- **Mistakes come from the verdicts already in the results**, never from rerunning anything: a failed TODO's
+  message is "❌ <target>: <hint>", and the hint is matched against the catalogue (``checks.MISTAKES``: each
+  catalogued mistake names a substring its hint contains), so a mistake is named as docs/mistakes.md names it.
+  A wrong answer that matches no catalogued hint is "another wrong answer"; an error is grouped by the
+  exception it raised; not implemented, timeouts, crashes and missing cells are groups of their own.
+- **Examples are anonymised**: each group shows the messages of two students, called "student A", "student B"
+  (letters given in alphabetical order of the names, the same across the page), with the name removed from the
+  text. Only the list of students who need attention names them: the instructor has to act on it.
+- **Everything from a submission is escaped** (``html.escape``, quotes included): names, messages, hints, file
+  names. The page loads nothing: inline CSS, inline SVG, no script, no font, no link to any URL; it is
+  deterministic (no date, no timing), so merged shards write the same page as one run.
+"""
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+PASSED, PENDING = "pass", "manual"
+ATTENTION = {"error": "raised an error", "timeout": "ran out of time", "crashed": "crashed",
+             "grader_error": "grader error (retried on the next run)", "missing": "a graded cell was deleted"}
+GROUPS = {     # status -> (label, what it means), for failures that are not wrong answers
+    "not_implemented": ("not implemented", "the TODO is untouched: its stub still raises NotImplementedError"),
+    "timeout": ("ran out of time", "an infinite loop, or far too slow on the test cases"),
+    "crashed": ("the kernel died", "os._exit, a crash, or the memory limit"),
+    "missing": ("graded cell deleted", "the test cell was deleted (or its metadata removed): copy it back"),
+    "grader_error": ("grader error", "a bug of the grader, retried on the next run"),
+}
+CSS = """body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
+h1,h2,h3{line-height:1.2}table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+.bar{background:#eee;width:12em;height:.9em;display:inline-block}.bar span{background:#2a7;height:100%;display:block}
+.num{text-align:right}.ex{font:13px ui-monospace,monospace;color:#555;word-break:break-word}
+.mistake{margin:.2em 0 1em}.muted{color:#777}svg text{font:11px system-ui,sans-serif;fill:#333}"""
+
+
+def _e(text) -> str:
+    """Text from a submission (or a result file), safe anywhere in HTML: everything escaped, quotes included."""
+    return html.escape(str(text), quote=True)
+
+
+def _points(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def letter(i: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA: anonymous names for examples."""
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+# ------------------------------------------------------------------ naming a failure
+_TARGET = re.compile(r"^\W*\s*([\w.]+):\s*(.*)$", re.S)
+
+
+def _hint(message: str) -> tuple[str | None, str]:
+    """'❌ target: hint [before it, ...]' -> (target, hint)."""
+    message = str(message).split(" [before it, ")[0].strip()
+    m = _TARGET.match(message)
+    return (m.group(1), m.group(2).strip()) if m else (None, message)
+
+
+def _catalogue() -> dict[str, list[tuple[str, str]]]:
+    """target -> [(mistake id, substring of its hint)] from checks.MISTAKES, in catalogue order."""
+    from .checks import CHECKS, MISTAKES
+    table: dict[str, list[tuple[str, str]]] = {}
+    for name, mistakes in MISTAKES.items():
+        table.setdefault(CHECKS[name].target, []).extend(
+            (mid, needle) for mid, _, needle in mistakes if mid != "not implemented")
+    return table
+
+
+def classify(row: dict, catalogue: dict) -> tuple[str, str, str] | None:
+    """(group key, label, hint) of a row that lost points; None for a pass or a row to grade by hand."""
+    status, message = str(row.get("status")), str(row.get("message", ""))
+    if status in (PASSED, PENDING) or status not in GROUPS and status not in ("fail", "error"):
+        return None     # a pass, an answer to grade by hand, or a file not graded at all (counted once, apart)
+    target, hint = _hint(message)
+    if status == "fail":
+        for mid, needle in catalogue.get(target, []):
+            if needle.lower() in hint.lower():
+                return f"mistake:{mid}", mid, hint
+        return "fail:other", "another wrong answer (not in the catalogue)", "see the examples: no catalogued hint"
+    if status == "error":
+        raised = re.match(r"raised (\w+)", hint)
+        if raised:
+            return f"error:{raised.group(1)}", f"raised {raised.group(1)}", "the code raised an exception"
+        return "error:other", "error", "its outputs could not be collected or judged"
+    return status, *GROUPS[status]
+
+
+# ------------------------------------------------------------------ the page
+def _histogram(totals: list[float], maximum: float) -> str:
+    """An inline SVG bar chart of the scores (one bar per point when the maximum is at most 20, else 10 bins)."""
+    per_point = maximum <= 20 and maximum == int(maximum)
+    bins, width = (int(maximum) + 1, 1.0) if per_point else (10, maximum / 10 or 1.0)
+    counts = [0] * bins
+    for t in totals:
+        counts[max(0, min(bins - 1, int(t / width + 1e-9)))] += 1
+    top, w, h, left, bottom = max(counts + [1]), 480, 180, 30, 30
+    bar = (w - left) / bins
+    parts = [f'<svg class="histogram" width="{w}" height="{h + bottom}" '
+             f'role="img" aria-label="histogram of the scores">',
+             f'<line x1="{left}" y1="{h}" x2="{w}" y2="{h}" stroke="#999"/>',
+             f'<text x="0" y="12">{top}</text><text x="0" y="{h}">0</text>']
+    for i, c in enumerate(counts):
+        lo = i * width
+        label = f"{lo:g}" if per_point else f"{lo:.3g}-{lo + width:.3g}"
+        bh = (h - 10) * c / top
+        x = left + i * bar
+        parts.append(f'<rect x="{x + 2:.1f}" y="{h - bh:.1f}" width="{bar - 4:.1f}" height="{bh:.1f}" fill="#2a7">'
+                     f'<title>{_e(label)} points: {c} student(s)</title></rect>')
+        if bins <= 21:
+            parts.append(f'<text x="{x + bar / 2:.1f}" y="{h + 14}" text-anchor="middle">{_e(label)}</text>')
+    parts.append(f'<text x="{left + (w - left) / 2}" y="{h + 28}" text-anchor="middle">points (of {maximum:g})</text>')
+    return "".join(parts) + "</svg>"
+
+
+def _anonymise(text: str, student: str, label: str) -> str:
+    """The message without the student's name, nor the verdict's leading mark (emoji fonts are not everywhere)."""
+    text = re.sub(r"^[✅❌⏳]\s*", "", text)
+    return text.replace(student, label) if student else text
+
+
+def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: dict) -> list[str]:
+    out = [f"<h2>Worksheet <code>{_e(ws)}</code>: {len(results)} students</h2>"]
+    totals = [sum(_points(r["points"]) for r in res["rows"]) for res in results]
+    maximum = max((sum(_points(r["max_points"]) for r in res["rows"]) for res in results), default=0.0)
+    mean = sum(totals) / len(totals) if totals else 0.0
+    out += ["<h3>Scores</h3>", _histogram(totals, maximum),
+            f'<p class="muted">mean {mean:.3g} of {maximum:g} points (automatic points; the answers to grade by '
+            "hand are not counted yet)</p>"]
+    order: list[str] = []
+    rows_by: dict[str, list[tuple[str, dict]]] = {}
+    for res in results:
+        for row in res["rows"]:
+            gid = str(row.get("grade_id"))
+            if gid not in rows_by:
+                order.append(gid)
+            rows_by.setdefault(gid, []).append((res["student"], row))
+    out += ["<h3>Each TODO</h3>", "<table><tr><th>TODO</th><th>points</th><th>passed</th><th></th></tr>"]
+    for gid in order:
+        rows = rows_by[gid]
+        pending = sum(r.get("status") == PENDING for _, r in rows)
+        passed = sum(r.get("status") == PASSED for _, r in rows)
+        rate = passed / len(rows) if rows else 0.0
+        shown = f"{pending} to grade by hand" if pending else f"{passed} / {len(rows)} ({rate:.0%})"
+        out.append(f"<tr><td><code>{_e(gid)}</code></td><td class='num'>{_points(rows[0][1].get('max_points')):g}"
+                   f"</td><td class='num'>{shown}</td><td><span class='bar'><span style='width:{rate * 100:.0f}%'>"
+                   "</span></span></td></tr>")
+    out.append("</table>")
+    out.append("<h3>What went wrong, by TODO</h3>")
+    unread = sum(res.get("status") not in (None, "graded") for res in results)
+    if unread:
+        out.append(f"<p class='muted'>{unread} file(s) could not be graded at all (not a notebook, empty, another "
+                   "worksheet...): they score 0 everywhere and are listed with the students who need attention, "
+                   "not below.</p>")
+    for gid in order:
+        groups: dict[str, dict] = {}
+        for student, row in rows_by[gid]:
+            named = classify(row, catalogue)
+            if named:
+                g = groups.setdefault(named[0], {"label": named[1], "hint": named[2], "who": []})
+                g["who"].append((student, str(row.get("message", ""))))
+        if not groups:
+            continue
+        ranked = sorted(groups.values(), key=lambda g: (-len(g["who"]), g["label"]))
+        out.append(f"<h4><code>{_e(gid)}</code></h4><ol>")
+        for g in ranked:
+            examples = "".join(f"<li class='ex'>{_e(names[s])}: {_e(_anonymise(m, s, names[s]))}</li>"
+                               for s, m in sorted(g["who"])[:2])
+            out.append(f"<li class='mistake'><b>{_e(g['label'])}</b>: {len(g['who'])} student(s). "
+                       f"<span class='muted'>Hint: {_e(g['hint'])}</span><ul>{examples}</ul></li>")
+        out.append("</ol>")
+    return out
+
+
+def attention(res: dict) -> list[str]:
+    """Why a student's result needs the instructor's eyes (empty when it does not)."""
+    why = []
+    if res.get("status") not in (None, "graded"):
+        why.append(f"{res.get('status')}: {res.get('message', '')}")
+    statuses = [str(r.get("status")) for r in res["rows"]]
+    for status, what in ATTENTION.items():
+        n = statuses.count(status)
+        if n and res.get("status") in (None, "graded"):
+            why.append(f"{n} TODO(s) {what}")
+    graded = [s for s in statuses if s != PENDING]
+    if graded and all(s == "not_implemented" for s in graded):
+        why.append("untouched: no TODO attempted")
+    return why
+
+
+def render(results: list[dict]) -> str:
+    """The page for results (validated dicts of course-grade, any worksheets), as a string."""
+    catalogue = _catalogue()
+    students = sorted({r["student"] for r in results})
+    names = {s: f"student {letter(i)}" for i, s in enumerate(students)}
+    by_ws: dict[str, list[dict]] = {}
+    for r in sorted(results, key=lambda r: (str(r.get("worksheet")), r["student"])):
+        by_ws.setdefault(str(r.get("worksheet")), []).append(r)
+    body = [f"<h1>What the class got wrong</h1><p>{len(students)} students, {len(by_ws)} worksheet(s). Examples are "
+            "anonymised (student A, B, ...); the last section names the students who need attention.</p>"]
+    for ws, rs in by_ws.items():
+        body += _worksheet(ws, rs, names, catalogue)
+    body.append("<h2>Students who need attention</h2>")
+    flagged = [(r, attention(r)) for r in sorted(results, key=lambda r: (r["student"], str(r.get("worksheet"))))]
+    flagged = [(r, why) for r, why in flagged if why]
+    if flagged:
+        body.append("<table><tr><th>student</th><th>worksheet</th><th>why</th></tr>")
+        body += [f"<tr><td>{_e(r['student'])}</td><td><code>{_e(r.get('worksheet'))}</code></td>"
+                 f"<td>{'<br>'.join(_e(w) for w in why)}</td></tr>" for r, why in flagged]
+        body.append("</table>")
+    else:
+        body.append("<p>None: every submission ran, and none is untouched.</p>")
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
+            "img-src data:\"><title>What the class got wrong</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write(out: Path, results: list[dict]) -> Path:
+    """DIR/report.html from the results (written atomically, like grades.csv)."""
+    from .grade import _write_atomic
+    path = Path(out) / "report.html"
+    _write_atomic(path, render(results))
+    return path

@@ -1,0 +1,95 @@
+"""`course-grade export-lms`: grades.csv as the CSV Canvas or Moodle imports (course_utils/grade_lms.py).
+
+The grades.csv comes from ``grade.write_reports`` on results written here (no kernel runs)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from course_utils import grade, grade_lms
+
+WS = "01_schedules"
+
+
+def _result(student: str, linear: float, cosine: float, summary_status: str = "manual") -> dict:
+    rows = [{"grade_id": "test_linear", "points": linear, "max_points": 1, "status": "pass" if linear else "fail",
+             "message": "m"},
+            {"grade_id": "test_cosine", "points": cosine, "max_points": 2, "status": "pass" if cosine else "fail",
+             "message": "m"},
+            {"grade_id": "summary", "points": "" if summary_status == "manual" else 0, "max_points": 2,
+             "status": summary_status, "message": "to be graded by the instructor"}]
+    return {"student": student, "worksheet": WS, "status": "graded", "message": "", "rows": rows,
+            "source_sha256": "ab" * 32}
+
+
+@pytest.fixture
+def graded(tmp_path):
+    for r in (_result("alice", 1, 2), _result("bob", 0, 2), _result("carol", 0, 0, "not_implemented")):
+        path = tmp_path / "results" / WS / f"{r['student']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    grade.write_reports(tmp_path)
+    # the instructor grades alice's written answer by hand, in grades.csv
+    text = (tmp_path / "grades.csv").read_text()
+    (tmp_path / "grades.csv").write_text(text.replace("alice,01_schedules,summary,,2,manual",
+                                                      "alice,01_schedules,summary,1.5,2,manual"))
+    return tmp_path
+
+
+def _table(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_canvas_columns_points_possible_and_rows(graded):
+    text, warnings = grade_lms.export(graded, "canvas")
+    rows = _table(text)
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", f"{WS}: test_linear",
+                       f"{WS}: test_cosine", f"{WS}: summary", WS]
+    assert rows[1] == ["Points Possible", "", "", "", "", "1", "2", "2", "5"]
+    assert rows[2:] == [["alice", "", "", "alice", "", "1", "2", "1.5", "4.5"],      # the hand-graded 1.5 counts
+                        ["bob", "", "", "bob", "", "0", "2", "", "2"],               # still to grade: empty
+                        ["carol", "", "", "carol", "", "0", "0", "0", "0"]]
+    assert not warnings
+
+
+def test_canvas_with_a_roster_and_an_assignment_id(graded, tmp_path):
+    roster = tmp_path / "canvas_export.csv"        # Canvas's own gradebook export, used as it is
+    roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section,Old quiz (77)\n"
+                      "    Points Possible,,,,,10\n"
+                      '"Liddell, Alice",1001,S-1,alice,Sec A,9\n"Builder, Bob",1002,S-2,bob,Sec B,8\n')
+    text, warnings = grade_lms.export(graded, "canvas", roster=roster, total_only=True, canvas_ids={WS: "4321"})
+    rows = _table(text)
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", f"{WS} (4321)"]
+    assert rows[2] == ["Liddell, Alice", "1001", "S-1", "alice", "Sec A", "4.5"]
+    assert rows[3] == ["Builder, Bob", "1002", "S-2", "bob", "Sec B", "2"]
+    assert rows[4][:4] == ["carol", "", "", "carol"]
+    assert warnings == ["carol: not in the roster; exported under the name course-grade gave it"]
+
+
+def test_moodle_columns_and_rows(graded):
+    rows = _table(grade_lms.export(graded, "moodle")[0])
+    assert rows[0] == ["username", f"{WS}: test_linear", f"{WS}: test_cosine", f"{WS}: summary", WS]
+    assert rows[1:] == [["alice", "1", "2", "1.5", "4.5"], ["bob", "0", "2", "", "2"], ["carol", "0", "0", "0", "0"]]
+
+
+def test_moodle_with_a_roster_of_emails(graded, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student,email,idnumber\nalice,alice@uni.example,A1\nbob,bob@uni.example,B2\n"
+                      "carol,carol@uni.example,C3\n")
+    rows = _table(grade_lms.export(graded, "moodle", roster=roster, total_only=True)[0])
+    assert rows == [["email", "idnumber", WS], ["alice@uni.example", "A1", "4.5"], ["bob@uni.example", "B2", "2"],
+                    ["carol@uni.example", "C3", "0"]]
+
+
+def test_the_cli(graded, tmp_path, capsys):
+    out = tmp_path / "moodle.csv"
+    assert grade.main(["export-lms", str(graded), "--format", "moodle", "--out", str(out)]) == 0
+    assert _table(out.read_text())[0][0] == "username"
+    assert grade.main(["export-lms", str(tmp_path / "nothing"), "--format", "canvas", "--out", str(out)]) == 2
+    assert "grades.csv" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        grade.main(["export-lms", str(graded), "--format", "blackboard", "--out", str(out)])
+    assert exit_.value.code == 2

@@ -1,0 +1,126 @@
+"""DIR/report.html, what the class got wrong (course_utils/grade_report.py).
+
+The fast tests build results by hand (the messages the grader writes, with the catalogue's hints); the slow ones
+read the report of the session's small class (tests/grading_small_class.py), graded by the real CLI.
+"""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from course_utils import grade_report
+from course_utils.checks import CHECKS, MISTAKES
+
+import grading_small_class as small
+
+
+
+def external(page: str) -> list[str]:
+    """What in ``page`` could load something (a tag that fetches, an attribute with an address, CSS url())."""
+    found = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag in ("script", "link", "iframe", "object", "embed", "base", "img", "image", "use", "form"):
+                found.append(tag)
+            found.extend(f"{tag} {name}" for name, _ in attrs if name in ("src", "href", "xlink:href", "srcset",
+                                                                        "action", "background", "poster"))
+    Parser().feed(page)
+    styles = re.findall(r"<style>(.*?)</style>", page, re.S)
+    found += [s for s in styles if "url(" in s or "@import" in s or "@font-face" in s]
+    return found + re.findall(r"https?://", page)
+
+
+def _needle(check: str, mistake: str) -> str:
+    return next(needle for mid, _, needle in MISTAKES[check] if mid == mistake)
+
+
+def _result(student: str, rows: list[tuple[str, str, str]], status: str = "graded", message: str = "") -> dict:
+    return {"student": student, "worksheet": "01_schedules", "status": status, "message": message,
+            "rows": [{"grade_id": gid, "points": 1 if st == "pass" else 0, "max_points": 1, "status": st,
+                      "message": msg} for gid, st, msg in rows]}
+
+
+def _class() -> list[dict]:
+    t = CHECKS["linear_beta_schedule"].target
+    last = f"❌ {t}: the {_needle('linear_beta_schedule', 'misses the last value')} (evenly spaced)"
+    alpha = f"❌ {t}: you returned alphas: {_needle('linear_beta_schedule', 'alphas instead of betas')} confused"
+    ok = ("test_cosine", "pass", "✅ cosine_beta_schedule: correct")
+    return [
+        _result("ann_secret", [("test_linear", "fail", last), ok]),
+        _result("bob_secret", [("test_linear", "fail", last + " [before it, your cell raised X: y]"), ok]),
+        _result("cy_secret", [("test_linear", "fail", last), ok]),
+        _result("dee_secret", [("test_linear", "fail", alpha), ok]),
+        _result("eve_secret", [("test_linear", "pass", f"✅ {t}: correct"),
+                               ("test_cosine", "error", "❌ cosine_beta_schedule: raised ValueError: "
+                                '<script>alert("eve_secret")</script> (line 3)')]),
+        _result("<img src=x onerror=alert(1)>", [("test_linear", "not_implemented", f"⏳ {t}: not implemented yet"),
+                                                 ("test_cosine", "not_implemented", "⏳ cosine: not implemented yet")]),
+        _result("zed_secret", [("test_linear", "not_a_notebook", "not a notebook: <b>bold</b>"),
+                               ("test_cosine", "not_a_notebook", "not a notebook")], "not_a_notebook", "<i>x</i>"),
+    ]
+
+
+def _ranking(page: str, gid: str) -> list[tuple[str, int]]:
+    section = page.split(f"<h4><code>{gid}</code></h4>", 1)[1].split("</ol>", 1)[0]
+    return [(html_label, int(n)) for html_label, n in re.findall(r"<b>(.*?)</b>: (\d+) student", section)]
+
+
+def test_mistakes_are_ranked_by_how_many_students_made_them():
+    page = grade_report.render(_class())
+    ranking = _ranking(page, "test_linear")
+    assert ranking[0] == ("misses the last value", 3), ranking
+    assert ("alphas instead of betas", 1) in ranking and ("not implemented", 1) in ranking, ranking
+    assert [n for _, n in ranking] == sorted((n for _, n in ranking), reverse=True)
+    # ties by name; a file not graded at all is no mistake of a TODO (it is listed once, with the attention)
+    assert _ranking(page, "test_cosine") == [("not implemented", 1), ("raised ValueError", 1)]
+
+
+def test_each_todo_has_its_pass_rate_and_the_scores_a_histogram():
+    page = grade_report.render(_class())
+    assert "1 / 7 (14%)" in page and "4 / 7 (57%)" in page       # test_linear, test_cosine
+    assert page.count("<svg class=\"histogram\"") == 1 and page.count("<rect") == 3      # 0, 1, 2 points
+
+
+def test_examples_are_anonymised_and_everything_is_escaped():
+    page = grade_report.render(_class())
+    wrong = page.split("<h2>Students who need attention</h2>")[0]
+    assert "secret" not in wrong, "a student's name in the anonymised examples"
+    assert "student A" in wrong
+    assert "<script" not in page and "<img" not in page and "<b>bold" not in page and "<i>x" not in page
+    assert "&lt;script&gt;alert(&quot;student F&quot;)&lt;/script&gt;" in wrong      # eve (F: "<img" sorts first)
+    assert not external(page)
+
+
+def test_the_students_who_need_attention():
+    page = grade_report.render(_class())
+    attention = page.split("<h2>Students who need attention</h2>")[1]
+    for name in ("eve_secret", "&lt;img src=x onerror=alert(1)&gt;", "zed_secret"):
+        assert name in attention, name
+    for name in ("ann_secret", "bob_secret", "dee_secret"):      # wrong answers, not trouble
+        assert name not in attention, name
+    assert "untouched" in attention and "1 TODO(s) raised an error" in attention
+
+
+def test_letters():
+    assert [grade_report.letter(i) for i in (0, 25, 26, 27, 701, 702)] == ["A", "Z", "AA", "AB", "ZZ", "AAA"]
+
+
+# ------------------------------------------------------------------ slow: the report of a real class
+@pytest.mark.slow
+def test_the_report_of_a_graded_class(small_class):
+    assert small_class["proc"].returncode == 0, small_class["proc"].stderr[-3000:]
+    page = (small_class["out"] / "report.html").read_text(encoding="utf-8")
+    assert not external(page)
+    assert "&lt;script&gt;alert(&quot;owned&quot;)&lt;/script&gt;" in page     # script_error's exception
+    ranking = _ranking(page, small_class["first"])
+    assert ranking[0] == (small.SAME, 2), ranking
+    assert (small.OTHER, 1) in ranking and ("not implemented", 1) in ranking, ranking
+    assert sum(n for _, n in ranking) == 4, ranking     # and two files were not notebooks (not a TODO's mistake)
+    attention = page.split("<h2>Students who need attention</h2>")[1]
+    for name in ("untouched", "script_error", "not_json", "empty_notebook"):
+        assert f"<td>{name}</td>" in attention, name
+    for name in ("correct", "wrong_same_1", "wrong_other"):
+        assert f"<td>{name}</td>" not in attention, name
