@@ -357,3 +357,42 @@ def test_both_paths_give_the_same_grades(tmp_path):
         assert (row["points"], row["status"]) == (old["points"], old["status"]), (key, row, old)
         if row["status"] in ("pass", "fail", "not_implemented"):
             assert row["message"] == old["message"], (key, row, old)
+
+
+_SUPERVISE = r'''
+import json, os, select, sys, time
+sys.path.insert(0, os.path.join(os.getcwd(), "course_utils", "sandbox"))
+import zygote
+
+_select = select.select
+def late_select(*args):       # the kernel is a zombie, and is reaped, before its pipe's end is read
+    ready = _select(*args)
+    time.sleep(0.3)
+    return ready
+zygote.select.select = late_select
+
+box = sys.argv[1]
+os.makedirs(os.path.join(box, "work"), exist_ok=True)
+events = []
+job = {"box": box, "cell_timeout": 30, "setup_timeout": 30, "log_fd": os.open(os.devnull, os.O_WRONLY),
+       "harvest_fd": os.open(os.devnull, os.O_WRONLY),
+       "max_harvest_bytes": 0}
+cells = [{"cell_type": "code", "source": "x = 1"}, {"cell_type": "code", "source": "import os; os._exit(7)"},
+         {"cell_type": "code", "source": "y = 2"}]
+zygote._supervise(job, cells, lambda **e: events.append(e))
+print(json.dumps(events))
+'''
+
+
+def test_a_kernel_reaped_before_its_pipe_closes_is_reported_as_dead(tmp_path):
+    """The race that CI hit: the supervisor reaps the dead kernel, then reads the end of its pipe; signalling
+    the reaped pid raised ProcessLookupError, and the student read that instead of 'the kernel died'."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", _SUPERVISE, str(tmp_path)], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = json.loads(proc.stdout.strip().splitlines()[-1])
+    cells = [e["cell"] for e in events if "cell" in e]
+    assert [c["index"] for c in cells] == [0] and cells[0]["status"] == "ok"
+    dead = [e["dead"] for e in events if "dead" in e]
+    assert dead == ["the kernel died (exit code 7)"], events

@@ -162,12 +162,12 @@ def _supervise(job: dict, cells: list[dict], log) -> None:
         now = time.monotonic()
         if now >= deadline:
             if interrupted:     # the cell ignored the interrupt
-                os.kill(kid, signal.SIGKILL)
+                _signal(kid, signal.SIGKILL, gone)
                 log(cell={"index": i, "status": "error", "seconds": round(now - started, 2),
                           "ename": "CellTimeoutError", "evalue": f"the cell ran past {job['cell_timeout']} s"})
                 log(dead=f"the kernel did not stop {GRACE_S} s after an interrupt and was killed")
                 break
-            os.kill(kid, signal.SIGINT)
+            _signal(kid, signal.SIGINT, gone)
             interrupted, deadline = True, now + GRACE_S
         ready, _, _ = select.select([r], [], [], max(0.0, min(deadline - now, 1.0)))
         while True:         # reap: the kernel, and any orphan of this pid namespace
@@ -181,7 +181,7 @@ def _supervise(job: dict, cells: list[dict], log) -> None:
                 gone = status
         data = os.read(r, 65536) if ready else b""
         if ready and not data:      # the kernel died, or closed its pipe
-            os.kill(kid, signal.SIGKILL)
+            _signal(kid, signal.SIGKILL, gone)
             code = os.waitstatus_to_exitcode(gone) if gone is not None else "unknown"
             log(dead=f"the kernel died (exit code {code})")
             break
@@ -213,8 +213,16 @@ def _supervise(job: dict, cells: list[dict], log) -> None:
                 log(running=i)
     else:
         log(finished=True)
+    _signal(kid, signal.SIGKILL, gone)    # process 1's exit kills the namespace; without one, this does
+
+
+def _signal(pid: int, sig: int, reaped) -> None:
+    """Signal the kernel unless it was reaped (its pid may then belong to another process); it may also
+    have died since the last reap, which is no error."""
+    if reaped is not None:
+        return
     try:
-        os.kill(kid, signal.SIGKILL)    # process 1's exit kills the namespace; without one, this does
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass
 
