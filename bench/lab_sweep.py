@@ -54,6 +54,10 @@ CONFIGS = {
     "size16-base16-cosine15": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=15.0),
     "size16-base16-lr3e-3-cosine15": dict(lr=3e-3, warmup=200, size=16, base=16, decay_minutes=15.0),
     "size16-base16-cosine60": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=60.0),
+    # attention and loss weighting, separated: the lab's settings decayed over 5 minutes, with one change each
+    "size16-base16-cosine5": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=5.0),
+    "size16-base16-cosine5-no-attention": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=5.0, attn=()),
+    "size16-base16-cosine5-mse": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=5.0, loss="mse"),
 }
 DECAYS = (0.995, 0.999)   # --decays replaces them
 
