@@ -102,6 +102,24 @@ class NoiseSchedule:
         """A copy with every tensor on ``device``."""
         return NoiseSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
+    def respace(self, timesteps: Tensor) -> "NoiseSchedule":
+        """The K-step chain that visits only ``timesteps`` (int64 (K,), increasing, in 0..T-1) and has this
+        schedule's alpha_bar at each of them (Nichol and Dhariwal 2021, Sec. 4, "respacing"; what a DDIM or
+        DPM-Solver grid of K steps uses):
+
+            beta_k = 1 - alpha_bar[t_k] / alpha_bar[t_{k-1}],  with alpha_bar before the first kept step = 1.
+
+        Picking ``betas[timesteps]`` instead would drop the steps in between (worksheet 1 shows what that does).
+        """
+        timesteps = torch.as_tensor(timesteps).long().cpu()
+        if timesteps.ndim != 1 or timesteps.numel() < 1:
+            raise ValueError(f"timesteps must be a 1-D tensor of K >= 1 steps, got shape {tuple(timesteps.shape)}")
+        if int(timesteps.min()) < 0 or int(timesteps.max()) >= self.T or (timesteps.diff() <= 0).any():
+            raise ValueError(f"timesteps must increase strictly within 0..{self.T - 1}, got {timesteps.tolist()}")
+        alpha_bar = self.alpha_bar.double().cpu()[timesteps]                          # (K,)
+        alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+        return NoiseSchedule.from_betas(1.0 - alpha_bar / alpha_bar_prev)
+
     def log_snr(self) -> Tensor:
         """log(alpha_bar_t / (1 - alpha_bar_t)), shape (T,): the log signal-to-noise ratio."""
         return torch.log(self.alpha_bar) - torch.log1p(-self.alpha_bar)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Callable
 
 from course_utils.checks import (ref_cosine_betas, ref_diffusion_schedule, ref_linear_betas, ref_predict_x0,
-                                 ref_q_sample, ref_sinusoidal)
+                                 ref_q_sample, ref_respaced_betas, ref_sinusoidal)
 from course_utils.checks.lab_ddim import denoise_variant, reverse_variant
-from course_utils.checks.ws02_forward import posterior_variant
+from course_utils.checks.ws02_forward import chain_variant, posterior_variant
 from course_utils.checks.ws03_unet import RefResBlock, RefSmallUNet, RefTimeEmbedding
 from course_utils.checks.ws04_training import RefEMA, loss_variant, training_step_variant
 from course_utils.checks.ws05_samplers import ddim_variant, ddpm_variant, loop_variant
@@ -32,6 +32,10 @@ def cosine_beta_schedule(T, s=0.008, max_beta=0.999):
 def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
     noise_rates, signal_rates = ref_diffusion_schedule(diffusion_times, min_signal_rate, max_signal_rate)
     return noise_rates.float(), signal_rates.float()
+
+
+def respace(schedule, timesteps):
+    return ref_respaced_betas(schedule, timesteps).float()
 
 
 def q_sample(x0, t, eps, schedule):
@@ -55,9 +59,11 @@ ANSWER_KEY: dict[str, Callable] = {
     "linear_beta_schedule": linear_beta_schedule,
     "cosine_beta_schedule": cosine_beta_schedule,
     "diffusion_schedule": diffusion_schedule,
+    "respace": respace,
     "q_sample": q_sample,
     "q_posterior": posterior_variant(),
     "predict_x0": predict_x0,
+    "q_sample_chain": chain_variant(),
     "sinusoidal_embedding": sinusoidal_embedding,
     "SinusoidalTimeEmbedding": RefTimeEmbedding,
     "ResBlock": RefResBlock,

@@ -405,7 +405,8 @@ def _reference(kind):
         tries.append({"linear": lambda T, beta_start=1e-4, beta_end=0.02: NoiseSchedule.linear(T, beta_start,
                                                                                              beta_end).betas,
                       "cosine": lambda T, s=0.008, max_beta=0.999: NoiseSchedule.cosine(T, s, max_beta).betas,
-                      "schedule": ds}[kind])
+                      "schedule": ds,
+                      "respace": lambda schedule, timesteps: schedule.respace(timesteps).betas}[kind])
     except Exception:
         pass
     try:
@@ -414,7 +415,8 @@ def _reference(kind):
                                                                                              beta_end).float(),
                       "cosine": lambda T, s=0.008, max_beta=0.999: C.ref_cosine_betas(T, s, max_beta).float(),
                       "schedule": lambda t, a=0.02, b=0.95: tuple(v.float() for v in
-                                                                  C.ref_diffusion_schedule(t, a, b))}[kind])
+                                                                  C.ref_diffusion_schedule(t, a, b)),
+                      "respace": lambda schedule, timesteps: C.ref_respaced_betas(schedule, timesteps).float()}[kind])
     except Exception:
         pass
     for folder in {os.path.dirname(importlib.util.find_spec("course_utils").origin), REAL_PACKAGE}:
@@ -425,7 +427,9 @@ def _reference(kind):
             tries.append({"linear": lambda T, beta_start=1e-4, beta_end=0.02: mod.NoiseSchedule.linear(
                               T, beta_start, beta_end).betas,
                           "cosine": lambda T, s=0.008, max_beta=0.999: mod.NoiseSchedule.cosine(T, s, max_beta).betas,
-                          "schedule": mod.diffusion_schedule}[kind])
+                          "schedule": mod.diffusion_schedule,
+                          "respace": lambda schedule, timesteps: mod.NoiseSchedule.respace(schedule,
+                                                                                           timesteps).betas}[kind])
         except Exception:
             pass
 
@@ -440,7 +444,8 @@ def _reference(kind):
     return first_that_works
 
 '''
-REFERENCE_TODOS = {"linear_beta_schedule": "linear", "cosine_beta_schedule": "cosine", "diffusion_schedule": "schedule"}
+REFERENCE_TODOS = {"linear_beta_schedule": "linear", "cosine_beta_schedule": "cosine", "diffusion_schedule": "schedule",
+                   "respace": "respace"}
 
 LEAK_ATTACK = '''
 # read what must stay outside; whatever is read ends up in the message of the first TODO's error

@@ -27,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from course_utils import grade, sandbox
@@ -201,7 +202,8 @@ def test_the_result_says_which_protections_held(attacked):
 def test_messages_cannot_fake_lines_of_feedback(attacked):
     text = (attacked["out"] / "feedback" / "messages.md").read_text(encoding="utf-8")
     lines = text.splitlines()
-    assert sum(line.startswith("- **") for line in lines) == 3, text
+    todos = len(corpus.graded_checks(nbformat.read(corpus.SOLUTION, as_version=4)))    # one line per TODO
+    assert sum(line.startswith("- **") for line in lines) == todos == 4, text
     assert sum(line.startswith("## ") for line in lines) == 1, text
     assert "<!--" not in text and "<h2>" not in text and "\r" not in text
     assert "\ufffd" in text                                         # the lone surrogate, replaced
@@ -384,3 +386,12 @@ def test_every_hidden_package_function_exists():
             module, _, qualname = target.partition(".")
             tree = ast.parse((kernel_package.PACKAGE_DIR / f"{module}.py").read_text())
             assert kernel_package._find(tree, qualname) is not None, f"{target} (the package's {check}) is gone"
+
+
+def test_every_package_answer_that_passes_a_check_is_hidden():
+    """A package function that passes a worksheet's check (tests/test_package_matches_checks.py) is an answer:
+    the kernel's copy of the package must hide it while that worksheet is graded."""
+    from course_utils.sandbox import kernel_package
+    from test_package_matches_checks import PACKAGE
+    missing = sorted(set(PACKAGE) - set(kernel_package.PACKAGE_TARGETS))
+    assert not missing, f"answers in reach of a graded kernel: {missing}"

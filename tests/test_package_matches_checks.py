@@ -44,7 +44,12 @@ PACKAGE: dict[str, Callable] = {
                                                                                             beta_end).betas,
     "cosine_beta_schedule": lambda T, s=0.008, max_beta=0.999: NoiseSchedule.cosine(T, s, max_beta).betas,
     "diffusion_schedule": late(schedules, "diffusion_schedule"),
+    "respace": lambda schedule, timesteps: schedule.respace(timesteps).betas,       # adapter: read the betas
     "q_sample": late(forward, "q_sample"),
+    # adapter: the package returns every state on request
+    "q_sample_chain": lambda x0, t, schedule, generator=None: forward.q_sample_chain(x0, t, schedule,
+                                                                                     generator=generator,
+                                                                                     return_all=True),
     "q_posterior": late(forward, "q_posterior"),
     "predict_x0": predict_x0_from_ddim_step,
     "sinusoidal_embedding": late(nets, "sinusoidal_embedding"),
@@ -73,7 +78,11 @@ PATCHES = {
     "linear_beta_schedule": (NoiseSchedule, "linear", _as_schedule),
     "cosine_beta_schedule": (NoiseSchedule, "cosine", _as_schedule),
     "diffusion_schedule": (schedules, "diffusion_schedule", None),
+    "respace": (NoiseSchedule, "respace", lambda wrong: lambda self, timesteps: NoiseSchedule.from_betas(
+        wrong(self, timesteps))),
     "q_sample": (forward, "q_sample", None),
+    "q_sample_chain": (forward, "q_sample_chain", lambda wrong: lambda x0, t, schedule, *, generator=None,
+                       return_all=False: wrong(x0, t, schedule, generator)),
     "q_posterior": (forward, "q_posterior", None),
     "sinusoidal_embedding": (nets, "sinusoidal_embedding", None),
     "SinusoidalTimeEmbedding": (nets, "SinusoidalTimeEmbedding", None),

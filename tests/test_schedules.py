@@ -134,3 +134,23 @@ def test_schedule_to_device_moves_every_tensor(linear_schedule):
         assert after.device.type == "meta", f"{f.name} was left on {after.device}"
         assert (after.shape, after.dtype) == (before.shape, before.dtype), f.name
     assert linear_schedule.device.type == "cpu", "to() returns a copy; the original stays where it was"
+
+
+def test_respace_keeps_alpha_bar_at_the_kept_steps():
+    """Nichol and Dhariwal 2021, Sec. 4: the short chain's cumulative alpha_bar equals the long one's there."""
+    long_chain = NoiseSchedule.cosine(1000)
+    kept = torch.tensor([0, 3, 250, 251, 700, 999])
+    short = long_chain.respace(kept)
+    assert short.T == 6
+    assert torch.allclose(short.alpha_bar.double(), long_chain.alpha_bar.double()[kept], rtol=1e-5, atol=1e-7)
+    assert torch.allclose(short.betas[3], long_chain.betas[251], rtol=1e-4)   # neighbours: one step of the long chain
+    assert torch.allclose(NoiseSchedule.linear(50).respace(torch.arange(50)).betas, NoiseSchedule.linear(50).betas,
+                          rtol=1e-4)
+    # the tempting answer, betas[kept], is a different (much less noisy) chain
+    assert torch.cumprod(1 - long_chain.betas[kept].double(), 0)[-1] > 100 * short.alpha_bar[-1]
+
+
+@pytest.mark.parametrize("kept", [[3, 2], [0, 1000], [-1, 5], [[1, 2]], []])
+def test_respace_rejects_a_grid_that_is_not_increasing_steps(kept):
+    with pytest.raises(ValueError, match="timesteps"):
+        NoiseSchedule.linear(1000).respace(torch.tensor(kept, dtype=torch.long))

@@ -5,8 +5,8 @@ course's reference. One module per worksheet holds that worksheet's references, 
 of mistakes; the machinery they share is ``framework``:
 
     framework        CheckResult, Check, CHECKS, MISTAKES, harvest, verdict, run_check, report, ready, helpers
-    ws01_schedules   linear_beta_schedule, cosine_beta_schedule, diffusion_schedule (also the lab's)
-    ws02_forward     q_sample, q_posterior, predict_x0
+    ws01_schedules   linear_beta_schedule, cosine_beta_schedule, diffusion_schedule (also the lab's), respace
+    ws02_forward     q_sample, q_posterior, predict_x0, q_sample_chain
     ws03_unet        sinusoidal_embedding, SinusoidalTimeEmbedding, ResBlock, SmallUNet
     ws04_training    diffusion_loss, training_step, EMA
     ws05_samplers    ddpm_step, ddim_step, ddim_sample_loop
@@ -44,9 +44,10 @@ It never raises for a wrong answer. Cells that need a TODO guard themselves with
 from .framework import (CHECKS, FAIL, MISTAKES, PASS, TODO, Check, CheckResult, Outcome, close, harvest, ready,
                         register, report, run_check, shape_hint, verdict)
 from .ws01_schedules import (check_cosine_beta_schedule, check_diffusion_schedule, check_linear_beta_schedule,
-                             ref_cosine_betas, ref_diffusion_schedule, ref_linear_betas)
-from .ws02_forward import (check_predict_x0, check_q_posterior, check_q_sample, ref_predict_x0, ref_q_posterior,
-                           ref_q_sample)
+                             check_respace, ref_cosine_betas, ref_diffusion_schedule, ref_linear_betas,
+                             ref_respaced_betas)
+from .ws02_forward import (check_predict_x0, check_q_posterior, check_q_sample, check_q_sample_chain, ref_predict_x0,
+                           ref_q_posterior, ref_q_sample)
 from .ws03_unet import (check_ResBlock, check_SinusoidalTimeEmbedding, check_sinusoidal_embedding, check_SmallUNet,
                         ref_sinusoidal)
 from .ws04_training import TinyEps, check_diffusion_loss, check_EMA, check_training_step, ref_loss
@@ -63,8 +64,8 @@ __all__ = [
     "CHECKS", "MISTAKES", "PASS", "FAIL", "TODO", "Check", "CheckResult", "Outcome", "register", "harvest",
     "verdict", "run_check", "report", "ready", "shape_hint", "close", "mistakes_markdown",
     # the visible checks, one per TODO, in worksheet order
-    "check_linear_beta_schedule", "check_cosine_beta_schedule", "check_diffusion_schedule",
-    "check_q_sample", "check_q_posterior", "check_predict_x0",
+    "check_linear_beta_schedule", "check_cosine_beta_schedule", "check_diffusion_schedule", "check_respace",
+    "check_q_sample", "check_predict_x0", "check_q_posterior", "check_q_sample_chain",
     "check_sinusoidal_embedding", "check_SinusoidalTimeEmbedding", "check_ResBlock", "check_SmallUNet",
     "check_diffusion_loss", "check_training_step", "check_EMA",
     "check_ddpm_step", "check_ddim_step", "check_ddim_sample_loop",
@@ -72,7 +73,8 @@ __all__ = [
     "check_dpmpp_2m_step", "check_dpmpp_2m_sample_loop",
     "check_denoise", "check_reverse_diffusion",
     # the references and the stand-in networks
-    "ref_linear_betas", "ref_cosine_betas", "ref_diffusion_schedule", "ref_q_sample", "ref_q_posterior",
+    "ref_linear_betas", "ref_cosine_betas", "ref_diffusion_schedule", "ref_respaced_betas", "ref_q_sample",
+    "ref_q_posterior",
     "ref_predict_x0", "ref_sinusoidal", "TinyEps", "ref_loss", "ref_ddpm_step", "ref_ddim_step", "LabToyNet",
     "ref_denoise", "ref_reverse_diffusion", "mixture_fit", "LinearNoisyClassifier",
     "ref_dpmpp_2m_step",

@@ -6,6 +6,8 @@
 - ``diffusion_schedule``: the continuous cosine schedule of the Keras DDIM example, a TODO of this worksheet
   AND of the lab (solutions/lab_ddim.ipynb). Its check lives here, with the other schedules; the lab's
   checks (``lab_ddim``) import ``ref_diffusion_schedule`` from this module.
+- ``respace``: the betas of a short chain that visits only some steps and keeps alpha_bar there (Nichol and
+  Dhariwal 2021, Sec. 4): what lets a sampler of lessons 5 and 7 use a 1,000-step model in 10 steps.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .framework import MISTAKES, Check, close, judge, register, shape_hint, todo, visible
+from ..schedules import NoiseSchedule
+from .framework import MISTAKES, Check, alpha_bar64, close, judge, register, shape_hint, todo, visible
 
 
 # ------------------------------------------------------------------ linear_beta_schedule
@@ -173,5 +176,70 @@ MISTAKES["diffusion_schedule"] = [
     ("ignores min/max_signal_rate", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: _schedule_float(t),
      "arccos(min_signal_rate)"),
     ("returns one tensor", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: t, "return a tuple"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ respace: a short chain with the same alpha_bar
+def ref_respaced_betas(schedule: NoiseSchedule, timesteps: Tensor, *, mistake: str | None = None) -> Tensor:
+    """beta_k = 1 - alpha_bar[t_k] / alpha_bar[t_{k-1}] (alpha_bar before the first kept step = 1), float64 (K,).
+
+    ``mistake`` gives a catalogued wrong answer instead: "old betas", "differences", "upside down", "alpha_bar",
+    "first dropped".
+    """
+    ts = timesteps.long()
+    alpha_bar = alpha_bar64(schedule)[ts]
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    return {None: lambda: 1 - alpha_bar / prev,
+            "old betas": lambda: schedule.betas.double().cpu()[ts],
+            "differences": lambda: prev - alpha_bar,
+            "upside down": lambda: 1 - prev / alpha_bar,
+            "alpha_bar": lambda: alpha_bar,
+            "first dropped": lambda: (1 - alpha_bar / prev)[1:]}[mistake]()
+
+
+def _respace_cases(hidden: bool) -> list:
+    cases = [dict(schedule=NoiseSchedule.linear(1000), timesteps=torch.linspace(0, 999, 10).round().long())]
+    if hidden:
+        cases += [dict(schedule=NoiseSchedule.cosine(1000), timesteps=torch.tensor([0, 10, 500, 999])),
+                  dict(schedule=NoiseSchedule.linear(50, 1e-3, 0.1), timesteps=torch.tensor([5, 20, 40])),
+                  dict(schedule=NoiseSchedule.linear(10, 1e-3, 0.1), timesteps=torch.arange(10))]
+    return cases
+
+
+def _respace_diagnose(out, case) -> str | None:
+    schedule, ts = case["schedule"], case["timesteps"]
+    ref = ref_respaced_betas(schedule, ts)
+    if isinstance(out, Tensor) and out.shape == ref[1:].shape and close(out, ref[1:]):
+        return ("the first new beta is missing: the short chain starts from clean data (alpha_bar = 1), so it has "
+                "one beta per kept step, the first being 1 - alpha_bar at the first kept step")
+    if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).any():
+        return "some betas are negative: each new alpha is a ratio below 1, and yours is upside down"
+    return judge(out, ref, [
+        ("those are the old betas at the kept steps: the steps in between are lost, so the short chain keeps far "
+         "too much signal; its alpha_bar must equal the old alpha_bar at every kept step",
+         ref_respaced_betas(schedule, ts, mistake="old betas")),
+        ("alpha_bar is a product: a new step's alpha is a ratio of consecutive kept alpha_bar's, not a difference",
+         ref_respaced_betas(schedule, ts, mistake="differences")),
+        ("you returned alpha_bar at the kept steps; return the betas of the short chain",
+         ref_respaced_betas(schedule, ts, mistake="alpha_bar")),
+    ], "betas", "the cumulative product of 1 - your betas must equal schedule.alpha_bar at the kept steps")
+
+
+register(Check("respace", "respace", _respace_cases, lambda f, c: f(c["schedule"], c["timesteps"]),
+               _respace_diagnose))
+check_respace = visible("respace")
+
+
+def _respace_variant(mistake: str | None):
+    return lambda schedule, timesteps: ref_respaced_betas(schedule, timesteps, mistake=mistake).float()
+
+
+MISTAKES["respace"] = [
+    ("old betas at the kept steps", _respace_variant("old betas"), "old betas"),
+    ("differences of alpha_bar", _respace_variant("differences"), "not a difference"),
+    ("ratio upside down", _respace_variant("upside down"), "upside down"),
+    ("alpha_bar returned", _respace_variant("alpha_bar"), "you returned alpha_bar"),
+    ("first step dropped", _respace_variant("first dropped"), "first new beta is missing"),
     ("not implemented", todo, "not implemented yet"),
 ]

@@ -3,15 +3,20 @@
 - ``q_sample``:    x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps                       (Eq. 4)
 - ``q_posterior``: mean and variance of q(x_{t-1} | x_t, x0)                                    (Eq. 6-7)
 - ``predict_x0``:  x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)   (Eq. 4 solved for x0)
+- ``q_sample_chain``: the Markov chain of Eq. 2, one step at a time, every state returned. Judged by
+  statistics over many chains (each step's scale, the variance of what it adds, fresh noise at each step, the
+  last state's marginal against Eq. 4), so any correct way of drawing the noise passes.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, gather, generator, judge, register,
-                        small_schedule, todo, visible)
+                        shape_hint, small_schedule, todo, visible)
 
 
 # ------------------------------------------------------------------ q_sample
@@ -191,5 +196,110 @@ check_predict_x0 = visible("predict_x0")
 MISTAKES["predict_x0"] = [
     ("wrong sign", _predict_x0_variant(sign=1.0), "wrong sign"),
     ("multiplies", _predict_x0_variant(divide=False), "divide"),
+    ("not implemented", todo, "not implemented yet"),
+]
+
+
+# ------------------------------------------------------------------ q_sample_chain: Eq. 2, step by step
+_CHAIN_N = 4000     # chains per column of x0; 8,000 in all: a variance is then known to about 1.6%
+
+
+def chain_variant(mistake: str | None = None):
+    """A float32 ``q_sample_chain(x0, t, schedule, generator=None)`` returning every state (t + 2, B, ...).
+
+    ``mistake``: None (right), "one short" (t steps), "alpha_bar per step", "no sqrt", "same noise",
+    "independent jumps" (each state drawn from x0 in one jump).
+    """
+    def q_sample_chain(x0, t, schedule, generator=None):
+        states, x = [x0], x0
+        shared = torch.randn(x0.shape, generator=generator)
+        for i in range(t if mistake == "one short" else t + 1):
+            eps = shared if mistake == "same noise" else torch.randn(x0.shape, generator=generator)
+            alpha, beta, alpha_bar = schedule.alphas[i], schedule.betas[i], schedule.alpha_bar[i]
+            if mistake == "alpha_bar per step":
+                x = alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * eps
+            elif mistake == "no sqrt":
+                x = alpha * x + beta * eps
+            elif mistake == "independent jumps":
+                x = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+            else:
+                x = alpha.sqrt() * x + beta.sqrt() * eps
+            states.append(x)
+        return torch.stack(states).float()
+    return q_sample_chain
+
+
+def _chain_cases(hidden: bool) -> list:
+    x0 = torch.tensor([1.0, -2.0]).repeat(_CHAIN_N, 1)                  # (N, 2): two starting points
+    schedule = NoiseSchedule.from_betas(torch.linspace(0.05, 0.4, 8))    # large betas: every step shows
+    return [dict(x0=x0, t=t, schedule=schedule, seed=seed)
+            for t, seed in ([(3, 0)] + ([(0, 1), (7, 2)] if hidden else []))]
+
+
+def _chain_diagnose(out, case) -> str | None:
+    x0, t, schedule = case["x0"].double(), case["t"], case["schedule"]
+    if not isinstance(out, Tensor):
+        return f"return the states stacked in one tensor of shape {(t + 2, *x0.shape)}, got {type(out).__name__}"
+    if out.ndim == x0.ndim:
+        return (f"return every state, stacked: shape (t + 2, B, ...) = {(t + 2, *x0.shape)}, x0 first and x_t "
+                "last, not x_t alone")
+    if out.ndim == x0.ndim + 1 and tuple(out.shape[1:]) == tuple(x0.shape) and out.shape[0] != t + 2:
+        return (f"{out.shape[0]} states for t = {t}, expected t + 2 = {t + 2}: x0, then one state after each "
+                f"of the steps 0..t (code index t is the paper's step t + 1, so reaching it takes t + 1 steps)")
+    hint = shape_hint(out, torch.empty(t + 2, *x0.shape), "stack of states")
+    if hint:
+        return hint
+    states = out.double()
+    if not torch.allclose(states[0], x0, atol=1e-6):
+        return "the first state must be x0 itself, unchanged"
+    n = x0.numel()
+    alphas, betas, alpha_bar = (v.double() for v in (schedule.alphas, schedule.betas, schedule.alpha_bar))
+    for k in range(1, t + 2):
+        i = k - 1                                     # the code index of the step that makes state k
+        cur, prev = states[k], states[k - 1]
+        # 1. the scale, from the column means: E[x_k] = sqrt(alpha_i) E[x_{k-1}] whatever the noise
+        m_cur, m_prev = cur.mean(0), prev.mean(0)
+        scale = float((m_cur * m_prev).sum() / (m_prev * m_prev).sum())
+        slack = 5 * math.sqrt(float(cur.var(0).mean()) / _CHAIN_N / float((m_prev * m_prev).mean())) + 1e-3
+        if abs(scale - math.sqrt(alphas[i])) > slack:
+            lead = (f"step {i} scales the previous state by {scale:.3f}, "
+                    f"expected sqrt(alpha_{i}) = {alphas[i].sqrt():.3f}")
+            if abs(scale - float(alphas[i])) <= slack:
+                return lead + ": the square root is missing on alpha"
+            if abs(scale - math.sqrt(alpha_bar[i])) <= slack:
+                return lead + ": alpha_bar is for the jump from x0; one step of the chain uses that step's alpha"
+            return lead
+        # 2. the added noise is new: independent of everything before it
+        added = cur - alphas[i].sqrt() * prev
+        if k > 1:
+            centred = prev - m_prev
+            corr = float((added * centred).mean() / (added.std() * centred.std()))
+            if corr > 5 / math.sqrt(n):
+                return (f"the noise step {i} adds is correlated with the previous state (correlation {corr:.2f}): "
+                        "draw fresh noise at every step")
+            if corr < -5 / math.sqrt(n):
+                return (f"the states are not one chain (what step {i} adds is correlated with the previous state, "
+                        f"{corr:.2f}): each state must be made from the previous state, not from x0 in one jump")
+        # 3. its variance is beta_i
+        var = float(added.var())
+        if abs(var - float(betas[i])) > 5 * math.sqrt(2 / n) * float(betas[i]) + 1e-4:
+            lead = f"step {i} adds noise of variance {var:.4f}, expected beta_{i} = {betas[i]:.4f}"
+            if abs(var - float(betas[i]) ** 2) <= 5 * math.sqrt(2 / n) * float(betas[i]) ** 2 + 1e-4:
+                return lead + ": the square root is missing on beta (beta is a variance)"
+            return lead
+    return None
+
+
+register(Check("q_sample_chain", "q_sample_chain", _chain_cases,
+               lambda f, c: f(c["x0"], c["t"], c["schedule"], generator=generator(c["seed"])), _chain_diagnose))
+check_q_sample_chain = visible("q_sample_chain")
+MISTAKES["q_sample_chain"] = [
+    ("one state short", chain_variant("one short"), "t + 1 steps"),
+    ("alpha_bar in every step", chain_variant("alpha_bar per step"), "jump from x0"),
+    ("no square roots", chain_variant("no sqrt"), "square root is missing on alpha"),
+    ("the same noise at every step", chain_variant("same noise"), "fresh noise"),
+    ("every state in one jump from x0", chain_variant("independent jumps"), "from the previous state"),
+    ("x_t alone", lambda x0, t, schedule, generator=None: chain_variant()(x0, t, schedule, generator)[-1],
+     "not x_t alone"),
     ("not implemented", todo, "not implemented yet"),
 ]

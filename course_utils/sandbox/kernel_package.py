@@ -34,7 +34,9 @@ PACKAGE_TARGETS: dict[str, list[str]] = {
     "linear_beta_schedule": ["schedules.NoiseSchedule.linear"],
     "cosine_beta_schedule": ["schedules.NoiseSchedule.cosine"],
     "diffusion_schedule": ["schedules.diffusion_schedule"],
+    "respace": ["schedules.NoiseSchedule.respace"],
     "q_sample": ["forward.q_sample", "forward.q_sample_chain"],
+    "q_sample_chain": ["forward.q_sample_chain"],
     "q_posterior": ["forward.q_posterior"],
     "predict_x0": ["samplers.ddim_step"],
     "sinusoidal_embedding": ["nets.sinusoidal_embedding"],
@@ -48,6 +50,8 @@ PACKAGE_TARGETS: dict[str, list[str]] = {
     "ddim_sample_loop": ["samplers.ddim_sample"],
     "classifier_guided_eps": ["guidance.predict_eps"],
     "guided_ddim_sample": ["samplers.ddim_sample"],
+    "dpmpp_2m_step": ["solvers.dpmpp_2m_step"],
+    "dpmpp_2m_sample_loop": ["solvers.dpmpp_2m_sample"],
 }
 _KEEP_IN_CHECKS = {"__init__.py", "framework.py", "catalogue.py"}     # no reference in these
 

@@ -2,11 +2,12 @@
 # # Worksheet 1: noise schedules
 #
 # Companion of lesson 1 (`notebooks/01_noise_schedules.ipynb`). You write the three schedules of the
-# course, from the simplest to the one the lab uses:
+# course, from the simplest to the one the lab uses, and then put one to work:
 #
 # 1. `linear_beta_schedule`: the betas of Ho et al. (DDPM);
 # 2. `cosine_beta_schedule`: the betas of Nichol and Dhariwal (Improved DDPM);
-# 3. `diffusion_schedule`: the lab's continuous cosine schedule (signal and noise rates for times in [0, 1]).
+# 3. `diffusion_schedule`: the lab's continuous cosine schedule (signal and noise rates for times in [0, 1]);
+# 4. `respace`: a short chain with the noise levels of a long one, which is what a fast sampler runs on.
 #
 # **How a worksheet works.** Each exercise is a function with its docstring and a `# YOUR CODE HERE` to replace.
 # Run the check cell right after it: it prints one line, ✅ when your function agrees with the course's
@@ -32,7 +33,7 @@ import torch
 
 from course_utils import checks
 from course_utils.checks import (check_cosine_beta_schedule, check_diffusion_schedule,
-                                 check_linear_beta_schedule, run_check)
+                                 check_linear_beta_schedule, check_respace, run_check)
 from course_utils.device import get_device
 from course_utils.schedules import NoiseSchedule
 
@@ -178,6 +179,73 @@ if checks.ready("diffusion_schedule", diffusion_schedule, "the plot"):
     ax2.set_aspect("equal"), ax2.set_xlabel("signal rate"), ax2.set_ylabel("noise rate")
     ax2.set_title("on the unit circle")
     plt.show()
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-respace", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 4. Fewer steps at the same noise levels
+#
+# The samplers of lessons 5 and 7 run a network trained on a chain of $T = 1000$ steps on a grid of a few of
+# them, 10 say. The 10 steps must then form a forward chain of their own: a short schedule whose betas bring the
+# data, step after step, to exactly the noise levels the network was trained at (Nichol and Dhariwal 2021,
+# Sec. 4, call this *respacing*).
+#
+# Write `respace(schedule, timesteps)`:
+#
+# - `schedule`: a `NoiseSchedule` (`schedule.betas` and `schedule.alpha_bar`, each of shape (T,));
+# - `timesteps`: an int64 tensor of shape (K,), strictly increasing, in 0..T-1: the steps the short chain keeps;
+# - returns the short chain's K betas, a float tensor of shape (K,), such that after its k-th step the short
+#   chain's $\bar\alpha$ equals `schedule.alpha_bar[timesteps[k]]`, for every k. Like every chain, it starts from
+#   clean data.
+#
+# The check tries a linear schedule of 1,000 steps kept at 10 evenly spaced steps; the hidden tests add a cosine
+# schedule on an irregular grid, a grid that does not start at 0, and a grid that keeps every step (which must
+# give back the original betas). Think first: why is `schedule.betas[timesteps]` not the answer?
+
+# %% nbgrader={"grade": false, "grade_id": "respace", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def respace(schedule, timesteps):
+    """The betas (K,) of the short chain that keeps only `timesteps` and has the schedule's alpha_bar there."""
+    ### BEGIN SOLUTION
+    alpha_bar = schedule.alpha_bar[timesteps]                                # (K,): the noise levels to keep
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=alpha_bar.dtype), alpha_bar[:-1]])   # 1: clean data first
+    return 1 - alpha_bar / alpha_bar_prev       # alpha_bar is a product, so each new alpha is a ratio
+    ### END SOLUTION
+
+
+# %% course={"check": "respace", "target": "respace"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_respace", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_respace(respace)
+### BEGIN HIDDEN TESTS
+assert run_check("respace", respace, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-respace-plot", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### The short chain against the long one
+#
+# The grey curve is $\bar\alpha_t$ of the 1,000-step linear schedule. The dots: the cumulative product of
+# $1 - \beta$ of your 10-step chain, placed at the steps it keeps. The crosses: the same for the tempting answer,
+# ten of the old betas.
+
+# %%
+if checks.ready("respace", respace, "the plot"):
+    long_chain = NoiseSchedule.linear(T=1000)
+    kept = torch.linspace(0, 999, 10).round().long()                  # (10,): 0, 111, ..., 999
+    respaced = torch.cumprod(1 - respace(long_chain, kept), 0)        # alpha_bar of the short chain
+    picked = torch.cumprod(1 - long_chain.betas[kept], 0)             # ... of ten old betas
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(long_chain.alpha_bar, color="0.6", label="1,000 steps")
+    ax.plot(kept, respaced, "o", label="10 steps: respace")
+    ax.plot(kept, picked, "x", ms=8, label="10 steps: betas[kept]")
+    ax.set_xlabel("step t of the long chain"), ax.set_ylabel(r"$\bar\alpha$"), ax.legend()
+    plt.show()
+    print(f"after the last kept step: alpha_bar = {long_chain.alpha_bar[-1]:.2e} (long chain), "
+          f"{respaced[-1]:.2e} (respaced), {picked[-1]:.3f} (ten old betas)")
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-respace-after", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# The dots sit on the curve: at every kept step the short chain has noised the data exactly as much as the long
+# one, so a network trained on the long chain sees the inputs it knows, and a sampler may start from pure noise.
+# The ten old betas leave almost all the signal in: they skip the 990 steps in between, and the chain ends at
+# $\bar\alpha = 0.904$ (printed above), where the long one stands after 96 of its 1,000 steps. DDIM's grid (lesson 5) and DPM-Solver's (lesson 7) keep
+# $\bar\alpha$ at their steps in exactly this way.
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-11", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## Next

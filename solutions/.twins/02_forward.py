@@ -1,11 +1,12 @@
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-01", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # # Worksheet 2: the forward process
 #
-# Companion of lesson 2 (`notebooks/02_forward_process.ipynb`). Three functions of increasing difficulty:
+# Companion of lesson 2 (`notebooks/02_forward_process.ipynb`). Four functions of increasing difficulty:
 #
 # 1. `q_sample`: noise clean data to step $t$ in one jump;
 # 2. `predict_x0`: undo it when the noise is known (what a sampler does with the *predicted* noise);
-# 3. `q_posterior`: the mean and variance of the true reverse step $q(x_{t-1} \mid x_t, x_0)$.
+# 3. `q_posterior`: the mean and variance of the true reverse step $q(x_{t-1} \mid x_t, x_0)$;
+# 4. `q_sample_chain`: the forward process as it is defined, one step at a time, every state returned.
 #
 # Shapes: `x0`, `xt`, `eps` are (B, ...) (images (B, C, H, W) or points (B, D)); `t` is an int64 tensor of
 # shape (B,) with values in 0..T-1 (code index `t` is the paper's step t+1, see GLOSSARY.md).
@@ -33,7 +34,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from course_utils import checks
-from course_utils.checks import check_predict_x0, check_q_posterior, check_q_sample, run_check
+from course_utils.checks import check_predict_x0, check_q_posterior, check_q_sample, check_q_sample_chain, run_check
 from course_utils.data import load_images
 from course_utils.device import get_device
 from course_utils.schedules import NoiseSchedule
@@ -178,6 +179,82 @@ if checks.ready("q_posterior", q_posterior, "the plot"):
     ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("t"), ax.set_title("reverse-step variances")
     ax.legend()
     plt.show()
+
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-chain", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 4. The chain, one step at a time
+#
+# `q_sample` jumps from $x_0$ to $x_t$ in one go (Eq. 4). That jump is a consequence; the forward process itself
+# is *defined* one step at a time, as a Markov chain (DDPM Eq. 2):
+#
+# $$q(x_t \mid x_{t-1}) = \mathcal N\big(\sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I\big).$$
+#
+# Write `q_sample_chain(x0, t, schedule, generator=None)`, which runs this chain from `x0` and returns every state:
+#
+# - `x0`: (B, ...); `t`: a Python int in 0..T-1 (a code index: the state it names comes after the steps
+#   0, 1, ..., t); `generator`: a `torch.Generator` to pass to `torch.randn`, or None;
+# - returns one tensor of shape (t + 2, B, ...): `x0` first, then the state after each step, the last one $x_t$.
+#
+# The check runs 8,000 chains on a short schedule with large betas and judges them by statistics, not by your
+# random numbers: how each step scales the previous state, whether the noise a step adds is new and has the right
+# variance. So states drawn from `x0` in one jump each will not pass, even though each of them has the right
+# distribution: the states must form one chain.
+
+# %% nbgrader={"grade": false, "grade_id": "q_sample_chain", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def q_sample_chain(x0, t, schedule, generator=None):
+    """Every state of the forward chain from x0 through steps 0..t, stacked: (t + 2, B, ...), x0 first."""
+    ### BEGIN SOLUTION
+    states, x = [x0], x0
+    for i in range(t + 1):                                     # code steps 0..t: the paper's steps 1..t+1
+        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)     # fresh noise at every step
+        x = schedule.alphas[i].sqrt() * x + schedule.betas[i].sqrt() * eps
+        states.append(x)
+    return torch.stack(states)
+    ### END SOLUTION
+
+
+# %% course={"check": "q_sample_chain", "target": "q_sample_chain"} deletable=false editable=false nbgrader={"grade": true, "grade_id": "test_q_sample_chain", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# NBVAL_CHECK_OUTPUT
+check_q_sample_chain(q_sample_chain)
+### BEGIN HIDDEN TESTS
+assert run_check("q_sample_chain", q_sample_chain, hidden=True).passed, "hidden tests failed"
+### END HIDDEN TESTS
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-chain-plot", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### The chain and the jump agree
+#
+# Left: five chains from the same $x_0 = 1.5$ (one number each) through 300 steps of the linear schedule, with the
+# band $\sqrt{\bar\alpha_t}\,x_0 \pm 2\sqrt{1-\bar\alpha_t}$ that Eq. 4 predicts. Right: where 5,000 chains end
+# at $t = 299$, against 5,000 one-jump draws of your `q_sample`.
+
+# %%
+if checks.ready("q_sample_chain", q_sample_chain, "the plot") and checks.ready("q_sample", q_sample, "the plot"):
+    g = torch.Generator().manual_seed(0)
+    t_end, x_start = 299, torch.full((5000, 1), 1.5)
+    chains = q_sample_chain(x_start, t_end, schedule, generator=g)           # (301, 5000, 1)
+    jumps = q_sample(x_start, torch.full((5000,), t_end), torch.randn(5000, 1, generator=g), schedule)
+    steps = torch.arange(-1, t_end + 1)                                     # -1: x0, before the first step
+    a = torch.cat([torch.ones(1), schedule.alpha_bar[:t_end + 1]])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
+    ax1.plot(steps, chains[:, :5, 0], lw=0.8)
+    ax1.fill_between(steps, a.sqrt() * 1.5 - 2 * (1 - a).sqrt(), a.sqrt() * 1.5 + 2 * (1 - a).sqrt(), color="0.85",
+                     label=r"Eq. 4: mean $\pm$ 2 std")
+    ax1.set_xlabel("step t"), ax1.set_title("five chains"), ax1.legend(loc="lower left")
+    bins = torch.linspace(-4, 5, 61)
+    ax2.hist(chains[-1, :, 0], bins=bins, alpha=0.5, density=True, label="chain, 300 steps")
+    ax2.hist(jumps[:, 0], bins=bins, alpha=0.5, density=True, label="q_sample, one jump")
+    ax2.set_title(f"x_t at t = {t_end}"), ax2.legend()
+    plt.show()
+    print(f"t = {t_end}: chain mean {chains[-1].mean():.3f}, std {chains[-1].std():.3f}; jump mean "
+          f"{jumps.mean():.3f}, std {jumps.std():.3f}; Eq. 4: mean {1.5 * a[-1].sqrt():.3f}, "
+          f"std {(1 - a[-1]).sqrt():.3f}")
+
+# %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-chain-after", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# Each chain wanders, yet the crowd stays inside the band, and after 300 steps the two histograms match: a sum
+# of independent Gaussian steps is Gaussian, its mean shrinks by $\sqrt{\alpha}$ at each step and the variances
+# add up to $1 - \bar\alpha_t$. That is Eq. 4, and it is why training draws $x_t$ with one `q_sample` (one random
+# draw) instead of running $t + 1$ steps. The chain still matters: the reverse process of worksheet 5 undoes it
+# one step at a time.
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-13", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## Next
