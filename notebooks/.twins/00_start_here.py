@@ -53,9 +53,9 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # | # | notebook | what you do | your time | CPU minutes, full | quick |
 # |---|---|---|---|---|---|
 # | 1 | [Lesson 1: noise schedules](01_noise_schedules.ipynb) | linear, cosine and the lab's continuous cosine schedule; an explorer | 45 min | < 1 | < 1 |
-# | | [Worksheet 1: schedules](../exercises/01_schedules.ipynb) | write the three schedules | 30 min | < 1 | < 1 |
+# | | [Worksheet 1: schedules](../exercises/01_schedules.ipynb) | write the three schedules, then respace one for a fast sampler | 45 min | < 1 | < 1 |
 # | 2 | [Lesson 2: the forward process](02_forward_process.ipynb) | the Markov chain, its closed form, the posterior; a noising explorer | 45 min | < 1 | < 1 |
-# | | [Worksheet 2: forward process](../exercises/02_forward.ipynb) | `q_sample`, `predict_x0`, the posterior | 45 min | < 1 | < 1 |
+# | | [Worksheet 2: forward process](../exercises/02_forward.ipynb) | `q_sample`, `predict_x0`, the posterior, the forward chain step by step | 1 h | < 1 | < 1 |
 # | 3 | [Lesson 3: the UNet](03_unet.ipynb) | time embeddings, residual blocks, the noise predictor's shapes; what a trained one predicts | 45 min | < 1 | < 1 |
 # | | [Worksheet 3: UNet pieces](../exercises/03_unet.ipynb) | the sinusoidal embedding, the blocks that take t, the UNet's forward pass with its skips | 45 min | ~ 1 | < 1 |
 # | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | 1 h | ~ 8 * | ~ 1-2 |
@@ -68,7 +68,7 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # | 7 | [Lesson 7: faster samplers](07_fast_samplers.ipynb) | DDIM as Euler on the probability-flow ODE; Heun and DPM-Solver++(2M); quality per network call; the `diffusers` schedulers | 1 h | < 1 * | < 1 |
 # | | [Worksheet 7: fast samplers](../exercises/07_fast_samplers.ipynb) | one DPM-Solver++(2M) step and its sampler loop | 45 min | < 1 | < 1 |
 #
-# In all, plan for about 12-13 hours of your own time. The computing is about 45-60 minutes in full mode
+# In all, plan for about 15 hours of your own time (the rows add up to 14.5-15.5). The computing is about 45-60 minutes in full mode
 # (half of it the lab), about 10-15 in quick mode.
 #
 # \* Measured with nbconvert on this course's 2-core test machine on 2026-12-02, nothing else running unless
