@@ -371,7 +371,10 @@ if ready:
 #   floor: the KID between two sets of real test digits. These numbers are comparable with each other, not with the
 #   Inception-based KID of papers.
 # - **Fashion-MNIST.** KID on the same MNIST classifier's features (a rough measure: that network never saw
-#   clothes), no judge (it knows digits only).
+#   clothes), no judge (it knows digits only). A reference to compare with (this notebook with
+#   `DATASET = "fashion_mnist"`, executed once on 2026-12-02 on the same quiet CPU): 706,560 training images in 15
+#   minutes, noise loss 0.122; the 32 samples are recognisable T-shirts, trousers, pullovers, dresses, sneakers,
+#   sandals, boots and bags, smooth and with little texture; KID 1.36 $\pm$ 0.78 against a floor of $-0.25$.
 # - **Flowers102.** Samples only: KID needs a network that knows natural images (Inception-v3), whose weights are
 #   not available offline.
 #
