@@ -43,6 +43,21 @@ def _nbg(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
+def row_problems(student: str, rows: dict, expect: dict) -> list[str]:
+    """How a student's rows of grades.csv (grade_id -> row) differ from ``expect`` (grade_id -> (points,
+    status or None, message substring or None)); empty when they agree."""
+    problems = []
+    for gid, (points, status, needle) in expect.items():
+        row = rows[gid]
+        if float(row["points"]) != points:
+            problems.append(f"{student}/{gid}: {row['points']} points, expected {points} ({row['message']})")
+        if status is not None and row["status"] != status:
+            problems.append(f"{student}/{gid}: status {row['status']}, expected {status} ({row['message']})")
+        if needle and needle.lower() not in row["message"].lower():
+            problems.append(f"{student}/{gid}: message {row['message']!r} lacks {needle!r}")
+    return problems
+
+
 def graded_checks(nb) -> list[tuple[str, str, str, float]]:
     """(test grade_id, check name, target, points) of every graded check cell, in order."""
     out = []

@@ -90,14 +90,7 @@ def test_every_submission_gets_its_expected_points_and_message(graded):
             problems.append(f"{student}: no rows")
             continue
         assert set(rows) == set(expect) | {"TOTAL"}, student
-        for gid, (points, status, needle) in expect.items():
-            row = rows[gid]
-            if float(row["points"]) != points:
-                problems.append(f"{student}/{gid}: {row['points']} points, expected {points} ({row['message']})")
-            if status is not None and row["status"] != status:
-                problems.append(f"{student}/{gid}: status {row['status']}, expected {status} ({row['message']})")
-            if needle and needle.lower() not in row["message"].lower():
-                problems.append(f"{student}/{gid}: message {row['message']!r} lacks {needle!r}")
+        problems += corpus.row_problems(student, rows, expect)
         total = rows["TOTAL"]
         assert float(total["points"]) == sum(p for p, _, _ in expect.values()), student
         assert float(total["max_points"]) == sum(float(rows[g]["max_points"]) for g in expect), student

@@ -165,15 +165,7 @@ def test_no_point_without_work(attacked):
     for student, expect in attacked["expected"].items():
         if student in RESOURCE_ATTACKS:
             continue                # test_resources_are_bounded_per_submission
-        rows = table[student]
-        for gid, (points, status, needle) in expect.items():
-            row = rows[gid]
-            if float(row["points"]) != points:
-                problems.append(f"{student}/{gid}: {row['points']} points, expected {points} ({row['message']})")
-            if status is not None and row["status"] != status:
-                problems.append(f"{student}/{gid}: status {row['status']}, expected {status} ({row['message']})")
-            if needle and needle.lower() not in row["message"].lower():
-                problems.append(f"{student}/{gid}: message {row['message']!r} lacks {needle!r}")
+        problems += corpus.row_problems(student, table[student], expect)
     assert not problems, "\n".join(problems)
 
 
