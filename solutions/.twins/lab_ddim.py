@@ -385,8 +385,8 @@ if ready:
 # reached **85.4% of 500 samples, all ten digits present**, after 15 minutes (real test digits at 16x16: 92.2%).
 # The requirement is met, narrowly: the standard error of a share of 500 is 1.6 points. KID **3.32 $\pm$ 0.86**
 # against a floor of **$-0.04$** (two sets of real digits; KID is unbiased, so it can dip below 0): in the
-# classifier's feature space the samples are still far from real digits, which the judge's share alone does not
-# show (the samples are thinner and more uniform than real handwriting).
+# classifier's feature space the samples as a set are still far from real digits, which the judge's share of
+# single images does not show.
 #
 # **Count images, not minutes.** What a run has seen decides its quality (`bench/lab_sweep.py`,
 # `docs/lab_sweep.md`; 500 samples, 20 DDIM steps, EMA weights). The same settings with a constant learning rate,
