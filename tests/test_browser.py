@@ -23,6 +23,8 @@ import pytest
 
 from browser_utils import CHROMIUM, REPO, LabServer, in_ci, launch_chromium, run_notebook, skip_or_fail
 
+import grading_corpus as corpus
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = Path(os.environ.get("COURSE_BROWSER_ARTIFACTS", REPO / "artifacts" / "browser"))
@@ -184,8 +186,10 @@ def test_grading_report_renders(chromium, small_class):
         page.wait_for_load_state("load")
         box = page.locator("svg.histogram").bounding_box()
         assert box and box["width"] > 300 and box["height"] > 150, box
-        assert page.locator("svg.histogram rect").count() == 6          # 0..5 points
-        assert page.locator("h4").count() == 3                           # the three TODOs lost points
+        todos = corpus.graded_checks(nbformat.read(small_class["solution"], as_version=4))
+        max_points = sum(points for _, _, _, points in todos)
+        assert page.locator("svg.histogram rect").count() == max_points + 1 == 9     # a bar for 0..8 points
+        assert page.locator("h4").count() == len(todos) == 4        # every TODO lost points (the untouched one)
         assert "<script>" in page.locator("li.ex", has_text="ValueError").first.inner_text()   # shown as text
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "grading_report.png"), full_page=True)
