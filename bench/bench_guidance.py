@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from course_utils import checkpoints, metrics
-from course_utils.data import load_images
+from mnist_references import References
 from course_utils.samplers import ddim_sample
 
 
@@ -47,11 +47,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     model, schedule, card = checkpoints.load(args.model)
-    judge = checkpoints.load("mnist-eval-classifier")[0]
-    feat_clf = metrics.feature_classifier()
-    real, real_y = load_images("mnist", split="test")
-    real_feats = metrics.features(real, feat_clf)
-    real_spread = within_class_spread(real_feats[:2000], real_y[:2000].numpy())
+    refs = References.load()
+    real_spread = within_class_spread(refs.real_feats[:2000], refs.real_y[:2000].numpy())
     shape = (args.n, *card["image_shape"])
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed))
     y = torch.arange(args.n) % 10
@@ -64,11 +61,11 @@ def main(argv=None):
         t0 = time.perf_counter()
         x = ddim_sample(model, schedule, shape, num_steps=args.steps, x_T=x_T, y=y, guidance_scale=w, progress=False)
         seconds = time.perf_counter() - t0
-        probs = metrics.predict_proba(x, judge)
+        probs = metrics.predict_proba(x, refs.judge)
         accuracy = float((probs.argmax(-1) == y).float().mean())
         confidence = float(probs.max(-1).values.mean())
-        feats = metrics.features(x, feat_clf)
-        fid = metrics.fid_from_features(feats, real_feats)
+        feats = metrics.features(x, refs.feature_classifier)
+        fid = metrics.fid_from_features(feats, refs.real_feats)
         diversity = within_class_spread(feats, y.numpy()) / real_spread
         print(f"| {w:g} | {accuracy:.3f} | {confidence:.3f} | {fid:.2f} | {diversity:.2f} | {seconds:.1f} |",
               flush=True)

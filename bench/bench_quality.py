@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from course_utils import checkpoints, metrics
-from course_utils.data import load_images
+from course_utils import checkpoints
+from mnist_references import References
 from course_utils.samplers import ddim_sample, ddpm_sample
 
 
@@ -35,9 +35,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     model, schedule, card = checkpoints.load(args.model)
-    judge = checkpoints.load("mnist-eval-classifier")[0]
-    feat_clf = metrics.feature_classifier()
-    real_feats = metrics.features(load_images("mnist", split="test")[0], feat_clf)
+    refs = References.load()
     shape = (args.n, *card["image_shape"])
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed))
     y = None if card["num_classes"] is None else torch.arange(args.n) % 10
@@ -55,10 +53,7 @@ def main(argv=None):
         else:
             x = ddim_sample(model, schedule, shape, num_steps=steps, x_T=x_T, y=y, progress=False)
         seconds = time.perf_counter() - t0
-        feats = metrics.features(x, feat_clf)
-        fid = metrics.fid_from_features(feats, real_feats)
-        kid = metrics.kid_from_features(feats, real_feats, subset_size=min(args.n, 500))[0]
-        share, _ = metrics.confident_share(x, judge, 0.9)
+        fid, kid, share, _ = refs.scores(x)
         results[(kind, steps)] = (seconds, fid)
         print(f"| {kind} | {steps} | {seconds:.1f} | {fid:.2f} | {kid:.4f} | {share:.3f} |", flush=True)
         if args.grid_dir:

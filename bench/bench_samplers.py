@@ -29,8 +29,8 @@ import time
 
 import torch
 
-from course_utils import checkpoints, metrics
-from course_utils.data import load_images
+from course_utils import checkpoints
+from mnist_references import References
 from course_utils.samplers import ddim_sample, ddpm_sample
 from course_utils.solvers import SOLVERS, network_calls, solve, solver_timesteps, steps_for_calls
 
@@ -41,13 +41,10 @@ README_DDPM_1000 = dict(sampler="DDPM", steps=1000, calls=1000, seconds=2654.1, 
                                "same x_T and seed")
 
 
-def quality(x, feat_clf, real_feats, judge, n):
-    feats = metrics.features(x, feat_clf)
-    share, counts = metrics.confident_share(x, judge, 0.9)
-    return dict(fid=round(metrics.fid_from_features(feats, real_feats), 3),
-                kid=round(metrics.kid_from_features(feats, real_feats, subset_size=min(n, 500))[0], 4),
-                confident=round(share, 4), confident_se=round(math.sqrt(share * (1 - share) / n), 4),
-                class_counts=counts.tolist())
+def quality(x, refs: References, n):
+    fid, kid, share, counts = refs.scores(x)
+    return dict(fid=round(fid, 3), kid=round(kid, 4), confident=round(share, 4),
+                confident_se=round(math.sqrt(share * (1 - share) / n), 4), class_counts=counts.tolist())
 
 
 def main(argv=None):
@@ -68,9 +65,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     model, schedule, card = checkpoints.load(args.model)
-    judge = checkpoints.load("mnist-eval-classifier")[0]
-    feat_clf = metrics.feature_classifier()
-    real_feats = metrics.features(load_images("mnist", split="test")[0], feat_clf)
+    refs = References.load()
     shape = (args.n, *card["image_shape"])
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed))
     header = (f"{args.model}: n = {args.n}, seed {args.seed}, grid {args.spacing!r}, torch threads "
@@ -97,7 +92,7 @@ def main(argv=None):
             x = solve(name, model, schedule, shape, num_steps=steps, spacing=args.spacing, x_T=x_T, progress=False)
         seconds = time.perf_counter() - t0
         row = dict(sampler=name, steps=steps, calls=calls, seconds=round(seconds, 1),
-                   **quality(x, feat_clf, real_feats, judge, args.n))
+                   **quality(x, refs, args.n))
         rows.append(row)
         print(f"| {name} | {steps} | {calls} | {seconds:.1f} | {row['fid']:.2f} | {row['kid']:.4f} | "
               f"{row['confident']:.3f} +- {row['confident_se']:.3f} |", flush=True)
