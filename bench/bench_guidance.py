@@ -15,23 +15,11 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 from course_utils import checkpoints, metrics
 from mnist_references import References
 from course_utils.samplers import ddim_sample
-
-
-def within_class_spread(feats: np.ndarray, labels: np.ndarray) -> float:
-    """The mean pairwise Euclidean distance between features of the same class, averaged over classes."""
-    spreads = []
-    for c in np.unique(labels):
-        f = torch.as_tensor(feats[labels == c])
-        if len(f) > 1:
-            d = torch.cdist(f, f)
-            spreads.append(float(d.sum() / (len(f) * (len(f) - 1))))
-    return float(np.mean(spreads))
 
 
 def main(argv=None):
@@ -48,7 +36,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     model, schedule, card = checkpoints.load(args.model)
     refs = References.load()
-    real_spread = within_class_spread(refs.real_feats[:2000], refs.real_y[:2000].numpy())
+    real_spread = metrics.within_class_spread(refs.real_feats[:2000], refs.real_y[:2000].numpy())
     shape = (args.n, *card["image_shape"])
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed))
     y = torch.arange(args.n) % 10
@@ -66,7 +54,7 @@ def main(argv=None):
         confidence = float(probs.max(-1).values.mean())
         feats = metrics.features(x, refs.feature_classifier)
         fid = metrics.fid_from_features(feats, refs.real_feats)
-        diversity = within_class_spread(feats, y.numpy()) / real_spread
+        diversity = metrics.within_class_spread(feats, y.numpy()) / real_spread
         print(f"| {w:g} | {accuracy:.3f} | {confidence:.3f} | {fid:.2f} | {diversity:.2f} | {seconds:.1f} |",
               flush=True)
         if args.grid_dir:

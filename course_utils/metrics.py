@@ -152,6 +152,19 @@ def confident_share(images: Tensor, classifier: nn.Module, threshold: float = 0.
     return float((probs.max(-1).values > threshold).float().mean()), counts
 
 
+def within_class_spread(feats: np.ndarray, labels: np.ndarray) -> float:
+    """The mean pairwise Euclidean distance between features (N, D) of the same class, averaged over classes.
+
+    Divided by the same figure for real images, it is the course's diversity measure (1.0 = as varied as real
+    digits of one class; guidance that collapses variety lowers it)."""
+    spreads = []
+    for c in np.unique(labels):
+        f = torch.as_tensor(feats[labels == c])
+        if len(f) > 1:
+            spreads.append(float(torch.cdist(f, f).sum() / (len(f) * (len(f) - 1))))
+    return float(np.mean(spreads))
+
+
 def calibration(probs: Tensor, labels: Tensor, *, bins: int = 15) -> dict[str, float]:
     """How far a classifier's confidence can be trusted, from probabilities (N, K) and true labels (N,).
 

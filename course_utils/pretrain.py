@@ -1,15 +1,19 @@
 """Train the course's pretrained models with the course's own ``train``, one command each:
 
-    python -m course_utils.pretrain NAME [--steps N | --minutes M] [--fresh] [--eval-only] [--no-eval]
-                                         [--device cuda] [--batch-size B] [--lr LR]
+    python -m course_utils.pretrain NAME [--recipe R] [--steps N | --minutes M] [--fresh] [--eval-only]
+                                         [--no-eval] [--device cuda] [--batch-size B] [--lr LR] [--ema-decay D]
 
-NAME is a key of ``CONFIGS``. The run keeps a resumable checkpoint in ``runs/pretrain/NAME.ckpt``
+NAME is a key of ``CONFIGS``; ``--recipe`` picks one of its named variants (``RECIPES``: a wider network and
+a GPU's training settings, say), which changes how the model is trained, not its name or how it is loaded.
+The run keeps a resumable checkpoint in ``runs/pretrain/NAME.ckpt``
 (model, EMA, optimizer, random states: an interrupted run continues exactly), then stores the EMA
 weights in half precision in ``course_utils/checkpoints/NAME.pt`` and writes the model card
 ``NAME.json`` beside them (dataset, architecture, steps, batch, wall time, hardware, the command, metric
 results, sha256). ``--minutes`` trains for a wall-time budget instead of a number of steps (in chunks of
 ``--chunk`` steps, each resumed from the checkpoint); the card then records the step count reached and
-the ``--steps`` command that reproduces it.
+the ``--steps`` command that reproduces it. A recipe with a cosine learning-rate schedule needs the run's
+length in advance: with ``--minutes`` it is measured on two chunks inside the warm-up (the steps per second,
+restarts included) and fixed from there; the card's command then names it (``--decay-steps``).
 
 Diffusion models use L_simple (DDPM Eq. 14); the classifiers use ``train``'s ``loss_fn`` hook with a
 cross-entropy, on q_sample'd images at uniformly drawn t for the noisy classifier (Dhariwal and Nichol
@@ -78,6 +82,37 @@ CONFIGS: dict[str, dict] = {
 }
 
 
+MNIST_UNET_WIDE = dict(MNIST_UNET, base_channels=48)                      # 2.5 M parameters, 5.0 MB in float16
+MNIST_UNET_DEEP = dict(MNIST_UNET, num_res_blocks=2)                      # 1.6 M parameters, 3.2 MB in float16
+# a GPU run (issue 18): a larger batch, a warm-up and half a cosine to 0 over the run, a slower EMA
+GPU = dict(batch_size=256, lr=1e-3, lr_schedule="cosine", warmup_steps=1000, decay_steps=40000, steps=40000,
+           ema_decay=0.9995)
+
+# name -> recipe -> what changes: "architecture" (merged into the config's) and "train" (into its train dict).
+RECIPES: dict[str, dict[str, dict]] = {
+    "mnist-unet": {
+        "gpu-wide": dict(architecture=MNIST_UNET_WIDE, train=GPU),
+        "gpu-deep": dict(architecture=MNIST_UNET_DEEP, train=GPU),
+    },
+    "mnist-unet-cond": {
+        "gpu-wide": dict(architecture=MNIST_UNET_WIDE, train=GPU),
+        "gpu-deep": dict(architecture=MNIST_UNET_DEEP, train=GPU),
+    },
+}
+
+
+def spec_for(name: str, recipe: str | None = None) -> dict:
+    """CONFIGS[name] with recipe ``recipe`` of RECIPES[name] applied (None: the config as it is)."""
+    spec = CONFIGS[name]
+    if recipe is None:
+        return spec
+    if recipe not in RECIPES.get(name, {}):
+        raise ValueError(f"{name} has no recipe {recipe!r}; its recipes: {sorted(RECIPES.get(name, {})) or 'none'}")
+    change = RECIPES[name][recipe]
+    architecture = dict(spec["architecture"], config=dict(spec["architecture"]["config"], **change["architecture"]))
+    return dict(spec, architecture=architecture, train=dict(spec["train"], **change["train"]))
+
+
 def hardware() -> dict:
     """Platform, CPU model, core and thread counts, torch version: what the card's wall time was measured on."""
     cpu = platform.processor() or "unknown"
@@ -128,17 +163,26 @@ def load_data(spec: dict, split: str = "train"):
 def run(name: str, *, steps: int | None = None, minutes: float | None = None, chunk: int = 100,
         work_dir: str | Path = "runs/pretrain", fresh: bool = False, evaluate_after: bool = True,
         out_dir: str | Path | None = None, command: str | None = None, threads: int | None = None,
-        device: str | torch.device = "cpu", batch_size: int | None = None, lr: float | None = None) -> dict:
+        device: str | torch.device = "cpu", batch_size: int | None = None, lr: float | None = None,
+        recipe: str | None = None, ema_decay: float | None = None, decay_steps: int | None = None) -> dict:
     """Train ``name`` (see the module docstring) on ``device``, store its EMA weights and card; returns the card.
 
-    ``batch_size`` overrides the config's (a GPU takes a larger batch at the same time per step). ``lr``
-    overrides the learning rate from the current step on: a cool-down of a resumed run. The phases
-    (first step, lr) are kept in ``work_dir/NAME.phases.json`` so that the card's command reproduces them."""
-    spec = CONFIGS[name]
+    ``recipe`` picks a named variant (``RECIPES``). ``batch_size`` and ``ema_decay`` override the recipe's (a
+    GPU takes a larger batch at the same time per step). ``lr`` overrides the learning rate from the current
+    step on: a cool-down of a resumed run. The phases (first step, lr) are kept in ``work_dir/NAME.phases.json``
+    so that the card's command reproduces them. ``decay_steps``: where a cosine schedule reaches 0 (default: the
+    run's steps, or measured when ``minutes`` is given); a resumed run keeps the horizon it started with."""
+    spec = spec_for(name, recipe)
     if threads:
         torch.set_num_threads(threads)
-    config = TrainConfig(**dict(spec["train"], **({} if batch_size is None else dict(batch_size=batch_size))),
-                         log_every=50)
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True        # the fastest convolution algorithms for these fixed shapes
+    overrides = {k: v for k, v in dict(batch_size=batch_size, ema_decay=ema_decay).items() if v is not None}
+    config = TrainConfig(**dict(spec["train"], **overrides), log_every=50)
+    # the initial weights from the config's seed: torch seeds a new process at random, so without this the
+    # card's command could not give the same weights (the models shipped so far started so)
+    torch.manual_seed(config.seed)
     model = checkpoints.ARCHITECTURES[spec["architecture"]["cls"]](**spec["architecture"]["config"])
     schedule = checkpoints.build_schedule(spec["schedule"])
     x, y = load_data(spec)
@@ -153,16 +197,45 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
     done = saved["step"] if saved is not None else 0
     phases = _lr_phases(ckpt, saved, lr, config.lr)
     config.lr = phases[-1][1]       # the lr asked for, else the checkpoint's (maybe cooled-down), else the config's
-    print(f"{name}: {config}", flush=True)
+    calibrate = False               # a cosine run of `minutes`: its length is measured during the warm-up
+    if config.lr_schedule == "cosine":
+        if saved is not None:
+            horizon = saved["config"].get("decay_steps", config.decay_steps)
+            if decay_steps is not None and decay_steps != horizon:
+                raise ValueError(f"{ckpt} decays its lr to 0 at step {horizon}, not {decay_steps}; "
+                                 "resume without --decay-steps, or start over with --fresh")
+            config.decay_steps = horizon
+        elif decay_steps is not None or steps is not None:
+            config.decay_steps = decay_steps if decay_steps is not None else steps
+        elif minutes is not None:
+            if config.warmup_steps < 2:
+                raise ValueError("a cosine schedule over --minutes measures the run's length during the warm-up: "
+                                 "it needs warmup_steps >= 2 (or give --steps)")
+            calibrate = True
+        if steps is None and not calibrate:
+            target = config.decay_steps               # past the horizon the lr is 0: nothing more to learn
+        config.__post_init__()                        # a horizon inside the warm-up is refused here
+    print(f"{name}{'' if recipe is None else f' (recipe {recipe})'}: {config}", flush=True)
+    measured = []                   # (steps, wall seconds) of the chunks that measure a cosine run's length
     while True:  # chunks of `chunk` steps, each resumed exactly from the checkpoint; a run already past
-        config.steps = min(target, done + chunk) if done < target else done  # the target is just restored
+        size = max(1, config.warmup_steps // 2) if calibrate else chunk        # the target is just restored
+        config.steps = min(target, done + size) if done < target else done
+        started = time.time()
         state = train(model, schedule if schedule is not None else _dummy_schedule(), x, config,
                       y=y if spec["conditional"] else None, checkpoint_path=ckpt, progress=False, loss_fn=loss_fn,
                       device=device)
+        measured.append((state.step - done, time.time() - started))
         done = state.step
         loss = state.history[-1][1] if state.history else float("nan")
         print(f"{name}: step {done}, loss {loss:.4f}, {state.seconds:.0f} s, "
               f"{done * config.batch_size / max(state.seconds, 1e-9):.0f} images/s", flush=True)
+        if calibrate and len(measured) == 2:    # the first chunk paid for start-up; the second is the pace
+            pace = measured[1][0] / max(measured[1][1], 1e-9)
+            config.decay_steps = target = max(done + int(0.98 * pace * max(0.0, deadline - time.time())),
+                                              config.warmup_steps + 1)
+            _set_saved_config(ckpt, decay_steps=config.decay_steps)
+            calibrate = False
+            print(f"{name}: {pace:.1f} steps/s; the cosine reaches 0 at step {config.decay_steps}", flush=True)
         if done >= target or time.time() >= deadline:
             break
     card = dict(
@@ -170,15 +243,12 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
                      range="[-1, 1]"),
         image_shape=list(x.shape[1:]), num_classes=spec["architecture"]["config"].get("num_classes"),
         kind=spec["kind"], architecture=dict(**{"class": spec["architecture"]["cls"]}, config=model.config),
-        parameters=sum(p.numel() for p in model.parameters()), schedule=spec["schedule"],
+        parameters=sum(p.numel() for p in model.parameters()), schedule=spec["schedule"], recipe=recipe,
         steps=state.step, batch_size=config.batch_size, train_config=asdict(config), final_loss=state.history[-1][1],
         loss_history=state.history[:: max(1, len(state.history) // 50)],
         wall_time_s=round(state.seconds, 1), hardware=hardware(),
-        command=" && ".join(
-            f"python -m course_utils.pretrain {name} --steps {end}"
-            + ("" if batch_size is None else f" --batch-size {batch_size}")
-            + ("" if i == 0 and phase_lr == spec["train"]["lr"] else f" --lr {phase_lr:g}")
-            for i, ((_, phase_lr), end) in enumerate(zip(phases, [p[0] for p in phases[1:]] + [state.step]))),
+        command=reproducing_command(name, recipe, spec, config, phases, state.step, batch_size=batch_size,
+                                    ema_decay=ema_decay),
         command_run=command or f"python -m course_utils.pretrain {name}",
         trained_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"), metrics={})
     card = checkpoints.save(name, state.ema_model, card, directory=out_dir)
@@ -186,6 +256,28 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
     if evaluate_after:
         card = evaluate_and_record(name, directory=out_dir, device=device)
     return card
+
+
+def reproducing_command(name: str, recipe: str | None, spec: dict, config: TrainConfig, phases: list[list],
+                        steps: int, *, batch_size: int | None = None, ema_decay: float | None = None) -> str:
+    """The commands, one per learning-rate phase, that train this run again step for step."""
+    common = (("" if recipe is None else f" --recipe {recipe}")
+              + ("" if batch_size is None else f" --batch-size {batch_size}")
+              + ("" if ema_decay is None else f" --ema-decay {ema_decay:g}"))
+    parts = []
+    for i, ((_, phase_lr), end) in enumerate(zip(phases, [p[0] for p in phases[1:]] + [steps])):
+        horizon = (f" --decay-steps {config.decay_steps}"
+                   if config.lr_schedule == "cosine" and config.decay_steps != end else "")
+        parts.append(f"python -m course_utils.pretrain {name} --steps {end}{common}{horizon}"
+                     + ("" if i == 0 and phase_lr == spec["train"]["lr"] else f" --lr {phase_lr:g}"))
+    return " && ".join(parts)
+
+
+def _set_saved_config(ckpt: Path, **changes) -> None:
+    """Rewrite fields of the config saved in the resumable checkpoint ``ckpt`` (so that it resumes with them)."""
+    payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+    payload["config"].update(changes)
+    torch.save(payload, ckpt)
 
 
 def _lr_phases(ckpt: Path, payload: dict | None, lr: float | None, config_lr: float) -> list[list]:
@@ -293,8 +385,15 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device:
         return out
     eval_clf = checkpoints.load("mnist-eval-classifier", device)[0]
     feat_clf = metrics.feature_classifier(device)
-    real, _ = load_images("mnist", split="test")
+    real, real_y = load_images("mnist", split="test")
     real_feats = metrics.features(real, feat_clf)
+    # the floor: n real training digits against the test set, the same count as the samples (FID is biased up
+    # for small n, so samples are compared with real digits at equal n, not with 0)
+    train_x, _ = load_images("mnist", split="train")
+    floor_idx = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))[:n]
+    out["fid_floor_real_train_vs_test"] = round(
+        metrics.fid_from_features(metrics.features(train_x[floor_idx], feat_clf), real_feats), 3)
+    real_spread = metrics.within_class_spread(real_feats[:2000], real_y[:2000].numpy())
     y = None if card["num_classes"] is None else torch.arange(n) % 10
     w = 1.0 if y is None else 3.0
     samples = sample_batched(model, schedule, n, shape, y=y, guidance_scale=w, seed=seed)
@@ -305,13 +404,53 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device:
     share, counts = metrics.confident_share(samples, eval_clf, 0.9)
     out["confident_share_0.9"] = share
     out["class_counts"] = counts.tolist()
-    if y is not None:
+    if y is None:                   # the same x_T with 20 steps: how much a shorter grid costs
+        fast = sample_batched(model, schedule, n, shape, num_steps=20, seed=seed)
+        out["confident_share_0.9_ddim20"] = metrics.confident_share(fast, eval_clf, 0.9)[0]
+    else:
         out["class_accuracy_guidance3"] = metrics.class_accuracy(samples, y, eval_clf)
-    out["evaluation"] = (f"{n} samples, DDIM 50 steps eta 0, seed {seed}" + ("" if y is None else
-                         ", 100 per class, classifier-free guidance scale 3") + "; held-out judge: "
-                         "mnist-eval-classifier; FID/KID on mnist-classifier features vs the 10,000 MNIST test "
-                         "images (not comparable with Inception FID)")
+        out["diversity_guidance3"] = round(metrics.within_class_spread(feats, y.numpy()) / real_spread, 3)
+        plain = sample_batched(model, schedule, n, shape, y=y, guidance_scale=1.0, seed=seed)
+        out["class_accuracy_guidance1"] = metrics.class_accuracy(plain, y, eval_clf)
+        out["diversity_guidance1"] = round(
+            metrics.within_class_spread(metrics.features(plain, feat_clf), y.numpy()) / real_spread, 3)
+    out["evaluation"] = (f"{n} samples, DDIM 50 steps eta 0, seed {seed}" + (
+        " (and DDIM 20 from the same x_T)" if y is None else
+        ", 100 per class, classifier-free guidance scale 3 (and 1, from the same x_T)") + "; held-out judge: "
+        "mnist-eval-classifier; FID/KID on mnist-classifier features vs the 10,000 MNIST test images (not "
+        f"comparable with Inception FID); floor: {n} random MNIST training digits vs the same; diversity: "
+        "within-class feature spread / that of the first 2,000 test digits (bench/bench_guidance.py's measure)")
     return out
+
+
+def targets(card: dict) -> list[tuple[str, str, bool]]:
+    """Issue 18's targets for the MNIST UNets, from a card's metrics: (target, measured, met) rows."""
+    m, rows = card["metrics"], []
+    if card["name"] == "mnist-unet":
+        counts = torch.tensor(m["class_counts"], dtype=torch.float64)
+        shares = counts / counts.sum()
+        rows += [(">= 95% of DDIM-50 samples confident > 0.9", f"{m['confident_share_0.9']:.1%}",
+                  m["confident_share_0.9"] >= 0.95),
+                 ("every class 7-13% of samples", f"{shares.min():.1%} to {shares.max():.1%}",
+                  bool(shares.min() >= 0.07 and shares.max() <= 0.13)),
+                 ("course FID <= 3.95 / 2 = 1.97", f"{m['fid_vs_mnist_test']:.2f} (floor "
+                  f"{m.get('fid_floor_real_train_vs_test', float('nan')):.2f})", m["fid_vs_mnist_test"] <= 3.945 / 2)]
+        if "confident_share_0.9_ddim20" in m:
+            gap = m["confident_share_0.9"] - m["confident_share_0.9_ddim20"]
+            rows.append(("DDIM 20 within 2 points of DDIM 50", f"{m['confident_share_0.9_ddim20']:.1%} "
+                         f"(DDIM 50 - DDIM 20 = {100 * gap:+.1f} points)", gap <= 0.02))
+    elif card["name"] == "mnist-unet-cond":
+        rows.append((">= 99% the asked class at w = 3", f"{m['class_accuracy_guidance3']:.1%}",
+                     m["class_accuracy_guidance3"] >= 0.99))
+        if "class_accuracy_guidance1" in m:
+            rows += [(">= 95% the asked class at w = 1", f"{m['class_accuracy_guidance1']:.1%}",
+                      m["class_accuracy_guidance1"] >= 0.95),
+                     ("diversity at w = 1 >= 0.9 of real digits", f"{m['diversity_guidance1']:.2f}",
+                      m["diversity_guidance1"] >= 0.9)]
+    if card["name"] in ("mnist-unet", "mnist-unet-cond"):
+        mb = card["file_size_bytes"] / 1e6
+        rows.append(("<= 10 MB in float16", f"{mb:.2f} MB", mb <= 10))
+    return rows
 
 
 def evaluate_and_record(name: str, *, directory=None, device: str | torch.device = "cpu") -> dict:
@@ -325,6 +464,8 @@ def evaluate_and_record(name: str, *, directory=None, device: str | torch.device
     card["metrics"] = metrics
     path.write_text(json.dumps(card, indent=2) + "\n")
     print(f"{name}: metrics {json.dumps(metrics)}")
+    for target, measured, met in targets(card):
+        print(f"{name}: {target}: {measured}: {'met' if met else 'NOT met'}")
     return card
 
 
@@ -332,6 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m course_utils.pretrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(CONFIGS))
+    parser.add_argument("--recipe", help="a named variant of the config (RECIPES), e.g. gpu-wide")
     parser.add_argument("--steps", type=int, help="train to this many steps (default: the config's)")
     parser.add_argument("--minutes", type=float, help="train for this wall time instead (resumable chunks)")
     parser.add_argument("--chunk", type=int, default=100, help="steps per resumable chunk (default 100)")
@@ -341,6 +483,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto: cuda when present)")
     parser.add_argument("--batch-size", type=int, help="override the config's batch size")
     parser.add_argument("--lr", type=float, help="override the learning rate from now on (a cool-down when resuming)")
+    parser.add_argument("--ema-decay", type=float, help="override the EMA decay of the config (or recipe)")
+    parser.add_argument("--decay-steps", type=int,
+                        help="cosine schedules: the step where the lr reaches 0 (default: --steps, or measured)")
     parser.add_argument("--fresh", action="store_true", help="discard the resumable checkpoint and start over")
     parser.add_argument("--no-eval", action="store_true", help="skip the metrics after training")
     parser.add_argument("--eval-only", action="store_true", help="only measure the stored model, update its card")
@@ -351,8 +496,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     run(args.name, steps=args.steps, minutes=args.minutes, chunk=args.chunk, work_dir=args.work_dir,
         fresh=args.fresh, evaluate_after=not args.no_eval, out_dir=args.out_dir, threads=args.threads,
-        device=device, batch_size=args.batch_size, lr=args.lr,
-        command="python -m course_utils.pretrain " + shlex.join(argv))
+        device=device, batch_size=args.batch_size, lr=args.lr, recipe=args.recipe, ema_decay=args.ema_decay,
+        decay_steps=args.decay_steps, command="python -m course_utils.pretrain " + shlex.join(argv))
 
 
 if __name__ == "__main__":

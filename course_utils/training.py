@@ -9,6 +9,7 @@ checkpoints that resume exactly (model, EMA, optimizer, step, config and every r
 from __future__ import annotations
 
 import copy
+import math
 import os
 import tempfile
 import time
@@ -25,6 +26,7 @@ from .forward import q_sample
 from .schedules import NoiseSchedule
 
 PRECISIONS = ("none", "bf16", "fp16", "auto")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -34,6 +36,9 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 128
     lr: float = 2e-4
+    lr_schedule: str = "constant"     # "constant" or "cosine": lr * (1 + cos(pi * progress)) / 2 after the warm-up
+    warmup_steps: int = 0             # linear warm-up: lr * (step + 1) / warmup_steps for the first steps
+    decay_steps: int = 0              # cosine: the step at which the lr reaches 0 (the run's planned length)
     weight_decay: float = 0.0
     grad_clip: float = 1.0            # max global gradient norm; 0 disables clipping
     ema_decay: float = 0.999          # EMA decay, with warm-up min(ema_decay, (1 + step) / (10 + step))
@@ -51,6 +56,21 @@ class TrainConfig:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine" and self.decay_steps <= self.warmup_steps:
+            raise ValueError(f"a cosine lr_schedule needs decay_steps (where the lr reaches 0) above warmup_steps "
+                             f"({self.warmup_steps}), got {self.decay_steps}")
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based): a linear warm-up over ``warmup_steps``, then
+    constant or half a cosine down to 0 at ``decay_steps`` (Loshchilov and Hutter 2017, without restarts)."""
+    lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else config.lr
+    if config.lr_schedule == "cosine" and step >= config.warmup_steps:
+        progress = min(1.0, (step - config.warmup_steps) / (config.decay_steps - config.warmup_steps))
+        lr *= 0.5 * (1 + math.cos(math.pi * progress))
+    return lr
 
 
 class EMA:
@@ -63,8 +83,8 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.lerp_(p.detach(), 1 - d)
+        # one fused kernel per dtype and device instead of one per tensor (what a GPU waits on for a small net)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - d)
         for ema_b, b in zip(self.model.buffers(), model.buffers()):
             ema_b.copy_(b)
 
@@ -142,7 +162,9 @@ def train(model: nn.Module, schedule: NoiseSchedule, x: Tensor, config: TrainCon
     schedule = schedule.to(device)
     if y is not None and y.shape[0] != x.shape[0]:
         raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # fused AdamW: one kernel for all parameters on CUDA (the for-each default elsewhere)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  **(dict(fused=True) if device.type == "cuda" else {}))
     ema = EMA(model, config.ema_decay)
     state = TrainState(model=model, ema_model=ema.model, optimizer=optimizer)
     gen = torch.Generator(device=device).manual_seed(config.seed)      # t, eps, label dropout
@@ -156,25 +178,29 @@ def train(model: nn.Module, schedule: NoiseSchedule, x: Tensor, config: TrainCon
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     loss_fn = loss_fn or (lambda m, xb, yb, g: diffusion_loss(m, schedule, xb, y=yb, generator=g))
 
+    x_device = x.to(device)                        # once: a GPU then never waits for a batch from the host
+    y_device = None if y is None else y.to(device)
+    scheduled = config.lr_schedule != "constant" or config.warmup_steps > 0
+
     model.train()
     bar = tqdm(total=config.steps, initial=state.step, desc="training", disable=not progress)
-    start, running = time.perf_counter() - state.seconds, []
+    start, running = time.perf_counter() - state.seconds, []    # running: this log window's losses, on the device
     while state.step < config.steps:
-        idx = torch.randint(0, x.shape[0], (config.batch_size,), generator=batch_gen)
-        xb = x[idx].to(device, non_blocking=True).float()
+        if scheduled:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, state.step)
+        idx = torch.randint(0, x.shape[0], (config.batch_size,), generator=batch_gen).to(device)
+        xb = x_device[idx].float()
         if config.channels_last and xb.ndim == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         yb = None
         if y is not None:
-            yb = y[idx].to(device).long()
+            yb = y_device[idx].long()
             if config.label_dropout > 0:
                 drop = torch.rand(yb.shape, device=device, generator=gen) < config.label_dropout
                 yb = torch.where(drop, torch.full_like(yb, -1), yb)   # -1 = the null class
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             loss = loss_fn(model, xb, yb, gen)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {state.step}; lower lr "
-                                     f"(now {config.lr}) or keep grad_clip > 0")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -189,17 +215,26 @@ def train(model: nn.Module, schedule: NoiseSchedule, x: Tensor, config: TrainCon
             optimizer.step()
         ema.update(model, state.step)
         state.step += 1
-        running.append(loss.item())
+        running.append(loss.detach())
         bar.update(1)
-        if state.step % config.log_every == 0 or state.step == config.steps:
-            state.history.append((state.step, sum(running) / len(running)))
+        log = state.step % config.log_every == 0 or state.step == config.steps
+        save = checkpoint_path is not None and (
+            (config.checkpoint_every and state.step % config.checkpoint_every == 0) or state.step == config.steps)
+        if log or save:         # the host reads the losses only here: one wait for the GPU per window, not per step
+            losses = torch.stack(running).float().cpu()
+            bad = (~torch.isfinite(losses)).nonzero()
+            if len(bad):
+                step = state.step - len(running) + int(bad[0])
+                raise FloatingPointError(f"the loss became {losses[bad[0]].item()} at step {step}; lower lr "
+                                         f"(now {config.lr}) or keep grad_clip > 0")
+        if log:
+            state.history.append((state.step, float(losses.double().mean())))
             running = []
             bar.set_postfix(loss=f"{state.history[-1][1]:.4f}")
             state.seconds = time.perf_counter() - start
             if callback is not None:
                 callback(state)
-        if checkpoint_path is not None and (
-                (config.checkpoint_every and state.step % config.checkpoint_every == 0) or state.step == config.steps):
+        if save:
             state.seconds = time.perf_counter() - start
             save_checkpoint(checkpoint_path, model, ema=ema, optimizer=optimizer, config=config, step=state.step,
                             history=state.history, seconds=state.seconds,
@@ -236,8 +271,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, *, ema: EMA | None = Non
     except Exception as err:  # noqa: BLE001 - say which file and why
         raise RuntimeError(f"cannot read checkpoint {path}: {err}") from err
     if config is not None and payload["config"] != asdict(config):
-        changed = {k: (payload["config"].get(k), v) for k, v in asdict(config).items()
-                   if payload["config"].get(k) != v and k != "steps"}
+        saved = dict(asdict(TrainConfig()), **payload["config"])   # fields added since it was written: defaults
+        changed = {k: (saved[k], v) for k, v in asdict(config).items() if saved[k] != v and k != "steps"}
         if changed:
             raise ValueError(f"checkpoint {path} was written with another config; differences (saved, now): {changed}")
     model.load_state_dict(payload["model"])

@@ -15,6 +15,7 @@ import torch
 
 from course_utils import checkpoints, metrics
 from course_utils.nets import NoisyClassifier, UNet
+from course_utils import pretrain
 from course_utils.pretrain import CONFIGS, digits_reference_classifier, run, sample_batched
 from course_utils.schedules import NoiseSchedule
 
@@ -133,6 +134,53 @@ def test_an_lr_cool_down_resumes_the_run_and_the_card_command_reproduces_both_ph
     assert card["command"].count("&&") == 1
 
 
+
+def test_a_recipe_changes_the_network_and_training_but_not_the_name():
+    spec = pretrain.spec_for("mnist-unet-cond", "gpu-wide")
+    assert spec["architecture"]["config"]["base_channels"] == 48
+    assert spec["architecture"]["config"]["num_classes"] == 10, "the config's own fields stay"
+    assert spec["train"]["lr_schedule"] == "cosine" and spec["train"]["label_dropout"] == 0.1
+    assert pretrain.spec_for("mnist-unet") is CONFIGS["mnist-unet"]
+    model = UNet(**pretrain.spec_for("mnist-unet", "gpu-wide")["architecture"]["config"])
+    assert 2 * sum(p.numel() for p in model.parameters()) < 10 * MB, "float16 weights under 10 MB (issue 18)"
+    with pytest.raises(ValueError, match=r"mnist-unet has no recipe 'wide'; its recipes: \['gpu-deep', 'gpu-wide'\]"):
+        pretrain.spec_for("mnist-unet", "wide")
+
+
+@pytest.fixture
+def cosine_recipe(monkeypatch):
+    """A small cosine recipe for the digits model (the GPU recipes warm up over 1,000 steps)."""
+    monkeypatch.setitem(pretrain.RECIPES, "digits-unet-cond", {"test-cosine": dict(
+        architecture=dict(base_channels=8), train=dict(lr_schedule="cosine", warmup_steps=4, decay_steps=50,
+                                                       batch_size=8, ema_decay=0.99))})
+
+
+def test_a_cosine_run_of_some_minutes_measures_its_length_and_the_card_reproduces_it(tmp_path, cosine_recipe):
+    card = run("digits-unet-cond", recipe="test-cosine", minutes=0.05, chunk=20, work_dir=tmp_path / "work",
+               out_dir=tmp_path / "a", evaluate_after=False, ema_decay=0.98)
+    horizon, steps = card["train_config"]["decay_steps"], card["steps"]
+    assert card["recipe"] == "test-cosine" and card["train_config"]["ema_decay"] == 0.98
+    assert 4 < horizon and steps <= horizon, (steps, horizon)     # measured after two chunks of 2 warm-up steps
+    saved = torch.load(tmp_path / "work" / "digits-unet-cond.ckpt", map_location="cpu", weights_only=False)
+    assert saved["config"]["decay_steps"] == horizon, "a resumed run keeps the horizon"
+    expected = (f"python -m course_utils.pretrain digits-unet-cond --steps {steps} --recipe test-cosine "
+                f"--ema-decay 0.98" + ("" if steps == horizon else f" --decay-steps {horizon}"))
+    assert card["command"] == expected
+    # the card's command, run from scratch in other chunks, gives the same weights bit for bit
+    from course_utils import pretrain as again
+    args = card["command"].split("pretrain ", 1)[1].split()
+    parsed = dict(zip(args[1::2], args[2::2]))
+    copy = again.run("digits-unet-cond", steps=int(parsed["--steps"]), recipe=parsed["--recipe"],
+                     ema_decay=float(parsed["--ema-decay"]), decay_steps=int(parsed.get("--decay-steps", steps)),
+                     chunk=7, work_dir=tmp_path / "work2", out_dir=tmp_path / "b", evaluate_after=False)
+    assert copy["sha256"] == card["sha256"]
+    with pytest.raises(ValueError, match=f"decays its lr to 0 at step {horizon}, not 999; resume without"):
+        run("digits-unet-cond", recipe="test-cosine", steps=steps + 5, decay_steps=999, work_dir=tmp_path / "work",
+            out_dir=tmp_path / "a", evaluate_after=False, ema_decay=0.98)
+    with pytest.raises(ValueError, match="a cosine lr_schedule needs decay_steps"):
+        run("digits-unet-cond", recipe="test-cosine", steps=3, work_dir=tmp_path / "work3", out_dir=tmp_path / "c",
+            evaluate_after=False)
+
 # ---------------------------------------------------------------- fast sample quality (held-out judges)
 def test_unconditional_mnist_samples_are_confident_digits():
     model, schedule, card = checkpoints.load("mnist-unet")
@@ -184,3 +232,19 @@ def test_stored_runs_load_and_name_their_command(tmp_path):
         checkpoints.load_run("nope")
     with pytest.raises(checkpoints.CheckpointError, match=r"stored: \[\]"):
         checkpoints.load_run("nope", directory=tmp_path)
+
+
+def test_targets_read_the_card_metrics():
+    card = dict(name="mnist-unet", file_size_bytes=5_000_000, metrics={
+        "confident_share_0.9": 0.951, "class_counts": [100] * 9 + [69], "fid_vs_mnist_test": 1.9,
+        "fid_floor_real_train_vs_test": 0.4, "confident_share_0.9_ddim20": 0.925})
+    rows = {target: (measured, met) for target, measured, met in pretrain.targets(card)}
+    assert rows[">= 95% of DDIM-50 samples confident > 0.9"] == ("95.1%", True)
+    assert rows["every class 7-13% of samples"] == ("7.1% to 10.3%", True)
+    assert rows["course FID <= 3.95 / 2 = 1.97"] == ("1.90 (floor 0.40)", True)
+    assert rows["DDIM 20 within 2 points of DDIM 50"] == ("92.5% (DDIM 50 - DDIM 20 = +2.6 points)", False)
+    assert rows["<= 10 MB in float16"] == ("5.00 MB", True)
+    card = dict(name="mnist-unet-cond", file_size_bytes=11_000_000, metrics={
+        "class_accuracy_guidance3": 0.995, "class_accuracy_guidance1": 0.94, "diversity_guidance1": 0.93})
+    assert [met for _, _, met in pretrain.targets(card)] == [True, False, True, False]
+    assert pretrain.targets(dict(name="mnist-classifier", metrics={})) == []

@@ -150,3 +150,10 @@ def test_the_held_out_judge_is_calibrated_on_real_digits(mnist_test):
     c = metrics.calibration(logits[half:].softmax(-1), y[half:])
     assert 0.8 <= T <= 1.25, T
     assert c["ece"] < 0.01 and c["accuracy"] > 0.98, c
+
+
+def test_within_class_spread_is_the_mean_pairwise_distance_per_class():
+    """Class 0: two points 5 apart (mean over ordered pairs: 5); class 1: 0, 1, 2 on a line (8 / 6 = 4/3)."""
+    feats = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [9.0, 9.0]])
+    labels = np.array([0, 0, 1, 1, 1, 2])          # class 2 has one point: no pair, left out
+    assert metrics.within_class_spread(feats, labels) == pytest.approx((5 + 4 / 3) / 2)

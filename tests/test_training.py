@@ -1,6 +1,7 @@
 """Training: the loss goes down, the EMA warm-up, atomic checkpoints, and exact resumption."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -170,3 +171,69 @@ def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match=r"another config; differences \(saved, now\): \{'lr': \(0.001, 0.0002\)\}"):
         load_checkpoint(path, model, config=TrainConfig(lr=2e-4))
     load_checkpoint(path, model, config=TrainConfig(lr=1e-3, steps=5))       # steps may differ (a longer run)
+
+
+def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(tmp_path):
+    """Checkpoints written before lr_schedule, warmup_steps and decay_steps existed hold the defaults."""
+    model = MLPDenoiser(hidden_dim=8)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, model, ema=EMA(model, 0.9), optimizer=torch.optim.AdamW(model.parameters()),
+                    config=TrainConfig(lr=1e-3), step=1, history=[], seconds=0.0, rng={})
+    payload = torch.load(path, weights_only=False)
+    for key in ("lr_schedule", "warmup_steps", "decay_steps"):
+        del payload["config"][key]
+    torch.save(payload, path)
+    load_checkpoint(path, model, config=TrainConfig(lr=1e-3))
+    with pytest.raises(ValueError, match=r"differences \(saved, now\): \{'lr_schedule': \('constant', 'cosine'\)"):
+        load_checkpoint(path, model, config=TrainConfig(lr=1e-3, lr_schedule="cosine", decay_steps=10))
+
+
+def test_learning_rate_warm_up_then_half_a_cosine():
+    config = TrainConfig(lr=1.0, lr_schedule="cosine", warmup_steps=4, decay_steps=12)
+    lrs = [training.learning_rate(config, step) for step in range(14)]
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])           # (step + 1) / warmup_steps
+    # after the warm-up: (1 + cos(pi (step - 4) / 8)) / 2: 1 at step 4, 1/2 halfway (step 8), 0 from step 12 on
+    assert lrs[4:] == pytest.approx([(1 + math.cos(math.pi * k / 8)) / 2 for k in range(8)] + [0.0, 0.0])
+    assert lrs[8] == pytest.approx(0.5)
+    constant = TrainConfig(lr=2e-4)
+    assert [training.learning_rate(constant, s) for s in (0, 10, 10 ** 6)] == [2e-4] * 3
+    with pytest.raises(ValueError, match="a cosine lr_schedule needs decay_steps"):
+        TrainConfig(lr_schedule="cosine", warmup_steps=10, decay_steps=10)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="step")
+
+
+def test_train_follows_the_schedule_and_resumes_on_it(tmp_path):
+    """The optimizer's lr at each step is learning_rate(config, step), also across a resume."""
+    x, _ = make_toy("moons", 256, seed=1)
+    config = TrainConfig(steps=6, batch_size=16, lr=1e-2, lr_schedule="cosine", warmup_steps=2, decay_steps=6,
+                         log_every=1)
+    seen = []
+    torch.manual_seed(0)
+    straight = train(MLPDenoiser(hidden_dim=8), NoiseSchedule.linear(T=10), x, config, progress=False,
+                     callback=lambda state: seen.append(state.optimizer.param_groups[0]["lr"]))
+    assert seen == pytest.approx([training.learning_rate(config, s) for s in range(6)])
+    assert seen[-1] == pytest.approx(1e-2 * (1 + math.cos(math.pi * 3 / 4)) / 2)
+    torch.manual_seed(0)
+    path = tmp_path / "run.pt"
+    train(MLPDenoiser(hidden_dim=8), NoiseSchedule.linear(T=10), x, TrainConfig(**{**config.__dict__, "steps": 3}),
+          checkpoint_path=path, progress=False)
+    resumed = train(MLPDenoiser(hidden_dim=8), NoiseSchedule.linear(T=10), x, config, checkpoint_path=path,
+                    progress=False)
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_a_nan_inside_a_log_window_is_reported_at_its_step():
+    """The host reads the losses once per log window; the error still names the first bad step."""
+    x, _ = make_toy("moons", 64)
+    calls = []
+
+    def loss_fn(m, xb, yb, g):
+        calls.append(1)
+        loss = m(xb, torch.zeros(xb.shape[0], dtype=torch.long)).pow(2).mean()
+        return loss * float("nan") if len(calls) == 4 else loss
+    with pytest.raises(FloatingPointError, match=r"the loss became nan at step 3; lower lr"):
+        train(MLPDenoiser(hidden_dim=8), NoiseSchedule.linear(T=10), x, TrainConfig(steps=20, batch_size=8,
+              log_every=5), loss_fn=loss_fn, progress=False)
+    assert len(calls) == 5, "stopped at the end of the window that held the bad step"
