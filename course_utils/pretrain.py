@@ -164,21 +164,27 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
         work_dir: str | Path = "runs/pretrain", fresh: bool = False, evaluate_after: bool = True,
         out_dir: str | Path | None = None, command: str | None = None, threads: int | None = None,
         device: str | torch.device = "cpu", batch_size: int | None = None, lr: float | None = None,
-        recipe: str | None = None, ema_decay: float | None = None, decay_steps: int | None = None) -> dict:
+        recipe: str | None = None, ema_decay: float | None = None, decay_steps: int | None = None,
+        warmup_steps: int | None = None, eval_samples: int = 1000, compile_model: bool = False) -> dict:
     """Train ``name`` (see the module docstring) on ``device``, store its EMA weights and card; returns the card.
 
-    ``recipe`` picks a named variant (``RECIPES``). ``batch_size`` and ``ema_decay`` override the recipe's (a
+    ``recipe`` picks a named variant (``RECIPES``). ``batch_size``, ``ema_decay`` and ``warmup_steps`` override
+    the recipe's (a
     GPU takes a larger batch at the same time per step). ``lr`` overrides the learning rate from the current
     step on: a cool-down of a resumed run. The phases (first step, lr) are kept in ``work_dir/NAME.phases.json``
     so that the card's command reproduces them. ``decay_steps``: where a cosine schedule reaches 0 (default: the
-    run's steps, or measured when ``minutes`` is given); a resumed run keeps the horizon it started with."""
+    run's steps, or measured when ``minutes`` is given); a resumed run keeps the horizon it started with.
+    ``compile_model``: ``torch.compile`` the network for the loss (falls back to eager code if compiling fails)."""
     spec = spec_for(name, recipe)
     if threads:
         torch.set_num_threads(threads)
     device = torch.device(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True        # the fastest convolution algorithms for these fixed shapes
-    overrides = {k: v for k, v in dict(batch_size=batch_size, ema_decay=ema_decay).items() if v is not None}
+    if compile_model:
+        torch._dynamo.config.suppress_errors = True  # a failed compile runs the eager code instead of stopping
+    overrides = {k: v for k, v in dict(batch_size=batch_size, ema_decay=ema_decay,
+                                       warmup_steps=warmup_steps).items() if v is not None}
     config = TrainConfig(**dict(spec["train"], **overrides), log_every=50)
     # the initial weights from the config's seed: torch seeds a new process at random, so without this the
     # card's command could not give the same weights (the models shipped so far started so)
@@ -223,7 +229,7 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
         started = time.time()
         state = train(model, schedule if schedule is not None else _dummy_schedule(), x, config,
                       y=y if spec["conditional"] else None, checkpoint_path=ckpt, progress=False, loss_fn=loss_fn,
-                      device=device)
+                      device=device, compile_model=compile_model)
         measured.append((state.step - done, time.time() - started))
         done = state.step
         loss = state.history[-1][1] if state.history else float("nan")
@@ -248,22 +254,24 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
         loss_history=state.history[:: max(1, len(state.history) // 50)],
         wall_time_s=round(state.seconds, 1), hardware=hardware(),
         command=reproducing_command(name, recipe, spec, config, phases, state.step, batch_size=batch_size,
-                                    ema_decay=ema_decay),
+                                    ema_decay=ema_decay, warmup_steps=warmup_steps),
         command_run=command or f"python -m course_utils.pretrain {name}",
         trained_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"), metrics={})
     card = checkpoints.save(name, state.ema_model, card, directory=out_dir)
     print(f"{name}: saved {card['weights_file']} ({card['file_size_bytes'] / 1e6:.2f} MB), sha256 {card['sha256']}")
     if evaluate_after:
-        card = evaluate_and_record(name, directory=out_dir, device=device)
+        card = evaluate_and_record(name, directory=out_dir, device=device, n=eval_samples)
     return card
 
 
 def reproducing_command(name: str, recipe: str | None, spec: dict, config: TrainConfig, phases: list[list],
-                        steps: int, *, batch_size: int | None = None, ema_decay: float | None = None) -> str:
+                        steps: int, *, batch_size: int | None = None, ema_decay: float | None = None,
+                        warmup_steps: int | None = None) -> str:
     """The commands, one per learning-rate phase, that train this run again step for step."""
     common = (("" if recipe is None else f" --recipe {recipe}")
               + ("" if batch_size is None else f" --batch-size {batch_size}")
-              + ("" if ema_decay is None else f" --ema-decay {ema_decay:g}"))
+              + ("" if ema_decay is None else f" --ema-decay {ema_decay:g}")
+              + ("" if warmup_steps is None else f" --warmup-steps {warmup_steps}"))
     parts = []
     for i, ((_, phase_lr), end) in enumerate(zip(phases, [p[0] for p in phases[1:]] + [steps])):
         horizon = (f" --decay-steps {config.decay_steps}"
@@ -416,7 +424,7 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device:
             metrics.within_class_spread(metrics.features(plain, feat_clf), y.numpy()) / real_spread, 3)
     out["evaluation"] = (f"{n} samples, DDIM 50 steps eta 0, seed {seed}" + (
         " (and DDIM 20 from the same x_T)" if y is None else
-        ", 100 per class, classifier-free guidance scale 3 (and 1, from the same x_T)") + "; held-out judge: "
+        f", {n // 10} per class, classifier-free guidance scale 3 (and 1, from the same x_T)") + "; held-out judge: "
         "mnist-eval-classifier; FID/KID on mnist-classifier features vs the 10,000 MNIST test images (not "
         f"comparable with Inception FID); floor: {n} random MNIST training digits vs the same; diversity: "
         "within-class feature spread / that of the first 2,000 test digits (bench/bench_guidance.py's measure)")
@@ -453,12 +461,12 @@ def targets(card: dict) -> list[tuple[str, str, bool]]:
     return rows
 
 
-def evaluate_and_record(name: str, *, directory=None, device: str | torch.device = "cpu") -> dict:
+def evaluate_and_record(name: str, *, directory=None, device: str | torch.device = "cpu", n: int = 1000) -> dict:
     """Measure the model's metrics (``evaluate``) and write them into its card (weights untouched)."""
     import json
 
     directory = Path(directory) if directory is not None else checkpoints.CHECKPOINT_DIR
-    metrics = evaluate(name, directory=directory, device=device)
+    metrics = evaluate(name, directory=directory, device=device, n=n)
     path = directory / f"{name}.json"
     card = json.loads(path.read_text())
     card["metrics"] = metrics
@@ -484,20 +492,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, help="override the config's batch size")
     parser.add_argument("--lr", type=float, help="override the learning rate from now on (a cool-down when resuming)")
     parser.add_argument("--ema-decay", type=float, help="override the EMA decay of the config (or recipe)")
+    parser.add_argument("--warmup-steps", type=int, help="override the config's (or recipe's) lr warm-up")
+    parser.add_argument("--eval-samples", type=int, default=1000,
+                        help="samples per measurement of a diffusion model (default 1000, as on the cards)")
     parser.add_argument("--decay-steps", type=int,
                         help="cosine schedules: the step where the lr reaches 0 (default: --steps, or measured)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the network (fewer kernel launches on a GPU; the first steps compile)")
     parser.add_argument("--fresh", action="store_true", help="discard the resumable checkpoint and start over")
     parser.add_argument("--no-eval", action="store_true", help="skip the metrics after training")
     parser.add_argument("--eval-only", action="store_true", help="only measure the stored model, update its card")
     args = parser.parse_args(argv)
     device = get_device() if args.device == "auto" else torch.device(args.device)
     if args.eval_only:
-        evaluate_and_record(args.name, directory=args.out_dir, device=device)
+        evaluate_and_record(args.name, directory=args.out_dir, device=device, n=args.eval_samples)
         return
     run(args.name, steps=args.steps, minutes=args.minutes, chunk=args.chunk, work_dir=args.work_dir,
         fresh=args.fresh, evaluate_after=not args.no_eval, out_dir=args.out_dir, threads=args.threads,
         device=device, batch_size=args.batch_size, lr=args.lr, recipe=args.recipe, ema_decay=args.ema_decay,
-        decay_steps=args.decay_steps, command="python -m course_utils.pretrain " + shlex.join(argv))
+        decay_steps=args.decay_steps, warmup_steps=args.warmup_steps, eval_samples=args.eval_samples,
+        compile_model=args.compile, command="python -m course_utils.pretrain " + shlex.join(argv))
 
 
 if __name__ == "__main__":
