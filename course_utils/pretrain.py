@@ -169,11 +169,11 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
     """Train ``name`` (see the module docstring) on ``device``, store its EMA weights and card; returns the card.
 
     ``recipe`` picks a named variant (``RECIPES``). ``batch_size``, ``ema_decay`` and ``warmup_steps`` override
-    the recipe's (a
-    GPU takes a larger batch at the same time per step). ``lr`` overrides the learning rate from the current
-    step on: a cool-down of a resumed run. The phases (first step, lr) are kept in ``work_dir/NAME.phases.json``
-    so that the card's command reproduces them. ``decay_steps``: where a cosine schedule reaches 0 (default: the
-    run's steps, or measured when ``minutes`` is given); a resumed run keeps the horizon it started with.
+    the recipe's (a GPU takes a larger batch at the same time per step). ``lr`` overrides the learning rate
+    from the current step on: a cool-down of a resumed run. The phases (first step, lr) are kept in
+    ``work_dir/NAME.phases.json`` so that the card's command reproduces them. ``decay_steps``: where a cosine
+    schedule reaches 0 (default: the run's steps, or measured when ``minutes`` is given); a resumed run keeps
+    the horizon it started with.
     ``compile_model``: ``torch.compile`` the network for the loss (falls back to eager code if compiling fails)."""
     spec = spec_for(name, recipe)
     if threads:

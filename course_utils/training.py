@@ -2,9 +2,10 @@
 
     L_simple = E_{x0, t, eps} || eps - eps_theta(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
 
-with AdamW, gradient clipping, an exponential moving average (EMA) of the weights, optional mixed
-precision, label dropout for classifier-free guidance, a progress bar, a loss history, and atomic
-checkpoints that resume exactly (model, EMA, optimizer, step, config and every random state).
+with AdamW (a constant learning rate, or a linear warm-up then half a cosine to 0), gradient clipping, an
+exponential moving average (EMA) of the weights, optional mixed precision, label dropout for classifier-free
+guidance, a progress bar, a loss history, and atomic checkpoints that resume exactly (model, EMA, optimizer,
+step, config and every random state).
 """
 from __future__ import annotations
 
