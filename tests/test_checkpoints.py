@@ -241,7 +241,10 @@ def test_targets_read_the_card_metrics():
     rows = {target: (measured, met) for target, measured, met in pretrain.targets(card)}
     assert rows[">= 95% of DDIM-50 samples confident > 0.9"] == ("95.1%", True)
     assert rows["every class 7-13% of samples"] == ("7.1% to 10.3%", True)
-    assert rows["course FID <= 3.95 / 2 = 1.97"] == ("1.90 (floor 0.40)", True)
+    assert rows["course FID at most 3.94 / 2 = 1.97 (n = 1000)"] == ("1.90 (floor 0.40)", True)
+    at_10k = dict(card["metrics"], samples=10000)     # FID falls with n: the old model scored 1.58 at 10,000
+    assert pretrain._fid_row(at_10k) == ("course FID at most 1.58 / 2 = 0.79 (n = 10000)", "1.90 (floor 0.40)", False)
+    assert pretrain._fid_row(dict(at_10k, samples=20))[2] is False
     assert rows["DDIM 20 within 2 points of DDIM 50"] == ("92.5% (DDIM 50 - DDIM 20 = +2.6 points)", False)
     assert rows["<= 10 MB in float16"] == ("5.00 MB", True)
     card = dict(name="mnist-unet-cond", file_size_bytes=11_000_000, metrics={
