@@ -88,17 +88,10 @@ MNIST_UNET_DEEP = dict(MNIST_UNET, num_res_blocks=2)                      # 1.6 
 GPU = dict(batch_size=256, lr=1e-3, lr_schedule="cosine", warmup_steps=1000, decay_steps=40000, steps=40000,
            ema_decay=0.9995)
 
+MNIST_UNET_RECIPES = {"gpu-wide": dict(architecture=MNIST_UNET_WIDE, train=GPU),
+                      "gpu-deep": dict(architecture=MNIST_UNET_DEEP, train=GPU)}
 # name -> recipe -> what changes: "architecture" (merged into the config's) and "train" (into its train dict).
-RECIPES: dict[str, dict[str, dict]] = {
-    "mnist-unet": {
-        "gpu-wide": dict(architecture=MNIST_UNET_WIDE, train=GPU),
-        "gpu-deep": dict(architecture=MNIST_UNET_DEEP, train=GPU),
-    },
-    "mnist-unet-cond": {
-        "gpu-wide": dict(architecture=MNIST_UNET_WIDE, train=GPU),
-        "gpu-deep": dict(architecture=MNIST_UNET_DEEP, train=GPU),
-    },
-}
+RECIPES: dict[str, dict[str, dict]] = {"mnist-unet": MNIST_UNET_RECIPES, "mnist-unet-cond": MNIST_UNET_RECIPES}
 
 
 def spec_for(name: str, recipe: str | None = None) -> dict:
@@ -401,7 +394,6 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device:
     floor_idx = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))[:n]
     out["fid_floor_real_train_vs_test"] = round(
         metrics.fid_from_features(metrics.features(train_x[floor_idx], feat_clf), real_feats), 3)
-    real_spread = metrics.within_class_spread(real_feats[:2000], real_y[:2000].numpy())
     y = None if card["num_classes"] is None else torch.arange(n) % 10
     w = 1.0 if y is None else 3.0
     samples = sample_batched(model, schedule, n, shape, y=y, guidance_scale=w, seed=seed)
@@ -416,6 +408,7 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device:
         fast = sample_batched(model, schedule, n, shape, num_steps=20, seed=seed)
         out["confident_share_0.9_ddim20"] = metrics.confident_share(fast, eval_clf, 0.9)[0]
     else:
+        real_spread = metrics.within_class_spread(real_feats[:2000], real_y[:2000].numpy())
         out["class_accuracy_guidance3"] = metrics.class_accuracy(samples, y, eval_clf)
         out["diversity_guidance3"] = round(metrics.within_class_spread(feats, y.numpy()) / real_spread, 3)
         plain = sample_batched(model, schedule, n, shape, y=y, guidance_scale=1.0, seed=seed)

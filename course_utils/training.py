@@ -183,15 +183,13 @@ def train(model: nn.Module, schedule: NoiseSchedule, x: Tensor, config: TrainCon
 
     x_device = x.to(device)                        # once: a GPU then never waits for a batch from the host
     y_device = None if y is None else y.to(device)
-    scheduled = config.lr_schedule != "constant" or config.warmup_steps > 0
 
     model.train()
     bar = tqdm(total=config.steps, initial=state.step, desc="training", disable=not progress)
     start, running = time.perf_counter() - state.seconds, []    # running: this log window's losses, on the device
     while state.step < config.steps:
-        if scheduled:
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, state.step)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, state.step)
         idx = torch.randint(0, x.shape[0], (config.batch_size,), generator=batch_gen).to(device)
         xb = x_device[idx].float()
         if config.channels_last and xb.ndim == 4:

@@ -29,10 +29,16 @@ sys.meta_path.insert(0, _Block())
 '''
 
 
-def _run_script(tmp_path, runs: str):
+def _blocker_site(tmp_path) -> Path:
+    """A folder whose sitecustomize.py makes NOT_ON_A_GPU_IMAGE unimportable (put it on PYTHONPATH)."""
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(BLOCKER)
+    return site
+
+
+def _run_script(tmp_path, runs: str):
+    site = _blocker_site(tmp_path)
     env = dict(os.environ, OUT=str(tmp_path / "out"), WORK=str(tmp_path / "work"), PYTHON=sys.executable,
                DEVICE="cpu", RUNS=runs, BUDGET="--steps 2 --warmup-steps 1 --batch-size 4",
                EVAL="--eval-samples 20", PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
@@ -42,9 +48,7 @@ def _run_script(tmp_path, runs: str):
 
 def test_the_blocker_blocks(tmp_path):
     """Positive control: with the blocker in place, importing a Jupyter package fails."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(BLOCKER)
+    site = _blocker_site(tmp_path)
     proc = subprocess.run([sys.executable, "-c", "import nbformat"], env=dict(os.environ, PYTHONPATH=str(site)),
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "nbformat is not on the GPU image" in proc.stderr
