@@ -21,6 +21,10 @@ import nbformat
 REPO = Path(__file__).resolve().parents[1]
 SOLUTION = REPO / "solutions" / "01_schedules.ipynb"
 LOOP_MARK = "course_grade_test_sleeper"
+# the grader's CLI, reporting its own peak memory (RUSAGE_SELF: not the kernels', which have their own limits)
+WRAPPER = ("import resource, sys\nfrom course_utils.grade import main\nrc = main(sys.argv[1:])\n"
+           "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+           "sys.exit(rc)\n")
 
 
 def own_processes(tmp: Path) -> list[tuple[int, str]]:

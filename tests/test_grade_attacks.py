@@ -34,13 +34,10 @@ from course_utils import grade, sandbox
 from course_utils.sandbox import runner
 
 import grading_corpus as corpus
+from grading_corpus import WRAPPER
 
 ARGS = ["--workers", "2", "--cell-timeout", "20", "--timeout", "120", "--memory-mb", "1200", "--disk-mb", "64",
         "--max-processes", "64", "--max-notebook-mb", "8", "--quiet", "--allow-root"]
-# the grader, reporting its own peak memory (RUSAGE_SELF: not the kernels', which have their own limits)
-WRAPPER = ("import resource, sys\nfrom course_utils.grade import main\nrc = main(sys.argv[1:])\n"
-           "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-           "sys.exit(rc)\n")
 RESOURCE_ATTACKS = {"shared_memory": "memory", "many_processes": "process_count", "disk_fill": "disk"}
 
 

@@ -176,7 +176,38 @@ def shape_hint(out, ref: Tensor, what: str = "output") -> str | None:
 
 
 def close(a: Tensor, b: Tensor, tol: float = 1e-4) -> bool:
+    """Two tensors of the same shape whose values agree within ``tol``. Never broadcasts: a student's tensor of
+    shape (K, 1, 1, 1, 1) beside a reference of (2, 16, 6, 6) is simply not close (broadcast, it would cost the
+    grader K times the reference's memory)."""
+    if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or tuple(a.shape) != tuple(b.shape):
+        return False
     return bool(torch.allclose(a.double(), b.double(), atol=tol, rtol=tol))
+
+
+WEIGHTS_CHANGED = ("the module's weights are not the ones the given __init__ creates under the check's fixed seed: "
+                   "keep the given __init__, leave torch's initialisation (torch.nn.init, torch.manual_seed) alone, "
+                   "and don't change the weights while computing the output")
+
+
+def model_changed(what: str) -> str:
+    """The hint for a function that changed the weights of a network the check gave it."""
+    return (f"the {what}'s weights are not the ones the check gave it: don't change them (nor torch's "
+            "initialisation, torch.nn.init) while computing your result")
+
+
+def seeded_state(build: Callable[[], nn.Module], seed: int) -> dict[str, Tensor]:
+    """The weights ``build()`` creates right after ``torch.manual_seed(seed)``: what a case's module holds in the
+    student's process, rebuilt where the verdict runs, the global random state left as it was. References are
+    computed from these, never from weights the student's process reports (a student who zeroes every weight
+    would otherwise be compared with the reference of a zero network)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return {k: v.detach().clone() for k, v in build().state_dict().items()}
+
+
+def state_changed(reported, expected: dict[str, Tensor]) -> bool:
+    """True unless ``reported`` holds every weight of ``expected`` with its shape and value (within 1e-6)."""
+    return not isinstance(reported, dict) or not all(close(reported.get(k), v, 1e-6) for k, v in expected.items())
 
 
 def judge(out, ref: Tensor, variants: list, what: str = "output", generic: str | None = None) -> str | None:
@@ -196,6 +227,8 @@ def judge(out, ref: Tensor, variants: list, what: str = "output", generic: str |
 
 
 def _maxdiff(a: Tensor, b: Tensor) -> float:
+    if tuple(a.shape) != tuple(b.shape) or not a.numel():
+        return float("inf")
     return float((a.double() - b.double()).abs().max())
 
 

@@ -11,8 +11,9 @@
   The reference rebuilds it from the student's weights in float64 with the ResBlock reference.
 
 Modules are checked by construction: ``call`` seeds torch, builds the student's module, runs it and returns its
-output with its ``state_dict``; ``diagnose`` recomputes the reference (float64, ``torch.nn.functional``) with
-those weights.
+output with its ``state_dict``; ``diagnose`` rebuilds the weights the given ``__init__`` creates under the same
+seed (``seeded_state``, with the reference module below), fails a module whose reported weights differ, and
+recomputes the reference (float64, ``torch.nn.functional``) with the rebuilt weights, never with the reported ones.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .framework import MISTAKES, Check, TodoModule, close, generator, judge, register, shape_hint, todo, visible
+from .framework import (MISTAKES, WEIGHTS_CHANGED, Check, TodoModule, close, generator, judge, register, seeded_state,
+                        shape_hint, state_changed, todo, visible)
 
 
 # ------------------------------------------------------------------ sinusoidal_embedding
@@ -99,10 +101,12 @@ def _time_module_call(cls, c):
 
 
 def _time_module_diagnose(out, c) -> str | None:
-    state = out["state"]
-    missing = [k for k in ("mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias") if k not in state]
+    missing = [k for k in ("mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias") if k not in out["state"]]
     if missing:
         return f"keep the given __init__ (self.mlp = Linear, SiLU, Linear); missing weights {missing}"
+    state = seeded_state(lambda: RefTimeEmbedding(c["dim"], c["out_dim"]), c["seed"])
+    if state_changed(out["state"], state):
+        return WEIGHTS_CHANGED
     emb = ref_sinusoidal(c["t"], c["dim"])
     ref = _mlp_ref(emb, state)
     if isinstance(out["out"], Tensor) and tuple(out["out"].shape) == tuple(emb.shape) and c["dim"] != c["out_dim"]:
@@ -184,10 +188,13 @@ def _resblock_call(cls, c):
 
 
 def _resblock_diagnose(out, c) -> str | None:
-    state, groups = out["state"], c["groups"]
+    groups = c["groups"]
     need = ["norm1.weight", "conv1.weight", "temb_proj.weight", "norm2.weight", "conv2.weight"]
-    if any(k not in state for k in need):
+    if any(k not in out["state"] for k in need):
         return "keep the given __init__ (norm1, conv1, temb_proj, norm2, conv2, skip)"
+    state = seeded_state(lambda: RefResBlock(c["in_ch"], c["out_ch"], c["temb_dim"], groups=groups), c["seed"])
+    if state_changed(out["state"], state):
+        return WEIGHTS_CHANGED
     ref = _resblock_ref(c["x"], c["temb"], state, groups)
     hint = shape_hint(out["out"], ref, "output")
     if hint:
@@ -195,12 +202,18 @@ def _resblock_diagnose(out, c) -> str | None:
     if close(out["out"], out["out2"], 1e-6):
         return "the time embedding has no effect: add temb_proj(SiLU(temb)) per channel to h"
     args = (c["x"], c["temb"], state, groups)
-    return judge(out["out"], ref, [
+    wrong = judge(out["out"], ref, [
         ("the residual connection is missing: return self.skip(x) + h", _resblock_ref(*args, skip=False)),
         ("add the time embedding after the first convolution (before norm2), not at the end",
          _resblock_ref(*args, temb_where="end")),
         ("apply SiLU to temb before temb_proj: self.temb_proj(F.silu(temb))", _resblock_ref(*args, silu_temb=False)),
     ], "output", "differs from skip(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x))) + temb_proj(SiLU(temb)))))")
+    if wrong:
+        return wrong
+    if not close(out["out2"], _resblock_ref(c["x"], c["temb2"], state, groups)):
+        return ("right for one time embedding, wrong for another: the output must follow temb "
+                "(no state kept between calls)")
+    return None
 
 
 register(Check("ResBlock", "ResBlock", _resblock_cases, _resblock_call, _resblock_diagnose))
@@ -295,6 +308,10 @@ def _unet_diagnose(out, c) -> str | None:
     missing = [k for k in need if k not in state]
     if missing:
         return f"keep the given __init__ (its blocks and their names); missing weights {missing[:3]}"
+    state = seeded_state(lambda: RefSmallUNet(in_ch=c["in_ch"], ch=c["ch"], temb_dim=c["temb_dim"],
+                                              groups=c["groups"]), c["seed"])
+    if state_changed(out["state"], state):
+        return WEIGHTS_CHANGED
     args = (c["x"], c["t"], state, c["groups"])
     ref = ref_small_unet(*args)
     hint = shape_hint(out["out"], ref, "output")

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .framework import MISTAKES, Check, TodoModule, close, generator, register, small_schedule, todo, visible
+from .framework import (MISTAKES, Check, TodoModule, close, generator, model_changed, register, seeded_state,
+                        small_schedule, state_changed, todo, visible)
 from .ws02_forward import ref_q_sample
 
 
@@ -43,6 +44,11 @@ class TinyEps(nn.Module):
             y = torch.full((B,), -1, dtype=torch.long) if y is None else y.long()
             h = h + self.emb(torch.where(y < 0, torch.full_like(y, self.num_classes), y))
         return self.out(torch.tanh(h)).reshape(xt.shape)
+
+
+def tiny_state(c) -> dict:
+    """The weights the case's TinyEps starts with (``tiny_model(c)`` in the student's process), rebuilt here."""
+    return seeded_state(lambda: TinyEps(c["x0"][0].numel(), c["schedule"].T, c.get("num_classes")), c["seed"])
 
 
 def tiny_model(c, state=None) -> TinyEps:
@@ -120,6 +126,10 @@ def diagnose_loss(out, c) -> str | None:
         return f"the loss must be a scalar (a mean over the batch), got shape {tuple(loss.shape)}"
     if grads is None:
         return "the loss does not require grad: don't .detach() it or compute it under torch.no_grad()"
+    expected = tiny_state(c)
+    if state_changed(state, expected):
+        return model_changed("model")
+    state = expected
     ref, ref_grads = ref_loss(c, state)
     variants = [("the target is the noise eps, not x0", dict(target="x0")),
                 ("feed the noisy x_t to the model, not the clean x0", dict(feed="x0")),
@@ -135,6 +145,8 @@ def diagnose_loss(out, c) -> str | None:
             if close(loss.reshape(()), ref_loss(c, state, **kw)[0]):
                 return hint
         return f"the loss is {float(loss):.5f}, expected {float(ref):.5f}: MSE between model(x_t, t) and eps"
+    if not isinstance(grads, list) or len(grads) != len(ref_grads):
+        return "the loss's gradients could not be collected: is part of it detached?"
     for g, r in zip(grads, ref_grads):
         if not close(g, r, 1e-3):
             return "the loss value is right but its gradients are not: is part of it detached?"
@@ -193,7 +205,12 @@ def _train_step_call(f, c):
 
 
 def _train_step_diagnose(out, c) -> str | None:
-    before, after = out["before"], out["after"]
+    before, after = tiny_state(c), out["after"]
+    if state_changed(out["before"], before):
+        return model_changed("model")
+    if not isinstance(after, dict) or any(not isinstance(after.get(k), Tensor) or after[k].shape != v.shape
+                                          for k, v in before.items()):
+        return "the model's weights are missing after the steps, or their shapes changed: update them in place"
     if all(close(before[k], after[k], 1e-9) for k in before):
         return "the weights did not change: call loss.backward() and then optimizer.step()"
     names = list(before)

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, register, shape_hint,
-                        small_schedule, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, model_changed,
+                        register, seeded_state, shape_hint, small_schedule, state_changed, todo, visible)
 from .ws04_training import choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model
 from .ws05_samplers import mixture_model, ref_ddim_step
 
@@ -151,7 +151,10 @@ def _guided_call(f, c):
 
 
 def _guided_diagnose(out, c) -> str | None:
-    state = out["state"]
+    state = seeded_state(lambda: LinearNoisyClassifier(c["xt"][0].numel(), c["num_classes"], c["schedule"].T),
+                         c["seed"])
+    if state_changed(out["state"], state):
+        return model_changed("classifier")
     ref = ref_classifier_guided_eps(c, state)
     return judge(out["out"], ref, [
         ("wrong sign: guidance moves eps AGAINST the gradient, eps_hat = eps_pred - s sqrt(1 - alpha_bar_t) "

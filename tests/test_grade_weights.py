@@ -1,0 +1,119 @@
+"""The grader against submissions that change the weights a check gives them (the second red-team pass).
+
+A module's or a loss's check builds its network in the student's kernel from a fixed seed and reports the
+weights with the output. When the reference was computed from the *reported* weights, a student who zeroed
+every weight (or patched ``torch.nn.init`` so that every network starts at zero) was compared with the reference
+of a zero network: 6 of 7 points on worksheet 3, 4 of 7 on worksheet 4, 5 of 9 on worksheet 6, with no work.
+The verdict now rebuilds the weights from the seed where it runs (``checks.framework.seeded_state``) and fails
+reported weights that differ. Another submission returns a tensor of shape (100000, 1, 1, 1, 1) from its second
+call, which a broadcasting comparison would have blown up to ~2.8 GB in the grader (``close`` never broadcasts).
+
+Each attack is a real notebook (the solution with one TODO replaced), graded by the CLI beside the honest
+solution, which must keep its full marks: the rebuilt weights are the ones a real kernel creates.
+"""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grading_corpus import REPO, WRAPPER
+
+ZERO = "for _p in {net}.parameters():\n        _p.data.zero_()\n    "
+# worksheet -> student -> (solution cell's grade_id -> code appended to it), then grade_id -> (points, needle)
+ATTACKS = {
+    "03_unet": {
+        "zeroes_the_modules": ({
+            "SinusoidalTimeEmbedding":
+                "def _zero_forward(self, t):\n    " + ZERO.format(net="self")
+                + "return torch.zeros(t.shape[0], self.mlp[2].out_features)\n"
+                  "SinusoidalTimeEmbedding.forward = _zero_forward\n",
+            "ResBlock":      # the reference of a zero block is its skip: x itself, or zero
+                "def _zero_block(self, x, temb):\n    " + ZERO.format(net="self")
+                + "return x if x.shape[1] == self.conv2.out_channels else x.new_zeros(x.shape[0], "
+                  "self.conv2.out_channels, *x.shape[2:])\nResBlock.forward = _zero_block\n",
+            "SmallUNet":
+                "def _zero_unet(self, x, t):\n    " + ZERO.format(net="self") + "return torch.zeros_like(x)\n"
+                "SmallUNet.forward = _zero_unet\n",
+        }, {"test_sinusoidal_embedding": (1, "correct"), "test_SinusoidalTimeEmbedding": (0, "weights"),
+            "test_ResBlock": (0, "weights"), "test_SmallUNet": (0, "weights")}),
+        "broadcasts": ({
+            "ResBlock":      # right on the first call, a (100000, 1, 1, 1, 1) tensor on the second
+                "_right_block = ResBlock.forward\n"
+                "def _bomb(self, x, temb):\n"
+                "    self._calls = getattr(self, '_calls', 0) + 1\n"
+                "    return x.new_zeros(100000, 1, 1, 1, 1) if self._calls == 2 else _right_block(self, x, temb)\n"
+                "ResBlock.forward = _bomb\n",
+        }, {"test_ResBlock": (0, "wrong for another"), "test_SmallUNet": (3, "correct")}),
+    },
+    "04_training": {
+        "zero_init": ({
+            "diffusion_loss":   # every network built afterwards starts at zero, the check's own included
+                "import torch.nn.init as _init\n"
+                "_init.kaiming_uniform_ = lambda w, *a, **k: w.data.zero_()\n"
+                "_init.uniform_ = lambda w, *a, **k: w.data.zero_()\n"
+                "def diffusion_loss(model, schedule, x0, *, t, eps):\n"
+                "    return ((model(x0, t) - eps) ** 2).mean()\n",
+        }, {"test_diffusion_loss": (0, "weights are not the ones the check gave it"),
+            "test_training_step": (0, "weights are not the ones the check gave it")}),
+    },
+    "06_guidance": {
+        "zeroes_the_networks": ({
+            "classifier_guided_eps":
+                "def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):\n    "
+                + ZERO.format(net="classifier") + "return eps_pred.clone()\n",
+            "cfg_loss":
+                "def cfg_loss(model, x0, y, t, eps, drop, schedule):\n    "
+                + ZERO.format(net="model") + "return ((model(x0, t) - eps) ** 2).mean()\n",
+        }, {"test_classifier_guided_eps": (0, "classifier's weights"), "test_cfg_loss": (0, "model's weights"),
+            "test_cfg_combine": (1, "correct")}),
+    },
+}
+
+
+def _build(folder: Path, worksheet: str) -> None:
+    solution = nbformat.read(REPO / "solutions" / f"{worksheet}.ipynb", as_version=4)
+    (folder / "honest").mkdir(parents=True)
+    nbformat.write(solution, folder / "honest" / f"{worksheet}.ipynb")
+    for student, (patches, _) in ATTACKS[worksheet].items():
+        nb = nbformat.reads(nbformat.writes(solution), as_version=4)
+        for gid, code in patches.items():
+            cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid)
+            assert cell.metadata["nbgrader"].get("solution"), gid
+            cell.source += "\n\n# the attack\n" + code
+        (folder / student).mkdir()
+        nbformat.write(nb, folder / student / f"{worksheet}.ipynb")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worksheet", sorted(ATTACKS))
+def test_changed_weights_earn_nothing_and_cost_the_grader_nothing(tmp_path, worksheet):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    _build(subs, worksheet)
+    proc = subprocess.run([sys.executable, "-c", WRAPPER, str(REPO / "solutions" / f"{worksheet}.ipynb"), str(subs),
+                           "--out", str(out), "--workers", "2", "--quiet", "--allow-root"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = {(r["student"], r["grade_id"]): r for r in csv.DictReader(f)}
+    honest = [r for (s, g), r in rows.items() if s == "honest" and g != "TOTAL"]
+    assert honest and all(r["status"] == "pass" for r in honest), [r["message"] for r in honest]
+    for student, (_, expect) in ATTACKS[worksheet].items():
+        for gid, (points, needle) in expect.items():
+            row = rows[(student, gid)]
+            assert float(row["points"]) == points and needle in row["message"], (student, gid, row)
+    peak_kb = int(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")))
+    assert peak_kb < 1_400_000, f"the grader peaked at {peak_kb / 1e6:.2f} GB"    # ~0.7 GB measured; the bomb: +2.8
+
+
+def test_comparisons_never_broadcast():
+    """``close`` on a student's (K, 1, 1, 1, 1) tensor and a reference: False at once, nothing allocated."""
+    import torch
+    from course_utils.checks.framework import close, judge
+    bomb, ref = torch.zeros(10 ** 6, 1, 1, 1, 1), torch.zeros(2, 16, 6, 6)
+    assert not close(bomb, ref) and not close(ref, bomb) and not close(ref, None)
+    assert "wrong shape" in judge(bomb, ref, [("never this", bomb)])
