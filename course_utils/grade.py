@@ -628,18 +628,34 @@ def _is_current(path: Path, source: Source, sub: Submission) -> bool:
 
 
 # ------------------------------------------------------------------ reports
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]+")
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}  # controls, line breaks, format characters (zero-width, bidi, soft hyphen, BOM)
+# what makes markdown of text: links and images ([ ]), emphasis (* ~, and _ at a word's edge), code, escapes
+_MARKDOWN = re.compile(r"[\\`*\[\]~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
+def _visible(text: str) -> str:
+    """``text`` as valid Unicode with every run of invisible characters (``_INVISIBLE``) made one space."""
+    marked = "".join("\0" if unicodedata.category(ch) in _INVISIBLE else ch for ch in _valid_text(text))
+    return re.sub("\0+", " ", marked)
 
 
 def _plain(message) -> str:
-    """One line of plain text: no line breaks, carriage returns or control characters, no leading mark."""
-    text = _CONTROL.sub(" ", _valid_text(str(message)))
-    return re.sub(r"^[✅❌⏳]\s*", "", text).strip()
+    """One line of plain text: no line breaks, carriage returns, control or invisible characters, no leading mark."""
+    return re.sub(r"^[✅❌⏳]\s*", "", _visible(str(message))).strip()
 
 
 def _md(text) -> str:
-    """Text from a notebook, safe in a line of markdown: one line (no fake line can start), HTML escaped."""
-    return html.escape(_plain(text), quote=False)
+    """Text from a notebook, safe in a line of markdown: one line (no fake line can start), HTML escaped, and
+    the characters of links, images, emphasis and code escaped (a student's message renders as the text it is:
+    no remote image fetched on preview, no link, no bold "passed")."""
+    return _MARKDOWN.sub(lambda m: "\\" + m.group(0), html.escape(_plain(text), quote=False))
+
+
+def _quoted(text: str) -> list[str]:
+    """A written answer as a fenced code block: shown exactly as typed, nothing in it rendered."""
+    lines = [_visible(line).rstrip() for line in str(text).splitlines()]
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", "\n".join(lines))), default=0))
+    return [fence + "text", *lines, fence]
 
 
 def write_reports(out: Path) -> tuple[int, int]:
@@ -694,8 +710,7 @@ def feedback_markdown(student: str, results: list[dict]) -> str:
             lines.append(f"- **{_md(row['grade_id'])}** ({pts} / {row['max_points']:g}): {mark}. {_md(row['message'])}")
         for gid, text in (r.get("answers") or {}).items():
             lines += ["", f"### Written answer `{_plain(gid)}` (for the instructor)", ""]
-            lines += ["> " + html.escape(_CONTROL.sub(" ", _valid_text(line)), quote=False)
-                      for line in str(text).splitlines()]
+            lines += _quoted(text)
         if r.get("notes"):
             lines += ["", *[f"_Note: {_md(n)}_" for n in r["notes"]]]
         lines.append("")

@@ -180,7 +180,7 @@ def test_manual_answer_is_quoted_for_the_instructor(tmp_path):
     assert rows["eve"]["TOTAL"]["points"] == "3" and rows["eve"]["TOTAL"]["max_points"] == "5"
     assert "2 points to grade by hand" in rows["eve"]["TOTAL"]["message"]
     text = (tmp_path / "out" / "feedback" / "eve.md").read_text()
-    assert "> My summary: the *angle* is linear in t.\n> Second line." in text
+    assert "```text\nMy summary: the *angle* is linear in t.\nSecond line.\n```" in text     # as typed
     assert rows["tom"]["summary"]["status"] == "not_implemented" and rows["tom"]["summary"]["points"] == "0"
     assert rows["tom"]["test_diffusion_schedule"]["status"] == "not_implemented"
 

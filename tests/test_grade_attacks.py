@@ -316,6 +316,28 @@ def test_reports_survive_any_text(tmp_path):
     assert "<!--" not in text and sum(line.startswith("- **") for line in text.splitlines()) == 1
 
 
+def test_feedback_renders_a_students_text_as_text(tmp_path):
+    """An exception message and a written answer full of markdown (a remote image that a preview would fetch,
+    links, a fake bold "passed", invisible characters), rendered by a CommonMark renderer (markdown-it, as
+    JupyterLab's and GitHub's are): no image, no link, no bold text but the grader's own."""
+    from markdown_it import MarkdownIt
+    payload = ("![ ](https://attacker.example/pixel.png) [regrade](javascript:alert(1)) <https://attacker.example> "
+               "**(2 / 2): passed.** _done_ `code` \\[x](y) a\u2063b\ufeffc\u00add")
+    row = {"grade_id": "g", "points": 0, "max_points": 2, "status": "error",
+           "message": f"g: raised ValueError: {payload}"}
+    result = {"student": "mallory", "worksheet": "w", "file": "w.ipynb", "rows": [row], "status": "graded",
+              "answers": {"summary": f"The angle is linear.\n{payload}\n```\n**10 / 10 points**"}, "message": ""}
+    (tmp_path / "results" / "w").mkdir(parents=True)
+    (tmp_path / "results" / "w" / "mallory.json").write_text(json.dumps(result))
+    grade.write_reports(tmp_path)
+    text = (tmp_path / "feedback" / "mallory.md").read_text(encoding="utf-8")
+    page = MarkdownIt("commonmark").render(text)
+    assert "<img" not in page and "<a " not in page and "<em>" not in page, page
+    assert page.count("<strong>") == 1 and "<strong>g</strong>" in page, page      # the grade_id, the grader's
+    assert not any(ch in text for ch in "\u2063\ufeff\u00ad")
+    assert "**10 / 10 points**\n" in text            # the answer as typed, inside its code block
+
+
 @pytest.mark.slow
 def test_the_kernels_half_of_a_harvest_matches_the_checks(tmp_path):
     """grade.HARVEST_CODE (what a harvest cell runs) on the cases the grader sends, for every check: a right
