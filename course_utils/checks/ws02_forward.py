@@ -23,7 +23,10 @@ from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, gather, 
 def _forward_cases(hidden: bool) -> list:
     g = generator(2)
     cases = [dict(x0=torch.randn(4, 1, 5, 5, generator=g), t=torch.tensor([0, 7, 23, 49]),
-                  eps=torch.randn(4, 1, 5, 5, generator=g), schedule=small_schedule())]
+                  eps=torch.randn(4, 1, 5, 5, generator=g), schedule=small_schedule()),
+             # points, as in the worksheet's plots: (B, 2), t of shape (B,) broadcast over the last dimension
+             dict(x0=torch.randn(5, 2, generator=g), t=torch.tensor([0, 3, 12, 30, 49]),
+                  eps=torch.randn(5, 2, generator=g), schedule=small_schedule())]
     if hidden:
         cases.append(dict(x0=torch.randn(6, 2, generator=g), t=torch.randint(0, 100, (6,), generator=g),
                           eps=torch.randn(6, 2, generator=g), schedule=NoiseSchedule.cosine(T=100)))
@@ -48,9 +51,16 @@ def _q_sample_diagnose(out, c) -> str | None:
          (1 - a).sqrt() * x0.double() + a.sqrt() * eps.double()),
         ("t off by one: you used alpha_bar[t-1] (alpha_bar_prev); code index t uses alpha_bar[t]",
          ref_q_sample(x0, t, eps, schedule, alpha_bar=alpha_bar_prev64(schedule))),
+        ("t off by one: you used alpha_bar[t-1] (at t = 0 that is alpha_bar[-1], the LAST entry in Python); "
+         "code index t uses alpha_bar[t]", ref_q_sample(x0, t, eps, schedule, alpha_bar=wrapped_prev(schedule))),
         ("use alpha_bar (the cumulative product), not alpha_t = 1 - beta_t",
          ref_q_sample(x0, t, eps, schedule, alpha_bar=1 - schedule.betas.double())),
     ], "x_t")
+
+
+def wrapped_prev(schedule) -> Tensor:
+    """alpha_bar[t-1] as Python indexes it, float64, shape (T,): at t = 0 the LAST entry, not 1."""
+    return torch.roll(alpha_bar64(schedule), 1)
 
 
 def _mix(x0, t, eps, schedule, signal, noise):
@@ -68,6 +78,9 @@ MISTAKES["q_sample"] = [
                                                   schedule.sqrt_alpha_bar), "swapped"),
     ("t off by one", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alpha_bar_prev.sqrt(),
                                                        (1 - schedule.alpha_bar_prev).sqrt()), "off by one"),
+    ("alpha_bar[t-1], wrapping at t = 0", lambda x0, t, eps, schedule: _mix(
+        x0, t, eps, schedule, schedule.alpha_bar.roll(1).sqrt(), (1 - schedule.alpha_bar.roll(1)).sqrt()),
+     "LAST entry"),
     ("alpha instead of alpha_bar", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alphas.sqrt(),
                                                                      schedule.betas.sqrt()), "cumulative product"),
     ("no broadcasting", lambda x0, t, eps, schedule: (schedule.sqrt_alpha_bar[t] * x0.flatten(1).T).T, "wrong shape"),
@@ -76,12 +89,16 @@ MISTAKES["q_sample"] = [
 
 
 # ------------------------------------------------------------------ q_posterior
-def ref_q_posterior(x0, xt, t, schedule, *, shift=False, sqrt=True):
-    """(mean, variance, coef_x0, coef_xt) in float64; ``shift`` takes every quantity one step early."""
+def ref_q_posterior(x0, xt, t, schedule, *, shift=False, sqrt=True, wrap=False):
+    """(mean, variance, coef_x0, coef_xt) in float64; ``shift`` takes every quantity one step early, ``wrap``
+    takes alpha_bar_{t-1} as alpha_bar[t-1] (at t = 0 the last entry: Python's -1)."""
     a, a_prev = alpha_bar64(schedule), alpha_bar_prev64(schedule)
+    betas = 1 - a / a_prev
     if shift:
         a, a_prev = a_prev, torch.cat([torch.ones(1, dtype=torch.float64), a_prev[:-1]])
-    betas = 1 - a / a_prev
+        betas = 1 - a / a_prev
+    if wrap:
+        a_prev = wrapped_prev(schedule)
     root = torch.sqrt if sqrt else (lambda v: v)
     coef_x0 = gather(root(a_prev) * betas / (1 - a).clamp(min=1e-12), t, x0.ndim)
     coef_xt = gather(root(1 - betas) * (1 - a_prev) / (1 - a).clamp(min=1e-12), t, x0.ndim)
@@ -98,6 +115,10 @@ def _posterior_cases(hidden: bool) -> list:
     return cases
 
 
+WRAP_HINT = ("at t = 0, alpha_bar[t-1] is alpha_bar[-1], the LAST entry in Python, where alpha_bar_{t-1} = 1 "
+             "belongs: use schedule.alpha_bar_prev[t]")
+
+
 def _q_posterior_diagnose(out, c) -> str | None:
     if not isinstance(out, (list, tuple)) or len(out) != 2:
         return "return a tuple (mean, variance)"
@@ -110,6 +131,7 @@ def _q_posterior_diagnose(out, c) -> str | None:
          ref_q_posterior(x0, xt, t, schedule, sqrt=False)[0]),
         ("t off by one: you used alpha_bar[t-1] where alpha_bar[t] belongs (alpha_bar_prev is alpha_bar[t-1])",
          ref_q_posterior(x0, xt, t, schedule, shift=True)[0]),
+        (WRAP_HINT, ref_q_posterior(x0, xt, t, schedule, wrap=True)[0]),
     ], "mean")
     if hint:
         return hint
@@ -128,6 +150,7 @@ def _q_posterior_diagnose(out, c) -> str | None:
         ("return the variance tilde beta_t, not the standard deviation", full(ref_var.sqrt())),
         ("t off by one in the variance: alpha_bar[t-1] is alpha_bar_prev[t]",
          full(ref_q_posterior(x0, xt, t, schedule, shift=True)[1])),
+        (WRAP_HINT, full(ref_q_posterior(x0, xt, t, schedule, wrap=True)[1])),
     ], "variance")
 
 
@@ -151,6 +174,7 @@ MISTAKES["q_posterior"] = [
     ("swapped coefficients", posterior_variant(swapped=True), "swapped"),
     ("no sqrt", posterior_variant(sqrt=False), "square root"),
     ("t off by one", posterior_variant(shift=True), "off by one"),
+    ("alpha_bar[t-1] wraps at t = 0", posterior_variant(wrap=True), "LAST entry"),
     ("beta_t as variance", posterior_variant(variance="beta"), "not beta_t"),
     ("std instead of variance", posterior_variant(variance="std"), "not the standard deviation"),
     ("variance of shape (B,)", posterior_variant(var_shape="B"), "(B, 1, ..., 1)"),

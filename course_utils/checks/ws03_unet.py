@@ -49,7 +49,7 @@ def _embedding_cases(hidden: bool) -> list:
 
 def _embedding_diagnose(out, c) -> str | None:
     t, dim, kw = c["t"], c["dim"], c["kwargs"]
-    return judge(out, ref_sinusoidal(t, dim, **kw), [
+    hint = judge(out, ref_sinusoidal(t, dim, **kw), [
         ("sin first, then cos: torch.cat([sin(args), cos(args)], dim=-1)",
          ref_sinusoidal(t, dim, **kw, order="cos_sin")),
         ("concatenate the sin block and the cos block, don't interleave them",
@@ -57,6 +57,10 @@ def _embedding_diagnose(out, c) -> str | None:
         ("frequencies: w_i = max_period ** (-i / (dim / 2)) for i = 0..dim/2-1 (divide by half = dim // 2)",
          ref_sinusoidal(t, dim, **kw, denom=dim)),
     ], "embedding")
+    if hint is None and out.dtype != torch.float32:
+        return (f"the values are right but the dtype is {out.dtype}: return float32, the dtype of the Linear "
+                "layers that the features go through next")
+    return hint
 
 
 register(Check("sinusoidal_embedding", "sinusoidal_embedding", _embedding_cases,
@@ -75,6 +79,7 @@ MISTAKES["sinusoidal_embedding"] = [
     ("cos first", embedding_variant(order="cos_sin"), "sin first"),
     ("interleaved", embedding_variant(order="interleave"), "interleave"),
     ("frequencies over dim", embedding_variant(denom_dim=True), "frequencies"),
+    ("float64", lambda t, dim, max_period=10000.0: ref_sinusoidal(t, dim, max_period), "return float32"),
     ("no batch broadcasting", lambda t, dim, max_period=10000.0: embedding_variant()(t, dim, max_period)[0],
      "wrong shape"),
     ("not implemented", todo, "not implemented yet"),

@@ -40,15 +40,16 @@ def _step_cases(steps: list) -> list:
 
 # ------------------------------------------------------------------ ddpm_step
 def _ddpm_cases(hidden: bool) -> list:
-    cases = _step_cases([49, 5, 0] + ([1, 30] if hidden else []))
+    cases = _step_cases([49, 5, 1, 0] + ([30] if hidden else []))
     for c in cases:
         c.update(t=c.pop("step"), schedule=small_schedule())
     return cases
 
 
 def ref_ddpm_step(xt, t, eps_pred, schedule, noise, *, last_noise=False, sigma="beta", alpha="alpha", sqrt=True,
-                  sign=-1.0, shift=0):
-    """x_{t-1} in float64 (Algorithm 2, sigma_t^2 = beta_t); the switches reproduce the catalogued mistakes."""
+                  sign=-1.0, shift=0, quiet_below=1):
+    """x_{t-1} in float64 (Algorithm 2, sigma_t^2 = beta_t); the switches reproduce the catalogued mistakes
+    (``quiet_below=2``: no noise at code t = 1 either, the paper's "z = 0 if t = 1" read as "if t > 1")."""
     i = t - shift
     one = torch.tensor(1.0, dtype=torch.float64)
     alpha_bar = alpha_bar64(schedule)[i] if i >= 0 else one
@@ -60,7 +61,7 @@ def ref_ddpm_step(xt, t, eps_pred, schedule, noise, *, last_noise=False, sigma="
     posterior_variance = (1 - alpha_bar_prev) / (1 - alpha_bar).clamp(min=1e-12) * beta
     std = {"posterior": posterior_variance.sqrt(), "var": beta, "beta": beta.sqrt(),
            "posterior_var": posterior_variance}[sigma]
-    return mean + std * noise.double() if (t > 0 or last_noise) else mean
+    return mean + std * noise.double() if (t >= quiet_below or last_noise) else mean
 
 
 def _ddpm_diagnose(out, c) -> str | None:
@@ -71,9 +72,11 @@ def _ddpm_diagnose(out, c) -> str | None:
     return judge(out, ref_ddpm_step(*args), [
         ("noise added at the last step: at t = 0 return the mean, without sigma * noise",
          ref_ddpm_step(*args, last_noise=True)),
+        ("no noise at t = 1: the paper counts t = 1..T, the code t = 0..T-1, so the paper's \"z = 0 if t = 1\" is "
+         "code t == 0; every other step adds sigma_t * noise", ref_ddpm_step(*args, quiet_below=2)),
         ("wrong sign: x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) + sigma_t z",
          ref_ddpm_step(*args, sign=1.0)),
-        ("divide by sqrt(alpha_t), not sqrt(alpha_bar_t): beta vs alpha_bar confused",
+        ("divide by sqrt(alpha_t), not sqrt(alpha_bar_t): alpha_t = 1 - beta_t and alpha_bar_t confused",
          ref_ddpm_step(*args, alpha="abar")),
         ("the square root is forgotten on (1 - alpha_bar_t)", ref_ddpm_step(*args, sqrt=False)),
         ("sigma_t is the standard deviation: multiply the noise by sqrt(beta_t), not by beta_t",
@@ -98,7 +101,8 @@ def ddpm_variant(**switches):
 MISTAKES["ddpm_step"] = [
     ("noise at the last step", ddpm_variant(last_noise=True), "noise added at the last step"),
     ("wrong sign", ddpm_variant(sign=1.0), "wrong sign"),
-    ("alpha_bar for alpha", ddpm_variant(alpha="abar"), "beta vs alpha_bar"),
+    ("no noise at t = 1", ddpm_variant(quiet_below=2), "no noise at t = 1"),
+    ("alpha_bar for alpha", ddpm_variant(alpha="abar"), "alpha_bar_t confused"),
     ("no sqrt on 1 - alpha_bar", ddpm_variant(sqrt=False), "square root"),
     ("variance as sigma", ddpm_variant(sigma="var"), "standard deviation"),
     ("posterior variance as sigma", ddpm_variant(sigma="posterior_var"), "sqrt(tilde beta_t)"),
@@ -140,7 +144,13 @@ def ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise, *, use_
 def _ddim_call(f, c):
     """The student's outputs with the case's noise, and again with a second noise (to test determinism)."""
     args = (c["xt"], c["eps_pred"], c["alpha_bar_t"], c["alpha_bar_prev"])
-    return dict(out=f(*args, eta=c["eta"], noise=c["noise"]), out2=f(*args, eta=c["eta"], noise=c["noise2"]))
+    out = dict(out=f(*args, eta=c["eta"], noise=c["noise"]), out2=f(*args, eta=c["eta"], noise=c["noise2"]))
+    if c["eta"] == 0:       # the sampling loops pass noise=None at eta = 0
+        try:
+            out["no_noise"] = f(*args, eta=0.0, noise=None)
+        except Exception as err:  # noqa: BLE001 - reported as a hint, not as the check's error
+            out["no_noise"] = dict(raised=f"{type(err).__name__}: {str(err)[:200]}")
+    return out
 
 
 def _ddim_diagnose(out, c) -> str | None:
@@ -167,8 +177,17 @@ def _ddim_diagnose(out, c) -> str | None:
          ref_ddim_step(*args, c["noise"], remix_with_prev=False)[0]),
     ], "x_prev", "x_prev differs: x_prev = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) "
                  "eps_pred + sigma_t noise")
-    return hint or judge(x0_pred, ref_x0, [], "x0_pred",
+    hint = hint or judge(x0_pred, ref_x0, [], "x0_pred",
                          "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
+    if hint or c["eta"] != 0:
+        return hint
+    no_noise = out.get("no_noise")
+    if isinstance(no_noise, dict) and "raised" in no_noise:
+        return (f"with eta = 0 and noise=None (what the sampling loops pass) it raised {no_noise['raised']}: "
+                "sigma_t is 0 there, so leave the noise out")
+    if not (isinstance(no_noise, (list, tuple)) and len(no_noise) == 2 and close(no_noise[0], ref_prev)):
+        return "with eta = 0 and noise=None (what the sampling loops pass) x_prev differs: leave the noise out"
+    return None
 
 
 register(Check("ddim_step", "ddim_step", _ddim_cases, _ddim_call, _ddim_diagnose))
@@ -193,6 +212,8 @@ MISTAKES["ddim_step"] = [
     ("remixed with alpha_bar_t", ddim_variant(remix_with_prev=False), "remixed with alpha_bar_prev"),
     ("eta ignored (always deterministic)", ddim_variant(ignore_eta=True), "eta is ignored"),
     ("returns x_prev only", ddim_variant(x_prev_only=True), "return a tuple (x_prev, x0_pred)"),
+    ("needs a noise tensor at eta = 0", lambda xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None: tuple(
+        v.float() for v in ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise)), "noise=None"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

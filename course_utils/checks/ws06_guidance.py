@@ -17,6 +17,8 @@ guidance (Dhariwal and Nichol 2021).
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -146,8 +148,14 @@ def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=T
 
 def _guided_call(f, c):
     classifier = _classifier(c)
-    return dict(out=f(c["eps_pred"], c["xt"], c["t"], c["y"], classifier, c["schedule"], c["classifier_scale"]),
-                state=classifier.state_dict())
+    args = (c["eps_pred"], c["xt"], c["t"], c["y"], classifier, c["schedule"], c["classifier_scale"])
+    out = dict(out=f(*args), state=classifier.state_dict())
+    try:                    # the worksheet's sampler calls it under torch.no_grad()
+        with torch.no_grad():
+            out["under_no_grad"] = f(*args)
+    except Exception as err:  # noqa: BLE001 - reported as a hint, not as the check's error
+        out["under_no_grad"] = dict(raised=f"{type(err).__name__}: {str(err)[:200]}")
+    return out
 
 
 def _guided_diagnose(out, c) -> str | None:
@@ -156,7 +164,7 @@ def _guided_diagnose(out, c) -> str | None:
     if state_changed(out["state"], state):
         return model_changed("classifier")
     ref = ref_classifier_guided_eps(c, state)
-    return judge(out["out"], ref, [
+    hint = judge(out["out"], ref, [
         ("wrong sign: guidance moves eps AGAINST the gradient, eps_hat = eps_pred - s sqrt(1 - alpha_bar_t) "
          "grad log p(y | x_t) (eps points away from the data, the gradient towards class y)",
          ref_classifier_guided_eps(c, state, sign=1.0)),
@@ -172,18 +180,29 @@ def _guided_diagnose(out, c) -> str | None:
         ("classifier_scale is ignored: multiply the gradient term by it",
          ref_classifier_guided_eps(c, state, scale=False)),
     ], "guided eps")
+    if hint:
+        return hint
+    again = out.get("under_no_grad")
+    if isinstance(again, dict) and "raised" in again:
+        return (f"under torch.no_grad() (as a sampler calls it) it raised {again['raised']}: compute the "
+                "gradient inside `with torch.enable_grad():`")
+    if not close(again, ref):
+        return "under torch.no_grad() (as a sampler calls it) the result differs: compute the gradient inside " \
+               "`with torch.enable_grad():`"
+    return None
 
 
 register(Check("classifier_guided_eps", "classifier_guided_eps", _guided_cases, _guided_call, _guided_diagnose))
 check_classifier_guided_eps = visible("classifier_guided_eps")
 
 
-def guided_eps_variant(*, autograd=True, **switches):
+def guided_eps_variant(*, autograd=True, enable_grad=True, **switches):
     """classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale) with mistakes switched
-    on; none: the right one (through autograd, as a student writes it, unless ``autograd=False``)."""
+    on; none: the right one (through autograd, as a student writes it, unless ``autograd=False``;
+    ``enable_grad=False``: without torch.enable_grad(), so it fails under torch.no_grad())."""
     def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
         if autograd and not switches:
-            with torch.enable_grad():
+            with torch.enable_grad() if enable_grad else contextlib.nullcontext():
                 x = xt.detach().requires_grad_(True)
                 log_probs = F.log_softmax(classifier(x, t), dim=-1)
                 (grad,) = torch.autograd.grad(log_probs[torch.arange(len(x)), y].sum(), x)
@@ -201,6 +220,7 @@ MISTAKES["classifier_guided_eps"] = [
     ("gradient of the probability", guided_eps_variant(grad="prob"), "LOG-probability"),
     ("mean over the batch", guided_eps_variant(reduce="mean"), "B times too small"),
     ("scale ignored", guided_eps_variant(scale=False), "classifier_scale is ignored"),
+    ("no enable_grad", guided_eps_variant(enable_grad=False), "torch.enable_grad()"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
