@@ -69,7 +69,7 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # | | [Worksheet 7: fast samplers](../exercises/07_fast_samplers.ipynb) | one DPM-Solver++(2M) step and its sampler loop | 45 min | < 1 | < 1 |
 #
 # In all, plan for about 15 hours of your own time (the rows add up to 14.5-15.5). The computing is about 45-60 minutes in full mode
-# (half of it the lab), about 10-15 in quick mode.
+# (about a third of it the lab), about 10-15 in quick mode.
 #
 # \* Measured with nbconvert on this course's 2-core test machine on 2026-12-02, nothing else running unless
 # said. That day it was an AMD EPYC that computes bfloat16 natively, so lesson 4's image model trained in

@@ -216,7 +216,8 @@ plt.show()
 #   is $\cos^2$ of an angle linear in $t$, up to the normalisation by $f(0)$. The two differ mainly at the
 #   ends: the lab starts at $\theta = \arccos 0.95 \approx 0.32$ (some noise even at $t = 0$) and stops at
 #   $\arccos 0.02$, just short of $\pi/2$.
-# - The linear schedule races ahead: by $t/T = 0.5$ its angle is already close to $\pi/2$ (on the circle,
+# - The linear schedule races ahead: by $t/T = 0.5$ its angle is already 1.29 of the
+#   $\pi/2 \approx 1.57$ it ends at (on the circle,
 #   its markers for $t/T = 0.75$ and $1$ sit on top of each other at the top), and for the
 #   second half of the chain it crawls along the last few degrees of the circle, where there is almost no
 #   signal left.
@@ -306,11 +307,13 @@ plt.show()
 # %% [markdown]
 # **What to notice.** Under the linear schedule the digit is hard to make out from $t/T = 0.5$ on and gone
 # by $0.6$; the remaining 40% of the chain is noise looking at noise. Under the cosine schedules the
-# digit fades steadily and can still be made out at $t/T = 0.7$.
+# digit fades steadily and can still be made out at $t/T = 0.6$ (the top bar of the 7).
 #
 # To put a number on "how much of the image is left", measure the correlation between $x_t$ and $x_0$
-# over the pixels of many test images. For unit-variance data it would be exactly $\sqrt{\bar\alpha_t}$;
-# for real digits (mostly black background) it is a little lower:
+# over the pixels of many test images. For unit-variance data it would be $\sqrt{\bar\alpha_t}$
+# (in expectation); real digits, mostly black background, vary less than the noise does, and with a pixel
+# standard deviation $\sigma < 1$ the correlation is $\sqrt{\bar\alpha_t}\,\sigma / \sqrt{\bar\alpha_t\sigma^2 + 1 - \bar\alpha_t}$:
+# markedly lower, by a third or more in the middle of the chain:
 
 # %%
 x_many = x_images.to(device)                                          # (N, 1, H, W)
@@ -366,7 +369,7 @@ plt.show()
 
 # %% [markdown]
 # In the large version the digit can be made out if you look from a distance, and averaging each 4x4 block,
-# the crudest denoiser there is, makes it plain: 16 noisy copies of each value cut the noise's standard
+# the crudest denoiser there is, makes it visible: 16 noisy copies of each value cut the noise's standard
 # deviation by 4 while keeping the signal (dim, since only $\sqrt{\bar\alpha_t} \approx 0.28$ of it is left;
 # the display range stays fixed). The small image has no such redundancy to exploit. This is why
 # the linear schedule worked well for DDPM's 256x256 images but wastes steps on 28x28 digits, and why
@@ -385,7 +388,9 @@ plt.show()
 #   one step of width $1/T$, so doubling $T$ roughly halves every $\beta_t$ (the curve slides down on its log
 #   axis) while the product of the $1 - \beta_t$ stays the same.
 # - **lab continuous cosine**: it has no $T$; the slider only changes how finely it is discretised
-#   (its first $\beta$ is large because its $\bar\alpha$ starts at 0.9025 rather than at 1).
+#   (its first $\beta$ is large because its $\bar\alpha$ starts at 0.9025 rather than at 1: the explorer, like
+#   `NoiseSchedule`, takes $\bar\alpha = 1$ before the first step, so $\beta_1 = 1 - 0.9025 \approx 0.10$; section 5's
+#   plot discretises the same curve from its own start $\bar\alpha(0)$, so there its $\beta$ starts near 1e-3).
 
 # %%
 schedule_explorer(x0, device=device)
@@ -401,7 +406,7 @@ schedule_explorer(x0, device=device)
 # - Cosine (Nichol and Dhariwal): $\bar\alpha_t = f(t)/f(0)$ with $f = \cos^2$; signal fades at a steady
 #   pace, and the curves depend on $t/T$ only.
 # - Lab: a continuous time $t \in [0, 1]$, angle linear in $t$, signal rate $\cos\theta$, noise rate
-#   $\sin\theta$, clipped to signal rates in $[0.02, 0.95]$.
+#   $\sin\theta$, with the angle running from $\arccos 0.95$ to $\arccos 0.02$ (signal rates from 0.95 down to 0.02).
 #
 # **Next:** lesson 2 (`02_forward_process.ipynb`) shows why $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon$
 # holds, and what the reverse step looks like.

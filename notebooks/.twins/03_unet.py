@@ -358,8 +358,8 @@ print(f"MLPDenoiser: {count_parameters(mlp):,} parameters, "
       f"{count_parameters(unet) / count_parameters(mlp):.0f} times fewer than the base-32 UNet")
 
 # %% [markdown]
-# The first linear layer sees $2 + 64 = 66$ numbers: the point and its timestep's embedding. Most of the
-# MLP's parameters sit in its time embedding and its hidden layers; it trains in seconds (lesson 4).
+# The first linear layer sees $2 + 64 = 66$ numbers: the point and its timestep's embedding. Two thirds
+# of the MLP's 50,178 parameters sit in its two 128x128 hidden layers; it trains in seconds (lesson 4).
 #
 # ## 7. Explore: what a trained UNet predicts
 #
@@ -409,8 +409,10 @@ for t_value, e, x in zip(show_ts, ((eps_pred_one - eps_one) ** 2).mean((1, 2, 3)
 # $\sqrt{\bar\alpha_t}$, which is small there, and the network can only guess an average digit. At small $t$ it is
 # the reverse: the faint noise is hard to tell from the digit's own texture (the largest error of
 # `eps_pred`, at $t = 10$), but $\hat x_0$ is almost exact, because that error is scaled down by
-# $\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$. In between ($t$ = 300-500) the network recovers the 7 from an
-# image in which you can barely see it. Move the slider: where does $\hat x_0$ stop looking like a digit?
+# $\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$. In between ($t$ = 300-500) $\hat x_0$ is still a plausible digit, but not always the
+# one that was noised: above, the 7 comes back from an image in which you can barely see it, while in the
+# explorer's first view ($t = 500$) half of the eight test digits come back as a different digit (the 7 as a 9).
+# Move the slider: where does $\hat x_0$ stop being *your* digit, and where does it stop being a digit at all?
 
 # %%
 prediction_explorer(trained_unet, trained_schedule, x_digits, device=device)

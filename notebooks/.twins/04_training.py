@@ -14,7 +14,8 @@
 # 5. A pretrained checkpoint of the same UNet on the same data, to compare with your few-minute model.
 #
 # **Time.** The whole lesson takes about 10 minutes on a 2-core laptop CPU (the image model is about 9
-# minutes of it; measured times are in the start page's table), much less on a GPU; some recent CPUs train
+# minutes of it in float32, about 7 where the processor computes bfloat16 natively; measured times are in the
+# start page's table), much less on a GPU; some recent CPUs train
 # about twice as fast (`docs/performance.md` says which and why). With `COURSE_QUICK=1` every training run is
 # shortened so that the notebook runs in about a minute; the samples then stay blurry, which is expected.
 
@@ -176,9 +177,9 @@ print(f"untrained model: median distance of its samples from the centre {untrain
 # $\hat x_0 = x_T / \sqrt{\bar\alpha_T}$, is about 150 times too large, and the samples land two orders
 # of magnitude too far out (the "after 0 steps" panel has its own, much wider axes; the line under the
 # figure prints the scale). In full mode (3,000 steps) the early snapshots, after 60 to 300 steps, are
-# still a round cloud about the size of the starting noise; the ring of the right radius appears
-# by step 750, the blobs on it by step 1,500, and by step 3,000 the blobs are sharper with fewer stray
-# points between them. Coarse structure is learned first, fine detail last: the large-$t$ part of the
+# still a round cloud about the size of the starting noise; by step 750 a wide ring has formed
+# (radius about 1.9 against the data's 1.5, with points still inside it), by step 1,500 the ring has the right
+# radius and the eight blobs sit on it, and step 3,000 looks much like step 1,500, the blobs a little sharper. Coarse structure is learned first, fine detail last: the large-$t$ part of the
 # loss (where the network only needs to know the overall shape) is easy, the small-$t$ part (the exact
 # width of each blob) is slow. (Quick mode stops at 400 steps: all its panels are still clouds.)
 #
@@ -223,7 +224,8 @@ _ = widgets.interact(show_snapshot, index=widgets.IntSlider(value=len(snapshots)
 # * **A progress bar and a live loss plot**: `train` shows a tqdm bar; its `callback` redraws a figure.
 #
 # The cell below trains for `IMAGE_STEPS // 2` steps and writes a checkpoint; section 4 resumes it.
-# This is about 9 minutes on a 2-core CPU for both halves together (the cell prints the
+# This is about 9 minutes on a 2-core CPU for both halves together in float32 (about 7 with native
+# bfloat16: 7.1 minutes in the stored run below) (the cell prints the
 # measured time per step on your machine).
 
 # %%
@@ -385,8 +387,9 @@ plt.show()
 # step-to-step jitter.
 #
 # Things to try: double `IMAGE_STEPS` (the checkpoint lets you do it in two sittings); set
-# `mixed_precision="bf16"` and compare the time per step with `"auto"` (faster where the processor has
-# fast bfloat16, about 10 times slower where it does not, which is where "auto" runs float32); set
+# `mixed_precision="none"` and compare the time per step with `"auto"` (where the processor has fast
+# bfloat16, "auto" already uses it and "none", float32, is slower; where it does not, the two are the same, and
+# forcing `"bf16"` there is about 10 times slower); set
 # `ema_decay=0.9999` and look at the EMA samples.
 #
 # ## Next

@@ -93,13 +93,18 @@ if checks.ready("q_sample", q_sample, "the picture"):
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-07", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 2. Back to $x_0$ when the noise is known
 #
-# Solve the equation of part 1 for $x_0$ (DDIM Eq. 9 uses it with the network's $\epsilon_\theta$ in place of $\epsilon$):
+# If the noise $\epsilon$ that made $x_t$ is known, part 1's equation
+# $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ can be solved for $x_0$. Do it on paper, then
+# write the result as `predict_x0`. (DDIM's Eq. 9 uses the same expression with the network's $\epsilon_\theta$ in
+# place of $\epsilon$: the sampler's guess $\hat x_0$ of the clean image.)
 #
-# $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\epsilon}{\sqrt{\bar\alpha_t}}$$
+# Two ways to test your algebra before the check does: feeding it `q_sample(x0, t, eps, schedule)` and the same
+# `eps` must give back `x0` (up to float32 round-off), and for $\bar\alpha_t$ near 1 (small $t$) $\hat x_0$ must be
+# close to $x_t$ itself.
 
 # %% nbgrader={"grade": false, "grade_id": "predict_x0", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def predict_x0(xt, t, eps, schedule):
-    """x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), shaped like xt."""
+    """x0_pred: the x0 for which q_sample(x0, t, eps, schedule) == xt; shaped like xt."""
     ### BEGIN SOLUTION
     alpha_bar = schedule.alpha_bar[t].reshape(-1, *([1] * (xt.ndim - 1)))   # (B, 1, ..., 1)
     return (xt - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()

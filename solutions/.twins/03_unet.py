@@ -77,8 +77,8 @@ assert run_check("sinusoidal_embedding", sinusoidal_embedding, hidden=True).pass
 ### END HIDDEN TESTS
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-05", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# Each row of the picture is one step $t$: fast frequencies on the left tell close steps apart, slow ones on
-# the right tell far-apart steps apart. Nearby steps get similar embeddings (right panel).
+# Each row of the picture is one step $t$: its left half holds the sines, its right half the cosines, and in
+# each half the fast frequencies (left) tell close steps apart, the slow ones (right) far-apart steps. Nearby steps get similar embeddings (right panel).
 
 # %%
 if checks.ready("sinusoidal_embedding", sinusoidal_embedding, "the picture"):

@@ -117,7 +117,8 @@ assert run_check("training_step", training_step, hidden=True).passed, "hidden te
 # on the average follows the network quickly (section 5 shows why).
 #
 # - `EMA(model, decay)` keeps an independent copy of the network in `self.model`, starting from the same
-#   weights. Nothing may train it (the optimizer only sees `model.parameters()`), and autograd need not track it.
+#   weights. Nothing may train it (the optimizer only sees `model.parameters()`), and its parameters must not require
+#   gradients (`requires_grad_(False)`): autograd has nothing to track there.
 # - `update(model, step)` moves every parameter of `self.model` as above. It must not change the live `model`.
 #
 # The check builds a small network, sets the live weights itself before each of a few updates (from step 0, and

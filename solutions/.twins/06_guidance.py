@@ -287,7 +287,7 @@ assert run_check("classifier_guided_eps", classifier_guided_eps, hidden=True).pa
 # \mathcal N(x_t; \sqrt{\bar\alpha_t}\mu_k, v_k I)$ with $v_k = \bar\alpha_t \sigma_k^2 + 1 - \bar\alpha_t$ (given below).
 # Guiding the exact *unconditional* $\epsilon^*$ towards class 0 with your `classifier_guided_eps`: at $s = 1$
 # Bayes' rule is exact, so the samples should match the conditional model's (classifier-free guidance at
-# $w = 1$, first row of section 2); larger $s$ pushes further, as a larger $w$ does.
+# the $w = 1$ panel of section 2); larger $s$ pushes further, as a larger $w$ does.
 #
 # Below: $s = 0$ draws all eight clusters, $s = 1$ only class 0, with the conditional model's spread (the printed
 # difference from the exact conditional sampler is at the level of float32 rounding), and $s = 3$ and $s = 8$ squeeze

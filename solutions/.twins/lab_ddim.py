@@ -189,7 +189,7 @@ assert run_check("reverse_diffusion", reverse_diffusion, hidden=True).passed, "h
 # ## 4. Data
 #
 # The dataset chosen at the top: MNIST or Fashion-MNIST from the course's data folder (`COURSE_DATA_DIR`), at
-# 16x16 (shrunk from 28x28: on a CPU, a quarter of the pixels buys about four times the training steps; the judge of section 7 still recognises 93% of real test digits shrunk to 16x16), or Flowers102 as in the Keras example: 80% of each of its three official splits for training
+# 16x16 (shrunk from 28x28: on a CPU, a quarter of the pixels buys about four times the training steps; the judge of section 7 still recognises 92% of real test digits shrunk to 16x16), or Flowers102 as in the Keras example: 80% of each of its three official splits for training
 # (6,551 images), centre-cropped and resized to 64x64. As in the Keras example, images are normalised to mean 0 and
 # variance 1 per channel (that is what the schedule assumes: $\text{Var}(x_t) = 1$), and mapped back for display.
 
@@ -331,7 +331,7 @@ if trained:
 # ## 6. Generating images
 #
 # Sampling runs your `reverse_diffusion` with the EMA network from fixed noise, then maps the images back from
-# the normalised space. In the reference run (below) most of the 32 samples are clear digits (0, 1, 2, 3, 4, 6, 7,
+# the normalised space. In the reference run (the stored output of this notebook in `solutions/`) most of the 32 samples are clear digits (0, 1, 2, 3, 4, 6, 7,
 # 9 among these 32; all ten classes among the 500 that section 7 judges), a few with malformed strokes (the cross
 # in the third row).
 
@@ -354,7 +354,7 @@ if ready:
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-15", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# Above: one DDIM step gives noisy blobs; from 3 steps on the same starting noise gives digits, and most of them
+# In the reference run (stored in `solutions/`; yours will differ in the details): one DDIM step gives noisy blobs; from 3 steps on the same starting noise gives digits, and most of them
 # keep their identity at 10 and 50 steps, only sharper. A few change: in the top row the second 3 becomes a 1 at
 # 10 steps and the 8 a 2 at 50; in the second row a 9 becomes a 7. DDIM is deterministic, so more steps refine
 # the same trajectory, and where the first steps are too coarse they can land on another digit.
@@ -455,7 +455,7 @@ elif ready:
 # about 0 between two sets of real digits: recognisable is not the same as indistinguishable from real
 # handwriting. The number of sampling steps behaves as DDIM predicts: the process is deterministic, so the same
 # starting noise gives mostly the same digits at 3, 10 and 50 steps, and more steps mostly sharpen them (a few
-# change identity between 3 and 10 steps); one step gives a blurry average.
+# change identity between 3 and 10 steps, one between 10 and 50); one step gives a blurry average.
 #
 # **What I would change.** The run is limited by how many images it sees: with a constant learning rate the share
 # stalled near 80%, and the decay to 0 is what carried it past 85%; on a busier CPU the same 15 minutes hold a
