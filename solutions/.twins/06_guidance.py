@@ -52,16 +52,19 @@ device = get_device()
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 1. The guidance combination
 #
-# Ho and Salimans (2022, Eq. 6), written with the guidance scale $w$ as in the course:
+# Ho and Salimans (2022, Eq. 6) write the guided noise prediction with their scale $w_\text{HS}$ as
 #
-# $$\tilde\epsilon = \epsilon_\text{uncond} + w\,(\epsilon_\text{cond} - \epsilon_\text{uncond})$$
+# $$\tilde\epsilon = (1 + w_\text{HS})\,\epsilon_\text{cond} - w_\text{HS}\,\epsilon_\text{uncond}.$$
 #
-# $w = 0$ is the unconditional model, $w = 1$ the plain conditional one, $w > 1$ pushes further in the
-# direction of the class.
+# The course (lesson 6, and diffusers' `guidance_scale`) uses $w = 1 + w_\text{HS}$ instead, so that $w = 0$ is the
+# unconditional model, $w = 1$ the plain conditional one, and $w > 1$ pushes further in the direction of the class.
+# Rewrite Eq. 6 with the course's $w$, as one prediction plus $w$ times a difference of the two, and check your
+# result at $w = 0$ and $w = 1$ before you code it.
 
 # %% nbgrader={"grade": false, "grade_id": "cfg_combine", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def cfg_combine(eps_pred_uncond, eps_pred_cond, guidance_scale):
-    """eps_pred_uncond + w (eps_pred_cond - eps_pred_uncond), shaped like the inputs."""
+    """The guided prediction at the course's scale w = guidance_scale (w = 0: eps_pred_uncond, w = 1:
+    eps_pred_cond, linear in w), shaped like the inputs."""
     ### BEGIN SOLUTION
     return eps_pred_uncond + guidance_scale * (eps_pred_cond - eps_pred_uncond)
     ### END SOLUTION
