@@ -9,7 +9,9 @@ reported weights that differ. Another submission returns a tensor of shape (1000
 call, which a broadcasting comparison would have blown up to ~2.8 GB in the grader (``close`` never broadcasts).
 
 Each attack is a real notebook (the solution with one TODO replaced), graded by the CLI beside the honest
-solution, which must keep its full marks: the rebuilt weights are the ones a real kernel creates.
+solution, which must keep its full marks: the rebuilt weights are the ones a real kernel creates. One more
+attack of the same pass rides along: worksheet 6's classifier_guided_eps written with the package's
+``guidance.classifier_grad``, which the kernel's copy of the package now hides too.
 """
 from __future__ import annotations
 
@@ -71,6 +73,13 @@ ATTACKS = {
                 + ZERO.format(net="model") + "return ((model(x0, t) - eps) ** 2).mean()\n",
         }, {"test_classifier_guided_eps": (0, "classifier's weights"), "test_cfg_loss": (0, "model's weights"),
             "test_cfg_combine": (1, "correct")}),
+        "calls_the_package": ({      # not a weights attack: the package's gradient is most of the TODO
+            "classifier_guided_eps":
+                "from course_utils.guidance import classifier_grad\n"
+                "def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):\n"
+                "    a = schedule.alpha_bar[t].reshape(-1, *([1] * (xt.ndim - 1)))\n"
+                "    return eps_pred - classifier_scale * (1 - a).sqrt() * classifier_grad(classifier, xt, t, y)\n",
+        }, {"test_classifier_guided_eps": (0, "hidden while grading")}),
     },
 }
 

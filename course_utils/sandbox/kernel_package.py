@@ -48,7 +48,7 @@ PACKAGE_TARGETS: dict[str, list[str]] = {
     "cfg_combine": ["guidance.cfg_combine"],
     "EMA": ["training.EMA"],
     "ddim_sample_loop": ["samplers.ddim_sample"],
-    "classifier_guided_eps": ["guidance.predict_eps"],
+    "classifier_guided_eps": ["guidance.predict_eps", "guidance.classifier_grad"],   # the gradient is most of it
     "guided_ddim_sample": ["samplers.ddim_sample"],
     "dpmpp_2m_step": ["solvers.dpmpp_2m_step"],
     "dpmpp_2m_sample_loop": ["solvers.dpmpp_2m_sample"],
