@@ -63,7 +63,7 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 6 * | ~ 1-2 |
 # | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step, one DDIM step, the DDIM sampling loop | 45 min | ~ 2 | ~ 1 |
 # | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 16 * | ~ 1-2 |
-# | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 9 * | ~ 1-2 |
+# | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 5-9 * | ~ 1-2 |
 # | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | classifier-free guidance, its loss, guidance in a sampler; classifier guidance | 1 h | ~ 2 | ~ 1 |
 # | 7 | [Lesson 7: faster samplers](07_fast_samplers.ipynb) | DDIM as Euler on the probability-flow ODE; Heun and DPM-Solver++(2M); quality per network call; the `diffusers` schedulers | 1 h | < 1 * | < 1 |
 # | | [Worksheet 7: fast samplers](../exercises/07_fast_samplers.ipynb) | one DPM-Solver++(2M) step and its sampler loop | 45 min | < 1 | < 1 |
@@ -73,8 +73,8 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 #
 # \* Measured with nbconvert on this course's 2-core test machine on 2026-12-02, nothing else running unless
 # said. That day it was an AMD EPYC that computes bfloat16 natively, so lesson 4's image model trained in
-# bfloat16: lesson 3 took 15 s, lesson 4 8.1 minutes (488 s), lesson 5 5.7 minutes (341 s), lesson 6 8.7 minutes (523 s, with a
-# test run beside it) and lesson 7 30 s. On a laptop without fast bfloat16 (most of them: which ones have it, and
+# bfloat16: lesson 3 took 15 s, lesson 4 8.1 minutes (488 s), lesson 5 5.7 minutes (341 s), lesson 6 4.4 minutes (264 s; 8.7 minutes,
+# 523 s, with a test run beside it) and lesson 7 30 s. On a laptop without fast bfloat16 (most of them: which ones have it, and
 # why it matters, is in `docs/performance.md`) lesson 4 runs in 32-bit floats and takes about 10 minutes (593 s
 # on the AVX2-only machine of 2026-11-23, another job running). The lab trains for 15 minutes by default (16
 # minutes in all on the quiet machine, with its measurements); there its reference run met the course's bar of 85%
