@@ -316,6 +316,40 @@ def test_reports_survive_any_text(tmp_path):
     assert "<!--" not in text and sum(line.startswith("- **") for line in text.splitlines()) == 1
 
 
+def test_what_the_kernel_reports_costs_the_grader_nothing():
+    """Fields of a harvest that should be text but are not (a case's error as a tensor of shape [6] * 8, whose
+    repr alone took 10 s and 29 MB; the 'raised' records of ddim_step, classifier_guided_eps and dpmpp_2m_step;
+    training_step's losses) are named by their type, never formatted; one tensor referenced many times (which
+    multiplied the 4 M numbers a harvest may hold) is refused. The second red-team pass measured 31 s and an 88 MB
+    message for three references."""
+    import torch
+    from answer_key import ANSWER_KEY
+    from course_utils.checks import verdict
+    from course_utils.checks.framework import MAX_MESSAGE, harvest
+    from course_utils.sandbox.codec import Packer
+    big = torch.zeros([6] * 8)
+    packer = Packer()
+    ref = packer.encode(big)
+    with pytest.raises(ValueError, match="referenced twice"):
+        grade.decode_outputs(packer.to_bytes([{"error": [ref, ref], "message": "x"}]))
+    cases = len(harvest("q_sample", ANSWER_KEY["q_sample"]))
+    result = verdict("q_sample", [{"error": big, "message": [big]}] * cases)
+    assert result.status == "error" and "<Tensor>" in result.message and len(result.message) < MAX_MESSAGE
+    for name, field, value in [("ddim_step", "no_noise", {"raised": big}),
+                               ("classifier_guided_eps", "under_no_grad", {"raised": big}),
+                               ("dpmpp_2m_step", None, {"raised": big}),
+                               ("training_step", "losses", [big, big])]:
+        outputs = harvest(name, ANSWER_KEY[name])
+        for i, out in enumerate(outputs):
+            if field is None:
+                outputs[i] = value
+            elif field in out and out[field] is not None:
+                out[field] = value
+        result = verdict(name, outputs)
+        assert not result.passed and len(result.message) < MAX_MESSAGE, (name, result.message[:200])
+        assert "0., 0." not in result.message, name          # no tensor was formatted
+
+
 def test_feedback_renders_a_students_text_as_text(tmp_path):
     """An exception message and a written answer full of markdown (a remote image that a preview would fetch,
     links, a fake bold "passed", invisible characters), rendered by a CommonMark renderer (markdown-it, as

@@ -21,6 +21,14 @@ from torch import Tensor, nn
 from ..schedules import NoiseSchedule
 
 PASS, FAIL, TODO = "✅", "❌", "⏳"
+MAX_MESSAGE = 1000        # characters of a check's message
+
+
+def kernel_text(x, limit: int = 300) -> str:
+    """Text the student's process reported, as text: a str cut to ``limit``; anything else only named by its type
+    (formatting a tensor or a list the kernel sent could cost the grader seconds and megabytes: a repr is built in
+    full before it can be cut)."""
+    return x[:limit] if isinstance(x, str) else f"<{type(x).__name__}>"
 
 
 @dataclass(frozen=True)
@@ -89,13 +97,14 @@ def verdict(name: str, outputs: list, *, hidden: bool = True) -> CheckResult:
             return CheckResult(False, f"{TODO} {label}: not implemented yet", "not_implemented")
     for out, case in zip(outputs, cases):
         if _is_error(out):
-            return CheckResult(False, f"{FAIL} {label}: raised {out['error']}: {out['message']}", "error")
+            return CheckResult(False, f"{FAIL} {label}: raised {kernel_text(out['error'], 100)}: "
+                                      f"{kernel_text(out['message'], 600)}", "error")
         try:
             hint = check.diagnose(out, case)
         except Exception as err:  # noqa: BLE001 - malformed outputs (wrong type, wrong structure)
-            hint = f"could not compare your output with the reference ({type(err).__name__}: {err})"
+            hint = f"could not compare your output with the reference ({type(err).__name__}: {str(err)[:300]})"
         if hint:
-            return CheckResult(False, f"{FAIL} {label}: {hint}", "fail")
+            return CheckResult(False, f"{FAIL} {label}: {hint}"[:MAX_MESSAGE], "fail")
     return CheckResult(True, f"{PASS} {label}: correct", "pass")
 
 
@@ -247,7 +256,7 @@ class TodoModule(nn.Module):
 
 # ------------------------------------------------------------------ reference quantities, float64
 def alpha_bar64(schedule: NoiseSchedule) -> Tensor:
-    """alpha_bar_t = prod_{s<=t} (1 - beta_s), recomputed from the betas in float64, shape (T,)."""
+    """alpha_bar_t = prod_{i<=t} (1 - beta_i), recomputed from the betas in float64, shape (T,)."""
     return torch.cumprod(1 - schedule.betas.double().cpu(), 0)
 
 

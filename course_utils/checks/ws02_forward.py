@@ -232,13 +232,18 @@ def chain_variant(mistake: str | None = None):
     """A float32 ``q_sample_chain(x0, t, schedule, generator=None)`` returning every state (t + 2, B, ...).
 
     ``mistake``: None (right), "one short" (t steps), "alpha_bar per step", "no sqrt", "same noise",
-    "independent jumps" (each state drawn from x0 in one jump).
+    "independent jumps" (each state drawn from x0 in one jump), "one noise per point" (shared by its coordinates),
+    "coin flips" (+-1 noise: the right mean and variance, not Gaussian).
     """
     def q_sample_chain(x0, t, schedule, generator=None):
         states, x = [x0], x0
         shared = torch.randn(x0.shape, generator=generator)
         for i in range(t if mistake == "one short" else t + 1):
             eps = shared if mistake == "same noise" else torch.randn(x0.shape, generator=generator)
+            if mistake == "one noise per point":
+                eps = eps[:, :1].expand_as(x0)
+            elif mistake == "coin flips":
+                eps = eps.sign()
             alpha, beta, alpha_bar = schedule.alphas[i], schedule.betas[i], schedule.alpha_bar[i]
             if mistake == "alpha_bar per step":
                 x = alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * eps
@@ -311,6 +316,36 @@ def _chain_diagnose(out, case) -> str | None:
             if abs(var - float(betas[i]) ** 2) <= 5 * math.sqrt(2 / n) * float(betas[i]) ** 2 + 1e-4:
                 return lead + ": the square root is missing on beta (beta is a variance)"
             return lead
+        # 4. it is N(0, beta_i I): one independent normal number per coordinate and per chain
+        hint = _gaussian_noise_hint(added / math.sqrt(float(betas[i])), i)
+        if hint:
+            return hint
+    # 5. the last state against Eq. 4: N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I), per column
+    last, a = states[-1], float(alpha_bar[t])
+    mean_err = (last.mean(0) - math.sqrt(a) * x0[0]).abs().max()
+    var_err = (last.var(0) - (1 - a)).abs().max()
+    if mean_err > 5 * math.sqrt((1 - a) / _CHAIN_N) or var_err > 5 * math.sqrt(2 / _CHAIN_N) * (1 - a):
+        return (f"x_t = state {t + 1} is not distributed as N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I) (Eq. 4): "
+                f"its mean is off by {float(mean_err):.3f}, its variance by {float(var_err):.3f}")
+    return None
+
+
+def _gaussian_noise_hint(z: Tensor, i: int) -> str | None:
+    """None when ``z`` (chains, coordinates), the standardised noise of step i, looks like independent N(0, 1):
+    the coordinates uncorrelated, the two halves of the chains uncorrelated, the fourth moment 3 (5 SE)."""
+    n = z.shape[0]
+    cols = torch.corrcoef(z.T)[0, 1] if z.shape[1] > 1 else torch.tensor(0.0)
+    if abs(float(cols)) > 5 / math.sqrt(n):
+        return (f"step {i} adds the same noise to every coordinate of a point (correlation {float(cols):.2f}): "
+                "draw one number per coordinate, torch.randn(x.shape)")
+    half = n // 2
+    pairs = float((z[:half] * z[half:2 * half]).mean())
+    if abs(pairs) > 5 / math.sqrt(half * z.shape[1]):
+        return f"step {i}'s noise is correlated between chains ({pairs:.2f}): draw fresh noise for every chain"
+    kurtosis = float((z ** 4).mean())
+    if abs(kurtosis - 3) > 5 * math.sqrt(96 / z.numel()):
+        return (f"step {i}'s noise is not Gaussian (fourth moment {kurtosis:.2f} of its standardised values, "
+                "3 for a normal distribution): use torch.randn")
     return None
 
 
@@ -323,6 +358,8 @@ MISTAKES["q_sample_chain"] = [
     ("no square roots", chain_variant("no sqrt"), "square root is missing on alpha"),
     ("the same noise at every step", chain_variant("same noise"), "fresh noise"),
     ("every state in one jump from x0", chain_variant("independent jumps"), "from the previous state"),
+    ("one noise per point", chain_variant("one noise per point"), "one number per coordinate"),
+    ("+-1 noise", chain_variant("coin flips"), "not Gaussian"),
     ("x_t alone", lambda x0, t, schedule, generator=None: chain_variant()(x0, t, schedule, generator)[-1],
      "not x_t alone"),
     ("not implemented", todo, "not implemented yet"),

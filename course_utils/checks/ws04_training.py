@@ -229,6 +229,9 @@ def _train_step_diagnose(out, c) -> str | None:
     ref_after = dict(zip(names, params))
     if all(close(after[k], ref_after[k], 1e-4) for k in names):
         losses = out["losses"]
+        if not (isinstance(losses, list) and len(losses) == 2 and all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in losses)):
+            return "return the loss (a float, loss.item(), or the loss tensor)"
         if any(v is None for v in losses):
             return "return the loss (a float, loss.item(), or the loss tensor)"
         if not all(math.isclose(v, r, rel_tol=1e-3, abs_tol=1e-5) for v, r in zip(losses, refs)):
@@ -306,16 +309,22 @@ def _ema_call(cls, c):
     averaged = getattr(ema, "model", None)
     if not isinstance(averaged, nn.Module):
         return dict(error="no_model")
-    same = averaged is model or any(a.data_ptr() == b.data_ptr()
-                                    for a, b in zip(averaged.parameters(), model.parameters()))
-    requires_grad = any(p.requires_grad for p in averaged.parameters())
+    def shared_or_trainable():     # measured after construction and again after every update
+        copy = getattr(ema, "model", None)
+        same = copy is model or not isinstance(copy, nn.Module) or any(
+            a.data_ptr() == b.data_ptr() for a, b in zip(copy.parameters(), model.parameters()))
+        return same, isinstance(copy, nn.Module) and any(p.requires_grad for p in copy.parameters())
+
+    same, requires_grad = shared_or_trainable()
     states = []
     for i, live in enumerate(c["live"]):
         with torch.no_grad():
             for k, p in model.state_dict().items():
                 p.copy_(live[k])
         ema.update(model, c["first_step"] + i)
-        states.append({k: v.clone() for k, v in averaged.state_dict().items()})
+        states.append({k: v.clone() for k, v in ema.model.state_dict().items()})
+        now = shared_or_trainable()
+        same, requires_grad = same or now[0], requires_grad or now[1]
     return dict(same=same, requires_grad=requires_grad, states=states,
                 live_after={k: v.clone() for k, v in model.state_dict().items()})
 
@@ -339,7 +348,7 @@ def _ema_diagnose(out, c) -> str | None:
     if matches(ref):
         if out["requires_grad"]:
             return ("the averaged copy still requires gradients: call .requires_grad_(False) on it (the optimizer "
-                    "must never train it, and autograd need not track it)")
+                    "must never train it, and autograd has nothing to track there)")
         return None
     variants = [
         ("EMA without warm-up: early on, the average must follow the live weights quickly; use the decay "
@@ -386,11 +395,20 @@ def ema_variant(**switches):
     return type("WrongEMA", (RefEMA,), switches)
 
 
+class _TrainableAfterUpdate(RefEMA):
+    """Right until its first update, which makes the averaged copy trainable again."""
+
+    def update(self, model: nn.Module, step: int) -> None:
+        super().update(model, step)
+        self.model.requires_grad_(True)
+
+
 MISTAKES["EMA"] = [
     ("EMA without warm-up", ema_variant(warmup="none"), "EMA without warm-up"),
     ("warm-up off by one", ema_variant(warmup="no_plus_one"), "off by one"),
     ("weights swapped", ema_variant(swap=True), "swapped"),
     ("no copy", ema_variant(alias=True), "independent copy"),
     ("copy still trainable", ema_variant(grad=True), "requires gradients"),
+    ("copy trainable after an update", _TrainableAfterUpdate, "requires gradients"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, generator, judge, register,
-                        shape_hint, small_schedule, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, generator, judge, kernel_text,
+                        register, shape_hint, small_schedule, todo, visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -183,7 +183,8 @@ def _ddim_diagnose(out, c) -> str | None:
         return hint
     no_noise = out.get("no_noise")
     if isinstance(no_noise, dict) and "raised" in no_noise:
-        return (f"with eta = 0 and noise=None (what the sampling loops pass) it raised {no_noise['raised']}: "
+        raised = kernel_text(no_noise["raised"])
+        return (f"with eta = 0 and noise=None (what the sampling loops pass) it raised {raised}: "
                 "sigma_t is 0 there, so leave the noise out")
     if not (isinstance(no_noise, (list, tuple)) and len(no_noise) == 2 and close(no_noise[0], ref_prev)):
         return "with eta = 0 and noise=None (what the sampling loops pass) x_prev differs: leave the noise out"
@@ -297,20 +298,46 @@ def mixture_hint(samples) -> str | None:
     return None
 
 
+SECOND_SEED = 1000      # eta > 0: the loop runs again with the generator seeded seed + SECOND_SEED
+
+
 def _loop_call(f, c):
     model = mixture_model(c["schedule"])
-    return f(model, c["schedule"], c["x_T"], c["num_steps"], eta=c["eta"],
-             generator=torch.Generator().manual_seed(c["seed"]))
+
+    def run(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return f(model, c["schedule"], c["x_T"], c["num_steps"], eta=c["eta"], generator=generator)
+    return dict(out=run(c["seed"]), out2=run(c["seed"] + SECOND_SEED) if c["eta"] > 0 else None)
 
 
-def _loop_diagnose(out, c) -> str | None:
+def _noise_scale_hint(out, out2, c, args) -> str | None:
+    """eta > 0: two runs from the same x_T with two generators must differ as much as two reference runs do (mean
+    squared distance within 10%; seeds vary it by ~2%): catches a sigma_t of the wrong size whatever the noise order."""
+    hint = shape_hint(out2, out, "x0 of the second run")
+    if hint:
+        return hint
+    ref2 = ref_ddim_loop(*args[:-1], c["seed"] + SECOND_SEED)
+    theirs = float((out.double() - out2.double()).pow(2).sum(-1).mean())
+    ours = float((ref_ddim_loop(*args) - ref2).pow(2).sum(-1).mean())
+    if not 0.9 * ours < theirs < 1.1 * ours:
+        return (f"with eta = {c['eta']:g}, two runs from the same x_T with two generators differ by {theirs:.2f} "
+                f"(mean squared distance) where DDIM's sigma_t gives {ours:.2f}: the noise added per step has the "
+                "wrong size (pass eta and one fresh noise per step to ddim_step)")
+    return None
+
+
+def _loop_diagnose(outputs, c) -> str | None:
+    out, out2 = outputs["out"], outputs["out2"]
     args = (mixture_model(c["schedule"]), c["schedule"], c["x_T"], c["num_steps"], c["eta"], c["seed"])
     ref = ref_ddim_loop(*args)
     hint = shape_hint(out, ref, "x0")
     if hint:
         return hint
+    if c["eta"] > 0 and close(out, ref_ddim_loop(*args[:4], 0.0, c["seed"]), 1e-3):
+        return (f"eta is ignored: with eta = {c['eta']:g} the samples equal the deterministic (eta = 0) ones; "
+                "pass eta to ddim_step, with one fresh noise per step")
     if close(out, ref, 1e-3):
-        return None
+        return _noise_scale_hint(out, out2, c, args) if c["eta"] > 0 else None
     variants = [
         ("the last step goes to clean data, alpha_bar_prev = 1: in Python alpha_bar[-1] is the LAST entry "
          "(alpha_bar_{T-1}, almost 0), not 'the one before t = 0'", dict(last="python_last")),
@@ -325,7 +352,7 @@ def _loop_diagnose(out, c) -> str | None:
         if close(out, ref_ddim_loop(*args, **switches), 1e-3):
             return mistake_hint
     if c["eta"] > 0:        # another order of noise draws is fine: the samples must reproduce the mixture
-        return mixture_hint(out)
+        return mixture_hint(out) or _noise_scale_hint(out, out2, c, args)
     return ("x0 differs from the reference DDIM loop at eta = 0 (deterministic); does your ddim_step pass its check? "
             f"{mixture_hint(out) or 'The samples still look like the mixture: look for a small error.'}")
 
@@ -334,18 +361,19 @@ register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, 
 check_ddim_sample_loop = visible("ddim_sample_loop")
 
 
-def loop_variant(*, shuffle_noise=False, **switches):
+def loop_variant(*, shuffle_noise=False, ignore_eta=False, **switches):
     """ddim_sample_loop(model, schedule, x_T, num_steps, *, eta, generator) with mistakes switched on; none: right.
     ``shuffle_noise`` draws the noise in another order (right, but not the course's order)."""
     def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
         seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator)) if shuffle_noise else None
         if seed is None:
             seed = generator.initial_seed()
-        return ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, **switches).float()
+        return ref_ddim_loop(model, schedule, x_T, num_steps, 0.0 if ignore_eta else eta, seed, **switches).float()
     return ddim_sample_loop
 
 
 MISTAKES["ddim_sample_loop"] = [
+    ("eta ignored", loop_variant(ignore_eta=True), "eta is ignored"),
     ("alpha_bar[-1] at the last step", loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
     ("t - 1 instead of the grid", loop_variant(prev="t-1"), "off by one in the time grid"),
     ("loop index as timestep", loop_variant(t_arg="k"), "not with the loop index"),

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, model_changed,
+from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, kernel_text, model_changed,
                         register, seeded_state, shape_hint, small_schedule, state_changed, todo, visible)
 from .ws04_training import choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model
 from .ws05_samplers import mixture_model, ref_ddim_step
@@ -142,8 +142,8 @@ def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=T
         g = g / B
     a = gather(alpha_bar64(c["schedule"]), t, xt.ndim)
     coef = (1 - a).sqrt() if sqrt else (1 - a)
-    s = c["classifier_scale"] if scale else 1.0
-    return c["eps_pred"].double() + sign * s * coef * g.reshape(xt.shape)
+    classifier_scale = c["classifier_scale"] if scale else 1.0
+    return c["eps_pred"].double() + sign * classifier_scale * coef * g.reshape(xt.shape)
 
 
 def _guided_call(f, c):
@@ -184,7 +184,8 @@ def _guided_diagnose(out, c) -> str | None:
         return hint
     again = out.get("under_no_grad")
     if isinstance(again, dict) and "raised" in again:
-        return (f"under torch.no_grad() (as a sampler calls it) it raised {again['raised']}: compute the "
+        raised = kernel_text(again["raised"])
+        return (f"under torch.no_grad() (as a sampler calls it) it raised {raised}: compute the "
                 "gradient inside `with torch.enable_grad():`")
     if not close(again, ref):
         return "under torch.no_grad() (as a sampler calls it) the result differs: compute the gradient inside " \

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from .framework import (MISTAKES, Check, alpha_bar64, close, generator, judge, register, shape_hint, todo,
-                        visible)
+from .framework import (MISTAKES, Check, alpha_bar64, close, generator, judge, kernel_text, register, shape_hint,
+                        todo, visible)
 
 STEP_HINT = ("x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D with alpha = sqrt(alpha_bar), "
              "sigma = sqrt(1 - alpha_bar), h = lambda_prev - lambda_t")
@@ -106,7 +106,7 @@ LAST_HINT = ("the last step goes to clean data (alpha_bar_prev = 1, so lambda_pr
 
 def _step_diagnose(out, c) -> str | None:
     if "raised" in out:
-        return f"{FIRST_HINT} (yours raised {out['raised']})"
+        return f"{FIRST_HINT} (yours raised {kernel_text(out['raised'])})"
     out = out["out"]
     if not (isinstance(out, (list, tuple)) and len(out) == 2):
         return "return a tuple (x_prev, x0_pred), like course_utils.solvers.dpmpp_2m_step"

@@ -38,7 +38,7 @@ PACKAGE_TARGETS: dict[str, list[str]] = {
     "q_sample": ["forward.q_sample", "forward.q_sample_chain"],
     "q_sample_chain": ["forward.q_sample_chain"],
     "q_posterior": ["forward.q_posterior"],
-    "predict_x0": ["samplers.ddim_step"],
+    "predict_x0": ["samplers.ddim_step", "solvers.dpmpp_2m_step"],    # both return x0_pred
     "sinusoidal_embedding": ["nets.sinusoidal_embedding"],
     "SinusoidalTimeEmbedding": ["nets.SinusoidalTimeEmbedding"],
     "ResBlock": ["nets.ResBlock"],

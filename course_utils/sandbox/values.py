@@ -4,8 +4,8 @@ a tuple is ``{"__tuple__": [...]}`` and a NoiseSchedule ``{"__schedule__": {fiel
 with tensors, lists, dicts, numbers and text only.
 
 No pickle on either side (nothing runs on load), nothing compressed (nothing inflates): ``decode_outputs``
-checks every bound before it allocates (``codec.unpack``; then nesting depth, integers within 64 bits) and
-makes text valid Unicode.
+checks every bound before it allocates (``codec.unpack``; then nesting depth, integers within 64 bits, each
+tensor used once, so the outputs hold at most ``codec.MAX_ELEMENTS`` numbers) and makes text valid Unicode.
 
 ``HARVEST_CODE`` is the kernel's half (it runs in the student's kernel, so it imports nothing of the grader's):
 it executes ``codec``'s source in a namespace of its own, decodes the cases, calls the check's ``call`` with
@@ -89,7 +89,7 @@ def encode_values(values) -> bytes:
 def decode_outputs(data: bytes) -> list:
     """The outputs a harvest cell wrote: checked bounds everywhere, no pickle, no decompression."""
     values, tensors = unpack(data)
-    count = [0]
+    count, used = [0], set()
 
     def decode(x, depth: int):
         count[0] += 1
@@ -97,6 +97,9 @@ def decode_outputs(data: bytes) -> list:
             raise ValueError("the outputs are nested too deeply, or too many")
         if isinstance(x, dict):
             if set(x) == {"__tensor__"} and isinstance(x["__tensor__"], int) and 0 <= x["__tensor__"] < len(tensors):
+                if x["__tensor__"] in used:      # the kernel's half writes each tensor once: a copy would multiply
+                    raise ValueError("a tensor referenced twice in the outputs")   # the bound on numbers
+                used.add(x["__tensor__"])
                 return tensors[x["__tensor__"]]
             if set(x) == {"__tuple__"} and isinstance(x["__tuple__"], list):
                 return [decode(v, depth + 1) for v in x["__tuple__"]]
