@@ -3,7 +3,7 @@
 Each config trains ``MLPDenoiser`` on ``make_toy("moons", 5000)`` with DDPM's L_simple (AdamW, batch 256, linear
 schedule T = 1000), keeps an EMA with warm-up (``course_utils.training.EMA``), and samples 2,000 points with
 ``ddpm_sample`` (posterior variance) from the live and the EMA weights. A sample is "on the moons" when it lies
-within 0.15 of the noise-free moons (standardised like the data); the data itself scores about 1.0.
+within 0.15 of the noise-free moons (standardised like the data); the data itself scores about 0.95.
 
     python bench/moons_reference.py [--configs ...] [--threads 1] [--png /tmp/moons.png]
 """

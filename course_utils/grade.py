@@ -1,12 +1,14 @@
 """Grade a class's worksheets: points per TODO, feedback per student, students' code kept in a sandbox.
 
     python -m course_utils.grade SOURCE SUBMISSION... --out DIR [--workers N] [--cell-timeout S] [--timeout S]
-                                 [--memory-mb M] [--disk-mb M] [--max-processes N] [--force] [--allow-root]
+                                 [--memory-mb M] [--disk-mb M] [--max-processes N] [--max-notebook-mb M]
+                                 [--force] [--keep-temp] [--quiet] [--no-pool] [--allow-root] [--shard K/N]
+    python -m course_utils.grade merge | export-lms | export-gradescope ...   (docs/grading.md)
 
 SOURCE is the instructor's solution notebook (solutions/*.ipynb, with the hidden tests); each SUBMISSION a
 student's notebook or a folder of them (``submissions/<student>/<worksheet>.ipynb``: the student is the
-folder's name; a loose ``alice.ipynb`` is student ``alice``). Writes DIR/grades.csv, DIR/feedback/<student>.md
-and one result file per submission in DIR/results/<worksheet>/ (a rerun skips those unless --force).
+folder's name; a loose ``alice.ipynb`` is student ``alice``). Writes DIR/grades.csv, DIR/feedback/<student>.md,
+DIR/report.html and one result file per submission in DIR/results/<worksheet>/ (a rerun skips those unless --force).
 
 How a submission is graded (docs/grading.md has the details and the limits):
 

@@ -14,7 +14,7 @@ their names, and the students of its slice. ``merge`` copies every result into t
 the reports from them (``grade.write_reports``), so the output is what one run over the whole class writes.
 It refuses, saying why: results of different SOURCEs (a worksheet graded against two versions of the solution),
 folders that hold different worksheets, a student graded in two folders, shards of different classes, a
-missing shard (``shard 2/3 is missing``), and a shard whose run did not finish (a student without a result).
+missing shard (``shard(s) 2/3 missing``), and a shard whose run did not finish (a student without a result).
 """
 from __future__ import annotations
 

@@ -1,7 +1,11 @@
 """Train the course's pretrained models with the course's own ``train``, one command each:
 
-    python -m course_utils.pretrain NAME [--recipe R] [--steps N | --minutes M] [--fresh] [--eval-only]
-                                         [--no-eval] [--device cuda] [--batch-size B] [--lr LR] [--ema-decay D]
+    python -m course_utils.pretrain NAME [--recipe R] [--steps N | --minutes M] [--chunk N] [--fresh]
+                                         [--eval-only | --no-eval] [--eval-samples N] [--device cuda] [--threads N]
+                                         [--batch-size B] [--lr LR] [--ema-decay D] [--warmup-steps N]
+                                         [--decay-steps N] [--compile] [--work-dir DIR] [--out-dir DIR]
+
+(``--help`` says what each does.)
 
 NAME is a key of ``CONFIGS``; ``--recipe`` picks one of its named variants (``RECIPES``: a wider network and
 a GPU's training settings, say), which changes how the model is trained, not its name or how it is loaded.

@@ -1,7 +1,7 @@
 """Run-time switches read from the environment, in one place.
 
-- ``COURSE_QUICK=1``: quick mode. CI sets it; lessons shrink training and sampling so each runs in about
-  3 minutes on 2 CPU cores. Nothing else changes between the modes.
+- ``COURSE_QUICK=1``: quick mode. CI sets it; lessons shrink training and sampling so each runs in a minute
+  or two on 2 CPU cores. Nothing else changes between the modes.
 - ``COURSE_DATA_DIR``: where datasets live (see ``course_utils.data.data_root``).
 """
 from __future__ import annotations

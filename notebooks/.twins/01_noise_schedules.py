@@ -62,7 +62,7 @@ print(f"device: {device}, quick mode: {quick_mode()}, images: {NUM_IMAGES}")
 # $\sqrt{1-\beta_t}$ at the same time, so that an input of unit variance keeps unit variance. Two derived
 # quantities appear everywhere:
 # $$
-# \alpha_t = 1 - \beta_t, \qquad \bar\alpha_t = \prod_{s=1}^{t} \alpha_s .
+# \alpha_t = 1 - \beta_t, \qquad \bar\alpha_t = \prod_{i=1}^{t} \alpha_i .
 # $$
 # $\bar\alpha_t$ is the fraction of the signal's *variance* still left after $t$ steps: lesson 2 shows that
 # $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$. A schedule is good when $\bar\alpha_t$
@@ -79,7 +79,7 @@ print(f"device: {device}, quick mode: {quick_mode()}, images: {NUM_IMAGES}")
 # NBVAL_CHECK_OUTPUT
 betas = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5], dtype=torch.float64)   # beta_t, t = 1..5
 alphas = 1 - betas                                                       # alpha_t = 1 - beta_t
-alpha_bar = torch.cumprod(alphas, dim=0)                                 # alpha_bar_t = prod_{s<=t} alpha_s
+alpha_bar = torch.cumprod(alphas, dim=0)                                 # alpha_bar_t = prod_{i<=t} alpha_i
 tiny = NoiseSchedule.from_betas(betas)
 
 print(" t   beta_t  alpha_t  alpha_bar_t")
@@ -398,7 +398,7 @@ schedule_explorer(x0, device=device)
 # %% [markdown]
 # ## Summary
 #
-# - A schedule is the sequence $\beta_1..\beta_T$; $\bar\alpha_t = \prod_{s\le t}(1-\beta_s)$ is the share
+# - A schedule is the sequence $\beta_1..\beta_T$; $\bar\alpha_t = \prod_{i\le t}(1-\beta_i)$ is the share
 #   of signal variance left at step $t$, and $(\sqrt{\bar\alpha_t}, \sqrt{1-\bar\alpha_t})$ walks along the
 #   unit circle.
 # - Linear (Ho et al.): betas $10^{-4} \to 0.02$ over $T = 1000$ steps; on small images it reaches pure

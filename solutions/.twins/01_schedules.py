@@ -107,7 +107,7 @@ assert run_check("cosine_beta_schedule", cosine_beta_schedule, hidden=True).pass
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-06", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### Compare the two
 #
-# $\bar\alpha_t = \prod_{s \le t}(1 - \beta_s)$ is the fraction of the signal's variance left at step $t$.
+# $\bar\alpha_t = \prod_{i \le t}(1 - \beta_i)$ is the fraction of the signal's variance left at step $t$.
 # The linear schedule destroys the signal early: its $\bar\alpha_t$ is almost 0 for the last third of the
 # steps, which are then wasted; the cosine schedule spreads the destruction out. This cell also checks your
 # betas against the package's `NoiseSchedule`.
