@@ -32,6 +32,7 @@ Instructor tools: a student calls the checks in the worksheets but need not read
   trusts; its internals (each worksheet's references, cases and catalogue of mistakes) are for instructors
 - ``exercises``: generates the student worksheets (exercises/) from the solutions (solutions/)
 - ``grade``: grades a class's worksheets
+- ``grade_feedback``: grades.csv and each student's feedback file; the text helpers every output passes through
 - ``grade_shards``: ``--shard K/N`` slices of a class for several machines, and ``merge`` of their results
 - ``grade_report``: ``report.html``, what the class got wrong: scores, pass rates, ranked mistakes, who needs help
 - ``grade_lms``: ``export-lms``, grades.csv in the columns Canvas and Moodle import

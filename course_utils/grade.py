@@ -28,23 +28,19 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
-import csv
 import hashlib
-import html
-import io
 import json
 import os
-import re
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import grade_report, grade_shards, sandbox
+from . import grade_shards, sandbox
+from .grade_feedback import safe_name, write_atomic, write_reports
 from .sandbox.values import HARVEST_CODE, decode_outputs, encode_values, valid_text as _valid_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -54,8 +50,6 @@ MAX_JSON_VALUES = 2_000_000          # values in a submitted notebook's JSON (ea
 MAX_CELLS = 2000                     # cells of a submission (the worksheets have about 30)
 MAX_TEXT = 4000                      # characters kept of a manual answer
 MAX_MESSAGE = 600                    # characters kept of a message
-MAX_NAME_BYTES = 64                  # a student's name, in bytes of UTF-8 (file names allow 255)
-CSV_FIELDS = ["student", "worksheet", "grade_id", "points", "max_points", "status", "message"]
 
 
 class GradeError(Exception):
@@ -537,7 +531,7 @@ def _hidden_calls(outcome: sandbox.Outcome) -> list[str]:
 
 def _file_name(name: str) -> str:
     """The submission's name for the copy in the sandbox: safe, and short enough for any file system."""
-    stem = _safe(Path(name).stem)
+    stem = safe_name(Path(name).stem)
     return f"{stem}.ipynb"
 
 
@@ -549,15 +543,6 @@ def _in_source_order(source: Source, rows: list[dict]) -> list[dict]:
 
 
 # ------------------------------------------------------------------ the class
-def _safe(name: str) -> str:
-    """A file-safe student name: word characters, dot and dash, at most MAX_NAME_BYTES bytes of UTF-8."""
-    name = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", _valid_text(name))).strip("._") or "student"
-    if len(name.encode()) > MAX_NAME_BYTES:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        name = name.encode()[:MAX_NAME_BYTES - 9].decode("utf-8", "ignore") + "-" + digest
-    return name
-
-
 def _notebooks_in(folder: str, depth: int = 0) -> list[Path]:
     """``*.ipynb`` entries under ``folder`` that are not folders, never following links (a linked file is
     listed, so that its student gets a row saying why it was not read)."""
@@ -603,7 +588,7 @@ def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
             raise GradeError(f"no such file or folder: {arg}")
     subs, used = [], set()
     for student, path in found:
-        name = base = _safe(student)
+        name = base = safe_name(student)
         n = 1
         while name.casefold() in used:
             n += 1
@@ -613,13 +598,6 @@ def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
     return subs
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
-    tmp.write_text(_valid_text(text), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _is_current(path: Path, source: Source, sub: Submission) -> bool:
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -627,96 +605,6 @@ def _is_current(path: Path, source: Source, sub: Submission) -> bool:
                 and old.get("sha256") is not None and old.get("sha256") == _sha256(sub.path))
     except (OSError, ValueError, AttributeError):
         return False
-
-
-# ------------------------------------------------------------------ reports
-_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}  # controls, line breaks, format characters (zero-width, bidi, soft hyphen, BOM)
-# what makes markdown of text: links and images ([ ]), emphasis (* ~, and _ at a word's edge), code, escapes
-_MARKDOWN = re.compile(r"[\\`*\[\]~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-
-
-def _visible(text: str) -> str:
-    """``text`` as valid Unicode with every run of invisible characters (``_INVISIBLE``) made one space."""
-    marked = "".join("\0" if unicodedata.category(ch) in _INVISIBLE else ch for ch in _valid_text(text))
-    return re.sub("\0+", " ", marked)
-
-
-def _plain(message) -> str:
-    """One line of plain text: no line breaks, carriage returns, control or invisible characters, no leading mark."""
-    return re.sub(r"^[✅❌⏳]\s*", "", _visible(str(message))).strip()
-
-
-def _md(text) -> str:
-    """Text from a notebook, safe in a line of markdown: one line (no fake line can start), HTML escaped, and
-    the characters of links, images, emphasis and code escaped (a student's message renders as the text it is:
-    no remote image fetched on preview, no link, no bold "passed")."""
-    return _MARKDOWN.sub(lambda m: "\\" + m.group(0), html.escape(_plain(text), quote=False))
-
-
-def _quoted(text: str) -> list[str]:
-    """A written answer as a fenced code block: shown exactly as typed, nothing in it rendered."""
-    lines = [_visible(line).rstrip() for line in str(text).splitlines()]
-    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", "\n".join(lines))), default=0))
-    return [fence + "text", *lines, fence]
-
-
-def write_reports(out: Path) -> tuple[int, int]:
-    """DIR/grades.csv and DIR/feedback/<student>.md from every result in DIR/results."""
-    results = []
-    for f in sorted((out / "results").glob("*/*.json")):
-        try:
-            r = json.loads(f.read_text(encoding="utf-8"))
-            if not (isinstance(r, dict) and isinstance(r.get("student"), str) and isinstance(r.get("rows"), list)
-                    and all(isinstance(row, dict) and {"grade_id", "points", "max_points", "status", "message"}
-                            <= set(row) for row in r["rows"])):
-                raise ValueError("not a result of course-grade")
-            results.append(r)
-        except (OSError, ValueError) as err:
-            print(f"course-grade: skipped {f}: {err}", file=sys.stderr)
-    results.sort(key=lambda r: (r["student"], str(r.get("worksheet", ""))))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    by_student: dict[str, list[dict]] = {}
-    for r in results:
-        by_student.setdefault(r["student"], []).append(r)
-        for row in r["rows"]:
-            writer.writerow({"student": r["student"], "worksheet": r["worksheet"],
-                             **{k: row[k] for k in CSV_FIELDS[2:]}, "message": _plain(row["message"])})
-        auto = sum(row["points"] for row in r["rows"] if isinstance(row["points"], (int, float)))
-        total = sum(row["max_points"] for row in r["rows"])
-        pending = sum(row["max_points"] for row in r["rows"] if row["points"] == "")
-        message = r.get("message") or (f"{pending:g} points to grade by hand" if pending else "")
-        writer.writerow({"student": r["student"], "worksheet": r["worksheet"], "grade_id": "TOTAL",
-                         "points": auto, "max_points": total, "status": r.get("status", "graded"),
-                         "message": _plain(message)})
-    _write_atomic(out / "grades.csv", buf.getvalue())
-    for student, rs in by_student.items():
-        _write_atomic(out / "feedback" / f"{_safe(student)}.md", feedback_markdown(student, rs))
-    grade_report.write(out, results)     # DIR/report.html: what the class got wrong
-    return len(results), len(by_student)
-
-
-def feedback_markdown(student: str, results: list[dict]) -> str:
-    lines = [f"# Feedback for {_md(student)}", ""]
-    for r in results:
-        auto = sum(row["points"] for row in r["rows"] if isinstance(row["points"], (int, float)))
-        total = sum(row["max_points"] for row in r["rows"])
-        lines += [f"## Worksheet `{_plain(r['worksheet'])}`: {auto:g} / {total:g} points", "",
-                  f"File: {_md(Path(str(r.get('file', ''))).name)}", ""]
-        if r.get("message"):
-            lines += [f"**{_md(r['message'])}**", ""]
-        for row in r["rows"]:
-            mark = {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed")
-            pts = "?" if row["points"] == "" else f"{row['points']:g}"
-            lines.append(f"- **{_md(row['grade_id'])}** ({pts} / {row['max_points']:g}): {mark}. {_md(row['message'])}")
-        for gid, text in (r.get("answers") or {}).items():
-            lines += ["", f"### Written answer `{_plain(gid)}` (for the instructor)", ""]
-            lines += _quoted(text)
-        if r.get("notes"):
-            lines += ["", *[f"_Note: {_md(n)}_" for n in r["notes"]]]
-        lines.append("")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ the class
@@ -753,7 +641,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         if out_resolved == sub.path.parent.resolve() or out_resolved in sub.path.parent.resolve().parents:
             raise GradeError(f"--out {out} contains the submission {sub.path}: the grader never writes next to "
                              "submissions; choose another folder")
-    results_dir = out / "results" / _safe(source.worksheet)
+    results_dir = out / "results" / safe_name(source.worksheet)
     results_dir.mkdir(parents=True, exist_ok=True)
     if shard:       # one job of an array: its slice of the class, and what `course-grade merge` checks
         everyone, subs = [s.student for s in subs], grade_shards.select(subs, shard)
@@ -774,7 +662,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                       "notes": [],
                       "rows": [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": "grader_error",
                                 "message": message} for g in source.graded]}
-        _write_atomic(results_dir / f"{sub.student}.json", json.dumps(result, indent=1))
+        write_atomic(results_dir / f"{sub.student}.json", json.dumps(result, indent=1))
         return result
 
     scratch = Path(tempfile.mkdtemp(prefix="course-grade-run-"))

@@ -11,7 +11,7 @@ machine or a process id, so N jobs on N machines grade every student exactly onc
 **What a shard leaves for the merge.** Besides its grades.csv, feedback/ and results/, a shard writes
 ``DIR/shards/<worksheet>.json``: K, N, SOURCE's sha256, the number of students in the class and a digest of
 their names, and the students of its slice. ``merge`` copies every result into the output folder and rebuilds
-the reports from them (``grade.write_reports``), so the output is what one run over the whole class writes.
+the reports from them (``grade_feedback.write_reports``), so the output is what one run over the whole class writes.
 It refuses, saying why: results of different SOURCEs (a worksheet graded against two versions of the solution),
 folders that hold different worksheets, a student graded in two folders, shards of different classes, a
 missing shard (``shard(s) 2/3 missing``), and a shard whose run did not finish (a student without a result).
@@ -64,11 +64,11 @@ def select(subs: list, shard: tuple[int, int]) -> list:
 def write_manifest(out: Path, *, worksheet: str, source_sha256: str, shard: tuple[int, int], everyone: list[str],
                    mine: list[str]) -> None:
     """DIR/shards/<worksheet>.json: what ``merge`` needs to know that the shards belong together and are all there."""
-    from .grade import _safe, _write_atomic
+    from .grade_feedback import safe_name, write_atomic
     k, n = shard
     manifest = {"worksheet": worksheet, "source_sha256": source_sha256, "shard": k, "shards": n,
                 "class_size": len(everyone), "class_sha256": class_digest(everyone), "students": sorted(mine)}
-    _write_atomic(Path(out) / MANIFESTS / f"{_safe(worksheet)}.json", json.dumps(manifest, indent=1))
+    write_atomic(Path(out) / MANIFESTS / f"{safe_name(worksheet)}.json", json.dumps(manifest, indent=1))
 
 
 # ------------------------------------------------------------------ merging
@@ -136,7 +136,7 @@ def _check_shards(worksheet: str, folders: list[Path], manifests: list[dict | No
 
 def merge(folders: list[str | Path], out: str | Path) -> dict:
     """Check the shards belong together, copy their results into ``out``, rebuild the reports; returns counts."""
-    from .grade import write_reports
+    from .grade_feedback import write_reports
     folders, out = [Path(f) for f in folders], Path(out)
     if out.resolve() in {f.resolve() for f in folders}:
         raise MergeError(f"--out {out} is one of the folders to merge: choose a new folder")

@@ -162,7 +162,7 @@ def find_notebook(submission: Path, worksheet: str) -> tuple[Path | None, str]:
 def to_results(result: dict, config: dict, names: dict[str, str] | None = None, *, note: str = "",
                seconds: float | None = None) -> dict:
     """Gradescope's results.json (a dict) from one course-grade result (DIR/results/<worksheet>/<student>.json)."""
-    from .grade import _plain
+    from .grade_feedback import plain as _plain
     names = names or {}
     tests, score, auto_max, manual = [], 0.0, 0.0, 0.0
     for number, row in enumerate(result["rows"], 1):

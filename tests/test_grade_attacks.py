@@ -30,7 +30,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import grade, sandbox
+from course_utils import grade, grade_feedback, sandbox
 from course_utils.sandbox import runner
 
 import grading_corpus as corpus
@@ -153,7 +153,7 @@ def test_every_student_is_present_exactly_once(attacked):
     assert len([s for s in table if s.startswith("x_y")]) == 3     # "x y", "x_y", "x_y-2": three students
     for student in table:
         assert (attacked["out"] / "feedback" / f"{student}.md").exists(), student
-        assert len(student.encode()) <= grade.MAX_NAME_BYTES
+        assert len(student.encode()) <= grade_feedback.MAX_NAME_BYTES
 
 
 @pytest.mark.slow
@@ -300,7 +300,7 @@ def test_student_names_are_unique_and_short(tmp_path):
     (tmp_path / ("é" * 120 + ".ipynb")).write_text("{}")
     names = [s.student for s in grade.find_submissions([str(tmp_path)], "01_schedules")]
     assert len(names) == len({n.casefold() for n in names}) == 5, names
-    assert all(len(n.encode()) <= grade.MAX_NAME_BYTES for n in names)
+    assert all(len(n.encode()) <= grade_feedback.MAX_NAME_BYTES for n in names)
 
 
 def test_reports_survive_any_text(tmp_path):
@@ -311,7 +311,7 @@ def test_reports_survive_any_text(tmp_path):
     (tmp_path / "results" / "w").mkdir(parents=True)
     (tmp_path / "results" / "w" / "s.json").write_text(json.dumps(result))
     (tmp_path / "results" / "w" / "broken.json").write_text('{"student": 1}')
-    assert grade.write_reports(tmp_path) == (1, 1)
+    assert grade_feedback.write_reports(tmp_path) == (1, 1)
     text = (tmp_path / "feedback" / "s.md").read_text(encoding="utf-8")
     assert "<!--" not in text and sum(line.startswith("- **") for line in text.splitlines()) == 1
 
@@ -363,7 +363,7 @@ def test_feedback_renders_a_students_text_as_text(tmp_path):
               "answers": {"summary": f"The angle is linear.\n{payload}\n```\n**10 / 10 points**"}, "message": ""}
     (tmp_path / "results" / "w").mkdir(parents=True)
     (tmp_path / "results" / "w" / "mallory.json").write_text(json.dumps(result))
-    grade.write_reports(tmp_path)
+    grade_feedback.write_reports(tmp_path)
     text = (tmp_path / "feedback" / "mallory.md").read_text(encoding="utf-8")
     page = MarkdownIt("commonmark").render(text)
     assert "<img" not in page and "<a " not in page and "<em>" not in page, page

@@ -1,6 +1,6 @@
 """`course-grade export-lms`: grades.csv as the CSV Canvas or Moodle imports (course_utils/grade_lms.py).
 
-The grades.csv comes from ``grade.write_reports`` on results written here (no kernel runs)."""
+The grades.csv comes from ``grade_feedback.write_reports`` on results written here (no kernel runs)."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from course_utils import grade, grade_lms
+from course_utils import grade, grade_feedback, grade_lms
 
 WS = "01_schedules"
 
@@ -31,7 +31,7 @@ def graded(tmp_path):
         path = tmp_path / "results" / WS / f"{r['student']}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r))
-    grade.write_reports(tmp_path)
+    grade_feedback.write_reports(tmp_path)
     # the instructor grades alice's written answer by hand, in grades.csv
     text = (tmp_path / "grades.csv").read_text()
     (tmp_path / "grades.csv").write_text(text.replace("alice,01_schedules,summary,,2,manual",

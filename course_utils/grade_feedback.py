@@ -1,0 +1,132 @@
+"""What the grader writes for people, and the text it lets through: ``grades.csv`` and one markdown feedback file
+per student, rebuilt from every result in DIR/results (``write_reports``; ``report.html`` is ``grade_report``'s).
+
+Everything a submission controls (names, messages, written answers) passes through here on its way to a person:
+``plain`` makes it one line of visible text (valid Unicode, no line break, control or invisible format character),
+``md`` also escapes HTML and markdown (no link, image, emphasis or code of the student's in a feedback file),
+``quoted`` shows a written answer exactly as typed, in a code block; ``safe_name`` makes a student's name a file
+name; ``write_atomic`` writes every output file (a temporary file, then ``os.replace``).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import io
+import json
+import os
+import re
+import sys
+import unicodedata
+from pathlib import Path
+
+from . import grade_report
+from .sandbox.values import valid_text
+
+MAX_NAME_BYTES = 64                  # a student's name, in bytes of UTF-8 (file names allow 255)
+CSV_FIELDS = ["student", "worksheet", "grade_id", "points", "max_points", "status", "message"]
+
+
+def safe_name(name: str) -> str:
+    """A file-safe student name: word characters, dot and dash, at most MAX_NAME_BYTES bytes of UTF-8."""
+    name = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", valid_text(name))).strip("._") or "student"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = name.encode()[:MAX_NAME_BYTES - 9].decode("utf-8", "ignore") + "-" + digest
+    return name
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    tmp.write_text(valid_text(text), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}  # controls, line breaks, format characters (zero-width, bidi, soft hyphen, BOM)
+# what makes markdown of text: links and images ([ ]), emphasis (* ~, and _ at a word's edge), code, escapes
+MARKDOWN = re.compile(r"[\\`*\[\]~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
+def visible(text: str) -> str:
+    """``text`` as valid Unicode with every run of invisible characters (``INVISIBLE``) made one space."""
+    marked = "".join("\0" if unicodedata.category(ch) in INVISIBLE else ch for ch in valid_text(text))
+    return re.sub("\0+", " ", marked)
+
+
+def plain(message) -> str:
+    """One line of plain text: no line breaks, carriage returns, control or invisible characters, no leading mark."""
+    return re.sub(r"^[✅❌⏳]\s*", "", visible(str(message))).strip()
+
+
+def md(text) -> str:
+    """Text from a notebook, safe in a line of markdown: one line (no fake line can start), HTML escaped, and
+    the characters of links, images, emphasis and code escaped (a student's message renders as the text it is:
+    no remote image fetched on preview, no link, no bold "passed")."""
+    return MARKDOWN.sub(lambda m: "\\" + m.group(0), html.escape(plain(text), quote=False))
+
+
+def quoted(text: str) -> list[str]:
+    """A written answer as a fenced code block: shown exactly as typed, nothing in it rendered."""
+    lines = [visible(line).rstrip() for line in str(text).splitlines()]
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", "\n".join(lines))), default=0))
+    return [fence + "text", *lines, fence]
+
+
+def write_reports(out: Path) -> tuple[int, int]:
+    """DIR/grades.csv and DIR/feedback/<student>.md from every result in DIR/results."""
+    results = []
+    for f in sorted((out / "results").glob("*/*.json")):
+        try:
+            r = json.loads(f.read_text(encoding="utf-8"))
+            if not (isinstance(r, dict) and isinstance(r.get("student"), str) and isinstance(r.get("rows"), list)
+                    and all(isinstance(row, dict) and {"grade_id", "points", "max_points", "status", "message"}
+                            <= set(row) for row in r["rows"])):
+                raise ValueError("not a result of course-grade")
+            results.append(r)
+        except (OSError, ValueError) as err:
+            print(f"course-grade: skipped {f}: {err}", file=sys.stderr)
+    results.sort(key=lambda r: (r["student"], str(r.get("worksheet", ""))))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    by_student: dict[str, list[dict]] = {}
+    for r in results:
+        by_student.setdefault(r["student"], []).append(r)
+        for row in r["rows"]:
+            writer.writerow({"student": r["student"], "worksheet": r["worksheet"],
+                             **{k: row[k] for k in CSV_FIELDS[2:]}, "message": plain(row["message"])})
+        auto = sum(row["points"] for row in r["rows"] if isinstance(row["points"], (int, float)))
+        total = sum(row["max_points"] for row in r["rows"])
+        pending = sum(row["max_points"] for row in r["rows"] if row["points"] == "")
+        message = r.get("message") or (f"{pending:g} points to grade by hand" if pending else "")
+        writer.writerow({"student": r["student"], "worksheet": r["worksheet"], "grade_id": "TOTAL",
+                         "points": auto, "max_points": total, "status": r.get("status", "graded"),
+                         "message": plain(message)})
+    write_atomic(out / "grades.csv", buf.getvalue())
+    for student, rs in by_student.items():
+        write_atomic(out / "feedback" / f"{safe_name(student)}.md", feedback_markdown(student, rs))
+    grade_report.write(out, results)     # DIR/report.html: what the class got wrong
+    return len(results), len(by_student)
+
+
+def feedback_markdown(student: str, results: list[dict]) -> str:
+    lines = [f"# Feedback for {md(student)}", ""]
+    for r in results:
+        auto = sum(row["points"] for row in r["rows"] if isinstance(row["points"], (int, float)))
+        total = sum(row["max_points"] for row in r["rows"])
+        lines += [f"## Worksheet `{plain(r['worksheet'])}`: {auto:g} / {total:g} points", "",
+                  f"File: {md(Path(str(r.get('file', ''))).name)}", ""]
+        if r.get("message"):
+            lines += [f"**{md(r['message'])}**", ""]
+        for row in r["rows"]:
+            mark = {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed")
+            pts = "?" if row["points"] == "" else f"{row['points']:g}"
+            lines.append(f"- **{md(row['grade_id'])}** ({pts} / {row['max_points']:g}): {mark}. {md(row['message'])}")
+        for gid, text in (r.get("answers") or {}).items():
+            lines += ["", f"### Written answer `{plain(gid)}` (for the instructor)", ""]
+            lines += quoted(text)
+        if r.get("notes"):
+            lines += ["", *[f"_Note: {md(n)}_" for n in r["notes"]]]
+        lines.append("")
+    return "\n".join(lines)
