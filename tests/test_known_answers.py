@@ -301,7 +301,7 @@ def test_kid_is_the_unbiased_mmd_through_the_explicit_feature_map():
 
 
 class _FixedProbabilities(nn.Module):
-    """A 'classifier' of 28x28 images filled with the value v in {0, 1, 2}: probabilities PROBS[v] (logits: log)."""
+    """A 'classifier' of 28x28 images filled with the value v in {0, 1, 2, 3}: probabilities PROBS[v] (logits: log)."""
 
     PROBS = torch.tensor([[0.95, 0.03, 0.02], [0.2, 0.7, 0.1], [0.05, 0.1, 0.85], [0.01, 0.01, 0.98]])
 
