@@ -126,3 +126,29 @@ def test_comparisons_never_broadcast():
     bomb, ref = torch.zeros(10 ** 6, 1, 1, 1, 1), torch.zeros(2, 16, 6, 6)
     assert not close(bomb, ref) and not close(ref, bomb) and not close(ref, None)
     assert "wrong shape" in judge(bomb, ref, [("never this", bomb)])
+
+
+def test_verdicts_in_threads_rebuild_the_same_weights():
+    """The grader judges submissions in threads (``--workers``); the references rebuild modules from torch's global
+    random generator. Found by this file in CI: two threads reseeding it under each other gave an honest module
+    "weights are not the ones the given __init__ creates" (70 of 90 verdicts failed in this test before the lock)."""
+    import threading
+
+    from answer_key import ANSWER_KEY
+    from course_utils.checks import verdict
+    from course_utils.checks.framework import harvest
+    names = ["ResBlock", "SinusoidalTimeEmbedding", "SmallUNet", "EMA", "diffusion_loss", "training_step"]
+    outputs = {name: harvest(name, ANSWER_KEY[name]) for name in names}
+    failed = []
+
+    def judge_again(name):
+        for _ in range(15):
+            result = verdict(name, outputs[name])
+            if not result.passed:
+                failed.append(result.message)
+    threads = [threading.Thread(target=judge_again, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failed, failed[:3]

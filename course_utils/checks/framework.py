@@ -11,6 +11,7 @@ quantities the references recompute from a schedule's betas (``alpha_bar64``, ``
 """
 from __future__ import annotations
 
+import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -22,6 +23,9 @@ from ..schedules import NoiseSchedule
 
 PASS, FAIL, TODO = "✅", "❌", "⏳"
 MAX_MESSAGE = 1000        # characters of a check's message
+# One verdict at a time per process: references rebuild modules from torch's global random generator
+# (``seeded_state``), which the grader's threads (``--workers``) would otherwise reseed under each other.
+_VERDICT_LOCK = threading.RLock()
 
 
 def kernel_text(x, limit: int = 300) -> str:
@@ -86,7 +90,13 @@ def harvest(name: str, obj: Any, *, hidden: bool = True) -> list:
 
 
 def verdict(name: str, outputs: list, *, hidden: bool = True) -> CheckResult:
-    """Judge harvested outputs against the reference; the message names the first problem and a hint."""
+    """Judge harvested outputs against the reference; the message names the first problem and a hint.
+    Thread-safe: verdicts of one process run one at a time (``_VERDICT_LOCK``)."""
+    with _VERDICT_LOCK:
+        return _verdict(name, outputs, hidden)
+
+
+def _verdict(name: str, outputs: list, hidden: bool) -> CheckResult:
     check = CHECKS[name]
     cases = check.cases(hidden)
     label = f"{check.target}"
@@ -209,7 +219,7 @@ def seeded_state(build: Callable[[], nn.Module], seed: int) -> dict[str, Tensor]
     student's process, rebuilt where the verdict runs, the global random state left as it was. References are
     computed from these, never from weights the student's process reports (a student who zeroes every weight
     would otherwise be compared with the reference of a zero network)."""
-    with torch.random.fork_rng(devices=[]):
+    with _VERDICT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return {k: v.detach().clone() for k, v in build().state_dict().items()}
 

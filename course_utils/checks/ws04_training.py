@@ -288,7 +288,7 @@ def _ema_net(seed: int) -> nn.Module:
 
 def ref_ema(c, *, warmup="min", swap=False) -> list:
     """The averaged weights (float64) after each update; ``warmup``: "min" (right), "none", "no_plus_one"."""
-    init = {k: v.double() for k, v in _ema_net(c["seed"]).state_dict().items()}
+    init = {k: v.double() for k, v in seeded_state(lambda: _ema_net(c["seed"]), c["seed"]).items()}
     avg, out = dict(init), []
     for i, live in enumerate(c["live"]):
         step = c["first_step"] + i
