@@ -28,6 +28,21 @@ MAX_MESSAGE = 1000        # characters of a check's message
 _VERDICT_LOCK = threading.RLock()
 
 
+def raised_record(err: Exception) -> dict:
+    """What a check's ``call`` records for a call that may fail on purpose: the error as text, for ``diagnose``."""
+    return {"raised": f"{type(err).__name__}: {str(err)[:200]}"}
+
+
+def repeat_hint(record, ref: Tensor, when: str, fix: str) -> str | None:
+    """diagnose's verdict on a second call made under other conditions (``when``, e.g. "under torch.no_grad()"):
+    what it raised (a ``raised_record``), or whether it still gives ``ref``; ``fix`` says what to change."""
+    if isinstance(record, dict) and "raised" in record:
+        return f"{when} it raised {kernel_text(record['raised'])}: {fix}"
+    if not close(record, ref):
+        return f"{when} the result differs: {fix}"
+    return None
+
+
 def kernel_text(x, limit: int = 300) -> str:
     """Text the student's process reported, as text: a str cut to ``limit``; anything else only named by its type
     (formatting a tensor or a list the kernel sent could cost the grader seconds and megabytes: a repr is built in

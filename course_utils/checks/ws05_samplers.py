@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, generator, judge, kernel_text,
-                        register, shape_hint, small_schedule, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, generator, judge, raised_record,
+                        register, repeat_hint, shape_hint, small_schedule, todo, visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -149,7 +149,7 @@ def _ddim_call(f, c):
         try:
             out["no_noise"] = f(*args, eta=0.0, noise=None)
         except Exception as err:  # noqa: BLE001 - reported as a hint, not as the check's error
-            out["no_noise"] = dict(raised=f"{type(err).__name__}: {str(err)[:200]}")
+            out["no_noise"] = raised_record(err)
     return out
 
 
@@ -182,13 +182,9 @@ def _ddim_diagnose(out, c) -> str | None:
     if hint or c["eta"] != 0:
         return hint
     no_noise = out.get("no_noise")
-    if isinstance(no_noise, dict) and "raised" in no_noise:
-        raised = kernel_text(no_noise["raised"])
-        return (f"with eta = 0 and noise=None (what the sampling loops pass) it raised {raised}: "
-                "sigma_t is 0 there, so leave the noise out")
-    if not (isinstance(no_noise, (list, tuple)) and len(no_noise) == 2 and close(no_noise[0], ref_prev)):
-        return "with eta = 0 and noise=None (what the sampling loops pass) x_prev differs: leave the noise out"
-    return None
+    x_prev_no_noise = no_noise[0] if isinstance(no_noise, (list, tuple)) and len(no_noise) == 2 else no_noise
+    return repeat_hint(x_prev_no_noise, ref_prev, "with eta = 0 and noise=None (what the sampling loops pass)",
+                       "sigma_t is 0 there, so leave the noise out")
 
 
 register(Check("ddim_step", "ddim_step", _ddim_cases, _ddim_call, _ddim_diagnose))
@@ -310,7 +306,7 @@ def _loop_call(f, c):
     return dict(out=run(c["seed"]), out2=run(c["seed"] + SECOND_SEED) if c["eta"] > 0 else None)
 
 
-def _noise_scale_hint(out, out2, c, args) -> str | None:
+def _noise_scale_hint(out, out2, c, args, ref) -> str | None:
     """eta > 0: two runs from the same x_T with two generators must differ as much as two reference runs do (mean
     squared distance within 10%; seeds vary it by ~2%): catches a sigma_t of the wrong size whatever the noise order."""
     hint = shape_hint(out2, out, "x0 of the second run")
@@ -318,7 +314,7 @@ def _noise_scale_hint(out, out2, c, args) -> str | None:
         return hint
     ref2 = ref_ddim_loop(*args[:-1], c["seed"] + SECOND_SEED)
     theirs = float((out.double() - out2.double()).pow(2).sum(-1).mean())
-    ours = float((ref_ddim_loop(*args) - ref2).pow(2).sum(-1).mean())
+    ours = float((ref - ref2).pow(2).sum(-1).mean())
     if not 0.9 * ours < theirs < 1.1 * ours:
         return (f"with eta = {c['eta']:g}, two runs from the same x_T with two generators differ by {theirs:.2f} "
                 f"(mean squared distance) where DDIM's sigma_t gives {ours:.2f}: the noise added per step has the "
@@ -337,7 +333,7 @@ def _loop_diagnose(outputs, c) -> str | None:
         return (f"eta is ignored: with eta = {c['eta']:g} the samples equal the deterministic (eta = 0) ones; "
                 "pass eta to ddim_step, with one fresh noise per step")
     if close(out, ref, 1e-3):
-        return _noise_scale_hint(out, out2, c, args) if c["eta"] > 0 else None
+        return _noise_scale_hint(out, out2, c, args, ref) if c["eta"] > 0 else None
     variants = [
         ("the last step goes to clean data, alpha_bar_prev = 1: in Python alpha_bar[-1] is the LAST entry "
          "(alpha_bar_{T-1}, almost 0), not 'the one before t = 0'", dict(last="python_last")),
@@ -352,7 +348,7 @@ def _loop_diagnose(outputs, c) -> str | None:
         if close(out, ref_ddim_loop(*args, **switches), 1e-3):
             return mistake_hint
     if c["eta"] > 0:        # another order of noise draws is fine: the samples must reproduce the mixture
-        return mixture_hint(out) or _noise_scale_hint(out, out2, c, args)
+        return mixture_hint(out) or _noise_scale_hint(out, out2, c, args, ref)
     return ("x0 differs from the reference DDIM loop at eta = 0 (deterministic); does your ddim_step pass its check? "
             f"{mixture_hint(out) or 'The samples still look like the mixture: look for a small error.'}")
 

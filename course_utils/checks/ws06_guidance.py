@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, kernel_text, model_changed,
-                        register, seeded_state, shape_hint, small_schedule, state_changed, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, model_changed, raised_record,
+                        register, repeat_hint, seeded_state, shape_hint, small_schedule, state_changed, todo, visible)
 from .ws04_training import choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model
 from .ws05_samplers import mixture_model, ref_ddim_step
 
@@ -154,7 +154,7 @@ def _guided_call(f, c):
         with torch.no_grad():
             out["under_no_grad"] = f(*args)
     except Exception as err:  # noqa: BLE001 - reported as a hint, not as the check's error
-        out["under_no_grad"] = dict(raised=f"{type(err).__name__}: {str(err)[:200]}")
+        out["under_no_grad"] = raised_record(err)
     return out
 
 
@@ -180,17 +180,8 @@ def _guided_diagnose(out, c) -> str | None:
         ("classifier_scale is ignored: multiply the gradient term by it",
          ref_classifier_guided_eps(c, state, scale=False)),
     ], "guided eps")
-    if hint:
-        return hint
-    again = out.get("under_no_grad")
-    if isinstance(again, dict) and "raised" in again:
-        raised = kernel_text(again["raised"])
-        return (f"under torch.no_grad() (as a sampler calls it) it raised {raised}: compute the "
-                "gradient inside `with torch.enable_grad():`")
-    if not close(again, ref):
-        return "under torch.no_grad() (as a sampler calls it) the result differs: compute the gradient inside " \
-               "`with torch.enable_grad():`"
-    return None
+    return hint or repeat_hint(out.get("under_no_grad"), ref, "under torch.no_grad() (as a sampler calls it)",
+                               "compute the gradient inside `with torch.enable_grad():`")
 
 
 register(Check("classifier_guided_eps", "classifier_guided_eps", _guided_cases, _guided_call, _guided_diagnose))

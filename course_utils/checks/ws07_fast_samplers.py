@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from .framework import (MISTAKES, Check, alpha_bar64, close, generator, judge, kernel_text, register, shape_hint,
-                        todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, close, generator, judge, kernel_text, raised_record, register,
+                        shape_hint, todo, visible)
 
 STEP_HINT = ("x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D with alpha = sqrt(alpha_bar), "
              "sigma = sqrt(1 - alpha_bar), h = lambda_prev - lambda_t")
@@ -95,7 +95,7 @@ def _step_call(f, c):
     except Exception as err:  # noqa: BLE001 - judged by _step_diagnose, never raised in the student's face
         if not c["first"]:
             raise
-        return dict(raised=f"{type(err).__name__}: {err}")
+        return raised_record(err)
 
 
 FIRST_HINT = ("the first step has no x0_pred_last (None): take the first-order step, D = x0_pred (DDIM), "
