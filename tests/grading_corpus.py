@@ -22,8 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 SOLUTION = REPO / "solutions" / "01_schedules.ipynb"
 LOOP_MARK = "course_grade_test_sleeper"
 # the grader's CLI, reporting its own peak memory (RUSAGE_SELF: not the kernels', which have their own limits)
-WRAPPER = ("import resource, sys\nfrom course_utils.grade import main\nrc = main(sys.argv[1:])\n"
-           "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+# The grader's peak memory is its own high-water mark, VmHWM, not getrusage's ru_maxrss: Linux carries a
+# process's ru_maxrss across fork and exec, so a grader started from a pytest that had grown to 1.5 GB reported
+# 1.5 GB whatever it did (measured in CI; tests/test_grade_weights.py::test_the_peak_is_the_grader_own).
+PEAK = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
+WRAPPER = ("import sys\nfrom course_utils.grade import main\nrc = main(sys.argv[1:])\n"
+           f"print('PEAK_RSS_KB', {PEAK}, file=sys.stderr)\n"
            "sys.exit(rc)\n")
 
 

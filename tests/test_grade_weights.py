@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grading_corpus import REPO, WRAPPER
+from grading_corpus import PEAK, REPO, WRAPPER
 
 ZERO = "for _p in {net}.parameters():\n        _p.data.zero_()\n    "
 # worksheet -> student -> (solution cell's grade_id -> code appended to it), then grade_id -> (points, needle)
@@ -152,3 +152,17 @@ def test_verdicts_in_threads_rebuild_the_same_weights():
     for thread in threads:
         thread.join()
     assert not failed, failed[:3]
+
+
+def test_the_peak_is_the_grader_own():
+    """The peak these tests bound is the grader's own: a child of a process that has grown by 600 MB inherits
+    that growth in getrusage's ru_maxrss (Linux keeps it across fork and exec), not in VmHWM, which PEAK reads."""
+    grown = bytearray(600 * 2 ** 20)
+    grown[::4096] = b"\1" * len(grown[::4096])       # touch every page, so they count
+    probe = ("import resource\n"
+             f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, {PEAK})")
+    inherited, own = map(int, subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                             check=True).stdout.split())
+    del grown
+    assert inherited > 600 * 1024, "ru_maxrss no longer carries the parent's peak: PEAK may go back to it"
+    assert own < 100 * 1024, f"a bare Python reports a {own / 1024:.0f} MB peak"
