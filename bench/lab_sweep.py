@@ -2,15 +2,17 @@
 `mnist-eval-classifier`.
 
 Each config trains the lab's model (the Keras example's step: continuous cosine schedule, `network(x, noise_rate**2)`,
-mean absolute error on the noise, AdamW) on MNIST for a fixed number of WALL-CLOCK minutes, keeping several EMAs
-of the weights at once (decay with the warm-up min(decay, (1 + step) / (10 + step)), and the raw weights). At each
+mean absolute error on the noise, AdamW) on MNIST for a fixed number of WALL-CLOCK minutes (or of images seen,
+--eval-images), keeping several EMAs of the weights at once (decay with the warm-up min(decay, (1 + step) /
+(10 + step)), and the raw weights). At each
 evaluation time it draws --n images with deterministic DDIM (--sampling-steps, the lab's `reverse_diffusion`) from
 the same noise for every set of weights, and reports the judge's share of samples classified with confidence > 0.9
 (`course_utils.metrics.confident_share`) and the number of digit classes among them. Evaluation time is not
 counted as training time. Images smaller than 28x28 are resized to 28x28 for the judge.
 
     python bench/lab_sweep.py --configs base lr2e-3 ... --minutes 4 [--eval-at 2 4] [--n 200] [--threads 2]
-    python bench/lab_sweep.py --configs NAME --minutes 15 --eval-at 5 10 15 --n 500     # the full-mode run
+    python bench/lab_sweep.py --configs NAME --minutes 15 --eval-at 5 10 15 --n 500
+    python bench/lab_sweep.py --configs size16-base16-cosine1M --eval-images 1000000 --n 500 --amp   # by images
 
 Prints one Markdown row per (config, evaluation time, weights); docs/lab_sweep.md holds the measured table.
 """
@@ -32,7 +34,7 @@ from course_utils.schedules import diffusion_schedule
 
 # name -> changes to BASE; BASE is the lab's reference run before this sweep (issue 16)
 BASE = dict(base=32, mults=(1, 2, 2), attn=(2,), lr=1e-3, warmup=0, batch=64, size=28, loss="l1",
-            decay_minutes=None)   # decay_minutes: cosine decay of the lr to 0 over that many training minutes
+            decay_minutes=None, decay_images=None)   # cosine decay of the lr to 0 over that many minutes or images
 CONFIGS = {
     "base": {},
     "lr2e-3": dict(lr=2e-3),
@@ -54,6 +56,8 @@ CONFIGS = {
     "size16-base16-cosine15": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=15.0),
     "size16-base16-lr3e-3-cosine15": dict(lr=3e-3, warmup=200, size=16, base=16, decay_minutes=15.0),
     "size16-base16-cosine60": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=60.0),
+    # the lab's default since the run is counted in images: the cosine over 1 M training images
+    "size16-base16-cosine1M": dict(lr=2e-3, warmup=200, size=16, base=16, decay_images=1_000_000),
     # attention and loss weighting, separated: the lab's settings decayed over 5 minutes, with one change each
     "size16-base16-cosine5": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=5.0),
     "size16-base16-cosine5-no-attention": dict(lr=2e-3, warmup=200, size=16, base=16, decay_minutes=5.0, attn=()),
@@ -93,8 +97,9 @@ def judge_samples(network, *, n, steps, size, mean, std, judge, seed=0, amp=Fals
     return share, int((counts > 0).sum()), images
 
 
-def run(name: str, cfg: dict, *, minutes: float, eval_at: list[float], n: int, sampling_steps: int, seed: int,
-        judge, save: str | None, decays=DECAYS, amp: bool = False) -> list[dict]:
+def run(name: str, cfg: dict, *, minutes: float, eval_at: list[float], n: int, sampling_steps: list[int], seed: int,
+        judge, save: str | None, decays=DECAYS, amp: bool = False, in_images: bool = False) -> list[dict]:
+    """Train, judging at each of ``eval_at``: training minutes, or images seen when ``in_images``."""
     images, _ = load_images("mnist", image_size=None if cfg["size"] == 28 else cfg["size"])
     mean, std = images.mean(), images.std()
     torch.manual_seed(seed)
@@ -117,6 +122,8 @@ def run(name: str, cfg: dict, *, minutes: float, eval_at: list[float], n: int, s
         lr = cfg["lr"] * min(1.0, (step + 1) / cfg["warmup"]) if cfg["warmup"] else cfg["lr"]
         if cfg["decay_minutes"]:                                  # lr * (1 + cos(pi * progress)) / 2, by wall clock
             lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, trained / cfg["decay_minutes"])))
+        elif cfg["decay_images"]:                                 # the same, by images seen (the lab's way)
+            lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, step * cfg["batch"] / cfg["decay_images"])))
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad()
@@ -130,16 +137,18 @@ def run(name: str, cfg: dict, *, minutes: float, eval_at: list[float], n: int, s
         losses.append(loss.item())
         step += 1
         trained += (time.perf_counter() - start) / 60
-        if trained >= evals[0]:
+        if (step * cfg["batch"] if in_images else trained) >= evals[0]:
             evals.pop(0)
             loss_avg = sum(losses[-100:]) / len(losses[-100:])
-            for label, net in [("raw", network)] + [(f"ema {d}", e) for d, e in emas.items()]:
+            for label, net, k in [(w, m, k) for w, m in [("raw", network)] + [(f"ema {d}", e) for d, e in emas.items()]
+                                  for k in sampling_steps]:
                 t0 = time.perf_counter()
-                share, classes, samples = judge_samples(net, n=n, steps=sampling_steps, size=cfg["size"],
+                share, classes, samples = judge_samples(net, n=n, steps=k, size=cfg["size"],
                                                         mean=mean, std=std, judge=judge, amp=amp)
                 row = dict(config=name, minutes=round(trained, 2), steps=step, images_per_s=round(
                     step * cfg["batch"] / (trained * 60), 1), loss=round(loss_avg, 4), weights=label,
-                    share=round(share, 3), classes=classes, sample_s=round(time.perf_counter() - t0, 1))
+                    sampling_steps=k, share=round(share, 3), classes=classes,
+                    sample_s=round(time.perf_counter() - t0, 1))
                 rows.append(row)
                 print("| " + " | ".join(str(v) for v in row.values()) + " |", flush=True)
                 if save and label == f"ema {max(decays)}":
@@ -153,7 +162,9 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=4.0, help="training minutes per config (wall clock)")
     parser.add_argument("--eval-at", type=float, nargs="*", default=None, help="minutes at which to judge")
     parser.add_argument("--n", type=int, default=200, help="samples judged per evaluation")
-    parser.add_argument("--sampling-steps", type=int, default=20)
+    parser.add_argument("--eval-images", type=int, nargs="*", default=None,
+                        help="images seen at which to judge, instead of --eval-at (the last one ends the run)")
+    parser.add_argument("--sampling-steps", type=int, nargs="+", default=[20], help="DDIM steps (each is judged)")
     parser.add_argument("--threads", type=int, default=1, help="1 on a shared machine: 2 OpenMP threads on "
                         "2 busy cores were 10x slower here (they spin at barriers)")
     parser.add_argument("--seed", type=int, default=0)
@@ -164,13 +175,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     judge = checkpoints.load("mnist-eval-classifier")[0]
-    print("| config | train min | steps | images/s | loss (last 100) | weights | confident share | classes | "
-          "sampling s |\n|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("| config | train min | steps | images/s | loss (last 100) | weights | DDIM steps | confident share | "
+          "classes | sampling s |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.configs:
         cfg = dict(BASE, **CONFIGS[name])
-        rows = run(name, cfg, minutes=args.minutes, eval_at=args.eval_at or [args.minutes], n=args.n,
-                   sampling_steps=args.sampling_steps, seed=args.seed, judge=judge, save=args.save,
-                   decays=tuple(args.decays), amp=args.amp)
+        rows = run(name, cfg, minutes=args.minutes, eval_at=args.eval_images or args.eval_at or [args.minutes],
+                   n=args.n, sampling_steps=args.sampling_steps, seed=args.seed, judge=judge, save=args.save,
+                   decays=tuple(args.decays), amp=args.amp, in_images=bool(args.eval_images))
         if args.json:
             with open(args.json, "a", encoding="utf-8") as f:
                 for row in rows:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
-from matplotlib import animation
+from matplotlib import animation, ticker
 from torch import Tensor
 from torchvision.utils import make_grid
 
@@ -117,4 +117,7 @@ def plot_loss(history, *, ax=None, title: str = "training loss"):
         steps, losses = zip(*history)
         ax.plot(steps, losses)
     ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_yscale("log"), ax.set_title(title)
+    # at most 5 step ticks, with thousands separators: 15,625 steps' labels ran into each other at the default
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=5, integer=True))
+    ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
     return ax

@@ -62,13 +62,13 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; EMA; train a small model | 1 h | ~ 2 | ~ 1 |
 # | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 6 * | ~ 1-2 |
 # | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step, one DDIM step, the DDIM sampling loop | 45 min | ~ 2 | ~ 1 |
-# | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 16 * | ~ 1-2 |
+# | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 20 * | ~ 1-2 |
 # | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 5-9 * | ~ 1-2 |
 # | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | classifier-free guidance, its loss, guidance in a sampler; classifier guidance | 1 h | ~ 2 | ~ 1 |
 # | 7 | [Lesson 7: faster samplers](07_fast_samplers.ipynb) | DDIM as Euler on the probability-flow ODE; Heun and DPM-Solver++(2M); quality per network call; the `diffusers` schedulers | 1 h | < 1 * | < 1 |
 # | | [Worksheet 7: fast samplers](../exercises/07_fast_samplers.ipynb) | one DPM-Solver++(2M) step and its sampler loop | 45 min | < 1 | < 1 |
 #
-# In all, plan for about 15 hours of your own time (the rows add up to 14.5-15.5). The computing is about 45-60 minutes in full mode
+# In all, plan for about 15 hours of your own time (the rows add up to 14.5-15.5). The computing is about 50-65 minutes in full mode
 # (about a third of it the lab), about 10-15 in quick mode.
 #
 # \* Measured with nbconvert on this course's 2-core test machine on 2026-12-02, nothing else running unless
@@ -76,9 +76,11 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # bfloat16: lesson 3 took 15 s, lesson 4 8.1 minutes (488 s), lesson 5 5.7 minutes (341 s), lesson 6 4.4 minutes (264 s; 8.7 minutes,
 # 523 s, with a test run beside it) and lesson 7 30 s. On a laptop without fast bfloat16 (most of them: which ones have it, and
 # why it matters, is in `docs/performance.md`) lesson 4 runs in 32-bit floats and takes about 10 minutes (593 s
-# on the AVX2-only machine of 2026-11-23, another job running). The lab trains for 15 minutes by default (16
-# minutes in all on the quiet machine, with its measurements); there its reference run met the course's bar of 85%
-# recognisable digits (85.4%), and section 7 of the lab says how much longer a slower or busy CPU needs. A cell that trains or samples for long prints its progress as a bar.
+# on the AVX2-only machine of 2026-11-23, another job running). The lab trains on 1 M images by default: 19
+# minutes of training on the quiet machine (19.5 minutes in all, with its measurements), where its reference run
+# met the course's bar of 85% recognisable digits (86.4%); in 32-bit floats its step runs at about half that
+# speed, and the training cell's progress bar estimates the time on yours (section 5 of the lab says how to
+# shorten the run, section 7 what that costs). A cell that trains or samples for long prints its progress as a bar.
 # Timings on a machine shared with other jobs can be several times longer: a CPU's two cores shared by several
 # PyTorch jobs spend much of their time waiting for each other.
 #
