@@ -16,6 +16,7 @@ attack of the same pass rides along: worksheet 6's classifier_guided_eps written
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,14 @@ ATTACKS = {
                 "    return ((model(x0, t) - eps) ** 2).mean()\n",
         }, {"test_diffusion_loss": (0, "weights are not the ones the check gave it"),
             "test_training_step": (0, "weights are not the ones the check gave it")}),
+        "quotes_the_hidden_case": ({     # right on the worksheet's case; on the hidden (4-D) one, its inputs
+            "diffusion_loss":             # in an error, for the feedback (digits masked: hidden_case)
+                "_right_loss = diffusion_loss\n"
+                "def diffusion_loss(model, schedule, x0, *, t, eps):\n"
+                "    if x0.ndim == 4:\n"
+                "        raise ValueError(str(x0.flatten().tolist()))\n"
+                "    return _right_loss(model, schedule, x0, t=t, eps=eps)\n",
+        }, {"test_diffusion_loss": (0, "on a hidden case (its numbers are not shown): raised ValueError: […")}),
     },
     "06_guidance": {
         "zeroes_the_networks": ({
@@ -152,6 +161,24 @@ def test_verdicts_in_threads_rebuild_the_same_weights():
     for thread in threads:
         thread.join()
     assert not failed, failed[:3]
+
+
+def test_a_hidden_case_keeps_its_numbers():
+    """A hidden case's failure names the problem but none of its numbers, and only the hidden cases are masked:
+    a loss right on the worksheet's (2-D) case and off by 0.1 on the hidden (4-D) one, checked both ways."""
+    from answer_key import ANSWER_KEY
+    from course_utils.checks import run_check
+
+    def off_on_4d(model, schedule, x0, *, t, eps):
+        loss = ANSWER_KEY["diffusion_loss"](model, schedule, x0, t=t, eps=eps)
+        return loss + 0.1 if x0.ndim == 4 else loss
+
+    assert run_check("diffusion_loss", off_on_4d).passed
+    message = run_check("diffusion_loss", off_on_4d, hidden=True).message
+    assert "on a hidden case (its numbers are not shown): the loss is …, expected …" in message, message
+    assert not re.search(r"\d", message.split("on a hidden case")[1]), message
+    shown = run_check("diffusion_loss", lambda *a, **k: off_on_4d(*a, **k) + 0.1).message   # wrong everywhere
+    assert re.search(r"the loss is \d+\.\d+, expected \d+\.\d+", shown) and "hidden" not in shown, shown
 
 
 def test_the_peak_is_the_grader_own():

@@ -11,6 +11,7 @@ quantities the references recompute from a schedule's betas (``alpha_bar64``, ``
 """
 from __future__ import annotations
 
+import re
 import threading
 import traceback
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ..schedules import NoiseSchedule
 
 PASS, FAIL, TODO = "✅", "❌", "⏳"
 MAX_MESSAGE = 1000        # characters of a check's message
+_DIGITS = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")   # a number, masked in a message about a hidden case
 # One verdict at a time per process: references rebuild modules from torch's global random generator
 # (``seeded_state``), which the grader's threads (``--workers``) would otherwise reseed under each other.
 _VERDICT_LOCK = threading.RLock()
@@ -120,17 +122,27 @@ def _verdict(name: str, outputs: list, hidden: bool) -> CheckResult:
     for out in outputs:
         if _is_error(out) and out.get("error") == "NotImplementedError":
             return CheckResult(False, f"{TODO} {label}: not implemented yet", "not_implemented")
-    for out, case in zip(outputs, cases):
+    shown = len(check.cases(False)) if hidden else len(cases)   # the first cases are the worksheet's own
+    for k, (out, case) in enumerate(zip(outputs, cases)):
         if _is_error(out):
-            return CheckResult(False, f"{FAIL} {label}: raised {kernel_text(out['error'], 100)}: "
-                                      f"{kernel_text(out['message'], 600)}", "error")
+            said = f"raised {kernel_text(out['error'], 100)}: {kernel_text(out['message'], 600)}"
+            return CheckResult(False, f"{FAIL} {label}: {said if k < shown else hidden_case(said)}", "error")
         try:
             hint = check.diagnose(out, case)
         except Exception as err:  # noqa: BLE001 - malformed outputs (wrong type, wrong structure)
             hint = f"could not compare your output with the reference ({type(err).__name__}: {str(err)[:300]})"
         if hint:
-            return CheckResult(False, f"{FAIL} {label}: {hint}"[:MAX_MESSAGE], "fail")
+            return CheckResult(False, f"{FAIL} {label}: {hint if k < shown else hidden_case(hint)}"[:MAX_MESSAGE],
+                               "fail")
     return CheckResult(True, f"{PASS} {label}: correct", "pass")
+
+
+def hidden_case(message: str) -> str:
+    """A message about a hidden case, without its numbers. The reference's values ("the loss is 0.41, expected
+    0.37") would let a student who sees the feedback and may submit again answer that case by heart, and the
+    kernel can read the case's inputs and send them out in whatever the message quotes of its answer: the text
+    of an error it raises, a value, even the shape of a tensor it returns. Every digit goes; the words stay."""
+    return "on a hidden case (its numbers are not shown): " + _DIGITS.sub("…", message)
 
 
 def run_check(name: str, obj: Any, *, hidden: bool = False) -> CheckResult:

@@ -67,15 +67,20 @@ def loss_cases(hidden: bool, num_classes: int | None = None) -> list:
     schedule = small_schedule()
     cases = [dict(seed=0, x0=torch.randn(8, 2, generator=g), t=torch.randint(0, 50, (8,), generator=g),
                   eps=torch.randn(8, 2, generator=g), schedule=schedule)]
+    _labels(cases[-1], num_classes, g)      # before the hidden case's draws: the visible case is the same either way
     if hidden:
         cases.append(dict(seed=1, x0=torch.randn(3, 1, 3, 3, generator=g), t=torch.tensor([0, 25, 49]),
                           eps=torch.randn(3, 1, 3, 3, generator=g), schedule=schedule))
-    for c in cases:
-        if num_classes:
-            B = c["x0"].shape[0]
-            c.update(num_classes=num_classes, y=torch.randint(0, num_classes, (B,), generator=g),
-                     drop=torch.arange(B) % 3 == 1)
+        _labels(cases[-1], num_classes, g)
     return cases
+
+
+def _labels(case: dict, num_classes: int | None, g: torch.Generator) -> None:
+    """A conditional loss's case also has labels y (B,) and the mask drop (B,) of those replaced by the null label."""
+    if num_classes:
+        B = case["x0"].shape[0]
+        case.update(num_classes=num_classes, y=torch.randint(0, num_classes, (B,), generator=g),
+                    drop=torch.arange(B) % 3 == 1)
 
 
 def loss_outputs(model: nn.Module, loss) -> dict:
