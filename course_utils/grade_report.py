@@ -230,7 +230,7 @@ def render(results: list[dict]) -> str:
 
 def write(out: Path, results: list[dict]) -> Path:
     """DIR/report.html from the results (written atomically, like grades.csv)."""
-    from .grade_feedback import write_atomic as _write_atomic
+    from .grade_feedback import write_atomic
     path = Path(out) / "report.html"
-    _write_atomic(path, render(results))
+    write_atomic(path, render(results))
     return path

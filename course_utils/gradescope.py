@@ -162,12 +162,12 @@ def find_notebook(submission: Path, worksheet: str) -> tuple[Path | None, str]:
 def to_results(result: dict, config: dict, names: dict[str, str] | None = None, *, note: str = "",
                seconds: float | None = None) -> dict:
     """Gradescope's results.json (a dict) from one course-grade result (DIR/results/<worksheet>/<student>.json)."""
-    from .grade_feedback import plain as _plain
+    from .grade_feedback import plain
     names = names or {}
     tests, score, auto_max, manual = [], 0.0, 0.0, 0.0
     for number, row in enumerate(result["rows"], 1):
         gid = row["grade_id"]
-        test = {"name": names.get(gid, gid), "number": str(number), "output": _plain(row["message"]),
+        test = {"name": names.get(gid, gid), "number": str(number), "output": plain(row["message"]),
                 "visibility": config.get("test_visibility", "visible"), "tags": [row["status"]],
                 "extra_data": {"grade_id": gid, "status": row["status"]}}
         if row["points"] == "":        # a written answer: graded by hand, in Gradescope
@@ -182,7 +182,7 @@ def to_results(result: dict, config: dict, names: dict[str, str] | None = None, 
         tests.append(test)
     lines = [f"Worksheet {result.get('worksheet', config['worksheet'])}: {score:g} / {auto_max:g} points graded "
              "automatically" + (f"; {manual:g} more points for written answers, graded by hand." if manual else ".")]
-    lines += [_plain(text) for text in (result.get("message"), note) if text]
+    lines += [plain(text) for text in (result.get("message"), note) if text]
     out = {"score": score, "output": "\n".join(lines), "output_format": "text", "test_output_format": "text",
            "test_name_format": "text", "visibility": config.get("visibility", "visible"),
            "stdout_visibility": config.get("stdout_visibility", "hidden"), "tests": tests,
