@@ -418,6 +418,25 @@ print(len(hidden), all(hidden), C.MISTAKES == {}, NoiseSchedule.from_betas(torch
     assert proc.stdout.split() == ["8", "True", "True", "3", "True", "not_implemented"], proc.stdout + proc.stderr
 
 
+def test_the_cases_stay_in_the_grader():
+    """The kernel's copy of a checks module keeps what a harvest calls and nothing of the cases: a constant only
+    the hidden cases use (ws07's _HIDDEN_STEPS) is None there, so an instructor's private cases in the grader's
+    environment reach the kernel as inputs only (docs/grading.md, "Hidden tests are not secret")."""
+    import ast
+
+    from course_utils.sandbox import kernel_package
+    folder = kernel_package.PACKAGE_DIR / "checks"
+    trees = {p.stem: ast.parse(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.py"))
+             if p.name not in kernel_package._KEEP_IN_CHECKS}
+    needed = kernel_package._needed(trees)
+    original = (folder / "ws07_fast_samplers.py").read_text(encoding="utf-8")
+    assert "_HIDDEN_STEPS = [(30, 5, 0)" in original
+    stripped = kernel_package.strip_checks_module(trees["ws07_fast_samplers"], "ws07_fast_samplers",
+                                                  needed["ws07_fast_samplers"])
+    assert "_HIDDEN_STEPS = None" in stripped and "(30, 5, 0)" not in stripped
+    assert "the cases are hidden while grading" in stripped
+
+
 def test_every_hidden_package_function_exists():
     """PACKAGE_TARGETS names real checks and real package functions: a rename would leave an answer in reach."""
     import ast
