@@ -147,7 +147,7 @@ def _torchvision_images(name: str, split: str, root: Path, download: bool) -> tu
     try:
         ds = cls(root=str(root), download=download, train=split == "train")
     except Exception as err:  # noqa: BLE001 - no network, a corrupt file, a missing folder: say what to do
-        raise DatasetNotFoundError(_missing_message(name, split, root, files, err)) from err
+        raise DatasetNotFoundError(_missing_message(name, split, root, files, err)) from None   # the message quotes err
     if name in ("mnist", "fashion_mnist"):
         return ds.data[:, None].clone(), ds.targets.clone()
     return torch.tensor(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)    # cifar10

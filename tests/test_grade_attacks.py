@@ -371,6 +371,41 @@ def test_feedback_renders_a_students_text_as_text(tmp_path):
     assert "**10 / 10 points**\n" in text            # the answer as typed, inside its code block
 
 
+def test_both_harvests_word_errors_for_the_student(tmp_path):
+    """An error raised inside torch names the student's line and function, not torch's ("line 134" of linear.py);
+    an output that is not tensors says what to return, not that the student raised. The same in a notebook's
+    instant check (checks.harvest) and in a graded harvest cell (grade.HARVEST_CODE)."""
+    import numpy as np
+
+    from course_utils.checks import CHECKS, harvest, verdict
+    source = ("import torch\n"
+              "def sinusoidal_embedding(t, dim, max_period=10000.0):\n"
+              "    weight = torch.zeros(3, 5)\n"
+              "    return torch.nn.functional.linear(t[:, None].float(), weight)\n")
+    path = tmp_path / "student.py"            # a file of its own, as a notebook cell's code is (ipykernel)
+    path.write_text(source)
+    scope: dict = {}
+    exec(compile(source, str(path), "exec"), scope)
+    as_numpy = lambda t, dim, max_period=10000.0: np.zeros((len(t), dim))    # noqa: E731
+    kernel: dict = {}
+    exec(grade.HARVEST_CODE, kernel)
+    (tmp_path / "c.in").write_bytes(grade.encode_values(CHECKS["sinusoidal_embedding"].cases(False)))
+    for how in ("instant", "graded"):
+        messages = []
+        for obj in (scope["sinusoidal_embedding"], as_numpy):
+            if how == "instant":
+                outputs = harvest("sinusoidal_embedding", obj, hidden=False)
+            else:
+                kernel["_course_grade_harvest"]("sinusoidal_embedding", "sinusoidal_embedding", obj,
+                                                str(tmp_path / "c.in"), str(tmp_path / "h.out"))
+                outputs = grade.decode_outputs((tmp_path / "h.out").read_bytes())
+            messages.append(verdict("sinusoidal_embedding", outputs, hidden=False).message)
+        raised, returned = messages
+        assert "raised RuntimeError" in raised and "(line 4, in sinusoidal_embedding)" in raised, (how, raised)
+        assert returned.endswith("return torch tensors (or a tuple of them), not a numpy.ndarray (torch.from_numpy(a) "
+                                 "turns an array into a tensor)") and "raised" not in returned, (how, returned)
+
+
 @pytest.mark.slow
 def test_the_kernels_half_of_a_harvest_matches_the_checks(tmp_path):
     """grade.HARVEST_CODE (what a harvest cell runs) on the cases the grader sends, for every check: a right

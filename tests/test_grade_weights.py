@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from grading_corpus import PEAK, REPO, WRAPPER
 
@@ -63,14 +64,14 @@ ATTACKS = {
                 "    return ((model(x0, t) - eps) ** 2).mean()\n",
         }, {"test_diffusion_loss": (0, "weights are not the ones the check gave it"),
             "test_training_step": (0, "weights are not the ones the check gave it")}),
-        "quotes_the_hidden_case": ({     # right on the worksheet's case; on the hidden (4-D) one, its inputs
-            "diffusion_loss":             # in an error, for the feedback (digits masked: hidden_case)
+        "quotes_the_hidden_case": ({     # right on the worksheet's cases; on the hidden (3-channel) one, its
+            "diffusion_loss":             # inputs in an error, for the feedback (values masked: hidden_case)
                 "_right_loss = diffusion_loss\n"
                 "def diffusion_loss(model, schedule, x0, *, t, eps):\n"
-                "    if x0.ndim == 4:\n"
+                "    if x0.ndim == 4 and x0.shape[1] == 3:\n"
                 "        raise ValueError(str(x0.flatten().tolist()))\n"
                 "    return _right_loss(model, schedule, x0, t=t, eps=eps)\n",
-        }, {"test_diffusion_loss": (0, "on a hidden case (its numbers are not shown): raised ValueError: […")}),
+        }, {"test_diffusion_loss": (0, "on a hidden case (its values are not shown): raised ValueError: [")}),
     },
     "06_guidance": {
         "zeroes_the_networks": ({
@@ -165,20 +166,40 @@ def test_verdicts_in_threads_rebuild_the_same_weights():
 
 def test_a_hidden_case_keeps_its_numbers():
     """A hidden case's failure names the problem but none of its numbers, and only the hidden cases are masked:
-    a loss right on the worksheet's (2-D) case and off by 0.1 on the hidden (4-D) one, checked both ways."""
+    a loss right on the worksheet's cases (2-D points, one-channel images) and off by 0.1 on the hidden
+    (three-channel) one, checked both ways."""
     from answer_key import ANSWER_KEY
     from course_utils.checks import run_check
 
-    def off_on_4d(model, schedule, x0, *, t, eps):
+    def off_on_hidden(model, schedule, x0, *, t, eps):
         loss = ANSWER_KEY["diffusion_loss"](model, schedule, x0, t=t, eps=eps)
-        return loss + 0.1 if x0.ndim == 4 else loss
+        return loss + 0.1 if x0.ndim == 4 and x0.shape[1] == 3 else loss
 
-    assert run_check("diffusion_loss", off_on_4d).passed
-    message = run_check("diffusion_loss", off_on_4d, hidden=True).message
-    assert "on a hidden case (its numbers are not shown): the loss is …, expected …" in message, message
-    assert not re.search(r"\d", message.split("on a hidden case")[1]), message
-    shown = run_check("diffusion_loss", lambda *a, **k: off_on_4d(*a, **k) + 0.1).message   # wrong everywhere
+    assert run_check("diffusion_loss", off_on_hidden).passed
+    message = run_check("diffusion_loss", off_on_hidden, hidden=True).message
+    assert "on a hidden case (its values are not shown): the loss is …, expected …" in message, message
+    assert not re.search(r"\d\.|\.\d|\de", message.split("on a hidden case")[1]), message
+    shown = run_check("diffusion_loss", lambda *a, **k: off_on_hidden(*a, **k) + 0.1).message   # wrong everywhere
     assert re.search(r"the loss is \d+\.\d+, expected \d+\.\d+", shown) and "hidden" not in shown, shown
+
+
+def test_a_hidden_case_keeps_the_formula():
+    """Masking takes the computed values, not the whole numbers of a hint's formula: an EMA right on the worksheet's
+    cases (from step 0 and 20) whose warm-up stops at step 10 fails the hidden case (from step 100) with the
+    formula readable."""
+    from course_utils.checks import run_check
+    from course_utils.checks.ws04_training import RefEMA
+
+    class WarmUpForTenSteps(RefEMA):
+        @torch.no_grad()
+        def update(self, model, step):
+            d = min(self.decay, (1 + step) / (10 + step)) if step < 10 else self.decay
+            for ema_p, p in zip(self.model.parameters(), model.parameters()):
+                ema_p.mul_(d).add_(p.detach(), alpha=1 - d)
+
+    assert run_check("EMA", WarmUpForTenSteps).passed
+    message = run_check("EMA", WarmUpForTenSteps, hidden=True).message
+    assert "on a hidden case" in message and "d = min(decay, (1 + step) / (10 + step))" in message, message
 
 
 def test_the_peak_is_the_grader_own():

@@ -12,9 +12,11 @@ quantities the references recompute from a schedule's betas (``alpha_bar64``, ``
 from __future__ import annotations
 
 import re
+import sysconfig
 import threading
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -24,7 +26,9 @@ from ..schedules import NoiseSchedule
 
 PASS, FAIL, TODO = "✅", "❌", "⏳"
 MAX_MESSAGE = 1000        # characters of a check's message
-_DIGITS = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")   # a number, masked in a message about a hidden case
+# a computed value (a decimal point or an exponent: 0.948, 1.2e-05, nan and inf are words), masked in a message about
+# a hidden case; whole numbers stay: they are a hint's formula ("(1 + step) / (10 + step)"), a shape or an index
+_VALUE = re.compile(r"\d*\.\d+(?:[eE][-+]?\d+)?|\d+\.?(?:[eE][-+]?\d+)|\d+\.(?!\w)")
 # One verdict at a time per process: references rebuild modules from torch's global random generator
 # (``seeded_state``), which the grader's threads (``--workers``) would otherwise reseed under each other.
 _VERDICT_LOCK = threading.RLock()
@@ -95,15 +99,67 @@ def harvest(name: str, obj: Any, *, hidden: bool = True) -> list:
     check = CHECKS[name]
     results = []
     for case in check.cases(hidden):
+        given = {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in case.items()}
         try:
-            out = check.call(obj, {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in case.items()})
-            results.append(_detach(out))
+            out = check.call(obj, given)
         except NotImplementedError:
             results.append({"error": "NotImplementedError", "message": "not implemented yet"})
+            continue
         except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
-            frame = traceback.extract_tb(err.__traceback__)[-1]
-            results.append({"error": type(err).__name__, "message": f"{err} (line {frame.lineno})"})
+            results.append(error_record(err))
+            continue
+        changed = changed_input(given, case)
+        if changed:
+            results.append({"error": RETURNED, "message": changed})
+            continue
+        try:
+            results.append(_detach(out))
+        except TypeError as err:
+            results.append({"error": RETURNED, "message": str(err)})
     return results
+
+
+def changed_input(given: dict, before: dict) -> str | None:
+    """The message for a function that changed a tensor it was given (its values, or requires_grad), else None:
+    the caller's tensor is changed too (a notebook's x0 noised again at every call). ``before`` holds copies."""
+    for k, v in given.items():
+        if not isinstance(v, Tensor) or not isinstance(before.get(k), Tensor):
+            continue
+        if v.requires_grad != before[k].requires_grad:
+            return (f"your function set requires_grad on its input {k}, which changes the caller's tensor: work "
+                    f"on a copy ({k}.detach().requires_grad_(True))")
+        if v.shape != before[k].shape or not torch.equal(v.detach(), before[k]):
+            return (f"your function changed its input {k} in place, and with it the caller's tensor: compute a "
+                    f"new tensor ({k} * a, not {k}.mul_(a) or {k} *= a)")
+    return None
+
+
+def not_an_output(x) -> str:
+    """What a student reads when their function returns something that is not tensors, numbers or text."""
+    kind = f"{type(x).__module__}.{type(x).__name__}".removeprefix("builtins.")
+    hint = " (torch.from_numpy(a) turns an array into a tensor)" if type(x).__module__ == "numpy" else ""
+    return f"return torch tensors (or a tuple of them), not a {kind}{hint}"
+
+
+RETURNED = "returned"      # the error record of an output that is not tensors: the student's function did not raise
+_LIBRARIES = tuple({str(Path(sysconfig.get_paths()[k]).resolve()) for k in ("stdlib", "platstdlib", "purelib",
+                                                                                "platlib")}
+                   | {str(Path(__file__).resolve().parents[1])})      # this package (or the kernel's copy of it)
+
+
+def _in_library(filename: str) -> bool:
+    if filename.startswith("<"):                     # exec'd code (the harvest's codec), but not a notebook cell
+        return not filename.startswith("<ipython")
+    return str(Path(filename).resolve()).startswith(_LIBRARIES)
+
+
+def error_record(err: BaseException) -> dict:
+    """A student's error as a harvest records it: its type, its text, and where in the student's code it
+    happened, the innermost frame outside torch, the standard library and this package (their line numbers
+    mean nothing to a student: "line 134" of torch's linear.py). ``sandbox/values.py``'s kernel half uses it."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not _in_library(f.filename)]
+    where = f" (line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+    return {"error": type(err).__name__, "message": f"{str(err)[:1000]}{where}"}
 
 
 def verdict(name: str, outputs: list, *, hidden: bool = True) -> CheckResult:
@@ -125,7 +181,8 @@ def _verdict(name: str, outputs: list, hidden: bool) -> CheckResult:
     shown = len(check.cases(False)) if hidden else len(cases)   # the first cases are the worksheet's own
     for k, (out, case) in enumerate(zip(outputs, cases)):
         if _is_error(out):
-            said = f"raised {kernel_text(out['error'], 100)}: {kernel_text(out['message'], 600)}"
+            said = (kernel_text(out["message"], 600) if out["error"] == RETURNED else
+                    f"raised {kernel_text(out['error'], 100)}: {kernel_text(out['message'], 600)}")
             return CheckResult(False, f"{FAIL} {label}: {said if k < shown else hidden_case(said)}", "error")
         try:
             hint = check.diagnose(out, case)
@@ -138,11 +195,12 @@ def _verdict(name: str, outputs: list, hidden: bool) -> CheckResult:
 
 
 def hidden_case(message: str) -> str:
-    """A message about a hidden case, without its numbers. The reference's values ("the loss is 0.41, expected
-    0.37") would let a student who sees the feedback and may submit again answer that case by heart, and the
-    kernel can read the case's inputs and send them out in whatever the message quotes of its answer: the text
-    of an error it raises, a value, even the shape of a tensor it returns. Every digit goes; the words stay."""
-    return "on a hidden case (its numbers are not shown): " + _DIGITS.sub("…", message)
+    """A message about a hidden case, without its computed values. The reference's values ("the loss is 0.41,
+    expected 0.37") would let a student who sees the feedback and may submit again answer that case by heart
+    without reading the package. Every number with a decimal point or an exponent goes; whole numbers and words
+    stay, so the hint's formula reads as written. The inputs are not secret: the cases are code in this package
+    (docs/grading.md, "Hidden tests are not secret")."""
+    return "on a hidden case (its values are not shown): " + _VALUE.sub("…", message)
 
 
 def run_check(name: str, obj: Any, *, hidden: bool = False) -> CheckResult:
@@ -207,7 +265,7 @@ def _detach(out):
         return [_detach(o) for o in out]
     if isinstance(out, (int, float, bool, str)) or out is None:
         return out
-    raise TypeError(f"expected tensors (or tuples of tensors), got {type(out).__name__}")
+    raise TypeError(not_an_output(out))
 
 
 # ------------------------------------------------------------------ helpers for diagnose functions
@@ -221,13 +279,14 @@ def shape_hint(out, ref: Tensor, what: str = "output") -> str | None:
     return None
 
 
-def close(a: Tensor, b: Tensor, tol: float = 1e-4) -> bool:
-    """Two tensors of the same shape whose values agree within ``tol``. Never broadcasts: a student's tensor of
-    shape (K, 1, 1, 1, 1) beside a reference of (2, 16, 6, 6) is simply not close (broadcast, it would cost the
-    grader K times the reference's memory)."""
+def close(a: Tensor, b: Tensor, tol: float = 1e-4, *, atol: float | None = None) -> bool:
+    """Two tensors of the same shape whose values agree within ``tol`` (relative, and absolute unless ``atol``
+    says otherwise: quantities as small as a beta of 1e-4 need an atol well below that). Never broadcasts: a
+    student's tensor of shape (K, 1, 1, 1, 1) beside a reference of (2, 16, 6, 6) is simply not close (broadcast,
+    it would cost the grader K times the reference's memory)."""
     if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or tuple(a.shape) != tuple(b.shape):
         return False
-    return bool(torch.allclose(a.double(), b.double(), atol=tol, rtol=tol))
+    return bool(torch.allclose(a.double(), b.double(), atol=tol if atol is None else atol, rtol=tol))
 
 
 WEIGHTS_CHANGED = ("the module's weights are not the ones the given __init__ creates under the check's fixed seed: "
@@ -256,20 +315,22 @@ def state_changed(reported, expected: dict[str, Tensor]) -> bool:
     return not isinstance(reported, dict) or not all(close(reported.get(k), v, 1e-6) for k, v in expected.items())
 
 
-def judge(out, ref: Tensor, variants: list, what: str = "output", generic: str | None = None) -> str | None:
+def judge(out, ref: Tensor, variants: list, what: str = "output", generic: str | None = None, *,
+          atol: float | None = None) -> str | None:
     """None if ``out`` matches ``ref``; else the hint of the first known mistake it matches, else a generic hint.
 
-    ``variants`` lists (hint, the output of that mistake on this case), most specific first.
+    ``variants`` lists (hint, the output of that mistake on this case), most specific first; ``atol`` as in
+    ``close``.
     """
     hint = shape_hint(out, ref, what)
     if hint:
         return hint
-    if close(out, ref):
+    if close(out, ref, atol=atol):
         return None
     for mistake_hint, wrong in variants:
-        if wrong is not None and tuple(wrong.shape) == tuple(ref.shape) and close(out, wrong):
+        if wrong is not None and tuple(wrong.shape) == tuple(ref.shape) and close(out, wrong, atol=atol):
             return mistake_hint
-    return generic or f"the {what} differs from the reference (max abs difference {_maxdiff(out, ref):.3g})"
+    return generic or f"the {what} and the reference differ (max abs difference {_maxdiff(out, ref):.3g})"
 
 
 def _maxdiff(a: Tensor, b: Tensor) -> float:

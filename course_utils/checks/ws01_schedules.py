@@ -20,6 +20,10 @@ from torch import Tensor
 from ..schedules import NoiseSchedule
 from .framework import MISTAKES, Check, alpha_bar64, close, judge, register, shape_hint, todo, visible
 
+# betas start as small as 1e-4: the default tolerance (1e-4, absolute too) would pass a schedule that forgets
+# beta_start; float32 answers are off by about 1e-7 (1 - a ratio near 1 in float32)
+BETA_ATOL = 1e-6
+
 
 # ------------------------------------------------------------------ linear_beta_schedule
 def ref_linear_betas(T, beta_start=1e-4, beta_end=0.02) -> Tensor:
@@ -52,7 +56,9 @@ def _linear_diagnose(out, case) -> str | None:
         ("you returned alphas = 1 - betas: beta vs alpha confused (betas grow from beta_start to beta_end)", 1 - ref),
         ("you returned alpha_bar (the cumulative product); return the betas themselves", torch.cumprod(1 - ref, 0)),
         ("the last beta must equal beta_end: torch.linspace(beta_start, beta_end, T) includes both ends", wrong_end),
-    ], "betas", "betas must be evenly spaced from beta_start (first) to beta_end (last), T values")
+        ("the first beta must equal beta_start (yours starts at 0): torch.linspace(beta_start, beta_end, T)",
+         ref - ref[0]),
+    ], "betas", "betas must be evenly spaced from beta_start (first) to beta_end (last), T values", atol=BETA_ATOL)
 
 
 register(Check("linear_beta_schedule", "linear_beta_schedule", _beta_cases(dict(beta_start=0.01, beta_end=0.3)),
@@ -73,8 +79,11 @@ MISTAKES["linear_beta_schedule"] = [
 def _cosine_diagnose(out, case) -> str | None:
     T, kw = case["T"], case["kwargs"]
     ref = ref_cosine_betas(T, **kw)
+    if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).all():
+        return "the betas are negative: beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), the ratio is upside down"
     if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).any():
-        return "some betas are negative: beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), the ratio is upside down"
+        return ("some betas are negative: f(t) is evaluated on t = 0, 1, ..., T (T + 1 values); past t = T the "
+                "angle passes pi/2, where cos^2 grows again")
     s = kw.get("s", 0.008)
     f = torch.cos(((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2
     return judge(out, ref, [
@@ -85,7 +94,7 @@ def _cosine_diagnose(out, case) -> str | None:
          (f / f[0])[1:]),
         ("the offset s is missing: f(t) = cos^2(((t/T + s) / (1 + s)) * pi / 2)",
          ref_cosine_betas(T, 0.0, kw.get("max_beta", 0.999))),
-    ], "betas")
+    ], "betas", atol=BETA_ATOL)
 
 
 def _cosine_variant(**switches):
@@ -210,7 +219,7 @@ def _respace_cases(hidden: bool) -> list:
 def _respace_diagnose(out, case) -> str | None:
     schedule, ts = case["schedule"], case["timesteps"]
     ref = ref_respaced_betas(schedule, ts)
-    if isinstance(out, Tensor) and out.shape == ref[1:].shape and close(out, ref[1:]):
+    if isinstance(out, Tensor) and out.shape == ref[1:].shape and close(out, ref[1:], atol=BETA_ATOL):
         return ("the first new beta is missing: the short chain starts from clean data (alpha_bar = 1), so it has "
                 "one beta per kept step, the first being 1 - alpha_bar at the first kept step")
     if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).any():
@@ -223,7 +232,8 @@ def _respace_diagnose(out, case) -> str | None:
          ref_respaced_betas(schedule, ts, mistake="differences")),
         ("you returned alpha_bar at the kept steps; return the betas of the short chain",
          ref_respaced_betas(schedule, ts, mistake="alpha_bar")),
-    ], "betas", "the cumulative product of 1 - your betas must equal schedule.alpha_bar at the kept steps")
+    ], "betas", "the cumulative product of 1 - your betas must equal schedule.alpha_bar at the kept steps",
+        atol=BETA_ATOL)
 
 
 register(Check("respace", "respace", _respace_cases, lambda f, c: f(c["schedule"], c["timesteps"]),

@@ -84,6 +84,8 @@ MISTAKES["q_sample"] = [
     ("alpha instead of alpha_bar", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alphas.sqrt(),
                                                                      schedule.betas.sqrt()), "cumulative product"),
     ("no broadcasting", lambda x0, t, eps, schedule: (schedule.sqrt_alpha_bar[t] * x0.flatten(1).T).T, "wrong shape"),
+    ("writes into x0", lambda x0, t, eps, schedule: x0.mul_(schedule.gather(schedule.sqrt_alpha_bar, t, x0.ndim)).add_(
+        schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, x0.ndim) * eps), "changed its input x0 in place"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -265,7 +267,37 @@ def _chain_cases(hidden: bool) -> list:
             for t, seed in ([(3, 0)] + ([(0, 1), (7, 2)] if hidden else []))]
 
 
-def _chain_diagnose(out, case) -> str | None:
+def _scales_fit(states: Tensor, scales: Tensor, t: int) -> bool:
+    """Whether every step k = 1..t+1 of the stacked chain scales the column means of state k-1 by scales[k-1]
+    (within the sampling slack of its step); False where the chain has more steps than ``scales``."""
+    if len(scales) < t + 1:
+        return False
+    for k in range(1, t + 2):
+        m_cur, m_prev = states[k].mean(0), states[k - 1].mean(0)
+        scale = float((m_cur * m_prev).sum() / (m_prev * m_prev).sum())
+        slack = 5 * math.sqrt(float(states[k].var(0).mean()) / _CHAIN_N / float((m_prev * m_prev).mean())) + 1e-3
+        if abs(scale - float(scales[k - 1])) > slack:
+            return False
+    return True
+
+
+def _chain_call(f, c) -> dict:
+    """The chain twice, with generators of the same seed: the runs must agree (the generator is used)."""
+    return {key: f(c["x0"], c["t"], c["schedule"], generator=generator(c["seed"])) for key in ("out", "again")}
+
+
+def _chain_diagnose(outputs, case) -> str | None:
+    out, again = outputs["out"], outputs["again"]
+    hint = _chain_states_hint(out, case)
+    if hint:
+        return hint
+    if not (isinstance(again, Tensor) and again.shape == out.shape and torch.equal(again, out)):
+        return ("two runs with generators of the same seed gave different chains: draw every noise from the "
+                "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
+    return None
+
+
+def _chain_states_hint(out, case) -> str | None:
     x0, t, schedule = case["x0"].double(), case["t"], case["schedule"]
     if not isinstance(out, Tensor):
         return f"return the states stacked in one tensor of shape {(t + 2, *x0.shape)}, got {type(out).__name__}"
@@ -281,6 +313,9 @@ def _chain_diagnose(out, case) -> str | None:
     states = out.double()
     if not torch.allclose(states[0], x0, atol=1e-6):
         return "the first state must be x0 itself, unchanged"
+    if t >= 1 and all(torch.equal(states[k], states[-1]) for k in range(1, t + 1)):
+        return ("every state after x0 is the same: one tensor updated in place and kept t + 1 times; make a new "
+                "tensor at each step (x = a * x + b * eps), or keep a copy (x.clone())")
     n = x0.numel()
     alphas, betas, alpha_bar = (v.double() for v in (schedule.alphas, schedule.betas, schedule.alpha_bar))
     for k in range(1, t + 2):
@@ -293,6 +328,9 @@ def _chain_diagnose(out, case) -> str | None:
         if abs(scale - math.sqrt(alphas[i])) > slack:
             lead = (f"step {i} scales the previous state by {scale:.3f}, "
                     f"expected sqrt(alpha_{i}) = {alphas[i].sqrt():.3f}")
+            if _scales_fit(states, alphas.sqrt()[1:], t):
+                return (lead + f" (that is sqrt(alpha_{i + 1})): step i uses alphas[i] and betas[i], "
+                        "not those of step i + 1")
             if abs(scale - float(alphas[i])) <= slack:
                 return lead + ": the square root is missing on alpha"
             if abs(scale - math.sqrt(alpha_bar[i])) <= slack:
@@ -349,8 +387,16 @@ def _gaussian_noise_hint(z: Tensor, i: int) -> str | None:
     return None
 
 
-register(Check("q_sample_chain", "q_sample_chain", _chain_cases,
-               lambda f, c: f(c["x0"], c["t"], c["schedule"], generator=generator(c["seed"])), _chain_diagnose))
+def _chain_in_place(x0, t, schedule, generator=None):
+    """The catalogue's chain that updates one tensor in place and stacks it t + 1 times."""
+    x, states = x0.clone(), [x0.clone()]
+    for i in range(t + 1):
+        x.mul_(schedule.alphas[i].sqrt()).add_(schedule.betas[i].sqrt() * torch.randn(x.shape, generator=generator))
+        states.append(x)
+    return torch.stack(states)
+
+
+register(Check("q_sample_chain", "q_sample_chain", _chain_cases, _chain_call, _chain_diagnose))
 check_q_sample_chain = visible("q_sample_chain")
 MISTAKES["q_sample_chain"] = [
     ("one state short", chain_variant("one short"), "t + 1 steps"),
@@ -362,5 +408,8 @@ MISTAKES["q_sample_chain"] = [
     ("+-1 noise", chain_variant("coin flips"), "not Gaussian"),
     ("x_t alone", lambda x0, t, schedule, generator=None: chain_variant()(x0, t, schedule, generator)[-1],
      "not x_t alone"),
+    ("generator ignored", lambda x0, t, schedule, generator=None: chain_variant()(x0, t, schedule, None),
+     "same seed gave different chains"),
+    ("one tensor updated in place", _chain_in_place, "every state after x0 is the same"),
     ("not implemented", todo, "not implemented yet"),
 ]

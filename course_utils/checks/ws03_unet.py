@@ -330,8 +330,11 @@ def _unet_diagnose(out, c) -> str | None:
         ("the bottleneck is skipped: after downsample2, apply self.mid", ref_small_unet(*args, mid=False)),
         ("the output head is GroupNorm, SiLU, then conv_out: norm_out and SiLU are missing",
          ref_small_unet(*args, head=False)),
-    ], "output", "differs from the reference UNet with the same weights; do your SinusoidalTimeEmbedding and "
-                 "ResBlock pass their checks? Every ResBlock gets the same time embedding time_embed(t)")
+    ], "output", "the output differs from the reference UNet with the same weights. If your "
+                 "SinusoidalTimeEmbedding and ResBlock pass their checks, the difference is in forward itself: "
+                 "every ResBlock gets the same time embedding time_embed(t); upsample by nearest (F.interpolate, "
+                 "scale_factor=2, mode=\"nearest\"); "
+                 "the head is norm_out, SiLU, conv_out, and its output is the prediction (no x added)")
 
 
 register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose))

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..schedules import NoiseSchedule
 from .framework import (MISTAKES, Check, TodoModule, close, generator, model_changed, register, seeded_state,
                         small_schedule, state_changed, todo, visible)
 from .ws02_forward import ref_q_sample
@@ -65,12 +66,17 @@ def tiny_model(c, state=None) -> TinyEps:
 def loss_cases(hidden: bool, num_classes: int | None = None) -> list:
     g = generator(5)
     schedule = small_schedule()
+    # 2-D points and a batch of images (a schedule value reshaped for (B, D) alone fails the second); every draw of
+    # a visible case comes before the hidden case's, so the visible cases are the same either way
     cases = [dict(seed=0, x0=torch.randn(8, 2, generator=g), t=torch.randint(0, 50, (8,), generator=g),
                   eps=torch.randn(8, 2, generator=g), schedule=schedule)]
-    _labels(cases[-1], num_classes, g)      # before the hidden case's draws: the visible case is the same either way
-    if hidden:
-        cases.append(dict(seed=1, x0=torch.randn(3, 1, 3, 3, generator=g), t=torch.tensor([0, 25, 49]),
-                          eps=torch.randn(3, 1, 3, 3, generator=g), schedule=schedule))
+    _labels(cases[-1], num_classes, g)
+    cases.append(dict(seed=1, x0=torch.randn(3, 1, 3, 3, generator=g), t=torch.tensor([0, 25, 49]),
+                      eps=torch.randn(3, 1, 3, 3, generator=g), schedule=schedule))
+    _labels(cases[-1], num_classes, g)
+    if hidden:                              # three channels, another schedule
+        cases.append(dict(seed=2, x0=torch.randn(2, 3, 2, 2, generator=g), t=torch.tensor([40, 3]),
+                          eps=torch.randn(2, 3, 2, 2, generator=g), schedule=NoiseSchedule.cosine(T=50)))
         _labels(cases[-1], num_classes, g)
     return cases
 
@@ -149,7 +155,13 @@ def diagnose_loss(out, c) -> str | None:
         for hint, kw in variants:
             if close(loss.reshape(()), ref_loss(c, state, **kw)[0]):
                 return hint
-        return f"the loss is {float(loss):.5f}, expected {float(ref):.5f}: MSE between model(x_t, t) and eps"
+        shape = tuple(c["x0"].shape)
+        images = (f" (this case is a batch of images, x0 of shape {shape}: alpha_bar[t] must be reshaped to "
+                  f"{(shape[0],) + (1,) * (len(shape) - 1)}, one 1 per dimension after the batch; schedule.gather "
+                  "does it)") if len(shape) > 2 else ""
+        what = ("model(x_t, t, y') and eps over the whole batch, y' the labels with -1 where drop is True"
+                if "y" in c else "model(x_t, t) and eps")
+        return f"the loss is {float(loss):.5f}, expected {float(ref):.5f}: MSE between {what}{images}"
     if not isinstance(grads, list) or len(grads) != len(ref_grads):
         return "the loss's gradients could not be collected: is part of it detached?"
     for g, r in zip(grads, ref_grads):
@@ -191,7 +203,7 @@ MISTAKES["diffusion_loss"] = [
 # ------------------------------------------------------------------ training_step
 def _train_step_cases(hidden: bool) -> list:
     cases = []
-    for c in loss_cases(True)[: 2 if hidden else 1]:
+    for c in loss_cases(False)[: 2 if hidden else 1]:
         g = generator(6 + c["seed"])
         c.update(x0_2=torch.randn(c["x0"].shape, generator=g), eps_2=torch.randn(c["eps"].shape, generator=g),
                  t_2=c["t"].flip(0), lr=0.1)
@@ -205,7 +217,8 @@ def _train_step_call(f, c):
     optimizer = torch.optim.SGD(model.parameters(), lr=c["lr"])
     losses = [f(model, optimizer, c["x0"], c["t"], c["eps"], c["schedule"]),
               f(model, optimizer, c["x0_2"], c["t_2"], c["eps_2"], c["schedule"])]
-    losses = [float(v) if isinstance(v, (Tensor, float, int)) else None for v in losses]
+    losses = [float(v.detach() if isinstance(v, Tensor) else v) if isinstance(v, (Tensor, float, int)) else None
+              for v in losses]
     return dict(losses=losses, before=before, after=model.state_dict())
 
 
@@ -245,7 +258,8 @@ def _train_step_diagnose(out, c) -> str | None:
                    for i, k in enumerate(names)}
     if all(close(after[k], accumulated[k], 1e-4) for k in names):
         return "gradients accumulate across steps: call optimizer.zero_grad() before loss.backward()"
-    return "the weights after two steps differ from SGD on diffusion_loss: zero_grad, backward, step, in that order"
+    return ("the weights after two steps differ from SGD on diffusion_loss of the batch given (its x0, t and eps: "
+            "draw no t or noise of your own): zero_grad, backward, step, in that order")
 
 
 register(Check("training_step", "training_step", _train_step_cases, _train_step_call, _train_step_diagnose))
@@ -275,7 +289,8 @@ MISTAKES["training_step"] = [
 # ------------------------------------------------------------------ EMA
 def _ema_cases(hidden: bool) -> list:
     """A small network, a decay, and the live weights after each of a few steps (the check sets them)."""
-    specs = [(0, 0.999, 6, 0), (1, 0.9, 4, 0)] + ([(2, 0.99, 5, 100)] if hidden else [])
+    # the third case starts at step 20, where the warm-up (21/30 = 0.7) has passed the decay 0.5: the min matters
+    specs = [(0, 0.999, 6, 0), (1, 0.9, 4, 0), (3, 0.5, 3, 20)] + ([(2, 0.99, 5, 100)] if hidden else [])
     cases = []
     for seed, decay, steps, first in specs:
         g = generator(30 + seed)
@@ -292,13 +307,15 @@ def _ema_net(seed: int) -> nn.Module:
 
 
 def ref_ema(c, *, warmup="min", swap=False) -> list:
-    """The averaged weights (float64) after each update; ``warmup``: "min" (right), "none", "no_plus_one"."""
+    """The averaged weights (float64) after each update; ``warmup``: "min" (right), "none", "no_plus_one",
+    "ramp" (the warm-up without the min)."""
     init = {k: v.double() for k, v in seeded_state(lambda: _ema_net(c["seed"]), c["seed"]).items()}
     avg, out = dict(init), []
     for i, live in enumerate(c["live"]):
         step = c["first_step"] + i
-        ramp = {"min": (1 + step) / (10 + step), "no_plus_one": step / (10 + step)}.get(warmup, 1.0)
-        d = c["decay"] if warmup == "none" else min(c["decay"], ramp)
+        ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
+                "no_plus_one": step / (10 + step)}.get(warmup, 1.0)
+        d = c["decay"] if warmup == "none" else ramp if warmup == "ramp" else min(c["decay"], ramp)
         if swap:
             d = 1 - d
         avg = {k: d * avg[k] + (1 - d) * live[k].double() for k in avg}
@@ -360,10 +377,16 @@ def _ema_diagnose(out, c) -> str | None:
         ("warm-up off by one: at step 0 the decay is (1 + 0) / (10 + 0) = 0.1, so use (1 + step) / (10 + step)",
          dict(warmup="no_plus_one")),
         ("the weights are swapped: keep d of the average and add (1 - d) of the live weights", dict(swap=True)),
+        ("the decay goes past `decay`: d = min(decay, (1 + step) / (10 + step)); without the min, d climbs towards 1 "
+         "as training goes on and the average stops following the live weights", dict(warmup="ramp")),
     ]
     for hint, switches in variants:
         if matches(ref_ema(c, **switches)):
             return hint
+    init = {k: v.double() for k, v in seeded_state(lambda: _ema_net(c["seed"]), c["seed"]).items()}
+    if matches([init] * len(states)):
+        return ("the averaged weights never change: write into the copy's parameters in place "
+                "(ema_p.mul_(d).add_(p, alpha=1 - d)); `ema_p = d * ema_p + ...` only rebinds the loop variable")
     return ("the averaged weights differ from theta_ema <- d theta_ema + (1 - d) theta with "
             "d = min(decay, (1 + step) / (10 + step)), applied to every parameter at each update")
 
@@ -375,7 +398,7 @@ check_EMA = visible("EMA")
 class RefEMA:
     """The worksheet's EMA, with switches for the catalogue of mistakes (class attributes of subclasses)."""
 
-    warmup, swap, alias, grad = "min", False, False, False
+    warmup, swap, alias, grad, rebind = "min", False, False, False, False
 
     def __init__(self, model: nn.Module, decay: float):
         import copy
@@ -387,12 +410,16 @@ class RefEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        ramp = {"min": (1 + step) / (10 + step), "no_plus_one": step / (10 + step)}.get(self.warmup, 1.0)
-        d = self.decay if self.warmup == "none" else min(self.decay, ramp)
+        ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
+                "no_plus_one": step / (10 + step)}.get(self.warmup, 1.0)
+        d = self.decay if self.warmup == "none" else ramp if self.warmup == "ramp" else min(self.decay, ramp)
         if self.swap:
             d = 1 - d
         for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.mul_(d).add_(p.detach(), alpha=1 - d)
+            if self.rebind:
+                ema_p = d * ema_p + (1 - d) * p.detach()     # noqa: PLW2901 (the mistake: a new tensor, not the copy)
+            else:
+                ema_p.mul_(d).add_(p.detach(), alpha=1 - d)
 
 
 def ema_variant(**switches):
@@ -410,7 +437,9 @@ class _TrainableAfterUpdate(RefEMA):
 MISTAKES["EMA"] = [
     ("EMA without warm-up", ema_variant(warmup="none"), "EMA without warm-up"),
     ("warm-up off by one", ema_variant(warmup="no_plus_one"), "off by one"),
+    ("warm-up without the min", ema_variant(warmup="ramp"), "goes past `decay`"),
     ("weights swapped", ema_variant(swap=True), "swapped"),
+    ("loop variable rebound", ema_variant(rebind=True), "never change"),
     ("no copy", ema_variant(alias=True), "independent copy"),
     ("copy still trainable", ema_variant(grad=True), "requires gradients"),
     ("copy trainable after an update", _TrainableAfterUpdate, "requires gradients"),

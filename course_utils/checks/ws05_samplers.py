@@ -69,7 +69,8 @@ def _ddpm_diagnose(out, c) -> str | None:
     posterior = ref_ddpm_step(*args, sigma="posterior")   # Ho et al. Sec. 3.2: both variances are right
     if isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(posterior.shape) and close(out, posterior):
         return None
-    return judge(out, ref_ddpm_step(*args), [
+    ref = ref_ddpm_step(*args)
+    hint = judge(out, ref, [
         ("noise added at the last step: at t = 0 return the mean, without sigma * noise",
          ref_ddpm_step(*args, last_noise=True)),
         ("no noise at t = 1: the paper counts t = 1..T, the code t = 0..T-1, so the paper's \"z = 0 if t = 1\" is "
@@ -86,6 +87,17 @@ def _ddpm_diagnose(out, c) -> str | None:
         ("t off by one: you used the quantities of step t-1 (alpha_bar[t-1]); step t uses alpha_bar[t], betas[t]",
          ref_ddpm_step(*args, shift=1)),
     ], "x_{t-1}")
+    generic = hint is not None and hint.startswith("the x_{t-1} and the reference differ")
+    if generic and c["t"] >= 1 and torch.isfinite(out).all():
+        mean = ref_ddpm_step(*args[:4], torch.zeros_like(c["noise"]))
+        added = (out.double() - mean).flatten()
+        size = float(added.std() / (ref - mean).std())
+        corr = float(torch.corrcoef(torch.stack([added, c["noise"].double().flatten()]))[0, 1])
+        if 0.5 < size < 2 and abs(corr) < 0.5:      # noise of about the right size, unrelated to the one given
+            return ("x_{t-1} has noise of about the right size, but not the noise given: add sigma_t * noise with "
+                    "the `noise` argument, not a draw of your own (the samplers pass it, so that a seed reproduces "
+                    "a run)")
+    return hint
 
 
 register(Check("ddpm_step", "ddpm_step", _ddpm_cases,
@@ -107,6 +119,8 @@ MISTAKES["ddpm_step"] = [
     ("variance as sigma", ddpm_variant(sigma="var"), "standard deviation"),
     ("posterior variance as sigma", ddpm_variant(sigma="posterior_var"), "sqrt(tilde beta_t)"),
     ("t off by one", ddpm_variant(shift=1), "off by one"),
+    ("its own noise", lambda xt, t, eps_pred, schedule, noise: ddpm_variant()(
+        xt, t, eps_pred, schedule, torch.randn(noise.shape, generator=generator(99))), "not the noise given"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -160,6 +174,12 @@ def _ddim_diagnose(out, c) -> str | None:
     args = (c["xt"], c["eps_pred"], c["alpha_bar_t"], c["alpha_bar_prev"], c["eta"])
     ref_prev, ref_x0 = ref_ddim_step(*args, c["noise"])
     both = isinstance(x_prev, torch.Tensor) and isinstance(x_prev2, torch.Tensor)
+    if both and not (torch.isfinite(x_prev).all() and torch.isfinite(x_prev2).all()):
+        return ("x_prev contains NaN or inf: is a square root taken of a negative number? sigma_t = eta * "
+                "sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)")
+    if (not close(ref_prev, ref_x0, 1e-4) and isinstance(x0_pred, torch.Tensor) and close(x0_pred, ref_prev, 1e-4)
+            and isinstance(x_prev, torch.Tensor) and close(x_prev, ref_x0, 1e-4)):
+        return "the order is swapped: return (x_prev, x0_pred), x_prev first"
     if c["eta"] == 0 and both and not close(x_prev, x_prev2, 1e-6):
         return "not deterministic at eta = 0: sigma_t = eta * sqrt(...) must vanish, so the noise has no effect"
     ref_moves = not close(ref_prev, ref_ddim_step(*args, c["noise2"])[0], 1e-6)
@@ -209,6 +229,7 @@ MISTAKES["ddim_step"] = [
     ("remixed with alpha_bar_t", ddim_variant(remix_with_prev=False), "remixed with alpha_bar_prev"),
     ("eta ignored (always deterministic)", ddim_variant(ignore_eta=True), "eta is ignored"),
     ("returns x_prev only", ddim_variant(x_prev_only=True), "return a tuple (x_prev, x0_pred)"),
+    ("(x0_pred, x_prev)", lambda *args, **kwargs: ddim_variant()(*args, **kwargs)[::-1], "order is swapped"),
     ("needs a noise tensor at eta = 0", lambda xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None: tuple(
         v.float() for v in ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise)), "noise=None"),
     ("not implemented", todo, "not implemented yet"),
@@ -237,11 +258,13 @@ def mixture_model(schedule):
 
 
 def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", prev="grid", t_arg="t",
-                  stop_early=False):
+                  stop_early=False, grid="ddim"):
     """The DDIM sampler in float64 with the course's noise order (one torch.randn(x.shape, generator) per step
-    when eta > 0); the switches reproduce the catalogued mistakes."""
+    when eta > 0); the switches reproduce the catalogued mistakes (``grid="linspace"``: a grid of its own)."""
     T = schedule.T
     timesteps = (torch.arange(num_steps) * (T // num_steps)).flip(0).tolist()     # ddim_timesteps(T, num_steps)
+    if grid == "linspace":
+        timesteps = torch.linspace(T - 1, 0, num_steps).round().long().tolist()
     alpha_bar = alpha_bar64(schedule)
     g = torch.Generator().manual_seed(seed)
     x = x_T.double()
@@ -303,7 +326,9 @@ def _loop_call(f, c):
     def run(seed):
         generator = torch.Generator().manual_seed(seed)
         return f(model, c["schedule"], c["x_T"], c["num_steps"], eta=c["eta"], generator=generator)
-    return dict(out=run(c["seed"]), out2=run(c["seed"] + SECOND_SEED) if c["eta"] > 0 else None)
+    if c["eta"] == 0:
+        return dict(out=run(c["seed"]), out2=None, again=None)
+    return dict(out=run(c["seed"]), out2=run(c["seed"] + SECOND_SEED), again=run(c["seed"]))  # again: same seed
 
 
 def _noise_scale_hint(out, out2, c, args, ref) -> str | None:
@@ -329,6 +354,10 @@ def _loop_diagnose(outputs, c) -> str | None:
     hint = shape_hint(out, ref, "x0")
     if hint:
         return hint
+    again = outputs.get("again")
+    if c["eta"] > 0 and not (isinstance(again, torch.Tensor) and again.shape == out.shape and torch.equal(again, out)):
+        return ("two runs with generators of the same seed gave different samples: draw every noise from the "
+                "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
     if c["eta"] > 0 and close(out, ref_ddim_loop(*args[:4], 0.0, c["seed"]), 1e-3):
         return (f"eta is ignored: with eta = {c['eta']:g} the samples equal the deterministic (eta = 0) ones; "
                 "pass eta to ddim_step, with one fresh noise per step")
@@ -343,6 +372,8 @@ def _loop_diagnose(outputs, c) -> str | None:
          "ddim_timesteps), not to t - 1", dict(prev="t-1")),
         ("call the model with the timestep t of the grid (980, 960, ... for 50 steps of T = 1000), "
          "not with the loop index", dict(t_arg="k")),
+        ("the time grid is not DDIM's: take the timesteps from ddim_timesteps(T, num_steps) (980, 960, ..., 0 for "
+         "50 steps of T = 1000), not from a linspace of your own", dict(grid="linspace")),
     ]
     for mistake_hint, switches in variants:
         if close(out, ref_ddim_loop(*args, **switches), 1e-3):
@@ -357,11 +388,14 @@ register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, 
 check_ddim_sample_loop = visible("ddim_sample_loop")
 
 
-def loop_variant(*, shuffle_noise=False, ignore_eta=False, **switches):
+def loop_variant(*, shuffle_noise=False, ignore_eta=False, own_noise=False, **switches):
     """ddim_sample_loop(model, schedule, x_T, num_steps, *, eta, generator) with mistakes switched on; none: right.
-    ``shuffle_noise`` draws the noise in another order (right, but not the course's order)."""
+    ``shuffle_noise`` draws the noise in another order (right, but not the course's order); ``own_noise`` ignores
+    the generator (torch's global one instead)."""
     def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
         seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator)) if shuffle_noise else None
+        if own_noise:
+            seed = int(torch.randint(0, 2 ** 31 - 1, (1,)))
         if seed is None:
             seed = generator.initial_seed()
         return ref_ddim_loop(model, schedule, x_T, num_steps, 0.0 if ignore_eta else eta, seed, **switches).float()
@@ -373,6 +407,8 @@ MISTAKES["ddim_sample_loop"] = [
     ("alpha_bar[-1] at the last step", loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
     ("t - 1 instead of the grid", loop_variant(prev="t-1"), "off by one in the time grid"),
     ("loop index as timestep", loop_variant(t_arg="k"), "not with the loop index"),
+    ("a linspace time grid", loop_variant(grid="linspace"), "not DDIM's"),
+    ("generator ignored", loop_variant(own_noise=True), "same seed gave different samples"),
     ("one step short", loop_variant(stop_early=True), "stopping at t = 0"),
     ("not implemented", todo, "not implemented yet"),
 ]

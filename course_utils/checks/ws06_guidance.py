@@ -188,14 +188,15 @@ register(Check("classifier_guided_eps", "classifier_guided_eps", _guided_cases, 
 check_classifier_guided_eps = visible("classifier_guided_eps")
 
 
-def guided_eps_variant(*, autograd=True, enable_grad=True, **switches):
+def guided_eps_variant(*, autograd=True, enable_grad=True, on_xt=False, **switches):
     """classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale) with mistakes switched
     on; none: the right one (through autograd, as a student writes it, unless ``autograd=False``;
-    ``enable_grad=False``: without torch.enable_grad(), so it fails under torch.no_grad())."""
+    ``enable_grad=False``: without torch.enable_grad(), so it fails under torch.no_grad(); ``on_xt``: the
+    gradient taken on the caller's xt, which it leaves requiring grad)."""
     def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
         if autograd and not switches:
             with torch.enable_grad() if enable_grad else contextlib.nullcontext():
-                x = xt.detach().requires_grad_(True)
+                x = xt.requires_grad_(True) if on_xt else xt.detach().requires_grad_(True)
                 log_probs = F.log_softmax(classifier(x, t), dim=-1)
                 (grad,) = torch.autograd.grad(log_probs[torch.arange(len(x)), y].sum(), x)
             a = schedule.gather(schedule.alpha_bar, t, xt.ndim)
@@ -213,6 +214,7 @@ MISTAKES["classifier_guided_eps"] = [
     ("mean over the batch", guided_eps_variant(reduce="mean"), "B times too small"),
     ("scale ignored", guided_eps_variant(scale=False), "classifier_scale is ignored"),
     ("no enable_grad", guided_eps_variant(enable_grad=False), "torch.enable_grad()"),
+    ("requires_grad on the caller's xt", guided_eps_variant(on_xt=True), "set requires_grad on its input xt"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

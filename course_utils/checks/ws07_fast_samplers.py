@@ -113,6 +113,8 @@ def _step_diagnose(out, c) -> str | None:
     x_prev, x0_pred = out
     args = (c["xt"], c["eps_pred"], c["alpha_bar_t"], c["alpha_bar_prev"], c["x0_pred_last"], c["alpha_bar_last"])
     ref_prev, ref_x0 = ref_dpmpp_2m_step(*args)
+    if not close(ref_prev, ref_x0, 1e-4) and close(x0_pred, ref_prev, 1e-4) and close(x_prev, ref_x0, 1e-4):
+        return "the order is swapped: return (x_prev, x0_pred), x_prev first"
     if isinstance(x_prev, torch.Tensor) and x_prev.shape == ref_prev.shape and not torch.isfinite(x_prev).all():
         if c["first"]:
             return FIRST_HINT
@@ -167,6 +169,7 @@ MISTAKES["dpmpp_2m_step"] = [
     ("r inverted", dpmpp_step_variant(r_inverted=True), "h_last / h"),
     ("factor 1/2 missing", dpmpp_step_variant(half=False), "1/2 is missing"),
     ("returns x_prev only", dpmpp_step_variant(x_prev_only=True), "return a tuple (x_prev, x0_pred)"),
+    ("(x0_pred, x_prev)", lambda *args, **kwargs: dpmpp_step_variant()(*args, **kwargs)[::-1], "order is swapped"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

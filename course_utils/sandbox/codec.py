@@ -21,6 +21,14 @@ DTYPES = {"float16", "bfloat16", "float32", "float64", "complex64", "complex128"
           "int64", "uint8", "bool"}
 
 
+class NotEncodable(TypeError):
+    """A value the format has no form for; ``value`` is the value (the harvest words the student's message)."""
+
+    def __init__(self, value):
+        super().__init__(f"expected tensors (or tuples of tensors), got {type(value).__name__}")
+        self.value = value
+
+
 class Packer:
     """Values (tensors, dicts, lists, tuples, numbers, text, None) -> JSON, each tensor's bytes kept aside.
 
@@ -48,7 +56,8 @@ class Packer:
             return [self.encode(v) for v in x]
         if isinstance(x, (int, float, bool, str)) or x is None:
             return x
-        raise TypeError(f"expected tensors (or tuples of tensors), got {type(x).__name__}")
+        raise NotEncodable(x)
+
 
     def mark(self) -> int:
         return len(self.specs)

@@ -29,13 +29,15 @@ def valid_text(text: str) -> str:
 
 _KERNEL_HALF = """\
 def _course_grade_harvest(check, target, obj, cases_path, out_path):
-    import os, traceback
+    import os
+    import torch
     codec = {}
     exec(CODEC_SOURCE, codec)        # course_utils.sandbox.codec, as text: the grader's own format code
     if obj is None:
         def obj(*args, **kwargs):
             raise NameError(f"name {target!r} is not defined: did its cell run, or was it renamed?")
     from course_utils.checks import CHECKS
+    from course_utils.checks.framework import RETURNED, changed_input, error_record, not_an_output
     from course_utils.schedules import NoiseSchedule
     with open(cases_path, "rb") as f:
         values, tensors = codec["unpack"](f.read())
@@ -53,16 +55,25 @@ def _course_grade_harvest(check, target, obj, cases_path, out_path):
 
     packer, outputs = codec["Packer"](), []
     for case in build(values):       # what checks.harvest does, on the cases the grader sent
+        before = {k: v.clone() for k, v in case.items() if isinstance(v, torch.Tensor)}
+        try:
+            out = CHECKS[check].call(obj, case)
+        except NotImplementedError:
+            outputs.append({"error": "NotImplementedError", "message": "not implemented yet"})
+            continue
+        except Exception as err:
+            outputs.append(error_record(err))
+            continue
+        changed = changed_input(case, before)
+        if changed:
+            outputs.append({"error": RETURNED, "message": changed})
+            continue
         mark = packer.mark()
         try:
-            outputs.append(packer.encode(CHECKS[check].call(obj, case)))
-        except NotImplementedError:
+            outputs.append(packer.encode(out))
+        except Exception as err:     # codec's NotEncodable carries the value the format has no form for
             packer.rollback(mark)
-            outputs.append({"error": "NotImplementedError", "message": "not implemented yet"})
-        except Exception as err:
-            packer.rollback(mark)
-            frame = traceback.extract_tb(err.__traceback__)[-1]
-            outputs.append({"error": type(err).__name__, "message": f"{str(err)[:1000]} (line {frame.lineno})"})
+            outputs.append({"error": RETURNED, "message": not_an_output(getattr(err, "value", err))[:1000]})
     with open(out_path + ".tmp", "wb") as f:
         f.write(packer.to_bytes(outputs))
     os.replace(out_path + ".tmp", out_path)

@@ -60,16 +60,17 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # | | [Worksheet 3: UNet pieces](../exercises/03_unet.ipynb) | the sinusoidal embedding, the blocks that take t, the UNet's forward pass with its skips | 45 min | ~ 1 | < 1 |
 # | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | 1 h | ~ 8 * | ~ 1-2 |
 # | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; EMA; train a small model | 1 h | ~ 2 | ~ 1 |
-# | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 6 * | ~ 1-2 |
+# | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 6-10 * | ~ 1-2 |
 # | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step, one DDIM step, the DDIM sampling loop | 45 min | ~ 2 | ~ 1 |
-# | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 20 * | ~ 1-2 |
+# | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 20-55 * | ~ 1-2 |
 # | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 5-9 * | ~ 1-2 |
 # | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | classifier-free guidance, its loss, guidance in a sampler; classifier guidance | 1 h | ~ 2 | ~ 1 |
 # | 7 | [Lesson 7: faster samplers](07_fast_samplers.ipynb) | DDIM as Euler on the probability-flow ODE; Heun and DPM-Solver++(2M); quality per network call; the `diffusers` schedulers | 1 h | < 1 * | < 1 |
 # | | [Worksheet 7: fast samplers](../exercises/07_fast_samplers.ipynb) | one DPM-Solver++(2M) step and its sampler loop | 45 min | < 1 | < 1 |
 #
 # In all, plan for about 15 hours of your own time (the rows add up to 14.5-15.5). The computing is about 50-65 minutes in full mode
-# (about a third of it the lab), about 10-15 in quick mode.
+# (about a third of it the lab), about 10-15 in quick mode; on a CPU without native bfloat16 arithmetic (most laptops) the
+# full mode is closer to an hour and a half, the lab alone about 55 minutes (see below).
 #
 # \* Measured with nbconvert on this course's 2-core test machine on 2026-12-02, nothing else running unless
 # said. That day it was an AMD EPYC that computes bfloat16 natively, so lesson 4's image model trained in
@@ -79,8 +80,12 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # on the AVX2-only machine of 2026-11-23, another job running). The lab trains on 1 M images by default: 19
 # minutes of training on the quiet machine (19.5 minutes in all, with its measurements), where its reference run
 # met the course's bar of 85% recognisable digits (86.4%); in 32-bit floats its step runs at about half that
-# speed, and the training cell's progress bar estimates the time on yours (section 5 of the lab says how to
-# shorten the run, section 7 what that costs). A cell that trains or samples for long prints its progress as a bar.
+# speed on that machine and at about a third on an AVX2-only one (below), and the training cell's progress bar estimates the time on yours (section 5 of the lab says how to
+# shorten the run, section 7 what that costs). On the same 2-core machine type with AVX2 only (no native bfloat16),
+# measured on 2026-12-02 later in the day: lesson 1 took 19 s, lesson 5 9.5 minutes (568 s) and lesson 7 57 s with
+# nbconvert, and the lab's training step ran at 312 images per second in 32-bit floats (`python bench/lab_sweep.py
+# --configs size16-base16-cosine1M --minutes 1.5 --n 50 --sampling-steps 10 --threads 2 --decays 0.995`), so its
+# 1 M images take about 53 minutes there. A cell that trains or samples for long prints its progress as a bar.
 # Timings on a machine shared with other jobs can be several times longer: a CPU's two cores shared by several
 # PyTorch jobs spend much of their time waiting for each other.
 #

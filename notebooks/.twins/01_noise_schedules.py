@@ -194,13 +194,13 @@ curves = {
 
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.5))
 ax0.plot(torch.cos(quarter), torch.sin(quarter), color="lightgray", lw=6, label="unit circle")
-for (label, (times, signal, noise)), marker in zip(curves.items(), ["o", "s", "^"]):
+for (label, (times, signal, noise)), marker, z in zip(curves.items(), ["o", "s", "^"], [4, 3, 2]):
     idx = [min(int(m * (len(times) - 1) + 0.5), len(times) - 1) for m in marks]
-    ax0.plot(signal[idx], noise[idx], marker, ms=8, label=label)
+    ax0.plot(signal[idx], noise[idx], marker, ms=8, label=label, zorder=z)       # the linear schedule's on top
     ax1.plot(times, torch.arccos(signal.clamp(max=1)), label=label)
 for m, (x, y) in zip(marks, zip(cosine.sqrt_alpha_bar[[0, 250, 500, 750, 999]],
                                 cosine.sqrt_one_minus_alpha_bar[[0, 250, 500, 750, 999]])):
-    ax0.annotate(f"cosine t/T={m}", (x, y), textcoords="offset points", xytext=(8, 2), fontsize=8)
+    ax0.annotate(f"cosine t/T={m}", (x, y), textcoords="offset points", xytext=(8, -12 if m == 1 else 2), fontsize=8)
 ax0.set_xlabel(r"signal rate $\sqrt{\bar\alpha_t}$"), ax0.set_ylabel(r"noise rate $\sqrt{1-\bar\alpha_t}$")
 ax0.set_aspect("equal"), ax0.legend(fontsize=8, loc="lower left")
 ax0.set_title("where each schedule is at t/T = 0, 0.25, 0.5, 0.75, 1")

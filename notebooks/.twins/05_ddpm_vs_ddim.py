@@ -17,8 +17,9 @@
 # 5. Because $\eta = 0$ DDIM is deterministic and invertible, images can be mapped back to noise
 #    (**DDIM inversion**) and **interpolated** in noise space.
 #
-# **Time.** About 6 minutes on a 2-core laptop CPU in full mode (measured times are in the start page's
-# table); almost all of it is the 1000-step DDPM run, 1000 network calls per sample. With `COURSE_QUICK=1`
+# **Time.** About 6 to 10 minutes on a 2-core CPU in full mode (5.7 minutes measured on one that computes
+# bfloat16 natively, 9.5 on one with AVX2 only: the start page's table); almost all of it is the 1000-step DDPM
+# run, 1000 network calls per sample. With `COURSE_QUICK=1`
 # the sample counts shrink and it takes a minute or two.
 
 # %%
@@ -204,7 +205,10 @@ print("mu_tilde(x_t, x0_pred) == the eps-form of the DDPM mean, t = 999, 500, 10
 # %% [markdown]
 # Now the image model. The cell below draws `N_EVAL` samples with DDPM ($\tilde\beta_t$, 1000 network calls
 # per sample) and keeps the wall time for the table of section 4, then `N_SHOW` with $\sigma_t^2 = \beta_t$
-# from the same starting noise and the same random numbers.
+# from the same starting noise $x_T$. The two panels show different digits: DDPM adds fresh noise at every
+# step, and a batch of 16 draws other numbers than a batch of 48 from the same seed, so after the first step
+# the two runs part ways. Compare the panels for quality, not digit by digit (DDIM, below, is the sampler
+# whose digit is fixed by $x_T$).
 
 # %%
 def timed(fn):
@@ -389,7 +393,7 @@ plt.show()
 _, points_trajectory = ddim_sample(exact_eps, cpu_schedule, (2000, 2), num_steps=SEEN_STEPS, progress=False,
                                    generator=torch.Generator().manual_seed(0), return_trajectory=True)
 fig = plot_trajectory_2d(points_trajectory[shown], num_frames=len(shown), labels=[step_labels[k] for k in shown])
-fig.suptitle(f"2-D points, DDIM {SEEN_STEPS} steps with the exact noise predictor", y=1.02)
+fig.suptitle(f"2-D points, DDIM {SEEN_STEPS} steps with the exact noise predictor", y=1.1)
 plt.show()
 
 # %% [markdown]
@@ -398,8 +402,9 @@ plt.show()
 # noise is left in the background) and clean by $t = 20$. The $\hat x_0$ row runs ahead of it: a
 # noisy blob at $t = 980$, a blurry digit-like average at $t = 680$, and already the final 8 at $t = 480$, which
 # the remaining steps only sharpen: the sampler decides the coarse shape at high noise and the details at low
-# noise. The 2-D points do the same: the cloud stays one Gaussian blob down to about $t = 280$, opens into a ring
-# around $t = 180$-$80$, and splits into the eight tight blobs only in the last steps ($t = 20$). Move the slider
+# noise. The 2-D points do the same: the cloud stays one Gaussian blob down to about $t = 280$, is still a filled
+# disc (a little thinner in the middle) at $t = 180$, is a ring of eight visible clumps at $t = 80$, and the
+# clumps tighten into the eight blobs by $t = 20$. Move the slider
 # to step through all the states.
 
 # %%
@@ -470,17 +475,18 @@ for steps in (10, 20, 50, 100):
     samples[key], seconds[key] = timed(lambda: ddim_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=steps, eta=0.0))
 
 quality = {key: sample_quality(x) for key, x in samples.items()}
-print(f"{'sampler':<10} {'network calls':>13} {'wall time (s)':>14} {'ms / sample':>12} {'FID':>8} {'KID x 1000':>11}")
-print(f"{'real data':<10} {0:>13} {'':>14} {'':>12} {floor['fid']:>8.2f} {1000 * floor['kid']:>11.2f}")
+print(f"{'sampler':<10} {'network calls':>13} {'wall time (s)':>14} {'ms / sample':>12} {'FID':>8} {'KID':>8}")
+print(f"{'real data':<10} {0:>13} {'':>14} {'':>12} {floor['fid']:>8.2f} {floor['kid']:>8.4f}")
 for key in samples:
     calls = int(key.split()[1])
     print(f"{key:<10} {calls:>13} {seconds[key]:>14.1f} {1000 * seconds[key] / N_EVAL:>12.1f} "
-          f"{quality[key]['fid']:>8.2f} {1000 * quality[key]['kid']:>11.2f}")
+          f"{quality[key]['fid']:>8.2f} {quality[key]['kid']:>8.4f}")
 print(f"({N_EVAL} samples per sampler, on {device}; reference: {reference_description})")
 
 # %% [markdown]
-# With 48 samples the FIDs differ by less than their own noise, and the KIDs scatter by a few tenths
-# around 0. To separate the samplers we load a stored run of the same comparison with 300 samples per sampler
+# With 48 samples the FIDs differ by less than their own noise, and the KIDs scatter by a few tenths, the real
+# images' own included (KID is unbiased, so a set of real images can score below 0). To separate the samplers
+# we load a stored run of the same comparison with 300 samples per sampler
 # (`course_utils/checkpoints/runs/sampler_quality_n300.json`, written from the output of
 # `python bench/bench_quality.py --n 300 --threads 1`: the same model, all samplers from one $x_T$, FID and
 # KID against the 10,000 MNIST test images). Its DDPM row alone took 44 minutes, which is why it is not
@@ -556,8 +562,8 @@ plt.show()
 
 # %% [markdown]
 # **What to notice.** Time is proportional to the number of network calls: in the stored run DDIM with 50
-# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 7.7 s
-# against 207 s (27 times), and the DDIM rows of the right panel double
+# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 17.0 s
+# against 333 s (20 times), and the DDIM rows of the right panel roughly double
 # with the steps. On quality, the stored 300-sample run separates what 48
 # samples cannot, through the confident share: DDIM with 10 steps is clearly behind (80% confident, against
 # 87% for 50 or 100 steps; about two and a half standard errors apart), 50 and 100 steps are
@@ -645,7 +651,7 @@ own_reconstructions = ddim_sample(model, schedule, own_latents.shape, x_T=own_la
                                   progress=False)
 
 grid = torch.linspace(-4, 4, 200)
-fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.3), gridspec_kw=dict(width_ratios=[1, 1.3]))
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw=dict(width_ratios=[1, 1]))
 ax0.hist(latents.flatten().cpu(), bins=80, range=(-4, 4), density=True, alpha=0.5, label="latents of test images")
 ax0.hist(own_latents.flatten().cpu(), bins=80, range=(-4, 4), density=True, alpha=0.5, label="latents of the model's samples")
 ax0.hist(x_T_own.flatten().cpu(), bins=80, range=(-4, 4), density=True, histtype="step", color="black",
@@ -655,7 +661,7 @@ ax0.set(xlabel="pixel value of the latent", ylabel="density", title="inverted la
 ax0.legend(fontsize=7)
 show_images(torch.cat([x_T_own[:4].clamp(-3, 3) / 3, own_samples[:4], own_latents[:4].clamp(-3, 3) / 3,
                        own_reconstructions[:4]]), nrow=4, ax=ax1,
-            title="rows: x_T / 3, its sample, the sample's latent / 3, decoded again")
+            title="rows: x_T / 3, its sample,\nthe sample's latent / 3, decoded again")
 fig.tight_layout()
 plt.show()
 print(f"model's samples: x_T std {x_T_own.std():.2f}, their inverted latents std {own_latents.std():.2f}; "

@@ -60,7 +60,8 @@ device = get_device()
 
 # %% nbgrader={"grade": false, "grade_id": "sinusoidal_embedding", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sinusoidal_embedding(t, dim, max_period=10000.0):
-    """(B,) times -> (B, dim) features [sin(t w_0..w_{h-1}), cos(t w_0..w_{h-1})], w_i = max_period^(-i/h), h = dim/2."""
+    """(B,) times -> (B, dim) float32 features [sin(t w_0..w_{h-1}), cos(t w_0..w_{h-1})], w_i = max_period^(-i/h),
+    h = dim/2 (float32 like the Linear layers that read them)."""
     ### BEGIN SOLUTION
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)   # (h,)

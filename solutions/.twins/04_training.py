@@ -59,7 +59,8 @@ device = get_device()
 # given, as keywords, so the loss is deterministic; `q_sample` from `course_utils.forward` computes $x_t$. Call
 # the model as `model(xt, t)`. Return the loss **tensor** (the training step calls `backward` on it). This is the
 # signature of the package's `course_utils.training.diffusion_loss`, which draws `t` and `eps` itself when they
-# are left out.
+# are left out. The check tries a batch of 2-D points and a batch of one-channel images, so write it for any
+# shape (B, ...).
 
 # %% nbgrader={"grade": false, "grade_id": "diffusion_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def diffusion_loss(model, schedule, x0, *, t, eps):
