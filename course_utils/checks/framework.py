@@ -150,7 +150,10 @@ _LIBRARIES = tuple({str(Path(sysconfig.get_paths()[k]).resolve()) for k in ("std
 def _in_library(filename: str) -> bool:
     if filename.startswith("<"):                     # exec'd code (the harvest's codec), but not a notebook cell
         return not filename.startswith("<ipython")
-    return str(Path(filename).resolve()).startswith(_LIBRARIES)
+    try:
+        return str(Path(filename).resolve()).startswith(_LIBRARIES)
+    except (OSError, RuntimeError):                  # a path the sandbox hides, a symlink loop: the student's
+        return False
 
 
 def error_record(err: BaseException) -> dict:

@@ -58,7 +58,6 @@ class Packer:
             return x
         raise NotEncodable(x)
 
-
     def mark(self) -> int:
         return len(self.specs)
 
