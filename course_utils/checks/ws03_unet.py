@@ -56,6 +56,9 @@ def _embedding_diagnose(out, c) -> str | None:
          ref_sinusoidal(t, dim, **kw, order="interleave")),
         ("frequencies: w_i = max_period ** (-i / (dim / 2)) for i = 0..dim/2-1 (divide by half = dim // 2)",
          ref_sinusoidal(t, dim, **kw, denom=dim)),
+        ("frequencies: you divided i by half - 1, as the original DDPM code does; this worksheet follows "
+         "guided-diffusion, w_i = max_period ** (-i / half) with half = dim // 2 (both work in a network, the check "
+         "follows the docstring)", ref_sinusoidal(t, dim, **kw, denom=dim // 2 - 1)),
     ], "embedding")
     if hint is None and out.dtype != torch.float32:
         return (f"the values are right but the dtype is {out.dtype}: return float32, the dtype of the Linear "
@@ -68,10 +71,11 @@ register(Check("sinusoidal_embedding", "sinusoidal_embedding", _embedding_cases,
 check_sinusoidal_embedding = visible("sinusoidal_embedding")
 
 
-def embedding_variant(*, denom_dim=False, **switches):
+def embedding_variant(*, denom_dim=False, denom_half_minus_one=False, **switches):
     """sinusoidal_embedding(t, dim, max_period) in float32 with mistakes switched on; none: the right one."""
     def sinusoidal_embedding(t, dim, max_period=10000.0):
-        return ref_sinusoidal(t, dim, max_period, denom=dim if denom_dim else None, **switches).float()
+        denom = dim if denom_dim else dim // 2 - 1 if denom_half_minus_one else None
+        return ref_sinusoidal(t, dim, max_period, denom=denom, **switches).float()
     return sinusoidal_embedding
 
 
@@ -79,6 +83,7 @@ MISTAKES["sinusoidal_embedding"] = [
     ("cos first", embedding_variant(order="cos_sin"), "sin first"),
     ("interleaved", embedding_variant(order="interleave"), "interleave"),
     ("frequencies over dim", embedding_variant(denom_dim=True), "frequencies"),
+    ("frequencies over half - 1", embedding_variant(denom_half_minus_one=True), "divided i by half - 1"),
     ("float64", lambda t, dim, max_period=10000.0: ref_sinusoidal(t, dim, max_period), "return float32"),
     ("no batch broadcasting", lambda t, dim, max_period=10000.0: embedding_variant()(t, dim, max_period)[0],
      "wrong shape"),

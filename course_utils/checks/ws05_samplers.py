@@ -141,12 +141,15 @@ def _ddim_cases(hidden: bool) -> list:
 
 
 def ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise, *, use_eta=True, sigma2_in_dir=True,
-                  sqrt=True, remix_with_prev=True):
-    """(x_prev, x0_pred) in float64 (DDIM Eq. 12 and 16); the switches reproduce the catalogued mistakes."""
+                  sqrt=True, remix_with_prev=True, clip=False):
+    """(x_prev, x0_pred) in float64 (DDIM Eq. 12 and 16); the switches reproduce the catalogued mistakes
+    (``clip``: x0_pred clamped to [-1, 1], diffusers' ``clip_sample``, which the course's sampler does not do)."""
     a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
     root = torch.sqrt if sqrt else (lambda v: v)
     # Eq. 12, "predicted x0": (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
     x0_pred = (xt.double() - root(1 - a) * eps_pred.double()) / root(a)
+    if clip:
+        x0_pred = x0_pred.clamp(-1, 1)
     # Eq. 16: sigma_t = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)
     sigma = (eta if use_eta else 1.0) * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).clamp(min=0).sqrt()
     a_remix = a_prev if remix_with_prev else a
@@ -195,6 +198,8 @@ def _ddim_diagnose(out, c) -> str | None:
         ("x0_pred and eps_pred are remixed with alpha_bar_prev, not alpha_bar_t: x_prev = sqrt(alpha_bar_prev) "
          "x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps_pred + sigma_t noise",
          ref_ddim_step(*args, c["noise"], remix_with_prev=False)[0]),
+        ("x0_pred is clamped to [-1, 1] (diffusers' clip_sample): DDIM's Eq. 12 uses it as predicted, and so does "
+         "this worksheet", ref_ddim_step(*args, c["noise"], clip=True)[0]),
     ], "x_prev", "x_prev differs: x_prev = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) "
                  "eps_pred + sigma_t noise")
     hint = hint or judge(x0_pred, ref_x0, [], "x0_pred",
@@ -230,6 +235,7 @@ MISTAKES["ddim_step"] = [
     ("eta ignored (always deterministic)", ddim_variant(ignore_eta=True), "eta is ignored"),
     ("returns x_prev only", ddim_variant(x_prev_only=True), "return a tuple (x_prev, x0_pred)"),
     ("(x0_pred, x_prev)", lambda *args, **kwargs: ddim_variant()(*args, **kwargs)[::-1], "order is swapped"),
+    ("x0_pred clamped", ddim_variant(clip=True), "clip_sample"),
     ("needs a noise tensor at eta = 0", lambda xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None: tuple(
         v.float() for v in ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise)), "noise=None"),
     ("not implemented", todo, "not implemented yet"),
