@@ -138,6 +138,8 @@ def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=T
         g = Wx[y]
     elif grad == "prob":
         g = p[torch.arange(B), y][:, None] * g
+    elif grad == "all_labels":                          # log_probs[:, y].sum(): every label for every image
+        g = Wx[y].sum(0, keepdim=True) - B * (p @ Wx)
     if reduce == "mean":
         g = g / B
     a = gather(alpha_bar64(c["schedule"]), t, xt.ndim)
@@ -174,6 +176,9 @@ def _guided_diagnose(out, c) -> str | None:
          ref_classifier_guided_eps(c, state, grad="logit")),
         ("take the gradient of the LOG-probability, not of the probability p(y | x_t)",
          ref_classifier_guided_eps(c, state, grad="prob")),
+        ("log_probs[:, y] is a B x B matrix (every label for every image): pick one label per image, "
+         "log_probs[torch.arange(B), y], or log_probs.gather(1, y[:, None])",
+         ref_classifier_guided_eps(c, state, grad="all_labels")),
         ("the gradient is B times too small: sum the selected log-probabilities over the batch before "
          "torch.autograd.grad (each x_t only appears in its own term), don't average them",
          ref_classifier_guided_eps(c, state, reduce="mean")),
@@ -211,6 +216,7 @@ MISTAKES["classifier_guided_eps"] = [
     ("no sqrt on 1 - alpha_bar", guided_eps_variant(sqrt=False), "square root"),
     ("gradient of the logit", guided_eps_variant(grad="logit"), "not of the raw logit"),
     ("gradient of the probability", guided_eps_variant(grad="prob"), "LOG-probability"),
+    ("every label for every image", guided_eps_variant(grad="all_labels"), "B x B matrix"),
     ("mean over the batch", guided_eps_variant(reduce="mean"), "B times too small"),
     ("scale ignored", guided_eps_variant(scale=False), "classifier_scale is ignored"),
     ("no enable_grad", guided_eps_variant(enable_grad=False), "torch.enable_grad()"),
