@@ -209,6 +209,8 @@ def _predict_x0_diagnose(out, c) -> str | None:
         ("divide by sqrt(alpha_bar_t), don't multiply", ref_predict_x0(*args, divide=False)),
         ("t off by one: you used alpha_bar[t-1] (alpha_bar_prev); code index t uses alpha_bar[t]",
          ref_predict_x0(*args, alpha_bar=alpha_bar_prev64(c["schedule"]))),
+        ("that is alpha_t (one step's 1 - beta_t); x_t was made from x0 in one jump, so undo it with the "
+         "cumulative product alpha_bar_t", ref_predict_x0(*args, alpha_bar=1 - c["schedule"].betas.double())),
     ], "x0_pred")
 
 
@@ -222,6 +224,8 @@ check_predict_x0 = visible("predict_x0")
 MISTAKES["predict_x0"] = [
     ("wrong sign", _predict_x0_variant(sign=1.0), "wrong sign"),
     ("multiplies", _predict_x0_variant(divide=False), "divide"),
+    ("alpha for alpha_bar", lambda xt, t, eps, schedule: ref_predict_x0(
+        xt, t, eps, schedule, alpha_bar=1 - schedule.betas.double()).float(), "cumulative product alpha_bar_t"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
