@@ -99,24 +99,29 @@ def harvest(name: str, obj: Any, *, hidden: bool = True) -> list:
     check = CHECKS[name]
     results = []
     for case in check.cases(hidden):
-        given = {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in case.items()}
-        try:
-            out = check.call(obj, given)
-        except NotImplementedError:
-            results.append({"error": "NotImplementedError", "message": "not implemented yet"})
-            continue
-        except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
-            results.append(error_record(err))
-            continue
-        changed = changed_input(given, case)
-        if changed:
-            results.append({"error": RETURNED, "message": changed})
-            continue
-        try:
-            results.append(_detach(out))
-        except TypeError as err:
-            results.append({"error": RETURNED, "message": str(err)})
+        out, record = call_case(check, obj, {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in case.items()})
+        if record is None:
+            try:
+                out = _detach(out)
+            except TypeError as err:
+                record = {"error": RETURNED, "message": str(err)}
+        results.append(out if record is None else record)
     return results
+
+
+def call_case(check: Check, obj: Any, case: dict) -> tuple[Any, dict | None]:
+    """``check.call(obj, case)`` as both harvests run it (``harvest`` here, the grader's kernel half in
+    ``sandbox/values.py``): ``(output, None)``, or ``(None, record)`` where the student's code raised (its type,
+    text and line: ``error_record``) or changed a tensor of the case (``changed_input``)."""
+    before = {k: v.clone() for k, v in case.items() if isinstance(v, Tensor)}
+    try:
+        out = check.call(obj, case)
+    except NotImplementedError:
+        return None, {"error": "NotImplementedError", "message": "not implemented yet"}
+    except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
+        return None, error_record(err)
+    changed = changed_input(case, before)
+    return (out, None) if changed is None else (None, {"error": RETURNED, "message": changed})
 
 
 def changed_input(given: dict, before: dict) -> str | None:
@@ -132,6 +137,15 @@ def changed_input(given: dict, before: dict) -> str | None:
             return (f"your function changed its input {k} in place, and with it the caller's tensor: compute a "
                     f"new tensor ({k} * a, not {k}.mul_(a) or {k} *= a)")
     return None
+
+
+def same_seed_hint(out, again, what: str) -> str | None:
+    """The hint for a function whose two runs with generators of the same seed differ (``what``: "chains",
+    "samples"), else None: it draws noise from somewhere other than the generator it was given."""
+    if isinstance(again, Tensor) and isinstance(out, Tensor) and again.shape == out.shape and torch.equal(again, out):
+        return None
+    return (f"two runs with generators of the same seed gave different {what}: draw every noise from the "
+            "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
 
 
 def not_an_output(x) -> str:
@@ -159,7 +173,7 @@ def _in_library(filename: str) -> bool:
 def error_record(err: BaseException) -> dict:
     """A student's error as a harvest records it: its type, its text, and where in the student's code it
     happened, the innermost frame outside torch, the standard library and this package (their line numbers
-    mean nothing to a student: "line 134" of torch's linear.py). ``sandbox/values.py``'s kernel half uses it."""
+    mean nothing to a student: "line 134" of torch's linear.py). Both harvests use it, through ``call_case``."""
     frames = [f for f in traceback.extract_tb(err.__traceback__) if not _in_library(f.filename)]
     where = f" (line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
     return {"error": type(err).__name__, "message": f"{str(err)[:1000]}{where}"}

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..schedules import NoiseSchedule
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, gather, generator, judge, register,
-                        shape_hint, small_schedule, todo, visible)
+                        same_seed_hint, shape_hint, small_schedule, todo, visible)
 
 
 # ------------------------------------------------------------------ q_sample
@@ -292,13 +292,7 @@ def _chain_call(f, c) -> dict:
 
 def _chain_diagnose(outputs, case) -> str | None:
     out, again = outputs["out"], outputs["again"]
-    hint = _chain_states_hint(out, case)
-    if hint:
-        return hint
-    if not (isinstance(again, Tensor) and again.shape == out.shape and torch.equal(again, out)):
-        return ("two runs with generators of the same seed gave different chains: draw every noise from the "
-                "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
-    return None
+    return _chain_states_hint(out, case) or same_seed_hint(out, again, "chains")
 
 
 def _chain_states_hint(out, case) -> str | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, generator, judge, raised_record,
-                        register, repeat_hint, shape_hint, small_schedule, todo, visible)
+                        register, repeat_hint, same_seed_hint, shape_hint, small_schedule, todo, visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -360,10 +360,9 @@ def _loop_diagnose(outputs, c) -> str | None:
     hint = shape_hint(out, ref, "x0")
     if hint:
         return hint
-    again = outputs.get("again")
-    if c["eta"] > 0 and not (isinstance(again, torch.Tensor) and again.shape == out.shape and torch.equal(again, out)):
-        return ("two runs with generators of the same seed gave different samples: draw every noise from the "
-                "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
+    unseeded = same_seed_hint(out, outputs.get("again"), "samples") if c["eta"] > 0 else None
+    if unseeded:
+        return unseeded
     if c["eta"] > 0 and close(out, ref_ddim_loop(*args[:4], 0.0, c["seed"]), 1e-3):
         return (f"eta is ignored: with eta = {c['eta']:g} the samples equal the deterministic (eta = 0) ones; "
                 "pass eta to ddim_step, with one fresh noise per step")

@@ -30,14 +30,13 @@ def valid_text(text: str) -> str:
 _KERNEL_HALF = """\
 def _course_grade_harvest(check, target, obj, cases_path, out_path):
     import os
-    import torch
     codec = {}
     exec(CODEC_SOURCE, codec)        # course_utils.sandbox.codec, as text: the grader's own format code
     if obj is None:
         def obj(*args, **kwargs):
             raise NameError(f"name {target!r} is not defined: did its cell run, or was it renamed?")
     from course_utils.checks import CHECKS
-    from course_utils.checks.framework import RETURNED, changed_input, error_record, not_an_output
+    from course_utils.checks.framework import RETURNED, call_case, not_an_output
     from course_utils.schedules import NoiseSchedule
     with open(cases_path, "rb") as f:
         values, tensors = codec["unpack"](f.read())
@@ -55,18 +54,9 @@ def _course_grade_harvest(check, target, obj, cases_path, out_path):
 
     packer, outputs = codec["Packer"](), []
     for case in build(values):       # what checks.harvest does, on the cases the grader sent
-        before = {k: v.clone() for k, v in case.items() if isinstance(v, torch.Tensor)}
-        try:
-            out = CHECKS[check].call(obj, case)
-        except NotImplementedError:
-            outputs.append({"error": "NotImplementedError", "message": "not implemented yet"})
-            continue
-        except Exception as err:
-            outputs.append(error_record(err))
-            continue
-        changed = changed_input(case, before)
-        if changed:
-            outputs.append({"error": RETURNED, "message": changed})
+        out, record = call_case(CHECKS[check], obj, case)
+        if record is not None:
+            outputs.append(record)
             continue
         mark = packer.mark()
         try:
