@@ -60,6 +60,8 @@ def test_the_gpu_script_trains_and_measures_each_run(tmp_path):
     assert proc.returncode == 1, log                    # one run of three failed: the exit status counts it
     assert "[mnist-unet.no-such-recipe] ValueError: mnist-unet has no recipe 'no-such-recipe'" in log, log
     assert "1 run(s) failed" in proc.stdout
+    # three runs side by side share the cores (torch's default threads each: 190 s here instead of 60)
+    assert f"; {max(1, len(os.sched_getaffinity(0)) // 3)} CPU threads per run" in log, log
     for name in ("mnist-unet", "mnist-unet-cond"):
         folder = tmp_path / "out" / f"{name}.gpu-deep"
         card = json.loads((folder / f"{name}.json").read_text())
