@@ -198,7 +198,7 @@ assert run_check("reverse_diffusion", reverse_diffusion, hidden=True).passed, "h
 # %%
 IMAGE_SIZE = {"mnist": 16, "fashion_mnist": 16, "flowers102": 64}[DATASET]
 # a missing dataset raises DatasetNotFoundError, whose message gives the command that downloads it
-images, _ = load_images(DATASET, image_size=pick(IMAGE_SIZE, min(IMAGE_SIZE, 32)), limit=pick(None, 5000),
+images, _ = load_images(DATASET, image_size=pick(IMAGE_SIZE, 16), limit=pick(None, 5000),
                         download=DATASET == "flowers102" and not quick_mode())
 channels, size = images.shape[1], images.shape[-1]
 mean = images.mean(dim=(0, 2, 3), keepdim=True)                       # (1, C, 1, 1)
