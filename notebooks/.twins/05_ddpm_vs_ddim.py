@@ -56,7 +56,7 @@ from course_utils.viz import plot_points, plot_trajectory_2d, show_images
 torch.manual_seed(0)
 device = get_device()
 N_EVAL = pick(48, 8)         # samples per sampler for the quality table
-N_SHOW = pick(16, 8)                     # samples shown per figure
+N_SHOW = pick(16, 4)                     # samples shown per figure
 print(f"device: {device}, quick mode: {quick_mode()}, samples per sampler: {N_EVAL}")
 
 # %%
