@@ -145,7 +145,8 @@ def _schedule_diagnose(out, case) -> str | None:
         if hint:
             return hint
     if close(noise_rates, ref_signal_rates) and close(signal_rates, ref_noise_rates):
-        return "noise and signal are swapped: return (noise_rates, signal_rates), noise = sin(angle)"
+        return ("noise and signal are swapped: return (noise_rates, signal_rates), noise = sin(angle) (an angle "
+                "from arcsin instead of arccos swaps them too: arcsin(x) = pi/2 - arccos(x))")
     if not close(noise_rates ** 2 + signal_rates ** 2, torch.ones_like(noise_rates), 1e-3):
         return "signal_rates**2 + noise_rates**2 != 1: use cos and sin of the same angle"
     if close(signal_rates.flip(0), ref_signal_rates) if signal_rates.ndim == 1 else False:
@@ -170,6 +171,13 @@ def _swapped_schedule(t, min_signal_rate=0.02, max_signal_rate=0.95):
     return signal_rates, noise_rates
 
 
+def _asin_rates(t, min_signal_rate=0.02, max_signal_rate=0.95):
+    """The angle from arcsin(max_signal_rate) to arcsin(min_signal_rate): cos and sin trade places."""
+    start, end = math.asin(max_signal_rate), math.asin(min_signal_rate)
+    angles = start + t * (end - start)
+    return torch.sin(angles), torch.cos(angles)
+
+
 def _linear_rates(t, min_signal_rate=0.02, max_signal_rate=0.95):
     signal_rates = max_signal_rate + t * (min_signal_rate - max_signal_rate)
     return (1 - signal_rates ** 2).sqrt(), signal_rates
@@ -177,6 +185,8 @@ def _linear_rates(t, min_signal_rate=0.02, max_signal_rate=0.95):
 
 MISTAKES["diffusion_schedule"] = [
     ("swapped", _swapped_schedule, "swapped"),
+    ("arcsin for arccos", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: tuple(_asin_rates(
+        t, min_signal_rate, max_signal_rate)), "arcsin instead of arccos"),
     ("signal linear in t", _linear_rates, "linearly"),
     ("backwards", lambda t, min_signal_rate=0.02, max_signal_rate=0.95:
         _schedule_float(1 - t, min_signal_rate, max_signal_rate), "backwards"),

@@ -125,8 +125,10 @@ def _classifier(c, state=None) -> LinearNoisyClassifier:
     return model
 
 
-def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=True, reduce="sum", scale=True):
-    """eps_hat in float64 from the classifier's weights, with the closed-form gradient; switches: the mistakes."""
+def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=True, reduce="sum", scale=True,
+                              step_alpha=False):
+    """eps_hat in float64 from the classifier's weights, with the closed-form gradient; switches: the mistakes
+    (``step_alpha``: one step's alpha_t = 1 - beta_t in place of alpha_bar_t)."""
     W, b = state["linear.weight"].double(), state["linear.bias"].double()               # (K, D + 1), (K,)
     xt, t, y = c["xt"].double(), c["t"], c["y"]
     B = xt.shape[0]
@@ -142,7 +144,7 @@ def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=T
         g = Wx[y].sum(0, keepdim=True) - B * (p @ Wx)
     if reduce == "mean":
         g = g / B
-    a = gather(alpha_bar64(c["schedule"]), t, xt.ndim)
+    a = gather(1 - c["schedule"].betas.double() if step_alpha else alpha_bar64(c["schedule"]), t, xt.ndim)
     coef = (1 - a).sqrt() if sqrt else (1 - a)
     classifier_scale = c["classifier_scale"] if scale else 1.0
     return c["eps_pred"].double() + sign * classifier_scale * coef * g.reshape(xt.shape)
@@ -184,6 +186,9 @@ def _guided_diagnose(out, c) -> str | None:
          ref_classifier_guided_eps(c, state, reduce="mean")),
         ("classifier_scale is ignored: multiply the gradient term by it",
          ref_classifier_guided_eps(c, state, scale=False)),
+        ("you used alpha_t (one step's 1 - beta_t) where the formula has alpha_bar_t: the noise in x_t has std "
+         "sqrt(1 - alpha_bar_t), alpha_bar_t the cumulative product (schedule.alpha_bar)",
+         ref_classifier_guided_eps(c, state, step_alpha=True)),
     ], "guided eps")
     return hint or repeat_hint(out.get("under_no_grad"), ref, "under torch.no_grad() (as a sampler calls it)",
                                "compute the gradient inside `with torch.enable_grad():`")
@@ -219,6 +224,7 @@ MISTAKES["classifier_guided_eps"] = [
     ("every label for every image", guided_eps_variant(grad="all_labels"), "B x B matrix"),
     ("mean over the batch", guided_eps_variant(reduce="mean"), "B times too small"),
     ("scale ignored", guided_eps_variant(scale=False), "classifier_scale is ignored"),
+    ("alpha for alpha_bar", guided_eps_variant(step_alpha=True), "alpha_bar_t the cumulative product"),
     ("no enable_grad", guided_eps_variant(enable_grad=False), "torch.enable_grad()"),
     ("requires_grad on the caller's xt", guided_eps_variant(on_xt=True), "set requires_grad on its input xt"),
     ("not implemented", todo, "not implemented yet"),

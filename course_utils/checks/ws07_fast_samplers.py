@@ -37,6 +37,8 @@ def _lam(a: torch.Tensor, h_from: str) -> torch.Tensor:
         return -0.5 * torch.log1p(-a)                            # -log sigma: alpha forgotten
     if h_from == "edm_sigma":
         return -((1 - a) / a).sqrt()                             # steps in sigma / alpha, not in its log
+    if h_from == "log_snr":
+        return torch.log(a) - torch.log1p(-a)                    # the full log-SNR: twice lambda
     return 0.5 * (torch.log(a) - torch.log1p(-a))
 
 
@@ -129,6 +131,8 @@ def _step_diagnose(out, c) -> str | None:
          "not in sigma = sqrt(1 - alpha_bar) / sqrt(alpha_bar)", ref_dpmpp_2m_step(*args, h_from="edm_sigma")[0]),
         ("lambda vs sigma mixed up: lambda = log(alpha / sigma) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)); "
          "you used -log(sigma), without alpha", ref_dpmpp_2m_step(*args, h_from="log_sigma")[0]),
+        ("h is twice too large: lambda is HALF the log-SNR, log(alpha / sigma) = 0.5 log(alpha_bar / (1 - "
+         "alpha_bar)), not log(alpha_bar / (1 - alpha_bar))", ref_dpmpp_2m_step(*args, h_from="log_snr")[0]),
         ("x_t is scaled by sigma_prev / sigma_t = sqrt(1 - alpha_bar_prev) / sqrt(1 - alpha_bar_t) in "
          "DPM-Solver++ (alpha_prev / alpha_t belongs to the noise-prediction DPM-Solver)",
          ref_dpmpp_2m_step(*args, x_coef="alpha")[0]),
@@ -165,6 +169,7 @@ MISTAKES["dpmpp_2m_step"] = [
     ("wrong sign of h", dpmpp_step_variant(h_sign=-1.0), "wrong sign of h"),
     ("h in sigma", dpmpp_step_variant(h_from="edm_sigma"), "lambda vs sigma"),
     ("lambda without alpha", dpmpp_step_variant(h_from="log_sigma"), "lambda vs sigma"),
+    ("full log-SNR for lambda", dpmpp_step_variant(h_from="log_snr"), "HALF the log-SNR"),
     ("alpha ratio on x_t", dpmpp_step_variant(x_coef="alpha"), "sigma_prev / sigma_t"),
     ("r inverted", dpmpp_step_variant(r_inverted=True), "h_last / h"),
     ("factor 1/2 missing", dpmpp_step_variant(half=False), "1/2 is missing"),
