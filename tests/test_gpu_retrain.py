@@ -54,7 +54,7 @@ def test_the_blocker_blocks(tmp_path):
     assert proc.returncode != 0 and "nbformat is not on the GPU image" in proc.stderr
 
 
-def test_the_gpu_script_trains_and_measures_each_run(tmp_path):
+def test_the_gpu_script_trains_and_measures_each_run(tmp_path, capsys):
     proc = _run_script(tmp_path, "mnist-unet:gpu-deep mnist-unet-cond:gpu-deep mnist-unet:no-such-recipe")
     log = (tmp_path / "out" / "gpu_retrain.log").read_text()
     assert proc.returncode == 1, log                    # one run of three failed: the exit status counts it
@@ -73,6 +73,13 @@ def test_the_gpu_script_trains_and_measures_each_run(tmp_path):
         assert ("confident_share_0.9_ddim20" if name == "mnist-unet" else "diversity_guidance1") in card["metrics"]
         assert f"[{name}.gpu-deep] {name}: <= 10 MB in float16: " in log
         checkpoints.load(name, directory=folder)                 # the weights load as the lessons load them
+    # step 3 reads what came back: each model's run is picked (20 samples miss targets: nothing to copy)
+    sys.path.insert(0, str(ROOT / "tools"))
+    import adopt_gpu_run
+    assert adopt_gpu_run.main([str(tmp_path / "out"), "--dry-run"]) == 0
+    picked = capsys.readouterr().out
+    assert "-> mnist-unet: recipe gpu-deep (misses" in picked, picked
+    assert "-> mnist-unet-cond: recipe gpu-deep" in picked, picked
     # what comes back from the device: at most 8 files, no deeper than two folders
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert len(files) <= 8 and all(len(p.relative_to(tmp_path / "out").parts) <= 3 for p in files), files

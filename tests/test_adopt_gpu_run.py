@@ -1,0 +1,113 @@
+"""tools/adopt_gpu_run.py: which of the GPU run's models ships. Runs are the shipped weights under other cards'
+metrics (the choice reads the cards; the weights only have to load), laid out as tools/gpu_retrain.sh writes."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from course_utils import checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import adopt_gpu_run  # noqa: E402
+
+# metrics that meet every target of issue 18 (10,000 samples, as the GPU script measures)
+GOOD_UNCOND = {"confident_share_0.9": 0.96, "confident_share_0.9_ddim20": 0.95, "class_counts": [1000] * 10,
+               "fid_vs_mnist_test": 0.75, "fid_floor_real_train_vs_test": 0.68, "samples": 10000,
+               "evaluation": "10000 samples, DDIM 50 steps eta 0, seed 0"}
+GOOD_COND = {"class_accuracy_guidance3": 0.995, "class_accuracy_guidance1": 0.97, "diversity_guidance1": 0.95,
+             "samples": 10000, "evaluation": "10000 samples, DDIM 50 steps eta 0, seed 0"}
+
+
+def _run(out: Path, name: str, recipe: str, metrics: dict | None, *, parameters: int | None = None) -> Path:
+    """out/NAME.RECIPE/{NAME.pt, NAME.json}: the shipped weights, the card's metrics and parameters replaced."""
+    folder = out / f"{name}.{recipe}"
+    folder.mkdir(parents=True)
+    shutil.copy2(checkpoints.CHECKPOINT_DIR / f"{name}.pt", folder / f"{name}.pt")
+    card = json.loads((checkpoints.CHECKPOINT_DIR / f"{name}.json").read_text())
+    card.update(recipe=recipe)
+    if metrics is None:
+        del card["metrics"]
+    else:
+        card["metrics"] = metrics
+    if parameters is not None:
+        card["parameters"] = parameters
+    (folder / f"{name}.json").write_text(json.dumps(card))
+    return folder
+
+
+@pytest.fixture
+def into(tmp_path) -> Path:
+    """A copy of the shipped diffusion models: what the tool may overwrite."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in adopt_gpu_run.MODELS:
+        for suffix in (".pt", ".json"):
+            shutil.copy2(checkpoints.CHECKPOINT_DIR / f"{name}{suffix}", folder / f"{name}{suffix}")
+    return folder
+
+
+def test_the_run_that_meets_the_most_targets_is_copied(tmp_path, into, capsys):
+    out = tmp_path / "out"
+    _run(out, "mnist-unet", "gpu-wide", dict(GOOD_UNCOND, **{"confident_share_0.9": 0.93}))   # misses 95%
+    _run(out, "mnist-unet", "gpu-deep", GOOD_UNCOND)
+    _run(out, "mnist-unet-cond", "gpu-wide", GOOD_COND)
+    assert adopt_gpu_run.main([str(out), "--into", str(into)]) == 0
+    text = capsys.readouterr().out
+    assert "-> mnist-unet: recipe gpu-deep (meets every target)" in text, text
+    assert "NOT met  >= 95% of DDIM-50 samples confident > 0.9: 93.0%" in text      # the other run's row
+    assert "-> mnist-unet-cond: recipe gpu-wide (meets every target)" in text
+    for name in adopt_gpu_run.MODELS:
+        card = json.loads((into / f"{name}.json").read_text())
+        assert card["recipe"] == ("gpu-deep" if name == "mnist-unet" else "gpu-wide")
+        checkpoints.load(name, directory=into)
+    assert "python -m course_utils.pretrain mnist-unet --eval-only" in text and "make generated" in text
+
+
+def test_a_tie_goes_to_the_smaller_network(tmp_path, into, capsys):
+    out = tmp_path / "out"
+    _run(out, "mnist-unet", "gpu-wide", GOOD_UNCOND, parameters=2_500_000)
+    _run(out, "mnist-unet", "gpu-deep", GOOD_UNCOND, parameters=1_620_000)
+    adopt_gpu_run.main([str(out), "--into", str(into), "--dry-run"])
+    text = capsys.readouterr().out
+    assert "-> mnist-unet: recipe gpu-deep" in text and "(--dry-run)" in text
+    assert json.loads((into / "mnist-unet.json").read_text()).get("recipe") != "gpu-deep"   # nothing copied
+
+
+def test_a_pick_that_misses_a_target_is_not_copied_without_force(tmp_path, into, capsys):
+    out = tmp_path / "out"
+    _run(out, "mnist-unet", "gpu-deep", dict(GOOD_UNCOND, fid_vs_mnist_test=0.9))       # FID above 1.58 / 2
+    before = (into / "mnist-unet.json").read_bytes()
+    adopt_gpu_run.main([str(out), "--into", str(into)])
+    text = capsys.readouterr().out
+    assert "misses 1: course FID at most 1.58 / 2 = 0.79 (n = 10000)" in text and "not copied" in text, text
+    assert (into / "mnist-unet.json").read_bytes() == before
+    adopt_gpu_run.main([str(out), "--into", str(into), "--force"])
+    assert json.loads((into / "mnist-unet.json").read_text())["metrics"]["fid_vs_mnist_test"] == 0.9
+
+
+def test_failed_and_broken_runs_are_named_and_never_picked(tmp_path, into, capsys):
+    out = tmp_path / "out"
+    (out / "mnist-unet.gpu-wide").mkdir(parents=True)                     # failed before writing its card
+    _run(out, "mnist-unet", "no-metrics", None)                           # its measurement failed
+    broken = _run(out, "mnist-unet", "gpu-deep", GOOD_UNCOND)
+    (broken / "mnist-unet.pt").write_bytes(b"not the weights")               # the sha256 no longer matches
+    _run(out, "mnist-unet-cond", "gpu-wide", GOOD_COND)                   # not a run of mnist-unet
+    before = (into / "mnist-unet.json").read_bytes()
+    adopt_gpu_run.main([str(out), "--into", str(into)])
+    text = capsys.readouterr().out
+    assert "recipe gpu-wide: no card: the run failed" in text
+    assert "recipe no-metrics: its card lacks the metric 'metrics'" in text
+    assert "recipe gpu-deep: does not load: the weights file" in text and "does not match its model card" in text
+    assert "-> mnist-unet: no usable run; the shipped model stays" in text
+    assert (into / "mnist-unet.json").read_bytes() == before
+
+
+def test_a_missing_folder_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        adopt_gpu_run.main([str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2 and "pass the folder gpu_retrain.sh wrote" in capsys.readouterr().err
