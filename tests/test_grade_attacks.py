@@ -424,6 +424,21 @@ def test_the_kernels_half_of_a_harvest_matches_the_checks(tmp_path):
             assert result.passed == passes, (name, result.message)
 
 
+def test_the_kernels_half_reports_a_device_mix_up(tmp_path):
+    """The lab's reverse_diffusion also runs on the meta device in the kernel (a GPU's stand-in): a loop that makes
+    its times without device= passes on values and fails with the device hint, through the harvest's channel."""
+    from course_utils.checks import CHECKS, MISTAKES, verdict
+    scope: dict = {}
+    exec(grade.HARVEST_CODE, scope)
+    check = CHECKS["reverse_diffusion"]
+    on_cpu = {label: f for label, f, _ in MISTAKES["reverse_diffusion"]}["new tensors on the CPU"]
+    (tmp_path / "c.in").write_bytes(grade.encode_values(check.cases(True)))
+    scope["_course_grade_harvest"]("reverse_diffusion", check.target, on_cpu, str(tmp_path / "c.in"),
+                                   str(tmp_path / "h.out"))
+    result = verdict("reverse_diffusion", grade.decode_outputs((tmp_path / "h.out").read_bytes()), hidden=True)
+    assert not result.passed and "device=initial_noise.device" in result.message, result.message
+
+
 @pytest.mark.slow
 def test_the_kernels_course_utils_hides_the_answers(tmp_path):
     from course_utils.sandbox import kernel_package

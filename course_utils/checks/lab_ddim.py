@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .framework import MISTAKES, Check, close, generator, judge, register, shape_hint, todo, visible
+from .framework import (MISTAKES, Check, close, generator, judge, kernel_text, raised_record, register,
+                        shape_hint, todo, visible)
 from .ws01_schedules import ref_diffusion_schedule
 
 
@@ -125,12 +126,12 @@ def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_no
             t = 1.0 - step / max(steps - 1, 1)
         else:  # "upwards"
             t = step * step_size
-        diffusion_times = torch.full((B, 1, 1, 1), t, dtype=torch.float64)
+        diffusion_times = torch.full((B, 1, 1, 1), t, dtype=torch.float64, device=initial_noise.device)
         noise_rates, signal_rates = ref_diffusion_schedule(diffusion_times)
         pred_noises, pred_images = ref_denoise(net, noisy, noise_rates, signal_rates)
         next_t = t - step_size if times != "upwards" else t + step_size
         next_noise_rates, next_signal_rates = ref_diffusion_schedule(
-            torch.full((B, 1, 1, 1), next_t, dtype=torch.float64))
+            torch.full((B, 1, 1, 1), next_t, dtype=torch.float64, device=initial_noise.device))
         if swap_remix:
             next_noisy = next_noise_rates * pred_images + next_signal_rates * pred_noises
         else:
@@ -154,8 +155,20 @@ def _reverse_call(f, c):
         torch.manual_seed(seed)
         outs.append(f(net, c["initial_noise"].clone(), c["diffusion_steps"]))
         calls = calls if calls is not None else net.calls
-    return dict(out=outs[0], out2=outs[1],
+    # once more with initial_noise on the "meta" device (shapes only, no data): a tensor made without device=
+    # lands on the CPU and mixing it in raises, as it would on a GPU, where the lab runs when there is one
+    try:
+        f(LabToyNet(), c["initial_noise"].to("meta"), c["diffusion_steps"])
+        elsewhere = None
+    except Exception as err:  # noqa: BLE001 - judged by _reverse_diagnose: a device mix-up or nothing
+        elsewhere = raised_record(err)
+    return dict(out=outs[0], out2=outs[1], elsewhere=elsewhere,
                 variances=torch.stack(calls) if calls else torch.zeros(0, c["initial_noise"].shape[0]))
+
+
+DEVICE_HINT = ("right on the CPU, but a tensor made here without device= stays on the CPU when initial_noise is on "
+               "a GPU (the lab samples there when there is one), and mixing the two raises: make new tensors with "
+               "device=initial_noise.device (torch.ones(..., device=initial_noise.device))")
 
 
 def _reverse_diagnose(out, c) -> str | None:
@@ -174,7 +187,7 @@ def _reverse_diagnose(out, c) -> str | None:
     if not close(variances[0], start.expand_as(variances[0]).float(), 1e-3):
         return ("start at t = 1 (pure noise) and go down: the first network call must get the noise variance of "
                 "diffusion_times = 1")
-    return judge(out["out"], ref, [
+    hint = judge(out["out"], ref, [
         ("return the last prediction of the clean images (pred_images), not the next noisy images",
          ref_reverse_diffusion(net, x, steps, return_noisy=True)),
         ("equal steps of 1/diffusion_steps: t = 1, 1 - 1/steps, ..., 1/steps (never t = 0 itself)",
@@ -183,6 +196,10 @@ def _reverse_diagnose(out, c) -> str | None:
          "+ next_noise * pred_noises", ref_reverse_diffusion(net, x, steps, swap_remix=True)),
     ], "pred_images", "pred_images differs from the deterministic DDIM loop; do your diffusion_schedule and "
                       "denoise pass their checks?")
+    elsewhere = out.get("elsewhere")
+    if hint is None and isinstance(elsewhere, dict) and "device" in kernel_text(elsewhere.get("raised")):
+        return f"{DEVICE_HINT} (with initial_noise on another device it raised {kernel_text(elsewhere['raised'])})"
+    return hint
 
 
 register(Check("reverse_diffusion", "reverse_diffusion", _reverse_cases, _reverse_call, _reverse_diagnose))
@@ -193,6 +210,12 @@ def reverse_variant(**switches):
     """reverse_diffusion(network, initial_noise, diffusion_steps) with mistakes switched on; none: the right one."""
     return lambda network, initial_noise, steps: ref_reverse_diffusion(network, initial_noise, steps,
                                                                        **switches).float()
+
+
+def _reverse_on_cpu(network, initial_noise, steps):
+    """Right values, but a tensor made without device= meets the input (on the CPU whatever its device)."""
+    (initial_noise * torch.ones(initial_noise.shape[0], 1, 1, 1)).sum()
+    return ref_reverse_diffusion(network, initial_noise, steps).float()
 
 
 def _reverse_random(network, initial_noise, steps):
@@ -208,5 +231,6 @@ MISTAKES["reverse_diffusion"] = [
     ("one call too many", lambda network, x, steps: (network(x, torch.ones(x.shape[0])),
                                                      ref_reverse_diffusion(network, x, steps).float())[1],
      "called"),
+    ("new tensors on the CPU", _reverse_on_cpu, "device=initial_noise.device"),
     ("not implemented", todo, "not implemented yet"),
 ]
