@@ -34,11 +34,9 @@ import torch
 from course_utils import checks
 from course_utils.checks import (check_cosine_beta_schedule, check_diffusion_schedule,
                                  check_linear_beta_schedule, check_respace, run_check)
-from course_utils.device import get_device
 from course_utils.schedules import NoiseSchedule
 
 torch.manual_seed(0)
-device = get_device()
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}

@@ -36,12 +36,10 @@ import torch
 from course_utils import checks
 from course_utils.checks import check_predict_x0, check_q_posterior, check_q_sample, check_q_sample_chain, run_check
 from course_utils.data import load_images
-from course_utils.device import get_device
 from course_utils.schedules import NoiseSchedule
 from course_utils.viz import show_images
 
 torch.manual_seed(0)
-device = get_device()
 schedule = NoiseSchedule.linear(T=1000)
 
 

@@ -40,11 +40,9 @@ from torch import nn
 from course_utils import checks
 from course_utils.checks import (check_ResBlock, check_SinusoidalTimeEmbedding, check_sinusoidal_embedding,
                                  check_SmallUNet, run_check)
-from course_utils.device import get_device
 from course_utils.nets import UNet, count_parameters
 
 torch.manual_seed(0)
-device = get_device()
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}

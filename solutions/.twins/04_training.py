@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from course_utils import checks
 from course_utils.checks import check_diffusion_loss, check_EMA, check_training_step, run_check
 from course_utils.data import make_toy
-from course_utils.device import get_device
 from course_utils.forward import q_sample
 from course_utils.nets import MLPDenoiser
 from course_utils.samplers import ddpm_sample
@@ -45,7 +44,6 @@ from course_utils.settings import pick
 from course_utils.viz import plot_loss, plot_points
 
 torch.manual_seed(0)
-device = get_device()
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}

@@ -37,14 +37,12 @@ from course_utils import checks
 from course_utils.analytic import GaussianMixtureEps
 from course_utils.checks import check_ddim_sample_loop, check_ddim_step, check_ddpm_step, mixture_fit, run_check
 from course_utils.data import EIGHT_GAUSSIANS
-from course_utils.device import get_device
 from course_utils.samplers import ddim_sample, ddim_timesteps
 from course_utils.schedules import NoiseSchedule
 from course_utils.settings import pick
 from course_utils.viz import plot_points
 
 torch.manual_seed(0)
-device = get_device()
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}

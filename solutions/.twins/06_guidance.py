@@ -37,7 +37,6 @@ from course_utils.analytic import GaussianMixtureEps
 from course_utils.checks import (check_cfg_combine, check_cfg_loss, check_classifier_guided_eps,
                                  check_guided_ddim_sample, run_check)
 from course_utils.data import EIGHT_GAUSSIANS
-from course_utils.device import get_device
 from course_utils.forward import q_sample
 from course_utils.nets import MLPDenoiser
 from course_utils.samplers import ddim_step, ddim_timesteps
@@ -46,7 +45,6 @@ from course_utils.settings import pick
 from course_utils.viz import plot_points
 
 torch.manual_seed(0)
-device = get_device()
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}
