@@ -164,6 +164,19 @@ def test_ddim_sample_loop_accepts_another_order_of_noise_draws():
     assert run_check("ddim_sample_loop", loop_variant(shuffle_noise=True), hidden=True).passed
 
 
+def test_reverse_diffusion_is_failed_for_a_device_mix_up_only():
+    """The lab's loop is run once more on the meta device: a CPU tensor mixed in fails it (catalogued); reading a
+    value (.item()), which meta cannot do but a GPU can, does not."""
+    from course_utils.checks.lab_ddim import ref_reverse_diffusion
+
+    def reads_a_value(network, initial_noise, steps):
+        initial_noise.sum().item()                                   # raises on meta: not a device mix-up
+        return ref_reverse_diffusion(network, initial_noise, steps).float()
+
+    result = run_check("reverse_diffusion", reads_a_value, hidden=True)
+    assert result.passed, result.message
+
+
 def test_mixture_fit_tells_data_from_noise():
     from course_utils.checks import mixture_fit
     from course_utils.data import EIGHT_GAUSSIANS

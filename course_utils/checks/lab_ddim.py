@@ -197,8 +197,11 @@ def _reverse_diagnose(out, c) -> str | None:
     ], "pred_images", "pred_images differs from the deterministic DDIM loop; do your diffusion_schedule and "
                       "denoise pass their checks?")
     elsewhere = out.get("elsewhere")
-    if hint is None and isinstance(elsewhere, dict) and "device" in kernel_text(elsewhere.get("raised")):
-        return f"{DEVICE_HINT} (with initial_noise on another device it raised {kernel_text(elsewhere['raised'])})"
+    raised = kernel_text(elsewhere.get("raised")) if isinstance(elsewhere, dict) else ""
+    # torch's words for two devices in one operation (meta: "... is not on the expected device meta!"; CUDA:
+    # "Expected all tensors to be on the same device"); other errors on meta (.item(), .numpy()) say nothing here
+    if hint is None and ("expected device" in raised or "same device" in raised):
+        return f"{DEVICE_HINT} (with initial_noise on another device it raised {raised})"
     return hint
 
 
