@@ -4,7 +4,8 @@
 - ``denoise(network, noisy_images, noise_rates, signal_rates) -> (pred_noises, pred_images)``: the network
   predicts the noise from the noise variance; pred_images = (noisy_images - noise_rates pred_noises) / signal_rates.
 - ``reverse_diffusion(network, initial_noise, diffusion_steps)``: the deterministic DDIM loop (eta = 0) from
-  t = 1 down in equal steps, remixing the predicted images and noises with the next step's rates.
+  t = 1 down in equal steps, remixing the predicted images and noises with the next step's rates. It is run once
+  more with initial_noise on PyTorch's "meta" device (a GPU's stand-in): new tensors go on initial_noise.device.
 
 ``LabToyNet`` stands in for the lab's network: fixed, cheap, and it can record the variances it was given.
 """
