@@ -13,7 +13,10 @@ machine may be shared: the 1-minute load average and the share of all cores busy
 
 ``--baseline REV`` also times the grader of git revision REV (``git archive``: the working tree is not
 touched) on the same class in the same run, alternating baseline and current run after run (``--rounds``), so
-that both see the same machine. As root, both run with ``--allow-root`` where the grader has it.
+that both see the same machine. As root, both run with ``--allow-root`` where the grader has it. The class is
+then built from REV's own copy of the solution (``git show REV:PATH``), since an older grader does not know a
+check added since; pass ``--solution`` a file outside the repository to choose another. The run fails (exit 1)
+when either grader fails or scores a submission otherwise than expected.
 """
 from __future__ import annotations
 
@@ -123,9 +126,18 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--no-pool", action="store_true", help="time the current grader's --no-pool path")
     args = parser.parse_args()
-    solution = Path(args.solution)
+    solution = Path(args.solution).resolve()
     root_flag = ["--allow-root"] if os.geteuid() == 0 else []
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
+        if args.baseline and solution.is_relative_to(REPO):
+            rel = solution.relative_to(REPO).as_posix()
+            shown = subprocess.run(["git", "-C", str(REPO), "show", f"{args.baseline}:{rel}"], capture_output=True)
+            if shown.returncode != 0:
+                sys.exit(f"{rel} does not exist at {args.baseline}: pass --solution a worksheet that both graders "
+                         f"know ({shown.stderr.decode().strip()})")
+            solution = Path(tmp) / solution.name
+            solution.write_bytes(shown.stdout)
+            print(f"the class is built from {args.baseline}:{rel}, which both graders know", file=sys.stderr)
         subs = Path(tmp) / "submissions"
         expected = build_class(subs, solution, args.n)
         workers = ["--workers", str(args.workers)] if args.workers else []
@@ -157,8 +169,10 @@ def main() -> int:
     print(summary(runs))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
-    ok = all(run.get("points_as_expected") == args.n for run in runs["current"])
-    return 0 if ok else 1
+    failed = [name for name, rs in runs.items() if any(r.get("points_as_expected") != args.n for r in rs)]
+    if failed:
+        print(f"FAILED: {', '.join(failed)} did not score every submission as expected (see above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -79,9 +79,10 @@ def main(argv=None):
     conf, order = metrics.predict_proba(uniform, judge).max(-1).values.sort()
     os.makedirs(args.grid_dir, exist_ok=True)
     path = os.path.join(args.grid_dir, "diagnose_lowest_confidence.png")
-    vutils.save_image((uniform[order[:40]] + 1) / 2, path, nrow=10, pad_value=1)
-    print(f"3. the 40 least confident uniform-grid samples (confidence {float(conf[0]):.2f}..{float(conf[39]):.2f}): "
-          f"{path}")
+    k = min(40, len(order))
+    vutils.save_image((uniform[order[:k]] + 1) / 2, path, nrow=10, pad_value=1)
+    print(f"3. the {k} least confident uniform-grid samples "
+          f"(confidence {float(conf[0]):.2f}..{float(conf[k - 1]):.2f}): {path}")
 
     if args.resumable:
         payload = torch.load(args.resumable, map_location="cpu", weights_only=False)

@@ -9,6 +9,7 @@ palette so that it stays well under 300 KB. JupyterLab serves a temporary copy o
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -99,4 +100,6 @@ def main(outdir: str = "docs/screenshots") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("outdir", nargs="?", default="docs/screenshots", help="where the PNGs go")
+    sys.exit(main(parser.parse_args().outdir))
