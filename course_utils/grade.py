@@ -638,8 +638,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     out = Path(out)
     out_resolved = out.resolve()
     for sub in subs:
-        if out_resolved == sub.path.parent.resolve() or out_resolved in sub.path.parent.resolve().parents:
-            raise GradeError(f"--out {out} contains the submission {sub.path}: the grader never writes next to "
+        folder = sub.path.parent.resolve()
+        if out_resolved == folder or out_resolved in folder.parents or folder in out_resolved.parents:
+            where = "is inside the folder of" if folder in out_resolved.parents else "contains"
+            raise GradeError(f"--out {out} {where} the submission {sub.path}: the grader never writes next to "
                              "submissions; choose another folder")
     results_dir = out / "results" / safe_name(source.worksheet)
     results_dir.mkdir(parents=True, exist_ok=True)

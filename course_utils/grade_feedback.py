@@ -73,9 +73,28 @@ def quoted(text: str) -> list[str]:
     return [fence + "text", *lines, fence]
 
 
+def typed_points(out: Path) -> tuple[dict[tuple[str, str, str], str], float]:
+    """The points an instructor typed into DIR/grades.csv for answers graded by hand (status ``manual``), keyed by
+    (student, worksheet, grade_id), and the file's modification time (0 when there is none)."""
+    path = out / "grades.csv"
+    try:
+        mtime = path.stat().st_mtime
+        with open(path, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet may add a BOM
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}, 0.0
+    return {(r.get("student"), r.get("worksheet"), r.get("grade_id")): (r.get("points") or "").strip()
+            for r in rows if r.get("status") == "manual" and (r.get("points") or "").strip()}, mtime
+
+
 def write_reports(out: Path) -> tuple[int, int]:
-    """DIR/grades.csv and DIR/feedback/<student>.md from every result in DIR/results."""
-    results = []
+    """DIR/grades.csv and DIR/feedback/<student>.md from every result in DIR/results.
+
+    Points typed into the old grades.csv for answers graded by hand are kept, unless that submission was graded
+    again since the file was written (its result is newer): then they are dropped, and said so on stderr.
+    """
+    typed, typed_at = typed_points(out)
+    results, newer = [], set()
     for f in sorted((out / "results").glob("*/*.json")):
         try:
             r = json.loads(f.read_text(encoding="utf-8"))
@@ -84,6 +103,8 @@ def write_reports(out: Path) -> tuple[int, int]:
                             <= set(row) for row in r["rows"])):
                 raise ValueError("not a result of course-grade")
             results.append(r)
+            if f.stat().st_mtime > typed_at:
+                newer.add(id(r))
         except (OSError, ValueError) as err:
             print(f"course-grade: skipped {f}: {err}", file=sys.stderr)
     results.sort(key=lambda r: (r["student"], str(r.get("worksheet", ""))))
@@ -91,18 +112,31 @@ def write_reports(out: Path) -> tuple[int, int]:
     writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     by_student: dict[str, list[dict]] = {}
+    dropped = []
     for r in results:
         by_student.setdefault(r["student"], []).append(r)
+        pending = 0
         for row in r["rows"]:
+            points = row["points"]
+            key = (r["student"], str(r["worksheet"]), str(row["grade_id"]))
+            if row["status"] == "manual" and points == "" and key in typed:
+                if id(r) in newer:
+                    dropped.append(f"{key[0]} ({key[1]}: {key[2]}, {typed[key]} points)")
+                else:
+                    points = typed[key]
+            pending += row["max_points"] if points == "" else 0
             writer.writerow({"student": r["student"], "worksheet": r["worksheet"],
-                             **{k: row[k] for k in CSV_FIELDS[2:]}, "message": plain(row["message"])})
+                             **{k: row[k] for k in CSV_FIELDS[2:]}, "points": points,
+                             "message": plain(row["message"])})
         auto = sum(row["points"] for row in r["rows"] if isinstance(row["points"], (int, float)))
         total = sum(row["max_points"] for row in r["rows"])
-        pending = sum(row["max_points"] for row in r["rows"] if row["points"] == "")
         message = r.get("message") or (f"{pending:g} points to grade by hand" if pending else "")
         writer.writerow({"student": r["student"], "worksheet": r["worksheet"], "grade_id": "TOTAL",
                          "points": auto, "max_points": total, "status": r.get("status", "graded"),
                          "message": plain(message)})
+    if dropped:
+        print("course-grade: points typed into grades.csv were dropped for submissions graded again since: "
+              + "; ".join(dropped) + ". Grade these answers by hand again.", file=sys.stderr)
     write_atomic(out / "grades.csv", buf.getvalue())
     for student, rs in by_student.items():
         write_atomic(out / "feedback" / f"{safe_name(student)}.md", feedback_markdown(student, rs))

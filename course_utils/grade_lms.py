@@ -45,7 +45,7 @@ def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[s
     worksheets and TODOs in the order of grades.csv."""
     path = Path(out) / "grades.csv"
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
     except OSError as err:
         raise ExportError(f"cannot read {path}: {err.strerror or err} (run course-grade first)") from None

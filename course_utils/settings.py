@@ -1,7 +1,8 @@
 """Run-time switches read from the environment, in one place.
 
 - ``COURSE_QUICK=1``: quick mode. CI sets it; lessons shrink training and sampling so each runs in a minute
-  or two on 2 CPU cores. Nothing else changes between the modes.
+  or two on 2 CPU cores (the lab also uses at most 5,000 images of 16x16 and never downloads). The grader sets
+  it in every sandbox (``sandbox.jobs.child_env``).
 - ``COURSE_DATA_DIR``: where datasets live (see ``course_utils.data.data_root``).
 """
 from __future__ import annotations

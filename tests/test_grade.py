@@ -185,6 +185,27 @@ def test_manual_answer_is_quoted_for_the_instructor(tmp_path):
     assert rows["tom"]["test_diffusion_schedule"]["status"] == "not_implemented"
 
 
+
+@pytest.mark.parametrize("path", ["zygote", "kernel"])
+def test_submissions_run_in_quick_mode(tmp_path, path):
+    """docs/grading.md: COURSE_QUICK=1 in the sandbox, whatever the grader's environment (its training cells are
+    short). The submission's schedule is right in quick mode only, so full mode costs it the points."""
+    import nbformat
+    source = corpus.fixture_solution(tmp_path / "lab" / "lab_fixture.ipynb")
+    nb = nbformat.read(source, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "diffusion_schedule")
+    right = "angles = start + diffusion_times * (end - start)"
+    assert right in cell.source
+    cell.source = cell.source.replace(right, right + " * __import__('course_utils.settings').settings.pick(0.0, 1.0)")
+    (tmp_path / "subs").mkdir()
+    nbformat.write(nb, tmp_path / "subs" / "eve.ipynb")
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_QUICK"}
+    proc = _grade(source, tmp_path / "subs", "--out", tmp_path / "out", *ARGS,
+                  *(["--no-pool"] if path == "kernel" else []), env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = _rows(tmp_path / "out")["eve"]["test_diffusion_schedule"]
+    assert (row["status"], row["points"]) == ("pass", "3"), row
+
 # ------------------------------------------------------------------ no kernel needed
 def test_bad_arguments_exit_non_zero(tmp_path, capsys):
     bad = tmp_path / "bad.ipynb"
@@ -204,8 +225,11 @@ def test_bad_arguments_exit_non_zero(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         grade.main([str(corpus.SOLUTION), str(sub), "--out", str(tmp_path / "o"), "--workers", "0", "--allow-root"])
     assert exc.value.code == 2
-    # the output folder must not hold the submissions
+    # the output folder must not hold the submissions, nor lie inside a submission's folder
     assert grade.main([str(corpus.SOLUTION), str(sub), "--out", str(tmp_path), "--allow-root"]) == 2
+    assert grade.main([str(corpus.SOLUTION), str(sub), "--out", str(tmp_path / "grading"), "--allow-root"]) == 2
+    assert "is inside the folder of the submission" in capsys.readouterr().err
+    assert not (tmp_path / "grading").exists()
 
 
 def test_refuses_to_run_as_root_without_the_flag(tmp_path, capsys):

@@ -93,3 +93,34 @@ def test_the_cli(graded, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         grade.main(["export-lms", str(graded), "--format", "blackboard", "--out", str(out)])
     assert exit_.value.code == 2
+
+
+def _summary_points(folder) -> dict[str, str]:
+    with open(folder / "grades.csv", newline="", encoding="utf-8") as f:
+        return {r["student"]: r["points"] for r in csv.DictReader(f) if r["grade_id"] == "summary"}
+
+
+def test_points_typed_by_hand_survive_a_rerun_and_a_spreadsheet(graded, capsys):
+    """A later run rebuilds grades.csv from the results: alice's hand-graded 1.5 is kept (her submission was not
+    graded again), also after a spreadsheet saved the file with a byte-order mark."""
+    text = (graded / "grades.csv").read_text(encoding="utf-8")
+    (graded / "grades.csv").write_text("\ufeff" + text.replace("\n", "\r\n"), encoding="utf-8")
+    grade_feedback.write_reports(graded)
+    assert _summary_points(graded) == {"alice": "1.5", "bob": "", "carol": "0"}
+    total = next(r for r in csv.DictReader(io.StringIO((graded / "grades.csv").read_text()))
+                 if r["student"] == "alice" and r["grade_id"] == "TOTAL")
+    assert total["message"] == ""                           # nothing left to grade by hand
+    assert "dropped" not in capsys.readouterr().err
+    assert grade_lms.export(graded, "moodle")[0].splitlines()[1] == "alice,1,2,1.5,4.5"
+
+
+def test_points_typed_by_hand_are_dropped_for_a_resubmission(graded, capsys):
+    import os
+    import time
+    result = graded / "results" / WS / "alice.json"
+    later = time.time() + 5                                 # regraded after the instructor's edit
+    os.utime(result, (later, later))
+    grade_feedback.write_reports(graded)
+    assert _summary_points(graded)["alice"] == ""
+    err = capsys.readouterr().err
+    assert "dropped" in err and "alice (01_schedules: summary, 1.5 points)" in err
