@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:     # Python 3.10: the same parser, from PyPI (a dev dependency there)
+    import tomli as tomllib
 from pathlib import Path
 
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:     # Python 3.10: the same parser, from PyPI (a dev dependency there)
+    import tomli as tomllib
 from pathlib import Path
 
 import nbformat

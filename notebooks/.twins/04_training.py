@@ -389,7 +389,7 @@ plt.show()
 # Things to try: double `IMAGE_STEPS` (the checkpoint lets you do it in two sittings); set
 # `mixed_precision="none"` and compare the time per step with `"auto"` (where the processor has fast
 # bfloat16, "auto" already uses it and "none", float32, is slower; where it does not, the two are the same, and
-# forcing `"bf16"` there is about 10 times slower); set
+# forcing `"bf16"` there is 7 to 20 times slower); set
 # `ema_decay=0.9999` and look at the EMA samples.
 #
 # ## Next

@@ -236,7 +236,7 @@ plt.show()
 #
 # The step runs in bfloat16, a 16-bit number format, only where the hardware computes it directly (a GPU,
 # or one of the recent server processors listed in `docs/performance.md`): about twice as fast as the usual
-# 32-bit floats there. Most laptop processors would only imitate it, about 10 times slower, so
+# 32-bit floats there. Most laptop processors would only imitate it, 7 to 20 times slower, so
 # `autocast_dtype("auto", device)` keeps 32-bit floats on them.
 
 # %%
