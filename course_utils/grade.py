@@ -441,6 +441,7 @@ class KernelPackage:
     read_only: list[str]
     hide: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -504,7 +505,7 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     if kernel is None:
         raise GradeError("grade_submission needs opts.kernel (grade_class builds it: kernel_package)")
     read_only = sandbox.system_read_only(kernel.read_only, kernel.hide)
-    env = {"PYTHONPATH": kernel.pythonpath} if kernel.pythonpath else {}
+    env = {**kernel.env, **({"PYTHONPATH": kernel.pythonpath} if kernel.pythonpath else {})}
     job = sandbox.Job(opts.limits(), read_only=read_only, env=env, mpl_cache=opts.mpl_cache,
                       max_harvest_bytes=MAX_HARVEST_BYTES)
     try:
@@ -620,6 +621,22 @@ def kernel_package(source: Source, scratch: Path) -> KernelPackage:
     return KernelPackage(str(copy.parent), read_only, hide, notes)
 
 
+def data_for_sandbox(private: list[Path]) -> tuple[list[str], dict[str, str], list[str]]:
+    """The datasets a submission may read (the lab trains on MNIST): the grader's data root (``$COURSE_DATA_DIR``,
+    else ``course_utils.data``'s default), read-only, and COURSE_DATA_DIR pointing at it (the kernel's HOME is
+    its own). Not when that folder holds one of ``private`` (SOURCE, a submission, the output, the package) or
+    the home folder: then nothing, and a note that says why. Returns (read-only paths, environment, notes)."""
+    from .data import data_root
+    root = data_root().resolve()
+    if not root.is_dir():
+        return [], {}, []
+    held = [p for p in [*private, Path.home()] if root == p.resolve() or root in p.resolve().parents]
+    if held:
+        return [], {}, [f"the data root {root} also holds {held[0]}, so the sandbox cannot read it: set "
+                        "COURSE_DATA_DIR to a folder of datasets only"]
+    return [str(root)], {"COURSE_DATA_DIR": str(root)}, []
+
+
 def grade_class(source_path, submissions: list[str], out, *, workers: int | None = None, force: bool = False,
                 opts: Options | None = None, progress: bool = True, allow_root: bool = False,
                 shard: tuple[int, int] | None = None) -> dict:
@@ -678,6 +695,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={
                     **os.environ, "MPLCONFIGDIR": opts.mpl_cache}, capture_output=True, timeout=600, check=False)
             opts.kernel = kernel_package(source, scratch / "kernel")
+            data, data_env, data_notes = data_for_sandbox([source.path, out, PACKAGE_DIR, *(s.path for s in subs)])
+            opts.kernel.read_only += data
+            opts.kernel.env.update(data_env)
+            opts.kernel.notes += data_notes
             opts.cases = cases_files(source)
             if opts.zygotes is not None:
                 opts.zygotes.package_ready(opts.kernel.pythonpath)

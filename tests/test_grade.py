@@ -206,6 +206,31 @@ def test_submissions_run_in_quick_mode(tmp_path, path):
     row = _rows(tmp_path / "out")["eve"]["test_diffusion_schedule"]
     assert (row["status"], row["points"]) == ("pass", "3"), row
 
+
+def test_the_data_root_is_readable_unless_it_holds_the_class(tmp_path):
+    """The lab trains on MNIST from $COURSE_DATA_DIR: the sandbox reads that folder (read-only), unless it also
+    holds the submissions (or SOURCE, the output, the home folder): then it reads nothing there, and a note says
+    why. The submission's schedule is right only when it can read data/scale.txt."""
+    import nbformat
+    source = corpus.fixture_solution(tmp_path / "lab" / "lab_fixture.ipynb")
+    nb = nbformat.read(source, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "diffusion_schedule")
+    right = "angles = start + diffusion_times * (end - start)"
+    cell.source = cell.source.replace(right, right + " * float(open(__import__('course_utils.data').data.data_root()"
+                                      " / 'scale.txt').read())")
+    (tmp_path / "subs").mkdir()
+    nbformat.write(nb, tmp_path / "subs" / "eve.ipynb")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "scale.txt").write_text("1.0")
+    (tmp_path / "scale.txt").write_text("1.0")
+    for data, points in ((tmp_path / "data", "3"), (tmp_path, "0")):
+        out = tmp_path / f"out-{data.name}"
+        proc = _grade(source, tmp_path / "subs", "--out", out, *ARGS, env={**os.environ, "COURSE_DATA_DIR": str(data)})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert _rows(out)["eve"]["test_diffusion_schedule"]["points"] == points, data
+        notes = json.loads((out / "results" / "lab_fixture" / "eve.json").read_text())["notes"]
+        assert any("cannot read it" in n for n in notes) == (points == "0"), notes
+
 # ------------------------------------------------------------------ no kernel needed
 def test_bad_arguments_exit_non_zero(tmp_path, capsys):
     bad = tmp_path / "bad.ipynb"
