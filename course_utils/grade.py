@@ -656,10 +656,13 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     out_resolved = out.resolve()
     for sub in subs:
         folder = sub.path.parent.resolve()
-        if out_resolved == folder or out_resolved in folder.parents or folder in out_resolved.parents:
-            where = "is inside the folder of" if folder in out_resolved.parents else "contains"
-            raise GradeError(f"--out {out} {where} the submission {sub.path}: the grader never writes next to "
+        if out_resolved == folder or out_resolved in folder.parents:
+            raise GradeError(f"--out {out} contains the submission {sub.path}: the grader never writes next to "
                              "submissions; choose another folder")
+    for arg in map(Path, submissions):      # nor inside a folder of submissions (the next run would read it)
+        if arg.is_dir() and arg.resolve() in out_resolved.parents:
+            raise GradeError(f"--out {out} is inside the folder of submissions {arg}: the grader never writes "
+                             "next to submissions; choose another folder")
     results_dir = out / "results" / safe_name(source.worksheet)
     results_dir.mkdir(parents=True, exist_ok=True)
     if shard:       # one job of an array: its slice of the class, and what `course-grade merge` checks

@@ -250,11 +250,14 @@ def test_bad_arguments_exit_non_zero(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         grade.main([str(corpus.SOLUTION), str(sub), "--out", str(tmp_path / "o"), "--workers", "0", "--allow-root"])
     assert exc.value.code == 2
-    # the output folder must not hold the submissions, nor lie inside a submission's folder
+    # the output folder must not hold the submissions, nor lie inside a folder of them (a student's included)
     assert grade.main([str(corpus.SOLUTION), str(sub), "--out", str(tmp_path), "--allow-root"]) == 2
-    assert grade.main([str(corpus.SOLUTION), str(sub), "--out", str(tmp_path / "grading"), "--allow-root"]) == 2
-    assert "is inside the folder of the submission" in capsys.readouterr().err
-    assert not (tmp_path / "grading").exists()
+    (tmp_path / "class" / "bob").mkdir(parents=True)
+    (tmp_path / "class" / "bob" / "01_schedules.ipynb").write_text("{}")
+    for out in (tmp_path / "class" / "grading", tmp_path / "class" / "bob" / "grading"):
+        assert grade.main([str(corpus.SOLUTION), str(tmp_path / "class"), "--out", str(out), "--allow-root"]) == 2
+        assert "is inside the folder of submissions" in capsys.readouterr().err
+        assert not out.exists()
 
 
 def test_refuses_to_run_as_root_without_the_flag(tmp_path, capsys):
