@@ -609,16 +609,18 @@ def _is_current(path: Path, source: Source, sub: Submission) -> bool:
 
 
 # ------------------------------------------------------------------ the class
-def kernel_package(source: Source, scratch: Path) -> KernelPackage:
+def kernel_package(source: Source, scratch: Path, private: list[Path]) -> KernelPackage:
     """The copy of ``course_utils`` the kernels import (in ``scratch``), with SOURCE's answers hidden, and the
-    real package kept out of their reach (sandbox/kernel_package.py)."""
+    real package kept out of their reach (sandbox/kernel_package.py); the data root as ``data_for_sandbox`` says,
+    given the paths no submission may read (``private``)."""
     from .sandbox import kernel_package as kp
     copy, notes = kp.build(scratch, [g.check for g in source.graded if g.kind == "check"], source.worksheet)
     hide = [str(PACKAGE_DIR)] + [str(Path(sp) / "course_utils") for sp in __import__("site").getsitepackages()
                                  if (Path(sp) / "course_utils").exists()]
     read_only = [str(copy.parent)] + ([str(PACKAGE_DIR / "checkpoints")] if (PACKAGE_DIR / "checkpoints").is_dir()
                                       else [])
-    return KernelPackage(str(copy.parent), read_only, hide, notes)
+    data, env, data_notes = data_for_sandbox([*private, PACKAGE_DIR])
+    return KernelPackage(str(copy.parent), read_only + data, hide, notes + data_notes, env)
 
 
 def data_for_sandbox(private: list[Path]) -> tuple[list[str], dict[str, str], list[str]]:
@@ -697,11 +699,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             else:
                 subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={
                     **os.environ, "MPLCONFIGDIR": opts.mpl_cache}, capture_output=True, timeout=600, check=False)
-            opts.kernel = kernel_package(source, scratch / "kernel")
-            data, data_env, data_notes = data_for_sandbox([source.path, out, PACKAGE_DIR, *(s.path for s in subs)])
-            opts.kernel.read_only += data
-            opts.kernel.env.update(data_env)
-            opts.kernel.notes += data_notes
+            opts.kernel = kernel_package(source, scratch / "kernel", [source.path, out, *(s.path for s in subs)])
             opts.cases = cases_files(source)
             if opts.zygotes is not None:
                 opts.zygotes.package_ready(opts.kernel.pythonpath)

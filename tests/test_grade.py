@@ -186,19 +186,26 @@ def test_manual_answer_is_quoted_for_the_instructor(tmp_path):
 
 
 
-@pytest.mark.parametrize("path", ["zygote", "kernel"])
-def test_submissions_run_in_quick_mode(tmp_path, path):
-    """docs/grading.md: COURSE_QUICK=1 in the sandbox, whatever the grader's environment (its training cells are
-    short). The submission's schedule is right in quick mode only, so full mode costs it the points."""
+def _eve_scales_her_schedule(tmp_path: Path, factor: str) -> Path:
+    """The lab fixture's SOURCE, and subs/eve.ipynb: its answer with the angle's span multiplied by the Python
+    expression ``factor`` (right when it is 1)."""
     import nbformat
     source = corpus.fixture_solution(tmp_path / "lab" / "lab_fixture.ipynb")
     nb = nbformat.read(source, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "diffusion_schedule")
     right = "angles = start + diffusion_times * (end - start)"
     assert right in cell.source
-    cell.source = cell.source.replace(right, right + " * __import__('course_utils.settings').settings.pick(0.0, 1.0)")
+    cell.source = cell.source.replace(right, f"{right} * {factor}")
     (tmp_path / "subs").mkdir()
     nbformat.write(nb, tmp_path / "subs" / "eve.ipynb")
+    return source
+
+
+@pytest.mark.parametrize("path", ["zygote", "kernel"])
+def test_submissions_run_in_quick_mode(tmp_path, path):
+    """docs/grading.md: COURSE_QUICK=1 in the sandbox, whatever the grader's environment (its training cells are
+    short). The submission's schedule is right in quick mode only, so full mode costs it the points."""
+    source = _eve_scales_her_schedule(tmp_path, "__import__('course_utils.settings').settings.pick(0.0, 1.0)")
     env = {k: v for k, v in os.environ.items() if k != "COURSE_QUICK"}
     proc = _grade(source, tmp_path / "subs", "--out", tmp_path / "out", *ARGS,
                   *(["--no-pool"] if path == "kernel" else []), env=env)
@@ -210,16 +217,9 @@ def test_submissions_run_in_quick_mode(tmp_path, path):
 def test_the_data_root_is_readable_unless_it_holds_the_class(tmp_path):
     """The lab trains on MNIST from $COURSE_DATA_DIR: the sandbox reads that folder (read-only), unless it also
     holds the submissions (or SOURCE, the output, the home folder): then it reads nothing there, and a note says
-    why. The submission's schedule is right only when it can read data/scale.txt."""
-    import nbformat
-    source = corpus.fixture_solution(tmp_path / "lab" / "lab_fixture.ipynb")
-    nb = nbformat.read(source, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "diffusion_schedule")
-    right = "angles = start + diffusion_times * (end - start)"
-    cell.source = cell.source.replace(right, right + " * float(open(__import__('course_utils.data').data.data_root()"
-                                      " / 'scale.txt').read())")
-    (tmp_path / "subs").mkdir()
-    nbformat.write(nb, tmp_path / "subs" / "eve.ipynb")
+    why. The submission's schedule is right only when it can read scale.txt in the data root."""
+    source = _eve_scales_her_schedule(
+        tmp_path, "float(open(__import__('course_utils.data').data.data_root() / 'scale.txt').read())")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "scale.txt").write_text("1.0")
     (tmp_path / "scale.txt").write_text("1.0")
@@ -230,6 +230,7 @@ def test_the_data_root_is_readable_unless_it_holds_the_class(tmp_path):
         assert _rows(out)["eve"]["test_diffusion_schedule"]["points"] == points, data
         notes = json.loads((out / "results" / "lab_fixture" / "eve.json").read_text())["notes"]
         assert any("cannot read it" in n for n in notes) == (points == "0"), notes
+
 
 # ------------------------------------------------------------------ no kernel needed
 def test_bad_arguments_exit_non_zero(tmp_path, capsys):
