@@ -50,6 +50,8 @@ MAX_JSON_VALUES = 2_000_000          # values in a submitted notebook's JSON (ea
 MAX_CELLS = 2000                     # cells of a submission (the worksheets have about 30)
 MAX_TEXT = 4000                      # characters kept of a manual answer
 MAX_MESSAGE = 600                    # characters kept of a message
+MAX_CELL_ERRORS = 20                 # cells that raised outside the graded TODOs, kept per submission
+MAX_ERROR_NOTES = 3                  # of which the feedback names this many
 
 
 class GradeError(Exception):
@@ -260,8 +262,58 @@ def _cell_note(run_nb: dict, index) -> str:
     if role["role"] == "prelude":
         return "the grader's imports (torch, matplotlib, course_utils)"
     first = next((line for line in cell["source"].splitlines() if line.strip()), "")[:60]
-    name = f"your cell {role['grade_id']!r}" if role.get("grade_id") else "your cell"
+    whose = "the worksheet's locked cell" if role["role"] == "locked" else "your cell"
+    name = f"{whose} {role['grade_id']!r}" if role.get("grade_id") else whose
     return f"{name} starting `{first}`"
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def cell_errors(run_nb: dict, outcome: sandbox.Outcome) -> list[dict]:
+    """Each cell outside the graded TODOs that raised, in notebook order (at most ``MAX_CELL_ERRORS``).
+
+    A graded cell's error is its row's verdict, and a call of a hidden answer has a note of its own
+    (``_hidden_calls``), so neither is here. ``role`` says whose code raised: "student", "locked" (SOURCE's
+    text) or "prelude" (the grader's imports); ``cell`` is how the messages name it.
+    """
+    from .sandbox.kernel_package import HIDDEN
+    found = []
+    for e in outcome.cells:
+        if not isinstance(e, dict) or e.get("status") != "error":
+            continue
+        index = e.get("index")
+        if not (isinstance(index, int) and 0 <= index < len(run_nb["cells"])):
+            continue
+        role = run_nb["cells"][index]["metadata"]["course_grade"]["role"]
+        if role == "harvest" or HIDDEN in str(e.get("evalue", "")):
+            continue
+        found.append({"cell": _cell_note(run_nb, index), "role": role,
+                      "ename": _valid_text(str(e.get("ename", "")))[:100],
+                      "evalue": _short(_valid_text(str(e.get("evalue", ""))), 160)})
+    return found[:MAX_CELL_ERRORS]
+
+
+def _cell_error_notes(errors: list[dict], rows: list[dict]) -> list[str]:
+    """The feedback's notes for ``cell_errors``: those that no failed TODO's message names already."""
+    said = "\n".join(str(r.get("message", "")) for r in rows)
+    notes = []
+    for e in errors:
+        if f"{e['cell']} raised {e['ename']}" in said:       # "[before it, <cell> raised <ename>: ...]"
+            continue
+        what = (f"ran past the limit per cell and was interrupted ({e['evalue']})" if e["ename"] == "CellTimeoutError"
+                else f"raised {e['ename']}: {e['evalue']}")
+        if e["role"] == "student":
+            notes.append(f"{e['cell']} {what}. It is not graded itself, but the cells after it ran without what it "
+                         "should have defined.")
+        else:
+            whose = "the worksheet's" if e["role"] == "locked" else "the grader's"
+            notes.append(f"{e['cell']} {what}. That code is {whose}, not yours: if it failed for everyone, the "
+                         "grader's setup is at fault (tell your instructor).")
+    if len(notes) > MAX_ERROR_NOTES:
+        notes[MAX_ERROR_NOTES:] = [f"{len(notes) - MAX_ERROR_NOTES} more cell(s) raised an error as well."]
+    return notes
 
 
 def judge(source: Source, run_nb: dict, found: set[str], read, outcome: sandbox.Outcome, opts: Options) -> list[dict]:
@@ -515,7 +567,9 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
         rows = judge(source, run_nb, found, job.read_harvest, outcome, opts)
         result["seconds"] = round(outcome.seconds, 1)
         result["protections"], missing = protections(outcome.protections, opts)
-        result["notes"] += missing + kernel.notes + _hidden_calls(outcome)
+        result["cell_errors"] = cell_errors(run_nb, outcome)
+        result["notes"] += (missing + kernel.notes + _hidden_calls(outcome)
+                            + _cell_error_notes(result["cell_errors"], rows))
     finally:
         job.close(keep=opts.keep_temp)
     mrows, answers = manual_rows(source, nb)

@@ -103,8 +103,8 @@ def write_reports(out: Path) -> tuple[int, int]:
                             <= set(row) for row in r["rows"])):
                 raise ValueError("not a result of course-grade")
             results.append(r)
-            if f.stat().st_mtime > typed_at:
-                newer.add(id(r))
+            if f.stat().st_mtime > typed_at:        # graded again since grades.csv was saved
+                newer.add((r["student"], str(r.get("worksheet"))))
         except (OSError, ValueError) as err:
             print(f"course-grade: skipped {f}: {err}", file=sys.stderr)
     results.sort(key=lambda r: (r["student"], str(r.get("worksheet", ""))))
@@ -120,7 +120,7 @@ def write_reports(out: Path) -> tuple[int, int]:
             points = row["points"]
             key = (r["student"], str(r["worksheet"]), str(row["grade_id"]))
             if row["status"] == "manual" and points == "" and key in typed:
-                if id(r) in newer:
+                if key[:2] in newer:
                     dropped.append(f"{key[0]} ({key[1]}: {key[2]}, {typed[key]} points)")
                 else:
                     points = typed[key]

@@ -1,7 +1,9 @@
 """What the class got wrong: DIR/report.html, one self-contained page written with grades.csv.
 
 For each worksheet in DIR/results/: the distribution of the students' scores (a histogram), each TODO's pass
-rate, each TODO's mistakes ranked by how many students made them, and the students who need attention.
+rate, each TODO's mistakes ranked by how many students made them, the cells that raised outside the graded TODOs
+(``cell_errors``: one error for most of the class points at the grader's setup), and the students who need
+attention.
 
 - **Mistakes come from the verdicts already in the results**, never from rerunning anything: a failed TODO's
   message is "❌ <target>: <hint>", and the hint is matched against the catalogue (``checks.MISTAKES``: each
@@ -126,9 +128,12 @@ def _histogram(totals: list[float], maximum: float) -> str:
 
 
 def _anonymise(text: str, student: str, label: str) -> str:
-    """The message without the student's name, nor the verdict's leading mark (emoji fonts are not everywhere)."""
+    """The message without the student's name (as a word, in any case: "ann" leaves "channels" alone), nor the
+    verdict's leading mark (emoji fonts are not everywhere)."""
     text = re.sub(r"^[✅❌⏳]\s*", "", text)
-    return text.replace(student, label) if student else text
+    if not student:
+        return text
+    return re.sub(rf"(?<![^\W_]){re.escape(student)}(?![^\W_])", lambda _: label, text, flags=re.IGNORECASE)
 
 
 def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: dict) -> list[str]:
@@ -181,6 +186,43 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
             out.append(f"<li class='mistake'><b>{_e(g['label'])}</b>: {len(g['who'])} student(s). "
                        f"<span class='muted'>Hint: {_e(g['hint'])}</span><ul>{examples}</ul></li>")
         out.append("</ol>")
+    return out + _cell_errors(results, names)
+
+
+def _cell_errors(results: list[dict], names: dict[str, str]) -> list[str]:
+    """The cells that raised outside the graded TODOs (``cell_errors`` of each result), grouped by cell and error.
+
+    One error in most of the class, or in code that is not the students' (a locked cell, the grader's imports),
+    says more about the grader's setup (its data root, its packages) than about the students: said in bold.
+    """
+    groups: dict[tuple[str, str, str], dict] = {}
+    for res in results:
+        student = res["student"]
+        for e in res.get("cell_errors") or []:
+            if not isinstance(e, dict):
+                continue
+            cell = re.sub(r"^your cell", "a student's cell", str(e.get("cell")))
+            key = (str(e.get("role")), _anonymise(cell, student, names[student]), str(e.get("ename")))
+            g = groups.setdefault(key, {"who": set(), "example": ""})
+            g["who"].add(student)
+            g["example"] = g["example"] or _anonymise(str(e.get("evalue", "")), student, names[student])
+    if not groups:
+        return []
+    ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]["who"]))   # ties: the first student's cell order
+    out = ["<h3>Cells that raised outside the graded TODOs</h3>",
+           "<p class='muted'>Not graded themselves, but the cells after them ran without what they define.</p>"]
+    setup = [(k, g) for k, g in ranked
+             if k[0] != "student" or (len(g["who"]) >= 2 and 2 * len(g["who"]) > len(results))]
+    if setup:
+        out.append("<p><b>Check the grader's setup</b> (data root, packages, limits): "
+                   + "; ".join(f"{_e(k[2])} in {_e(k[1])} for {len(g['who'])} of {len(results)} students"
+                               for k, g in setup[:3]) + ".</p>")
+    out.append("<table><tr><th>cell</th><th>error</th><th>students</th></tr>")
+    out += [f"<tr><td class='ex'>{_e(k[1])}</td><td class='ex'>{_e(k[2])}: {_e(g['example'])}</td>"
+            f"<td class='num'>{len(g['who'])}</td></tr>" for k, g in ranked[:10]]
+    if len(ranked) > 10:
+        out.append(f"<tr><td colspan='3' class='muted'>{len(ranked) - 10} more</td></tr>")
+    out.append("</table>")
     return out
 
 

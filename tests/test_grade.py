@@ -232,6 +232,61 @@ def test_the_data_root_is_readable_unless_it_holds_the_class(tmp_path):
         assert any("cannot read it" in n for n in notes) == (points == "0"), notes
 
 
+def test_cells_that_raise_outside_the_todos_are_reported(tmp_path):
+    """A cell that raises outside a graded TODO costs no points by itself, but the student and the instructor are
+    told: in the result's cell_errors, in the feedback's notes (unless a failed TODO's message already names it)
+    and in the report, where the worksheet's own cell failing for the whole class says to check the grader."""
+    import nbformat
+    source = corpus.fixture_solution(tmp_path / "lab" / "lab_fixture.ipynb")
+    nb = nbformat.read(source, as_version=4)
+    nb.cells.insert(4, nbformat.v4.new_code_cell(      # the worksheet's own cell, after the graded one
+        "weights = open(__import__('course_utils.data').data.data_root() / 'no-such-weights.bin', 'rb').read()",
+        metadata={"nbgrader": {"grade_id": "load_weights", "schema_version": 3, "task": False, "grade": False,
+                               "locked": True, "solution": False}}))
+    nbformat.write(nb, source)
+    (tmp_path / "subs").mkdir()
+    todo = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "diffusion_schedule")
+    right = todo.source
+    for student, cell, answer in (
+            ("eve", "raise ValueError('eve forgot her data')", right),
+            ("fay", "scale = float(open('scale.txt').read())",
+             right.replace("(end - start)", "(end - start) * scale")),
+            ("tom", "pass", right)):
+        mine = nbformat.read(source, as_version=4)
+        mine.cells.insert(2, nbformat.v4.new_code_cell(cell))
+        next(c for c in mine.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "diffusion_schedule"
+             ).source = answer
+        nbformat.write(mine, tmp_path / "subs" / f"{student}.ipynb")
+    out = tmp_path / "out"
+    proc = _grade(source, tmp_path / "subs", "--out", out, *ARGS,
+                  env={**os.environ, "COURSE_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _rows(out)
+    assert [rows[s]["test_diffusion_schedule"]["points"] for s in ("eve", "fay", "tom")] == ["3", "0", "3"]
+    result = {s: json.loads((out / "results" / "lab_fixture" / f"{s}.json").read_text()) for s in ("eve", "fay", "tom")}
+    locked = {"role": "locked", "ename": "FileNotFoundError",
+              "cell": "the worksheet's locked cell 'load_weights' starting `weights = open(__import__('course_utils."}
+    for s, own in (("eve", ("ValueError", "eve forgot her data")), ("fay", ("FileNotFoundError", "scale.txt")),
+                   ("tom", None)):
+        errors = result[s]["cell_errors"]
+        assert [e["role"] for e in errors] == (["student"] if own else []) + ["locked"], errors
+        assert errors[-1]["role"] == locked["role"] and errors[-1]["ename"] == locked["ename"], errors
+        assert errors[-1]["cell"].startswith(locked["cell"]), errors
+        if own:
+            assert errors[0]["ename"] == own[0] and own[1] in errors[0]["evalue"], errors
+            assert errors[0]["cell"].startswith("your cell starting `"), errors
+        notes = [n for n in result[s]["notes"] if " raised " in n]
+        assert any(n.startswith(locked["cell"]) and "not yours" in n for n in notes), notes
+        # eve's own error is a note; fay's is named by her failed TODO already, so not twice
+        assert any("eve forgot her data" in n and "not graded itself" in n for n in notes) == (s == "eve"), notes
+    assert "raised FileNotFoundError" in rows["fay"]["test_diffusion_schedule"]["message"]
+    feedback = (out / "feedback" / "eve.md").read_text()
+    assert "ValueError: eve forgot her data" in feedback and "load_weights" in feedback
+    report = (out / "report.html").read_text()
+    section = report.split("<h3>Cells that raised outside the graded TODOs</h3>")[1].split("<h2>")[0]
+    assert "<b>Check the grader's setup</b>" in section and "for 3 of 3 students" in section, section
+
+
 # ------------------------------------------------------------------ no kernel needed
 def test_bad_arguments_exit_non_zero(tmp_path, capsys):
     bad = tmp_path / "bad.ipynb"

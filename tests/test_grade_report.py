@@ -104,6 +104,43 @@ def test_the_students_who_need_attention():
     assert "untouched" in attention and "1 TODO(s) raised an error" in attention
 
 
+def _raised(result: dict, role: str, cell: str, ename: str, evalue: str) -> dict:
+    result.setdefault("cell_errors", []).append({"role": role, "cell": cell, "ename": ename, "evalue": evalue})
+    return result
+
+
+def test_cells_that_raised_outside_the_todos():
+    """A cell that raised in most of the class, or in the worksheet's own code, points at the grader's setup; one
+    student's own error is listed without the alarm. Anonymised and escaped like the rest."""
+    results = _class()[:5]
+    data = "the worksheet's locked cell 'data' starting `train = load_mnist()`"
+    for r in results[:3]:
+        _raised(r, "locked", data, "DatasetNotFoundError", "MNIST is not in /data")
+    _raised(results[4], "student", "your cell starting `print('eve_secret')`", "<b>Oops</b>", "eve_secret's bug")
+    page = grade_report.render(results)
+    section = page.split("<h3>Cells that raised outside the graded TODOs</h3>")[1].split("<h2>")[0]
+    assert "<b>Check the grader's setup</b>" in section
+    assert "DatasetNotFoundError in the worksheet&#x27;s locked cell" in section and "3 of 5 students" in section
+    assert "secret" not in section and "&lt;b&gt;Oops&lt;/b&gt;: student" in section
+    counts = re.findall(r"<td class='num'>(\d+)</td></tr>", section)
+    assert counts == ["3", "1"], counts
+    # one student's own error, alone: listed, no alarm
+    alone = grade_report.render([_raised(_class()[0], "student", "your cell starting `x = 1/0`",
+                                         "ZeroDivisionError", "division by zero"), *_class()[1:5]])
+    assert "ZeroDivisionError" in alone and "Check the grader's setup" not in alone
+    # the same error in most students' own copy of a cell: the alarm
+    most = [_raised(r, "student", "your cell starting `train = load_mnist()`", "DatasetNotFoundError", "no")
+            for r in _class()[:3]] + _class()[3:5]
+    assert "Check the grader's setup" in grade_report.render(most)
+    assert "Cells that raised" not in grade_report.render(_class())
+    # a name is replaced as a word only: student "ann" leaves torch's "channels" alone
+    ann = _raised(_result("ann", [("test_linear", "pass", "✅ ok")]), "student", "your cell starting `c = channels`",
+                  "NameError", "name 'channels' is not defined (ann's cell, Ann's)")
+    page = grade_report.render([ann, _result("bob", [("test_linear", "pass", "✅ ok")])])
+    assert "a student&#x27;s cell starting `c = channels`" in page
+    assert "name &#x27;channels&#x27; is not defined (student A&#x27;s cell, student A&#x27;s)" in page
+
+
 def test_letters():
     assert [grade_report.letter(i) for i in (0, 25, 26, 27, 701, 702)] == ["A", "Z", "AA", "AB", "ZZ", "AAA"]
 
