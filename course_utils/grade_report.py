@@ -2,7 +2,7 @@
 
 For each worksheet in DIR/results/: the distribution of the students' scores (a histogram), each TODO's pass
 rate, each TODO's mistakes ranked by how many students made them, the cells that raised outside the graded TODOs
-(``cell_errors``: one error for most of the class points at the grader's setup), and the students who need
+(``cell_errors``: one error in most of the class points at the grader's setup), and the students who need
 attention.
 
 - **Mistakes come from the verdicts already in the results**, never from rerunning anything: a failed TODO's
@@ -192,8 +192,8 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
 def _cell_errors(results: list[dict], names: dict[str, str]) -> list[str]:
     """The cells that raised outside the graded TODOs (``cell_errors`` of each result), grouped by cell and error.
 
-    One error in most of the class, or in code that is not the students' (a locked cell, the grader's imports),
-    says more about the grader's setup (its data root, its packages) than about the students: said in bold.
+    One error in most of the class (in the students' own cells, two of them at least) says more about the
+    grader's setup (its data root, its packages) than about the students: said in bold.
     """
     groups: dict[tuple[str, str, str], dict] = {}
     for res in results:
@@ -211,8 +211,8 @@ def _cell_errors(results: list[dict], names: dict[str, str]) -> list[str]:
     ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]["who"]))   # ties: the first student's cell order
     out = ["<h3>Cells that raised outside the graded TODOs</h3>",
            "<p class='muted'>Not graded themselves, but the cells after them ran without what they define.</p>"]
-    setup = [(k, g) for k, g in ranked
-             if k[0] != "student" or (len(g["who"]) >= 2 and 2 * len(g["who"]) > len(results))]
+    setup = [(k, g) for k, g in ranked      # most of the class: two students at least, unless not their own code
+             if 2 * len(g["who"]) > len(results) and (len(g["who"]) >= 2 or k[0] != "student")]
     if setup:
         out.append("<p><b>Check the grader's setup</b> (data root, packages, limits): "
                    + "; ".join(f"{_e(k[2])} in {_e(k[1])} for {len(g['who'])} of {len(results)} students"

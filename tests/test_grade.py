@@ -232,7 +232,8 @@ def test_the_data_root_is_readable_unless_it_holds_the_class(tmp_path):
         assert any("cannot read it" in n for n in notes) == (points == "0"), notes
 
 
-def test_cells_that_raise_outside_the_todos_are_reported(tmp_path):
+@pytest.mark.parametrize("path", ["zygote", "kernel"])
+def test_cells_that_raise_outside_the_todos_are_reported(tmp_path, path):
     """A cell that raises outside a graded TODO costs no points by itself, but the student and the instructor are
     told: in the result's cell_errors, in the feedback's notes (unless a failed TODO's message already names it)
     and in the report, where the worksheet's own cell failing for the whole class says to check the grader."""
@@ -258,7 +259,7 @@ def test_cells_that_raise_outside_the_todos_are_reported(tmp_path):
              ).source = answer
         nbformat.write(mine, tmp_path / "subs" / f"{student}.ipynb")
     out = tmp_path / "out"
-    proc = _grade(source, tmp_path / "subs", "--out", out, *ARGS,
+    proc = _grade(source, tmp_path / "subs", "--out", out, *ARGS, *(["--no-pool"] if path == "kernel" else []),
                   env={**os.environ, "COURSE_DATA_DIR": str(tmp_path / "data")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = _rows(out)

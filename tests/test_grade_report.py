@@ -132,6 +132,13 @@ def test_cells_that_raised_outside_the_todos():
     most = [_raised(r, "student", "your cell starting `train = load_mnist()`", "DatasetNotFoundError", "no")
             for r in _class()[:3]] + _class()[3:5]
     assert "Check the grader's setup" in grade_report.render(most)
+    # the worksheet's own cell failing for one student of five (who broke what it needs): listed, no alarm;
+    # for the only student of a class of one: the alarm
+    one = [_raised(_class()[0], "locked", data, "NameError", "name 'x' is not defined"), *_class()[1:5]]
+    assert "NameError" in grade_report.render(one) and "Check the grader's setup" not in grade_report.render(one)
+    assert "Check the grader's setup" in grade_report.render(one[:1])
+    alone = [_raised(_class()[0], "student", "your cell", "E", "")]
+    assert "Check the grader's setup" not in grade_report.render(alone)
     assert "Cells that raised" not in grade_report.render(_class())
     # a name is replaced as a word only: student "ann" leaves torch's "channels" alone
     ann = _raised(_result("ann", [("test_linear", "pass", "✅ ok")]), "student", "your cell starting `c = channels`",
