@@ -295,11 +295,12 @@ def cell_errors(run_nb: dict, outcome: sandbox.Outcome) -> list[dict]:
     return found[:MAX_CELL_ERRORS]
 
 
-def _cell_error_notes(errors: list[dict], rows: list[dict]) -> list[str]:
+def cell_error_notes(errors: list[dict], rows: list[dict]) -> list[str]:
     """The feedback's notes for ``cell_errors``: those that no failed TODO's message names already."""
     said = "\n".join(str(r.get("message", "")) for r in rows)
     notes = []
     for e in errors:
+        e = {k: str(e.get(k, "")) for k in ("cell", "role", "ename", "evalue")}
         if f"{e['cell']} raised {e['ename']}" in said:       # "[before it, <cell> raised <ename>: ...]"
             continue
         what = (f"ran past the limit per cell and was interrupted ({e['evalue']})" if e["ename"] == "CellTimeoutError"
@@ -569,7 +570,7 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
         result["protections"], missing = protections(outcome.protections, opts)
         result["cell_errors"] = cell_errors(run_nb, outcome)
         result["notes"] += (missing + kernel.notes + _hidden_calls(outcome)
-                            + _cell_error_notes(result["cell_errors"], rows))
+                            + cell_error_notes(result["cell_errors"], rows))
     finally:
         job.close(keep=opts.keep_temp)
     mrows, answers = manual_rows(source, nb)

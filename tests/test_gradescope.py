@@ -116,6 +116,24 @@ def test_results_of_a_result_with_a_written_answer():
     assert out["tests"][1]["output"] == "y: hint line" and "graded by hand" in out["tests"][2]["name"]
     assert all(t["visibility"] == "after_due_date" for t in out["tests"]) and out["execution_time"] == 12
     assert "3 / 5 points" in out["output"] and "2 more points" in out["output"]
+    assert "Note:" not in out["output"]
+
+
+def test_results_say_which_cells_raised_outside_the_todos():
+    """As in course-grade's feedback: the student reads which of their cells raised (not twice when a failed TODO's
+    message names it already), on one line each."""
+    named = "your cell starting `scale = load()`"
+    result = {"worksheet": "lab", "status": "graded", "message": "", "rows": [
+        {"grade_id": "test_x", "points": 0, "max_points": 3, "status": "error",
+         "message": f"❌ x: NameError [before it, {named} raised OSError: gone]"}],
+        "cell_errors": [{"cell": named, "role": "student", "ename": "OSError", "evalue": "gone"},
+                        {"cell": "your cell starting `plot()`", "role": "student", "ename": "ValueError",
+                         "evalue": "bad\nshape"}, "junk"]}
+    out = _valid(gradescope.to_results(result, {"worksheet": "lab"}))
+    notes = [line for line in out["output"].splitlines() if line.startswith("Note:")]
+    assert notes == ["Note: your cell starting `plot()` raised ValueError: bad shape. It is not graded itself, but "
+                     "the cells after it ran without what it should have defined."], notes
+    assert out["extra_data"]["course_grade"]["cell_errors"] == result["cell_errors"]
 
 
 @pytest.mark.parametrize("files, chosen, message", [
