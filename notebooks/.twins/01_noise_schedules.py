@@ -200,7 +200,8 @@ for (label, (times, signal, noise)), marker, z in zip(curves.items(), ["o", "s",
     ax1.plot(times, torch.arccos(signal.clamp(max=1)), label=label)
 for m, (x, y) in zip(marks, zip(cosine.sqrt_alpha_bar[[0, 250, 500, 750, 999]],
                                 cosine.sqrt_one_minus_alpha_bar[[0, 250, 500, 750, 999]])):
-    ax0.annotate(f"cosine t/T={m}", (x, y), textcoords="offset points", xytext=(8, -12 if m == 1 else 2), fontsize=8)
+    ax0.annotate(f"cosine t/T={m}", (x, y), textcoords="offset points", xytext=(14, -34) if m == 1 else (8, 2),
+                 fontsize=8, arrowprops=dict(arrowstyle="-", lw=0.6, color="tab:orange") if m == 1 else None)
 ax0.set_xlabel(r"signal rate $\sqrt{\bar\alpha_t}$"), ax0.set_ylabel(r"noise rate $\sqrt{1-\bar\alpha_t}$")
 ax0.set_aspect("equal"), ax0.legend(fontsize=8, loc="lower left")
 ax0.set_title("where each schedule is at t/T = 0, 0.25, 0.5, 0.75, 1")
@@ -313,7 +314,9 @@ plt.show()
 # over the pixels of many test images. For unit-variance data it would be $\sqrt{\bar\alpha_t}$
 # (in expectation); real digits, mostly black background, vary less than the noise does, and with a pixel
 # standard deviation $\sigma < 1$ the correlation is $\sqrt{\bar\alpha_t}\,\sigma / \sqrt{\bar\alpha_t\sigma^2 + 1 - \bar\alpha_t}$:
-# markedly lower, by a third or more in the middle of the chain:
+# markedly lower in the middle of the chain. The digits' pixel standard deviation is about 0.57, so at
+# $t/T = 0.5$ the correlation is about 30% below $\sqrt{\bar\alpha_t}$ for the cosine schedule (0.49 against
+# 0.70) and 40% below for the linear one (0.17 against 0.28):
 
 # %%
 x_many = x_images.to(device)                                          # (N, 1, H, W)

@@ -296,8 +296,10 @@ plt.show()
 # %% [markdown]
 # **What to notice.** The roll first blurs (small $t$: each point jitters in place), then shrinks towards
 # the origin while the blur grows (the $\sqrt{\bar\alpha_t}$ factor), and by $t = 500$ it is a round blob in
-# which the colours, i.e. where each point came from, are thoroughly mixed. The last panel is a fresh
-# sample of $\mathcal N(0, I)$: at $t = 999$ the two are indistinguishable. Reversing this, from the blob
+# which the colours, i.e. where each point came from, are mostly mixed: a trace is left (the purple points
+# still lean left), since $\sqrt{\bar\alpha_{500}} \approx 0.28$ of the roll remains. The last panel is a
+# fresh sample of $\mathcal N(0, I)$: at $t = 999$ the colours are thoroughly mixed and the two are
+# indistinguishable. Reversing this, from the blob
 # back to the roll, is what a diffusion model learns.
 #
 # The same process as an animation, this time run as the Markov chain step by step

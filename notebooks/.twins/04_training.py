@@ -174,8 +174,9 @@ print(f"untrained model: median distance of its samples from the centre {untrain
 # %% [markdown]
 # **What to notice.** Untrained, the network predicts almost no noise ($\epsilon_\theta \approx 0$), so
 # the sampler takes the starting noise for a faint image: its first guess of the clean point,
-# $\hat x_0 = x_T / \sqrt{\bar\alpha_T}$, is about 150 times too large, and the samples land two orders
-# of magnitude too far out (the panels up to 150 steps have their own, wider axes, given in their titles:
+# $\hat x_0 = x_T / \sqrt{\bar\alpha_T}$, is the noise scaled up by $1/\sqrt{\bar\alpha_T} \approx 157$, and the
+# samples land two orders of magnitude too far out (the line under the figure: their median distance from the
+# centre, about a hundred times the data's) (the panels up to 150 steps have their own, wider axes, given in their titles:
 # ±616 after 0 steps; the line under the figure prints the scale). In full mode (3,000 steps) the early snapshots, after 60 to 300 steps, are
 # still a round cloud about the size of the starting noise; by step 750 a wide ring has formed
 # (radius about 1.9 against the data's 1.5, with points still inside it), by step 1,500 the ring has the right

@@ -172,7 +172,7 @@ if checks.ready("diffusion_schedule", diffusion_schedule, "the plot"):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax1.plot(times, signal_rates, label="signal rate")
     ax1.plot(times, noise_rates, label="noise rate")
-    ax1.set_xlabel("diffusion time t"), ax1.set_title("the lab's schedule"), ax1.legend()
+    ax1.set_xlabel("diffusion time t"), ax1.set_ylabel("rate"), ax1.set_title("the lab's schedule"), ax1.legend()
     ax2.plot(signal_rates, noise_rates, ".")
     ax2.set_aspect("equal"), ax2.set_xlabel("signal rate"), ax2.set_ylabel("noise rate")
     ax2.set_title("on the unit circle")

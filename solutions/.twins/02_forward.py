@@ -179,7 +179,8 @@ if checks.ready("q_posterior", q_posterior, "the plot"):
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(t, schedule.betas, label=r"$\beta_t$")
     ax.plot(t, variance.flatten(), "--", label=r"$\tilde\beta_t$ (yours)")
-    ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("t"), ax.set_title("reverse-step variances")
+    ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("t"), ax.set_ylabel("variance")
+    ax.set_title("reverse-step variances")
     ax.legend()
     plt.show()
 
@@ -243,10 +244,12 @@ if checks.ready("q_sample_chain", q_sample_chain, "the plot") and checks.ready("
     ax1.plot(steps, chains[:, :5, 0], lw=0.8)
     ax1.fill_between(steps, a.sqrt() * 1.5 - 2 * (1 - a).sqrt(), a.sqrt() * 1.5 + 2 * (1 - a).sqrt(), color="0.85",
                      label=r"Eq. 4: mean $\pm$ 2 std")
-    ax1.set_xlabel("step t"), ax1.set_title("five chains"), ax1.legend(loc="lower left")
+    ax1.set_xlabel("step t"), ax1.set_ylabel("first coordinate of x_t")
+    ax1.set_title("five chains"), ax1.legend(loc="lower left")
     bins = torch.linspace(-4, 5, 61)
     ax2.hist(chains[-1, :, 0], bins=bins, alpha=0.5, density=True, label="chain, 300 steps")
     ax2.hist(jumps[:, 0], bins=bins, alpha=0.5, density=True, label="q_sample, one jump")
+    ax2.set_xlabel("first coordinate of x_t"), ax2.set_ylabel("density")
     ax2.set_title(f"x_t at t = {t_end}"), ax2.legend()
     plt.show()
     print(f"t = {t_end}: chain mean {chains[-1].mean():.3f}, std {chains[-1].std():.3f}; jump mean "

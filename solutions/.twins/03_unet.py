@@ -84,10 +84,12 @@ if checks.ready("sinusoidal_embedding", sinusoidal_embedding, "the picture"):
     emb = sinusoidal_embedding(torch.arange(1000), 64)                 # (1000, 64)
     unit = F.normalize(emb, dim=1)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.imshow(emb, aspect="auto", cmap="RdBu", interpolation="nearest")
+    im1 = ax1.imshow(emb, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")  # as lesson 3
     ax1.set_xlabel("feature"), ax1.set_ylabel("t"), ax1.set_title("sinusoidal_embedding(t, 64)")
-    ax2.imshow(unit @ unit.T, cmap="viridis")
+    fig.colorbar(im1, ax=ax1, label="value")
+    im2 = ax2.imshow(unit @ unit.T, cmap="viridis")
     ax2.set_xlabel("t"), ax2.set_ylabel("t"), ax2.set_title("cosine similarity of embeddings")
+    fig.colorbar(im2, ax=ax2, label="cosine similarity")
     plt.show()
 
 

@@ -188,7 +188,8 @@ if checks.ready("cfg_loss", cfg_loss, "the training") and checks.ready("guided_d
     print(f"trained {steps} steps, last loss {loss.item():.3f}")
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
     for ax, w in zip(axes, [0.0, 1.0, 3.0, 8.0]):
-        plot_points(guided_ddim_sample(model, schedule, x_T, y, w), ax=ax, title=f"trained, class 0, w = {w}")
+        plot_points(guided_ddim_sample(model, schedule, x_T, y, w), ax=ax, lim=3.5,   # w = 8 lands near 2.8
+                    title=f"trained, class 0, w = {w}")
     plt.show()
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-sweep", "locked": true, "schema_version": 3, "solution": false, "task": false}

@@ -468,7 +468,7 @@ elif ready:
 # judge classifies 86.4% of 500 samples with confidence above 0.9 (all ten classes present; real test digits at
 # the same size: 92.2%), above the 85% the course asks for by about one standard error (1.5 points for a share of
 # 500). The judge's curve: 64% after 0.1 M images, 80% after 0.3 M, 81% after 0.6 M (200 samples each), then the
-# last five points while the learning rate fell to 0. KID on the course's classifier features is 3.46 $\pm$ 0.95 against a floor of
+# last five percentage points while the learning rate fell to 0. KID on the course's classifier features is 3.46 $\pm$ 0.95 against a floor of
 # about 0 between two sets of real digits: recognisable is not the same as indistinguishable from real
 # handwriting. The number of sampling steps behaves as DDIM predicts: the process is deterministic, so the same
 # starting noise gives mostly the same digits at 3, 10 and 50 steps, and more steps mostly sharpen them (a few
