@@ -388,9 +388,10 @@ if ready:
 #   Inception-based KID of papers.
 # - **Fashion-MNIST.** KID on the same MNIST classifier's features (a rough measure: that network never saw
 #   clothes), no judge (it knows digits only). A reference to compare with (this notebook with
-#   `DATASET = "fashion_mnist"`, executed once on 2026-12-02 on the same quiet CPU, when the run was 15 minutes
-#   long rather than 1 M images): 706,560 training images, noise loss 0.122; the 32 samples are recognisable T-shirts, trousers, pullovers, dresses, sneakers,
-#   sandals, boots and bags, smooth and with little texture; KID 1.36 $\pm$ 0.78 against a floor of $-0.25$.
+#   `DATASET = "fashion_mnist"` and its default 1 M images, executed on 2026-12-03 on a 2-core CPU in 32-bit floats,
+#   33 minutes in all; `docs/lab_sweep.md`, section 4b): noise loss 0.117; the 32 samples are recognisable T-shirts,
+#   trousers, pullovers, dresses, bags, sneakers, sandals and boots, smooth and with little texture; KID
+#   0.84 $\pm$ 0.67 against a floor of $-0.25$.
 # - **Flowers102.** Samples only: KID needs a network that knows natural images (Inception-v3), whose weights are
 #   not available offline.
 #
