@@ -13,7 +13,7 @@
 # 4. Checkpoints: train half-way, stop, resume in a fresh model, and see that the run simply continues.
 # 5. A pretrained checkpoint of the same UNet on the same data, to compare with your few-minute model.
 #
-# **Time.** The whole lesson takes about 10 minutes on a 2-core laptop CPU (the image model is about 9
+# **Time.** The whole lesson takes about 12 minutes on a 2-core laptop CPU (the image model is about 11
 # minutes of it in float32, about 7 where the processor computes bfloat16 natively; measured times are in the
 # start page's table), much less on a GPU; some recent CPUs train
 # about twice as fast (`docs/performance.md` says which and why). With `COURSE_QUICK=1` every training run is
@@ -175,9 +175,9 @@ print(f"untrained model: median distance of its samples from the centre {untrain
 # **What to notice.** Untrained, the network predicts almost no noise ($\epsilon_\theta \approx 0$), so
 # the sampler takes the starting noise for a faint image: its first guess of the clean point,
 # $\hat x_0 = x_T / \sqrt{\bar\alpha_T}$, is the noise scaled up by $1/\sqrt{\bar\alpha_T} \approx 157$, and the
-# samples land two orders of magnitude too far out (the line under the figure: their median distance from the
-# centre, about a hundred times the data's) (the panels up to 150 steps have their own, wider axes, given in their titles:
-# ±616 after 0 steps; the line under the figure prints the scale). In full mode (3,000 steps) the early snapshots, after 60 to 300 steps, are
+# samples land two orders of magnitude too far out: the line under the figure prints their median distance from
+# the centre, about a hundred times the data's, and the panels up to 150 steps have their own, wider axes, given
+# in their titles (±616 after 0 steps). In full mode (3,000 steps) the early snapshots, after 60 to 300 steps, are
 # still a round cloud about the size of the starting noise; by step 750 a wide ring has formed
 # (radius about 1.9 against the data's 1.5, with points still inside it), by step 1,500 the ring has the right
 # radius and the eight blobs sit on it, and step 3,000 looks much like step 1,500, the blobs a little sharper. Coarse structure is learned first, fine detail last: the large-$t$ part of the
@@ -225,9 +225,9 @@ _ = widgets.interact(show_snapshot, index=widgets.IntSlider(value=len(snapshots)
 # * **A progress bar and a live loss plot**: `train` shows a tqdm bar; its `callback` redraws a figure.
 #
 # The cell below trains for `IMAGE_STEPS // 2` steps and writes a checkpoint; section 4 resumes it.
-# This is about 9 minutes on a 2-core CPU for both halves together in float32 (about 7 with native
-# bfloat16: 7.1 minutes in the stored run below) (the cell prints the
-# measured time per step on your machine).
+# This is about 11 minutes on a 2-core CPU for both halves together in float32 (10.9 minutes in the stored
+# run below, on a processor without fast bfloat16; 7.1 minutes on one with it), and the cell prints the
+# measured time per step on your machine.
 
 # %%
 x_train = x_digits                                            # (1500, 1, 16, 16), in [-1, 1]

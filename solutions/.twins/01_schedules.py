@@ -36,7 +36,7 @@ from course_utils.checks import (check_cosine_beta_schedule, check_diffusion_sch
                                  check_linear_beta_schedule, check_respace, run_check)
 from course_utils.schedules import NoiseSchedule
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)          # the same random numbers on every run
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}

@@ -42,7 +42,7 @@ from course_utils.checks import (check_ResBlock, check_SinusoidalTimeEmbedding, 
                                  check_SmallUNet, run_check)
 from course_utils.nets import UNet, count_parameters
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)          # the same random numbers on every run
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -83,13 +83,14 @@ assert run_check("sinusoidal_embedding", sinusoidal_embedding, hidden=True).pass
 if checks.ready("sinusoidal_embedding", sinusoidal_embedding, "the picture"):
     emb = sinusoidal_embedding(torch.arange(1000), 64)                 # (1000, 64)
     unit = F.normalize(emb, dim=1)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     im1 = ax1.imshow(emb, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")  # as lesson 3
     ax1.set_xlabel("feature"), ax1.set_ylabel("t"), ax1.set_title("sinusoidal_embedding(t, 64)")
     fig.colorbar(im1, ax=ax1, label="value")
     im2 = ax2.imshow(unit @ unit.T, cmap="viridis")
     ax2.set_xlabel("t"), ax2.set_ylabel("t"), ax2.set_title("cosine similarity of embeddings")
     fig.colorbar(im2, ax=ax2, label="cosine similarity")
+    fig.tight_layout()
     plt.show()
 
 

@@ -42,7 +42,7 @@ from course_utils.schedules import NoiseSchedule
 from course_utils.settings import pick
 from course_utils.viz import plot_points
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)          # the same random numbers on every run
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}
