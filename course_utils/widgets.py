@@ -104,7 +104,7 @@ def noising_explorer(x0: Tensor, schedules: dict, *, device: torch.device | str 
                 schedule = schedule.to(device)
                 xt = q_sample(x0, t, eps, schedule)
                 ab = schedule.alpha_bar[t_slider.value].item()
-                show_images(xt, nrow=min(8, x0.shape[0]), ax=ax,
+                show_images(xt, nrow=math.ceil(x0.shape[0] / 2) if x0.shape[0] > 4 else x0.shape[0], ax=ax,  # 2 rows
                             title=f"{label}: t = {t_slider.value}, " + r"$\bar\alpha_t$" + f" = {ab:.3f}")
                 axes[-1].hist(xt.flatten().cpu(), bins=bins, range=(-4, 4), density=True, alpha=0.5, label=label)
             axes[-1].plot(grid, torch.exp(-grid ** 2 / 2) / math.sqrt(2 * math.pi), "k--", label="N(0, 1)")
