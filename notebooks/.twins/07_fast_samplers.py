@@ -373,7 +373,8 @@ plt.show()
 # %% [markdown]
 # The 10-call DPM-Solver++(2M) digits are close to DDIM 50's, with a fifth of the network calls. The seconds in
 # the titles are this run's, and time follows calls: on the idle 2-core machine (`python bench/bench_samplers.py
-# --n 16 --calls 10`) the three 10-call solvers took 0.6-0.7 s for 16 images and DDIM 50 2.9 s, so a title out of
+# --n 16 --calls 10`) the three solvers at about 10 calls (Heun's 9) took 0.6-0.7 s for 16 images and DDIM 50
+# 2.9 s, so a title out of
 # line with its calls is a slow moment of a shared machine, not the solver. DDIM with 10 calls draws the
 # same digits with rougher strokes and a few breaks (the 6, the first 0), and Heun with 5 steps (9 calls) breaks
 # about half of them into blotches. The same $x_T$ gives the same digit in most columns: the solvers approximate
