@@ -267,6 +267,11 @@ def _cell_note(run_nb: dict, index) -> str:
     return f"{name} starting `{first}`"
 
 
+def _raised(cell: str, ename) -> str:
+    """How a message says that a cell raised: a failed TODO's "[before it, ...]" and the notes' check for it."""
+    return f"{cell} raised {ename}"
+
+
 def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
@@ -301,7 +306,7 @@ def cell_error_notes(errors: list[dict], rows: list[dict]) -> list[str]:
     notes = []
     for e in errors:
         e = {k: str(e.get(k, "")) for k in ("cell", "role", "ename", "evalue")}
-        if f"{e['cell']} raised {e['ename']}" in said:       # "[before it, <cell> raised <ename>: ...]"
+        if _raised(e["cell"], e["ename"]) in said:          # a failed TODO's "[before it, ...]" names it
             continue
         what = (f"ran past the limit per cell and was interrupted ({e['evalue']})" if e["ename"] == "CellTimeoutError"
                 else f"raised {e['ename']}: {e['evalue']}")
@@ -380,8 +385,8 @@ def judge(source: Source, run_nb: dict, found: set[str], read, outcome: sandbox.
                       and e["index"] < harvest_index.get(g.grade_id, 10 ** 9)]
             if before:
                 e = before[-1]
-                row["message"] += (f" [before it, {_cell_note(run_nb, e.get('index'))} raised "
-                                   f"{e.get('ename')}: {str(e.get('evalue'))[:160]}]")
+                row["message"] += (f" [before it, {_raised(_cell_note(run_nb, e.get('index')), e.get('ename'))}: "
+                                   f"{str(e.get('evalue'))[:160]}]")
         rows.append(row)
     return rows
 

@@ -192,7 +192,7 @@ def _eve_scales_her_schedule(tmp_path: Path, factor: str) -> Path:
     import nbformat
     source = corpus.fixture_solution(tmp_path / "lab" / "lab_fixture.ipynb")
     nb = nbformat.read(source, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "diffusion_schedule")
+    cell = corpus._test_cell(nb, "diffusion_schedule")
     right = "angles = start + diffusion_times * (end - start)"
     assert right in cell.source
     cell.source = cell.source.replace(right, f"{right} * {factor}")
@@ -246,8 +246,7 @@ def test_cells_that_raise_outside_the_todos_are_reported(tmp_path, path):
                                "locked": True, "solution": False}}))
     nbformat.write(nb, source)
     (tmp_path / "subs").mkdir()
-    todo = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "diffusion_schedule")
-    right = todo.source
+    right = corpus._test_cell(nb, "diffusion_schedule").source
     for student, cell, answer in (
             ("eve", "raise ValueError('eve forgot her data')", right),
             ("fay", "scale = float(open('scale.txt').read())",
@@ -255,8 +254,7 @@ def test_cells_that_raise_outside_the_todos_are_reported(tmp_path, path):
             ("tom", "pass", right)):
         mine = nbformat.read(source, as_version=4)
         mine.cells.insert(2, nbformat.v4.new_code_cell(cell))
-        next(c for c in mine.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "diffusion_schedule"
-             ).source = answer
+        corpus._test_cell(mine, "diffusion_schedule").source = answer
         nbformat.write(mine, tmp_path / "subs" / f"{student}.ipynb")
     out = tmp_path / "out"
     proc = _grade(source, tmp_path / "subs", "--out", out, *ARGS, *(["--no-pool"] if path == "kernel" else []),
