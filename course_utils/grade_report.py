@@ -193,7 +193,8 @@ def _cell_errors(results: list[dict], names: dict[str, str]) -> list[str]:
     """The cells that raised outside the graded TODOs (``cell_errors`` of each result), grouped by cell and error.
 
     One error in most of the class (in the students' own cells, two of them at least) says more about the
-    grader's setup (its data root, its packages) than about the students: said in bold.
+    grader's setup (its data root, its packages) than about the students: said in bold. Not a
+    NotImplementedError: a cell that calls an unfinished TODO raises it in a class that has not started.
     """
     groups: dict[tuple[str, str, str], dict] = {}
     for res in results:
@@ -212,7 +213,8 @@ def _cell_errors(results: list[dict], names: dict[str, str]) -> list[str]:
     out = ["<h3>Cells that raised outside the graded TODOs</h3>",
            "<p class='muted'>Not graded themselves, but the cells after them ran without what they define.</p>"]
     setup = [(k, g) for k, g in ranked      # most of the class: two students at least, unless not their own code
-             if 2 * len(g["who"]) > len(results) and (len(g["who"]) >= 2 or k[0] != "student")]
+             if 2 * len(g["who"]) > len(results) and (len(g["who"]) >= 2 or k[0] != "student")
+             and k[2] != "NotImplementedError"]
     if setup:
         out.append("<p><b>Check the grader's setup</b> (data root, packages, limits): "
                    + "; ".join(f"{_e(k[2])} in {_e(k[1])} for {len(g['who'])} of {len(results)} students"
