@@ -158,9 +158,10 @@ def _reverse_call(f, c):
         calls = calls if calls is not None else net.calls
     # once more with initial_noise on the "meta" device (shapes only, no data): a tensor made without device=
     # lands on the CPU and mixing it in raises, as it would on a GPU, where the lab runs when there is one
+    # (or, from the few operations that mix the two devices silently, such as einsum, a result on the CPU)
     try:
-        f(LabToyNet(), c["initial_noise"].to("meta"), c["diffusion_steps"])
-        elsewhere = None
+        moved = f(LabToyNet(), c["initial_noise"].to("meta"), c["diffusion_steps"])
+        elsewhere = {"device": str(moved.device)} if isinstance(moved, torch.Tensor) else None
     except Exception as err:  # noqa: BLE001 - judged by _reverse_diagnose: a device mix-up or nothing
         elsewhere = raised_record(err)
     return dict(out=outs[0], out2=outs[1], elsewhere=elsewhere,
@@ -203,6 +204,9 @@ def _reverse_diagnose(out, c) -> str | None:
     # "Expected all tensors to be on the same device"); other errors on meta (.item(), .numpy()) say nothing here
     if hint is None and ("expected device" in raised or "same device" in raised):
         return f"{DEVICE_HINT} (with initial_noise on another device it raised {raised})"
+    device = elsewhere.get("device") if isinstance(elsewhere, dict) else None
+    if hint is None and isinstance(device, str) and device != "meta":
+        return f"{DEVICE_HINT} (with initial_noise on another device it returned a tensor on {kernel_text(device)})"
     return hint
 
 
@@ -222,6 +226,12 @@ def _reverse_on_cpu(network, initial_noise, steps):
     return ref_reverse_diffusion(network, initial_noise, steps).float()
 
 
+def _reverse_einsum_on_cpu(network, initial_noise, steps):
+    """Right values, but a last einsum with a CPU tensor: silent on meta (and the result lands on the CPU)."""
+    pred_images = ref_reverse_diffusion(network, initial_noise, steps).float()
+    return torch.einsum("bchw,wv->bchv", pred_images, torch.eye(pred_images.shape[-1]))
+
+
 def _reverse_random(network, initial_noise, steps):
     return ref_reverse_diffusion(network, initial_noise, steps).float() + 0.1 * torch.randn(initial_noise.shape)
 
@@ -236,5 +246,6 @@ MISTAKES["reverse_diffusion"] = [
                                                      ref_reverse_diffusion(network, x, steps).float())[1],
      "called"),
     ("new tensors on the CPU", _reverse_on_cpu, "device=initial_noise.device"),
+    ("a result on the CPU", _reverse_einsum_on_cpu, "device=initial_noise.device"),
     ("not implemented", todo, "not implemented yet"),
 ]
