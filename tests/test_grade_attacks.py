@@ -292,6 +292,34 @@ def test_malformed_notebooks_are_rejected_quickly():
     assert nb["cells"][0]["source"] == 'x = "\ufffd"'
 
 
+NESTED_LISTS = """
+def nested_lists(n_brackets):
+    # a notebook whose metadata holds empty lists nested 900 deep: no ',' or ':' among n_brackets brackets
+    deep = b"[" * 900 + b"]" * 900
+    return (b'{"cells": [{"cell_type": "code", "source": "x = 1", "metadata": {}}], "metadata": {"x": ['
+            + b",".join([deep] * (n_brackets // 1800)) + b"]}}")
+"""
+
+
+def test_nested_json_cannot_inflate_the_grader():
+    """'[[[...]]]' needs no separator and costs ~56 bytes per byte pair once parsed (an 8 MB file took 393 MB of
+    the grader's memory, outside every sandbox limit): brackets count as values. The largest notebook that passes
+    the count costs the grader at most ~150 MB, whatever it is made of."""
+    space: dict = {}
+    exec(NESTED_LISTS, space)
+    with pytest.raises(grade.Malformed, match="JSON values") as err:
+        grade.parse_notebook(space["nested_lists"](8_000_000))     # 7.6 MB
+    assert err.value.status == "too_large"
+    probe = (NESTED_LISTS + "import resource\nfrom course_utils import grade\n"
+             "data = nested_lists(grade.MAX_JSON_VALUES - 4000)\n"
+             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "assert len(grade.parse_notebook(data)['cells']) == 1\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout) < 150 * 1024, f"parsing took {int(proc.stdout) / 1024:.0f} MB"
+
+
 def test_student_names_are_unique_and_short(tmp_path):
     for name in ("x y", "x_y", "x_y-2", "X_Y", "zz.ipynb"):
         (tmp_path / name).mkdir()
