@@ -105,7 +105,7 @@ def load_source(path: str | Path) -> Source:
     path = Path(path)
     try:
         data = path.read_bytes()
-        nb = parse_notebook(data)
+        nb = parse_notebook(data, all_metadata=True)
     except (OSError, Malformed) as err:
         raise GradeError(f"cannot read SOURCE {path}: {err}") from err
     graded, locked, ids, own = [], {}, set(), set()
@@ -139,8 +139,10 @@ def load_source(path: str | Path) -> Source:
 
 
 # ------------------------------------------------------------------ reading a submission
-def parse_notebook(data: bytes, max_bytes: int | None = None) -> dict:
-    """A notebook as a dict with a list of cells (outputs dropped), or Malformed with a reason."""
+def parse_notebook(data: bytes, max_bytes: int | None = None, all_metadata: bool = False) -> dict:
+    """A notebook as a dict with a list of cells (outputs dropped), or Malformed with a reason.
+
+    Of a cell's metadata only a text grade_id is kept (a submission's), unless ``all_metadata`` (SOURCE's)."""
     if max_bytes is not None and len(data) > max_bytes:
         raise Malformed("too_large", f"the file is {len(data) / 2 ** 20:.1f} MB, over the limit of "
                                      f"{max_bytes / 2 ** 20:.0f} MB: clear the outputs and submit again")
@@ -165,7 +167,11 @@ def parse_notebook(data: bytes, max_bytes: int | None = None) -> dict:
     cells = []
     for cell in nb["cells"]:
         if isinstance(cell, dict) and cell.get("cell_type") in ("code", "markdown", "raw"):
-            md = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+            # of a submitted cell's metadata only its grade_id matters, and only as text (a list is valid JSON)
+            gid = _meta(cell)[0].get("grade_id")
+            md = {"nbgrader": {"grade_id": _valid_text(gid)}} if isinstance(gid, str) else {}
+            if all_metadata:
+                md = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
             cells.append({"cell_type": cell["cell_type"], "source": _valid_text(_source_text(cell)), "metadata": md})
     if not cells:
         raise Malformed("empty", "empty notebook: it has no cells")
@@ -508,6 +514,8 @@ class KernelPackage:
 class Submission:
     student: str
     path: Path
+    problem: tuple[str, str] | None = None      # (status, message): a folder with no notebook, or several
+    notes: list[str] = field(default_factory=list)
 
 
 def _sha256(path: Path) -> str | None:
@@ -530,6 +538,14 @@ def _sha256(path: Path) -> str | None:
         return h.hexdigest()
 
 
+def _fingerprint(sub: Submission) -> str | None:
+    """What a rerun compares: the file's sha256, or for a folder with a problem, a digest of the problem (which
+    lists what the folder holds)."""
+    if sub.problem:
+        return "folder-" + hashlib.sha256(repr(sub.problem).encode("utf-8", "replace")).hexdigest()
+    return _sha256(sub.path)
+
+
 def read_submission(path: Path, max_mb: float) -> bytes:
     """The submitted file's bytes: a regular file (no link, no FIFO), at most ``max_mb``."""
     try:
@@ -547,12 +563,14 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     result = {"student": sub.student, "worksheet": source.worksheet, "file": str(sub.path),
               "source_sha256": source.sha256, "notes": []}
     rows, nb = [], None
+    result["notes"] += sub.notes
     try:
-        result["sha256"] = _sha256(sub.path)
+        result["sha256"] = _fingerprint(sub)
+        if sub.problem:
+            raise Malformed(*sub.problem)
         data = read_submission(sub.path, opts.max_notebook_mb)
         nb = parse_notebook(data)
-        ids = {_meta(c)[0].get("grade_id") for c in nb["cells"]}
-        if not {i for i in ids if isinstance(i, str)} & source.ids:
+        if not {_meta(c)[0].get("grade_id") for c in nb["cells"]} & source.ids:   # text only (parse_notebook)
             raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: none of "
                                                "its cells matches the worksheet's (another worksheet, or a new "
                                                "notebook?)")
@@ -620,52 +638,82 @@ def _notebooks_in(folder: str, depth: int = 0) -> list[Path]:
         if e.is_dir(follow_symlinks=False):
             if depth < 4:
                 found += _notebooks_in(e.path, depth + 1)
-        elif e.name.endswith(".ipynb"):
+        elif e.name.lower().endswith(".ipynb"):
             found.append(Path(e.path))
     return found
+
+
+def _folder_submission(folder: Path, worksheet: str) -> Submission:
+    """One student's folder: one submission, whatever the folder holds (its contents never make a name).
+
+    The notebook named like the worksheet (the shallowest; several at that depth: none), else the folder's only
+    notebook; a folder with none, or with several and none named like the worksheet, gets a row that says so.
+    """
+    files = _notebooks_in(str(folder))
+    named = sorted((f for f in files if f.stem == worksheet), key=lambda f: (len(f.parts), str(f)))
+    shallow = [f for f in named if len(f.parts) == len(named[0].parts)] if named else []
+    rel = [str(f.relative_to(folder)) for f in files]
+    listed = ", ".join(rel[:5]) + (f" and {len(rel) - 5} more" if len(rel) > 5 else "")
+    if len(shallow) == 1 or (not named and len(files) == 1):
+        path = shallow[0] if shallow else files[0]
+        others = [str(f.relative_to(folder)) for f in files if f != path]
+        notes = [f"graded {path.relative_to(folder)}; not graded: {', '.join(others[:5])}"
+                 + (f" and {len(others) - 5} more" if len(others) > 5 else "")] if others else []
+        return Submission(folder.name, path, notes=notes)
+    if not files:
+        try:
+            held = sorted(e.name for e in os.scandir(folder))
+        except OSError:
+            held = []
+        what = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "") if held else "nothing"
+        return Submission(folder.name, folder, ("not_a_notebook", f"no notebook (.ipynb) in the folder, which holds "
+                                                                  f"{what}: submit {worksheet}.ipynb"))
+    return Submission(folder.name, folder, ("ambiguous", f"{len(files)} notebooks ({listed}) and "
+                                            + (f"{len(shallow)} of them named {worksheet}.ipynb at the same depth"
+                                               if named else f"none named {worksheet}.ipynb")
+                                            + f": submit one notebook, {worksheet}.ipynb"))
 
 
 def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
     """Submission files with their students' names (folder's name, or the stem of a loose file); every student
     once, under a name no other student has."""
-    found: list[tuple[str, Path]] = []
+    found: list[Submission] = []
     for arg in args:
         p = Path(arg)
         if p.is_file():
-            found.append((p.parent.name if p.stem == worksheet and p.parent.name else p.stem, p))
+            found.append(Submission(p.parent.name if p.stem == worksheet and p.parent.name else p.stem, p))
         elif p.is_dir():
             for e in sorted(os.scandir(p), key=lambda e: e.name):
                 if e.name.startswith("."):
                     continue
                 if e.is_dir(follow_symlinks=False) and not e.name.endswith(".ipynb"):   # one student's folder
-                    files = _notebooks_in(e.path)
-                    named = [f for f in files if f.stem == worksheet]
-                    files = named or files
-                    for f in files:
-                        found.append((e.name if len(files) == 1 else f"{e.name}-{f.stem}", f))
-                elif not e.is_dir(follow_symlinks=False) and (e.name.endswith(".ipynb") or e.is_symlink()):
+                    found.append(_folder_submission(Path(e.path), worksheet))
+                elif not e.is_dir(follow_symlinks=False) and (e.name.lower().endswith(".ipynb") or e.is_symlink()):
                     # a loose file, or a link (read as nothing: its student gets a row that says why)
-                    stem = e.name[:-6] if e.name.endswith(".ipynb") else e.name
-                    found.append((p.resolve().name if stem == worksheet else stem, Path(e.path)))
+                    stem = e.name[:-6] if e.name.lower().endswith(".ipynb") else e.name
+                    found.append(Submission(p.resolve().name if stem == worksheet else stem, Path(e.path)))
+                elif not e.is_dir(follow_symlinks=False):
+                    print(f"course-grade: not graded, not a notebook nor a student's folder: {e.path}",
+                          file=sys.stderr)
         else:
             raise GradeError(f"no such file or folder: {arg}")
-    subs, used = [], set()
-    for student, path in found:
-        name = base = safe_name(student)
+    used = set()
+    for sub in found:
+        name = base = safe_name(sub.student)
         n = 1
         while name.casefold() in used:
             n += 1
             name = f"{base}-{n}"
         used.add(name.casefold())
-        subs.append(Submission(name, path))
-    return subs
+        sub.student = name
+    return found
 
 
 def _is_current(path: Path, source: Source, sub: Submission) -> bool:
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
         return (old.get("source_sha256") == source.sha256 and old.get("status") != "grader_error"
-                and old.get("sha256") is not None and old.get("sha256") == _sha256(sub.path))
+                and old.get("sha256") is not None and old.get("sha256") == _fingerprint(sub))
     except (OSError, ValueError, AttributeError):
         return False
 

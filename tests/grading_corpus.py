@@ -686,6 +686,9 @@ def build_attacks(folder: Path, solution: Path, *, secret_file: Path, tcp_port: 
     nb = copy.deepcopy(sol)
     _solution_cell(nb, targets[0]).source += "\n# a lone surrogate in a comment: \udcff\n"
     put("surrogate_code", nb, dict(full))
+    nb = copy.deepcopy(sol)      # valid JSON that is no grade_id: a list (unhashable), a number, a dict
+    nb.cells += [nbformat.v4.new_markdown_cell("odd", metadata={"nbgrader": {"grade_id": v}}) for v in (["x"], 7, {})]
+    put("odd_grade_ids", nb, dict(full))
     # resources: the TODOs are right only if the attack got what it asked for
     put("shared_memory", _guarded(_append(sol, SHARED_MEMORY, index=3), targets), dict(zero))
     put("many_processes", _guarded(_append(sol, MANY_PROCESSES, index=3), targets), dict(zero))
@@ -707,6 +710,15 @@ def build_attacks(folder: Path, solution: Path, *, secret_file: Path, tcp_port: 
     (folder / "fifo_file").mkdir()                               # a named pipe as the submission: not opened
     os.mkfifo(folder / "fifo_file" / f"{ws}.ipynb")
     expected["fifo_file"] = {g: (0, "unreadable", "not a regular file") for g in zero}
+    # what a student's folder holds never makes a name nor a second submission: one row per folder
+    put("many_copies", sol, dict(full))                        # graded: the shallowest named like the worksheet
+    for i in range(6):
+        (folder / "many_copies" / f"s{i}").mkdir()
+        nbformat.write(stub, folder / "many_copies" / f"s{i}" / f"{ws}.ipynb")
+    put("two_notebooks", stub, {g: (0, "ambiguous", "none named") for g in zero}, name="luc.ipynb")
+    nbformat.write(sol, folder / "two_notebooks" / "x.ipynb")   # not "two_notebooks-luc", nor "-x"
+    put("no_notebook", b"PK\x03\x04", {g: (0, "not_a_notebook", "no notebook") for g in zero}, name="work.zip")
+    nbformat.write(sol, folder / "no_notebook" / f".{ws}.ipynb")   # hidden: not looked at
     long_name = "é" * 120                                       # 246 bytes of file name: legal, and a student
     nbformat.write(stub, folder / f"{long_name}.ipynb")
     expected[long_name] = {g: (0, "not_implemented", None) for g in zero}

@@ -154,6 +154,9 @@ def test_every_student_is_present_exactly_once(attacked):
     for student in table:
         assert (attacked["out"] / "feedback" / f"{student}.md").exists(), student
         assert len(student.encode()) <= grade_feedback.MAX_NAME_BYTES
+    # a folder's other notebooks are named in a note, not graded (six copies once took six submissions' time)
+    notes = _result(attacked["out"], "many_copies")["notes"]
+    assert any(n.startswith("graded 01_schedules.ipynb; not graded: s0/01_schedules.ipynb") for n in notes), notes
 
 
 @pytest.mark.slow
@@ -318,6 +321,31 @@ def test_nested_json_cannot_inflate_the_grader():
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout) < 150 * 1024, f"parsing took {int(proc.stdout) / 1024:.0f} MB"
+
+
+def test_a_folder_is_one_student_whatever_it_holds(tmp_path, capsys):
+    """The red team's second pass: jean/{luc,x}.ipynb was graded as "jean-luc" and "jean-x", so the real jean-luc
+    became "jean-luc-2" (and his grade went to an unknown student in the LMS export); six copies in sub-folders were
+    six submissions; a folder holding no .ipynb, or a loose .zip, left no trace at all."""
+    def put(path, text="{}"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    put("jean/luc.ipynb"), put("jean/x.ipynb"), put("jean-luc/01_schedules.ipynb")
+    put("bob/01_schedules.ipynb"), [put(f"bob/s{i}/01_schedules.ipynb") for i in range(6)]
+    put("carl/a/01_schedules.ipynb"), put("carl/b/01_schedules.ipynb")
+    put("dora/01_schedules.IPYNB"), put("eve/01_schedules.ipynb.txt"), put("gus/mine.ipynb"), put("loose.zip")
+    (tmp_path / "fay").mkdir()
+    subs = {s.student: s for s in grade.find_submissions([str(tmp_path)], "01_schedules")}
+    assert sorted(subs) == ["bob", "carl", "dora", "eve", "fay", "gus", "jean", "jean-luc"]
+    assert subs["jean-luc"].path == tmp_path / "jean-luc" / "01_schedules.ipynb" and not subs["jean-luc"].problem
+    assert subs["jean"].problem[0] == "ambiguous" and "none named 01_schedules.ipynb" in subs["jean"].problem[1]
+    assert subs["carl"].problem[0] == "ambiguous"
+    assert subs["bob"].path == tmp_path / "bob" / "01_schedules.ipynb" and "not graded: s0/" in subs["bob"].notes[0]
+    assert subs["dora"].path.name == "01_schedules.IPYNB" and subs["gus"].path.name == "mine.ipynb"
+    assert subs["eve"].problem == ("not_a_notebook", "no notebook (.ipynb) in the folder, which holds "
+                                                     "01_schedules.ipynb.txt: submit 01_schedules.ipynb")
+    assert subs["fay"].problem[0] == "not_a_notebook"
+    assert "not a notebook nor a student's folder" in capsys.readouterr().err      # loose.zip
 
 
 def test_student_names_are_unique_and_short(tmp_path):
