@@ -59,11 +59,20 @@ def plain(message) -> str:
     return re.sub(r"^[✅❌⏳]\s*", "", visible(str(message))).strip()
 
 
+# what GitHub-flavoured renderers turn into links without any markup (extended autolinks): a scheme's "://",
+# "www.", an e-mail address; written "[:]//", "www[.]", "[at]" (defanged), which no renderer links
+AUTOLINKS = [(re.compile(r"://"), "[:]//"), (re.compile(r"(?i)\bwww\."), lambda m: m.group(0)[:3] + "[.]"),
+             (re.compile(r"(?<=[\w.+-])@(?=[\w-]+\.\w)"), "[at]")]
+
+
 def md(text) -> str:
     """Text from a notebook, safe in a line of markdown: one line (no fake line can start), HTML escaped, and
     the characters of links, images, emphasis and code escaped (a student's message renders as the text it is:
-    no remote image fetched on preview, no link, no bold "passed")."""
-    return MARKDOWN.sub(lambda m: "\\" + m.group(0), html.escape(plain(text), quote=False))
+    no remote image fetched on preview, no link, no bold "passed"); bare addresses defanged (``AUTOLINKS``)."""
+    text = plain(text)
+    for pattern, repl in AUTOLINKS:
+        text = pattern.sub(repl, text)
+    return MARKDOWN.sub(lambda m: "\\" + m.group(0), html.escape(text, quote=False))
 
 
 def quoted(text: str) -> list[str]:

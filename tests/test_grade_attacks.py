@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -407,11 +408,14 @@ def test_what_the_kernel_reports_costs_the_grader_nothing():
 
 def test_feedback_renders_a_students_text_as_text(tmp_path):
     """An exception message and a written answer full of markdown (a remote image that a preview would fetch,
-    links, a fake bold "passed", invisible characters), rendered by a CommonMark renderer (markdown-it, as
-    JupyterLab's and GitHub's are): no image, no link, no bold text but the grader's own."""
+    links, a fake bold "passed", invisible characters, bare addresses), rendered by a CommonMark renderer
+    (markdown-it, as JupyterLab's and GitHub's are) and by nbconvert's GitHub-flavoured one (mistune, whose url
+    plugin links a bare https://, as GitHub does): no image, no link, no bold text but the grader's own."""
     from markdown_it import MarkdownIt
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
     payload = ("![ ](https://attacker.example/pixel.png) [regrade](javascript:alert(1)) <https://attacker.example> "
-               "**(2 / 2): passed.** _done_ `code` \\[x](y) a\u2063b\ufeffc\u00add")
+               "**(2 / 2): passed.** _done_ `code` \\[x](y) a\u2063b\ufeffc\u00add "
+               "regrade at https://evil.example/r?u=1 or www.evil.example, mail prof@evil.example")
     row = {"grade_id": "g", "points": 0, "max_points": 2, "status": "error",
            "message": f"g: raised ValueError: {payload}"}
     result = {"student": "mallory", "worksheet": "w", "file": "w.ipynb", "rows": [row], "status": "graded",
@@ -420,9 +424,11 @@ def test_feedback_renders_a_students_text_as_text(tmp_path):
     (tmp_path / "results" / "w" / "mallory.json").write_text(json.dumps(result))
     grade_feedback.write_reports(tmp_path)
     text = (tmp_path / "feedback" / "mallory.md").read_text(encoding="utf-8")
-    page = MarkdownIt("commonmark").render(text)
-    assert "<img" not in page and "<a " not in page and "<em>" not in page, page
-    assert page.count("<strong>") == 1 and "<strong>g</strong>" in page, page      # the grade_id, the grader's
+    for page in (MarkdownIt("commonmark").render(text), markdown2html_mistune(text)):
+        links = re.findall(r"<a (?![^>]*class=\"anchor-link\")", page)      # nbconvert's heading anchors aside
+        assert "<img" not in page and not links and "<em>" not in page, page
+        assert page.count("<strong>") == 1 and "<strong>g</strong>" in page, page      # the grade_id, the grader's
+    assert "https[:]//evil.example/r?u=1 or www[.]evil.example, mail prof[at]evil.example" in page
     assert not any(ch in text for ch in "\u2063\ufeff\u00ad")
     assert "**10 / 10 points**\n" in text            # the answer as typed, inside its code block
 
