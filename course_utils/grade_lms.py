@@ -22,7 +22,8 @@ empty in its own column).
 Without ``--roster`` the student's name in course-grade (the folder's name) is the identifier: Canvas's SIS Login
 ID, Moodle's username. ``--roster`` is a CSV that says who is who: a column ``student`` (the name in
 course-grade) and any of the platform's identifier columns; Canvas's own gradebook export works as it is (a
-student is found by SIS Login ID, SIS User ID, ID, or the part of an email address before the @).
+student is found by SIS Login ID, SIS User ID, ID, or the part of an email address before the @, the first of
+these that names one row; two rows named by one column, or one row named by two students, stop the export).
 """
 from __future__ import annotations
 
@@ -81,19 +82,24 @@ def read_roster(path: str | Path | None) -> list[dict[str, str]]:
         raise ExportError(f"cannot read the roster {path}: {err.strerror or err}") from None
 
 
+# a roster's columns that may name a student, most specific first: the first that names exactly one row decides
+# (a student's login "1002" is not a classmate's Canvas ID 1002)
+KEYS = [("student",), ("SIS Login ID", "username"), ("SIS User ID", "idnumber", "ID number"), ("ID",),
+        ("email", "Email address", "Email")]
+
+
 def find(roster: list[dict[str, str]], student: str) -> dict[str, str]:
-    """The roster's row of ``student`` (by the column ``student``, else an identifier or an email's user part)."""
+    """The roster's row of ``student``: by the column ``student``, else a login, an SIS id or idnumber, Canvas's
+    ID, or an email's user part, in that order (``KEYS``); two rows that match by the same column are an error."""
     low = student.casefold()
-    for row in roster:
-        if row.get("student", "").casefold() == low:
-            return row
-    for row in roster:
-        for key in ("SIS Login ID", "SIS User ID", "ID", "username", "idnumber", "ID number"):
-            if row.get(key, "").casefold() == low:
-                return row
-        for key in ("email", "Email address", "Email"):
-            if row.get(key, "").split("@")[0].casefold() == low:
-                return row
+    for keys in KEYS:
+        value = (lambda row, k: row.get(k, "").split("@")[0]) if keys[0] == "email" else (lambda row, k: row.get(k, ""))
+        rows = [row for row in roster if any(value(row, k).casefold() == low for k in keys)]
+        if len(rows) > 1:
+            raise ExportError(f"{student}: {len(rows)} rows of the roster match it by {keys[0]!r}; add a column "
+                              "'student' with course-grade's name of each student")
+        if rows:
+            return rows[0]
     return {}
 
 
@@ -138,8 +144,13 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
         id_cols = [k for k, aliases in MOODLE_IDS.items()
                    if any(a in {c.casefold() for c in (people[0] if people else {})} for a in aliases)] or ["username"]
         writer.writerow(id_cols + [c for c, _, _ in cols])
+    claimed: dict[int, str] = {}
     for student in sorted(grades):
         person = find(people, student)
+        if person and claimed.setdefault(id(person), student) != student:
+            raise ExportError(f"one row of the roster matches both {claimed[id(person)]} and {student} (their grades "
+                              "would land on one person); add a column 'student' with course-grade's name of each "
+                              "student")
         if people and not person:
             warnings.append(f"{student}: not in the roster; exported under the name course-grade gave it")
         if fmt == "canvas":

@@ -69,6 +69,29 @@ def test_canvas_with_a_roster_and_an_assignment_id(graded, tmp_path):
     assert warnings == ["carol: not in the roster; exported under the name course-grade gave it"]
 
 
+def test_a_login_is_not_a_classmates_canvas_id(tmp_path):
+    """The red team's second pass: course-grade's "1002" (a login) matched Alice by her Canvas ID 1002, row by row,
+    so Alice got two rows (0 and 8) and Bob, whose login is 1002, none, without a warning. The most specific column
+    decides; a row claimed twice, or a name two rows share in one column, stops the export."""
+    for r in (_result("1002", 0, 0), _result("alice", 1, 2)):
+        path = tmp_path / "results" / WS / f"{r['student']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    grade_feedback.write_reports(tmp_path)
+    roster = tmp_path / "canvas_export.csv"
+    roster.write_text('Student,ID,SIS User ID,SIS Login ID,Section\n"Liddell, Alice",1002,S-1,alice,Sec A\n'
+                      '"Builder, Bob",2001,S-2,1002,Sec B\n')
+    rows = _table(grade_lms.export(tmp_path, "canvas", roster=roster, total_only=True)[0])
+    assert rows[2:] == [["Builder, Bob", "2001", "S-2", "1002", "Sec B", "0"],
+                        ["Liddell, Alice", "1002", "S-1", "alice", "Sec A", "3"]]
+    roster.write_text('Student,ID,SIS User ID,SIS Login ID,Section\n"Liddell, Alice",1002,S-1,alice,Sec A\n')
+    with pytest.raises(grade_lms.ExportError, match="matches both 1002 and alice"):
+        grade_lms.export(tmp_path, "canvas", roster=roster)         # by ID, then by login: one row, two students
+    roster.write_text("student,email\nalice,a@uni.example\nalice,b@uni.example\n")
+    with pytest.raises(grade_lms.ExportError, match="2 rows of the roster match it by 'student'"):
+        grade_lms.export(tmp_path, "moodle", roster=roster)
+
+
 def test_moodle_columns_and_rows(graded):
     rows = _table(grade_lms.export(graded, "moodle")[0])
     assert rows[0] == ["username", f"{WS}: test_linear", f"{WS}: test_cosine", f"{WS}: summary", WS]
