@@ -260,6 +260,13 @@ def build_run_notebook(source: Source, nb: dict, box: Path) -> tuple[dict, set[s
 
 
 # ------------------------------------------------------------------ verdicts, in the grader
+def judge_harvest(check: str, data: bytes):
+    """The verdict (a ``checks.CheckResult``) on a harvest file's bytes: decoded with bounds, inputs checked
+    against the grader's own cases (``checks.judge_inputs``), outputs against the reference."""
+    from . import checks
+    return checks.verdict(check, checks.judge_inputs(check, decode_outputs(data)), hidden=True)
+
+
 def _cell_note(run_nb: dict, index) -> str:
     if not isinstance(index, int) or not 0 <= index < len(run_nb["cells"]):
         return "a cell"
@@ -363,7 +370,7 @@ def judge(source: Source, run_nb: dict, found: set[str], read, outcome: sandbox.
             row.update(status="error", message=f"{checks.FAIL} {g.target}: not graded: {problem}")
         elif data is not None:
             try:
-                result = checks.verdict(g.check, decode_outputs(data), hidden=True)
+                result = judge_harvest(g.check, data)
                 row.update(points=g.points if result.passed else 0, status=result.status, message=result.message)
             except Exception as err:  # noqa: BLE001 - whatever the file holds, it is a fail with a reason
                 row.update(status="error", message=f"{checks.FAIL} {g.target}: the outputs of your code could not "

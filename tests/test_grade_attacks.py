@@ -439,7 +439,7 @@ def test_both_harvests_word_errors_for_the_student(tmp_path):
     instant check (checks.harvest) and in a graded harvest cell (grade.HARVEST_CODE)."""
     import numpy as np
 
-    from course_utils.checks import CHECKS, harvest, verdict
+    from course_utils.checks import CHECKS, harvest, judge_inputs, verdict
     source = ("import torch\n"
               "def sinusoidal_embedding(t, dim, max_period=10000.0):\n"
               "    weight = torch.zeros(3, 5)\n"
@@ -460,7 +460,8 @@ def test_both_harvests_word_errors_for_the_student(tmp_path):
             else:
                 kernel["_course_grade_harvest"]("sinusoidal_embedding", "sinusoidal_embedding", obj,
                                                 str(tmp_path / "c.in"), str(tmp_path / "h.out"))
-                outputs = grade.decode_outputs((tmp_path / "h.out").read_bytes())
+                outputs = judge_inputs("sinusoidal_embedding", grade.decode_outputs((tmp_path / "h.out").read_bytes()),
+                                       hidden=False)
             messages.append(verdict("sinusoidal_embedding", outputs, hidden=False).message)
         raised, returned = messages
         assert "raised RuntimeError" in raised and "(line 4, in sinusoidal_embedding)" in raised, (how, raised)
@@ -473,7 +474,7 @@ def test_the_kernels_half_of_a_harvest_matches_the_checks(tmp_path):
     """grade.HARVEST_CODE (what a harvest cell runs) on the cases the grader sends, for every check: a right
     answer passes, a missing one is a NameError record."""
     from answer_key import ANSWER_KEY
-    from course_utils.checks import CHECKS, verdict
+    from course_utils.checks import CHECKS
     scope: dict = {}
     exec(grade.HARVEST_CODE, scope)
     for name, check in CHECKS.items():
@@ -482,14 +483,14 @@ def test_the_kernels_half_of_a_harvest_matches_the_checks(tmp_path):
         (tmp_path / "c.in").write_bytes(grade.encode_values(check.cases(True)))
         for obj, passes in ((ANSWER_KEY[name], True), (None, False)):
             scope["_course_grade_harvest"](name, check.target, obj, str(tmp_path / "c.in"), str(tmp_path / "h.out"))
-            result = verdict(name, grade.decode_outputs((tmp_path / "h.out").read_bytes()), hidden=True)
+            result = grade.judge_harvest(name, (tmp_path / "h.out").read_bytes())
             assert result.passed == passes, (name, result.message)
 
 
 def test_the_kernels_half_reports_a_device_mix_up(tmp_path):
     """The lab's reverse_diffusion also runs on the meta device in the kernel (a GPU's stand-in): a loop that makes
     its times without device= passes on values and fails with the device hint, through the harvest's channel."""
-    from course_utils.checks import CHECKS, MISTAKES, verdict
+    from course_utils.checks import CHECKS, MISTAKES
     scope: dict = {}
     exec(grade.HARVEST_CODE, scope)
     check = CHECKS["reverse_diffusion"]
@@ -497,8 +498,31 @@ def test_the_kernels_half_reports_a_device_mix_up(tmp_path):
     (tmp_path / "c.in").write_bytes(grade.encode_values(check.cases(True)))
     scope["_course_grade_harvest"]("reverse_diffusion", check.target, on_cpu, str(tmp_path / "c.in"),
                                    str(tmp_path / "h.out"))
-    result = verdict("reverse_diffusion", grade.decode_outputs((tmp_path / "h.out").read_bytes()), hidden=True)
+    result = grade.judge_harvest("reverse_diffusion", (tmp_path / "h.out").read_bytes())
     assert not result.passed and "device=initial_noise.device" in result.message, result.message
+
+
+@pytest.mark.parametrize("name, label", [("q_sample", "writes into x0"),
+                                         ("classifier_guided_eps", "requires_grad on the caller's xt")])
+def test_an_input_changed_in_place_is_judged_in_the_grader(tmp_path, monkeypatch, name, label):
+    """The red team's second pass: a q_sample that writes into x0 scored 2/2 once a cell set
+    ``course_utils.checks.framework.changed_input = lambda *a: None`` (the kernel's probe, silenced). The harvest
+    now sends the case's tensors back as the call left them and the grader compares them with its own cases."""
+    from course_utils.checks import CHECKS, MISTAKES, framework
+    scope: dict = {}
+    exec(grade.HARVEST_CODE, scope)
+    check = CHECKS[name]
+    mistake = {lab: f for lab, f, _ in MISTAKES[name]}[label]
+    (tmp_path / "c.in").write_bytes(grade.encode_values(check.cases(True)))
+    monkeypatch.setattr(framework, "changed_input", lambda *args: None)     # what the notebook's cell did
+    scope["_course_grade_harvest"](name, check.target, mistake, str(tmp_path / "c.in"), str(tmp_path / "h.out"))
+    monkeypatch.undo()
+    result = grade.judge_harvest(name, (tmp_path / "h.out").read_bytes())
+    assert not result.passed and ("in place" in result.message or "requires_grad" in result.message), result.message
+    # and a harvest that does not send the inputs back is not judged at all
+    outputs = grade.decode_outputs((tmp_path / "h.out").read_bytes())[:-1]
+    with pytest.raises(ValueError, match="inputs back"):
+        framework.judge_inputs(name, outputs)
 
 
 @pytest.mark.slow

@@ -41,8 +41,8 @@ deterministic. In a worksheet, a visible check cell calls ``check_<name>(student
 "✅ ..." on a pass, "❌ ...: <hint>" on a wrong answer, "⏳ ... not implemented yet" for an untouched TODO.
 It never raises for a wrong answer. Cells that need a TODO guard themselves with ``ready(name, obj)``.
 """
-from .framework import (CHECKS, FAIL, MISTAKES, PASS, TODO, Check, CheckResult, Outcome, close, harvest, ready,
-                        register, report, run_check, shape_hint, verdict)
+from .framework import (CHECKS, FAIL, MISTAKES, PASS, TODO, Check, CheckResult, Outcome, close, harvest,
+                        judge_inputs, ready, register, report, run_check, shape_hint, verdict)
 from .ws01_schedules import (check_cosine_beta_schedule, check_diffusion_schedule, check_linear_beta_schedule,
                              check_respace, ref_cosine_betas, ref_diffusion_schedule, ref_linear_betas,
                              ref_respaced_betas)
@@ -62,7 +62,7 @@ from .catalogue import mistakes_markdown
 __all__ = [
     # the framework
     "CHECKS", "MISTAKES", "PASS", "FAIL", "TODO", "Check", "CheckResult", "Outcome", "register", "harvest",
-    "verdict", "run_check", "report", "ready", "shape_hint", "close", "mistakes_markdown",
+    "verdict", "judge_inputs", "run_check", "report", "ready", "shape_hint", "close", "mistakes_markdown",
     # the visible checks, one per TODO, in worksheet order
     "check_linear_beta_schedule", "check_cosine_beta_schedule", "check_diffusion_schedule", "check_respace",
     "check_q_sample", "check_predict_x0", "check_q_posterior", "check_q_sample_chain",

@@ -128,15 +128,52 @@ def changed_input(given: dict, before: dict) -> str | None:
     """The message for a function that changed a tensor it was given (its values, or requires_grad), else None:
     the caller's tensor is changed too (a notebook's x0 noised again at every call). ``before`` holds copies."""
     for k, v in given.items():
-        if not isinstance(v, Tensor) or not isinstance(before.get(k), Tensor):
-            continue
-        if v.requires_grad != before[k].requires_grad:
-            return (f"your function set requires_grad on its input {k}, which changes the caller's tensor: work "
-                    f"on a copy ({k}.detach().requires_grad_(True))")
-        if v.shape != before[k].shape or not torch.equal(v.detach(), before[k]):
-            return (f"your function changed its input {k} in place, and with it the caller's tensor: compute a "
-                    f"new tensor ({k} * a, not {k}.mul_(a) or {k} *= a)")
+        if isinstance(v, Tensor) and isinstance(before.get(k), Tensor):
+            said = _changed(k, v.detach(), v.requires_grad, before[k])
+            if said:
+                return said
     return None
+
+
+def _changed(k: str, now: Tensor, requires_grad: bool, was: Tensor) -> str | None:
+    if requires_grad != was.requires_grad:
+        return (f"your function set requires_grad on its input {k}, which changes the caller's tensor: work "
+                f"on a copy ({k}.detach().requires_grad_(True))")
+    if now.shape != was.shape or now.dtype != was.dtype or not torch.equal(now, was.detach()):
+        return (f"your function changed its input {k} in place, and with it the caller's tensor: compute a "
+                f"new tensor ({k} * a, not {k}.mul_(a) or {k} *= a)")
+    return None
+
+
+INPUTS_AFTER = "__inputs_after__"
+
+
+def judge_inputs(name: str, outputs: list, *, hidden: bool = True) -> list:
+    """``outputs`` of the grader's harvest (sandbox/values.py) with their last element, the case's tensors as the
+    kernel held them after each call (``{INPUTS_AFTER: [{k: [tensor, requires_grad]}, ...]}``), checked here
+    against the grader's own cases: an output whose call changed an input becomes that record. Computed in the
+    grader, so that a notebook which silences the kernel's ``changed_input`` (a monkeypatch) gains nothing."""
+    cases = CHECKS[name].cases(hidden)
+    last = outputs[-1] if outputs else None
+    after = last.get(INPUTS_AFTER) if isinstance(last, dict) else None
+    if not isinstance(after, list) or len(after) != len(cases):
+        raise ValueError("the harvest did not send the inputs back after the calls")
+    judged = list(outputs[:-1])
+    for k, (out, case, now) in enumerate(zip(judged, cases, after)):
+        if _is_error(out):
+            continue
+        for key, was in case.items():
+            if not isinstance(was, Tensor):
+                continue
+            entry = now.get(key) if isinstance(now, dict) else None
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], Tensor)
+                    and isinstance(entry[1], bool)):
+                raise ValueError(f"the harvest did not send the input {key!r} back")
+            said = _changed(key, entry[0], entry[1], was)
+            if said:
+                judged[k] = {"error": RETURNED, "message": said}
+                break
+    return judged
 
 
 def same_seed_hint(out, again, what: str) -> str | None:

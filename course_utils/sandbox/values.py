@@ -9,7 +9,8 @@ tensor used once, so the outputs hold at most ``codec.MAX_ELEMENTS`` numbers) an
 
 ``HARVEST_CODE`` is the kernel's half (it runs in the student's kernel, so it imports nothing of the grader's):
 it executes ``codec``'s source in a namespace of its own, decodes the cases, calls the check's ``call`` with
-the student's object on each, as ``checks.harvest`` does, and encodes the outputs.
+the student's object on each, as ``checks.harvest`` does, and encodes the outputs, then, as a last element, the
+case's tensors as each call left them (the grader judges whether an input changed: ``checks.judge_inputs``).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def _course_grade_harvest(check, target, obj, cases_path, out_path):
     if obj is None:
         def obj(*args, **kwargs):
             raise NameError(f"name {target!r} is not defined: did its cell run, or was it renamed?")
+    import torch
     from course_utils.checks import CHECKS
     from course_utils.checks.framework import RETURNED, call_case, not_an_output
     from course_utils.schedules import NoiseSchedule
@@ -52,9 +54,11 @@ def _course_grade_harvest(check, target, obj, cases_path, out_path):
             return {k: build(v) for k, v in x.items()}
         return [build(v) for v in x] if isinstance(x, list) else x
 
-    packer, outputs = codec["Packer"](), []
+    packer, outputs, after = codec["Packer"](), [], []
     for case in build(values):       # what checks.harvest does, on the cases the grader sent
         out, record = call_case(CHECKS[check], obj, case)
+        # the case's tensors as the call left them: the grader checks that none changed (checks.judge_inputs)
+        after.append({k: [v, bool(v.requires_grad)] for k, v in case.items() if isinstance(v, torch.Tensor)})
         if record is not None:
             outputs.append(record)
             continue
@@ -64,6 +68,7 @@ def _course_grade_harvest(check, target, obj, cases_path, out_path):
         except Exception as err:     # codec's NotEncodable carries the value the format has no form for
             packer.rollback(mark)
             outputs.append({"error": RETURNED, "message": not_an_output(getattr(err, "value", err))[:1000]})
+    outputs.append({"__inputs_after__": packer.encode(after)})
     with open(out_path + ".tmp", "wb") as f:
         f.write(packer.to_bytes(outputs))
     os.replace(out_path + ".tmp", out_path)
