@@ -142,8 +142,9 @@ def ddim_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tu
     its length); the last step always goes to alpha_bar = 1 (clean data).
     Returns samples of ``shape``, or ``(samples, trajectory)`` with trajectory (num_steps + 1, N, ...) on the CPU.
     """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    if not 0 <= eta <= 1:   # above 1, sigma_t^2 can pass 1 - alpha_bar_prev: the direction term has no real root
+        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM; 1: DDPM's posterior variance on the full "
+                         f"grid), got {eta}")
     device, schedule, x, y = _setup(model, schedule, shape, device, x_T, generator, y)
     if timesteps is None:
         timesteps = ddim_timesteps(schedule.T, num_steps).tolist()

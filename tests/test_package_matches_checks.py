@@ -14,6 +14,7 @@ check's reference step, repeated.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import pytest
@@ -134,3 +135,45 @@ def test_ddpm_sample_repeats_the_checks_ddpm_step(variance, agrees):
         noise = torch.randn(x.shape, generator=noises) if t > 0 else torch.zeros(x.shape)
         x = ref_ddpm_step(x, t, eps_pred, schedule, noise)
     assert close(package, x) == agrees
+
+
+# ------------------------------------------------------------------ loop references against the package
+# The answer key of these TODOs is built from the checks' references, so without these tests a wrong reference
+# (the mutation audit: guidance centred on eps_cond, the history of DPM-Solver++ dropped, the lab's remix with the
+# current noise rate) was caught only by the solution notebooks.
+def test_the_guided_ddim_reference_is_the_packages_sampler():
+    from course_utils.checks.ws06_guidance import _sampler_cases, mixture_model, ref_guided_ddim
+    for c in _sampler_cases(hidden=True):
+        ours = samplers.ddim_sample(mixture_model(c["schedule"]), c["schedule"], tuple(c["x_T"].shape),
+                                    num_steps=c["num_steps"], x_T=c["x_T"], y=c["y"],
+                                    guidance_scale=c["guidance_scale"], progress=False)
+        assert torch.allclose(ours.double(), ref_guided_ddim(c), atol=1e-4), (c["guidance_scale"], c["num_steps"])
+
+
+def test_the_dpmpp_loop_reference_is_the_packages_solver():
+    from course_utils.checks.ws07_fast_samplers import _loop_cases, mixture_model, ref_dpmpp_loop
+    for c in _loop_cases(hidden=True):
+        model = mixture_model(c["schedule"])
+        ours = solvers.dpmpp_2m_sample(model, c["schedule"], tuple(c["x_T"].shape), x_T=c["x_T"],
+                                       timesteps=c["timesteps"], progress=False)
+        ref = ref_dpmpp_loop(model, c["schedule"], c["x_T"], c["timesteps"])
+        assert torch.allclose(ours.double(), ref, atol=1e-4), c["timesteps"]
+
+
+def test_the_labs_ddim_reference_gives_gaussian_data_its_known_spread():
+    """The lab's reference loop with the exact noise predictor of x0 ~ N(0, s^2 I) (noisy = signal x0 + noise eps,
+    signal^2 + noise^2 = 1: E[eps | x] = noise x / (signal^2 s^2 + noise^2)) follows the probability-flow ODE, so
+    its last x has variance signal^2 s^2 + noise^2 at t = 1/steps, and its last prediction of the clean images,
+    E[x0 | x], the standard deviation s^2 signal / sqrt(signal^2 s^2 + noise^2) (0.418 for s = 0.5)."""
+    from course_utils.checks import ref_diffusion_schedule
+    from course_utils.checks.lab_ddim import ref_reverse_diffusion
+    s, steps = 0.5, 200
+
+    def exact(x, variance):             # the lab's network(noisy_images, noise_rates ** 2)
+        variance = variance.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+        return variance.sqrt() * x / ((1 - variance) * s ** 2 + variance)
+    x_T = torch.randn(20_000, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    pred = ref_reverse_diffusion(exact, x_T, steps)
+    noise, signal = (r.item() for r in ref_diffusion_schedule(torch.tensor([1 / steps])))
+    expected = s ** 2 * signal / math.sqrt(signal ** 2 * s ** 2 + noise ** 2)
+    assert abs(pred.std().item() / expected - 1) < 0.02, (pred.std().item(), expected)      # sampling SE 0.25%

@@ -468,8 +468,9 @@ def test_invalid_sampler_options(linear_schedule):
     model = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
     with pytest.raises(ValueError, match=r"variance must be one of \('posterior', 'beta'\), got 'fixed_small'"):
         ddpm_sample(model, linear_schedule, (2, 2), variance="fixed_small", progress=False)
-    with pytest.raises(ValueError, match="eta must be >= 0, got -0.5"):
-        ddim_sample(model, linear_schedule, (2, 2), eta=-0.5, progress=False)
+    for eta in (-0.5, 1.5):     # above 1, 1 - alpha_bar_prev - sigma^2 can be negative (clamped to 0 before)
+        with pytest.raises(ValueError, match=rf"eta must lie in \[0, 1\] .*, got {eta}"):
+            ddim_sample(model, linear_schedule, (2, 2), eta=eta, progress=False)
     with pytest.raises(ValueError, match=r"num_steps must be an integer in 1\.\.T"):
         ddim_sample(model, linear_schedule, (2, 2), num_steps=0, progress=False)
     with pytest.raises(ValueError, match=r"x_T has shape \(3, 2\) but shape=\(2, 2\)"):
