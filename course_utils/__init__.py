@@ -36,6 +36,7 @@ Instructor tools: a student calls the checks in the worksheets but need not read
 - ``grade_shards``: ``--shard K/N`` slices of a class for several machines, and ``merge`` of their results
 - ``grade_report``: ``report.html``, what the class got wrong: scores, pass rates, ranked mistakes, who needs help
 - ``grade_lms``: ``export-lms``, grades.csv in the columns Canvas and Moodle import
+- ``grade_scan``: what a submission's own cells change of torch, numpy, builtins or the course (read, never run)
 - ``sandbox``: runs one student's notebook in isolation, for the grader
 - ``gradescope``: a Gradescope autograder bundle that runs the grader on each submission
 - ``pretrain``: trains the pretrained models of ``checkpoints``, one command each

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import grade_shards, sandbox
+from .grade_scan import monkeypatches
 from .grade_feedback import safe_name, write_atomic, write_reports
 from .sandbox.values import HARVEST_CODE, decode_outputs, encode_values, valid_text as _valid_text
 
@@ -595,6 +596,10 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
                       max_harvest_bytes=MAX_HARVEST_BYTES)
     try:
         run_nb, found = build_run_notebook(source, nb, job.box)
+        result["monkeypatches"] = monkeypatches([(_cell_note(run_nb, i), c["source"],
+                                                  c["metadata"]["course_grade"]["role"] == "student")
+                                                 for i, c in enumerate(run_nb["cells"])])
+        result["notes"] += monkeypatch_notes(result["monkeypatches"])
         outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source),
                           pool=opts.zygotes)
         rows = judge(source, run_nb, found, job.read_harvest, outcome, opts)
@@ -608,6 +613,15 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     mrows, answers = manual_rows(source, nb)
     result.update(rows=_in_source_order(source, rows + mrows), answers=answers, status="graded", message="")
     return result
+
+
+def monkeypatch_notes(found: list[dict]) -> list[str]:
+    """The feedback's note for ``grade_scan.monkeypatches``: what the code changes, and that it changes no verdict."""
+    if not found:
+        return []
+    what = ", ".join(dict.fromkeys(f"`{f['what']}`" for f in found))
+    return [f"{found[0]['cell']} changes {what}, which the course's tools rely on. The grader judges your "
+            "functions' outputs in its own process, so this changes no verdict; your instructor will read this code."]
 
 
 def _hidden_calls(outcome: sandbox.Outcome) -> list[str]:

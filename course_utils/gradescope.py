@@ -162,7 +162,7 @@ def find_notebook(submission: Path, worksheet: str) -> tuple[Path | None, str]:
 def to_results(result: dict, config: dict, names: dict[str, str] | None = None, *, note: str = "",
                seconds: float | None = None) -> dict:
     """Gradescope's results.json (a dict) from one course-grade result (DIR/results/<worksheet>/<student>.json)."""
-    from .grade import cell_error_notes
+    from .grade import cell_error_notes, monkeypatch_notes
     from .grade_feedback import plain
     names = names or {}
     tests, score, auto_max, manual = [], 0.0, 0.0, 0.0
@@ -186,11 +186,14 @@ def to_results(result: dict, config: dict, names: dict[str, str] | None = None, 
     lines += [plain(text) for text in (result.get("message"), note) if text]
     errors = [e for e in result.get("cell_errors") or [] if isinstance(e, dict)]    # about the student's notebook:
     lines += [plain(f"Note: {text}") for text in cell_error_notes(errors, result["rows"])]     # shown as in feedback
+    changed = [f for f in result.get("monkeypatches") or [] if isinstance(f, dict) and {"cell", "what"} <= set(f)]
+    lines += [plain(f"Note: {text}") for text in monkeypatch_notes(changed)]
     out = {"score": score, "output": "\n".join(lines), "output_format": "text", "test_output_format": "text",
            "test_name_format": "text", "visibility": config.get("visibility", "visible"),
            "stdout_visibility": config.get("stdout_visibility", "hidden"), "tests": tests,
            "extra_data": {"course_grade": {k: result.get(k) for k in ("worksheet", "status", "sha256",
-                                                                     "protections", "notes", "cell_errors")}}}
+                                                                     "protections", "notes", "cell_errors",
+                                                                     "monkeypatches")}}}
     if seconds is not None:
         out["execution_time"] = round(seconds)
     return out

@@ -97,6 +97,20 @@ def test_every_submission_gets_its_expected_points_and_message(graded):
     assert not problems, "\n".join(problems)
 
 
+def test_code_that_changes_the_graders_tools_is_named(graded):
+    """The monkeypatching student earns nothing (test_every_submission_gets_its_expected_points_and_message); the
+    result names what the code changes, the feedback says so, and the report lists the student for attention."""
+    result = json.loads((graded["out"] / "results" / corpus.SOLUTION.stem / "monkeypatch.json").read_text())
+    changed = {f["what"] for f in result["monkeypatches"]}
+    assert {"torch.allclose", "torch.equal", "course_utils.checks.verdict", "builtins.all"} <= changed, changed
+    feedback = (graded["out"] / "feedback" / "monkeypatch.md").read_text(encoding="utf-8")
+    assert "this changes no verdict; your instructor will read this code" in feedback
+    attention = (graded["out"] / "report.html").read_text(encoding="utf-8").split("<h2>Students who need attention")[1]
+    assert "<td>monkeypatch</td>" in attention and "its code changes what the grader relies on" in attention
+    honest = json.loads((graded["out"] / "results" / corpus.SOLUTION.stem / "correct.json").read_text())
+    assert honest["monkeypatches"] == []
+
+
 def test_max_points_come_from_the_source(graded):
     points = {gid: float(p) for gid, _, _, p in corpus.graded_checks(
         __import__("nbformat").read(graded["solution"], as_version=4))}

@@ -134,6 +134,12 @@ def test_results_say_which_cells_raised_outside_the_todos():
     assert notes == ["Note: your cell starting `plot()` raised ValueError: bad shape. It is not graded itself, but "
                      "the cells after it ran without what it should have defined."], notes
     assert out["extra_data"]["course_grade"]["cell_errors"] == result["cell_errors"]
+    # and what the code changes of torch or the course (grade_scan), as in the feedback
+    result["monkeypatches"] = [{"cell": "your cell starting `import torch`", "what": "torch.equal"}, "junk"]
+    out = _valid(gradescope.to_results(result, {"worksheet": "lab"}))
+    assert ("Note: your cell starting `import torch` changes `torch.equal`, which the course's tools rely on. The "
+            "grader judges your functions' outputs in its own process, so this changes no verdict; your instructor "
+            "will read this code.") in out["output"].splitlines()
 
 
 @pytest.mark.parametrize("files, chosen, message", [
