@@ -617,11 +617,17 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
 
 def monkeypatch_notes(found: list[dict]) -> list[str]:
     """The feedback's note for ``grade_scan.monkeypatches``: what the code changes, and that it changes no verdict."""
-    if not found:
-        return []
-    what = ", ".join(dict.fromkeys(f"`{f['what']}`" for f in found))
-    return [f"{found[0]['cell']} changes {what}, which the course's tools rely on. The grader judges your "
-            "functions' outputs in its own process, so this changes no verdict; your instructor will read this code."]
+    changes = [f for f in found if not f["what"].startswith("(not read")]
+    unread = [f for f in found if f["what"].startswith("(not read")]
+    notes = [f"{f['cell']} was not read by the grader's check of what the code changes "
+             f"({f['what'].removeprefix('(not read: ').removesuffix(')')}); your instructor will read it."
+             for f in unread[:1]]
+    if changes:
+        what = ", ".join(dict.fromkeys(f"`{f['what']}`" for f in changes))
+        notes.append(f"{changes[0]['cell']} changes {what}, which the course's tools rely on. The grader judges "
+                     "your functions' outputs in its own process, so this changes no verdict; your instructor will "
+                     "read this code.")
+    return notes
 
 
 def _hidden_calls(outcome: sandbox.Outcome) -> list[str]:

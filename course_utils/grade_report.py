@@ -240,7 +240,8 @@ def attention(res: dict) -> list[str]:
             why.append(f"{n} TODO(s) {what}")
     changed = [str(f.get("what")) for f in res.get("monkeypatches") or [] if isinstance(f, dict)]
     if changed:
-        why.append("its code changes what the grader relies on: " + ", ".join(dict.fromkeys(changed)))
+        why.append("its code changes what the grader relies on, or was too large to read: "
+                   + ", ".join(dict.fromkeys(changed)))
     graded = [s for s in statuses if s != PENDING]
     if graded and all(s == "not_implemented" for s in graded):
         why.append("untouched: no TODO attempted")

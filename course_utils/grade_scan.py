@@ -19,6 +19,11 @@ import ast
 MODULES = ("torch", "numpy", "builtins", "course_utils")     # what the harvest and the verdict's inputs rely on
 ALLOWED = ("torch.backends.",)                              # settings, not functions
 MAX_FOUND = 10
+# parsing costs the grader ~380 bytes of memory per byte of code (measured: 195 kB of "a.b = 1" -> 74 MB), outside
+# every sandbox limit: a cell over MAX_CELL (the largest of the course's is 3.5 kB), or code past MAX_TOTAL, is not
+# read but named, which puts the student among those who need attention as well
+MAX_CELL = 64 * 1024
+MAX_TOTAL = 1024 * 1024
 
 
 def _imports(tree: ast.AST, names: dict[str, str]) -> None:
@@ -75,8 +80,15 @@ def monkeypatches(cells: list[tuple[str, str, bool]]) -> list[dict]:
     imports of every cell count, the changes of the student's own. Returns at most ``MAX_FOUND`` records
     ``{"cell": ..., "what": "torch.equal"}``, one per cell and target."""
     names: dict[str, str] = {}
-    found = []
+    found, total = [], 0
     for cell, source, own in cells:
+        if len(source) > MAX_CELL or total + len(source) > MAX_TOTAL:
+            if own:
+                found.append({"cell": cell, "what": f"(not read: a cell of {len(source) / 1024:.0f} kB, over the "
+                                                    f"{MAX_CELL // 1024} kB read per cell or "
+                                                    f"{MAX_TOTAL // 1024} kB per notebook)"})
+            continue
+        total += len(source)
         tree = _parse(source)
         if tree is None:
             continue

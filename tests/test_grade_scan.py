@@ -50,3 +50,20 @@ def test_the_lessons_code_changes_nothing_it_should_not(path):
     nb = grade.parse_notebook((REPO / path).read_bytes())
     assert monkeypatches([(str(i), c["source"], True) for i, c in enumerate(nb["cells"])
                           if c["cell_type"] == "code"]) == []
+
+
+def test_a_cell_too_large_to_read_is_named_not_parsed():
+    """Parsing costs ~380 bytes per byte of code in the grader's own memory: a 64 MB notebook of one-line
+    assignments would take 24 GB. A cell over 64 kB, or code past 1 MB, is named instead of read."""
+    import resource
+    huge = "a.b = 1\n" * 1_000_000                  # 7.6 MB
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    found = monkeypatches([("big", huge, True), ("next", "import torch\ntorch.equal = None", True)])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024       # kB: parsed nothing big
+    assert found[0]["cell"] == "big" and found[0]["what"].startswith("(not read: a cell of 7812 kB")
+    assert found[1] == {"cell": "next", "what": "torch.equal"}
+    notes = grade.monkeypatch_notes(found)
+    assert notes[0].startswith("big was not read by the grader's check of what the code changes (a cell of 7812 kB")
+    assert notes[1].startswith("next changes `torch.equal`, which the course's tools rely on")
+    many = [(f"c{i}", "x = 1\n" * 10_000, True) for i in range(30)]         # 60 kB each, 1.8 MB in all
+    assert [f["cell"] for f in monkeypatches(many)] == [f"c{i}" for i in range(17, 27)]   # past 1 MB; 10 at most
