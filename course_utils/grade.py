@@ -724,13 +724,20 @@ def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
                           file=sys.stderr)
         else:
             raise GradeError(f"no such file or folder: {arg}")
-    used = set()
-    for sub in found:
-        name = base = safe_name(sub.student)
-        n = 1
-        while name.casefold() in used:
+    # a name as it is keeps it: "alice/" stays alice whatever sorts first ("_alice", " alice.ipynb", "Alice", an NFD
+    # spelling), and no suffix takes a name that exists ("erin" is not made "erin-2" beside a real "erin-2")
+    bases = [safe_name(sub.student) for sub in found]
+    reserved = {base.casefold() for sub, base in zip(found, bases) if sub.student == base}
+    used: set[str] = set()
+    # (stable: sorted order among equals; of two that differ only in case, the lower-case one, as logins are)
+    for sub, base in sorted(zip(found, bases), key=lambda p: (p[0].student != p[1], p[1] != p[1].lower())):
+        name, n = base, 1
+        while name.casefold() in used or (name != sub.student and name.casefold() in reserved):
             n += 1
             name = f"{base}-{n}"
+        if name != sub.student:
+            print(f"course-grade: {sub.path} is graded as student {name!r}" + (
+                  f" (the name {base!r} was taken: check whose work it is)" if n > 1 else ""), file=sys.stderr)
         used.add(name.casefold())
         sub.student = name
     return found

@@ -349,6 +349,22 @@ def test_a_folder_is_one_student_whatever_it_holds(tmp_path, capsys):
     assert "not a notebook nor a student's folder" in capsys.readouterr().err      # loose.zip
 
 
+def test_a_name_as_it_is_keeps_it(tmp_path, capsys):
+    """The red team's third pass: names were handed out in sorted order, so "_alice", "Alice" or an NFD "josé"
+    (each made the same name) took it from the real alice/ or josé/, and "erin" became "erin-2" beside a real
+    erin-2, whose grade then went to erin's roster row. Now a folder named exactly as the name it gets keeps it."""
+    import unicodedata
+    for name in ("alice", "_alice", "Alice", "josé", unicodedata.normalize("NFD", "josé"), "erin", "erin-2", "Erin"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "01_schedules.ipynb").write_text("{}")
+    subs = {s.path.parent.name: s.student for s in grade.find_submissions([str(tmp_path)], "01_schedules")}
+    assert subs["alice"] == "alice" and subs["josé"] == "josé" and subs["erin"] == "erin" and subs["erin-2"] == "erin-2"
+    assert subs["_alice"] not in ("alice", "Alice") and subs["Alice"] != "alice" and subs["Erin"] not in ("erin-2",)
+    assert subs[unicodedata.normalize("NFD", "josé")] == "josé-2"
+    assert len({n.casefold() for n in subs.values()}) == len(subs)
+    assert "(the name 'alice' was taken: check whose work it is)" in capsys.readouterr().err
+
+
 def test_student_names_are_unique_and_short(tmp_path):
     for name in ("x y", "x_y", "x_y-2", "X_Y", "zz.ipynb"):
         (tmp_path / name).mkdir()
