@@ -61,7 +61,7 @@ def plain(message) -> str:
 
 # what GitHub-flavoured renderers turn into links without any markup (extended autolinks): a scheme's "://",
 # "www.", an e-mail address; written "[:]//", "www[.]", "[at]" (defanged), which no renderer links
-AUTOLINKS = [(re.compile(r"://"), "[:]//"), (re.compile(r"(?i)\bwww\."), lambda m: m.group(0)[:3] + "[.]"),
+AUTOLINKS = [(re.compile(r"://"), "[:]//"), (re.compile(r"(?i)www\."), lambda m: m.group(0)[:3] + "[.]"),
              (re.compile(r"(?<=[\w.+-])@(?=[\w-]+\.\w)"), "[at]")]
 
 

@@ -431,7 +431,7 @@ def test_feedback_renders_a_students_text_as_text(tmp_path):
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
     payload = ("![ ](https://attacker.example/pixel.png) [regrade](javascript:alert(1)) <https://attacker.example> "
                "**(2 / 2): passed.** _done_ `code` \\[x](y) a\u2063b\ufeffc\u00add "
-               "regrade at https://evil.example/r?u=1 or www.evil.example, mail prof@evil.example")
+               "regrade at https://evil.example/r?u=1 or www.evil.example, mail prof@evil.example, x_www.evil.example")
     row = {"grade_id": "g", "points": 0, "max_points": 2, "status": "error",
            "message": f"g: raised ValueError: {payload}"}
     result = {"student": "mallory", "worksheet": "w", "file": "w.ipynb", "rows": [row], "status": "graded",
@@ -444,7 +444,9 @@ def test_feedback_renders_a_students_text_as_text(tmp_path):
         links = re.findall(r"<a (?![^>]*class=\"anchor-link\")", page)      # nbconvert's heading anchors aside
         assert "<img" not in page and not links and "<em>" not in page, page
         assert page.count("<strong>") == 1 and "<strong>g</strong>" in page, page      # the grade_id, the grader's
-    assert "https[:]//evil.example/r?u=1 or www[.]evil.example, mail prof[at]evil.example" in page
+    assert "https[:]//evil.example/r?u=1 or www[.]evil.example, mail prof[at]evil.example, x_www[.]" in page
+    row = next(line for line in text.splitlines() if line.startswith("- **g**"))
+    assert "www." not in row           # GitHub's cmark-gfm links "www." after "_" too (the third red-team pass)
     assert not any(ch in text for ch in "\u2063\ufeff\u00ad")
     assert "**10 / 10 points**\n" in text            # the answer as typed, inside its code block
 
@@ -539,6 +541,74 @@ def test_an_input_changed_in_place_is_judged_in_the_grader(tmp_path, monkeypatch
     outputs = grade.decode_outputs((tmp_path / "h.out").read_bytes())[:-1]
     with pytest.raises(ValueError, match="inputs back"):
         framework.judge_inputs(name, outputs)
+
+
+INPLACE = """
+def q_sample(x0, t, eps, schedule):
+    a = schedule.sqrt_alpha_bar[t].reshape(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+    b = schedule.sqrt_one_minus_alpha_bar[t].reshape(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+    x0.mul_(a).add_(b * eps)          # wrong: writes into the caller's x0
+    return x0.clone()
+"""
+HIDDEN_INPLACE = {     # the red team's third pass: each scored 2/2 against the first grader-side check
+    "restores the copies into the case": """
+import course_utils.checks.framework as _fw
+def _quiet(given, before):
+    for k, v in before.items():
+        given[k] = v
+_fw.changed_input = _quiet
+""" + INPLACE,
+    "a class that lies through detach": """
+import torch
+class _Liar(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.detach and args and id(args[0]) in _ORIG:
+            return _ORIG[id(args[0])].clone()
+        return super().__torch_function__(func, types, args, kwargs or {})
+_ORIG = {}
+def q_sample(x0, t, eps, schedule):
+    a = schedule.sqrt_alpha_bar[t].reshape(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+    b = schedule.sqrt_one_minus_alpha_bar[t].reshape(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+    _ORIG[id(x0)] = x0.detach().clone()
+    x0.mul_(a).add_(b * eps)
+    out = torch.Tensor._make_subclass(torch.Tensor, x0.detach().clone())
+    x0.__class__ = _Liar
+    return out
+""",
+    "puts back what earlier calls changed": """
+import course_utils.checks.framework as _fw
+_fw.changed_input = lambda *a: None
+_SEEN = []
+def q_sample(x0, t, eps, schedule):
+    for x, orig in _SEEN:
+        x.copy_(orig)
+    a = schedule.sqrt_alpha_bar[t].reshape(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+    b = schedule.sqrt_one_minus_alpha_bar[t].reshape(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+    out = a * x0 + b * eps
+    if len(_SEEN) < 2:
+        _SEEN.append((x0, x0.clone()))
+        x0.mul_(a).add_(b * eps)
+    return out
+""",
+}
+
+
+@pytest.mark.parametrize("how", sorted(HIDDEN_INPLACE))
+def test_an_input_changed_in_place_cannot_be_hidden(tmp_path, monkeypatch, how):
+    """The inputs are copied right after each call from the harvest's own references, with their exact type."""
+    from course_utils.checks import CHECKS, framework
+    monkeypatch.setattr(framework, "changed_input", framework.changed_input)     # undone after the test
+    scope: dict = {}
+    exec(grade.HARVEST_CODE, scope)
+    student: dict = {}
+    exec(HIDDEN_INPLACE[how], student)
+    check = CHECKS["q_sample"]
+    (tmp_path / "c.in").write_bytes(grade.encode_values(check.cases(True)))
+    scope["_course_grade_harvest"]("q_sample", check.target, student["q_sample"], str(tmp_path / "c.in"),
+                                   str(tmp_path / "h.out"))
+    result = grade.judge_harvest("q_sample", (tmp_path / "h.out").read_bytes())
+    assert not result.passed and "changed its input x0 in place" in result.message, result.message
 
 
 @pytest.mark.slow

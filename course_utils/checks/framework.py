@@ -139,7 +139,9 @@ def _changed(k: str, now: Tensor, requires_grad: bool, was: Tensor) -> str | Non
     if requires_grad != was.requires_grad:
         return (f"your function set requires_grad on its input {k}, which changes the caller's tensor: work "
                 f"on a copy ({k}.detach().requires_grad_(True))")
-    if now.shape != was.shape or now.dtype != was.dtype or not torch.equal(now, was.detach()):
+    if now.shape != was.shape or now.dtype != was.dtype or not (
+            torch.equal(now, was.detach()) or (now.is_floating_point() and bool(torch.isnan(now).any())
+                                               and torch.allclose(now, was.detach(), rtol=0, atol=0, equal_nan=True))):
         return (f"your function changed its input {k} in place, and with it the caller's tensor: compute a "
                 f"new tensor ({k} * a, not {k}.mul_(a) or {k} *= a)")
     return None
@@ -150,7 +152,8 @@ INPUTS_AFTER = "__inputs_after__"
 
 def judge_inputs(name: str, outputs: list, *, hidden: bool = True) -> list:
     """``outputs`` of the grader's harvest (sandbox/values.py) with their last element, the case's tensors as the
-    kernel held them after each call (``{INPUTS_AFTER: [{k: [tensor, requires_grad]}, ...]}``), checked here
+    kernel held them right after each call (``{INPUTS_AFTER: [{k: [tensor, requires_grad, plain]}, ...]}``, plain:
+    still exactly a torch.Tensor), checked here
     against the grader's own cases: an output whose call changed an input becomes that record. Computed in the
     grader, so that a notebook which silences the kernel's ``changed_input`` (a monkeypatch) gains nothing."""
     cases = CHECKS[name].cases(hidden)
@@ -166,10 +169,12 @@ def judge_inputs(name: str, outputs: list, *, hidden: bool = True) -> list:
             if not isinstance(was, Tensor):
                 continue
             entry = now.get(key) if isinstance(now, dict) else None
-            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], Tensor)
-                    and isinstance(entry[1], bool)):
+            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], Tensor)
+                    and isinstance(entry[1], bool) and isinstance(entry[2], bool)):
                 raise ValueError(f"the harvest did not send the input {key!r} back")
-            said = _changed(key, entry[0], entry[1], was)
+            said = _changed(key, entry[0], entry[1], was) if entry[2] else (
+                f"your function changed its input {key} in place (its class), and with it the caller's tensor: "
+                f"compute a new tensor")
             if said:
                 judged[k] = {"error": RETURNED, "message": said}
                 break

@@ -56,9 +56,13 @@ def _course_grade_harvest(check, target, obj, cases_path, out_path):
 
     packer, outputs, after = codec["Packer"](), [], []
     for case in build(values):       # what checks.harvest does, on the cases the grader sent
+        given = {k: v for k, v in case.items() if type(v) is torch.Tensor}     # this cell's own references
         out, record = call_case(CHECKS[check], obj, case)
-        # the case's tensors as the call left them: the grader checks that none changed (checks.judge_inputs)
-        after.append({k: [v, bool(v.requires_grad)] for k, v in case.items() if isinstance(v, torch.Tensor)})
+        # the tensors given as this call left them, copied now (a later call cannot put them back), each with its
+        # exact type (a class swapped in place could lie through detach): checks.judge_inputs, in the grader
+        after.append(packer.encode({k: [torch.Tensor.detach(v) if type(v) is torch.Tensor else torch.zeros(0),
+                                        bool(torch.Tensor.requires_grad.__get__(v)), type(v) is torch.Tensor]
+                                    for k, v in given.items()}))
         if record is not None:
             outputs.append(record)
             continue
@@ -68,7 +72,7 @@ def _course_grade_harvest(check, target, obj, cases_path, out_path):
         except Exception as err:     # codec's NotEncodable carries the value the format has no form for
             packer.rollback(mark)
             outputs.append({"error": RETURNED, "message": not_an_output(getattr(err, "value", err))[:1000]})
-    outputs.append({"__inputs_after__": packer.encode(after)})
+    outputs.append({"__inputs_after__": after})
     with open(out_path + ".tmp", "wb") as f:
         f.write(packer.to_bytes(outputs))
     os.replace(out_path + ".tmp", out_path)
