@@ -491,7 +491,7 @@ class Options:
     cell_timeout: float = 120
     timeout: float = 900
     memory_mb: int = 4096
-    max_notebook_mb: float = 64
+    max_notebook_mb: float = 16      # parsed in the grader's own memory: up to ~8x the file (text of one wide char)
     keep_temp: bool = False
     setup_timeout: float = 600      # the grader's prelude (imports)
     disk_mb: int = 1024
@@ -693,8 +693,9 @@ def _folder_submission(folder: Path, worksheet: str) -> Submission:
         except OSError:
             held = []
         what = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "") if held else "nothing"
-        return Submission(folder.name, folder, ("not_a_notebook", f"no notebook (.ipynb) in the folder, which holds "
-                                                                  f"{what}: submit {worksheet}.ipynb"))
+        return Submission(folder.name, folder, ("not_a_notebook", f"no notebook (.ipynb) in the folder (nor 4 levels "
+                                                                  f"below), which holds {what}: submit "
+                                                                  f"{worksheet}.ipynb"))
     return Submission(folder.name, folder, ("ambiguous", f"{len(files)} notebooks ({listed}) and "
                                             + (f"{len(shallow)} of them named {worksheet}.ipynb at the same depth"
                                                if named else f"none named {worksheet}.ipynb")
@@ -719,7 +720,7 @@ def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
                     # a loose file, or a link (read as nothing: its student gets a row that says why)
                     stem = e.name[:-6] if e.name.lower().endswith(".ipynb") else e.name
                     found.append(Submission(p.resolve().name if stem == worksheet else stem, Path(e.path)))
-                elif not e.is_dir(follow_symlinks=False):
+                else:       # a loose file that is no notebook, or a folder named like one (whose is it?)
                     print(f"course-grade: not graded, not a notebook nor a student's folder: {e.path}",
                           file=sys.stderr)
         else:

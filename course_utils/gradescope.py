@@ -240,7 +240,8 @@ def _grade(root: Path, config: dict, start: float) -> dict:
     from . import grade
     o = config.get("options", {})
     try:                        # a file that is no notebook: course-grade's message, without starting it
-        grade.parse_notebook(grade.read_submission(notebook, float(o.get("max_notebook_mb", 64))))
+        limit = float(o.get("max_notebook_mb", grade.Options.max_notebook_mb))
+        grade.parse_notebook(grade.read_submission(notebook, limit))
     except grade.Malformed as err:
         return _no_grade(config, f"{err} (0 points)", time.monotonic() - start)
     source = grade.load_source(root / "source" / config["source"])

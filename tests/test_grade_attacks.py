@@ -335,6 +335,7 @@ def test_a_folder_is_one_student_whatever_it_holds(tmp_path, capsys):
     put("bob/01_schedules.ipynb"), [put(f"bob/s{i}/01_schedules.ipynb") for i in range(6)]
     put("carl/a/01_schedules.ipynb"), put("carl/b/01_schedules.ipynb")
     put("dora/01_schedules.IPYNB"), put("eve/01_schedules.ipynb.txt"), put("gus/mine.ipynb"), put("loose.zip")
+    put("zz.ipynb/01_schedules.ipynb")                  # a folder named like a notebook: no student, but named
     (tmp_path / "fay").mkdir()
     subs = {s.student: s for s in grade.find_submissions([str(tmp_path)], "01_schedules")}
     assert sorted(subs) == ["bob", "carl", "dora", "eve", "fay", "gus", "jean", "jean-luc"]
@@ -343,10 +344,15 @@ def test_a_folder_is_one_student_whatever_it_holds(tmp_path, capsys):
     assert subs["carl"].problem[0] == "ambiguous"
     assert subs["bob"].path == tmp_path / "bob" / "01_schedules.ipynb" and "not graded: s0/" in subs["bob"].notes[0]
     assert subs["dora"].path.name == "01_schedules.IPYNB" and subs["gus"].path.name == "mine.ipynb"
-    assert subs["eve"].problem == ("not_a_notebook", "no notebook (.ipynb) in the folder, which holds "
-                                                     "01_schedules.ipynb.txt: submit 01_schedules.ipynb")
+    assert subs["eve"].problem == ("not_a_notebook", "no notebook (.ipynb) in the folder (nor 4 levels below), which "
+                                                     "holds 01_schedules.ipynb.txt: submit 01_schedules.ipynb")
     assert subs["fay"].problem[0] == "not_a_notebook"
-    assert "not a notebook nor a student's folder" in capsys.readouterr().err      # loose.zip
+    err = capsys.readouterr().err
+    assert f"a student's folder: {tmp_path / 'loose.zip'}" in err and f"folder: {tmp_path / 'zz.ipynb'}" in err
+    # and the default size limit: the grader parses a notebook in its own memory (text up to 8x its size)
+    (tmp_path / "big.ipynb").write_bytes(b" " * (17 * 2 ** 20))
+    with pytest.raises(grade.Malformed, match="over the limit of 16 MB"):
+        grade.read_submission(tmp_path / "big.ipynb", grade.Options().max_notebook_mb)
 
 
 def test_a_name_as_it_is_keeps_it(tmp_path, capsys):
