@@ -277,7 +277,8 @@ def _cell_note(run_nb: dict, index) -> str:
         return f"the graded cell {role['grade_id']!r}"
     if role["role"] == "prelude":
         return "the grader's imports (torch, matplotlib, course_utils)"
-    first = next((line for line in cell["source"].splitlines() if line.strip()), "")[:60]
+    lines = [line.strip() for line in cell["source"].splitlines() if line.strip()]
+    first = next((line for line in lines if not line.startswith("#")), lines[0] if lines else "")[:60]
     whose = "the worksheet's locked cell" if role["role"] == "locked" else "your cell"
     name = f"{whose} {role['grade_id']!r}" if role.get("grade_id") else whose
     return f"{name} starting `{first}`"
@@ -606,7 +607,7 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
         result["seconds"] = round(outcome.seconds, 1)
         result["protections"], missing = protections(outcome.protections, opts)
         result["cell_errors"] = cell_errors(run_nb, outcome)
-        result["notes"] += (missing + kernel.notes + _hidden_calls(outcome)
+        result["notes"] += (missing + kernel.notes + _hidden_calls(run_nb, outcome)
                             + cell_error_notes(result["cell_errors"], rows))
     finally:
         job.close(keep=opts.keep_temp)
@@ -630,11 +631,25 @@ def monkeypatch_notes(found: list[dict]) -> list[str]:
     return notes
 
 
-def _hidden_calls(outcome: sandbox.Outcome) -> list[str]:
-    """A note for each cell that failed calling one of the course's answers (hidden while grading)."""
+def _hidden_calls(run_nb: dict, outcome: sandbox.Outcome) -> list[str]:
+    """A note for each cell (at most 3) that stopped at one of the course's answers, hidden while grading: which
+    cell, and what it costs. A TODO's cell lost the lines after the call; any other cell is not graded (worksheet
+    3's demo of ``nets.UNet`` builds the hidden ``nets.ResBlock``), so it costs no points."""
     from .sandbox.kernel_package import HIDDEN
-    calls = {str(e.get("evalue", ""))[:300] for e in outcome.cells if HIDDEN in str(e.get("evalue", ""))}
-    return [f"a cell called the course's own answer, which the grader hides: {c}" for c in sorted(calls)[:3]]
+    notes: dict[str, None] = {}
+    for e in outcome.cells:
+        if not isinstance(e, dict) or HIDDEN not in str(e.get("evalue", "")):
+            continue
+        index, what = e.get("index"), _short(_valid_text(str(e.get("evalue", ""))), 200)
+        cell = _cell_note(run_nb, index)
+        role = run_nb["cells"][index]["metadata"]["course_grade"] if cell != "a cell" else {}
+        if role.get("role") == "student" and role.get("grade_id"):
+            notes[f"{cell} stopped at a call of the course's own answer, which the grader hides ({what}): the "
+                  "lines after that call did not run."] = None
+        else:
+            notes[f"{cell} could not run while grading: it uses the course's own answer, which the grader hides "
+                  f"({what}). That cell is not graded, so this costs no points."] = None
+    return list(notes)[:3]
 
 
 def _file_name(name: str) -> str:

@@ -359,6 +359,31 @@ def test_student_names():
     assert {s.student for s in subs} >= {"solutions", "02_forward"}
 
 
+def test_a_call_of_a_hidden_answer_says_what_it_costs():
+    """A cell stopped by one of the course's answers, hidden while grading: a TODO's cell lost its next lines, any
+    other cell (worksheet 3's demo of the package's UNet, in every honest submission) costs no points. Each cell
+    is named by its first line of code, not by a comment such as ``# NBVAL_CHECK_OUTPUT``."""
+    from course_utils.sandbox import Outcome
+    from course_utils.sandbox.kernel_package import HIDDEN
+
+    def cell(source, role, grade_id=None):
+        return {"cell_type": "code", "source": source, "metadata": {"course_grade": {"role": role,
+                                                                                   "grade_id": grade_id}}}
+    run_nb = {"cells": [cell("# NBVAL_CHECK_OUTPUT\nunet = UNet(1)", "student"),
+                        cell("# TODO\nx = forward.q_sample(x0, t)\ndef q_sample(): ...", "student", "q_sample"),
+                        cell("print(1)", "student")]}
+    hidden = f"course_utils.nets.ResBlock is {HIDDEN}: worksheet 03 asks you to write ResBlock yourself"
+    outcome = Outcome(cells=[{"index": 0, "status": "error", "ename": "PermissionError", "evalue": hidden},
+                             {"index": 0, "status": "error", "ename": "PermissionError", "evalue": hidden},
+                             {"index": 1, "status": "error", "ename": "PermissionError", "evalue": hidden},
+                             {"index": 2, "status": "ok"}])
+    demo, todo = grade._hidden_calls(run_nb, outcome)
+    assert demo.startswith("your cell starting `unet = UNet(1)` could not run while grading") and hidden in demo
+    assert demo.endswith("That cell is not graded, so this costs no points.")
+    assert todo.startswith("your cell 'q_sample' starting `x = forward.q_sample(x0, t)` stopped at a call of")
+    assert "costs no points" not in todo and todo.endswith("the lines after that call did not run.")
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, ("touch /tmp/course_grade_pwned_by_pickle",))

@@ -12,11 +12,16 @@ Each attack is a real notebook (the solution with one TODO replaced), graded by 
 solution, which must keep its full marks: the rebuilt weights are the ones a real kernel creates. One more
 attack of the same pass rides along: worksheet 6's classifier_guided_eps written with the package's
 ``guidance.classifier_grad``, which the kernel's copy of the package now hides too.
+
+The same run grades every worksheet's solution and blank exercise, with or without attacks: honest work gets
+every automatic point and no note that would alarm a student, a worksheet not started gets 0 and no note.
 """
 from __future__ import annotations
 
 import csv
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,11 +99,16 @@ ATTACKS = {
 }
 
 
+WORKSHEETS = sorted(p.stem for p in (REPO / "solutions").glob("*.ipynb"))
+
+
 def _build(folder: Path, worksheet: str) -> None:
     solution = nbformat.read(REPO / "solutions" / f"{worksheet}.ipynb", as_version=4)
     (folder / "honest").mkdir(parents=True)
     nbformat.write(solution, folder / "honest" / f"{worksheet}.ipynb")
-    for student, (patches, _) in ATTACKS[worksheet].items():
+    (folder / "blank").mkdir()
+    shutil.copy(REPO / "exercises" / f"{worksheet}.ipynb", folder / "blank" / f"{worksheet}.ipynb")
+    for student, (patches, _) in ATTACKS.get(worksheet, {}).items():
         nb = nbformat.reads(nbformat.writes(solution), as_version=4)
         for gid, code in patches.items():
             cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid)
@@ -109,8 +119,11 @@ def _build(folder: Path, worksheet: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("worksheet", sorted(ATTACKS))
-def test_changed_weights_earn_nothing_and_cost_the_grader_nothing(tmp_path, worksheet):
+@pytest.mark.parametrize("worksheet", WORKSHEETS)
+def test_honest_work_keeps_its_marks_and_changed_weights_earn_nothing(tmp_path, worksheet):
+    """Every worksheet: its solution earns every automatic point with no note but one that says it costs nothing
+    (worksheet 3's demo of the package's UNet cannot run while its ResBlock is hidden), its blank exercise earns 0
+    with "not implemented" on each row and no other note, and each attack above earns what it says."""
     subs, out = tmp_path / "subs", tmp_path / "out"
     _build(subs, worksheet)
     proc = subprocess.run([sys.executable, "-c", WRAPPER, str(REPO / "solutions" / f"{worksheet}.ipynb"), str(subs),
@@ -119,9 +132,17 @@ def test_changed_weights_earn_nothing_and_cost_the_grader_nothing(tmp_path, work
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(out / "grades.csv", newline="", encoding="utf-8") as f:
         rows = {(r["student"], r["grade_id"]): r for r in csv.DictReader(f)}
+    results = {s: json.loads((out / "results" / worksheet / f"{s}.json").read_text()) for s in ("honest", "blank")}
     honest = [r for (s, g), r in rows.items() if s == "honest" and g != "TOTAL"]
-    assert honest and all(r["status"] == "pass" for r in honest), [r["message"] for r in honest]
-    for student, (_, expect) in ATTACKS[worksheet].items():
+    assert honest and all(r["status"] in ("pass", "manual") for r in honest), [r["message"] for r in honest]
+    for result in results.values():
+        assert all("costs no points" in n for n in result["notes"]), result["notes"]
+        assert ("UNet(" in " ".join(result["notes"])) == (worksheet == "03_unet"), result["notes"]
+        assert result["cell_errors"] == [] and result["monkeypatches"] == []
+    blank = [r for (s, g), r in rows.items() if s == "blank" and g != "TOTAL"]
+    assert len(blank) == len(honest) and all(float(r["points"]) == 0 for r in blank)
+    assert all(re.search("not implemented yet|not answered", r["message"]) for r in blank), blank
+    for student, (_, expect) in ATTACKS.get(worksheet, {}).items():
         for gid, (points, needle) in expect.items():
             row = rows[(student, gid)]
             assert float(row["points"]) == points and needle in row["message"], (student, gid, row)

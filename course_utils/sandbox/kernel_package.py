@@ -15,7 +15,10 @@ once per grading run and, in the copy:
 The sandbox then puts the copy first on the kernel's ``PYTHONPATH`` and does not let the kernel read the real
 package (Landlock), so neither ``import`` nor a path to the real files reaches the originals. A TODO that
 calls a hidden function records ``PermissionError: ... hidden while grading``, which the feedback quotes.
-Other modules (``NoiseSchedule`` itself, ``nets.UNet``, the checkpoints) work as usual.
+Everything else (``NoiseSchedule`` itself, the checkpoints) works as usual, except what is built from a hidden
+answer: worksheet 3 hides ``nets.ResBlock`` and ``nets.SinusoidalTimeEmbedding``, so ``nets.UNet`` cannot be
+built while grading it (keeping the real classes reachable would hand out the answer: ``type(UNet(1).time_embed)``);
+the feedback says that such a cell outside the TODOs costs no points.
 """
 from __future__ import annotations
 
