@@ -169,10 +169,11 @@ def parse_notebook(data: bytes, max_bytes: int | None = None, all_metadata: bool
     for cell in nb["cells"]:
         if isinstance(cell, dict) and cell.get("cell_type") in ("code", "markdown", "raw"):
             # of a submitted cell's metadata only its grade_id matters, and only as text (a list is valid JSON)
-            gid = _meta(cell)[0].get("grade_id")
-            md = {"nbgrader": {"grade_id": _valid_text(gid)}} if isinstance(gid, str) else {}
             if all_metadata:
                 md = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+            else:
+                gid = _meta(cell)[0].get("grade_id")
+                md = {"nbgrader": {"grade_id": _valid_text(gid)}} if isinstance(gid, str) else {}
             cells.append({"cell_type": cell["cell_type"], "source": _valid_text(_source_text(cell)), "metadata": md})
     if not cells:
         raise Malformed("empty", "empty notebook: it has no cells")

@@ -209,3 +209,14 @@ def test_small_unet_check_uses_the_students_blocks():
 
     result = run_check("SmallUNet", BrokenUNet, hidden=True)
     assert not result.passed and "ResBlock pass their checks" in result.message
+
+
+def test_an_input_is_changed_by_any_difference_but_a_nan_equals_itself():
+    from course_utils.checks.framework import _changed
+    was = torch.tensor([1.0, float("nan"), 3.0])
+    assert _changed("x0", was.clone(), False, was) is None                    # NaN where it was: unchanged
+    assert _changed("t", torch.tensor([1, 2]), False, torch.tensor([1, 2])) is None     # integers: torch.equal
+    for now in (torch.tensor([1.0, float("nan"), 3.5]), torch.tensor([1.0, 0.0, 3.0]),
+                torch.tensor([1.0, float("nan"), 3.0], dtype=torch.float64), torch.tensor([1.0, float("nan")])):
+        assert "changed its input x0 in place" in _changed("x0", now, False, was), now
+    assert "set requires_grad" in _changed("x0", was.clone(), True, was)

@@ -140,7 +140,7 @@ def _changed(k: str, now: Tensor, requires_grad: bool, was: Tensor) -> str | Non
         return (f"your function set requires_grad on its input {k}, which changes the caller's tensor: work "
                 f"on a copy ({k}.detach().requires_grad_(True))")
     if now.shape != was.shape or now.dtype != was.dtype or not (
-            torch.equal(now, was.detach()) or (now.is_floating_point() and bool(torch.isnan(now).any())
+            torch.equal(now, was.detach()) or (now.is_floating_point()       # a NaN input equals itself
                                                and torch.allclose(now, was.detach(), rtol=0, atol=0, equal_nan=True))):
         return (f"your function changed its input {k} in place, and with it the caller's tensor: compute a "
                 f"new tensor ({k} * a, not {k}.mul_(a) or {k} *= a)")
