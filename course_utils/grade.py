@@ -363,7 +363,10 @@ def judge(source: Source, run_nb: dict, found: set[str], read, outcome: sandbox.
             except FileNotFoundError:
                 pass
             except sandbox.UnsafeFile as err:
-                problem = f"its harvest file was replaced by {err.strerror}"
+                problem = (f"its outputs, with its inputs as it left them, were {err.strerror.removeprefix('a file ')} "
+                           f"to judge (the limit is {MAX_HARVEST_BYTES / 2 ** 20:g} MB): does it return a huge tensor, "
+                           "or make an input grow in place?" if "too large" in err.strerror
+                           else f"its harvest file was replaced by {err.strerror}")
             except OSError as err:
                 problem = f"its harvest file could not be read ({err.strerror or err})"
         if g.grade_id not in found:

@@ -28,8 +28,10 @@ CSV_FIELDS = ["student", "worksheet", "grade_id", "points", "max_points", "statu
 
 
 def safe_name(name: str) -> str:
-    """A file-safe student name: word characters, dot and dash, at most MAX_NAME_BYTES bytes of UTF-8."""
-    name = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", valid_text(name))).strip("._") or "student"
+    """A file-safe student name: word characters, dot and dash, at most MAX_NAME_BYTES bytes of UTF-8; none at
+    either end but word characters (a leading '-' makes a spreadsheet read ``-A1-B1`` in grades.csv as a formula,
+    and a command line read a file name as an option)."""
+    name = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", valid_text(name))).strip("._-") or "student"
     if len(name.encode()) > MAX_NAME_BYTES:
         digest = hashlib.sha256(name.encode()).hexdigest()[:8]
         name = name.encode()[:MAX_NAME_BYTES - 9].decode("utf-8", "ignore") + "-" + digest

@@ -92,9 +92,11 @@ def find(roster: list[dict[str, str]], student: str) -> dict[str, str]:
     """The roster's row of ``student``: by the column ``student``, else a login, an SIS id or idnumber, Canvas's
     ID, or an email's user part, in that order (``KEYS``); two rows that match by the same column are an error."""
     low = student.casefold()
+    folded = [{k.casefold(): v for k, v in row.items()} for row in roster]     # a header "Username" is "username"
     for keys in KEYS:
-        value = (lambda row, k: row.get(k, "").split("@")[0]) if keys[0] == "email" else (lambda row, k: row.get(k, ""))
-        rows = [row for row in roster if any(value(row, k).casefold() == low for k in keys)]
+        def value(row: dict[str, str], k: str) -> str:
+            return row.get(k.casefold(), "").split("@")[0] if keys[0] == "email" else row.get(k.casefold(), "")
+        rows = [row for row, f in zip(roster, folded) if any(value(f, k).casefold() == low for k in keys)]
         if len(rows) > 1:
             raise ExportError(f"{student}: {len(rows)} rows of the roster match it by {keys[0]!r}; add a column "
                               "'student' with course-grade's name of each student")
@@ -159,8 +161,9 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
                      person.get("Section", "")]
         else:
             low = {k.casefold(): v for k, v in person.items()}
-            ident = [next((low[a] for a in MOODLE_IDS[k] if low.get(a)), student if k == "username" else "")
-                     for k in id_cols]
+            ident = [next((low[a] for a in MOODLE_IDS[k] if low.get(a)), "") for k in id_cols]
+            if not any(ident):      # not in the roster: the name course-grade gave it, as the warning says
+                ident[0] = student
         writer.writerow(ident + [_cell(grades[student], maxima, ws, gid) for _, ws, gid in cols])
     return buf.getvalue(), warnings
 

@@ -261,6 +261,12 @@ def build_corpus(folder: Path, solution: Path = SOLUTION, *, source_dir: Path | 
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * 3_000_000)]
     put("huge_output", nb, dict(full))
 
+    # huge result: the first TODO returns 20 MB (its harvest file is over the grader's 16 MB): named as too large
+    nb = copy.deepcopy(sol)
+    g0, t0 = tests[0][0], tests[0][2]
+    _solution_cell(nb, t0).source += f"\n\ndef {t0}(*args, **kwargs):\n    return torch.zeros(5_000_000)\n"
+    put("huge_result", nb, {**full, g0: (0, "error", "does it return a huge tensor")})
+
     # malformed files: no kernel runs for these
     zero = {gid: (0, None, None) for gid, _, _, _ in tests}
     put("not_json", b"this is not JSON {", {g: (0, "not_a_notebook", "not valid JSON") for g in zero})

@@ -381,6 +381,18 @@ def test_student_names_are_unique_and_short(tmp_path):
     assert all(len(n.encode()) <= grade_feedback.MAX_NAME_BYTES for n in names)
 
 
+def test_a_name_is_never_a_formula_or_an_option(tmp_path):
+    """A folder named "-A1-B1" (characters safe_name keeps) was the student "-A1-B1", which a spreadsheet opening
+    grades.csv reads as the formula =-A1-B1, and a command line as an option. Names start and end with a word
+    character; '=', '+' and '@' never survive."""
+    for name in ("-A1-B1", "--help", "=1+2", "+A1", "@SUM(A1)", "bob-"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "01_schedules.ipynb").write_text("{}")
+    names = sorted(s.student for s in grade.find_submissions([str(tmp_path)], "01_schedules"))
+    assert names == ["1_2", "A1", "A1-B1", "SUM_A1", "bob", "help"], names
+    assert all(grade_feedback.safe_name(n) == n for n in names)
+
+
 def test_reports_survive_any_text(tmp_path):
     row = {"grade_id": "g", "points": 0, "max_points": 1, "status": "error",
            "message": "\udcff\r\n- **g** (1 / 1): passed <!-- x -->"}

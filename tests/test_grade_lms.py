@@ -107,6 +107,21 @@ def test_moodle_with_a_roster_of_emails(graded, tmp_path):
                     ["carol@uni.example", "C3", "0"]]
 
 
+def test_a_roster_header_in_any_case_and_a_student_it_does_not_know(graded, tmp_path):
+    """Column names are matched whatever their case (Moodle's export says "Email address", a hand-made roster
+    "Username"); a student the roster does not know is exported under course-grade's name in the first identifier
+    column, as the warning says, not with an empty identifier."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("Username,Email address\nalice,alice@uni.example\nbob,bob@uni.example\n")
+    text, warnings = grade_lms.export(graded, "moodle", roster=roster, total_only=True)
+    assert _table(text) == [["username", "email", WS], ["alice", "alice@uni.example", "4.5"],
+                            ["bob", "bob@uni.example", "2"], ["carol", "", "0"]]
+    roster.write_text("Email\nalice@uni.example\nbob@uni.example\n")
+    text, warnings = grade_lms.export(graded, "moodle", roster=roster, total_only=True)
+    assert _table(text) == [["email", WS], ["alice@uni.example", "4.5"], ["bob@uni.example", "2"], ["carol", "0"]]
+    assert warnings == ["carol: not in the roster; exported under the name course-grade gave it"]
+
+
 def test_the_cli(graded, tmp_path, capsys):
     out = tmp_path / "moodle.csv"
     assert grade.main(["export-lms", str(graded), "--format", "moodle", "--out", str(out)]) == 0
