@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .device import sampling_device
 from .guidance import predict_eps

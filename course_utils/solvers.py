@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .guidance import predict_eps
 from .samplers import _setup, ddim_sample, ddim_timesteps, descending_timesteps
