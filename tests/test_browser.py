@@ -51,6 +51,8 @@ def _write_selftest_notebooks(folder: Path) -> None:
         md("# harness self-test: an untouched worksheet"), imports,
         code("def todo():\n    raise NotImplementedError('not implemented yet')\ntodo()"),
         code("print('the cells below an untouched TODO still run')"),
+        code("from course_utils.progress import tqdm as course\nfor _ in course(range(3), desc='kept'):\n    pass\n"
+             "for _ in course(range(3), desc='gone', leave=False):\n    pass"),
     ])
     (folder / "exercises").mkdir(parents=True, exist_ok=True)
     nbformat.write(faulty, folder / "faulty.ipynb")
@@ -139,7 +141,7 @@ def test_notebook_in_jupyterlab(chromium, lab, path):
 def test_harness_finds_errors_and_dead_widgets(chromium, lab):
     """The checks can fail: an error, a widget whose output never changes and the cells Run All skipped
     are found; a progress bar is a widget; a worksheet's 'not implemented yet' is expected, and the cells
-    below it are still run."""
+    below it are still run; the course's progress bars (course_utils.progress) end live as tqdm's do."""
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
@@ -155,7 +157,10 @@ def test_harness_finds_errors_and_dead_widgets(chromium, lab):
         lab.shutdown_sessions("selftest/faulty.ipynb")
         report = run_notebook(page, lab, "selftest/exercises/worksheet.ipynb", run_timeout=300)
         assert not report.problems, report.problems
-        assert len(report.expected_errors) == 1 and report.executed == report.code_cells == 3, report.summary()
+        assert len(report.expected_errors) == 1 and report.executed == report.code_cells == 4, report.summary()
+        # the course's bars, live: one that stays ends on its last count, one with leave=False is gone
+        outputs = " ".join(page.locator(".jp-OutputArea").all_inner_texts()).replace("\u2007", " ")
+        assert "kept: 100%" in outputs and "3/3" in outputs and "gone" not in outputs, outputs
     finally:
         lab.shutdown_sessions()
         context.close()

@@ -1,9 +1,9 @@
-"""course_utils.progress: a leave=False bar in a notebook saved with its widgets ends on its last count.
+"""course_utils.progress: a bar in a notebook saved after running ends on its last count.
 
 Lesson 5, executed with nbconvert, stored DDPM's bar at "100% ... 999/1000": tqdm's notebook bar draws at most
-every ``mininterval`` seconds and, with ``leave=False``, closes without drawing again. Here a notebook runs
-tqdm.auto's bar and the course's with a ``mininterval`` longer than the loop, and the widget state nbclient
-saves is read back."""
+every ``mininterval`` seconds and, with ``leave=False``, closes without drawing again; and the plain-text copy
+of every bar (what GitHub shows) said "0/1000". Here a notebook runs tqdm.auto's bar and the course's with a
+``mininterval`` longer than the loop, and what nbclient saves is read back: the widgets' state and the text."""
 from __future__ import annotations
 
 import re
@@ -11,7 +11,7 @@ import re
 import nbformat
 import pytest
 
-LOOP = "for _ in {bar}(range(1000), desc='{desc}', leave=False, mininterval=60):\n    pass\n"
+LOOP = "for _ in {bar}(range(1000), desc='{desc}', leave={leave}, mininterval=60):\n    pass\n"
 
 
 def _counts(nb) -> dict[str, str]:
@@ -27,12 +27,27 @@ def _counts(nb) -> dict[str, str]:
     return shown
 
 
+def _texts(nb) -> dict[str, str]:
+    """desc -> the count the plain-text copy of its bar's output shows."""
+    shown = {}
+    for output in nb.cells[0].outputs:
+        text = output.get("data", {}).get("text/plain", "")
+        if "|" in text:
+            shown[text.split(":")[0]] = re.search(r"\d+/\d+", text).group()
+    return shown
+
+
 @pytest.mark.slow
-def test_a_bar_that_does_not_stay_ends_on_its_last_count(tmp_path):
+def test_a_saved_bar_ends_on_its_last_count(tmp_path):
     from nbclient import NotebookClient
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "from tqdm.auto import tqdm as auto\nfrom course_utils.progress import tqdm as course\n"
-        + LOOP.format(bar="auto", desc="auto") + LOOP.format(bar="course", desc="course"))])
+        + "".join(LOOP.format(bar=bar, desc=f"{bar}-{leave}", leave=leave)
+                  for bar in ("auto", "course") for leave in (False, True))
+        + "for _ in course(range(3), disable=True):\n    pass\n")])
     NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    assert _counts(nb) == {"auto": "0/1000", "course": "1000/1000"}
+    assert _counts(nb) == {"auto-False": "0/1000", "auto-True": "1000/1000",
+                           "course-False": "1000/1000", "course-True": "1000/1000"}
+    assert _texts(nb) == {"auto-False": "0/1000", "auto-True": "0/1000",
+                          "course-False": "1000/1000", "course-True": "1000/1000"}
