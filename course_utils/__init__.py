@@ -23,7 +23,7 @@ What a student reads: the concepts, in the order of the lessons.
 - ``widgets``: the lessons' interactive explorers (ipywidgets)
 - ``device``: where to run (CUDA, then MPS, then the CPU), and where a sampler runs
 - ``settings``: run-time switches read from the environment (quick mode)
-- ``progress``: the samplers' progress bars (tqdm's), which end on their last count in a saved notebook
+- ``progress``: the progress bars of sampling and training (tqdm's), which end on their last count in a saved notebook
 - ``checkpoints``: the course's pretrained models, loaded by name; their weights and cards lie in the
   folder ``course_utils/checkpoints/``
 

@@ -1,4 +1,5 @@
-"""Progress bars: ``tqdm.auto``'s (a widget in a notebook, text in a terminal), ending on their last count.
+"""The course's progress bars: ``tqdm.auto``'s (a widget in a notebook, text in a terminal), ending on their last
+count.
 
 Two things a notebook saved after running (``nbconvert --execute``, nbclient, JupyterLab) kept of tqdm's
 notebook bar, which the course's bar mends:

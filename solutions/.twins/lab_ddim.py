@@ -39,13 +39,13 @@ import time
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from course_utils import checkpoints, checks, metrics
 from course_utils.checks import check_denoise, check_diffusion_schedule, check_reverse_diffusion, run_check
 from course_utils.data import load_images
 from course_utils.device import get_device
 from course_utils.nets import UNet, count_parameters
+from course_utils.progress import tqdm
 from course_utils.settings import pick, quick_mode
 from course_utils.training import EMA, autocast_dtype
 from course_utils.viz import plot_loss, show_images
