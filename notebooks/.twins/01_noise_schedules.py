@@ -219,9 +219,8 @@ plt.show()
 #   $\arccos 0.02$, just short of $\pi/2$.
 # - The linear schedule races ahead: by $t/T = 0.5$ its angle is already 1.29 of the
 #   $\pi/2 \approx 1.57$ it ends at (on the circle,
-#   its markers for $t/T = 0.75$ and $1$ sit on top of each other at the top), and for the
-#   second half of the chain it crawls along the last few degrees of the circle, where there is almost no
-#   signal left.
+#   its markers for $t/T = 0.75$ and $1$ sit side by side at the top), and for the second half of the chain
+#   it crawls along the last 0.28 rad (16 of the circle's 90 degrees), where there is almost no signal left.
 #
 # ## 5. All three schedules side by side
 #

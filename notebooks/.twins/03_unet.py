@@ -367,7 +367,7 @@ print(f"MLPDenoiser: {count_parameters(mlp):,} parameters, "
 # the course's pretrained MNIST model. Give it a test digit noised to $x_t$ with a known $\epsilon$, and
 # compare its prediction $\epsilon_\theta(x_t, t)$ with the true $\epsilon$, and the clean image that the
 # prediction implies, $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta)/\sqrt{\bar\alpha_t}$ (lesson 2's
-# formula solved for $x_0$), with the digit. First one digit at five timesteps, then a slider over $t$ for
+# formula solved for $x_0$), with the digit. First one digit at seven timesteps, then a slider over $t$ for
 # eight digits (`course_utils.widgets.prediction_explorer`).
 
 # %%

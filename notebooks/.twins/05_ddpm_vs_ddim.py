@@ -18,8 +18,8 @@
 #    (**DDIM inversion**) and **interpolated** in noise space.
 #
 # **Time.** About 6 to 10 minutes on a 2-core CPU in full mode (5.7 minutes measured on one that computes
-# bfloat16 natively, 9.5 on one with AVX2 only: the start page's table); almost all of it is the 1000-step DDPM
-# run, 1000 network calls per sample. With `COURSE_QUICK=1`
+# bfloat16 natively, 9.5 on one with AVX2 only: the start page's table); three quarters of it are the two
+# 1000-step DDPM runs, 1000 network calls per sample. With `COURSE_QUICK=1`
 # the sample counts shrink and it takes a minute or two.
 
 # %%
@@ -98,8 +98,8 @@ print(f"model: {name}, images {image_shape}, T = {schedule.T}")
 # mixture of 8 Gaussians (`GaussianMixtureEps`, no training involved), and check that it matches
 # `ddpm_sample` draw for draw (same generator, same order of random numbers), up to round-off: the package
 # multiplies by a stored $1/\sqrt{\alpha_t}$ where the loop divides by $\sqrt{\alpha_t}$, and over 1,000 steps these
-# last-digit differences grow to the 1e-3 and 4e-3 printed below for the worst of 2,000 points (the median point moves by
-# 2e-7; a wrong coefficient would move points by tenths).
+# last-digit differences grow to the 1e-3 and 4e-3 printed below for the worst of 2,000 points (a wrong coefficient
+# would move points by tenths).
 
 # %%
 def ddpm_loop(model, schedule, shape, generator, variance="posterior"):

@@ -228,7 +228,8 @@ plt.show()
 # blobs, the small-$t$ weakness that the score figure below measures. At $w = 1$ the points land in their own
 # blob, as tight as the data (median distance to its centre 0.11, the data's 0.12). At larger $w$ they are
 # pushed *outwards*, away from the other classes, into radial streaks: at $w = 3$ most stay near their blob
-# (median 0.16) with tails reaching out, at $w = 8$ the streaks run far past the data (median 2.25). The
+# (median 0.16) with tails reaching out, at $w = 8$ the streaks run far past the data (median 2.25), two of
+# them past the edge of the panel. The
 # nearest-blob share stays at 100% throughout, since a point far out in the right direction is still nearest
 # its own blob: the distance shows what the share hides.
 #

@@ -238,7 +238,7 @@ for calls in (5, 10):
 # slope changes evenly along the step. Our grid's first Heun steps span huge ranges of $\sigma$: 157 down to 1.25
 # in the first of 3 steps; with 5 steps, 157 down to 14 and then 14 down to 1.25 in the first two. Over most of such a step the slope $\epsilon_\theta$ barely changes; it
 # turns only near the end, at low noise. The average gives half the weight to that end slope, and the step
-# overshoots (with 3 steps the points are 31 away from the exact path after the first step). Euler, which keeps
+# overshoots (with 3 steps the first step already throws every point off the axes of the figure). Euler, which keeps
 # the slope of the start, is closer over such a step, and DPM-Solver++ avoids the problem by construction: its
 # clock is $\lambda = -\log\sigma$, in which the grid's steps are all the same size, and the part of the ODE that
 # is linear in $x$ is integrated exactly.
