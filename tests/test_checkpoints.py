@@ -225,7 +225,7 @@ def test_docs_show_the_shipped_cards():
 
 def test_stored_runs_load_and_name_their_command(tmp_path):
     """The measured runs lessons 5 and 7 read ship with the package and say how to reproduce them."""
-    for name in ("sampler_quality_n300", "bench_samplers"):
+    for name in ("sampler_quality_n300", "bench_samplers", "bench_samplers_leading", "bench_samplers_linspace"):
         run = checkpoints.load_run(name)
         assert run["command"].startswith("python bench/") and run["rows"], name
     with pytest.raises(checkpoints.CheckpointError, match=r"no stored run 'nope'.*bench_samplers"):

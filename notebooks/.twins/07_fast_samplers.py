@@ -11,8 +11,8 @@
 # 2. Two second-order solvers: **Heun** (Karras et al. 2022, "EDM", Algorithm 1) and **DPM-Solver++(2M)**
 #    (Lu et al. 2022, Algorithm 2), and what each costs in network calls.
 # 3. Their trajectories on 2-D data with the *exact* noise predictor, against the exact ODE path.
-# 4. Sample quality against network calls on the trained `mnist-unet` (300 samples per point, from a
-#    stored benchmark run), and a few live samples.
+# 4. Sample quality against network calls on the trained `mnist-unet` (300 samples per point, from stored
+#    benchmark runs), on three time grids, and a few live samples.
 # 5. The same trained network driven by the schedulers of Hugging Face's `diffusers` library, the library you
 #    will use after this course, and what its settings mean in the course's terms.
 # 6. A widget: solver and number of network calls, from one fixed $x_T$.
@@ -264,6 +264,8 @@ ax.plot(c, 0.8 * errors["DDIM"][1] * (10 / c), "k:", lw=1, label="slope -1 (firs
 ax.plot(c, 0.5 * errors["DPM-Solver++(2M)"][1] * (10 / c) ** 2, "k--", lw=1, label="slope -2 (second order)")
 ax.set(xscale="log", yscale="log", xlabel="network calls", ylabel="mean distance to the exact end point",
        title="error against network calls (eight Gaussians, exact eps)")
+ax.set_xticks([5, 10, 20, 50, 100], labels=["5", "10", "20", "50", "100"])
+ax.minorticks_off()
 ax.legend(fontsize=8)
 plt.show()
 print("calls:", calls_grid)
@@ -288,8 +290,10 @@ for solver in SOLVERS:
 #
 # Telling solvers apart needs a few hundred samples per point: the whole grid took half an hour of sampling on
 # this course's 2-core machine (with other jobs running), too long for a live cell. The figure below reads the results of
-# `bench/bench_samplers.py`, stored in `course_utils/checkpoints/runs/bench_samplers.json`; the next cell prints the command
-# that made them and the machine it ran on. All runs start from the same 300 $x_T$; error bars are one binomial
+# `bench/bench_samplers.py`, stored in `course_utils/checkpoints/runs/bench_samplers.json` (the three solvers on the
+# log-SNR grid of section 2) and, for DDIM and DPM-Solver++(2M) on two grids even in $t$, `bench_samplers_leading.json`
+# (lesson 5's grid) and `bench_samplers_linspace.json`; the next cell prints the commands
+# that made them and the machine. All runs start from the same 300 $x_T$; error bars are one binomial
 # standard error $\sqrt{p(1-p)/n}$ of the confident share (FID has no simple error bar; differences of a few
 # tenths at $n = 300$ are within its noise).
 
@@ -299,6 +303,7 @@ from course_utils.checkpoints import load_run
 bench = load_run("bench_samplers")                 # course_utils/checkpoints/runs/bench_samplers.json
 print(f"from course_utils/checkpoints/runs/bench_samplers.json: `{bench['command']}`")
 print(f"  {bench['header']}; {bench['machine']}")
+print(f"  the 'logsnr' grid of 5 steps: {bench['grids']['DDIM 5']}")
 ddpm = bench["ddpm_1000"]
 print(f"  DDPM 1000 reference: FID {ddpm['fid']:.2f}, confident {ddpm['confident']:.3f}"
       + (f" ({ddpm['source']})" if "source" in ddpm else ""))
@@ -307,59 +312,90 @@ for row in bench["rows"]:
     print(f"{row['sampler']:<24} {row['steps']:>5} {row['calls']:>5} {row['seconds']:>8.1f} {row['fid']:>7.2f} "
           f"{row['confident']:>7.3f} +- {row['confident_se']:.3f}")
 
+other_grids = {spacing: load_run(f"bench_samplers_{spacing}") for spacing in ("leading", "linspace")}
+for spacing, run in other_grids.items():
+    print(f"\nthe same x_T, DDIM and DPM-Solver++(2M) on the {spacing!r} grid "
+          f"(5 steps: {run['grids']['DDIM 5']}): `{run['command']}`")
+    for row in run["rows"]:
+        if row["sampler"] in SOLVERS:
+            print(f"{row['sampler']:<24} {row['steps']:>5} {row['calls']:>5} {row['seconds']:>8.1f} "
+                  f"{row['fid']:>7.2f} {row['confident']:>7.3f} +- {row['confident_se']:.3f}")
+
 # %%
 rows = bench["rows"]
 lesson5 = next(r for r in rows if r["sampler"].startswith("DDIM (lesson 5"))
-fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.3))
-for solver, marker in zip(SOLVERS, "osD"):
-    mine = [r for r in rows if r["sampler"] == solver]
-    calls = [r["calls"] for r in mine]
-    ax0.plot(calls, [r["fid"] for r in mine], marker + "-", label=solver)
-    ax1.errorbar(calls, [r["confident"] for r in mine], yerr=[r["confident_se"] for r in mine], fmt=marker + "-",
-                 capsize=3, label=solver)
+by_grid = {"logsnr": rows, **{spacing: run["rows"] for spacing, run in other_grids.items()}}
+line = {"logsnr": "-", "linspace": "--", "leading": ":"}
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.8))
+for solver, marker, color in zip(SOLVERS, "osD", ("C0", "C1", "C2")):
+    for spacing, grid_rows in by_grid.items():
+        mine = [r for r in grid_rows if r["sampler"] == solver]
+        if not mine:
+            continue
+        calls = [r["calls"] for r in mine]
+        style = dict(color=color, ls=line[spacing], label=f"{solver}, {spacing} grid")
+        ax0.plot(calls, [r["fid"] for r in mine], marker=marker, **style)
+        ax1.errorbar(calls, [r["confident"] for r in mine], yerr=[r["confident_se"] for r in mine], marker=marker,
+                     capsize=2, **style)
 for ax, key in ((ax0, "fid"), (ax1, "confident")):
-    ax.axhline(ddpm[key], color="tab:red", ls="--", label="DDPM, 1000 calls (README's run)")
-    ax.axhline(lesson5[key], color="0.4", ls=":", label="DDIM 50, lesson 5's grid")
+    ax.axhline(ddpm[key], color="tab:red", ls="-.", label="DDPM, 1000 calls (README's run)")
+    ax.axhline(lesson5[key], color="0.4", ls=(0, (1, 4)), label="DDIM 50, lesson 5's grid")
     ax.set(xscale="log", xlabel="network calls")
     ax.set_xticks([5, 10, 20, 50], labels=["5", "10", "20", "50"])
     ax.minorticks_off()
 ax0.set(yscale="log", ylabel="course FID (lower is better)", title=f"FID, {bench['n']} samples each")
+ax0.set_yticks([5, 10, 20, 50, 100, 200], labels=["5", "10", "20", "50", "100", "200"])
 ax1.set(ylabel="share classified with confidence > 0.9", ylim=(0, 1),
         title=f"held-out judge, {bench['n']} samples each (+- 1 SE)")
-ax0.legend(fontsize=8, loc="upper right")
-ax1.legend(fontsize=8, loc="lower right")
-fig.tight_layout()
+handles, labels = ax0.get_legend_handles_labels()
+fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, handlelength=4)
+fig.tight_layout(rect=(0, 0.12, 1, 1))
 plt.show()
 
 # %% [markdown]
-# What the figure shows. **FID** (left): at every budget DPM-Solver++(2M) has the lowest: 36.3 against DDIM's 41.1
-# at 5 calls, 8.9 against 12.3 at 10, 6.35 against 7.93 at 20, and at 20 calls it is already within 6% of DDIM 50 on
-# lesson 5's grid (5.99) and below DDPM 1000 (6.76). **Confident share** (right): DPM-Solver++ is 2 to 4 points
-# above DDIM at each budget (0.783 against 0.740 at 10 calls, 0.843 against 0.803 at 20, about one to two standard
-# errors) and reaches DDIM 50's 0.873 within two standard errors at 20 calls. So **DPM-Solver++(2M) needs 20
-# network calls where DDIM needs 50**: 2.5 times fewer, by both measures. Heun is useless at 5 and 9 calls (FID 222
-# and 38) and on a par with DPM-Solver++ from 19 calls on. At 50 calls the three solvers agree (FID 6.0-6.2). None
-# of the deterministic solvers reaches DDPM's confident share (0.923), as in lesson 5: DDPM's stochastic steps
-# trade differently, and that gap is not the solvers' discretisation error. The seconds in the table do not even rise with the
-# calls (Heun took 77 s for 9 calls and 75 s for 19; DPM-Solver++ 125 s for 10 and 93 s for 20): they were taken
-# while other jobs shared the cores (the load average fell from 9 to 4 during the run), so compare calls, not
-# seconds.
+# What the figure shows. **On the log-SNR grid** (solid lines, the grid of section 2), DPM-Solver++(2M) beats DDIM at
+# every budget: FID 36.3 against 41.1 at 5 calls, 8.9 against 12.3 at 10, 6.35 against 7.93 at 20, and a confident
+# share 2 to 4 points higher (0.783 against 0.740 at 10 calls, 0.843 against 0.803 at 20, one to two standard
+# errors); at 20 calls it is within 6% of DDIM 50's FID on lesson 5's grid (5.99) and within two standard errors
+# of its confident share (0.873). **But the grid matters as much as the solver.** On the two grids even in $t$
+# (dashed: `"linspace"`, 999, 749, 500, 250, 0 for 5 steps; dotted: lesson 5's `"leading"`, 800, 600, ..., 0) both
+# solvers do far better with few calls, DDIM most of all: with 5 calls its FID is 15.0 and 12.2 there against 41.1
+# on the log-SNR grid, with 10 calls 8.06 and 7.92 against 12.3. On those grids the two solvers are level: DDIM has
+# the lower FID (7.92 and 6.30 against 8.64 and 6.67 at 10 and 20 calls on lesson 5's grid), DPM-Solver++ the
+# higher confident share (0.840 and 0.860 against 0.800 and 0.827), each gap within a few tenths of FID or about
+# one to two standard errors. And DDIM with 20 calls on the `"linspace"` grid (FID 6.53, confident 0.850) meets the
+# same bar as DPM-Solver++ with 20 on the log-SNR grid. So with this network, 20 calls instead of 50 come from a
+# better solver *or* a better grid: "DPM-Solver++ needs 2.5 times fewer calls than DDIM" holds on the log-SNR grid
+# only. The log-SNR grid of 5 steps (printed above) crosses t = 722 to 302 in one step and then spends two of its
+# steps below t = 30, where an image barely changes; the even grids step every 200 or 250. On the exact 2-D model
+# of section 3 the paths bend near the data, so small steps there paid off; the trained image network evidently
+# needs its steps in the middle of the chain.
 #
-# The same comparison, live, on a few samples: the first images of each solver at 10 network calls (Heun: 5
-# steps, 9 calls), from the same $x_T$, with lesson 5's DDIM 50 on top.
+# Heun (log-SNR grid only) is useless at 5 and 9 calls (FID 222 and 38) and close to DPM-Solver++ from 19 calls on
+# (FID 6.88 against 6.35, the same confident share 0.843). At 50 calls every solver on every grid agrees
+# (FID 5.99-6.23, confident 0.86-0.88). None of the deterministic solvers reaches DDPM's confident share (0.923),
+# as in lesson 5: DDPM's stochastic steps trade differently, and that gap is not the solvers' discretisation
+# error. The seconds of the log-SNR run do not even rise with the calls (Heun took 77 s for 9 calls and 75 s for
+# 19; DPM-Solver++ 125 s for 10 and 93 s for 20): they were taken while other jobs shared the cores (the load
+# average fell from 9 to 4 during the run), so compare calls, not seconds.
+#
+# The same comparison, live, on a few samples, from the same $x_T$: lesson 5's DDIM with 50 and with 10 calls on
+# its own grid, then each solver at 10 network calls (Heun: 5 steps, 9 calls) on the log-SNR grid.
 
 # %%
 name, model, schedule, card = load_pretrained("mnist-unet", "digits-unet-cond", device=device)
 image_shape = tuple(card["image_shape"])
 print(f"model: {name}, images {image_shape}, T = {schedule.T}")
 x_T = torch.randn(N_SHOW, *image_shape, generator=torch.Generator().manual_seed(0)).to(device)
-live, seconds = {"DDIM 50 (lesson 5's grid)": None}, {}
-start = time.perf_counter()
-live["DDIM 50 (lesson 5's grid)"] = ddim_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=50, progress=False)
-seconds["DDIM 50 (lesson 5's grid)"] = time.perf_counter() - start
+live, seconds = {}, {}
+for steps in (50, 10):
+    key = f"DDIM, {steps} calls, lesson 5's grid"
+    start = time.perf_counter()
+    live[key] = ddim_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=steps, progress=False)
+    seconds[key] = time.perf_counter() - start
 for solver in SOLVERS:
     steps = steps_for_calls(solver, 10)
-    key = f"{solver}, {network_calls(solver, steps)} calls"
+    key = f"{solver}, {network_calls(solver, steps)} calls, logsnr grid"
     start = time.perf_counter()
     live[key] = solve(solver, model, schedule, x_T.shape, x_T=x_T, num_steps=steps, progress=False)
     seconds[key] = time.perf_counter() - start
@@ -371,14 +407,15 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The 10-call DPM-Solver++(2M) digits are close to DDIM 50's, with a fifth of the network calls. The seconds in
-# the titles are this run's, and time follows calls: on the idle 2-core machine (`python bench/bench_samplers.py
+# With a fifth of DDIM 50's network calls, two samplers draw digits close to DDIM 50's: DDIM itself on lesson 5's
+# grid and DPM-Solver++(2M) on the log-SNR grid, as the FIDs above said (7.92 and 8.90). DDIM with 10 calls on the
+# log-SNR grid draws the same digits with rougher strokes and a few breaks (the 6, the first 0, the second 7 of
+# the second row), and Heun with 5 steps (9 calls) breaks most of them into blotches. The same $x_T$ gives the
+# same digit in most columns: the solvers approximate one map $x_T \mapsto x_0$, the ODE's (the "1" of DDIM 50's
+# fifteenth image, second row, seventh column, is a "9" for the three other 10-call samplers). The seconds in the
+# titles are this run's, and time follows calls: on the idle 2-core machine (`python bench/bench_samplers.py
 # --n 16 --calls 10`) the three solvers at about 10 calls (Heun's 9) took 0.6-0.7 s for 16 images and DDIM 50
-# 2.9 s, so a title out of
-# line with its calls is a slow moment of a shared machine, not the solver. DDIM with 10 calls draws the
-# same digits with rougher strokes and a few breaks (the 6, the first 0), and Heun with 5 steps (9 calls) breaks
-# about half of them into blotches. The same $x_T$ gives the same digit in most columns: the solvers approximate
-# one map $x_T \mapsto x_0$, the ODE's (the "1" of DDIM 50's fifteenth image, second row, seventh column, is a "9" for both 10-call solvers).
+# 2.9 s, so a title out of line with its calls is a slow moment of a shared machine, not the solver.
 #
 # ## 5. The ecosystem: the same network in `diffusers`
 #
@@ -466,7 +503,7 @@ plt.show()
 # ## 6. Explore: solver and network calls
 #
 # The same 16 starting points $x_T$ for every choice. Pick a solver and a budget of network calls (Heun takes
-# the most steps that fit: 3 steps for 5 calls).
+# the most steps that fit: 3 steps for 5 calls). Every solver runs on the log-SNR grid of section 2.
 
 # %%
 x_T_widget = torch.randn(N_SHOW, *image_shape, generator=torch.Generator().manual_seed(42)).to(device)
