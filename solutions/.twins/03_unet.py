@@ -202,8 +202,8 @@ if (checks.ready("SinusoidalTimeEmbedding", SinusoidalTimeEmbedding, "this cell"
 # - **Head.** `norm_out`, SiLU, `conv_out`.
 #
 # The channel counts in `__init__` tell you what each block receives. The check builds your network with a fixed
-# seed at three sizes (8x8, 4x12 and 12x8 images; 1 or 3 channels; ch = 8 or 16) and compares its output with the
-# reference computed from the same weights. Your `ResBlock` and `SinusoidalTimeEmbedding` must pass their checks
+# seed (8x8 images, 1 channel, ch = 8; the hidden tests add 4x12 images with 3 channels and 12x8 with ch = 16)
+# and compares its output with the reference computed from the same weights. Your `ResBlock` and `SinusoidalTimeEmbedding` must pass their checks
 # first.
 
 # %% nbgrader={"grade": false, "grade_id": "SmallUNet", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -254,8 +254,9 @@ if checks.ready("SmallUNet", SmallUNet, "this cell"):
     print(f"SmallUNet(ch=16): {count_parameters(small):,} parameters; 28x28 images in, {tuple(eps_pred.shape)} out")
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-11", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# The course's UNet (`course_utils.nets.UNet`) is the same design with more levels, several ResBlocks per level
-# (each one's output a skip connection) and self-attention at low resolution:
+# The course's UNet (`course_utils.nets.UNet`) is the same design with more levels, a skip connection from every
+# block of the way down (each ResBlock and each downsampling), two ResBlocks per level on the way up to take them,
+# and self-attention at low resolution:
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -120,8 +120,10 @@ assert run_check("training_step", training_step, hidden=True).passed, "hidden te
 #   gradients (`requires_grad_(False)`): autograd has nothing to track there.
 # - `update(model, step)` moves every parameter of `self.model` as above. It must not change the live `model`.
 #
-# The check builds a small network, sets the live weights itself before each of a few updates (from step 0, and
-# from step 100), with decays 0.999, 0.9 and 0.99, and compares every averaged state with the reference. It also
+# The check builds a small network, sets the live weights itself before each of a few updates (from step 0 with
+# decays 0.999 and 0.9, and from step 20 with decay 0.5, where the warm-up (1 + 20)/(10 + 20) = 0.7 is already
+# larger than the decay, so the `min` matters; the hidden tests add decay 0.99 from step 100), and compares every
+# averaged state with the reference. It also
 # checks that the copy is independent and does not require gradients.
 
 # %% nbgrader={"grade": false, "grade_id": "EMA", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -187,7 +189,8 @@ if checks.ready("training_step", training_step, "the training") and checks.ready
 # not the loss. The samples (right) trace two thin moons like the data (left), with a few stray points between
 # them: in the reference run 90% of the 2,000 samples lie within 0.15 of the noise-free moons, against 95% of the
 # data points (`bench/moons_reference.py`, `docs/lab_sweep.md`). A round cloud or a blurred S means too few steps
-# or too small a network: 128 units x 3 layers for 3,000 steps, this worksheet's earlier setting, scored 31%.
+# or too small a network: 128 units x 3 layers for 3,000 steps without an EMA, this worksheet's earlier setting,
+# scored 34% (`docs/lab_sweep.md`, section 5).
 
 # %%
 if history:
@@ -237,7 +240,8 @@ if checks.ready("EMA", EMA, "the warm-up experiment") and checks.ready("training
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-warmup-text", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # **What goes wrong without the warm-up.** After 1,500 steps the live weights and the EMA with warm-up draw the
-# same rough, filled S-shaped cloud (too few steps for thin moons yet; the cloud covers the moons, so the median
+# same rough, filled cloud, denser at the top left and bottom right where the moons' arcs lie (too few steps for
+# thin moons yet; the cloud covers the moons, so the median
 # distance to a data point is small, 0.04). The average without warm-up scatters its samples over the whole box
 # and beyond it (21% fall outside; median distance to the data 0.78): with $d = 0.999$ from the first step, 22% of
 # it is still the network's random initial weights ($0.999^{1500}$), and a weighted average of a random network's

@@ -91,8 +91,8 @@ assert run_check("cfg_combine", cfg_combine, hidden=True).passed, "hidden tests 
 # - **Output.** The samples (N, D).
 #
 # The check runs your sampler with the exact conditional noise predictor of eight Gaussians (`GaussianMixtureEps`
-# below), with $w$ = 3, 0 and 1.5, on a linear and a cosine schedule, and compares with the course's sampler to
-# 1e-3.
+# below), with $w$ = 3 and 0 on a linear schedule (the hidden tests add $w = 1.5$ on a cosine schedule), and
+# compares with the course's sampler to 1e-3.
 
 # %% nbgrader={"grade": false, "grade_id": "guided_ddim_sample", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
@@ -257,8 +257,8 @@ if checks.ready("guided_ddim_sample", guided_ddim_sample, "the sweep") and "mode
 # - **Output.** $\hat\epsilon$, shaped like `eps_pred`: the prediction moved so that sampling climbs
 #   $\log p_\phi(y \mid x_t)$, by `classifier_scale` times the gradient in units of the score.
 #
-# The check uses a linear noisy classifier, whose gradient is known in closed form, on batches of 3 to 5 samples
-# with different classes and shapes, with $s$ = 2, 0.5 and 10.
+# The check uses a linear noisy classifier, whose gradient is known in closed form, on batches of 4 and 5 samples
+# with different classes and shapes, with $s$ = 2 and 0.5 (the hidden tests add a batch of 3 with $s = 10$).
 
 # %% nbgrader={"grade": false, "grade_id": "classifier_guided_eps", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):

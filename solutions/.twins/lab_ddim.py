@@ -59,7 +59,7 @@ print("device:", device, "| quick mode:", quick_mode())
 #
 # | `DATASET` | images | what you need | training in this notebook |
 # |---|---|---|---|
-# | `"mnist"` (default) | 60,000 handwritten digits, 28x28 grey | nothing: the course's data folder (`COURSE_DATA_DIR`) | 16x16, a UNet of base width 16, 1 M training images with the learning rate decayed along a cosine (the reference run: 86.4% of samples recognisable, the requirement is 85%; 19 minutes on a quiet 2-core CPU that computes bfloat16, about 53 on one with AVX2 only, longer on a busy one: the progress bar estimates yours) |
+# | `"mnist"` (default) | 60,000 handwritten digits, 28x28 grey | nothing: the course's data folder (`COURSE_DATA_DIR`) | 16x16, a UNet of base width 16, 1 M training images with the learning rate decayed along a cosine (the reference run: 86.4% of samples recognisable, the requirement is 85%; 19 minutes on a quiet 2-core CPU that computes bfloat16, 26 to 53 on one with AVX2 only (docs/performance.md), longer on a busy one: the progress bar estimates yours) |
 # | `"fashion_mnist"` | 60,000 clothes, 28x28 grey | the course's data folder | the same network and budget as MNIST; the images are harder |
 # | `"flowers102"` | 6,551 flowers (the Keras example's split), 64x64 colour | a download (about 330 MB) and a GPU | 64x64, the Keras example's network (widths 32, 64, 96, 128; 5.0 M parameters) for 50 epochs. Estimated from FLOPs, not measured: 3.6 GFLOP per image forward, about 11 per training image, 3.6 PFLOP for the run, so 3 to 12 minutes on a GPU sustaining 5 to 20 TFLOP/s, and some 10 hours on a 2-core CPU (100 GFLOP/s) |
 #
