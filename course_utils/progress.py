@@ -1,53 +1,27 @@
 """The course's progress bars: ``tqdm.auto``'s (a widget in a notebook, text in a terminal), ending on their last
 count.
 
-Two things a notebook saved after running (``nbconvert --execute``, nbclient, JupyterLab) kept of tqdm's
-notebook bar, which the course's bar mends:
+A ``leave=False`` bar (the samplers' and solvers', so that a loop of sampling calls leaves no trail of bars)
+closes in a notebook without drawing its last update: tqdm draws at most every ``mininterval`` seconds, and its
+``close`` hides the widget without redrawing it. A notebook executed and saved with its widgets' state
+(``nbconvert --execute``, nbclient) then showed DDPM's bar at "100% ... 999/1000" beside its finished samples.
+``tqdm`` here draws the last count before closing; the rest is tqdm's.
 
-- a ``leave=False`` bar (the samplers' and solvers', so that a loop of sampling calls leaves no trail of bars)
-  closes without drawing its last update (tqdm draws at most every ``mininterval`` seconds, and its ``close``
-  hides the widget without redrawing it): executed lesson 5 stored DDPM's bar at "100% ... 999/1000";
-- the plain-text copy of the widget, which whatever does not render widgets shows (GitHub, a terminal's
-  ``jupyter nbconvert --to markdown``), is the bar as it was displayed, before the first step: "0/1000".
-
-``tqdm`` here draws the last count before closing and, in a notebook, displays the bar under a display id
-that it updates once at the end (nbclient and JupyterLab then store the final text); the rest is tqdm's.
+Not mended: the plain-text copy of a notebook bar (what GitHub shows of a saved notebook) is the bar as it was
+first displayed, "0/1000". Displaying the bar under a display id and updating it at the end mends that in
+nbclient, but an update sent when a bar is garbage-collected lands in whatever cell runs then, and executing
+lesson 5 with nbclient then stalled on its interact cell until the cell timeout (measured: 120 s of a 120 s
+timeout, in both runs with it; the cell took 0.2 s in the run without it).
 """
 from __future__ import annotations
 
 from tqdm.auto import tqdm as _tqdm_auto
 
-try:
-    from tqdm.notebook import tqdm_notebook as _tqdm_notebook
-except ImportError:         # no ipywidgets: tqdm.auto is the text bar
-    _tqdm_notebook = None
-_NOTEBOOK = _tqdm_notebook is not None and issubclass(_tqdm_auto, _tqdm_notebook)
-
 
 class tqdm(_tqdm_auto):  # noqa: N801 - the name of what it stands in for
-    """``tqdm.auto.tqdm`` that ends on its last count, in the widget and in its plain-text copy."""
-
-    def __init__(self, *args, **kwargs):
-        self._handle = None
-        shown_here = _NOTEBOOK and kwargs.get("display", True) and kwargs.get("delay", 0) <= 0
-        if shown_here:
-            kwargs["display"] = False
-        super().__init__(*args, **kwargs)
-        if shown_here and not self.disable:
-            from IPython.display import display
-            self._handle = display(self.container, display_id=True)
-            self.displayed = True
+    """``tqdm.auto.tqdm`` whose ``leave=False`` bars draw their last count before they close."""
 
     def close(self) -> None:
-        if getattr(self, "disable", True):      # disabled, closed, or an __init__ that raised
-            return
-        if not self.leave:
+        if not getattr(self, "disable", True) and not self.leave:     # not disabled, not closed already
             self.refresh()
-            self._show_last()           # before the widget is closed
         super().close()
-        if self.leave:
-            self._show_last()
-
-    def _show_last(self) -> None:
-        if self._handle is not None:
-            self._handle.update(self.container)
