@@ -84,7 +84,7 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # speed on that machine and at a third to three quarters of it on an AVX2-only one (below), and the training cell's progress bar estimates the time on yours (section 5 of the lab says how to
 # shorten the run, section 7 what that costs). On the same 2-core machine type with AVX2 only (no native bfloat16),
 # measured on 2026-12-02 later in the day: lesson 1 took 19 s, lesson 5 9.5 minutes (568 s) and lesson 7 57 s with
-# nbconvert (on 2026-12-03, idle: lesson 1 10 s, lesson 7 27 s), and the lab's training step ran at 312 images per second in 32-bit floats (`python bench/lab_sweep.py
+# nbconvert (on 2026-12-03, idle: lesson 1 10 s, lesson 5 8.4 minutes (503 s), lesson 7 27 s), and the lab's training step ran at 312 images per second in 32-bit floats (`python bench/lab_sweep.py
 # --configs size16-base16-cosine1M --minutes 1.5 --n 50 --sampling-steps 10 --threads 2 --decays 0.995`; 634 on
 # 2026-12-03 with the same command), so its 1 M images take 26 to 53 minutes there. A cell that trains or samples for long prints its progress as a bar.
 # Timings on a machine shared with other jobs can be several times longer: a CPU's two cores shared by several
