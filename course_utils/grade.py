@@ -647,6 +647,8 @@ def _hidden_calls(run_nb: dict, outcome: sandbox.Outcome) -> list[str]:
         index, what = e.get("index"), _short(_valid_text(str(e.get("evalue", ""))), 200)
         cell = _cell_note(run_nb, index)
         role = run_nb["cells"][index]["metadata"]["course_grade"] if cell != "a cell" else {}
+        if role.get("role") == "harvest":       # a graded cell: its row's verdict says what happened
+            continue
         if role.get("role") == "student" and role.get("grade_id"):
             notes[f"{cell} stopped at a call of the course's own answer, which the grader hides ({what}): the "
                   "lines after that call did not run."] = None

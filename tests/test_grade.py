@@ -371,12 +371,13 @@ def test_a_call_of_a_hidden_answer_says_what_it_costs():
                                                                                    "grade_id": grade_id}}}
     run_nb = {"cells": [cell("# NBVAL_CHECK_OUTPUT\nunet = UNet(1)", "student"),
                         cell("# TODO\nx = forward.q_sample(x0, t)\ndef q_sample(): ...", "student", "q_sample"),
-                        cell("print(1)", "student")]}
+                        cell("print(1)", "student"), cell("harvest('q_sample', q_sample)", "harvest", "test_q")]}
     hidden = f"course_utils.nets.ResBlock is {HIDDEN}: worksheet 03 asks you to write ResBlock yourself"
     outcome = Outcome(cells=[{"index": 0, "status": "error", "ename": "PermissionError", "evalue": hidden},
                              {"index": 0, "status": "error", "ename": "PermissionError", "evalue": hidden},
                              {"index": 1, "status": "error", "ename": "PermissionError", "evalue": hidden},
-                             {"index": 2, "status": "ok"}])
+                             {"index": 2, "status": "ok"},
+                             {"index": 3, "status": "error", "ename": "PermissionError", "evalue": hidden}])
     demo, todo = grade._hidden_calls(run_nb, outcome)
     assert demo.startswith("your cell starting `unet = UNet(1)` could not run while grading") and hidden in demo
     assert demo.endswith("That cell is not graded, so this costs no points.")
