@@ -269,11 +269,18 @@ def judge_harvest(check: str, data: bytes):
     return checks.verdict(check, checks.judge_inputs(check, decode_outputs(data)), hidden=True)
 
 
-def _cell_note(run_nb: dict, index) -> str:
+def _role(run_nb: dict, index) -> dict:
+    """The course_grade metadata (role, grade_id) of the cell a kernel record names, or {} when ``index`` names none."""
     if not isinstance(index, int) or not 0 <= index < len(run_nb["cells"]):
+        return {}
+    return run_nb["cells"][index]["metadata"]["course_grade"]
+
+
+def _cell_note(run_nb: dict, index) -> str:
+    role = _role(run_nb, index)
+    if not role:
         return "a cell"
     cell = run_nb["cells"][index]
-    role = cell["metadata"]["course_grade"]
     if role["role"] == "harvest":
         return f"the graded cell {role['grade_id']!r}"
     if role["role"] == "prelude":
@@ -307,10 +314,8 @@ def cell_errors(run_nb: dict, outcome: sandbox.Outcome) -> list[dict]:
         if not isinstance(e, dict) or e.get("status") != "error":
             continue
         index = e.get("index")
-        if not (isinstance(index, int) and 0 <= index < len(run_nb["cells"])):
-            continue
-        role = run_nb["cells"][index]["metadata"]["course_grade"]["role"]
-        if role == "harvest" or HIDDEN in str(e.get("evalue", "")):
+        role = _role(run_nb, index).get("role")
+        if role is None or role == "harvest" or HIDDEN in str(e.get("evalue", "")):
             continue
         found.append({"cell": _cell_note(run_nb, index), "role": role,
                       "ename": _valid_text(str(e.get("ename", "")))[:100],
@@ -347,8 +352,7 @@ def judge(source: Source, run_nb: dict, found: set[str], read, outcome: sandbox.
     harvest_index = {c["metadata"]["course_grade"]["grade_id"]: i for i, c in enumerate(run_nb["cells"])
                      if c["metadata"]["course_grade"]["role"] == "harvest"}
     errors = [e for e in outcome.cells if isinstance(e, dict) and e.get("status") == "error"
-              and not (isinstance(e.get("index"), int) and 0 <= e["index"] < len(run_nb["cells"])
-                       and run_nb["cells"][e["index"]]["metadata"]["course_grade"]["role"] == "harvest")]
+              and _role(run_nb, e.get("index")).get("role") != "harvest"]
     oom = (outcome.protections.get("oom_kills") or 0) > 0
     rows = []
     for g in source.graded:
@@ -645,8 +649,7 @@ def _hidden_calls(run_nb: dict, outcome: sandbox.Outcome) -> list[str]:
         if not isinstance(e, dict) or HIDDEN not in str(e.get("evalue", "")):
             continue
         index, what = e.get("index"), _short(_valid_text(str(e.get("evalue", ""))), 200)
-        cell = _cell_note(run_nb, index)
-        role = run_nb["cells"][index]["metadata"]["course_grade"] if cell != "a cell" else {}
+        cell, role = _cell_note(run_nb, index), _role(run_nb, index)
         if role.get("role") == "harvest":       # a graded cell: its row's verdict says what happened
             continue
         if role.get("role") == "student" and role.get("grade_id"):

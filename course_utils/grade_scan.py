@@ -72,11 +72,11 @@ def _targets(node: ast.AST):
 
 
 def _parse(source: str) -> ast.AST | None:
-    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
     for _ in range(2):          # a SystemError of that race (another thread compiling meanwhile): once more
         try:
             with _PARSE_LOCK:
-                return ast.parse("\n".join(lines))
+                return ast.parse(code)
         except SystemError:
             continue
         except (SyntaxError, ValueError, RecursionError, MemoryError):
