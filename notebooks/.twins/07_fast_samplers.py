@@ -300,6 +300,11 @@ for solver in SOLVERS:
 # %%
 from course_utils.checkpoints import load_run
 
+def print_row(row):
+    print(f"{row['sampler']:<24} {row['steps']:>5} {row['calls']:>5} {row['seconds']:>8.1f} {row['fid']:>7.2f} "
+          f"{row['confident']:>7.3f} +- {row['confident_se']:.3f}")
+
+
 bench = load_run("bench_samplers")                 # course_utils/checkpoints/runs/bench_samplers.json
 print(f"from course_utils/checkpoints/runs/bench_samplers.json: `{bench['command']}`")
 print(f"  {bench['header']}; {bench['machine']}")
@@ -309,8 +314,7 @@ print(f"  DDPM 1000 reference: FID {ddpm['fid']:.2f}, confident {ddpm['confident
       + (f" ({ddpm['source']})" if "source" in ddpm else ""))
 print(f"\n{'sampler':<24} {'steps':>5} {'calls':>5} {'seconds':>8} {'FID':>7} {'confident':>10}")
 for row in bench["rows"]:
-    print(f"{row['sampler']:<24} {row['steps']:>5} {row['calls']:>5} {row['seconds']:>8.1f} {row['fid']:>7.2f} "
-          f"{row['confident']:>7.3f} +- {row['confident_se']:.3f}")
+    print_row(row)
 
 other_grids = {spacing: load_run(f"bench_samplers_{spacing}") for spacing in ("leading", "linspace")}
 for spacing, run in other_grids.items():
@@ -318,8 +322,7 @@ for spacing, run in other_grids.items():
           f"(5 steps: {run['grids']['DDIM 5']}): `{run['command']}`")
     for row in run["rows"]:
         if row["sampler"] in SOLVERS:
-            print(f"{row['sampler']:<24} {row['steps']:>5} {row['calls']:>5} {row['seconds']:>8.1f} "
-                  f"{row['fid']:>7.2f} {row['confident']:>7.3f} +- {row['confident_se']:.3f}")
+            print_row(row)
 
 # %%
 rows = bench["rows"]
