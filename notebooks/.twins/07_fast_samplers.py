@@ -15,7 +15,7 @@
 #    benchmark runs), on three time grids, and a few live samples.
 # 5. The same trained network driven by the schedulers of Hugging Face's `diffusers` library, the library you
 #    will use after this course, and what its settings mean in the course's terms.
-# 6. A widget: solver and number of network calls, from one fixed $x_T$.
+# 6. A widget: solver, number of network calls and time grid, from one fixed $x_T$.
 #
 # **Time.** About half a minute in full mode on an idle 2-core CPU (29 s measured) and about 20 s (17 s measured) with
 # `COURSE_QUICK=1` (fewer points and images); longer when other jobs share the cores. Section 4's quality figure
@@ -503,34 +503,55 @@ plt.show()
 #   into $\bar x_T$, and `scale_model_input` multiplies by $\sqrt{\bar\alpha_t} = 1/\sqrt{\sigma^2 + 1}$ to hand the
 #   network $x_t$ again.
 #
-# ## 6. Explore: solver and network calls
+# ## 6. Explore: solver, network calls and time grid
 #
-# The same 16 starting points $x_T$ for every choice. Pick a solver and a budget of network calls (Heun takes
-# the most steps that fit: 3 steps for 5 calls). Every solver runs on the log-SNR grid of section 2.
+# The same 16 starting points $x_T$ for every choice. Pick a solver, a budget of network calls (Heun takes the
+# most steps that fit: 3 steps for 5 calls) and one of section 4's three time grids: `"logsnr"` (section 2's,
+# even in log-SNR), `"linspace"` (even in $t$ from 999 to 0) or `"leading"` (lesson 5's `ddim_timesteps`). The
+# title prints the grid's timesteps, so you can see where each solver spends its calls.
 
 # %%
 x_T_widget = torch.randn(N_SHOW, *image_shape, generator=torch.Generator().manual_seed(42)).to(device)
 
 
-def solver_explorer(solver="DPM-Solver++(2M)", calls=10):
+def grid_label(timesteps, shown=6):
+    """'t = 999, 722, 302, 30, 0', or its first points and the last for a long grid."""
+    points = [str(t) for t in timesteps]
+    return "t = " + ", ".join(points if len(points) <= shown else points[:shown - 2] + ["...", points[-1]])
+
+
+def solver_explorer(solver="DPM-Solver++(2M)", calls=10, grid="logsnr"):
     steps = steps_for_calls(solver, calls)
-    x = solve(solver, model, schedule, x_T_widget.shape, x_T=x_T_widget, num_steps=steps, progress=False)
-    show_images(x, nrow=8, title=f"{solver}: {steps} steps, {network_calls(solver, steps)} network calls",
-                figsize=(8, 2.3))
+    x = solve(solver, model, schedule, x_T_widget.shape, x_T=x_T_widget, num_steps=steps, spacing=grid,
+              progress=False)
+    timesteps = solver_timesteps(schedule, steps, spacing=grid).tolist()
+    show_images(x, nrow=8, figsize=(8, 2.5),
+                title=f"{solver}, {grid} grid: {steps} steps, {network_calls(solver, steps)} network calls\n"
+                      f"{grid_label(timesteps)}")
     plt.show()
 
 
 _ = widgets.interact(solver_explorer,
                      solver=widgets.Dropdown(options=list(SOLVERS), value="DPM-Solver++(2M)", description="solver"),
                      calls=widgets.SelectionSlider(options=[3, 5, 10, 20, 50], value=10, description="calls",
-                                                   continuous_update=False))
+                                                   continuous_update=False),
+                     grid=widgets.Dropdown(options=["logsnr", "linspace", "leading"], value="logsnr",
+                                           description="grid"))
 
 # %% [markdown]
-# What the widget shows (the full grid of settings was looked at while writing this): with 3 calls no solver draws
-# digits (DDIM gives grey blurs, DPM-Solver++(2M) noisy sketches of digits, Heun with 2 steps only noise); with 5
-# calls DPM-Solver++ draws most of the sixteen digits where DDIM's are still blurred and Heun's are noise; with 10
-# calls DDIM and DPM-Solver++ both draw them, Heun breaks a few; from 20 calls on, the three solvers draw the same
-# sixteen digits, which barely change up to 50.
+# What the widget shows (every setting was looked at while writing this, from this $x_T$). **3 calls**: on the
+# log-SNR grid (999, 302, 0) DDIM gives blurred sketches and DPM-Solver++(2M) noisy ones, many of them other digits
+# than the ones the larger budgets draw; on `"linspace"` (999, 500, 0) DDIM gives grey blurs of the right digits;
+# on lesson 5's `"leading"` grid (666, 333, 0: it treats $x_T$ as $x_{666}$, where $\sqrt{\bar\alpha_t} = 0.10$)
+# DPM-Solver++ already draws most of the sixteen digits. Heun with 2 steps gives noise on every grid. **5 calls**:
+# on the log-SNR grid DDIM's digits are still blurred and DPM-Solver++ draws most of them; on the even grids both
+# draw most of them, DDIM a little blurred; Heun's 3 steps give noise, or on `"leading"` grainy sketches.
+# **10 calls**: DDIM and DPM-Solver++ draw the digits on every grid; Heun (5 steps, 9 calls) breaks a few, and on
+# the even grids leaves a grain of noise over every image. **20 calls**: DDIM and DPM-Solver++ draw the same
+# sixteen digits on every grid, and so does Heun (19 calls) on the log-SNR grid; on the even grids Heun still
+# leaves a faint grain and turns the seventh digit into a blob. **50 calls**: every solver draws the same sixteen
+# digits on every grid. Section 4's numbers say the same on 300 samples: with few calls, the grid decides as much
+# as the solver.
 #
 # ## Next
 #
