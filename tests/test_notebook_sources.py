@@ -188,6 +188,22 @@ def test_the_docs_carry_what_make_generated_writes():
                                    "README.md") == readme, "README.md's badges are out of date: run `make generated`"
 
 
+
+def test_every_stored_bar_reads_as_its_saved_state():
+    """GitHub shows a stored bar's plain text: "0/1000" beside finished samples until make generated writes it."""
+    import nbformat
+
+    from course_utils.progress import WIDGET_VIEW, saved_bars_as_text
+
+    stale = [path.name for path in SOURCES if saved_bars_as_text(nbformat.read(path, as_version=4))]
+    assert not stale, f"{stale}: stored progress bars say what they showed first: run `make generated`"
+    lesson = nbformat.read(ROOT / "notebooks" / "05_ddpm_vs_ddim.ipynb", as_version=4)    # the check can fail
+    for output in (o for c in lesson.cells if c.cell_type == "code" for o in c.outputs):
+        if WIDGET_VIEW in output.get("data", {}):
+            output.data["text/plain"] = "DDPM:   0%|          | 0/1000 [00:00<?, ?it/s]"
+    assert saved_bars_as_text(lesson) == 6      # its two DDPM bars and four DDIM bars; its widgets stay as they are
+
+
 # ------------------------------------------------------------------------------------- the Makefile's wiring
 def _make(*args: str) -> str:
     return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,

@@ -11,6 +11,8 @@ import re
 import nbformat
 import pytest
 
+from course_utils import progress
+
 LOOP = "for _ in {bar}(range(1000), desc='{desc}', leave={leave}, mininterval=60):\n    pass\n"
 
 
@@ -39,3 +41,33 @@ def test_a_saved_bar_ends_on_its_last_count(tmp_path):
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert _counts(nb) == {"auto-False": "0/1000", "auto-True": "1000/1000",
                            "course-False": "1000/1000", "course-True": "1000/1000"}
+
+    # The plain-text copies (what GitHub shows) are the bars as first displayed, until make generated's
+    # saved_bars_as_text writes them from the saved state: the same counts, in tqdm's plain format.
+    bars = [o for o in nb.cells[0].outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(bars) == 4 and all("| 0/1000 [" in o.data["text/plain"] for o in bars)
+    assert progress.saved_bars_as_text(nb) == 4
+    plain = sorted(re.match(r"([\w-]+): +(\d+%)\|([# ]+)\| (\d+/\d+) \[", o.data["text/plain"]).groups() for o in bars)
+    # tqdm.auto's leave=False bar: its progress widget got the last count, its text did not (drawn as saved)
+    assert plain == [("auto-False", "0%", "#" * 10, "0/1000"), ("auto-True", "100%", "#" * 10, "1000/1000"),
+                     ("course-False", "100%", "#" * 10, "1000/1000"), ("course-True", "100%", "#" * 10, "1000/1000")]
+    assert progress.saved_bars_as_text(nb) == 0          # written once, then nothing left to change
+
+
+def _bar_state(value, maximum, left="DDPM:\u2007\u200750%", right="\u20075/10\u2007[00:01&lt;00:01,\u20073.00it/s]"):
+    html = {"model_name": "HTMLModel"}
+    return {"bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]}},
+            "l": {**html, "state": {"value": left}}, "r": {**html, "state": {"value": right}},
+            "p": {"model_name": "FloatProgressModel", "state": {"value": value, "max": maximum}},
+            "slider": {"model_name": "IntSliderModel", "state": {"value": 3}}}
+
+
+def test_a_saved_bar_reads_as_tqdm_writes_it():
+    assert progress.saved_bar_text(_bar_state(5, 10), "bar") == "DDPM:  50%|#####     | 5/10 [00:01<00:01, 3.00it/s]"
+    assert progress.saved_bar_text(_bar_state(12, 10), "bar").count("#") == 10      # never past the bar's end
+    assert progress.saved_bar_text(_bar_state(0, None), "bar").startswith("DDPM:  50%|          |")   # total unknown
+    for not_a_bar in ("slider", "p", "missing"):
+        assert progress.saved_bar_text(_bar_state(5, 10), not_a_bar) is None
+    state = _bar_state(5, 10)
+    state["bar"]["state"]["children"] = ["IPY_MODEL_l", "IPY_MODEL_slider", "IPY_MODEL_r"]   # another HBox
+    assert progress.saved_bar_text(state, "bar") is None

@@ -7,6 +7,7 @@
 | exercises/*.ipynb (the student worksheets)        | solutions/*.ipynb (``course_utils.exercises``) |
 | docs/mistakes.md's catalogue                      | ``course_utils.checks.MISTAKES``              |
 | docs/checkpoints.md's table of shipped models     | the model cards (``checkpoints.cards_markdown``) |
+| the plain text of each stored progress bar         | its saved widget state (``progress.saved_bars_as_text``) |
 | notebooks/.twins/*.py, solutions/.twins/*.py      | the notebooks (jupytext, paired in jupytext.toml) |
 
 Each step writes only what changed and prints it. Generated regions inside hand-written markdown sit between
@@ -14,7 +15,7 @@ Each step writes only what changed and prints it. Generated regions inside hand-
 when ``git diff --exit-code`` then finds a difference, so a forgotten regeneration cannot land.
 
     python tools/generate.py            # everything
-    python tools/generate.py twins      # one step (setup, badges, exercises, mistakes, cards, twins)
+    python tools/generate.py twins      # one step (setup, bars, badges, exercises, mistakes, cards, twins)
 """
 from __future__ import annotations
 
@@ -167,6 +168,16 @@ def step_cards(root: Path = ROOT) -> None:
                                            "docs/checkpoints.md"))
 
 
+def step_bars(root: Path = ROOT) -> None:
+    """Each stored progress bar's plain text (what GitHub shows) from its saved widget state: its last drawing."""
+    from course_utils.progress import saved_bars_as_text
+
+    for path in source_notebooks(root):
+        nb = _read(path)
+        if saved_bars_as_text(nb):
+            _write_notebook(path, nb)
+
+
 def twin_path(notebook: Path) -> Path:
     """notebooks/NAME.ipynb -> notebooks/.twins/NAME.py (the pairing of jupytext.toml)."""
     return notebook.parent / ".twins" / f"{notebook.stem}.py"
@@ -193,8 +204,9 @@ def step_twins(root: Path = ROOT) -> None:
                 print(f"removed {stale.relative_to(root)} (its notebook is gone)")
 
 
-STEPS = {"setup": step_setup, "badges": step_badges, "exercises": step_exercises, "mistakes": step_mistakes,
-         "cards": step_cards, "twins": step_twins}      # in this order: exercises copy the set-up cell
+STEPS = {"setup": step_setup, "bars": step_bars, "badges": step_badges, "exercises": step_exercises,
+         "mistakes": step_mistakes, "cards": step_cards, "twins": step_twins}
+# in this order: exercises copy the set-up cell
 
 
 def main(argv: list[str] | None = None) -> int:
