@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -115,7 +116,7 @@ def main(argv=None):
               f"2 standard errors of it: {matches[solver] if good else 'none of ' + str(args.calls)}")
     if args.json:
         result = dict(
-            header=header, command="python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+            header=header, command="python " + shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
             model=args.model, n=args.n, seed=args.seed, spacing=args.spacing,
             grids={f"{s} {r['steps']}": solver_timesteps(schedule, r["steps"], spacing=args.spacing).tolist()
                    for r in rows for s in [r["sampler"]] if s in SOLVERS},

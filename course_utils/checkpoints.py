@@ -14,8 +14,9 @@ fails with a message that names the file and says what is wrong. Every model is 
 classifier), or None for the clean classifiers. ``card["num_classes"]`` is None for unconditional models.
 
 Measured runs of these models that take too long for a lesson (hundreds of samples per sampler) are stored
-beside them, in ``course_utils/checkpoints/runs/NAME.json``, each with the command that wrote it; lessons read
-them with ``load_run(NAME)``.
+beside them, in ``course_utils/checkpoints/runs/NAME.json``, each with the command that reproduces it (written
+by a bench script's ``--json``; ``sampler_quality_n300`` was copied by hand from ``bench/bench_quality.py``'s
+output, which has no ``--json``); lessons read them with ``load_run(NAME)``.
 """
 from __future__ import annotations
 
@@ -146,7 +147,7 @@ def load_pretrained(*names: str, device: torch.device | str = "cpu", directory: 
 
 
 def load_run(name: str, *, directory: str | Path | None = None) -> dict:
-    """A stored measured run (``runs/NAME.json``, written by a bench script's ``--json``), as a dict.
+    """A stored measured run (``runs/NAME.json``, most written by a bench script's ``--json``), as a dict.
 
     Every run records the ``command`` that reproduces it; a missing file raises ``CheckpointError`` naming that
     file and the folder searched."""

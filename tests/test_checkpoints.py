@@ -7,8 +7,11 @@ they catch a broken or swapped checkpoint, not small regressions.
 """
 from __future__ import annotations
 
+import itertools
 import json
+import shlex
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -225,9 +228,21 @@ def test_docs_show_the_shipped_cards():
 
 def test_stored_runs_load_and_name_their_command(tmp_path):
     """The measured runs lessons 5 and 7 read ship with the package and say how to reproduce them."""
+    from course_utils.solvers import SOLVERS
+
     for name in ("sampler_quality_n300", "bench_samplers", "bench_samplers_leading", "bench_samplers_linspace"):
         run = checkpoints.load_run(name)
         assert run["command"].startswith("python bench/") and run["rows"], name
+        # pasted into a shell it must run as stored: bash parses it (an unquoted DPM-Solver++(2M) did not)
+        syntax = subprocess.run(["bash", "-n", "-c", run["command"]], capture_output=True, text=True)
+        assert syntax.returncode == 0, f"{name}: {run['command']!r}: {syntax.stderr}"
+        words = shlex.split(run["command"])
+        if "--spacing" in words:
+            assert words[words.index("--spacing") + 1] == run["spacing"], name
+        if "--solvers" in words:
+            solvers = list(itertools.takewhile(lambda w: not w.startswith("--"), words[words.index("--solvers") + 1:]))
+            assert solvers and set(solvers) <= set(SOLVERS), (name, solvers)
+            assert {row["sampler"] for row in run["rows"]} - {"DDIM (lesson 5's grid)"} == set(solvers), name
     with pytest.raises(checkpoints.CheckpointError, match=r"no stored run 'nope'.*bench_samplers"):
         checkpoints.load_run("nope")
     with pytest.raises(checkpoints.CheckpointError, match=r"stored: \[\]"):

@@ -46,7 +46,62 @@ def test_pyproject_and_environment_yml_agree():
 def test_dev_extra_has_the_test_tools():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     dev = {_name(r) for r in project["optional-dependencies"]["dev"]}
-    assert {"pytest", "diffusers"} <= dev, dev
+    assert {"pytest", "jupytext", "playwright"} <= dev, dev
+
+
+def _installed_with(names: set[str]) -> set[str]:
+    """The distributions ``names`` bring along when installed: themselves and what they require, recursively
+    (as installed here; extras not counted)."""
+    from importlib import metadata
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [_name(r) for r in requires if "extra ==" not in r]
+    return seen
+
+
+def _imported_modules(source: str) -> set[str]:
+    """Top-level module names of every import statement in ``source`` (relative imports left out)."""
+    import ast
+
+    modules = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module.split(".")[0])
+    return modules
+
+
+def test_what_a_student_runs_imports_only_what_the_package_installs():
+    """The lessons, the worksheets and the package itself import nothing that `pip install -e .` or
+    environment.yml leaves out: a conda or plain-pip student has no dev extra (lesson 7 once needed diffusers
+    from it)."""
+    import sys
+    from importlib import metadata
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = _installed_with({_name(r) for r in project["dependencies"]})
+    to_distributions = metadata.packages_distributions()
+    sources = [*(ROOT / "course_utils").rglob("*.py"), *(ROOT / "notebooks" / ".twins").glob("*.py"),
+               *(ROOT / "solutions" / ".twins").glob("*.py")]
+    missing = {}
+    for path in sources:
+        for module in _imported_modules(path.read_text(encoding="utf-8")) - set(sys.stdlib_module_names) - {
+                "course_utils", "__future__"}:
+            distributions = {_name(d) for d in to_distributions.get(module, [module])}
+            if not distributions & installed:
+                missing.setdefault(module, []).append(str(path.relative_to(ROOT)))
+    assert not missing, f"imported but not installed by the package's dependencies: {missing}"
+    assert "diffusers" in installed and "ipython" in installed, "the closure of the dependencies looks wrong"
 
 
 def test_readme_quick_start_has_the_two_commands():
