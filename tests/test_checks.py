@@ -220,3 +220,17 @@ def test_an_input_is_changed_by_any_difference_but_a_nan_equals_itself():
                 torch.tensor([1.0, float("nan"), 3.0], dtype=torch.float64), torch.tensor([1.0, float("nan")])):
         assert "changed its input x0 in place" in _changed("x0", now, False, was), now
     assert "set requires_grad" in _changed("x0", was.clone(), True, was)
+
+
+def test_reverse_diffusion_may_ask_the_network_for_its_device():
+    """next(network.parameters()).device is a usual way to find a network's device: the lab's stand-in network
+    has a parameter, as the lab's UNet has, and moves to the "meta" device with initial_noise."""
+    from course_utils.checks.lab_ddim import ref_reverse_diffusion
+
+    def reverse_diffusion(network, initial_noise, diffusion_steps):
+        device = next(network.parameters()).device
+        ones = torch.ones(initial_noise.shape[0], 1, 1, 1, device=device)
+        return (ref_reverse_diffusion(network, initial_noise, diffusion_steps).float() * ones)
+
+    for hidden in (False, True):
+        assert run_check("reverse_diffusion", reverse_diffusion, hidden=hidden).passed

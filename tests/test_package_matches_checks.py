@@ -93,7 +93,10 @@ PATCHES = {
     "cfg_combine": (guidance, "cfg_combine", None),
     "dpmpp_2m_step": (solvers, "dpmpp_2m_step", None),
 }
-BROKEN = [(name, mid, wrong) for name in PATCHES for mid, wrong, _ in MISTAKES[name]]
+# mistakes that cannot reach the package's output: NoiseSchedule.from_betas stores float32 whatever betas it gets
+HARMLESS_IN_THE_PACKAGE = {("linear_beta_schedule", "float64 (numpy's linspace)")}
+BROKEN = [(name, mid, wrong) for name in PATCHES for mid, wrong, _ in MISTAKES[name]
+          if (name, mid) not in HARMLESS_IN_THE_PACKAGE]
 
 
 def test_every_comparison_can_be_broken():

@@ -190,6 +190,18 @@ def same_seed_hint(out, again, what: str) -> str | None:
             "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
 
 
+def fresh_draws_hint(first, second, what: str) -> str | None:
+    """The hint for a function that, called twice with ONE generator, gave the same ``what`` twice (else None):
+    it reseeds the generator or torch itself, so every call draws the same "random" noise (the seeds of a
+    notebook's cells then stop mattering)."""
+    if isinstance(first, Tensor) and isinstance(second, Tensor) and first.shape == second.shape and torch.equal(
+            first, second):
+        return (f"two calls in a row with one generator gave the same {what}: your function reseeds the generator "
+                "(or torch) itself; draw from the generator as it is given, without manual_seed, so that each "
+                "call continues its stream")
+    return None
+
+
 def not_an_output(x) -> str:
     """What a student reads when their function returns something that is not tensors, numbers or text."""
     kind = f"{type(x).__module__}.{type(x).__name__}".removeprefix("builtins.")
@@ -328,14 +340,28 @@ def _detach(out):
 
 
 # ------------------------------------------------------------------ helpers for diagnose functions
-def shape_hint(out, ref: Tensor, what: str = "output") -> str | None:
+def shape_hint(out, ref: Tensor, what: str = "output", *, dtype: bool = True) -> str | None:
+    """The hint for an output that is not a tensor of ``ref``'s shape, not float32 (unless ``dtype=False``: the
+    caller says so itself once the values are compared), or not finite; None when it is none of these."""
     if not isinstance(out, Tensor):
         return f"the {what} should be a torch.Tensor, got {type(out).__name__}"
     if tuple(out.shape) != tuple(ref.shape):
         return f"wrong shape: the {what} has shape {tuple(out.shape)}, expected {tuple(ref.shape)}"
+    if dtype and out.is_floating_point() and out.dtype != torch.float32:
+        return dtype_hint(out.dtype, what)
     if not torch.isfinite(out).all():
         return f"the {what} contains NaN or inf"
     return None
+
+
+def dtype_hint(dtype: torch.dtype, what: str = "output", *, values_right: bool = False) -> str:
+    """The hint for a floating-point result that is not float32 (every case's inputs are float32, and so are the
+    course's networks: a float64 schedule passes its own numbers but makes the lab's UNet raise "Input type
+    (double) and bias type (float)")."""
+    lead = f"the values are right, but the {what} is" if values_right else f"the {what} is"
+    return (f"{lead} {str(dtype).removeprefix('torch.')}: return float32, the dtype of the course's tensors and "
+            "networks (a network given float64 raises \"Input type (double) and bias type (float)\"; numpy "
+            "arrays and math on them are float64: torch.linspace/torch.arange make float32, or add .float())")
 
 
 def close(a: Tensor, b: Tensor, tol: float = 1e-4, *, atol: float | None = None) -> bool:
@@ -381,11 +407,12 @@ def judge(out, ref: Tensor, variants: list, what: str = "output", generic: str |
     ``variants`` lists (hint, the output of that mistake on this case), most specific first; ``atol`` as in
     ``close``.
     """
-    hint = shape_hint(out, ref, what)
+    hint = shape_hint(out, ref, what, dtype=False)
     if hint:
         return hint
     if close(out, ref, atol=atol):
-        return None
+        return dtype_hint(out.dtype, what, values_right=True) if (
+            out.is_floating_point() and out.dtype != torch.float32) else None
     for mistake_hint, wrong in variants:
         if wrong is not None and tuple(wrong.shape) == tuple(ref.shape) and close(out, wrong, atol=atol):
             return mistake_hint

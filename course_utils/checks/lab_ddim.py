@@ -23,11 +23,14 @@ class LabToyNet(nn.Module):
     """A fixed stand-in for the lab's network: network(noisy_images, noise_variances) -> pred_noises.
 
     The variances may have shape (B,) or (B, 1, 1, 1). With ``record`` it keeps every variance it was given.
+    It holds one parameter, unused, as the lab's UNet holds many: ``next(network.parameters()).device`` (a common
+    way to ask a network's device) works on it as on the UNet.
     """
 
     def __init__(self, record: bool = False):
         super().__init__()
         self.calls: list = [] if record else None
+        self.unused = nn.Parameter(torch.zeros(()), requires_grad=False)
 
     def forward(self, x: Tensor, variance: Tensor) -> Tensor:
         B = x.shape[0]
@@ -154,13 +157,15 @@ def _reverse_call(f, c):
     for seed in (0, 1):  # twice, from two global seeds: a deterministic sampler ignores them
         net = LabToyNet(record=True)
         torch.manual_seed(seed)
-        outs.append(f(net, c["initial_noise"].clone(), c["diffusion_steps"]))
+        # the first run gets the case's own tensor, which the harvest compares afterwards (a loop that writes
+        # into initial_noise in place overwrites the caller's noise); the second run a copy of it
+        outs.append(f(net, c["initial_noise"] if seed == 0 else c["initial_noise"].clone(), c["diffusion_steps"]))
         calls = calls if calls is not None else net.calls
     # once more with initial_noise on the "meta" device (shapes only, no data): a tensor made without device=
     # lands on the CPU and mixing it in raises, as it would on a GPU, where the lab runs when there is one
     # (or, from the few operations that mix the two devices silently, such as einsum, a result on the CPU)
     try:
-        moved = f(LabToyNet(), c["initial_noise"].to("meta"), c["diffusion_steps"])
+        moved = f(LabToyNet().to("meta"), c["initial_noise"].to("meta"), c["diffusion_steps"])
         elsewhere = {"device": str(moved.device)} if isinstance(moved, torch.Tensor) else None
     except Exception as err:  # noqa: BLE001 - judged by _reverse_diagnose: a device mix-up or nothing
         elsewhere = raised_record(err)
@@ -232,6 +237,12 @@ def _reverse_einsum_on_cpu(network, initial_noise, steps):
     return torch.einsum("bchw,wv->bchv", pred_images, torch.eye(pred_images.shape[-1]))
 
 
+def _reverse_into_initial_noise(network, initial_noise, steps):
+    """Right values, written into the caller's tensor: next_noisy_images.copy_(...) with next_noisy_images =
+    initial_noise at the first step."""
+    return initial_noise.copy_(ref_reverse_diffusion(network, initial_noise, steps).float())
+
+
 def _reverse_random(network, initial_noise, steps):
     return ref_reverse_diffusion(network, initial_noise, steps).float() + 0.1 * torch.randn(initial_noise.shape)
 
@@ -246,6 +257,7 @@ MISTAKES["reverse_diffusion"] = [
                                                      ref_reverse_diffusion(network, x, steps).float())[1],
      "called"),
     ("new tensors on the CPU", _reverse_on_cpu, "device=initial_noise.device"),
+    ("writes into initial_noise", _reverse_into_initial_noise, "changed its input initial_noise in place"),
     ("a result on the CPU", _reverse_einsum_on_cpu, "device=initial_noise.device"),
     ("not implemented", todo, "not implemented yet"),
 ]

@@ -71,6 +71,8 @@ MISTAKES["linear_beta_schedule"] = [
         beta_start + (beta_end - beta_start) * torch.arange(T) / T, "last beta must equal beta_end"),
     ("wrong shape", lambda T, beta_start=1e-4, beta_end=0.02: torch.linspace(beta_start, beta_end, T)[None],
      "wrong shape"),
+    ("float64 (numpy's linspace)", lambda T, beta_start=1e-4, beta_end=0.02: ref_linear_betas(T, beta_start, beta_end),
+     "return float32"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -194,6 +196,8 @@ MISTAKES["diffusion_schedule"] = [
         _schedule_float(t, min_signal_rate, max_signal_rate, arccos=False), "arccos"),
     ("ignores min/max_signal_rate", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: _schedule_float(t),
      "arccos(min_signal_rate)"),
+    ("float64 (the lab's UNet then raises)", lambda t, min_signal_rate=0.02, max_signal_rate=0.95:
+        ref_diffusion_schedule(t, min_signal_rate, max_signal_rate), "return float32"),
     ("returns one tensor", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: t, "return a tuple"),
     ("not implemented", todo, "not implemented yet"),
 ]

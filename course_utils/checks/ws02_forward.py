@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, gather, generator, judge, register,
-                        same_seed_hint, shape_hint, small_schedule, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, fresh_draws_hint, gather, generator, judge,
+                        register, same_seed_hint, shape_hint, small_schedule, todo, visible)
 
 
 # ------------------------------------------------------------------ q_sample
@@ -286,13 +286,18 @@ def _scales_fit(states: Tensor, scales: Tensor, t: int) -> bool:
 
 
 def _chain_call(f, c) -> dict:
-    """The chain twice, with generators of the same seed: the runs must agree (the generator is used)."""
-    return {key: f(c["x0"], c["t"], c["schedule"], generator=generator(c["seed"])) for key in ("out", "again")}
+    """The chain twice from one generator (the second call must continue its stream: not reseed it), and once
+    from a new generator of the same seed (it must repeat the first: the generator is used)."""
+    g = generator(c["seed"])
+    out = f(c["x0"], c["t"], c["schedule"], generator=g)
+    return dict(out=out, next=f(c["x0"], c["t"], c["schedule"], generator=g),
+                again=f(c["x0"], c["t"], c["schedule"], generator=generator(c["seed"])))
 
 
 def _chain_diagnose(outputs, case) -> str | None:
     out, again = outputs["out"], outputs["again"]
-    return _chain_states_hint(out, case) or same_seed_hint(out, again, "chains")
+    return (_chain_states_hint(out, case) or same_seed_hint(out, again, "chains")
+            or fresh_draws_hint(out, outputs.get("next"), "chain"))
 
 
 def _chain_states_hint(out, case) -> str | None:
@@ -396,6 +401,18 @@ def _chain_in_place(x0, t, schedule, generator=None):
 
 register(Check("q_sample_chain", "q_sample_chain", _chain_cases, _chain_call, _chain_diagnose))
 check_q_sample_chain = visible("q_sample_chain")
+def _chain_reseeding_torch(x0, t, schedule, generator=None):
+    """Seeds torch's global generator and draws from it: every call gives the same chain, whatever the seed."""
+    torch.manual_seed(0)
+    return chain_variant()(x0, t, schedule, None)
+
+
+def _chain_reseeding_generator(x0, t, schedule, generator=None):
+    """Reseeds the caller's generator: every call gives the same chain (and the caller's stream restarts)."""
+    generator.manual_seed(0)
+    return chain_variant()(x0, t, schedule, generator)
+
+
 MISTAKES["q_sample_chain"] = [
     ("one state short", chain_variant("one short"), "t + 1 steps"),
     ("alpha_bar in every step", chain_variant("alpha_bar per step"), "jump from x0"),
@@ -408,6 +425,8 @@ MISTAKES["q_sample_chain"] = [
      "not x_t alone"),
     ("generator ignored", lambda x0, t, schedule, generator=None: chain_variant()(x0, t, schedule, None),
      "same seed gave different chains"),
+    ("torch reseeded at every call", _chain_reseeding_torch, "two calls in a row with one generator"),
+    ("the generator reseeded at every call", _chain_reseeding_generator, "two calls in a row with one generator"),
     ("one tensor updated in place", _chain_in_place, "every state after x0 is the same"),
     ("not implemented", todo, "not implemented yet"),
 ]

@@ -3,7 +3,9 @@
 - ``diffusion_loss(model, schedule, x0, *, t, eps)``: L_simple (Eq. 14) for GIVEN timesteps and noise,
       MSE(eps, model(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t)),
   the signature of ``course_utils.training.diffusion_loss``, which draws t and eps itself when not given.
-- ``training_step(model, optimizer, x0, t, eps, schedule)``: zero_grad, backward, step; returns the loss.
+- ``training_step(model, optimizer, x0, t, eps, schedule)``: zero_grad, backward, step; returns the loss. Judged
+  over two steps of SGD with momentum, an optimizer with state as the worksheet's AdamW (a new optimizer per
+  step loses it).
 - ``EMA(model, decay)`` with ``update(model, step)`` and the averaged copy in ``.model``: Polyak averaging
   theta_ema <- d theta_ema + (1 - d) theta with the warm-up d = min(decay, (1 + step) / (10 + step)) (as in
   diffusers' EMAModel and ``course_utils.training.EMA``). The check sets the live weights itself before each
@@ -206,7 +208,7 @@ def _train_step_cases(hidden: bool) -> list:
     for c in loss_cases(False)[: 2 if hidden else 1]:
         g = generator(6 + c["seed"])
         c.update(x0_2=torch.randn(c["x0"].shape, generator=g), eps_2=torch.randn(c["eps"].shape, generator=g),
-                 t_2=c["t"].flip(0), lr=0.1)
+                 t_2=c["t"].flip(0), lr=0.1, momentum=0.9)   # momentum: an optimizer with state, as AdamW has
         cases.append(c)
     return cases
 
@@ -214,7 +216,7 @@ def _train_step_cases(hidden: bool) -> list:
 def _train_step_call(f, c):
     model = tiny_model(c)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = torch.optim.SGD(model.parameters(), lr=c["lr"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=c["lr"], momentum=c["momentum"])
     losses = [f(model, optimizer, c["x0"], c["t"], c["eps"], c["schedule"]),
               f(model, optimizer, c["x0_2"], c["t_2"], c["eps_2"], c["schedule"])]
     losses = [float(v.detach() if isinstance(v, Tensor) else v) if isinstance(v, (Tensor, float, int)) else None
@@ -234,6 +236,7 @@ def _train_step_diagnose(out, c) -> str | None:
     names = list(before)
     model = tiny_model(c, before)
     params = list(model.parameters())
+    lr, m = c["lr"], c["momentum"]
     refs, grads_seen = [], []
     for x0, t, eps in [(c["x0"], c["t"], c["eps"]), (c["x0_2"], c["t_2"], c["eps_2"])]:
         xt = ref_q_sample(x0, t, eps, c["schedule"])
@@ -241,9 +244,9 @@ def _train_step_diagnose(out, c) -> str | None:
         grads = torch.autograd.grad(loss, params)
         refs.append(float(loss.detach()))
         grads_seen.append(grads)
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                p -= c["lr"] * g
+        with torch.no_grad():      # SGD with momentum: buffer b_1 = g_1, b_2 = m b_1 + g_2; p <- p - lr b
+            for i, p in enumerate(params):
+                p -= lr * (grads[i] if len(grads_seen) == 1 else m * grads_seen[0][i] + grads[i])
     ref_after = dict(zip(names, params))
     if all(close(after[k], ref_after[k], 1e-4) for k in names):
         losses = out["losses"]
@@ -254,12 +257,16 @@ def _train_step_diagnose(out, c) -> str | None:
             return (f"the weights are right but the returned losses {losses} differ from {refs}: "
                     "return this batch's loss")
         return None
-    accumulated = {k: before[k].double() - c["lr"] * grads_seen[0][i] * 2 - c["lr"] * grads_seen[1][i]
-                   for i, k in enumerate(names)}
+    g1, g2 = grads_seen
+    accumulated = {k: before[k].double() - lr * g1[i] - lr * (m * g1[i] + g1[i] + g2[i]) for i, k in enumerate(names)}
     if all(close(after[k], accumulated[k], 1e-4) for k in names):
         return "gradients accumulate across steps: call optimizer.zero_grad() before loss.backward()"
-    return ("the weights after two steps differ from SGD on diffusion_loss of the batch given (its x0, t and eps: "
-            "draw no t or noise of your own): zero_grad, backward, step, in that order")
+    restarted = {k: before[k].double() - lr * g1[i] - lr * g2[i] for i, k in enumerate(names)}
+    if all(close(after[k], restarted[k], 1e-4) for k in names):
+        return ("the optimizer's state (momentum here, AdamW's running averages in the worksheet) starts afresh at "
+                "every step: use the optimizer you are given, don't build a new one inside training_step")
+    return ("the weights after two steps differ from SGD with momentum on diffusion_loss of the batch given (its x0, "
+            "t and eps: draw no t or noise of your own): zero_grad, backward, step, in that order")
 
 
 register(Check("training_step", "training_step", _train_step_cases, _train_step_call, _train_step_diagnose))
@@ -279,9 +286,21 @@ def training_step_variant(*, zero_grad=True, step=True):
     return training_step
 
 
+def _training_step_new_optimizer(model, optimizer, x0, t, eps, schedule):
+    """Builds an optimizer of the given kind at every call: right for plain SGD, but a stateful optimizer
+    (momentum, AdamW's running averages) starts afresh each step."""
+    fresh = type(optimizer)(model.parameters(), **optimizer.defaults)
+    fresh.zero_grad()
+    loss = loss_variant()(model, schedule, x0, t=t, eps=eps)
+    loss.backward()
+    fresh.step()
+    return loss.item()
+
+
 MISTAKES["training_step"] = [
     ("no zero_grad", training_step_variant(zero_grad=False), "zero_grad"),
     ("no optimizer.step", training_step_variant(step=False), "optimizer.step()"),
+    ("a new optimizer at every step", _training_step_new_optimizer, "starts afresh"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -337,6 +356,8 @@ def _ema_call(cls, c):
         return same, isinstance(copy, nn.Module) and any(p.requires_grad for p in copy.parameters())
 
     same, requires_grad = shared_or_trainable()
+    live_frozen = not all(p.requires_grad for p in model.parameters())   # the live network must stay trainable
+    live_mode = model.training                                          # ... and in the mode it was in
     states = []
     for i, live in enumerate(c["live"]):
         with torch.no_grad():
@@ -346,7 +367,9 @@ def _ema_call(cls, c):
         states.append({k: v.clone() for k, v in ema.model.state_dict().items()})
         now = shared_or_trainable()
         same, requires_grad = same or now[0], requires_grad or now[1]
-    return dict(same=same, requires_grad=requires_grad, states=states,
+        live_frozen = live_frozen or not all(p.requires_grad for p in model.parameters())
+        live_mode = live_mode and model.training
+    return dict(same=same, requires_grad=requires_grad, states=states, live_frozen=live_frozen, live_mode=live_mode,
                 live_after={k: v.clone() for k, v in model.state_dict().items()})
 
 
@@ -358,6 +381,13 @@ def _ema_diagnose(out, c) -> str | None:
                 "(copy.deepcopy(model)), or the 'average' is just the live weights")
     if any(not close(out["live_after"][k], c["live"][-1][k], 1e-6) for k in c["live"][-1]):
         return "update() changed the live network's weights: only the averaged copy may change"
+    if out.get("live_frozen"):
+        return ("the live network no longer requires gradients, so training it raises \"element 0 of tensors does "
+                "not require grad\": freeze the copy only, copy.deepcopy(model).requires_grad_(False), not "
+                "copy.deepcopy(model.requires_grad_(False))")
+    if out.get("live_mode") is False:
+        return ("the live network was switched to eval mode: call .eval() on the copy only "
+                "(copy.deepcopy(model).eval()), the live one keeps training")
     states = out["states"]
     if len(states) != len(c["live"]):
         return "expected one averaged state per update"
@@ -426,6 +456,22 @@ def ema_variant(**switches):
     return type("WrongEMA", (RefEMA,), switches)
 
 
+class _FreezesTheLiveNetwork(RefEMA):
+    """copy.deepcopy(model.requires_grad_(False)): the copy is frozen, and so is the live network."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+
+        self.decay, self.model = decay, copy.deepcopy(model.requires_grad_(False))
+
+
+class _LiveNetworkToEval(RefEMA):
+    """copy.deepcopy(model.eval()): the live network is left in eval mode."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__(model.eval(), decay)
+
+
 class _TrainableAfterUpdate(RefEMA):
     """Right until its first update, which makes the averaged copy trainable again."""
 
@@ -443,5 +489,7 @@ MISTAKES["EMA"] = [
     ("no copy", ema_variant(alias=True), "independent copy"),
     ("copy still trainable", ema_variant(grad=True), "requires gradients"),
     ("copy trainable after an update", _TrainableAfterUpdate, "requires gradients"),
+    ("the live network frozen", _FreezesTheLiveNetwork, "no longer requires gradients"),
+    ("the live network left in eval mode", _LiveNetworkToEval, "eval mode"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

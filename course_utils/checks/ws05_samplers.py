@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import torch
 
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, generator, judge, raised_record,
-                        register, repeat_hint, same_seed_hint, shape_hint, small_schedule, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, fresh_draws_hint, generator, judge,
+                        raised_record, register, repeat_hint, same_seed_hint, shape_hint, small_schedule, todo,
+                        visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -266,13 +267,14 @@ def mixture_model(schedule):
 def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", prev="grid", t_arg="t",
                   stop_early=False, grid="ddim"):
     """The DDIM sampler in float64 with the course's noise order (one torch.randn(x.shape, generator) per step
-    when eta > 0); the switches reproduce the catalogued mistakes (``grid="linspace"``: a grid of its own)."""
+    when eta > 0), from a generator seeded with ``seed`` (or ``seed`` itself when it is a generator, whose stream
+    it continues); the switches reproduce the catalogued mistakes (``grid="linspace"``: a grid of its own)."""
     T = schedule.T
     timesteps = (torch.arange(num_steps) * (T // num_steps)).flip(0).tolist()     # ddim_timesteps(T, num_steps)
     if grid == "linspace":
         timesteps = torch.linspace(T - 1, 0, num_steps).round().long().tolist()
     alpha_bar = alpha_bar64(schedule)
-    g = torch.Generator().manual_seed(seed)
+    g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     x = x_T.double()
     for k, t in enumerate(timesteps):
         if stop_early and k == len(timesteps) - 1:
@@ -329,12 +331,15 @@ SECOND_SEED = 1000      # eta > 0: the loop runs again with the generator seeded
 def _loop_call(f, c):
     model = mixture_model(c["schedule"])
 
-    def run(seed):
-        generator = torch.Generator().manual_seed(seed)
+    def run(generator):
         return f(model, c["schedule"], c["x_T"], c["num_steps"], eta=c["eta"], generator=generator)
     if c["eta"] == 0:
-        return dict(out=run(c["seed"]), out2=None, again=None)
-    return dict(out=run(c["seed"]), out2=run(c["seed"] + SECOND_SEED), again=run(c["seed"]))  # again: same seed
+        return dict(out=run(torch.Generator().manual_seed(c["seed"])), out2=None, again=None, next=None)
+    first = torch.Generator().manual_seed(c["seed"])
+    out = run(first)
+    return dict(out=out, next=run(first),                                   # next: the same generator, called on
+                out2=run(torch.Generator().manual_seed(c["seed"] + SECOND_SEED)),
+                again=run(torch.Generator().manual_seed(c["seed"])))       # again: a new one of the same seed
 
 
 def _noise_scale_hint(out, out2, c, args, ref) -> str | None:
@@ -366,6 +371,9 @@ def _loop_diagnose(outputs, c) -> str | None:
     if c["eta"] > 0 and close(out, ref_ddim_loop(*args[:4], 0.0, c["seed"]), 1e-3):
         return (f"eta is ignored: with eta = {c['eta']:g} the samples equal the deterministic (eta = 0) ones; "
                 "pass eta to ddim_step, with one fresh noise per step")
+    reseeded = fresh_draws_hint(out, outputs.get("next"), "samples") if c["eta"] > 0 else None
+    if reseeded:
+        return reseeded
     if close(out, ref, 1e-3):
         return _noise_scale_hint(out, out2, c, args, ref) if c["eta"] > 0 else None
     variants = [
@@ -393,16 +401,19 @@ register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, 
 check_ddim_sample_loop = visible("ddim_sample_loop")
 
 
-def loop_variant(*, shuffle_noise=False, ignore_eta=False, own_noise=False, **switches):
+def loop_variant(*, shuffle_noise=False, ignore_eta=False, own_noise=False, reseed=False, **switches):
     """ddim_sample_loop(model, schedule, x_T, num_steps, *, eta, generator) with mistakes switched on; none: right.
     ``shuffle_noise`` draws the noise in another order (right, but not the course's order); ``own_noise`` ignores
-    the generator (torch's global one instead)."""
+    the generator (torch's global one instead); ``reseed`` restarts from the generator's seed at every call
+    (torch.manual_seed(generator.initial_seed())): right once, the same samples at every call."""
     def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
         seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator)) if shuffle_noise else None
         if own_noise:
             seed = int(torch.randint(0, 2 ** 31 - 1, (1,)))
-        if seed is None:
+        if reseed:
             seed = generator.initial_seed()
+        if seed is None:
+            seed = generator            # the right one: draws from the generator given, continuing its stream
         return ref_ddim_loop(model, schedule, x_T, num_steps, 0.0 if ignore_eta else eta, seed, **switches).float()
     return ddim_sample_loop
 
@@ -414,6 +425,7 @@ MISTAKES["ddim_sample_loop"] = [
     ("loop index as timestep", loop_variant(t_arg="k"), "not with the loop index"),
     ("a linspace time grid", loop_variant(grid="linspace"), "not DDIM's"),
     ("generator ignored", loop_variant(own_noise=True), "same seed gave different samples"),
+    ("reseeded from the generator's seed", loop_variant(reseed=True), "two calls in a row with one generator"),
     ("one step short", loop_variant(stop_early=True), "stopping at t = 0"),
     ("not implemented", todo, "not implemented yet"),
 ]

@@ -203,7 +203,8 @@ if checks.ready("q_posterior", q_posterior, "the plot"):
 # random numbers: how each step scales the previous state, whether the noise a step adds is new and has the right
 # variance. So states drawn from `x0` in one jump each will not pass, even though each of them has the right
 # distribution: the states must form one chain. It also runs the chain twice with generators of the same seed:
-# the two runs must be equal, so draw every noise from `generator`.
+# the two runs must be equal, so draw every noise from `generator`; and twice in a row with one generator: the two
+# runs must differ, so don't reseed it (or torch) inside your function.
 
 # %% nbgrader={"grade": false, "grade_id": "q_sample_chain", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def q_sample_chain(x0, t, schedule, generator=None):
