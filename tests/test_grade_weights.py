@@ -77,6 +77,49 @@ ATTACKS = {
                 "        raise ValueError(str(x0.flatten().tolist()))\n"
                 "    return _right_loss(model, schedule, x0, t=t, eps=eps)\n",
         }, {"test_diffusion_loss": (0, "on a hidden case (its values are not shown): raised ValueError: [")}),
+        "new_optimizer_each_step": ({    # right for plain SGD; AdamW's running averages start afresh each step
+            "training_step":
+                "def training_step(model, optimizer, x0, t, eps, schedule):\n"
+                "    fresh = type(optimizer)(model.parameters(), **optimizer.defaults)\n"
+                "    fresh.zero_grad()\n"
+                "    loss = diffusion_loss(model, schedule, x0, t=t, eps=eps)\n"
+                "    loss.backward()\n"
+                "    fresh.step()\n"
+                "    return loss.item()\n",
+        }, {"test_training_step": (0, "starts afresh")}),
+        "freezes_the_live_network": ({
+            "EMA":
+                "import copy as _copy\n"
+                "_RightEMA = EMA\n"
+                "class EMA(_RightEMA):\n"
+                "    def __init__(self, model, decay):\n"
+                "        self.decay, self.model = decay, _copy.deepcopy(model.requires_grad_(False))\n",
+        }, {"test_EMA": (0, "no longer requires gradients")}),
+    },
+    # the mutation audit's answers that passed every check before (one real notebook each, graded end to end)
+    "02_forward": {
+        "reseeds_torch": ({      # the same chain at every call, whatever the generator
+            "q_sample_chain":
+                "_right_chain = q_sample_chain\n"
+                "def q_sample_chain(x0, t, schedule, generator=None):\n"
+                "    torch.manual_seed(0)\n"
+                "    return _right_chain(x0, t, schedule, generator=None)\n",
+        }, {"test_q_sample_chain": (0, "two calls in a row with one generator")}),
+    },
+    "lab_ddim": {
+        "float64_schedule": ({   # its own numbers are right; the lab's UNet raises on float64 inputs
+            "diffusion_schedule":
+                "_right_schedule = diffusion_schedule\n"
+                "def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):\n"
+                "    return tuple(r.double() for r in _right_schedule(diffusion_times, min_signal_rate,\n"
+                "                                                     max_signal_rate))\n",
+        }, {"test_diffusion_schedule": (0, "return float32")}),
+        "writes_into_the_noise": ({     # right values, written over the caller's initial_noise
+            "reverse_diffusion":
+                "_right_reverse = reverse_diffusion\n"
+                "def reverse_diffusion(network, initial_noise, diffusion_steps):\n"
+                "    return initial_noise.copy_(_right_reverse(network, initial_noise, diffusion_steps))\n",
+        }, {"test_reverse_diffusion": (0, "changed its input initial_noise in place")}),
     },
     "06_guidance": {
         "zeroes_the_networks": ({
