@@ -248,9 +248,12 @@ def _loop_cases(hidden: bool) -> list:
     """(schedule, num_steps, eta, number of points); x_T and the generator's seed are fixed per case."""
     from ..schedules import NoiseSchedule
 
-    specs = [(NoiseSchedule.linear(T=1000), 50, 0.0, 256), (NoiseSchedule.linear(T=1000), 50, 1.0, 2000)]
+    # eta = 0.5 is visible: a loop right at eta = 0 and 1 only (eta applied twice, eta > 0 read as 1, sqrt(eta))
+    # is told so in the worksheet, not first by the grader
+    specs = [(NoiseSchedule.linear(T=1000), 50, 0.0, 256), (NoiseSchedule.linear(T=1000), 50, 1.0, 2000),
+             (NoiseSchedule.linear(T=1000), 20, 0.5, 2000)]
     if hidden:
-        specs += [(NoiseSchedule.cosine(T=200), 10, 0.0, 128), (NoiseSchedule.linear(T=1000), 20, 0.5, 2000)]
+        specs += [(NoiseSchedule.cosine(T=200), 10, 0.0, 128)]
     g = generator(9)
     return [dict(schedule=schedule, num_steps=num_steps, eta=eta, x_T=torch.randn(n, 2, generator=g), seed=11 + i)
             for i, (schedule, num_steps, eta, n) in enumerate(specs)]
