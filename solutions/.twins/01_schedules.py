@@ -52,7 +52,7 @@ _ = torch.manual_seed(0)          # the same random numbers on every run
 def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
     """The betas of DDPM: T values evenly spaced from beta_start to beta_end (both included).
 
-    Returns a float tensor of shape (T,).
+    Returns a float32 tensor of shape (T,).
     """
     ### BEGIN SOLUTION
     return torch.linspace(beta_start, beta_end, T)
@@ -81,7 +81,7 @@ assert run_check("linear_beta_schedule", linear_beta_schedule, hidden=True).pass
 
 # %% nbgrader={"grade": false, "grade_id": "cosine_beta_schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def cosine_beta_schedule(T, s=0.008, max_beta=0.999):
-    """The betas of the cosine schedule (Nichol and Dhariwal 2021, Eq. 17), shape (T,).
+    """The betas of the cosine schedule (Nichol and Dhariwal 2021, Eq. 17), float32 of shape (T,).
 
     alpha_bar(t) = f(t) / f(0) with f(t) = cos^2(((t/T + s) / (1 + s)) * pi/2) for t = 0..T,
     beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), clipped at max_beta.
@@ -142,7 +142,8 @@ if (checks.ready("linear_beta_schedule", linear_beta_schedule, "the comparison")
 
 # %% nbgrader={"grade": false, "grade_id": "diffusion_schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
-    """The continuous cosine schedule: returns (noise_rates, signal_rates), each shaped like diffusion_times."""
+    """The continuous cosine schedule: returns (noise_rates, signal_rates), each float32 shaped like
+    diffusion_times."""
     ### BEGIN SOLUTION
     start_angle = math.acos(max_signal_rate)      # theta at t = 0
     end_angle = math.acos(min_signal_rate)        # theta at t = 1
@@ -201,7 +202,8 @@ if checks.ready("diffusion_schedule", diffusion_schedule, "the plot"):
 
 # %% nbgrader={"grade": false, "grade_id": "respace", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def respace(schedule, timesteps):
-    """The betas (K,) of the short chain that keeps only `timesteps` and has the schedule's alpha_bar there."""
+    """The betas (K,), float32, of the short chain that keeps only `timesteps` and has the schedule's alpha_bar
+    there."""
     ### BEGIN SOLUTION
     alpha_bar = schedule.alpha_bar[timesteps]                                # (K,): the noise levels to keep
     alpha_bar_prev = torch.cat([torch.ones(1, dtype=alpha_bar.dtype), alpha_bar[:-1]])   # 1: clean data first

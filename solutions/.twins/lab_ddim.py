@@ -91,7 +91,7 @@ print("dataset:", DATASET)
 
 # %% nbgrader={"grade": false, "grade_id": "diffusion_schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
-    """Continuous cosine schedule: returns (noise_rates, signal_rates), each shaped like diffusion_times."""
+    """Continuous cosine schedule: returns (noise_rates, signal_rates), each float32 shaped like diffusion_times."""
     ### BEGIN SOLUTION
     start_angle = math.acos(max_signal_rate)
     end_angle = math.acos(min_signal_rate)
