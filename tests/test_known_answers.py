@@ -321,3 +321,5 @@ def test_confident_share_and_class_counts_known_answer():
     share, counts = metrics.confident_share(images, _FixedProbabilities(), 0.9)
     assert share == pytest.approx(4 / 6) and counts.tolist() == [2, 1, 3]
     assert metrics.confident_share(images, _FixedProbabilities(), 0.8)[0] == pytest.approx(5 / 6)
+    # a class no image goes to still has its count: (K,) whatever the samples (all class 0 here: (2, 0, 0))
+    assert metrics.confident_share(images[:2], _FixedProbabilities())[1].tolist() == [2, 0, 0]

@@ -30,6 +30,19 @@ def test_loss_goes_down_on_toy_data():
     assert not model.training, "train() returns the model in eval mode"
 
 
+def test_ema_copies_buffers_as_they_are():
+    """Buffers (a BatchNorm's running statistics, its batch count) are copied, not averaged: no course network
+    has one, so only this test would see a loop over them that does nothing."""
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema = EMA(model, decay=0.999)
+    model.train()
+    model(torch.randn(16, 2, generator=torch.Generator().manual_seed(0)) * 3 + 1)   # moves the running stats
+    ema.update(model, 0)
+    for name, buffer in model[1].named_buffers():
+        assert torch.equal(dict(ema.model[1].named_buffers())[name], buffer), name
+    assert ema.model[1].num_batches_tracked.item() == 1
+
+
 def test_ema_warmup_formula():
     model = nn.Linear(1, 1, bias=False)
     with torch.no_grad():
