@@ -190,6 +190,30 @@ def same_seed_hint(out, again, what: str) -> str | None:
             "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
 
 
+def without_gradient(module: nn.Module, out) -> list[str]:
+    """The names of ``module``'s parameters that no gradient reaches from ``out`` (runs in the student's
+    process, after the output was recorded): a forward pass under torch.no_grad(), or with a .detach() on the
+    way, gives the right values and a network that never trains. All of them when ``out`` has no graph."""
+    names = [name for name, p in module.named_parameters() if p.requires_grad]
+    for p in module.parameters():
+        p.grad = None
+    try:
+        (out * torch.linspace(0.5, 1.5, out.numel()).reshape(out.shape)).sum().backward()
+    except Exception:  # noqa: BLE001 - no graph at all (no_grad, detach), or not a tensor: nothing reached
+        return names
+    reached = {name for name, p in module.named_parameters() if p.grad is not None}
+    return [name for name in names if name not in reached]
+
+
+def gradient_hint(missing, what: str) -> str | None:
+    """The hint for parameters ``without_gradient`` found (a list of names), else None."""
+    if not isinstance(missing, list) or not missing:
+        return None
+    shown = ", ".join(kernel_text(m, 60) for m in missing[:4]) + (", ..." if len(missing) > 4 else "")
+    return (f"the values are right, but no gradient reaches {shown} of the {what}: training would never update "
+            "them. Keep the forward pass connected (no torch.no_grad(), .detach() or .data inside it)")
+
+
 def fresh_draws_hint(first, second, what: str) -> str | None:
     """The hint for a function that, called twice with ONE generator, gave the same ``what`` twice (else None):
     it reseeds the generator or torch itself, so every call draws the same "random" noise (the seeds of a

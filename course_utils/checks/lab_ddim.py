@@ -62,7 +62,28 @@ def _denoise_cases(hidden: bool) -> list:
     return out
 
 
-def _denoise_diagnose(out, c) -> str | None:
+def _denoise_call(f, c) -> dict:
+    """denoise on the case, and once more on a copy of the images that requires grad: the lab's train_step
+    backpropagates through denoise, so its outputs must carry the graph (None: that call raised)."""
+    out = f(LabToyNet(), c["x"], c["noise_rates"], c["signal_rates"])
+    try:
+        again = f(LabToyNet(), c["x"].clone().requires_grad_(True), c["noise_rates"], c["signal_rates"])
+        graph = isinstance(again, (list, tuple)) and all(isinstance(v, Tensor) and v.requires_grad for v in again)
+    except Exception:  # noqa: BLE001 - judged from the first call alone
+        graph = None
+    return dict(out=out, graph=graph)
+
+
+def _denoise_diagnose(outputs, c) -> str | None:
+    out = outputs["out"]
+    hint = _denoise_values_hint(out, c)
+    if hint is None and outputs.get("graph") is False:
+        return ("the values are right, but pred_noises and pred_images carry no gradient: the lab trains through "
+                "denoise (loss.backward() in train_step), so no torch.no_grad() or .detach() inside it")
+    return hint
+
+
+def _denoise_values_hint(out, c) -> str | None:
     if not isinstance(out, (list, tuple)) or len(out) != 2:
         return "return a tuple (pred_noises, pred_images)"
     net, x = LabToyNet(), c["x"].double()
@@ -88,8 +109,7 @@ def _denoise_diagnose(out, c) -> str | None:
     ], "pred_images")
 
 
-register(Check("denoise", "denoise", _denoise_cases,
-               lambda f, c: f(LabToyNet(), c["x"], c["noise_rates"], c["signal_rates"]), _denoise_diagnose))
+register(Check("denoise", "denoise", _denoise_cases, _denoise_call, _denoise_diagnose))
 check_denoise = visible("denoise")
 
 
@@ -111,6 +131,7 @@ MISTAKES["denoise"] = [
     ("no division", denoise_variant("no_div"), "divide by signal_rates"),
     ("swapped rates", denoise_variant("swapped"), "swapped"),
     ("outputs swapped", denoise_variant("order"), "order is swapped"),
+    ("under torch.no_grad()", torch.no_grad()(denoise_variant()), "carry no gradient"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, WEIGHTS_CHANGED, Check, TodoModule, close, generator, judge, register, seeded_state,
-                        shape_hint, state_changed, todo, visible)
+from .framework import (MISTAKES, WEIGHTS_CHANGED, Check, TodoModule, close, generator, gradient_hint, judge, register,
+                        seeded_state, shape_hint, state_changed, todo, visible, without_gradient)
 
 
 # ------------------------------------------------------------------ sinusoidal_embedding
@@ -104,7 +104,11 @@ def _time_module_cases(hidden: bool) -> list:
 def _time_module_call(cls, c):
     torch.manual_seed(c["seed"])
     module = cls(c["dim"], c["out_dim"])
-    return dict(out=module(c["t"]), state=module.state_dict())
+    out = module(c["t"])
+    # once more with other timesteps: the features belong to each call's t (a module that kept its first ones
+    # answers the first case right)
+    return dict(out=out, out2=module(c["t"].flip(0) + 1), state=module.state_dict(),
+                no_grad=without_gradient(module, out))
 
 
 def _time_module_diagnose(out, c) -> str | None:
@@ -118,11 +122,17 @@ def _time_module_diagnose(out, c) -> str | None:
     ref = _mlp_ref(emb, state)
     if isinstance(out["out"], Tensor) and tuple(out["out"].shape) == tuple(emb.shape) and c["dim"] != c["out_dim"]:
         return f"the output has shape {tuple(emb.shape)}: pass the sinusoidal features through self.mlp"
-    return judge(out["out"], ref, [
+    hint = judge(out["out"], ref, [
         ("the MLP must see the sinusoidal features: self.mlp(sinusoidal_embedding(t, self.dim))",
          _mlp_ref(c["t"].double()[:, None].expand(-1, c["dim"]), state)),
     ], "time embedding", "differs from self.mlp(sinusoidal_embedding(t, self.dim)); "
                          "does your sinusoidal_embedding pass its check?")
+    if hint:
+        return hint
+    if not close(out.get("out2"), _mlp_ref(ref_sinusoidal(c["t"].flip(0) + 1, c["dim"]), state)):
+        return ("right on the first call, wrong on a second call with other timesteps: compute the features from "
+                "each call's t (keep nothing from an earlier call)")
+    return gradient_hint(out.get("no_grad"), "time embedding's MLP")
 
 
 register(Check("SinusoidalTimeEmbedding", "SinusoidalTimeEmbedding", _time_module_cases, _time_module_call,
@@ -151,10 +161,29 @@ def _time_embedding_variant(kind: str):
     return type("WrongTimeEmbedding", (RefTimeEmbedding,), {"variant": kind})
 
 
+def _detached(cls, name: str):
+    """``cls`` whose forward runs without a graph: the right values, and a network that never trains."""
+    def forward(self, *args):
+        with torch.no_grad():
+            return cls.forward(self, *args)
+    return type(name, (cls,), {"forward": forward})
+
+
+class _CachedTimeEmbedding(RefTimeEmbedding):
+    """Keeps the sinusoidal features of its first call and reuses them: right on the first call only."""
+
+    def forward(self, t: Tensor) -> Tensor:
+        if getattr(self, "_kept", None) is None:
+            self._kept = ref_sinusoidal(t, self.dim).float()
+        return self.mlp(self._kept)
+
+
 MISTAKES["SinusoidalTimeEmbedding"] = [
     ("MLP skipped", _time_embedding_variant("skip_mlp"), "self.mlp"),
     ("raw t into the MLP", _time_embedding_variant("raw_t"), "must see the sinusoidal features"),
     ("a wrong sinusoidal_embedding", _time_embedding_variant("cos_sin"), "does your sinusoidal_embedding pass"),
+    ("output detached", _detached(RefTimeEmbedding, "WrongTimeEmbedding"), "no gradient reaches"),
+    ("features of the first call kept", _CachedTimeEmbedding, "second call with other timesteps"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
 
@@ -191,7 +220,8 @@ def _resblock_cases(hidden: bool) -> list:
 def _resblock_call(cls, c):
     torch.manual_seed(c["seed"])
     block = cls(c["in_ch"], c["out_ch"], c["temb_dim"], groups=c["groups"])
-    return dict(out=block(c["x"], c["temb"]), out2=block(c["x"], c["temb2"]), state=block.state_dict())
+    out = block(c["x"], c["temb"])
+    return dict(out=out, out2=block(c["x"], c["temb2"]), state=block.state_dict(), no_grad=without_gradient(block, out))
 
 
 def _resblock_diagnose(out, c) -> str | None:
@@ -220,7 +250,7 @@ def _resblock_diagnose(out, c) -> str | None:
     if not close(out["out2"], _resblock_ref(c["x"], c["temb2"], state, groups)):
         return ("right for one time embedding, wrong for another: the output must follow temb "
                 "(no state kept between calls)")
-    return None
+    return gradient_hint(out.get("no_grad"), "block")
 
 
 register(Check("ResBlock", "ResBlock", _resblock_cases, _resblock_call, _resblock_diagnose))
@@ -245,7 +275,7 @@ class RefResBlock(nn.Module):
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         if self.variant.get("no_temb"):
             temb = torch.zeros_like(temb)
-        return _resblock_ref(x, temb, self.state_dict(), self.groups,
+        return _resblock_ref(x, temb, dict(self.named_parameters()), self.groups,
                              **{k: v for k, v in self.variant.items() if k != "no_temb"}).float()
 
 
@@ -258,6 +288,7 @@ MISTAKES["ResBlock"] = [
     ("no residual", _resblock_variant(skip=False), "residual"),
     ("time embedding at the end", _resblock_variant(temb_where="end"), "after the first convolution"),
     ("no SiLU on temb", _resblock_variant(silu_temb=False), "SiLU to temb"),
+    ("forward under no_grad", _detached(RefResBlock, "WrongResBlock"), "no gradient reaches"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
 
@@ -304,7 +335,8 @@ def _unet_cases(hidden: bool) -> list:
 def _unet_call(cls, c):
     torch.manual_seed(c["seed"])
     net = cls(in_ch=c["in_ch"], ch=c["ch"], temb_dim=c["temb_dim"], groups=c["groups"])
-    return dict(out=net(c["x"], c["t"]), state=net.state_dict())
+    out = net(c["x"], c["t"])
+    return dict(out=out, state=net.state_dict(), no_grad=without_gradient(net, out))
 
 
 def _unet_diagnose(out, c) -> str | None:
@@ -324,7 +356,7 @@ def _unet_diagnose(out, c) -> str | None:
     hint = shape_hint(out["out"], ref, "output")
     if hint:
         return hint + " (the output has the input's shape: (B, in_ch, H, W))"
-    return judge(out["out"], ref, [
+    hint = judge(out["out"], ref, [
         ("concatenate in the order [upsampled features, skip] along the channels (dim=1): up2 and up1 were "
          "built for that order", ref_small_unet(*args, cat_order="skip_first")),
         ("the level-1 skip is down1's output (the features after the ResBlock), not conv_in's output",
@@ -337,6 +369,7 @@ def _unet_diagnose(out, c) -> str | None:
                  "every ResBlock gets the same time embedding time_embed(t); upsample by nearest (F.interpolate, "
                  "scale_factor=2, mode=\"nearest\"); "
                  "the head is norm_out, SiLU, conv_out, and its output is the prediction (no x added)")
+    return hint or gradient_hint(out.get("no_grad"), "UNet")
 
 
 register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose))
@@ -364,7 +397,7 @@ class RefSmallUNet(nn.Module):
         self.conv_out = nn.Conv2d(ch, in_ch, 3, padding=1)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        return ref_small_unet(x, t, self.state_dict(), self.groups, **self.variant).float()
+        return ref_small_unet(x, t, dict(self.named_parameters()), self.groups, **self.variant).float()
 
 
 def _unet_variant(**kw):
@@ -376,5 +409,6 @@ MISTAKES["SmallUNet"] = [
     ("level-1 skip before the block", _unet_variant(skip1="before_block"), "down1's output"),
     ("no bottleneck", _unet_variant(mid=False), "self.mid"),
     ("no output norm", _unet_variant(head=False), "norm_out"),
+    ("forward under no_grad", _detached(RefSmallUNet, "WrongSmallUNet"), "no gradient reaches"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

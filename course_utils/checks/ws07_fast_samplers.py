@@ -68,15 +68,20 @@ def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=No
 
 # ------------------------------------------------------------------ dpmpp_2m_step
 # (t_last, t, t_prev): t_last = None is the first step (no history), t_prev = -1 the last step to clean data
-_STEPS = [(None, 999, 722), (999, 722, 302), (722, 302, 30), (5, 0, -1)]
+# the last visible one: a step to t = 0 of the cosine schedule, alpha_bar[0] = 0.99996, which is not clean data (a
+# last step told by "alpha_bar_prev > 0.9999" instead of "== 1" passes the linear schedule's 0.99990)
+_STEPS = [(None, 999, 722), (999, 722, 302), (722, 302, 30), (5, 0, -1), (30, 5, 0, "cosine")]
 _HIDDEN_STEPS = [(30, 5, 0), (None, 999, -1), (600, 500, 400)]
 
 
 def _step_cases(hidden: bool) -> list:
-    ab = _linear_alpha_bar()
+    from ..schedules import NoiseSchedule
+
+    linear, cosine = _linear_alpha_bar(), alpha_bar64(NoiseSchedule.cosine(T=1000))
     g = generator(17)
     cases = []
-    for t_last, t, t_prev in _STEPS + (_HIDDEN_STEPS if hidden else []):
+    for t_last, t, t_prev, *schedule in _STEPS + (_HIDDEN_STEPS if hidden else []):
+        ab = cosine if schedule == ["cosine"] else linear
         shape = (3, 1, 4, 4)
         c = dict(xt=torch.randn(shape, generator=g), eps_pred=torch.randn(shape, generator=g),
                  alpha_bar_t=ab[t].float(), alpha_bar_prev=(ab[t_prev] if t_prev >= 0 else torch.tensor(1.0)).float(),
@@ -161,7 +166,18 @@ def dpmpp_step_variant(*, x_prev_only=False, crash_first=False, **switches):
     return dpmpp_2m_step
 
 
+def _dpmpp_last_step_by_threshold(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_last=None,
+                                  alpha_bar_last=None):
+    """Tells the last step by alpha_bar_prev > 0.9999 instead of == 1: a step to the cosine schedule's t = 0
+    (alpha_bar 0.99996) goes first order."""
+    if float(alpha_bar_prev) > 0.9999:
+        x0_pred_last = alpha_bar_last = None
+    return dpmpp_step_variant()(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=x0_pred_last,
+                                alpha_bar_last=alpha_bar_last)
+
+
 MISTAKES["dpmpp_2m_step"] = [
+    ("last step told by alpha_bar_prev > 0.9999", _dpmpp_last_step_by_threshold, "differ"),
     ("first step not first order (NaN)", dpmpp_step_variant(first="second_order"), "the first step has no"),
     ("first step not first order (crash)", dpmpp_step_variant(crash_first=True), "the first step has no"),
     ("last step not first order", dpmpp_step_variant(last="second_order"), "the last step goes to clean data"),
