@@ -188,7 +188,6 @@ def test_the_docs_carry_what_make_generated_writes():
                                    "README.md") == readme, "README.md's badges are out of date: run `make generated`"
 
 
-
 def test_every_stored_bar_reads_as_its_saved_state():
     """GitHub shows a stored bar's plain text: "0/1000" beside finished samples until make generated writes it."""
     import nbformat

@@ -18,15 +18,9 @@ LOOP = "for _ in {bar}(range(1000), desc='{desc}', leave={leave}, mininterval=60
 
 def _counts(nb) -> dict[str, str]:
     """desc -> the count its bar's saved widget shows ('0/1000', '1000/1000', ...)."""
-    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    shown = {}
-    for model in state.values():
-        children = model["state"].get("children", [])
-        if model["state"].get("_model_name") != "HBoxModel" or len(children) != 3:
-            continue
-        left, _, right = (state[c.removeprefix("IPY_MODEL_")]["state"].get("value", "") for c in children)
-        shown[left.split(":")[0]] = re.search(r"\d+/\d+", right).group()
-    return shown
+    state = nb.metadata["widgets"][progress.WIDGET_STATE]["state"]
+    texts = [text for model_id in state if (text := progress.saved_bar_text(state, model_id))]
+    return {text.split(":")[0]: re.search(r"\d+/\d+", text.split("|")[-1]).group() for text in texts}
 
 
 @pytest.mark.slow
@@ -44,7 +38,7 @@ def test_a_saved_bar_ends_on_its_last_count(tmp_path):
 
     # The plain-text copies (what GitHub shows) are the bars as first displayed, until make generated's
     # saved_bars_as_text writes them from the saved state: the same counts, in tqdm's plain format.
-    bars = [o for o in nb.cells[0].outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    bars = [o for o in nb.cells[0].outputs if progress.WIDGET_VIEW in o.get("data", {})]
     assert len(bars) == 4 and all("| 0/1000 [" in o.data["text/plain"] for o in bars)
     assert progress.saved_bars_as_text(nb) == 4
     plain = sorted(re.match(r"([\w-]+): +(\d+%)\|([# ]+)\| (\d+/\d+) \[", o.data["text/plain"]).groups() for o in bars)

@@ -204,9 +204,9 @@ def step_twins(root: Path = ROOT) -> None:
                 print(f"removed {stale.relative_to(root)} (its notebook is gone)")
 
 
+# in this order: exercises copy the set-up cell
 STEPS = {"setup": step_setup, "bars": step_bars, "badges": step_badges, "exercises": step_exercises,
          "mistakes": step_mistakes, "cards": step_cards, "twins": step_twins}
-# in this order: exercises copy the set-up cell
 
 
 def main(argv: list[str] | None = None) -> int:
