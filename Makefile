@@ -10,6 +10,10 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # CI points this at ../shared/data; students keep the default (~/.cache/course_utils/data) or set their own.
 export COURSE_DATA_DIR ?= $(HOME)/.cache/course_utils/data
 PYTEST_ARGS ?=
+# `make test` runs the suite in this many pytest-xdist workers, one test file (or notebook) per worker at a time
+# (--dist loadfile: a notebook's cells stay in order on one worker); tests/conftest.py shares the cores
+# between them. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 .DEFAULT_GOAL := help
@@ -19,7 +23,7 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanit
 help:
 	@awk '/^## /{doc=substr($$0, 4); next} /^[a-z][a-z-]*:/{if (doc) {split($$0, t, ":"); \
 		printf "  make %-12s %s\n", t[1], doc}; doc=""} /^$$/{doc=""}' $(MAKEFILE_LIST)
-	@echo "  options: TORCH=cpu (CPU-only PyTorch), VENV=path, PYTEST_ARGS=..., COURSE_DATA_DIR=path"
+	@echo "  options: TORCH=cpu (CPU-only PyTorch), VENV=path, PYTEST_ARGS=..., TEST_WORKERS=2, COURSE_DATA_DIR=path"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,7 +50,8 @@ lab: setup
 
 ## Set everything up and run the whole test suite: lint, unit tests, lessons and solutions under nbval, browser.
 test: setup lint
-	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions $(NBVAL) --durations=15 $(PYTEST_ARGS)
+	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions $(NBVAL) -n $(TEST_WORKERS) --dist loadfile \
+		--durations=15 $(PYTEST_ARGS)
 
 ## The fast tests only (no notebooks, no grading runs, no browser): the one-minute loop of a maintainer.
 test-unit: setup

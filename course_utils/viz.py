@@ -5,6 +5,8 @@ hide saturation and sign errors. Animations use matplotlib's JavaScript HTML wri
 """
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import torch
 from matplotlib import animation, ticker
@@ -120,4 +122,20 @@ def plot_loss(history, *, ax=None, title: str = "training loss"):
     # at most 5 step ticks, with thousands separators: 15,625 steps' labels ran into each other at the default
     ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=5, integer=True))
     ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+    return ax
+
+
+def label_log_axis(ax, axis: str = "y", ticks=None):
+    """Plain labels on a log axis: ``ticks`` where given, else 1-2-5 values inside the axis's limits.
+
+    Matplotlib labels a log axis only at powers of ten, so an axis from 3 to 300 reads "10^1, 10^2".
+    """
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    if ticks is None:
+        low, high = (ax.get_xlim() if axis == "x" else ax.get_ylim())
+        decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+        ticks = [m * 10.0 ** d for d in decades for m in (1, 2, 5) if low <= m * 10.0 ** d <= high]
+    which.set_major_locator(ticker.FixedLocator(list(ticks)))
+    which.set_major_formatter(ticker.StrMethodFormatter("{x:,g}"))
+    which.set_minor_formatter(ticker.NullFormatter())
     return ax

@@ -37,6 +37,21 @@ def skip_or_fail(message: str):
     pytest.skip(message)
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs two workers), share the cores between the workers.
+
+    Each worker and every kernel or subprocess it starts gets cores // workers threads, unless OMP_NUM_THREADS
+    is set already: two workers of two threads each on a 2-core machine would fight over the cores.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 @pytest.fixture(scope="session")
 def require():
     """The function ``require_module(name, why)`` as a fixture (test files need not import conftest)."""

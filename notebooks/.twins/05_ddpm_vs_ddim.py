@@ -51,7 +51,7 @@ from course_utils.guidance import predict_eps
 from course_utils.device import get_device
 from course_utils.samplers import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps, ddpm_sample
 from course_utils.settings import pick, quick_mode
-from course_utils.viz import plot_points, plot_trajectory_2d, show_images
+from course_utils.viz import label_log_axis, plot_points, plot_trajectory_2d, show_images
 
 torch.manual_seed(0)
 device = get_device()
@@ -98,8 +98,9 @@ print(f"model: {name}, images {image_shape}, T = {schedule.T}")
 # mixture of 8 Gaussians (`GaussianMixtureEps`, no training involved), and check that it matches
 # `ddpm_sample` draw for draw (same generator, same order of random numbers), up to round-off: the package
 # multiplies by a stored $1/\sqrt{\alpha_t}$ where the loop divides by $\sqrt{\alpha_t}$, and over 1,000 steps these
-# last-digit differences grow to the 1e-3 and 4e-3 printed below for the worst of 2,000 points (a wrong coefficient
-# would move points by tenths).
+# last-digit differences grow, for the worst of 2,000 points, to the thousandths or less printed below (from 1e-4
+# to 4e-3 on the CPUs we ran it on: the rounding differs between them), where a wrong coefficient would move points
+# by tenths.
 
 # %%
 def ddpm_loop(model, schedule, shape, generator, variance="posterior"):
@@ -548,6 +549,8 @@ ax2.plot(steps, [seconds[k] for k in ddim_keys], "o-", label=r"DDIM, $\eta = 0$"
 ax2.axhline(seconds["DDPM 1000"], color="tab:red", linestyle="--", label="DDPM, 1000 steps")
 ax2.set(xscale="log", yscale="log", xlabel="number of sampling steps (network calls)",
         ylabel="wall time (s)", title=f"time for {N_EVAL} samples here, on {device.type}")
+label_log_axis(ax2, "x", steps)                  # 10, 20, 50, 100 rather than 10^1, 10^2
+label_log_axis(ax2, "y")
 ax2.legend()
 fig.suptitle(f"left, middle: stored run, {n_stored} samples per sampler; right: measured in this notebook")
 fig.tight_layout()
@@ -563,8 +566,8 @@ plt.show()
 
 # %% [markdown]
 # **What to notice.** Time is proportional to the number of network calls: in the stored run DDIM with 50
-# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 12.6 s
-# against 290 s (23 times), and the DDIM rows of the right panel roughly double
+# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 5.9 s
+# against 133 s (23 times), and the DDIM rows of the right panel roughly double
 # with the steps. On quality, the stored 300-sample run separates what 48
 # samples cannot, through the confident share: DDIM with 10 steps is clearly behind (80% confident, against
 # 87% for 50 or 100 steps; about two and a half standard errors apart), 50 and 100 steps are
