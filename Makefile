@@ -50,7 +50,7 @@ lab: setup
 
 ## Set everything up and run the whole test suite: lint, unit tests, lessons and solutions under nbval, browser.
 test: setup lint
-	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions $(NBVAL) -n $(TEST_WORKERS) --dist loadfile \
+	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions $(NBVAL) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--durations=15 $(PYTEST_ARGS)
 
 ## The fast tests only (no notebooks, no grading runs, no browser): the one-minute loop of a maintainer.

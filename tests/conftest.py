@@ -52,6 +52,30 @@ def pytest_configure(config):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, except that each notebook of the browser test is a work unit of its own.
+
+    One file per worker keeps a notebook's nbval cells in order on one worker and runs a module's fixtures once;
+    the browser test, a third of the suite's time in one file, would keep one worker busy while the other ran
+    out of work. Any other --dist, or an xdist without the scope hook, keeps xdist's own scheduler.
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    if not hasattr(LoadFileScheduling, "_split_scope"):
+        return None
+
+    class BrowserNotebooksApart(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/test_browser.py::test_notebook_in_jupyterlab["):
+                return nodeid
+            return super()._split_scope(nodeid)
+
+    return BrowserNotebooksApart(config, log)
+
+
 @pytest.fixture(scope="session")
 def require():
     """The function ``require_module(name, why)`` as a fixture (test files need not import conftest)."""

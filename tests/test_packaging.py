@@ -171,3 +171,29 @@ def test_sanitize_cfg_masks_volatile_output():
     assert sanitize("1,234,567 parameters") == "1,234,567 parameters"
     assert sanitize("alpha_bar[999] = 4.04e-05") == "alpha_bar[999] = 4.04e-05"
     assert sanitize("shape (64, 1, 28, 28)") == "shape (64, 1, 28, 28)"
+
+
+def test_make_test_keeps_each_notebook_on_one_worker_and_spreads_the_browser_notebooks():
+    """`make test` runs two pytest-xdist workers with tests/conftest.py's scheduler: a notebook's nbval cells
+    and a test file stay on one worker (in order, module fixtures once); each notebook of the browser test is a
+    unit of its own (in one unit that file kept one worker busy while the other ran dry)."""
+    import conftest
+
+    make = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"pytest tests notebooks solutions \$\(NBVAL\) -n \$\(TEST_WORKERS\) --dist loadfile", make)
+
+    class Config:
+        def __init__(self, dist):
+            self.values = {"dist": dist, "tx": ["2*popen"]}
+
+        def getvalue(self, name):
+            return self.values[name]
+
+    assert conftest.pytest_xdist_make_scheduler(Config("load"), None) is None     # other modes: xdist's own
+    split = conftest.pytest_xdist_make_scheduler(Config("loadfile"), None)._split_scope
+    lesson = "notebooks/05_ddpm_vs_ddim.ipynb"
+    assert split(f"{lesson}::Cell 7") == split(f"{lesson}::Cell 30") == lesson
+    assert split("tests/test_grade.py::test_a[x]") == split("tests/test_grade.py::test_b") == "tests/test_grade.py"
+    browser = "tests/test_browser.py::test_notebook_in_jupyterlab"
+    assert split(f"{browser}[{lesson}]") != split(f"{browser}[notebooks/06_guidance.ipynb]")
+    assert split("tests/test_browser.py::test_harness_finds_errors_and_dead_widgets") == "tests/test_browser.py"
