@@ -119,6 +119,8 @@ def plot_loss(history, *, ax=None, title: str = "training loss"):
         steps, losses = zip(*history)
         ax.plot(steps, losses)
     ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_yscale("log"), ax.set_title(title)
+    if history:
+        label_log_axis(ax, "y")              # 0.1, 0.2, 0.5 rather than 10^-1, 2x10^-1
     # at most 5 step ticks, with thousands separators: 15,625 steps' labels ran into each other at the default
     ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=5, integer=True))
     ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
@@ -126,15 +128,21 @@ def plot_loss(history, *, ax=None, title: str = "training loss"):
 
 
 def label_log_axis(ax, axis: str = "y", ticks=None):
-    """Plain labels on a log axis: ``ticks`` where given, else 1-2-5 values inside the axis's limits.
+    """Plain labels on a log axis: ``ticks`` where given, else 1-2-5 values inside the axis's limits (every
+    digit, or three rounded values, when fewer than two 1-2-5 values fall inside).
 
     Matplotlib labels a log axis only at powers of ten, so an axis from 3 to 300 reads "10^1, 10^2".
     """
     which = ax.xaxis if axis == "x" else ax.yaxis
     if ticks is None:
-        low, high = (ax.get_xlim() if axis == "x" else ax.get_ylim())
+        low, high = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
         decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-        ticks = [m * 10.0 ** d for d in decades for m in (1, 2, 5) if low <= m * 10.0 ** d <= high]
+        for mantissas in ((1, 2, 5), range(1, 10)):     # 1-2-5, else every digit (a narrow axis: 0.23 to 0.25)
+            ticks = [m * 10.0 ** d for d in decades for m in mantissas if low <= m * 10.0 ** d <= high]
+            if len(ticks) >= 2:
+                break
+        else:                                            # narrower still: three values, two significant digits
+            ticks = [float(f"{low * (high / low) ** q:.2g}") for q in (0.1, 0.5, 0.9)]
     which.set_major_locator(ticker.FixedLocator(list(ticks)))
     which.set_major_formatter(ticker.StrMethodFormatter("{x:,g}"))
     which.set_minor_formatter(ticker.NullFormatter())

@@ -52,7 +52,7 @@ def pytest_configure(config):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)   # optional: `pytest -p no:xdist` still runs
 def pytest_xdist_make_scheduler(config, log):
     """`--dist loadfile`, except that each notebook of the browser test is a work unit of its own.
 

@@ -78,15 +78,17 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # 523 s, with a test run beside it) and lesson 7 30 s. On a laptop without fast bfloat16 (most of them: which ones have it, and
 # why it matters, is in `docs/performance.md`) lesson 4 runs in 32-bit floats and takes 10 to 12 minutes (593 s
 # on the AVX2-only machine of 2026-11-23, another job running; 700 s on the idle one of 2026-12-03, whose run its
-# stored outputs are). The lab trains on 1 M images by default: 19
-# minutes of training on the quiet machine (19.5 minutes in all, with its measurements), where its reference run
-# met the course's bar of 85% recognisable digits (86.4%); in 32-bit floats its step runs at about half that
-# speed on that machine and at a third to three quarters of it on an AVX2-only one (below), and the training cell's progress bar estimates the time on yours (section 5 of the lab says how to
+# stored outputs are). The lab trains on 1 M images by default: 17
+# minutes of training on a quiet 2-core Intel Xeon with native bfloat16 (17.7 minutes in all, with its
+# measurements; executed on 2026-12-04), where its reference run met the course's bar of 85% recognisable digits
+# (87.4%); in 32-bit floats its step runs slower (an AVX2-only machine: below). The training cell's progress bar estimates the time on yours (section 5 of the lab says how to
 # shorten the run, section 7 what that costs). On the same 2-core machine type with AVX2 only (no native bfloat16),
 # measured on 2026-12-02 later in the day: lesson 1 took 19 s, lesson 5 9.5 minutes (568 s) and lesson 7 57 s with
 # nbconvert (on 2026-12-03, idle: lesson 1 10 s, lesson 5 8.4 minutes (503 s), lesson 7 27 s), and the lab's training step ran at 312 images per second in 32-bit floats (`python bench/lab_sweep.py
 # --configs size16-base16-cosine1M --minutes 1.5 --n 50 --sampling-steps 10 --threads 2 --decays 0.995`; 634 on
-# 2026-12-03 with the same command), so its 1 M images take 26 to 53 minutes there. A cell that trains or samples for long prints its progress as a bar.
+# 2026-12-03 with the same command), so its 1 M images took 26 to 53 minutes there; the lab's network since
+# 2026-12-04 trains at 0.89 times that speed in 32-bit floats (`docs/lab_sweep.md`, section 2b), about 30 to 60
+# minutes. A cell that trains or samples for long prints its progress as a bar.
 # Timings on a machine shared with other jobs can be several times longer: a CPU's two cores shared by several
 # PyTorch jobs spend much of their time waiting for each other.
 #

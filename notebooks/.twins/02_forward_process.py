@@ -36,7 +36,7 @@ from course_utils.device import get_device
 from course_utils.forward import q_posterior, q_sample, q_sample_chain
 from course_utils.schedules import NoiseSchedule
 from course_utils.settings import pick, quick_mode
-from course_utils.viz import animate_trajectory, plot_points, show_images
+from course_utils.viz import animate_trajectory, label_log_axis, plot_points, show_images
 from course_utils.widgets import noising_explorer
 
 torch.manual_seed(0)
@@ -258,6 +258,8 @@ axes[0].set_title(r"$\beta_t$ (solid) and $\tilde\beta_t$ (dashed)"), axes[0].le
 axes[1].set_xscale("log"), axes[1].set_xlabel("t / T (log scale)")
 axes[1].set_ylabel(r"$\tilde\beta_t / \beta_t = (1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$")
 axes[1].set_title(r"the ratio $\tilde\beta_t / \beta_t$"), axes[1].legend(fontsize=8)
+for ax in axes:
+    label_log_axis(ax, "x", [0.001, 0.01, 0.1, 1])          # plain fractions, not 10^-3 ... 10^0
 fig.tight_layout()
 plt.show()
 

@@ -94,7 +94,8 @@ unit = F.normalize(emb, dim=1)                             # rows of unit length
 for t_ref in [100, 500, 900]:
     axes[1].plot(t_all, unit @ unit[t_ref], label=f"t = {t_ref}")    # cosine similarity with every t'
 axes[1].set_xlabel("timestep t'"), axes[1].set_ylabel("cosine similarity of emb(t) and emb(t')")
-axes[1].set_title("how similar are the embeddings of t and t'?"), axes[1].legend(fontsize=8)
+axes[1].set_title("how similar are the embeddings of t and t'?"), axes[1].set_ylim(top=1.2)   # room for the legend
+axes[1].legend(fontsize=8, loc="upper center", ncol=3)                  # above the peaks, not on them
 fig.tight_layout()
 plt.show()
 

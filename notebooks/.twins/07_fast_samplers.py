@@ -48,7 +48,7 @@ from course_utils.schedules import NoiseSchedule
 from course_utils.settings import pick, quick_mode
 from course_utils.solvers import (SOLVERS, dpmpp_2m_sample, edm_sigma, heun_sample, network_calls, solve,
                                   solver_timesteps, steps_for_calls)
-from course_utils.viz import show_images
+from course_utils.viz import label_log_axis, show_images
 
 torch.manual_seed(0)
 device = get_device()
@@ -264,8 +264,7 @@ ax.plot(c, 0.8 * errors["DDIM"][1] * (10 / c), "k:", lw=1, label="slope -1 (firs
 ax.plot(c, 0.5 * errors["DPM-Solver++(2M)"][1] * (10 / c) ** 2, "k--", lw=1, label="slope -2 (second order)")
 ax.set(xscale="log", yscale="log", xlabel="network calls", ylabel="mean distance to the exact end point",
        title="error against network calls (eight Gaussians, exact eps)")
-ax.set_xticks([5, 10, 20, 50, 100], labels=["5", "10", "20", "50", "100"])
-ax.minorticks_off()
+label_log_axis(ax, "x", [5, 10, 20, 50, 100])   # plain labels on the log axis
 ax.legend(fontsize=8)
 plt.show()
 print("calls:", calls_grid)
@@ -344,10 +343,9 @@ for ax, key in ((ax0, "fid"), (ax1, "confident")):
     ax.axhline(ddpm[key], color="tab:red", ls="-.", label="DDPM, 1000 calls (README's run)")
     ax.axhline(lesson5[key], color="0.4", ls=(0, (1, 4)), label="DDIM 50, lesson 5's grid")
     ax.set(xscale="log", xlabel="network calls")
-    ax.set_xticks([5, 10, 20, 50], labels=["5", "10", "20", "50"])
-    ax.minorticks_off()
+    label_log_axis(ax, "x", [5, 10, 20, 50])
 ax0.set(yscale="log", ylabel="course FID (lower is better)", title=f"FID, {bench['n']} samples each")
-ax0.set_yticks([5, 10, 20, 50, 100, 200], labels=["5", "10", "20", "50", "100", "200"])
+label_log_axis(ax0, "y", [5, 10, 20, 50, 100, 200])
 ax1.set(ylabel="share classified with confidence > 0.9", ylim=(0, 1),
         title=f"held-out judge, {bench['n']} samples each (+- 1 SE)")
 handles, labels = ax0.get_legend_handles_labels()
@@ -416,9 +414,10 @@ plt.show()
 # the second row), and Heun with 5 steps (9 calls) breaks most of them into blotches. The same $x_T$ gives the
 # same digit in most columns: the solvers approximate one map $x_T \mapsto x_0$, the ODE's (the "1" of DDIM 50's
 # fifteenth image, second row, seventh column, is a "9" for the three other 10-call samplers). The seconds in the
-# titles are this run's, and time follows calls: on the idle 2-core machine (`python bench/bench_samplers.py
-# --n 16 --calls 10`) the three solvers at about 10 calls (Heun's 9) took 0.6-0.7 s for 16 images and DDIM 50
-# 2.9 s, so a title out of line with its calls is a slow moment of a shared machine, not the solver.
+# titles are this run's (executed on 2026-12-04 on an idle 2-core Intel Xeon), and time follows calls: 0.4-0.5 s
+# for 16 images at about 10 calls (Heun's 9), 3.0 s for DDIM 50; on another idle 2-core machine
+# `python bench/bench_samplers.py --n 16 --calls 10` gave 0.6-0.7 s and 2.9 s. A title out of line with its calls,
+# when you run it, is a slow moment of a shared machine, not the solver.
 #
 # ## 5. The ecosystem: the same network in `diffusers`
 #

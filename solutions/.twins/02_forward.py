@@ -37,7 +37,7 @@ from course_utils import checks
 from course_utils.checks import check_predict_x0, check_q_posterior, check_q_sample, check_q_sample_chain, run_check
 from course_utils.data import load_images
 from course_utils.schedules import NoiseSchedule
-from course_utils.viz import show_images
+from course_utils.viz import label_log_axis, show_images
 
 torch.manual_seed(0)
 schedule = NoiseSchedule.linear(T=1000)
@@ -179,7 +179,8 @@ if checks.ready("q_posterior", q_posterior, "the plot"):
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(t, schedule.betas, label=r"$\beta_t$")
     ax.plot(t, variance.flatten(), "--", label=r"$\tilde\beta_t$ (yours)")
-    ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("t"), ax.set_ylabel("variance")
+    ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("t (log scale; t = 0 lies off it)"), ax.set_ylabel("variance")
+    label_log_axis(ax, "x", [1, 10, 100, 1000])
     ax.set_title("reverse-step variances")
     ax.legend()
     plt.show()
