@@ -146,7 +146,11 @@ def test_a_recipe_changes_the_network_and_training_but_not_the_name():
     assert pretrain.spec_for("mnist-unet") is CONFIGS["mnist-unet"]
     model = UNet(**pretrain.spec_for("mnist-unet", "gpu-wide")["architecture"]["config"])
     assert 2 * sum(p.numel() for p in model.parameters()) < 10 * MB, "float16 weights under 10 MB (issue 18)"
-    with pytest.raises(ValueError, match=r"mnist-unet has no recipe 'wide'; its recipes: \['gpu-deep', 'gpu-wide'\]"):
+    cpu = pretrain.spec_for("mnist-unet-cond", "cpu-cosine")
+    assert cpu["architecture"] == CONFIGS["mnist-unet-cond"]["architecture"], "the shipped network, retrained"
+    assert cpu["train"]["lr_schedule"] == "cosine" and cpu["train"]["batch_size"] == 64
+    with pytest.raises(ValueError, match=r"mnist-unet has no recipe 'wide'; its recipes: "
+                                         r"\['cpu-cosine', 'gpu-deep', 'gpu-wide'\]"):
         pretrain.spec_for("mnist-unet", "wide")
 
 

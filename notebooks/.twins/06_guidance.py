@@ -13,8 +13,8 @@
 # 4. a sweep of the guidance scale $w$ with a measured trade-off: class accuracy up, diversity down;
 # 5. a widget for $w$ and the class.
 #
-# **Time.** About 5 minutes on a quiet 2-core CPU in full mode (264 s measured with nbconvert on 2026-12-02;
-# 8.7 minutes with other work sharing the cores); about a minute with `COURSE_QUICK=1`
+# **Time.** About 5 minutes on a quiet 2-core CPU in full mode (248 s measured with nbconvert on 2026-12-04,
+# 264 s on 2026-12-02; 8.7 minutes with other work sharing the cores); about a minute with `COURSE_QUICK=1`
 # (fewer samples, fewer steps, a shorter 2-D training run).
 
 # %%
@@ -374,13 +374,13 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **What to notice.** Accuracy climbs from 9% at $w = 0$ (the unconditional model: about one sample in ten
-# matches its column by chance, and many are malformed) to 95% at $w = 1$, 100% from $w = 2$ to 5, and 99% at $w = 8$. Read the
-# diversity curve from $w = 1$ (its point at $w = 0$ mixes all digits, see above): it falls from 13.9 at
-# $w = 1$, a little above the real digits' 12.9, to 10.6 at $w = 2$, already below them, and on to 7.1 at
-# $w = 8$; in the grids the digits of one column become more alike, bolder and more "prototypical". FID is
-# lowest at $w = 1$ and $w = 2$ (28.6 both) and rises steadily after: past $w = 2$ more guidance buys no
-# accuracy and costs diversity and realism. (With 120 samples per $w$, FID differences of a few units are
+# **What to notice.** Accuracy climbs from 5% at $w = 0$ (the unconditional model ignores the class asked
+# for, so chance would match about one sample in ten; 6 of these 120 do) to 95% at $w = 1$ and 100% from
+# $w = 2$ on. Read the diversity curve from $w = 1$ (its point at $w = 0$ mixes all digits, see above): it
+# falls from 13.2 at $w = 1$, a little above the real digits' 12.9, to 10.6 at $w = 2$, already below them,
+# and on to 8.5 at $w = 8$; in the grids the digits of one column become more alike, bolder and more
+# "prototypical". FID is lowest at $w = 1$ (23.6) and rises steadily after (27.3 at $w = 2$, 37.8 at
+# $w = 8$): past $w = 1$ more guidance buys a few points of accuracy and costs diversity and realism. (With 120 samples per $w$, FID differences of a few units are
 # within its noise.) Text-to-image systems live on this trade-off, typically at $w$ between 3 and 8.
 #
 # ## 5. Explore: $w$ and the class
