@@ -14,7 +14,7 @@
 # 5. A pretrained checkpoint of the same UNet on the same data, to compare with your few-minute model.
 #
 # **Time.** The whole lesson takes about 12 minutes on a 2-core laptop CPU (the image model is about 11
-# minutes of it in float32, about 7 where the processor computes bfloat16 natively; measured times are in the
+# minutes of it in float32, about 4 to 7 where the processor computes bfloat16 natively; measured times are in the
 # start page's table), much less on a GPU; some recent CPUs train
 # about twice as fast (`docs/performance.md` says which and why). With `COURSE_QUICK=1` every training run is
 # shortened so that the notebook runs in about a minute; the samples then stay blurry, which is expected.
@@ -225,9 +225,9 @@ _ = widgets.interact(show_snapshot, index=widgets.IntSlider(value=len(snapshots)
 # * **A progress bar and a live loss plot**: `train` shows a tqdm bar; its `callback` redraws a figure.
 #
 # The cell below trains for `IMAGE_STEPS // 2` steps and writes a checkpoint; section 4 resumes it.
-# This is about 11 minutes on a 2-core CPU for both halves together in float32 (10.9 minutes in the stored
-# run below, on a processor without fast bfloat16; 7.1 minutes on one with it), and the cell prints the
-# measured time per step on your machine.
+# This is about 11 minutes on a 2-core CPU for both halves together in float32 (10.9 minutes on a processor
+# without fast bfloat16; 7.1 on an AMD EPYC with it; 3.7 in the stored run below, on an Intel Xeon with AMX,
+# bfloat16), and the cell prints the measured time per step on your machine.
 
 # %%
 x_train = x_digits                                            # (1500, 1, 16, 16), in [-1, 1]
