@@ -51,8 +51,16 @@ def into(tmp_path) -> Path:
     return folder
 
 
+def _shipped_metrics(into: Path, name: str, **metrics) -> None:
+    """Change the metrics on the card of the shipped copy ``into/NAME.json`` (the weights stay)."""
+    card = json.loads((into / f"{name}.json").read_text())
+    card["metrics"].update(metrics)
+    (into / f"{name}.json").write_text(json.dumps(card))
+
+
 def test_the_run_that_meets_the_most_targets_is_copied(tmp_path, into, capsys):
     out = tmp_path / "out"
+    _shipped_metrics(into, "mnist-unet-cond", class_accuracy_guidance1=0.90)   # the model before 2026-12-04
     _run(out, "mnist-unet", "gpu-wide", dict(GOOD_UNCOND, **{"confident_share_0.9": 0.93}))   # misses 95%
     _run(out, "mnist-unet", "gpu-deep", GOOD_UNCOND)
     _run(out, "mnist-unet-cond", "gpu-wide", GOOD_COND)
@@ -111,3 +119,20 @@ def test_a_missing_folder_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         adopt_gpu_run.main([str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2 and "pass the folder gpu_retrain.sh wrote" in capsys.readouterr().err
+
+
+def test_a_shipped_model_that_meets_every_target_stays_unless_forced(tmp_path, into, capsys):
+    out = tmp_path / "out"
+    _shipped_metrics(into, "mnist-unet-cond", class_accuracy_guidance3=1.0, class_accuracy_guidance1=0.959,
+                     diversity_guidance1=1.04)                   # the CPU retrain of 2026-12-04 meets them all
+    _run(out, "mnist-unet-cond", "gpu-wide", GOOD_COND)
+    before = (into / "mnist-unet-cond.json").read_bytes()
+    adopt_gpu_run.main([str(out), "--into", str(into)])
+    text = capsys.readouterr().out
+    assert "-> mnist-unet-cond: recipe gpu-wide (meets every target)" in text
+    assert "not copied: the shipped model meets every target too" in text, text
+    assert (into / "mnist-unet-cond.json").read_bytes() == before
+    adopt_gpu_run.main([str(out), "--into", str(into), "--force"])
+    assert json.loads((into / "mnist-unet-cond.json").read_text())["recipe"] == "gpu-wide"
+    # a shipped card that lacks a metric the targets need does not count as meeting them
+    assert not adopt_gpu_run.meets_every_target({"name": "mnist-unet", "metrics": {}})

@@ -9,8 +9,9 @@ parameters, which samples faster on a laptop (``bench/bench_unet_widths.py``: 0.
 for ``gpu-deep``, 1.31x for ``gpu-wide``). A run without a card (it failed: see ``OUT/gpu_retrain.log``) or
 whose weights do not load (``checkpoints.load`` checks the sha256 and the architecture) is never picked.
 
-The pick is copied into ``--into`` only when it meets every target; otherwise the choice is the session's
-(``--force`` copies it anyway, say, when it is better than the shipped model on every target it misses).
+The pick is copied into ``--into`` only when it meets every target and the shipped model does not; otherwise
+the choice is the session's (``--force`` copies it anyway: say, a pick better than the shipped model on every
+target it misses, or one that beats a shipped model that already meets them all, on FID or sampling time).
 What follows is printed as commands: the CPU measurement with the card's evaluation, ``make generated``, the
 lessons and the README's tables.
 """
@@ -54,6 +55,14 @@ def runs_of(out: Path, name: str) -> list[dict]:
                     run["problem"], run["card"] = f"its card lacks the metric {err}: the measurement failed", None
         runs.append(run)
     return runs
+
+
+def meets_every_target(card: dict) -> bool:
+    """Whether a card's metrics meet all of issue 18's targets (False when it lacks a metric they need)."""
+    try:
+        return all(ok for _, _, ok in pretrain.targets(card))
+    except KeyError:
+        return False
 
 
 def score(card: dict) -> tuple[int, int, int]:
@@ -113,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"-> {name}: recipe {best['recipe']} ({verdict})")
         if missed and not args.force:
             print("   not copied: the choice is yours (--force copies it)\n")
+            continue
+        if shipped is not None and meets_every_target(shipped) and not args.force:
+            print("   not copied: the shipped model meets every target too; compare the two above "
+                  "(--force copies it)\n")
             continue
         if args.dry_run:
             print(f"   would copy {name}.pt and {name}.json into {args.into} (--dry-run)\n")
