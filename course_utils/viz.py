@@ -128,20 +128,26 @@ def plot_loss(history, *, ax=None, title: str = "training loss"):
 
 
 def label_log_axis(ax, axis: str = "y", ticks=None):
-    """Plain labels on a log axis: ``ticks`` where given, else 1-2-5 values inside the axis's limits (every
-    digit, or three rounded values, when fewer than two 1-2-5 values fall inside).
+    """Plain labels on a log axis: ``ticks`` where given, else 1-2-5 values inside the axis's limits; 1-2-3-5
+    values, or every digit, when 1-2-5 leaves more than a fifth of the axis (in log length) unlabelled at either
+    end or gives fewer than two labels; three rounded values when even every digit gives fewer than two.
 
-    Matplotlib labels a log axis only at powers of ten, so an axis from 3 to 300 reads "10^1, 10^2".
+    Matplotlib labels a log axis only at powers of ten, so an axis from 3 to 300 reads "10^1, 10^2"; and 1-2-5
+    alone labels lesson 4's loss axis (0.024 to 0.5) at 0.05, 0.1, 0.2, the lowest third of its curve unread.
     """
     which = ax.xaxis if axis == "x" else ax.yaxis
     if ticks is None:
         low, high = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
+        span = math.log(high / low)
         decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-        for mantissas in ((1, 2, 5), range(1, 10)):     # 1-2-5, else every digit (a narrow axis: 0.23 to 0.25)
-            ticks = [m * 10.0 ** d for d in decades for m in mantissas if low <= m * 10.0 ** d <= high]
-            if len(ticks) >= 2:
-                break
-        else:                                            # narrower still: three values, two significant digits
+        candidates = [[m * 10.0 ** d for d in decades for m in mantissas if low <= m * 10.0 ** d <= high]
+                      for mantissas in ((1, 2, 5), (1, 2, 3, 5), range(1, 10))]
+        candidates = [c for c in candidates if len(c) >= 2]
+
+        def covers(c):      # neither end of the axis has more than a fifth of its log length without a label
+            return math.log(c[0] / low) <= 0.2 * span and math.log(high / c[-1]) <= 0.2 * span
+        ticks = next((c for c in candidates if covers(c)), candidates[0] if candidates else None)
+        if ticks is None:                                # narrower still: three values, two significant digits
             ticks = [float(f"{low * (high / low) ** q:.2g}") for q in (0.1, 0.5, 0.9)]
     which.set_major_locator(ticker.FixedLocator(list(ticks)))
     which.set_major_formatter(ticker.StrMethodFormatter("{x:,g}"))

@@ -66,6 +66,11 @@ def test_loss_plot_values_read_as_plain_numbers_even_on_a_narrow_axis():
     labels = _labels_in_view(ax, "y")
     assert labels == ["0.05", "0.1", "0.2", "0.5"], labels
     plt.close(ax.figure)
+    ax = plot_loss([(step, 0.45 * 0.06 ** (step / 4000)) for step in range(0, 4001, 50)])   # lesson 4: 0.45 to 0.027
+    ax.figure.canvas.draw()
+    labels = _labels_in_view(ax, "y")      # 1-2-5 alone gave 0.05, 0.1, 0.2: the curve's lowest third unlabelled
+    assert labels == ["0.03", "0.05", "0.1", "0.2", "0.3", "0.5"], labels
+    plt.close(ax.figure)
     ax = plot_loss([(step, 0.25 - 0.02 * step / 3000) for step in range(0, 3001, 50)])       # 0.23 to 0.25
     ax.figure.canvas.draw()
     labels = _labels_in_view(ax, "y")

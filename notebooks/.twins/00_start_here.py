@@ -78,8 +78,8 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # 523 s, with a test run beside it) and lesson 7 30 s. On a laptop without fast bfloat16 (most of them: which ones have it, and
 # why it matters, is in `docs/performance.md`) lesson 4 runs in 32-bit floats and takes 10 to 12 minutes (593 s
 # on the AVX2-only machine of 2026-11-23, another job running; 700 s on the idle one of 2026-12-03). On the idle
-# 2-core Intel Xeon with AMX of 2026-12-04 (native bfloat16) lesson 4 took 4.2 minutes (255 s) and lesson 6
-# 4.1 minutes (248 s); the two lessons' stored outputs are those runs. The lab trains on 1 M images by default: 17
+# 2-core Intel Xeon with AMX (native bfloat16) lesson 4 took 4.5 minutes (269 s, 2026-12-05) and lesson 6
+# 4.1 minutes (248 s, 2026-12-04); the two lessons' stored outputs are those runs. The lab trains on 1 M images by default: 17
 # minutes of training on a quiet 2-core Intel Xeon with native bfloat16 (17.7 minutes in all, with its
 # measurements; executed on 2026-12-04), where its reference run met the course's bar of 85% recognisable digits
 # (87.4%); in 32-bit floats its step runs slower (an AVX2-only machine: below). The training cell's progress bar estimates the time on yours (section 5 of the lab says how to
