@@ -255,7 +255,8 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
         loss_history=state.history[:: max(1, len(state.history) // 50)],
         wall_time_s=round(state.seconds, 1), hardware=hardware(),
         command=reproducing_command(name, recipe, spec, config, phases, state.step, batch_size=batch_size,
-                                    ema_decay=ema_decay, warmup_steps=warmup_steps),
+                                    ema_decay=ema_decay, warmup_steps=warmup_steps,
+                                    threads=torch.get_num_threads() if device.type == "cpu" else None),
         command_run=command or f"python -m course_utils.pretrain {name}",
         trained_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"), metrics={})
     card = checkpoints.save(name, state.ema_model, card, directory=out_dir)
@@ -267,12 +268,17 @@ def run(name: str, *, steps: int | None = None, minutes: float | None = None, ch
 
 def reproducing_command(name: str, recipe: str | None, spec: dict, config: TrainConfig, phases: list[list],
                         steps: int, *, batch_size: int | None = None, ema_decay: float | None = None,
-                        warmup_steps: int | None = None) -> str:
-    """The commands, one per learning-rate phase, that train this run again step for step."""
+                        warmup_steps: int | None = None, threads: int | None = None) -> str:
+    """The commands, one per learning-rate phase, that train this run again step for step.
+
+    ``threads``: the torch threads of a CPU run. They are part of the command because the weights depend on them:
+    the same 30 steps of ``mnist-unet-cond --recipe cpu-cosine`` on 1 and on 2 threads gave two sha256s (the sums
+    run in another order), while a run repeated on the same count gives its weights again bit for bit."""
     common = (("" if recipe is None else f" --recipe {recipe}")
               + ("" if batch_size is None else f" --batch-size {batch_size}")
               + ("" if ema_decay is None else f" --ema-decay {ema_decay:g}")
-              + ("" if warmup_steps is None else f" --warmup-steps {warmup_steps}"))
+              + ("" if warmup_steps is None else f" --warmup-steps {warmup_steps}")
+              + ("" if threads is None else f" --threads {threads}"))
     parts = []
     for i, ((_, phase_lr), end) in enumerate(zip(phases, [p[0] for p in phases[1:]] + [steps])):
         horizon = (f" --decay-steps {config.decay_steps}"

@@ -114,7 +114,8 @@ def test_load_pretrained_takes_the_first_installed_name(tmp_path, capsys):
 def test_pretrain_writes_a_loadable_checkpoint_and_card(tmp_path):
     card = run("digits-unet-cond", steps=2, chunk=1, work_dir=tmp_path / "work", out_dir=tmp_path,
                evaluate_after=False)
-    assert card["steps"] == 2 and card["command"] == "python -m course_utils.pretrain digits-unet-cond --steps 2"
+    assert card["steps"] == 2 and card["command"] == (
+        f"python -m course_utils.pretrain digits-unet-cond --steps 2 --threads {torch.get_num_threads()}")
     model, schedule, loaded = checkpoints.load("digits-unet-cond", directory=tmp_path)
     assert loaded["sha256"] == card["sha256"] and isinstance(model, UNet)
 
@@ -125,15 +126,18 @@ def test_an_lr_cool_down_resumes_the_run_and_the_card_command_reproduces_both_ph
     card = run("digits-unet-cond", steps=4, chunk=1, work_dir=work, out_dir=tmp_path, evaluate_after=False,
                batch_size=8, lr=2e-4)
     assert card["steps"] == 4 and card["train_config"]["lr"] == 2e-4
-    assert card["command"] == ("python -m course_utils.pretrain digits-unet-cond --steps 2 --batch-size 8 && "
-                               "python -m course_utils.pretrain digits-unet-cond --steps 4 --batch-size 8 --lr 0.0002")
+    threads = torch.get_num_threads()
+    assert card["command"] == (
+        f"python -m course_utils.pretrain digits-unet-cond --steps 2 --batch-size 8 --threads {threads} && "
+        f"python -m course_utils.pretrain digits-unet-cond --steps 4 --batch-size 8 --threads {threads} --lr 0.0002")
     saved = torch.load(work / "digits-unet-cond.ckpt", map_location="cpu", weights_only=False)
     assert saved["step"] == 4 and saved["config"]["lr"] == 2e-4
     assert all(group["lr"] == 2e-4 for group in saved["optimizer"]["param_groups"])
     # resumed again without --lr: the cooled-down lr stays, no new phase
     card = run("digits-unet-cond", steps=5, chunk=1, work_dir=work, out_dir=tmp_path, evaluate_after=False,
                batch_size=8)
-    assert card["train_config"]["lr"] == 2e-4 and card["command"].endswith("--steps 5 --batch-size 8 --lr 0.0002")
+    assert card["train_config"]["lr"] == 2e-4 and card["command"].endswith(
+        f"--steps 5 --batch-size 8 --threads {threads} --lr 0.0002")
     assert card["command"].count("&&") == 1
 
 
@@ -171,7 +175,8 @@ def test_a_cosine_run_of_some_minutes_measures_its_length_and_the_card_reproduce
     saved = torch.load(tmp_path / "work" / "digits-unet-cond.ckpt", map_location="cpu", weights_only=False)
     assert saved["config"]["decay_steps"] == horizon, "a resumed run keeps the horizon"
     expected = (f"python -m course_utils.pretrain digits-unet-cond --steps {steps} --recipe test-cosine "
-                f"--ema-decay 0.98" + ("" if steps == horizon else f" --decay-steps {horizon}"))
+                f"--ema-decay 0.98 --threads {torch.get_num_threads()}"
+                + ("" if steps == horizon else f" --decay-steps {horizon}"))
     assert card["command"] == expected
     # the card's command, run from scratch in other chunks, gives the same weights bit for bit
     from course_utils import pretrain as again
@@ -179,7 +184,8 @@ def test_a_cosine_run_of_some_minutes_measures_its_length_and_the_card_reproduce
     parsed = dict(zip(args[1::2], args[2::2]))
     copy = again.run("digits-unet-cond", steps=int(parsed["--steps"]), recipe=parsed["--recipe"],
                      ema_decay=float(parsed["--ema-decay"]), decay_steps=int(parsed.get("--decay-steps", steps)),
-                     chunk=7, work_dir=tmp_path / "work2", out_dir=tmp_path / "b", evaluate_after=False)
+                     threads=int(parsed["--threads"]), chunk=7, work_dir=tmp_path / "work2", out_dir=tmp_path / "b",
+                     evaluate_after=False)
     assert copy["sha256"] == card["sha256"]
     with pytest.raises(ValueError, match=f"decays its lr to 0 at step {horizon}, not 999; resume without"):
         run("digits-unet-cond", recipe="test-cosine", steps=steps + 5, decay_steps=999, work_dir=tmp_path / "work",

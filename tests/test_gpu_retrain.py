@@ -61,14 +61,15 @@ def test_the_gpu_script_trains_and_measures_each_run(tmp_path, capsys):
     assert "[mnist-unet.no-such-recipe] ValueError: mnist-unet has no recipe 'no-such-recipe'" in log, log
     assert "1 run(s) failed" in proc.stdout
     # three runs side by side share the cores (torch's default threads each: 190 s here instead of 60)
-    assert f"; {max(1, len(os.sched_getaffinity(0)) // 3)} CPU threads per run" in log, log
+    threads = max(1, len(os.sched_getaffinity(0)) // 3)
+    assert f"; {threads} CPU threads per run" in log, log
     for name in ("mnist-unet", "mnist-unet-cond"):
         folder = tmp_path / "out" / f"{name}.gpu-deep"
         card = json.loads((folder / f"{name}.json").read_text())
         assert card["recipe"] == "gpu-deep" and card["steps"] == 2 and card["architecture"]["config"][
             "num_res_blocks"] == 2
         assert card["command"] == (f"python -m course_utils.pretrain {name} --steps 2 --recipe gpu-deep "
-                                   "--batch-size 4 --warmup-steps 1")
+                                   f"--batch-size 4 --warmup-steps 1 --threads {threads}")   # a CPU run here
         assert card["metrics"]["evaluation"].startswith("20 samples, DDIM 50 steps")
         assert ("confident_share_0.9_ddim20" if name == "mnist-unet" else "diversity_guidance1") in card["metrics"]
         assert f"[{name}.gpu-deep] {name}: <= 10 MB in float16: " in log
