@@ -735,7 +735,7 @@ plt.show()
 # %% [markdown]
 # **What to notice.** Nearly every frame of both rows is a clean digit: DDIM decodes any noise of typical
 # size to *some* digit. The change is not gradual, though: the digit jumps from one class to the next within a frame or
-# two (pair 1: 9, then a 4, then only 1s; pair 3: 4, then 7s, with two blotchy 4-7 hybrids between them on the slerp row), and a path can pass through a
+# two (pair 1: 9s, then only 1s, with one 4 between them on the slerp row; pair 3: 4, then 7s, with two blotchy 4-7 hybrids between them on the slerp row), and a path can pass through a
 # third digit or go back and forth (pair 2's straight line goes 3, 5, 9, 5; its slerp 3, 5, back to 3, then 5).
 # These are the regions of section 4's map $x_T \mapsto x_0$: one digit each, with sharp borders between them.
 # What slerp buys is in the printed numbers: its latents keep a norm of 26-29 all the way, while the straight

@@ -17,9 +17,10 @@
 #    will use after this course, and what its settings mean in the course's terms.
 # 6. A widget: solver, number of network calls and time grid, from one fixed $x_T$.
 #
-# **Time.** About half a minute in full mode on an idle 2-core CPU (29 s measured) and about 20 s (17 s measured) with
+# **Time.** Half a minute or less in full mode on an idle 2-core CPU (nbconvert: 27 s on the AVX2-only machine of
+# 2026-12-03, 22 s on the Intel Xeon with AMX of 2026-12-05) and about 15 s (13 s on that Xeon) with
 # `COURSE_QUICK=1` (fewer points and images); longer when other jobs share the cores. Section 4's quality figure
-# reads stored results: the benchmark behind it ran 31 minutes on the same machine, under load.
+# reads stored results: the benchmark behind it ran 31 minutes on one of these 2-core machines, under load.
 
 # %%
 # Course set-up (the same cell opens every notebook; written by `make generated`).
@@ -356,7 +357,7 @@ plt.show()
 # %% [markdown]
 # What the figure shows. **On the log-SNR grid** (solid lines, the grid of section 2), DPM-Solver++(2M) beats DDIM at
 # every budget: FID 36.3 against 41.1 at 5 calls, 8.9 against 12.3 at 10, 6.35 against 7.93 at 20, and a confident
-# share 2 to 4 points higher (0.783 against 0.740 at 10 calls, 0.843 against 0.803 at 20, one to two standard
+# share 2.3 to 4.3 points higher (0.783 against 0.740 at 10 calls, 0.843 against 0.803 at 20, one to two standard
 # errors); at 20 calls it is within 6% of DDIM 50's FID on lesson 5's grid (5.99) and within two standard errors
 # of its confident share (0.873). **But the grid matters as much as the solver.** On the two grids even in $t$
 # (dashed: `"linspace"`, 999, 749, 500, 250, 0 for 5 steps; dotted: lesson 5's `"leading"`, 800, 600, ..., 0) both
