@@ -401,8 +401,8 @@ if ready:
 # (1 M images, 16.7 passes over MNIST) in 17.2 minutes of training, 967 images per second, noise loss 0.091. The
 # judge's share of confidently classified samples was 70% after 0.1 M images, 81% after 0.3 M and 87% after 0.6 M
 # (200 samples each), and **87.4% of 500 samples, all ten digits present**, at the end (real test digits at
-# 16x16: 92.2%). Three more runs of the same recipe from other seeds (`bench/lab_sweep.py`, `docs/lab_sweep.md`,
-# section 2b) scored 89.4%, 88.2% and 88.2%: the four average 88.3%, about two standard errors above the 85%
+# 16x16: 92.2%). Three more runs of the same recipe with `bench/lab_sweep.py` (seeds 0, 1 and 2;
+# `docs/lab_sweep.md`, section 2b) scored 89.4%, 88.2% and 88.2%: the four average 88.3%, about two standard errors above the 85%
 # bar (a share of 500 has a standard error of 1.5 points). The network before this one (widths 16, 32, 32 with
 # attention at 4x4, 280,177 parameters) landed on the bar: 84.6% to 86.6% in four runs, 84.6% for this very
 # notebook on this very machine. A run of yours that ends at 86% is within the spread of the recipe, not evidence
@@ -467,7 +467,7 @@ elif ready:
 # absolute error on the noise,
 # AdamW at 2e-3 after a 200-step warm-up, decayed to 0 along a cosine over the run, an EMA of the weights (0.995,
 # with warm-up), 1 M training images (15,625 steps of 64), which took 17 minutes on a quiet 2-core CPU in bfloat16.
-# The noise loss fell from about 0.65 to 0.091, most of the fall in the first 1,000 steps.
+# The noise loss fell from about 0.6 (the mean of the first 50 steps) to 0.091, most of the fall in the first 1,000 steps.
 #
 # **Results.** The samples are mostly clear digits of all ten classes, a few with malformed strokes. The held-out
 # judge classifies 87.4% of 500 samples with confidence above 0.9 (all ten classes present; real test digits at
