@@ -58,18 +58,18 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # | | [Worksheet 2: forward process](../exercises/02_forward.ipynb) | `q_sample`, `predict_x0`, the posterior, the forward chain step by step | 1 h | < 1 | < 1 |
 # | 3 | [Lesson 3: the UNet](03_unet.ipynb) | time embeddings, residual blocks, the noise predictor's shapes; what a trained one predicts | 45 min | < 1 | < 1 |
 # | | [Worksheet 3: UNet pieces](../exercises/03_unet.ipynb) | the sinusoidal embedding, the blocks that take t, the UNet's forward pass with its skips | 45 min | ~ 1 | < 1 |
-# | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | 1 h | ~ 8 * | ~ 1-2 |
+# | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | 1 h | ~ 4-12 * | ~ 1-2 |
 # | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; EMA; train a small model | 1 h | ~ 2 | ~ 1 |
-# | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 6-10 * | ~ 1-2 |
+# | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 4-10 * | ~ 1-2 |
 # | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step, one DDIM step, the DDIM sampling loop | 45 min | ~ 2 | ~ 1 |
 # | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 20-55 * | ~ 1-2 |
-# | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 5-9 * | ~ 1-2 |
+# | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 4-9 * | ~ 1-2 |
 # | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | classifier-free guidance, its loss, guidance in a sampler; classifier guidance | 1 h | ~ 2 | ~ 1 |
 # | 7 | [Lesson 7: faster samplers](07_fast_samplers.ipynb) | DDIM as Euler on the probability-flow ODE; Heun and DPM-Solver++(2M); quality per network call; the `diffusers` schedulers | 1 h | < 1 * | < 1 |
 # | | [Worksheet 7: fast samplers](../exercises/07_fast_samplers.ipynb) | one DPM-Solver++(2M) step and its sampler loop | 45 min | < 1 | < 1 |
 #
-# In all, plan for about 15 hours of your own time (the rows add up to 14.5-15.5). The computing is about 50-65 minutes in full mode
-# (about a third of it the lab), about 10-15 in quick mode; on a CPU without native bfloat16 arithmetic (most laptops) the
+# In all, plan for about 15 hours of your own time (the rows add up to 14.5-15.5). The computing is about 40-65 minutes in full mode
+# (the lab 18-20 of them) where the CPU computes bfloat16 natively, about 10-15 in quick mode; on a CPU without native bfloat16 arithmetic (most laptops) the
 # full mode is closer to an hour and a half, the lab alone about 55 minutes (see below).
 #
 # \* Measured with nbconvert on this course's 2-core test machine on 2026-12-02, nothing else running unless
@@ -78,8 +78,9 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # 523 s, with a test run beside it) and lesson 7 30 s. On a laptop without fast bfloat16 (most of them: which ones have it, and
 # why it matters, is in `docs/performance.md`) lesson 4 runs in 32-bit floats and takes 10 to 12 minutes (593 s
 # on the AVX2-only machine of 2026-11-23, another job running; 700 s on the idle one of 2026-12-03). On the idle
-# 2-core Intel Xeon with AMX (native bfloat16) lesson 4 took 4.5 minutes (269 s, 2026-12-05) and lesson 6
-# 4.1 minutes (248 s, 2026-12-04); the two lessons' stored outputs are those runs. The lab trains on 1 M images by default: 17
+# 2-core Intel Xeon with AMX (native bfloat16) lesson 4 took 4.5 minutes (269 s, 2026-12-05), lesson 5 3.9 minutes
+# (232 s, 2026-12-04), lesson 6 4.1 minutes (248 s, 2026-12-04) and lesson 7 22 s (2026-12-05); the stored outputs of
+# lessons 4, 5 and 6 are those runs. The lab trains on 1 M images by default: 17
 # minutes of training on a quiet 2-core Intel Xeon with native bfloat16 (17.7 minutes in all, with its
 # measurements; executed on 2026-12-04), where its reference run met the course's bar of 85% recognisable digits
 # (87.4%); in 32-bit floats its step runs slower (an AVX2-only machine: below). The training cell's progress bar estimates the time on yours (section 5 of the lab says how to

@@ -17,7 +17,7 @@
 # 5. Because $\eta = 0$ DDIM is deterministic and invertible, images can be mapped back to noise
 #    (**DDIM inversion**) and **interpolated** in noise space.
 #
-# **Time.** About 6 to 10 minutes on a 2-core CPU in full mode (5.7 minutes measured on one that computes
+# **Time.** About 4 to 10 minutes on a 2-core CPU in full mode (3.9 and 5.7 minutes measured on two that compute
 # bfloat16 natively, 9.5 on one with AVX2 only: the start page's table); three quarters of it are the two
 # 1000-step DDPM runs, 1000 network calls per sample. With `COURSE_QUICK=1`
 # the sample counts shrink and it takes a minute or two.
