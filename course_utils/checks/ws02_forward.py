@@ -239,7 +239,8 @@ def chain_variant(mistake: str | None = None):
 
     ``mistake``: None (right), "one short" (t steps), "alpha_bar per step", "no sqrt", "same noise",
     "independent jumps" (each state drawn from x0 in one jump), "one noise per point" (shared by its coordinates),
-    "coin flips" (+-1 noise: the right mean and variance, not Gaussian).
+    "coin flips" (+-1 noise: the right mean and variance, not Gaussian), "three points" (-sqrt(3), 0, sqrt(3) with
+    probabilities 1/6, 2/3, 1/6: a normal's mean, variance and fourth moment, not Gaussian).
     """
     def q_sample_chain(x0, t, schedule, generator=None):
         states, x = [x0], x0
@@ -250,6 +251,8 @@ def chain_variant(mistake: str | None = None):
                 eps = eps[:, :1].expand_as(x0)
             elif mistake == "coin flips":
                 eps = eps.sign()
+            elif mistake == "three points":      # |eps| > 0.9674 has probability 1/3 under N(0, 1)
+                eps = math.sqrt(3.0) * eps.sign() * (eps.abs() > 0.9674)
             alpha, beta, alpha_bar = schedule.alphas[i], schedule.betas[i], schedule.alpha_bar[i]
             if mistake == "alpha_bar per step":
                 x = alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * eps
@@ -373,7 +376,9 @@ def _chain_states_hint(out, case) -> str | None:
 
 def _gaussian_noise_hint(z: Tensor, i: int) -> str | None:
     """None when ``z`` (chains, coordinates), the standardised noise of step i, looks like independent N(0, 1):
-    the coordinates uncorrelated, the two halves of the chains uncorrelated, the fourth moment 3 (5 SE)."""
+    the coordinates uncorrelated, the two halves of the chains uncorrelated, the fourth moment 3 (5 SE), and the
+    values' distribution within Kolmogorov-Smirnov distance 3 / sqrt(n) of N(0, 1)'s (a normal sample exceeds
+    it with probability about 3e-8; noise that only matches a normal's moments, such as three values, does not)."""
     n = z.shape[0]
     cols = torch.corrcoef(z.T)[0, 1] if z.shape[1] > 1 else torch.tensor(0.0)
     if abs(float(cols)) > 5 / math.sqrt(n):
@@ -387,6 +392,14 @@ def _gaussian_noise_hint(z: Tensor, i: int) -> str | None:
     if abs(kurtosis - 3) > 5 * math.sqrt(96 / z.numel()):
         return (f"step {i}'s noise is not Gaussian (fourth moment {kurtosis:.2f} of its standardised values, "
                 "3 for a normal distribution): use torch.randn")
+    values = z.flatten().double().sort().values                         # the empirical CDF against Phi
+    cdf, n_values = torch.special.ndtr(values), values.numel()
+    ranks = torch.arange(1, n_values + 1, dtype=torch.float64)
+    distance = float(torch.maximum(ranks / n_values - cdf, cdf - (ranks - 1) / n_values).max())
+    if distance > 3 / math.sqrt(n_values):
+        return (f"step {i}'s noise is not Gaussian: the distribution of its standardised values is {distance:.2f} "
+                "away from a normal one (largest gap between the two CDFs; a normal sample stays within "
+                f"{3 / math.sqrt(n_values):.2f}), though its mean and variance may be right: use torch.randn")
     return None
 
 
@@ -421,6 +434,7 @@ MISTAKES["q_sample_chain"] = [
     ("every state in one jump from x0", chain_variant("independent jumps"), "from the previous state"),
     ("one noise per point", chain_variant("one noise per point"), "one number per coordinate"),
     ("+-1 noise", chain_variant("coin flips"), "not Gaussian"),
+    ("three-valued noise with a normal's moments", chain_variant("three points"), "CDFs"),
     ("x_t alone", lambda x0, t, schedule, generator=None: chain_variant()(x0, t, schedule, generator)[-1],
      "not x_t alone"),
     ("generator ignored", lambda x0, t, schedule, generator=None: chain_variant()(x0, t, schedule, None),
