@@ -7,7 +7,10 @@
 - ``ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None)``: the whole DDIM sampler on
   ``ddim_timesteps(T, num_steps)``, from x_T to x0, with the student's ``ddim_step``. Judged with the exact noise
   predictor of eight Gaussians (``course_utils.analytic``): at eta = 0 against the float64 reference loop, at
-  eta > 0 (where the order of the noise draws is the student's) by whether the samples reproduce the mixture.
+  eta > 0 (where the order of the noise draws is the student's) by whether the samples reproduce the mixture;
+  and with a predictor that always says eps = 0 over 2 steps at eta = 1, where the samples give back the one
+  noise the loop adds, which must be N(0, I) (variance, Kolmogorov-Smirnov distance: three-valued noise with a
+  normal's moments, or no noise at the first step, reproduced the mixture well enough to pass).
 - ``ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None) -> (x_prev, x0_pred)``:
   Song et al. 2021, Eq. 12 and 16 (their alpha_t is our alpha_bar), the signature of
   ``course_utils.samplers.ddim_step``:
@@ -255,8 +258,22 @@ def _loop_cases(hidden: bool) -> list:
     if hidden:
         specs += [(NoiseSchedule.cosine(T=200), 10, 0.0, 128)]
     g = generator(9)
-    return [dict(schedule=schedule, num_steps=num_steps, eta=eta, x_T=torch.randn(n, 2, generator=g), seed=11 + i)
-            for i, (schedule, num_steps, eta, n) in enumerate(specs)]
+    cases = [dict(schedule=schedule, num_steps=num_steps, eta=eta, x_T=torch.randn(n, 2, generator=g), seed=11 + i)
+             for i, (schedule, num_steps, eta, n) in enumerate(specs)]
+    # then the noise itself (PROBE_N points, 2 steps, eta = 1, a network that predicts eps = 0): the samples
+    # show the one noise the loop adds, which must be N(0, I), whatever the order of the draws (after the visible
+    # cases and before the hidden one, so that the visible cases stay the first ones of the hidden list)
+    probe = dict(schedule=NoiseSchedule.linear(T=1000), num_steps=2, eta=1.0, seed=31, probe=True,
+                 x_T=torch.randn(PROBE_N, 2, generator=generator(10)))
+    return cases[:3] + [probe] + cases[3:]
+
+
+PROBE_N = 20_000
+
+
+def zero_eps(x, t, *args, **kwargs):
+    """A noise predictor that always says eps = 0 (the probe case of ddim_sample_loop's check)."""
+    return torch.zeros_like(x)
 
 
 def mixture_model(schedule):
@@ -268,10 +285,12 @@ def mixture_model(schedule):
 
 
 def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", prev="grid", t_arg="t",
-                  stop_early=False, grid="ddim"):
+                  stop_early=False, grid="ddim", draw="normal"):
     """The DDIM sampler in float64 with the course's noise order (one torch.randn(x.shape, generator) per step
     when eta > 0), from a generator seeded with ``seed`` (or ``seed`` itself when it is a generator, whose stream
-    it continues); the switches reproduce the catalogued mistakes (``grid="linspace"``: a grid of its own)."""
+    it continues); the switches reproduce the catalogued mistakes (``grid="linspace"``: a grid of its own;
+    ``draw="three points"``: noise of -sqrt(3), 0, sqrt(3) with a normal's first four moments, ``draw="none
+    first"``: no noise at the first step)."""
     T = schedule.T
     timesteps = (torch.arange(num_steps) * (T // num_steps)).flip(0).tolist()     # ddim_timesteps(T, num_steps)
     if grid == "linspace":
@@ -293,6 +312,10 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
                       "first": alpha_bar[0]}[last]
         eps_pred = model(x, torch.full((len(x),), t if t_arg == "t" else k, dtype=torch.long))
         noise = torch.randn(x.shape, generator=g) if eta > 0 else torch.zeros(x.shape)
+        if draw == "three points":          # |z| > 0.9674 has probability 1/3 under N(0, 1)
+            noise = 3 ** 0.5 * noise.sign() * (noise.abs() > 0.9674)
+        elif draw == "none first" and k == 0:
+            noise = torch.zeros(x.shape)
         x, _ = ref_ddim_step(x, eps_pred, alpha_bar[t], a_prev, eta, noise)
     return x
 
@@ -332,7 +355,7 @@ SECOND_SEED = 1000      # eta > 0: the loop runs again with the generator seeded
 
 
 def _loop_call(f, c):
-    model = mixture_model(c["schedule"])
+    model = zero_eps if c.get("probe") else mixture_model(c["schedule"])
 
     def run(generator):
         return f(model, c["schedule"], c["x_T"], c["num_steps"], eta=c["eta"], generator=generator)
@@ -361,7 +384,39 @@ def _noise_scale_hint(out, out2, c, args, ref) -> str | None:
     return None
 
 
+def _probe_hint(outputs, c) -> str | None:
+    """The probe case: with eps_pred = 0, DDIM on the grid (500, 0) at eta = 1 gives exactly
+    x0 = x_T / sqrt(alpha_bar_500) + sigma_500 / sqrt(alpha_bar_0) z (the step to t = -1 adds no noise: its
+    sigma is 0), so the samples give back the loop's one noise z, which must be N(0, I)."""
+    from .ws02_forward import _gaussian_noise_hint
+
+    out, x_T, schedule = outputs["out"], c["x_T"], c["schedule"]
+    hint = shape_hint(out, x_T, "x0")
+    if hint:
+        return hint
+    alpha_bar = alpha_bar64(schedule)
+    a, a_prev = alpha_bar[500], alpha_bar[0]
+    sigma = c["eta"] * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
+    z = (out.double() - x_T.double() / a.sqrt()) * a_prev.sqrt() / sigma
+    lead = ("with a network that always predicts eps = 0, 2 steps (t = 500, 0) and eta = 1, x0 must be "
+            "x_T / sqrt(alpha_bar_500) + sigma_500 z / sqrt(alpha_bar_0) with z ~ N(0, I)")
+    if not torch.isfinite(z).all():
+        return lead + ", but it is not finite"
+    var = float(z.var())
+    if abs(var - 1) > 5 * (2 / z.numel()) ** 0.5:
+        return (f"{lead}; the noise in your x0 has {var:.2f} times that variance: add sigma_t * z at every step, "
+                "with one fresh z = torch.randn(x.shape, generator=generator) per step (only the last step, to "
+                "alpha_bar = 1, has sigma = 0)")
+    hint = _gaussian_noise_hint(z, 0)
+    if hint:
+        return f"{lead}: {hint.replace('step 0', 'the first step')}"
+    return (same_seed_hint(out, outputs.get("again"), "samples")       # the noise is right: is it the generator's?
+            or fresh_draws_hint(out, outputs.get("next"), "samples"))
+
+
 def _loop_diagnose(outputs, c) -> str | None:
+    if c.get("probe"):
+        return _probe_hint(outputs, c)
     out, out2 = outputs["out"], outputs["out2"]
     args = (mixture_model(c["schedule"]), c["schedule"], c["x_T"], c["num_steps"], c["eta"], c["seed"])
     ref = ref_ddim_loop(*args)
@@ -430,5 +485,7 @@ MISTAKES["ddim_sample_loop"] = [
     ("generator ignored", loop_variant(own_noise=True), "same seed gave different samples"),
     ("reseeded from the generator's seed", loop_variant(reseed=True), "two calls in a row with one generator"),
     ("one step short", loop_variant(stop_early=True), "stopping at t = 0"),
+    ("three-valued noise with a normal's moments", loop_variant(draw="three points"), "CDFs"),
+    ("no noise at the first step", loop_variant(draw="none first"), "times that variance"),
     ("not implemented", todo, "not implemented yet"),
 ]
