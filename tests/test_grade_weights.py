@@ -33,6 +33,23 @@ import torch
 from grading_corpus import PEAK, REPO, WRAPPER
 
 ZERO = "for _p in {net}.parameters():\n        _p.data.zero_()\n    "
+
+
+def _ddim_loop_drawing(noise_lines: str) -> str:
+    """Worksheet 5's ddim_sample_loop, right but for ``noise_lines``, which set each step's ``noise``."""
+    return ("def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):\n"
+            "    timesteps = ddim_timesteps(schedule.T, num_steps).tolist()\n"
+            "    x = x_T\n"
+            "    for k, t in enumerate(timesteps):\n"
+            "        t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1\n"
+            "        alpha_bar_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)\n"
+            "        eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long))\n"
+            + noise_lines +
+            "        x, _ = ddim_step(x, eps_pred, schedule.alpha_bar[t], alpha_bar_prev, eta=eta,\n"
+            "                         noise=noise if eta > 0 else None)\n"
+            "    return x\n")
+
+
 # worksheet -> student -> (solution cell's grade_id -> code appended to it), then grade_id -> (points, needle)
 ATTACKS = {
     "03_unet": {
@@ -105,40 +122,33 @@ ATTACKS = {
                 "    torch.manual_seed(0)\n"
                 "    return _right_chain(x0, t, schedule, generator=None)\n",
         }, {"test_q_sample_chain": (0, "two calls in a row with one generator")}),
+        "three_valued_noise": ({  # the red team of 2026-12-05: a normal's mean, variance and 4th moment (3 of 3)
+            "q_sample_chain":
+                "import math as _math\n"
+                "def q_sample_chain(x0, t, schedule, generator=None):\n"
+                "    states, x = [x0], x0\n"
+                "    for i in range(t + 1):\n"
+                "        u = torch.rand(x0.shape, generator=generator)\n"
+                "        r3 = _math.sqrt(3.0)\n"
+                "        eps = torch.where(u < 1 / 6, -r3, torch.where(u > 5 / 6, r3, 0.0))\n"
+                "        x = schedule.alphas[i].sqrt() * x + schedule.betas[i].sqrt() * eps\n"
+                "        states.append(x)\n"
+                "    return torch.stack(states).float()\n",
+        }, {"test_q_sample_chain": (0, "CDFs")}),
     },
     # the red team of 2026-12-05: noise of the wrong law or at the wrong steps passed the statistical tests at eta > 0
     "05_samplers": {
         "three_valued_noise": ({     # -sqrt(3), 0, sqrt(3): a normal's mean, variance and fourth moment
             "ddim_sample_loop":
-                "import math as _math\n"
-                "def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):\n"
-                "    timesteps = ddim_timesteps(schedule.T, num_steps).tolist()\n"
-                "    x = x_T\n"
-                "    for k, t in enumerate(timesteps):\n"
-                "        t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1\n"
-                "        alpha_bar_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)\n"
-                "        eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long))\n"
-                "        u = torch.rand(x.shape, generator=generator)\n"
-                "        r3 = _math.sqrt(3.0)\n"
-                "        noise = torch.where(u < 1 / 6, -r3, torch.where(u < 5 / 6, 0.0, r3))\n"
-                "        x, _ = ddim_step(x, eps_pred, schedule.alpha_bar[t], alpha_bar_prev, eta=eta,\n"
-                "                         noise=noise if eta > 0 else None)\n"
-                "    return x\n",
+                "import math as _math\n" + _ddim_loop_drawing(
+                    "        u = torch.rand(x.shape, generator=generator)\n"
+                    "        r3 = _math.sqrt(3.0)\n"
+                    "        noise = torch.where(u < 1 / 6, -r3, torch.where(u < 5 / 6, 0.0, r3))\n"),
         }, {"test_ddim_sample_loop": (0, "CDFs")}),
         "no_noise_at_the_first_step": ({
             "ddim_sample_loop":
-                "def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):\n"
-                "    timesteps = ddim_timesteps(schedule.T, num_steps).tolist()\n"
-                "    x = x_T\n"
-                "    for k, t in enumerate(timesteps):\n"
-                "        t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1\n"
-                "        alpha_bar_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)\n"
-                "        eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long))\n"
-                "        noise = torch.randn(x.shape, generator=generator)\n"
-                "        noise = torch.zeros_like(noise) if k == 0 else noise\n"
-                "        x, _ = ddim_step(x, eps_pred, schedule.alpha_bar[t], alpha_bar_prev, eta=eta,\n"
-                "                         noise=noise if eta > 0 else None)\n"
-                "    return x\n",
+                _ddim_loop_drawing("        noise = torch.randn(x.shape, generator=generator)\n"
+                                   "        noise = torch.zeros_like(noise) if k == 0 else noise\n"),
         }, {"test_ddim_sample_loop": (0, "times that variance")}),
     },
     "lab_ddim": {
