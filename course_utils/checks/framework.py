@@ -11,6 +11,7 @@ quantities the references recompute from a schedule's betas (``alpha_bar64``, ``
 """
 from __future__ import annotations
 
+import math
 import re
 import sysconfig
 import threading
@@ -188,6 +189,35 @@ def same_seed_hint(out, again, what: str) -> str | None:
         return None
     return (f"two runs with generators of the same seed gave different {what}: draw every noise from the "
             "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
+
+
+def gaussian_noise_hint(z: Tensor, step: str) -> str | None:
+    """None when ``z`` (draws, coordinates), the standardised noise that ``step`` ("step 3", "the first step")
+    added, looks like independent N(0, 1): the coordinates uncorrelated, the two halves of the draws
+    uncorrelated, the fourth moment 3 (5 SE), and the values within Kolmogorov-Smirnov distance 3 / sqrt(n) of
+    N(0, 1) (a normal sample exceeds it with probability about 3e-8; noise that only matches a normal's moments,
+    such as three values, does not). Worksheet 2's chain and worksheet 5's DDIM loop draw their own noise."""
+    from scipy.stats import kstest
+
+    n = z.shape[0]
+    cols = torch.corrcoef(z.T)[0, 1] if z.shape[1] > 1 else torch.tensor(0.0)
+    if abs(float(cols)) > 5 / math.sqrt(n):
+        return (f"{step} adds the same noise to every coordinate of a point (correlation {float(cols):.2f}): "
+                "draw one number per coordinate, torch.randn(x.shape)")
+    half = n // 2
+    pairs = float((z[:half] * z[half:2 * half]).mean())
+    if abs(pairs) > 5 / math.sqrt(half * z.shape[1]):
+        return f"{step}'s noise is correlated between chains ({pairs:.2f}): draw fresh noise for every chain"
+    kurtosis = float((z ** 4).mean())
+    if abs(kurtosis - 3) > 5 * math.sqrt(96 / z.numel()):
+        return (f"{step}'s noise is not Gaussian (fourth moment {kurtosis:.2f} of its standardised values, "
+                "3 for a normal distribution): use torch.randn")
+    distance, limit = float(kstest(z.double().flatten().numpy(), "norm").statistic), 3 / math.sqrt(z.numel())
+    if distance > limit:
+        return (f"{step}'s noise is not Gaussian: the distribution of its standardised values is {distance:.2f} "
+                f"away from a normal one (largest gap between the two CDFs; a normal sample stays within "
+                f"{limit:.2f}), though its mean and variance may be right: use torch.randn")
+    return None
 
 
 def without_gradient(module: nn.Module, out) -> list[str]:

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, fresh_draws_hint, gather, generator, judge,
-                        register, same_seed_hint, shape_hint, small_schedule, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, fresh_draws_hint, gather, gaussian_noise_hint,
+                        generator, judge, register, same_seed_hint, shape_hint, small_schedule, todo, visible)
 
 
 # ------------------------------------------------------------------ q_sample
@@ -361,7 +361,7 @@ def _chain_states_hint(out, case) -> str | None:
                 return lead + ": the square root is missing on beta (beta is a variance)"
             return lead
         # 4. it is N(0, beta_i I): one independent normal number per coordinate and per chain
-        hint = _gaussian_noise_hint(added / math.sqrt(float(betas[i])), i)
+        hint = gaussian_noise_hint(added / math.sqrt(float(betas[i])), f"step {i}")
         if hint:
             return hint
     # 5. the last state against Eq. 4: N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I), per column
@@ -371,35 +371,6 @@ def _chain_states_hint(out, case) -> str | None:
     if mean_err > 5 * math.sqrt((1 - a) / _CHAIN_N) or var_err > 5 * math.sqrt(2 / _CHAIN_N) * (1 - a):
         return (f"x_t = state {t + 1} is not distributed as N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I) (Eq. 4): "
                 f"its mean is off by {float(mean_err):.3f}, its variance by {float(var_err):.3f}")
-    return None
-
-
-def _gaussian_noise_hint(z: Tensor, i: int) -> str | None:
-    """None when ``z`` (chains, coordinates), the standardised noise of step i, looks like independent N(0, 1):
-    the coordinates uncorrelated, the two halves of the chains uncorrelated, the fourth moment 3 (5 SE), and the
-    values' distribution within Kolmogorov-Smirnov distance 3 / sqrt(n) of N(0, 1)'s (a normal sample exceeds
-    it with probability about 3e-8; noise that only matches a normal's moments, such as three values, does not)."""
-    n = z.shape[0]
-    cols = torch.corrcoef(z.T)[0, 1] if z.shape[1] > 1 else torch.tensor(0.0)
-    if abs(float(cols)) > 5 / math.sqrt(n):
-        return (f"step {i} adds the same noise to every coordinate of a point (correlation {float(cols):.2f}): "
-                "draw one number per coordinate, torch.randn(x.shape)")
-    half = n // 2
-    pairs = float((z[:half] * z[half:2 * half]).mean())
-    if abs(pairs) > 5 / math.sqrt(half * z.shape[1]):
-        return f"step {i}'s noise is correlated between chains ({pairs:.2f}): draw fresh noise for every chain"
-    kurtosis = float((z ** 4).mean())
-    if abs(kurtosis - 3) > 5 * math.sqrt(96 / z.numel()):
-        return (f"step {i}'s noise is not Gaussian (fourth moment {kurtosis:.2f} of its standardised values, "
-                "3 for a normal distribution): use torch.randn")
-    values = z.flatten().double().sort().values                         # the empirical CDF against Phi
-    cdf, n_values = torch.special.ndtr(values), values.numel()
-    ranks = torch.arange(1, n_values + 1, dtype=torch.float64)
-    distance = float(torch.maximum(ranks / n_values - cdf, cdf - (ranks - 1) / n_values).max())
-    if distance > 3 / math.sqrt(n_values):
-        return (f"step {i}'s noise is not Gaussian: the distribution of its standardised values is {distance:.2f} "
-                "away from a normal one (largest gap between the two CDFs; a normal sample stays within "
-                f"{3 / math.sqrt(n_values):.2f}), though its mean and variance may be right: use torch.randn")
     return None
 
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import torch
 
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, fresh_draws_hint, generator, judge,
-                        raised_record, register, repeat_hint, same_seed_hint, shape_hint, small_schedule, todo,
-                        visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, fresh_draws_hint, gaussian_noise_hint,
+                        generator, judge, raised_record, register, repeat_hint, same_seed_hint, shape_hint,
+                        small_schedule, todo, visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -388,8 +388,6 @@ def _probe_hint(outputs, c) -> str | None:
     """The probe case: with eps_pred = 0, DDIM on the grid (500, 0) at eta = 1 gives exactly
     x0 = x_T / sqrt(alpha_bar_500) + sigma_500 / sqrt(alpha_bar_0) z (the step to t = -1 adds no noise: its
     sigma is 0), so the samples give back the loop's one noise z, which must be N(0, I)."""
-    from .ws02_forward import _gaussian_noise_hint
-
     out, x_T, schedule = outputs["out"], c["x_T"], c["schedule"]
     hint = shape_hint(out, x_T, "x0")
     if hint:
@@ -407,9 +405,9 @@ def _probe_hint(outputs, c) -> str | None:
         return (f"{lead}; the noise in your x0 has {var:.2f} times that variance: add sigma_t * z at every step, "
                 "with one fresh z = torch.randn(x.shape, generator=generator) per step (only the last step, to "
                 "alpha_bar = 1, has sigma = 0)")
-    hint = _gaussian_noise_hint(z, 0)
+    hint = gaussian_noise_hint(z, "the first step")
     if hint:
-        return f"{lead}: {hint.replace('step 0', 'the first step')}"
+        return f"{lead}: {hint}"
     return (same_seed_hint(out, outputs.get("again"), "samples")       # the noise is right: is it the generator's?
             or fresh_draws_hint(out, outputs.get("next"), "samples"))
 
