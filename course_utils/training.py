@@ -2,6 +2,7 @@
 
     L_simple = E_{x0, t, eps} || eps - eps_theta(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
 
+(or, with ``TrainConfig.noise_loss = "l1"``, its mean absolute error E|eps - eps_theta(x_t, t)|, the lab's loss)
 with AdamW (a constant learning rate, or a linear warm-up then half a cosine to 0), gradient clipping, an
 exponential moving average (EMA) of the weights, optional mixed precision, label dropout for classifier-free
 guidance, a progress bar, a loss history, and atomic checkpoints that resume exactly (model, EMA, optimizer,
@@ -28,6 +29,7 @@ from .schedules import NoiseSchedule
 
 PRECISIONS = ("none", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "cosine")
+NOISE_LOSSES = ("mse", "l1")
 
 
 @dataclass
@@ -49,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 0         # 0: only at the end (when a checkpoint path is given)
+    noise_loss: str = "mse"           # "mse": L_simple (DDPM Eq. 14); "l1": E|eps - eps_theta|, the lab's loss
 
     def __post_init__(self):
         if self.mixed_precision not in PRECISIONS:
@@ -57,6 +60,8 @@ class TrainConfig:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.noise_loss not in NOISE_LOSSES:
+            raise ValueError(f"noise_loss must be one of {NOISE_LOSSES}, got {self.noise_loss!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.lr_schedule == "cosine" and self.decay_steps <= self.warmup_steps:
@@ -130,8 +135,9 @@ def cpu_has_fast_bf16() -> bool:
 
 def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, *, t: Tensor | None = None,
                    eps: Tensor | None = None, y: Tensor | None = None,
-                   generator: torch.Generator | None = None) -> Tensor:
-    """L_simple on one batch x0 (B, ...): MSE(eps_theta(x_t, t), eps) with x_t = q_sample(x0, t, eps).
+                   generator: torch.Generator | None = None, noise_loss: str = "mse") -> Tensor:
+    """L_simple on one batch x0 (B, ...): MSE(eps_theta(x_t, t), eps) with x_t = q_sample(x0, t, eps)
+    (``noise_loss="l1"``: the mean absolute error instead).
 
     t (B,) int64 and eps (like x0) are drawn, t ~ U{0..T-1} then eps ~ N(0, I) from ``generator``, unless given
     (worksheet 4 writes this function for given t and eps, with this signature).
@@ -142,7 +148,9 @@ def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, *, t: 
         eps = torch.randn(x0.shape, device=x0.device, generator=generator)
     xt = q_sample(x0, t, eps, schedule)
     eps_pred = model(xt, t) if y is None else model(xt, t, y)
-    return F.mse_loss(eps_pred.float(), eps)
+    if noise_loss not in NOISE_LOSSES:
+        raise ValueError(f"noise_loss must be one of {NOISE_LOSSES}, got {noise_loss!r}")
+    return (F.mse_loss if noise_loss == "mse" else F.l1_loss)(eps_pred.float(), eps)
 
 
 def train(model: nn.Module, schedule: NoiseSchedule, x: Tensor, config: TrainConfig, *, y: Tensor | None = None,
@@ -178,7 +186,8 @@ def train(model: nn.Module, schedule: NoiseSchedule, x: Tensor, config: TrainCon
         torch.set_rng_state(extra["rng"]["torch"])
     amp_dtype = autocast_dtype(config.mixed_precision, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    loss_fn = loss_fn or (lambda m, xb, yb, g: diffusion_loss(m, schedule, xb, y=yb, generator=g))
+    loss_fn = loss_fn or (lambda m, xb, yb, g: diffusion_loss(m, schedule, xb, y=yb, generator=g,
+                                                              noise_loss=config.noise_loss))
     forward_model = torch.compile(model) if compile_model else model
 
     x_device = x.to(device)                        # once: a GPU then never waits for a batch from the host

@@ -86,6 +86,20 @@ def test_a_tie_goes_to_the_smaller_network(tmp_path, into, capsys):
     assert json.loads((into / "mnist-unet.json").read_text()).get("recipe") != "gpu-deep"   # nothing copied
 
 
+def test_a_tie_of_one_network_goes_to_the_better_samples(tmp_path, into, capsys):
+    """gpu-wide and gpu-wide-l1 train the same network: on equal targets the confident share decides, whichever
+    recipe comes first."""
+    for better in ("gpu-wide", "gpu-wide-l1"):
+        out = tmp_path / f"out-{better}"
+        for recipe in ("gpu-wide", "gpu-wide-l1"):
+            share = 0.97 if recipe == better else 0.96
+            _run(out, "mnist-unet", recipe, dict(GOOD_UNCOND, **{"confident_share_0.9": share,
+                                                                 "confident_share_0.9_ddim20": share - 0.01}),
+                 parameters=2_500_000)
+        adopt_gpu_run.main([str(out), "--into", str(into), "--dry-run"])
+        assert f"-> mnist-unet: recipe {better} (meets every target)" in capsys.readouterr().out
+
+
 def test_a_pick_that_misses_a_target_is_not_copied_without_force(tmp_path, into, capsys):
     out = tmp_path / "out"
     _run(out, "mnist-unet", "gpu-deep", dict(GOOD_UNCOND, fid_vs_mnist_test=0.9))       # FID above 1.58 / 2

@@ -21,6 +21,7 @@ from course_utils.nets import NoisyClassifier, UNet
 from course_utils import pretrain
 from course_utils.pretrain import CONFIGS, digits_reference_classifier, run, sample_batched
 from course_utils.schedules import NoiseSchedule
+from course_utils.training import TrainConfig
 
 CARD_KEYS = ("name", "dataset", "image_shape", "num_classes", "architecture", "schedule", "steps", "batch_size",
              "wall_time_s", "hardware", "command", "metrics", "sha256", "file_size_bytes", "weights_dtype")
@@ -150,11 +151,15 @@ def test_a_recipe_changes_the_network_and_training_but_not_the_name():
     assert pretrain.spec_for("mnist-unet") is CONFIGS["mnist-unet"]
     model = UNet(**pretrain.spec_for("mnist-unet", "gpu-wide")["architecture"]["config"])
     assert 2 * sum(p.numel() for p in model.parameters()) < 10 * MB, "float16 weights under 10 MB (issue 18)"
+    l1, wide = pretrain.spec_for("mnist-unet", "gpu-wide-l1"), pretrain.spec_for("mnist-unet", "gpu-wide")
+    assert l1["architecture"] == wide["architecture"] and dict(l1["train"], noise_loss="mse") == dict(
+        wide["train"], noise_loss="mse"), "the wide run on the L1 loss: nothing else changes"
+    assert TrainConfig(**l1["train"]).noise_loss == "l1" and "noise_loss" not in CONFIGS["mnist-unet"]["train"]
     cpu = pretrain.spec_for("mnist-unet-cond", "cpu-cosine")
     assert cpu["architecture"] == CONFIGS["mnist-unet-cond"]["architecture"], "the shipped network, retrained"
     assert cpu["train"]["lr_schedule"] == "cosine" and cpu["train"]["batch_size"] == 64
     with pytest.raises(ValueError, match=r"mnist-unet has no recipe 'wide'; its recipes: "
-                                         r"\['cpu-cosine', 'gpu-deep', 'gpu-wide'\]"):
+                                         r"\['cpu-cosine', 'gpu-deep', 'gpu-wide', 'gpu-wide-l1'\]"):
         pretrain.spec_for("mnist-unet", "wide")
 
 

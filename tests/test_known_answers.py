@@ -227,6 +227,22 @@ def test_l_simple_of_the_exact_eps_is_the_posterior_variance_of_eps(linear_sched
     assert abs(loss - m) < 5 * m * math.sqrt(2 / (n_points * D)), (loss, m)
 
 
+@pytest.mark.parametrize("t", [10, 300, 700])
+def test_l1_noise_loss_of_the_exact_eps_is_the_mean_absolute_residual(linear_schedule, t):
+    """The same residual eps - E[eps | x_t] is N(0, m) per coordinate (m as above), so with noise_loss="l1" the
+    loss is E|r| = sqrt(2 m / pi), with standard error sqrt(m (1 - 2 / pi) / n). (For Gaussian data the posterior
+    mean is also the posterior median, the L1-optimal eps_pred: the exact eps minimises both losses.)"""
+    model = _single_gaussian(linear_schedule)
+    n_points = 20000
+    gen = torch.Generator().manual_seed(t)
+    x0 = MU + S * torch.randn(n_points, D, generator=gen)
+    loss = diffusion_loss(model, linear_schedule, x0, t=torch.full((n_points,), t), generator=gen,
+                          noise_loss="l1").item()
+    ab = linear_schedule.alpha_bar.double()[t].item()
+    m = ab * S ** 2 / (ab * S ** 2 + 1 - ab)
+    assert abs(loss - math.sqrt(2 * m / math.pi)) < 5 * math.sqrt(m * (1 - 2 / math.pi) / (n_points * D)), (loss, m)
+
+
 def test_learning_rate_warm_up_without_cosine_and_cosine_without_warm_up():
     """The two branches tests/test_training.py leaves out: lr (step + 1) / warmup_steps, then constant; and with
     no warm-up, lr (1 + cos(pi step / decay_steps)) / 2, 0 from decay_steps on."""

@@ -6,8 +6,9 @@ OUT is the folder ``tools/gpu_retrain.sh`` filled on the device: ``OUT/NAME.RECI
 run. For each model it prints every run's targets (``pretrain.targets``, from the metrics the card carries),
 the shipped model's beside them, and picks the run that meets the most targets; on a tie the one with fewer
 parameters, which samples faster on a laptop (``bench/bench_unet_widths.py``: 0.92x the shipped model's time
-for ``gpu-deep``, 1.31x for ``gpu-wide``). A run without a card (it failed: see ``OUT/gpu_retrain.log``) or
-whose weights do not load (``checkpoints.load`` checks the sha256 and the architecture) is never picked.
+for ``gpu-deep``, 1.31x for ``gpu-wide`` and ``gpu-wide-l1``), then the one with the better samples. A run
+without a card (it failed: see ``OUT/gpu_retrain.log``) or whose weights do not load (``checkpoints.load``
+checks the sha256 and the architecture) is never picked.
 
 The pick is copied into ``--into`` only when it meets every target and the shipped model does not; otherwise
 the choice is the session's (``--force`` copies it anyway: say, a pick better than the shipped model on every
@@ -65,15 +66,20 @@ def meets_every_target(card: dict) -> bool:
         return False
 
 
-def score(card: dict) -> tuple[int, int, int]:
-    """(targets met, -targets missed, -parameters): the larger, the better run."""
+def score(card: dict) -> tuple[int, int, int, float]:
+    """(targets met, -targets missed, -parameters, quality): the larger, the better run. Quality, for two runs
+    of one network (``gpu-wide`` and ``gpu-wide-l1``): the unguided class accuracy of a conditional model, the
+    confident share of an unconditional one."""
     rows = pretrain.targets(card)
     met = sum(ok for _, _, ok in rows)
-    return met, -(len(rows) - met), -int(card.get("parameters", 0))
+    metrics = card.get("metrics", {})
+    quality = metrics.get("class_accuracy_guidance1", metrics.get("confident_share_0.9", 0.0))
+    return met, -(len(rows) - met), -int(card.get("parameters", 0)), float(quality)
 
 
 def pick(runs: list[dict]) -> dict | None:
-    """The run to ship of those with a card: most targets met, then fewest missed, then fewest parameters."""
+    """The run to ship of those with a card: most targets met, then fewest missed, then fewest parameters, then
+    the better samples."""
     candidates = [r for r in runs if r["card"] is not None]
     return max(candidates, key=lambda r: score(r["card"])) if candidates else None
 

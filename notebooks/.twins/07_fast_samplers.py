@@ -505,10 +505,10 @@ plt.show()
 #
 # ## 6. Explore: solver, network calls and time grid
 #
-# The same 16 starting points $x_T$ for every choice. Pick a solver, a budget of network calls (Heun takes the
-# most steps that fit: 3 steps for 5 calls) and one of section 4's three time grids: `"logsnr"` (section 2's,
-# even in log-SNR), `"linspace"` (even in $t$ from 999 to 0) or `"leading"` (lesson 5's `ddim_timesteps`). The
-# title prints the grid's timesteps, so you can see where each solver spends its calls.
+# The same starting points $x_T$ for every choice (16; 8 with `COURSE_QUICK=1`). Pick a solver, a budget of
+# network calls (Heun takes the most steps that fit: 3 steps for 5 calls) and one of section 4's three time grids:
+# `"logsnr"` (section 2's, even in log-SNR), `"linspace"` (even in $t$ from 999 to 0) or `"leading"` (lesson 5's
+# `ddim_timesteps`). The title prints the grid's timesteps, so you can see where each solver spends its calls.
 
 # %%
 x_T_widget = torch.randn(N_SHOW, *image_shape, generator=torch.Generator().manual_seed(42)).to(device)
