@@ -19,9 +19,10 @@ the ``--steps`` command that reproduces it. A recipe with a cosine learning-rate
 length in advance: with ``--minutes`` it is measured on two chunks inside the warm-up (the steps per second,
 restarts included) and fixed from there; the card's command then names it (``--decay-steps``).
 
-Diffusion models use L_simple (DDPM Eq. 14); the classifiers use ``train``'s ``loss_fn`` hook with a
-cross-entropy, on q_sample'd images at uniformly drawn t for the noisy classifier (Dhariwal and Nichol
-2021, Sec. 4.1) and on clean (shifted) images for the others.
+Diffusion models use L_simple (DDPM Eq. 14; recipe ``gpu-wide-l1`` its mean absolute error,
+``TrainConfig.noise_loss``); the classifiers use ``train``'s ``loss_fn`` hook with a cross-entropy, on
+q_sample'd images at uniformly drawn t for the noisy classifier (Dhariwal and Nichol 2021, Sec. 4.1) and on
+clean (shifted) images for the others.
 """
 from __future__ import annotations
 
