@@ -14,7 +14,9 @@
    EMA 0.999, seed 0), then the card's evaluation (1,000 samples, DDIM 50 and 20, eta 0, seed 0) of the shipped
    and the annealed weights. ``--anneal-only`` skips 1-3. ``--anneal-loss l1`` trains with the mean absolute
    error on the noise, E|eps_theta(x_t, t) - eps|, instead of the card's L_simple (the lab's loss; its sweep
-   scored it 7 points above the squared error, docs/lab_sweep.md section 1b).
+   scored it 7 points above the squared error, docs/lab_sweep.md section 1b). ``--from-scratch`` starts from
+   the card's architecture with fresh weights (torch seed 0) instead of the shipped ones: the two losses
+   compared on this network from the start, at a CPU's budget.
 
     python bench/diagnose_confidence.py [--n 300] [--resumable runs/pretrain/mnist-unet.ckpt]
     python bench/diagnose_confidence.py --anneal 3000 --anneal-only      # about 17 minutes on 2 cores
@@ -54,33 +56,41 @@ def main(argv=None):
     parser.add_argument("--anneal-only", action="store_true", help="run 4. only")
     parser.add_argument("--anneal-loss", choices=("mse", "l1"), default="mse",
                         help="4.: the noise loss (default mse: the card's L_simple; l1: mean absolute error)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="4.: train fresh weights of the card's architecture, not the shipped ones")
     args = parser.parse_args(argv)
     judge = checkpoints.load("mnist-eval-classifier")[0]
     if not args.anneal_only:
         grids_and_judge(args, judge)
     if args.anneal:
-        anneal(args.anneal, args.anneal_lr, judge, args.anneal_loss)
+        anneal(args.anneal, args.anneal_lr, judge, args.anneal_loss, args.from_scratch)
 
 
-def anneal(steps: int, lr: float, judge, loss: str = "mse") -> None:
+def anneal(steps: int, lr: float, judge, loss: str = "mse", from_scratch: bool = False) -> None:
     """4.: the shipped mnist-unet, trained ``steps`` more steps with a cosine lr from ``lr`` to 0 on ``loss``
     ("mse": the card's L_simple, "l1": the mean absolute error); the card's evaluation (1,000 samples,
-    DDIM 50 and 20, seed 0) before and after."""
+    DDIM 50 and 20, seed 0) before and after. ``from_scratch``: fresh weights of the same network instead
+    (only the trained ones are evaluated)."""
     from course_utils.pretrain import load_data, make_loss_fn, sample_batched, spec_for
     from course_utils.training import TrainConfig, train
 
     spec = spec_for("mnist-unet")
     model, schedule, card = checkpoints.load("mnist-unet")
+    if from_scratch:
+        torch.manual_seed(0)
+        model = checkpoints.build_model(card)
     config = TrainConfig(**dict(spec["train"], steps=steps, lr=lr, lr_schedule="cosine", noise_loss=loss,
                                 warmup_steps=min(100, steps // 2), decay_steps=steps, seed=0, log_every=50))
     x, _ = load_data(spec)
     start = time.perf_counter()
     state = train(model.train(), schedule, x, config, progress=False, loss_fn=make_loss_fn(spec, schedule))
-    print(f"4. the shipped mnist-unet ({card['steps']} steps of {card['batch_size']}) trained {steps} more steps of "
-          f"{config.batch_size} on the {loss} noise loss, lr {lr:g} -> 0 (cosine), EMA {config.ema_decay}: "
-          f"{time.perf_counter() - start:.0f} s, last logged loss {state.history[-1][1]:.4f}", flush=True)
-    shipped = checkpoints.load("mnist-unet")[0]
-    for label, net in (("shipped", shipped), ("annealed", state.ema_model.float().eval())):
+    what = (f"mnist-unet's network from fresh weights, trained {steps}" if from_scratch else
+            f"the shipped mnist-unet ({card['steps']} steps of {card['batch_size']}) trained {steps} more")
+    print(f"4. {what} steps of {config.batch_size} on the {loss} noise loss, lr {lr:g} -> 0 (cosine), "
+          f"EMA {config.ema_decay}: {time.perf_counter() - start:.0f} s, last logged loss {state.history[-1][1]:.4f}",
+          flush=True)
+    nets = [] if from_scratch else [("shipped", checkpoints.load("mnist-unet")[0])]
+    for label, net in nets + [("trained" if from_scratch else "annealed", state.ema_model.float().eval())]:
         shares = [metrics.confident_share(sample_batched(net, schedule, 1000, tuple(card["image_shape"]),
                                                          num_steps=S, seed=0), judge)[0] for S in (50, 20)]
         print(f"   {label:<8} weights, 1,000 samples: confident {shares[0]:.3f} (DDIM 50), {shares[1]:.3f} "
