@@ -22,11 +22,20 @@ from course_utils.schedules import NoiseSchedule
 
 
 def architectures() -> dict[str, dict]:
-    out = {"shipped mnist-unet": CONFIGS["mnist-unet"]["architecture"]["config"]}
+    """name -> UNet config: the shipped one first, each recipe's (recipes of one network share a row), two more
+    for scale."""
+    shipped = CONFIGS["mnist-unet"]["architecture"]["config"]
+    rows = [["shipped mnist-unet", shipped]]
     for recipe in RECIPES["mnist-unet"]:
-        out[f"recipe {recipe}"] = spec_for("mnist-unet", recipe)["architecture"]["config"]
-    out["base 64 (for scale)"] = dict(out["shipped mnist-unet"], base_channels=64)
-    return out
+        config = spec_for("mnist-unet", recipe)["architecture"]["config"]
+        row = next((r for r in rows if r[1] == config), None)
+        if row is None:
+            rows.append([f"recipe `{recipe}`", config])
+        else:
+            row[0] += f", `{recipe}`" if row[0].startswith("recipe") else f" (recipe `{recipe}`)"
+    rows += [["base 48, 2 blocks (for scale)", dict(shipped, base_channels=48, num_res_blocks=2)],
+             ["base 64 (for scale)", dict(shipped, base_channels=64)]]
+    return dict(rows)
 
 
 def main(argv=None):
@@ -50,7 +59,7 @@ def main(argv=None):
             t0 = time.perf_counter()
             ddim_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=args.steps, progress=False)
             seconds[name].append(time.perf_counter() - t0)
-    base = statistics.median(seconds["shipped mnist-unet"])
+    base = statistics.median(next(iter(seconds.values())))                   # the shipped network's
     print(f"# {args.threads} torch threads, DDIM {args.steps} for {args.n} samples at 28x28, median of "
           f"{args.repeats}, load average {os.getloadavg()[0]:.1f}")
     print("| architecture | base, mults, res blocks, attention | parameters | float16 MB | seconds | vs shipped |")

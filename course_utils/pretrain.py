@@ -99,8 +99,8 @@ CPU_COSINE = dict(lr_schedule="cosine", warmup_steps=500, decay_steps=15000, ste
 MNIST_UNET_RECIPES = {"gpu-wide": dict(architecture=MNIST_UNET_WIDE, train=GPU),
                       "gpu-deep": dict(architecture=MNIST_UNET_DEEP, train=GPU),
                       # the wide run on the lab's loss, E|eps - eps_theta|: 7 points above L_simple in the lab's
-                      # short runs from scratch (docs/lab_sweep.md 1b); in fine-tunes of the shipped weights, within
-                      # a point or two of it (docs/checkpoints.md, "Why mnist-unet is short")
+                      # short runs from scratch (docs/lab_sweep.md 1b); on this network, in fine-tunes and a short
+                      # run from scratch on the CPU, within the noise of it (docs/checkpoints.md, "Why ... short")
                       "gpu-wide-l1": dict(architecture=MNIST_UNET_WIDE, train=dict(GPU, noise_loss="l1")),
                       "cpu-cosine": dict(architecture={}, train=CPU_COSINE)}
 # name -> recipe -> what changes: "architecture" (merged into the config's) and "train" (into its train dict).

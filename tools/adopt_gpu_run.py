@@ -5,10 +5,10 @@
 OUT is the folder ``tools/gpu_retrain.sh`` filled on the device: ``OUT/NAME.RECIPE/{NAME.pt, NAME.json}`` per
 run. For each model it prints every run's targets (``pretrain.targets``, from the metrics the card carries),
 the shipped model's beside them, and picks the run that meets the most targets; on a tie the one with fewer
-parameters, which samples faster on a laptop (``bench/bench_unet_widths.py``: 0.92x the shipped model's time
-for ``gpu-deep``, 1.31x for ``gpu-wide`` and ``gpu-wide-l1``), then the one with the better samples. A run
-without a card (it failed: see ``OUT/gpu_retrain.log``) or whose weights do not load (``checkpoints.load``
-checks the sha256 and the architecture) is never picked.
+parameters, which samples faster on a laptop (``bench/bench_unet_widths.py``: 0.92x and 1.16x the shipped
+model's time for ``gpu-deep`` on two CPUs, 1.31x and 1.67x for ``gpu-wide`` and ``gpu-wide-l1``), then the one
+with the better samples. A run without a card (it failed: see ``OUT/gpu_retrain.log``) or whose weights do
+not load (``checkpoints.load`` checks the sha256 and the architecture) is never picked.
 
 The pick is copied into ``--into`` only when it meets every target and the shipped model does not; otherwise
 the choice is the session's (``--force`` copies it anyway: say, a pick better than the shipped model on every
