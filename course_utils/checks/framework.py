@@ -191,6 +191,12 @@ def same_seed_hint(out, again, what: str) -> str | None:
             "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
 
 
+def three_point_noise(z: Tensor) -> Tensor:
+    """The catalogue's noise that only matches a normal's moments: -sqrt(3), 0, sqrt(3) with probabilities 1/6,
+    2/3, 1/6 (mean 0, variance 1, fourth moment 3), made from N(0, 1) draws z (|z| > 0.9674 has probability 1/3)."""
+    return math.sqrt(3.0) * z.sign() * (z.abs() > 0.9674)
+
+
 def gaussian_noise_hint(z: Tensor, step: str) -> str | None:
     """None when ``z`` (draws, coordinates), the standardised noise that ``step`` ("step 3", "the first step")
     added, looks like independent N(0, 1): the coordinates uncorrelated, the two halves of the draws

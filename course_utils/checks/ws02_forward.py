@@ -16,7 +16,8 @@ from torch import Tensor
 
 from ..schedules import NoiseSchedule
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, fresh_draws_hint, gather, gaussian_noise_hint,
-                        generator, judge, register, same_seed_hint, shape_hint, small_schedule, todo, visible)
+                        generator, judge, register, same_seed_hint, shape_hint, small_schedule, three_point_noise, todo,
+                        visible)
 
 
 # ------------------------------------------------------------------ q_sample
@@ -251,8 +252,8 @@ def chain_variant(mistake: str | None = None):
                 eps = eps[:, :1].expand_as(x0)
             elif mistake == "coin flips":
                 eps = eps.sign()
-            elif mistake == "three points":      # |eps| > 0.9674 has probability 1/3 under N(0, 1)
-                eps = math.sqrt(3.0) * eps.sign() * (eps.abs() > 0.9674)
+            elif mistake == "three points":
+                eps = three_point_noise(eps)
             alpha, beta, alpha_bar = schedule.alphas[i], schedule.betas[i], schedule.alpha_bar[i]
             if mistake == "alpha_bar per step":
                 x = alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * eps

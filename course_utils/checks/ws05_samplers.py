@@ -28,7 +28,7 @@ import torch
 
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, fresh_draws_hint, gaussian_noise_hint,
                         generator, judge, raised_record, register, repeat_hint, same_seed_hint, shape_hint,
-                        small_schedule, todo, visible)
+                        small_schedule, three_point_noise, todo, visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -312,8 +312,8 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
                       "first": alpha_bar[0]}[last]
         eps_pred = model(x, torch.full((len(x),), t if t_arg == "t" else k, dtype=torch.long))
         noise = torch.randn(x.shape, generator=g) if eta > 0 else torch.zeros(x.shape)
-        if draw == "three points":          # |z| > 0.9674 has probability 1/3 under N(0, 1)
-            noise = 3 ** 0.5 * noise.sign() * (noise.abs() > 0.9674)
+        if draw == "three points":
+            noise = three_point_noise(noise)
         elif draw == "none first" and k == 0:
             noise = torch.zeros(x.shape)
         x, _ = ref_ddim_step(x, eps_pred, alpha_bar[t], a_prev, eta, noise)
