@@ -164,6 +164,24 @@ def test_ddim_sample_loop_accepts_another_order_of_noise_draws():
     assert run_check("ddim_sample_loop", loop_variant(shuffle_noise=True), hidden=True).passed
 
 
+def test_ddim_sample_loop_step_noise_is_judged_whatever_the_calls():
+    """Each step's noise is recovered from the x_t the loop gives the network: a loop that asks the network twice
+    per step is still right; one that drops a middle step's noise is not, in any
+    order of draws (before 2026-12-05 it passed: one noise of 50 is a few percent of the samples' spread)."""
+    from course_utils.checks.ws05_samplers import loop_variant, ref_ddim_loop
+
+    def asks_twice(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
+        def twice(x, t):
+            model(x, t)
+            return model(x.clone(), t.clone())
+        return ref_ddim_loop(twice, schedule, x_T, num_steps, eta, generator).float()
+
+    assert run_check("ddim_sample_loop", asks_twice, hidden=True).passed
+    for switches in (dict(), dict(shuffle_noise=True)):
+        result = run_check("ddim_sample_loop", loop_variant(draw="none middle", **switches), hidden=True)
+        assert not result.passed and "step 26 of 50 (t = 480 -> 460) has 0.00 times that variance" in str(result)
+
+
 def test_reverse_diffusion_is_failed_for_a_device_mix_up_only():
     """The lab's loop is run once more on the meta device: a CPU tensor mixed in fails it (catalogued); reading a
     value (.item()), which meta cannot do but a GPU can, does not."""

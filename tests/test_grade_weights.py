@@ -150,6 +150,11 @@ ATTACKS = {
                 _ddim_loop_drawing("        noise = torch.randn(x.shape, generator=generator)\n"
                                    "        noise = torch.zeros_like(noise) if k == 0 else noise\n"),
         }, {"test_ddim_sample_loop": (0, "times that variance")}),
+        "no_noise_at_a_middle_step": ({      # drawn and dropped: passed until each step's noise was recovered
+            "ddim_sample_loop":
+                _ddim_loop_drawing("        noise = torch.randn(x.shape, generator=generator)\n"
+                                   "        noise = torch.zeros_like(noise) if k == num_steps // 2 else noise\n"),
+        }, {"test_ddim_sample_loop": (0, "step 26 of 50 (t = 480 -> 460) has 0.00 times that variance")}),
     },
     "lab_ddim": {
         "float64_schedule": ({   # its own numbers are right; the lab's UNet raises on float64 inputs

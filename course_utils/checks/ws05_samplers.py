@@ -7,10 +7,13 @@
 - ``ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None)``: the whole DDIM sampler on
   ``ddim_timesteps(T, num_steps)``, from x_T to x0, with the student's ``ddim_step``. Judged with the exact noise
   predictor of eight Gaussians (``course_utils.analytic``): at eta = 0 against the float64 reference loop, at
-  eta > 0 (where the order of the noise draws is the student's) by whether the samples reproduce the mixture;
-  and with a predictor that always says eps = 0 over 2 steps at eta = 1, where the samples give back the one
-  noise the loop adds, which must be N(0, I) (variance, Kolmogorov-Smirnov distance: three-valued noise with a
-  normal's moments, or no noise at the first step, reproduced the mixture well enough to pass).
+  eta > 0 (where the order of the noise draws is the student's) by whether the samples reproduce the mixture
+  and by each step's noise, recovered from the x_t the loop gives the network (``StepRecorder``): x_{t_prev}
+  minus the step's DDIM mean is sigma_t z, and every z must be a fresh N(0, I) (one step of 50 without its noise
+  reproduced the mixture well enough to pass); and with a predictor that always says eps = 0 over 2 steps at
+  eta = 1, where the samples give back the one noise the loop adds, which must be N(0, I) (variance,
+  Kolmogorov-Smirnov distance: three-valued noise with a normal's moments, or no noise at the first step,
+  reproduced the mixture well enough to pass).
 - ``ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None) -> (x_prev, x0_pred)``:
   Song et al. 2021, Eq. 12 and 16 (their alpha_t is our alpha_bar), the signature of
   ``course_utils.samplers.ddim_step``:
@@ -290,14 +293,16 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
     when eta > 0), from a generator seeded with ``seed`` (or ``seed`` itself when it is a generator, whose stream
     it continues); the switches reproduce the catalogued mistakes (``grid="linspace"``: a grid of its own;
     ``draw="three points"``: noise of -sqrt(3), 0, sqrt(3) with a normal's first four moments, ``draw="none
-    first"``: no noise at the first step)."""
+    first"`` or ``"none middle"``: no noise at the first step or at step num_steps // 2 + 1 (its draw made and
+    dropped), ``draw="one for all"``: the first step's noise at every step, ``draw="antithetic"``: the noise z of
+    the first half of the points and -z for the second half)."""
     T = schedule.T
     timesteps = (torch.arange(num_steps) * (T // num_steps)).flip(0).tolist()     # ddim_timesteps(T, num_steps)
     if grid == "linspace":
         timesteps = torch.linspace(T - 1, 0, num_steps).round().long().tolist()
     alpha_bar = alpha_bar64(schedule)
     g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
-    x = x_T.double()
+    x, noises = x_T.double(), []
     for k, t in enumerate(timesteps):
         if stop_early and k == len(timesteps) - 1:
             break
@@ -314,8 +319,14 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
         noise = torch.randn(x.shape, generator=g) if eta > 0 else torch.zeros(x.shape)
         if draw == "three points":
             noise = three_point_noise(noise)
-        elif draw == "none first" and k == 0:
+        elif draw == "none first" and k == 0 or draw == "none middle" and k == len(timesteps) // 2:
             noise = torch.zeros(x.shape)
+        elif draw == "one for all":
+            noise = noises[0] if noises else noise
+        elif draw == "antithetic":          # the second half of the points gets minus the first half's noise
+            half = len(x) // 2
+            noise = torch.cat([noise[:half], -noise[:half], noise[2 * half:]])
+        noises.append(noise)
         x, _ = ref_ddim_step(x, eps_pred, alpha_bar[t], a_prev, eta, noise)
     return x
 
@@ -354,18 +365,98 @@ def mixture_hint(samples) -> str | None:
 SECOND_SEED = 1000      # eta > 0: the loop runs again with the generator seeded seed + SECOND_SEED
 
 
+class StepRecorder:
+    """A noise predictor that passes every call on to ``model`` and keeps what it was asked: each call's x_t (a
+    copy, in the loop's dtype) and its timestep (the first entry of t; -1 when t is not a number or a tensor of
+    numbers). From them the grader recovers the noise of every step (``_step_noise_hint``)."""
+
+    def __init__(self, model):
+        self.model, self.inputs, self.timesteps = model, [], []
+
+    def __call__(self, x, t, *args, **kwargs):
+        try:
+            step = int(torch.as_tensor(t).reshape(-1)[0])
+        except Exception:  # noqa: BLE001 - a t the grader cannot read: the step check is skipped
+            step = -1
+        if isinstance(x, torch.Tensor):
+            self.inputs.append(x.detach().clone())
+            self.timesteps.append(step)
+        return self.model(x, t, *args, **kwargs)
+
+
 def _loop_call(f, c):
     model = zero_eps if c.get("probe") else mixture_model(c["schedule"])
 
-    def run(generator):
+    def run(generator, model=model):
         return f(model, c["schedule"], c["x_T"], c["num_steps"], eta=c["eta"], generator=generator)
     if c["eta"] == 0:
         return dict(out=run(torch.Generator().manual_seed(c["seed"])), out2=None, again=None, next=None)
     first = torch.Generator().manual_seed(c["seed"])
-    out = run(first)
-    return dict(out=out, next=run(first),                                   # next: the same generator, called on
+    recorder = StepRecorder(model) if not c.get("probe") else model
+    out = run(first, recorder)
+    steps = dict(inputs=recorder.inputs, timesteps=recorder.timesteps) if recorder is not model else None
+    return dict(out=out, next=run(first), steps=steps,                      # next: the same generator, called on
                 out2=run(torch.Generator().manual_seed(c["seed"] + SECOND_SEED)),
                 again=run(torch.Generator().manual_seed(c["seed"])))       # again: a new one of the same seed
+
+
+def _step_noise_hint(outputs, c) -> str | None:
+    """eta > 0: the noise of every step, recovered from the x_t the loop gave the network. The network is the
+    mixture's exact eps*, so the grader computes each step's DDIM mean from that x_t itself; what the next x_t (or
+    the returned x0) adds to it is sigma_t z, and each step's z must be N(0, I) (``gaussian_noise_hint``), not the
+    previous step's z again, and the last step (to alpha_bar = 1, sigma = 0) adds none, whatever the order of the
+    draws. This sees what the statistics of the samples cannot: one step of 20 or 50 without its noise changes
+    their spread by a few percent. None when the calls are not one per step of ddim_timesteps (a
+    repeated call on the same x_t counts once): the other hints judge those loops."""
+    steps, out = outputs.get("steps"), outputs["out"]
+    if not isinstance(steps, dict) or not isinstance(out, torch.Tensor):
+        return None
+    inputs, called = steps.get("inputs"), steps.get("timesteps")
+    schedule, num_steps, eta, x_T = c["schedule"], c["num_steps"], c["eta"], c["x_T"]
+    if not isinstance(inputs, list) or not isinstance(called, list) or len(inputs) != len(called) or any(
+            not isinstance(x, torch.Tensor) or x.shape != x_T.shape for x in inputs + [out]):
+        return None
+    kept = [k for k in range(len(inputs)) if k == 0 or not torch.equal(inputs[k], inputs[k - 1])]
+    inputs, called = [inputs[k] for k in kept], [called[k] for k in kept]
+    grid = (torch.arange(num_steps) * (schedule.T // num_steps)).flip(0).tolist()      # ddim_timesteps
+    if called != grid:
+        return None
+    model, alpha_bar = mixture_model(schedule), alpha_bar64(schedule)
+    states, z_before = inputs + [out], None
+    for k, t in enumerate(grid):
+        t_prev = grid[k + 1] if k + 1 < num_steps else -1
+        a_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0, dtype=torch.float64)
+        x = states[k]
+        eps = model(x, torch.full((len(x),), t, dtype=torch.long))
+        mean, _ = ref_ddim_step(x, eps, alpha_bar[t], a_prev, eta, torch.zeros(x.shape, dtype=torch.float64))
+        a = alpha_bar[t]
+        sigma = eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).clamp(min=0).sqrt()
+        residual = states[k + 1].double() - mean
+        if not torch.isfinite(residual).all():
+            return None                 # the other hints say what is not finite
+        step, move = f"step {k + 1} of {num_steps}", f"t = {t} -> {t_prev}"
+        if t_prev < 0:
+            if float(residual.abs().max()) > 1e-3 * max(1.0, float(mean.abs().max())):
+                return (f"the last step, to alpha_bar = 1, has sigma_t = 0 and adds no noise, but your x0 differs "
+                        f"from its DDIM mean by up to {float(residual.abs().max()):.3f}: return ddim_step's x_prev "
+                        "of that step as it is")
+            break
+        z = residual / sigma
+        var = float(z.var())
+        if abs(var - 1) > 5 * (2 / z.numel()) ** 0.5:
+            return (f"with eta = {eta:g}, every step but the last adds sigma_t z with z ~ N(0, I); the noise of "
+                    f"{step} ({move}) has {var:.2f} times that variance: draw one fresh "
+                    "z = torch.randn(x.shape, generator=generator) at every step and pass it to ddim_step")
+        hint = gaussian_noise_hint(z, step)
+        if hint:
+            return hint
+        if z_before is not None:
+            again = float((z * z_before).mean())
+            if abs(again) > 5 / z.numel() ** 0.5:
+                return (f"the noise of {step} ({move}) is correlated with the previous step's ({again:.2f}): "
+                        "draw a fresh noise at every step instead of reusing one")
+        z_before = z
+    return None
 
 
 def _noise_scale_hint(out, out2, c, args, ref) -> str | None:
@@ -447,8 +538,8 @@ def _loop_diagnose(outputs, c) -> str | None:
     for mistake_hint, switches in variants:
         if close(out, ref_ddim_loop(*args, **switches), 1e-3):
             return mistake_hint
-    if c["eta"] > 0:        # another order of noise draws is fine: the samples must reproduce the mixture
-        return mixture_hint(out) or _noise_scale_hint(out, out2, c, args, ref)
+    if c["eta"] > 0:        # another order of noise draws is fine: each step's noise, and the samples, must be right
+        return _step_noise_hint(outputs, c) or mixture_hint(out) or _noise_scale_hint(out, out2, c, args, ref)
     return ("x0 differs from the reference DDIM loop at eta = 0 (deterministic); does your ddim_step pass its check? "
             f"{mixture_hint(out) or 'The samples still look like the mixture: look for a small error.'}")
 
@@ -485,5 +576,8 @@ MISTAKES["ddim_sample_loop"] = [
     ("one step short", loop_variant(stop_early=True), "stopping at t = 0"),
     ("three-valued noise with a normal's moments", loop_variant(draw="three points"), "CDFs"),
     ("no noise at the first step", loop_variant(draw="none first"), "times that variance"),
+    ("no noise at a middle step", loop_variant(draw="none middle"), "has 0.00 times that variance"),
+    ("one noise for every step", loop_variant(draw="one for all"), "correlated with the previous step's"),
+    ("antithetic noise pairs", loop_variant(draw="antithetic"), "correlated between chains"),
     ("not implemented", todo, "not implemented yet"),
 ]

@@ -137,8 +137,10 @@ assert run_check("ddim_step", ddim_step, hidden=True).passed, "hidden tests fail
 # $\eta = 0$ your samples must equal the course's
 # to 1e-3. At $\eta > 0$ another order of noise draws is fine, but the samples must reproduce the mixture: each
 # cluster holds 1/8 of them ($\pm$ 0.05), with a spread of 0.1 ($\pm$ 0.04), and fewer than 3% of them lie far from
-# every cluster; and two runs with generators of the same seed must be equal (draw every noise from `generator`),
-# two runs in a row with one generator must differ (don't reseed it).
+# every cluster; each step's noise, recovered from the $x_t$ your loop gives the network, must be a fresh
+# $\sigma_t z$ with $z \sim \mathcal N(0, I)$ at every step but the last (which adds none); and two runs with
+# generators of the same seed must be equal (draw every noise from `generator`), two runs in a row with one
+# generator must differ (don't reseed it).
 
 # %% nbgrader={"grade": false, "grade_id": "ddim_sample_loop", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
