@@ -37,6 +37,39 @@ def test_fid_matches_the_gaussian_formula_for_diagonal_covariances():
     assert metrics.fid_from_features(a, b) == pytest.approx(expected, abs=0.05)
 
 
+def _with_covariance(cov: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n points of mean 0 whose sample covariance (np.cov, N - 1) is exactly ``cov``: normal draws, whitened."""
+    z = np.random.default_rng(seed).normal(size=(n, len(cov)))
+    z -= z.mean(0)
+    z = z @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False))).T           # sample covariance I
+    return z @ np.linalg.cholesky(cov).T
+
+
+def test_fid_of_two_correlated_covariances_is_the_closed_form():
+    """S_a = [[1, 3], [3, 10]], S_b = [[1, -3], [-3, 10]], equal means: S_a S_b = [[-8, 27], [-27, 91]] has trace 83
+    and determinant 1, and for a 2x2 matrix with positive eigenvalues Tr sqrt(M) = sqrt(Tr M + 2 sqrt(det M)) =
+    sqrt(85), so FID = 11 + 11 - 2 sqrt(85) = 3.561. sqrt(S_a S_b) has a negative diagonal entry here: an FID that
+    took its absolute value instead of its real part would give 0.524."""
+    a = _with_covariance(np.array([[1.0, 3.0], [3.0, 10.0]]), 50, seed=0)
+    b = _with_covariance(np.array([[1.0, -3.0], [-3.0, 10.0]]), 70, seed=1)
+    assert metrics.fid_from_features(a, b) == pytest.approx(22 - 2 * np.sqrt(85), rel=1e-9)
+
+
+def test_fid_regularises_a_product_whose_square_root_is_not_finite(monkeypatch):
+    """When sqrtm(S_a S_b) comes back with NaN or inf (a near-singular product), the FID is computed again with
+    1e-6 added to both diagonals, as pytorch-fid does: finite, and within 1e-4 of the exact value."""
+    real_sqrtm, calls = metrics.scipy.linalg.sqrtm, []
+
+    def fails_once(m):
+        calls.append(m)
+        return np.full_like(m, np.nan) if len(calls) == 1 else real_sqrtm(m)
+    monkeypatch.setattr(metrics.scipy.linalg, "sqrtm", fails_once)
+    a = _with_covariance(np.array([[1.0, 3.0], [3.0, 10.0]]), 50, seed=0)
+    b = _with_covariance(np.array([[1.0, -3.0], [-3.0, 10.0]]), 70, seed=1)
+    assert metrics.fid_from_features(a, b) == pytest.approx(22 - 2 * np.sqrt(85), abs=1e-4)
+    assert len(calls) == 2
+
+
 def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_two():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(1000, 16)), rng.normal(size=(1000, 16))
@@ -65,6 +98,15 @@ def test_calibration_of_a_constant_confidence_is_the_gap_to_the_accuracy():
     probs = torch.tensor([[0.8, 0.2]] * 5)
     c = metrics.calibration(probs, torch.tensor([0, 0, 0, 1, 1]))
     assert c == pytest.approx(dict(accuracy=0.6, confident=0.0, ece=0.2))
+
+
+def test_calibration_bins_are_closed_on_the_right():
+    """Guo et al.'s bins are ((m - 1) / M, m / M]: with 4 bins a confidence of 0.5 falls in (0.25, 0.5] and 0.6 in
+    (0.5, 0.75], so a right 0.5 and a wrong 0.6 give ECE = 0.5 |1 - 0.5| + 0.5 |0 - 0.6| = 0.55 (in one bin, as
+    left-closed bins [0.5, 0.75) would put them, 0.05)."""
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.6, 0.3, 0.1]])
+    c = metrics.calibration(probs, torch.tensor([0, 1]), bins=4)
+    assert c == pytest.approx(dict(accuracy=0.5, confident=0.0, ece=0.55))
 
 
 def test_calibration_is_near_zero_when_labels_are_drawn_from_the_probabilities():

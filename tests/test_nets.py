@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils.nets import MLPDenoiser, NoisyClassifier, UNet, count_parameters, sinusoidal_embedding
+from course_utils.nets import (MLPDenoiser, NoisyClassifier, SinusoidalTimeEmbedding, UNet, count_parameters,
+                              sinusoidal_embedding)
 
 # (image size, channel_mults, attention_levels): 28 -> 14 -> 7 (MNIST), 32 -> 16 -> 8 -> 4, 16 -> 8 -> 4, 8 -> 4
 CASES = [(28, (1, 2, 2), (2,)), (32, (1, 2, 2, 2), (2,)), (16, (1, 2, 2), (2,)), (8, (1, 2), (1,))]
@@ -90,6 +91,21 @@ def test_noisy_classifier_and_embedding():
     emb = sinusoidal_embedding(torch.tensor([0, 1, 500]), 33)
     assert emb.shape == (3, 33)
     assert torch.equal(emb[0, :16], torch.zeros(16)) and torch.equal(emb[0, 16:32], torch.ones(16))  # sin 0, cos 0
+
+
+def test_time_scale_multiplies_the_timestep_first():
+    """The lab's networks take continuous times in [0, 1] with time_scale = 1000: with the same weights, the
+    embedding of t = 0.5 at time_scale 1000 is the embedding of t = 500 at time_scale 1, and so is a UNet's output."""
+    torch.manual_seed(0)
+    scaled, plain = SinusoidalTimeEmbedding(32, 64, time_scale=1000.0), SinusoidalTimeEmbedding(32, 64)
+    plain.load_state_dict(scaled.state_dict())
+    times = torch.tensor([0.0, 0.25, 0.5, 0.999])
+    assert torch.allclose(scaled(times), plain(times * 1000), atol=1e-5)
+    assert not torch.allclose(scaled(times), plain(times), atol=1e-3)
+    net_scaled, net_plain = UNet(base_channels=16, time_scale=1000.0), UNet(base_channels=16)
+    net_plain.load_state_dict(net_scaled.state_dict())
+    x = torch.randn(4, 1, 16, 16)
+    assert torch.allclose(net_scaled(x, times), net_plain(x, times * 1000), atol=1e-5)
 
 
 def _unet_parameters_by_hand(base: int = 32, temb: int = 128) -> int:

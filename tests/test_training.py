@@ -11,6 +11,7 @@ from torch import nn
 
 from course_utils import training
 from course_utils.data import load_images, make_toy
+from course_utils.forward import q_sample
 from course_utils.nets import MLPDenoiser, UNet
 from course_utils.schedules import NoiseSchedule
 from course_utils.training import EMA, TrainConfig, load_checkpoint, save_checkpoint, train
@@ -50,6 +51,38 @@ def test_train_uses_the_configured_noise_loss(noise_loss, expected):
     state = train(_ZeroEps(), NoiseSchedule.linear(), x,
                   TrainConfig(steps=1, batch_size=4096, noise_loss=noise_loss, log_every=1), progress=False)
     assert state.history[0][1] == pytest.approx(expected, abs=0.05), state.history
+
+
+def test_diffusion_loss_draws_t_then_eps_from_the_generator():
+    """The documented order (t ~ U{0..T-1}, then eps ~ N(0, I), both from ``generator``) is what makes the shipped
+    cards' commands reproduce their weights: another order draws the same distribution and other numbers."""
+    schedule, x0 = NoiseSchedule.linear(), torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    seen = {}
+
+    def recording(xt, t):
+        seen.update(xt=xt, t=t)
+        return torch.zeros_like(xt)
+    training.diffusion_loss(recording, schedule, x0, generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    t = torch.randint(0, schedule.T, (16,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    assert torch.equal(seen["t"], t)
+    assert torch.equal(seen["xt"], q_sample(x0, t, eps, schedule))
+
+
+def test_train_warms_the_ema_up_from_its_first_step():
+    """Inside train() the EMA's warm-up starts at step 0: the first update has d = min(0.999, 1 / 10) = 0.1, the
+    second d = 2 / 11 (an update counted from 1 would give 2 / 11 and 3 / 12). test_ema_warmup_formula calls
+    EMA.update by hand; this one sees the step train() passes it."""
+    x, _ = make_toy("gaussian_mixture", 256, seed=0)
+    model = _ZeroEps()
+    weights = [float(model.w.detach())]                                             # the live weight after each step
+    state = train(model, NoiseSchedule.linear(), x, TrainConfig(steps=2, batch_size=64, log_every=1, lr=0.1),
+                  progress=False, callback=lambda state: weights.append(float(state.model.w.detach())))
+    w0, w1, w2 = weights
+    assert w1 != w0 and w2 != w1, weights
+    ema2 = (2 / 11) * (0.1 * w0 + 0.9 * w1) + (9 / 11) * w2
+    assert float(state.ema_model.w) == pytest.approx(ema2, rel=1e-5, abs=1e-7)
 
 
 def test_ema_copies_buffers_as_they_are():
