@@ -354,6 +354,101 @@ def test_students_copies_of_graded_cells_never_run(tmp_path):
     assert sum(c["metadata"]["course_grade"]["role"] == "harvest" for c in run_nb["cells"]) == len(source.graded)
 
 
+def test_students_edits_of_locked_cells_never_run(tmp_path):
+    """A locked code cell (nbgrader's "read-only": an instructor's set-up, say) runs as SOURCE has it, whatever the
+    student's copy says, and a second copy of a graded test cell is dropped: a student cannot rewrite the
+    instructor's code. (The course's worksheets lock only markdown, so SOURCE here locks its first code cell.)"""
+    import nbformat
+    sol = nbformat.read(corpus.SOLUTION, as_version=4)
+    setup = next(c for c in sol.cells if c.cell_type == "code" and not c.metadata.get("nbgrader"))
+    setup.metadata["nbgrader"] = dict(grade=False, solution=False, locked=True, grade_id="instructors-setup",
+                                      schema_version=3)
+    nbformat.write(sol, tmp_path / corpus.SOLUTION.name)
+    source = grade.load_source(tmp_path / corpus.SOLUTION.name)
+    instructors = setup.source
+    setup.source = "STUDENT_EDIT_OF_A_LOCKED_CELL = 1"
+    test = next(c for c in sol.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    copy = nbformat.from_dict(json.loads(json.dumps(test)))
+    copy.source, copy.id = "STUDENT_COPY_OF_A_TEST = 1", "a-students-copy"
+    sol.cells.append(copy)
+    run_nb, _ = grade.build_run_notebook(source, grade.parse_notebook(nbformat.writes(sol).encode()), tmp_path)
+    code = "\n".join(c["source"] for c in run_nb["cells"])
+    assert "STUDENT_EDIT_OF_A_LOCKED_CELL" not in code and "STUDENT_COPY_OF_A_TEST" not in code
+    assert instructors in code
+
+
+def test_a_graded_cell_without_points_is_worth_nothing(tmp_path):
+    """nbgrader's metadata without "points" is worth 0 (as nbgrader reads it), not a point made up by the grader."""
+    import nbformat
+    sol = nbformat.read(corpus.SOLUTION, as_version=4)
+    test = next(c for c in sol.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    del test.metadata["nbgrader"]["points"]
+    nbformat.write(sol, tmp_path / corpus.SOLUTION.name)
+    source = grade.load_source(tmp_path / corpus.SOLUTION.name)
+    assert {g.grade_id: g.points for g in source.graded}[test.metadata["nbgrader"]["grade_id"]] == 0
+
+
+def test_a_rerun_regrades_after_the_source_changed_or_the_grader_failed(tmp_path):
+    """What a rerun keeps (``_is_current``): a result of the same file, graded by the same SOURCE, that did not end
+    in a grader error. A fixed solution or hidden test (another SOURCE hash) regrades the class; a grader error is
+    retried, as its message promises."""
+    sub_path = tmp_path / "alice.ipynb"
+    sub_path.write_text("{}")
+    sub = grade.Submission("alice", sub_path)
+    source = grade.load_source(corpus.SOLUTION)
+    result = tmp_path / "alice.json"
+
+    def current(**changes):
+        record = dict(source_sha256=source.sha256, status="graded", sha256=grade._fingerprint(sub)) | changes
+        result.write_text(json.dumps(record))
+        return grade._is_current(result, source, sub)
+    assert current()
+    assert not current(source_sha256="0" * 64)
+    assert not current(status="grader_error")
+    assert not current(sha256=None) and not current(sha256="0" * 64)
+
+
+def test_a_file_in_a_students_folder_is_graded_under_the_folders_name(tmp_path):
+    """subs/alice/01_schedules.ipynb given as a file is alice's (the worksheet's own name says nothing); a loose
+    bob.ipynb is bob's."""
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "01_schedules.ipynb").write_text("{}")
+    (tmp_path / "bob.ipynb").write_text("{}")
+    subs = grade.find_submissions([str(tmp_path / "alice" / "01_schedules.ipynb"), str(tmp_path / "bob.ipynb")],
+                                  "01_schedules")
+    assert [s.student for s in subs] == ["alice", "bob"]
+
+
+def test_a_link_to_a_classmates_folder_is_not_followed(tmp_path):
+    """mallory/ holding a link to alice/ would hand in alice's notebook as mallory's: links inside a student's
+    folder are never followed, so mallory's folder holds no notebook and her row says so."""
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "01_schedules.ipynb").write_text("{}")
+    (tmp_path / "mallory").mkdir()
+    (tmp_path / "mallory" / "work").symlink_to(tmp_path / "alice", target_is_directory=True)
+    subs = {s.student: s for s in grade.find_submissions([str(tmp_path)], "01_schedules")}
+    assert subs["alice"].path == tmp_path / "alice" / "01_schedules.ipynb"
+    assert subs["mallory"].problem and subs["mallory"].problem[0] == "not_a_notebook", subs["mallory"]
+
+
+def test_the_command_line_passes_every_limit_on(monkeypatch, tmp_path):
+    """Each of course-grade's limits reaches the grading run (an option read and then dropped would leave the
+    default, say a 900 s submission timeout where the instructor asked for 60)."""
+    seen = {}
+
+    def fake_grade_class(source, submissions, out, **kwargs):
+        seen.update(kwargs)
+        return dict(graded=0, skipped=0)
+    monkeypatch.setattr(grade, "grade_class", fake_grade_class)
+    assert grade.main([str(corpus.SOLUTION), str(tmp_path), "--out", str(tmp_path / "o"), "--timeout", "61",
+                       "--cell-timeout", "7", "--memory-mb", "1111", "--disk-mb", "222", "--max-processes", "33",
+                       "--max-notebook-mb", "3", "--workers", "5", "--no-pool", "--force", "--quiet"]) == 0
+    opts = seen["opts"]
+    assert (opts.timeout, opts.cell_timeout, opts.memory_mb, opts.disk_mb, opts.max_processes,
+            opts.max_notebook_mb, opts.pool) == (61, 7, 1111, 222, 33, 3, False)
+    assert seen["workers"] == 5 and seen["force"] is True and seen["progress"] is False
+
+
 def test_student_names():
     subs = grade.find_submissions([str(corpus.REPO / "solutions")], "01_schedules")
     assert {s.student for s in subs} >= {"solutions", "02_forward"}
