@@ -25,13 +25,16 @@ def test_changes_of_the_graders_tools_are_named():
         ("c4", "import builtins\nbuiltins.open = None\ndel torch.nn.functional.mse_loss\ncheck_q_sample.x = 1",
          True),
         ("c5", "def f(:\n", True),                                                  # does not parse: skipped
+        ("c6", "import course_utils.checks.ws01_schedules\ncourse_utils.checks.ws01_schedules.BETA_ATOL *= 1e6\n"
+               "delattr(torch, 'equal')", True),                      # a tolerance widened in place; a removal
         ("locked2", "torch.equal = None", False),                                   # not the student's
     ]
     assert [(f["cell"], f["what"]) for f in monkeypatches(cells)] == [
         ("c1", "course_utils.checks.framework.changed_input"), ("c1", "torch.equal"),
         ("c2", "course_utils.checks.CHECKS['q_sample'].call"), ("c2", "builtins.print"),
         ("c2", "torch.Tensor.mul_"),
-        ("c4", "builtins.open"), ("c4", "torch.nn.functional.mse_loss"), ("c4", "course_utils.checks.check_q_sample.x")]
+        ("c4", "builtins.open"), ("c4", "torch.nn.functional.mse_loss"), ("c4", "course_utils.checks.check_q_sample.x"),
+        ("c6", "course_utils.checks.ws01_schedules.BETA_ATOL"), ("c6", "torch.equal")]
 
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "solutions").glob("*.ipynb")))

@@ -119,6 +119,17 @@ def test_results_of_a_result_with_a_written_answer():
     assert "Note:" not in out["output"]
 
 
+def test_a_passing_todo_worth_no_points_is_shown_passed():
+    """A practice TODO worth 0 points that the student got right: its status comes from the check's verdict, not
+    from its points, so Gradescope shows it passed (a red "failed" on correct work sends students to the
+    instructor), and a failed TODO stays failed."""
+    result = {"worksheet": "lab", "status": "graded", "message": "", "rows": [
+        {"grade_id": "test_practice", "points": 0, "max_points": 0, "status": "pass", "message": "✅ x: correct"},
+        {"grade_id": "test_y", "points": 0, "max_points": 2, "status": "fail", "message": "❌ y: hint"}]}
+    out = _valid(gradescope.to_results(result, {"worksheet": "lab"}))
+    assert [(t["score"], t["status"]) for t in out["tests"]] == [(0, "passed"), (0, "failed")]
+
+
 def test_results_say_which_cells_raised_outside_the_todos():
     """As in course-grade's feedback: the student reads which of their cells raised (not twice when a failed TODO's
     message names it already), on one line each."""
@@ -149,6 +160,8 @@ def test_results_say_which_cells_raised_outside_the_todos():
      ""),
     ({"a.ipynb": b"", "b.ipynb": b""}, None, "holds 2 notebooks"),
     ({"01_schedules.ipynb": b"", "scratch.ipynb": b""}, "01_schedules.ipynb", "ignored the other notebooks"),
+    # two copies named like the worksheet: neither is picked at random, the student is told
+    ({"a/01_schedules.ipynb": b"", "b/01_schedules.ipynb": b""}, None, "holds 2 notebooks"),
 ])
 def test_find_notebook(tmp_path, files, chosen, message):
     for name, data in files.items():
@@ -157,6 +170,63 @@ def test_find_notebook(tmp_path, files, chosen, message):
     path, note = gradescope.find_notebook(tmp_path, "01_schedules")
     assert (path.relative_to(tmp_path).as_posix() if path else None) == chosen
     assert message in note
+
+
+def _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, *, returncode: int, rows: list[dict]):
+    """run() on the solution as a submission, with course-grade replaced by a fake that leaves one result file
+    holding ``rows`` and exits with ``returncode``; returns (results.json, course-grade's command, the keyword
+    arguments of subprocess.run)."""
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        folder = Path(cmd[cmd.index("--out") + 1]) / "results" / "01_schedules"
+        folder.mkdir(parents=True)
+        (folder / "student.json").write_text(json.dumps({"worksheet": "01_schedules", "status": "graded",
+                                                          "message": "", "rows": rows}), encoding="utf-8")
+        return subprocess.CompletedProcess(cmd, returncode, "", "")
+
+    root = _autograder_root(bundle, tmp_path / "ag", {corpus.SOLUTION.name: corpus.SOLUTION.read_bytes()})
+    monkeypatch.setattr(gradescope.subprocess, "run", fake_run)
+    results = _valid(gradescope.run(root))
+    assert len(calls) == 1, results["output"]
+    return (results, *calls[0])
+
+
+PASSED = [{"grade_id": "test_x", "points": 2, "max_points": 2, "status": "pass", "message": "✅ x: correct"}]
+
+
+def test_course_grade_gets_the_bundles_limits(bundle, tmp_path, monkeypatch):
+    """The limits chosen at export (the bundle's --timeout 400, and --memory-mb 2048 by default) are the ones
+    course-grade enforces: its own defaults (900 s, 4096 MB) are larger than a Gradescope container, whose
+    kill would leave the student no results.json instead of course-grade's verdict on a greedy submission."""
+    from course_utils import grade
+    results, cmd, _ = _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, returncode=0, rows=PASSED)
+    assert results["score"] == 2
+    with zipfile.ZipFile(bundle) as z:
+        options = json.loads(z.read("config.json"))["options"]
+    assert options["timeout"] == 400 < grade.Options.timeout and options["memory_mb"] == 2048 < grade.Options.memory_mb
+    given = {flag: value for flag, value in zip(cmd, cmd[1:]) if flag.startswith("--")}
+    assert (given.get("--timeout"), given.get("--memory-mb")) == ("400.0", "2048"), cmd
+    for key, value in options.items():          # and the others chosen at export
+        assert given.get(f"--{key.replace('_', '-')}") == str(value), (key, cmd)
+
+
+def test_a_hung_course_grade_is_stopped(bundle, tmp_path, monkeypatch):
+    """course-grade stops a submission at its --timeout; should course-grade itself hang, the autograder stops
+    waiting 900 s later and still writes a results.json (run() turns the TimeoutExpired into a 0 that asks for a
+    rerun), rather than sitting until Gradescope kills the container with no result for the student."""
+    _, _, kwargs = _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, returncode=0, rows=PASSED)
+    assert kwargs.get("timeout") == 400 + 900, kwargs
+
+
+def test_a_failed_course_grade_scores_nothing_even_with_a_result(bundle, tmp_path, monkeypatch):
+    """course-grade exiting non-zero after it wrote the student's result (a crash while writing the report, a kill
+    at the end) is a run that did not finish: the student gets 0 points and the message that it is the grader's
+    error, to be rerun, never a score from that run's file."""
+    results, _, _ = _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, returncode=1, rows=PASSED)
+    assert results["score"] == 0 and results["tests"] == []
+    assert "could not grade this submission (course-grade exit status 1)" in results["output"], results["output"]
 
 
 @pytest.mark.slow
