@@ -162,3 +162,70 @@ def test_points_typed_by_hand_are_dropped_for_a_resubmission(graded, capsys):
     assert _summary_points(graded)["alice"] == ""
     err = capsys.readouterr().err
     assert "dropped" in err and "alice (01_schedules: summary, 1.5 points)" in err
+
+
+def test_points_typed_by_hand_survive_a_result_as_old_as_grades_csv(graded, capsys):
+    """Only a result newer than grades.csv was graded again. On a file system that keeps whole seconds (FAT, some
+    network shares) a result and grades.csv can carry the same time: the instructor's typed points are kept then,
+    not silently dropped."""
+    import os
+    stamp = (graded / "grades.csv").stat().st_mtime_ns
+    os.utime(graded / "results" / WS / "alice.json", ns=(stamp, stamp))
+    grade_feedback.write_reports(graded)
+    assert _summary_points(graded)["alice"] == "1.5"
+    assert "dropped" not in capsys.readouterr().err
+
+
+def _totals(folder) -> dict[str, dict[str, str]]:
+    with open(folder / "grades.csv", newline="", encoding="utf-8") as f:
+        return {r["student"]: r for r in csv.DictReader(f) if r["grade_id"] == "TOTAL"}
+
+
+def test_the_total_counts_the_answers_still_to_grade_by_hand(graded):
+    """A worksheet's TOTAL row is out of every point of the worksheet, the written answer still to grade included:
+    bob's 2 are out of 5, not out of 3 (a score that would look like 67% before the instructor has graded)."""
+    totals = _totals(graded)
+    assert {s: (t["points"], t["max_points"]) for s, t in totals.items()} == {
+        "alice": ("3", "5"), "bob": ("2", "5"), "carol": ("0", "5")}
+    assert totals["bob"]["message"] == "2 points to grade by hand"
+
+
+def _write(folder, *results) -> None:
+    for r in results:
+        path = folder / "results" / WS / f"{r['student']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    grade_feedback.write_reports(folder)
+
+
+def test_fractional_points_count_in_the_total(tmp_path):
+    """A TODO that gives part of its points (0.5 of 1) counts in grades.csv's TOTAL as 0.5, not as nothing."""
+    _write(tmp_path, _result("dan", 0.5, 1))
+    assert _totals(tmp_path)["dan"]["points"] == "1.5"
+
+
+def test_fractional_points_are_shown_exactly_in_the_feedback(tmp_path):
+    """The student's feedback file states the score grades.csv holds: 2.5 / 5, not a rounded 2 / 5 that the
+    student would dispute against the gradebook."""
+    _write(tmp_path, _result("dan", 0.5, 2))
+    text = (tmp_path / "feedback" / "dan.md").read_text(encoding="utf-8")
+    assert f"## Worksheet `{WS}`: 2.5 / 5 points" in text, text
+
+
+def test_canvas_leaves_the_login_empty_when_the_roster_gives_an_id(graded, tmp_path):
+    """A roster with Canvas IDs but no logins: the row carries the ID, and an empty SIS Login ID. The folder's
+    name as a login would be a guess, and Canvas could match it to another person whose login it happens to be."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student,ID\nalice,1001\n")
+    rows = _table(grade_lms.export(graded, "canvas", roster=roster, total_only=True)[0])
+    assert rows[2] == ["alice", "1001", "", "", "", "4.5"]
+
+
+def test_a_roster_login_matches_whatever_its_case(graded, tmp_path):
+    """Canvas's export may write a login "Alice" where course-grade's folder is "alice": it is the same student,
+    found by login, and her grade lands on her row (not in an extra row Canvas cannot match)."""
+    roster = tmp_path / "canvas_export.csv"
+    roster.write_text('Student,ID,SIS User ID,SIS Login ID,Section\n"Liddell, Alice",1001,S-1,Alice,Sec A\n')
+    text, warnings = grade_lms.export(graded, "canvas", roster=roster, total_only=True)
+    assert _table(text)[2] == ["Liddell, Alice", "1001", "S-1", "Alice", "Sec A", "4.5"]
+    assert not any(w.startswith("alice:") for w in warnings), warnings

@@ -174,3 +174,23 @@ def test_the_report_of_a_graded_class(small_class):
         assert f"<td>{name}</td>" in attention, name
     for name in ("correct", "wrong_same_1", "wrong_other"):
         assert f"<td>{name}</td>" not in attention, name
+
+
+def test_a_deleted_graded_cell_needs_attention():
+    """A graded cell deleted from a submission scores 0 without a wrong answer: the instructor must see it (the
+    student copies the cell back, or is told why it matters), so the student is listed, with the reason."""
+    t = CHECKS["linear_beta_schedule"].target
+    r = _result("fay_secret", [("test_linear", "pass", f"✅ {t}: correct"), ("test_cosine", "missing", "deleted")])
+    assert grade_report.attention(r) == ["1 TODO(s) a graded cell was deleted"]
+    attention = grade_report.render([r]).split("<h2>Students who need attention</h2>")[1]
+    assert "<td>fay_secret</td>" in attention and "a graded cell was deleted" in attention
+
+
+def test_a_student_who_failed_every_todo_is_not_untouched():
+    """"Untouched" means nothing attempted (every TODO still not implemented). A student who tried everything and
+    got it all wrong did the work: calling them untouched would mislead the instructor, and wrong answers alone
+    need no attention."""
+    t = CHECKS["linear_beta_schedule"].target
+    r = _result("gus_secret", [("test_linear", "fail", f"❌ {t}: wrong"), ("test_cosine", "fail", "❌ cosine: wrong")])
+    assert grade_report.attention(r) == []
+    assert "<td>gus_secret</td>" not in grade_report.render([r]).split("<h2>Students who need attention</h2>")[1]

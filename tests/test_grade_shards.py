@@ -148,3 +148,59 @@ def test_merge_refuses_an_unfinished_shard(shards, tmp_path):
     next((cut / "results" / shards["ws"]).glob("*.json")).unlink()
     proc = small.grade("merge", one, two, cut, "--out", tmp_path / "m")
     assert proc.returncode == 2 and "did not finish" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_merge_refuses_when_the_first_shard_is_missing(shards, tmp_path):
+    """Shard 1/N counts like any other: merging 2/3 and 3/3 alone would publish a grades.csv without a third of
+    the class, and the students of shard 1 would get no grade and no feedback, without a word."""
+    _, two, three = shards["folders"]
+    proc = small.grade("merge", two, three, "--out", tmp_path / "m")
+    assert proc.returncode == 2 and "shard(s) 1/3 missing" in proc.stderr, proc.stderr
+    assert not (tmp_path / "m" / "grades.csv").exists()
+
+
+@pytest.mark.slow
+def test_merge_refuses_shards_of_different_runs(shards, tmp_path):
+    """A shard of a run with another N (its students were sliced differently), or of another class (a submission
+    added or renamed between the runs), does not complete the others: merged, some students would be graded twice
+    or not at all. The manifest says which run a shard belongs to."""
+    one, two, three = shards["folders"]
+    for key, value in (("shards", 4), ("class_sha256", "0" * 64)):
+        other = _copy(three, tmp_path / f"shard3-other-{key}")
+        path = other / "shards" / f"{shards['ws']}.json"
+        manifest = json.loads(path.read_text())
+        manifest[key] = value
+        path.write_text(json.dumps(manifest))
+        proc = small.grade("merge", one, two, other, "--out", tmp_path / f"m-{key}")
+        assert proc.returncode == 2 and "different runs" in proc.stderr, (key, proc.stderr)
+
+
+@pytest.mark.slow
+def test_merge_refuses_an_out_folder_with_results_of_other_students(shards, tmp_path):
+    """grades.csv is rebuilt from every result in --out/results: a result left there by an earlier run (a student
+    who since dropped the course, a folder renamed) would be graded along with the shards' students."""
+    one, two, three = shards["folders"]
+    out = tmp_path / "m"
+    stale = out / "results" / shards["ws"] / "left_over.json"
+    stale.parent.mkdir(parents=True)
+    r = json.loads(next((one / "results" / shards["ws"]).glob("*.json")).read_text())
+    r["student"] = "left_over"
+    stale.write_text(json.dumps(r))
+    proc = small.grade("merge", one, two, three, "--out", out)
+    assert proc.returncode == 2 and "already holds results" in proc.stderr and "left_over" in proc.stderr, proc.stderr
+    assert not (out / "grades.csv").exists()
+
+
+@pytest.mark.slow
+def test_merge_refuses_a_result_that_does_not_say_its_source(shards, tmp_path):
+    """A result without source_sha256 (written by hand, or by another tool) cannot show it was graded against the
+    same solution as the others: it is refused like a result of another SOURCE, not merged on trust."""
+    one, two, three = shards["folders"]
+    other = _copy(two, tmp_path / "shard2-no-source")
+    path = next((other / "results" / shards["ws"]).glob("*.json"))
+    r = json.loads(path.read_text())
+    del r["source_sha256"]
+    path.write_text(json.dumps(r))
+    proc = small.grade("merge", one, other, three, "--out", tmp_path / "m")
+    assert proc.returncode == 2 and "different SOURCEs" in proc.stderr, proc.stderr
