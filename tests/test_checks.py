@@ -166,8 +166,9 @@ def test_ddim_sample_loop_accepts_another_order_of_noise_draws():
 
 def test_ddim_sample_loop_step_noise_is_judged_whatever_the_calls():
     """Each step's noise is recovered from the x_t the loop gives the network: a loop that asks the network twice
-    per step is still right; one that drops a middle step's noise is not, in any
-    order of draws (before 2026-12-05 it passed: one noise of 50 is a few percent of the samples' spread)."""
+    per step is still right; one that drops a middle step's noise is not, in any order of draws (before 2026-12-05
+    it passed: one noise of 50 is a few percent of the samples' spread), nor one whose x0 carries noise after the
+    last step, whose sigma_t is 0."""
     from course_utils.checks.ws05_samplers import loop_variant, ref_ddim_loop
 
     def asks_twice(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
@@ -180,6 +181,13 @@ def test_ddim_sample_loop_step_noise_is_judged_whatever_the_calls():
     for switches in (dict(), dict(shuffle_noise=True)):
         result = run_check("ddim_sample_loop", loop_variant(draw="none middle", **switches), hidden=True)
         assert not result.passed and "step 26 of 50 (t = 480 -> 460) has 0.00 times that variance" in str(result)
+
+    def noisy_at_the_end(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
+        x0 = loop_variant()(model, schedule, x_T, num_steps, eta=eta, generator=generator)
+        return x0 + 0.05 * torch.randn(x0.shape, generator=generator) if eta > 0 else x0
+
+    result = run_check("ddim_sample_loop", noisy_at_the_end, hidden=True)
+    assert not result.passed and "the last step, to alpha_bar = 1, has sigma_t = 0 and adds no noise" in str(result)
 
 
 def test_reverse_diffusion_is_failed_for_a_device_mix_up_only():

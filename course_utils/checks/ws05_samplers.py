@@ -406,8 +406,8 @@ def _step_noise_hint(outputs, c) -> str | None:
     the returned x0) adds to it is sigma_t z, and each step's z must be N(0, I) (``gaussian_noise_hint``), not the
     previous step's z again, and the last step (to alpha_bar = 1, sigma = 0) adds none, whatever the order of the
     draws. This sees what the statistics of the samples cannot: one step of 20 or 50 without its noise changes
-    their spread by a few percent. None when the calls are not one per step of ddim_timesteps (a
-    repeated call on the same x_t counts once): the other hints judge those loops."""
+    their spread by a few percent. None when the calls are not one per step of ddim_timesteps (a repeated call
+    on the same x_t counts once): the other hints judge those loops."""
     steps, out = outputs.get("steps"), outputs["out"]
     if not isinstance(steps, dict) or not isinstance(out, torch.Tensor):
         return None
