@@ -281,3 +281,107 @@ def test_targets_read_the_card_metrics():
         "class_accuracy_guidance3": 0.995, "class_accuracy_guidance1": 0.94, "diversity_guidance1": 0.93})
     assert [met for _, _, met in pretrain.targets(card)] == [True, False, True, False]
     assert pretrain.targets(dict(name="mnist-classifier", metrics={})) == []
+
+
+# ------------------------------------------------------------------ found by a mutation audit (2026-12-05)
+def _edit_card(card_path, **changes):
+    card = json.loads(card_path.read_text())
+    card.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del card[key]
+    card_path.write_text(json.dumps(card))
+
+
+def test_a_card_without_a_sha256_is_rejected(tmp_path):
+    """The integrity check cannot be skipped by a card that lacks its sha256."""
+    _edit_card(_copy("mnist-classifier", tmp_path).with_suffix(".json"), sha256=None)
+    with pytest.raises(checkpoints.CheckpointError, match="does not match its model card"):
+        checkpoints.load("mnist-classifier", directory=tmp_path)
+
+
+class _Payload:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+        return os.mkdir, (str(self.path),)
+
+
+def test_weights_are_read_without_running_pickled_code(tmp_path):
+    """A .pt whose card matches its sha256 can still hold arbitrary pickled code: load reads weights only."""
+    card = _copy("mnist-classifier", tmp_path).with_suffix(".json")
+    weights, marker = tmp_path / "mnist-classifier.pt", tmp_path / "code-ran"
+    torch.save({"w": _Payload(marker)}, weights)
+    _edit_card(card, sha256=checkpoints.sha256_of(weights))
+    with pytest.raises(checkpoints.CheckpointError, match="cannot read the weights file"):
+        checkpoints.load("mnist-classifier", directory=tmp_path)
+    assert not marker.exists(), "unpickling ran code from the weights file"
+
+
+def test_load_puts_the_model_and_its_schedule_on_the_asked_device():
+    """device= moves both the model and the schedule (the 'meta' device shows a move on a CPU-only machine)."""
+    model, schedule, _ = checkpoints.load("digits-unet-cond", device="meta")
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert schedule.betas.device.type == "meta" and schedule.device.type == "meta"
+
+
+def test_an_invalid_card_is_named(tmp_path):
+    """A truncated card fails as a CheckpointError that names the file and how to retrain."""
+    card = _copy("mnist-classifier", tmp_path).with_suffix(".json")
+    card.write_text(card.read_text()[:50])
+    with pytest.raises(checkpoints.CheckpointError, match=r"mnist-classifier\.json is not valid JSON"):
+        checkpoints.load("mnist-classifier", directory=tmp_path)
+
+
+def test_weights_that_do_not_fit_the_card_architecture_are_named(tmp_path):
+    """A card whose architecture was edited (its sha256 still matches the weights) fails as a CheckpointError
+    that names the file, not as a bare RuntimeError from PyTorch."""
+    card = _copy("mnist-classifier", tmp_path).with_suffix(".json")
+    architecture = json.loads(card.read_text())["architecture"]
+    architecture["config"]["base_channels"] = 16
+    _edit_card(card, architecture=architecture)
+    with pytest.raises(checkpoints.CheckpointError, match=r"mnist-classifier\.pt do not fit the architecture"):
+        checkpoints.load("mnist-classifier", directory=tmp_path)
+
+
+def test_load_pretrained_skips_a_model_without_weights(tmp_path, capsys):
+    """A card without its .pt is not an installed model: load_pretrained goes on to the next name."""
+    (tmp_path / "mnist-unet.json").write_text((checkpoints.CHECKPOINT_DIR / "mnist-unet.json").read_text())
+    _copy("mnist-classifier", tmp_path).with_suffix(".json")
+    name, *_ = checkpoints.load_pretrained("mnist-unet", "mnist-classifier", directory=tmp_path)
+    assert name == "mnist-classifier" and "'mnist-unet' is not installed" in capsys.readouterr().out
+
+
+def test_available_needs_both_files(tmp_path, monkeypatch):
+    """available() lists a model only when its weights and its card are both there."""
+    _copy("mnist-classifier", tmp_path).with_suffix(".json")
+    shutil.copy(checkpoints.CHECKPOINT_DIR / "mnist-unet.pt", tmp_path)            # weights without a card
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
+    assert checkpoints.available() == ["mnist-classifier"]
+
+
+def test_save_writes_float16_and_the_true_file_size(tmp_path):
+    """save() stores half precision (the files stay small) and a card whose size and dtype describe the file."""
+    from course_utils.nets import NoisyClassifier
+
+    card = checkpoints.read_card("mnist-classifier")
+    model = NoisyClassifier(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in card["architecture"]["config"].items()})
+    written = checkpoints.save("mnist-classifier", model, card, directory=tmp_path)
+    state = torch.load(tmp_path / "mnist-classifier.pt", weights_only=True)
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    assert written["file_size_bytes"] == (tmp_path / "mnist-classifier.pt").stat().st_size
+    assert written["weights_dtype"] == "float16"
+
+
+def test_unknown_architecture_and_schedule_kind_are_named():
+    """A card from a newer course version fails with CheckpointError, never a model without its schedule."""
+    from course_utils.schedules import NoiseSchedule
+
+    cosine = checkpoints.build_schedule({"kind": "cosine", "T": 50})
+    assert torch.equal(cosine.betas, NoiseSchedule.cosine(T=50).betas), "a cosine card gets a cosine schedule"
+    with pytest.raises(checkpoints.CheckpointError, match="unknown schedule kind 'sigmoid'"):
+        checkpoints.build_schedule({"kind": "sigmoid", "T": 10})
+    with pytest.raises(checkpoints.CheckpointError, match="unknown architecture 'DiT'"):
+        checkpoints.build_model({"architecture": {"class": "DiT", "config": {}}})

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import pickle
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +136,110 @@ def test_missing_flowers102_says_how_to_download(tmp_path):
     message = str(info.value)
     assert "torchvision.datasets.Flowers102(" in message and "download=True" in message
     assert "flowers-102/: jpg/, imagelabels.mat, setid.mat" in message and str(tmp_path) in message
+
+
+# ------------------------------------------------------------------ found by a mutation audit (2026-12-05)
+def test_the_default_data_root_is_the_documented_cache(tmp_path, monkeypatch):
+    """Students keep the default (README, Makefile): ~/.cache/course_utils/data, also when the variable is empty;
+    a '~' in COURSE_DATA_DIR means the home folder."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    assert data.data_root() == tmp_path / ".cache" / "course_utils" / "data"
+    monkeypatch.setenv("COURSE_DATA_DIR", "")
+    assert data.data_root() == tmp_path / ".cache" / "course_utils" / "data"
+    monkeypatch.setenv("COURSE_DATA_DIR", "~/datasets")
+    assert data.data_root() == tmp_path / "datasets"
+
+
+def _idx(path, array: np.ndarray) -> None:
+    """An idx file as MNIST ships them: magic (0, 0, uint8 type 0x08, rank), big-endian sizes, the bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", n) for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_test_split_is_the_test_files(tmp_path):
+    """split='test' must read t10k-*, not the training files: a silent swap would evaluate on training data."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, value, labels in (("train", 10, [1, 2, 3]), ("t10k", 200, [7, 8])):
+        _idx(raw / f"{prefix}-images-idx3-ubyte", np.full((len(labels), 28, 28), value))
+        _idx(raw / f"{prefix}-labels-idx1-ubyte", np.array(labels))
+    x, y = load_images("mnist", split="test", root=tmp_path, download=False)
+    assert y.tolist() == [7, 8] and x.shape == (2, 1, 28, 28)
+    assert torch.allclose(x, torch.full_like(x, 200 / 127.5 - 1))
+    assert load_images("mnist", split="train", root=tmp_path, download=False)[1].tolist() == [1, 2, 3]
+
+
+def test_cifar10_images_keep_their_orientation(tmp_path, monkeypatch):
+    """CIFAR-10's pickles store images as (N, H, W, C) once torchvision reads them: (N, C, H, W) must keep rows as
+    rows (a transposed image is a silent wrong dataset). A fake cifar-10-batches-py, its md5 checks off."""
+    import torchvision.datasets.cifar as cifar
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    image = np.zeros((3, 32, 32), dtype=np.uint8)       # CIFAR's own layout: channel, row, column
+    image[0, 0, 5] = 255                                 # red at row 0, column 5
+    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": image.reshape(1, -1), "labels": [3]}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": data.CLASS_NAMES["cifar10"]}, f)
+    monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
+    x, y = load_images("cifar10", split="test", root=tmp_path, download=False)
+    assert x.shape == (1, 3, 32, 32) and y.tolist() == [3]
+    assert x[0, 0, 0, 5] == 1.0 and x[0, 0, 5, 0] == -1.0, "row 0, column 5 is the red pixel"
+
+
+def test_missing_flowers102_gives_a_command_that_runs(tmp_path):
+    """Flowers102 takes split=..., not train=...: the printed download command must be one that works."""
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_images("flowers102", root=tmp_path, download=False)
+    assert f"torchvision.datasets.Flowers102('{tmp_path}', split='train', download=True)" in str(info.value)
+
+
+def test_flowers102_without_download_never_downloads(tmp_path, monkeypatch):
+    """download=False (what the lab passes in quick mode and offline) must not try the network."""
+    import torchvision
+
+    calls = []
+    monkeypatch.setattr(torchvision.datasets, "Flowers102", lambda *a, **k: calls.append((a, k)))
+    with pytest.raises(DatasetNotFoundError):
+        load_images("flowers102", root=tmp_path, download=False)
+    assert calls == []
+
+
+def test_flowers102_images_are_centre_cropped(tmp_path):
+    """A wide photo keeps its centre square (the flower), not its left edge or black padding."""
+    from PIL import Image
+    from scipy.io import savemat
+
+    folder = tmp_path / "flowers-102"
+    (folder / "jpg").mkdir(parents=True)
+    for i in (1, 2, 3):
+        img = np.zeros((64, 192, 3), dtype=np.uint8)     # 64 high, 192 wide: black, white in the middle third
+        img[:, 64:128] = 255
+        Image.fromarray(img).save(folder / "jpg" / f"image_{i:05d}.jpg", quality=95)
+    savemat(folder / "imagelabels.mat", {"labels": np.array([[1, 2, 3]])})
+    savemat(folder / "setid.mat", {"trnid": np.array([[1]]), "valid": np.array([[2]]), "tstid": np.array([[3]])})
+    x, y = load_images("flowers102", root=tmp_path, download=False)
+    assert x.shape == (3, 3, 64, 64) and y.tolist() == [0, 1, 2]
+    assert x[:, :, 8:-8, 8:-8].min() > 0.9, "the centre square is all white"
+
+
+def test_limit_zero_keeps_no_examples():
+    """limit=N keeps the first N examples, N = 0 included (not 'no limit')."""
+    x, y = load_images("digits", limit=0)
+    assert x.shape == (0, 1, 8, 8) and y.shape == (0,)
+
+
+def test_toy_moons_are_standardised():
+    """make_toy's moons are centred and of unit scale (the docstring's promise the lessons' plots rely on)."""
+    x, _ = make_toy("moons", 4000, seed=0)
+    assert x.mean(0).abs().max() < 0.15, x.mean(0)
+    assert ((x.std(0) > 0.7) & (x.std(0) < 1.3)).all(), x.std(0)
+
+
+@pytest.mark.parametrize("name", data.TOY_NAMES)
+def test_toy_seeds_change_the_points(name):
+    """Another seed, other points: a seed that is ignored makes every 'fresh' sample the same one."""
+    assert not torch.equal(make_toy(name, 200, seed=0)[0], make_toy(name, 200, seed=1)[0])

@@ -2,7 +2,9 @@
 worksheets (they run to the end, say "not implemented yet" at each check and raise nothing)."""
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 import re
 from pathlib import Path
 
@@ -163,3 +165,104 @@ def test_untouched_exercise_runs_and_says_not_implemented(name, monkeypatch):
             target = cell.metadata["course"]["target"]
             assert text == f"⏳ {target}: not implemented yet\n", text
         assert "❌" not in text and "Traceback" not in text
+
+
+# ------------------------------------------------------------------ found by a mutation audit (2026-12-05)
+def _solution_folder(tmp_path, *cells):
+    src = tmp_path / "solutions"
+    src.mkdir()
+    nb = nbformat.v4.new_notebook(cells=list(cells))
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"c{i}"
+    nbformat.write(nb, src / "toy.ipynb", version=4)
+    return src
+
+
+def test_a_written_answer_leaves_its_attachments_behind(tmp_path):
+    """A solution's summary may carry pasted images (cell attachments): the worksheet must not ship them."""
+    answer = nbformat.v4.new_markdown_cell("My summary: ![plot](attachment:plot.png)")
+    answer.attachments = {"plot.png": {"image/png": "iVBORw0KGgo="}}
+    answer.metadata = {"nbgrader": {"grade": True, "grade_id": "summary", "locked": False, "points": 2,
+                                    "schema_version": 3, "solution": True, "task": False}}
+    exercises.generate(_solution_folder(tmp_path, answer), tmp_path / "out")
+    cell = nbformat.read(tmp_path / "out" / "toy.ipynb", as_version=4).cells[1]
+    assert cell.source == "YOUR ANSWER HERE" and "attachments" not in cell, cell
+
+
+def test_a_written_answer_is_replaced_by_its_solution_flag_alone(tmp_path):
+    """The module's rule: a markdown cell with ``solution: true`` becomes "YOUR ANSWER HERE", whatever its grade
+    flag; a graded markdown cell that is not a solution (instructions) stays as written."""
+    answer = nbformat.v4.new_markdown_cell("The written answer.")
+    answer.metadata = {"nbgrader": {"grade": False, "grade_id": "a", "locked": False, "schema_version": 3,
+                                    "solution": True, "task": False}}
+    prompt = nbformat.v4.new_markdown_cell("Explain what you see.")
+    prompt.metadata = {"nbgrader": {"grade": True, "grade_id": "p", "locked": True, "points": 1,
+                                    "schema_version": 3, "solution": False, "task": False}}
+    exercises.generate(_solution_folder(tmp_path, answer, prompt), tmp_path / "out")
+    cells = nbformat.read(tmp_path / "out" / "toy.ipynb", as_version=4).cells
+    assert [c.source for c in cells[1:]] == ["YOUR ANSWER HERE", "Explain what you see."]
+
+
+def test_a_stray_end_of_hidden_tests_is_an_error(tmp_path):
+    """An '### END HIDDEN TESTS' without its BEGIN means the hidden region was mis-edited: the generator must stop,
+    not copy the marker (and whatever the author meant to hide) into the worksheet."""
+    cell = nbformat.v4.new_code_cell("check_f(f)\nassert f(1) == 2\n### END HIDDEN TESTS")
+    src = _solution_folder(tmp_path, cell)
+    with pytest.raises(exercises.MarkerError, match="END HIDDEN TESTS"):
+        exercises.generate(src, tmp_path / "out")
+
+
+def test_a_cell_with_an_answer_and_hidden_tests_leaks_neither(tmp_path):
+    """One cell may hold both an answer and hidden tests: the worksheet gets the stub and loses the hidden tests,
+    with no blank line left where they were."""
+    cell = nbformat.v4.new_code_cell("def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\n"
+                                     "check_f(f)\n\n### BEGIN HIDDEN TESTS\nassert f(1) == 2\n### END HIDDEN TESTS")
+    cell.metadata = {"nbgrader": {"grade": True, "grade_id": "f", "locked": False, "points": 1,
+                                  "schema_version": 3, "solution": True, "task": False}}
+    exercises.generate(_solution_folder(tmp_path, cell), tmp_path / "out")
+    source = nbformat.read(tmp_path / "out" / "toy.ipynb", as_version=4).cells[1].source
+    assert "assert f(1) == 2" not in source and "return x + 1" not in source, source
+    assert source == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\ncheck_f(f)", source
+
+
+def test_jupyter_checkpoint_copies_do_not_become_worksheets(tmp_path):
+    """JupyterLab's autosave copies (.ipynb_checkpoints/) of a solution are not solutions to publish."""
+    src = _solution_folder(tmp_path, nbformat.v4.new_code_cell("x = 1"))
+    (src / ".ipynb_checkpoints").mkdir()
+    shutil.copy(src / "toy.ipynb", src / ".ipynb_checkpoints" / "toy-checkpoint.ipynb")
+    written = exercises.generate(src, tmp_path / "out")
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in written] == ["toy.ipynb"]
+
+
+def test_check_mode_exits_1_when_a_worksheet_is_out_of_date(tmp_path, capsys):
+    """`python -m course_utils.exercises solutions exercises --check` is how a script learns that exercises/ is
+    stale: exit 1 and name the file, exit 0 once regenerated."""
+    src = _solution_folder(tmp_path, nbformat.v4.new_code_cell("x = 1"))
+    out = tmp_path / "out"
+    assert exercises.main([str(src), str(out), "--check"]) == 1
+    assert "out of date" in capsys.readouterr().out
+    assert exercises.main([str(src), str(out)]) == 0
+    assert exercises.main([str(src), str(out), "--check"]) == 0
+
+
+def test_a_folder_without_solutions_is_an_error(tmp_path, capsys):
+    """A mistyped solutions folder must not pass as 'nothing to do': generating or checking exits 2 and says
+    where it looked (a silent 0 would let `--check` pass in CI)."""
+    (tmp_path / "empty").mkdir()
+    assert exercises.main([str(tmp_path / "empty"), str(tmp_path / "out"), "--check"]) == 2
+    assert "no solution notebooks" in capsys.readouterr().err
+    assert exercises.main([str(tmp_path / "empty"), str(tmp_path / "out")]) == 2
+
+
+def test_student_notebook_leaves_the_solution_untouched():
+    """student_notebook() returns a new notebook: a caller that goes on to use the solution (the grader's corpus,
+    a script that writes both) must still have the answers and outputs."""
+    sol = nbformat.v4.new_code_cell("def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION")
+    sol.metadata = {"nbgrader": {"solution": True, "grade": False, "grade_id": "f", "locked": False,
+                                 "schema_version": 3, "task": False}}
+    sol.outputs = [nbformat.v4.new_output("stream", text="hi")]
+    nb = nbformat.v4.new_notebook(cells=[sol])
+    before = copy.deepcopy(nb)
+    student = exercises.student_notebook(nb, "solutions/x.ipynb")
+    assert "raise NotImplementedError()" in student.cells[1].source
+    assert nb == before, "the solution notebook was changed"

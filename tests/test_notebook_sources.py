@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -233,3 +234,32 @@ def test_ci_regenerates_and_fails_on_any_difference():
     test = re.search(r"^make test\b", ci, re.M)
     assert generated and test and generated.start() < status < test.start(), ci
     assert "exit 1" in ci[status:test.start()]
+
+
+# ------------------------------------------------------------------ found by a mutation audit (2026-12-05)
+def test_make_generated_rewrites_twins_and_removes_only_stale_ones(tmp_path, capsys):
+    """`make generated` rewrites each notebook's twin and deletes the twin of a notebook that is gone, never
+    the twin of one that is still there; run again, it writes nothing."""
+    pytest.importorskip("jupytext")
+    root = tmp_path / "course"
+    (root / "notebooks" / ".twins").mkdir(parents=True)
+    (root / "solutions").mkdir()
+    shutil.copy(generate.ROOT / "jupytext.toml", root / "jupytext.toml")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]),
+                   root / "notebooks" / "a.ipynb")
+    (root / "notebooks" / ".twins" / "a.py").write_text("stale\n")
+    (root / "notebooks" / ".twins" / "gone.py").write_text("# its notebook was deleted\n")
+    generate.step_twins(root)
+    twins = sorted(p.name for p in (root / "notebooks" / ".twins").glob("*.py"))
+    assert twins == ["a.py"], twins
+    assert "x = 1" in (root / "notebooks" / ".twins" / "a.py").read_text()
+    capsys.readouterr()
+    generate.step_twins(root)
+    assert capsys.readouterr().out == "", "an up-to-date twin is not rewritten"
+
+
+def test_a_generated_region_with_its_markers_reversed_is_named():
+    """END before BEGIN in a hand-written doc is named as a malformed region, not a bare unpacking error."""
+    text = "a\n<!-- END GENERATED: x -->\nold\n<!-- BEGIN GENERATED: x -->\nb\n"
+    with pytest.raises(SystemExit, match="docs/x.md: needs exactly one"):
+        generate.replace_region(text, "x", "new", "docs/x.md")

@@ -6,6 +6,7 @@ tqdm.auto's bar and the course's with a ``mininterval`` longer than the loop, an
 saves is read back."""
 from __future__ import annotations
 
+import io
 import re
 
 import nbformat
@@ -65,3 +66,12 @@ def test_a_saved_bar_reads_as_tqdm_writes_it():
     state = _bar_state(5, 10)
     state["bar"]["state"]["children"] = ["IPY_MODEL_l", "IPY_MODEL_slider", "IPY_MODEL_r"]   # another HBox
     assert progress.saved_bar_text(state, "bar") is None
+
+
+# ------------------------------------------------------------------ found by a mutation audit (2026-12-05)
+def test_a_leave_false_bar_draws_its_last_count_before_closing():
+    """The course's bar with leave=False shows 1000/1000 at the end even when tqdm's mininterval skipped it."""
+    out = io.StringIO()
+    for _ in progress.tqdm(range(1000), leave=False, mininterval=60, file=out):
+        pass
+    assert "1000/1000" in out.getvalue(), out.getvalue()

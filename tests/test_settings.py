@@ -1,0 +1,35 @@
+"""The run's settings: quick mode (COURSE_QUICK, what CI and the grader set) and the device (course_utils.device)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils import device, settings
+
+
+def test_quick_mode_reads_course_quick(monkeypatch):
+    """CI and the grader set COURSE_QUICK=1: pick() then gives the quick value, otherwise the full one."""
+    monkeypatch.delenv("COURSE_QUICK", raising=False)
+    assert not settings.quick_mode() and settings.pick(2000, 200) == 2000
+    for value in ("1", "true", " YES ", "on"):
+        monkeypatch.setenv("COURSE_QUICK", value)
+        assert settings.quick_mode() and settings.pick(2000, 200) == 200, value
+    monkeypatch.setenv("COURSE_QUICK", "0")
+    assert not settings.quick_mode()
+
+
+def test_get_device_prefers_cuda_and_refuses_a_missing_one(monkeypatch):
+    """get_device(): cuda first when there is one; asking for cuda on a machine without it is an error that
+    says so, not a crash later."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device.get_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="torch.cuda.is_available\\(\\) is False"):
+        device.get_device("cuda")
+    assert device.get_device("cpu") == torch.device("cpu")
+
+
+def test_cuda_and_cuda_0_are_the_same_device():
+    """A model on cuda:0 runs with device='cuda' (an index None means the current device)."""
+    assert device._same_device(torch.device("cuda:0"), torch.device("cuda"))
+    assert not device._same_device(torch.device("cuda:0"), torch.device("cuda:1"))
