@@ -150,3 +150,13 @@ def test_a_shipped_model_that_meets_every_target_stays_unless_forced(tmp_path, i
     assert json.loads((into / "mnist-unet-cond.json").read_text())["recipe"] == "gpu-wide"
     # a shipped card that lacks a metric the targets need does not count as meeting them
     assert not adopt_gpu_run.meets_every_target({"name": "mnist-unet", "metrics": {}})
+
+
+def test_only_folders_named_model_dot_recipe_are_runs(tmp_path):
+    """A renamed copy (mnist-unet.gpu-wide.old: a recipe has no dot) and a file (mnist-unet.log) are not runs,
+    nor is a run of the conditional model a run of mnist-unet."""
+    _run(tmp_path, "mnist-unet", "gpu-wide", GOOD_UNCOND)
+    shutil.copytree(tmp_path / "mnist-unet.gpu-wide", tmp_path / "mnist-unet.gpu-wide.old")
+    (tmp_path / "mnist-unet.log").write_text("a log")
+    _run(tmp_path, "mnist-unet-cond", "gpu-wide", GOOD_COND)
+    assert [r["recipe"] for r in adopt_gpu_run.runs_of(tmp_path, "mnist-unet")] == ["gpu-wide"]

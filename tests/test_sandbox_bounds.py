@@ -475,3 +475,43 @@ def test_malformed_or_truncated_tensors_are_refused(spec):
     data = codec.MAGIC + len(head).to_bytes(8, "little") + head + bytes(4)
     with pytest.raises(ValueError, match="malformed|truncated"):
         codec.unpack(data)
+
+
+# ------------------------------------------------------------------ cgroups as a folder tree (any machine)
+def test_a_v2_job_cgroup_gets_its_limits_and_reports_them(tmp_path, monkeypatch):
+    """cgroup v2, which this machine (v1) cannot exercise: a job's folder under the grader's own gets memory.max,
+    pids.max and memory.oom.group (the whole job dies on OOM), swap only where the kernel has it; the verdict's
+    figures come from memory.events and memory.peak. A folder tree stands in for /sys/fs/cgroup."""
+    from course_utils.sandbox import cgroups
+    own = tmp_path / "grader"
+    own.mkdir()
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.subtree_control").write_text("memory pids\n")
+    monkeypatch.setattr(cgroups, "_own", lambda root: {"": own})
+    monkeypatch.setattr(cgroups, "_v2_parent", None)
+    cg = cgroups.JobCgroup.create(64, 16, root=tmp_path)
+    d = cg.dirs["memory"]
+    assert cg.kind == "cgroup v2" and cg.dirs["pids"] == d and d.parent == own
+    assert [(d / f).read_text() for f in ("memory.max", "pids.max", "memory.oom.group")] == [str(64 * 2 ** 20),
+                                                                                           "16", "1"]
+    assert not (d / "memory.swap.max").exists() and cg.procs == [str(d / "cgroup.procs")]
+    (d / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\n")
+    (d / "memory.peak").write_text(str(48 * 2 ** 20 + 2 ** 19))
+    assert cg.oom_kills() == 2 and cg.peak_mb() == 48.5
+
+
+def test_a_v1_job_cgroup_gets_its_limits_in_each_hierarchy(tmp_path, monkeypatch):
+    """cgroup v1: one folder per controller, memory.limit_in_bytes always, memsw only where swap accounting is on
+    (the file exists), pids.max; the OOM count comes from memory.oom_control."""
+    from course_utils.sandbox import cgroups
+    own = {c: tmp_path / c / "grader" for c in ("memory", "pids")}
+    for d in own.values():
+        d.mkdir(parents=True)
+    monkeypatch.setattr(cgroups, "_own", lambda root: own)
+    cg = cgroups.JobCgroup.create(32, 8, root=tmp_path)
+    mem, pids = cg.dirs["memory"], cg.dirs["pids"]
+    assert cg.kind == "cgroup v1" and mem.parent == own["memory"] and pids.parent == own["pids"]
+    assert (mem / "memory.limit_in_bytes").read_text() == str(32 * 2 ** 20) and (pids / "pids.max").read_text() == "8"
+    assert not (mem / "memory.memsw.limit_in_bytes").exists()
+    (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    assert cg.oom_kills() == 3
