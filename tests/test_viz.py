@@ -5,10 +5,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib import animation  # noqa: E402
 
-from course_utils.viz import image_grid, label_log_axis, plot_loss, to_display  # noqa: E402
+from course_utils.schedules import NoiseSchedule  # noqa: E402
+from course_utils.viz import (animate_trajectory, image_grid, label_log_axis, plot_loss, plot_points,  # noqa: E402
+                              plot_schedules, plot_trajectory_2d, show_images, to_display)
 
 
 def test_images_map_by_one_affine_map_never_rescaled_per_image():
@@ -77,3 +81,111 @@ def test_loss_plot_values_read_as_plain_numbers_even_on_a_narrow_axis():
     assert len(labels) >= 2 and all("10^" not in t and "times" not in t for t in labels), labels
     assert [float(t) for t in labels] == sorted(float(t) for t in labels)
     plt.close(ax.figure)
+
+
+# ---------------------------------------------------------------- image grids
+
+
+def test_image_grid_separates_images_by_two_white_pixels():
+    """Black digits on a black padding run into one another; the default is 2 pixels of white."""
+    grid = image_grid(torch.full((2, 1, 2, 2), -1.0))                    # two black 2x2 images
+    assert grid.shape == (6, 10, 3)                                      # 2 + 2*2 by 2*2 + 3*2
+    assert torch.all(grid[:2] == 1.0) and torch.all(grid[:, :2] == 1.0)   # white border
+    assert torch.all(grid[2:4, 2:4] == 0.0) and torch.all(grid[2:4, 6:8] == 0.0)
+
+
+def test_show_images_uses_nrow_and_shows_the_title():
+    """show_images(x, nrow=4) on 8 digits is two rows of four, titled as asked."""
+    ax = show_images(torch.zeros(8, 1, 8, 8), nrow=4, title="samples")
+    assert ax.images[0].get_array().shape[:2] == (2 * 8 + 3 * 2, 4 * 8 + 5 * 2)
+    assert ax.get_title() == "samples"
+    plt.close(ax.figure)
+
+
+# ---------------------------------------------------------------- schedules, points, trajectories
+
+
+def test_plot_schedules_draws_beta_alpha_bar_and_log_snr_against_t_over_T():
+    """Three panels: beta_t on a log axis, alpha_bar_t, log-SNR; x runs over t/T in [0, 1)."""
+    s = NoiseSchedule.linear(T=10)
+    axes = plot_schedules({"linear": s})
+    expected = [s.betas, s.alpha_bar, s.log_snr()]
+    for ax, values in zip(axes, expected):
+        line = ax.lines[0]
+        assert np.allclose(line.get_xdata(), np.arange(10) / 10)
+        assert np.allclose(line.get_ydata(), values.numpy())
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["linear"]
+    assert axes[0].get_yscale() == "log"
+    plt.close(axes[0].figure)
+
+
+def test_plot_points_draws_x_against_y_in_a_square_box():
+    """A point (1, -2) is drawn at x = 1, y = -2 inside [-lim, lim]^2 on both axes."""
+    ax = plot_points(torch.tensor([[1.0, -2.0]]), lim=2.5)
+    assert np.allclose(ax.collections[0].get_offsets(), [[1.0, -2.0]])
+    assert ax.get_xlim() == (-2.5, 2.5) and ax.get_ylim() == (-2.5, 2.5)
+    plt.close(ax.figure)
+
+
+def test_plot_trajectory_2d_shows_the_first_and_last_step():
+    """The panels must include x_T (step 0) and the final sample (step S-1), each with its own points."""
+    trajectory = torch.arange(11.0).reshape(11, 1, 1).expand(11, 4, 2) / 10   # step i: every point at i/10
+    fig = plot_trajectory_2d(trajectory, num_frames=3)
+    assert [ax.get_title() for ax in fig.axes] == ["step 0/10", "step 5/10", "step 10/10"]
+    for ax, i in zip(fig.axes, (0, 5, 10)):
+        assert np.allclose(ax.collections[0].get_offsets(), trajectory[i].numpy())
+    plt.close(fig)
+
+
+def test_animate_trajectory_plays_every_step_once_when_short(monkeypatch):
+    """A 5-step trajectory animates steps 0..4 once each, each frame drawing that step's points."""
+    seen = []
+
+    class Recorder:                                                      # stands in for FuncAnimation
+        def __init__(self, fig, func, frames, **_):
+            self.fig, self.func, self.frames = fig, func, list(frames)
+
+        def to_jshtml(self):
+            ax = self.fig.axes[0]
+            for i in self.frames:
+                self.func(i)
+                seen.append((i, ax.get_title(), np.array(ax.collections[0].get_offsets())))
+            return "<html>"
+
+    monkeypatch.setattr(animation, "FuncAnimation", Recorder)
+    trajectory = torch.arange(5.0).reshape(5, 1, 1).expand(5, 3, 2).clone()
+    assert animate_trajectory(trajectory) == "<html>"
+    assert [i for i, _, _ in seen] == [0, 1, 2, 3, 4]
+    assert [title for _, title, _ in seen] == [f"step {i}/4" for i in range(5)]
+    for i, _, offsets in seen:
+        assert np.allclose(offsets, trajectory[i].numpy())
+
+
+# ---------------------------------------------------------------- loss and log axes
+
+
+def test_plot_loss_draws_every_point_on_a_log_axis():
+    """The loss curve is the whole history, on a log y axis."""
+    history = [(step, 1.0 / (1 + step)) for step in range(0, 100, 10)]
+    ax = plot_loss(history)
+    assert ax.get_yscale() == "log"
+    assert list(ax.lines[0].get_xdata()) == [s for s, _ in history]
+    assert np.allclose(ax.lines[0].get_ydata(), [v for _, v in history])
+    plt.close(ax.figure)
+
+
+@pytest.mark.parametrize("ylim, expected", [
+    ((0.45, 3.5), ["0.5", "1", "2", "3"]),      # 1-2-5 leaves 2 to 3.5 (0.27 of the span) unlabelled at the top
+    ((0.099, 1.95), ["0.1", "0.2", "0.5", "1"]),  # nothing covers 1 to 1.95: fall back to 1-2-5, not every digit
+    ((0.92, 1.5), ["0.97", "1.2", "1.4"]),      # only the value 1 inside: three rounded values
+])
+def test_log_axis_tick_choice_follows_the_fifth_of_the_span_rule(ylim, expected):
+    """label_log_axis's documented rule: 1-2-5, else 1-2-3-5 or every digit when an end has > 0.2 of the log
+    span unlabelled (1-2-5 if none covers), three rounded values when fewer than two values lie inside."""
+    fig, ax = plt.subplots()
+    ax.set(yscale="log", ylim=ylim)
+    label_log_axis(ax, "y")
+    fig.canvas.draw()
+    assert _labels_in_view(ax, "y") == expected
+    assert all(t.get_text() == "" for t in ax.yaxis.get_minorticklabels())   # no 4x10^-1 between them
+    plt.close(fig)
