@@ -67,6 +67,11 @@ class _Running:
         raise subprocess.TimeoutExpired("runner", timeout)
 
 
+# The disk tests poll this test process's memory too (no cgroup): with its children (a worker's kernels and
+# zygotes) it may pass the default 4 GB, which would stop the job for its memory before its disk is looked at.
+_NO_MEMORY_LIMIT = 2 ** 20
+
+
 def _watch(job: sandbox.Job) -> sandbox.Outcome:
     outcome = sandbox.Outcome()
     job.box_tmpfs = False       # no tmpfs: the grader polls the folder
@@ -77,7 +82,7 @@ def _watch(job: sandbox.Job) -> sandbox.Outcome:
 def test_the_disk_poll_stops_a_job_at_its_entry_bound(monkeypatch):
     """Without a tmpfs, a job that makes MAX_BOX_ENTRIES files (inodes cost the disk too) is stopped."""
     monkeypatch.setattr(jobs, "MAX_BOX_ENTRIES", 30)
-    with sandbox.Job(sandbox.Limits(), read_only=[]) as job:
+    with sandbox.Job(sandbox.Limits(memory_mb=_NO_MEMORY_LIMIT), read_only=[]) as job:
         have = sandbox.box_usage(job.box, 1000)[1]
         for i in range(30 - have):
             (job.box / "work" / str(i)).write_bytes(b"")
@@ -88,7 +93,7 @@ def test_the_disk_poll_stops_a_job_at_its_entry_bound(monkeypatch):
 
 def test_the_disk_poll_stops_a_job_over_its_bytes():
     """Without a tmpfs, a job that wrote more than disk_mb in a sub-folder of its box is stopped."""
-    with sandbox.Job(sandbox.Limits(disk_mb=1), read_only=[]) as job:
+    with sandbox.Job(sandbox.Limits(disk_mb=1, memory_mb=_NO_MEMORY_LIMIT), read_only=[]) as job:
         (job.box / "work" / "big").write_bytes(os.urandom(2 * 2 ** 20))
         outcome = _watch(job)
     assert outcome.stopped and "disk limit of 1 MB" in outcome.stopped
