@@ -348,14 +348,14 @@ def test_weights_that_do_not_fit_the_card_architecture_are_named(tmp_path):
 def test_load_pretrained_skips_a_model_without_weights(tmp_path, capsys):
     """A card without its .pt is not an installed model: load_pretrained goes on to the next name."""
     (tmp_path / "mnist-unet.json").write_text((checkpoints.CHECKPOINT_DIR / "mnist-unet.json").read_text())
-    _copy("mnist-classifier", tmp_path).with_suffix(".json")
+    _copy("mnist-classifier", tmp_path)
     name, *_ = checkpoints.load_pretrained("mnist-unet", "mnist-classifier", directory=tmp_path)
     assert name == "mnist-classifier" and "'mnist-unet' is not installed" in capsys.readouterr().out
 
 
 def test_available_needs_both_files(tmp_path, monkeypatch):
     """available() lists a model only when its weights and its card are both there."""
-    _copy("mnist-classifier", tmp_path).with_suffix(".json")
+    _copy("mnist-classifier", tmp_path)
     shutil.copy(checkpoints.CHECKPOINT_DIR / "mnist-unet.pt", tmp_path)            # weights without a card
     monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
     assert checkpoints.available() == ["mnist-classifier"]
@@ -363,8 +363,6 @@ def test_available_needs_both_files(tmp_path, monkeypatch):
 
 def test_save_writes_float16_and_the_true_file_size(tmp_path):
     """save() stores half precision (the files stay small) and a card whose size and dtype describe the file."""
-    from course_utils.nets import NoisyClassifier
-
     card = checkpoints.read_card("mnist-classifier")
     model = NoisyClassifier(**{k: tuple(v) if isinstance(v, list) else v
                                for k, v in card["architecture"]["config"].items()})
@@ -377,8 +375,6 @@ def test_save_writes_float16_and_the_true_file_size(tmp_path):
 
 def test_unknown_architecture_and_schedule_kind_are_named():
     """A card from a newer course version fails with CheckpointError, never a model without its schedule."""
-    from course_utils.schedules import NoiseSchedule
-
     cosine = checkpoints.build_schedule({"kind": "cosine", "T": 50})
     assert torch.equal(cosine.betas, NoiseSchedule.cosine(T=50).betas), "a cosine card gets a cosine schedule"
     with pytest.raises(checkpoints.CheckpointError, match="unknown schedule kind 'sigmoid'"):

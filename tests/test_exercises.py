@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -180,10 +180,9 @@ def _solution_folder(tmp_path, *cells):
 
 def test_a_written_answer_leaves_its_attachments_behind(tmp_path):
     """A solution's summary may carry pasted images (cell attachments): the worksheet must not ship them."""
-    answer = nbformat.v4.new_markdown_cell("My summary: ![plot](attachment:plot.png)")
+    answer = _toy_solution().cells[2]                                    # the toy's written answer
+    answer.source = "My summary: ![plot](attachment:plot.png)"
     answer.attachments = {"plot.png": {"image/png": "iVBORw0KGgo="}}
-    answer.metadata = {"nbgrader": {"grade": True, "grade_id": "summary", "locked": False, "points": 2,
-                                    "schema_version": 3, "solution": True, "task": False}}
     exercises.generate(_solution_folder(tmp_path, answer), tmp_path / "out")
     cell = nbformat.read(tmp_path / "out" / "toy.ipynb", as_version=4).cells[1]
     assert cell.source == "YOUR ANSWER HERE" and "attachments" not in cell, cell
@@ -257,12 +256,8 @@ def test_a_folder_without_solutions_is_an_error(tmp_path, capsys):
 def test_student_notebook_leaves_the_solution_untouched():
     """student_notebook() returns a new notebook: a caller that goes on to use the solution (the grader's corpus,
     a script that writes both) must still have the answers and outputs."""
-    sol = nbformat.v4.new_code_cell("def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION")
-    sol.metadata = {"nbgrader": {"solution": True, "grade": False, "grade_id": "f", "locked": False,
-                                 "schema_version": 3, "task": False}}
-    sol.outputs = [nbformat.v4.new_output("stream", text="hi")]
-    nb = nbformat.v4.new_notebook(cells=[sol])
+    nb = _toy_solution()
     before = copy.deepcopy(nb)
-    student = exercises.student_notebook(nb, "solutions/x.ipynb")
+    student = exercises.student_notebook(nb, "solutions/toy.ipynb")
     assert "raise NotImplementedError()" in student.cells[1].source
     assert nb == before, "the solution notebook was changed"

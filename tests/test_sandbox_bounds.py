@@ -471,17 +471,6 @@ def test_a_lone_surrogate_in_the_outputs_becomes_a_replacement_character():
     assert text == "a\ufffdb" and text.encode("utf-8") == b"a\xef\xbf\xbdb"
 
 
-@pytest.mark.parametrize("spec", [{"dtype": "float32", "shape": [1] * 9}, {"dtype": "float32", "shape": [-1, 2]},
-                                  {"dtype": "float8_e5m2", "shape": [1]}, {"dtype": "float32", "shape": [4]}])
-def test_malformed_or_truncated_tensors_are_refused(spec):
-    """Nine dimensions, a negative size, a dtype outside the list, fewer bytes than the shape needs: each is a
-    ValueError before anything is allocated (a negative size would also lower the count of numbers)."""
-    head = json.dumps({"values": [{"__tensor__": 0}], "tensors": [spec]}).encode()
-    data = codec.MAGIC + len(head).to_bytes(8, "little") + head + bytes(4)
-    with pytest.raises(ValueError, match="malformed|truncated"):
-        codec.unpack(data)
-
-
 # ------------------------------------------------------------------ cgroups as a folder tree (any machine)
 def test_a_v2_job_cgroup_gets_its_limits_and_reports_them(tmp_path, monkeypatch):
     """cgroup v2, which this machine (v1) cannot exercise: a job's folder under the grader's own gets memory.max,

@@ -49,3 +49,14 @@ def test_a_header_over_its_bound_is_refused():
     assert len(head) // 2 ** 20 == 2                                  # 2 MB of valid JSON
     with pytest.raises(ValueError, match="structure is too large"):
         codec.unpack(codec.MAGIC + len(head).to_bytes(8, "little") + head)
+
+
+@pytest.mark.parametrize("spec", [{"dtype": "float32", "shape": [1] * 9}, {"dtype": "float32", "shape": [-1, 2]},
+                                  {"dtype": "float8_e5m2", "shape": [1]}, {"dtype": "float32", "shape": [4]}])
+def test_malformed_or_truncated_tensors_are_refused(spec):
+    """Nine dimensions, a negative size, a dtype outside the list, fewer bytes than the shape needs: each is a
+    ValueError before anything is allocated (a negative size would also lower the count of numbers)."""
+    head = json.dumps({"values": [{"__tensor__": 0}], "tensors": [spec]}).encode()
+    data = codec.MAGIC + len(head).to_bytes(8, "little") + head + bytes(4)
+    with pytest.raises(ValueError, match="malformed|truncated"):
+        codec.unpack(data)

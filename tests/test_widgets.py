@@ -13,6 +13,15 @@ from course_utils.widgets import discrete_schedule, noising_explorer, prediction
 matplotlib.use("Agg")
 
 
+@pytest.fixture
+def shown(monkeypatch):
+    """The figures the explorers show, in order; every figure is closed afterwards."""
+    figures = []
+    monkeypatch.setattr(plt, "show", lambda: figures.append(plt.gcf()))
+    yield figures
+    plt.close("all")
+
+
 def test_prediction_explorer_redraws_at_both_ends_of_t():
     torch.manual_seed(0)
     model = UNet(base_channels=8, channel_mults=(1, 2), attention_levels=()).eval()
@@ -38,10 +47,8 @@ def test_prediction_explorer_passes_the_class_to_a_conditional_model():
 
 
 @pytest.mark.parametrize("batch, rows", [(8, 2), (3, 1)])
-def test_noising_explorer_redraws_and_shows_eight_digits_in_two_rows(monkeypatch, batch, rows):
+def test_noising_explorer_redraws_and_shows_eight_digits_in_two_rows(shown, batch, rows):
     """Lesson 2's explorer: eight digits in one row were 50-pixel strips in the saved figure; now two rows of four."""
-    shown = []
-    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
     x0 = torch.rand(batch, 1, 8, 8) * 2 - 1
     widget = noising_explorer(x0, {"linear": NoiseSchedule.linear(T=20), "cosine": NoiseSchedule.cosine(T=20)})
     slider = widget.children[0]
@@ -52,18 +59,6 @@ def test_noising_explorer_redraws_and_shows_eight_digits_in_two_rows(monkeypatch
     assert round(grid.shape[1] / grid.shape[0]) == cols // rows, grid.shape  # (rows x cols) tiles of 8x8
     with pytest.raises(ValueError, match="same T"):
         noising_explorer(x0, {"a": NoiseSchedule.linear(T=20), "b": NoiseSchedule.linear(T=10)})
-
-
-@pytest.fixture
-def shown(monkeypatch):
-    """The figures the explorers show, in order; every figure is closed afterwards."""
-    figures = []
-    monkeypatch.setattr(plt, "show", lambda: figures.append(plt.gcf()))
-    yield figures
-    plt.close("all")
-
-
-# ---------------------------------------------------------------- widgets
 
 
 def test_discrete_schedule_names():
