@@ -586,6 +586,7 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
         if sub.problem:
             raise Malformed(*sub.problem)
         data = read_submission(sub.path, opts.max_notebook_mb)
+        result["sha256"] = hashlib.sha256(data).hexdigest()   # what is graded, even if the file changed since
         nb = parse_notebook(data)
         if not {_meta(c)[0].get("grade_id") for c in nb["cells"]} & source.ids:   # text only (parse_notebook)
             raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: none of "

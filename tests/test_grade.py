@@ -408,6 +408,19 @@ def test_a_rerun_regrades_after_the_source_changed_or_the_grader_failed(tmp_path
     assert not current(sha256=None) and not current(sha256="0" * 64)
 
 
+def test_the_recorded_sha256_is_of_the_bytes_graded(tmp_path, monkeypatch):
+    """A file that changes between its fingerprint and its read (a copy still being written) is recorded with the
+    digest of what was graded, so that a rerun never keeps a grade of other bytes than the file's."""
+    sub_path = tmp_path / "alice.ipynb"
+    sub_path.write_text("{}")
+    graded = b"not a notebook: the file was swapped after its fingerprint"
+    monkeypatch.setattr(grade, "read_submission", lambda path, max_mb: graded)
+    result = grade.grade_submission(grade.load_source(corpus.SOLUTION), grade.Submission("alice", sub_path),
+                                    grade.Options())
+    assert result["status"] != "graded"                  # parse_notebook refused the swapped bytes
+    assert result["sha256"] == hashlib.sha256(graded).hexdigest() != grade._sha256(sub_path)
+
+
 def test_a_file_in_a_students_folder_is_graded_under_the_folders_name(tmp_path):
     """subs/alice/01_schedules.ipynb given as a file is alice's (the worksheet's own name says nothing); a loose
     bob.ipynb is bob's."""
