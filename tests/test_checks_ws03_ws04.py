@@ -1,0 +1,252 @@
+"""Worksheets 3 and 4's checks (course_utils/checks/ws03_unet.py, ws04_training.py) against near-miss student
+answers, found by a mutation audit: each test fails if a hidden case is made no harder than the visible ones, a
+guard of ``diagnose`` is dropped, or a reference drifts from an independent implementation. test_checks.py only
+runs the catalogue, whose mistakes are far from the reference; the answer key is made of the references
+themselves, and SmallUNet, training_step and EMA have no package twin in test_package_matches_checks.py."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_utils import nets
+from course_utils.checks import run_check
+from course_utils.checks.ws03_unet import RefResBlock, RefSmallUNet, RefTimeEmbedding, ref_sinusoidal
+from course_utils.checks.ws04_training import RefEMA, loss_variant, training_step_variant
+
+
+def _zero_initialised(module_class: type, weight: str) -> type:
+    """``module_class`` with one weight zeroed after the given __init__ (guided-diffusion's zero_module, a common
+    trick on a block's last layer): not the weights the given __init__ creates."""
+    class ZeroInitialised(module_class):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            nn.init.zeros_(self.get_parameter(weight))
+    return ZeroInitialised
+
+
+# ------------------------------------------------------------------ sinusoidal_embedding
+def test_an_embedding_that_ignores_max_period_fails_the_hidden_cases():
+    """The visible case uses the default max_period; only a hidden case passes another one."""
+    def sinusoidal_embedding(t, dim, max_period=10000.0):
+        return ref_sinusoidal(t, dim).float()                  # max_period never used
+
+    assert run_check("sinusoidal_embedding", sinusoidal_embedding).passed
+    assert not run_check("sinusoidal_embedding", sinusoidal_embedding, hidden=True).passed
+
+
+def test_an_embedding_that_rounds_t_fails_the_hidden_cases():
+    """The visible t are whole numbers; a hidden case has fractional t (continuous time), which t.long() rounds."""
+    def sinusoidal_embedding(t, dim, max_period=10000.0):
+        return ref_sinusoidal(t.long(), dim, max_period).float()
+
+    assert run_check("sinusoidal_embedding", sinusoidal_embedding).passed
+    assert not run_check("sinusoidal_embedding", sinusoidal_embedding, hidden=True).passed
+
+
+# ------------------------------------------------------------------ SinusoidalTimeEmbedding
+class _HardCodedDim(RefTimeEmbedding):
+    """Features of the worksheet's demo width 16 instead of self.dim: right whenever dim is 16."""
+
+    def forward(self, t):
+        return self.mlp(F.pad(ref_sinusoidal(t, 16).float(), (0, self.dim - 16))[:, : self.dim])
+
+
+def test_a_time_embedding_with_a_hard_coded_width_fails_the_hidden_case():
+    """The visible case has dim 16; the hidden one another dim (and repeated timesteps)."""
+    assert run_check("SinusoidalTimeEmbedding", _HardCodedDim).passed
+    assert not run_check("SinusoidalTimeEmbedding", _HardCodedDim, hidden=True).passed
+
+
+def test_a_time_embedding_with_other_initial_weights_is_told_so():
+    """The hint names the weights, not the sinusoidal features (which would send the student to the wrong TODO)."""
+    result = run_check("SinusoidalTimeEmbedding", _zero_initialised(RefTimeEmbedding, "mlp.2.weight"))
+    assert not result.passed and "weights are not the ones the given __init__ creates" in result.message
+
+
+# ------------------------------------------------------------------ ResBlock
+class _ExplicitSkipConv(RefResBlock):
+    """Calls the skip convolution's weights by hand: breaks when in_ch == out_ch, where skip is nn.Identity."""
+
+    def forward(self, x, temb):
+        h = super().forward(x, temb) - self.skip(x)
+        return F.conv2d(x, self.skip.weight, self.skip.bias) + h
+
+
+def test_a_resblock_that_assumes_a_skip_convolution_fails_the_hidden_case():
+    """The visible case changes the channels (a 1x1 skip conv); the hidden one keeps them (an identity skip)."""
+    assert run_check("ResBlock", _ExplicitSkipConv).passed
+    result = run_check("ResBlock", _ExplicitSkipConv, hidden=True)
+    assert not result.passed and "raised AttributeError" in result.message
+
+
+class _TembAccumulated(RefResBlock):
+    """Keeps a running total of the time embeddings it was given (state between calls): right on the first call,
+    wrong, but not constant, on the next."""
+
+    def forward(self, x, temb):
+        self._total = temb if getattr(self, "_total", None) is None else self._total + temb
+        return super().forward(x, self._total)
+
+
+def test_a_resblock_that_keeps_state_between_calls_fails():
+    """The second call with another temb must give that temb's output, not merely a different one."""
+    result = run_check("ResBlock", _TembAccumulated)
+    assert not result.passed and "wrong for another" in result.message
+
+
+def test_a_resblock_with_other_initial_weights_is_told_so():
+    """A zeroed conv2 makes the block its skip: the hint names the weights, not a missing residual."""
+    result = run_check("ResBlock", _zero_initialised(RefResBlock, "conv2.weight"))
+    assert not result.passed and "weights are not the ones the given __init__ creates" in result.message
+
+
+# ------------------------------------------------------------------ SmallUNet
+class _PackageBlocksUNet(nn.Module):
+    """The worksheet's SmallUNet written as a student does, from the package's blocks (course_utils.nets), whose
+    sinusoidal embedding and ResBlock pass their own checks: independent of ``ref_small_unet``, which both the
+    check and the answer key use. ``square``: upsample to the skip's width in both dimensions (a near miss that
+    is right on square images only)."""
+
+    square = False
+
+    def __init__(self, in_ch=1, ch=16, temb_dim=64, groups=8):
+        super().__init__()
+        self.time_embed = nets.SinusoidalTimeEmbedding(ch, temb_dim)
+        self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
+        self.down1 = nets.ResBlock(ch, ch, temb_dim, groups=groups)
+        self.downsample1 = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.down2 = nets.ResBlock(ch, 2 * ch, temb_dim, groups=groups)
+        self.downsample2 = nn.Conv2d(2 * ch, 2 * ch, 3, stride=2, padding=1)
+        self.mid = nets.ResBlock(2 * ch, 2 * ch, temb_dim, groups=groups)
+        self.up2 = nets.ResBlock(4 * ch, 2 * ch, temb_dim, groups=groups)
+        self.up1 = nets.ResBlock(3 * ch, ch, temb_dim, groups=groups)
+        self.norm_out = nn.GroupNorm(groups, ch)
+        self.conv_out = nn.Conv2d(ch, in_ch, 3, padding=1)
+
+    def _up(self, h, skip):
+        if self.square:
+            return F.interpolate(h, size=skip.shape[-1], mode="nearest")
+        return F.interpolate(h, scale_factor=2, mode="nearest")
+
+    def forward(self, x, t):
+        temb = self.time_embed(t)
+        h1 = self.down1(self.conv_in(x), temb)
+        h2 = self.down2(self.downsample1(h1), temb)
+        h = self.mid(self.downsample2(h2), temb)
+        h = self.up2(torch.cat([self._up(h, h2), h2], dim=1), temb)
+        h = self.up1(torch.cat([self._up(h, h1), h1], dim=1), temb)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def test_a_unet_from_the_package_blocks_passes_the_check():
+    """The UNet reference (no package twin) agrees with the forward pass written from nn modules: upsampling by
+    nearest, the skips after the blocks, [h, skip] order, the bottleneck and the head."""
+    assert RefSmallUNet().state_dict().keys() == _PackageBlocksUNet().state_dict().keys()
+    result = run_check("SmallUNet", _PackageBlocksUNet, hidden=True)
+    assert result.passed, result.message
+
+
+def test_a_unet_that_assumes_square_images_fails_the_hidden_cases():
+    """The visible case is 8x8; the hidden ones are not square, where upsampling to the skip's width is wrong."""
+    square = type("SquareUNet", (_PackageBlocksUNet,), {"square": True})
+    assert run_check("SmallUNet", square).passed
+    assert not run_check("SmallUNet", square, hidden=True).passed
+
+
+def test_a_unet_with_other_initial_weights_is_told_so():
+    """A zeroed output conv gives a constant output: the hint names the weights, not the blocks."""
+    result = run_check("SmallUNet", _zero_initialised(RefSmallUNet, "conv_out.weight"))
+    assert not result.passed and "weights are not the ones the given __init__ creates" in result.message
+
+
+# ------------------------------------------------------------------ diffusion_loss
+def test_a_loss_with_the_right_value_and_half_its_gradient_fails():
+    """Half the batch through a detached prediction: the value is L_simple, the gradients are not."""
+    right = loss_variant()
+
+    def diffusion_loss(model, schedule, x0, *, t, eps):
+        full = right(model, schedule, x0, t=t, eps=eps)
+        return 0.5 * full + 0.5 * full.detach()
+
+    result = run_check("diffusion_loss", diffusion_loss)
+    assert not result.passed and "gradients are not" in result.message
+
+
+def test_a_loss_reshaping_alpha_bar_for_points_only_is_told_about_images():
+    """alpha_bar[t][:, None] is right for (B, D) points; on the worksheet's image batch the hint says reshape."""
+    def diffusion_loss(model, schedule, x0, *, t, eps):
+        a = schedule.alpha_bar[t][:, None]
+        return F.mse_loss(model(a.sqrt() * x0 + (1 - a).sqrt() * eps, t), eps)
+
+    result = run_check("diffusion_loss", diffusion_loss)
+    assert not result.passed and "alpha_bar[t] must be reshaped to (3, 1, 1, 1)" in result.message
+
+
+def test_a_loss_with_a_small_weight_penalty_fails():
+    """L_simple plus an L2 penalty 1e-4 * sum(p^2) (weight decay folded into the loss) is within 1e-3 of the
+    loss but not within close's tolerance 1e-4: the check keeps that tolerance."""
+    right = loss_variant()
+
+    def diffusion_loss(model, schedule, x0, *, t, eps):
+        penalty = sum((p ** 2).sum() for p in model.parameters())
+        return right(model, schedule, x0, t=t, eps=eps) + 1e-4 * penalty
+
+    result = run_check("diffusion_loss", diffusion_loss)
+    assert not result.passed and "the loss is" in result.message
+
+
+def test_a_loss_that_changes_the_weights_is_told_so():
+    """Zeroing the model's output layer inside the loss: the hint names the weights, not the MSE."""
+    right = loss_variant()
+
+    def diffusion_loss(model, schedule, x0, *, t, eps):
+        nn.init.zeros_(model.out.weight)
+        return right(model, schedule, x0, t=t, eps=eps)
+
+    result = run_check("diffusion_loss", diffusion_loss)
+    assert not result.passed and "weights are not the ones the check gave it" in result.message
+
+
+# ------------------------------------------------------------------ training_step
+def test_a_training_step_that_returns_nothing_fails():
+    """The right update without `return loss.item()`: the notebook's training loop plots the returned losses."""
+    right = training_step_variant()
+
+    def training_step(model, optimizer, x0, t, eps, schedule):
+        right(model, optimizer, x0, t, eps, schedule)
+
+    result = run_check("training_step", training_step)
+    assert not result.passed and "return the loss" in result.message
+
+
+def test_a_training_step_that_returns_the_loss_after_the_step_fails():
+    """The loss recomputed after optimizer.step() is not this batch's training loss."""
+    right = training_step_variant()
+
+    def training_step(model, optimizer, x0, t, eps, schedule):
+        right(model, optimizer, x0, t, eps, schedule)
+        with torch.no_grad():
+            return loss_variant()(model, schedule, x0, t=t, eps=eps).item()
+
+    result = run_check("training_step", training_step)
+    assert not result.passed and "return this batch's loss" in result.message
+
+
+# ------------------------------------------------------------------ EMA
+class _LoadsTheAverageIntoTheLiveNetwork(RefEMA):
+    """Right average, but copies it back into the live network (as if sampling with EMA weights): training then
+    continues from the average."""
+
+    @torch.no_grad()
+    def update(self, model, step):
+        super().update(model, step)
+        for p, ema_p in zip(model.parameters(), self.model.parameters()):
+            p.copy_(ema_p)
+
+
+def test_an_ema_that_overwrites_the_live_network_fails():
+    """The check sets the live weights before each update, so the average itself is right: only the live weights
+    after the updates show the mistake."""
+    result = run_check("EMA", _LoadsTheAverageIntoTheLiveNetwork)
+    assert not result.passed and "changed the live network's weights" in result.message
