@@ -1,0 +1,193 @@
+"""Worksheet 07's DPM-Solver++(2M) checks and the lab's DDIM checks (course_utils/checks/ws07_fast_samplers.py,
+lab_ddim.py), run on student functions written here from the papers' equations, independently of the checks'
+references. test_checks.py feeds the catalogue to the checks, but each catalogued mistake is made by the same
+switch that makes the check's hint, so a switch that reproduces the wrong mistake, a hint for an uncatalogued
+mistake or a check that stops looking at one output passes it; these tests are the mutation audit's survivors."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from course_utils.checks import run_check
+from course_utils.checks.lab_ddim import denoise_variant
+from course_utils.checks.ws07_fast_samplers import _lam
+from course_utils.schedules import NoiseSchedule
+
+
+# ------------------------------------------------------------------ dpmpp_2m_step, written from the paper
+def _half_log_snr(alpha_bar):
+    """DPM-Solver's lambda = log(alpha / sigma), alpha = sqrt(alpha_bar), sigma = sqrt(1 - alpha_bar)."""
+    return torch.log(alpha_bar.sqrt() / (1 - alpha_bar).sqrt())
+
+
+def student_step(lam=_half_log_snr, *, return_d=False):
+    """A student's dpmpp_2m_step (Lu et al. 2022, Algorithm 2) in float32, with ``lam`` as the step variable;
+    ``return_d``: returns the extrapolated D in place of x0_pred."""
+    def dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_last=None, alpha_bar_last=None):
+        a_t, a_prev = torch.as_tensor(alpha_bar_t), torch.as_tensor(alpha_bar_prev)
+        x0_pred = (xt - (1 - a_t).sqrt() * eps_pred) / a_t.sqrt()
+        h = lam(a_prev) - lam(a_t)
+        if x0_pred_last is None or bool(a_prev >= 1):
+            d = x0_pred
+        else:
+            r = (lam(a_t) - lam(torch.as_tensor(alpha_bar_last))) / h
+            d = (1 + 1 / (2 * r)) * x0_pred - 1 / (2 * r) * x0_pred_last
+        x_prev = ((1 - a_prev) / (1 - a_t)).sqrt() * xt - a_prev.sqrt() * torch.expm1(-h) * d
+        return x_prev, (d if return_d else x0_pred)
+    return dpmpp_2m_step
+
+
+def test_a_students_dpmpp_step_written_from_the_paper_passes():
+    # the positive control of the tests below: the independent step is right, hidden cases included
+    assert run_check("dpmpp_2m_step", student_step(), hidden=True).passed
+
+
+def test_lambda_without_alpha_gets_its_own_hint():
+    # lambda = -log(sigma) (alpha forgotten): the catalogue's switch makes this mistake, so a switch that made
+    # another one would still match its own hint and leave this student with the generic one
+    result = run_check("dpmpp_2m_step", student_step(lambda a: -torch.log((1 - a).sqrt())), hidden=True)
+    assert not result.passed and "you used -log(sigma), without alpha" in result.message, result.message
+
+
+def test_h_in_sigma_gets_the_lambda_vs_sigma_hint():
+    # h as a step in the EDM sigma = sigma / alpha (not in its log): the first hint of "lambda vs sigma"
+    result = run_check("dpmpp_2m_step", student_step(lambda a: -((1 - a) / a).sqrt()), hidden=True)
+    assert not result.passed and "not in sigma = sqrt(1 - alpha_bar) / sqrt(alpha_bar)" in result.message, \
+        result.message
+
+
+def test_the_extrapolated_d_returned_as_x0_pred_fails():
+    # x_prev right, but D (the extrapolation) returned for x0_pred: the loop would carry D as the next x0_pred_last
+    result = run_check("dpmpp_2m_step", student_step(return_d=True), hidden=True)
+    assert not result.passed and "x0_pred differs" in result.message, result.message
+
+
+# ------------------------------------------------------------------ the lab's denoise
+def test_a_network_call_under_no_grad_fails_denoise():
+    # pred_images still carries a graph (through noisy_images), pred_noises none: the lab's noise loss never trains
+    def denoise(network, noisy_images, noise_rates, signal_rates):
+        with torch.no_grad():
+            pred_noises = network(noisy_images, noise_rates ** 2)
+        return pred_noises, (noisy_images - noise_rates * pred_noises) / signal_rates
+
+    result = run_check("denoise", denoise, hidden=True)
+    assert not result.passed and "carry no gradient" in result.message, result.message
+
+
+def test_signal_rates_as_the_time_input_gets_its_hint():
+    # uncatalogued mistake with a hint of its own: network(noisy_images, signal_rates ** 2)
+    result = run_check("denoise", denoise_variant("signal"), hidden=True)
+    assert not result.passed and "not the signal rates" in result.message, result.message
+
+
+def test_the_wrong_sign_in_pred_images_gets_its_hint():
+    # uncatalogued mistake with a hint of its own: (noisy_images + noise_rates * pred_noises) / signal_rates
+    def denoise(network, noisy_images, noise_rates, signal_rates):
+        pred_noises = network(noisy_images, noise_rates ** 2)
+        return pred_noises, (noisy_images + noise_rates * pred_noises) / signal_rates
+
+    result = run_check("denoise", denoise, hidden=True)
+    assert not result.passed and "wrong sign" in result.message, result.message
+
+
+def test_alpha_ratio_on_x_t_gets_the_noise_prediction_hint():
+    # x_t scaled by alpha_prev / alpha_t: the catalogue asks only for "sigma_prev / sigma_t", which the generic
+    # hint (STEP_HINT) also contains, so losing this hint went unnoticed
+    right = student_step()
+
+    def alpha_ratio(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_last=None, alpha_bar_last=None):
+        x_prev, x0_pred = right(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=x0_pred_last,
+                                alpha_bar_last=alpha_bar_last)
+        a_t, a_prev = torch.as_tensor(alpha_bar_t), torch.as_tensor(alpha_bar_prev)
+        # swap the x_t term only: (alpha_prev / alpha_t - sigma_prev / sigma_t) x_t more
+        return x_prev + ((a_prev / a_t).sqrt() - ((1 - a_prev) / (1 - a_t)).sqrt()) * xt, x0_pred
+
+    result = run_check("dpmpp_2m_step", alpha_ratio, hidden=True)
+    assert not result.passed and "belongs to the noise-prediction DPM-Solver" in result.message, result.message
+
+
+def test_the_step_variables_of_the_catalogued_mistakes_have_their_closed_forms():
+    # the first case saturates exp(-h) (alpha_bar_999 = 4e-5), so the students above cannot tell a wrong switch for
+    # "h in sigma" from the right one: at alpha_bar = 0.8, alpha / sigma = 2
+    a = torch.tensor(0.8, dtype=torch.float64)
+    assert torch.isclose(_lam(a, "lambda"), torch.tensor(math.log(2.0), dtype=torch.float64))     # log(alpha/sigma)
+    assert torch.isclose(_lam(a, "log_snr"), torch.tensor(math.log(4.0), dtype=torch.float64))    # log(ab / (1 - ab))
+    assert torch.isclose(_lam(a, "edm_sigma"), torch.tensor(-0.5, dtype=torch.float64))           # -sigma / alpha
+    assert torch.isclose(_lam(a, "log_sigma"), torch.tensor(0.5 * math.log(5.0), dtype=torch.float64))  # -log(sigma)
+
+
+# ------------------------------------------------------------------ dpmpp_2m_sample_loop, written from the paper
+def student_loop(*, final_by_t0=False, own_schedule=False):
+    """A student's dpmpp_2m_sample_loop around ``student_step``. ``final_by_t0``: the last step is told by
+    t == 0 (the grid's end assumed to be 0); ``own_schedule``: alpha_bar from the notebook's linear schedule,
+    not from the ``schedule`` argument."""
+    step = student_step()
+
+    def dpmpp_2m_sample_loop(model, schedule, x_T, timesteps):
+        alpha_bar = (NoiseSchedule.linear(T=1000) if own_schedule else schedule).alpha_bar.float()
+        x, x0_pred_last, alpha_bar_last = x_T, None, None
+        for k, t in enumerate(timesteps):
+            last = t == 0 if final_by_t0 else k + 1 == len(timesteps)
+            alpha_bar_prev = torch.tensor(1.0) if last else alpha_bar[timesteps[k + 1]]
+            eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long)).float()
+            x, x0_pred = step(x, eps_pred, alpha_bar[t], alpha_bar_prev, x0_pred_last=x0_pred_last,
+                              alpha_bar_last=alpha_bar_last)
+            x0_pred_last, alpha_bar_last = x0_pred, alpha_bar[t]
+        return x
+    return dpmpp_2m_sample_loop
+
+
+def test_a_students_dpmpp_loop_written_from_the_paper_passes():
+    # the positive control of the two tests below
+    assert run_check("dpmpp_2m_sample_loop", student_loop(), hidden=True).passed
+
+
+def test_a_loop_that_ignores_its_schedule_fails_the_hidden_cosine_case():
+    # the visible grids all use the linear schedule, which the notebook also defines: only the hidden cosine case
+    # tells a loop that reads the notebook's schedule from one that reads its argument
+    assert run_check("dpmpp_2m_sample_loop", student_loop(own_schedule=True), hidden=False).passed
+    result = run_check("dpmpp_2m_sample_loop", student_loop(own_schedule=True), hidden=True)
+    assert not result.passed and "on a hidden case" in result.message, result.message
+
+
+def test_a_loop_that_ends_at_t_0_only_fails_the_hidden_grid_that_stops_early():
+    # every visible grid ends at t = 0; the hidden [900, 500, 100] does not, and a loop that tells its last step
+    # by t == 0 runs past the end of it
+    assert run_check("dpmpp_2m_sample_loop", student_loop(final_by_t0=True), hidden=False).passed
+    result = run_check("dpmpp_2m_sample_loop", student_loop(final_by_t0=True), hidden=True)
+    assert not result.passed and "on a hidden case" in result.message, result.message
+
+
+# ------------------------------------------------------------------ the lab's reverse_diffusion
+def student_reverse(*, steps_run=lambda n: n):
+    """A student's deterministic DDIM loop (the Keras example's), written out with the lab's schedule in float32;
+    ``steps_run``: how many of the diffusion_steps the loop takes."""
+    def schedule(t):
+        start, end = math.acos(0.95), math.acos(0.02)         # the lab's max and min signal rates
+        angles = start + t * (end - start)
+        return torch.sin(angles), torch.cos(angles)
+
+    def reverse_diffusion(network, initial_noise, diffusion_steps):
+        step_size = 1.0 / diffusion_steps
+        next_noisy, ones = initial_noise, torch.ones(initial_noise.shape[0], 1, 1, 1, device=initial_noise.device)
+        for step in range(steps_run(diffusion_steps)):
+            noise_rates, signal_rates = schedule(ones - step * step_size)
+            pred_noises = network(next_noisy, noise_rates ** 2)
+            pred_images = (next_noisy - noise_rates * pred_noises) / signal_rates
+            next_noise_rates, next_signal_rates = schedule(ones - (step + 1) * step_size)
+            next_noisy = next_signal_rates * pred_images + next_noise_rates * pred_noises
+        return pred_images
+    return reverse_diffusion
+
+
+def test_a_students_reverse_diffusion_written_from_the_keras_example_passes():
+    # the positive control of the test below
+    assert run_check("reverse_diffusion", student_reverse(), hidden=True).passed
+
+
+def test_a_loop_one_step_short_is_told_how_many_calls_it_made():
+    # range(diffusion_steps - 1): one network call too few; "called ... times" names it, the values alone would not
+    result = run_check("reverse_diffusion", student_reverse(steps_run=lambda n: n - 1), hidden=False)
+    assert not result.passed and "the network was called 4 times for diffusion_steps = 5" in result.message, \
+        result.message
