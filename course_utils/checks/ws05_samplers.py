@@ -400,6 +400,30 @@ def _loop_call(f, c):
                 again=run(torch.Generator().manual_seed(c["seed"])))       # again: a new one of the same seed
 
 
+def _joined_pieces(inputs: list[torch.Tensor], called: list[int],
+                   x_T: torch.Tensor) -> tuple[list[torch.Tensor], list[int]]:
+    """A loop that asks the network for the batch in pieces (``x.chunk``, to save memory): consecutive calls at
+    one timestep whose rows add up to x_T's, joined in the order asked, so that its steps are judged one by one
+    like any other loop's. Nothing (the other hints judge the loop) when the pieces do not add up, mix
+    timesteps, or do not give back x_T itself at the first step (pieces asked in another order)."""
+    joined, joined_at, pieces, rows = [], [], [], 0
+    for x, t in zip(inputs, called):
+        if x.dim() != x_T.dim() or x.shape[1:] != x_T.shape[1:] or (pieces and t != joined_at[-1]):
+            return [], []
+        if not pieces:
+            joined_at.append(t)
+        pieces.append(x)
+        rows += len(x)
+        if rows == len(x_T):
+            joined.append(torch.cat(pieces))
+            pieces, rows = [], 0
+        elif rows > len(x_T):
+            return [], []
+    if pieces or not joined or not torch.allclose(joined[0].double(), x_T.double(), atol=1e-6):
+        return [], []
+    return joined, joined_at
+
+
 def _step_noise_hint(outputs, c) -> str | None:
     """eta > 0: the noise of every step, recovered from the x_t the loop gave the network. The network is the
     mixture's exact eps*, so the grader computes each step's DDIM mean from that x_t itself; what the next x_t (or
@@ -407,14 +431,19 @@ def _step_noise_hint(outputs, c) -> str | None:
     previous step's z again, and the last step (to alpha_bar = 1, sigma = 0) adds none, whatever the order of the
     draws. This sees what the statistics of the samples cannot: one step of 20 or 50 without its noise changes
     their spread by a few percent. None when the calls are not one per step of ddim_timesteps (a repeated call
-    on the same x_t counts once): the other hints judge those loops."""
+    on the same x_t counts once, a batch asked in pieces is joined: ``_joined_pieces``): the other hints judge
+    those loops."""
     steps, out = outputs.get("steps"), outputs["out"]
     if not isinstance(steps, dict) or not isinstance(out, torch.Tensor):
         return None
     inputs, called = steps.get("inputs"), steps.get("timesteps")
     schedule, num_steps, eta, x_T = c["schedule"], c["num_steps"], c["eta"], c["x_T"]
     if not isinstance(inputs, list) or not isinstance(called, list) or len(inputs) != len(called) or any(
-            not isinstance(x, torch.Tensor) or x.shape != x_T.shape for x in inputs + [out]):
+            not isinstance(x, torch.Tensor) for x in inputs + [out]):
+        return None
+    if any(x.shape != x_T.shape for x in inputs):
+        inputs, called = _joined_pieces(inputs, called, x_T)
+    if not inputs or out.shape != x_T.shape or any(x.shape != x_T.shape for x in inputs):
         return None
     kept = [k for k in range(len(inputs)) if k == 0 or not torch.equal(inputs[k], inputs[k - 1])]
     inputs, called = [inputs[k] for k in kept], [called[k] for k in kept]

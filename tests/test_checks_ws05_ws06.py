@@ -1,0 +1,297 @@
+"""Worksheet 5's and 6's checks (course_utils/checks/ws05_samplers.py, ws06_guidance.py) against near-miss
+student functions that the catalogue (MISTAKES) does not hold, and against independent implementations.
+
+test_checks.py runs the catalogued mistakes, which are far from the references, and the answer key, which is
+made of the references themselves; a mutation audit (December 2026) found changes to these modules that all of
+those tests let pass: a posterior variance written wrongly in the reference, eta = 0.5 dropped from the cases,
+hidden cases made copies of the visible ones, a noise hint given to a wrong mean. Each test below fails with one
+of them. The students' functions are written here from the papers' formulas with the package's float32
+quantities (course_utils.samplers.ddim_step, NoiseSchedule.alpha_bar), never from the checks' references."""
+from __future__ import annotations
+
+import torch
+
+from course_utils import samplers
+from course_utils.guidance import cfg_combine
+from course_utils.checks import CHECKS, run_check
+from course_utils.checks.framework import three_point_noise
+
+
+# ------------------------------------------------------------------ ddpm_step
+def _ddpm_student(eps_coef, variance):
+    """A student's ddpm_step (Ho et al. Algorithm 2, code t = 0..T-1) with the eps coefficient and the variance
+    sigma_t^2 written as the given functions of (alpha_bar_t, alpha_bar_{t-1}, beta_t), float32."""
+    def ddpm_step(xt, t, eps_pred, schedule, noise):
+        alpha_bar, beta = schedule.alpha_bar[t], schedule.betas[t]
+        alpha_bar_prev = schedule.alpha_bar[t - 1] if t > 0 else torch.tensor(1.0)
+        mean = (xt - eps_coef(alpha_bar, beta) * eps_pred) / (1 - beta).sqrt()
+        if t == 0:
+            return mean
+        return mean + variance(alpha_bar, alpha_bar_prev, beta).sqrt() * noise
+    return ddpm_step
+
+
+def _right_coef(alpha_bar, beta):
+    return beta / (1 - alpha_bar).sqrt()
+
+
+def test_ddpm_step_accepts_the_posterior_variance_written_by_a_student():
+    """Ho et al. Sec. 3.2 allow sigma_t^2 = tilde beta_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t; the
+    check's own posterior branch is otherwise only tested with its own reference (ddpm_variant)."""
+    posterior = _ddpm_student(_right_coef, lambda a, a_prev, beta: (1 - a_prev) / (1 - a) * beta)
+    result = run_check("ddpm_step", posterior, hidden=True)
+    assert result.passed, result.message
+
+
+def test_ddpm_step_fails_an_inverted_posterior_ratio_without_blaming_the_noise():
+    """tilde beta_t with the ratio upside down, (1 - alpha_bar_t) / (1 - alpha_bar_{t-1}) beta_t, is within 1% of
+    beta_t at t = 49 and must fail; it uses the given noise, so the hint must not say it draws its own."""
+    inverted = _ddpm_student(_right_coef, lambda a, a_prev, beta: (1 - a) / (1 - a_prev) * beta)
+    result = run_check("ddpm_step", inverted, hidden=True)
+    assert not result.passed
+    assert "not the noise given" not in result.message, result.message
+
+
+def test_ddpm_step_does_not_blame_the_noise_for_a_wrong_mean():
+    """The forward process's sqrt(1 - alpha_bar_t) as the eps coefficient (in place of beta_t / sqrt(1 -
+    alpha_bar_t)) with the right noise: the own-noise hint (noise of about the right size, uncorrelated with the
+    given one) must not fire on this mean's error."""
+    forward_coef = _ddpm_student(lambda a, beta: (1 - a).sqrt(), lambda a, a_prev, beta: beta)
+    result = run_check("ddpm_step", forward_coef, hidden=True)
+    assert not result.passed
+    assert "not the noise given" not in result.message, result.message
+
+
+# ------------------------------------------------------------------ ddim_step
+def test_ddim_step_fails_an_eta_read_as_zero_or_one():
+    """A step right at eta = 0 and eta = 1 only (eta > 0 read as 1, or sqrt(eta), eta^2 in sigma_t) passes every
+    case unless a case has 0 < eta < 1."""
+    def eta_as_one(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None):
+        return samplers.ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta=float(eta > 0), noise=noise)
+
+    def eta_squared(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None):
+        return samplers.ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta=eta ** 2, noise=noise)
+
+    for wrong in (eta_as_one, eta_squared):
+        assert not run_check("ddim_step", wrong, hidden=True).passed, wrong.__name__
+
+
+def test_ddim_step_judges_the_returned_x0_pred():
+    """A step whose x_prev is right but whose returned x0_pred is not (clamped to [-1, 1] for display only) must
+    fail on x0_pred: x_prev alone does not show it."""
+    def clamps_what_it_returns(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None):
+        x_prev, x0_pred = samplers.ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta=eta, noise=noise)
+        return x_prev, x0_pred.clamp(-1, 1)
+
+    result = run_check("ddim_step", clamps_what_it_returns)
+    assert not result.passed and "x0_pred differs" in result.message, result.message
+
+
+def test_ddim_step_points_a_nan_to_its_square_root():
+    """sigma_t with both ratios upside down, eta sqrt((1 - alpha_bar_t) / (1 - alpha_bar_prev)) sqrt(1 -
+    alpha_bar_prev / alpha_bar_t), takes the root of a negative number (alpha_bar_prev > alpha_bar_t): the hint
+    names the square root and Eq. 16, not only the NaN."""
+    def inverted_sigma(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None):
+        a, a_prev = torch.as_tensor(alpha_bar_t), torch.as_tensor(alpha_bar_prev)
+        x0_pred = (xt - (1 - a).sqrt() * eps_pred) / a.sqrt()
+        sigma = eta * ((1 - a) / (1 - a_prev) * (1 - a_prev / a)).sqrt()
+        x_prev = a_prev.sqrt() * x0_pred + (1 - a_prev - sigma ** 2).sqrt() * eps_pred
+        return (x_prev + sigma * noise if eta > 0 else x_prev), x0_pred
+
+    result = run_check("ddim_step", inverted_sigma)
+    assert not result.passed and "square root taken of a negative number" in result.message, result.message
+
+
+# ------------------------------------------------------------------ ddim_sample_loop
+def _loop_student(*, eta_given=lambda eta: eta, T=None, noise_of=None, asks=1, chunks=1, last_first=False):
+    """A student's ddim_sample_loop on ddim_timesteps, one torch.randn per step from the generator, the package's
+    ddim_step; ``eta_given`` is what it passes on for eta, ``T`` the horizon it builds the grid from (None: the
+    schedule's), ``noise_of(k, z)`` what it makes of step k's draw z (None: z itself), ``asks`` how many times it
+    asks the network per step, ``chunks`` in how many pieces of the batch it asks it (to save memory),
+    ``last_first`` whether it asks for the last piece first."""
+    def predict(model, x, t):
+        tt = torch.full((len(x),), t, dtype=torch.long)
+        for _ in range(asks - 1):
+            model(x.clone(), tt)
+        order = -1 if last_first else 1
+        pieces = [model(xs, ts) for xs, ts in list(zip(x.chunk(chunks), tt.chunk(chunks)))[::order]]
+        return torch.cat(pieces[::order])
+
+    def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
+        grid = samplers.ddim_timesteps(T or schedule.T, num_steps).tolist()
+        x = x_T
+        for k, t in enumerate(grid):
+            alpha_bar_prev = schedule.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0)
+            noise = torch.randn(x.shape, generator=generator) if eta > 0 else None
+            if noise is not None and noise_of is not None:
+                noise = noise_of(k, noise)
+            x, _ = samplers.ddim_step(x, predict(model, x, t), schedule.alpha_bar[t], alpha_bar_prev,
+                                      eta=eta_given(eta), noise=noise)
+        return x
+    return ddim_sample_loop
+
+
+def test_ddim_sample_loop_passes_a_students_loop():
+    """The loop the tests below break: written on the package's ddim_step, it passes (the check's reference is
+    the course's noise order, and this loop follows it)."""
+    result = run_check("ddim_sample_loop", _loop_student())
+    assert result.passed, result.message
+
+
+def test_ddim_sample_loop_fails_eta_read_as_one_on_a_visible_case():
+    """A loop right at eta = 0 and 1 only (eta > 0 passed on as 1) must fail the worksheet's own cases (the
+    module says so: eta = 0.5 is visible), on the variance of the step noise it adds (4 times sigma_t^2)."""
+    result = run_check("ddim_sample_loop", _loop_student(eta_given=lambda eta: float(eta > 0)))
+    assert not result.passed and "times that variance" in result.message, result.message
+
+
+def test_ddim_sample_loop_hidden_case_catches_a_hard_coded_horizon():
+    """A grid built from T = 1000 rather than schedule.T is right on every visible case (all T = 1000); the hidden
+    case's schedule must have another T."""
+    hard_coded = _loop_student(T=1000)
+    assert run_check("ddim_sample_loop", hard_coded).passed
+    assert not run_check("ddim_sample_loop", hard_coded, hidden=True).passed
+
+
+# ------------------------------------------------------------------ cfg_combine
+def test_cfg_combine_hidden_cases_catch_a_scale_read_as_an_integer():
+    """guidance_scale cast to int (a signature typed ``guidance_scale: int``) is right at the visible scales 3, 1
+    and 0; a hidden case must have a fractional scale."""
+    def as_int(eps_uncond, eps_cond, guidance_scale):
+        return eps_uncond + int(guidance_scale) * (eps_cond - eps_uncond)
+
+    assert run_check("cfg_combine", as_int).passed
+    assert not run_check("cfg_combine", as_int, hidden=True).passed
+
+
+def test_ddim_sample_loop_follows_a_loop_that_asks_in_pieces_of_the_batch():
+    """A loop that asks the network for two halves of the batch (to save memory) is followed step by step too
+    (its pieces joined), so the one step of 50 whose noise it drops is found."""
+    assert run_check("ddim_sample_loop", _loop_student(chunks=2), hidden=True).passed
+    drops_one = _loop_student(chunks=2, noise_of=lambda k, z: torch.zeros_like(z) if k == 25 else z)
+    result = run_check("ddim_sample_loop", drops_one)
+    assert not result.passed and "step 26 of 50 (t = 480 -> 460) has 0.00 times that variance" in result.message
+
+
+def test_ddim_sample_loop_judges_the_noise_of_a_loop_it_cannot_follow_step_by_step():
+    """A loop that asks for the last half of the batch first hides its steps from the step-noise hint (its
+    pieces do not join back into x_T): the fallbacks judge it, the probe the Gaussianity of the noise
+    (three-valued noise with a normal's moments) and the distance of two runs its size (sqrt(eta) in place of
+    eta: twice the variance at eta = 0.5, too little to move the mixture's statistics)."""
+    assert run_check("ddim_sample_loop", _loop_student(chunks=2, last_first=True)).passed
+    three_valued = _loop_student(chunks=2, last_first=True, noise_of=lambda k, z: three_point_noise(z))
+    result = run_check("ddim_sample_loop", three_valued)
+    assert not result.passed and "noise is not Gaussian" in result.message, result.message
+    root_eta = _loop_student(chunks=2, last_first=True, eta_given=lambda eta: eta ** 0.5)
+    result = run_check("ddim_sample_loop", root_eta)
+    assert not result.passed and "the noise added per step has the wrong size" in result.message, result.message
+
+
+def test_ddim_sample_loop_follows_a_loop_that_asks_twice_per_step():
+    """A loop that asks the network twice per step on the same x_t is still followed step by step, so the one
+    step of 50 whose noise it drops (which the samples' statistics cannot see) is found."""
+    drops_one = _loop_student(asks=2, noise_of=lambda k, z: torch.zeros_like(z) if k == 25 else z)
+    result = run_check("ddim_sample_loop", drops_one)
+    assert not result.passed and "step 26 of 50 (t = 480 -> 460) has 0.00 times that variance" in result.message
+
+
+# ------------------------------------------------------------------ hidden cases
+def _setting(name, c):
+    """What a case asks of the student's function, beside its random tensors: the timesteps, etas, scales,
+    shapes and schedules that a wrong function can depend on."""
+    def schedule(s):
+        return s.T, round(float(s.betas[0]), 8), round(float(s.betas[-1]), 8)
+    return {
+        "ddpm_step": lambda: c["t"],
+        "ddim_step": lambda: (round(float(c["alpha_bar_t"]), 8), round(float(c["alpha_bar_prev"]), 8), c["eta"]),
+        "ddim_sample_loop": lambda: (schedule(c["schedule"]), c["num_steps"], c["eta"], bool(c.get("probe"))),
+        "cfg_combine": lambda: c["guidance_scale"],
+        "classifier_guided_eps": lambda: (tuple(c["xt"].shape), c["num_classes"], c["classifier_scale"]),
+        "guided_ddim_sample": lambda: (schedule(c["schedule"]), c["num_steps"], c["guidance_scale"]),
+    }[name]()
+
+
+def test_each_hidden_case_asks_something_the_visible_ones_do_not():
+    """A hidden case that repeats a visible one's timestep, eta, scale or schedule with new random tensors grades
+    nothing the instant feedback has not already shown."""
+    for name in ("ddpm_step", "ddim_step", "ddim_sample_loop", "cfg_combine", "classifier_guided_eps",
+                 "guided_ddim_sample"):
+        shown = CHECKS[name].cases(False)
+        seen = [_setting(name, c) for c in shown]
+        for c in CHECKS[name].cases(True)[len(shown):]:
+            assert _setting(name, c) not in seen, (name, _setting(name, c))
+            seen.append(_setting(name, c))
+
+
+# ------------------------------------------------------------------ classifier_guided_eps
+def _classifier_student(alpha_bar_of):
+    """A student's classifier_guided_eps (Dhariwal and Nichol, Eq. 14) through autograd; ``alpha_bar_of(schedule,
+    t, xt)`` is how it looks alpha_bar_t up."""
+    def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
+        with torch.enable_grad():
+            x = xt.detach().requires_grad_(True)
+            log_probs = torch.log_softmax(classifier(x, t), dim=-1)
+            (grad,) = torch.autograd.grad(log_probs[torch.arange(len(x)), y].sum(), x)
+        return eps_pred - classifier_scale * (1 - alpha_bar_of(schedule, t, xt)).sqrt() * grad
+    return classifier_guided_eps
+
+
+def test_classifier_guided_eps_guides_each_image_to_its_own_label():
+    """A student who guides every image to class 0 (the notebook's demo class, not y) must fail: the cases' labels
+    must not all be 0."""
+    def class_zero(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
+        return _classifier_student(lambda s, t, xt: s.gather(s.alpha_bar, t, xt.ndim))(
+            eps_pred, xt, t, torch.zeros_like(y), classifier, schedule, classifier_scale)
+
+    assert not run_check("classifier_guided_eps", class_zero).passed
+
+
+def test_classifier_guided_eps_needs_one_alpha_bar_per_image():
+    """alpha_bar looked up once, at the batch's first timestep, is right only where every image has the same t:
+    the cases' t must differ within a batch (the right lookup, schedule.gather, passes)."""
+    per_image = _classifier_student(lambda schedule, t, xt: schedule.gather(schedule.alpha_bar, t, xt.ndim))
+    first_only = _classifier_student(lambda schedule, t, xt: schedule.alpha_bar[t[0]])
+    assert run_check("classifier_guided_eps", per_image, hidden=True).passed
+    assert not run_check("classifier_guided_eps", first_only).passed
+
+
+# ------------------------------------------------------------------ guided_ddim_sample
+def _guided_student(T=None):
+    """A student's guided_ddim_sample: one unconditional (y = -1) and one conditional call per step of
+    ddim_timesteps, combined by the package's cfg_combine, then the package's ddim_step at eta = 0; ``T`` the
+    horizon of the grid (None: the schedule's)."""
+    def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
+        grid = samplers.ddim_timesteps(T or schedule.T, num_steps).tolist()
+        x = x_T
+        for k, t in enumerate(grid):
+            alpha_bar_prev = schedule.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0)
+            tt = torch.full((len(x),), t, dtype=torch.long)
+            eps = cfg_combine(model(x, tt, torch.full_like(y, -1)), model(x, tt, y), guidance_scale)
+            x, _ = samplers.ddim_step(x, eps, schedule.alpha_bar[t], alpha_bar_prev)
+        return x
+    return guided_ddim_sample
+
+
+def test_guided_ddim_sample_fails_a_last_step_to_alpha_bar_0():
+    """The last step to alpha_bar[0] (1 - beta_0 = 1 - 1e-4 on the linear schedule) instead of to 1 leaves
+    sqrt(beta_0) eps = 0.01 eps of noise in the samples: within a tolerance of 1e-2, not of the check's 1e-3."""
+    def stops_at_alpha_bar_0(model, schedule, x_T, y, guidance_scale, num_steps=50):
+        grid = samplers.ddim_timesteps(schedule.T, num_steps).tolist()
+        x = x_T
+        for k, t in enumerate(grid):
+            alpha_bar_prev = schedule.alpha_bar[grid[k + 1] if k + 1 < len(grid) else 0]
+            tt = torch.full((len(x),), t, dtype=torch.long)
+            eps = cfg_combine(model(x, tt, torch.full_like(y, -1)), model(x, tt, y), guidance_scale)
+            x, _ = samplers.ddim_step(x, eps, schedule.alpha_bar[t], alpha_bar_prev)
+        return x
+
+    assert not run_check("guided_ddim_sample", stops_at_alpha_bar_0).passed
+
+
+def test_guided_ddim_sample_hidden_case_catches_a_hard_coded_horizon():
+    """As for ddim_sample_loop: a grid from T = 1000 passes the visible cases (T = 1000) and must fail a hidden
+    one; the same loop on schedule.T passes."""
+    assert run_check("guided_ddim_sample", _guided_student(), hidden=True).passed
+    hard_coded = _guided_student(T=1000)
+    assert run_check("guided_ddim_sample", hard_coded).passed
+    assert not run_check("guided_ddim_sample", hard_coded, hidden=True).passed
