@@ -4,6 +4,7 @@ these through the catalogue, whose mistakes are far from the reference; a tolera
 noise test a tenth as strict, would pass all of them."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -119,6 +120,17 @@ def test_verdict_counts_cases_and_masks_only_the_hidden_ones(monkeypatch):
     assert not malformed.passed and "could not compare" in malformed.message
     todo = verdict(name, good[:3] + [{"error": "NotImplementedError", "message": "not implemented yet"}])
     assert todo.status == "not_implemented"
+
+
+def test_an_empty_hint_is_still_a_fail(monkeypatch):
+    """Anything but None from diagnose is a fail, and a variant matched with an empty hint is still a mistake: a
+    hint emptied by an edit (or an f-string with nothing in it) must not turn into a pass."""
+    name = _toy(monkeypatch)
+    monkeypatch.setitem(CHECKS, name, dataclasses.replace(CHECKS[name], diagnose=lambda out, case: ""))
+    result = verdict(name, [{"y": 2 * c["x"]} for c in CHECKS[name].cases(True)])
+    assert not result.passed and result.status == "fail" and "reference differ" in result.message
+    assert judge(torch.ones(4), torch.zeros(4), [("", torch.ones(4))], generic="the generic hint") == "the generic hint"
+    assert judge(torch.ones(4), torch.zeros(4), [("", torch.ones(4))])
 
 
 def test_run_check_and_ready_use_the_worksheet_cases(monkeypatch, capsys):

@@ -319,7 +319,8 @@ def _verdict(name: str, outputs: list, hidden: bool) -> CheckResult:
             hint = check.diagnose(out, case)
         except Exception as err:  # noqa: BLE001 - malformed outputs (wrong type, wrong structure)
             hint = f"could not compare your output with the reference ({type(err).__name__}: {str(err)[:300]})"
-        if hint:
+        if hint is not None:                   # anything but None is a fail, an empty hint too
+            hint = str(hint) or "your output and the reference differ"
             return CheckResult(False, f"{FAIL} {label}: {hint if k < shown else hidden_case(hint)}"[:MAX_MESSAGE],
                                "fail")
     return CheckResult(True, f"{PASS} {label}: correct", "pass")
@@ -475,7 +476,7 @@ def judge(out, ref: Tensor, variants: list, what: str = "output", generic: str |
             out.is_floating_point() and out.dtype != torch.float32) else None
     for mistake_hint, wrong in variants:
         if wrong is not None and tuple(wrong.shape) == tuple(ref.shape) and close(out, wrong, atol=atol):
-            return mistake_hint
+            return mistake_hint or generic or f"the {what} matches a known mistake"
     return generic or f"the {what} and the reference differ (max abs difference {_maxdiff(out, ref):.3g})"
 
 
