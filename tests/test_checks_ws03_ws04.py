@@ -11,8 +11,8 @@ from torch import nn
 
 from course_utils import nets
 from course_utils.checks import run_check
-from course_utils.checks.ws03_unet import RefResBlock, RefSmallUNet, RefTimeEmbedding, ref_sinusoidal
-from course_utils.checks.ws04_training import RefEMA, loss_variant, training_step_variant
+from course_utils.checks.ws03_unet import RefResBlock, RefSmallUNet, RefTimeEmbedding, ref_sinusoidal, ref_small_unet
+from course_utils.checks.ws04_training import RefEMA, loss_variant, noisy_input, training_step_variant
 
 
 def _zero_initialised(module_class: type, weight: str) -> type:
@@ -250,3 +250,158 @@ def test_an_ema_that_overwrites_the_live_network_fails():
     after the updates show the mistake."""
     result = run_check("EMA", _LoadsTheAverageIntoTheLiveNetwork)
     assert not result.passed and "changed the live network's weights" in result.message
+
+
+# ------------------------------------------------------------------ SmallUNet (the audit's unrun mutants)
+class _BottleneckRenamed(RefSmallUNet):
+    """The given UNet with self.mid renamed self.bottleneck: same weights and output, other weight names."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bottleneck = self.mid
+        del self.mid
+
+    def forward(self, x, t):
+        params = {k.replace("bottleneck.", "mid."): v for k, v in self.named_parameters()}
+        return ref_small_unet(x, t, params, self.groups).float()
+
+
+def test_a_unet_with_a_renamed_block_is_told_which_weights_are_missing():
+    """A renamed block is not an initialisation change: the hint names the missing weights, not torch's init."""
+    result = run_check("SmallUNet", _BottleneckRenamed)
+    assert not result.passed and "missing weights ['mid.conv1.weight']" in result.message
+
+
+# ------------------------------------------------------------------ diffusion_loss
+def test_a_per_element_loss_is_told_to_reduce_it():
+    """reduction="none" gives a loss with a graph but many elements: the hint asks for a scalar, not for grad."""
+    def diffusion_loss(model, schedule, x0, *, t, eps):
+        return F.mse_loss(model(noisy_input(x0, t, eps, schedule), t), eps, reduction="none")
+
+    result = run_check("diffusion_loss", diffusion_loss)
+    assert not result.passed and "the loss must be a scalar" in result.message
+
+
+def test_a_loss_that_gives_the_model_t_over_T_fails():
+    """The check's model must depend on t, or a loss passing the model a wrong timestep would pass."""
+    def diffusion_loss(model, schedule, x0, *, t, eps):
+        return F.mse_loss(model(noisy_input(x0, t, eps, schedule), t / schedule.T), eps)
+
+    result = run_check("diffusion_loss", diffusion_loss)
+    assert not result.passed and "MSE between model(x_t, t) and eps" in result.message
+
+
+# ------------------------------------------------------------------ training_step
+def test_a_training_step_without_zero_grad_is_told_that_gradients_accumulate():
+    """The catalogue pins only "zero_grad", which the generic hint also says: pin the specific diagnosis."""
+    result = run_check("training_step", training_step_variant(zero_grad=False))
+    assert not result.passed and "gradients accumulate across steps" in result.message
+
+
+def _training_step_reshaping_for_points(model, optimizer, x0, t, eps, schedule):
+    """alpha_bar[t][:, None]: right for the (B, D) points of the visible case, wrong for a batch of images."""
+    optimizer.zero_grad()
+    a = schedule.alpha_bar[t][:, None]
+    loss = F.mse_loss(model(a.sqrt() * x0 + (1 - a).sqrt() * eps, t), eps)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def test_a_training_step_reshaping_alpha_bar_for_points_only_fails_the_hidden_case():
+    """The visible case is a batch of points; the hidden cases must add a batch of images."""
+    assert run_check("training_step", _training_step_reshaping_for_points).passed
+    assert not run_check("training_step", _training_step_reshaping_for_points, hidden=True).passed
+
+
+def _training_step_with_weight_penalty(lam: float):
+    """The right step on diffusion_loss + lam * sum of squared weights (an L2 penalty, weight decay by hand)."""
+    def training_step(model, optimizer, x0, t, eps, schedule):
+        optimizer.zero_grad()
+        loss = loss_variant()(model, schedule, x0, t=t, eps=eps)
+        (loss + lam * sum(p.pow(2).sum() for p in model.parameters())).backward()
+        optimizer.step()
+        return loss.item()
+    return training_step
+
+
+def test_a_training_step_with_a_small_weight_penalty_fails():
+    """An L2 penalty of 1e-3 moves the weights by about 0.1 %: the weights' tolerance must stay below that."""
+    result = run_check("training_step", _training_step_with_weight_penalty(1e-3))
+    assert not result.passed and "the weights after two steps differ" in result.message
+
+
+# ------------------------------------------------------------------ EMA
+class _FreezesTheLiveNetworkInUpdate(RefEMA):
+    """Right average, but update() freezes the live network (the catalogue's mistake, made in update, not __init__)."""
+
+    @torch.no_grad()
+    def update(self, model, step):
+        super().update(model, step)
+        model.requires_grad_(False)
+
+
+class _LiveNetworkToEvalInUpdate(RefEMA):
+    """Right average, but update() leaves the live network in eval mode."""
+
+    @torch.no_grad()
+    def update(self, model, step):
+        super().update(model, step)
+        model.eval()
+
+
+class _SnapshotOfTheFirstLiveWeights(RefEMA):
+    """Averages in the live weights as they were at the first update, a snapshot it never refreshes."""
+
+    @torch.no_grad()
+    def update(self, model, step):
+        if not hasattr(self, "live"):
+            self.live = [p.detach().clone() for p in model.parameters()]
+        d = min(self.decay, (1 + step) / (10 + step))
+        for ema_p, p in zip(self.model.parameters(), self.live):
+            ema_p.mul_(d).add_(p, alpha=1 - d)
+
+
+def _warm_up_for_the_first_steps_only(steps: int) -> type:
+    """An EMA with the warm-up (1 + step) / (10 + step) for the first ``steps`` steps, then `decay`: no min."""
+    class WarmUpThenDecay(RefEMA):
+        @torch.no_grad()
+        def update(self, model, step):
+            d = (1 + step) / (10 + step) if step < steps else self.decay
+            for ema_p, p in zip(self.model.parameters(), model.parameters()):
+                ema_p.mul_(d).add_(p.detach(), alpha=1 - d)
+    return WarmUpThenDecay
+
+
+_WarmUpForTenStepsOnly = _warm_up_for_the_first_steps_only(10)
+
+
+def test_an_ema_whose_warm_up_stops_after_ten_steps_fails_the_hidden_case():
+    """The hidden case starts at step 100, where the min of the warm-up and a decay of 0.99 is the warm-up."""
+    assert run_check("EMA", _WarmUpForTenStepsOnly).passed
+    assert not run_check("EMA", _WarmUpForTenStepsOnly, hidden=True).passed
+
+
+def test_an_ema_whose_warm_up_stops_after_five_steps_fails_the_visible_check():
+    """The visible case with decay 0.999 runs six updates (steps 0 to 5): the only visible look past step 3 in
+    the warm-up's range, where the min is the warm-up."""
+    result = run_check("EMA", _warm_up_for_the_first_steps_only(5))
+    assert not result.passed and "on a hidden case" not in result.message
+
+
+def test_an_ema_that_freezes_the_live_network_in_update_is_told_so():
+    """The live network's requires_grad is measured after every update, not only after __init__."""
+    result = run_check("EMA", _FreezesTheLiveNetworkInUpdate)
+    assert not result.passed and "no longer requires gradients" in result.message
+
+
+def test_an_ema_that_switches_the_live_network_to_eval_in_update_is_told_so():
+    """The live network's mode is measured after every update, not only after __init__."""
+    result = run_check("EMA", _LiveNetworkToEvalInUpdate)
+    assert not result.passed and "eval mode" in result.message
+
+
+def test_an_ema_that_keeps_averaging_its_first_live_weights_fails():
+    """The check's live weights change at every update; with one set repeated, a stale snapshot would pass."""
+    result = run_check("EMA", _SnapshotOfTheFirstLiveWeights)
+    assert not result.passed and "the averaged weights differ" in result.message

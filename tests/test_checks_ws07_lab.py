@@ -10,7 +10,7 @@ import math
 import torch
 
 from course_utils.checks import run_check
-from course_utils.checks.lab_ddim import denoise_variant
+from course_utils.checks.lab_ddim import denoise_variant, ref_reverse_diffusion
 from course_utils.checks.ws07_fast_samplers import _lam
 from course_utils.schedules import NoiseSchedule
 
@@ -160,22 +160,22 @@ def test_a_loop_that_ends_at_t_0_only_fails_the_hidden_grid_that_stops_early():
 
 
 # ------------------------------------------------------------------ the lab's reverse_diffusion
-def student_reverse(*, steps_run=lambda n: n):
+def student_reverse(*, steps_run=lambda n: n, step_size=lambda n: 1.0 / n):
     """A student's deterministic DDIM loop (the Keras example's), written out with the lab's schedule in float32;
-    ``steps_run``: how many of the diffusion_steps the loop takes."""
+    ``steps_run``: how many of the diffusion_steps the loop takes, ``step_size`` its step for diffusion_steps."""
     def schedule(t):
         start, end = math.acos(0.95), math.acos(0.02)         # the lab's max and min signal rates
         angles = start + t * (end - start)
         return torch.sin(angles), torch.cos(angles)
 
     def reverse_diffusion(network, initial_noise, diffusion_steps):
-        step_size = 1.0 / diffusion_steps
+        delta = step_size(diffusion_steps)
         next_noisy, ones = initial_noise, torch.ones(initial_noise.shape[0], 1, 1, 1, device=initial_noise.device)
         for step in range(steps_run(diffusion_steps)):
-            noise_rates, signal_rates = schedule(ones - step * step_size)
+            noise_rates, signal_rates = schedule(ones - step * delta)
             pred_noises = network(next_noisy, noise_rates ** 2)
             pred_images = (next_noisy - noise_rates * pred_noises) / signal_rates
-            next_noise_rates, next_signal_rates = schedule(ones - (step + 1) * step_size)
+            next_noise_rates, next_signal_rates = schedule(ones - (step + 1) * delta)
             next_noisy = next_signal_rates * pred_images + next_noise_rates * pred_noises
         return pred_images
     return reverse_diffusion
@@ -191,3 +191,24 @@ def test_a_loop_one_step_short_is_told_how_many_calls_it_made():
     result = run_check("reverse_diffusion", student_reverse(steps_run=lambda n: n - 1), hidden=False)
     assert not result.passed and "the network was called 4 times for diffusion_steps = 5" in result.message, \
         result.message
+
+
+def test_a_loop_with_a_fixed_step_size_fails_the_hidden_case():
+    """step_size = 1 / 5 (the visible case's diffusion_steps) written in: the one-step hidden case never uses the
+    step size, so only the hidden case with another step count than the visible five catches it."""
+    fixed = student_reverse(step_size=lambda n: 1.0 / 5)
+    assert run_check("reverse_diffusion", fixed).passed
+    assert not run_check("reverse_diffusion", fixed, hidden=True).passed
+
+
+def _noisy_images_through_a_cpu_einsum(network, initial_noise, steps):
+    """Two mistakes: returns the next noisy images, through a last einsum with a CPU tensor (silent on meta)."""
+    noisy = ref_reverse_diffusion(network, initial_noise, steps, return_noisy=True).float()
+    return torch.einsum("bchw,wv->bchv", noisy, torch.eye(noisy.shape[-1]))
+
+
+def test_wrong_values_on_the_wrong_device_get_the_values_hint_first():
+    """The device hint begins "right on the CPU": it must not be given when the values are wrong."""
+    result = run_check("reverse_diffusion", _noisy_images_through_a_cpu_einsum)
+    assert not result.passed and "last prediction of the clean images" in result.message
+    assert "right on the CPU" not in result.message
