@@ -142,14 +142,16 @@ def class_accuracy(images: Tensor, labels: Tensor, classifier: nn.Module) -> flo
     labels = torch.as_tensor(labels).long().cpu()
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-    return float((predict_proba(images, classifier).argmax(-1) == labels).float().mean())
+    hits = predict_proba(images, classifier).argmax(-1) == labels
+    return int(hits.sum()) / len(hits) if len(hits) else float("nan")   # a count over n, exact (not float32's)
 
 
 def confident_share(images: Tensor, classifier: nn.Module, threshold: float = 0.9) -> tuple[float, Tensor]:
     """(share of images whose top class probability exceeds ``threshold``, class counts (K,) of the argmax)."""
     probs = predict_proba(images, classifier)
     counts = torch.bincount(probs.argmax(-1), minlength=probs.shape[1])
-    return float((probs.max(-1).values > threshold).float().mean()), counts
+    confident = probs.max(-1).values > threshold
+    return (int(confident.sum()) / len(confident) if len(confident) else float("nan")), counts   # exact count / n
 
 
 def within_class_spread(feats: np.ndarray, labels: np.ndarray) -> float:

@@ -281,7 +281,7 @@ def reproducing_command(name: str, recipe: str | None, spec: dict, config: Train
     run in another order), while a run repeated on the same count gives its weights again bit for bit."""
     common = (("" if recipe is None else f" --recipe {recipe}")
               + ("" if batch_size is None else f" --batch-size {batch_size}")
-              + ("" if ema_decay is None else f" --ema-decay {ema_decay:g}")
+              + ("" if ema_decay is None else f" --ema-decay {ema_decay!r}")
               + ("" if warmup_steps is None else f" --warmup-steps {warmup_steps}")
               + ("" if threads is None else f" --threads {threads}"))
     parts = []
@@ -289,7 +289,7 @@ def reproducing_command(name: str, recipe: str | None, spec: dict, config: Train
         horizon = (f" --decay-steps {config.decay_steps}"
                    if config.lr_schedule == "cosine" and config.decay_steps != end else "")
         parts.append(f"python -m course_utils.pretrain {name} --steps {end}{common}{horizon}"
-                     + ("" if i == 0 and phase_lr == spec["train"]["lr"] else f" --lr {phase_lr:g}"))
+                     + ("" if i == 0 and phase_lr == spec["train"]["lr"] else f" --lr {phase_lr!r}"))
     return " && ".join(parts)
 
 
@@ -399,7 +399,7 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device:
         y = torch.arange(n) % 10
         for w in (1.0, 3.0):
             samples = sample_batched(model, schedule, n, shape, y=y, guidance_scale=w, seed=seed)
-            out[f"class_accuracy_ddim50_guidance{w:g}"] = float((predict(samples) == y).float().mean())
+            out[f"class_accuracy_ddim50_guidance{w:g}"] = int((predict(samples) == y).sum()) / n
         out["evaluation"] = (f"{n} samples per guidance scale (50 per class), DDIM 50 steps eta 0, seed {seed}, "
                              "classified by an RBF SVC trained on scikit-learn digits' 8x8 train split")
         return out
@@ -461,27 +461,33 @@ def _fid_row(m: dict) -> tuple[str, str, bool]:
             f"{m['fid_vs_mnist_test']:.2f}{floor}", m["fid_vs_mnist_test"] <= limit)
 
 
+# Shares are counts over n samples. Cards written before 2026-12-06 hold float32 means (950 / 1000 as 0.949999988)
+# and a difference of two shares carries a double's rounding (0.92 - 0.90 = 0.020000000000000018): the targets on
+# shares are compared with this slack, far below one sample in any n up to 100,000.
+SHARE_SLACK = 1e-6
+
+
 def targets(card: dict) -> list[tuple[str, str, bool]]:
     """Issue 18's targets for the MNIST UNets, from a card's metrics: (target, measured, met) rows."""
-    m, rows = card["metrics"], []
+    m, rows, slack = card["metrics"], [], SHARE_SLACK
     if card["name"] == "mnist-unet":
         counts = torch.tensor(m["class_counts"], dtype=torch.float64)
         shares = counts / counts.sum()
         rows += [(">= 95% of DDIM-50 samples confident > 0.9", f"{m['confident_share_0.9']:.1%}",
-                  m["confident_share_0.9"] >= 0.95),
+                  m["confident_share_0.9"] >= 0.95 - slack),
                  ("every class 7-13% of samples", f"{shares.min():.1%} to {shares.max():.1%}",
-                  bool(shares.min() >= 0.07 and shares.max() <= 0.13)),
+                  bool(shares.min() >= 0.07 - slack and shares.max() <= 0.13 + slack)),
                  _fid_row(m)]
         if "confident_share_0.9_ddim20" in m:
             gap = m["confident_share_0.9"] - m["confident_share_0.9_ddim20"]
             rows.append(("DDIM 20 within 2 points of DDIM 50", f"{m['confident_share_0.9_ddim20']:.1%} "
-                         f"(DDIM 50 - DDIM 20 = {100 * gap:+.1f} points)", gap <= 0.02))
+                         f"(DDIM 50 - DDIM 20 = {100 * gap:+.1f} points)", gap <= 0.02 + slack))
     elif card["name"] == "mnist-unet-cond":
         rows.append((">= 99% the asked class at w = 3", f"{m['class_accuracy_guidance3']:.1%}",
-                     m["class_accuracy_guidance3"] >= 0.99))
+                     m["class_accuracy_guidance3"] >= 0.99 - slack))
         if "class_accuracy_guidance1" in m:
             rows += [(">= 95% the asked class at w = 1", f"{m['class_accuracy_guidance1']:.1%}",
-                      m["class_accuracy_guidance1"] >= 0.95),
+                      m["class_accuracy_guidance1"] >= 0.95 - slack),
                      ("diversity at w = 1 >= 0.9 of real digits", f"{m['diversity_guidance1']:.2f}",
                       m["diversity_guidance1"] >= 0.9)]
     if card["name"] in ("mnist-unet", "mnist-unet-cond"):

@@ -339,3 +339,12 @@ def test_confident_share_and_class_counts_known_answer():
     assert metrics.confident_share(images, _FixedProbabilities(), 0.8)[0] == pytest.approx(5 / 6)
     # a class no image goes to still has its count: (K,) whatever the samples (all class 0 here: (2, 0, 0))
     assert metrics.confident_share(images[:2], _FixedProbabilities())[1].tolist() == [2, 0, 0]
+
+
+def test_shares_are_exact_counts_over_n():
+    """950 of 1000 images confident, and 950 of 1000 labels right, is 0.95 itself, the double issue 18's targets
+    compare with (a float32 mean gave 0.949999988, a met target judged missed)."""
+    values = torch.tensor([0.0] * 950 + [1.0] * 50)                     # 0.95 confident class 0; 0.7 class 1
+    images = values[:, None, None, None].expand(1000, 1, 28, 28).contiguous()
+    assert metrics.confident_share(images, _FixedProbabilities(), 0.9)[0] == 0.95
+    assert metrics.class_accuracy(images, torch.zeros(1000), _FixedProbabilities()) == 0.95
