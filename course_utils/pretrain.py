@@ -281,7 +281,7 @@ def reproducing_command(name: str, recipe: str | None, spec: dict, config: Train
     run in another order), while a run repeated on the same count gives its weights again bit for bit."""
     common = (("" if recipe is None else f" --recipe {recipe}")
               + ("" if batch_size is None else f" --batch-size {batch_size}")
-              + ("" if ema_decay is None else f" --ema-decay {ema_decay!r}")
+              + ("" if ema_decay is None else f" --ema-decay {float(ema_decay)!r}")
               + ("" if warmup_steps is None else f" --warmup-steps {warmup_steps}")
               + ("" if threads is None else f" --threads {threads}"))
     parts = []
@@ -289,7 +289,7 @@ def reproducing_command(name: str, recipe: str | None, spec: dict, config: Train
         horizon = (f" --decay-steps {config.decay_steps}"
                    if config.lr_schedule == "cosine" and config.decay_steps != end else "")
         parts.append(f"python -m course_utils.pretrain {name} --steps {end}{common}{horizon}"
-                     + ("" if i == 0 and phase_lr == spec["train"]["lr"] else f" --lr {phase_lr!r}"))
+                     + ("" if i == 0 and phase_lr == spec["train"]["lr"] else f" --lr {float(phase_lr)!r}"))
     return " && ".join(parts)
 
 
