@@ -174,7 +174,8 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
         for student, row in rows_by[gid]:
             named = classify(row, catalogue)
             if named:
-                g = groups.setdefault(named[0], {"label": named[1], "hint": named[2], "who": []})
+                g = groups.setdefault(named[0], {"label": named[1], "who": [],
+                                                 "hint": _anonymise(named[2], student, names[student])})
                 g["who"].append((student, str(row.get("message", ""))))
         if not groups:
             continue
