@@ -173,13 +173,15 @@ def test_a_loss_with_the_right_value_and_half_its_gradient_fails():
     assert not result.passed and "gradients are not" in result.message
 
 
+def _loss_reshaping_for_points(model, schedule, x0, *, t, eps):
+    """alpha_bar[t][:, None]: right for (B, D) points, wrong for a batch of images."""
+    a = schedule.alpha_bar[t][:, None]
+    return F.mse_loss(model(a.sqrt() * x0 + (1 - a).sqrt() * eps, t), eps)
+
+
 def test_a_loss_reshaping_alpha_bar_for_points_only_is_told_about_images():
     """alpha_bar[t][:, None] is right for (B, D) points; on the worksheet's image batch the hint says reshape."""
-    def diffusion_loss(model, schedule, x0, *, t, eps):
-        a = schedule.alpha_bar[t][:, None]
-        return F.mse_loss(model(a.sqrt() * x0 + (1 - a).sqrt() * eps, t), eps)
-
-    result = run_check("diffusion_loss", diffusion_loss)
+    result = run_check("diffusion_loss", _loss_reshaping_for_points)
     assert not result.passed and "alpha_bar[t] must be reshaped to (3, 1, 1, 1)" in result.message
 
 
@@ -299,10 +301,9 @@ def test_a_training_step_without_zero_grad_is_told_that_gradients_accumulate():
 
 
 def _training_step_reshaping_for_points(model, optimizer, x0, t, eps, schedule):
-    """alpha_bar[t][:, None]: right for the (B, D) points of the visible case, wrong for a batch of images."""
+    """The right step on ``_loss_reshaping_for_points``: right for the visible case's points only."""
     optimizer.zero_grad()
-    a = schedule.alpha_bar[t][:, None]
-    loss = F.mse_loss(model(a.sqrt() * x0 + (1 - a).sqrt() * eps, t), eps)
+    loss = _loss_reshaping_for_points(model, schedule, x0, t=t, eps=eps)
     loss.backward()
     optimizer.step()
     return loss.item()
