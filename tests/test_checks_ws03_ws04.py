@@ -363,24 +363,36 @@ class _SnapshotOfTheFirstLiveWeights(RefEMA):
             ema_p.mul_(d).add_(p, alpha=1 - d)
 
 
-def _warm_up_for_the_first_steps_only(steps: int) -> type:
-    """An EMA with the warm-up (1 + step) / (10 + step) for the first ``steps`` steps, then `decay`: no min."""
+def _warm_up_for_the_first_steps_only(steps: int, *, with_min: bool = False) -> type:
+    """An EMA with the warm-up (1 + step) / (10 + step) for the first ``steps`` steps (its min with `decay` if
+    ``with_min``), then `decay`."""
     class WarmUpThenDecay(RefEMA):
         @torch.no_grad()
         def update(self, model, step):
-            d = (1 + step) / (10 + step) if step < steps else self.decay
+            ramp = (1 + step) / (10 + step)
+            d = (min(self.decay, ramp) if with_min else ramp) if step < steps else self.decay
             for ema_p, p in zip(self.model.parameters(), model.parameters()):
                 ema_p.mul_(d).add_(p.detach(), alpha=1 - d)
     return WarmUpThenDecay
 
 
-_WarmUpForTenStepsOnly = _warm_up_for_the_first_steps_only(10)
+def test_an_ema_whose_warm_up_stops_after_ten_steps_is_told_so_at_the_worksheet():
+    """The fourth visible case starts at step 50, where min(0.999, 51/60) is the warm-up: a warm-up for a fixed
+    ten steps, "EMA without warm-up" there by its numbers, is told that its warm-up stopped."""
+    for hidden in (False, True):
+        result = run_check("EMA", _warm_up_for_the_first_steps_only(10), hidden=hidden)
+        assert not result.passed and "on a hidden case" not in result.message
+        assert "stopped too early: at step 50" in result.message and "51/60) = 0.850" in result.message
 
 
-def test_an_ema_whose_warm_up_stops_after_ten_steps_fails_the_hidden_case():
-    """The hidden case starts at step 100, where the min of the warm-up and a decay of 0.99 is the warm-up."""
-    assert run_check("EMA", _WarmUpForTenStepsOnly).passed
-    assert not run_check("EMA", _WarmUpForTenStepsOnly, hidden=True).passed
+def test_an_ema_whose_warm_up_stops_after_sixty_steps_fails_the_hidden_case():
+    """The hidden case starts at step 100, where the min of the warm-up (101/110) and a decay of 0.99 is the
+    warm-up: past every visible step (the last is 52), still in the warm-up's range. (Without the min, a warm-up
+    longer than 20 steps fails the visible case from step 20 with decay 0.5.)"""
+    stops_at_sixty = _warm_up_for_the_first_steps_only(60, with_min=True)
+    assert run_check("EMA", stops_at_sixty).passed
+    result = run_check("EMA", stops_at_sixty, hidden=True)
+    assert not result.passed and "on a hidden case" in result.message and "stopped too early" in result.message
 
 
 def test_an_ema_whose_warm_up_stops_after_five_steps_fails_the_visible_check():

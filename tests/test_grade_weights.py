@@ -28,9 +28,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 
 from grading_corpus import PEAK, REPO, WRAPPER
+from test_checks_ws03_ws04 import _warm_up_for_the_first_steps_only
 
 ZERO = "for _p in {net}.parameters():\n        _p.data.zero_()\n    "
 
@@ -299,21 +299,15 @@ def test_a_hidden_case_keeps_its_numbers():
 
 def test_a_hidden_case_keeps_the_formula():
     """Masking takes the computed values, not the whole numbers of a hint's formula: an EMA right on the worksheet's
-    cases (from step 0 and 20) whose warm-up stops at step 10 fails the hidden case (from step 100) with the
-    formula readable."""
+    cases (steps 0 to 52) whose warm-up stops at step 60 fails the hidden case (from step 100) with the formula
+    readable and the hidden case's decays hidden."""
     from course_utils.checks import run_check
-    from course_utils.checks.ws04_training import RefEMA
 
-    class WarmUpForTenSteps(RefEMA):
-        @torch.no_grad()
-        def update(self, model, step):
-            d = min(self.decay, (1 + step) / (10 + step)) if step < 10 else self.decay
-            for ema_p, p in zip(self.model.parameters(), model.parameters()):
-                ema_p.mul_(d).add_(p.detach(), alpha=1 - d)
-
-    assert run_check("EMA", WarmUpForTenSteps).passed
-    message = run_check("EMA", WarmUpForTenSteps, hidden=True).message
+    stops_at_sixty = _warm_up_for_the_first_steps_only(60, with_min=True)
+    assert run_check("EMA", stops_at_sixty).passed
+    message = run_check("EMA", stops_at_sixty, hidden=True).message
     assert "on a hidden case" in message and "d = min(decay, (1 + step) / (10 + step))" in message, message
+    assert "101/110" in message and "0.99" not in message and "0.918" not in message, message
 
 
 def test_the_peak_is_the_grader_own():

@@ -308,8 +308,11 @@ MISTAKES["training_step"] = [
 # ------------------------------------------------------------------ EMA
 def _ema_cases(hidden: bool) -> list:
     """A small network, a decay, and the live weights after each of a few steps (the check sets them)."""
-    # the third case starts at step 20, where the warm-up (21/30 = 0.7) has passed the decay 0.5: the min matters
-    specs = [(0, 0.999, 6, 0), (1, 0.9, 4, 0), (3, 0.5, 3, 20)] + ([(2, 0.99, 5, 100)] if hidden else [])
+    # the third case starts at step 20, where the warm-up (21/30 = 0.7) has passed the decay 0.5: the min matters;
+    # the fourth at step 50, where the warm-up (51/60 = 0.85) is still below the decay 0.999: a warm-up for a
+    # fixed number of steps ("if step < 10") fails there, not only on the hidden case from step 100
+    specs = [(0, 0.999, 6, 0), (1, 0.9, 4, 0), (3, 0.5, 3, 20), (4, 0.999, 3, 50)] + (
+        [(2, 0.99, 5, 100)] if hidden else [])
     cases = []
     for seed, decay, steps, first in specs:
         g = generator(30 + seed)
@@ -401,9 +404,16 @@ def _ema_diagnose(out, c) -> str | None:
             return ("the averaged copy still requires gradients: call .requires_grad_(False) on it (the optimizer "
                     "must never train it, and autograd has nothing to track there)")
         return None
+    first = c["first_step"]
+    no_warmup = ("EMA without warm-up: early on, the average must follow the live weights quickly; use the decay "
+                 "d = min(decay, (1 + step) / (10 + step)) at each update")
+    if first >= 10:      # from a later step, the same numbers come from a warm-up that stopped after a few steps
+        no_warmup = (f"the warm-up stopped too early: at step {first} the decay is still min({c['decay']}, "
+                     f"{1 + first}/{10 + first}) = {min(c['decay'], (1 + first) / (10 + first)):.3f}, not "
+                     f"{c['decay']}; the warm-up lasts until (1 + step) / (10 + step) reaches the decay, however "
+                     "many steps that takes: use d = min(decay, (1 + step) / (10 + step)) at every update")
     variants = [
-        ("EMA without warm-up: early on, the average must follow the live weights quickly; use the decay "
-         "d = min(decay, (1 + step) / (10 + step)) at each update", dict(warmup="none")),
+        (no_warmup, dict(warmup="none")),
         ("warm-up off by one: at step 0 the decay is (1 + 0) / (10 + 0) = 0.1, so use (1 + step) / (10 + step)",
          dict(warmup="no_plus_one")),
         ("the weights are swapped: keep d of the average and add (1 - d) of the live weights", dict(swap=True)),
@@ -429,6 +439,7 @@ class RefEMA:
     """The worksheet's EMA, with switches for the catalogue of mistakes (class attributes of subclasses)."""
 
     warmup, swap, alias, grad, rebind = "min", False, False, False, False
+    warmup_steps = None        # "if step < warmup_steps: warm-up, else decay": a warm-up of a fixed length
 
     def __init__(self, model: nn.Module, decay: float):
         import copy
@@ -443,6 +454,8 @@ class RefEMA:
         ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
                 "no_plus_one": step / (10 + step)}.get(self.warmup, 1.0)
         d = self.decay if self.warmup == "none" else ramp if self.warmup == "ramp" else min(self.decay, ramp)
+        if self.warmup_steps is not None:
+            d = ramp if step < self.warmup_steps else self.decay
         if self.swap:
             d = 1 - d
         for ema_p, p in zip(self.model.parameters(), model.parameters()):
@@ -484,6 +497,7 @@ MISTAKES["EMA"] = [
     ("EMA without warm-up", ema_variant(warmup="none"), "EMA without warm-up"),
     ("warm-up off by one", ema_variant(warmup="no_plus_one"), "off by one"),
     ("warm-up without the min", ema_variant(warmup="ramp"), "goes past `decay`"),
+    ("warm-up for the first ten steps only", ema_variant(warmup_steps=10), "however many steps"),
     ("weights swapped", ema_variant(swap=True), "swapped"),
     ("loop variable rebound", ema_variant(rebind=True), "never change"),
     ("no copy", ema_variant(alias=True), "independent copy"),
