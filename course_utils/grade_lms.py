@@ -69,7 +69,9 @@ def _number(text: str) -> float:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:g}"
+    """Points as a spreadsheet reads them: every digit an instructor's weights give (15 significant, the most a
+    double keeps exactly), without a sum's binary round-off (0.1 + 0.2 is 0.3), without an exponent below 1e15."""
+    return f"{value:.15g}"
 
 
 def read_roster(path: str | Path | None) -> list[dict[str, str]]:

@@ -214,6 +214,16 @@ def test_points_are_exported_exactly(tmp_path):
     assert rows[3][5:] == ["0", "0", "", "0"]
 
 
+def test_points_keep_every_digit_a_course_can_give(tmp_path):
+    """An instructor's weights may give 1234.5678 points or a million; six significant digits (``:g``) wrote them
+    as 1234.57 and 1e+06. A sum's binary round-off stays out: 0.1 + 0.2 is 0.3, not 0.30000000000000004."""
+    carol, dave = _result("carol", 1234.5678, 1e6), _result("dave", 0.1, 0.2)
+    _write(tmp_path, carol, dave)
+    rows = _table(grade_lms.export(tmp_path, "canvas")[0])
+    assert rows[2][5:7] == ["1234.5678", "1000000"] and rows[2][-1] == "1001234.5678"
+    assert rows[3][5:7] == ["0.1", "0.2"] and rows[3][-1] == "0.3"
+
+
 def test_moodle_columns_ignore_canvas_ids(tmp_path):
     """--canvas-id names Canvas's assignment columns only; a Moodle grade column keeps the worksheet's name."""
     folder = _graded(tmp_path)
