@@ -160,3 +160,150 @@ def test_only_folders_named_model_dot_recipe_are_runs(tmp_path):
     (tmp_path / "mnist-unet.log").write_text("a log")
     _run(tmp_path, "mnist-unet-cond", "gpu-wide", GOOD_COND)
     assert [r["recipe"] for r in adopt_gpu_run.runs_of(tmp_path, "mnist-unet")] == ["gpu-wide"]
+
+
+WIDE, DEEP = 2_500_000, 1_620_000          # parameters of the gpu-wide and gpu-deep networks, roughly
+
+
+def _edit_card(path: Path, **fields) -> None:
+    card = json.loads(path.read_text())
+    card.update(fields)
+    path.write_text(json.dumps(card))
+
+
+def _picked(out: Path, into: Path, capsys) -> str:
+    """What a --dry-run prints (exit status 0)."""
+    assert adopt_gpu_run.main([str(out), "--into", str(into), "--dry-run"]) == 0
+    return capsys.readouterr().out
+
+
+def test_more_targets_met_beats_fewer_parameters(tmp_path, into, capsys):
+    """A run measured on all five targets that meets them beats a smaller one whose card lacks DDIM-20 (4 met)."""
+    out = tmp_path / "out"
+    no_ddim20 = {k: v for k, v in GOOD_UNCOND.items() if k != "confident_share_0.9_ddim20"}
+    _run(out, "mnist-unet", "gpu-deep", no_ddim20, parameters=DEEP)          # 4 targets, 4 met
+    _run(out, "mnist-unet", "gpu-wide", GOOD_UNCOND, parameters=WIDE)        # 5 targets, 5 met
+    assert "-> mnist-unet: recipe gpu-wide (meets every target)" in _picked(out, into, capsys)
+
+
+def test_on_equal_targets_met_fewer_missed_beats_fewer_parameters(tmp_path, into, capsys):
+    """4 met of 4 (no DDIM-20 figure) beats 4 met of 5 (DDIM-20 falls 3 points behind), though it is larger."""
+    out = tmp_path / "out"
+    no_ddim20 = {k: v for k, v in GOOD_UNCOND.items() if k != "confident_share_0.9_ddim20"}
+    _run(out, "mnist-unet", "gpu-wide", no_ddim20, parameters=WIDE)
+    _run(out, "mnist-unet", "gpu-deep", dict(GOOD_UNCOND, **{"confident_share_0.9_ddim20": 0.93}),  # 96 - 93 > 2
+         parameters=DEEP)
+    assert "-> mnist-unet: recipe gpu-wide (meets every target)" in _picked(out, into, capsys)
+
+
+def test_targets_met_count_before_targets_missed(tmp_path, into, capsys):
+    """Conditional: 3 met of 4 (diversity 0.5 < 0.9) beats 2 met of 2 (a card with only w = 3 measured)."""
+    out = tmp_path / "out"
+    _run(out, "mnist-unet-cond", "gpu-wide", dict(GOOD_COND, diversity_guidance1=0.5), parameters=WIDE)
+    _run(out, "mnist-unet-cond", "gpu-deep", {"class_accuracy_guidance3": 0.995, "samples": 10000,
+                                              "evaluation": "10000 samples"}, parameters=WIDE)
+    text = _picked(out, into, capsys)
+    assert "-> mnist-unet-cond: recipe gpu-wide (misses 1: diversity at w = 1 >= 0.9 of real digits)" in text, text
+
+
+def test_fewer_parameters_come_before_better_samples(tmp_path, into, capsys):
+    """The smaller network wins a tie of targets even when the larger one's samples are better."""
+    out = tmp_path / "out"
+    _run(out, "mnist-unet", "gpu-deep", GOOD_UNCOND, parameters=DEEP)                      # share 0.96
+    _run(out, "mnist-unet", "gpu-wide", dict(GOOD_UNCOND, **{"confident_share_0.9": 0.97}), parameters=WIDE)
+    assert "-> mnist-unet: recipe gpu-deep (meets every target)" in _picked(out, into, capsys)
+
+
+def test_a_conditional_tie_goes_to_the_unguided_accuracy(tmp_path, into, capsys):
+    """Same network, every target met: w = 1 accuracy decides (0.97 > 0.96), not w = 3 (where the other wins)."""
+    out = tmp_path / "out"
+    _run(out, "mnist-unet-cond", "gpu-wide", dict(GOOD_COND, class_accuracy_guidance1=0.96,
+                                                  class_accuracy_guidance3=1.0), parameters=WIDE)
+    _run(out, "mnist-unet-cond", "gpu-wide-l1", dict(GOOD_COND, class_accuracy_guidance1=0.97,
+                                                     class_accuracy_guidance3=0.99), parameters=WIDE)
+    assert "-> mnist-unet-cond: recipe gpu-wide-l1 (meets every target)" in _picked(out, into, capsys)
+
+
+def test_an_unconditional_tie_goes_to_the_ddim50_share_not_ddim20(tmp_path, into, capsys):
+    """The DDIM-50 share decides (0.97 > 0.96) though the other run's DDIM-20 share is higher (0.96 > 0.955)."""
+    out = tmp_path / "out"
+    _run(out, "mnist-unet", "gpu-wide", dict(GOOD_UNCOND, **{"confident_share_0.9": 0.96,
+                                                             "confident_share_0.9_ddim20": 0.96}), parameters=WIDE)
+    _run(out, "mnist-unet", "gpu-wide-l1", dict(GOOD_UNCOND, **{"confident_share_0.9": 0.97,      # gap 1.5 points
+                                                                "confident_share_0.9_ddim20": 0.955}),
+         parameters=WIDE)
+    assert "-> mnist-unet: recipe gpu-wide-l1 (meets every target)" in _picked(out, into, capsys)
+
+
+def test_the_report_shows_the_shipped_model_and_each_runs_size(tmp_path, into, capsys):
+    """The shipped model's rows come before the runs', each headed by its size in millions of parameters."""
+    out = tmp_path / "out"
+    _edit_card(into / "mnist-unet-cond.json", parameters=1_112_801,                   # 1.112801 M -> "1.11"
+               metrics=dict(GOOD_COND, class_accuracy_guidance1=0.90))
+    _run(out, "mnist-unet-cond", "gpu-wide", GOOD_COND, parameters=WIDE)
+    text = _picked(out, into, capsys)
+    block = text[text.index("## mnist-unet-cond"):]
+    shipped, run = block.index("shipped (1.11 M parameters):"), block.index("recipe gpu-wide (2.50 M parameters, ")
+    assert shipped < block.index("NOT met  >= 95% the asked class at w = 1: 90.0%") < run, block
+
+
+def test_a_pick_that_misses_two_targets_names_both(tmp_path, into, capsys):
+    out = tmp_path / "out"
+    _run(out, "mnist-unet", "gpu-deep", dict(GOOD_UNCOND, fid_vs_mnist_test=0.9, **{"confident_share_0.9": 0.93}))
+    assert ("-> mnist-unet: recipe gpu-deep (misses 2: >= 95% of DDIM-50 samples confident > 0.9; "
+            "course FID at most 1.58 / 2 = 0.79 (n = 10000))") in _picked(out, into, capsys)
+
+
+def test_into_without_a_shipped_model_takes_the_pick_and_names_only_what_was_copied(tmp_path, capsys):
+    """A fresh --into (no card there) takes a pick that meets every target; the next steps name only that model."""
+    out, empty = tmp_path / "out", tmp_path / "fresh"
+    empty.mkdir()
+    _run(out, "mnist-unet", "gpu-deep", GOOD_UNCOND)
+    assert adopt_gpu_run.main([str(out), "--into", str(empty)]) == 0
+    text = capsys.readouterr().out
+    assert "shipped (" not in text and f"copied mnist-unet.pt and mnist-unet.json into {empty}" in text, text
+    assert "-> mnist-unet-cond: no usable run; the shipped model stays" in text
+    assert json.loads((empty / "mnist-unet.json").read_text())["recipe"] == "gpu-deep"
+    checkpoints.load("mnist-unet", directory=empty)
+    assert "python -m course_utils.pretrain mnist-unet --eval-only" in text
+    assert "mnist-unet-cond --eval-only" not in text and not (empty / "mnist-unet-cond.json").exists()
+
+
+def test_a_shipped_card_without_metrics_is_reported_and_replaced(tmp_path, into, capsys):
+    """A shipped card without metrics (written with --no-eval) meets no target: the report says what to measure
+    and a run that meets every target replaces it (the report raised KeyError before)."""
+    out = tmp_path / "out"
+    _run(out, "mnist-unet", "gpu-deep", GOOD_UNCOND)
+    card = json.loads((into / "mnist-unet.json").read_text())
+    del card["metrics"]
+    (into / "mnist-unet.json").write_text(json.dumps(card))
+    assert adopt_gpu_run.main([str(out), "--into", str(into)]) == 0
+    text = capsys.readouterr().out
+    assert "its card has no measured targets ('metrics' missing): measure them (python -m" in text, text
+    assert json.loads((into / "mnist-unet.json").read_text())["recipe"] == "gpu-deep"
+    assert "copied mnist-unet.pt" in text
+
+
+def test_a_card_without_its_size_loses_a_tie_on_size(tmp_path, into, capsys):
+    """Every target met by both: the run whose card does not say how large it is cannot win as the smaller."""
+    out = tmp_path / "out"
+    unsized = _run(out, "mnist-unet", "gpu-deep", dict(GOOD_UNCOND, **{"confident_share_0.9": 0.97}))
+    _edit_card(unsized / "mnist-unet.json", parameters=None)
+    _run(out, "mnist-unet", "gpu-wide", GOOD_UNCOND, parameters=WIDE)
+    assert "-> mnist-unet: recipe gpu-wide (meets every target)" in _picked(out, into, capsys)
+
+
+def test_a_card_that_is_not_text_or_weights_that_are_a_folder_are_named_not_fatal(tmp_path, into, capsys):
+    """A card of binary garbage (UnicodeDecodeError, a ValueError) and a NAME.pt that is a folder (an OSError)
+    are runs that do not load; the tool goes on to the next model."""
+    out = tmp_path / "out"
+    garbled = _run(out, "mnist-unet", "gpu-deep", GOOD_UNCOND)
+    (garbled / "mnist-unet.json").write_bytes(b"\xff\xfe\x00 not a card")
+    folder = _run(out, "mnist-unet", "gpu-wide", GOOD_UNCOND)
+    (folder / "mnist-unet.pt").unlink()
+    (folder / "mnist-unet.pt").mkdir()
+    _run(out, "mnist-unet-cond", "gpu-wide", GOOD_COND)
+    text = _picked(out, into, capsys)
+    assert "recipe gpu-deep: does not load: " in text and "recipe gpu-wide: does not load: " in text, text
+    assert "-> mnist-unet: no usable run; the shipped model stays" in text
+    assert "-> mnist-unet-cond: recipe gpu-wide (meets every target)" in text

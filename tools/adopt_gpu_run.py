@@ -66,7 +66,7 @@ def meets_every_target(card: dict) -> bool:
         return False
 
 
-def score(card: dict) -> tuple[int, int, int, float]:
+def score(card: dict) -> tuple[int, int, float, float]:
     """(targets met, -targets missed, -parameters, quality): the larger, the better run. Quality, for two runs
     of one network (``gpu-wide`` and ``gpu-wide-l1``): the unguided class accuracy of a conditional model, the
     confident share of an unconditional one."""
@@ -74,7 +74,8 @@ def score(card: dict) -> tuple[int, int, int, float]:
     met = sum(ok for _, _, ok in rows)
     metrics = card.get("metrics", {})
     quality = metrics.get("class_accuracy_guidance1", metrics.get("confident_share_0.9", 0.0))
-    return met, -(len(rows) - met), -int(card.get("parameters", 0)), float(quality)
+    size = card.get("parameters")                # a card without its size loses a tie on size, never wins it
+    return met, -(len(rows) - met), -(int(size) if size is not None else float("inf")), float(quality)
 
 
 def pick(runs: list[dict]) -> dict | None:
@@ -87,15 +88,20 @@ def pick(runs: list[dict]) -> dict | None:
 def report(name: str, runs: list[dict], shipped: dict | None) -> list[str]:
     lines = [f"## {name}"]
     if shipped is not None:
-        lines.append(f"shipped ({shipped.get('parameters', 0) / 1e6:.2f} M parameters):")
-        lines += [f"  {'met    ' if ok else 'NOT met'}  {target}: {measured}" for target, measured, ok in
-                  pretrain.targets(shipped)]
+        lines.append(f"shipped ({(shipped.get('parameters') or 0) / 1e6:.2f} M parameters):")
+        try:                                      # a card written with --no-eval holds no metrics
+            rows = pretrain.targets(shipped)
+        except KeyError as err:
+            rows = []
+            lines.append(f"  its card has no measured targets ({err} missing): measure them (python -m "
+                         f"course_utils.pretrain {name} --eval-only); counted as meeting none")
+        lines += [f"  {'met    ' if ok else 'NOT met'}  {target}: {measured}" for target, measured, ok in rows]
     for run in runs:
         if run["card"] is None:
             lines.append(f"recipe {run['recipe']}: {run['problem']}")
             continue
         card = run["card"]
-        lines.append(f"recipe {run['recipe']} ({card.get('parameters', 0) / 1e6:.2f} M parameters, "
+        lines.append(f"recipe {run['recipe']} ({(card.get('parameters') or 0) / 1e6:.2f} M parameters, "
                      f"{card.get('steps')} steps, metrics: {card['metrics'].get('evaluation', '?')[:40]}...):")
         lines += [f"  {'met    ' if ok else 'NOT met'}  {target}: {measured}" for target, measured, ok in
                   pretrain.targets(card)]
