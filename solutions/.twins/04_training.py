@@ -123,9 +123,9 @@ assert run_check("training_step", training_step, hidden=True).passed, "hidden te
 # The check builds a small network, sets the live weights itself before each of a few updates (from step 0 with
 # decays 0.999 and 0.9; from step 20 with decay 0.5, where the warm-up (1 + 20)/(10 + 20) = 0.7 is already
 # larger than the decay, so the `min` matters; and from step 50 with decay 0.999, where the warm-up 51/60 = 0.85
-# is still below it: the warm-up is not a fixed number of steps; the hidden tests add decay 0.99 from step 100),
-# and compares every averaged state with the reference. It also
-# checks that the copy is independent and does not require gradients.
+# is still below it: with $d = 0.999$ the warm-up lasts until step 8,990, where $(1 + k)/(10 + k) = 8991/9000$
+# reaches $d$; the hidden tests add decay 0.99 from step 100), and compares every averaged state with the
+# reference. It also checks that the copy is independent and does not require gradients.
 
 # %% nbgrader={"grade": false, "grade_id": "EMA", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class EMA:
