@@ -4,17 +4,23 @@ The verdict is computed outside the kernel from the outputs of the student's fun
 monkeypatching torch or the course's checks earns nothing there; but the harvest's own machinery runs in the
 kernel, and a notebook that rewrites it (``CHECKS["q_sample"].call = ...``, ``torch.equal = ...``) is code
 aimed at the grader that an instructor should read. ``monkeypatches`` finds, without running anything, each
-assignment to an attribute or item of a module the grader relies on (torch, numpy, builtins, course_utils and
-what is imported from them) and each ``setattr``/``delattr`` on one; the result lists them and the report names
-the student among those who need attention.
+assignment to an attribute or item of a module the grader relies on (torch, numpy, builtins, course_utils, what
+is imported from them, a star import's names and plain aliases such as ``t = torch``), whatever the target's form
+(tuple, starred, ``for``, comprehension, ``with ... as``, annotated, augmented, ``del``, ``vars(torch)[...]``), and
+each ``setattr``/``delattr``/``__setattr__`` on one; the result lists them and the report names the student among
+those who need attention.
 
-Not flagged: ``torch.backends.*`` settings (``torch.backends.cudnn.benchmark = True`` is a speed switch) and
-anything on the student's own objects. A cell that does not parse as Python (a magic, a syntax error) is
-skipped. This is a reading aid, not a protection: code built from strings (``exec``, ``getattr`` chains) passes.
+Not flagged: ``torch.backends.*`` settings (``torch.backends.cudnn.benchmark = True`` is a speed switch; not a
+path back to torch through them) and anything on the student's own objects. IPython syntax (``x = !ls``,
+``%time``, ``x?``) reads as Python that assigns nothing, a cell magic's body as Python; a cell that still does not
+parse (a syntax error) is skipped. This is a reading aid, not a protection: code built from strings (``exec``,
+``getattr`` chains, ``globals()["torch"]``) passes.
 """
 from __future__ import annotations
 
 import ast
+import re
+import sys
 import threading
 
 MODULES = ("torch", "numpy", "builtins", "course_utils")     # what the harvest and the verdict's inputs rely on
@@ -31,7 +37,9 @@ MAX_TOTAL = 1024 * 1024
 
 
 def _imports(tree: ast.AST, names: dict[str, str]) -> None:
-    """Add to ``names`` (local name -> dotted origin) what ``tree`` imports from ``MODULES``."""
+    """Add to ``names`` (local name -> dotted origin) what ``tree`` imports from ``MODULES``, what a star import
+    from one brings (its public names, when the grader has that module loaded), and plain aliases of those
+    (``t = torch``, ``c = CHECKS["q_sample"]``), in the order a module's statements run."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
@@ -40,7 +48,27 @@ def _imports(tree: ast.AST, names: dict[str, str]) -> None:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] in MODULES:
                 for a in node.names:
-                    names[a.asname or a.name] = f"{node.module}.{a.name}"
+                    if a.name == "*":
+                        module = sys.modules.get(node.module)
+                        public = getattr(module, "__all__", None) or [n for n in dir(module) if n[:1] != "_"]
+                        names.update({n: f"{node.module}.{n}" for n in public if isinstance(n, str)})
+                    else:
+                        names[a.asname or a.name] = f"{node.module}.{a.name}"
+        elif isinstance(node, ast.Assign):
+            origin = _dotted(node.value, names)
+            if origin is not None:
+                names.update({t.id: origin for t in node.targets if isinstance(t, ast.Name)})
+
+
+def _root(node: ast.AST, names: dict[str, str]) -> str | None:
+    """The origin of a name (``torch``, ``__builtins__``) or of ``vars(x)`` (``x.__dict__``), else None."""
+    if isinstance(node, ast.Name):
+        return names.get(node.id) or ("builtins" if node.id == "__builtins__" else None)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "vars"
+            and len(node.args) == 1 and not node.keywords):
+        inner = _dotted(node.args[0], names)
+        return f"{inner}.__dict__" if inner else None
+    return None
 
 
 def _dotted(node: ast.AST, names: dict[str, str]) -> str | None:
@@ -53,30 +81,95 @@ def _dotted(node: ast.AST, names: dict[str, str]) -> str | None:
             key = node.slice
             parts.append(f"[{key.value!r}]" if isinstance(key, ast.Constant) else "[...]")
         node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    root = names.get(node.id) or ("builtins" if node.id == "__builtins__" else None)
+    root = _root(node, names)
     if root is None:
         return None
     return ".".join([root, *reversed(parts)]).replace(".[", "[")
 
 
+def _places(target: ast.AST):
+    """The places a target assigns: ``a, (b, *c) = ...`` assigns a, b and c."""
+    if isinstance(target, (ast.Tuple, ast.List)):
+        for elt in target.elts:
+            yield from _places(elt)
+    elif isinstance(target, ast.Starred):
+        yield from _places(target.value)
+    else:
+        yield target
+
+
 def _targets(node: ast.AST):
-    if isinstance(node, ast.Assign):
+    """What a statement (or a comprehension's ``for``, or a ``with``'s ``as``) assigns or deletes."""
+    if isinstance(node, (ast.Assign, ast.Delete)):
         for t in node.targets:
-            yield from (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])
-    elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-        yield node.target
-    elif isinstance(node, ast.Delete):
-        yield from node.targets
+            yield from _places(t)
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor, ast.comprehension)):
+        yield from _places(node.target)
+    elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+        yield from _places(node.optional_vars)
+
+
+def _setattr_call(node: ast.AST, names: dict[str, str]) -> str | None:
+    """``setattr(x, "a", v)``, ``delattr(x, "a")``, ``object.__setattr__(x, "a", v)`` or ``x.__setattr__("a", v)``
+    on a module the grader relies on: "x.a" (``...`` for an attribute built at run time), else None."""
+    if not isinstance(node, ast.Call):
+        return None
+    func, args = node.func, list(node.args)
+    if isinstance(func, ast.Name) and func.id in ("setattr", "delattr"):
+        pass
+    elif isinstance(func, ast.Attribute) and func.attr in ("__setattr__", "__delattr__"):
+        if not (isinstance(func.value, ast.Name) and func.value.id in ("object", "type")):
+            args = [func.value, *args]             # x.__setattr__("a", v): x is the object
+    else:
+        return None
+    if not args:
+        return None
+    first = _dotted(args[0], names)
+    attr = args[1].value if len(args) > 1 and isinstance(args[1], ast.Constant) else "..."
+    return f"{first}.{attr}" if first else None
+
+
+def _allowed(what: str) -> bool:
+    """A ``torch.backends`` setting, not a path back into a module the grader relies on through it
+    (``torch.backends.cudnn.torch.equal`` is torch.equal) nor a private attribute."""
+    if not what.startswith(ALLOWED):
+        return False
+    rest = what.split(".")[2:]
+    return not any(part.split("[")[0] in MODULES or part.startswith("_") for part in rest)
+
+
+# IPython syntax the grader's kernel accepts and Python does not, line by line: an assignment from a magic or a
+# shell escape (files = !ls, here = %pwd), a magic or escape alone (%time ..., !pip ...), a help request (x?, ?x)
+_MAGIC_VALUE = re.compile(r"^(\s*[\w.\[\]'\",*()][\w.\[\]'\", *()]*?=\s*)[%!].*$")
+_MAGIC_ALONE = re.compile(r"^(\s*)(?:[%!?].*|[\w.\[\]'\"]+\?\??)\s*$")
+
+
+def _without_ipython_syntax(source: str) -> str:
+    """The cell with each line of IPython syntax made Python that assigns nothing (``x = !ls`` -> ``x = None``,
+    ``%time f()`` -> ``pass``, indentation kept, so the cell's other lines are still read). Line by line, in
+    linear time: IPython's own TransformerManager re-tokenizes the whole cell once per magic (400 lines of
+    ``%time x = 1`` took it 3.3 s, and more than 500 make it give up), which a notebook could turn against the
+    grader."""
+    lines = []
+    for line in source.splitlines():
+        value, alone = _MAGIC_VALUE.match(line), _MAGIC_ALONE.match(line)
+        lines.append(value.group(1) + "None" if value else alone.group(1) + "pass" if alone else line)
+    return "\n".join(lines)
 
 
 def _parse(source: str) -> ast.AST | None:
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    """The cell's syntax tree; a cell magic's body (``%%time``, ``%%capture``) runs as Python, so it is read
+    alone; a cell that is not Python is read again without its IPython syntax. None for what is not Python."""
+    stripped = source.lstrip()
+    if stripped.startswith("%%"):
+        return _parse(stripped.split("\n", 1)[1]) if "\n" in stripped else None
     for _ in range(2):          # a SystemError of that race (another thread compiling meanwhile): once more
         try:
             with _PARSE_LOCK:
-                return ast.parse(code)
+                try:
+                    return ast.parse(source)
+                except SyntaxError:
+                    return ast.parse(_without_ipython_syntax(source))
         except SystemError:
             continue
         except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -106,15 +199,8 @@ def monkeypatches(cells: list[tuple[str, str, bool]]) -> list[dict]:
             continue
         hits = []
         for node in ast.walk(tree):
-            for target in _targets(node):
-                if isinstance(target, (ast.Attribute, ast.Subscript)):
-                    hits.append(_dotted(target, names))
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in ("setattr", "delattr") and node.args):
-                first = _dotted(node.args[0], names) if not isinstance(node.args[0], ast.Name) else \
-                    (names.get(node.args[0].id) or ("builtins" if node.args[0].id == "__builtins__" else None))
-                attr = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) else "..."
-                hits.append(f"{first}.{attr}" if first else None)
-        for what in dict.fromkeys(h for h in hits if h and not h.startswith(ALLOWED)):
+            hits += [_dotted(t, names) for t in _targets(node) if isinstance(t, (ast.Attribute, ast.Subscript))]
+            hits.append(_setattr_call(node, names))
+        for what in dict.fromkeys(h for h in hits if h and not _allowed(h)):
             found.append({"cell": cell, "what": what[:120]})
     return found[:MAX_FOUND]

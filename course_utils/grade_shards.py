@@ -5,8 +5,9 @@
 
 **Which shard grades a student.** Every job lists the whole class (the same SOURCE and SUBMISSION arguments, so
 the same student names, made unique exactly as in a single run) and keeps the students whose name hashes to its
-shard: ``sha256(name) mod N + 1``. The slice depends on the name only, never on the listing order, the
-machine or a process id, so N jobs on N machines grade every student exactly once.
+shard: the first 8 bytes of ``sha256(name)``, read as a big-endian number, ``mod N + 1``. The slice depends on
+the name only, never on the listing order, the machine or a process id, so N jobs on N machines grade every
+student exactly once.
 
 **What a shard leaves for the merge.** Besides its grades.csv, feedback/ and results/, a shard writes
 ``DIR/shards/<worksheet>.json``: K, N, SOURCE's sha256, the number of students in the class and a digest of
@@ -14,7 +15,8 @@ their names, and the students of its slice. ``merge`` copies every result into t
 the reports from them (``grade_feedback.write_reports``), so the output is what one run over the whole class writes.
 It refuses, saying why: results of different SOURCEs (a worksheet graded against two versions of the solution),
 folders that hold different worksheets, a student graded in two folders, shards of different classes, a
-missing shard (``shard(s) 2/3 missing``), and a shard whose run did not finish (a student without a result).
+missing shard (``shard(s) 2/3 missing``), a shard whose run did not finish (a student without a result), and
+shards whose students together are not the class they listed (sliced by two versions of the grader).
 """
 from __future__ import annotations
 
@@ -109,6 +111,13 @@ def _check_shards(worksheet: str, folders: list[Path], manifests: list[dict | No
         plain = [str(f) for f, m in zip(folders, manifests) if m is None]
         raise MergeError(f"worksheet {worksheet!r}: {', '.join(plain)} was not graded with --shard, the other "
                          "folders were: merge the shards of one run")
+    for folder, m in zip(folders, manifests):
+        fields = (m.get("shard"), m.get("shards"), m.get("class_size"))
+        if not (all(type(v) is int for v in fields) and isinstance(m.get("class_sha256"), str)
+                and isinstance(m.get("students"), list)):
+            raise MergeError(f"{folder}/{MANIFESTS}/ holds a manifest of worksheet {worksheet!r} that course-grade "
+                             "did not write (no shard, shards, class_size, class_sha256 or students): grade that "
+                             "shard again")
     keys = {(m.get("shards"), m.get("class_size"), m.get("class_sha256")) for m in manifests}
     if len(keys) > 1:
         raise MergeError(f"worksheet {worksheet!r}: these shards come from different runs (different N, or a "
@@ -132,6 +141,11 @@ def _check_shards(worksheet: str, folders: list[Path], manifests: list[dict | No
         if expected - have:
             raise MergeError(f"shard {m['shard']}/{n} in {folder} has no result for "
                              f"{', '.join(sorted(expected - have)[:5])}: its run did not finish; run it again")
+    everyone = [s for m in manifests for s in m["students"]]
+    if len(everyone) != manifests[0]["class_size"] or class_digest(everyone) != manifests[0]["class_sha256"]:
+        raise MergeError(f"worksheet {worksheet!r}: the shards' students ({len(everyone)}) are not the class each "
+                         f"shard listed ({manifests[0]['class_size']}): were the shards sliced by different versions "
+                         "of course-grade? grade every shard with the same one")
 
 
 def merge(folders: list[str | Path], out: str | Path) -> dict:

@@ -2,13 +2,15 @@
 builtins and course_utils is named, and nothing of the course's own notebooks is."""
 from __future__ import annotations
 
+import ast
 import tempfile
+import types
 from pathlib import Path
 
 import pytest
 
-from course_utils import grade
-from course_utils.grade_scan import monkeypatches
+from course_utils import grade, grade_scan
+from course_utils.grade_scan import MAX_CELL, monkeypatches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,3 +72,128 @@ def test_a_cell_too_large_to_read_is_named_not_parsed():
     assert notes[1].startswith("next changes `torch.equal`, which the course's tools rely on")
     many = [(f"c{i}", "x = 1\n" * 10_000, True) for i in range(30)]         # 60 kB each, 1.8 MB in all
     assert [f["cell"] for f in monkeypatches(many)] == [f"c{i}" for i in range(17, 27)]   # past 1 MB; 10 at most
+
+
+LOCKED = ("locked", "import torch\nimport numpy as np\nfrom course_utils.checks import CHECKS", False)
+
+
+def _named(code: str) -> list[str]:
+    """What one student cell, after the course's locked imports, is named for."""
+    return [f["what"] for f in monkeypatches([LOCKED, ("c", code, True)])]
+
+
+# ------------------------------------------------------------------ every form of target
+@pytest.mark.parametrize("code, what", [
+    ("np.allclose = lambda *a, **k: True", "numpy.allclose"),                                  # numpy is watched
+    ("from course_utils import checks as c\nc.CHECKS['q_sample'].call = f",                    # from-import with as
+     "course_utils.checks.CHECKS['q_sample'].call"),
+    ("setattr(__builtins__, 'print', f)", "builtins.print"),                                 # setattr on builtins
+    ("torch.equal, x = f, 1", "torch.equal"),                                                  # tuple unpacking
+    ("[x, torch.equal] = 1, f", "torch.equal"),                                                # list unpacking
+    ("torch.equal: object = f", "torch.equal"),                                                # annotated assignment
+    ("torch.__dict__['equal'] = f", "torch.__dict__['equal']"),                               # an item, not attribute
+    ("__builtins__['print'] = f", "builtins['print']"),
+])
+def test_each_form_of_assignment_is_named(code, what):
+    """Every kind of target the scan reads (imports with and without ``as``, tuple, list, annotated, item)."""
+    assert _named(code) == [what]
+
+
+def test_what_the_course_s_own_cells_change_is_not_named():
+    """Only the student's own cells are read for changes; a locked cell of the course is not the student's doing
+    (tests/test_grade_scan.py's cell locked2 comes 11th, past MAX_FOUND, so it cannot see this)."""
+    assert monkeypatches([("locked", "import torch\ntorch.equal = None", False)]) == []
+
+
+def test_a_target_changed_twice_in_a_cell_is_named_once():
+    # "one per cell and target" (monkeypatches' docstring): two assignments make one record, not two
+    assert _named("torch.equal = f\ntorch.equal = g") == ["torch.equal"]
+
+
+def test_a_long_target_is_cut_to_120_characters():
+    # the record is a reading aid for a report; a dotted path of 6 + 200 characters is cut to 120
+    assert [len(w) for w in _named("torch." + "a" * 200 + " = 1")] == [120]
+
+
+@pytest.mark.parametrize("code", ["setattr()", "delattr(torch)", "setattr(*args)"])
+def test_setattr_with_too_few_arguments_does_not_break_the_scan(code):
+    """Valid Python (a TypeError when run): the grader must not crash on it, nor on the next cell."""
+    found = monkeypatches([LOCKED, ("c", code, True), ("d", "torch.equal = f", True)])
+    assert found[-1] == {"cell": "d", "what": "torch.equal"}
+
+
+def test_a_cell_of_exactly_max_cell_characters_is_read():
+    """The limit is on cells *over* MAX_CELL: a cell of exactly MAX_CELL characters is parsed."""
+    line = "torch.equal = f\n"
+    cell = line + "#" * (MAX_CELL - len(line))         # len(cell) == MAX_CELL
+    assert len(cell) == MAX_CELL
+    assert _named(cell) == ["torch.equal"]
+
+
+def test_a_large_cell_of_the_course_is_not_named():
+    """Only the student's own cells are named when too large to read; a locked course cell is not theirs."""
+    big = "x = 1\n" * (MAX_CELL // len("x = 1\n") + 1)          # just over MAX_CELL
+    assert monkeypatches([("locked", big, False), ("c", "import torch\ntorch.equal = f", True)]) == [
+        {"cell": "c", "what": "torch.equal"}]
+
+
+def test_magics_and_shell_lines_are_blanked_not_the_whole_cell():
+    """A ``!pip`` line or an indented ``%time`` in a cell must not make the scan skip the cell's other lines."""
+    assert _named("!pip install tqdm\ntorch.equal = f") == ["torch.equal"]
+    assert _named("if True:\n    x = 1\n    %time y = 2\ntorch.equal = f") == ["torch.equal"]
+
+
+def test_cells_that_do_not_parse_are_skipped_without_crashing():
+    """A 40 kB attribute chain (RecursionError in ast.parse, under MAX_CELL) and a lone surrogate (a
+    UnicodeEncodeError, a ValueError) are not Python the scan can read: skipped, the next cell is read."""
+    deep = "a" + ".b" * 20_000                      # 40,001 characters < MAX_CELL = 65,536
+    surrogate = 'x = "\ud800"'
+    for bad in (deep, surrogate):
+        assert monkeypatches([LOCKED, ("bad", bad, True), ("d", "torch.equal = f", True)]) == [
+            {"cell": "d", "what": "torch.equal"}]
+
+
+def test_parsing_holds_the_lock_and_retries_once_on_the_race(monkeypatch):
+    """CPython 3.11 before 3.11.8 may raise SystemError from ast.parse when two threads parse at once: the scan
+    parses under its lock, and retries once when the SystemError comes anyway."""
+    held = []
+
+    def racy_parse(code, *args, **kwargs):
+        held.append(grade_scan._PARSE_LOCK.locked())
+        if len(held) == 1:
+            raise SystemError("AST constructor recursion depth mismatch")
+        return ast.parse(code, *args, **kwargs)
+
+    scan_ast = types.ModuleType("ast")          # grade_scan's own view of ast: pytest's ast stays the real one
+    scan_ast.__dict__.update(vars(ast), parse=racy_parse)
+    monkeypatch.setattr(grade_scan, "ast", scan_ast)
+    assert monkeypatches([("c", "import torch\ntorch.equal = f", True)]) == [{"cell": "c", "what": "torch.equal"}]
+    assert held == [True, True]     # the failed parse and its one retry, both under the lock
+
+
+# ------------------------------------------------------------------ forms without exec or getattr
+@pytest.mark.parametrize("code", [
+    "t = torch\nt.equal = lambda a, b: True",                       # an alias by plain assignment
+    "for torch.equal in [f]:\n    pass",                            # a for-loop target
+    "[0 for torch.equal in [f]]",                                   # a comprehension's target
+    "with nullcontext(f) as torch.equal:\n    pass",                # a with ... as target
+    "x, *torch.equal = 1, f",                                       # a starred target
+    "(x, (torch.equal, y)) = 1, (f, 2)",                            # a nested tuple target
+    "torch.equal = f\nfiles = !ls",                                 # IPython syntax elsewhere: cell not parsed
+    "torch.equal = f\nhere = %pwd",
+    "torch.equal = f\ntorch.equal?",
+    "if True:\n    %time x = 1\ntorch.equal = f",                   # a block whose only line is a magic
+    "torch.backends.cudnn.torch.equal = f",                         # torch reached through the allowed prefix
+    "vars(torch)['equal'] = f",
+    "object.__setattr__(torch, 'equal', f)",
+    "from torch import *\nTensor.add = f",
+    "%%time\ntorch.equal = f",                                      # a cell magic's body runs as Python
+    "%%capture out\nimport torch as T\nT.equal = f",
+    "torch.__setattr__('equal', f)",
+    "c = CHECKS['q_sample']\nc.call = f",                          # an alias of an item
+])
+def test_simple_monkeypatches_without_exec_or_getattr_are_named(code):
+    """Each cell changes torch in the kernel (IPython runs ``!ls``, ``%pwd`` and ``x?``; torch.backends.cudnn
+    imports torch, so ``cudnn.torch`` is torch) with neither exec nor a getattr chain; none was named before
+    (the student was not among those who need attention)."""
+    assert [f["cell"] for f in monkeypatches([LOCKED, ("c", code, True)])] == ["c"]

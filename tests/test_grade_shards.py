@@ -2,13 +2,17 @@
 
 The slow tests grade the session's small class (tests/grading_small_class.py) once in one run and once in three
 shards, merge the shards, and compare the two outputs file by file. The refusals are checked on copies of the
-shards with one thing changed (no kernel runs for those).
+shards with one thing changed, and on shard folders built here from results and manifests (no kernel runs for
+those).
 """
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -42,6 +46,222 @@ def test_shard_of_depends_on_the_name_only():
     for i in range(4000):
         counts[grade_shards.shard_of(f"student{i}", 8) - 1] += 1
     assert min(counts) > 400, counts        # about 500 each
+
+
+# ------------------------------------------------------------------ grade_shards: choosing a shard's students
+def test_shard_of_reads_the_first_8_bytes_of_sha256_big_endian():
+    """The slice must stay the same across machines and course versions (a shard graded by an older install must
+    slice as the others do): the first 16 hex digits of sha256(name), as one number, mod N, plus 1."""
+    for n in (2, 3, 7):
+        for name in [f"student{i}" for i in range(50)]:
+            expected = int(hashlib.sha256(name.encode()).hexdigest()[:16], 16) % n + 1
+            assert grade_shards.shard_of(name, n) == expected, (name, n)
+
+
+def test_select_keeps_the_students_of_its_shard_only():
+    # test_shard_of_depends_on_the_name_only pins shard_of(.., 3): correct -> 3, wrong_other -> 1, wrong_same_2 -> 2
+    subs = [SimpleNamespace(student=s) for s in ("correct", "wrong_other", "wrong_same_2")]
+    assert [[s.student for s in grade_shards.select(subs, (k, 3))] for k in (1, 2, 3)] == [
+        ["wrong_other"], ["wrong_same_2"], ["correct"]]
+
+
+def test_a_shard_of_zero_shards_is_refused_with_a_shard_one_could_write():
+    # "1/0": the advice must be a valid K/N (1/1), not the same impossible "1/0"
+    with pytest.raises(ValueError, match=r"e\.g\. --shard 1/1$"):
+        grade_shards.parse_shard("1/0")
+
+
+def test_class_digest_ignores_the_order_and_sees_every_name():
+    """Every shard of one class computes the same digest, whatever order its listing came in; two classes
+    whose names only differ in where one name ends and the next begins are two classes."""
+    assert grade_shards.class_digest(["b", "a", "c"]) == grade_shards.class_digest(["a", "b", "c"])
+    assert grade_shards.class_digest(["ab", "c"]) != grade_shards.class_digest(["a", "bc"])
+
+
+def test_the_manifest_says_which_run_and_shard_it_belongs_to(tmp_path):
+    everyone, mine = ["carol", "alice", "bob", "dave"], ["dave", "alice"]
+    grade_shards.write_manifest(tmp_path, worksheet=WS, source_sha256=SHA, shard=(2, 5), everyone=everyone,
+                                mine=mine)
+    manifest = json.loads((tmp_path / "shards" / f"{WS}.json").read_text())
+    assert manifest == {"worksheet": WS, "source_sha256": SHA, "shard": 2, "shards": 5, "class_size": 4,
+                        "class_sha256": hashlib.sha256(b"alice\nbob\ncarol\ndave").hexdigest(),
+                        "students": ["alice", "dave"]}
+
+
+# ------------------------------------------------------------------ grade_shards: merge, on folders built here
+WS = "01_schedules"
+SHA = hashlib.sha256(b"the solution notebook").hexdigest()
+CLASS = [f"student{i:02d}" for i in range(12)]
+
+
+def _fake_result(student: str, ws: str = WS, sha: str | None = SHA) -> dict:
+    """A result as course-grade writes it (the fields write_reports reads)."""
+    return {"student": student, "worksheet": ws, "file": f"/submissions/{student}/{ws}.ipynb", "source_sha256": sha,
+            "status": "graded", "message": "", "notes": [], "answers": {},
+            "rows": [{"grade_id": "test_linear_beta_schedule", "points": 1, "max_points": 1, "status": "pass",
+                      "message": ""}]}
+
+
+def _write_result(folder: Path, result: dict, name: str | None = None) -> Path:
+    path = folder / "results" / WS / f"{name or result['student']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    return path
+
+
+def _fake_shards(root: Path, n: int, students: list[str] = CLASS, sha: str = SHA) -> list[Path]:
+    """The N folders of ``course-grade ... --shard K/N``: each student's result in its shard, and the manifests."""
+    folders = []
+    for k in range(1, n + 1):
+        folder = root / f"shard{k}"
+        folder.mkdir(parents=True)
+        mine = [s for s in students if grade_shards.shard_of(s, n) == k]
+        for s in mine:
+            _write_result(folder, _fake_result(s, sha=sha))
+        grade_shards.write_manifest(folder, worksheet=WS, source_sha256=sha, shard=(k, n), everyone=students,
+                                    mine=mine)
+        folders.append(folder)
+    return folders
+
+
+def _merge(capsys, *args) -> tuple[int, str, str]:
+    """``course-grade merge ARGS``: exit code, stdout, stderr."""
+    code = grade_shards.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _totals(out: Path) -> list[str]:
+    """The students of grades.csv's TOTAL rows, one row per student and worksheet."""
+    with (out / "grades.csv").open() as f:
+        return sorted(r["student"] for r in csv.DictReader(f) if r["grade_id"] == "TOTAL")
+
+
+def test_merged_shards_grade_every_student_once(tmp_path, capsys):
+    folders = _fake_shards(tmp_path, 3)
+    code, out, err = _merge(capsys, *folders, "--out", tmp_path / "m")
+    assert code == 0, err
+    assert f"3 folders, {len(CLASS)} results of {len(CLASS)} students" in out
+    assert _totals(tmp_path / "m") == CLASS
+    assert (tmp_path / "m" / "report.html").is_file()
+
+
+def test_merge_can_be_run_again_into_its_own_output(tmp_path, capsys):
+    """A job that merges again (retried by the scheduler) finds its own results in --out: those are not stale."""
+    folders = _fake_shards(tmp_path, 3)
+    assert _merge(capsys, *folders, "--out", tmp_path / "m")[0] == 0
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m")
+    assert code == 0, err
+    assert _totals(tmp_path / "m") == CLASS
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", "is not a result of course-grade"),                                      # JSON, not an object
+    ("{not json", "cannot read"),
+    (json.dumps({k: v for k, v in _fake_result("student00").items() if k != "student"}), "no student or worksheet"),
+    (json.dumps({k: v for k, v in _fake_result("student00").items() if k != "worksheet"}), "no student or worksheet"),
+])
+def test_merge_refuses_a_file_that_is_not_a_result(tmp_path, capsys, content, message):
+    """A damaged result is refused with exit code 2 and a reason, not a traceback nor a student lost silently."""
+    folders = _fake_shards(tmp_path, 3)
+    path = next((folders[0] / "results" / WS).glob("*.json"))
+    path.write_text(content)
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m")
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "m" / "grades.csv").exists()
+
+
+def test_merge_refuses_a_folder_that_is_missing_or_empty(tmp_path, capsys):
+    """A mistyped or empty folder among the shards is named, not merged as 'nothing to add'."""
+    (tmp_path / "empty").mkdir()
+    for folder, message in ((tmp_path / "typo", "is not a folder"), (tmp_path / "empty", "holds no results")):
+        code, _, err = _merge(capsys, folder, "--out", tmp_path / "m")
+        assert code == 2 and message in err, err
+
+
+def test_merge_of_folders_graded_without_shard(tmp_path, capsys):
+    """Two runs over halves of a class (no --shard) merge: only the overlap and SOURCE checks apply; a student
+    graded in both folders is refused rather than one result overwriting the other."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for s in CLASS[:5]:
+        _write_result(a, _fake_result(s))
+    for s in CLASS[5:]:
+        _write_result(b, _fake_result(s))
+    code, _, err = _merge(capsys, a, b, "--out", tmp_path / "m")
+    assert code == 0, err
+    assert _totals(tmp_path / "m") == CLASS
+    _write_result(b, _fake_result(CLASS[0]))
+    code, _, err = _merge(capsys, a, b, "--out", tmp_path / "m2")
+    assert code == 2 and f"student {CLASS[0]!r} was graded in both" in err, err
+
+
+def test_merge_refuses_a_plain_folder_among_shards(tmp_path, capsys):
+    folders = _fake_shards(tmp_path / "run", 2)
+    plain = tmp_path / "plain"
+    _write_result(plain, _fake_result("latecomer"))
+    code, _, err = _merge(capsys, *folders, plain, "--out", tmp_path / "m")
+    assert code == 2 and "was not graded with --shard" in err, err
+
+
+def test_merge_refuses_a_shard_holding_students_outside_its_slice(tmp_path, capsys):
+    """A result left in a shard's folder by an earlier run (a student since renamed or dropped) would be graded
+    along with the class: the manifest says who the shard graded."""
+    folders = _fake_shards(tmp_path, 3)
+    _write_result(folders[0], _fake_result("left_over"))
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m")
+    assert code == 2 and "outside its shard 1/3" in err and "left_over" in err, err
+
+
+def test_merge_refuses_to_write_into_one_of_its_shards(tmp_path, capsys):
+    folders = _fake_shards(tmp_path, 3)
+    before = sorted(p.name for p in (folders[0] / "results" / WS).glob("*.json"))
+    code, _, err = _merge(capsys, *folders, "--out", folders[0])
+    assert code == 2 and "is one of the folders to merge" in err, err
+    assert sorted(p.name for p in (folders[0] / "results" / WS).glob("*.json")) == before     # nothing copied in
+
+
+def test_merge_refuses_an_empty_shard_of_another_source(tmp_path, capsys):
+    """With 3 students and 5 shards at least 2 shards are empty (pigeonhole): such a shard has no result to say
+    its SOURCE, only its manifest, and a manifest of another SOURCE is refused like a result of one."""
+    n, students = 5, CLASS[:3]
+    folders = _fake_shards(tmp_path, n, students)
+    empty = next(k for k in range(1, n + 1) if all(grade_shards.shard_of(s, n) != k for s in students))
+    other = hashlib.sha256(b"another version of the solution").hexdigest()
+    grade_shards.write_manifest(folders[empty - 1], worksheet=WS, source_sha256=other, shard=(empty, n),
+                                everyone=students, mine=[])
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m")
+    assert code == 2 and "different SOURCEs" in err, err
+
+
+def test_merge_refuses_a_manifest_course_grade_did_not_write(tmp_path, capsys):
+    """A manifest without N (edited, or cut short) is named, not a TypeError traceback from int(None)."""
+    folders = _fake_shards(tmp_path, 3)
+    path = folders[1] / "shards" / f"{WS}.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "shards"}))
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m")
+    assert code == 2 and "a manifest of worksheet '01_schedules' that course-grade did not write" in err, err
+
+
+def test_merge_refuses_shards_whose_students_are_not_the_class(tmp_path, capsys):
+    """Two versions of the grader slicing the class differently (here: shard 1's students by another hash) can
+    leave a student in no shard while each shard is complete and none overlaps: the union must be the class."""
+    folders = _fake_shards(tmp_path, 2)
+    mine = sorted(p.stem for p in (folders[0] / "results" / WS).glob("*.json"))
+    lost = mine.pop()                       # shard 1 of another version: one student fewer, graded nowhere
+    (folders[0] / "results" / WS / f"{lost}.json").unlink()
+    grade_shards.write_manifest(folders[0], worksheet=WS, source_sha256=SHA, shard=(1, 2), everyone=CLASS, mine=mine)
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m")
+    assert code == 2 and f"the shards' students ({len(CLASS) - 1}) are not the class each shard listed " \
+        f"({len(CLASS)})" in err, err
+
+
+def test_merge_refuses_an_empty_shard_given_twice(tmp_path, capsys):
+    # an empty shard has no students to overlap: only its manifest's K says it was given twice
+    n, students = 5, CLASS[:3]
+    folders = _fake_shards(tmp_path, n, students)
+    empty = next(k for k in range(1, n + 1) if all(grade_shards.shard_of(s, n) != k for s in students))
+    code, _, err = _merge(capsys, *folders, folders[empty - 1], "--out", tmp_path / "m")
+    assert code == 2 and f"shard {empty}/{n} is given twice" in err, err
 
 
 # ------------------------------------------------------------------ slow: three shards merged = one run
