@@ -5,7 +5,8 @@ monkeypatching torch or the course's checks earns nothing there; but the harvest
 kernel, and a notebook that rewrites it (``CHECKS["q_sample"].call = ...``, ``torch.equal = ...``) is code
 aimed at the grader that an instructor should read. ``monkeypatches`` finds, without running anything, each
 assignment to an attribute or item of a module the grader relies on (torch, numpy, builtins, course_utils, what
-is imported from them, a star import's names and plain aliases such as ``t = torch``), whatever the target's form
+is imported from them, a star import's names, plain aliases such as ``t = torch``, and what ``sys.modules[...]``,
+``__import__`` and ``importlib.import_module`` hand out), whatever the target's form
 (tuple, starred, ``for``, comprehension, ``with ... as``, annotated, augmented, ``del``, ``vars(torch)[...]``), and
 each ``setattr``/``delattr``/``__setattr__`` on one; the result lists them and the report names the student among
 those who need attention.
@@ -24,6 +25,7 @@ import sys
 import threading
 
 MODULES = ("torch", "numpy", "builtins", "course_utils")     # what the harvest and the verdict's inputs rely on
+GATEWAYS = ("sys", "importlib")          # modules that hand out the others: sys.modules["torch"], import_module
 ALLOWED = ("torch.backends.",)                              # settings, not functions
 MAX_FOUND = 10
 # ast.parse is not thread-safe in CPython 3.11 before 3.11.8 ("SystemError: AST constructor recursion depth
@@ -37,16 +39,16 @@ MAX_TOTAL = 1024 * 1024
 
 
 def _imports(tree: ast.AST, names: dict[str, str]) -> None:
-    """Add to ``names`` (local name -> dotted origin) what ``tree`` imports from ``MODULES``, what a star import
-    from one brings (its public names, when the grader has that module loaded), and plain aliases of those
-    (``t = torch``, ``c = CHECKS["q_sample"]``), in the order a module's statements run."""
+    """Add to ``names`` (local name -> dotted origin) what ``tree`` imports from ``MODULES`` (and ``GATEWAYS``),
+    what a star import from one brings (its public names, when the grader has that module loaded), and plain
+    aliases of those (``t = torch``, ``c = CHECKS["q_sample"]``, ``(t := torch)``)."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
-                if a.name.split(".")[0] in MODULES:
+                if a.name.split(".")[0] in MODULES + GATEWAYS:
                     names[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] in MODULES:
+            if node.module.split(".")[0] in MODULES + GATEWAYS:
                 for a in node.names:
                     if a.name == "*":
                         module = sys.modules.get(node.module)
@@ -54,25 +56,40 @@ def _imports(tree: ast.AST, names: dict[str, str]) -> None:
                         names.update({n: f"{node.module}.{n}" for n in public if isinstance(n, str)})
                     else:
                         names[a.asname or a.name] = f"{node.module}.{a.name}"
-        elif isinstance(node, ast.Assign):
-            origin = _dotted(node.value, names)
+        elif isinstance(node, (ast.Assign, ast.NamedExpr)):
+            origin = _path(node.value, names)
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if origin is not None:
-                names.update({t.id: origin for t in node.targets if isinstance(t, ast.Name)})
+                names.update({t.id: origin for t in targets if isinstance(t, ast.Name)})
 
 
 def _root(node: ast.AST, names: dict[str, str]) -> str | None:
-    """The origin of a name (``torch``, ``__builtins__``) or of ``vars(x)`` (``x.__dict__``), else None."""
+    """The origin of a name (``torch``, ``__builtins__``), of ``vars(x)`` (``x.__dict__``), of
+    ``__import__("torch")`` or ``importlib.import_module("torch")``, of ``(t := torch)``; else None."""
     if isinstance(node, ast.Name):
         return names.get(node.id) or ("builtins" if node.id == "__builtins__" else None)
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "vars"
-            and len(node.args) == 1 and not node.keywords):
-        inner = _dotted(node.args[0], names)
+    if isinstance(node, ast.NamedExpr):
+        return _path(node.value, names)
+    if not (isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords):
+        return None
+    arg = node.args[0]
+    if isinstance(node.func, ast.Name) and node.func.id == "vars":
+        inner = _path(arg, names)
         return f"{inner}.__dict__" if inner else None
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        if isinstance(node.func, ast.Name) and node.func.id == "__import__":
+            return arg.value.split(".")[0]                  # __import__("torch.nn") is torch
+        if _path(node.func, names) == "importlib.import_module":
+            return arg.value
     return None
 
 
-def _dotted(node: ast.AST, names: dict[str, str]) -> str | None:
-    """``a.b[c].d`` as its origin's dotted path when its root is an imported name, else None."""
+_SYS_MODULES = re.compile(r"""^sys\.modules\[(['"])([\w.]+)\1\]""")
+
+
+def _path(node: ast.AST, names: dict[str, str]) -> str | None:
+    """``a.b[c].d`` as a dotted path from its root's origin (``sys.modules["torch"]`` read as ``torch``), else
+    None."""
     parts = []
     while isinstance(node, (ast.Attribute, ast.Subscript)):
         if isinstance(node, ast.Attribute):
@@ -84,7 +101,13 @@ def _dotted(node: ast.AST, names: dict[str, str]) -> str | None:
     root = _root(node, names)
     if root is None:
         return None
-    return ".".join([root, *reversed(parts)]).replace(".[", "[")
+    return _SYS_MODULES.sub(r"\2", ".".join([root, *reversed(parts)]).replace(".[", "["))
+
+
+def _dotted(node: ast.AST, names: dict[str, str]) -> str | None:
+    """``a.b[c].d`` as its origin's dotted path when that is in a module the grader relies on, else None."""
+    path = _path(node, names)
+    return path if path is not None and path.split(".")[0].split("[")[0] in MODULES else None
 
 
 def _places(target: ast.AST):

@@ -191,6 +191,13 @@ def test_parsing_holds_the_lock_and_retries_once_on_the_race(monkeypatch):
     "%%capture out\nimport torch as T\nT.equal = f",
     "torch.__setattr__('equal', f)",
     "c = CHECKS['q_sample']\nc.call = f",                          # an alias of an item
+    "(t := torch).equal = f",                                       # an assignment expression
+    "if (t := torch):\n    t.equal = f",
+    "import sys\nsys.modules['torch'].equal = f",                   # torch handed out by sys or importlib
+    "import sys as s\nm = s.modules\nm['torch.nn'].Module = f",
+    "__import__('torch').equal = f",
+    "import importlib\nimportlib.import_module('course_utils.checks').CHECKS.clear = f",
+    "from importlib import import_module\nsetattr(import_module('numpy'), 'allclose', f)",
 ])
 def test_simple_monkeypatches_without_exec_or_getattr_are_named(code):
     """Each cell changes torch in the kernel (IPython runs ``!ls``, ``%pwd`` and ``x?``; torch.backends.cudnn
