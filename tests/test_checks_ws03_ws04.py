@@ -12,7 +12,7 @@ from torch import nn
 from course_utils import nets
 from course_utils.checks import run_check
 from course_utils.checks.ws03_unet import RefResBlock, RefSmallUNet, RefTimeEmbedding, ref_sinusoidal, ref_small_unet
-from course_utils.checks.ws04_training import RefEMA, loss_variant, noisy_input, training_step_variant
+from course_utils.checks.ws04_training import RefEMA, ema_variant, loss_variant, noisy_input, training_step_variant
 
 
 def _zero_initialised(module_class: type, weight: str) -> type:
@@ -366,14 +366,7 @@ class _SnapshotOfTheFirstLiveWeights(RefEMA):
 def _warm_up_for_the_first_steps_only(steps: int, *, with_min: bool = False) -> type:
     """An EMA with the warm-up (1 + step) / (10 + step) for the first ``steps`` steps (its min with `decay` if
     ``with_min``), then `decay`."""
-    class WarmUpThenDecay(RefEMA):
-        @torch.no_grad()
-        def update(self, model, step):
-            ramp = (1 + step) / (10 + step)
-            d = (min(self.decay, ramp) if with_min else ramp) if step < steps else self.decay
-            for ema_p, p in zip(self.model.parameters(), model.parameters()):
-                ema_p.mul_(d).add_(p.detach(), alpha=1 - d)
-    return WarmUpThenDecay
+    return ema_variant(warmup="min" if with_min else "ramp", warmup_steps=steps)
 
 
 def test_an_ema_whose_warm_up_stops_after_ten_steps_is_told_so_at_the_worksheet():

@@ -439,7 +439,7 @@ class RefEMA:
     """The worksheet's EMA, with switches for the catalogue of mistakes (class attributes of subclasses)."""
 
     warmup, swap, alias, grad, rebind = "min", False, False, False, False
-    warmup_steps = None        # "if step < warmup_steps: warm-up, else decay": a warm-up of a fixed length
+    warmup_steps = None        # "if step < warmup_steps: the d of `warmup`, else decay": a warm-up of a fixed length
 
     def __init__(self, model: nn.Module, decay: float):
         import copy
@@ -454,8 +454,8 @@ class RefEMA:
         ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
                 "no_plus_one": step / (10 + step)}.get(self.warmup, 1.0)
         d = self.decay if self.warmup == "none" else ramp if self.warmup == "ramp" else min(self.decay, ramp)
-        if self.warmup_steps is not None:
-            d = ramp if step < self.warmup_steps else self.decay
+        if self.warmup_steps is not None and step >= self.warmup_steps:
+            d = self.decay
         if self.swap:
             d = 1 - d
         for ema_p, p in zip(self.model.parameters(), model.parameters()):
@@ -497,7 +497,8 @@ MISTAKES["EMA"] = [
     ("EMA without warm-up", ema_variant(warmup="none"), "EMA without warm-up"),
     ("warm-up off by one", ema_variant(warmup="no_plus_one"), "off by one"),
     ("warm-up without the min", ema_variant(warmup="ramp"), "goes past `decay`"),
-    ("warm-up for the first ten steps only", ema_variant(warmup_steps=10), "however many steps"),
+    ("warm-up for the first ten steps only", ema_variant(warmup="ramp", warmup_steps=10),
+     "however many steps"),
     ("weights swapped", ema_variant(swap=True), "swapped"),
     ("loop variable rebound", ema_variant(rebind=True), "never change"),
     ("no copy", ema_variant(alias=True), "independent copy"),
