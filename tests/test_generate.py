@@ -11,6 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from test_exercises import _toy_solution
+
 ROOT = Path(__file__).resolve().parents[1]
 
 URL = "https://github.com/someone/course"
@@ -58,14 +60,6 @@ def _code(source: str, cell_id: str | None = None):
     return cell
 
 
-def _solution():
-    """A worksheet solution with one graded function (as tests/test_exercises.py builds one)."""
-    sol = _code('def f(x):\n    """doc"""\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION')
-    sol.metadata = {"nbgrader": {"grade": False, "grade_id": "f", "locked": False, "schema_version": 3,
-                                 "solution": True, "task": False}}
-    return sol
-
-
 def _course(root: Path) -> Path:
     """A small course: pyproject with URL, README and docs with their regions, one lesson, one solution."""
     _pyproject(root, URL)
@@ -76,7 +70,7 @@ def _course(root: Path) -> Path:
                                          f"<!-- END GENERATED: {name} -->\n\nAfter.\n")
     shutil.copy2(ROOT / "jupytext.toml", root / "jupytext.toml")
     _notebook(root / "notebooks" / "01_a.ipynb", nbformat.v4.new_markdown_cell("# A"), _code("x = 1"))
-    _notebook(root / "solutions" / "01_s.ipynb", nbformat.v4.new_markdown_cell("# S"), _solution())
+    _notebook(root / "solutions" / "01_s.ipynb", nbformat.v4.new_markdown_cell("# S"), *_toy_solution().cells)
     return root
 
 
