@@ -68,11 +68,11 @@ x0 = x_images[:1].to(device)                                          # (1, 1, H
 
 
 def chain_inline(x0, t, schedule, generator):
-    """x_s = sqrt(alpha_s) x_{s-1} + sqrt(beta_s) eps_s for s = 0..t (code indices); returns x_t."""
+    """x_i = sqrt(alpha_i) x_{i-1} + sqrt(beta_i) eps_i for i = 0..t (code indices); returns x_t."""
     x = x0
-    for s in range(t + 1):
+    for i in range(t + 1):
         eps = torch.randn(x.shape, generator=generator, device=x.device)
-        x = schedule.alphas[s].sqrt() * x + schedule.betas[s].sqrt() * eps
+        x = schedule.alphas[i].sqrt() * x + schedule.betas[i].sqrt() * eps
     return x
 
 

@@ -173,8 +173,9 @@ print(f"untrained model: median distance of its samples from the centre {untrain
 
 # %% [markdown]
 # **What to notice.** Untrained, the network predicts almost no noise ($\epsilon_\theta \approx 0$), so
-# the sampler takes the starting noise for a faint image: its first guess of the clean point,
-# $\hat x_0 = x_T / \sqrt{\bar\alpha_T}$, is the noise scaled up by $1/\sqrt{\bar\alpha_T} \approx 157$, and the
+# the sampler takes the starting noise for a faint image: its first guess of the clean point, at the 100-step
+# grid's first timestep $t = 990$ (lesson 5 explains the grid), is $\hat x_0 = x_T / \sqrt{\bar\alpha_{990}}$, the noise
+# scaled up by $1/\sqrt{\bar\alpha_{990}} \approx 144$; with $\epsilon_\theta \approx 0$ every later step keeps that guess, and the
 # samples land two orders of magnitude too far out: the line under the figure prints their median distance from
 # the centre, about a hundred times the data's, and the panels up to 150 steps have their own, wider axes, given
 # in their titles (±616 after 0 steps). In full mode (3,000 steps) the early snapshots, after 60 to 300 steps, are
@@ -214,7 +215,9 @@ _ = widgets.interact(show_snapshot, index=widgets.IntSlider(value=len(snapshots)
 #   With the usual $d = 0.9999$ and a short run the average would still be mostly the *random initial
 #   weights* ($0.9999^{1000} \approx 0.90$): the samples would be noise. So the decay warms up,
 #   $d_\text{step} = \min\big(d, \frac{1 + \text{step}}{10 + \text{step}}\big)$ (as in diffusers),
-#   and we use $d = 0.999$. If you ever see noise from the EMA model but digits from the live one, this is why.
+#   and we use $d = 0.999$. The warm-up reaches 0.999 only at step 8,990 ($\frac{8991}{9000}$), so in the 1,200
+#   steps below it alone sets the decay (0.9926 at the last step). If you ever see noise from the EMA model but
+#   digits from the live one, this is why.
 # * **Gradient clipping** at norm 1: a rare batch of mostly-tiny $t$ can give a huge gradient;
 #   clipping keeps one bad step from undoing the run.
 # * **Mixed precision**, `mixed_precision="auto"`: the forward and backward passes run in the 16-bit
@@ -380,8 +383,9 @@ plt.show()
 # about one tile in six is still noise; the pretrained model draws the same kind of soft digits (the data are
 # scikit-learn's 8x8 digits enlarged to 16x16, hence the blur in both) with almost no noise tiles. The gap is not
 # training time: the pretrained model ran the same `train` on about as many examples (2000 steps of batch
-# 64, against your 1200 of batch 128), but with a five times larger learning rate (1e-3 instead of 2e-4),
-# EMA decay 0.998 and class labels with label dropout. In quick
+# 64, against your 1200 of batch 128), but with a five times larger learning rate (1e-3 instead of 2e-4)
+# and class labels with label dropout (its EMA decay of 0.998 never took over: after 2,000 steps the warm-up's
+# $\frac{2001}{2010} \approx 0.9955$ is still below it, so both EMAs ran on the warm-up alone). In quick
 # mode your model has trained for a few dozen steps and draws blobs: the loop works, it just needs time.
 # After this short run the live and the EMA weights draw nearly the same digits from the same $x_T$, the EMA
 # ones with a few noise tiles fewer; the EMA pays off most in long runs, where it averages away the
@@ -391,10 +395,11 @@ plt.show()
 # `mixed_precision="none"` and compare the time per step with `"auto"` (where the processor has fast
 # bfloat16, "auto" already uses it and "none", float32, is slower; where it does not, the two are the same, and
 # forcing `"bf16"` there is 7 to 20 times slower); set
-# `ema_decay=0.9999` and look at the EMA samples.
+# `ema_decay=0.9999` and compare the EMA samples: they do not change at all. Why? (Section 3: which decay does
+# the warm-up give at step 1,200?)
 #
 # ## Next
 #
-# Worksheet **exercises/04_training.ipynb**: write the simple loss and one training step yourself and
-# train a small 2-D model; then write an EMA of the weights with the warm-up of section 3, and run the
-# worksheet's experiment cell that trains without the warm-up to see what goes wrong.
+# Worksheet **exercises/04_training.ipynb**: write the simple loss, one training step and an EMA of the weights
+# with the warm-up of section 3 yourself, then train a small 2-D model with them, and run the worksheet's
+# experiment cell that trains without the warm-up to see what goes wrong.

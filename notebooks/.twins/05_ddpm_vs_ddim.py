@@ -109,8 +109,8 @@ def ddpm_loop(model, schedule, shape, generator, variance="posterior"):
     sigma2 = schedule.posterior_variance if variance == "posterior" else schedule.betas
     for i in reversed(range(schedule.T)):                                       # code t = T-1, ..., 0
         t = torch.full((shape[0],), i, dtype=torch.long)
-        eps = model(x, t)                                                       # eps_theta(x_t, t)
-        mean = (x - schedule.betas[i] / schedule.sqrt_one_minus_alpha_bar[i] * eps) / schedule.alphas[i].sqrt()
+        eps_pred = model(x, t)                                                  # eps_theta(x_t, t)
+        mean = (x - schedule.betas[i] / schedule.sqrt_one_minus_alpha_bar[i] * eps_pred) / schedule.alphas[i].sqrt()
         z = torch.randn(shape, generator=generator) if i > 0 else torch.zeros(shape)  # no noise at the end
         x = mean + sigma2[i].sqrt() * z                                         # x_{t-1}
     return x

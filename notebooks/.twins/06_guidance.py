@@ -263,15 +263,17 @@ grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), dim=-1).reshape(-1
 score_ts = [20, 150, 500]
 fig, axes = plt.subplots(2, len(score_ts), figsize=(3.6 * len(score_ts), 7.2), sharex=True, sharey=True)
 for col, t_value in enumerate(score_ts):
-    sigma = (1 - schedule.alpha_bar[t_value].cpu()).sqrt()                  # sqrt(1 - alpha_bar_t)
+    sqrt_one_minus_alpha_bar = (1 - schedule.alpha_bar[t_value].cpu()).sqrt()
     cloud_t = torch.full((1000,), t_value, dtype=torch.long)
     cloud = q_sample(x_toy[:1000], cloud_t, torch.randn(1000, 2, generator=torch.Generator().manual_seed(2)),
                      schedule.to("cpu"))                                     # x_t ~ q(x_t), (1000, 2)
     grid_t = torch.full((len(grid),), t_value, dtype=torch.long)
     with torch.no_grad():
-        fields = {"exact score": -exact_eps(grid, grid_t) / sigma,
-                  "model: -eps_theta / sqrt(1 - alpha_bar)": -toy(grid.to(device), grid_t.to(device)).cpu() / sigma}
-        on_cloud = (-exact_eps(cloud, cloud_t) / sigma, -toy(cloud.to(device), cloud_t.to(device)).cpu() / sigma)
+        fields = {"exact score": -exact_eps(grid, grid_t) / sqrt_one_minus_alpha_bar,
+                  "model: -eps_theta / sqrt(1 - alpha_bar)":
+                      -toy(grid.to(device), grid_t.to(device)).cpu() / sqrt_one_minus_alpha_bar}
+        on_cloud = (-exact_eps(cloud, cloud_t) / sqrt_one_minus_alpha_bar,
+                    -toy(cloud.to(device), cloud_t.to(device)).cpu() / sqrt_one_minus_alpha_bar)
     error = (on_cloud[1] - on_cloud[0]).norm(dim=-1).mean() / on_cloud[0].norm(dim=-1).mean()
     typical = on_cloud[0].norm(dim=-1).median()                             # |exact score| at a typical x_t
     for row, (label, field) in enumerate(fields.items()):

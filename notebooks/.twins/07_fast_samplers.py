@@ -153,13 +153,13 @@ def heun_loop(model, schedule, x_T, timesteps):
     x = x_T
     for k, t in enumerate(timesteps):
         step = edm_sigmas[k + 1] - edm_sigmas[k]                           # < 0: towards the data
-        slope = model(x, torch.full((len(x),), t))                         # eps_theta(x_t, t)
+        eps_pred = model(x, torch.full((len(x),), t))                      # eps_theta(x_t, t): the slope
         x_bar = x / alpha_bar[k].sqrt()
-        x_bar_prev = x_bar + step * slope                                  # Euler: the prediction
+        x_bar_prev = x_bar + step * eps_pred                               # Euler: the prediction
         if k + 1 < len(timesteps):                                         # Heun: average the two slopes
             x_pred = (alpha_bar[k + 1].sqrt() * x_bar_prev).float()
-            slope_next = model(x_pred, torch.full((len(x),), timesteps[k + 1]))
-            x_bar_prev = x_bar + step * (slope + slope_next) / 2
+            eps_pred_next = model(x_pred, torch.full((len(x),), timesteps[k + 1]))
+            x_bar_prev = x_bar + step * (eps_pred + eps_pred_next) / 2
         x = (alpha_bar[k + 1].sqrt() * x_bar_prev).float()
     return x
 

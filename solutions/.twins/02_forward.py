@@ -15,8 +15,9 @@
 #
 # **How a worksheet works.** Each exercise is a function with its docstring and a `# YOUR CODE HERE` to replace.
 # Run the check cell right after it: it prints one line, ✅ when your function agrees with the course's
-# reference on small fixed inputs, or ❌ with what is wrong and a hint. Cells further down that need your
-# function say they are skipped until it passes. Your instructor may run more (hidden) tests when grading.
+# reference on small fixed inputs, ❌ with what is wrong and a hint, or ⏳ while the function still raises
+# `NotImplementedError` (the TODO as given). Cells further down that need your function say they are skipped
+# until it passes. Your instructor may run more (hidden) tests when grading.
 
 # %%
 # Course set-up (the same cell opens every notebook; written by `make generated`).
@@ -83,7 +84,7 @@ x0_digits, _ = load_images("digits", image_size=16, limit=8)      # (8, 1, 16, 1
 if checks.ready("q_sample", q_sample, "the picture"):
     eps = torch.randn_like(x0_digits[:1])
     steps = [0, 50, 100, 250, 500, 750, 999]
-    row = torch.cat([q_sample(x0_digits[:1], torch.tensor([s]), eps, schedule) for s in steps])
+    row = torch.cat([q_sample(x0_digits[:1], torch.tensor([step]), eps, schedule) for step in steps])
     show_images(row, nrow=len(steps), title="x_t at t = " + ", ".join(map(str, steps)))
     plt.show()
 
@@ -124,10 +125,10 @@ assert run_check("predict_x0", predict_x0, hidden=True).passed, "hidden tests fa
 # %%
 if checks.ready("q_sample", q_sample, "the round trip") and checks.ready("predict_x0", predict_x0, "the round trip"):
     eps = torch.randn_like(x0_digits)
-    for s in [10, 500, 999]:
-        t = torch.full((8,), s)
+    for step in [10, 500, 999]:
+        t = torch.full((8,), step)
         error = (predict_x0(q_sample(x0_digits, t, eps, schedule), t, eps, schedule) - x0_digits).abs().max()
-        print(f"t = {s:3d}: sqrt(alpha_bar) = {schedule.sqrt_alpha_bar[s]:.4f}, round-trip error {error:.1e}")
+        print(f"t = {step:3d}: sqrt(alpha_bar) = {schedule.sqrt_alpha_bar[step]:.4f}, round-trip error {error:.1e}")
 
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-10", "locked": true, "schema_version": 3, "solution": false, "task": false}

@@ -13,8 +13,9 @@
 #
 # **How a worksheet works.** Each exercise is a function with its docstring and a `# YOUR CODE HERE` to replace.
 # Run the check cell right after it: it prints one line, ✅ when your function agrees with the course's
-# reference on small fixed inputs, or ❌ with what is wrong and a hint. Cells further down that need your
-# function say they are skipped until it passes. Your instructor may run more (hidden) tests when grading.
+# reference on small fixed inputs, ❌ with what is wrong and a hint, or ⏳ while the function still raises
+# `NotImplementedError` (the TODO as given). Cells further down that need your function say they are skipped
+# until it passes. Your instructor may run more (hidden) tests when grading.
 
 # %%
 # Course set-up (the same cell opens every notebook; written by `make generated`).
@@ -317,16 +318,17 @@ def classifier_guided_ddim(classifier_scale, num_steps=50):
     with torch.no_grad():
         for k, t in enumerate(timesteps.tolist()):
             tt = torch.full((len(x),), t, dtype=torch.long)
-            eps = classifier_guided_eps(exact(x, tt), x, tt, y, classifier, schedule, classifier_scale)
+            eps_pred = classifier_guided_eps(exact(x, tt), x, tt, y, classifier, schedule, classifier_scale)
             alpha_bar_prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else torch.tensor(1.0)
-            x, _ = ddim_step(x, eps, schedule.alpha_bar[t], alpha_bar_prev)
+            x, _ = ddim_step(x, eps_pred, schedule.alpha_bar[t], alpha_bar_prev)
     return x
 
 
 if checks.ready("classifier_guided_eps", classifier_guided_eps, "classifier guidance"):
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
-    for ax, s in zip(axes, [0.0, 1.0, 3.0, 8.0]):
-        plot_points(classifier_guided_ddim(s), ax=ax, title=f"classifier guidance, s = {s}")
+    for ax, classifier_scale in zip(axes, [0.0, 1.0, 3.0, 8.0]):
+        plot_points(classifier_guided_ddim(classifier_scale), ax=ax,
+                    title=f"classifier guidance, s = {classifier_scale}")
     plt.show()
     if checks.ready("guided_ddim_sample", guided_ddim_sample, "the comparison"):
         gap = (classifier_guided_ddim(1.0) - guided_ddim_sample(exact, schedule, x_T, y, 1.0)).abs().max()
