@@ -71,6 +71,8 @@ CONFIGS = {
     # widths 16, 32, 64 (2.3x the parameters; 0.96x the images/s in bfloat16, 0.89x in float32: --throughput)
     "size16-base16-m124-noattn-cosine1M": dict(lr=2e-3, warmup=200, size=16, base=16, mults=(1, 2, 4), attn=(),
                                                decay_images=1_000_000),
+    # the same with a constant learning rate after the warm-up: does the decay itself add points at 1 M images?
+    "size16-base16-m124-noattn-const": dict(lr=2e-3, warmup=200, size=16, base=16, mults=(1, 2, 4), attn=()),
 }
 DECAYS = (0.995, 0.999)   # --decays replaces them
 

@@ -62,7 +62,7 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 # | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; EMA; train a small model | 1 h | ~ 2 | ~ 1 |
 # | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 4-10 * | ~ 1-2 |
 # | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step, one DDIM step, the DDIM sampling loop | 45 min | ~ 2 | ~ 1 |
-# | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 20-55 * | ~ 1-2 |
+# | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 18-60 * | ~ 1-2 |
 # | 6 | [Lesson 6: guidance](06_guidance.ipynb) | classifier and classifier-free guidance | 1 h | ~ 4-9 * | ~ 1-2 |
 # | | [Worksheet 6: guidance](../exercises/06_guidance.ipynb) | classifier-free guidance, its loss, guidance in a sampler; classifier guidance | 1 h | ~ 2 | ~ 1 |
 # | 7 | [Lesson 7: faster samplers](07_fast_samplers.ipynb) | DDIM as Euler on the probability-flow ODE; Heun and DPM-Solver++(2M); quality per network call; the `diffusers` schedulers | 1 h | < 1 * | < 1 |
@@ -70,7 +70,7 @@ print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "r
 #
 # In all, plan for about 15 hours of your own time (the rows add up to 14.5-15.5). The computing is about 40-65 minutes in full mode
 # (the lab 18-20 of them) where the CPU computes bfloat16 natively, about 10-15 in quick mode; on a CPU without native bfloat16 arithmetic (most laptops) the
-# full mode is closer to an hour and a half, the lab alone about 55 minutes (see below).
+# full mode is closer to an hour and a half, the lab alone 30 to 60 minutes (see below).
 #
 # \* Measured with nbconvert on this course's 2-core test machine on 2026-12-02, nothing else running unless
 # said. That day it was an AMD EPYC that computes bfloat16 natively, so lesson 4's image model trained in

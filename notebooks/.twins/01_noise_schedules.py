@@ -159,7 +159,8 @@ print(f"beta_1 = {cosine.betas[0].item():.2e} (sqrt(beta_1) = {cosine.betas[0].s
 # \theta(t) = (1-t)\,\arccos(s_\max) + t\,\arccos(s_\min), \qquad
 # \text{signal rate}(t) = \cos\theta(t), \quad \text{noise rate}(t) = \sin\theta(t),
 # $$
-# with $s_\max = 0.95$ and $s_\min = 0.02$. There is no $T$ here at all: a sampler may pick any times in
+# with $s_\max = 0.95$ and $s_\min = 0.02$ (the lab's `max_signal_rate` and `min_signal_rate`: here $s$ names a
+# signal rate, not the cosine offset of section 3). There is no $T$ here at all: a sampler may pick any times in
 # $[0, 1]$. The package's version is `course_utils.schedules.diffusion_schedule`, which returns
 # `(noise_rates, signal_rates)` like the lab's function.
 
@@ -375,7 +376,8 @@ plt.show()
 # it): 16 noisy copies of each value cut the noise's standard
 # deviation by 4 while keeping the signal (dim, since only $\sqrt{\bar\alpha_t} \approx 0.28$ of it is left;
 # the display range stays fixed). The small image has no such redundancy to exploit. This is why
-# the linear schedule worked well for DDPM's 256x256 images but wastes steps on 28x28 digits, and why
+# the linear schedule, which Nichol and Dhariwal (2021) found "worked well for high resolution images" but
+# sub-optimal at 64x64 and 32x32, wastes its last steps on 28x28 digits, and why
 # later work (e.g. Hoogeboom et al. 2023, "simple diffusion") *shifts* the schedule with the resolution.
 #
 # ## 7. Explore: pick a schedule and $T$

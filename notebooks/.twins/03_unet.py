@@ -124,10 +124,11 @@ print("t:", tuple(t.shape), "-> sinusoidal:", tuple(sinusoidal_embedding(t, 32).
 # $x$ of shape $(B, C_\text{in}, H, W)$ and the time embedding $e$ of shape $(B, d_e)$:
 # $$
 # h = \mathrm{Conv}\big(\mathrm{SiLU}(\mathrm{GN}(x))\big) + W\,\mathrm{SiLU}(e), \qquad
-# h = \mathrm{Conv}\big(\mathrm{SiLU}(\mathrm{GN}(h))\big), \qquad
+# h = \mathrm{Conv}\big(\mathrm{Dropout}(\mathrm{SiLU}(\mathrm{GN}(h)))\big), \qquad
 # \text{out} = \mathrm{skip}(x) + h .
 # $$
-# GN is GroupNorm (BatchNorm would mix examples at different $t$). The term $W\,\mathrm{SiLU}(e)$ is one
+# (DDPM trains with dropout 0.1 on CIFAR10; the course's `ResBlock` takes it as `dropout=`, 0 by default, so
+# below it does nothing.) GN is GroupNorm (BatchNorm would mix examples at different $t$). The term $W\,\mathrm{SiLU}(e)$ is one
 # number per channel, added at every pixel: the timestep **shifts each channel's activation**, which the
 # following nonlinearity turns into "use this feature at this noise level". The skip is a 1x1 convolution
 # when the channel count changes, else the identity. Written out with the block's own layers:
