@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -120,7 +121,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--workers", type=int, default=None, help="default: the grader's (number of cores)")
-    parser.add_argument("--solution", default=str(REPO / "solutions" / "01_schedules.ipynb"))
+    default_solution = str(REPO / "solutions" / "01_schedules.ipynb")
+    parser.add_argument("--solution", default=default_solution)
     parser.add_argument("--baseline", default=None, help="also time the grader of this git revision")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each grader (alternating)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
@@ -160,10 +162,12 @@ def main() -> int:
         figures = {
             "submissions": args.n, "workers": args.workers or os.cpu_count(), "cores": os.cpu_count(),
             "runs": runs,
-            "command": " ".join(["python", "bench/bench_grading.py", f"--n {args.n}"] +
-                                ([f"--workers {args.workers}"] if args.workers else []) +
-                                ([f"--baseline {args.baseline} --rounds {args.rounds}"] if args.baseline else []) +
-                                (["--no-pool"] if args.no_pool else [])),
+            "command": shlex.join(["python", "bench/bench_grading.py", "--n", str(args.n)] +
+                                  (["--workers", str(args.workers)] if args.workers else []) +
+                                  (["--solution", args.solution] if args.solution != default_solution else []) +
+                                  (["--baseline", args.baseline] if args.baseline else []) +
+                                  (["--rounds", str(args.rounds)] if args.rounds != 1 else []) +
+                                  (["--no-pool"] if args.no_pool else [])),
         }
     print(json.dumps(figures, indent=1))
     print(summary(runs))

@@ -33,13 +33,14 @@ import torch
 from course_utils import checkpoints
 from mnist_references import References
 from course_utils.samplers import ddim_sample, ddpm_sample
-from course_utils.solvers import SOLVERS, network_calls, solve, solver_timesteps, steps_for_calls
+from course_utils.solvers import SOLVERS, SPACINGS, network_calls, solve, solver_timesteps, steps_for_calls
 
 # The README's DDPM 1000 row: `python bench/bench_quality.py --n 300 --threads 1` (mnist-unet, seed 0: the same
 # x_T and the same DDPM noise generator as --ddpm here), measured on this project's 2-core CPU.
 README_DDPM_1000 = dict(sampler="DDPM", steps=1000, calls=1000, seconds=2654.1, fid=6.76, kid=0.0108, confident=0.923,
                         source="the README's run of `python bench/bench_quality.py --n 300 --threads 1`, "
                                "same x_T and seed")
+README_DDPM_RUN = ("mnist-unet", 300, 0)   # (model, n, seed) of that run: other runs get no DDPM reference
 
 
 def quality(x, refs: References, n):
@@ -54,7 +55,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=300, help="samples per run (same x_T for all)")
     parser.add_argument("--calls", type=int, nargs="+", default=[5, 10, 20, 50], help="budgets of network calls")
     parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=SOLVERS)
-    parser.add_argument("--spacing", default="logsnr", help="time grid of the solvers (solver_timesteps)")
+    parser.add_argument("--spacing", default="logsnr", choices=SPACINGS,
+                        help="time grid of the solvers (solver_timesteps)")
     parser.add_argument("--ddpm", action="store_true", help="also run DDPM 1000 (n * 1000 network calls)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -124,7 +126,9 @@ def main(argv=None):
                     f"{torch.__version__}, {torch.get_num_threads()} threads, load average at the end "
                     f"{os.getloadavg()[0]:.1f}",
             rows=rows, fewest_calls_matching_ddim50=matches,
-            ddpm_1000=next((r for r in rows if r["sampler"] == "DDPM"), README_DDPM_1000))
+            # the README's DDPM 1000 run stands in only for a run on its x_T: the same model, n and seed
+            ddpm_1000=next((r for r in rows if r["sampler"] == "DDPM"),
+                           README_DDPM_1000 if (args.model, args.n, args.seed) == README_DDPM_RUN else None))
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -104,8 +104,11 @@ def main():
     parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, oneDNN kernels)")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--modes", nargs="+",
-                        default=["fp32", "fp32 + channels_last", "bf16 autocast", "bf16 + channels_last"],
+    all_modes = {"fp32": dict(bf16=False, channels_last=False),
+                 "fp32 + channels_last": dict(bf16=False, channels_last=True),
+                 "bf16 autocast": dict(bf16=True, channels_last=False),
+                 "bf16 + channels_last": dict(bf16=True, channels_last=True)}
+    parser.add_argument("--modes", nargs="+", default=list(all_modes), choices=list(all_modes),
                         help="which of: 'fp32', 'fp32 + channels_last', 'bf16 autocast', 'bf16 + channels_last'")
     args = parser.parse_args()
 
@@ -120,10 +123,6 @@ def main():
         flops[name] = forward_flops_per_image(model)
         print(f"{name}: {count_parameters(model):,} parameters, forward {flops[name] / 1e9:.3f} GFLOP per image")
     print()
-    all_modes = {"fp32": dict(bf16=False, channels_last=False),
-                 "fp32 + channels_last": dict(bf16=False, channels_last=True),
-                 "bf16 autocast": dict(bf16=True, channels_last=False),
-                 "bf16 + channels_last": dict(bf16=True, channels_last=True)}
     modes = {m: all_modes[m] for m in args.modes}
     print(f"native bf16 on this CPU (oneDNN): {cpu_has_fast_bf16()}; "
           f"TrainConfig(mixed_precision='auto') trains in {'bf16' if cpu_has_fast_bf16() else 'fp32'} here\n")

@@ -6,7 +6,8 @@
    15 bins: sum over bins of (bin share) * |accuracy - mean confidence|).
 2. Is it the DDIM time grid? DDIM 50 (eta 0, Song et al. Eq. 12) from the same x_T on four sub-sequences:
    "uniform" (the package's `ddim_timesteps`: 980, 960, ..., 0), "trailing" (999, 979, ..., 19),
-   "linspace" (999 ... 0, rounded) and "quadratic" (DDIM paper D.2: (i * sqrt(0.8 T) / S)^2).
+   "linspace" (999 ... 0, rounded) and "quadratic" (DDIM paper D.2: (i * sqrt(0.8 T) / (S - 1))^2 for
+   i = 0 .. S - 1, rounded down; the repeats this leaves near 0 are dropped: 49 steps for S = 50).
 3. What do the failures look like? The lowest-confidence samples of the uniform grid are saved as a PNG.
    With ``--resumable CKPT`` (a `pretrain` working checkpoint) it also samples with the raw, non-EMA weights.
 4. Is it the learning rate? With ``--anneal STEPS``: the shipped weights trained STEPS more steps of 64 (the

@@ -108,7 +108,7 @@ def judge_samples(network, *, n, steps, size, mean, std, judge, seed=0, amp=Fals
     return share, int((counts > 0).sum()), images
 
 
-def run(name: str, cfg: dict, *, minutes: float, eval_at: list[float], n: int, sampling_steps: list[int], seed: int,
+def run(name: str, cfg: dict, *, eval_at: list[float], n: int, sampling_steps: list[int], seed: int,
         judge, save: str | None, decays=DECAYS, amp: bool = False, in_images: bool = False) -> list[dict]:
     """Train, judging at each of ``eval_at``: training minutes, or images seen when ``in_images``."""
     images, _ = load_images("mnist", image_size=None if cfg["size"] == 28 else cfg["size"])
@@ -212,7 +212,9 @@ def throughput(names: list[str], *, seconds: float, threads: int) -> list[dict]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["base"], choices=sorted(CONFIGS))
-    parser.add_argument("--minutes", type=float, default=4.0, help="training minutes per config (wall clock)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training minutes per config (wall clock; default 4) when neither --eval-at nor "
+                        "--eval-images is given (with them, the last evaluation ends the run)")
     parser.add_argument("--eval-at", type=float, nargs="*", default=None, help="minutes at which to judge")
     parser.add_argument("--n", type=int, default=200, help="samples judged per evaluation")
     parser.add_argument("--eval-images", type=int, nargs="*", default=None,
@@ -228,6 +230,10 @@ def main(argv=None):
     parser.add_argument("--throughput", type=float, default=None, metavar="SECONDS",
                         help="only time each config's training step, side by side, about this long per config")
     args = parser.parse_args(argv)
+    evaluations = [flag for flag, value in [("--minutes", args.minutes), ("--eval-at", args.eval_at),
+                                            ("--eval-images", args.eval_images)] if value]
+    if len(evaluations) > 1:
+        parser.error(f"{' and '.join(evaluations)} exclude each other: the last evaluation ends the run")
     torch.set_num_threads(args.threads)
     if args.throughput:
         print("| config | dtype | threads | parameters | images/s | ratio to the first | rounds of 10 steps |\n"
@@ -239,7 +245,7 @@ def main(argv=None):
           "classes | sampling s |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.configs:
         cfg = dict(BASE, **CONFIGS[name])
-        rows = run(name, cfg, minutes=args.minutes, eval_at=args.eval_images or args.eval_at or [args.minutes],
+        rows = run(name, cfg, eval_at=args.eval_images or args.eval_at or [args.minutes or 4.0],
                    n=args.n, sampling_steps=args.sampling_steps, seed=args.seed, judge=judge, save=args.save,
                    decays=tuple(args.decays), amp=args.amp, in_images=bool(args.eval_images))
         if args.json:

@@ -63,7 +63,8 @@ def run(name, hidden, layers, lr, steps, decay, data, ref):
     for label, net in [("live", model.eval()), ("EMA", ema.model)]:
         samples = ddpm_sample(net, schedule, (2000, 2), generator=torch.Generator().manual_seed(0), progress=False)
         out[label] = (on_moons(samples, ref), samples)
-    print(f"| {name} | {seconds:.0f} | {sum(losses[-100:]) / 100:.3f} | {out['live'][0]:.3f} | {out['EMA'][0]:.3f} |",
+    last = losses[-100:]
+    print(f"| {name} | {seconds:.0f} | {sum(last) / len(last):.3f} | {out['live'][0]:.3f} | {out['EMA'][0]:.3f} |",
           flush=True)
     return out
 

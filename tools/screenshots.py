@@ -1,7 +1,7 @@
 """Regenerate the README's screenshots (``make screenshots``): the course in a real JupyterLab, in Debian's
 headless Chromium, the way tests/test_browser.py drives it.
 
-    python tools/screenshots.py [OUTDIR]        (default docs/screenshots)
+    python tools/screenshots.py [OUTDIR]        (default docs/screenshots; relative to the repository root)
 
 Writes start_page.png (notebooks/00_start_here.ipynb, run), lesson_widget.png (lesson 1's schedule explorer)
 and worksheet_check.png (worksheet 1's check lines, untouched), each 1280x800 and reduced to a 256-colour
@@ -101,5 +101,6 @@ def main(outdir: str = "docs/screenshots") -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("outdir", nargs="?", default="docs/screenshots", help="where the PNGs go")
+    parser.add_argument("outdir", nargs="?", default="docs/screenshots",
+                        help="where the PNGs go (a relative path is taken from the repository root)")
     sys.exit(main(parser.parse_args().outdir))
