@@ -910,7 +910,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=float, default=Options.cell_timeout, help="seconds per cell")
     parser.add_argument("--timeout", type=float, default=Options.timeout, help="seconds per submission")
     parser.add_argument("--memory-mb", type=int, default=Options.memory_mb,
-                        help="memory of a submission as a whole (cgroup), else of each of its processes")
+                        help="memory of a submission as a whole (a cgroup, else its processes' sum polled every "
+                        "0.5 s); also RLIMIT_DATA per process")
     parser.add_argument("--disk-mb", type=int, default=Options.disk_mb, help="what a submission may write")
     parser.add_argument("--max-processes", type=int, default=Options.max_processes,
                         help="processes and threads of a submission")

@@ -157,12 +157,12 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
                               "student")
         if people and not person:
             warnings.append(f"{student}: not in the roster; exported under the name course-grade gave it")
+        low = {k.casefold(): v for k, v in person.items()}           # a roster's "sis login id" is Canvas's
         if fmt == "canvas":
-            ident = [person.get("Student", student), person.get("ID", ""), person.get("SIS User ID", ""),
-                     person.get("SIS Login ID", "" if person.get("ID") or person.get("SIS User ID") else student),
-                     person.get("Section", "")]
+            ident = [low.get("student", student), low.get("id", ""), low.get("sis user id", ""),
+                     low.get("sis login id", "" if low.get("id") or low.get("sis user id") else student),
+                     low.get("section", "")]
         else:
-            low = {k.casefold(): v for k, v in person.items()}
             ident = [next((low[a] for a in MOODLE_IDS[k] if low.get(a)), "") for k in id_cols]
             if not any(ident):      # not in the roster: the name course-grade gave it, as the warning says
                 ident[0] = student

@@ -69,6 +69,15 @@ def test_canvas_with_a_roster_and_an_assignment_id(graded, tmp_path):
     assert warnings == ["carol: not in the roster; exported under the name course-grade gave it"]
 
 
+def test_canvas_reads_a_roster_whose_headers_are_in_another_case(graded, tmp_path):
+    """docs/grading.md: column names are matched in any case. Canvas's identifiers were read with exact keys, so a
+    roster headed 'sis login id,id' exported Alice without her login and ID, and without a warning."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student,sis login id,id,SECTION\nalice,aliddell,1001,Sec A\n")
+    rows = _table(grade_lms.export(graded, "canvas", roster=roster, total_only=True)[0])
+    assert rows[2] == ["alice", "1001", "", "aliddell", "Sec A", "4.5"]
+
+
 def test_a_login_is_not_a_classmates_canvas_id(tmp_path):
     """The red team's second pass: course-grade's "1002" (a login) matched Alice by her Canvas ID 1002, row by row,
     so Alice got two rows (0 and 8) and Bob, whose login is 1002, none, without a warning. The most specific column

@@ -85,7 +85,7 @@ def read_regular(name: str | os.PathLike, max_bytes: int, *, dir_fd: int | None 
 class Limits:
     cell_timeout: float = 120
     timeout: float = 900            # wall clock of a whole submission
-    memory_mb: int = 4096           # the whole job (cgroup), else each process (RLIMIT_DATA)
+    memory_mb: int = 4096           # the whole job (cgroup, else polled sum), and each process (RLIMIT_DATA)
     disk_mb: int = 1024             # what the job may write in its folder
     max_processes: int = 256        # processes and threads of the whole job
     setup_timeout: float = 600      # the grader's prelude (imports)
