@@ -55,7 +55,8 @@ def q_posterior(x0: Tensor, xt: Tensor, t: Tensor, schedule: NoiseSchedule) -> t
 
 def q_sample_chain(x0: Tensor, t: int, schedule: NoiseSchedule, *, generator: torch.Generator | None = None,
                    return_all: bool = False) -> Tensor:
-    """Run the Markov chain x_i = sqrt(alpha_i) x_{i-1} + sqrt(beta_i) eps_i for i = 0..t, one step at a time.
+    """Run the Markov chain one step at a time: from the clean x0, code steps k = 0..t each apply
+    x <- sqrt(alphas[k]) x + sqrt(betas[k]) eps_k (DDPM Eq. 2; code step k is the paper's step k + 1), giving x_t.
 
     Agrees in distribution with ``q_sample`` at the same t. Returns x_t of x0's shape, or, with
     ``return_all``, every state stacked as (t + 2, B, ...): x0 first, x_t last.

@@ -45,7 +45,8 @@ def predict_eps(model: Callable[..., Tensor], xt: Tensor, t: Tensor, *, y: Tenso
 
     - ``y is None``: the model's own prediction (unconditional, or the null class of a conditional model).
     - ``y`` given: classifier-free guidance with scale ``guidance_scale`` (1 = plain conditional).
-    - ``classifier`` given with ``classifier_scale`` > 0: classifier guidance towards ``y`` on top.
+    - ``classifier`` given with ``classifier_scale`` != 0: classifier guidance towards ``y`` on top (a negative
+      scale pushes away from ``y``).
     """
     if y is None:
         eps_pred = model(xt, t)

@@ -63,13 +63,13 @@ def fid_from_features(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     if min(len(feats_a), len(feats_b)) < 2:
         raise ValueError("FID needs at least 2 images per set (and many more for a stable estimate)")
     mu_a, mu_b = feats_a.mean(0), feats_b.mean(0)
-    sigma_a, sigma_b = np.cov(feats_a, rowvar=False), np.cov(feats_b, rowvar=False)
-    covmean = scipy.linalg.sqrtm(sigma_a @ sigma_b)              # (Sigma_a Sigma_b)^(1/2)
+    cov_a, cov_b = np.cov(feats_a, rowvar=False), np.cov(feats_b, rowvar=False)      # Sigma_a, Sigma_b (D, D)
+    covmean = scipy.linalg.sqrtm(cov_a @ cov_b)                  # (Sigma_a Sigma_b)^(1/2)
     if not np.isfinite(covmean).all():            # near-singular product: regularise, as pytorch-fid does
-        offset = np.eye(len(sigma_a)) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
+        offset = np.eye(len(cov_a)) * 1e-6
+        covmean = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     covmean = np.real(covmean)                                   # drop tiny imaginary parts of round-off
-    value = ((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean)
+    value = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean)
     return float(max(value, 0.0))
 
 

@@ -206,7 +206,7 @@ class _Upsample(nn.Module):
 
 
 class MLPDenoiser(nn.Module):
-    """eps_theta for 2-D (or D-dimensional) points: [x_t, emb(t)(, emb(y))] -> MLP -> eps_pred (B, D)."""
+    """eps_theta for 2-D (or D-dimensional) points: [x_t, emb(t) (+ emb(y))] -> MLP -> eps_pred (B, D)."""
 
     def __init__(self, *, data_dim: int = 2, hidden_dim: int = 128, time_embed_dim: int = 64, num_layers: int = 3,
                  num_classes: int | None = None, time_scale: float = 1.0):
@@ -236,7 +236,8 @@ class MLPDenoiser(nn.Module):
 
 
 class NoisyClassifier(nn.Module):
-    """A small CNN classifier p_phi(y | x_t, t) for classifier guidance; ``t=None`` makes it a clean classifier.
+    """A small CNN classifier p_phi(y | x_t, t) for classifier guidance; ``time_conditioned=False`` makes it a clean
+    classifier, called as ``classifier(x)``.
 
     Returns logits (B, num_classes). Its penultimate activations (``features``) serve the course's metric.
     """

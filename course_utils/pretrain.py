@@ -397,9 +397,9 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device:
         out["reference_svc_accuracy_on_real_test_digits"] = float((predict(xt) == yt).float().mean())
         n = 500
         y = torch.arange(n) % 10
-        for w in (1.0, 3.0):
-            samples = sample_batched(model, schedule, n, shape, y=y, guidance_scale=w, seed=seed)
-            out[f"class_accuracy_ddim50_guidance{w:g}"] = int((predict(samples) == y).sum()) / n
+        for guidance_scale in (1.0, 3.0):
+            samples = sample_batched(model, schedule, n, shape, y=y, guidance_scale=guidance_scale, seed=seed)
+            out[f"class_accuracy_ddim50_guidance{guidance_scale:g}"] = int((predict(samples) == y).sum()) / n
         out["evaluation"] = (f"{n} samples per guidance scale (50 per class), DDIM 50 steps eta 0, seed {seed}, "
                              "classified by an RBF SVC trained on scikit-learn digits' 8x8 train split")
         return out
@@ -414,8 +414,8 @@ def evaluate(name: str, *, directory=None, n: int = 1000, seed: int = 0, device:
     out["fid_floor_real_train_vs_test"] = round(
         metrics.fid_from_features(metrics.features(train_x[floor_idx], feat_clf), real_feats), 3)
     y = None if card["num_classes"] is None else torch.arange(n) % 10
-    w = 1.0 if y is None else 3.0
-    samples = sample_batched(model, schedule, n, shape, y=y, guidance_scale=w, seed=seed)
+    guidance_scale = 1.0 if y is None else 3.0
+    samples = sample_batched(model, schedule, n, shape, y=y, guidance_scale=guidance_scale, seed=seed)
     out["sampling_seconds"] = round(time.perf_counter() - t0, 1)
     feats = metrics.features(samples, feat_clf)
     out["fid_vs_mnist_test"] = round(metrics.fid_from_features(feats, real_feats), 3)

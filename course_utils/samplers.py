@@ -106,7 +106,7 @@ def ddim_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_prev:
     """One DDIM update from x_t to x_prev (Song et al. Eq. 12); returns ``(x_prev, x0_pred)``.
 
     xt and eps_pred (the model's prediction eps_theta(x_t, t)) are (B, ...); alpha_bar_t and alpha_bar_prev are
-    scalars or broadcastable to xt; ``noise`` ~ N(0, I) shaped like xt is needed when eta > 0.
+    0-dim tensors or tensors broadcastable to xt; ``noise`` ~ N(0, I) shaped like xt is needed when eta > 0.
     """
     x0_pred = (xt - (1 - alpha_bar_t).sqrt() * eps_pred) / alpha_bar_t.sqrt()
     sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()

@@ -124,7 +124,8 @@ def dpmpp_2m_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_p
                   x0_pred_last: Tensor | None = None, alpha_bar_last: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One DPM-Solver++(2M) step from x_t to x_prev (Lu et al. 2022, Algorithm 2); returns ``(x_prev, x0_pred)``.
 
-    xt, eps_pred (B, ...); alpha_bar_t, alpha_bar_prev, alpha_bar_last: scalars or broadcastable. ``x0_pred_last``
+    xt, eps_pred (B, ...); alpha_bar_t, alpha_bar_prev, alpha_bar_last: 0-dim tensors or tensors broadcastable to
+    xt. ``x0_pred_last``
     and ``alpha_bar_last`` are the data prediction and alpha_bar of the step before (larger t); without them, or
     when alpha_bar_prev = 1 (the last step, h = inf), the step is first order and equals DDIM at eta = 0.
     """
@@ -136,7 +137,8 @@ def dpmpp_2m_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_p
     if x0_pred_last is None or bool((alpha_bar_prev >= 1).all()):
         D = x0_pred                                                                   # first order (DPM-Solver++1)
     else:
-        r = (lambda_t - half_log_snr(alpha_bar_last)) / h                             # r = h_last / h
+        h_last = lambda_t - half_log_snr(alpha_bar_last)                              # the step before, in lambda
+        r = h_last / h
         D = (1 + 1 / (2 * r)) * x0_pred - 1 / (2 * r) * x0_pred_last                  # linear extrapolation in lambda
     # x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D, with DPM-Solver's alpha = sqrt(alpha_bar),
     # sigma = sqrt(1 - alpha_bar); expm1 keeps exp(-h) - 1 accurate for small h

@@ -20,7 +20,7 @@ def to_display(x: Tensor) -> Tensor:
 
 
 def image_grid(x: Tensor, nrow: int = 8, padding: int = 2) -> Tensor:
-    """(N, C, H, W) in [-1, 1] -> one (H', W', C) array in [0, 1] for imshow."""
+    """(N, C, H, W) in [-1, 1] -> one (H', W', 3) array in [0, 1] for imshow (a grey channel repeated)."""
     if x.ndim != 4:
         raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(x.shape)}")
     grid = make_grid(to_display(x), nrow=nrow, padding=padding, pad_value=1.0)  # (3, H', W')
@@ -44,11 +44,11 @@ def plot_schedules(schedules: dict, *, axes=None):
     """beta_t, alpha_bar_t and log-SNR against t/T for {label: NoiseSchedule}; returns the axes."""
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    for label, s in schedules.items():
-        frac = torch.arange(s.T) / s.T
-        axes[0].plot(frac, s.betas.cpu(), label=label)
-        axes[1].plot(frac, s.alpha_bar.cpu(), label=label)
-        axes[2].plot(frac, s.log_snr().cpu(), label=label)
+    for label, schedule in schedules.items():
+        frac = torch.arange(schedule.T) / schedule.T
+        axes[0].plot(frac, schedule.betas.cpu(), label=label)
+        axes[1].plot(frac, schedule.alpha_bar.cpu(), label=label)
+        axes[2].plot(frac, schedule.log_snr().cpu(), label=label)
     for ax, name in zip(axes, [r"$\beta_t$", r"$\bar\alpha_t$", r"log-SNR $\log(\bar\alpha_t / (1-\bar\alpha_t))$"]):
         ax.set_xlabel("t / T")
         ax.set_title(name)

@@ -68,7 +68,7 @@ x0 = x_images[:1].to(device)                                          # (1, 1, H
 
 
 def chain_inline(x0, t, schedule, generator):
-    """x_i = sqrt(alpha_i) x_{i-1} + sqrt(beta_i) eps_i for i = 0..t (code indices); returns x_t."""
+    """From the clean x0, x <- sqrt(alpha_i) x + sqrt(beta_i) eps_i for code steps i = 0..t; returns x_t."""
     x = x0
     for i in range(t + 1):
         eps = torch.randn(x.shape, generator=generator, device=x.device)
