@@ -21,7 +21,7 @@ restarts included) and fixed from there; the card's command then names it (``--d
 
 Diffusion models use L_simple (DDPM Eq. 14; recipe ``gpu-wide-l1`` its mean absolute error,
 ``TrainConfig.noise_loss``); the classifiers use ``train``'s ``loss_fn`` hook with a cross-entropy, on
-q_sample'd images at uniformly drawn t for the noisy classifier (Dhariwal and Nichol 2021, Sec. 4.1) and on
+q_sample'd images at uniformly drawn t for the noisy classifier (Dhariwal and Nichol 2021, Sec. 4) and on
 clean (shifted) images for the others.
 """
 from __future__ import annotations

@@ -35,8 +35,8 @@ VARIANCES = ("posterior", "beta")
 def ddim_timesteps(T: int, num_steps: int) -> Tensor:
     """The DDIM sub-sequence tau of ``num_steps`` timesteps, int64, descending.
 
-    Evenly spaced as in the DDIM paper (Sec. 4.2/D.2, "uniform"): c = T // num_steps, tau = 0, c, 2c, ...
-    T=1000, num_steps=50 gives 980, 960, ..., 20, 0; num_steps = T gives the full grid T-1, ..., 0.
+    Evenly spaced as in the DDIM paper (Appendix D.2, "Linear": tau_i = floor(c i)): c = T // num_steps,
+    tau = 0, c, 2c, ... T=1000, num_steps=50 gives 980, 960, ..., 20, 0; num_steps = T gives the full grid T-1, ..., 0.
     The last step goes from t = 0 (alpha_bar ~ 1) to clean data.
     """
     if not isinstance(num_steps, int) or not 1 <= num_steps <= T:
