@@ -326,6 +326,20 @@ def _training_step_with_weight_penalty(lam: float):
     return training_step
 
 
+def test_a_training_step_that_clears_the_gradients_before_the_step_is_told_the_order():
+    """zero_grad between backward and step leaves the weights as they were; the hint named only backward and step,
+    which that student already calls (a student's report)."""
+    def cleared_too_early(model, optimizer, x0, t, eps, schedule):
+        loss = loss_variant()(model, schedule, x0, t=t, eps=eps)
+        loss.backward()
+        optimizer.zero_grad()
+        optimizer.step()
+        return loss.item()
+
+    result = run_check("training_step", cleared_too_early)
+    assert not result.passed and "zero_grad between backward and step" in result.message, result.message
+
+
 def test_a_training_step_with_a_small_weight_penalty_fails():
     """An L2 penalty of 1e-4 * sum(p^2) moves the weights by about 2e-5 of their size (the right step in float32:
     2e-8): the weights' tolerance must stay below that."""

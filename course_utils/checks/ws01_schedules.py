@@ -130,7 +130,9 @@ def ref_diffusion_schedule(t: Tensor, min_signal_rate=0.02, max_signal_rate=0.95
 
 def _schedule_cases(hidden: bool) -> list:
     cases = [dict(diffusion_times=torch.linspace(0, 1, 11), kwargs={}),
-             dict(diffusion_times=torch.linspace(0, 1, 5), kwargs=dict(min_signal_rate=0.1, max_signal_rate=0.9))]
+             dict(diffusion_times=torch.linspace(0, 1, 5), kwargs=dict(min_signal_rate=0.1, max_signal_rate=0.9)),
+             # the shape the lab passes: rates that come back flattened would broadcast against the wrong axis
+             dict(diffusion_times=torch.tensor([0.0, 0.25, 1.0]).view(3, 1, 1, 1), kwargs={})]
     if hidden:
         g = torch.Generator().manual_seed(1)
         cases.append(dict(diffusion_times=torch.rand(4, 1, 1, 1, generator=g), kwargs={}))

@@ -232,7 +232,8 @@ def _train_step_diagnose(out, c) -> str | None:
                                           for k, v in before.items()):
         return "the model's weights are missing after the steps, or their shapes changed: update them in place"
     if all(close(before[k], after[k], 1e-9) for k in before):
-        return "the weights did not change: call loss.backward() and then optimizer.step()"
+        return ("the weights did not change: call optimizer.zero_grad(), then loss.backward(), then optimizer.step() "
+                "(zero_grad between backward and step clears the gradients the step needs)")
     names = list(before)
     model = tiny_model(c, before)
     params = list(model.parameters())
