@@ -295,3 +295,48 @@ def test_guided_ddim_sample_hidden_case_catches_a_hard_coded_horizon():
     hard_coded = _guided_student(T=1000)
     assert run_check("guided_ddim_sample", hard_coded).passed
     assert not run_check("guided_ddim_sample", hard_coded, hidden=True).passed
+
+
+# ------------------------------------------------------------------ samplers that step to the wrong alpha_bar
+def _ddim_loop_to(last):
+    """A student's deterministic DDIM loop on the package's ddim_step whose last step goes to ``last(alpha_bar)``."""
+    def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
+        timesteps = samplers.ddim_timesteps(schedule.T, num_steps).tolist()
+        x = x_T
+        for k, t in enumerate(timesteps):
+            eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long))
+            noise = torch.randn(x.shape, generator=generator) if eta > 0 else None
+            prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else last(schedule.alpha_bar)
+            x, _ = samplers.ddim_step(x, eps_pred, schedule.alpha_bar[t], prev, eta=eta, noise=noise)
+        return x
+    return ddim_sample_loop
+
+
+def test_a_loop_whose_step_computes_sigma_to_alpha_bar_minus_one_is_told_why_it_gets_nan():
+    """A ddim_step that computes sigma_t at eta = 0 too (0 * sqrt(negative) = NaN) turned alpha_bar[-1] at the last
+    step into NaN samples, and the hint said only 'the x0 contains NaN or inf' (a student's report)."""
+    result = run_check("ddim_sample_loop", _ddim_loop_to(lambda alpha_bar: alpha_bar[-1]))
+    assert not result.passed and "alpha_bar[-1] is the LAST entry" in result.message, result.message
+
+
+def _guided_to(last):
+    """A student's guided_ddim_sample (worksheet 6) whose last step goes to ``last(alpha_bar)``."""
+    def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
+        timesteps = samplers.ddim_timesteps(schedule.T, num_steps).tolist()
+        x = x_T
+        for k, t in enumerate(timesteps):
+            tt = torch.full((len(x),), t, dtype=torch.long)
+            eps_pred = cfg_combine(model(x, tt, torch.full_like(y, -1)), model(x, tt, y), guidance_scale)
+            prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else last(schedule.alpha_bar)
+            x, _ = samplers.ddim_step(x, eps_pred, schedule.alpha_bar[t], prev)
+        return x
+    return guided_ddim_sample
+
+
+def test_a_guided_sampler_that_stops_at_alpha_bar_zero_is_told_so():
+    """Worksheet 5 names a last step to alpha_bar[0]; worksheet 6's sampler said only 'the samples differ'."""
+    assert run_check("guided_ddim_sample", _guided_to(lambda alpha_bar: torch.tensor(1.0))).passed
+    result = run_check("guided_ddim_sample", _guided_to(lambda alpha_bar: alpha_bar[0]))
+    assert not result.passed and "stepping to alpha_bar[0]" in result.message, result.message
+    result = run_check("guided_ddim_sample", _guided_to(lambda alpha_bar: alpha_bar[-1]))
+    assert not result.passed and "alpha_bar[-1] is the LAST entry" in result.message, result.message

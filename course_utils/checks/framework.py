@@ -411,8 +411,20 @@ def shape_hint(out, ref: Tensor, what: str = "output", *, dtype: bool = True) ->
     if dtype and out.is_floating_point() and out.dtype != torch.float32:
         return dtype_hint(out.dtype, what)
     if not torch.isfinite(out).all():
-        return f"the {what} contains NaN or inf"
+        return f"the {what} {'contain' if what.endswith('s') else 'contains'} NaN or inf"
     return None
+
+
+def sampler_nan_hint(out, ref: Tensor, what: str = "samples") -> str | None:
+    """The hint for a sampler's output of the right shape with NaN or inf in it, the mark of a square root of a
+    negative number: sigma_t's sqrt(1 - alpha_bar_t / alpha_bar_prev) when a step goes to a SMALLER alpha_bar (even
+    at eta = 0, where 0 * NaN is NaN); None otherwise."""
+    if not (isinstance(out, Tensor) and tuple(out.shape) == tuple(ref.shape)) or torch.isfinite(out).all():
+        return None
+    return (f"the {what} {'contain' if what.endswith('s') else 'contains'} NaN or inf: a square root of a negative "
+            "number? sigma_t's sqrt(1 - alpha_bar_t / alpha_bar_prev) is NaN when a step goes to a smaller "
+            "alpha_bar (0 * NaN is still NaN at eta = 0): the last step goes to alpha_bar_prev = 1 (in Python "
+            "alpha_bar[-1] is the LAST entry, almost 0), and the grid runs from large t down to 0")
 
 
 def dtype_hint(dtype: torch.dtype, what: str = "output", *, values_right: bool = False) -> str:

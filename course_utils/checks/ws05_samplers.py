@@ -30,8 +30,8 @@ from __future__ import annotations
 import torch
 
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, fresh_draws_hint, gaussian_noise_hint,
-                        generator, judge, raised_record, register, repeat_hint, same_seed_hint, shape_hint,
-                        small_schedule, three_point_noise, todo, visible)
+                        generator, judge, raised_record, register, repeat_hint, same_seed_hint, sampler_nan_hint,
+                        shape_hint, small_schedule, three_point_noise, todo, visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -538,7 +538,7 @@ def _loop_diagnose(outputs, c) -> str | None:
     out, out2 = outputs["out"], outputs["out2"]
     args = (mixture_model(c["schedule"]), c["schedule"], c["x_T"], c["num_steps"], c["eta"], c["seed"])
     ref = ref_ddim_loop(*args)
-    hint = shape_hint(out, ref, "x0")
+    hint = sampler_nan_hint(out, ref, "x0") or shape_hint(out, ref, "x0")
     if hint:
         return hint
     unseeded = same_seed_hint(out, outputs.get("again"), "samples") if c["eta"] > 0 else None

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, model_changed, raised_record,
-                        register, repeat_hint, seeded_state, shape_hint, small_schedule, state_changed, todo, visible)
+                        register, repeat_hint, sampler_nan_hint, seeded_state, shape_hint, small_schedule,
+                        state_changed, todo, visible)
 from .ws04_training import choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model
 from .ws05_samplers import mixture_model, ref_ddim_step
 
@@ -45,6 +46,8 @@ def _cfg_diagnose(out, c) -> str | None:
         ("w = 1 must give eps_cond and w = 0 eps_uncond: eps = eps_uncond + w * (eps_cond - eps_uncond)",
          k + w * (k - u)),
         ("eps = eps_uncond + w * (eps_cond - eps_uncond): the eps_uncond term is missing", w * (k - u)),
+        ("the guidance term's sign: eps = eps_uncond + w * (eps_cond - eps_uncond) moves towards eps_cond, "
+         "not away from it", u - w * (k - u)),
     ], "guided eps")
 
 
@@ -55,6 +58,7 @@ MISTAKES["cfg_combine"] = [
     ("swapped", lambda u, k, w: k + w * (u - k), "swapped"),
     ("w + 1 convention", lambda u, k, w: k + w * (k - u), "w = 1 must give eps_cond"),
     ("no eps_uncond term", lambda u, k, w: w * (k - u), "missing"),
+    ("the guidance term's sign flipped", lambda u, k, w: u - w * (k - u), "towards eps_cond"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -259,7 +263,8 @@ def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False) -> Te
         if k + 1 < len(timesteps):
             a_prev = alpha_bar[timesteps[k + 1]]
         else:
-            a_prev = torch.tensor(1.0, dtype=torch.float64) if last == "one" else alpha_bar[-1]
+            a_prev = {"one": torch.tensor(1.0, dtype=torch.float64), "python_last": alpha_bar[-1],
+                      "first": alpha_bar[0]}[last]
         x, _ = ref_ddim_step(x, eps, alpha_bar[t], a_prev, 0.0, torch.zeros(x.shape))
     return x
 
@@ -270,7 +275,7 @@ def _sampler_call(f, c):
 
 def _sampler_diagnose(out, c) -> str | None:
     ref = ref_guided_ddim(c)
-    hint = shape_hint(out, ref, "samples")
+    hint = sampler_nan_hint(out, ref, "samples") or shape_hint(out, ref, "samples")
     if hint:
         return hint
     if close(out, ref, 1e-3):
@@ -283,6 +288,8 @@ def _sampler_diagnose(out, c) -> str | None:
          dict(ignore_w=True)),
         ("the last step goes to clean data, alpha_bar_prev = 1: in Python alpha_bar[-1] is the LAST entry",
          dict(last="python_last")),
+        ("the last step must go to alpha_bar_prev = 1 (clean data): stopping at t = 0, or stepping to alpha_bar[0], "
+         "leaves its noise in the samples", dict(last="first")),
     ]
     for mistake_hint, switches in variants:
         if close(out, ref_guided_ddim(c, **switches), 1e-3):
