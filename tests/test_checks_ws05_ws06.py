@@ -340,3 +340,26 @@ def test_a_guided_sampler_that_stops_at_alpha_bar_zero_is_told_so():
     assert not result.passed and "stepping to alpha_bar[0]" in result.message, result.message
     result = run_check("guided_ddim_sample", _guided_to(lambda alpha_bar: alpha_bar[-1]))
     assert not result.passed and "alpha_bar[-1] is the LAST entry" in result.message, result.message
+
+
+def test_a_ddim_step_with_a_wrong_x0_pred_is_sent_to_x0_pred_first():
+    """The square root forgotten on (1 - alpha_bar_t) in x0_pred makes both outputs wrong; the hint quoted the
+    x_prev formula, which that student wrote right (a student's report)."""
+    def ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None):
+        x0_pred = (xt - (1 - alpha_bar_t) * eps_pred) / alpha_bar_t.sqrt()
+        sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()
+        x_prev = alpha_bar_prev.sqrt() * x0_pred + (1 - alpha_bar_prev - sigma ** 2).sqrt() * eps_pred
+        return (x_prev if noise is None else x_prev + sigma * noise), x0_pred
+
+    result = run_check("ddim_step", ddim_step)
+    assert not result.passed and "fix x0_pred first" in result.message, result.message
+
+
+def test_a_ddpm_step_with_the_previous_steps_sigma_is_told_so():
+    """sigma_t from betas[t-1] (the mean right) got only 'x_{t-1} and the reference differ' (a student's report)."""
+    def ddpm_step(xt, t, eps_pred, schedule, noise):
+        mean = (xt - schedule.betas[t] / (1 - schedule.alpha_bar[t]).sqrt() * eps_pred) / (1 - schedule.betas[t]).sqrt()
+        return mean if t == 0 else mean + schedule.betas[t - 1].sqrt() * noise
+
+    result = run_check("ddpm_step", ddpm_step)
+    assert not result.passed and "sigma_t is step t-1's" in result.message, result.message

@@ -118,10 +118,11 @@ def test_the_step_variables_of_the_catalogued_mistakes_have_their_closed_forms()
 
 
 # ------------------------------------------------------------------ dpmpp_2m_sample_loop, written from the paper
-def student_loop(*, final_by_t0=False, own_schedule=False):
+def student_loop(*, final_by_t0=False, own_schedule=False, hand_on_x=False, t_minus_one=False):
     """A student's dpmpp_2m_sample_loop around ``student_step``. ``final_by_t0``: the last step is told by
     t == 0 (the grid's end assumed to be 0); ``own_schedule``: alpha_bar from the notebook's linear schedule,
-    not from the ``schedule`` argument."""
+    not from the ``schedule`` argument; ``hand_on_x``: the new x handed on as x0_pred_last; ``t_minus_one``: the
+    model called at t - 1."""
     step = student_step()
 
     def dpmpp_2m_sample_loop(model, schedule, x_T, timesteps):
@@ -130,10 +131,10 @@ def student_loop(*, final_by_t0=False, own_schedule=False):
         for k, t in enumerate(timesteps):
             last = t == 0 if final_by_t0 else k + 1 == len(timesteps)
             alpha_bar_prev = torch.tensor(1.0) if last else alpha_bar[timesteps[k + 1]]
-            eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long)).float()
+            eps_pred = model(x, torch.full((len(x),), max(t - 1, 0) if t_minus_one else t, dtype=torch.long)).float()
             x, x0_pred = step(x, eps_pred, alpha_bar[t], alpha_bar_prev, x0_pred_last=x0_pred_last,
                               alpha_bar_last=alpha_bar_last)
-            x0_pred_last, alpha_bar_last = x0_pred, alpha_bar[t]
+            x0_pred_last, alpha_bar_last = (x if hand_on_x else x0_pred), alpha_bar[t]
         return x
     return dpmpp_2m_sample_loop
 
@@ -157,6 +158,15 @@ def test_a_loop_that_ends_at_t_0_only_fails_the_hidden_grid_that_stops_early():
     assert run_check("dpmpp_2m_sample_loop", student_loop(final_by_t0=True), hidden=False).passed
     result = run_check("dpmpp_2m_sample_loop", student_loop(final_by_t0=True), hidden=True)
     assert not result.passed and "on a hidden case" in result.message, result.message
+
+
+def test_a_loop_that_hands_on_the_wrong_things_is_told_what():
+    """Handing on x in place of x0_pred, or calling the model at t - 1, was told only to check dpmpp_2m_step,
+    which passes (a student's report)."""
+    result = run_check("dpmpp_2m_sample_loop", student_loop(hand_on_x=True))
+    assert not result.passed and "not the x it stepped to" in result.message, result.message
+    result = run_check("dpmpp_2m_sample_loop", student_loop(t_minus_one=True))
+    assert not result.passed and "not with t - 1" in result.message, result.message
 
 
 # ------------------------------------------------------------------ the lab's reverse_diffusion

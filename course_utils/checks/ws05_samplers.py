@@ -71,6 +71,14 @@ def ref_ddpm_step(xt, t, eps_pred, schedule, noise, *, last_noise=False, sigma="
     return mean + std * noise.double() if (t >= quiet_below or last_noise) else mean
 
 
+def _sigma_of_step_before(args, sigma: str) -> torch.Tensor:
+    """The right mean plus step t-1's sigma (of the variance ``sigma``) times the noise."""
+    xt, t, eps_pred, schedule, noise = args
+    zeros = torch.zeros_like(noise)
+    added = ref_ddpm_step(*args, sigma=sigma, shift=1) - ref_ddpm_step(xt, t, eps_pred, schedule, zeros, shift=1)
+    return ref_ddpm_step(xt, t, eps_pred, schedule, zeros) + added
+
+
 def _ddpm_diagnose(out, c) -> str | None:
     args = (c["xt"], c["t"], c["eps_pred"], c["schedule"], c["noise"])
     posterior = ref_ddpm_step(*args, sigma="posterior")   # Ho et al. Sec. 3.2: both variances are right
@@ -93,6 +101,9 @@ def _ddpm_diagnose(out, c) -> str | None:
          ref_ddpm_step(*args, sigma="posterior_var")),
         ("t off by one: you used the quantities of step t-1 (alpha_bar[t-1]); step t uses alpha_bar[t], betas[t]",
          ref_ddpm_step(*args, shift=1)),
+        *[("the noise's sigma_t is step t-1's (betas[t-1] or posterior_variance[t-1]): sigma_t uses step t's "
+           "betas[t] (or posterior_variance[t]), like the mean", _sigma_of_step_before(args, sigma))
+          for sigma in ("beta", "posterior")],
     ], "x_{t-1}")
     generic = hint is not None and hint.startswith("the x_{t-1} and the reference differ")
     if generic and c["t"] >= 1 and torch.isfinite(out).all():
@@ -177,6 +188,13 @@ def _ddim_call(f, c):
     return out
 
 
+X0_PRED_DIFFERS = "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)"
+X0_PRED_TOO = ("x_prev and x0_pred differ; fix x0_pred first (x_prev is built on it): x0_pred = (x_t - "
+               "sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
+X_PREV_DIFFERS = ("x_prev differs: x_prev = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) "
+                  "eps_pred + sigma_t noise")
+
+
 def _ddim_diagnose(out, c) -> str | None:
     if not all(isinstance(o, (list, tuple)) and len(o) == 2 for o in (out["out"], out["out2"])):
         return "return a tuple (x_prev, x0_pred), like course_utils.samplers.ddim_step"
@@ -196,6 +214,9 @@ def _ddim_diagnose(out, c) -> str | None:
     if ref_moves and both and close(x_prev, x_prev2, 1e-6):
         return ("eta is ignored: with eta > 0 the step adds sigma_t * noise, sigma_t = eta * "
                 "sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)")
+    # x_prev is built on x0_pred: when both differ, the generic hint starts with x0_pred
+    x0_wrong = (isinstance(x0_pred, torch.Tensor) and tuple(x0_pred.shape) == tuple(ref_x0.shape)
+                and not close(x0_pred, ref_x0))
     hint = judge(x_prev, ref_prev, [
         ("sigma_t must be multiplied by eta: sigma_t = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) "
          "* sqrt(1 - alpha_bar_t / alpha_bar_prev)", ref_ddim_step(*args, c["noise"], use_eta=False)[0]),
@@ -207,10 +228,8 @@ def _ddim_diagnose(out, c) -> str | None:
          ref_ddim_step(*args, c["noise"], remix_with_prev=False)[0]),
         ("x0_pred is clamped to [-1, 1] (diffusers' clip_sample): DDIM's Eq. 12 uses it as predicted, and so does "
          "this worksheet", ref_ddim_step(*args, c["noise"], clip=True)[0]),
-    ], "x_prev", "x_prev differs: x_prev = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) "
-                 "eps_pred + sigma_t noise")
-    hint = hint or judge(x0_pred, ref_x0, [], "x0_pred",
-                         "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
+    ], "x_prev", X0_PRED_TOO if x0_wrong else X_PREV_DIFFERS)
+    hint = hint or judge(x0_pred, ref_x0, [], "x0_pred", X0_PRED_DIFFERS)
     if hint or c["eta"] != 0:
         return hint
     no_noise = out.get("no_noise")

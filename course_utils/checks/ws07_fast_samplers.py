@@ -229,10 +229,12 @@ def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one
             a_prev = alpha_bar[timesteps[k + 1]]
         else:
             a_prev = {"one": one, "python_last": alpha_bar[-1], "first": alpha_bar[0]}[last]
-        eps_pred = model(x, torch.full((len(x),), t if t_arg == "t" else k, dtype=torch.long))
+        t_model = {"t": t, "k": k, "t-1": max(t - 1, 0)}[t_arg]
+        eps_pred = model(x, torch.full((len(x),), t_model, dtype=torch.long))
         x, x0_pred = ref_dpmpp_2m_step(x, eps_pred, alpha_bar[t], a_prev, x0_pred_last, alpha_bar_last)
-        if history != "none":
-            x0_pred_last, alpha_bar_last = x0_pred, (alpha_bar[t] if history == "keep" else a_prev)
+        if history != "none":                   # "x": the new x_t handed on in place of the data prediction
+            x0_pred_last = x if history == "x" else x0_pred
+            alpha_bar_last = alpha_bar[t] if history in ("keep", "x") else a_prev
     return x
 
 
@@ -260,10 +262,16 @@ def _loop_diagnose(out, c) -> str | None:
          "(alpha_bar_{T-1}, almost 0), not 'the one before t = 0'", dict(last="python_last")),
         ("the last step must go to alpha_bar_prev = 1 (clean data), not to alpha_bar[0]", dict(last="first")),
         ("call the model with the timestep t of the grid, not with the loop index", dict(t_arg="k")),
+        ("call the model with the timestep t of the grid (the x it is given is x_t), not with t - 1",
+         dict(t_arg="t-1")),
+        ("x0_pred_last is the data prediction the previous step returned (its second output), not the x it "
+         "stepped to", dict(history="x")),
     ]:
         if close(out, ref_dpmpp_loop(*args, **switches), 1e-3):
             return mistake_hint
-    return "the samples differ from the reference DPM-Solver++(2M) loop; does your dpmpp_2m_step pass its check?"
+    return ("the samples differ from the reference DPM-Solver++(2M) loop. If your dpmpp_2m_step passes its check, "
+            "look at what the loop hands it: the model called at each grid timestep t, x0_pred_last = the x0_pred "
+            "the previous step returned, alpha_bar_last = that step's alpha_bar_t, and 1 as the last alpha_bar_prev")
 
 
 register(Check("dpmpp_2m_sample_loop", "dpmpp_2m_sample_loop", _loop_cases, _loop_call, _loop_diagnose))
