@@ -212,6 +212,21 @@ def test_q_posterior_with_one_output_off_by_one_fails_with_its_hint(wrong, hints
         assert not result.passed and hint in result.message, (switch, result.message)
 
 
+def test_a_posterior_that_clamps_t_minus_one_is_told_about_t_0():
+    """alpha_bar[(t - 1).clamp(min=0)] is wrong only at t = 0 (alpha_bar[0] where 1 belongs); the hint said only
+    that the means differ (a student's report)."""
+    def q_posterior(x0, xt, t, schedule):
+        shape = (-1,) + (1,) * (x0.ndim - 1)
+        a = schedule.alpha_bar[t].view(shape)
+        a_prev = schedule.alpha_bar[(t - 1).clamp(min=0)].view(shape)
+        beta = schedule.betas[t].view(shape)
+        mean = a_prev.sqrt() * beta / (1 - a) * x0 + (1 - beta).sqrt() * (1 - a_prev) / (1 - a) * xt
+        return mean, (1 - a_prev) / (1 - a) * beta
+
+    result = run_check("q_posterior", q_posterior)
+    assert not result.passed and "not alpha_bar[0]" in result.message, result.message
+
+
 # ------------------------------------------------------------------ predict_x0
 def test_predict_x0_without_the_roots_or_off_by_one_gets_its_hint():
     """Two mistakes the catalogue leaves out: sqrt forgotten on alpha_bar, and alpha_bar[t-1] for alpha_bar[t]."""
@@ -271,3 +286,4 @@ def test_chains_without_x0_or_unstacked_get_their_hints():
     assert not no_x0.passed and "the first state must be x0 itself" in no_x0.message, no_x0.message
     as_list = run_check("q_sample_chain", _chain(_right_step, stack=False))
     assert not as_list.passed and "return the states stacked in one tensor" in as_list.message, as_list.message
+

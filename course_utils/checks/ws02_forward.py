@@ -92,9 +92,10 @@ MISTAKES["q_sample"] = [
 
 
 # ------------------------------------------------------------------ q_posterior
-def ref_q_posterior(x0, xt, t, schedule, *, shift=False, sqrt=True, wrap=False):
+def ref_q_posterior(x0, xt, t, schedule, *, shift=False, sqrt=True, wrap=False, clamp=False):
     """(mean, variance, coef_x0, coef_xt) in float64; ``shift`` takes every quantity one step early, ``wrap``
-    takes alpha_bar_{t-1} as alpha_bar[t-1] (at t = 0 the last entry: Python's -1)."""
+    takes alpha_bar_{t-1} as alpha_bar[t-1] (at t = 0 the last entry: Python's -1), ``clamp`` as
+    alpha_bar[max(t-1, 0)] (at t = 0 alpha_bar[0], where 1 belongs)."""
     a, a_prev = alpha_bar64(schedule), alpha_bar_prev64(schedule)
     betas = 1 - a / a_prev
     if shift:
@@ -102,6 +103,8 @@ def ref_q_posterior(x0, xt, t, schedule, *, shift=False, sqrt=True, wrap=False):
         betas = 1 - a / a_prev
     if wrap:
         a_prev = wrapped_prev(schedule)
+    if clamp:
+        a_prev = torch.cat([a[:1], a_prev[1:]])
     root = torch.sqrt if sqrt else (lambda v: v)
     coef_x0 = gather(root(a_prev) * betas / (1 - a).clamp(min=1e-12), t, x0.ndim)
     coef_xt = gather(root(1 - betas) * (1 - a_prev) / (1 - a).clamp(min=1e-12), t, x0.ndim)
@@ -122,6 +125,10 @@ WRAP_HINT = ("at t = 0, alpha_bar[t-1] is alpha_bar[-1], the LAST entry in Pytho
              "belongs: use schedule.alpha_bar_prev[t]")
 
 
+CLAMP_HINT = ("at t = 0, alpha_bar_{t-1} is 1 (the clean data before the first step), not alpha_bar[0]: "
+              "use schedule.alpha_bar_prev[t]")
+
+
 def _q_posterior_diagnose(out, c) -> str | None:
     if not isinstance(out, (list, tuple)) or len(out) != 2:
         return "return a tuple (mean, variance)"
@@ -135,6 +142,7 @@ def _q_posterior_diagnose(out, c) -> str | None:
         ("t off by one: you used alpha_bar[t-1] where alpha_bar[t] belongs (alpha_bar_prev is alpha_bar[t-1])",
          ref_q_posterior(x0, xt, t, schedule, shift=True)[0]),
         (WRAP_HINT, ref_q_posterior(x0, xt, t, schedule, wrap=True)[0]),
+        (CLAMP_HINT, ref_q_posterior(x0, xt, t, schedule, clamp=True)[0]),
     ], "mean")
     if hint:
         return hint
@@ -154,6 +162,7 @@ def _q_posterior_diagnose(out, c) -> str | None:
         ("t off by one in the variance: alpha_bar[t-1] is alpha_bar_prev[t]",
          full(ref_q_posterior(x0, xt, t, schedule, shift=True)[1])),
         (WRAP_HINT, full(ref_q_posterior(x0, xt, t, schedule, wrap=True)[1])),
+        (CLAMP_HINT, full(ref_q_posterior(x0, xt, t, schedule, clamp=True)[1])),
     ], "variance")
 
 
@@ -178,6 +187,7 @@ MISTAKES["q_posterior"] = [
     ("no sqrt", posterior_variant(sqrt=False), "square root"),
     ("t off by one", posterior_variant(shift=True), "off by one"),
     ("alpha_bar[t-1] wraps at t = 0", posterior_variant(wrap=True), "LAST entry"),
+    ("alpha_bar[t-1] clamped to alpha_bar[0] at t = 0", posterior_variant(clamp=True), "not alpha_bar[0]"),
     ("beta_t as variance", posterior_variant(variance="beta"), "not beta_t"),
     ("std instead of variance", posterior_variant(variance="std"), "not the standard deviation"),
     ("variance of shape (B,)", posterior_variant(var_shape="B"), "(B, 1, ..., 1)"),
