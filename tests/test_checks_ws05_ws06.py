@@ -224,16 +224,27 @@ def test_each_hidden_case_asks_something_the_visible_ones_do_not():
 
 
 # ------------------------------------------------------------------ classifier_guided_eps
-def _classifier_student(alpha_bar_of):
+def _classifier_student(alpha_bar_of, rate=lambda alpha_bar: (1 - alpha_bar).sqrt()):
     """A student's classifier_guided_eps (Dhariwal and Nichol, Eq. 14) through autograd; ``alpha_bar_of(schedule,
-    t, xt)`` is how it looks alpha_bar_t up."""
+    t, xt)`` is how it looks alpha_bar_t up, ``rate(alpha_bar_t)`` what scales the gradient."""
     def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
         with torch.enable_grad():
             x = xt.detach().requires_grad_(True)
             log_probs = torch.log_softmax(classifier(x, t), dim=-1)
             (grad,) = torch.autograd.grad(log_probs[torch.arange(len(x)), y].sum(), x)
-        return eps_pred - classifier_scale * (1 - alpha_bar_of(schedule, t, xt)).sqrt() * grad
+        return eps_pred - classifier_scale * rate(alpha_bar_of(schedule, t, xt)) * grad
     return classifier_guided_eps
+
+
+def test_classifier_guided_eps_scaled_by_the_wrong_rate_is_told_which():
+    """The gradient scaled by sqrt(alpha_bar_t), or by nothing, got no hint (a student's report)."""
+    def lookup(schedule, t, xt):
+        return schedule.gather(schedule.alpha_bar, t, xt.ndim)
+
+    result = run_check("classifier_guided_eps", _classifier_student(lookup, lambda alpha_bar: alpha_bar.sqrt()))
+    assert not result.passed and "not by sqrt(alpha_bar_t)" in result.message, result.message
+    result = run_check("classifier_guided_eps", _classifier_student(lookup, lambda alpha_bar: 1.0))
+    assert not result.passed and "the factor sqrt(1 - alpha_bar_t) is missing" in result.message, result.message
 
 
 def test_classifier_guided_eps_guides_each_image_to_its_own_label():

@@ -21,9 +21,10 @@ def _half_log_snr(alpha_bar):
     return torch.log(alpha_bar.sqrt() / (1 - alpha_bar).sqrt())
 
 
-def student_step(lam=_half_log_snr, *, return_d=False):
+def student_step(lam=_half_log_snr, *, return_d=False, d_swapped=False, alpha_t_on_d=False):
     """A student's dpmpp_2m_step (Lu et al. 2022, Algorithm 2) in float32, with ``lam`` as the step variable;
-    ``return_d``: returns the extrapolated D in place of x0_pred."""
+    ``return_d``: returns the extrapolated D in place of x0_pred; ``d_swapped``: D's two weights swapped;
+    ``alpha_t_on_d``: the D term multiplied by alpha_t instead of alpha_prev."""
     def dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_last=None, alpha_bar_last=None):
         a_t, a_prev = torch.as_tensor(alpha_bar_t), torch.as_tensor(alpha_bar_prev)
         x0_pred = (xt - (1 - a_t).sqrt() * eps_pred) / a_t.sqrt()
@@ -33,7 +34,10 @@ def student_step(lam=_half_log_snr, *, return_d=False):
         else:
             r = (lam(a_t) - lam(torch.as_tensor(alpha_bar_last))) / h
             d = (1 + 1 / (2 * r)) * x0_pred - 1 / (2 * r) * x0_pred_last
-        x_prev = ((1 - a_prev) / (1 - a_t)).sqrt() * xt - a_prev.sqrt() * torch.expm1(-h) * d
+            if d_swapped:
+                d = (1 + 1 / (2 * r)) * x0_pred_last - 1 / (2 * r) * x0_pred
+        alpha_d = a_t.sqrt() if alpha_t_on_d else a_prev.sqrt()
+        x_prev = ((1 - a_prev) / (1 - a_t)).sqrt() * xt - alpha_d * torch.expm1(-h) * d
         return x_prev, (d if return_d else x0_pred)
     return dpmpp_2m_step
 
@@ -41,6 +45,14 @@ def student_step(lam=_half_log_snr, *, return_d=False):
 def test_a_students_dpmpp_step_written_from_the_paper_passes():
     # the positive control of the tests below: the independent step is right, hidden cases included
     assert run_check("dpmpp_2m_step", student_step(), hidden=True).passed
+
+
+def test_d_with_swapped_weights_or_alpha_t_gets_its_hint():
+    """Two slips in the update got only the generic formula (a student's report)."""
+    result = run_check("dpmpp_2m_step", student_step(d_swapped=True))
+    assert not result.passed and "D's weights are swapped" in result.message, result.message
+    result = run_check("dpmpp_2m_step", student_step(alpha_t_on_d=True))
+    assert not result.passed and "not by alpha_t" in result.message, result.message
 
 
 def test_lambda_without_alpha_gets_its_own_hint():

@@ -130,9 +130,10 @@ def _classifier(c, state=None) -> LinearNoisyClassifier:
 
 
 def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=True, reduce="sum", scale=True,
-                              step_alpha=False):
+                              step_alpha=False, coef_of="noise"):
     """eps_hat in float64 from the classifier's weights, with the closed-form gradient; switches: the mistakes
-    (``step_alpha``: one step's alpha_t = 1 - beta_t in place of alpha_bar_t)."""
+    (``step_alpha``: one step's alpha_t = 1 - beta_t in place of alpha_bar_t; ``coef_of``: the gradient scaled
+    by the noise rate sqrt(1 - alpha_bar_t) (right), by the signal rate sqrt(alpha_bar_t), or by nothing)."""
     W, b = state["linear.weight"].double(), state["linear.bias"].double()               # (K, D + 1), (K,)
     xt, t, y = c["xt"].double(), c["t"], c["y"]
     B = xt.shape[0]
@@ -150,6 +151,7 @@ def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=T
         g = g / B
     a = gather(1 - c["schedule"].betas.double() if step_alpha else alpha_bar64(c["schedule"]), t, xt.ndim)
     coef = (1 - a).sqrt() if sqrt else (1 - a)
+    coef = {"noise": coef, "signal": a.sqrt(), "none": torch.ones_like(a)}[coef_of]
     classifier_scale = c["classifier_scale"] if scale else 1.0
     return c["eps_pred"].double() + sign * classifier_scale * coef * g.reshape(xt.shape)
 
@@ -178,6 +180,11 @@ def _guided_diagnose(out, c) -> str | None:
          ref_classifier_guided_eps(c, state, sign=1.0)),
         ("the square root is forgotten on (1 - alpha_bar_t): the score is -eps / sqrt(1 - alpha_bar_t)",
          ref_classifier_guided_eps(c, state, sqrt=False)),
+        ("the gradient must be scaled by sqrt(1 - alpha_bar_t), the noise rate (the score is -eps / sqrt(1 - "
+         "alpha_bar_t)), not by sqrt(alpha_bar_t)", ref_classifier_guided_eps(c, state, coef_of="signal")),
+        ("the factor sqrt(1 - alpha_bar_t) is missing: eps and the score differ by it (score = -eps / sqrt(1 - "
+         "alpha_bar_t)), so eps_hat = eps_pred - s sqrt(1 - alpha_bar_t) grad log p(y | x_t)",
+         ref_classifier_guided_eps(c, state, coef_of="none")),
         ("take the gradient of log p(y | x_t) (log_softmax of the logits, picked at y), not of the raw logit",
          ref_classifier_guided_eps(c, state, grad="logit")),
         ("take the gradient of the LOG-probability, not of the probability p(y | x_t)",

@@ -44,7 +44,7 @@ def _lam(a: torch.Tensor, h_from: str) -> torch.Tensor:
 
 def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=None, alpha_bar_last=None, *,
                       first="first_order", last="first_order", h_from="lambda", h_sign=1.0, data=True,
-                      x_coef="sigma", r_inverted=False, half=True):
+                      x_coef="sigma", r_inverted=False, half=True, d_swapped=False, d_alpha="prev"):
     """(x_prev, x0_pred) in float64 (DPM-Solver++(2M), Algorithm 2); the switches reproduce the catalogued mistakes."""
     a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
     x, eps = xt.double(), eps_pred.double()
@@ -61,9 +61,10 @@ def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=No
         h_last = h_sign * (_lam(a, h_from) - _lam(torch.as_tensor(a_last).double(), h_from))
         r = h / h_last if r_inverted else h_last / h
         c = 1 / (2 * r) if half else 1 / r
-        D = (1 + c) * pred - c * pred_last.double()
+        D = (1 + c) * pred_last.double() - c * pred if d_swapped else (1 + c) * pred - c * pred_last.double()
     coef = ((1 - a_prev) / (1 - a)).sqrt() if x_coef == "sigma" else (a_prev / a).sqrt()
-    return coef * x - a_prev.sqrt() * torch.expm1(-h) * D, x0_pred
+    alpha_d = a_prev.sqrt() if d_alpha == "prev" else a.sqrt()
+    return coef * x - alpha_d * torch.expm1(-h) * D, x0_pred
 
 
 # ------------------------------------------------------------------ dpmpp_2m_step
@@ -145,6 +146,10 @@ def _step_diagnose(out, c) -> str | None:
          ref_dpmpp_2m_step(*args, r_inverted=True)[0]),
         ("the extrapolation is D = (1 + 1 / (2 r)) x0_pred - 1 / (2 r) x0_pred_last: the factor 1/2 is missing",
          ref_dpmpp_2m_step(*args, half=False)[0]),
+        ("D's weights are swapped: D = (1 + 1 / (2 r)) x0_pred - 1 / (2 r) x0_pred_last extrapolates from this "
+         "step's prediction past the previous one", ref_dpmpp_2m_step(*args, d_swapped=True)[0]),
+        ("the D term is multiplied by alpha_prev = sqrt(alpha_bar_prev), the step's target, not by alpha_t",
+         ref_dpmpp_2m_step(*args, d_alpha="t")[0]),
     ], "x_prev", f"x_prev differs: {STEP_HINT}")
     return hint or judge(x0_pred, ref_x0, [], "x0_pred",
                          "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
