@@ -183,6 +183,27 @@ def test_respace_clipped_like_the_cosine_schedule_fails_the_hidden_case():
     assert not result.passed, result.message
 
 
+# ------------------------------------------------------------------ q_sample
+def _q_sample_student(signal, noise):
+    """A student's q_sample whose coefficients are ``signal(alpha_bar_t)`` and ``noise(alpha_bar_t)``."""
+    def q_sample(x0, t, eps, schedule):
+        alpha_bar = schedule.alpha_bar[t].view(-1, *([1] * (x0.ndim - 1)))
+        return signal(alpha_bar) * x0 + noise(alpha_bar) * eps
+    return q_sample
+
+
+def test_q_sample_with_one_coefficient_wrong_is_told_which():
+    """A square root forgotten on one term only, or the noise subtracted, got only 'the x_t and the reference
+    differ' (a student's report); the right coefficients pass."""
+    right_signal, right_noise = (lambda a: a.sqrt()), (lambda a: (1 - a).sqrt())
+    assert run_check("q_sample", _q_sample_student(right_signal, right_noise)).passed
+    for student, said in [(_q_sample_student(lambda a: a, right_noise), "the signal's coefficient"),
+                          (_q_sample_student(right_signal, lambda a: 1 - a), "the noise's coefficient"),
+                          (_q_sample_student(right_signal, lambda a: -(1 - a).sqrt()), "not subtracted")]:
+        result = run_check("q_sample", student)
+        assert not result.passed and said in result.message, result.message
+
+
 # ------------------------------------------------------------------ q_posterior
 def test_q_posterior_returning_the_mean_alone_or_no_variance_fails_with_its_hint():
     """A TODO half done: the mean alone (not a tuple of two) or (mean, None); each gets the hint that says so."""

@@ -56,7 +56,14 @@ def _q_sample_diagnose(out, c) -> str | None:
          "code index t uses alpha_bar[t]", ref_q_sample(x0, t, eps, schedule, alpha_bar=wrapped_prev(schedule))),
         ("use alpha_bar (the cumulative product), not alpha_t = 1 - beta_t",
          ref_q_sample(x0, t, eps, schedule, alpha_bar=1 - schedule.betas.double())),
-    ], "x_t")
+        ("the square root is forgotten on alpha_bar_t, the signal's coefficient: x_t = sqrt(alpha_bar_t) x0 + "
+         "sqrt(1 - alpha_bar_t) eps", a * x0.double() + (1 - a).sqrt() * eps.double()),
+        ("the square root is forgotten on (1 - alpha_bar_t), the noise's coefficient: x_t = sqrt(alpha_bar_t) x0 + "
+         "sqrt(1 - alpha_bar_t) eps", a.sqrt() * x0.double() + (1 - a) * eps.double()),
+        ("the noise is added, not subtracted: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps",
+         a.sqrt() * x0.double() - (1 - a).sqrt() * eps.double()),
+    ], "x_t", "x_t differs: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, with alpha_bar_t = "
+              "schedule.alpha_bar[t] for each example, broadcast over the other dimensions")
 
 
 def wrapped_prev(schedule) -> Tensor:
