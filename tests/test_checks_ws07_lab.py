@@ -182,9 +182,10 @@ def test_a_loop_that_hands_on_the_wrong_things_is_told_what():
 
 
 # ------------------------------------------------------------------ the lab's reverse_diffusion
-def student_reverse(*, steps_run=lambda n: n, step_size=lambda n: 1.0 / n):
+def student_reverse(*, steps_run=lambda n: n, step_size=lambda n: 1.0 / n, clamp=False, next_step=1):
     """A student's deterministic DDIM loop (the Keras example's), written out with the lab's schedule in float32;
-    ``steps_run``: how many of the diffusion_steps the loop takes, ``step_size`` its step for diffusion_steps."""
+    ``steps_run``: how many of the diffusion_steps the loop takes, ``step_size`` its step for diffusion_steps;
+    ``clamp``: pred_images clamped to [-1, 1]; ``next_step``: 0 remixes at the step's own time."""
     def schedule(t):
         start, end = math.acos(0.95), math.acos(0.02)         # the lab's max and min signal rates
         angles = start + t * (end - start)
@@ -197,7 +198,8 @@ def student_reverse(*, steps_run=lambda n: n, step_size=lambda n: 1.0 / n):
             noise_rates, signal_rates = schedule(ones - step * delta)
             pred_noises = network(next_noisy, noise_rates ** 2)
             pred_images = (next_noisy - noise_rates * pred_noises) / signal_rates
-            next_noise_rates, next_signal_rates = schedule(ones - (step + 1) * delta)
+            pred_images = pred_images.clamp(-1, 1) if clamp else pred_images
+            next_noise_rates, next_signal_rates = schedule(ones - (step + next_step) * delta)
             next_noisy = next_signal_rates * pred_images + next_noise_rates * pred_noises
         return pred_images
     return reverse_diffusion
@@ -206,6 +208,14 @@ def student_reverse(*, steps_run=lambda n: n, step_size=lambda n: 1.0 / n):
 def test_a_students_reverse_diffusion_written_from_the_keras_example_passes():
     # the positive control of the test below
     assert run_check("reverse_diffusion", student_reverse(), hidden=True).passed
+
+
+def test_a_reverse_diffusion_that_clamps_or_remixes_at_its_own_time_is_told_so():
+    """Both were sent to diffusion_schedule's and denoise's checks, which pass (a student's report)."""
+    result = run_check("reverse_diffusion", student_reverse(clamp=True))
+    assert not result.passed and "pred_images is clamped" in result.message, result.message
+    result = run_check("reverse_diffusion", student_reverse(next_step=0))
+    assert not result.passed and "remix at the NEXT time" in result.message, result.message
 
 
 def test_a_loop_one_step_short_is_told_how_many_calls_it_made():

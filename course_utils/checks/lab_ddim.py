@@ -137,8 +137,10 @@ MISTAKES["denoise"] = [
 
 
 # ------------------------------------------------------------------ reverse_diffusion
-def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False):
-    """The Keras example's deterministic DDIM loop; the variants reproduce catalogued mistakes."""
+def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False,
+                          clamp=False, next_same=False):
+    """The Keras example's deterministic DDIM loop; the variants reproduce catalogued mistakes (``clamp``:
+    pred_images clamped to [-1, 1] at each step; ``next_same``: the remix at the step's own time, not the next)."""
     B = initial_noise.shape[0]
     step_size = 1.0 / steps
     next_noisy = initial_noise.double()
@@ -154,7 +156,10 @@ def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_no
         diffusion_times = torch.full((B, 1, 1, 1), t, dtype=torch.float64, device=initial_noise.device)
         noise_rates, signal_rates = ref_diffusion_schedule(diffusion_times)
         pred_noises, pred_images = ref_denoise(net, noisy, noise_rates, signal_rates)
+        if clamp:
+            pred_images = pred_images.clamp(-1, 1)
         next_t = t - step_size if times != "upwards" else t + step_size
+        next_t = t if next_same else next_t
         next_noise_rates, next_signal_rates = ref_diffusion_schedule(
             torch.full((B, 1, 1, 1), next_t, dtype=torch.float64, device=initial_noise.device))
         if swap_remix:
@@ -222,6 +227,12 @@ def _reverse_diagnose(out, c) -> str | None:
          ref_reverse_diffusion(net, x, steps, times="linspace")),
         ("noise and signal rates are swapped when remixing: next_noisy = next_signal * pred_images "
          "+ next_noise * pred_noises", ref_reverse_diffusion(net, x, steps, swap_remix=True)),
+        ("remix at the NEXT time, t - 1/diffusion_steps: next_noisy = next_signal_rates * pred_images + "
+         "next_noise_rates * pred_noises with the rates of diffusion_schedule(t - step_size)",
+         ref_reverse_diffusion(net, x, steps, next_same=True)),
+        ("pred_images is clamped: the images are normalised to mean 0 and variance 1 (not [-1, 1]), and DDIM uses "
+         "the prediction as it is; the notebook clips only after mapping back (denormalize)",
+         ref_reverse_diffusion(net, x, steps, clamp=True)),
     ], "pred_images", "pred_images differs from the deterministic DDIM loop; do your diffusion_schedule and "
                       "denoise pass their checks?")
     elsewhere = out.get("elsewhere")
