@@ -309,13 +309,14 @@ def test_guided_ddim_sample_hidden_case_catches_a_hard_coded_horizon():
 
 
 # ------------------------------------------------------------------ samplers that step to the wrong alpha_bar
-def _ddim_loop_to(last):
-    """A student's deterministic DDIM loop on the package's ddim_step whose last step goes to ``last(alpha_bar)``."""
+def _ddim_loop_to(last, t_model=lambda t: t):
+    """A student's DDIM loop on the package's ddim_step whose last step goes to ``last(alpha_bar)`` and which asks
+    the model at ``t_model(t)``."""
     def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
         timesteps = samplers.ddim_timesteps(schedule.T, num_steps).tolist()
         x = x_T
         for k, t in enumerate(timesteps):
-            eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long))
+            eps_pred = model(x, torch.full((len(x),), t_model(t), dtype=torch.long))
             noise = torch.randn(x.shape, generator=generator) if eta > 0 else None
             prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else last(schedule.alpha_bar)
             x, _ = samplers.ddim_step(x, eps_pred, schedule.alpha_bar[t], prev, eta=eta, noise=noise)
@@ -374,3 +375,11 @@ def test_a_ddpm_step_with_the_previous_steps_sigma_is_told_so():
 
     result = run_check("ddpm_step", ddpm_step)
     assert not result.passed and "sigma_t is step t-1's" in result.message, result.message
+
+
+def test_a_loop_that_asks_the_model_at_t_minus_one_is_told_so():
+    """It got 'x0 differs ... look for a small error' (a student's report)."""
+    one = torch.tensor(1.0)
+    assert run_check("ddim_sample_loop", _ddim_loop_to(lambda alpha_bar: one)).passed
+    result = run_check("ddim_sample_loop", _ddim_loop_to(lambda alpha_bar: one, lambda t: max(t - 1, 0)))
+    assert not result.passed and "not with t - 1" in result.message, result.message

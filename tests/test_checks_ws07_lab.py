@@ -21,10 +21,10 @@ def _half_log_snr(alpha_bar):
     return torch.log(alpha_bar.sqrt() / (1 - alpha_bar).sqrt())
 
 
-def student_step(lam=_half_log_snr, *, return_d=False, d_swapped=False, alpha_t_on_d=False):
+def student_step(lam=_half_log_snr, *, return_d=False, d_swapped=False, alpha_t_on_d=False, r_of=lambda r: r):
     """A student's dpmpp_2m_step (Lu et al. 2022, Algorithm 2) in float32, with ``lam`` as the step variable;
     ``return_d``: returns the extrapolated D in place of x0_pred; ``d_swapped``: D's two weights swapped;
-    ``alpha_t_on_d``: the D term multiplied by alpha_t instead of alpha_prev."""
+    ``alpha_t_on_d``: the D term multiplied by alpha_t instead of alpha_prev; ``r_of``: what it makes of r."""
     def dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_last=None, alpha_bar_last=None):
         a_t, a_prev = torch.as_tensor(alpha_bar_t), torch.as_tensor(alpha_bar_prev)
         x0_pred = (xt - (1 - a_t).sqrt() * eps_pred) / a_t.sqrt()
@@ -32,7 +32,7 @@ def student_step(lam=_half_log_snr, *, return_d=False, d_swapped=False, alpha_t_
         if x0_pred_last is None or bool(a_prev >= 1):
             d = x0_pred
         else:
-            r = (lam(a_t) - lam(torch.as_tensor(alpha_bar_last))) / h
+            r = r_of((lam(a_t) - lam(torch.as_tensor(alpha_bar_last))) / h)
             d = (1 + 1 / (2 * r)) * x0_pred - 1 / (2 * r) * x0_pred_last
             if d_swapped:
                 d = (1 + 1 / (2 * r)) * x0_pred_last - 1 / (2 * r) * x0_pred
@@ -53,6 +53,10 @@ def test_d_with_swapped_weights_or_alpha_t_gets_its_hint():
     assert not result.passed and "D's weights are swapped" in result.message, result.message
     result = run_check("dpmpp_2m_step", student_step(alpha_t_on_d=True))
     assert not result.passed and "not by alpha_t" in result.message, result.message
+    result = run_check("dpmpp_2m_step", student_step(r_of=lambda r: torch.ones_like(r)))
+    assert not result.passed and "1 only on a grid even in lambda" in result.message, result.message
+    result = run_check("dpmpp_2m_step", student_step(r_of=lambda r: -r))
+    assert not result.passed and "h_last's sign" in result.message, result.message
 
 
 def test_lambda_without_alpha_gets_its_own_hint():

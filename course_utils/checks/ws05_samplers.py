@@ -334,7 +334,8 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
         else:
             a_prev = {"one": torch.tensor(1.0, dtype=torch.float64), "python_last": alpha_bar[-1],
                       "first": alpha_bar[0]}[last]
-        eps_pred = model(x, torch.full((len(x),), t if t_arg == "t" else k, dtype=torch.long))
+        t_model = {"t": t, "k": k, "t-1": max(t - 1, 0)}[t_arg]
+        eps_pred = model(x, torch.full((len(x),), t_model, dtype=torch.long))
         noise = torch.randn(x.shape, generator=g) if eta > 0 else torch.zeros(x.shape)
         if draw == "three points":
             noise = three_point_noise(noise)
@@ -580,6 +581,8 @@ def _loop_diagnose(outputs, c) -> str | None:
          "ddim_timesteps), not to t - 1", dict(prev="t-1")),
         ("call the model with the timestep t of the grid (980, 960, ... for 50 steps of T = 1000), "
          "not with the loop index", dict(t_arg="k")),
+        ("call the model with the timestep t of the grid (the x it is given is x_t), not with t - 1",
+         dict(t_arg="t-1")),
         ("the time grid is not DDIM's: take the timesteps from ddim_timesteps(T, num_steps) (980, 960, ..., 0 for "
          "50 steps of T = 1000), not from a linspace of your own", dict(grid="linspace")),
     ]

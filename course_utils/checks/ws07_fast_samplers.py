@@ -44,7 +44,8 @@ def _lam(a: torch.Tensor, h_from: str) -> torch.Tensor:
 
 def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=None, alpha_bar_last=None, *,
                       first="first_order", last="first_order", h_from="lambda", h_sign=1.0, data=True,
-                      x_coef="sigma", r_inverted=False, half=True, d_swapped=False, d_alpha="prev"):
+                      x_coef="sigma", r_inverted=False, half=True, d_swapped=False, d_alpha="prev", r_fixed=None,
+                      r_sign=1.0):
     """(x_prev, x0_pred) in float64 (DPM-Solver++(2M), Algorithm 2); the switches reproduce the catalogued mistakes."""
     a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
     x, eps = xt.double(), eps_pred.double()
@@ -59,7 +60,8 @@ def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=No
         D = pred
     else:
         h_last = h_sign * (_lam(a, h_from) - _lam(torch.as_tensor(a_last).double(), h_from))
-        r = h / h_last if r_inverted else h_last / h
+        r = h / h_last if r_inverted else r_sign * h_last / h
+        r = torch.as_tensor(r_fixed, dtype=torch.float64) if r_fixed is not None else r
         c = 1 / (2 * r) if half else 1 / r
         D = (1 + c) * pred_last.double() - c * pred if d_swapped else (1 + c) * pred - c * pred_last.double()
     coef = ((1 - a_prev) / (1 - a)).sqrt() if x_coef == "sigma" else (a_prev / a).sqrt()
@@ -146,6 +148,10 @@ def _step_diagnose(out, c) -> str | None:
          ref_dpmpp_2m_step(*args, r_inverted=True)[0]),
         ("the extrapolation is D = (1 + 1 / (2 r)) x0_pred - 1 / (2 r) x0_pred_last: the factor 1/2 is missing",
          ref_dpmpp_2m_step(*args, half=False)[0]),
+        ("r is h_last / h, the previous step's size over this one's (in lambda): 1 only on a grid even in lambda",
+         ref_dpmpp_2m_step(*args, r_fixed=1.0)[0]),
+        ("h_last's sign: h_last = lambda_t - lambda_last > 0, the previous step's size towards the data, so r > 0",
+         ref_dpmpp_2m_step(*args, r_sign=-1.0)[0]),
         ("D's weights are swapped: D = (1 + 1 / (2 r)) x0_pred - 1 / (2 r) x0_pred_last extrapolates from this "
          "step's prediction past the previous one", ref_dpmpp_2m_step(*args, d_swapped=True)[0]),
         ("the D term is multiplied by alpha_prev = sqrt(alpha_bar_prev), the step's target, not by alpha_t",
