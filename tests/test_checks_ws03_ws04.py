@@ -348,6 +348,26 @@ def test_a_training_step_with_a_small_weight_penalty_fails():
 
 
 # ------------------------------------------------------------------ EMA
+class _CountsItsOwnUpdates(RefEMA):
+    """Right average and warm-up, but the step is its own count of updates, not the step it is given."""
+
+    def __init__(self, model, decay):
+        super().__init__(model, decay)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model, step):
+        super().update(model, self.updates)
+        self.updates += 1
+
+
+def test_an_ema_that_counts_its_own_updates_is_told_to_use_the_step():
+    """It passes the cases that start at step 0 and failed the later ones with the generic formula (a student's
+    report); the check's case from step 20 names the step argument."""
+    result = run_check("EMA", _CountsItsOwnUpdates)
+    assert not result.passed and "use the `step` that update(model, step) is given" in result.message, result.message
+
+
 class _FreezesTheLiveNetworkInUpdate(RefEMA):
     """Right average, but update() freezes the live network (the catalogue's mistake, made in update, not __init__)."""
 

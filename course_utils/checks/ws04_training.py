@@ -331,13 +331,14 @@ def _ema_net(seed: int) -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
 
 
-def ref_ema(c, *, warmup="min", swap=False) -> list:
+def ref_ema(c, *, warmup="min", swap=False, own_count=False) -> list:
     """The averaged weights (float64) after each update; ``warmup``: "min" (right), "none", "no_plus_one",
-    "ramp" (the warm-up without the min)."""
+    "ramp" (the warm-up without the min); ``own_count``: the warm-up counts its own updates from 0 instead of
+    taking the step it is given."""
     init = {k: v.double() for k, v in seeded_state(lambda: _ema_net(c["seed"]), c["seed"]).items()}
     avg, out = dict(init), []
     for i, live in enumerate(c["live"]):
-        step = c["first_step"] + i
+        step = i if own_count else c["first_step"] + i
         ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
                 "no_plus_one": step / (10 + step)}.get(warmup, 1.0)
         d = c["decay"] if warmup == "none" else ramp if warmup == "ramp" else min(c["decay"], ramp)
@@ -420,6 +421,8 @@ def _ema_diagnose(out, c) -> str | None:
         ("warm-up off by one: at step 0 the decay is (1 + 0) / (10 + 0) = 0.1, so use (1 + step) / (10 + step)",
          dict(warmup="no_plus_one")),
         ("the weights are swapped: keep d of the average and add (1 - d) of the live weights", dict(swap=True)),
+        (f"the warm-up counts its own updates from 0: use the `step` that update(model, step) is given (a run may "
+         f"start or resume at any step; here the first update is step {first})", dict(own_count=True)),
         ("the decay goes past `decay`: d = min(decay, (1 + step) / (10 + step)); without the min, d climbs towards 1 "
          "as training goes on and the average stops following the live weights", dict(warmup="ramp")),
     ]
