@@ -183,6 +183,22 @@ def test_respace_clipped_like_the_cosine_schedule_fails_the_hidden_case():
     assert not result.passed, result.message
 
 
+def test_respace_says_where_the_short_chain_leaves_alpha_bar():
+    """A chain that starts from alpha_bar[0] instead of 1, or takes 1 - alpha_bar[t] for its betas, got only 'the
+    cumulative product ... must equal' (a student's report): the hint names the first kept step that is off."""
+    def from_alpha_bar_0(schedule, timesteps):
+        alpha_bar = schedule.alpha_bar[timesteps]
+        return 1 - alpha_bar / torch.cat([schedule.alpha_bar[:1], alpha_bar[:-1]])
+
+    def one_minus_alpha_bar(schedule, timesteps):
+        return 1 - schedule.alpha_bar[timesteps]
+
+    result = run_check("respace", from_alpha_bar_0)
+    assert not result.passed and "first leaves it at kept step 0, t = 0" in result.message, result.message
+    result = run_check("respace", one_minus_alpha_bar)
+    assert not result.passed and "first leaves it at kept step 1, t = 111" in result.message, result.message
+
+
 # ------------------------------------------------------------------ q_sample
 def _q_sample_student(signal, noise):
     """A student's q_sample whose coefficients are ``signal(alpha_bar_t)`` and ``noise(alpha_bar_t)``."""

@@ -248,8 +248,25 @@ def _respace_diagnose(out, case) -> str | None:
          ref_respaced_betas(schedule, ts, mistake="differences")),
         ("you returned alpha_bar at the kept steps; return the betas of the short chain",
          ref_respaced_betas(schedule, ts, mistake="alpha_bar")),
-    ], "betas", "the cumulative product of 1 - your betas must equal schedule.alpha_bar at the kept steps",
-        atol=BETA_ATOL)
+    ], "betas", _respace_generic(out, schedule, ts), atol=BETA_ATOL)
+
+
+def _respace_generic(out, schedule, ts) -> str:
+    """The generic hint, with the first kept step where the student's cumulative product leaves alpha_bar."""
+    said = "the cumulative product of 1 - your betas must equal schedule.alpha_bar at the kept steps"
+    if not (isinstance(out, Tensor) and tuple(out.shape) == (len(ts),) and torch.isfinite(out).all()):
+        return said
+    product = torch.cumprod(1 - out.double(), 0)
+    target = schedule.alpha_bar.double()[ts.long()]
+    wrong = [k for k in range(len(ts)) if not math.isclose(float(product[k]), float(target[k]), rel_tol=1e-4,
+                                                             abs_tol=1e-7)]
+    if not wrong:
+        return said
+    k = wrong[0]
+    where = (" (there the product is 1 - beta_0 alone: the short chain starts from clean data, alpha_bar = 1, so "
+             "1 - beta_0 must be alpha_bar at the first kept step)" if k == 0 else "")
+    return (f"{said}; yours first leaves it at kept step {k}, t = {int(ts[k])}: {float(product[k]):.6g} against "
+            f"alpha_bar[{int(ts[k])}] = {float(target[k]):.6g}{where}")
 
 
 register(Check("respace", "respace", _respace_cases, lambda f, c: f(c["schedule"], c["timesteps"]),
