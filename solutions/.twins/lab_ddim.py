@@ -228,9 +228,9 @@ plt.show()
 # compute is what limits the quality, so the network is small (widths 16, 32 and 64 at 16x16, 8x8 and 4x4:
 # 636,000 parameters, most of them at 4x4, where they cost little time) and the images are 16x16; the learning
 # rate 2e-3 is reached after a linear warm-up of 200 steps and then falls to 0 along half a cosine over the run
-# (`cosine_decay`). The decay is worth a few points at the end: with a constant rate after the warm-up, the same
-# run (same seed, same 1 M images) ended at 86.8% of samples recognised instead of 89.4%, its live weights at 81.6%
-# instead of 89.0% (`docs/lab_sweep.md`, section 4c).
+# (`cosine_decay`). The decay is worth a few points at the end: in two runs of this recipe side by side
+# (`bench/lab_sweep.py`, same seed, 1 M images each), a constant rate after the warm-up ended at 86.8% of samples
+# recognised and the decay at 89.4%, the live weights at 81.6% and 89.0% (`docs/lab_sweep.md`, section 4c).
 #
 # **The run is measured in images, not minutes** (`config["train_images"]`: 1 M images, 15,625 steps of 64;
 # quick mode: 120 steps of 32), because what a run has seen decides its quality, whatever the speed of the CPU.
