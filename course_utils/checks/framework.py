@@ -522,6 +522,18 @@ def alpha_bar_prev64(schedule: NoiseSchedule) -> Tensor:
     return torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar64(schedule)[:-1]])
 
 
+def last_target(alpha_bar: Tensor, last: str) -> Tensor:
+    """Where a reference sampler's last step goes: "one" (clean data, right), or a catalogued mistake:
+    "python_last" (alpha_bar[-1], the LAST entry) or "first" (alpha_bar[0], stopping at t = 0)."""
+    return {"one": torch.ones((), dtype=alpha_bar.dtype), "python_last": alpha_bar[-1], "first": alpha_bar[0]}[last]
+
+
+def model_timestep(t: int, k: int, t_arg: str) -> int:
+    """The timestep a reference sampler hands the network at grid point t (the k-th): "t" (right), or a catalogued
+    mistake: "k" (the loop index) or "t-1"."""
+    return {"t": t, "k": k, "t-1": max(t - 1, 0)}[t_arg]
+
+
 def gather(values: Tensor, t: Tensor, ndim: int) -> Tensor:
     """values[t] as (B, 1, ..., 1) with ``ndim`` dimensions (what ``NoiseSchedule.gather`` does, unchecked)."""
     return values[t.long()].reshape(-1, *([1] * (ndim - 1)))

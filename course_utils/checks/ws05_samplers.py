@@ -30,8 +30,9 @@ from __future__ import annotations
 import torch
 
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, fresh_draws_hint, gaussian_noise_hint,
-                        generator, judge, raised_record, register, repeat_hint, same_seed_hint, sampler_nan_hint,
-                        shape_hint, small_schedule, three_point_noise, todo, visible)
+                        generator, judge, last_target, model_timestep, raised_record, register, repeat_hint,
+                        same_seed_hint, sampler_nan_hint, shape_hint, small_schedule, three_point_noise, todo,
+                        visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -332,10 +333,8 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
         if t_prev >= 0:
             a_prev = alpha_bar[t_prev]
         else:
-            a_prev = {"one": torch.tensor(1.0, dtype=torch.float64), "python_last": alpha_bar[-1],
-                      "first": alpha_bar[0]}[last]
-        t_model = {"t": t, "k": k, "t-1": max(t - 1, 0)}[t_arg]
-        eps_pred = model(x, torch.full((len(x),), t_model, dtype=torch.long))
+            a_prev = last_target(alpha_bar, last)
+        eps_pred = model(x, torch.full((len(x),), model_timestep(t, k, t_arg), dtype=torch.long))
         noise = torch.randn(x.shape, generator=g) if eta > 0 else torch.zeros(x.shape)
         if draw == "three points":
             noise = three_point_noise(noise)

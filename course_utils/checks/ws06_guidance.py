@@ -24,9 +24,9 @@ import torch.nn.functional as F
 
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, model_changed, raised_record,
-                        register, repeat_hint, sampler_nan_hint, seeded_state, shape_hint, small_schedule,
-                        state_changed, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, last_target, model_changed,
+                        raised_record, register, repeat_hint, sampler_nan_hint, seeded_state, shape_hint,
+                        small_schedule, state_changed, todo, visible)
 from .ws04_training import choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model
 from .ws05_samplers import mixture_model, ref_ddim_step
 
@@ -129,11 +129,12 @@ def _classifier(c, state=None) -> LinearNoisyClassifier:
     return model
 
 
-def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=True, reduce="sum", scale=True,
-                              step_alpha=False, coef_of="noise"):
+def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, coef_of="noise", reduce="sum", scale=True,
+                              step_alpha=False):
     """eps_hat in float64 from the classifier's weights, with the closed-form gradient; switches: the mistakes
     (``step_alpha``: one step's alpha_t = 1 - beta_t in place of alpha_bar_t; ``coef_of``: the gradient scaled
-    by the noise rate sqrt(1 - alpha_bar_t) (right), by the signal rate sqrt(alpha_bar_t), or by nothing)."""
+    by the noise rate sqrt(1 - alpha_bar_t) (right), by 1 - alpha_bar_t ("no_sqrt"), by the signal rate
+    sqrt(alpha_bar_t) ("signal"), or by nothing ("none"))."""
     W, b = state["linear.weight"].double(), state["linear.bias"].double()               # (K, D + 1), (K,)
     xt, t, y = c["xt"].double(), c["t"], c["y"]
     B = xt.shape[0]
@@ -150,8 +151,7 @@ def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, sqrt=T
     if reduce == "mean":
         g = g / B
     a = gather(1 - c["schedule"].betas.double() if step_alpha else alpha_bar64(c["schedule"]), t, xt.ndim)
-    coef = (1 - a).sqrt() if sqrt else (1 - a)
-    coef = {"noise": coef, "signal": a.sqrt(), "none": torch.ones_like(a)}[coef_of]
+    coef = {"noise": (1 - a).sqrt(), "no_sqrt": 1 - a, "signal": a.sqrt(), "none": torch.ones_like(a)}[coef_of]
     classifier_scale = c["classifier_scale"] if scale else 1.0
     return c["eps_pred"].double() + sign * classifier_scale * coef * g.reshape(xt.shape)
 
@@ -179,7 +179,7 @@ def _guided_diagnose(out, c) -> str | None:
          "grad log p(y | x_t) (eps points away from the data, the gradient towards class y)",
          ref_classifier_guided_eps(c, state, sign=1.0)),
         ("the square root is forgotten on (1 - alpha_bar_t): the score is -eps / sqrt(1 - alpha_bar_t)",
-         ref_classifier_guided_eps(c, state, sqrt=False)),
+         ref_classifier_guided_eps(c, state, coef_of="no_sqrt")),
         ("the gradient must be scaled by sqrt(1 - alpha_bar_t), the noise rate (the score is -eps / sqrt(1 - "
          "alpha_bar_t)), not by sqrt(alpha_bar_t)", ref_classifier_guided_eps(c, state, coef_of="signal")),
         ("the factor sqrt(1 - alpha_bar_t) is missing: eps and the score differ by it (score = -eps / sqrt(1 - "
@@ -229,7 +229,7 @@ def guided_eps_variant(*, autograd=True, enable_grad=True, on_xt=False, **switch
 
 MISTAKES["classifier_guided_eps"] = [
     ("gradient with the wrong sign", guided_eps_variant(sign=1.0), "wrong sign"),
-    ("no sqrt on 1 - alpha_bar", guided_eps_variant(sqrt=False), "square root"),
+    ("no sqrt on 1 - alpha_bar", guided_eps_variant(coef_of="no_sqrt"), "square root"),
     ("gradient of the logit", guided_eps_variant(grad="logit"), "not of the raw logit"),
     ("gradient of the probability", guided_eps_variant(grad="prob"), "LOG-probability"),
     ("every label for every image", guided_eps_variant(grad="all_labels"), "B x B matrix"),
@@ -270,8 +270,7 @@ def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False) -> Te
         if k + 1 < len(timesteps):
             a_prev = alpha_bar[timesteps[k + 1]]
         else:
-            a_prev = {"one": torch.tensor(1.0, dtype=torch.float64), "python_last": alpha_bar[-1],
-                      "first": alpha_bar[0]}[last]
+            a_prev = last_target(alpha_bar, last)
         x, _ = ref_ddim_step(x, eps, alpha_bar[t], a_prev, 0.0, torch.zeros(x.shape))
     return x
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from .framework import (MISTAKES, Check, alpha_bar64, close, generator, judge, kernel_text, raised_record, register,
-                        shape_hint, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, close, generator, judge, kernel_text, last_target,
+                        model_timestep, raised_record, register, shape_hint, todo, visible)
 
 STEP_HINT = ("x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D with alpha = sqrt(alpha_bar), "
              "sigma = sqrt(1 - alpha_bar), h = lambda_prev - lambda_t")
@@ -233,15 +233,13 @@ def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one
     """DPM-Solver++(2M) on ``timesteps`` in float64 with the reference step; the switches reproduce the catalogued
     mistakes of the loop."""
     alpha_bar = alpha_bar64(schedule)
-    one = torch.tensor(1.0, dtype=torch.float64)
     x, x0_pred_last, alpha_bar_last = x_T.double(), None, None
     for k, t in enumerate(timesteps):
         if k + 1 < len(timesteps):
             a_prev = alpha_bar[timesteps[k + 1]]
         else:
-            a_prev = {"one": one, "python_last": alpha_bar[-1], "first": alpha_bar[0]}[last]
-        t_model = {"t": t, "k": k, "t-1": max(t - 1, 0)}[t_arg]
-        eps_pred = model(x, torch.full((len(x),), t_model, dtype=torch.long))
+            a_prev = last_target(alpha_bar, last)
+        eps_pred = model(x, torch.full((len(x),), model_timestep(t, k, t_arg), dtype=torch.long))
         x, x0_pred = ref_dpmpp_2m_step(x, eps_pred, alpha_bar[t], a_prev, x0_pred_last, alpha_bar_last)
         if history != "none":                   # "x": the new x_t handed on in place of the data prediction
             x0_pred_last = x if history == "x" else x0_pred
