@@ -15,20 +15,42 @@ from torch import Tensor
 from .schedules import NoiseSchedule
 
 
-def _check_same_shape(**tensors: Tensor) -> None:
+def _check_args(call: str, schedule: NoiseSchedule, **tensors: Tensor) -> None:
+    """Arguments of the right kinds, or a TypeError that names the call's signature (``call``): arguments given in
+    another order (``q_sample(x0, eps, t, schedule)``, the schedule first) are the usual cause."""
+    for name, x in tensors.items():
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{call}: {name} must be a torch.Tensor, got {type(x).__name__} "
+                            "(are the arguments in this order?)")
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"{call}: schedule must be a NoiseSchedule, got {type(schedule).__name__} "
+                        "(are the arguments in this order?)")
+
+
+def _check_same_shape(call: str, **tensors: Tensor) -> None:
     shapes = {name: tuple(x.shape) for name, x in tensors.items()}
     if len(set(shapes.values())) != 1:
-        raise ValueError("these tensors must have the same shape: " +
-                         ", ".join(f"{k} {v}" for k, v in shapes.items()))
+        raise ValueError(f"{call}: these tensors must have the same shape: " +
+                         ", ".join(f"{k} {v}" for k, v in shapes.items()) + " (are the arguments in this order?)")
     first = next(iter(tensors.values()))
     if first.ndim < 2:
-        raise ValueError(f"expected a batch of shape (B, ...), got shape {tuple(first.shape)}")
+        raise ValueError(f"{call}: expected a batch of shape (B, ...), got shape {tuple(first.shape)}")
+
+
+def _check_t(call: str, schedule: NoiseSchedule, t: Tensor, batch_size: int) -> Tensor:
+    """``schedule.check_t``, its error naming the call's signature."""
+    try:
+        return schedule.check_t(t, batch_size)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{call}: {err}") from None
 
 
 def q_sample(x0: Tensor, t: Tensor, eps: Tensor, schedule: NoiseSchedule) -> Tensor:
     """Sample x_t ~ q(x_t | x_0) in closed form: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps."""
-    _check_same_shape(x0=x0, eps=eps)
-    t = schedule.check_t(t, x0.shape[0])
+    call = "q_sample(x0, t, eps, schedule)"
+    _check_args(call, schedule, x0=x0, eps=eps)
+    _check_same_shape(call, x0=x0, eps=eps)
+    t = _check_t(call, schedule, t, x0.shape[0])
     sqrt_alpha_bar = schedule.gather(schedule.sqrt_alpha_bar, t, x0.ndim)                     # (B, 1, ...)
     sqrt_one_minus_alpha_bar = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, x0.ndim)  # (B, 1, ...)
     return sqrt_alpha_bar * x0 + sqrt_one_minus_alpha_bar * eps
@@ -44,8 +66,10 @@ def q_posterior(x0: Tensor, xt: Tensor, t: Tensor, schedule: NoiseSchedule) -> t
     Returns ``mean`` shaped like x0 and ``variance`` of shape (B, 1, ...), broadcastable to x0.
     At t = 0 the variance is 0 and the mean is x0.
     """
-    _check_same_shape(x0=x0, xt=xt)
-    t = schedule.check_t(t, x0.shape[0])
+    call = "q_posterior(x0, xt, t, schedule)"
+    _check_args(call, schedule, x0=x0, xt=xt)
+    _check_same_shape(call, x0=x0, xt=xt)
+    t = _check_t(call, schedule, t, x0.shape[0])
     coef_x0 = schedule.gather(schedule.posterior_mean_coef_x0, t, x0.ndim)
     coef_xt = schedule.gather(schedule.posterior_mean_coef_xt, t, x0.ndim)
     mean = coef_x0 * x0 + coef_xt * xt

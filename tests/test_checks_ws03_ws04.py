@@ -368,6 +368,22 @@ def test_an_ema_that_counts_its_own_updates_is_told_to_use_the_step():
     assert not result.passed and "use the `step` that update(model, step) is given" in result.message, result.message
 
 
+class _CountsItsOwnUpdatesFromOne(_CountsItsOwnUpdates):
+    """The same with the count started at 1 (``self.updates += 1`` before the update)."""
+
+    @torch.no_grad()
+    def update(self, model, step):
+        self.updates += 1
+        RefEMA.update(self, model, self.updates)
+
+
+def test_an_ema_that_counts_its_own_updates_from_one_is_told_it_is_off_by_one():
+    """A student's version of the same slip, counted from 1: the case from step 0 already fails, with a decay of
+    (2 + 0) / (11 + 0) at step 0, and the hint names both ways to get there (it got the generic formula)."""
+    result = run_check("EMA", _CountsItsOwnUpdatesFromOne)
+    assert not result.passed and "nor a count of updates from 1" in result.message, result.message
+
+
 class _FreezesTheLiveNetworkInUpdate(RefEMA):
     """Right average, but update() freezes the live network (the catalogue's mistake, made in update, not __init__)."""
 

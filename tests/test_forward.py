@@ -111,6 +111,22 @@ def test_bad_input_messages(linear_schedule):
         q_sample(torch.randn(4), torch.tensor([1, 2, 3, 4]), torch.randn(4), schedule)
     with pytest.raises(ValueError, match="same shape"):
         q_posterior(x0, torch.randn(2, 1, 2, 2), torch.tensor([1, 2]), schedule)
+    # arguments in another order (a student's cfg_loss): the error names the signature, not a missing .shape
+    t, eps = torch.tensor([1, 2]), torch.randn_like(x0)
+    with pytest.raises(ValueError, match=r"^q_sample\(x0, t, eps, schedule\): these tensors must have the same "
+                                         r"shape: x0 \(2, 1, 4, 4\), eps \(2,\) \(are the arguments in this order\?\)"):
+        q_sample(x0, eps, t, schedule)
+    with pytest.raises(TypeError, match=r"^q_sample\(x0, t, eps, schedule\): x0 must be a torch.Tensor, got "
+                                        r"NoiseSchedule"):
+        q_sample(schedule, x0, t, eps)
+    with pytest.raises(TypeError, match=r"^q_sample\(x0, t, eps, schedule\): schedule must be a NoiseSchedule, got "
+                                        r"Tensor"):
+        q_sample(x0, t, schedule.betas[:2], eps)
+    with pytest.raises(TypeError, match=r"^q_posterior\(x0, xt, t, schedule\): t must be an integer tensor"):
+        q_posterior(x0, x0, eps[:, 0, 0, 0], schedule)
+    with pytest.raises(TypeError, match=r"^q_posterior\(x0, xt, t, schedule\): t must be a torch.Tensor of dtype int64 "
+                                        r"and shape \(B,\), got int$"):
+        q_posterior(x0, x0, 3, schedule)
     short = NoiseSchedule.linear(T=10)
     with pytest.raises(ValueError, match=r"t must lie in 0\.\.9 \(T = 10\)"):
         q_sample(x0, torch.tensor([1, 500]), torch.randn_like(x0), short)

@@ -76,6 +76,9 @@ class Check:
     cases:    cases(hidden) -> list of dicts of inputs (CPU tensors from fixed seeds); hidden adds more
     call:     call(obj, case) -> outputs; runs in the student's process, must not judge anything
     diagnose: diagnose(outputs, case) -> None when right, else a one-line hint; computes the reference itself
+    explain:  explain(error text) -> a hint added after an exception the student's code raised (its type and
+              message, as a harvest recorded them), or None: for errors whose own text points elsewhere (PyTorch's
+              words on a GroupNorm given the wrong number of channels, where the fix is the order of the layers)
     """
 
     name: str
@@ -83,6 +86,7 @@ class Check:
     cases: Callable[[bool], list]
     call: Callable[[Any, dict], Any]
     diagnose: Callable[[Any, dict], str | None]
+    explain: Callable[[str], str | None] | None = None
 
 
 CHECKS: dict[str, Check] = {}
@@ -314,6 +318,9 @@ def _verdict(name: str, outputs: list, hidden: bool) -> CheckResult:
         if _is_error(out):
             said = (kernel_text(out["message"], 600) if out["error"] == RETURNED else
                     f"raised {kernel_text(out['error'], 100)}: {kernel_text(out['message'], 600)}")
+            hint = check.explain(said) if check.explain and out["error"] != RETURNED else None
+            if hint:
+                said = f"{said}; {hint}"
             return CheckResult(False, f"{FAIL} {label}: {said if k < shown else hidden_case(said)}", "error")
         try:
             hint = check.diagnose(out, case)

@@ -99,10 +99,12 @@ MISTAKES["q_sample"] = [
 
 
 # ------------------------------------------------------------------ q_posterior
-def ref_q_posterior(x0, xt, t, schedule, *, shift=False, sqrt=True, wrap=False, clamp=False):
+def ref_q_posterior(x0, xt, t, schedule, *, shift=False, sqrt=True, wrap=False, clamp=False, cumulative=None):
     """(mean, variance, coef_x0, coef_xt) in float64; ``shift`` takes every quantity one step early, ``wrap``
     takes alpha_bar_{t-1} as alpha_bar[t-1] (at t = 0 the last entry: Python's -1), ``clamp`` as
-    alpha_bar[max(t-1, 0)] (at t = 0 alpha_bar[0], where 1 belongs)."""
+    alpha_bar[max(t-1, 0)] (at t = 0 alpha_bar[0], where 1 belongs); ``cumulative="xt"`` puts sqrt(alpha_bar_t)
+    where sqrt(alpha_t) belongs (xt's coefficient), ``cumulative="x0"`` sqrt(alpha_bar_t) where
+    sqrt(alpha_bar_{t-1}) belongs (x0's)."""
     a, a_prev = alpha_bar64(schedule), alpha_bar_prev64(schedule)
     betas = 1 - a / a_prev
     if shift:
@@ -113,8 +115,9 @@ def ref_q_posterior(x0, xt, t, schedule, *, shift=False, sqrt=True, wrap=False, 
     if clamp:
         a_prev = torch.cat([a[:1], a_prev[1:]])
     root = torch.sqrt if sqrt else (lambda v: v)
-    coef_x0 = gather(root(a_prev) * betas / (1 - a).clamp(min=1e-12), t, x0.ndim)
-    coef_xt = gather(root(1 - betas) * (1 - a_prev) / (1 - a).clamp(min=1e-12), t, x0.ndim)
+    coef_x0 = gather(root(a if cumulative == "x0" else a_prev) * betas / (1 - a).clamp(min=1e-12), t, x0.ndim)
+    coef_xt = gather(root(a if cumulative == "xt" else 1 - betas) * (1 - a_prev) / (1 - a).clamp(min=1e-12), t,
+                     x0.ndim)
     var = gather((1 - a_prev) / (1 - a).clamp(min=1e-12) * betas, t, x0.ndim)
     return coef_x0 * x0.double() + coef_xt * xt.double(), var, coef_x0, coef_xt
 
@@ -148,6 +151,11 @@ def _q_posterior_diagnose(out, c) -> str | None:
          ref_q_posterior(x0, xt, t, schedule, sqrt=False)[0]),
         ("t off by one: you used alpha_bar[t-1] where alpha_bar[t] belongs (alpha_bar_prev is alpha_bar[t-1])",
          ref_q_posterior(x0, xt, t, schedule, shift=True)[0]),
+        ("xt's coefficient has sqrt(alpha_t) = sqrt(1 - beta_t), one step's factor, not sqrt(alpha_bar_t): "
+         "x_{t-1} -> x_t is one step of the chain (DDPM Eq. 7)",
+         ref_q_posterior(x0, xt, t, schedule, cumulative="xt")[0]),
+        ("x0's coefficient has sqrt(alpha_bar_{t-1}) (schedule.alpha_bar_prev[t]), not sqrt(alpha_bar_t): "
+         "x0 -> x_{t-1} is t - 1 steps (DDPM Eq. 7)", ref_q_posterior(x0, xt, t, schedule, cumulative="x0")[0]),
         (WRAP_HINT, ref_q_posterior(x0, xt, t, schedule, wrap=True)[0]),
         (CLAMP_HINT, ref_q_posterior(x0, xt, t, schedule, clamp=True)[0]),
     ], "mean")
@@ -193,6 +201,8 @@ MISTAKES["q_posterior"] = [
     ("swapped coefficients", posterior_variant(swapped=True), "swapped"),
     ("no sqrt", posterior_variant(sqrt=False), "square root"),
     ("t off by one", posterior_variant(shift=True), "off by one"),
+    ("sqrt(alpha_bar_t) for sqrt(alpha_t) on xt", posterior_variant(cumulative="xt"), "one step's factor"),
+    ("sqrt(alpha_bar_t) for sqrt(alpha_bar_{t-1}) on x0", posterior_variant(cumulative="x0"), "t - 1 steps"),
     ("alpha_bar[t-1] wraps at t = 0", posterior_variant(wrap=True), "LAST entry"),
     ("alpha_bar[t-1] clamped to alpha_bar[0] at t = 0", posterior_variant(clamp=True), "not alpha_bar[0]"),
     ("beta_t as variance", posterior_variant(variance="beta"), "not beta_t"),

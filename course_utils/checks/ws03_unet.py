@@ -189,12 +189,17 @@ MISTAKES["SinusoidalTimeEmbedding"] = [
 
 
 # ------------------------------------------------------------------ ResBlock
-def _resblock_ref(x, temb, state, groups, *, temb_where="after_conv1", silu_temb=True, skip=True) -> Tensor:
+def _resblock_ref(x, temb, state, groups, *, temb_where="after_conv1", silu_temb=True, skip=True,
+                  conv_first=False) -> Tensor:
     d = {k: v.double() for k, v in state.items()}
     x, temb = x.double(), temb.double()
     proj = F.linear(F.silu(temb) if silu_temb else temb, d["temb_proj.weight"], d["temb_proj.bias"])[:, :, None, None]
-    h = F.conv2d(F.silu(F.group_norm(x, groups, d["norm1.weight"], d["norm1.bias"])), d["conv1.weight"],
-                 d["conv1.bias"], padding=1)
+    if conv_first:   # SiLU(norm1(conv1(x))): norm1 sees out_ch channels, raises where out_ch != in_ch
+        h = F.silu(F.group_norm(F.conv2d(x, d["conv1.weight"], d["conv1.bias"], padding=1), groups,
+                                d["norm1.weight"], d["norm1.bias"]))
+    else:
+        h = F.conv2d(F.silu(F.group_norm(x, groups, d["norm1.weight"], d["norm1.bias"])), d["conv1.weight"],
+                     d["conv1.bias"], padding=1)
     if temb_where == "after_conv1":
         h = h + proj
     h = F.conv2d(F.silu(F.group_norm(h, groups, d["norm2.weight"], d["norm2.bias"])), d["conv2.weight"],
@@ -253,7 +258,17 @@ def _resblock_diagnose(out, c) -> str | None:
     return gradient_hint(out.get("no_grad"), "block")
 
 
-register(Check("ResBlock", "ResBlock", _resblock_cases, _resblock_call, _resblock_diagnose))
+def _resblock_explain(error: str) -> str | None:
+    """PyTorch's text for a GroupNorm given another number of channels than it was built for names weights and
+    shapes; the fix is where the norm goes."""
+    if "number of channels in input" in error or "num_channels must be divisible" in error:
+        return ("a GroupNorm got another number of channels than it was built for: norm1 = GroupNorm(groups, in_ch) "
+                "goes on x, norm2 = GroupNorm(groups, out_ch) on h after conv1; in each half the order is norm, "
+                "SiLU, conv (Ho et al. 2020, Appendix B)")
+    return None
+
+
+register(Check("ResBlock", "ResBlock", _resblock_cases, _resblock_call, _resblock_diagnose, _resblock_explain))
 check_ResBlock = visible("ResBlock")
 
 
@@ -288,6 +303,7 @@ MISTAKES["ResBlock"] = [
     ("no residual", _resblock_variant(skip=False), "residual"),
     ("time embedding at the end", _resblock_variant(temb_where="end"), "after the first convolution"),
     ("no SiLU on temb", _resblock_variant(silu_temb=False), "SiLU to temb"),
+    ("convolution before the norm", _resblock_variant(conv_first=True), "norm1 = GroupNorm(groups, in_ch) goes on x"),
     ("forward under no_grad", _detached(RefResBlock, "WrongResBlock"), "no gradient reaches"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

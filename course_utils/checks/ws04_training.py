@@ -331,14 +331,15 @@ def _ema_net(seed: int) -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
 
 
-def ref_ema(c, *, warmup="min", swap=False, own_count=False) -> list:
+def ref_ema(c, *, warmup="min", swap=False, own_count=False, offset=0) -> list:
     """The averaged weights (float64) after each update; ``warmup``: "min" (right), "none", "no_plus_one",
     "ramp" (the warm-up without the min); ``own_count``: the warm-up counts its own updates from 0 instead of
-    taking the step it is given."""
+    taking the step it is given; ``offset``: the warm-up's step is that many steps off (step + 1: a count from
+    1)."""
     init = {k: v.double() for k, v in seeded_state(lambda: _ema_net(c["seed"]), c["seed"]).items()}
     avg, out = dict(init), []
     for i, live in enumerate(c["live"]):
-        step = i if own_count else c["first_step"] + i
+        step = (i if own_count else c["first_step"] + i) + offset
         ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
                 "no_plus_one": step / (10 + step)}.get(warmup, 1.0)
         d = c["decay"] if warmup == "none" else ramp if warmup == "ramp" else min(c["decay"], ramp)
@@ -423,6 +424,10 @@ def _ema_diagnose(out, c) -> str | None:
         ("the weights are swapped: keep d of the average and add (1 - d) of the live weights", dict(swap=True)),
         (f"the warm-up counts its own updates from 0: use the `step` that update(model, step) is given (a run may "
          f"start or resume at any step; here the first update is step {first})", dict(own_count=True)),
+        ("warm-up off by one: put the step that update(model, step) is given into (1 + step) / (10 + step) as it is, "
+         "not step + 1 nor a count of updates from 1 (at step 0 the decay is 1/10 = 0.1, not 2/11)", dict(offset=1)),
+        ("warm-up off by one: put the step that update(model, step) is given into (1 + step) / (10 + step) as it is, "
+         "not step - 1 (at step 0 the decay is 1/10 = 0.1)", dict(offset=-1)),
         ("the decay goes past `decay`: d = min(decay, (1 + step) / (10 + step)); without the min, d climbs towards 1 "
          "as training goes on and the average stops following the live weights", dict(warmup="ramp")),
     ]
@@ -446,6 +451,7 @@ class RefEMA:
 
     warmup, swap, alias, grad, rebind = "min", False, False, False, False
     warmup_steps = None        # "if step < warmup_steps: the d of `warmup`, else decay": a warm-up of a fixed length
+    offset = 0                 # the warm-up's step this many steps off (1: (2 + step) / (11 + step))
 
     def __init__(self, model: nn.Module, decay: float):
         import copy
@@ -457,6 +463,7 @@ class RefEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
+        step += self.offset
         ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
                 "no_plus_one": step / (10 + step)}.get(self.warmup, 1.0)
         d = self.decay if self.warmup == "none" else ramp if self.warmup == "ramp" else min(self.decay, ramp)
@@ -502,6 +509,8 @@ class _TrainableAfterUpdate(RefEMA):
 MISTAKES["EMA"] = [
     ("EMA without warm-up", ema_variant(warmup="none"), "EMA without warm-up"),
     ("warm-up off by one", ema_variant(warmup="no_plus_one"), "off by one"),
+    ("warm-up from step + 1", ema_variant(offset=1), "not step + 1"),
+    ("warm-up from step - 1", ema_variant(offset=-1), "not step - 1"),
     ("warm-up without the min", ema_variant(warmup="ramp"), "goes past `decay`"),
     ("warm-up for the first ten steps only", ema_variant(warmup="ramp", warmup_steps=10),
      "however many steps"),
