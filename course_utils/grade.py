@@ -695,19 +695,30 @@ def _notebooks_in(folder: str, depth: int = 0) -> list[Path]:
     return found
 
 
-def _folder_submission(folder: Path, worksheet: str) -> Submission:
-    """One student's folder: one submission, whatever the folder holds (its contents never make a name).
-
-    The notebook named like the worksheet (the shallowest; several at that depth: none), else the folder's only
-    notebook; a folder with none, or with several and none named like the worksheet, gets a row that says so.
-    """
+def pick_notebook(folder: Path, worksheet: str) -> tuple[Path | None, list[Path], list[Path]]:
+    """The notebook to grade in one student's folder, by the rule course-grade and the Gradescope bundle share:
+    the one named like the worksheet (the shallowest; several at that depth: none), else the folder's only
+    notebook. Returns (that notebook or None, every notebook found at most 4 folder levels down, the ones named
+    like the worksheet at the shallowest depth)."""
     files = _notebooks_in(str(folder))
     named = sorted((f for f in files if f.stem == worksheet), key=lambda f: (len(f.parts), str(f)))
     shallow = [f for f in named if len(f.parts) == len(named[0].parts)] if named else []
+    if len(shallow) == 1 or (not named and len(files) == 1):
+        return (shallow[0] if shallow else files[0]), files, shallow
+    return None, files, shallow
+
+
+def _folder_submission(folder: Path, worksheet: str) -> Submission:
+    """One student's folder: one submission, whatever the folder holds (its contents never make a name).
+
+    The notebook ``pick_notebook`` picks; a folder with none, or with several and none named like the worksheet,
+    gets a row that says so.
+    """
+    path, files, shallow = pick_notebook(folder, worksheet)
+    named = bool(shallow)
     rel = [str(f.relative_to(folder)) for f in files]
     listed = ", ".join(rel[:5]) + (f" and {len(rel) - 5} more" if len(rel) > 5 else "")
-    if len(shallow) == 1 or (not named and len(files) == 1):
-        path = shallow[0] if shallow else files[0]
+    if path is not None:
         others = [str(f.relative_to(folder)) for f in files if f != path]
         notes = [f"graded {path.relative_to(folder)}; not graded: {', '.join(others[:5])}"
                  + (f" and {len(others) - 5} more" if len(others) > 5 else "")] if others else []

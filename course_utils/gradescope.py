@@ -136,27 +136,28 @@ def build_bundle(source_path, out, *, opts: "grade.Options | None" = None, visib
 
 # ------------------------------------------------------------------ run_autograder
 def find_notebook(submission: Path, worksheet: str) -> tuple[Path | None, str]:
-    """The notebook to grade in ``submission`` (searched recursively, hidden files and checkpoints skipped), or
-    None with a message for the student. Several notebooks: the one named like the worksheet, if exactly one is."""
-    found, others = [], []
-    for path in sorted(submission.rglob("*")) if submission.is_dir() else []:
-        parts = path.relative_to(submission).parts
-        if any(p.startswith(".") or p in SKIP for p in parts) or path.is_dir():
-            continue
-        (found if path.name.endswith(".ipynb") else others).append(path)
+    """The notebook to grade in ``submission``, by course-grade's rule (``grade.pick_notebook``: hidden folders
+    skipped, at most 4 folder levels down, the shallowest one named like the worksheet, else the only one), or
+    None with a message for the student."""
+    from .grade import pick_notebook
+    path, found, shallow = pick_notebook(submission, worksheet) if submission.is_dir() else (None, [], [])
     rel = [p.relative_to(submission).as_posix() for p in found]
-    if len(found) == 1:
-        return found[0], ""
-    named = [p for p in found if p.name == f"{worksheet}.ipynb"]
-    if len(named) == 1:
-        return named[0], (f"Graded {rel[found.index(named[0])]}; ignored the other notebooks: "
-                          + ", ".join(r for r in rel if r != rel[found.index(named[0])])[:1000])
+    if path is not None:
+        others = [r for p, r in zip(found, rel) if p != path]
+        return path, (f"Graded {path.relative_to(submission).as_posix()}; ignored the other notebooks: "
+                      + ", ".join(others)[:1000]) if others else ""
     if found:
-        return None, (f"Your submission holds {len(found)} notebooks ({', '.join(rel[:MAX_LISTED])}), and not "
-                      f"exactly one named {worksheet}.ipynb: submit only your {worksheet}.ipynb. 0 points.")
-    listed = ", ".join(p.relative_to(submission).as_posix() for p in others[:MAX_LISTED]) or "no files"
-    return None, (f"No notebook (.ipynb file) in your submission (it holds: {listed}): submit your "
-                  f"{worksheet}.ipynb. 0 points.")
+        why = (f"{len(shallow)} of them named {worksheet}.ipynb in folders of the same depth" if shallow
+               else f"none named {worksheet}.ipynb")
+        return None, (f"Your submission holds {len(found)} notebooks ({', '.join(rel[:MAX_LISTED])}), {why}: "
+                      f"submit only your {worksheet}.ipynb. 0 points.")
+    try:
+        held = sorted(e.name for e in os.scandir(submission) if not e.name.startswith(".") and e.name not in SKIP)
+    except OSError:
+        held = []
+    listed = ", ".join(held[:MAX_LISTED]) or "no files"
+    return None, (f"No notebook (.ipynb file) in your submission (nor 4 folder levels below; it holds: {listed}): "
+                  f"submit your {worksheet}.ipynb. 0 points.")
 
 
 def to_results(result: dict, config: dict, names: dict[str, str] | None = None, *, note: str = "",

@@ -161,7 +161,14 @@ def test_results_say_which_cells_raised_outside_the_todos():
     ({"a.ipynb": b"", "b.ipynb": b""}, None, "holds 2 notebooks"),
     ({"01_schedules.ipynb": b"", "scratch.ipynb": b""}, "01_schedules.ipynb", "ignored the other notebooks"),
     # two copies named like the worksheet: neither is picked at random, the student is told
-    ({"a/01_schedules.ipynb": b"", "b/01_schedules.ipynb": b""}, None, "holds 2 notebooks"),
+    ({"a/01_schedules.ipynb": b"", "b/01_schedules.ipynb": b""}, None, "2 of them named 01_schedules.ipynb"),
+    # course-grade's rule for a student's folder (grade.pick_notebook), so both graders pick the same notebook:
+    # the shallowest one named like the worksheet, any case of .ipynb, at most 4 folder levels down
+    ({"01_schedules.ipynb": b"", "old/01_schedules.ipynb": b""}, "01_schedules.ipynb", "old/01_schedules.ipynb"),
+    ({"hw/01_schedules.IPYNB": b""}, "hw/01_schedules.IPYNB", ""),
+    ({"a/b/c/d/01_schedules.ipynb": b""}, "a/b/c/d/01_schedules.ipynb", ""),
+    ({"a/b/c/d/e/01_schedules.ipynb": b"", "notes.txt": b""}, None,
+     "nor 4 folder levels below; it holds: a, notes.txt"),
 ])
 def test_find_notebook(tmp_path, files, chosen, message):
     for name, data in files.items():
