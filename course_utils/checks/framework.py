@@ -141,14 +141,17 @@ def changed_input(given: dict, before: dict) -> str | None:
 
 
 def _changed(k: str, now: Tensor, requires_grad: bool, was: Tensor) -> str | None:
-    if requires_grad != was.requires_grad:
-        return (f"your function set requires_grad on its input {k}, which changes the caller's tensor: work "
-                f"on a copy ({k}.detach().requires_grad_(True))")
+    # the values first: an in-place sum with a tensor that requires grad (``out = x; out += h``) also makes the
+    # input require grad, and is told as the in-place change it is
     if now.shape != was.shape or now.dtype != was.dtype or not (
             torch.equal(now, was.detach()) or (now.is_floating_point()       # a NaN input equals itself
                                                and torch.allclose(now, was.detach(), rtol=0, atol=0, equal_nan=True))):
         return (f"your function changed its input {k} in place, and with it the caller's tensor: compute a "
-                f"new tensor ({k} * a, not {k}.mul_(a) or {k} *= a)")
+                f"new tensor ({k} * a, not {k}.mul_(a) or {k} *= a; out = {k} names the same tensor, so "
+                f"out += h changes {k} too)")
+    if requires_grad != was.requires_grad:
+        return (f"your function set requires_grad on its input {k}, which changes the caller's tensor: work "
+                f"on a copy ({k}.detach().requires_grad_(True))")
     return None
 
 
@@ -230,23 +233,33 @@ def gaussian_noise_hint(z: Tensor, step: str) -> str | None:
     return None
 
 
-def without_gradient(module: nn.Module, out) -> list[str]:
+def without_gradient(module: nn.Module, out) -> list[str] | str:
     """The names of ``module``'s parameters that no gradient reaches from ``out`` (runs in the student's
     process, after the output was recorded): a forward pass under torch.no_grad(), or with a .detach() on the
-    way, gives the right values and a network that never trains. All of them when ``out`` has no graph."""
+    way, gives the right values and a network that never trains. All of them when ``out`` has no graph; the
+    error's text when backward raised because a tensor it needs was changed in place (training would crash)."""
     names = [name for name, p in module.named_parameters() if p.requires_grad]
     for p in module.parameters():
         p.grad = None
     try:
         (out * torch.linspace(0.5, 1.5, out.numel()).reshape(out.shape)).sum().backward()
-    except Exception:  # noqa: BLE001 - no graph at all (no_grad, detach), or not a tensor: nothing reached
-        return names
+    except Exception as err:  # noqa: BLE001 - no graph at all (no_grad, detach), or not a tensor: nothing reached
+        return str(err)[:300] if _INPLACE in str(err) else names
     reached = {name for name, p in module.named_parameters() if p.grad is not None}
     return [name for name in names if name not in reached]
 
 
+_INPLACE = "modified by an inplace operation"
+
+
 def gradient_hint(missing, what: str) -> str | None:
-    """The hint for parameters ``without_gradient`` found (a list of names), else None."""
+    """The hint for parameters ``without_gradient`` found (a list of names; the text of backward's error), else
+    None."""
+    if isinstance(missing, str) and _INPLACE in missing:
+        return (f"the values are right, but backward through the {what} raises \"one of the variables needed "
+                f"for gradient computation has been {_INPLACE}\", so training would crash: forward changes in place "
+                "a tensor the gradient needs (x += ..., x.add_(...), out = x then out += h, an activation with "
+                "inplace=True): compute new tensors (out = self.skip(x) + h)")
     if not isinstance(missing, list) or not missing:
         return None
     shown = ", ".join(kernel_text(m, 60) for m in missing[:4]) + (", ..." if len(missing) > 4 else "")

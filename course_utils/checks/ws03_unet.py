@@ -215,6 +215,9 @@ def _resblock_ref(x, temb, state, groups, *, temb_where="after_conv1", silu_temb
 def _resblock_cases(hidden: bool) -> list:
     g = generator(4)
     cases = [dict(seed=0, in_ch=8, out_ch=16, temb_dim=6, groups=4, x=torch.randn(2, 8, 6, 6, generator=g),
+                  temb=torch.randn(2, 6, generator=g), temb2=torch.randn(2, 6, generator=g)),
+             # in_ch == out_ch: skip is the identity, where `out = self.skip(x); out += h` changes the caller's x
+             dict(seed=2, in_ch=8, out_ch=8, temb_dim=6, groups=2, x=torch.randn(2, 8, 4, 4, generator=g),
                   temb=torch.randn(2, 6, generator=g), temb2=torch.randn(2, 6, generator=g))]
     if hidden:
         cases.append(dict(seed=1, in_ch=8, out_ch=8, temb_dim=5, groups=4, x=torch.randn(3, 8, 4, 5, generator=g),
@@ -298,7 +301,29 @@ def _resblock_variant(**kw):
     return type("WrongResBlock", (RefResBlock,), {"variant": kw})
 
 
+class _ResBlockAddsInPlace(RefResBlock):
+    """``out = self.skip(x); out += h``: right values, but where skip is the identity, out is x itself."""
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        h = super().forward(x, temb) - self.skip(x)
+        out = self.skip(x)
+        out += h
+        return out
+
+
+class _ResBlockTouchesItsInput(RefResBlock):
+    """``x += 0`` first: the same values, but the tensor the first call's graph saved has changed by the second
+    call, so backward raises."""
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        x += 0
+        h = self.conv1(F.silu(self.norm1(x))) + self.temb_proj(F.silu(temb))[:, :, None, None]
+        return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
+
+
 MISTAKES["ResBlock"] = [
+    ("out = skip(x); out += h", _ResBlockAddsInPlace, "out += h changes x too"),
+    ("the input changed in place", _ResBlockTouchesItsInput, "so training would crash"),
     ("time embedding ignored", _resblock_variant(no_temb=True), "no effect"),
     ("no residual", _resblock_variant(skip=False), "residual"),
     ("time embedding at the end", _resblock_variant(temb_where="end"), "after the first convolution"),
