@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
-from .framework import MISTAKES, Check, alpha_bar64, close, judge, register, shape_hint, todo, visible
+from .framework import MISTAKES, Check, alpha_bar64, close, judge, kernel_text, register, shape_hint, todo, visible
 
 # betas start as small as 1e-4: the default tolerance (1e-4, absolute too) would pass a schedule that forgets
 # beta_start; float32 answers are off by about 1e-7 (1 - a ratio near 1 in float32)
@@ -232,7 +232,23 @@ def _respace_cases(hidden: bool) -> list:
     return cases
 
 
-def _respace_diagnose(out, case) -> str | None:
+def _respace_call(f, c):
+    """The student's betas, and the name of the first of the schedule's tensors the call changed in place (the
+    worksheet's next plot reads ``long_chain.betas`` after respace has run), else None."""
+    schedule = c["schedule"]
+    before = {k: v.clone() for k, v in sorted(vars(schedule).items()) if isinstance(v, Tensor)}
+    betas = f(schedule, c["timesteps"])
+    changed = next((k for k, v in before.items() if not torch.equal(getattr(schedule, k, None), v)), None) \
+        if all(isinstance(getattr(schedule, k, None), Tensor) for k in before) else "betas"
+    return dict(betas=betas, schedule_changed=changed)
+
+
+def _respace_diagnose(record, case) -> str | None:
+    out, changed = record["betas"], record["schedule_changed"]
+    if changed is not None:
+        return (f"respace changed the schedule it was given (schedule.{kernel_text(changed, 40)}) in place, and with "
+                "it the long chain everything else uses: compute the new betas in a new tensor "
+                "(1 - alpha_bar[kept] / alpha_bar_prev_kept), don't write into the schedule")
     schedule, ts = case["schedule"], case["timesteps"]
     ref = ref_respaced_betas(schedule, ts)
     if isinstance(out, Tensor) and out.shape == ref[1:].shape and close(out, ref[1:], atol=BETA_ATOL):
@@ -269,13 +285,19 @@ def _respace_generic(out, schedule, ts) -> str:
             f"alpha_bar[{int(ts[k])}] = {float(target[k]):.6g}{where}")
 
 
-register(Check("respace", "respace", _respace_cases, lambda f, c: f(c["schedule"], c["timesteps"]),
-               _respace_diagnose))
+register(Check("respace", "respace", _respace_cases, _respace_call, _respace_diagnose))
 check_respace = visible("respace")
 
 
 def _respace_variant(mistake: str | None):
     return lambda schedule, timesteps: ref_respaced_betas(schedule, timesteps, mistake=mistake).float()
+
+
+def _respace_into_the_schedule(schedule, timesteps):
+    """Right betas, written into the long chain's own betas on the way."""
+    betas = ref_respaced_betas(schedule, timesteps).float()
+    schedule.betas[timesteps] = betas
+    return betas
 
 
 MISTAKES["respace"] = [
@@ -284,5 +306,6 @@ MISTAKES["respace"] = [
     ("ratio upside down", _respace_variant("upside down"), "upside down"),
     ("alpha_bar returned", _respace_variant("alpha_bar"), "you returned alpha_bar"),
     ("first step dropped", _respace_variant("first dropped"), "first new beta is missing"),
+    ("writes into the schedule", _respace_into_the_schedule, "changed the schedule it was given"),
     ("not implemented", todo, "not implemented yet"),
 ]

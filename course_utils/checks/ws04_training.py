@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..schedules import NoiseSchedule
-from .framework import (MISTAKES, Check, TodoModule, close, generator, model_changed, register, seeded_state,
-                        small_schedule, state_changed, todo, visible)
+from .framework import (MISTAKES, Check, TodoModule, alpha_bar64, alpha_bar_prev64, close, generator, model_changed,
+                        register, seeded_state, small_schedule, state_changed, todo, visible)
 from .ws02_forward import ref_q_sample
 
 
@@ -115,19 +115,66 @@ def choose_labels(y, drop, labels="dropped"):
             "zero": torch.where(drop, 0, y)}[labels]
 
 
-def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, labels="dropped"):
+def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, labels="dropped", noise_at=None,
+             model_t="t"):
     """L_simple on the case's batch with the tiny model rebuilt from ``state``; returns (loss, grads).
 
     With labels in the case (worksheet 6's cfg_loss), ``labels`` picks what the model sees (``choose_labels``).
+    The other switches reproduce catalogued mistakes: ``noise_at`` the alpha_bar that noises x0 ("next":
+    alpha_bar[t+1] capped at T-1, "prev": alpha_bar[t-1] with 1 at t = 0, "wrap": alpha_bar[t-1] wrapping at
+    t = 0, "alphas": one step's alpha_t), ``model_t`` the time the model is given ("prev": t - 1, "scaled":
+    t / T), ``reduction`` also "l1" (mean absolute error) and "per_example" (the squared error summed over each
+    example, averaged over the batch).
     """
     model = tiny_model(c, state)
-    x0, eps = c["x0"].double(), c["eps"].double()
-    xt = ref_q_sample(x0, c["t"], eps, c["schedule"], sqrt=sqrt) if feed == "xt" else x0
+    x0, eps, t, schedule = c["x0"].double(), c["eps"].double(), c["t"], c["schedule"]
+    a = alpha_bar64(schedule)
+    alpha_bar = {None: None, "prev": alpha_bar_prev64(schedule), "wrap": torch.cat([a[-1:], a[:-1]]),
+                 "next": torch.cat([a[1:], a[-1:]]), "alphas": 1 - schedule.betas.double()}[noise_at]
+    xt = ref_q_sample(x0, t, eps, schedule, sqrt=sqrt, alpha_bar=alpha_bar) if feed == "xt" else x0
     args = (choose_labels(c["y"], c["drop"], labels),) if "y" in c else ()
-    pred = model(xt, c["t"], *args)
-    loss = F.mse_loss(pred, eps if target == "eps" else x0, reduction=reduction)
+    t_in = {"t": t, "prev": t - 1, "scaled": t.double() / schedule.T}[model_t]
+    pred = model(xt, t_in, *args)
+    goal = eps if target == "eps" else x0
+    if reduction == "l1":
+        loss = F.l1_loss(pred, goal)
+    elif reduction == "per_example":
+        loss = ((pred - goal) ** 2).flatten(1).sum(1).mean()
+    else:
+        loss = F.mse_loss(pred, goal, reduction=reduction)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     return loss.detach(), grads
+
+
+def _loss_variants(c) -> list:
+    """(hint, ref_loss switches) of the catalogued mistakes of a diffusion loss (and of cfg_loss, with labels)."""
+    off_by_one = ("x_t is noised one step off: use alpha_bar[t] for the t given (schedule.gather(schedule.alpha_bar, "
+                  "t, x0.ndim)), the step the model is told")
+    variants = [("the target is the noise eps, not x0", dict(target="x0")),
+                ("feed the noisy x_t to the model, not the clean x0", dict(feed="x0")),
+                ("average over the batch (F.mse_loss's default reduction='mean'), not a sum", dict(reduction="sum")),
+                ("the square root is forgotten on alpha_bar when noising x0", dict(sqrt=False)),
+                (off_by_one, dict(noise_at="next")), (off_by_one, dict(noise_at="prev")),
+                (off_by_one + " (alpha_bar[t-1] at t = 0 is alpha_bar[-1], the LAST entry)", dict(noise_at="wrap")),
+                ("x_t is made with alpha_t = 1 - beta_t, one step's factor: one jump from x0 to x_t takes the "
+                 "cumulative product alpha_bar_t", dict(noise_at="alphas")),
+                ("give the model the step the noise was made at: model(x_t, t), not t - 1", dict(model_t="prev")),
+                ("give the model the integer timesteps t as they are (model(x_t, t)): the network scales them itself",
+                 dict(model_t="scaled")),
+                ("the loss is the mean SQUARED error (F.mse_loss), not the mean absolute error", dict(reduction="l1")),
+                ("average the squared error over every element (F.mse_loss), not a sum over each example's "
+                 "dimensions averaged over the batch", dict(reduction="per_example"))]
+    if "y" in c:
+        variants = [("the dropout mask is inverted: replace the labels by -1 (null class) where drop is True",
+                     dict(labels="inverted")),
+                    ("the labels are never dropped: y = torch.where(drop, -1, y)", dict(labels="kept")),
+                    ("the null class is -1, not 0: y = torch.where(drop, -1, y)", dict(labels="zero"))] + variants
+    return variants
+
+
+def _grads_close(grads, ref_grads) -> bool:
+    return (isinstance(grads, list) and len(grads) == len(ref_grads)
+            and all(close(g, r, 1e-3) for g, r in zip(grads, ref_grads)))
 
 
 def diagnose_loss(out, c) -> str | None:
@@ -144,50 +191,54 @@ def diagnose_loss(out, c) -> str | None:
         return model_changed("model")
     state = expected
     ref, ref_grads = ref_loss(c, state)
-    variants = [("the target is the noise eps, not x0", dict(target="x0")),
-                ("feed the noisy x_t to the model, not the clean x0", dict(feed="x0")),
-                ("average over the batch (F.mse_loss's default reduction='mean'), not a sum", dict(reduction="sum")),
-                ("the square root is forgotten on alpha_bar when noising x0", dict(sqrt=False))]
-    if "y" in c:
-        variants = [("the dropout mask is inverted: replace the labels by -1 (null class) where drop is True",
-                     dict(labels="inverted")),
-                    ("the labels are never dropped: y = torch.where(drop, -1, y)", dict(labels="kept")),
-                    ("the null class is -1, not 0: y = torch.where(drop, -1, y)", dict(labels="zero"))] + variants
+    if close(loss.reshape(()), ref) and _grads_close(grads, ref_grads):
+        return None
+    # a mistake is named when both its loss and its gradients match (an x_t one step off can give a loss within
+    # the tolerance of the right one, and then only its gradients tell it apart)
+    for hint, kw in _loss_variants(c):
+        v_loss, v_grads = ref_loss(c, state, **kw)
+        if close(loss.reshape(()), v_loss) and _grads_close(grads, v_grads):
+            return hint
     if not close(loss.reshape(()), ref):
-        for hint, kw in variants:
-            if close(loss.reshape(()), ref_loss(c, state, **kw)[0]):
-                return hint
         shape = tuple(c["x0"].shape)
         images = (f" (this case is a batch of images, x0 of shape {shape}: alpha_bar[t] must be reshaped to "
                   f"{(shape[0],) + (1,) * (len(shape) - 1)}, one 1 per dimension after the batch; schedule.gather "
                   "does it)") if len(shape) > 2 else ""
         what = ("model(x_t, t, y') and eps over the whole batch, y' the labels with -1 where drop is True"
                 if "y" in c else "model(x_t, t) and eps")
-        return f"the loss is {float(loss):.5f}, expected {float(ref):.5f}: MSE between {what}{images}"
+        return (f"the loss is {float(loss):.5f}, expected {float(ref):.5f}: MSE between {what}{images}; use the "
+                "t and eps you are given (no new noise)")
     if not isinstance(grads, list) or len(grads) != len(ref_grads):
         return "the loss's gradients could not be collected: is part of it detached?"
-    for g, r in zip(grads, ref_grads):
-        if not close(g, r, 1e-3):
-            return "the loss value is right but its gradients are not: is part of it detached?"
-    return None
+    return ("the loss value is right but its gradients are not: is part of it detached, or is x_t or the model's "
+            "input a little off (x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, model(x_t, t))?")
 
 
 register(Check("diffusion_loss", "diffusion_loss", loss_cases, _loss_call, diagnose_loss))
 check_diffusion_loss = visible("diffusion_loss")
 
 
-def noisy_input(x0, t, eps, schedule, *, sqrt=True):
-    """x_t from the schedule's float32 alpha_bar, as a student computes it (``sqrt=False``: a mistake)."""
-    a = schedule.gather(schedule.alpha_bar, t, x0.ndim)
+def noisy_input(x0, t, eps, schedule, *, sqrt=True, noise_at=None):
+    """x_t from the schedule's float32 alpha_bar, as a student computes it (``sqrt=False``, ``noise_at``:
+    "next" (alpha_bar[t+1], capped), "prev" (alpha_bar_prev[t]) or "alphas" (alpha_t): mistakes)."""
+    values = {None: schedule.alpha_bar, "prev": schedule.alpha_bar_prev, "alphas": schedule.alphas,
+              "next": torch.cat([schedule.alpha_bar[1:], schedule.alpha_bar[-1:]])}[noise_at]
+    a = schedule.gather(values, t, x0.ndim)
     return (a.sqrt() * x0 + (1 - a).sqrt() * eps) if sqrt else (a * x0 + (1 - a) * eps)
 
 
-def loss_variant(*, target="eps", feed="xt", reduction="mean", sqrt=True, item=False):
+def loss_variant(*, target="eps", feed="xt", reduction="mean", sqrt=True, item=False, noise_at=None, model_t="t"):
     """diffusion_loss(model, schedule, x0, *, t, eps) with catalogued mistakes switched on; none: the right one."""
     def diffusion_loss(model, schedule, x0, *, t, eps):
-        xt = noisy_input(x0, t, eps, schedule, sqrt=sqrt)
-        pred = model(xt if feed == "xt" else x0, t)
-        loss = F.mse_loss(pred, x0 if target == "x0" else eps, reduction=reduction)
+        xt = noisy_input(x0, t, eps, schedule, sqrt=sqrt, noise_at=noise_at)
+        pred = model(xt if feed == "xt" else x0, {"t": t, "prev": t - 1, "scaled": t / schedule.T}[model_t])
+        goal = x0 if target == "x0" else eps
+        if reduction == "l1":
+            loss = F.l1_loss(pred, goal)
+        elif reduction == "per_example":
+            loss = ((pred - goal) ** 2).flatten(1).sum(1).mean()
+        else:
+            loss = F.mse_loss(pred, goal, reduction=reduction)
         return loss.item() if item else loss
     return diffusion_loss
 
@@ -198,6 +249,13 @@ MISTAKES["diffusion_loss"] = [
     ("sum", loss_variant(reduction="sum"), "average over the batch"),
     ("no sqrt", loss_variant(sqrt=False), "square root"),
     (".item()", loss_variant(item=True), ".item()"),
+    ("x_t noised at t + 1", loss_variant(noise_at="next"), "noised one step off"),
+    ("x_t noised at t - 1", loss_variant(noise_at="prev"), "noised one step off"),
+    ("alpha_t for alpha_bar_t", loss_variant(noise_at="alphas"), "cumulative product alpha_bar_t"),
+    ("model told t - 1", loss_variant(model_t="prev"), "not t - 1"),
+    ("model told t / T", loss_variant(model_t="scaled"), "integer timesteps t as they are"),
+    ("mean absolute error", loss_variant(reduction="l1"), "SQUARED error"),
+    ("squared error summed per example", loss_variant(reduction="per_example"), "not a sum over each example"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

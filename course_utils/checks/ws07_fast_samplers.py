@@ -17,6 +17,7 @@ The references recompute everything in float64 from the schedule's betas; each c
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
 
 from .framework import (MISTAKES, Check, alpha_bar64, close, generator, judge, kernel_text, last_target,
                         model_timestep, raised_record, register, shape_hint, todo, visible)
@@ -229,7 +230,7 @@ def mixture_model(schedule):
     return GaussianMixtureEps(EIGHT_GAUSSIANS, schedule)
 
 
-def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one", t_arg="t"):
+def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one", t_arg="t", t_dtype=torch.long):
     """DPM-Solver++(2M) on ``timesteps`` in float64 with the reference step; the switches reproduce the catalogued
     mistakes of the loop."""
     alpha_bar = alpha_bar64(schedule)
@@ -239,7 +240,7 @@ def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one
             a_prev = alpha_bar[timesteps[k + 1]]
         else:
             a_prev = last_target(alpha_bar, last)
-        eps_pred = model(x, torch.full((len(x),), model_timestep(t, k, t_arg), dtype=torch.long))
+        eps_pred = model(x, torch.full((len(x),), model_timestep(t, k, t_arg), dtype=t_dtype))
         x, x0_pred = ref_dpmpp_2m_step(x, eps_pred, alpha_bar[t], a_prev, x0_pred_last, alpha_bar_last)
         if history != "none":                   # "x": the new x_t handed on in place of the data prediction
             x0_pred_last = x if history == "x" else x0_pred
@@ -247,13 +248,41 @@ def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one
     return x
 
 
+class _GridModel(nn.Module):
+    """The exact model as the worksheet's loop must call it: t an int64 tensor of shape (N,) (a clear error
+    otherwise, as the worksheet's networks would give one), and the number of calls counted."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, xt: Tensor, t: Tensor) -> Tensor:
+        N = xt.shape[0]
+        if not isinstance(t, Tensor) or tuple(t.shape) != (N,) or t.dtype != torch.long:
+            got = (f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype}" if isinstance(t, Tensor)
+                   else type(t).__name__)
+            raise ValueError(f"model(x, t): t must be an int64 tensor of shape ({N},), one timestep per point "
+                             f"(torch.full((N,), t, dtype=torch.long)), got {got}")
+        self.calls += 1
+        return self.model(xt, t)
+
+
 def _loop_call(f, c):
-    return f(mixture_model(c["schedule"]), c["schedule"], c["x_T"], list(c["timesteps"]))
+    model = _GridModel(mixture_model(c["schedule"]))
+    return dict(x0=f(model, c["schedule"], c["x_T"], list(c["timesteps"])), calls=model.calls)
 
 
-def _loop_diagnose(out, c) -> str | None:
+def _loop_diagnose(record, c) -> str | None:
+    out, calls = record["x0"], record["calls"]
     args = (mixture_model(c["schedule"]), c["schedule"], c["x_T"], c["timesteps"])
     ref = ref_dpmpp_loop(*args)
+    steps = len(c["timesteps"])
+    if isinstance(calls, int) and calls != steps:
+        return (f"the model was called {calls} times for {steps} grid timesteps: one call per step, at each t of "
+                "the grid (the last step, from the grid's last t to clean data, needs its call too)"
+                if calls < steps else
+                f"the model was called {calls} times for {steps} grid timesteps: one call per step (DPM-Solver++(2M) "
+                "reuses the previous step's x0_pred instead of a second call)")
     if isinstance(out, torch.Tensor) and out.shape == ref.shape and not torch.isfinite(out).all() \
             and not torch.isfinite(ref_dpmpp_loop(*args, history="target")).all():
         return ("NaN or inf in the samples: alpha_bar_last must be the alpha_bar at which x0_pred_last was "
@@ -294,7 +323,31 @@ def dpmpp_loop_variant(**switches):
     return dpmpp_2m_sample_loop
 
 
+def _loop_twice_per_step(model, schedule, x_T, timesteps):
+    """Right samples, with a second (wasted) network call at every step."""
+    def twice(x, t):
+        model(x, t)
+        return model(x, t)
+    return ref_dpmpp_loop(twice, schedule, x_T, timesteps).float()
+
+
+def _loop_one_step_short(model, schedule, x_T, timesteps):
+    """``for k in range(len(timesteps) - 1)``: stops at the grid's last t, one step before clean data."""
+    alpha_bar = alpha_bar64(schedule)
+    x, x0_pred_last, alpha_bar_last = x_T.double(), None, None
+    for k in range(len(timesteps) - 1):
+        t = timesteps[k]
+        eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long))
+        x, x0_pred = ref_dpmpp_2m_step(x, eps_pred, alpha_bar[t], alpha_bar[timesteps[k + 1]], x0_pred_last,
+                                       alpha_bar_last)
+        x0_pred_last, alpha_bar_last = x0_pred, alpha_bar[t]
+    return x.float()
+
+
 MISTAKES["dpmpp_2m_sample_loop"] = [
+    ("two network calls per step", _loop_twice_per_step, "reuses the previous step's x0_pred"),
+    ("one step short", _loop_one_step_short, "needs its call too"),
+    ("timesteps as floats", dpmpp_loop_variant(t_dtype=torch.float32), "must be an int64 tensor"),
     ("history never passed", dpmpp_loop_variant(history="none"), "never reaches the next step"),
     ("alpha_bar_last = the target's", dpmpp_loop_variant(history="target"), "alpha_bar_last must be"),
     ("alpha_bar[-1] at the last step", dpmpp_loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
