@@ -115,6 +115,16 @@ def choose_labels(y, drop, labels="dropped"):
             "zero": torch.where(drop, 0, y)}[labels]
 
 
+def reduced_error(pred: Tensor, goal: Tensor, reduction: str) -> Tensor:
+    """The loss between a prediction and its target: F.mse_loss with ``reduction`` ("mean": right; "sum"), or the
+    mistakes "l1" (mean absolute error) and "per_example" (squared error summed per example, then averaged)."""
+    if reduction == "l1":
+        return F.l1_loss(pred, goal)
+    if reduction == "per_example":
+        return ((pred - goal) ** 2).flatten(1).sum(1).mean()
+    return F.mse_loss(pred, goal, reduction=reduction)
+
+
 def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, labels="dropped", noise_at=None,
              model_t="t"):
     """L_simple on the case's batch with the tiny model rebuilt from ``state``; returns (loss, grads).
@@ -135,13 +145,7 @@ def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, 
     args = (choose_labels(c["y"], c["drop"], labels),) if "y" in c else ()
     t_in = {"t": t, "prev": t - 1, "scaled": t.double() / schedule.T}[model_t]
     pred = model(xt, t_in, *args)
-    goal = eps if target == "eps" else x0
-    if reduction == "l1":
-        loss = F.l1_loss(pred, goal)
-    elif reduction == "per_example":
-        loss = ((pred - goal) ** 2).flatten(1).sum(1).mean()
-    else:
-        loss = F.mse_loss(pred, goal, reduction=reduction)
+    loss = reduced_error(pred, eps if target == "eps" else x0, reduction)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     return loss.detach(), grads
 
@@ -232,13 +236,7 @@ def loss_variant(*, target="eps", feed="xt", reduction="mean", sqrt=True, item=F
     def diffusion_loss(model, schedule, x0, *, t, eps):
         xt = noisy_input(x0, t, eps, schedule, sqrt=sqrt, noise_at=noise_at)
         pred = model(xt if feed == "xt" else x0, {"t": t, "prev": t - 1, "scaled": t / schedule.T}[model_t])
-        goal = x0 if target == "x0" else eps
-        if reduction == "l1":
-            loss = F.l1_loss(pred, goal)
-        elif reduction == "per_example":
-            loss = ((pred - goal) ** 2).flatten(1).sum(1).mean()
-        else:
-            loss = F.mse_loss(pred, goal, reduction=reduction)
+        loss = reduced_error(pred, x0 if target == "x0" else eps, reduction)
         return loss.item() if item else loss
     return diffusion_loss
 
