@@ -32,10 +32,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -510,6 +512,7 @@ class Options:
     cases: dict[str, bytes] | None = None   # the encoded cases of SOURCE's checks, made once
     pool: bool = True               # fork each kernel from a pre-imported zygote (sandbox/pool.py), else nbclient
     zygotes: "sandbox.Pool | None" = None   # the zygotes of this run (grade_class starts them)
+    cancel: "threading.Event | None" = None  # set when the run is interrupted: running sandboxes stop (grade_class)
 
     def limits(self) -> sandbox.Limits:
         return sandbox.Limits(cell_timeout=self.cell_timeout, timeout=self.timeout, memory_mb=self.memory_mb,
@@ -603,7 +606,7 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     read_only = sandbox.system_read_only(kernel.read_only, kernel.hide)
     env = {**kernel.env, **({"PYTHONPATH": kernel.pythonpath} if kernel.pythonpath else {})}
     job = sandbox.Job(opts.limits(), read_only=read_only, env=env, mpl_cache=opts.mpl_cache,
-                      max_harvest_bytes=MAX_HARVEST_BYTES)
+                      max_harvest_bytes=MAX_HARVEST_BYTES, cancel=opts.cancel)
     try:
         run_nb, found = build_run_notebook(source, nb, job.box)
         result["monkeypatches"] = monkeypatches([(_cell_note(run_nb, i), c["source"],
@@ -856,7 +859,13 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     workers = max(1, workers or os.cpu_count() or 1)
     stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo)}
 
-    def work(sub: Submission) -> dict:
+    cancel = opts.cancel = threading.Event()
+
+    def work(sub: Submission) -> dict | None:
+        """Grade one submission and write its result; None when the run was interrupted (nothing written, so
+        that the next run grades it)."""
+        if cancel.is_set():
+            return None
         try:
             result = grade_submission(source, sub, opts)
         except Exception as err:  # noqa: BLE001 - a bug of the grader must not stop the class
@@ -867,6 +876,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                       "notes": [],
                       "rows": [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": "grader_error",
                                 "message": message} for g in source.graded]}
+        if cancel.is_set():         # stopped half-way by the interrupt: not a verdict
+            return None
         write_atomic(results_dir / f"{sub.student}.json", json.dumps(result, indent=1))
         return result
 
@@ -886,19 +897,37 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 opts.zygotes.package_ready(opts.kernel.pythonpath)
         with futures.ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), desc=f"grading {source.worksheet}",
                                                                 unit="notebook", disable=not progress) as bar:
-            for fut in futures.as_completed([pool.submit(work, s) for s in todo]):
-                r = fut.result()
-                if r.get("status") == "grader_error":
-                    print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
-                stats["graded"] += 1
-                bar.update(1)
+            try:
+                for fut in futures.as_completed([pool.submit(work, s) for s in todo]):
+                    r = fut.result()
+                    if r is None:
+                        continue
+                    if r.get("status") == "grader_error":
+                        print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
+                    stats["graded"] += 1
+                    bar.update(1)
+            except KeyboardInterrupt:   # Ctrl-C (or SIGTERM, see main): queued jobs are dropped, running ones
+                cancel.set()            # stop at their next poll (0.5 s), and leaving the pool waits for them only
+                pool.shutdown(wait=False, cancel_futures=True)
+                stats["interrupted"] = True
     finally:
+        cancel.set()
         if opts.zygotes is not None:
             opts.zygotes.close()
-        opts.mpl_cache = opts.kernel = opts.cases = opts.zygotes = None
+        opts.mpl_cache = opts.kernel = opts.cases = opts.zygotes = opts.cancel = None
         shutil.rmtree(scratch, ignore_errors=True)
     stats["results"], stats["students"] = write_reports(out)
+    if stats.get("interrupted"):
+        raise Interrupted(stats)
     return stats
+
+
+class Interrupted(GradeError):
+    """The run was interrupted (Ctrl-C, SIGTERM): what was graded is kept and reported; ``stats`` as returned."""
+
+    def __init__(self, stats: dict):
+        super().__init__("interrupted")
+        self.stats = stats
 
 
 # `course-grade NAME ...` hands over to the module's main(argv): name -> module
@@ -951,12 +980,28 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() == 0 and args.allow_root:
         print("course-grade: WARNING: running as root (--allow-root): students' code runs as root without "
               "capabilities; see docs/grading.md", file=sys.stderr)
+    def terminated(signum, frame):      # SIGTERM (a batch system's time limit, kill): stop as Ctrl-C does
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         stats = grade_class(args.source, args.submissions, args.out, workers=args.workers, force=args.force,
                             opts=opts, progress=not args.quiet, allow_root=args.allow_root, shard=shard)
+    except Interrupted as err:
+        s = err.stats
+        left = s["submissions"] - s["skipped"] - s["graded"]
+        print(f"course-grade: interrupted: {s['graded']} graded in this run and kept, {left} not graded; run the "
+              f"same command again to grade them ({args.out}/grades.csv and report.html show what is graded so "
+              "far)", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("course-grade: interrupted; the results already written are kept: run the same command again to "
+              "continue", file=sys.stderr)
+        return 130
     except GradeError as err:
         print(f"course-grade: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"course-grade: {stats['graded']} graded, {stats['skipped']} already graded (use --force to regrade); "
           f"{args.out}/grades.csv, {args.out}/feedback/, {args.out}/report.html")
     return 0

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -541,3 +542,44 @@ def test_harvest_files_round_trip_and_refuse_what_would_cost_memory():
         grade.decode_outputs(b"CGH1" + (10 ** 9).to_bytes(8, "little") + b"{}")
     with pytest.raises(ValueError):
         grade.decode_outputs(harvest_bytes([10 ** 30]))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_stops_at_once_and_keeps_what_it_graded(tmp_path, signum):
+    """Ctrl-C (SIGINT) or a batch system's SIGTERM while a student's infinite loop runs: the queued students are
+    dropped, the running sandbox stops at its next poll, nothing is written for the students not graded (the
+    next run grades them), the temporary folders are removed, and the run says so in one line with exit code
+    130. Before, the pool graded every queued student first, then printed a KeyboardInterrupt traceback, wrote
+    no grades.csv, and a SIGTERM left the temporary folders behind."""
+    import nbformat
+    sol = nbformat.read(corpus.SOLUTION, as_version=4)
+    loop = nbformat.read(corpus.SOLUTION, as_version=4)
+    loop.cells.append(nbformat.v4.new_code_cell("while True:\n    pass"))
+    subs, tmp = tmp_path / "subs", tmp_path / "tmp"
+    subs.mkdir(), tmp.mkdir()
+    nbformat.write(loop, subs / "a_loop.ipynb")
+    for name in ("b", "c", "d"):
+        nbformat.write(sol, subs / f"{name}.ipynb")
+    out = tmp_path / "out"
+    notebooks = [str(subs / f"{n}.ipynb") for n in ("a_loop", "b", "c", "d")]     # graded in this order
+    proc = subprocess.Popen([sys.executable, "-m", "course_utils.grade", str(corpus.SOLUTION), *notebooks, "--out",
+                             str(out), "--workers", "1", "--cell-timeout", "300", "--timeout", "600", "--quiet",
+                             "--allow-root"],
+                            env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while not any(p.name.startswith("course-grade-") and not p.name.startswith("course-grade-run-")
+                  for p in tmp.iterdir()):          # a_loop's sandbox exists: its notebook is running
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(3)
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert time.monotonic() - sent < 30, "the interrupt did not stop the run promptly"
+    assert proc.returncode == 130, err
+    assert "course-grade: interrupted: 0 graded in this run and kept, 4 not graded" in err, err
+    assert "Traceback" not in err, err
+    assert not list((out / "results").rglob("*.json")), "a student stopped half-way was written as graded"
+    assert (out / "grades.csv").exists()
+    assert not list(tmp.iterdir()), f"left behind: {sorted(p.name for p in tmp.iterdir())}"

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -185,8 +186,9 @@ class Job:
 
     def __init__(self, limits: Limits, *, read_only: list[str], env: dict | None = None,
                  mpl_cache: str | None = None, landlock: bool = True, namespaces: bool = True,
-                 max_harvest_bytes: int = 16 * 2 ** 20):
+                 max_harvest_bytes: int = 16 * 2 ** 20, cancel: threading.Event | None = None):
         self.limits, self.read_only, self.extra_env = limits, read_only, env or {}
+        self.cancel = cancel        # set by the grader when it is interrupted: the job stops at its next poll
         self.landlock, self.namespaces = landlock, namespaces
         self.dir = Path(tempfile.mkdtemp(prefix="course-grade-"))
         self.fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -271,6 +273,9 @@ class Job:
                 pass
             if time.monotonic() - start > self.limits.timeout:
                 outcome.timed_out = True
+                return
+            if self.cancel is not None and self.cancel.is_set():
+                outcome.stopped = "the grader was interrupted"
                 return
             if self.cgroup is None or "memory" not in self.cgroup.dirs:     # no cgroup: poll the job's memory
                 used = job_memory(proc.pid)
