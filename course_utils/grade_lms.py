@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import sys
 from pathlib import Path
 
@@ -41,31 +42,64 @@ class ExportError(Exception):
     """No grades.csv, a roster without usable columns: exit code 2."""
 
 
-def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[str, dict[str, str]]]:
-    """({student: {worksheet: {grade_id: points}}}, {worksheet: {grade_id: max_points}}), TOTAL rows left out,
-    worksheets and TODOs in the order of grades.csv."""
+# a result's status that is no verdict on the student's answers: the file could not be graded at all
+NOT_GRADED = {"ambiguous", "not_a_notebook", "empty", "wrong_worksheet", "too_large", "unreadable", "grader_error"}
+
+
+def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[str, dict[str, str]], dict]:
+    """({student: {worksheet: {grade_id: points}}}, {worksheet: {grade_id: max_points}}, {(student, worksheet):
+    status} of the submissions that could not be graded), TOTAL rows left out, worksheets and TODOs in the order
+    of grades.csv. Points that are not a number between 0 and the TODO's maximum (typed by hand: "2,5", "7" of
+    3) stop the export, each named."""
     path = Path(out) / "grades.csv"
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
     except OSError as err:
         raise ExportError(f"cannot read {path}: {err.strerror or err} (run course-grade first)") from None
+    except UnicodeDecodeError:
+        raise ExportError(f"cannot read {path}: it is not UTF-8 text (save it as 'CSV UTF-8')") from None
     grades: dict[str, dict[str, dict[str, str]]] = {}
     maxima: dict[str, dict[str, str]] = {}
+    not_graded: dict[tuple[str, str], str] = {}
+    bad = []
     for row in rows:
         if row.get("grade_id") in (None, "TOTAL"):
             continue
-        ws, gid = row["worksheet"], row["grade_id"]
+        ws, gid, student = row["worksheet"], row["grade_id"], row["student"]
+        top = _points(row["max_points"], None)
+        if top is None or top == "":
+            bad.append(f"{student} {ws} {gid}: max_points {row['max_points']!r} is not a number")
+            continue
+        points = _points(row["points"], top)
+        if points is None:
+            bad.append(f"{student} {ws} {gid}: {row['points']!r} is not a number from 0 to {_fmt(top)}")
         maxima.setdefault(ws, {})[gid] = row["max_points"]
-        grades.setdefault(row["student"], {}).setdefault(ws, {})[gid] = row["points"]
-    return grades, maxima
+        grades.setdefault(student, {}).setdefault(ws, {})[gid] = row["points"]
+        if row.get("status") in NOT_GRADED:
+            not_graded[(student, ws)] = row["status"]
+    if bad:
+        raise ExportError(f"{len(bad)} cell(s) of {path} are not points: " + "; ".join(bad[:10])
+                          + ("; ..." if len(bad) > 10 else "") + " (write points as 2.5, at most the TODO's "
+                          "max_points, or leave the cell empty: still to grade)")
+    return grades, maxima, not_graded
+
+
+def _points(text: str | None, top: float | None) -> float | str | None:
+    """A cell's points: a finite number from 0 to ``top`` (any size when None), "" for an empty cell, else None."""
+    text = (text or "").strip()
+    if text == "":
+        return ""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 <= value and (top is None or value <= top + 1e-9) else None
 
 
 def _number(text: str) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return 0.0
+    """Points read_grades has validated: a number, or 0 for an empty cell (still to grade)."""
+    return float(text) if (text or "").strip() else 0.0
 
 
 def _fmt(value: float) -> str:
@@ -75,13 +109,27 @@ def _fmt(value: float) -> str:
 
 
 def read_roster(path: str | Path | None) -> list[dict[str, str]]:
+    """The roster's rows; one without rows, or without any column that names a student (``KEYS``), stops the
+    export (every student would be "not in the roster")."""
     if path is None:
         return []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+            reader = csv.DictReader(f)
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            header = [(k or "").strip() for k in reader.fieldnames or []]
     except OSError as err:
         raise ExportError(f"cannot read the roster {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ExportError(f"cannot read the roster {path}: it is not UTF-8 text (Excel: save it as 'CSV UTF-8')"
+                          ) from None
+    known = {k.casefold() for keys in KEYS for k in keys}
+    if not any(h.casefold() in known for h in header):
+        raise ExportError(f"the roster {path} has none of the columns that name a student ("
+                          + ", ".join(k for keys in KEYS for k in keys) + f"); its columns: {', '.join(header)[:300]}")
+    if not rows:
+        raise ExportError(f"the roster {path} has no students")
+    return rows
 
 
 # a roster's columns that may name a student, most specific first: the first that names exactly one row decides
@@ -133,10 +181,16 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
     """The CSV text for ``fmt`` ("canvas" or "moodle"), and warnings (students the roster does not know)."""
     if fmt not in ("canvas", "moodle"):
         raise ExportError(f"--format {fmt!r}: choose canvas or moodle")
-    grades, maxima = read_grades(Path(out))
+    grades, maxima, not_graded = read_grades(Path(out))
     people = read_roster(roster)
+    unknown = [ws for ws in (canvas_ids or {}) if ws not in maxima]
+    if unknown:
+        raise ExportError(f"--canvas-id names {', '.join(unknown)}, which {Path(out) / 'grades.csv'} does not hold "
+                          f"(it holds {', '.join(maxima) or 'no worksheet'}): Canvas would import the column as a "
+                          "new assignment")
     cols = columns(maxima, total_only=total_only, canvas_ids=canvas_ids if fmt == "canvas" else None)
-    warnings = []
+    warnings = [f"{student}: {ws} could not be graded ({status}): exported with 0 points"
+                for (student, ws), status in sorted(not_graded.items())]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if fmt == "canvas":
@@ -167,7 +221,21 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
             if not any(ident):      # not in the roster: the name course-grade gave it, as the warning says
                 ident[0] = student
         writer.writerow(ident + [_cell(grades[student], maxima, ws, gid) for _, ws, gid in cols])
+    found = {id(find(people, student)) for student in grades}
+    absent = [_who(row) for row in people if id(row) not in found and "points possible" not in _who(row).casefold()]
+    if absent:
+        warnings.append(f"{len(absent)} student(s) of the roster have no grades here (no submission?), and no row "
+                        "in the export: " + ", ".join(absent[:20]) + (", ..." if len(absent) > 20 else ""))
     return buf.getvalue(), warnings
+
+
+def _who(row: dict[str, str]) -> str:
+    """A roster row's name for a message: its first non-empty column among the names and KEYS."""
+    low = {k.casefold(): v for k, v in row.items()}
+    for k in ("student", "name", *(k for keys in KEYS[1:] for k in keys)):
+        if low.get(k.casefold()):
+            return low[k.casefold()]
+    return "(a row without a name)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,16 +254,24 @@ def main(argv: list[str] | None = None) -> int:
         ws, sep, ident = item.partition("=")
         if not sep or not ws or not ident:
             parser.error(f"--canvas-id {item!r}: write WORKSHEET=ID, e.g. --canvas-id 01_schedules=1234")
+        if not ident.isdigit():
+            parser.error(f"--canvas-id {item!r}: a Canvas assignment id is a number (the digits at the end of the "
+                         "assignment's address, .../assignments/1234)")
         ids[ws] = ident
+    if ids and args.format != "canvas":
+        parser.error("--canvas-id is for --format canvas")
     try:
         text, warnings = export(args.dir, args.format, roster=args.roster, total_only=args.total_only,
                                 canvas_ids=ids)
+        for w in warnings:
+            print(f"course-grade export-lms: warning: {w}", file=sys.stderr)
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise ExportError(f"cannot write {args.out}: {err.strerror or err}") from None
     except ExportError as err:
         print(f"course-grade export-lms: error: {err}", file=sys.stderr)
         return 2
-    for w in warnings:
-        print(f"course-grade export-lms: warning: {w}", file=sys.stderr)
-    Path(args.out).write_text(text, encoding="utf-8")
     print(f"course-grade export-lms: {args.out} ({args.format})")
     return 0
 

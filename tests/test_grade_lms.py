@@ -238,3 +238,69 @@ def test_a_roster_login_matches_whatever_its_case(graded, tmp_path):
     text, warnings = grade_lms.export(graded, "canvas", roster=roster, total_only=True)
     assert _table(text)[2] == ["Liddell, Alice", "1001", "S-1", "Alice", "Sec A", "4.5"]
     assert not any(w.startswith("alice:") for w in warnings), warnings
+
+
+@pytest.mark.parametrize("typed, why", [("2,5", "'2,5' is not a number from 0 to 2"),
+                                        ("7", "'7' is not a number from 0 to 2"),
+                                        ("-1", "'-1' is not a number"), ("nan", "'nan' is not a number")])
+def test_points_typed_by_hand_that_are_not_points_stop_the_export(graded, tmp_path, capsys, typed, why):
+    """A European decimal comma, points over the TODO's maximum, a negative or NaN: each was exported silently
+    (as 0, or as 7 of 2) before; now the export stops, naming the cell (an instructor's report)."""
+    text = (graded / "grades.csv").read_text()
+    (graded / "grades.csv").write_text(text.replace("bob,01_schedules,summary,,2,manual",
+                                                    f'bob,01_schedules,summary,"{typed}",2,manual'))
+    with pytest.raises(grade_lms.ExportError, match="1 cell") as err:
+        grade_lms.export(graded, "canvas")
+    assert f"bob 01_schedules summary: {why}" in str(err.value)
+    out = tmp_path / "c.csv"
+    assert grade.main(["export-lms", str(graded), "--format", "canvas", "--out", str(out)]) == 2
+    assert "bob 01_schedules summary" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_roster_that_names_nobody_stops_the_export(graded, tmp_path, capsys):
+    """A roster whose columns name no student (name, mail) made every student 'not in the roster', exit code 0."""
+    roster = tmp_path / "r.csv"
+    roster.write_text("name,mail\nAlice,alice@x.org\n")
+    with pytest.raises(grade_lms.ExportError, match="none of the columns that name a student.*its columns: name, mail"):
+        grade_lms.export(graded, "moodle", roster=roster)
+    roster.write_bytes("student,username\nalice,al\n".encode("utf-16"))      # Excel's "Unicode text"
+    assert grade.main(["export-lms", str(graded), "--format", "moodle", "--out", str(tmp_path / "m.csv"),
+                       "--roster", str(roster)]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8 text" in err and "Traceback" not in err
+
+
+def test_a_canvas_id_must_name_a_worksheet_and_be_a_number(graded, tmp_path, capsys):
+    """A typo in the worksheet's name was ignored (the column then becomes a new assignment in Canvas), and any
+    text was accepted as an id."""
+    out = tmp_path / "c.csv"
+    assert grade.main(["export-lms", str(graded), "--format", "canvas", "--out", str(out),
+                       "--canvas-id", "01schedules=12"]) == 2
+    assert "--canvas-id names 01schedules, which" in capsys.readouterr().err and not out.exists()
+    for bad in (["--format", "canvas", "--canvas-id", f"{WS}=abc"], ["--format", "moodle", "--canvas-id", f"{WS}=12"]):
+        with pytest.raises(SystemExit) as exit_:
+            grade.main(["export-lms", str(graded), "--out", str(out), *bad])
+        assert exit_.value.code == 2
+
+
+def test_an_output_that_cannot_be_written_is_one_line(graded, tmp_path, capsys):
+    for out in (tmp_path / "no" / "such" / "folder.csv", tmp_path):
+        assert grade.main(["export-lms", str(graded), "--format", "canvas", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "cannot write" in err and "Traceback" not in err
+
+
+def test_the_export_names_who_it_exports_as_zero_and_who_it_leaves_out(graded, tmp_path):
+    """A student whose file could not be graded is exported with 0 points, and a student of the roster without
+    grades gets no row: both silently before."""
+    _write(graded, {"student": "dan", "worksheet": WS, "status": "not_a_notebook", "message": "not a notebook",
+                    "source_sha256": "ab" * 32,
+                    "rows": [{"grade_id": g, "points": 0, "max_points": m, "status": "not_a_notebook",
+                              "message": "not a notebook"} for g, m in (("test_linear", 1), ("test_cosine", 2))]})
+    roster = tmp_path / "r.csv"
+    roster.write_text("Student,SIS Login ID\n    Points Possible,\nAlice A,alice\nBob B,bob\nCarol C,carol\n"
+                      "Dan D,dan\nOlga O,olga\n")
+    _, warnings = grade_lms.export(graded, "canvas", roster=roster)
+    assert "dan: 01_schedules could not be graded (not_a_notebook): exported with 0 points" in warnings
+    assert "1 student(s) of the roster have no grades here (no submission?), and no row in the export: Olga O" in \
+        warnings
