@@ -87,10 +87,15 @@ def classify(row: dict, catalogue: dict) -> tuple[str, str, str] | None:
     if status in (PASSED, PENDING) or status not in GROUPS and status not in ("fail", "error"):
         return None     # a pass, an answer to grade by hand, or a file not graded at all (counted once, apart)
     target, hint = _hint(message)
+    # the catalogued mistake whose needle the hint holds; when several do, the longest needle (the most specific:
+    # "arcsin instead of arccos" over "swapped"); mistakes that share that needle give the same hint, and are
+    # named together
+    found = [(needle, mid) for mid, needle in catalogue.get(target, []) if needle.lower() in hint.lower()]
+    if found:
+        needle = max(found, key=lambda f: len(f[0]))[0]
+        mids = list(dict.fromkeys(mid for n, mid in found if n.lower() == needle.lower()))
+        return f"mistake:{needle.lower()}", " / ".join(mids), hint
     if status == "fail":
-        for mid, needle in catalogue.get(target, []):
-            if needle.lower() in hint.lower():
-                return f"mistake:{mid}", mid, hint
         return "fail:other", "another wrong answer (not in the catalogue)", "see the examples: no catalogued hint"
     if status == "error":
         raised = re.match(r"raised (\w+)", hint)

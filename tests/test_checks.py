@@ -44,6 +44,27 @@ def test_mistake_fails_with_its_hint(name, mistake, wrong, hint, hidden):
     assert not result.passed
     assert hint in result.message, f"{mistake}: expected {hint!r} in {result.message!r}"
     assert "\n" not in result.message and "Traceback" not in result.message
+    # the instructor's report files the answer under this mistake (alone, or with those that give its very hint)
+    if mistake != "not implemented":
+        from course_utils.grade_report import _catalogue, classify
+        found = classify({"status": result.status, "message": result.message}, _catalogue())
+        assert found and mistake in found[1].split(" / "), f"{mistake}: the report files it under {found}"
+
+
+def test_a_wrong_answer_outside_the_catalogue_is_filed_as_such():
+    """A generic hint must not hold a catalogued mistake's words: diffusion_schedule's said 'linearly' and
+    'arccos(min_signal_rate)', so the report filed a sign error as 'signal linear in t' (an instructor's report)."""
+    import math
+
+    from course_utils.grade_report import _catalogue, classify
+
+    def diffusion_schedule(t, min_signal_rate=0.02, max_signal_rate=0.95):
+        start, end = math.acos(max_signal_rate), math.acos(min_signal_rate)
+        angles = start + t * (end + start)                          # the sign error
+        return torch.sin(angles), torch.cos(angles)
+
+    result = run_check("diffusion_schedule", diffusion_schedule)
+    assert classify({"status": result.status, "message": result.message}, _catalogue())[0] == "fail:other", result
 
 
 def test_hidden_cases_extend_the_visible_ones():

@@ -156,8 +156,21 @@ def _schedule_diagnose(out, case) -> str | None:
     if close(signal_rates.flip(0), ref_signal_rates) if signal_rates.ndim == 1 else False:
         return "the schedule runs backwards: at t = 0 the signal rate must be max_signal_rate (0.95)"
     if not (close(noise_rates, ref_noise_rates) and close(signal_rates, ref_signal_rates)):
-        return ("values differ from the reference: the angle must go linearly from arccos(max_signal_rate) "
-                "at t = 0 to arccos(min_signal_rate) at t = 1")
+        t, kwargs = case["diffusion_times"], case["kwargs"]
+        for hint, (ref_noise, ref_signal) in [
+            ("the signal rate itself goes linearly from max_signal_rate to min_signal_rate; in the cosine schedule "
+             "the ANGLE goes linearly, from arccos(max_signal_rate) to arccos(min_signal_rate), and signal = "
+             "cos(angle)", _linear_rates(t.double(), **kwargs)),
+            ("the angle starts at max_signal_rate itself: start at arccos(max_signal_rate) and end at "
+             "arccos(min_signal_rate), the angles whose cosines are those rates",
+             ref_diffusion_schedule(t, **kwargs, arccos=False)),
+            (f"use the min_signal_rate and max_signal_rate you are given (this case passes {kwargs}), not the "
+             "defaults", ref_diffusion_schedule(t) if kwargs else (None, None)),
+        ]:
+            if ref_noise is not None and close(noise_rates, ref_noise) and close(signal_rates, ref_signal):
+                return hint
+        return ("values differ from the reference cosine schedule: angle = arccos(max_signal_rate) + t "
+                "(arccos(min_signal_rate) - arccos(max_signal_rate)), noise = sin(angle), signal = cos(angle)")
     return None
 
 
@@ -190,14 +203,14 @@ def _linear_rates(t, min_signal_rate=0.02, max_signal_rate=0.95):
 MISTAKES["diffusion_schedule"] = [
     ("swapped", _swapped_schedule, "swapped"),
     ("arcsin for arccos", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: tuple(_asin_rates(
-        t, min_signal_rate, max_signal_rate)), "arcsin instead of arccos"),
-    ("signal linear in t", _linear_rates, "linearly"),
+        t, min_signal_rate, max_signal_rate)), "swapped"),
+    ("signal linear in t", _linear_rates, "the ANGLE goes linearly"),
     ("backwards", lambda t, min_signal_rate=0.02, max_signal_rate=0.95:
         _schedule_float(1 - t, min_signal_rate, max_signal_rate), "backwards"),
     ("arccos forgotten", lambda t, min_signal_rate=0.02, max_signal_rate=0.95:
-        _schedule_float(t, min_signal_rate, max_signal_rate, arccos=False), "arccos"),
+        _schedule_float(t, min_signal_rate, max_signal_rate, arccos=False), "starts at max_signal_rate itself"),
     ("ignores min/max_signal_rate", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: _schedule_float(t),
-     "arccos(min_signal_rate)"),
+     "use the min_signal_rate and max_signal_rate you are given"),
     ("float64 (the lab's UNet then raises)", lambda t, min_signal_rate=0.02, max_signal_rate=0.95:
         ref_diffusion_schedule(t, min_signal_rate, max_signal_rate), "return float32"),
     ("returns one tensor", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: t, "return a tuple"),

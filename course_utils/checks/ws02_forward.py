@@ -88,7 +88,7 @@ MISTAKES["q_sample"] = [
                                                        (1 - schedule.alpha_bar_prev).sqrt()), "off by one"),
     ("alpha_bar[t-1], wrapping at t = 0", lambda x0, t, eps, schedule: _mix(
         x0, t, eps, schedule, schedule.alpha_bar.roll(1).sqrt(), (1 - schedule.alpha_bar.roll(1)).sqrt()),
-     "LAST entry"),
+     "the LAST entry in Python"),
     ("alpha instead of alpha_bar", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alphas.sqrt(),
                                                                      schedule.betas.sqrt()), "cumulative product"),
     ("no broadcasting", lambda x0, t, eps, schedule: (schedule.sqrt_alpha_bar[t] * x0.flatten(1).T).T, "wrong shape"),
@@ -433,7 +433,7 @@ MISTAKES["q_sample_chain"] = [
     ("every state in one jump from x0", chain_variant("independent jumps"), "from the previous state"),
     ("one noise per point", chain_variant("one noise per point"), "one number per coordinate"),
     ("+-1 noise", chain_variant("coin flips"), "not Gaussian"),
-    ("three-valued noise with a normal's moments", chain_variant("three points"), "CDFs"),
+    ("three-valued noise with a normal's moments", chain_variant("three points"), "not Gaussian"),
     ("x_t alone", lambda x0, t, schedule, generator=None: chain_variant()(x0, t, schedule, generator)[-1],
      "not x_t alone"),
     ("generator ignored", lambda x0, t, schedule, generator=None: chain_variant()(x0, t, schedule, None),

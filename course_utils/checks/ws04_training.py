@@ -251,7 +251,7 @@ MISTAKES["diffusion_loss"] = [
     ("x_t noised at t - 1", loss_variant(noise_at="prev"), "noised one step off"),
     ("alpha_t for alpha_bar_t", loss_variant(noise_at="alphas"), "cumulative product alpha_bar_t"),
     ("model told t - 1", loss_variant(model_t="prev"), "not t - 1"),
-    ("model told t / T", loss_variant(model_t="scaled"), "integer timesteps t as they are"),
+    ("model told t over T", loss_variant(model_t="scaled"), "integer timesteps t as they are"),
     ("mean absolute error", loss_variant(reduction="l1"), "SQUARED error"),
     ("squared error summed per example", loss_variant(reduction="per_example"), "not a sum over each example"),
     ("not implemented", todo, "not implemented yet"),
