@@ -14,6 +14,7 @@ import hashlib
 import html
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -123,10 +124,10 @@ def write_reports(out: Path) -> tuple[int, int]:
     writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     by_student: dict[str, list[dict]] = {}
-    dropped = []
+    dropped, not_numbers = [], []
+    shown = []          # the results with the points typed by hand in place: what the feedback and report show
     for r in results:
-        by_student.setdefault(r["student"], []).append(r)
-        pending = 0
+        pending, rows = 0, []
         for row in r["rows"]:
             points = row["points"]
             key = (r["student"], str(r["worksheet"]), str(row["grade_id"]))
@@ -135,24 +136,43 @@ def write_reports(out: Path) -> tuple[int, int]:
                     dropped.append(f"{key[0]} ({key[1]}: {key[2]}, {typed[key]} points)")
                 else:
                     points = typed[key]
-            pending += row["max_points"] if points == "" else 0
+            number = _typed_number(points) if row["status"] == "manual" and points != "" else points
+            if number is None:      # kept in grades.csv as typed (export-lms refuses it), counted nowhere
+                not_numbers.append(f"{key[0]} ({key[1]}: {key[2]}, {points!r})")
+            rows.append({**row, "points": "" if number is None else number})
+            pending += row["max_points"] if number in ("", None) else 0
             writer.writerow({"student": r["student"], "worksheet": r["worksheet"],
                              **{k: row[k] for k in CSV_FIELDS[2:]}, "points": points,
                              "message": plain(row["message"])})
-        auto = sum(row["points"] for row in r["rows"] if isinstance(row["points"], (int, float)))
-        total = sum(row["max_points"] for row in r["rows"])
+        r = {**r, "rows": rows}
+        shown.append(r)
+        by_student.setdefault(r["student"], []).append(r)
+        scored = sum(row["points"] for row in rows if isinstance(row["points"], (int, float)))
+        total = sum(row["max_points"] for row in rows)
         message = r.get("message") or (f"{pending:g} points to grade by hand" if pending else "")
         writer.writerow({"student": r["student"], "worksheet": r["worksheet"], "grade_id": "TOTAL",
-                         "points": auto, "max_points": total, "status": r.get("status", "graded"),
+                         "points": f"{scored:.15g}", "max_points": total, "status": r.get("status", "graded"),
                          "message": plain(message)})
     if dropped:
         print("course-grade: points typed into grades.csv were dropped for submissions graded again since: "
               + "; ".join(dropped) + ". Grade these answers by hand again.", file=sys.stderr)
+    if not_numbers:
+        print("course-grade: points typed into grades.csv that are not numbers (write 2.5, not 2,5) are kept as "
+              "typed but counted nowhere: " + "; ".join(not_numbers), file=sys.stderr)
     write_atomic(out / "grades.csv", buf.getvalue())
     for student, rs in by_student.items():
         write_atomic(out / "feedback" / f"{safe_name(student)}.md", feedback_markdown(student, rs))
-    grade_report.write(out, results)     # DIR/report.html: what the class got wrong
+    grade_report.write(out, shown)     # DIR/report.html: what the class got wrong
     return len(results), len(by_student)
+
+
+def _typed_number(text) -> float | None:
+    """Points typed by hand as a number (a finite one, not below 0), else None."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def feedback_markdown(student: str, results: list[dict]) -> str:
@@ -165,9 +185,12 @@ def feedback_markdown(student: str, results: list[dict]) -> str:
         if r.get("message"):
             lines += [f"**{md(r['message'])}**", ""]
         for row in r["rows"]:
-            mark = {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed")
+            by_hand = row["status"] == "manual" and row["points"] != ""
+            mark = ("graded by hand" if by_hand else
+                    {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed"))
             pts = "?" if row["points"] == "" else f"{row['points']:g}"
-            lines.append(f"- **{md(row['grade_id'])}** ({pts} / {row['max_points']:g}): {mark}. {md(row['message'])}")
+            text = "" if by_hand else f" {md(row['message'])}"
+            lines.append(f"- **{md(row['grade_id'])}** ({pts} / {row['max_points']:g}): {mark}.{text}")
         for gid, text in (r.get("answers") or {}).items():
             lines += ["", f"### Written answer `{plain(gid)}` (for the instructor)", ""]
             lines += quoted(text)

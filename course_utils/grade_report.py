@@ -147,8 +147,8 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
     maximum = max((sum(_points(r["max_points"]) for r in res["rows"]) for res in results), default=0.0)
     mean = sum(totals) / len(totals) if totals else 0.0
     out += ["<h3>Scores</h3>", _histogram(totals, maximum),
-            f'<p class="muted">mean {mean:.3g} of {maximum:g} points (automatic points; the answers to grade by '
-            "hand are not counted yet)</p>"]
+            f'<p class="muted">mean {mean:.3g} of {maximum:g} points (the automatic points and those typed into '
+            "grades.csv for the answers graded by hand; an answer still to grade counts 0)</p>"]
     order: list[str] = []
     rows_by: dict[str, list[tuple[str, dict]]] = {}
     for res in results:
@@ -160,10 +160,15 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
     out += ["<h3>Each TODO</h3>", "<table><tr><th>TODO</th><th>points</th><th>passed</th><th></th></tr>"]
     for gid in order:
         rows = rows_by[gid]
-        pending = sum(r.get("status") == PENDING for _, r in rows)
+        manual = [r for _, r in rows if r.get("status") == PENDING]
+        pending = sum(r.get("points") == "" for r in manual)      # a hand-graded row carries its typed points
         passed = sum(r.get("status") == PASSED for _, r in rows)
         rate = passed / len(rows) if rows else 0.0
-        shown = f"{pending} to grade by hand" if pending else f"{passed} / {len(rows)} ({rate:.0%})"
+        if manual:
+            rate = sum(_points(r.get("points")) for r in manual) / max(
+                sum(_points(r.get("max_points")) for r in manual), 1e-9)
+        shown = (f"{pending} to grade by hand" if pending else
+                 f"graded by hand: {rate:.0%} of the points" if manual else f"{passed} / {len(rows)} ({rate:.0%})")
         out.append(f"<tr><td><code>{_e(gid)}</code></td><td class='num'>{_points(rows[0][1].get('max_points')):g}"
                    f"</td><td class='num'>{shown}</td><td><span class='bar'><span style='width:{rate * 100:.0f}%'>"
                    "</span></span></td></tr>")

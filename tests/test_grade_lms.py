@@ -304,3 +304,32 @@ def test_the_export_names_who_it_exports_as_zero_and_who_it_leaves_out(graded, t
     assert "dan: 01_schedules could not be graded (not_a_notebook): exported with 0 points" in warnings
     assert "1 student(s) of the roster have no grades here (no submission?), and no row in the export: Olga O" in \
         warnings
+
+
+def test_points_typed_by_hand_reach_the_feedback_the_total_and_the_report(graded, capsys):
+    """alice's summary, graded 1.5 by hand in grades.csv: after the next run (here write_reports) her feedback
+    said 3 / 5 and '? / 2: to be graded by hand', grades.csv's TOTAL 3 and report.html '2 to grade by hand',
+    while the LMS got 4.5 (an instructor's report). bob's is still to grade."""
+    grade_feedback.write_reports(graded)
+    alice = (graded / "feedback" / "alice.md").read_text(encoding="utf-8")
+    assert f"## Worksheet `{WS}`: 4.5 / 5 points" in alice, alice
+    assert "- **summary** (1.5 / 2): graded by hand." in alice, alice
+    assert "- **summary** (? / 2): to be graded by hand." in (graded / "feedback" / "bob.md").read_text()
+    totals = _totals(graded)
+    assert totals["alice"]["points"] == "4.5" and totals["bob"]["points"] == "2"
+    assert totals["bob"]["message"] == "2 points to grade by hand" and totals["alice"]["message"] == ""
+    assert "<td class='num'>1 to grade by hand</td>" in (graded / "report.html").read_text(encoding="utf-8")
+    text = (graded / "grades.csv").read_text()
+    (graded / "grades.csv").write_text(text.replace("bob,01_schedules,summary,,2,manual",
+                                                    "bob,01_schedules,summary,0.5,2,manual"))
+    grade_feedback.write_reports(graded)
+    assert "graded by hand: 50% of the points" in (graded / "report.html").read_text(encoding="utf-8")
+    # typed as text: kept in grades.csv as typed (export-lms names it), counted nowhere, said on stderr
+    text = (graded / "grades.csv").read_text()
+    (graded / "grades.csv").write_text(text.replace("bob,01_schedules,summary,0.5,2,manual",
+                                                    'bob,01_schedules,summary,"0,5",2,manual'))
+    capsys.readouterr()
+    grade_feedback.write_reports(graded)
+    assert "not numbers (write 2.5, not 2,5) are kept as typed but counted nowhere: bob (01_schedules: summary, " \
+        "'0,5')" in capsys.readouterr().err
+    assert _summary_points(graded)["bob"] == "0,5" and _totals(graded)["bob"]["points"] == "2"

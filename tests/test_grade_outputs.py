@@ -218,6 +218,8 @@ def test_points_keep_every_digit_a_course_can_give(tmp_path):
     """An instructor's weights may give 1234.5678 points or a million; six significant digits (``:g``) wrote them
     as 1234.57 and 1e+06. A sum's binary round-off stays out: 0.1 + 0.2 is 0.3, not 0.30000000000000004."""
     carol, dave = _result("carol", 1234.5678, 1e6), _result("dave", 0.1, 0.2)
+    for r in (carol, dave):                     # the weights: up to 2,000 and 1,000,000 points
+        r["rows"][0]["max_points"], r["rows"][1]["max_points"] = 2000, 1e6
     _write(tmp_path, carol, dave)
     rows = _table(grade_lms.export(tmp_path, "canvas")[0])
     assert rows[2][5:7] == ["1234.5678", "1000000"] and rows[2][-1] == "1001234.5678"

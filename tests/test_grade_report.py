@@ -39,7 +39,8 @@ def _needle(check: str, mistake: str) -> str:
 
 def _result(student: str, rows: list[tuple[str, str, str]], status: str = "graded", message: str = "") -> dict:
     return {"student": student, "worksheet": "01_schedules", "status": status, "message": message,
-            "rows": [{"grade_id": gid, "points": 1 if st == "pass" else 0, "max_points": 1, "status": st,
+            "rows": [{"grade_id": gid, "points": 1 if st == "pass" else "" if st == "manual" else 0, "max_points": 1,
+                      "status": st,
                       "message": msg} for gid, st, msg in rows]}
 
 
