@@ -149,6 +149,9 @@ def parse_notebook(data: bytes, max_bytes: int | None = None, all_metadata: bool
     if max_bytes is not None and len(data) > max_bytes:
         raise Malformed("too_large", f"the file is {len(data) / 2 ** 20:.1f} MB, over the limit of "
                                      f"{max_bytes / 2 ** 20:.0f} MB: clear the outputs and submit again")
+    if not data.strip():
+        raise Malformed("empty", f"the file is empty ({len(data)} bytes): save the notebook in Jupyter (File > "
+                                 "Save) and submit it again")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -578,6 +581,10 @@ def read_submission(path: Path, max_mb: float) -> bytes:
         raise Malformed("unreadable", f"cannot read the file: {err.strerror or err}") from None
 
 
+# what only the instructor's notebooks hold (solutions/: nbgrader's markers; exercises/ are made without them)
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
+
+
 def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     """Grade one submission; never raises for anything the submission holds."""
     result = {"student": sub.student, "worksheet": source.worksheet, "file": str(sub.path),
@@ -591,6 +598,11 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
         data = read_submission(sub.path, opts.max_notebook_mb)
         result["sha256"] = hashlib.sha256(data).hexdigest()   # what is graded, even if the file changed since
         nb = parse_notebook(data)
+        markers = [m for m in SOLUTION_MARKERS if any(m in str(c.get("source", "")) for c in nb["cells"])]
+        if markers:         # the instructor's copy (solutions/, with its hidden tests), handed in as the student's
+            result["notes"].append(f"the notebook holds the instructor's markers {' and '.join(markers)}: a copy of "
+                                   "the solutions notebook?")
+            result["solution_markers"] = markers
         if not {_meta(c)[0].get("grade_id") for c in nb["cells"]} & source.ids:   # text only (parse_notebook)
             raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: none of "
                                                "its cells matches the worksheet's (another worksheet, or a new "
@@ -839,6 +851,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     if not subs:
         raise GradeError("no submissions found (give notebook files or folders of them)")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GradeError(f"--out {out} is a file: choose a folder (it will hold grades.csv, feedback/, results/)")
     out_resolved = out.resolve()
     for sub in subs:
         folder = sub.path.parent.resolve()
@@ -853,8 +867,11 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     results_dir.mkdir(parents=True, exist_ok=True)
     if shard:       # one job of an array: its slice of the class, and what `course-grade merge` checks
         everyone, subs = [s.student for s in subs], grade_shards.select(subs, shard)
-        grade_shards.write_manifest(out, worksheet=source.worksheet, source_sha256=source.sha256, shard=shard,
-                                    everyone=everyone, mine=[s.student for s in subs])
+        try:
+            grade_shards.write_manifest(out, worksheet=source.worksheet, source_sha256=source.sha256, shard=shard,
+                                        everyone=everyone, mine=[s.student for s in subs])
+        except ValueError as err:
+            raise GradeError(str(err)) from None
     todo = [s for s in subs if force or not _is_current(results_dir / f"{s.student}.json", source, s)]
     workers = max(1, workers or os.cpu_count() or 1)
     stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo)}

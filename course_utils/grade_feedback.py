@@ -85,18 +85,23 @@ def quoted(text: str) -> list[str]:
     return [fence + "text", *lines, fence]
 
 
-def typed_points(out: Path) -> tuple[dict[tuple[str, str, str], str], float]:
+def typed_points(out: Path) -> tuple[dict[tuple[str, str, str], str], float, dict[tuple[str, str, str], str]]:
     """The points an instructor typed into DIR/grades.csv for answers graded by hand (status ``manual``), keyed by
-    (student, worksheet, grade_id), and the file's modification time (0 when there is none)."""
+    (student, worksheet, grade_id), the file's modification time (0 when there is none), and the points of every
+    other TODO row as the file holds them (to tell an instructor who typed over an automatic grade that a run
+    rewrites it)."""
     path = out / "grades.csv"
     try:
         mtime = path.stat().st_mtime
         with open(path, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet may add a BOM
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error):
-        return {}, 0.0
-    return {(r.get("student"), r.get("worksheet"), r.get("grade_id")): (r.get("points") or "").strip()
-            for r in rows if r.get("status") == "manual" and (r.get("points") or "").strip()}, mtime
+        return {}, 0.0, {}
+    key = lambda r: (r.get("student"), r.get("worksheet"), r.get("grade_id"))  # noqa: E731
+    return ({key(r): (r.get("points") or "").strip()
+             for r in rows if r.get("status") == "manual" and (r.get("points") or "").strip()}, mtime,
+            {key(r): (r.get("points") or "").strip() for r in rows
+             if r.get("status") != "manual" and r.get("grade_id") != "TOTAL"})
 
 
 def write_reports(out: Path) -> tuple[int, int]:
@@ -105,7 +110,7 @@ def write_reports(out: Path) -> tuple[int, int]:
     Points typed into the old grades.csv for answers graded by hand are kept, unless that submission was graded
     again since the file was written (its result is newer): then they are dropped, and said so on stderr.
     """
-    typed, typed_at = typed_points(out)
+    typed, typed_at, automatic = typed_points(out)
     results, newer = [], set()
     for f in sorted((out / "results").glob("*/*.json")):
         try:
@@ -124,7 +129,7 @@ def write_reports(out: Path) -> tuple[int, int]:
     writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     by_student: dict[str, list[dict]] = {}
-    dropped, not_numbers = [], []
+    dropped, not_numbers, overwritten = [], [], []
     shown = []          # the results with the points typed by hand in place: what the feedback and report show
     for r in results:
         pending, rows = 0, []
@@ -136,6 +141,10 @@ def write_reports(out: Path) -> tuple[int, int]:
                     dropped.append(f"{key[0]} ({key[1]}: {key[2]}, {typed[key]} points)")
                 else:
                     points = typed[key]
+            was = automatic.get(key)
+            if row["status"] != "manual" and was is not None and key[:2] not in newer and (
+                    _typed_number(was) is None or abs(_typed_number(was) - float(points or 0)) > 1e-9):
+                overwritten.append(f"{key[0]} ({key[1]}: {key[2]}, {was!r} -> {points})")
             number = _typed_number(points) if row["status"] == "manual" and points != "" else points
             if number is None:      # kept in grades.csv as typed (export-lms refuses it), counted nowhere
                 not_numbers.append(f"{key[0]} ({key[1]}: {key[2]}, {points!r})")
@@ -156,6 +165,11 @@ def write_reports(out: Path) -> tuple[int, int]:
     if dropped:
         print("course-grade: points typed into grades.csv were dropped for submissions graded again since: "
               + "; ".join(dropped) + ". Grade these answers by hand again.", file=sys.stderr)
+    if overwritten:
+        print("course-grade: points typed into grades.csv over automatic grades were replaced by the grader's (only "
+              "the rows to grade by hand keep what is typed; change an automatic grade in the LMS after the "
+              "export): " + "; ".join(overwritten[:20]) + ("; ..." if len(overwritten) > 20 else ""),
+              file=sys.stderr)
     if not_numbers:
         print("course-grade: points typed into grades.csv that are not numbers (write 2.5, not 2,5) are kept as "
               "typed but counted nowhere: " + "; ".join(not_numbers), file=sys.stderr)

@@ -249,6 +249,14 @@ def attention(res: dict) -> list[str]:
         n = statuses.count(status)
         if n and res.get("status") in (None, "graded"):
             why.append(f"{n} TODO(s) {what}")
+    if res.get("solution_markers"):
+        why.append("the notebook holds the solutions' markers (" + ", ".join(map(str, res["solution_markers"]))
+                   + "): a copy of the instructor's notebook?")
+    own = [e for e in res.get("cell_errors") or [] if isinstance(e, dict) and e.get("role") == "student"
+           and e.get("ename") == "CellTimeoutError"]
+    if own:
+        why.append(f"{len(own)} cell(s) of its own ran past the limit per cell (an infinite loop?), costing the "
+                   "grader that time: " + ", ".join(str(e.get("cell")) for e in own[:3]))
     changed = [str(f.get("what")) for f in res.get("monkeypatches") or [] if isinstance(f, dict)]
     if changed:
         why.append("its code changes what the grader relies on, or was too large to read: "

@@ -68,9 +68,17 @@ def write_manifest(out: Path, *, worksheet: str, source_sha256: str, shard: tupl
     """DIR/shards/<worksheet>.json: what ``merge`` needs to know that the shards belong together and are all there."""
     from .grade_feedback import safe_name, write_atomic
     k, n = shard
+    path = Path(out) / MANIFESTS / f"{safe_name(worksheet)}.json"
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict) and (before.get("shard"), before.get("shards")) != (k, n):
+        raise ValueError(f"--out {out} already holds shard {before.get('shard')}/{before.get('shards')} of "
+                         f"{worksheet}: give each shard its own --out (merge reads one shard per folder)")
     manifest = {"worksheet": worksheet, "source_sha256": source_sha256, "shard": k, "shards": n,
                 "class_size": len(everyone), "class_sha256": class_digest(everyone), "students": sorted(mine)}
-    write_atomic(Path(out) / MANIFESTS / f"{safe_name(worksheet)}.json", json.dumps(manifest, indent=1))
+    write_atomic(path, json.dumps(manifest, indent=1))
 
 
 # ------------------------------------------------------------------ merging
@@ -154,6 +162,11 @@ def merge(folders: list[str | Path], out: str | Path) -> dict:
     folders, out = [Path(f) for f in folders], Path(out)
     if out.resolve() in {f.resolve() for f in folders}:
         raise MergeError(f"--out {out} is one of the folders to merge: choose a new folder")
+    if out.exists() and not out.is_dir():
+        raise MergeError(f"--out {out} is a file: choose a folder")
+    twice = [f for i, f in enumerate(folders) if f.resolve() in {g.resolve() for g in folders[:i]}]
+    if twice:
+        raise MergeError(f"{twice[0]} is given twice: give each shard's folder once")
     inventories = [_inventory(f) for f in folders]
     worksheets = [set(res) | set(man) for res, man in inventories]
     if any(w != worksheets[0] for w in worksheets):

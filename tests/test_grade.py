@@ -583,3 +583,21 @@ def test_an_interrupted_run_stops_at_once_and_keeps_what_it_graded(tmp_path, sig
     assert not list((out / "results").rglob("*.json")), "a student stopped half-way was written as graded"
     assert (out / "grades.csv").exists()
     assert not list(tmp.iterdir()), f"left behind: {sorted(p.name for p in tmp.iterdir())}"
+
+
+def test_an_empty_file_a_solutions_copy_and_an_output_file_are_named(tmp_path, capsys):
+    """A 0-byte notebook read 'not valid JSON (Expecting value: line 1 column 1)'; a copy of the solutions was not
+    flagged; --out naming a file gave a NotADirectoryError traceback (an instructor's report)."""
+    with pytest.raises(grade.Malformed, match=r"the file is empty \(0 bytes\)") as err:
+        grade.parse_notebook(b"")
+    assert err.value.status == "empty"
+    source = grade.load_source(corpus.SOLUTION)
+    marked = tmp_path / "rita.ipynb"                  # the markers, and no cell of this worksheet (graded no further)
+    marked.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {}, "source": "### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
+         "outputs": [], "execution_count": None}]}))
+    result = grade.grade_submission(source, grade.Submission("rita", marked), grade.Options())
+    assert result["status"] == "wrong_worksheet" and result["solution_markers"] == ["### BEGIN SOLUTION"]
+    (tmp_path / "afile").write_text("")
+    assert grade.main([str(corpus.SOLUTION), str(marked), "--out", str(tmp_path / "afile"), "--allow-root"]) == 2
+    assert "is a file: choose a folder" in capsys.readouterr().err

@@ -333,3 +333,18 @@ def test_points_typed_by_hand_reach_the_feedback_the_total_and_the_report(graded
     assert "not numbers (write 2.5, not 2,5) are kept as typed but counted nowhere: bob (01_schedules: summary, " \
         "'0,5')" in capsys.readouterr().err
     assert _summary_points(graded)["bob"] == "0,5" and _totals(graded)["bob"]["points"] == "2"
+
+
+def test_points_typed_over_an_automatic_grade_are_named_when_a_run_replaces_them(graded, capsys):
+    """bob's test_linear typed from 0 to 1: the next run rewrote it from the result without a word (an
+    instructor's report); it still does (the automatic grade is the grader's), and says so on stderr."""
+    text = (graded / "grades.csv").read_text()
+    (graded / "grades.csv").write_text(text.replace("bob,01_schedules,test_linear,0,1,fail",
+                                                    "bob,01_schedules,test_linear,1,1,fail"))
+    capsys.readouterr()
+    grade_feedback.write_reports(graded)
+    err = capsys.readouterr().err
+    assert "over automatic grades were replaced by the grader's" in err, err
+    assert "bob (01_schedules: test_linear, '1' -> 0)" in err, err
+    grade_feedback.write_reports(graded)                # nothing typed over any more: nothing said
+    assert "over automatic grades" not in capsys.readouterr().err

@@ -195,3 +195,18 @@ def test_a_student_who_failed_every_todo_is_not_untouched():
     r = _result("gus_secret", [("test_linear", "fail", f"❌ {t}: wrong"), ("test_cosine", "fail", "❌ cosine: wrong")])
     assert grade_report.attention(r) == []
     assert "<td>gus_secret</td>" not in grade_report.render([r]).split("<h2>Students who need attention</h2>")[1]
+
+
+def test_a_copy_of_the_solutions_and_an_own_cell_that_loops_need_attention():
+    """A student who handed in solutions/01_schedules.ipynb (nbgrader's markers, the hidden tests) scored full
+    marks unflagged; a cell of the student's own that ran past the limit per cell cost the grader minutes and
+    showed only as a count (an instructor's report)."""
+    copy = {**_result("rita", [("test_linear", "pass", "✅ ok")]),
+            "solution_markers": ["### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS"]}
+    loop = {**_result("grace", [("test_linear", "pass", "✅ ok")]),
+            "cell_errors": [{"cell": "your cell starting `while True:`", "role": "student",
+                             "ename": "CellTimeoutError", "evalue": "120 s"}]}
+    assert "a copy of the instructor's notebook?" in " ".join(grade_report.attention(copy))
+    assert "1 cell(s) of its own ran past the limit per cell (an infinite loop?)" in \
+        " ".join(grade_report.attention(loop))
+    assert not grade_report.attention(_result("ann", [("test_linear", "pass", "✅ ok")]))

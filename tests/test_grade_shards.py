@@ -424,3 +424,19 @@ def test_merge_refuses_a_result_that_does_not_say_its_source(shards, tmp_path):
     path.write_text(json.dumps(r))
     proc = small.grade("merge", one, other, three, "--out", tmp_path / "m")
     assert proc.returncode == 2 and "different SOURCEs" in proc.stderr, proc.stderr
+
+
+def test_two_shards_in_one_folder_a_folder_given_twice_and_an_output_file_are_refused(tmp_path, capsys):
+    """Two shard jobs given one --out: the second overwrote the first's manifest and merge then said a shard was
+    missing; a folder given twice read 'graded in both X and X'; --out naming a file gave a traceback (an
+    instructor's report)."""
+    grade_shards.write_manifest(tmp_path, worksheet=WS, source_sha256=SHA, shard=(1, 2), everyone=CLASS, mine=[])
+    with pytest.raises(ValueError, match="already holds shard 1/2 of 01_schedules: give each shard its own --out"):
+        grade_shards.write_manifest(tmp_path, worksheet=WS, source_sha256=SHA, shard=(2, 2), everyone=CLASS, mine=[])
+    grade_shards.write_manifest(tmp_path, worksheet=WS, source_sha256=SHA, shard=(1, 2), everyone=CLASS, mine=[])
+    folders = _fake_shards(tmp_path / "run", 2)
+    code, _, err = _merge(capsys, folders[0], folders[0], folders[1], "--out", tmp_path / "merged")
+    assert code == 2 and "is given twice" in err, err
+    (tmp_path / "afile").write_text("")
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "afile")
+    assert code == 2 and "is a file: choose a folder" in err and "Traceback" not in err, err
