@@ -138,9 +138,10 @@ MISTAKES["denoise"] = [
 
 # ------------------------------------------------------------------ reverse_diffusion
 def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False,
-                          clamp=False, next_same=False):
+                          clamp=False, next_same=False, next_up=False):
     """The Keras example's deterministic DDIM loop; the variants reproduce catalogued mistakes (``clamp``:
-    pred_images clamped to [-1, 1] at each step; ``next_same``: the remix at the step's own time, not the next)."""
+    pred_images clamped to [-1, 1] at each step; ``next_same``: the remix at the step's own time, not the next;
+    ``next_up``: the remix at t + step_size, a step back towards the noise)."""
     B = initial_noise.shape[0]
     step_size = 1.0 / steps
     next_noisy = initial_noise.double()
@@ -159,7 +160,7 @@ def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_no
         if clamp:
             pred_images = pred_images.clamp(-1, 1)
         next_t = t - step_size if times != "upwards" else t + step_size
-        next_t = t if next_same else next_t
+        next_t = t if next_same else t + step_size if next_up else next_t
         next_noise_rates, next_signal_rates = ref_diffusion_schedule(
             torch.full((B, 1, 1, 1), next_t, dtype=torch.float64, device=initial_noise.device))
         if swap_remix:
@@ -230,6 +231,8 @@ def _reverse_diagnose(out, c) -> str | None:
         ("remix at the NEXT time, t - 1/diffusion_steps: next_noisy = next_signal_rates * pred_images + "
          "next_noise_rates * pred_noises with the rates of diffusion_schedule(t - step_size)",
          ref_reverse_diffusion(net, x, steps, next_same=True)),
+        ("the next time is t - 1/diffusion_steps, one step towards the data: you remixed at t + 1/diffusion_steps, "
+         "back towards the noise", ref_reverse_diffusion(net, x, steps, next_up=True)),
         ("pred_images is clamped: the images are normalised to mean 0 and variance 1 (not [-1, 1]), and DDIM uses "
          "the prediction as it is; the notebook clips only after mapping back (denormalize)",
          ref_reverse_diffusion(net, x, steps, clamp=True)),
@@ -284,6 +287,7 @@ MISTAKES["reverse_diffusion"] = [
     ("time runs upwards", reverse_variant(times="upwards"), "start at t = 1"),
     ("reaches t = 0", reverse_variant(times="linspace"), "equal steps"),
     ("swapped remix", reverse_variant(swap_remix=True), "swapped"),
+    ("remix a step back towards the noise", reverse_variant(next_up=True), "you remixed at t + 1/diffusion_steps"),
     ("adds fresh noise", _reverse_random, "not deterministic"),
     ("one call too many", lambda network, x, steps: (network(x, torch.ones(x.shape[0])),
                                                      ref_reverse_diffusion(network, x, steps).float())[1],

@@ -18,6 +18,7 @@ recomputes the reference (float64, ``torch.nn.functional``) with the rebuilt wei
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +29,12 @@ from .framework import (MISTAKES, WEIGHTS_CHANGED, Check, TodoModule, close, gen
 
 
 # ------------------------------------------------------------------ sinusoidal_embedding
-def ref_sinusoidal(t: Tensor, dim: int, max_period: float = 10000.0, *, order="sin_cos", denom=None) -> Tensor:
-    """(B, dim) features in float64; ``order`` ("cos_sin", "interleave") and ``denom`` reproduce the mistakes."""
+def ref_sinusoidal(t: Tensor, dim: int, max_period: float = 10000.0, *, order="sin_cos", denom=None,
+                   sign=-1.0) -> Tensor:
+    """(B, dim) features in float64; ``order`` ("cos_sin", "interleave"), ``denom`` and ``sign`` (+1: frequencies
+    that grow) reproduce the mistakes."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64) / (denom or half))
+    freqs = torch.exp(sign * math.log(max_period) * torch.arange(half, dtype=torch.float64) / (denom or half))
     args = t.double()[:, None] * freqs[None, :]
     if order == "interleave":
         return torch.stack([torch.sin(args), torch.cos(args)], dim=-1).reshape(t.shape[0], 2 * half)
@@ -40,10 +43,11 @@ def ref_sinusoidal(t: Tensor, dim: int, max_period: float = 10000.0, *, order="s
 
 
 def _embedding_cases(hidden: bool) -> list:
-    cases = [dict(t=torch.tensor([0, 1, 5, 999]), dim=16, kwargs={})]
+    # the second visible case passes max_period: an embedding that ignores it passed the worksheet before
+    cases = [dict(t=torch.tensor([0, 1, 5, 999]), dim=16, kwargs={}),
+             dict(t=torch.tensor([2, 17]), dim=8, kwargs=dict(max_period=100.0))]
     if hidden:
-        cases += [dict(t=torch.tensor([0.5, 3.0, 42.0]), dim=32, kwargs={}),
-                  dict(t=torch.tensor([2, 17]), dim=8, kwargs=dict(max_period=100.0))]
+        cases += [dict(t=torch.tensor([0.5, 3.0, 42.0]), dim=32, kwargs={})]
     return cases
 
 
@@ -59,6 +63,10 @@ def _embedding_diagnose(out, c) -> str | None:
         ("frequencies: you divided i by half - 1, as the original DDPM code does; this worksheet follows "
          "guided-diffusion, w_i = max_period ** (-i / half) with half = dim // 2 (both work in a network, the check "
          "follows the docstring)", ref_sinusoidal(t, dim, **kw, denom=dim // 2 - 1)),
+        ("the frequencies must decrease, from 1 down towards 1 / max_period: w_i = max_period ** (-i / half), "
+         "a negative exponent (yours grow)", ref_sinusoidal(t, dim, **kw, sign=1.0)),
+        (f"use the max_period you are given (this case passes {kw.get('max_period')}), not 10000",
+         ref_sinusoidal(t, dim) if kw.get("max_period") not in (None, 10000.0) else None),
     ], "embedding")      # judge: a float64 embedding with the right values is told to return float32
     return hint
 
@@ -81,6 +89,8 @@ MISTAKES["sinusoidal_embedding"] = [
     ("interleaved", embedding_variant(order="interleave"), "interleave"),
     ("frequencies over dim", embedding_variant(denom_dim=True), "frequencies"),
     ("frequencies over half - 1", embedding_variant(denom_half_minus_one=True), "divided i by half - 1"),
+    ("frequencies that grow", embedding_variant(sign=1.0), "the frequencies must decrease"),
+    ("max_period ignored", lambda t, dim, max_period=10000.0: embedding_variant()(t, dim), "use the max_period you"),
     ("float64", lambda t, dim, max_period=10000.0: ref_sinusoidal(t, dim, max_period), "return float32"),
     ("no batch broadcasting", lambda t, dim, max_period=10000.0: embedding_variant()(t, dim, max_period)[0],
      "wrong shape"),
@@ -190,10 +200,11 @@ MISTAKES["SinusoidalTimeEmbedding"] = [
 
 # ------------------------------------------------------------------ ResBlock
 def _resblock_ref(x, temb, state, groups, *, temb_where="after_conv1", silu_temb=True, skip=True,
-                  conv_first=False) -> Tensor:
+                  conv_first=False, identity_skip=False, temb_3d=False) -> Tensor:
     d = {k: v.double() for k, v in state.items()}
     x, temb = x.double(), temb.double()
-    proj = F.linear(F.silu(temb) if silu_temb else temb, d["temb_proj.weight"], d["temb_proj.bias"])[:, :, None, None]
+    proj = F.linear(F.silu(temb) if silu_temb else temb, d["temb_proj.weight"], d["temb_proj.bias"])
+    proj = proj[:, :, None] if temb_3d else proj[:, :, None, None]     # (B, out_ch, 1): broadcasts on W, raises
     if conv_first:   # SiLU(norm1(conv1(x))): norm1 sees out_ch channels, raises where out_ch != in_ch
         h = F.silu(F.group_norm(F.conv2d(x, d["conv1.weight"], d["conv1.bias"], padding=1), groups,
                                 d["norm1.weight"], d["norm1.bias"]))
@@ -208,7 +219,7 @@ def _resblock_ref(x, temb, state, groups, *, temb_where="after_conv1", silu_temb
         h = h + proj
     if not skip:
         return h
-    res = F.conv2d(x, d["skip.weight"], d["skip.bias"]) if "skip.weight" in d else x
+    res = F.conv2d(x, d["skip.weight"], d["skip.bias"]) if "skip.weight" in d and not identity_skip else x
     return res + h
 
 
@@ -261,13 +272,23 @@ def _resblock_diagnose(out, c) -> str | None:
     return gradient_hint(out.get("no_grad"), "block")
 
 
+_BROADCAST = re.compile(r"size of tensor a \(\d+\) must match the size of tensor b \(\d+\) at non-singleton "
+                        r"dimension (\d+)")
+
+
 def _resblock_explain(error: str) -> str | None:
-    """PyTorch's text for a GroupNorm given another number of channels than it was built for names weights and
-    shapes; the fix is where the norm goes."""
+    """PyTorch's words for the block's usual slips name weights, shapes and dimensions; the fix is where the norm
+    goes, the residual's 1x1 convolution, or the time embedding's shape."""
     if "number of channels in input" in error or "num_channels must be divisible" in error:
         return ("a GroupNorm got another number of channels than it was built for: norm1 = GroupNorm(groups, in_ch) "
                 "goes on x, norm2 = GroupNorm(groups, out_ch) on h after conv1; in each half the order is norm, "
                 "SiLU, conv (Ho et al. 2020, Appendix B)")
+    mismatch = _BROADCAST.search(error)
+    if mismatch and mismatch.group(1) == "1":
+        return "x has in_ch channels and h out_ch: the residual is self.skip(x) + h (a 1x1 conv when they differ)"
+    if mismatch:
+        return ("the time embedding is added per channel: temb_proj(SiLU(temb)) has shape (B, out_ch); make it "
+                "(B, out_ch, 1, 1) with [:, :, None, None] to add it to h of shape (B, out_ch, H, W)")
     return None
 
 
@@ -329,6 +350,8 @@ MISTAKES["ResBlock"] = [
     ("time embedding at the end", _resblock_variant(temb_where="end"), "after the first convolution"),
     ("no SiLU on temb", _resblock_variant(silu_temb=False), "SiLU to temb"),
     ("convolution before the norm", _resblock_variant(conv_first=True), "norm1 = GroupNorm(groups, in_ch) goes on x"),
+    ("x + h without the skip convolution", _resblock_variant(identity_skip=True), "the residual is self.skip(x) + h"),
+    ("time embedding of shape (B, out_ch, 1)", _resblock_variant(temb_3d=True), "[:, :, None, None]"),
     ("forward under no_grad", _detached(RefResBlock, "WrongResBlock"), "no gradient reaches"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
@@ -339,7 +362,8 @@ def _sub(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_block", mid=True, head=True) -> Tensor:
+def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_block", mid=True, head=True,
+                   add_skip=False) -> Tensor:
     """The worksheet's two-level UNet in float64 from its weights; the switches reproduce the catalogued mistakes."""
     d = {k: v.double() for k, v in state.items()}
     ch = d["conv_in.weight"].shape[0]
@@ -349,6 +373,8 @@ def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_blo
         return _resblock_ref(h, temb, _sub(d, f"{name}."), groups)
 
     def join(h, skip):
+        if add_skip:            # h + skip: the next block, built for the concatenation's channels, raises
+            return h + skip
         return torch.cat([h, skip] if cat_order == "h_first" else [skip, h], dim=1)
 
     h0 = F.conv2d(x.double(), d["conv_in.weight"], d["conv_in.bias"], padding=1)       # (B, ch, H, W)
@@ -413,7 +439,21 @@ def _unet_diagnose(out, c) -> str | None:
     return hint or gradient_hint(out.get("no_grad"), "UNet")
 
 
-register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose))
+def _unet_explain(error: str) -> str | None:
+    """PyTorch's words for a skip added instead of concatenated, concatenated along another axis, or upsampled to
+    another size."""
+    if "number of channels in input" in error:
+        return ("a block got another number of channels than it was built for: up2 expects 4 ch (the upsampled 2 ch "
+                "and the 2 ch skip) and up1 3 ch: concatenate along the channels, torch.cat([h, skip], dim=1), "
+                "don't add")
+    if "Sizes of tensors must match except in dimension 1" in error:
+        return ("the upsampled features and the skip differ in height or width: upsample by a factor of 2 "
+                "(F.interpolate(h, scale_factor=2, mode='nearest')), not to a size computed from one side, and "
+                "concatenate along dim=1")
+    return None
+
+
+register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose, _unet_explain))
 check_SmallUNet = visible("SmallUNet")
 
 
@@ -447,6 +487,7 @@ def _unet_variant(**kw):
 
 MISTAKES["SmallUNet"] = [
     ("skip concatenated first", _unet_variant(cat_order="skip_first"), "[upsampled features, skip]"),
+    ("skip added, not concatenated", _unet_variant(add_skip=True), "concatenate along the channels"),
     ("level-1 skip before the block", _unet_variant(skip1="before_block"), "down1's output"),
     ("no bottleneck", _unet_variant(mid=False), "self.mid"),
     ("no output norm", _unet_variant(head=False), "norm_out"),

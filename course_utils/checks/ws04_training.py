@@ -289,7 +289,8 @@ def _train_step_diagnose(out, c) -> str | None:
         return "the model's weights are missing after the steps, or their shapes changed: update them in place"
     if all(close(before[k], after[k], 1e-9) for k in before):
         return ("the weights did not change: call optimizer.zero_grad(), then loss.backward(), then optimizer.step() "
-                "(zero_grad between backward and step clears the gradients the step needs)")
+                "in that order: step uses the gradients backward leaves (a step before backward, or a zero_grad "
+                "between them, finds none)")
     names = list(before)
     model = tiny_model(c, before)
     params = list(model.parameters())
@@ -328,16 +329,26 @@ def _train_step_diagnose(out, c) -> str | None:
             "t and eps: draw no t or noise of your own): zero_grad, backward, step, in that order")
 
 
-register(Check("training_step", "training_step", _train_step_cases, _train_step_call, _train_step_diagnose))
+def _train_step_explain(error: str) -> str | None:
+    if "does not require grad" in error:
+        return ("the loss has no graph to go back through: compute it with gradients on (no torch.no_grad() around "
+                "the loss, no .detach() or .item() before backward)")
+    return None
+
+
+register(Check("training_step", "training_step", _train_step_cases, _train_step_call, _train_step_diagnose,
+               _train_step_explain))
 check_training_step = visible("training_step")
 
 
-def training_step_variant(*, zero_grad=True, step=True):
-    """training_step(model, optimizer, x0, t, eps, schedule) with a step left out; none: the right one."""
+def training_step_variant(*, zero_grad=True, step=True, no_grad=False):
+    """training_step(model, optimizer, x0, t, eps, schedule) with a step left out (or the loss computed under
+    torch.no_grad()); none: the right one."""
     def training_step(model, optimizer, x0, t, eps, schedule):
         if zero_grad:
             optimizer.zero_grad()
-        loss = loss_variant()(model, schedule, x0, t=t, eps=eps)
+        with torch.set_grad_enabled(not no_grad):
+            loss = loss_variant()(model, schedule, x0, t=t, eps=eps)
         loss.backward()
         if step:
             optimizer.step()
@@ -360,6 +371,7 @@ MISTAKES["training_step"] = [
     ("no zero_grad", training_step_variant(zero_grad=False), "zero_grad"),
     ("no optimizer.step", training_step_variant(step=False), "optimizer.step()"),
     ("a new optimizer at every step", _training_step_new_optimizer, "starts afresh"),
+    ("loss under torch.no_grad()", training_step_variant(no_grad=True), "the loss has no graph"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

@@ -40,6 +40,8 @@ def _lam(a: torch.Tensor, h_from: str) -> torch.Tensor:
         return -((1 - a) / a).sqrt()                             # steps in sigma / alpha, not in its log
     if h_from == "log_snr":
         return torch.log(a) - torch.log1p(-a)                    # the full log-SNR: twice lambda
+    if h_from == "log_alpha":
+        return 0.5 * torch.log(a)                                # log alpha: sigma forgotten
     return 0.5 * (torch.log(a) - torch.log1p(-a))
 
 
@@ -140,6 +142,8 @@ def _step_diagnose(out, c) -> str | None:
          "not in sigma = sqrt(1 - alpha_bar) / sqrt(alpha_bar)", ref_dpmpp_2m_step(*args, h_from="edm_sigma")[0]),
         ("lambda vs sigma mixed up: lambda = log(alpha / sigma) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)); "
          "you used -log(sigma), without alpha", ref_dpmpp_2m_step(*args, h_from="log_sigma")[0]),
+        ("lambda vs alpha mixed up: lambda = log(alpha / sigma) = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)); "
+         "you used log(alpha), without sigma", ref_dpmpp_2m_step(*args, h_from="log_alpha")[0]),
         ("h is twice too large: lambda is HALF the log-SNR, log(alpha / sigma) = 0.5 log(alpha_bar / (1 - "
          "alpha_bar)), not log(alpha_bar / (1 - alpha_bar))", ref_dpmpp_2m_step(*args, h_from="log_snr")[0]),
         ("x_t is scaled by sigma_prev / sigma_t = sqrt(1 - alpha_bar_prev) / sqrt(1 - alpha_bar_t) in "
@@ -196,7 +200,8 @@ MISTAKES["dpmpp_2m_step"] = [
     ("noise prediction for data prediction", dpmpp_step_variant(data=False), "not the noise prediction"),
     ("wrong sign of h", dpmpp_step_variant(h_sign=-1.0), "wrong sign of h"),
     ("h in sigma", dpmpp_step_variant(h_from="edm_sigma"), "lambda vs sigma"),
-    ("lambda without alpha", dpmpp_step_variant(h_from="log_sigma"), "lambda vs sigma"),
+    ("lambda without alpha", dpmpp_step_variant(h_from="log_sigma"), "you used -log(sigma), without alpha"),
+    ("lambda without sigma", dpmpp_step_variant(h_from="log_alpha"), "you used log(alpha), without sigma"),
     ("full log-SNR for lambda", dpmpp_step_variant(h_from="log_snr"), "HALF the log-SNR"),
     ("alpha ratio on x_t", dpmpp_step_variant(x_coef="alpha"), "belongs to the noise-prediction DPM-Solver"),
     ("r inverted", dpmpp_step_variant(r_inverted=True), "h_last / h"),
