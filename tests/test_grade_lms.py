@@ -348,3 +348,16 @@ def test_points_typed_over_an_automatic_grade_are_named_when_a_run_replaces_them
     assert "bob (01_schedules: test_linear, '1' -> 0)" in err, err
     grade_feedback.write_reports(graded)                # nothing typed over any more: nothing said
     assert "over automatic grades" not in capsys.readouterr().err
+
+
+def test_a_canvas_download_sorted_into_folders_by_user_id_is_found_by_id(tmp_path):
+    """docs/grading.md's recipe for Canvas's "Download Submissions": folders named by the user id in the file
+    names; the gradebook export as the roster then finds each student by its ID column."""
+    _write(tmp_path, _result("1001", 1, 2), _result("1002", 0, 2))
+    roster = tmp_path / "gradebook.csv"
+    roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section\n    Points Possible,,,,\n"
+                      '"Liddell, Alice",1001,S-1,alice,A\n"Builder, Bob",1002,S-2,bob,B\n')
+    text, warnings = grade_lms.export(tmp_path, "canvas", roster=roster, total_only=True)
+    assert _table(text)[2:] == [["Liddell, Alice", "1001", "S-1", "alice", "A", "3"],
+                                ["Builder, Bob", "1002", "S-2", "bob", "B", "2"]], text
+    assert not warnings
