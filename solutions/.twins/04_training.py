@@ -55,7 +55,8 @@ _ = torch.manual_seed(0)          # the same random numbers on every run
 # $$L_\text{simple} = \big\|\epsilon - \epsilon_\theta\big(\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\ t\big)\big\|^2,$$
 #
 # averaged over the batch and the dimensions (`F.mse_loss`). Here `t` (int64, (B,)) and `eps` (like `x0`) are
-# given, as keywords, so the loss is deterministic; `q_sample` from `course_utils.forward` computes $x_t$. Call
+# given, as keywords, so the loss is deterministic; `q_sample(x0, t, eps, schedule)` from `course_utils.forward`
+# computes $x_t$ (worksheet 2's function, in this order). Call
 # the model as `model(xt, t)`. Return the loss **tensor** (the training step calls `backward` on it). This is the
 # signature of the package's `course_utils.training.diffusion_loss`, which draws `t` and `eps` itself when they
 # are left out. The check tries a batch of 2-D points and a batch of one-channel images, so write it for any
