@@ -399,13 +399,13 @@ def _ema_net(seed: int) -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
 
 
-def ref_ema(c, *, warmup="min", swap=False, own_count=False, offset=0) -> list:
+def ref_ema(c, *, warmup="min", swap=False, own_count=False, offset=0, zeros=False) -> list:
     """The averaged weights (float64) after each update; ``warmup``: "min" (right), "none", "no_plus_one",
     "ramp" (the warm-up without the min); ``own_count``: the warm-up counts its own updates from 0 instead of
     taking the step it is given; ``offset``: the warm-up's step is that many steps off (step + 1: a count from
     1)."""
     init = {k: v.double() for k, v in seeded_state(lambda: _ema_net(c["seed"]), c["seed"]).items()}
-    avg, out = dict(init), []
+    avg, out = ({k: torch.zeros_like(v) for k, v in init.items()} if zeros else dict(init)), []
     for i, live in enumerate(c["live"]):
         step = (i if own_count else c["first_step"] + i) + offset
         ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
@@ -506,6 +506,13 @@ def _ema_diagnose(out, c) -> str | None:
     if matches([init] * len(states)):
         return ("the averaged weights never change: write into the copy's parameters in place "
                 "(ema_p.mul_(d).add_(p, alpha=1 - d)); `ema_p = d * ema_p + ...` only rebinds the loop variable")
+    if matches([{k: v.double() for k, v in live.items()} for live in c["live"]]):
+        return ("the average is just the live weights after each update: blend into the copy in place, "
+                "theta_ema <- d theta_ema + (1 - d) theta, instead of replacing the copy (a new deepcopy of the "
+                "live network, or load_state_dict of its weights)")
+    if matches(ref_ema(c, zeros=True)):
+        return ("the average starts from zeros: it starts from the network's own weights (copy.deepcopy(model) in "
+                "__init__), which the warm-up then moves towards the live ones")
     return ("the averaged weights differ from theta_ema <- d theta_ema + (1 - d) theta with "
             "d = min(decay, (1 + step) / (10 + step)), applied to every parameter at each update")
 
@@ -566,6 +573,25 @@ class _LiveNetworkToEval(RefEMA):
         super().__init__(model.eval(), decay)
 
 
+class _ReplacesTheCopy(RefEMA):
+    """update() makes a new copy of the live network: the 'average' is the live weights."""
+
+    def update(self, model: nn.Module, step: int) -> None:
+        import copy
+
+        self.model = copy.deepcopy(model).requires_grad_(False)
+
+
+class _AverageFromZeros(RefEMA):
+    """The average starts from zeros instead of the network's weights."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__(model, decay)
+        with torch.no_grad():
+            for p in self.model.parameters():
+                p.zero_()
+
+
 class _TrainableAfterUpdate(RefEMA):
     """Right until its first update, which makes the averaged copy trainable again."""
 
@@ -584,6 +610,8 @@ MISTAKES["EMA"] = [
      "however many steps"),
     ("weights swapped", ema_variant(swap=True), "swapped"),
     ("loop variable rebound", ema_variant(rebind=True), "never change"),
+    ("the copy replaced at each update", _ReplacesTheCopy, "the average is just the live weights"),
+    ("the average started from zeros", _AverageFromZeros, "the average starts from zeros"),
     ("no copy", ema_variant(alias=True), "independent copy"),
     ("copy still trainable", ema_variant(grad=True), "requires gradients"),
     ("copy trainable after an update", _TrainableAfterUpdate, "requires gradients"),
