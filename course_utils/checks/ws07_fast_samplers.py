@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, Check, alpha_bar64, close, generator, judge, kernel_text, last_target,
-                        model_timestep, raised_record, register, shape_hint, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, generator, judge, kernel_text,
+                        last_target, model_timestep, raised_record, register, shape_hint, todo, visible)
 
 STEP_HINT = ("x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D with alpha = sqrt(alpha_bar), "
              "sigma = sqrt(1 - alpha_bar), h = lambda_prev - lambda_t")
@@ -235,13 +235,16 @@ def mixture_model(schedule):
     return GaussianMixtureEps(EIGHT_GAUSSIANS, schedule)
 
 
-def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one", t_arg="t", t_dtype=torch.long):
+def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one", t_arg="t", t_dtype=torch.long,
+                   full_chain_prev=False):
     """DPM-Solver++(2M) on ``timesteps`` in float64 with the reference step; the switches reproduce the catalogued
-    mistakes of the loop."""
+    mistakes of the loop (``full_chain_prev``: each step to alpha_bar_prev[t], the full chain's next step)."""
     alpha_bar = alpha_bar64(schedule)
     x, x0_pred_last, alpha_bar_last = x_T.double(), None, None
     for k, t in enumerate(timesteps):
-        if k + 1 < len(timesteps):
+        if full_chain_prev:
+            a_prev = alpha_bar_prev64(schedule)[t]
+        elif k + 1 < len(timesteps):
             a_prev = alpha_bar[timesteps[k + 1]]
         else:
             a_prev = last_target(alpha_bar, last)
@@ -309,6 +312,9 @@ def _loop_diagnose(record, c) -> str | None:
          dict(t_arg="t-1")),
         ("x0_pred_last is the data prediction the previous step returned (its second output), not the x it "
          "stepped to", dict(history="x")),
+        ("each step goes to the NEXT GRID time, alpha_bar[timesteps[k + 1]] (1 after the last), not to "
+         "alpha_bar_prev[t], the full chain's next step: on a grid of few steps the solver jumps",
+         dict(full_chain_prev=True)),
     ]:
         if close(out, ref_dpmpp_loop(*args, **switches), 1e-3):
             return mistake_hint
@@ -358,5 +364,6 @@ MISTAKES["dpmpp_2m_sample_loop"] = [
     ("alpha_bar[-1] at the last step", dpmpp_loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
     ("last step to alpha_bar[0]", dpmpp_loop_variant(last="first"), "not to alpha_bar[0]"),
     ("loop index as timestep", dpmpp_loop_variant(t_arg="k"), "not with the loop index"),
+    ("the full chain's alpha_bar_prev", dpmpp_loop_variant(full_chain_prev=True), "the NEXT GRID time"),
     ("not implemented", todo, "not implemented yet"),
 ]
