@@ -7,7 +7,7 @@ that the lab follows: its "train" is 80% of each official split (train, validati
 6,551 images), its "test" the remaining 20% (1,638); images are centre-cropped to a square and resized to 64x64.
 The data root is the environment variable ``COURSE_DATA_DIR`` if set, else ``~/.cache/course_utils/data``.
 Nothing here needs a network when the files are in place; when they are not, the error says where to put which
-files and how to download them.
+files and how to download them, and ``load_images_or_digits`` falls back to the digits with one printed line.
 """
 from __future__ import annotations
 
@@ -33,7 +33,13 @@ CLASS_NAMES = {
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A dataset is not under the data root and could not be downloaded; the message says what to do."""
+    """A dataset is not under the data root and could not be downloaded; the message says what to do.
+
+    In a notebook IPython shows only ``DatasetNotFoundError: <the message>``, without a traceback: the message is
+    the whole story (``_render_traceback_`` is IPython's hook for that; plain Python still prints a traceback)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 def data_root() -> Path:
@@ -130,37 +136,69 @@ def _sklearn_digits(split: str) -> tuple[Tensor, Tensor]:
     return (x[:1500], y[:1500]) if split == "train" else (x[1500:], y[1500:])
 
 
-_TV = {"mnist": ("MNIST", "MNIST/raw: train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
-                          "t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)"),
-       "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw: the same four idx files as MNIST"),
-       "cifar10": ("CIFAR10", "cifar-10-batches-py/ (extracted from cifar-10-python.tar.gz)"),
-       "flowers102": ("Flowers102", "flowers-102/: jpg/, imagelabels.mat, setid.mat")}
+_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte")
+# name -> (torchvision class, folder under the data root, the files it holds)
+_TV = {"mnist": ("MNIST", "MNIST/raw", "the four idx files " + ", ".join(_MNIST_FILES) + " (or their .gz)"),
+       "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "the same four idx files as MNIST"),
+       "cifar10": ("CIFAR10", "cifar-10-batches-py", "the batches extracted from cifar-10-python.tar.gz"),
+       "flowers102": ("Flowers102", "flowers-102/", "jpg/, imagelabels.mat, setid.mat")}
+
+
+def has_files(name: str, root: str | Path | None = None) -> bool:
+    """Whether dataset ``name``'s files are under ``root`` (default: the data root), without loading them.
+
+    For MNIST and Fashion-MNIST: the four idx files (or their .gz) in ``NAME/raw`` (an empty ``raw`` folder, which a
+    failed download leaves behind, does not count); for the others, their folder. "digits" is always there."""
+    if name == "digits":
+        return True
+    if name not in _TV:
+        raise ValueError(f"unknown image dataset {name!r}; choose one of {IMAGE_NAMES}")
+    folder = (Path(root) if root is not None else data_root()) / _TV[name][1]
+    if name in ("mnist", "fashion_mnist"):
+        return all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in _MNIST_FILES)
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def _torchvision_images(name: str, split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
     import torchvision
 
-    cls_name, files = _TV[name]
-    cls = getattr(torchvision.datasets, cls_name)
+    cls = getattr(torchvision.datasets, _TV[name][0])
     if name == "flowers102":
         return _flowers102(root, split, download)
     try:
         ds = cls(root=str(root), download=download, train=split == "train")
     except Exception as err:  # noqa: BLE001 - no network, a corrupt file, a missing folder: say what to do
-        raise DatasetNotFoundError(_missing_message(name, split, root, files, err)) from None   # the message quotes err
+        raise DatasetNotFoundError(_missing_message(name, split, root, err, download)) from None  # it quotes err
     if name in ("mnist", "fashion_mnist"):
         return ds.data[:, None].clone(), ds.targets.clone()
     return torch.tensor(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)    # cifar10
 
 
-def _missing_message(name: str, split: str, root: Path, files: str, err: Exception) -> str:
-    cls_name = _TV[name][0]
+def download_command(name: str, root: str | Path | None = None) -> str:
+    """The one shell command that downloads dataset ``name`` into ``root`` (default: the data root)."""
+    if name not in _TV:
+        raise ValueError(f"{name!r} is not downloaded; the downloadable datasets are {tuple(_TV)}")
+    root = Path(root) if root is not None else data_root()
     kwargs = "split='train'" if name == "flowers102" else "train=True"
-    return (f"dataset {name!r} ({split}) is not under the data root {root} and could not be downloaded "
-            f"({type(err).__name__}: {err}).\nWhat to do: on a machine with a network, download it with\n"
-            f"    python -c \"import torchvision; torchvision.datasets.{cls_name}('{root}', {kwargs}, "
-            f"download=True)\"\nor put the files at {root}/{files}, or point the environment variable "
-            f"COURSE_DATA_DIR at a folder that has them; offline, load_images('digits') ships with scikit-learn.")
+    return f"python -c \"import torchvision; torchvision.datasets.{_TV[name][0]}('{root}', {kwargs}, download=True)\""
+
+
+def where_to_get(name: str, root: str | Path | None = None) -> str:
+    """One sentence: how to get dataset ``name`` into ``root`` (default: the data root), downloaded or by hand."""
+    root = Path(root) if root is not None else data_root()
+    _, folder, files = _TV[name]
+    return (f"To get {_TV[name][0]}: {download_command(name, root)} or put {files} in {root}/{folder} "
+            f"(COURSE_DATA_DIR sets the root).")
+
+
+def _missing_message(name: str, split: str, root: Path, err: Exception, download: bool) -> str:
+    _, folder, files = _TV[name]
+    cause = f"could not be downloaded ({type(err).__name__}: {err})" if download else "download=False was asked for"
+    return (f"dataset {name!r} ({split}) is not under the data root {root} and {cause}.\nWhat to do: on a machine "
+            f"with a network, download it with\n    {download_command(name, root)}\nor put the files at "
+            f"{root}/{folder}: {files}, or point the environment variable COURSE_DATA_DIR at a folder that has "
+            f"them; offline, load_images('digits') ships with scikit-learn.")
 
 
 FLOWERS_SIZE = 64           # the Keras example's image_size
@@ -195,7 +233,7 @@ def _flowers102(root: Path, split: str, download: bool) -> tuple[Tensor, Tensor]
             except Exception as download_err:  # noqa: BLE001 - no network: say what to do
                 err = download_err
         if not all(p.exists() for p in needed):
-            raise DatasetNotFoundError(_missing_message("flowers102", split, root, _TV["flowers102"][1], err))
+            raise DatasetNotFoundError(_missing_message("flowers102", split, root, err, download))
     labels = np.asarray(loadmat(folder / "imagelabels.mat")["labels"]).reshape(-1)    # 1..102, one per image
     ids = flowers102_split(loadmat(folder / "setid.mat"), split)
     xs = []
@@ -213,11 +251,43 @@ def _flowers102(root: Path, split: str, download: bool) -> tuple[Tensor, Tensor]
 def load_images_or_digits(name: str, **kwargs) -> tuple[Tensor, Tensor, str]:
     """``load_images(name)``, or scikit-learn's digits when ``name`` is not available offline.
 
-    Returns (x, y, the name actually loaded) and prints one line saying why when it falls back.
+    Returns (x, y, the name actually loaded): a lesson branches on that name, not on what it asked for. The first
+    fallback prints one line (what is missing, that figures and numbers will differ from the text, how to get the
+    data); the dataset is then remembered as missing for the rest of the process (``_FOUND_MISSING``, the one
+    state this module keeps), so later calls neither print it again nor retry the download. They still look for
+    the files, so data put in place meanwhile is picked up.
     """
+    root = Path(kwargs.pop("root", None) or data_root())
+    key = (name, str(root))
+    download = kwargs.pop("download", True) and key not in _FOUND_MISSING
     try:
-        return (*load_images(name, **kwargs), name)
-    except DatasetNotFoundError as err:
-        print(f"{name} is not available here ({str(err).splitlines()[0]}); using scikit-learn's digits instead.")
-        kwargs.pop("root", None), kwargs.pop("download", None)
+        return (*load_images(name, root=root, download=download, **kwargs), name)
+    except DatasetNotFoundError:
+        if key not in _FOUND_MISSING:
+            _FOUND_MISSING.add(key)
+            print(fallback_line(name, root, downloaded=download))
         return (*load_images("digits", **kwargs), "digits")
+
+
+_FOUND_MISSING: set[tuple[str, str]] = set()   # (name, root) that load_images_or_digits found missing in this process
+
+
+def fallback_line(name: str, root: str | Path | None = None, *, downloaded: bool = True) -> str:
+    """The one line printed when ``name`` is replaced by scikit-learn's digits; it reuses ``where_to_get``."""
+    root = Path(root) if root is not None else data_root()
+    why = "could not be downloaded (offline?)" if downloaded else "was not downloaded (download=False)"
+    return (f"{_TV[name][0]} is not under {root} and {why}: using scikit-learn's 8x8 digits instead, so figures and "
+            f"numbers will differ from the text, which was written for {_TV[name][0]}. {where_to_get(name, root)}")
+
+
+def have(wanted: str, loaded: str, *, cell: str) -> bool:
+    """Whether the images loaded (``loaded``, as ``load_images_or_digits`` names them) are ``wanted``; when not,
+    prints one line: the cell, which ``cell`` (e.g. "compares the samples with real MNIST images"), is skipped.
+
+    ``if have("mnist", source, cell="runs the MNIST model on real MNIST images"): ...``"""
+    if loaded == wanted:
+        return True
+    title = _TV[wanted][0] if wanted in _TV else wanted
+    print(f"skipped: this cell {cell}, which this kernel does not have (it has {loaded}): the figures and numbers "
+          f"in the text are {title}'s; see the fallback line above to get {title}.")
+    return False

@@ -158,13 +158,14 @@ def within_class_spread(feats: np.ndarray, labels: np.ndarray) -> float:
     """The mean pairwise Euclidean distance between features (N, D) of the same class, averaged over classes.
 
     Divided by the same figure for real images, it is the course's diversity measure (1.0 = as varied as real
-    digits of one class; guidance that collapses variety lowers it)."""
+    digits of one class; guidance that collapses variety lowers it). A class with fewer than 2 samples has no
+    pair and is left out; when no class has 2, there is nothing to measure and the result is nan (no warning)."""
     spreads = []
     for c in np.unique(labels):
         f = torch.as_tensor(feats[labels == c])
-        if len(f) > 1:
+        if len(f) >= 2:                                        # mean over the n (n - 1) ordered pairs
             spreads.append(float(torch.cdist(f, f).sum() / (len(f) * (len(f) - 1))))
-    return float(np.mean(spreads))
+    return float(np.mean(spreads)) if spreads else float("nan")
 
 
 def calibration(probs: Tensor, labels: Tensor, *, bins: int = 15) -> dict[str, float]:

@@ -81,7 +81,48 @@ def test_missing_dataset_error_names_the_fix(tmp_path, monkeypatch):
 def test_fallback_to_digits(tmp_path, capsys):
     x, y, name = load_images_or_digits("mnist", root=tmp_path, download=False, limit=5)
     assert name == "digits" and x.shape == (5, 1, 8, 8)
-    assert "using scikit-learn's digits instead" in capsys.readouterr().out
+    assert "using scikit-learn's 8x8 digits instead" in capsys.readouterr().out
+
+
+def test_fallback_says_once_in_one_line_what_is_missing_and_what_to_do(tmp_path, capsys, monkeypatch):
+    """Two calls (as lesson 3 makes): one line, printed once, naming the root, the command and the layout; the
+    second call does not try to download again."""
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    downloads = []
+
+    def offline(name, split, root, download):       # as torchvision does with no network and no files
+        downloads.append(download)
+        raise DatasetNotFoundError("offline")
+
+    monkeypatch.setattr(data, "_torchvision_images", offline)
+    monkeypatch.setattr(data, "_FOUND_MISSING", set())
+    for split in ("test", "train"):
+        x, _, name = load_images_or_digits("mnist", split=split, image_size=28, limit=3)
+        assert name == "digits" and x.shape == (3, 1, 28, 28)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.endswith("\n"), out
+    assert f"MNIST is not under {tmp_path} and could not be downloaded" in out
+    assert "figures and numbers will differ from the text" in out
+    assert data.download_command("mnist", tmp_path) in out and "download=True" in out
+    assert f"{tmp_path}/MNIST/raw" in out and "t10k-labels-idx1-ubyte" in out and "COURSE_DATA_DIR" in out
+    assert downloads == [True, False]
+
+
+def test_has_files_wants_the_four_idx_files(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)                       # what a failed download leaves behind
+    assert not data.has_files("mnist", tmp_path)
+    for f in data._MNIST_FILES[:3]:
+        (raw / f).touch()
+    (raw / (data._MNIST_FILES[3] + ".gz")).touch()
+    assert data.has_files("mnist", tmp_path) and data.has_files("digits", tmp_path)
+
+
+def test_dataset_not_found_shows_only_its_message_in_a_notebook(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_images("mnist", root=tmp_path, download=False)
+    assert info.value._render_traceback_() == [f"DatasetNotFoundError: {info.value}"]
+    assert "download=False was asked for" in str(info.value) and "use download=True" not in str(info.value)
 
 
 def _fake_flowers(root: Path, sizes=(10, 10, 25)) -> dict:

@@ -199,3 +199,15 @@ def test_within_class_spread_is_the_mean_pairwise_distance_per_class():
     feats = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [9.0, 9.0]])
     labels = np.array([0, 0, 1, 1, 1, 2])          # class 2 has one point: no pair, left out
     assert metrics.within_class_spread(feats, labels) == pytest.approx((5 + 4 / 3) / 2)
+
+
+def test_within_class_spread_without_a_pair_is_nan_without_a_warning():
+    """One sample per class (as 8 real test images of 10 classes can give): no pair to measure, nan, quietly;
+    a single class with a pair is measured on its own (3, 4 apart: 5)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(metrics.within_class_spread(np.eye(3), np.array([0, 1, 2])))
+        assert np.isnan(metrics.within_class_spread(np.zeros((0, 2)), np.zeros(0, dtype=int)))
+        assert metrics.within_class_spread(np.array([[0.0, 0], [3, 4], [7, 7]]), np.array([1, 1, 2])) == 5.0

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 import course_utils
-from course_utils.data import data_root
+from course_utils.data import data_root, has_files
 from course_utils.device import get_device
 from course_utils.settings import quick_mode
 
@@ -36,7 +36,7 @@ print("Python:      ", sys.executable)
 print("course_utils:", Path(course_utils.__file__).parent)
 print("torch:       ", torch.__version__, "| device:", get_device())
 print("quick mode:  ", quick_mode(), "(COURSE_QUICK =", repr(os.environ.get("COURSE_QUICK", "")) + ")")
-print("data root:   ", data_root(), "| MNIST here:", (data_root() / "MNIST" / "raw").is_dir())
+print("data root:   ", data_root(), "| MNIST here:", has_files("mnist"))   # its four idx files in MNIST/raw
 
 # %% [markdown]
 # If `Python:` does not point into the course's environment (`.../.venv/bin/python` after `make lab`, or your

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from course_utils import metrics
 from course_utils.analytic import GaussianMixtureEps
 from course_utils.checkpoints import load_pretrained
-from course_utils.data import EIGHT_GAUSSIANS, load_images_or_digits, make_toy
+from course_utils.data import EIGHT_GAUSSIANS, have, load_images_or_digits, make_toy
 from course_utils.forward import q_posterior
 from course_utils.guidance import predict_eps
 from course_utils.device import get_device
@@ -457,8 +457,11 @@ def to_metric_size(x):
 
 
 x_ref, _, ref_name = load_images_or_digits(card_dataset, split="test", image_size=image_shape[-1])
-reference_features = metrics.features(to_metric_size(x_ref[:2000]), feature_net)
-reference_description = f"{len(reference_features)} real {ref_name} test images"
+real_mnist = have("mnist", ref_name, cell="scores the samples against real MNIST images with the MNIST classifier's "
+                  "features")                   # the metric means nothing on other images
+if real_mnist:
+    reference_features = metrics.features(to_metric_size(x_ref[:2000]), feature_net)
+    reference_description = f"{len(reference_features)} real {ref_name} test images"
 
 
 def sample_quality(x):
@@ -467,23 +470,31 @@ def sample_quality(x):
     return dict(fid=metrics.fid_from_features(f, reference_features), kid=metrics.kid_from_features(f, reference_features)[0])
 
 
-x_real, _, _ = load_images_or_digits(card_dataset, split="train", image_size=image_shape[-1], limit=N_EVAL)
-floor = sample_quality(x_real)
-print(f"{N_EVAL} real training images against {reference_description}: FID {floor['fid']:.2f}, KID {floor['kid']:.4f}")
+if real_mnist:
+    x_real, _, _ = load_images_or_digits(card_dataset, split="train", image_size=image_shape[-1], limit=N_EVAL)
+    floor = sample_quality(x_real)
+    print(f"{N_EVAL} real training images against {reference_description}: FID {floor['fid']:.2f}, "
+          f"KID {floor['kid']:.4f}")
 
 # %%
 for steps in (10, 20, 50, 100):
     key = f"DDIM {steps}"
     samples[key], seconds[key] = timed(lambda: ddim_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=steps, eta=0.0))
 
-quality = {key: sample_quality(x) for key, x in samples.items()}
-print(f"{'sampler':<10} {'network calls':>13} {'wall time (s)':>14} {'ms / sample':>12} {'FID':>8} {'KID':>8}")
-print(f"{'real data':<10} {0:>13} {'':>14} {'':>12} {floor['fid']:>8.2f} {floor['kid']:>8.4f}")
-for key in samples:
-    calls = int(key.split()[1])
-    print(f"{key:<10} {calls:>13} {seconds[key]:>14.1f} {1000 * seconds[key] / N_EVAL:>12.1f} "
-          f"{quality[key]['fid']:>8.2f} {quality[key]['kid']:>8.4f}")
-print(f"({N_EVAL} samples per sampler, on {device}; reference: {reference_description})")
+if real_mnist:
+    quality = {key: sample_quality(x) for key, x in samples.items()}
+    print(f"{'sampler':<10} {'network calls':>13} {'wall time (s)':>14} {'ms / sample':>12} {'FID':>8} {'KID':>8}")
+    print(f"{'real data':<10} {0:>13} {'':>14} {'':>12} {floor['fid']:>8.2f} {floor['kid']:>8.4f}")
+    for key in samples:
+        calls = int(key.split()[1])
+        print(f"{key:<10} {calls:>13} {seconds[key]:>14.1f} {1000 * seconds[key] / N_EVAL:>12.1f} "
+              f"{quality[key]['fid']:>8.2f} {quality[key]['kid']:>8.4f}")
+    print(f"({N_EVAL} samples per sampler, on {device}; reference: {reference_description})")
+else:                                                  # the times need no data; FID and KID need MNIST (see above)
+    print(f"{'sampler':<10} {'network calls':>13} {'wall time (s)':>14} {'ms / sample':>12}")
+    for key in samples:
+        print(f"{key:<10} {int(key.split()[1]):>13} {seconds[key]:>14.1f} {1000 * seconds[key] / N_EVAL:>12.1f}")
+    print(f"({N_EVAL} samples per sampler, on {device}; no FID or KID without MNIST)")
 
 # %% [markdown]
 # With 48 samples the FIDs differ by less than their own noise, and the KIDs scatter by a few tenths, the real
@@ -512,7 +523,7 @@ for row in stored["rows"]:
           f"{row['confident']:>10.1%} ± {se:.1%}")
 
 real_fids = []
-if card_dataset == "mnist":
+if real_mnist:                                         # the images loaded, not the model's card, decide
     all_test_features = metrics.features(to_metric_size(x_ref), feature_net)         # all 10,000 test images
     x_real_pool, _, _ = load_images_or_digits("mnist", split="train", image_size=image_shape[-1], limit=3000)
     pool_features = metrics.features(to_metric_size(x_real_pool), feature_net)
@@ -625,20 +636,22 @@ _ = widgets.interact(ddim_explorer,
 # %%
 INVERT_STEPS = pick(50, 20)
 x_test, y_test, test_name = load_images_or_digits(card_dataset, split="test", image_size=image_shape[-1])
-originals = x_test[:8].to(device)
-latents = ddim_invert(model, schedule, originals, num_steps=INVERT_STEPS)
-reconstructions = ddim_sample(model, schedule, latents.shape, x_T=latents, num_steps=INVERT_STEPS, progress=False)
+real_inversion = have(card_dataset, test_name, cell="inverts real MNIST test images with the MNIST model")
+if real_inversion:
+    originals = x_test[:8].to(device)
+    latents = ddim_invert(model, schedule, originals, num_steps=INVERT_STEPS)
+    reconstructions = ddim_sample(model, schedule, latents.shape, x_T=latents, num_steps=INVERT_STEPS, progress=False)
 
-fig, axes = plt.subplots(3, 1, figsize=(8, 4.2))
-show_images(originals, ax=axes[0], title=f"real {test_name} test images x_0")
-show_images(latents.clamp(-3, 3) / 3, ax=axes[1], title="their DDIM latents x_T (shown as x_T / 3)")
-show_images(reconstructions, ax=axes[2], title=f"DDIM({INVERT_STEPS} steps) of the latents")
-fig.tight_layout()
-plt.show()
-print(f"latents: mean {latents.mean():.2f}, std {latents.std():.2f} (pure noise: 0, 1); norms "
-      f"{[round(v) for v in latents.flatten(1).norm(dim=1).tolist()]} (pure noise: about sqrt(d) = {image_shape[-1]})")
-print(f"round-trip error: mean |x_0 - reconstruction| = {(originals - reconstructions).abs().mean():.3f} "
-      f"(pixel range 2); mean |x_0| = {originals.abs().mean():.3f}")
+    fig, axes = plt.subplots(3, 1, figsize=(8, 4.2))
+    show_images(originals, ax=axes[0], title=f"real {test_name} test images x_0")
+    show_images(latents.clamp(-3, 3) / 3, ax=axes[1], title="their DDIM latents x_T (shown as x_T / 3)")
+    show_images(reconstructions, ax=axes[2], title=f"DDIM({INVERT_STEPS} steps) of the latents")
+    fig.tight_layout()
+    plt.show()
+    print(f"latents: mean {latents.mean():.2f}, std {latents.std():.2f} (pure noise: 0, 1); norms "
+          f"{[round(v) for v in latents.flatten(1).norm(dim=1).tolist()]} (pure noise: about sqrt(d) = {image_shape[-1]})")
+    print(f"round-trip error: mean |x_0 - reconstruction| = {(originals - reconstructions).abs().mean():.3f} "
+          f"(pixel range 2); mean |x_0| = {originals.abs().mean():.3f}")
 
 # %% [markdown]
 # The round trip works: the reconstructions match the test images closely. But look at the middle row
@@ -656,7 +669,8 @@ own_reconstructions = ddim_sample(model, schedule, own_latents.shape, x_T=own_la
 
 grid = torch.linspace(-4, 4, 200)
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw=dict(width_ratios=[1, 1]))
-ax0.hist(latents.flatten().cpu(), bins=80, range=(-4, 4), density=True, alpha=0.5, label="latents of test images")
+if real_inversion:                                     # the test images' latents of the cell above
+    ax0.hist(latents.flatten().cpu(), bins=80, range=(-4, 4), density=True, alpha=0.5, label="latents of test images")
 ax0.hist(own_latents.flatten().cpu(), bins=80, range=(-4, 4), density=True, alpha=0.5, label="latents of the model's samples")
 ax0.hist(x_T_own.flatten().cpu(), bins=80, range=(-4, 4), density=True, histtype="step", color="black",
          label="the x_T those samples came from")

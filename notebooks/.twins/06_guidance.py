@@ -37,7 +37,7 @@ import ipywidgets as widgets
 from course_utils import metrics
 from course_utils.analytic import GaussianMixtureEps
 from course_utils.checkpoints import load_pretrained
-from course_utils.data import EIGHT_GAUSSIANS, load_images_or_digits, make_toy
+from course_utils.data import EIGHT_GAUSSIANS, have, load_images_or_digits, make_toy
 from course_utils.device import get_device
 from course_utils.forward import q_sample
 from course_utils.guidance import cfg_combine, predict_eps
@@ -104,24 +104,25 @@ _, noisy_classifier, _, _ = load_pretrained("mnist-noisy-classifier", device=dev
 _, clean_classifier, _, _ = load_pretrained("mnist-classifier", device=device)
 x_test, y_test, test_name = load_images_or_digits(card_dataset, split="test", image_size=image_shape[-1])
 x_test, y_test = x_test[:512].to(device), y_test[:512].to(device)
+real_test = have("mnist", test_name, cell="classifies real MNIST test images with the MNIST classifiers")
+if real_test:
+    ts = [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]
+    accuracy = {"noisy classifier p(y | x_t, t)": [], "clean classifier p(y | x)": []}
+    g = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for t_value in ts:
+            t = torch.full((len(x_test),), t_value, device=device, dtype=torch.long)
+            xt = q_sample(x_test, t, torch.randn(x_test.shape, generator=g, device=device), schedule)
+            accuracy["noisy classifier p(y | x_t, t)"].append((noisy_classifier(xt, t).argmax(-1) == y_test).float().mean().item())
+            accuracy["clean classifier p(y | x)"].append((clean_classifier(xt).argmax(-1) == y_test).float().mean().item())
 
-ts = [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]
-accuracy = {"noisy classifier p(y | x_t, t)": [], "clean classifier p(y | x)": []}
-g = torch.Generator(device=device).manual_seed(0)
-with torch.no_grad():
-    for t_value in ts:
-        t = torch.full((len(x_test),), t_value, device=device, dtype=torch.long)
-        xt = q_sample(x_test, t, torch.randn(x_test.shape, generator=g, device=device), schedule)
-        accuracy["noisy classifier p(y | x_t, t)"].append((noisy_classifier(xt, t).argmax(-1) == y_test).float().mean().item())
-        accuracy["clean classifier p(y | x)"].append((clean_classifier(xt).argmax(-1) == y_test).float().mean().item())
-
-fig, ax = plt.subplots(figsize=(6, 3.2))
-for label, acc in accuracy.items():
-    ax.plot(ts, acc, "o-", label=label)
-ax.axhline(0.1, color="gray", linestyle=":", label="chance")
-ax.set(xlabel="timestep t", ylabel="accuracy", ylim=(0, 1.02), title=f"classifying noisy {test_name} test images")
-ax.legend()
-plt.show()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for label, acc in accuracy.items():
+        ax.plot(ts, acc, "o-", label=label)
+    ax.axhline(0.1, color="gray", linestyle=":", label="chance")
+    ax.set(xlabel="timestep t", ylabel="accuracy", ylim=(0, 1.02), title=f"classifying noisy {test_name} test images")
+    ax.legend()
+    plt.show()
 
 # %% [markdown]
 # Now guidance itself. The diffusion model here is **unconditional**: it never sees $y$ (the conditional
@@ -328,12 +329,15 @@ def within_class_diversity(features, y):
     spreads = []
     for k in y.unique():
         f = features[y == k]
+        if len(f) < 2:                                                     # no pair to measure: left out
+            continue
         d = torch.cdist(f, f)                                              # (n_k, n_k)
         spreads.append(d.sum() / (len(f) * (len(f) - 1)))
-    return torch.stack(spreads).mean().item()
+    return torch.stack(spreads).mean().item() if spreads else float("nan")
 
 
-reference_features = metrics.features(x_test, clean_classifier)            # for FID: the 512 real test images
+if real_test:                                                                  # FID needs real MNIST (see above)
+    reference_features = metrics.features(x_test, clean_classifier)            # for FID: the 512 real test images
 sweep = {}
 for w in guidance_scales:
     x = ddim_sample(model, schedule, x_T_sweep.shape, x_T=x_T_sweep, y=y_sweep, guidance_scale=w, num_steps=STEPS,
@@ -341,13 +345,17 @@ for w in guidance_scales:
     features = metrics.features(x, clean_classifier)                          # (N, 128) numpy
     sweep[w] = dict(samples=x, accuracy=metrics.class_accuracy(x, y_sweep.cpu(), clean_classifier),
                     diversity=within_class_diversity(torch.from_numpy(features), y_sweep.cpu()),
-                    fid=metrics.fid_from_features(features, reference_features))
+                    fid=metrics.fid_from_features(features, reference_features) if real_test else float("nan"))
     print(f"w = {w:>3g}: accuracy {sweep[w]['accuracy']:6.1%}, within-class feature distance "
-          f"{sweep[w]['diversity']:.2f}, FID {sweep[w]['fid']:.1f}")
+          f"{sweep[w]['diversity']:.2f}" + (f", FID {sweep[w]['fid']:.1f}" if real_test else ""))
 
-real_features = torch.from_numpy(metrics.features(x_test[:len(y_sweep)], clean_classifier))
-real_diversity = within_class_diversity(real_features, y_test[:len(y_sweep)].cpu())
-print(f"real test images: within-class feature distance {real_diversity:.2f}")
+if real_test:
+    real_features = torch.from_numpy(metrics.features(x_test[:len(y_sweep)], clean_classifier))
+    real_diversity = within_class_diversity(real_features, y_test[:len(y_sweep)].cpu())
+    print(f"real test images: within-class feature distance {real_diversity:.2f}")
+else:
+    print("no FID and no real digits' feature distance here: both compare with real MNIST test images, which this "
+          "kernel does not have (see above)")
 
 # %%
 fig, axes = plt.subplots(2, 3, figsize=(13, 6))
@@ -364,14 +372,20 @@ ax0.set(xlabel="guidance scale w", ylabel="class accuracy (clean classifier)", y
 ax0.yaxis.label.set_color("tab:blue")
 ax1 = ax0.twinx()
 ax1.plot(guidance_scales, [sweep[w]["diversity"] for w in guidance_scales], "s--", color="tab:orange")
-ax1.axhline(real_diversity, color="tab:orange", linestyle=":", linewidth=1)
-ax1.text(guidance_scales[-1], real_diversity, "real data ", ha="right", va="bottom", color="tab:orange")
+if real_test:                                                       # the real digits' level needs MNIST
+    ax1.axhline(real_diversity, color="tab:orange", linestyle=":", linewidth=1)
+    ax1.text(guidance_scales[-1], real_diversity, "real data ", ha="right", va="bottom", color="tab:orange")
 ax1.set_ylabel("within-class feature distance")
 ax1.yaxis.label.set_color("tab:orange")
 ax0.set_title(f"the guidance trade-off ({N_PER_CLASS} samples per class, DDIM {STEPS} steps)")
-ax2.plot(guidance_scales, [sweep[w]["fid"] for w in guidance_scales], "o-", color="tab:purple")
-ax2.set(xlabel="guidance scale w", ylabel="FID (lower is better)",
-        title=f"FID of all {len(y_sweep)} samples against {len(x_test)} test images")
+if real_test:
+    ax2.plot(guidance_scales, [sweep[w]["fid"] for w in guidance_scales], "o-", color="tab:purple")
+    ax2.set(xlabel="guidance scale w", ylabel="FID (lower is better)",
+            title=f"FID of all {len(y_sweep)} samples against {len(x_test)} test images")
+else:
+    ax2.set_axis_off()                                              # no FID without MNIST (see the sweep's cell)
+    ax2.text(0.5, 0.5, "FID: skipped\n(it needs real MNIST test images)", ha="center", va="center",
+             transform=ax2.transAxes)
 fig.tight_layout()
 plt.show()
 

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from course_utils import checkpoints, checks, metrics
 from course_utils.checks import check_denoise, check_diffusion_schedule, check_reverse_diffusion, run_check
-from course_utils.data import load_images
+from course_utils.data import DatasetNotFoundError, data_root, load_images, where_to_get
 from course_utils.device import get_device
 from course_utils.nets import UNet, count_parameters
 from course_utils.progress import tqdm
@@ -204,8 +204,12 @@ assert run_check("reverse_diffusion", reverse_diffusion, hidden=True).passed, "h
 
 # %%
 IMAGE_SIZE = {"mnist": 16, "fashion_mnist": 16, "flowers102": 64}[DATASET]
-# a dataset not in the data folder is downloaded (not in quick mode); offline, DatasetNotFoundError says what to do
-images, _ = load_images(DATASET, image_size=pick(IMAGE_SIZE, 16), limit=pick(None, 5000), download=not quick_mode())
+try:                # a dataset not in the data folder is downloaded (not in quick mode, which never downloads)
+    images, _ = load_images(DATASET, image_size=pick(IMAGE_SIZE, 16), limit=pick(None, 5000), download=not quick_mode())
+except DatasetNotFoundError:    # the lab needs the real dataset: it stops here, with one message and no traceback
+    raise DatasetNotFoundError(f"the lab trains on {DATASET}, which is not under {data_root()}"
+                               + (" (quick mode never downloads). " if quick_mode() else " and could not be downloaded. ")
+                               + where_to_get(DATASET)) from None
 channels, size = images.shape[1], images.shape[-1]
 mean = images.mean(dim=(0, 2, 3), keepdim=True)                       # (1, C, 1, 1)
 std = images.std(dim=(0, 2, 3), keepdim=True)
