@@ -599,10 +599,8 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
         result["sha256"] = hashlib.sha256(data).hexdigest()   # what is graded, even if the file changed since
         nb = parse_notebook(data)
         markers = [m for m in SOLUTION_MARKERS if any(m in str(c.get("source", "")) for c in nb["cells"])]
-        if markers:         # the instructor's copy (solutions/, with its hidden tests), handed in as the student's
-            result["notes"].append(f"the notebook holds the instructor's markers {' and '.join(markers)}: a copy of "
-                                   "the solutions notebook?")
-            result["solution_markers"] = markers
+        if markers:         # the instructor's copy (solutions/, hidden tests included) handed in as the student's:
+            result["solution_markers"] = markers        # for report.html's attention list, not the student's feedback
         if not {_meta(c)[0].get("grade_id") for c in nb["cells"]} & source.ids:   # text only (parse_notebook)
             raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: none of "
                                                "its cells matches the worksheet's (another worksheet, or a new "
