@@ -33,6 +33,16 @@ def grade(*args, env=None) -> subprocess.CompletedProcess:
                           text=True, env=env, timeout=1800)
 
 
+def _handed_in(sol):
+    """The solution as a student hands in a finished worksheet: the code without nbgrader's marker lines (a copy
+    of solutions/ with them is named among the students who need attention)."""
+    nb = copy.deepcopy(sol)
+    for cell in nb.cells:
+        cell.source = "\n".join(line for line in cell.source.split("\n")
+                                 if not line.strip().startswith(("### BEGIN ", "### END ")))
+    return nb
+
+
 def build(folder: Path, solution: Path) -> dict:
     """Write the class under ``folder`` (one folder per student); returns what the tests need to know."""
     sol = nbformat.read(solution, as_version=4)
@@ -46,7 +56,7 @@ def build(folder: Path, solution: Path) -> dict:
         if isinstance(nb_or_bytes, bytes):
             path.write_bytes(nb_or_bytes)
         else:
-            nbformat.write(nb_or_bytes, path)
+            nbformat.write(_handed_in(nb_or_bytes), path)
 
     put("correct", sol)
     put("untouched", corpus.exercise_of(sol))

@@ -260,7 +260,9 @@ def test_merge_refuses_an_empty_shard_given_twice(tmp_path, capsys):
     n, students = 5, CLASS[:3]
     folders = _fake_shards(tmp_path, n, students)
     empty = next(k for k in range(1, n + 1) if all(grade_shards.shard_of(s, n) != k for s in students))
-    code, _, err = _merge(capsys, *folders, folders[empty - 1], "--out", tmp_path / "m")
+    again = tmp_path / "again"                       # another folder with the same shard (the same one twice is
+    shutil.copytree(folders[empty - 1], again)       # refused by its path, test_two_shards_in_one_folder_...)
+    code, _, err = _merge(capsys, *folders, again, "--out", tmp_path / "m")
     assert code == 2 and f"shard {empty}/{n} is given twice" in err, err
 
 
