@@ -339,8 +339,8 @@ def cell_error_notes(errors: list[dict], rows: list[dict]) -> list[str]:
         what = (f"ran past the limit per cell and was interrupted ({e['evalue']})" if e["ename"] == "CellTimeoutError"
                 else f"raised {e['ename']}: {e['evalue']}")
         if e["role"] == "student":
-            notes.append(f"{e['cell']} {what}. It is not graded itself, but the cells after it ran without what it "
-                         "should have defined.")
+            notes.append(f"{e['cell']} {what}. It is not graded itself, but whatever it would have defined after "
+                         "that point was missing for the cells after it.")
         else:
             whose = "the worksheet's" if e["role"] == "locked" else "the grader's"
             notes.append(f"{e['cell']} {what}. That code is {whose}, not yours: if it failed for everyone, the "

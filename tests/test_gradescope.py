@@ -143,7 +143,7 @@ def test_results_say_which_cells_raised_outside_the_todos():
     out = _valid(gradescope.to_results(result, {"worksheet": "lab"}))
     notes = [line for line in out["output"].splitlines() if line.startswith("Note:")]
     assert notes == ["Note: your cell starting `plot()` raised ValueError: bad shape. It is not graded itself, but "
-                     "the cells after it ran without what it should have defined."], notes
+                     "whatever it would have defined after that point was missing for the cells after it."], notes
     assert out["extra_data"]["course_grade"]["cell_errors"] == result["cell_errors"]
     # and what the code changes of torch or the course (grade_scan), as in the feedback
     result["monkeypatches"] = [{"cell": "your cell starting `import torch`", "what": "torch.equal"}, "junk"]
