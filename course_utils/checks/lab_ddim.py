@@ -143,10 +143,11 @@ MISTAKES["denoise"] = [
 
 # ------------------------------------------------------------------ reverse_diffusion
 def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False,
-                          clamp=False, next_same=False, next_up=False):
+                          clamp=False, next_same=False, next_up=False, flat_times=False):
     """The Keras example's deterministic DDIM loop; the variants reproduce catalogued mistakes (``clamp``:
     pred_images clamped to [-1, 1] at each step; ``next_same``: the remix at the step's own time, not the next;
-    ``next_up``: the remix at t + step_size, a step back towards the noise)."""
+    ``next_up``: the remix at t + step_size, a step back towards the noise; ``flat_times``: times of shape (B,),
+    which raise where the rates meet the images)."""
     B = initial_noise.shape[0]
     step_size = 1.0 / steps
     next_noisy = initial_noise.double()
@@ -159,7 +160,8 @@ def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_no
             t = 1.0 - step / max(steps - 1, 1)
         else:  # "upwards"
             t = step * step_size
-        diffusion_times = torch.full((B, 1, 1, 1), t, dtype=torch.float64, device=initial_noise.device)
+        diffusion_times = torch.full((B,) if flat_times else (B, 1, 1, 1), t, dtype=torch.float64,
+                                     device=initial_noise.device)
         noise_rates, signal_rates = ref_diffusion_schedule(diffusion_times)
         pred_noises, pred_images = ref_denoise(net, noisy, noise_rates, signal_rates)
         if clamp:
@@ -255,7 +257,17 @@ def _reverse_diagnose(out, c) -> str | None:
     return hint
 
 
-register(Check("reverse_diffusion", "reverse_diffusion", _reverse_cases, _reverse_call, _reverse_diagnose))
+def _reverse_explain(error: str) -> str | None:
+    """A (B,) time broadcast against (B, C, H, W) images fails inside the student's denoise, which passed its
+    check: the shape to fix is reverse_diffusion's."""
+    if "must match the size of tensor b" in error:
+        return ("the rates must broadcast against the images: make diffusion_times of shape (B, 1, 1, 1), "
+                "torch.full((B, 1, 1, 1), t, device=initial_noise.device), not (B,)")
+    return None
+
+
+register(Check("reverse_diffusion", "reverse_diffusion", _reverse_cases, _reverse_call, _reverse_diagnose,
+               _reverse_explain))
 check_reverse_diffusion = visible("reverse_diffusion")
 
 
@@ -299,6 +311,7 @@ MISTAKES["reverse_diffusion"] = [
      "called"),
     ("new tensors on the CPU", _reverse_on_cpu, "device=initial_noise.device"),
     ("writes into initial_noise", _reverse_into_initial_noise, "changed its input initial_noise in place"),
+    ("times of shape (B,)", reverse_variant(flat_times=True), "make diffusion_times of shape (B, 1, 1, 1)"),
     ("a result on the CPU", _reverse_einsum_on_cpu, "device=initial_noise.device"),
     ("not implemented", todo, "not implemented yet"),
 ]
