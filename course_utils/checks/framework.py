@@ -94,6 +94,14 @@ CHECKS: dict[str, Check] = {}
 MISTAKES: dict[str, list[tuple[str, Callable, str]]] = {}
 
 
+def explain_by(*pairs: tuple[str, str]) -> Callable[[str], str | None]:
+    """A Check's ``explain`` from (words of the raised error's text, the hint) pairs: the first pair whose words the
+    text holds gives its hint."""
+    def explain(error: str) -> str | None:
+        return next((hint for words, hint in pairs if words in error), None)
+    return explain
+
+
 def register(check: Check) -> Check:
     CHECKS[check.name] = check
     return check

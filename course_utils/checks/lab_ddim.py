@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, Check, close, generator, judge, kernel_text, raised_record, register,
+from .framework import (MISTAKES, Check, close, explain_by, generator, judge, kernel_text, raised_record, register,
                         shape_hint, todo, visible)
 from .ws01_schedules import ref_diffusion_schedule
 
@@ -257,17 +257,12 @@ def _reverse_diagnose(out, c) -> str | None:
     return hint
 
 
-def _reverse_explain(error: str) -> str | None:
-    """A (B,) time broadcast against (B, C, H, W) images fails inside the student's denoise, which passed its
-    check: the shape to fix is reverse_diffusion's."""
-    if "must match the size of tensor b" in error:
-        return ("the rates must broadcast against the images: make diffusion_times of shape (B, 1, 1, 1), "
-                "torch.full((B, 1, 1, 1), t, device=initial_noise.device), not (B,)")
-    return None
-
-
+# a (B,) time broadcast against (B, C, H, W) images fails inside the student's denoise, which passed its check: the
+# shape to fix is reverse_diffusion's
 register(Check("reverse_diffusion", "reverse_diffusion", _reverse_cases, _reverse_call, _reverse_diagnose,
-               _reverse_explain))
+               explain_by(("must match the size of tensor b",
+                           "the rates must broadcast against the images: make diffusion_times of shape (B, 1, 1, 1), "
+                           "torch.full((B, 1, 1, 1), t, device=initial_noise.device), not (B,)"))))
 check_reverse_diffusion = visible("reverse_diffusion")
 
 

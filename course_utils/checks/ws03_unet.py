@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, WEIGHTS_CHANGED, Check, TodoModule, close, generator, gradient_hint, judge, register,
-                        seeded_state, shape_hint, state_changed, todo, visible, without_gradient)
+from .framework import (MISTAKES, WEIGHTS_CHANGED, Check, TodoModule, close, explain_by, generator, gradient_hint,
+                        judge, register, seeded_state, shape_hint, state_changed, todo, visible, without_gradient)
 
 
 # ------------------------------------------------------------------ sinusoidal_embedding
@@ -439,21 +439,15 @@ def _unet_diagnose(out, c) -> str | None:
     return hint or gradient_hint(out.get("no_grad"), "UNet")
 
 
-def _unet_explain(error: str) -> str | None:
-    """PyTorch's words for a skip added instead of concatenated, concatenated along another axis, or upsampled to
-    another size."""
-    if "number of channels in input" in error:
-        return ("a block got another number of channels than it was built for: up2 expects 4 ch (the upsampled 2 ch "
-                "and the 2 ch skip) and up1 3 ch: concatenate along the channels, torch.cat([h, skip], dim=1), "
-                "don't add")
-    if "Sizes of tensors must match except in dimension 1" in error:
-        return ("the upsampled features and the skip differ in height or width: upsample by a factor of 2 "
-                "(F.interpolate(h, scale_factor=2, mode='nearest')), not to a size computed from one side, and "
-                "concatenate along dim=1")
-    return None
-
-
-register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose, _unet_explain))
+# PyTorch's words for a skip added instead of concatenated, concatenated along another axis, or upsampled to
+# another size
+register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose, explain_by(
+    ("number of channels in input",
+     "a block got another number of channels than it was built for: up2 expects 4 ch (the upsampled 2 ch and the "
+     "2 ch skip) and up1 3 ch: concatenate along the channels, torch.cat([h, skip], dim=1), don't add"),
+    ("Sizes of tensors must match except in dimension 1",
+     "the upsampled features and the skip differ in height or width: upsample by a factor of 2 (F.interpolate(h, "
+     "scale_factor=2, mode='nearest')), not to a size computed from one side, and concatenate along dim=1"))))
 check_SmallUNet = visible("SmallUNet")
 
 

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..schedules import NoiseSchedule
-from .framework import (MISTAKES, Check, TodoModule, alpha_bar64, alpha_bar_prev64, close, generator, model_changed,
-                        register, seeded_state, small_schedule, state_changed, todo, visible)
+from .framework import (MISTAKES, Check, TodoModule, alpha_bar64, alpha_bar_prev64, close, explain_by, generator,
+                        model_changed, register, seeded_state, small_schedule, state_changed, todo, visible)
 from .ws02_forward import ref_q_sample
 
 
@@ -329,15 +329,10 @@ def _train_step_diagnose(out, c) -> str | None:
             "t and eps: draw no t or noise of your own): zero_grad, backward, step, in that order")
 
 
-def _train_step_explain(error: str) -> str | None:
-    if "does not require grad" in error:
-        return ("the loss has no graph to go back through: compute it with gradients on (no torch.no_grad() around "
-                "the loss, no .detach() or .item() before backward)")
-    return None
-
-
 register(Check("training_step", "training_step", _train_step_cases, _train_step_call, _train_step_diagnose,
-               _train_step_explain))
+               explain_by(("does not require grad",
+                           "the loss has no graph to go back through: compute it with gradients on (no "
+                           "torch.no_grad() around the loss, no .detach() or .item() before backward)"))))
 check_training_step = visible("training_step")
 
 
