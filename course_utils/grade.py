@@ -950,6 +950,20 @@ SUBCOMMANDS = {"merge": "course_utils.grade_shards", "export-lms": "course_utils
                "export-gradescope": "course_utils.gradescope"}
 
 
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """The limits of a submission that course-grade and export-gradescope both take, with Options' defaults (each
+    adds its own --timeout and --memory-mb: a Gradescope container sets other bounds)."""
+    d = Options()
+    parser.add_argument("--cell-timeout", type=float, default=d.cell_timeout,
+                        help="seconds per cell (default: %(default)g)")
+    parser.add_argument("--disk-mb", type=int, default=d.disk_mb,
+                        help="MB a submission may write (default: %(default)s)")
+    parser.add_argument("--max-processes", type=int, default=d.max_processes,
+                        help="processes and threads of a submission (default: %(default)s)")
+    parser.add_argument("--max-notebook-mb", type=float, default=d.max_notebook_mb,
+                        help="larger submitted files are not read (default: %(default)g)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
@@ -962,19 +976,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for grades.csv, feedback/ and results/")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="submissions graded at once "
                         "(default: the number of cores)")
-    parser.add_argument("--cell-timeout", type=float, default=Options.cell_timeout,
-                        help="seconds per cell (default: %(default)g)")
     parser.add_argument("--timeout", type=float, default=Options.timeout,
                         help="seconds per submission (default: %(default)g)")
     parser.add_argument("--memory-mb", type=int, default=Options.memory_mb,
                         help="memory of a submission as a whole (a cgroup, else its processes' sum polled every "
                         "0.5 s); also RLIMIT_DATA per process (default: %(default)s)")
-    parser.add_argument("--disk-mb", type=int, default=Options.disk_mb,
-                        help="MB a submission may write (default: %(default)s)")
-    parser.add_argument("--max-processes", type=int, default=Options.max_processes,
-                        help="processes and threads of a submission (default: %(default)s)")
-    parser.add_argument("--max-notebook-mb", type=float, default=Options.max_notebook_mb,
-                        help="larger submitted files are not read (default: %(default)g)")
+    add_limit_options(parser)
     parser.add_argument("--force", action="store_true", help="regrade submissions already graded")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary folders (debugging)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -282,22 +282,14 @@ def main(argv: list[str] | None = None) -> int:
         run(parser.parse_args(argv[1:]).root)
         return 0
     from . import grade
-    d = grade.Options()
     parser = argparse.ArgumentParser(prog="course-grade export-gradescope", description=__doc__.split("\n")[0])
     parser.add_argument("source", help="the instructor's solution notebook (solutions/*.ipynb)")
     parser.add_argument("--out", required=True, help="the zip to write (autograder.zip), to upload to Gradescope")
-    parser.add_argument("--cell-timeout", type=float, default=d.cell_timeout,
-                        help="seconds per cell (default: %(default)g)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per submission (default 600: keep "
                         "it below the assignment's autograder timeout in Gradescope)")
     parser.add_argument("--memory-mb", type=int, default=2048, help="memory of a submission (default 2048: "
                         "keep it below the container's memory chosen in Gradescope)")
-    parser.add_argument("--disk-mb", type=int, default=d.disk_mb,
-                        help="MB a submission may write (default: %(default)s)")
-    parser.add_argument("--max-processes", type=int, default=d.max_processes,
-                        help="processes and threads (default: %(default)s)")
-    parser.add_argument("--max-notebook-mb", type=float, default=d.max_notebook_mb,
-                        help="larger files are not read (default: %(default)g)")
+    grade.add_limit_options(parser)
     parser.add_argument("--visibility", default="visible", choices=VISIBILITY,
                         help="when students see the results (Gradescope's top-level visibility)")
     parser.add_argument("--test-visibility", default="visible", choices=VISIBILITY,
