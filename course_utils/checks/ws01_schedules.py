@@ -251,8 +251,8 @@ def _respace_call(f, c):
     schedule = c["schedule"]
     before = {k: v.clone() for k, v in sorted(vars(schedule).items()) if isinstance(v, Tensor)}
     betas = f(schedule, c["timesteps"])
-    changed = next((k for k, v in before.items() if not torch.equal(getattr(schedule, k, None), v)), None) \
-        if all(isinstance(getattr(schedule, k, None), Tensor) for k in before) else "betas"
+    now = {k: getattr(schedule, k, None) for k in before}
+    changed = next((k for k, v in before.items() if not (isinstance(now[k], Tensor) and torch.equal(now[k], v))), None)
     return dict(betas=betas, schedule_changed=changed)
 
 

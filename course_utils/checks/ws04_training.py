@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..schedules import NoiseSchedule
 from .framework import (MISTAKES, Check, TodoModule, alpha_bar64, alpha_bar_prev64, close, explain_by, generator,
                         model_changed, register, seeded_state, small_schedule, state_changed, todo, visible)
-from .ws02_forward import ref_q_sample
+from .ws02_forward import ref_q_sample, wrapped_prev
 
 
 class TinyEps(nn.Module):
@@ -139,7 +139,7 @@ def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, 
     model = tiny_model(c, state)
     x0, eps, t, schedule = c["x0"].double(), c["eps"].double(), c["t"], c["schedule"]
     a = alpha_bar64(schedule)
-    alpha_bar = {None: None, "prev": alpha_bar_prev64(schedule), "wrap": torch.cat([a[-1:], a[:-1]]),
+    alpha_bar = {None: None, "prev": alpha_bar_prev64(schedule), "wrap": wrapped_prev(schedule),
                  "next": torch.cat([a[1:], a[-1:]]), "alphas": 1 - schedule.betas.double()}[noise_at]
     xt = ref_q_sample(x0, t, eps, schedule, sqrt=sqrt, alpha_bar=alpha_bar) if feed == "xt" else x0
     args = (choose_labels(c["y"], c["drop"], labels),) if "y" in c else ()

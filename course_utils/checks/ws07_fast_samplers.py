@@ -239,11 +239,11 @@ def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one
                    full_chain_prev=False):
     """DPM-Solver++(2M) on ``timesteps`` in float64 with the reference step; the switches reproduce the catalogued
     mistakes of the loop (``full_chain_prev``: each step to alpha_bar_prev[t], the full chain's next step)."""
-    alpha_bar = alpha_bar64(schedule)
+    alpha_bar, full_chain = alpha_bar64(schedule), alpha_bar_prev64(schedule) if full_chain_prev else None
     x, x0_pred_last, alpha_bar_last = x_T.double(), None, None
     for k, t in enumerate(timesteps):
-        if full_chain_prev:
-            a_prev = alpha_bar_prev64(schedule)[t]
+        if full_chain is not None:
+            a_prev = full_chain[t]
         elif k + 1 < len(timesteps):
             a_prev = alpha_bar[timesteps[k + 1]]
         else:
