@@ -385,11 +385,12 @@ plt.show()
 # training time: the pretrained model ran the same `train` on about as many examples (2000 steps of batch
 # 64, against your 1200 of batch 128), but with a five times larger learning rate (1e-3 instead of 2e-4)
 # and class labels with label dropout (its EMA decay of 0.998 never took over: after 2,000 steps the warm-up's
-# $\frac{2000}{2009} \approx 0.9955$ is still below it, so both EMAs ran on the warm-up alone). In quick
-# mode your model has trained for a few dozen steps and draws blobs: the loop works, it just needs time.
+# $\frac{2000}{2009} \approx 0.9955$ is still below it, so both EMAs ran on the warm-up alone).
 # After this short run the live and the EMA weights draw nearly the same digits from the same $x_T$, the EMA
 # ones with a few noise tiles fewer; the EMA pays off most in long runs, where it averages away the
-# step-to-step jitter.
+# step-to-step jitter. (In quick mode your model has trained for 40 steps, and every one of its tiles is still
+# black-and-white noise, live and EMA alike: the loop works, it needs the full run's 1,200 steps to draw
+# digits.)
 #
 # Things to try: double `IMAGE_STEPS` (the checkpoint lets you do it in two sittings); set
 # `mixed_precision="none"` and compare the time per step with `"auto"` (where the processor has fast
