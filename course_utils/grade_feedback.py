@@ -6,6 +6,10 @@ Everything a submission controls (names, messages, written answers) passes throu
 ``md`` also escapes HTML and markdown (no link, image, emphasis or code of the student's in a feedback file),
 ``quoted`` shows a written answer exactly as typed, in a code block; ``safe_name`` makes a student's name a file
 name; ``write_atomic`` writes every output file (a temporary file, then ``os.replace``).
+
+The instructor's own word comes from two files of DIR: points typed into grades.csv for the answers graded by hand
+(``typed_points``), and DIR/overrides.csv (``read_overrides``), the grade the instructor sets for any TODO, an
+automatically graded one included (an appeal, a check judged too strict), which every later run applies.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from .sandbox.values import valid_text
 
 MAX_NAME_BYTES = 64                  # a student's name, in bytes of UTF-8 (file names allow 255)
 CSV_FIELDS = ["student", "worksheet", "grade_id", "points", "max_points", "status", "message"]
+OVERRIDE_FIELDS = ["student", "worksheet", "grade_id", "points", "reason"]
+OVERRIDDEN = "by the instructor in overrides.csv"     # in grades.csv's message of a row overrides.csv set
 
 
 def safe_name(name: str) -> str:
@@ -89,7 +95,7 @@ def typed_points(out: Path) -> tuple[dict[tuple[str, str, str], str], float, dic
     """The points an instructor typed into DIR/grades.csv for answers graded by hand (status ``manual``), keyed by
     (student, worksheet, grade_id), the file's modification time (0 when there is none), and the points of every
     other TODO row as the file holds them (to tell an instructor who typed over an automatic grade that a run
-    rewrites it)."""
+    rewrites it). Points that overrides.csv set are neither (removed from that file, they are gone)."""
     path = out / "grades.csv"
     try:
         mtime = path.stat().st_mtime
@@ -98,19 +104,71 @@ def typed_points(out: Path) -> tuple[dict[tuple[str, str, str], str], float, dic
     except (OSError, UnicodeDecodeError, csv.Error):
         return {}, 0.0, {}
     key = lambda r: (r.get("student"), r.get("worksheet"), r.get("grade_id"))  # noqa: E731
-    return ({key(r): (r.get("points") or "").strip()
-             for r in rows if r.get("status") == "manual" and (r.get("points") or "").strip()}, mtime,
+    return ({key(r): (r.get("points") or "").strip() for r in rows if r.get("status") == "manual"
+             and (r.get("points") or "").strip() and not _overridden(r)}, mtime,
             {key(r): (r.get("points") or "").strip() for r in rows
-             if r.get("status") != "manual" and r.get("grade_id") != "TOTAL"})
+             if r.get("status") != "manual" and r.get("grade_id") != "TOTAL"
+             and not _overridden(r)})
+
+
+def read_overrides(out: Path) -> tuple[dict[tuple[str, str, str], dict[str, str]], list[str]]:
+    """DIR/overrides.csv, written by the instructor (columns OVERRIDE_FIELDS; ``reason`` may be empty): {(student,
+    worksheet, grade_id): {"points": as typed, "reason": ...}}, and what is wrong with the file, as sentences (a
+    row given twice keeps its last line). No file: nothing."""
+    path = out / "overrides.csv"
+    if not path.exists():
+        return {}, []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet may add a BOM
+            reader = csv.DictReader(f)
+            rows, header = list(reader), reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        return {}, [f"cannot read {path} ({type(err).__name__}: {err}); save it as 'CSV UTF-8'"]
+    absent = [c for c in OVERRIDE_FIELDS[:4] if c not in header]
+    if absent:
+        return {}, [f"{path} has no column {', '.join(absent)} (its first line must be "
+                    f"{','.join(OVERRIDE_FIELDS)})"]
+    found, problems = {}, []
+    for n, row in enumerate(rows, start=2):
+        key = tuple((row.get(c) or "").strip() for c in OVERRIDE_FIELDS[:3])
+        if not any(key) and not (row.get("points") or "").strip():
+            continue                                                # an empty line
+        if key in found:
+            problems.append(f"line {n} sets {key[0]} {key[1]} {key[2]} again (the last line counts)")
+        found[key] = {"points": (row.get("points") or "").strip(), "reason": (row.get("reason") or "").strip()}
+    return found, problems
+
+
+def _override(row: dict, setting: dict[str, str]) -> tuple[dict | None, str]:
+    """``row`` with the instructor's points of overrides.csv in place (``override``: the reason), its message
+    saying so, the grader's verdict kept (``status``; ``verdict``, also in the message); (None, why) when the
+    points are not a number from 0 to the TODO's maximum."""
+    value = _typed_number(setting["points"])
+    if value is None or value > row["max_points"] + 1e-9:
+        return None, f"{setting['points']!r} is not a number from 0 to {row['max_points']:g}"
+    value = int(value) if value.is_integer() else value      # grades.csv's "1", as the grader's own points
+    why = f" ({setting['reason']})" if setting["reason"] else ""
+    verdict = f"{row['status']}: {row['message']}" if row["message"] else row["status"]
+    return {**row, "points": value, "override": setting["reason"], "verdict": verdict,
+            "message": f"set to {value:g} {OVERRIDDEN}{why}; the grader: {verdict}"}, ""
+
+
+def _overridden(row: dict) -> bool:
+    """Whether a row of grades.csv holds points overrides.csv set (its message begins as _override writes it)."""
+    return re.match(r"set to [0-9.e+-]+ " + re.escape(OVERRIDDEN), row.get("message") or "") is not None
 
 
 def write_reports(out: Path) -> tuple[int, int]:
     """DIR/grades.csv and DIR/feedback/<student>.md from every result in DIR/results.
 
     Points typed into the old grades.csv for answers graded by hand are kept, unless that submission was graded
-    again since the file was written (its result is newer): then they are dropped, and said so on stderr.
+    again since the file was written (its result is newer): then they are dropped, and said so on stderr. The
+    grades of DIR/overrides.csv replace the grader's (and the typed ones) at every run; what is wrong in that
+    file (no such TODO, points out of range) is named on stderr and not applied.
     """
     typed, typed_at, automatic = typed_points(out)
+    overrides, override_problems = read_overrides(out)
+    applied, n_overridden = set(), 0
     results, newer = [], set()
     for f in sorted((out / "results").glob("*/*.json")):
         try:
@@ -141,11 +199,20 @@ def write_reports(out: Path) -> tuple[int, int]:
                     dropped.append(f"{key[0]} ({key[1]}: {key[2]}, {typed[key]} points)")
                 else:
                     points = typed[key]
+            if key in overrides:
+                changed, why = _override(row, overrides[key])
+                if changed is None:
+                    override_problems.append(f"{key[0]} {key[1]} {key[2]}: {why}, not applied")
+                else:
+                    row, points = changed, changed["points"]
+                    n_overridden += 1
+                applied.add(key)
             was = automatic.get(key)
-            if row["status"] != "manual" and was is not None and key[:2] not in newer and (
+            if row["status"] != "manual" and "override" not in row and was is not None and key[:2] not in newer and (
                     _typed_number(was) is None or abs(_typed_number(was) - float(points or 0)) > 1e-9):
                 overwritten.append(f"{key[0]} ({key[1]}: {key[2]}, {was!r} -> {points})")
-            number = _typed_number(points) if row["status"] == "manual" and points != "" else points
+            number = (_typed_number(points) if row["status"] == "manual" and points != "" and "override" not in row
+                      else points)
             if number is None:      # kept in grades.csv as typed (export-lms refuses it), counted nowhere
                 not_numbers.append(f"{key[0]} ({key[1]}: {key[2]}, {points!r})")
             rows.append({**row, "points": "" if number is None else number})
@@ -162,14 +229,20 @@ def write_reports(out: Path) -> tuple[int, int]:
         writer.writerow({"student": r["student"], "worksheet": r["worksheet"], "grade_id": "TOTAL",
                          "points": f"{scored:.15g}", "max_points": total, "status": r.get("status", "graded"),
                          "message": plain(message)})
+    override_problems += [f"{' '.join(key)}: no such graded TODO in DIR/results, not applied"
+                          for key in overrides if key not in applied]
+    if n_overridden:
+        print(f"course-grade: {n_overridden} grade(s) set by {out / 'overrides.csv'}", file=sys.stderr)
+    if override_problems:
+        print(f"course-grade: {out / 'overrides.csv'}: " + "; ".join(override_problems), file=sys.stderr)
     if dropped:
         print("course-grade: points typed into grades.csv were dropped for submissions graded again since: "
               + "; ".join(dropped) + ". Grade these answers by hand again.", file=sys.stderr)
     if overwritten:
         print("course-grade: points typed into grades.csv over automatic grades were replaced by the grader's (only "
-              "the rows to grade by hand keep what is typed; change an automatic grade in the LMS after the "
-              "export): " + "; ".join(overwritten[:20]) + ("; ..." if len(overwritten) > 20 else ""),
-              file=sys.stderr)
+              "the rows to grade by hand keep what is typed; to set an automatic grade yourself, write it into "
+              f"{out / 'overrides.csv'}, docs/grading.md): " + "; ".join(overwritten[:20])
+              + ("; ..." if len(overwritten) > 20 else ""), file=sys.stderr)
     if not_numbers:
         print("course-grade: points typed into grades.csv that are not numbers (write 2.5, not 2,5) are kept as "
               "typed but counted nowhere: " + "; ".join(not_numbers), file=sys.stderr)
@@ -204,6 +277,9 @@ def feedback_markdown(student: str, results: list[dict]) -> str:
                     {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed"))
             pts = "?" if row["points"] == "" else f"{row['points']:g}"
             text = "" if by_hand else f" {md(row['message'])}"
+            if "override" in row:       # the message says what the grader found, and that the instructor decided
+                mark = "set by the instructor" + (f" ({md(row['override'])})" if row["override"] else "")
+                text = f" The grader: {md(row['verdict'])}"
             lines.append(f"- **{md(row['grade_id'])}** ({pts} / {row['max_points']:g}): {mark}.{text}")
         for gid, text in (r.get("answers") or {}).items():
             lines += ["", f"### Written answer `{plain(gid)}` (for the instructor)", ""]

@@ -361,3 +361,81 @@ def test_a_canvas_download_sorted_into_folders_by_user_id_is_found_by_id(tmp_pat
     assert _table(text)[2:] == [["Liddell, Alice", "1001", "S-1", "alice", "A", "3"],
                                 ["Builder, Bob", "1002", "S-2", "bob", "B", "2"]], text
     assert not warnings
+
+
+def _overrides(out, text: str) -> None:
+    (out / "overrides.csv").write_text(text, encoding="utf-8")
+
+
+def test_an_override_sets_an_automatic_grade_at_every_run_and_says_so(graded, capsys):
+    """An instructor's report: an automatic grade (an appeal, a check judged too strict) could only be changed in
+    the LMS after each export, since points typed over it in grades.csv were replaced by the next run.
+    DIR/overrides.csv sets it: grades.csv, TOTAL, the feedback, the report and export-lms use it, the grader's
+    verdict is kept beside it, and every later run applies it again."""
+    _overrides(graded, "student,worksheet,grade_id,points,reason\n"
+                       f"bob,{WS},test_linear,1,appeal: the check's tolerance was too tight\n")
+    capsys.readouterr()
+    for _ in range(2):
+        grade_feedback.write_reports(graded)
+        err = capsys.readouterr().err
+        assert f"1 grade(s) set by {graded / 'overrides.csv'}" in err, err
+        assert "over automatic grades" not in err, err
+        rows = {(r["student"], r["grade_id"]): r for r in csv.DictReader(io.StringIO((graded / "grades.csv")
+                                                                                       .read_text()))}
+        linear = rows[("bob", "test_linear")]
+        assert (linear["points"], linear["status"]) == ("1", "fail")
+        assert linear["message"] == ("set to 1 by the instructor in overrides.csv (appeal: the check's tolerance "
+                                     "was too tight); the grader: fail: m"), linear
+        assert rows[("bob", "TOTAL")]["points"] == "3"
+        bob = (graded / "feedback" / "bob.md").read_text(encoding="utf-8")
+        assert f"## Worksheet `{WS}`: 3 / 5 points" in bob, bob
+        assert ("- **test_linear** (1 / 1): set by the instructor (appeal: the check's tolerance was too tight). "
+                "The grader: fail: m") in bob, bob
+    assert _table(grade_lms.export(graded, "canvas")[0])[3] == ["bob", "", "", "bob", "", "1", "2", "", "3"]
+    # a written answer too: the override wins over points typed into grades.csv
+    _overrides(graded, f"student,worksheet,grade_id,points,reason\nalice,{WS},summary,2,\n")
+    grade_feedback.write_reports(graded)
+    assert "- **summary** (2 / 2): set by the instructor. The grader: manual: to be graded by the instructor" in \
+        (graded / "feedback" / "alice.md").read_text(encoding="utf-8")
+    assert _totals(graded)["alice"]["points"] == "5"
+    (graded / "overrides.csv").unlink()         # undone: the grader's points again, and not taken as typed over
+    capsys.readouterr()
+    grade_feedback.write_reports(graded)
+    assert _totals(graded)["bob"]["points"] == "2" and capsys.readouterr().err == ""
+    assert _summary_points(graded)["alice"] == ""       # an override's points are not taken for typed ones
+
+
+@pytest.mark.parametrize("text, said", [
+    ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,2,\n",
+     "bob 01_schedules test_linear: '2' is not a number from 0 to 1, not applied"),
+    ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,\"0,5\",\n",
+     "bob 01_schedules test_linear: '0,5' is not a number from 0 to 1, not applied"),
+    ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,-1,\n",
+     "'-1' is not a number from 0 to 1, not applied"),
+    ("student,worksheet,grade_id,points,reason\nBob,{ws},test_linear,1,\n",
+     "Bob 01_schedules test_linear: no such graded TODO in DIR/results, not applied"),
+    ("student,worksheet,grade_id,points,reason\nbob,{ws},test_cosinus,1,\n", "test_cosinus: no such graded TODO"),
+    ("student,worksheet,points\nbob,{ws},1\n", "has no column grade_id (its first line must be "
+     "student,worksheet,grade_id,points,reason)"),
+    ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,0.5,\nbob,{ws},test_linear,1,\n",
+     "line 3 sets bob 01_schedules test_linear again (the last line counts)"),
+])
+def test_an_override_that_cannot_apply_is_named_and_not_applied(graded, capsys, text, said):
+    _overrides(graded, text.format(ws=WS))
+    capsys.readouterr()
+    grade_feedback.write_reports(graded)
+    err = capsys.readouterr().err
+    assert said in err, err
+    totals = _totals(graded)
+    if "again" in said:         # the last line counts
+        assert totals["bob"]["points"] == "3"
+    else:
+        assert totals["bob"]["points"] == "2" and "set by" not in err
+
+
+def test_an_override_file_that_is_not_utf8_is_named(graded, capsys):
+    (graded / "overrides.csv").write_bytes("student,worksheet,grade_id,points,reason\n".encode("utf-16"))
+    capsys.readouterr()
+    grade_feedback.write_reports(graded)
+    assert "overrides.csv (UnicodeDecodeError" in capsys.readouterr().err
+    assert _totals(graded)["bob"]["points"] == "2"
