@@ -8,14 +8,18 @@ assignment to an attribute or item of a module the grader relies on (torch, nump
 is imported from them, a star import's names, plain aliases such as ``t = torch``, and what ``sys.modules[...]``,
 ``__import__`` and ``importlib.import_module`` hand out), whatever the target's form
 (tuple, starred, ``for``, comprehension, ``with ... as``, annotated, augmented, ``del``, ``vars(torch)[...]``), and
-each ``setattr``/``delattr``/``__setattr__`` on one; the result lists them and the report names the student among
-those who need attention.
+each ``setattr``/``delattr``/``__setattr__`` on one, and the class a call returns (``type(torch.zeros(1)).__eq__``,
+``np.zeros(1).__class__``). Where the scan cannot follow a value (a module passed to a function, kept in a list, a
+loop variable) it names the attributes the harvest and the comparisons rely on (``WATCHED_ATTRS``: allclose,
+equal, a check's call, ...; a dunder such as ``__eq__``) set on any object but ``self``/``cls``, and a module's
+``__dict__`` changed by a method (``vars(torch).update(...)``). The result lists them and the report names the
+student among those who need attention.
 
 Not flagged: ``torch.backends.*`` settings (``torch.backends.cudnn.benchmark = True`` is a speed switch; not a
 path back to torch through them) and anything on the student's own objects. IPython syntax (``x = !ls``,
 ``%time``, ``x?``) reads as Python that assigns nothing, a cell magic's body as Python; a cell that still does not
 parse (a syntax error) is skipped. This is a reading aid, not a protection: code built from strings (``exec``,
-``getattr`` chains, ``globals()["torch"]``) passes.
+``getattr`` chains, ``globals()["torch"]``, ``setattr`` with a name passed in) passes.
 """
 from __future__ import annotations
 
@@ -28,6 +32,14 @@ MODULES = ("torch", "numpy", "builtins", "course_utils")     # what the harvest 
 GATEWAYS = ("sys", "importlib")          # modules that hand out the others: sys.modules["torch"], import_module
 ALLOWED = ("torch.backends.",)                              # settings, not functions
 MAX_FOUND = 10
+# attributes the harvest and the comparisons rely on: set on *any* object (a function's parameter, ``mods[0]``, a
+# loop variable, ``inspect.getmodule(...)``), each is named, since the scan cannot follow values; so is a dunder
+# but those that only describe (``f.__doc__ = ...``)
+WATCHED_ATTRS = frozenset({"allclose", "isclose", "equal", "array_equal", "array_equiv", "assert_close", "testing",
+                           "call", "call_case", "CHECKS"})
+DESCRIPTIVE_DUNDERS = frozenset({"__doc__", "__name__", "__qualname__", "__module__", "__wrapped__",
+                                 "__annotations__"})
+DICT_WRITERS = frozenset({"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"})
 # ast.parse is not thread-safe in CPython 3.11 before 3.11.8 ("SystemError: AST constructor recursion depth
 # mismatch", seen in CI with two grading workers): one parse at a time
 _PARSE_LOCK = threading.Lock()
@@ -73,6 +85,9 @@ def _root(node: ast.AST, names: dict[str, str]) -> str | None:
     if not (isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords):
         return None
     arg = node.args[0]
+    if isinstance(node.func, ast.Name) and node.func.id == "type":     # type(torch.zeros(1)): torch.Tensor
+        inner = _path(_called(arg), names)
+        return f"{inner}().__class__" if inner else None
     if isinstance(node.func, ast.Name) and node.func.id == "vars":
         inner = _path(arg, names)
         return f"{inner}.__dict__" if inner else None
@@ -87,11 +102,25 @@ def _root(node: ast.AST, names: dict[str, str]) -> str | None:
 _SYS_MODULES = re.compile(r"""^sys\.modules\[(['"])([\w.]+)\1\]""")
 
 
+def _called(node: ast.AST) -> ast.AST:
+    """What a chain of calls calls: ``torch.zeros(1)`` -> ``torch.zeros``."""
+    while isinstance(node, ast.Call):
+        node = node.func
+    return node
+
+
 def _path(node: ast.AST, names: dict[str, str]) -> str | None:
     """``a.b[c].d`` as a dotted path from its root's origin (``sys.modules["torch"]`` read as ``torch``), else
-    None."""
+    None; a call is followed only to the class of what it returns (``np.zeros(1).__class__`` is
+    ``numpy.zeros().__class__``: ``x = torch.zeros(3)`` makes no alias of torch, so ``x[0] = 1`` is no patch)."""
     parts = []
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        if isinstance(node, ast.Call):
+            if not (parts and parts[-1] == "__class__"):
+                break
+            parts[-1] = "()." + parts[-1]
+            node = node.func
+            continue
         if isinstance(node, ast.Attribute):
             parts.append(node.attr)
         else:
@@ -101,7 +130,7 @@ def _path(node: ast.AST, names: dict[str, str]) -> str | None:
     root = _root(node, names)
     if root is None:
         return None
-    return _SYS_MODULES.sub(r"\2", ".".join([root, *reversed(parts)]).replace(".[", "["))
+    return _SYS_MODULES.sub(r"\2", ".".join([root, *reversed(parts)]).replace(".[", "[").replace(".()", "()"))
 
 
 def _dotted(node: ast.AST, names: dict[str, str]) -> str | None:
@@ -150,6 +179,36 @@ def _setattr_call(node: ast.AST, names: dict[str, str]) -> str | None:
     first = _dotted(args[0], names)
     attr = args[1].value if len(args) > 1 and isinstance(args[1], ast.Constant) else "..."
     return f"{first}.{attr}" if first else None
+
+
+def _watched(name: str) -> bool:
+    """An attribute name the harvest or the comparisons rely on, or a dunder that does more than describe."""
+    return name in WATCHED_ATTRS or (name[:2] == name[-2:] == "__" and len(name) > 4
+                                     and name not in DESCRIPTIVE_DUNDERS)
+
+
+def _unresolved(node: ast.AST, names: dict[str, str]) -> str | None:
+    """A change the scan cannot trace to a module but names all the same: an attribute ``_watched`` set on
+    anything (``m.allclose = ...`` with ``m`` a parameter, ``mods[0].equal``), also by ``setattr``; a module's
+    ``__dict__`` changed by a method (``vars(torch).update(...)``); ``.update(allclose=...)`` on anything. Not on
+    ``self`` or ``cls`` (a student's own class). The code as written, else None."""
+    if isinstance(node, ast.Attribute) and _watched(node.attr):
+        root = node.value
+        while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
+            root = root.func if isinstance(root, ast.Call) else root.value
+        return None if isinstance(root, ast.Name) and root.id in ("self", "cls") else ast.unparse(node)
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    if isinstance(func, ast.Name) and func.id in ("setattr", "delattr") and len(node.args) > 1 and \
+            isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str) and \
+            _watched(node.args[1].value):
+        return f"{ast.unparse(node.args[0])}.{node.args[1].value}"
+    if isinstance(func, ast.Attribute) and func.attr in DICT_WRITERS:
+        owner = _dotted(func.value, names)
+        if owner and owner.endswith("__dict__") or any(k.arg and _watched(k.arg) for k in node.keywords):
+            return ast.unparse(node)
+    return None
 
 
 def _allowed(what: str) -> bool:
@@ -222,8 +281,11 @@ def monkeypatches(cells: list[tuple[str, str, bool]]) -> list[dict]:
             continue
         hits = []
         for node in ast.walk(tree):
-            hits += [_dotted(t, names) for t in _targets(node) if isinstance(t, (ast.Attribute, ast.Subscript))]
-            hits.append(_setattr_call(node, names))
+            for t in _targets(node):
+                if isinstance(t, (ast.Attribute, ast.Subscript)):
+                    hits.append(_dotted(t, names) or _unresolved(t, names))
+            hits.append(_setattr_call(node, names) or _unresolved(node, names) if isinstance(node, ast.Call)
+                        else None)
         for what in dict.fromkeys(h for h in hits if h and not _allowed(h)):
             found.append({"cell": cell, "what": what[:120]})
     return found[:MAX_FOUND]

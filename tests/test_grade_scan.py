@@ -204,3 +204,43 @@ def test_simple_monkeypatches_without_exec_or_getattr_are_named(code):
     imports torch, so ``cudnn.torch`` is torch) with neither exec nor a getattr chain; none was named before
     (the student was not among those who need attention)."""
     assert [f["cell"] for f in monkeypatches([LOCKED, ("c", code, True)])] == ["c"]
+
+
+# ------------------------------------------------------------------ values the scan cannot follow
+@pytest.mark.parametrize("code, what", [
+    # a red-team student's cell (2026-12-06): each of these changed torch or numpy in the kernel, none was named
+    ("def p(m, v):\n    m.allclose = v\np(torch, f)", "m.allclose"),                     # a function's parameter
+    ("(lambda m, n: setattr(m, n, None))(torch, 'allclose')", None),                # built from strings: escapes
+    ("type(torch.zeros(1)).__eq__ = f", "torch.zeros().__class__.__eq__"),
+    ("np.zeros(1).__class__.__eq__ = f", "numpy.zeros().__class__.__eq__"),
+    ("mods = [torch]\nmods[0].allclose = f", "mods[0].allclose"),
+    ("for m in (torch,):\n    m.allclose = f", "m.allclose"),
+    ("[setattr(m, 'equal', None) for m in [torch]]", "m.equal"),
+    ("torch.__dict__.update(allclose=f)", "torch.__dict__.update(allclose=f)"),
+    ("vars(np).update(allclose=f)", "vars(np).update(allclose=f)"),
+    ("vars(torch).setdefault('new', f)", "vars(torch).setdefault('new', f)"),
+    ("d = vars(torch)\nd.update(x=f)", "d.update(x=f)"),
+    ("c = list(CHECKS.values())[0]\nc.call = f", "c.call"),
+    ("import inspect\ninspect.getmodule(torch.zeros).equal = f", "inspect.getmodule(torch.zeros).equal"),
+    ("t = torch.zeros(1)\ntype(t).__bool__ = f", "type(t).__bool__"),
+])
+def test_changes_through_values_the_scan_cannot_follow_are_named_by_what_they_change(code, what):
+    """The scan follows names, not values: a module handed to a function, kept in a list or a loop variable, a
+    tensor's class reached through a call. The attributes the harvest and the comparisons rely on (allclose,
+    equal, a check's call, a dunder such as __eq__) are named on whatever object they are set; a module's
+    __dict__ changed by update or setdefault too. Code built from strings (setattr with a name passed in) still
+    escapes, as docs/grading.md says."""
+    assert _named(code) == ([what] if what else [])
+
+
+@pytest.mark.parametrize("code", [
+    "x = torch.zeros(3)\nx[0] = 1",                         # a tensor of the student's: no alias of torch
+    "x = np.zeros(3)\nx[1:] = 2.0",
+    "class Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.equal = 1",
+    "def f(x):\n    return x\nf.__doc__ = 'doc'",                # a dunder that only describes
+    "model = torch.nn.Linear(2, 2)\nmodel.weight.data = torch.zeros(2, 2)",
+    "cfg = {}\ncfg.update(lr=1e-3)",
+    "results = {}\nresults.setdefault('a', []).append(1)",
+])
+def test_a_student_s_own_objects_are_not_named(code):
+    assert _named(code) == []
