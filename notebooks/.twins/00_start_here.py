@@ -8,7 +8,8 @@
 # **How to run a notebook.** Open it from the file browser on the left (or from the links below), then
 # *Run > Run All Cells*, or go cell by cell with **Shift+Enter**. The kernel, shown at the top right, is
 # *Python 3 (ipykernel)*: the course's own environment (`.venv`, created by `make lab`), which has the
-# `course_utils` package. The next two cells check that.
+# `course_utils` package. The next two cells check that: run them (this page is stored without their output,
+# which names the folders of the machine that runs it).
 
 # %%
 # Course set-up (the same cell opens every notebook; written by `make generated`).

@@ -415,8 +415,10 @@ if real_digits:
 # the reverse: the faint noise is hard to tell from the digit's own texture (the largest error of
 # `eps_pred`, at $t = 10$), but $\hat x_0$ is almost exact, because that error is scaled down by
 # $\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$. In between ($t$ = 300-500) $\hat x_0$ is still a plausible digit, but not always the
-# one that was noised: above, the 7 comes back from an image in which you can barely see it, while in the
-# explorer's first view ($t = 500$) half of the eight test digits come back as a different digit (the 7 as a 9).
+# one that was noised, and which one depends on the noise drawn as well as on $t$: above, at $t = 500$, the 7
+# comes back as a 7 from an image in which you can barely see it; the explorer below draws its own $\epsilon$
+# for eight test digits, and in its first view ($t = 500$) half of them come back as a different digit, this
+# same 7 as a 9.
 # Move the slider: where does $\hat x_0$ stop being *your* digit, and where does it stop being a digit at all?
 
 # %%

@@ -112,7 +112,8 @@ print("inline L_simple equals course_utils.training.diffusion_loss:", torch.allc
 # predicted the noise perfectly would reach 0, but it cannot: at small $t$ the added noise is tiny and hard
 # to tell from the image's own texture, so part of it is unpredictable (at large $t$, by contrast, $x_t$ is
 # almost pure noise and $\epsilon \approx x_t$ is easy to predict). The loss falls quickly, to a few
-# hundredths on these digits (the pretrained model of section 5 ends near 0.02), and then crawls; a
+# hundredths on these digits (the pretrained model of section 5 ended its training at 0.023, its model card's
+# `final_loss`), and then crawls; a
 # diffusion loss curve never "converges to zero".
 #
 # ## 2. A 2-D toy model that trains in seconds

@@ -414,7 +414,8 @@ plt.show()
 # log-SNR grid draws the same digits with rougher strokes and a few breaks (the 6, the first 0, the second 7 of
 # the second row), and Heun with 5 steps (9 calls) breaks most of them into blotches. The same $x_T$ gives the
 # same digit in most columns: the solvers approximate one map $x_T \mapsto x_0$, the ODE's (the "1" of DDIM 50's
-# fifteenth image, second row, seventh column, is a "9" for the three other 10-call samplers). The seconds in the
+# fifteenth image, second row, seventh column, is a "9" for the three other 10-call samplers, and a blotch for
+# Heun). The seconds in the
 # titles are this run's (executed on 2026-12-04 on an idle 2-core Intel Xeon), and time follows calls: 0.4-0.5 s
 # for 16 images at about 10 calls (Heun's 9), 3.0 s for DDIM 50; on another idle 2-core machine
 # `python bench/bench_samplers.py --n 16 --calls 10` gave 0.6-0.7 s and 2.9 s. A title out of line with its calls,

@@ -421,7 +421,9 @@ if ready:
 # of a bug; one at 70% is.
 # KID **3.41 $\pm$ 0.96** against a floor of **$-0.04$** (two sets of real digits; KID is unbiased, so it can dip below 0): in the
 # classifier's feature space the samples as a set are still far from real digits, which the judge's share of
-# single images does not show.
+# single images does not show. For scale: the course's 28x28 `mnist-unet` (1.1 M parameters), scored on the same
+# features with the same estimator, reads -0.07 to -0.02 with 300 samples of DDIM 20 to 100 steps (lesson 5's
+# stored run), with about the same confident share (83% to 87%).
 #
 # **Count images, not minutes.** What a run has seen decides its quality, which is why the run is set in images
 # (`docs/lab_sweep.md`; 500 samples, 20 DDIM steps, EMA weights). With the cosine over the whole run the share
