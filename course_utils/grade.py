@@ -38,12 +38,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import grade_shards, sandbox
 from .grade_scan import monkeypatches
-from .grade_feedback import safe_name, write_atomic, write_reports
+from .grade_feedback import plain, safe_name, write_atomic, write_reports
 from .sandbox.values import HARVEST_CODE, decode_outputs, encode_values, valid_text as _valid_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -875,12 +876,14 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo)}
 
     cancel = opts.cancel = threading.Event()
+    running: dict[str, float] = {}          # student -> when their grading started: the bar names a slow one
 
     def work(sub: Submission) -> dict | None:
         """Grade one submission and write its result; None when the run was interrupted (nothing written, so
         that the next run grades it)."""
         if cancel.is_set():
             return None
+        running[sub.student] = time.monotonic()
         try:
             result = grade_submission(source, sub, opts)
         except Exception as err:  # noqa: BLE001 - a bug of the grader must not stop the class
@@ -891,6 +894,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                       "notes": [],
                       "rows": [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": "grader_error",
                                 "message": message} for g in source.graded]}
+        finally:
+            running.pop(sub.student, None)
         if cancel.is_set():         # stopped half-way by the interrupt: not a verdict
             return None
         write_atomic(results_dir / f"{sub.student}.json", json.dumps(result, indent=1))
@@ -913,14 +918,18 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         with futures.ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), desc=f"grading {source.worksheet}",
                                                                 unit="notebook", disable=not progress) as bar:
             try:
-                for fut in futures.as_completed([pool.submit(work, s) for s in todo]):
-                    r = fut.result()
-                    if r is None:
-                        continue
-                    if r.get("status") == "grader_error":
-                        print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
-                    stats["graded"] += 1
-                    bar.update(1)
+                pending = {pool.submit(work, s) for s in todo}
+                while pending:
+                    done, pending = futures.wait(pending, timeout=SLOW_POLL_S, return_when=futures.FIRST_COMPLETED)
+                    bar.set_postfix_str(slow_students(running, time.monotonic()), refresh=not done)
+                    for fut in done:
+                        r = fut.result()
+                        if r is None:
+                            continue
+                        if r.get("status") == "grader_error":
+                            print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
+                        stats["graded"] += 1
+                        bar.update(1)
             except KeyboardInterrupt:   # Ctrl-C (or SIGTERM, see main): queued jobs are dropped, running ones
                 cancel.set()            # stop at their next poll (0.5 s), and leaving the pool waits for them only
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -935,6 +944,22 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     if stats.get("interrupted"):
         raise Interrupted(stats)
     return stats
+
+
+SLOW_AFTER_S = 30       # a submission graded for longer is named on the progress bar, with its seconds
+SLOW_POLL_S = 2
+
+
+def slow_students(running: dict[str, float], now: float, *, after: float | None = None) -> str:
+    """The progress bar's note on what holds it up: the students graded for more than ``after`` seconds
+    (SLOW_AFTER_S by default; started at ``running[student]``), longest first, at most three named, e.g.
+    "running: bob 95 s, carol 41 s"; "" when none."""
+    after = SLOW_AFTER_S if after is None else after
+    slow = sorted(((now - t0, who) for who, t0 in list(running.items()) if now - t0 > after), reverse=True)
+    if not slow:
+        return ""
+    shown = ", ".join(f"{plain(who)[:40]} {seconds:.0f} s" for seconds, who in slow[:3])   # a name: one line
+    return f"running: {shown}" + (f" and {len(slow) - 3} more" if len(slow) > 3 else "")
 
 
 class Interrupted(GradeError):

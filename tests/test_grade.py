@@ -601,3 +601,28 @@ def test_an_empty_file_a_solutions_copy_and_an_output_file_are_named(tmp_path, c
     (tmp_path / "afile").write_text("")
     assert grade.main([str(corpus.SOLUTION), str(marked), "--out", str(tmp_path / "afile"), "--allow-root"]) == 2
     assert "is a file: choose a folder" in capsys.readouterr().err
+
+
+def test_slow_students_are_named_longest_first():
+    running = {"ann": 100.0, "bob": 5.0, "cy": 60.0, "dee": 90.0, "eve\nx": 20.0}
+    assert grade.slow_students(running, 130.0, after=30) == "running: bob 125 s, eve x 110 s, cy 70 s and 1 more"
+    assert grade.slow_students(running, 130.0, after=200) == ""
+
+
+def test_the_progress_bar_names_the_student_a_slow_notebook_holds(tmp_path, capsys, monkeypatch):
+    """An instructor's report: a student's infinite loop froze the bar at 9/17 for two minutes (the default
+    per-cell limit) without saying whose notebook it was. The bar now names each student graded for more than
+    SLOW_AFTER_S seconds (3 here), with the seconds."""
+    import nbformat
+    monkeypatch.setattr(grade, "SLOW_AFTER_S", 3)
+    monkeypatch.setattr(grade, "SLOW_POLL_S", 0.5)
+    loop = nbformat.read(corpus.SOLUTION, as_version=4)
+    loop.cells.append(nbformat.v4.new_code_cell("while True:\n    pass"))
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    nbformat.write(loop, subs / "zoe_loops.ipynb")
+    stats = grade.grade_class(corpus.SOLUTION, [str(subs)], tmp_path / "out", workers=1, progress=True,
+                              opts=grade.Options(cell_timeout=12), allow_root=True)
+    assert stats["graded"] == 1
+    err = capsys.readouterr().err
+    assert "running: zoe_loops " in err, err[-2000:]
