@@ -106,6 +106,11 @@ def _denoise_values_hint(out, c) -> str | None:
          (x - signal_rates * ref_noises) / noise_rates),
         ("wrong sign: pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates",
          (x + noise_rates * ref_noises) / signal_rates),
+        ("divide by signal_rates itself, not its square: the rates are already the square roots (signal_rates = "
+         "cos(angle)), so pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates",
+         (x - noise_rates * ref_noises) / signal_rates ** 2),
+        ("noise_rates multiplies pred_noises as it is, not squared: pred_images = (noisy_images - noise_rates * "
+         "pred_noises) / signal_rates", (x - noise_rates ** 2 * ref_noises) / signal_rates),
         ("pred_images is clamped: the images are normalised to mean 0 and variance 1 (not [-1, 1]), so denoise "
          "returns the prediction as it is; the notebook clips only after mapping back (denormalize)",
          ref_images.clamp(-1, 1)),
@@ -118,12 +123,14 @@ check_denoise = visible("denoise")
 
 def denoise_variant(kind: str = "right"):
     """denoise(network, noisy_images, noise_rates, signal_rates) with one mistake ("rates", "signal", "no_div",
-    "swapped", "order", "clamp"); "right": the right one."""
+    "swapped", "signal_squared", "noise_squared", "order", "clamp"); "right": the right one."""
     def denoise(network, noisy_images, noise_rates, signal_rates):
         time_input = {"rates": noise_rates, "signal": signal_rates ** 2}.get(kind, noise_rates ** 2)
         pred_noises = network(noisy_images, time_input)
         pred_images = {"no_div": noisy_images - noise_rates * pred_noises,
                        "swapped": (noisy_images - signal_rates * pred_noises) / noise_rates,
+                       "signal_squared": (noisy_images - noise_rates * pred_noises) / signal_rates ** 2,
+                       "noise_squared": (noisy_images - noise_rates ** 2 * pred_noises) / signal_rates,
                        }.get(kind, (noisy_images - noise_rates * pred_noises) / signal_rates)
         pred_images = pred_images.clamp(-1, 1) if kind == "clamp" else pred_images
         return (pred_images, pred_noises) if kind == "order" else (pred_noises, pred_images)
@@ -134,6 +141,9 @@ MISTAKES["denoise"] = [
     ("noise rate as time input", denoise_variant("rates"), "VARIANCE"),
     ("no division", denoise_variant("no_div"), "divide by signal_rates"),
     ("swapped rates", denoise_variant("swapped"), "swapped"),
+    ("divided by signal_rates squared", denoise_variant("signal_squared"),
+     "divide by signal_rates itself, not its square"),
+    ("noise_rates squared on pred_noises", denoise_variant("noise_squared"), "noise_rates multiplies pred_noises"),
     ("outputs swapped", denoise_variant("order"), "order is swapped"),
     ("pred_images clamped", denoise_variant("clamp"), "pred_images is clamped"),
     ("under torch.no_grad()", torch.no_grad()(denoise_variant()), "carry no gradient"),

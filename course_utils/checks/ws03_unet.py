@@ -104,6 +104,9 @@ def _mlp_ref(emb: Tensor, state: dict) -> Tensor:
     return F.linear(F.silu(h), state["mlp.2.weight"].double(), state["mlp.2.bias"].double())
 
 
+ALL_OF_MLP = "self.mlp already is Linear, SiLU, Linear; call it whole on the sinusoidal features"
+
+
 def _time_module_cases(hidden: bool) -> list:
     cases = [dict(seed=0, dim=16, out_dim=32, t=torch.tensor([0, 10, 500, 999]))]
     if hidden:
@@ -132,9 +135,15 @@ def _time_module_diagnose(out, c) -> str | None:
     ref = _mlp_ref(emb, state)
     if isinstance(out["out"], Tensor) and tuple(out["out"].shape) == tuple(emb.shape) and c["dim"] != c["out_dim"]:
         return f"the output has shape {tuple(emb.shape)}: pass the sinusoidal features through self.mlp"
+    first = F.linear(emb, state["mlp.0.weight"].double(), state["mlp.0.bias"].double())
+    last = lambda h: F.linear(h, state["mlp.2.weight"].double(), state["mlp.2.bias"].double())  # noqa: E731
     hint = judge(out["out"], ref, [
         ("the MLP must see the sinusoidal features: self.mlp(sinusoidal_embedding(t, self.dim))",
          _mlp_ref(c["t"].double()[:, None].expand(-1, c["dim"]), state)),
+        (f"a SiLU after the MLP: {ALL_OF_MLP} and return its output as it is", F.silu(ref)),
+        (f"only the first Linear: {ALL_OF_MLP}", first),
+        (f"the SiLU between the two Linears is missing: {ALL_OF_MLP}", last(first)),
+        (f"a SiLU on the sinusoidal features before the MLP: {ALL_OF_MLP}", _mlp_ref(F.silu(emb), state)),
     ], "time embedding", "differs from self.mlp(sinusoidal_embedding(t, self.dim)); "
                          "does your sinusoidal_embedding pass its check?")
     if hint:
@@ -179,6 +188,22 @@ def _detached(cls, name: str):
     return type(name, (cls,), {"forward": forward})
 
 
+class _MlpMisusedTimeEmbedding(RefTimeEmbedding):
+    """Uses self.mlp's layers otherwise than in order: an extra SiLU, one Linear, no SiLU, a SiLU first."""
+
+    use = ""
+
+    def forward(self, t: Tensor) -> Tensor:
+        emb = ref_sinusoidal(t, self.dim).float()
+        lin0, act, lin2 = self.mlp
+        return {"silu_after": lambda: act(self.mlp(emb)), "first_only": lambda: lin0(emb),
+                "no_silu": lambda: lin2(lin0(emb)), "silu_first": lambda: self.mlp(act(emb))}[self.use]()
+
+
+def _mlp_misused(use: str):
+    return type("WrongTimeEmbedding", (_MlpMisusedTimeEmbedding,), {"use": use})
+
+
 class _CachedTimeEmbedding(RefTimeEmbedding):
     """Keeps the sinusoidal features of its first call and reuses them: right on the first call only."""
 
@@ -194,6 +219,10 @@ MISTAKES["SinusoidalTimeEmbedding"] = [
     ("a wrong sinusoidal_embedding", _time_embedding_variant("cos_sin"), "does your sinusoidal_embedding pass"),
     ("output detached", _detached(RefTimeEmbedding, "WrongTimeEmbedding"), "no gradient reaches"),
     ("features of the first call kept", _CachedTimeEmbedding, "second call with other timesteps"),
+    ("an extra SiLU after the MLP", _mlp_misused("silu_after"), "a SiLU after the MLP"),
+    ("only the MLP's first Linear", _mlp_misused("first_only"), "only the first Linear"),
+    ("the MLP's SiLU skipped", _mlp_misused("no_silu"), "the SiLU between the two Linears is missing"),
+    ("a SiLU before the MLP", _mlp_misused("silu_first"), "a SiLU on the sinusoidal features before the MLP"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
 
@@ -363,7 +392,7 @@ def _sub(state: dict, prefix: str) -> dict:
 
 
 def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_block", mid=True, head=True,
-                   add_skip=False) -> Tensor:
+                   add_skip=False, pool=False, skip2="after_block") -> Tensor:
     """The worksheet's two-level UNet in float64 from its weights; the switches reproduce the catalogued mistakes."""
     d = {k: v.double() for k, v in state.items()}
     ch = d["conv_in.weight"].shape[0]
@@ -377,10 +406,17 @@ def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_blo
             return h + skip
         return torch.cat([h, skip] if cat_order == "h_first" else [skip, h], dim=1)
 
+    def down(name, h):
+        if pool:                # pooling instead of the stride-2 convolution: the same shapes, other values
+            return F.avg_pool2d(h, 2)
+        return F.conv2d(h, d[f"{name}.weight"], d[f"{name}.bias"], stride=2, padding=1)
+
     h0 = F.conv2d(x.double(), d["conv_in.weight"], d["conv_in.bias"], padding=1)       # (B, ch, H, W)
     h1 = block("down1", h0)                                                            # (B, ch, H, W)
-    h2 = block("down2", F.conv2d(h1, d["downsample1.weight"], d["downsample1.bias"], stride=2, padding=1))
-    h = F.conv2d(h2, d["downsample2.weight"], d["downsample2.bias"], stride=2, padding=1)   # (B, 2ch, H/4, W/4)
+    h2 = block("down2", down("downsample1", h1))                                       # (B, 2ch, H/2, W/2)
+    h = down("downsample2", h2)                                                        # (B, 2ch, H/4, W/4)
+    if skip2 == "after_downsample":     # the skip taken at H/4: torch.cat with the H/2 upsampled features raises
+        h2 = h
     if mid:
         h = block("mid", h)
     h = block("up2", join(F.interpolate(h, scale_factor=2, mode="nearest"), h2))      # (B, 2ch, H/2, W/2)
@@ -431,6 +467,8 @@ def _unet_diagnose(out, c) -> str | None:
         ("the bottleneck is skipped: after downsample2, apply self.mid", ref_small_unet(*args, mid=False)),
         ("the output head is GroupNorm, SiLU, then conv_out: norm_out and SiLU are missing",
          ref_small_unet(*args, head=False)),
+        ("downsample with the given stride-2 convolutions, self.downsample1 and self.downsample2, not with "
+         "pooling: they are part of the network and train with it", ref_small_unet(*args, pool=True)),
     ], "output", "the output differs from the reference UNet with the same weights. If your "
                  "SinusoidalTimeEmbedding and ResBlock pass their checks, the difference is in forward itself: "
                  "every ResBlock gets the same time embedding time_embed(t); upsample by nearest (F.interpolate, "
@@ -446,8 +484,10 @@ register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose
      "a block got another number of channels than it was built for: up2 expects 4 ch (the upsampled 2 ch and the "
      "2 ch skip) and up1 3 ch: concatenate along the channels, torch.cat([h, skip], dim=1), don't add"),
     ("Sizes of tensors must match except in dimension 1",
-     "the upsampled features and the skip differ in height or width: upsample by a factor of 2 (F.interpolate(h, "
-     "scale_factor=2, mode='nearest')), not to a size computed from one side, and concatenate along dim=1"))))
+     "the upsampled features and the skip differ in height or width: each skip is its down block's output before "
+     "the downsampling that follows it (down1's at H x W, down2's at H/2 x W/2), and each upsampling doubles H "
+     "and W (F.interpolate(h, scale_factor=2, mode='nearest'), not a size computed from one side); concatenate "
+     "along dim=1"))))
 check_SmallUNet = visible("SmallUNet")
 
 
@@ -485,6 +525,9 @@ MISTAKES["SmallUNet"] = [
     ("level-1 skip before the block", _unet_variant(skip1="before_block"), "down1's output"),
     ("no bottleneck", _unet_variant(mid=False), "self.mid"),
     ("no output norm", _unet_variant(head=False), "norm_out"),
+    ("pooling instead of the downsampling convolutions", _unet_variant(pool=True), "stride-2 convolutions"),
+    ("level-2 skip taken after downsampling", _unet_variant(skip2="after_downsample"),
+     "before the downsampling that follows it"),
     ("forward under no_grad", _detached(RefSmallUNet, "WrongSmallUNet"), "no gradient reaches"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

@@ -48,7 +48,7 @@ def _lam(a: torch.Tensor, h_from: str) -> torch.Tensor:
 def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=None, alpha_bar_last=None, *,
                       first="first_order", last="first_order", h_from="lambda", h_sign=1.0, data=True,
                       x_coef="sigma", r_inverted=False, half=True, d_swapped=False, d_alpha="prev", r_fixed=None,
-                      r_sign=1.0):
+                      r_sign=1.0, last_sign=1.0):
     """(x_prev, x0_pred) in float64 (DPM-Solver++(2M), Algorithm 2); the switches reproduce the catalogued mistakes."""
     a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
     x, eps = xt.double(), eps_pred.double()
@@ -66,9 +66,11 @@ def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=No
         r = h / h_last if r_inverted else r_sign * h_last / h
         r = torch.as_tensor(r_fixed, dtype=torch.float64) if r_fixed is not None else r
         c = 1 / (2 * r) if half else 1 / r
-        D = (1 + c) * pred_last.double() - c * pred if d_swapped else (1 + c) * pred - c * pred_last.double()
-    coef = ((1 - a_prev) / (1 - a)).sqrt() if x_coef == "sigma" else (a_prev / a).sqrt()
-    alpha_d = a_prev.sqrt() if d_alpha == "prev" else a.sqrt()
+        last_pred = pred_last.double()
+        D = (1 + c) * last_pred - c * pred if d_swapped else (1 + c) * pred - last_sign * c * last_pred
+    coef = {"sigma": ((1 - a_prev) / (1 - a)).sqrt(), "alpha": (a_prev / a).sqrt(),
+            "sigma_squared": (1 - a_prev) / (1 - a)}[x_coef]
+    alpha_d = {"prev": a_prev.sqrt(), "t": a.sqrt(), "prev_squared": a_prev}[d_alpha]
     return coef * x - alpha_d * torch.expm1(-h) * D, x0_pred
 
 
@@ -161,6 +163,12 @@ def _step_diagnose(out, c) -> str | None:
          "step's prediction past the previous one", ref_dpmpp_2m_step(*args, d_swapped=True)[0]),
         ("the D term is multiplied by alpha_prev = sqrt(alpha_bar_prev), the step's target, not by alpha_t",
          ref_dpmpp_2m_step(*args, d_alpha="t")[0]),
+        ("D = (1 + 1 / (2 r)) x0_pred - 1 / (2 r) x0_pred_last: the previous prediction is subtracted (the step "
+         "extrapolates past it), not added", ref_dpmpp_2m_step(*args, last_sign=-1.0)[0]),
+        ("x_t's factor is sigma_prev / sigma_t = sqrt(1 - alpha_bar_prev) / sqrt(1 - alpha_bar_t): the square root "
+         "is missing", ref_dpmpp_2m_step(*args, x_coef="sigma_squared")[0]),
+        ("the D term's factor is alpha_prev = sqrt(alpha_bar_prev): the square root is missing",
+         ref_dpmpp_2m_step(*args, d_alpha="prev_squared")[0]),
     ], "x_prev", f"x_prev differs: {STEP_HINT}")
     return hint or judge(x0_pred, ref_x0, [], "x0_pred",
                          "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
@@ -206,6 +214,11 @@ MISTAKES["dpmpp_2m_step"] = [
     ("alpha ratio on x_t", dpmpp_step_variant(x_coef="alpha"), "belongs to the noise-prediction DPM-Solver"),
     ("r inverted", dpmpp_step_variant(r_inverted=True), "h_last / h"),
     ("factor 1/2 missing", dpmpp_step_variant(half=False), "1/2 is missing"),
+    ("previous prediction added", dpmpp_step_variant(last_sign=-1.0), "is subtracted (the step extrapolates"),
+    ("sigma ratio without its square root", dpmpp_step_variant(x_coef="sigma_squared"),
+     "x_t's factor is sigma_prev / sigma_t"),
+    ("alpha_prev without its square root", dpmpp_step_variant(d_alpha="prev_squared"),
+     "the D term's factor is alpha_prev"),
     ("returns x_prev only", dpmpp_step_variant(x_prev_only=True), "return a tuple (x_prev, x0_pred)"),
     ("(x0_pred, x_prev)", lambda *args, **kwargs: dpmpp_step_variant()(*args, **kwargs)[::-1], "order is swapped"),
     ("not implemented", todo, "not implemented yet"),
