@@ -15,12 +15,22 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, fresh_draws_hint, gather, gaussian_noise_hint,
-                        generator, judge, register, same_seed_hint, shape_hint, small_schedule, three_point_noise, todo,
-                        visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, fresh_draws_hint, gather,
+                        gaussian_noise_hint, generator, judge, register, same_seed_hint, shape_hint, small_schedule,
+                        three_point_noise, todo, visible)
 
 
 # ------------------------------------------------------------------ q_sample
+# PyTorch's words for the two raised errors of the forward process that a student meets most: a (B,) coefficient
+# multiplied into images (B, C, H, W) without its reshape, and t + 1 run past the table's end
+BROADCAST_HINT = ("schedule.alpha_bar[t] has shape (B,): reshape it to (B, 1, ..., 1) so that it broadcasts over "
+                  "the images, schedule.alpha_bar[t].reshape(-1, *([1] * (x.ndim - 1)))")
+INDEX_HINT = ("t indexes the schedule's tables directly (code index t = 0 ... T - 1 uses alpha_bar[t]): "
+              "alpha_bar[t + 1] runs past the end at t = T - 1")
+forward_explain = explain_by(("must match the size of tensor b", BROADCAST_HINT),
+                             ("is out of bounds for dimension 0", INDEX_HINT))
+
+
 def _forward_cases(hidden: bool) -> list:
     g = generator(2)
     cases = [dict(x0=torch.randn(4, 1, 5, 5, generator=g), t=torch.tensor([0, 7, 23, 49]),
@@ -62,8 +72,33 @@ def _q_sample_diagnose(out, c) -> str | None:
          "sqrt(1 - alpha_bar_t) eps", a.sqrt() * x0.double() + (1 - a) * eps.double()),
         ("the noise is added, not subtracted: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps",
          a.sqrt() * x0.double() - (1 - a).sqrt() * eps.double()),
-    ], "x_t", "x_t differs: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, with alpha_bar_t = "
-              "schedule.alpha_bar[t] for each example, broadcast over the other dimensions")
+        ("t off by one: you used alpha_bar[t + 1]; code index t uses alpha_bar[t]",
+         ref_q_sample(x0, t, eps, schedule, alpha_bar=torch.cat([alpha_bar64(schedule)[1:],
+                                                                 alpha_bar64(schedule)[-1:]]))),
+        ("a square root taken twice: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, with alpha_bar_t "
+         "itself from the schedule (schedule.alpha_bar[t], not schedule.sqrt_alpha_bar[t] rooted again)",
+         a.sqrt().sqrt() * x0.double() + (1 - a.sqrt()).sqrt() * eps.double()),
+        ("the noise's coefficient is sqrt(1 - alpha_bar_t), not 1 - sqrt(alpha_bar_t)",
+         a.sqrt() * x0.double() + (1 - a.sqrt()) * eps.double()),
+    ], "x_t", _own_noise_hint(out, x0, eps, a) or "x_t differs: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) "
+              "eps, with alpha_bar_t = schedule.alpha_bar[t] for each example, broadcast over the other dimensions")
+
+
+def _own_noise_hint(out, x0: Tensor, eps: Tensor, a: Tensor) -> str | None:
+    """The hint for an x_t whose signal part is right and whose noise part is noise of the right size, but not the
+    eps given (torch.randn_like inside q_sample), else None."""
+    if not (isinstance(out, Tensor) and out.shape == x0.shape and out.is_floating_point()):
+        return None
+    noise = (out.double() - a.sqrt() * x0.double()) / (1 - a).sqrt().clamp(min=1e-6)
+    keep = ((1 - a) > 1e-3).expand_as(noise)            # where the noise is visible at all
+    if keep.sum() < 20:
+        return None
+    z, e = noise[keep], eps.double()[keep]
+    right_size = 0.6 < float(z.std()) < 1.5
+    unrelated = abs(float(torch.corrcoef(torch.stack([z, e]))[0, 1])) < 0.5
+    return ("x_t's noise is not the eps you were given: use the eps argument, don't draw noise inside q_sample "
+            "(the caller draws it and needs the same eps as the training target)") if right_size and unrelated \
+        else None
 
 
 def wrapped_prev(schedule) -> Tensor:
@@ -77,7 +112,7 @@ def _mix(x0, t, eps, schedule, signal, noise):
 
 
 register(Check("q_sample", "q_sample", _forward_cases, lambda f, c: f(c["x0"], c["t"], c["eps"], c["schedule"]),
-               _q_sample_diagnose))
+               _q_sample_diagnose, forward_explain))
 check_q_sample = visible("q_sample")
 MISTAKES["q_sample"] = [
     ("no sqrt", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alpha_bar, 1 - schedule.alpha_bar),
@@ -92,6 +127,21 @@ MISTAKES["q_sample"] = [
     ("alpha instead of alpha_bar", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alphas.sqrt(),
                                                                      schedule.betas.sqrt()), "cumulative product"),
     ("no broadcasting", lambda x0, t, eps, schedule: (schedule.sqrt_alpha_bar[t] * x0.flatten(1).T).T, "wrong shape"),
+    ("alpha_bar[t] not reshaped", lambda x0, t, eps, schedule: schedule.sqrt_alpha_bar[t] * x0
+     + schedule.sqrt_one_minus_alpha_bar[t] * eps, "so that it broadcasts over the images"),
+    ("alpha_bar[t + 1] (raises at T - 1)", lambda x0, t, eps, schedule: schedule.alpha_bar[t + 1].reshape(
+        -1, *([1] * (x0.ndim - 1))).sqrt() * x0, "runs past the end at t = T - 1"),
+    ("alpha_bar[t + 1], clamped", lambda x0, t, eps, schedule: _mix(
+        x0, (t + 1).clamp(max=len(schedule.betas) - 1), eps, schedule, schedule.sqrt_alpha_bar,
+        schedule.sqrt_one_minus_alpha_bar), "you used alpha_bar[t + 1]"),
+    ("square root taken twice", lambda x0, t, eps, schedule: _mix(
+        x0, t, eps, schedule, schedule.sqrt_alpha_bar.sqrt(), (1 - schedule.sqrt_alpha_bar).sqrt()),
+     "a square root taken twice"),
+    ("1 - sqrt(alpha_bar) on the noise", lambda x0, t, eps, schedule: _mix(
+        x0, t, eps, schedule, schedule.sqrt_alpha_bar, 1 - schedule.sqrt_alpha_bar), "not 1 - sqrt(alpha_bar_t)"),
+    ("its own noise", lambda x0, t, eps, schedule: _mix(
+        x0, t, torch.randn(eps.shape, generator=torch.Generator().manual_seed(5)), schedule,
+        schedule.sqrt_alpha_bar, schedule.sqrt_one_minus_alpha_bar), "not the eps you were given"),
     ("writes into x0", lambda x0, t, eps, schedule: x0.mul_(schedule.gather(schedule.sqrt_alpha_bar, t, x0.ndim)).add_(
         schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, x0.ndim) * eps), "changed its input x0 in place"),
     ("not implemented", todo, "not implemented yet"),
@@ -131,6 +181,45 @@ def _posterior_cases(hidden: bool) -> list:
     return cases
 
 
+POSTERIOR_MEAN = ("mean = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x0 + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / "
+                  "(1 - alpha_bar_t) x_t (DDPM Eq. 7)")
+
+
+def _same_values(a: Tensor, b: Tensor) -> bool:
+    """Whether ``a`` holds ``b``'s values, in ``b``'s shape or broadcast to it (a variance of shape (B, 1, ...))."""
+    try:
+        return close(torch.broadcast_to(a, b.shape) if a.numel() < b.numel() else a,
+                     torch.broadcast_to(b, a.shape) if b.numel() < a.numel() else b)
+    except RuntimeError:
+        return False
+
+
+def _upside_down_hint(mean, var, x0, xt, a, a_prev, alpha, beta, t) -> str | None:
+    """The hint for (1 - alpha_bar_t) / (1 - alpha_bar_{t-1}) written for its inverse, in the mean's xt coefficient
+    or in the variance: inf at t = 0 (1 - alpha_bar_{-1} = 0), so it is recognised on the examples with t > 0."""
+    rows = t > 0
+    if not bool(rows.any()):
+        return None
+    inverted = (1 - a) / (1 - a_prev).clamp(min=1e-300)
+    wrong_mean = a_prev.sqrt() * beta / (1 - a) * x0.double() + alpha.sqrt() * inverted * xt.double()
+    if isinstance(mean, Tensor) and mean.shape == x0.shape and close(mean[rows], wrong_mean[rows]) and \
+            not close(mean[rows], ref_q_posterior_mean(a, a_prev, alpha, beta, x0, xt)[rows]):
+        return ("xt's coefficient has (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), not its inverse (at t = 0 the "
+                "inverse divides by 1 - alpha_bar_{t-1} = 0): " + POSTERIOR_MEAN)
+    if isinstance(var, Tensor) and var.numel() == x0.shape[0] and var.is_floating_point():
+        mine = var.reshape(-1).double()[rows]
+        if close(mine, (inverted * beta).reshape(-1)[rows]) and not close(mine, ((1 - a_prev) / (1 - a) * beta)
+                                                                          .reshape(-1)[rows]):
+            return ("the variance is (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t, not its inverse ratio (at t = "
+                    "0 the inverse divides by 1 - alpha_bar_{t-1} = 0)")
+    return None
+
+
+def ref_q_posterior_mean(a, a_prev, alpha, beta, x0, xt) -> Tensor:
+    """DDPM Eq. 7's mean from the gathered quantities (B, 1, ..., 1), float64."""
+    return (a_prev.sqrt() * beta * x0.double() + alpha.sqrt() * (1 - a_prev) * xt.double()) / (1 - a)
+
+
 WRAP_HINT = ("at t = 0, alpha_bar[t-1] is alpha_bar[-1], the LAST entry in Python, where alpha_bar_{t-1} = 1 "
              "belongs: use schedule.alpha_bar_prev[t]")
 
@@ -145,6 +234,13 @@ def _q_posterior_diagnose(out, c) -> str | None:
     mean, var = out
     x0, xt, t, schedule = c["x0"], c["xt"], c["t"], c["schedule"]
     ref_mean, ref_var, cx0, cxt = ref_q_posterior(x0, xt, t, schedule)
+    if isinstance(mean, Tensor) and close(var, ref_mean) and _same_values(mean, ref_var):
+        return "the order is swapped: return (mean, variance), the mean first"
+    a, a_prev = gather(alpha_bar64(schedule), t, x0.ndim), gather(alpha_bar_prev64(schedule), t, x0.ndim)
+    beta, alpha = 1 - a / a_prev, a / a_prev
+    hint = _upside_down_hint(mean, var, x0, xt, a, a_prev, alpha, beta, t)
+    if hint:
+        return hint
     hint = judge(mean, ref_mean, [
         ("the coefficients of x0 and xt are swapped (see DDPM Eq. 7)", cxt * x0.double() + cx0 * xt.double()),
         ("a square root is forgotten: sqrt(alpha_bar_{t-1}) multiplies x0 and sqrt(alpha_t) multiplies xt",
@@ -158,7 +254,14 @@ def _q_posterior_diagnose(out, c) -> str | None:
          "x0 -> x_{t-1} is t - 1 steps (DDPM Eq. 7)", ref_q_posterior(x0, xt, t, schedule, cumulative="x0")[0]),
         (WRAP_HINT, ref_q_posterior(x0, xt, t, schedule, wrap=True)[0]),
         (CLAMP_HINT, ref_q_posterior(x0, xt, t, schedule, clamp=True)[0]),
-    ], "mean")
+        ("beta_t is one step's 1 - alpha_t = 1 - alpha_bar_t / alpha_bar_{t-1} (schedule.betas[t]), not "
+         "1 - alpha_bar_t: " + POSTERIOR_MEAN,
+         (a_prev.sqrt() * (1 - a) * x0.double() + alpha.sqrt() * (1 - a_prev) * xt.double()) / (1 - a)),
+        ("x0's coefficient has beta_t itself, not sqrt(beta_t): " + POSTERIOR_MEAN,
+         (a_prev.sqrt() * beta.sqrt() * x0.double() + alpha.sqrt() * (1 - a_prev) * xt.double()) / (1 - a)),
+        ("xt's coefficient has sqrt(alpha_t), not alpha_t: " + POSTERIOR_MEAN,
+         (a_prev.sqrt() * beta * x0.double() + alpha * (1 - a_prev) * xt.double()) / (1 - a)),
+    ], "mean", "the mean differs: " + POSTERIOR_MEAN)
     if hint:
         return hint
     if not isinstance(var, Tensor):
@@ -197,6 +300,22 @@ def posterior_variant(*, swapped=False, variance="posterior", var_shape="B1", **
     return q_posterior
 
 
+def _posterior_by_hand(kind: str):
+    """q_posterior written term by term, as the worksheet's solution is, with one catalogued mistake."""
+    def q_posterior(x0, xt, t, schedule):
+        shape = (-1, *([1] * (x0.ndim - 1)))
+        a, a_prev = schedule.alpha_bar[t].reshape(shape), schedule.alpha_bar_prev[t].reshape(shape)
+        beta, alpha = schedule.betas[t].reshape(shape), schedule.alphas[t].reshape(shape)
+        beta = 1 - a if kind == "beta_as_1_minus_alpha_bar" else beta
+        coef_x0 = a_prev.sqrt() * (beta.sqrt() if kind == "sqrt_beta" else beta) / (1 - a)
+        ratio = (1 - a) / (1 - a_prev) if kind == "ratio_inverted" else (1 - a_prev) / (1 - a)
+        coef_xt = (alpha if kind == "alpha_no_sqrt" else alpha.sqrt()) * ratio
+        var = ((1 - a) / (1 - a_prev) if kind == "variance_inverted" else (1 - a_prev) / (1 - a)) * beta
+        mean = coef_x0 * x0 + coef_xt * xt
+        return (var, mean) if kind == "order" else (mean, var)
+    return q_posterior
+
+
 MISTAKES["q_posterior"] = [
     ("swapped coefficients", posterior_variant(swapped=True), "swapped"),
     ("no sqrt", posterior_variant(sqrt=False), "square root"),
@@ -208,6 +327,13 @@ MISTAKES["q_posterior"] = [
     ("beta_t as variance", posterior_variant(variance="beta"), "not beta_t"),
     ("std instead of variance", posterior_variant(variance="std"), "not the standard deviation"),
     ("variance of shape (B,)", posterior_variant(var_shape="B"), "(B, 1, ..., 1)"),
+    ("beta_t as 1 - alpha_bar_t", _posterior_by_hand("beta_as_1_minus_alpha_bar"), "not 1 - alpha_bar_t: mean"),
+    ("sqrt(beta_t) in x0's coefficient", _posterior_by_hand("sqrt_beta"), "has beta_t itself, not sqrt(beta_t)"),
+    ("alpha_t without its root in xt's coefficient", _posterior_by_hand("alpha_no_sqrt"),
+     "xt's coefficient has sqrt(alpha_t), not alpha_t"),
+    ("xt's ratio inverted", _posterior_by_hand("ratio_inverted"), "(1 - alpha_bar_t), not its inverse"),
+    ("variance's ratio inverted", _posterior_by_hand("variance_inverted"), "not its inverse ratio"),
+    ("(variance, mean)", _posterior_by_hand("order"), "return (mean, variance), the mean first"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -230,7 +356,22 @@ def _predict_x0_cases(hidden: bool) -> list:
 
 def _predict_x0_diagnose(out, c) -> str | None:
     args = (c["xt"], c["t"], c["eps"], c["schedule"])
+    xt, eps = c["xt"].double(), c["eps"].double()
+    a = gather(alpha_bar64(c["schedule"]), c["t"], xt.ndim)
+    alpha_t = gather(1 - c["schedule"].betas.double(), c["t"], xt.ndim)
+    formula = "x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)"
     return judge(out, ref_predict_x0(*args), [
+        (f"divide the whole of x_t - sqrt(1 - alpha_bar_t) eps by sqrt(alpha_bar_t), not x_t alone: {formula}",
+         xt / a.sqrt() - (1 - a).sqrt() * eps),
+        (f"1 / sqrt(alpha_t) (schedule.sqrt_recip_alphas) belongs to one step of the reverse process; x_t came "
+         f"from x0 in one jump, so divide by sqrt(alpha_bar_t): {formula}",
+         (xt - (1 - a).sqrt() * eps) / alpha_t.sqrt()),
+        (f"x0_pred is clamped: return the prediction as it is (a sampler may clip it, predict_x0 does not): "
+         f"{formula}", ref_predict_x0(*args).clamp(-1, 1)),
+        (f"the square root is forgotten on (1 - alpha_bar_t), the noise's coefficient: {formula}",
+         (xt - (1 - a) * eps) / a.sqrt()),
+        (f"the noise's coefficient is sqrt(1 - alpha_bar_t), not 1 - sqrt(alpha_bar_t): {formula}",
+         (xt - (1 - a.sqrt()) * eps) / a.sqrt()),
         ("wrong sign: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)",
          ref_predict_x0(*args, sign=1.0)),
         ("the square root is forgotten on alpha_bar", ref_predict_x0(*args, sqrt=False)),
@@ -239,7 +380,8 @@ def _predict_x0_diagnose(out, c) -> str | None:
          ref_predict_x0(*args, alpha_bar=alpha_bar_prev64(c["schedule"]))),
         ("that is alpha_t (one step's 1 - beta_t); x_t was made from x0 in one jump, so undo it with the "
          "cumulative product alpha_bar_t", ref_predict_x0(*args, alpha_bar=1 - c["schedule"].betas.double())),
-    ], "x0_pred")
+    ], "x0_pred", f"x0_pred differs: {formula}, with alpha_bar_t = schedule.alpha_bar[t] for each example, "
+                  "broadcast over the other dimensions")
 
 
 def _predict_x0_variant(**switches):
@@ -247,13 +389,28 @@ def _predict_x0_variant(**switches):
 
 
 register(Check("predict_x0", "predict_x0", _predict_x0_cases, lambda f, c: f(c["xt"], c["t"], c["eps"], c["schedule"]),
-               _predict_x0_diagnose))
+               _predict_x0_diagnose, forward_explain))
 check_predict_x0 = visible("predict_x0")
 MISTAKES["predict_x0"] = [
     ("wrong sign", _predict_x0_variant(sign=1.0), "wrong sign"),
     ("multiplies", _predict_x0_variant(divide=False), "divide"),
     ("alpha for alpha_bar", lambda xt, t, eps, schedule: ref_predict_x0(
         xt, t, eps, schedule, alpha_bar=1 - schedule.betas.double()).float(), "cumulative product alpha_bar_t"),
+    ("x_t alone divided", lambda xt, t, eps, schedule: xt / schedule.gather(schedule.sqrt_alpha_bar, t, xt.ndim)
+     - schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, xt.ndim) * eps, "not x_t alone"),
+    ("sqrt_recip_alphas (alpha_t for alpha_bar_t)", lambda xt, t, eps, schedule: schedule.gather(
+        schedule.alphas.rsqrt(), t, xt.ndim) * (xt - schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, xt.ndim)
+                                                * eps), "belongs to one step of the"),
+    ("clamped", lambda xt, t, eps, schedule: ref_predict_x0(xt, t, eps, schedule).float().clamp(-1, 1),
+     "x0_pred is clamped"),
+    ("no sqrt on the noise's coefficient", lambda xt, t, eps, schedule: (
+        xt - schedule.gather(1 - schedule.alpha_bar, t, xt.ndim) * eps) / schedule.gather(
+        schedule.sqrt_alpha_bar, t, xt.ndim), "forgotten on (1 - alpha_bar_t), the noise's"),
+    ("1 - sqrt(alpha_bar) on the noise", lambda xt, t, eps, schedule: (
+        xt - schedule.gather(1 - schedule.sqrt_alpha_bar, t, xt.ndim) * eps) / schedule.gather(
+        schedule.sqrt_alpha_bar, t, xt.ndim), "not 1 - sqrt(alpha_bar_t): x0_pred"),
+    ("alpha_bar[t] not reshaped", lambda xt, t, eps, schedule: (xt - schedule.sqrt_one_minus_alpha_bar[t] * eps)
+     / schedule.sqrt_alpha_bar[t], "so that it broadcasts over the images"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -268,7 +425,8 @@ def chain_variant(mistake: str | None = None):
     ``mistake``: None (right), "one short" (t steps), "alpha_bar per step", "no sqrt", "same noise",
     "independent jumps" (each state drawn from x0 in one jump), "one noise per point" (shared by its coordinates),
     "coin flips" (+-1 noise: the right mean and variance, not Gaussian), "three points" (-sqrt(3), 0, sqrt(3) with
-    probabilities 1/6, 2/3, 1/6: a normal's mean, variance and fourth moment, not Gaussian).
+    probabilities 1/6, 2/3, 1/6: a normal's mean, variance and fourth moment, not Gaussian), "uniform"
+    (torch.rand), "shared by the chains" (one noise for every row), "concatenated" (torch.cat, not stack).
     """
     def q_sample_chain(x0, t, schedule, generator=None):
         states, x = [x0], x0
@@ -281,6 +439,10 @@ def chain_variant(mistake: str | None = None):
                 eps = eps.sign()
             elif mistake == "three points":
                 eps = three_point_noise(eps)
+            elif mistake == "uniform":
+                eps = torch.rand(x0.shape, generator=generator)
+            elif mistake == "shared by the chains":
+                eps = torch.randn(x0.shape[1:], generator=generator).expand_as(x0)
             alpha, beta, alpha_bar = schedule.alphas[i], schedule.betas[i], schedule.alpha_bar[i]
             if mistake == "alpha_bar per step":
                 x = alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * eps
@@ -291,7 +453,7 @@ def chain_variant(mistake: str | None = None):
             else:
                 x = alpha.sqrt() * x + beta.sqrt() * eps
             states.append(x)
-        return torch.stack(states).float()
+        return (torch.cat if mistake == "concatenated" else torch.stack)(states).float()
     return q_sample_chain
 
 
@@ -335,6 +497,9 @@ def _chain_states_hint(out, case) -> str | None:
     x0, t, schedule = case["x0"].double(), case["t"], case["schedule"]
     if not isinstance(out, Tensor):
         return f"return the states stacked in one tensor of shape {(t + 2, *x0.shape)}, got {type(out).__name__}"
+    if out.ndim == x0.ndim and out.shape[0] == (t + 2) * x0.shape[0] and tuple(out.shape[1:]) == tuple(x0.shape[1:]):
+        return (f"the states are concatenated into one long batch, shape {tuple(out.shape)} (torch.cat): stack them "
+                f"along a new first dimension, torch.stack(states), shape (t + 2, B, ...) = {(t + 2, *x0.shape)}")
     if out.ndim == x0.ndim:
         return (f"return every state, stacked: shape (t + 2, B, ...) = {(t + 2, *x0.shape)}, x0 first and x_t "
                 "last, not x_t alone")
@@ -355,6 +520,9 @@ def _chain_states_hint(out, case) -> str | None:
     for k in range(1, t + 2):
         i = k - 1                                     # the code index of the step that makes state k
         cur, prev = states[k], states[k - 1]
+        hint = _chain_noise_kind_hint(cur - alphas[i].sqrt() * prev, float(betas[i]), i)
+        if hint:
+            return hint
         # 1. the scale, from the column means: E[x_k] = sqrt(alpha_i) E[x_{k-1}] whatever the noise
         m_cur, m_prev = cur.mean(0), prev.mean(0)
         scale = float((m_cur * m_prev).sum() / (m_prev * m_prev).sum())
@@ -402,6 +570,22 @@ def _chain_states_hint(out, case) -> str | None:
     return None
 
 
+def _chain_noise_kind_hint(added: Tensor, beta: float, i: int) -> str | None:
+    """What step i adds (B, ...) when it cannot be its noise, before the scale is judged (either would make the
+    column means, and so the scale, look wrong): one noise shared by every chain (no spread across the chains), or
+    noise whose mean is not 0 (torch.rand, uniform on [0, 1)). The cases' two columns start at 1 and -2, so a
+    wrong scale shifts their means in opposite directions, and a noise's mean shifts both alike."""
+    n = added.shape[0]
+    if float(added.var(0).mean()) < 0.05 * beta:
+        return (f"step {i} adds the same noise to every chain (the rows of x0): draw noise of x's full shape, "
+                "torch.randn(x.shape, generator=generator), one number per chain and coordinate")
+    offset, slack = added.mean(0).reshape(-1), 5 * math.sqrt(beta / n)
+    if bool((offset > slack).all()) or bool((offset < -slack).all()):
+        return (f"the noise step {i} adds has mean {float(offset.mean()) / math.sqrt(beta):.2f} (in units of "
+                "sqrt(beta)), not 0: draw standard normal noise, torch.randn (torch.rand is uniform on [0, 1))")
+    return None
+
+
 def _chain_in_place(x0, t, schedule, generator=None):
     """The catalogue's chain that updates one tensor in place and stacks it t + 1 times."""
     x, states = x0.clone(), [x0.clone()]
@@ -441,5 +625,8 @@ MISTAKES["q_sample_chain"] = [
     ("torch reseeded at every call", _chain_reseeding_torch, "two calls in a row with one generator"),
     ("the generator reseeded at every call", _chain_reseeding_generator, "two calls in a row with one generator"),
     ("one tensor updated in place", _chain_in_place, "every state after x0 is the same"),
+    ("uniform noise (torch.rand)", chain_variant("uniform"), "torch.rand is uniform"),
+    ("one noise shared by every chain", chain_variant("shared by the chains"), "the same noise to every chain"),
+    ("states concatenated, not stacked", chain_variant("concatenated"), "concatenated into one long batch"),
     ("not implemented", todo, "not implemented yet"),
 ]
