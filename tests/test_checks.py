@@ -21,7 +21,12 @@ ALL_MISTAKES = [(name, mid, wrong, hint) for name, items in MISTAKES.items() for
 
 
 def test_every_check_has_an_answer_and_a_catalogue():
-    assert set(CHECKS) == set(ANSWER_KEY) == set(MISTAKES)
+    """A new check needs a right answer in tests/answer_key.py (ANSWER_KEY) and a catalogue MISTAKES[name] in its
+    module: the assertion names what is missing where (a maintainer met a bare set difference)."""
+    for what, names in (("a right answer in tests/answer_key.py (ANSWER_KEY)", set(ANSWER_KEY)),
+                        ("a catalogue of mistakes, MISTAKES[name], in its course_utils/checks module", set(MISTAKES))):
+        assert not set(CHECKS) - names, f"checks without {what}: {sorted(set(CHECKS) - names)}"
+        assert not names - set(CHECKS), f"{what} for checks that do not exist: {sorted(names - set(CHECKS))}"
     for name, items in MISTAKES.items():
         ids = [mid for mid, _, _ in items]
         assert "not implemented" in ids, name

@@ -206,6 +206,17 @@ def same_seed_hint(out, again, what: str) -> str | None:
             "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
 
 
+def foreign_noise(added: Tensor, given: Tensor, expected_std: float) -> bool:
+    """Whether ``added`` (what a function added where the ``given`` noise belongs, same number of values) is noise
+    of about the right size (0.5 to 2 times ``expected_std``) but unrelated to ``given`` (|correlation| < 0.5): a
+    draw of its own (torch.randn_like) instead of the noise it was handed."""
+    a, g = added.double().flatten(), given.double().flatten()
+    if a.numel() != g.numel() or a.numel() < 2 or expected_std <= 0 or not torch.isfinite(a).all():
+        return False
+    size = float(a.std()) / expected_std
+    return 0.5 < size < 2 and abs(float(torch.corrcoef(torch.stack([a, g]))[0, 1])) < 0.5
+
+
 def three_point_noise(z: Tensor) -> Tensor:
     """The catalogue's noise that only matches a normal's moments: -sqrt(3), 0, sqrt(3) with probabilities 1/6,
     2/3, 1/6 (mean 0, variance 1, fourth moment 3), made from N(0, 1) draws z (|z| > 0.9674 has probability 1/3)."""

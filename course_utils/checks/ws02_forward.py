@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, fresh_draws_hint, gather,
-                        gaussian_noise_hint, generator, judge, register, same_seed_hint, shape_hint, small_schedule,
-                        three_point_noise, todo, visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, foreign_noise,
+                        fresh_draws_hint, gather, gaussian_noise_hint, generator, judge, register, same_seed_hint,
+                        shape_hint, small_schedule, three_point_noise, todo, visible)
 
 
 # ------------------------------------------------------------------ q_sample
@@ -93,12 +93,10 @@ def _own_noise_hint(out, x0: Tensor, eps: Tensor, a: Tensor) -> str | None:
     keep = ((1 - a) > 1e-3).expand_as(noise)            # where the noise is visible at all
     if keep.sum() < 20:
         return None
-    z, e = noise[keep], eps.double()[keep]
-    right_size = 0.6 < float(z.std()) < 1.5
-    unrelated = abs(float(torch.corrcoef(torch.stack([z, e]))[0, 1])) < 0.5
+    if not foreign_noise(noise[keep], eps.double()[keep], 1.0):
+        return None
     return ("x_t's noise is not the eps you were given: use the eps argument, don't draw noise inside q_sample "
-            "(the caller draws it and needs the same eps as the training target)") if right_size and unrelated \
-        else None
+            "(the caller draws it and needs the same eps as the training target)")
 
 
 def wrapped_prev(schedule) -> Tensor:

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import torch
 
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, fresh_draws_hint, gaussian_noise_hint,
-                        generator, judge, last_target, model_timestep, raised_record, register, repeat_hint,
-                        same_seed_hint, sampler_nan_hint, shape_hint, small_schedule, three_point_noise, todo,
-                        visible)
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, foreign_noise,
+                        fresh_draws_hint, gaussian_noise_hint, generator, judge, last_target, model_timestep,
+                        raised_record, register, repeat_hint, same_seed_hint, sampler_nan_hint, shape_hint,
+                        small_schedule, three_point_noise, todo, visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -55,9 +55,12 @@ def _ddpm_cases(hidden: bool) -> list:
 
 
 def ref_ddpm_step(xt, t, eps_pred, schedule, noise, *, last_noise=False, sigma="beta", alpha="alpha", sqrt=True,
-                  sign=-1.0, shift=0, quiet_below=1):
+                  sign=-1.0, shift=0, quiet_below=1, mean_form="paper", noise_sign=1.0):
     """x_{t-1} in float64 (Algorithm 2, sigma_t^2 = beta_t); the switches reproduce the catalogued mistakes
-    (``quiet_below=2``: no noise at code t = 1 either, the paper's "z = 0 if t = 1" read as "if t > 1")."""
+    (``quiet_below=2``: no noise at code t = 1 either, the paper's "z = 0 if t = 1" read as "if t > 1";
+    ``mean_form``: "paper", "ddim_eps" (eps's coefficient sqrt(1 - alpha_bar_t), DDIM's x0 term),
+    "times_sqrt_alpha", "noise_inside" (sigma z inside the bracket), "xt_only" (1 / sqrt(alpha_t) on x_t alone),
+    "sqrt_beta" (beta_t / sqrt(1 - alpha_t) = sqrt(beta_t) as eps's coefficient))."""
     i = t - shift
     one = torch.tensor(1.0, dtype=torch.float64)
     alpha_bar = alpha_bar64(schedule)[i] if i >= 0 else one
@@ -65,11 +68,22 @@ def ref_ddpm_step(xt, t, eps_pred, schedule, noise, *, last_noise=False, sigma="
     beta = 1 - alpha_bar / alpha_bar_prev
     alpha_t = (1 - beta) if alpha == "alpha" else alpha_bar
     root = (1 - alpha_bar).sqrt() if sqrt else (1 - alpha_bar)
-    mean = (xt.double() + sign * beta / root.clamp(min=1e-12) * eps_pred.double()) / alpha_t.sqrt()
+    x, eps = xt.double(), eps_pred.double()
+    coef = {"ddim_eps": (1 - alpha_bar).sqrt(), "sqrt_beta": beta.sqrt()}.get(mean_form,
+                                                                             beta / root.clamp(min=1e-12))
     posterior_variance = (1 - alpha_bar_prev) / (1 - alpha_bar).clamp(min=1e-12) * beta
     std = {"posterior": posterior_variance.sqrt(), "var": beta, "beta": beta.sqrt(),
-           "posterior_var": posterior_variance}[sigma]
-    return mean + std * noise.double() if (t >= quiet_below or last_noise) else mean
+           "posterior_var": posterior_variance, "one_minus_alpha_bar": (1 - alpha_bar).sqrt(), "one": one,
+           "one_minus_alpha_bar_prev": (1 - alpha_bar_prev).sqrt()}[sigma]
+    noisy = t >= quiet_below or last_noise
+    z = noise_sign * std * noise.double() if noisy else torch.zeros_like(x)
+    if mean_form == "noise_inside":
+        return (x + sign * coef * eps + z) / alpha_t.sqrt()
+    if mean_form == "times_sqrt_alpha":
+        return (x + sign * coef * eps) * alpha_t.sqrt() + z
+    if mean_form == "xt_only":
+        return x / alpha_t.sqrt() + sign * coef * eps + z
+    return (x + sign * coef * eps) / alpha_t.sqrt() + z
 
 
 def _sigma_of_step_before(args, sigma: str) -> torch.Tensor:
@@ -78,6 +92,10 @@ def _sigma_of_step_before(args, sigma: str) -> torch.Tensor:
     zeros = torch.zeros_like(noise)
     added = ref_ddpm_step(*args, sigma=sigma, shift=1) - ref_ddpm_step(xt, t, eps_pred, schedule, zeros, shift=1)
     return ref_ddpm_step(xt, t, eps_pred, schedule, zeros) + added
+
+
+DDPM_STEP = ("x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_t) + sigma_t noise, sigma_t = "
+             "sqrt(beta_t), and no noise at t = 0 (Algorithm 2)")
 
 
 def _ddpm_diagnose(out, c) -> str | None:
@@ -105,14 +123,27 @@ def _ddpm_diagnose(out, c) -> str | None:
         *[("the noise's sigma_t is step t-1's (betas[t-1] or posterior_variance[t-1]): sigma_t uses step t's "
            "betas[t] (or posterior_variance[t]), like the mean", _sigma_of_step_before(args, sigma))
           for sigma in ("beta", "posterior")],
-    ], "x_{t-1}")
-    generic = hint is not None and hint.startswith("the x_{t-1} and the reference differ")
+        (f"sigma_t is sqrt(beta_t) (or the posterior's sqrt(tilde beta_t)), not sqrt(1 - alpha_bar_t), the noise "
+         f"level of x_t: {DDPM_STEP}", ref_ddpm_step(*args, sigma="one_minus_alpha_bar")),
+        (f"sigma_t is sqrt(beta_t) (or sqrt(tilde beta_t)), not sqrt(1 - alpha_bar_{{t-1}}): {DDPM_STEP}",
+         ref_ddpm_step(*args, sigma="one_minus_alpha_bar_prev")),
+        (f"the noise is multiplied by sigma_t = sqrt(beta_t), not added as it is: {DDPM_STEP}",
+         ref_ddpm_step(*args, sigma="one")),
+        (f"sigma_t z is added, not subtracted: {DDPM_STEP}", ref_ddpm_step(*args, noise_sign=-1.0)),
+        (f"eps_pred's coefficient is beta_t / sqrt(1 - alpha_bar_t), not sqrt(1 - alpha_bar_t) (that one gives "
+         f"x0_pred, DDIM's way): {DDPM_STEP}", ref_ddpm_step(*args, mean_form="ddim_eps")),
+        (f"eps_pred's coefficient is beta_t / sqrt(1 - alpha_bar_t), with the cumulative alpha_bar_t under the root "
+         f"(beta_t / sqrt(1 - alpha_t) = sqrt(beta_t)): {DDPM_STEP}", ref_ddpm_step(*args, mean_form="sqrt_beta")),
+        (f"divide by sqrt(alpha_t), don't multiply: {DDPM_STEP}", ref_ddpm_step(*args, mean_form="times_sqrt_alpha")),
+        (f"sigma_t z comes after the division by sqrt(alpha_t), not inside the bracket: {DDPM_STEP}",
+         ref_ddpm_step(*args, mean_form="noise_inside")),
+        (f"1 / sqrt(alpha_t) divides the whole bracket, x_t - beta_t / sqrt(1 - alpha_bar_t) eps_pred, not x_t "
+         f"alone: {DDPM_STEP}", ref_ddpm_step(*args, mean_form="xt_only")),
+    ], "x_{t-1}", f"x_{{t-1}} differs: {DDPM_STEP}")
+    generic = hint is not None and hint.startswith("x_{t-1} differs:")
     if generic and c["t"] >= 1 and torch.isfinite(out).all():
         mean = ref_ddpm_step(*args[:4], torch.zeros_like(c["noise"]))
-        added = (out.double() - mean).flatten()
-        size = float(added.std() / (ref - mean).std())
-        corr = float(torch.corrcoef(torch.stack([added, c["noise"].double().flatten()]))[0, 1])
-        if 0.5 < size < 2 and abs(corr) < 0.5:      # noise of about the right size, unrelated to the one given
+        if foreign_noise(out.double() - mean, c["noise"], float((ref - mean).std())):
             return ("x_{t-1} has noise of about the right size, but not the noise given: add sigma_t * noise with "
                     "the `noise` argument, not a draw of your own (the samplers pass it, so that a seed reproduces "
                     "a run)")
@@ -138,6 +169,17 @@ MISTAKES["ddpm_step"] = [
     ("variance as sigma", ddpm_variant(sigma="var"), "standard deviation"),
     ("posterior variance as sigma", ddpm_variant(sigma="posterior_var"), "sqrt(tilde beta_t), not by tilde beta_t"),
     ("t off by one", ddpm_variant(shift=1), "off by one"),
+    ("sigma_t = sqrt(1 - alpha_bar_t)", ddpm_variant(sigma="one_minus_alpha_bar"), "the noise level of x_t"),
+    ("sigma_t = sqrt(1 - alpha_bar_prev)", ddpm_variant(sigma="one_minus_alpha_bar_prev"),
+     "not sqrt(1 - alpha_bar_{t-1})"),
+    ("noise without sigma_t", ddpm_variant(sigma="one"), "not added as it is"),
+    ("noise subtracted", ddpm_variant(noise_sign=-1.0), "sigma_t z is added, not subtracted"),
+    ("DDIM's eps coefficient", ddpm_variant(mean_form="ddim_eps"), "DDIM's way"),
+    ("sqrt(1 - alpha_t) for sqrt(1 - alpha_bar_t)", ddpm_variant(mean_form="sqrt_beta"),
+     "with the cumulative alpha_bar_t under the root"),
+    ("multiplied by sqrt(alpha_t)", ddpm_variant(mean_form="times_sqrt_alpha"), "divide by sqrt(alpha_t), don't"),
+    ("noise inside the bracket", ddpm_variant(mean_form="noise_inside"), "not inside the bracket"),
+    ("1/sqrt(alpha_t) on x_t alone", ddpm_variant(mean_form="xt_only"), "divides the whole bracket"),
     ("its own noise", lambda xt, t, eps_pred, schedule, noise: ddpm_variant()(
         xt, t, eps_pred, schedule, torch.randn(noise.shape, generator=generator(99))), "not the noise given"),
     ("not implemented", todo, "not implemented yet"),
@@ -160,21 +202,35 @@ def _ddim_cases(hidden: bool) -> list:
 
 
 def ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise, *, use_eta=True, sigma2_in_dir=True,
-                  sqrt=True, remix_with_prev=True, clip=False):
+                  sqrt=True, remix_with_prev=True, clip=False, sigma_form="paper", noise_coef="sigma",
+                  dir_form="paper", x0_with_prev=False):
     """(x_prev, x0_pred) in float64 (DDIM Eq. 12 and 16); the switches reproduce the catalogued mistakes
-    (``clip``: x0_pred clamped to [-1, 1], diffusers' ``clip_sample``, which the course's sampler does not do)."""
+    (``clip``: x0_pred clamped to [-1, 1], diffusers' ``clip_sample``, which the course's sampler does not do;
+    ``sigma_form``: "eta_squared", "sqrt_eta", "ratio_inverted" ((1 - alpha_bar_t) / (1 - alpha_bar_prev)),
+    "second_unrooted" (1 - alpha_bar_t / alpha_bar_prev without its root); ``noise_coef="sigma_squared"``;
+    ``dir_form="minus_sigma"``: sqrt(1 - alpha_bar_prev) - sigma_t; ``x0_with_prev``: x0_pred from alpha_bar_prev)."""
     a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
     root = torch.sqrt if sqrt else (lambda v: v)
+    a_x0 = a_prev if x0_with_prev else a
     # Eq. 12, "predicted x0": (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
-    x0_pred = (xt.double() - root(1 - a) * eps_pred.double()) / root(a)
+    x0_pred = (xt.double() - root(1 - a_x0) * eps_pred.double()) / root(a_x0)
     if clip:
         x0_pred = x0_pred.clamp(-1, 1)
     # Eq. 16: sigma_t = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)
-    sigma = (eta if use_eta else 1.0) * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).clamp(min=0).sqrt()
+    e = (eta if use_eta else 1.0)
+    e = {"eta_squared": e ** 2, "sqrt_eta": e ** 0.5}.get(sigma_form, e)
+    ratio = (1 - a) / (1 - a_prev).clamp(min=1e-12) if sigma_form == "ratio_inverted" else (1 - a_prev) / (1 - a)
+    second = (1 - a / a_prev).clamp(min=0)
+    second = second if sigma_form == "second_unrooted" else second.sqrt()
+    sigma = e * ratio.clamp(min=0).sqrt() * second
     a_remix = a_prev if remix_with_prev else a
     # Eq. 12: sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
-    direction = (1 - a_remix - (sigma ** 2 if sigma2_in_dir else 0)).clamp(min=0).sqrt() * eps_pred.double()
-    return a_remix.sqrt() * x0_pred + direction + sigma * noise.double(), x0_pred
+    if dir_form == "minus_sigma":
+        direction = ((1 - a_remix).sqrt() - sigma) * eps_pred.double()
+    else:
+        direction = (1 - a_remix - (sigma ** 2 if sigma2_in_dir else 0)).clamp(min=0).sqrt() * eps_pred.double()
+    scale = sigma ** 2 if noise_coef == "sigma_squared" else sigma
+    return a_remix.sqrt() * x0_pred + direction + scale * noise.double(), x0_pred
 
 
 def _ddim_call(f, c):
@@ -192,8 +248,9 @@ def _ddim_call(f, c):
 X0_PRED_DIFFERS = "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)"
 X0_PRED_TOO = ("x_prev and x0_pred differ; fix x0_pred first (x_prev is built on it): x0_pred = (x_t - "
                "sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
+SIGMA_T = "sigma_t = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)"
 X_PREV_DIFFERS = ("x_prev differs: x_prev = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) "
-                  "eps_pred + sigma_t noise")
+                  f"eps_pred + sigma_t noise, {SIGMA_T}")
 
 
 def _ddim_diagnose(out, c) -> str | None:
@@ -218,6 +275,21 @@ def _ddim_diagnose(out, c) -> str | None:
     # x_prev is built on x0_pred: when both differ, the generic hint starts with x0_pred
     x0_wrong = (isinstance(x0_pred, torch.Tensor) and tuple(x0_pred.shape) == tuple(ref_x0.shape)
                 and not close(x0_pred, ref_x0))
+    if x0_wrong and close(x0_pred, ref_ddim_step(*args, c["noise"], x0_with_prev=True)[1]):
+        return ("x0_pred undoes the noise of x_t, which is at alpha_bar_t: x0_pred = (x_t - sqrt(1 - alpha_bar_t) "
+                "eps_pred) / sqrt(alpha_bar_t), with alpha_bar_t, not alpha_bar_prev (that one is for the remix)")
+    noisy = c["eta"] > 0
+    sigma_variants = [(hint, ref_ddim_step(*args, c["noise"], **switches)[0]) for hint, switches in [
+        (f"eta enters sigma_t once, not squared: {SIGMA_T}", dict(sigma_form="eta_squared")),
+        (f"eta multiplies sigma_t as it is, not its square root: {SIGMA_T}", dict(sigma_form="sqrt_eta")),
+        (f"the first ratio in sigma_t is (1 - alpha_bar_prev) / (1 - alpha_bar_t), not its inverse: {SIGMA_T}",
+         dict(sigma_form="ratio_inverted")),
+        (f"sigma_t has the square root of (1 - alpha_bar_t / alpha_bar_prev) too: {SIGMA_T}",
+         dict(sigma_form="second_unrooted")),
+        (f"the noise is multiplied by sigma_t, not sigma_t^2: {SIGMA_T}", dict(noise_coef="sigma_squared")),
+        ("the direction term is sqrt(1 - alpha_bar_prev - sigma_t^2) * eps_pred: sigma_t^2 comes off inside the "
+         "square root, not sigma_t off outside it", dict(dir_form="minus_sigma")),
+    ]] if noisy else []
     hint = judge(x_prev, ref_prev, [
         ("sigma_t must be multiplied by eta: sigma_t = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) "
          "* sqrt(1 - alpha_bar_t / alpha_bar_prev)", ref_ddim_step(*args, c["noise"], use_eta=False)[0]),
@@ -229,7 +301,8 @@ def _ddim_diagnose(out, c) -> str | None:
          ref_ddim_step(*args, c["noise"], remix_with_prev=False)[0]),
         ("x0_pred is clamped to [-1, 1] (diffusers' clip_sample): DDIM's Eq. 12 uses it as predicted, and so does "
          "this worksheet", ref_ddim_step(*args, c["noise"], clip=True)[0]),
-    ], "x_prev", X0_PRED_TOO if x0_wrong else X_PREV_DIFFERS)
+        *sigma_variants,
+    ], "x_prev", X0_PRED_TOO if x0_wrong else _own_ddim_noise_hint(x_prev, c, args) or X_PREV_DIFFERS)
     hint = hint or judge(x0_pred, ref_x0, [], "x0_pred", X0_PRED_DIFFERS)
     if hint or c["eta"] != 0:
         return hint
@@ -237,6 +310,20 @@ def _ddim_diagnose(out, c) -> str | None:
     x_prev_no_noise = no_noise[0] if isinstance(no_noise, (list, tuple)) and len(no_noise) == 2 else no_noise
     return repeat_hint(x_prev_no_noise, ref_prev, "with eta = 0 and noise=None (what the sampling loops pass)",
                        "sigma_t is 0 there, so leave the noise out")
+
+
+def _own_ddim_noise_hint(x_prev, c, args) -> str | None:
+    """eta > 0: x_prev's deterministic part is right and what it adds is noise of about sigma_t's size, but not
+    the noise given (torch.randn_like inside ddim_step), else None."""
+    if c["eta"] == 0 or not (isinstance(x_prev, torch.Tensor) and x_prev.shape == c["xt"].shape):
+        return None
+    mean = ref_ddim_step(*args, torch.zeros_like(c["noise"]))[0]
+    right = ref_ddim_step(*args, c["noise"])[0] - mean
+    if foreign_noise(x_prev.double() - mean, c["noise"], float(right.std())):
+        return ("x_prev has noise of about sigma_t's size, but not the noise given: add sigma_t * noise with the "
+                "`noise` argument, not a draw of your own (the sampling loop passes it, so that a seed reproduces a "
+                "run)")
+    return None
 
 
 register(Check("ddim_step", "ddim_step", _ddim_cases, _ddim_call, _ddim_diagnose))
@@ -254,6 +341,16 @@ def ddim_variant(*, ignore_eta=False, x_prev_only=False, **switches):
     return ddim_step
 
 
+def _ddim_own_noise():
+    """ddim_step drawing a noise of its own at every call (torch.randn_like), not the one given."""
+    g = generator(98)
+
+    def ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None):
+        return ddim_variant()(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta=eta,
+                              noise=torch.randn(xt.shape, generator=g))
+    return ddim_step
+
+
 MISTAKES["ddim_step"] = [
     ("always noisy", ddim_variant(use_eta=False), "not deterministic at eta = 0"),
     ("sigma^2 missing in the direction", ddim_variant(sigma2_in_dir=False), "sigma_t^2 is missing"),
@@ -263,6 +360,15 @@ MISTAKES["ddim_step"] = [
     ("returns x_prev only", ddim_variant(x_prev_only=True), "return a tuple (x_prev, x0_pred)"),
     ("(x0_pred, x_prev)", lambda *args, **kwargs: ddim_variant()(*args, **kwargs)[::-1], "order is swapped"),
     ("x0_pred clamped", ddim_variant(clip=True), "clip_sample"),
+    ("x0_pred from alpha_bar_prev", ddim_variant(x0_with_prev=True), "not alpha_bar_prev (that one is for the"),
+    ("eta squared in sigma_t", ddim_variant(sigma_form="eta_squared"), "eta enters sigma_t once, not squared"),
+    ("sqrt(eta) in sigma_t", ddim_variant(sigma_form="sqrt_eta"), "not its square root"),
+    ("sigma_t's ratio inverted", ddim_variant(sigma_form="ratio_inverted"), "the first ratio in sigma_t"),
+    ("sigma_t's second factor unrooted", ddim_variant(sigma_form="second_unrooted"),
+     "sigma_t has the square root of (1 - alpha_bar_t / alpha_bar_prev) too"),
+    ("noise times sigma_t^2", ddim_variant(noise_coef="sigma_squared"), "not sigma_t^2"),
+    ("sigma_t subtracted outside the root", ddim_variant(dir_form="minus_sigma"), "not sigma_t off outside it"),
+    ("its own noise", _ddim_own_noise(), "noise of about sigma_t's size, but not the noise given"),
     ("needs a noise tensor at eta = 0", lambda xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None: tuple(
         v.float() for v in ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise)), "noise=None"),
     ("not implemented", todo, "not implemented yet"),
@@ -276,10 +382,12 @@ def _loop_cases(hidden: bool) -> list:
 
     # eta = 0.5 is visible: a loop right at eta = 0 and 1 only (eta applied twice, eta > 0 read as 1, sqrt(eta))
     # is told so in the worksheet, not first by the grader
+    # a visible schedule of T = 200: a loop that takes T = 1000, or the notebook's schedule, instead of the one
+    # given is told so in the worksheet (it passed, then raised an IndexError in the grader's hidden case)
     specs = [(NoiseSchedule.linear(T=1000), 50, 0.0, 256), (NoiseSchedule.linear(T=1000), 50, 1.0, 2000),
-             (NoiseSchedule.linear(T=1000), 20, 0.5, 2000)]
+             (NoiseSchedule.linear(T=1000), 20, 0.5, 2000), (NoiseSchedule.cosine(T=200), 10, 0.0, 128)]
     if hidden:
-        specs += [(NoiseSchedule.cosine(T=200), 10, 0.0, 128)]
+        specs += [(NoiseSchedule.linear(T=500), 25, 0.0, 128)]
     g = generator(9)
     cases = [dict(schedule=schedule, num_steps=num_steps, eta=eta, x_T=torch.randn(n, 2, generator=g), seed=11 + i)
              for i, (schedule, num_steps, eta, n) in enumerate(specs)]
@@ -288,7 +396,7 @@ def _loop_cases(hidden: bool) -> list:
     # cases and before the hidden one, so that the visible cases stay the first ones of the hidden list)
     probe = dict(schedule=NoiseSchedule.linear(T=1000), num_steps=2, eta=1.0, seed=31, probe=True,
                  x_T=torch.randn(PROBE_N, 2, generator=generator(10)))
-    return cases[:3] + [probe] + cases[3:]
+    return cases[:4] + [probe] + cases[4:]
 
 
 PROBE_N = 20_000
@@ -308,14 +416,15 @@ def mixture_model(schedule):
 
 
 def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", prev="grid", t_arg="t",
-                  stop_early=False, grid="ddim", draw="normal"):
+                  stop_early=False, grid="ddim", draw="normal", rooted=False, noise_scale=1.0):
     """The DDIM sampler in float64 with the course's noise order (one torch.randn(x.shape, generator) per step
     when eta > 0), from a generator seeded with ``seed`` (or ``seed`` itself when it is a generator, whose stream
     it continues); the switches reproduce the catalogued mistakes (``grid="linspace"``: a grid of its own;
     ``draw="three points"``: noise of -sqrt(3), 0, sqrt(3) with a normal's first four moments, ``draw="none
     first"`` or ``"none middle"``: no noise at the first step or at step num_steps // 2 + 1 (its draw made and
     dropped), ``draw="one for all"``: the first step's noise at every step, ``draw="antithetic"``: the noise z of
-    the first half of the points and -z for the second half)."""
+    the first half of the points and -z for the second half; ``rooted``: ddim_step given sqrt(alpha_bar) for
+    alpha_bar; ``noise_scale``: the noise passed to ddim_step multiplied by it, eta say)."""
     T = schedule.T
     timesteps = (torch.arange(num_steps) * (T // num_steps)).flip(0).tolist()     # ddim_timesteps(T, num_steps)
     if grid == "linspace":
@@ -346,7 +455,10 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
             half = len(x) // 2
             noise = torch.cat([noise[:half], -noise[:half], noise[2 * half:]])
         noises.append(noise)
-        x, _ = ref_ddim_step(x, eps_pred, alpha_bar[t], a_prev, eta, noise)
+        if rooted:
+            x, _ = ref_ddim_step(x, eps_pred, alpha_bar[t].sqrt(), torch.as_tensor(a_prev).sqrt(), eta, noise)
+        else:
+            x, _ = ref_ddim_step(x, eps_pred, alpha_bar[t], a_prev, eta, noise_scale * noise)
     return x
 
 
@@ -369,7 +481,7 @@ def mixture_fit(samples, mixture=None) -> dict:
                 outliers=float((~near).double().mean()))
 
 
-def mixture_hint(samples) -> str | None:
+def mixture_hint(samples, eta: float = 1.0) -> str | None:
     """None when the samples reproduce eight Gaussians (weights within 0.05, spread 0.1 +- 0.04, < 3% outliers)."""
     fit = mixture_fit(samples)
     if fit["outliers"] > 0.03:
@@ -377,7 +489,8 @@ def mixture_hint(samples) -> str | None:
                 "mixture (is the time grid ddim_timesteps(T, num_steps), and does the last step go to alpha_bar = 1?)")
     if fit["weight_error"] > 0.05 or not 0.06 < fit["spread"] < 0.14:
         return (f"the clusters are wrong (weights off by up to {fit['weight_error']:.2f}, spread {fit['spread']:.3f} "
-                "instead of 0.1): with eta > 0, draw one noise per step and pass it to ddim_step")
+                "instead of 0.1): " + ("with eta > 0, draw one noise per step and pass it to ddim_step" if eta > 0
+                                       else "at eta = 0 no noise enters, so look at the quantities each step gets"))
     return None
 
 
@@ -408,8 +521,10 @@ def _loop_call(f, c):
 
     def run(generator, model=model):
         return f(model, c["schedule"], c["x_T"], c["num_steps"], eta=c["eta"], generator=generator)
-    if c["eta"] == 0:
-        return dict(out=run(torch.Generator().manual_seed(c["seed"])), out2=None, again=None, next=None)
+    if c["eta"] == 0:       # the timesteps the network was asked at: the grid, when the samples are wrong
+        recorder = StepRecorder(model)
+        out = run(torch.Generator().manual_seed(c["seed"]), recorder)
+        return dict(out=out, out2=None, again=None, next=None, steps=dict(timesteps=recorder.timesteps[:2000]))
     first = torch.Generator().manual_seed(c["seed"])
     recorder = StepRecorder(model) if not c.get("probe") else model
     out = run(first, recorder)
@@ -491,7 +606,15 @@ def _step_noise_hint(outputs, c) -> str | None:
             break
         z = residual / sigma
         var = float(z.var())
-        if abs(var - 1) > 5 * (2 / z.numel()) ** 0.5:
+        slack = 5 * (2 / z.numel()) ** 0.5
+        if abs(var - 1) > slack and eta != 1 and abs(var - eta ** 2) <= slack * eta ** 2:
+            return (f"with eta = {eta:g}, the noise of {step} ({move}) has eta^2 = {eta ** 2:g} times the variance "
+                    "of sigma_t z: the noise you pass is already multiplied by eta, but ddim_step's sigma_t holds "
+                    "eta: pass z = torch.randn(x.shape, generator=generator) itself")
+        if abs(var - 1) > slack and eta != 1 and abs(var - eta ** -2) <= slack * eta ** -2:
+            return (f"with eta = {eta:g}, the noise of {step} ({move}) is as large as at eta = 1 ({var:.2f} times the "
+                    "variance of sigma_t z): pass the eta you are given to ddim_step, not 1")
+        if abs(var - 1) > slack:
             return (f"with eta = {eta:g}, every step but the last adds sigma_t z with z ~ N(0, I); the noise of "
                     f"{step} ({move}) has {var:.2f} times that variance: draw one fresh "
                     "z = torch.randn(x.shape, generator=generator) at every step and pass it to ddim_step")
@@ -584,17 +707,57 @@ def _loop_diagnose(outputs, c) -> str | None:
          dict(t_arg="t-1")),
         ("the time grid is not DDIM's: take the timesteps from ddim_timesteps(T, num_steps) (980, 960, ..., 0 for "
          "50 steps of T = 1000), not from a linspace of your own", dict(grid="linspace")),
+        ("ddim_step takes alpha_bar_t and alpha_bar_prev themselves (schedule.alpha_bar[t]), not their square roots "
+         "(schedule.sqrt_alpha_bar)", dict(rooted=True)),
+        ("the noise you pass is already multiplied by eta, but ddim_step's sigma_t holds eta: pass z = "
+         "torch.randn(x.shape, generator=generator) itself", dict(noise_scale=c["eta"])),
     ]
+    if c["eta"] not in (0, 1) and close(out, ref_ddim_loop(*args[:4], 1.0, c["seed"]), 1e-3):
+        return (f"the samples are those of eta = 1, not eta = {c['eta']:g}: pass the eta you are given to ddim_step "
+                "(sigma_t = eta * ...)")
     for mistake_hint, switches in variants:
         if close(out, ref_ddim_loop(*args, **switches), 1e-3):
             return mistake_hint
     if c["eta"] > 0:        # another order of noise draws is fine: each step's noise, and the samples, must be right
         return _step_noise_hint(outputs, c) or mixture_hint(out) or _noise_scale_hint(out, out2, c, args, ref)
-    return ("x0 differs from the reference DDIM loop at eta = 0 (deterministic); does your ddim_step pass its check? "
-            f"{mixture_hint(out) or 'The samples still look like the mixture: look for a small error.'}")
+    return _grid_hint(outputs, c) or (
+        "x0 differs from the reference DDIM loop at eta = 0 (deterministic), though the network was asked at DDIM's "
+        "time grid; does your ddim_step pass its check, and does the loop give it alpha_bar[t] and alpha_bar[t_prev] "
+        "(schedule.alpha_bar, 1 after the last step)? "
+        + (mixture_hint(out, eta=0.0) or "The samples still look like the mixture: look for a small error."))
 
 
-register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, _loop_diagnose))
+def _grid_hint(outputs, c) -> str | None:
+    """The hint for a loop that asked the network at other timesteps than ddim_timesteps(T, num_steps), naming the
+    first ones of each; None when the timesteps were the grid's (a repeated call counts once) or unreadable."""
+    steps = outputs.get("steps")
+    called = steps.get("timesteps") if isinstance(steps, dict) else None
+    if not isinstance(called, list) or not called or any(not isinstance(t, int) or t < 0 for t in called):
+        return None
+    called = [t for k, t in enumerate(called) if k == 0 or t != called[k - 1]]
+    grid = (torch.arange(c["num_steps"]) * (c["schedule"].T // c["num_steps"])).flip(0).tolist()
+    if called == grid:
+        return None
+    show = lambda ts: ", ".join(map(str, ts[:4])) + (", ..." if len(ts) > 4 else "")  # noqa: E731
+    return (f"the network was asked at t = {show(called)} ({len(called)} steps), but DDIM's grid for T = "
+            f"{c['schedule'].T} and {c['num_steps']} steps is ddim_timesteps(T, num_steps) = {show(grid)}: loop over "
+            "that grid, call the model with each t of it, and step to the next entry (alpha_bar_prev = 1 after the "
+            "last)")
+
+
+register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, _loop_diagnose, explain_by(
+    ("is out of bounds for dimension 0 with size",
+     "a timestep past the end of the schedule's tables: take T and alpha_bar from the schedule you are given "
+     "(ddim_timesteps(schedule.T, num_steps), schedule.alpha_bar), not T = 1000 or the notebook's schedule"),
+    ("'float' object has no attribute",
+     "after the last step alpha_bar_prev is 1: pass it as a tensor, torch.tensor(1.0) (a Python number has no "
+     ".sqrt())"),
+    ("'Tensor' and 'NoneType'",
+     "with eta > 0, ddim_step needs a noise: draw z = torch.randn(x.shape, generator=generator) at every step and "
+     "pass noise=z"),
+    ("too many indices for tensor of dimension 0",
+     "the network takes one timestep per example: t of shape (B,), torch.full((len(x),), t, dtype=torch.long), "
+     "not a bare number"))))
 check_ddim_sample_loop = visible("ddim_sample_loop")
 
 
@@ -615,6 +778,40 @@ def loop_variant(*, shuffle_noise=False, ignore_eta=False, own_noise=False, rese
     return ddim_sample_loop
 
 
+def _student_loop(kind: str):
+    """ddim_sample_loop written as a student would, with the package's ddim_step, and one mistake: "T = 1000"
+    (the grid and tables of a linear T = 1000 schedule whatever the one given), "float at the end" (alpha_bar_prev
+    = 1.0, a Python float), "noise not passed" (eta > 0 without noise=), "0-dim t" (the network given t itself),
+    "grid from T - 1" (range(T - 1, -1, -T // n)), "model at t_prev" (the network asked at the step's target)."""
+    from ..samplers import ddim_timesteps
+    from ..schedules import NoiseSchedule
+
+    def ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None):     # as the worksheet's
+        x0_pred = (xt - (1 - alpha_bar_t).sqrt() * eps_pred) / alpha_bar_t.sqrt()
+        sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()
+        x_prev = alpha_bar_prev.sqrt() * x0_pred + (1 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps_pred
+        return (x_prev + sigma * noise if eta > 0 else x_prev), x0_pred
+
+    def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
+        if kind == "T = 1000":
+            schedule = NoiseSchedule.linear(T=1000)
+        T = schedule.T
+        grid = (list(range(T - 1, -1, -(T // num_steps))) if kind == "grid from T - 1"
+                else ddim_timesteps(T, num_steps).tolist())
+        x = x_T
+        for k, t in enumerate(grid):
+            t_prev = grid[k + 1] if k + 1 < len(grid) else -1
+            a_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else (1.0 if kind == "float at the end"
+                                                                      else torch.tensor(1.0))
+            asked = max(t_prev, 0) if kind == "model at t_prev" else t
+            t_in = torch.tensor(asked) if kind == "0-dim t" else torch.full((len(x),), asked, dtype=torch.long)
+            eps = model(x, t_in)
+            noise = torch.randn(x.shape, generator=generator) if eta > 0 and kind != "noise not passed" else None
+            x, _ = ddim_step(x, eps, schedule.alpha_bar[t], a_prev, eta=eta, noise=noise)
+        return x
+    return ddim_sample_loop
+
+
 MISTAKES["ddim_sample_loop"] = [
     ("eta ignored", loop_variant(ignore_eta=True), "eta is ignored"),
     ("alpha_bar[-1] at the last step", loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
@@ -629,5 +826,16 @@ MISTAKES["ddim_sample_loop"] = [
     ("no noise at a middle step", loop_variant(draw="none middle"), "times that variance"),
     ("one noise for every step", loop_variant(draw="one for all"), "correlated with the previous step's"),
     ("antithetic noise pairs", loop_variant(draw="antithetic"), "correlated between chains"),
+    ("T = 1000 whatever the schedule", _student_loop("T = 1000"), "not T = 1000 or the notebook's schedule"),
+    ("alpha_bar_prev = 1.0 as a float", _student_loop("float at the end"), "pass it as a tensor, torch.tensor(1.0)"),
+    ("noise not passed at eta > 0", _student_loop("noise not passed"), "ddim_step needs a noise"),
+    ("a 0-dim t for the network", _student_loop("0-dim t"), "the network takes one timestep per example"),
+    ("a grid from T - 1", _student_loop("grid from T - 1"), "but DDIM's grid for T ="),
+    ("the network asked at t_prev", _student_loop("model at t_prev"), "but DDIM's grid for T ="),
+    ("sqrt(alpha_bar) given to ddim_step", loop_variant(rooted=True), "not their square roots"),
+    ("noise multiplied by eta", lambda model, schedule, x_T, num_steps, *, eta=0.0, generator=None: loop_variant(
+        noise_scale=eta)(model, schedule, x_T, num_steps, eta=eta, generator=generator), "already multiplied by eta"),
+    ("eta > 0 run as eta = 1", lambda model, schedule, x_T, num_steps, *, eta=0.0, generator=None: loop_variant()(
+        model, schedule, x_T, num_steps, eta=1.0 if eta > 0 else 0.0, generator=generator), "not eta = "),
     ("not implemented", todo, "not implemented yet"),
 ]

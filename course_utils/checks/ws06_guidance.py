@@ -6,7 +6,8 @@ guidance (Dhariwal and Nichol 2021).
   ``course_utils.guidance.cfg_combine``.
 - ``cfg_loss(model, x0, y, t, eps, drop, schedule)``: worksheet 4's loss for a conditional model, with the
   labels replaced by the null class -1 where ``drop`` is True (label dropout). Its cases, reference and
-  diagnosis are worksheet 4's (``ws04_training``), with labels.
+  diagnosis are worksheet 4's (``ws04_training``), with labels; its model (``LabelTinyEps``) keeps the labels it is
+  given, so that a null label other than -1 (num_classes, y.max() + 1, -100) is named.
 - ``classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale)``: Dhariwal and Nichol
   2021, Algorithm 2 / Eq. 14, eps_hat = eps_pred - s sqrt(1 - alpha_bar_t) grad_{x_t} log p_phi(y | x_t, t).
   Judged with ``LinearNoisyClassifier`` (logits = W [x_t, t/T] + b), whose gradient is known in closed form:
@@ -18,37 +19,60 @@ guidance (Dhariwal and Nichol 2021).
 from __future__ import annotations
 
 import contextlib
+import re
 
 import torch
 import torch.nn.functional as F
 
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, Check, alpha_bar64, close, gather, generator, judge, last_target, model_changed,
-                        raised_record, register, repeat_hint, sampler_nan_hint, seeded_state, shape_hint,
-                        small_schedule, state_changed, todo, visible)
-from .ws04_training import choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, gather, generator, judge,
+                        last_target, model_changed, raised_record, register, repeat_hint, sampler_nan_hint,
+                        seeded_state, shape_hint, small_schedule, state_changed, todo, visible)
+from .ws02_forward import BROADCAST_HINT
+from .ws04_training import (TinyEps, choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model,
+                            tiny_state)
 from .ws05_samplers import mixture_model, ref_ddim_step
 
 
 # ------------------------------------------------------------------ cfg_combine
 def _cfg_cases(hidden: bool) -> list:
     g = generator(8)
-    scales = [3.0, 1.0, 0.0] + ([7.5, -1.0] if hidden else [])
+    # 0.5: a fractional scale among the visible ones (a scale read as int(w) is right at 3, 1 and 0)
+    scales = [3.0, 1.0, 0.0, 0.5] + ([7.5, -1.0] if hidden else [])
     return [dict(eps_uncond=torch.randn(2, 1, 3, 3, generator=g), eps_cond=torch.randn(2, 1, 3, 3, generator=g),
                  guidance_scale=w) for w in scales]
 
 
+CFG_FORMULA = ("eps = eps_uncond + w * (eps_cond - eps_uncond), which gives eps_uncond at w = 0 and eps_cond at "
+               "w = 1, linear in w")
+
+
 def _cfg_diagnose(out, c) -> str | None:
     u, k, w = c["eps_uncond"].double(), c["eps_cond"].double(), c["guidance_scale"]
-    return judge(out, u + w * (k - u), [
+    hint = judge(out, u + w * (k - u), [
+        ("guidance_scale is truncated to an integer (int(w), or a scale typed int): w = 0.5 lies halfway between "
+         "eps_uncond and eps_cond, keep w a float: eps = eps_uncond + w * (eps_cond - eps_uncond)",
+         u + int(w) * (k - u) if w != int(w) else None),
         ("eps_cond and eps_uncond are swapped: eps = eps_uncond + w * (eps_cond - eps_uncond)", k + w * (u - k)),
         ("w = 1 must give eps_cond and w = 0 eps_uncond: eps = eps_uncond + w * (eps_cond - eps_uncond)",
          k + w * (k - u)),
         ("eps = eps_uncond + w * (eps_cond - eps_uncond): the eps_uncond term is missing", w * (k - u)),
         ("the guidance term's sign: eps = eps_uncond + w * (eps_cond - eps_uncond) moves towards eps_cond, "
          "not away from it", u - w * (k - u)),
+        ("w multiplies the difference eps_cond - eps_uncond, not eps_cond alone: eps = eps_uncond + w * (eps_cond "
+         "- eps_uncond) (at w = 1 yours gives eps_uncond + eps_cond)", u + w * k),
+        ("centred on eps_cond with (w + 1), the scale is shifted twice: at w = 0 yours gives eps_cond + (eps_cond "
+         "- eps_uncond), not eps_uncond. The course's w: eps = eps_uncond + w * (eps_cond - eps_uncond)",
+         k + (w + 1) * (k - u)),
+        ("the course's w needs no w - 1: w = 1 is already the plain conditional model, and at w = 1 yours gives "
+         "eps_uncond, not eps_cond; eps = eps_uncond + w * (eps_cond - eps_uncond)",
+         u + (w - 1) * (k - u)),
+        ("a weighted average (eps_uncond + w * eps_cond) / (1 + w) stays between the two predictions (and gives "
+         "their mean at w = 1): guidance extrapolates, eps = eps_uncond + w * (eps_cond - eps_uncond) goes beyond "
+         "eps_cond for w > 1", (u + w * k) / (1 + w) if w != -1 else None),
     ], "guided eps")
+    return f"{hint}: {CFG_FORMULA}" if hint and hint.startswith("the guided eps and the reference differ") else hint
 
 
 register(Check("cfg_combine", "cfg_combine", _cfg_cases,
@@ -59,26 +83,121 @@ MISTAKES["cfg_combine"] = [
     ("w + 1 convention", lambda u, k, w: k + w * (k - u), "w = 1 must give eps_cond"),
     ("no eps_uncond term", lambda u, k, w: w * (k - u), "missing"),
     ("the guidance term's sign flipped", lambda u, k, w: u - w * (k - u), "towards eps_cond"),
+    ("scale truncated to int", lambda u, k, w: u + int(w) * (k - u), "truncated to an integer"),
+    ("w times eps_cond", lambda u, k, w: w * k + u, "not eps_cond alone"),
+    ("centred on eps_cond with w + 1", lambda u, k, w: k + (w + 1) * (k - u), "centred on eps_cond with (w + 1)"),
+    ("w - 1", lambda u, k, w: u + (w - 1) * (k - u), "needs no w - 1"),
+    ("weighted average", lambda u, k, w: (u + w * k) / (1 + w), "weighted average"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
 
 # ------------------------------------------------------------------ cfg_loss
+class LabelTinyEps(TinyEps):
+    """Worksheet 4's TinyEps that keeps the labels of its first calls (``seen``): the null class is -1 alone, and
+    TinyEps would also read any other negative label, or num_classes, as no class. Any label that is neither a class
+    nor -1 is kept for the diagnosis and read as -1 here, so that the loss is computed all the same."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[Tensor] = []
+
+    def forward(self, xt: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        if isinstance(y, Tensor) and not y.is_floating_point() and y.dtype != torch.bool:
+            if len(self.seen) < 4:
+                self.seen.append(y.detach().clone())
+            y = torch.where((y >= -1) & (y < self.num_classes), y, torch.full_like(y, -1))
+        return super().forward(xt, t, y)
+
+
 def _cfg_loss_call(f, c):
-    model = tiny_model(c)
-    return loss_outputs(model, f(model, c["x0"], c["y"], c["t"], c["eps"], c["drop"], c["schedule"]))
+    torch.manual_seed(c["seed"])                      # tiny_model(c)'s weights, in a model that keeps the labels
+    model = LabelTinyEps(c["x0"][0].numel(), c["schedule"].T, c["num_classes"])
+    out = loss_outputs(model, f(model, c["x0"], c["y"], c["t"], c["eps"], c["drop"], c["schedule"]))
+    out["labels"] = model.seen
+    return out
+
+
+NULL_LABEL = "the null label (no class) is -1"
+
+
+def _null_label_hint(seen, c) -> str | None:
+    """The hint for labels given to the model that are neither a class 0..K-1 nor the null label -1, or for dropped
+    labels all replaced by one real class other than 0 (which the loss variants name); else None."""
+    K, y, drop = c["num_classes"], c["y"], c["drop"]
+    for labels in seen if isinstance(seen, list) else []:
+        if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+            continue
+        labels = labels.long()
+        bad = labels[(labels < -1) | (labels >= K)]
+        if bad.numel() and int(bad.flatten()[0]) < -1:
+            return (f"the model is given the label {int(bad.flatten()[0])}: {NULL_LABEL} exactly, not another "
+                    "negative number (-100 is cross-entropy's ignore_index, not a class): y = torch.where(drop, -1, "
+                    "y)")
+        dropped = labels[drop] if tuple(labels.shape) == tuple(y.shape) else labels[:0]
+        kept_right = tuple(labels.shape) == tuple(y.shape) and torch.equal(labels[~drop], y[~drop])
+        as_class = (dropped.numel() and kept_right and bool((dropped == dropped[0]).all())
+                    and bool((dropped != y[drop]).all()) and int(dropped[0]) not in (-1, 0))
+        if bad.numel() or as_class:
+            v, where = (int(bad.flatten()[0]), "") if bad.numel() else (int(dropped[0]), " where drop is True")
+            return (f"the model is given the label {v}{where}, and the classes are 0 to {K - 1}: "
+                    f"{NULL_LABEL}, not num_classes or y.max() + 1 (y = torch.where(drop, -1, y)); the course's "
+                    "networks and samplers ask for the unconditional prediction with y = -1")
+    return None
+
+
+_IMAGES_REMARK = re.compile(r" \(this case is a batch of images, x0 of shape .*?schedule\.gather does it\)")
+
+
+def _broadcast_matches(out, c) -> bool:
+    """Whether the loss is the one of an alpha_bar[t] of shape (B,) or (B, 1) broadcast against the images' last
+    dimensions (possible where they happen to have B entries): the mistake diagnose_loss's remark on images is for."""
+    loss = out.get("loss") if isinstance(out, dict) else None
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        return False
+    x0, eps, t = c["x0"].double(), c["eps"].double(), c["t"]
+    model = tiny_model(c, tiny_state(c))
+    for view in ((-1,), (-1, 1)):
+        a = alpha_bar64(c["schedule"])[t].reshape(view)
+        try:
+            xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        except RuntimeError:
+            continue
+        if tuple(xt.shape) == tuple(x0.shape):
+            with torch.no_grad():
+                wrong = F.mse_loss(model(xt, t, torch.where(c["drop"], -1, c["y"])), eps)
+            if close(loss.reshape(()), wrong):
+                return True
+    return False
+
+
+def _cfg_loss_diagnose(out, c) -> str | None:
+    hint = _null_label_hint(out.get("labels"), c) if isinstance(out, dict) else None
+    hint = hint or diagnose_loss(out, c)
+    # diagnose_loss's remark on images ("alpha_bar[t] must be reshaped to (B, 1, 1, 1)") only where it applies: a
+    # wrong label, a wrong target, ... on an image case would be sent to the reshape
+    if hint and _IMAGES_REMARK.search(hint) and not _broadcast_matches(out, c):
+        hint = _IMAGES_REMARK.sub("", hint)
+    return hint
 
 
 register(Check("cfg_loss", "cfg_loss", lambda hidden: loss_cases(hidden, num_classes=3), _cfg_loss_call,
-               diagnose_loss))
+               _cfg_loss_diagnose, explain_by(("must match the size of tensor b", BROADCAST_HINT))))
 check_cfg_loss = visible("cfg_loss")
 
 
-def cfg_loss_variant(labels="dropped", target="eps"):
-    """cfg_loss(model, x0, y, t, eps, drop, schedule) with a catalogued mistake; defaults: the right one."""
+def cfg_loss_variant(labels="dropped", target="eps", *, null=None, alpha_view=None):
+    """cfg_loss(model, x0, y, t, eps, drop, schedule) with a catalogued mistake; defaults: the right one
+    (``null(y)``: the null label used; ``alpha_view``: alpha_bar[t] reshaped to it, (-1,) or (-1, 1), not to
+    (B, 1, ..., 1))."""
     def cfg_loss(model, x0, y, t, eps, drop, schedule):
-        xt = noisy_input(x0, t, eps, schedule)
-        return F.mse_loss(model(xt, t, choose_labels(y, drop, labels)), x0 if target == "x0" else eps)
+        if alpha_view is None:
+            xt = noisy_input(x0, t, eps, schedule)
+        else:
+            a = schedule.alpha_bar[t].reshape(alpha_view)
+            xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        y = torch.where(drop, null(y), y) if null else choose_labels(y, drop, labels)
+        return F.mse_loss(model(xt, t, y), x0 if target == "x0" else eps)
     return cfg_loss
 
 
@@ -86,7 +205,11 @@ MISTAKES["cfg_loss"] = [
     ("mask inverted", cfg_loss_variant("inverted"), "inverted"),
     ("never drops", cfg_loss_variant("kept"), "never dropped"),
     ("null class 0", cfg_loss_variant("zero"), "null class is -1"),
+    ("null label y.max() + 1", cfg_loss_variant(null=lambda y: y.max() + 1), "not num_classes or y.max() + 1"),
+    ("null label -100", cfg_loss_variant(null=lambda y: torch.full_like(y, -100)), "not another negative number"),
     ("target x0", cfg_loss_variant(target="x0"), "target is the noise"),
+    ("alpha_bar not reshaped", cfg_loss_variant(alpha_view=(-1,)), "so that it broadcasts over the images"),
+    ("alpha_bar reshaped to (B, 1)", cfg_loss_variant(alpha_view=(-1, 1)), "alpha_bar[t] must be reshaped to"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -130,11 +253,12 @@ def _classifier(c, state=None) -> LinearNoisyClassifier:
 
 
 def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, coef_of="noise", reduce="sum", scale=True,
-                              step_alpha=False):
+                              step_alpha=False, prev_alpha=False, with_eps=True):
     """eps_hat in float64 from the classifier's weights, with the closed-form gradient; switches: the mistakes
     (``step_alpha``: one step's alpha_t = 1 - beta_t in place of alpha_bar_t; ``coef_of``: the gradient scaled
     by the noise rate sqrt(1 - alpha_bar_t) (right), by 1 - alpha_bar_t ("no_sqrt"), by the signal rate
-    sqrt(alpha_bar_t) ("signal"), or by nothing ("none"))."""
+    sqrt(alpha_bar_t) ("signal"), divided by the noise rate ("divide"), or by nothing ("none"); ``grad="dim0"``:
+    log_softmax over the batch, dim=0; ``prev_alpha``: alpha_bar_{t-1}; ``with_eps=False``: eps_pred left out)."""
     W, b = state["linear.weight"].double(), state["linear.bias"].double()               # (K, D + 1), (K,)
     xt, t, y = c["xt"].double(), c["t"], c["y"]
     B = xt.shape[0]
@@ -148,12 +272,18 @@ def ref_classifier_guided_eps(c, state, *, grad="log_softmax", sign=-1.0, coef_o
         g = p[torch.arange(B), y][:, None] * g
     elif grad == "all_labels":                          # log_probs[:, y].sum(): every label for every image
         g = Wx[y].sum(0, keepdim=True) - B * (p @ Wx)
+    elif grad == "dim0":                                # log_softmax(logits, dim=0): normalised over the batch
+        q = torch.softmax(x @ W.T + b, dim=0)[:, y]     # (B, B): q[m, i] = softmax over images m of logit y_i
+        g = Wx[y] - q @ Wx[y]
     if reduce == "mean":
         g = g / B
-    a = gather(1 - c["schedule"].betas.double() if step_alpha else alpha_bar64(c["schedule"]), t, xt.ndim)
-    coef = {"noise": (1 - a).sqrt(), "no_sqrt": 1 - a, "signal": a.sqrt(), "none": torch.ones_like(a)}[coef_of]
+    table = (1 - c["schedule"].betas.double() if step_alpha else alpha_bar_prev64(c["schedule"]) if prev_alpha
+             else alpha_bar64(c["schedule"]))
+    a = gather(table, t, xt.ndim)
+    coef = {"noise": (1 - a).sqrt(), "no_sqrt": 1 - a, "signal": a.sqrt(), "none": torch.ones_like(a),
+            "divide": 1 / (1 - a).sqrt()}[coef_of]
     classifier_scale = c["classifier_scale"] if scale else 1.0
-    return c["eps_pred"].double() + sign * classifier_scale * coef * g.reshape(xt.shape)
+    return c["eps_pred"].double() * with_eps + sign * classifier_scale * coef * g.reshape(xt.shape)
 
 
 def _guided_call(f, c):
@@ -174,6 +304,10 @@ def _guided_diagnose(out, c) -> str | None:
     if state_changed(out["state"], state):
         return model_changed("classifier")
     ref = ref_classifier_guided_eps(c, state)
+    B, shape = c["xt"].shape[0], tuple(c["xt"].shape)
+    if isinstance(out["out"], Tensor) and tuple(out["out"].shape) != shape and (
+            tuple(out["out"].shape) == tuple(torch.broadcast_shapes((B,), shape))):
+        return f"wrong shape {tuple(out['out'].shape)}, expected {shape}: {FLAT_ALPHA_HINT}"
     hint = judge(out["out"], ref, [
         ("wrong sign: guidance moves eps AGAINST the gradient, eps_hat = eps_pred - s sqrt(1 - alpha_bar_t) "
          "grad log p(y | x_t) (eps points away from the data, the gradient towards class y)",
@@ -200,27 +334,65 @@ def _guided_diagnose(out, c) -> str | None:
         ("you used alpha_t (one step's 1 - beta_t) where the formula has alpha_bar_t: the noise in x_t has std "
          "sqrt(1 - alpha_bar_t), alpha_bar_t the cumulative product (schedule.alpha_bar)",
          ref_classifier_guided_eps(c, state, step_alpha=True)),
+        ("multiply the gradient by sqrt(1 - alpha_bar_t), don't divide by it: eps = -sqrt(1 - alpha_bar_t) score, "
+         "so eps_hat = eps_pred - s sqrt(1 - alpha_bar_t) grad log p(y | x_t)",
+         ref_classifier_guided_eps(c, state, coef_of="divide")),
+        ("log_softmax over dim=0 normalises over the BATCH: the classes are the last dimension, "
+         "F.log_softmax(logits, dim=-1) (or dim=1)", ref_classifier_guided_eps(c, state, grad="dim0")),
+        ("eps_pred is left out: the guided prediction is eps_pred moved by the gradient term, eps_hat = eps_pred "
+         "- s sqrt(1 - alpha_bar_t) grad log p(y | x_t)", ref_classifier_guided_eps(c, state, with_eps=False)),
+        ("eps_pred + s grad log p(y | x_t) is the score's form (score + s grad): in eps form the gradient enters "
+         "with a minus sign and the factor sqrt(1 - alpha_bar_t) (eps = -sqrt(1 - alpha_bar_t) score), eps_hat = "
+         "eps_pred - s sqrt(1 - alpha_bar_t) grad log p(y | x_t)",
+         ref_classifier_guided_eps(c, state, sign=1.0, coef_of="none")),
+        ("you used alpha_bar_{t-1} (alpha_bar_prev): x_t's noise has std sqrt(1 - alpha_bar_t), at the t given, "
+         "schedule.alpha_bar[t]", ref_classifier_guided_eps(c, state, prev_alpha=True)),
     ], "guided eps")
+    if hint and hint.startswith("the guided eps and the reference differ"):
+        hint += (": eps_hat = eps_pred - s * sqrt(1 - alpha_bar_t) * grad_{x_t} log p(y | x_t, t), the gradient of "
+                 "F.log_softmax(classifier(x_t, t), dim=-1) picked at each image's own y, summed over the batch")
     return hint or repeat_hint(out.get("under_no_grad"), ref, "under torch.no_grad() (as a sampler calls it)",
                                "compute the gradient inside `with torch.enable_grad():`")
 
 
-register(Check("classifier_guided_eps", "classifier_guided_eps", _guided_cases, _guided_call, _guided_diagnose))
+FLAT_ALPHA_HINT = ("schedule.alpha_bar[t] has shape (B,), which lines up with the LAST dimension of x_t: reshape it "
+                   "to (B, 1, ..., 1), one 1 per dimension after the batch (schedule.gather(schedule.alpha_bar, t, "
+                   "xt.ndim))")
+_guided_explain = explain_by(
+    ("only for scalar outputs",
+     "torch.autograd.grad needs a scalar: sum the selected log-probabilities over the batch first, "
+     "torch.autograd.grad(log_probs[torch.arange(B), y].sum(), x) (each x_t is only in its own term, so the sum's "
+     "gradient is every image's own)"),
+    ("Index tensor must have the same number of dimensions",
+     "gather(1, index) needs an index with log_probs' two dimensions: log_probs.gather(1, y[:, None]) (shape "
+     "(B, 1)), or log_probs[torch.arange(B), y]"),
+    ("appears to not have been used in the graph",
+     "the classifier never saw the tensor you differentiate by: call it on that very tensor, x = "
+     "xt.detach().requires_grad_(True), then classifier(x, t) and torch.autograd.grad(..., x)"),
+    ("does not require grad",
+     "the gradient needs an x_t that requires grad: x = xt.detach().requires_grad_(True), then classifier(x, t), "
+     "all inside `with torch.enable_grad():`"),
+    ("must match the size of tensor", FLAT_ALPHA_HINT))
+register(Check("classifier_guided_eps", "classifier_guided_eps", _guided_cases, _guided_call, _guided_diagnose,
+               _guided_explain))
 check_classifier_guided_eps = visible("classifier_guided_eps")
 
 
-def guided_eps_variant(*, autograd=True, enable_grad=True, on_xt=False, **switches):
+def guided_eps_variant(*, autograd=True, enable_grad=True, on_xt=False, slip=None, **switches):
     """classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale) with mistakes switched
     on; none: the right one (through autograd, as a student writes it, unless ``autograd=False``;
     ``enable_grad=False``: without torch.enable_grad(), so it fails under torch.no_grad(); ``on_xt``: the
-    gradient taken on the caller's xt, which it leaves requiring grad)."""
+    gradient taken on the caller's xt, which it leaves requiring grad; ``slip``, the raised errors: "no_sum"
+    (torch.autograd.grad of the (B,) selection), "gather" (log_probs.gather(1, y)), "unused" (the classifier
+    called on xt, the gradient taken for its copy x), "flat" (alpha_bar[t] of shape (B,)))."""
     def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
         if autograd and not switches:
             with torch.enable_grad() if enable_grad else contextlib.nullcontext():
                 x = xt.requires_grad_(True) if on_xt else xt.detach().requires_grad_(True)
-                log_probs = F.log_softmax(classifier(x, t), dim=-1)
-                (grad,) = torch.autograd.grad(log_probs[torch.arange(len(x)), y].sum(), x)
-            a = schedule.gather(schedule.alpha_bar, t, xt.ndim)
+                log_probs = F.log_softmax(classifier(xt if slip == "unused" else x, t), dim=-1)
+                selected = log_probs.gather(1, y) if slip == "gather" else log_probs[torch.arange(len(x)), y]
+                (grad,) = torch.autograd.grad(selected if slip == "no_sum" else selected.sum(), x)
+            a = schedule.alpha_bar[t] if slip == "flat" else schedule.gather(schedule.alpha_bar, t, xt.ndim)
             return eps_pred - classifier_scale * (1 - a).sqrt() * grad
         c = dict(xt=xt, t=t, y=y, eps_pred=eps_pred, schedule=schedule, classifier_scale=classifier_scale)
         return ref_classifier_guided_eps(c, classifier.state_dict(), **switches).float()
@@ -238,6 +410,16 @@ MISTAKES["classifier_guided_eps"] = [
     ("alpha for alpha_bar", guided_eps_variant(step_alpha=True), "alpha_bar_t the cumulative product"),
     ("no enable_grad", guided_eps_variant(enable_grad=False), "torch.enable_grad()"),
     ("requires_grad on the caller's xt", guided_eps_variant(on_xt=True), "set requires_grad on its input xt"),
+    ("grad of a (B,) tensor", guided_eps_variant(slip="no_sum"), "needs a scalar"),
+    ("gather without y[:, None]", guided_eps_variant(slip="gather"), "index with log_probs' two dimensions"),
+    ("gradient for a tensor the classifier never saw", guided_eps_variant(slip="unused"),
+     "never saw the tensor you differentiate by"),
+    ("alpha_bar[t] not reshaped", guided_eps_variant(slip="flat"), "lines up with the LAST dimension"),
+    ("divided by sqrt(1 - alpha_bar)", guided_eps_variant(coef_of="divide"), "don't divide by it"),
+    ("log_softmax over the batch", guided_eps_variant(grad="dim0"), "normalises over the BATCH"),
+    ("eps_pred left out", guided_eps_variant(with_eps=False), "eps_pred is left out"),
+    ("score form", guided_eps_variant(sign=1.0, coef_of="none"), "the score's form"),
+    ("alpha_bar_prev for alpha_bar", guided_eps_variant(prev_alpha=True), "alpha_bar_{t-1} (alpha_bar_prev)"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -247,23 +429,37 @@ def _sampler_cases(hidden: bool) -> list:
     from ..schedules import NoiseSchedule
 
     g = generator(13)
-    specs = [(NoiseSchedule.linear(T=1000), 20, 3.0, 64), (NoiseSchedule.linear(T=1000), 20, 0.0, 32)]
+    # the third: a fractional scale (int(w) is right at 3 and 0) on a schedule of its own, T = 500 (a sampler on a
+    # global schedule or on T = 1000 is right on the first two); small, so that the visible check stays quick
+    specs = [(NoiseSchedule.linear(T=1000), 20, 3.0, 64), (NoiseSchedule.linear(T=1000), 20, 0.0, 32),
+             (NoiseSchedule.cosine(T=500), 10, 0.5, 32)]
     if hidden:
         specs += [(NoiseSchedule.cosine(T=200), 10, 1.5, 48)]
     return [dict(schedule=schedule, num_steps=num_steps, guidance_scale=w, x_T=torch.randn(n, 2, generator=g),
                  y=torch.randint(0, 8, (n,), generator=g)) for schedule, num_steps, w, n in specs]
 
 
-def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False) -> Tensor:
-    """Deterministic DDIM with classifier-free guidance in float64; the switches reproduce the mistakes."""
+def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False, scale=None, steps=None,
+                    uncond_once=False, x0_from=None, global_alpha_bar=False) -> Tensor:
+    """Deterministic DDIM with classifier-free guidance in float64; the switches reproduce the mistakes
+    (``scale``: "int" (int(w)) or "plus_one" (1 + w) given to cfg_combine; ``steps``: a grid of that many steps,
+    or "T" (every t), whatever num_steps; ``uncond_once``: the unconditional prediction of the first step reused;
+    ``x0_from``: "cond" or "uncond", the eps that x0_pred is computed from, the guided one only in the direction
+    term; ``global_alpha_bar``: the steps taken with the alpha_bar of the notebook's NoiseSchedule.linear(1000))."""
+    from ..schedules import NoiseSchedule
+
     schedule, model = c["schedule"], mixture_model(c["schedule"])
-    num_steps, w, y = c["num_steps"], (1.0 if ignore_w else c["guidance_scale"]), c["y"]
+    w, y = c["guidance_scale"], c["y"]
+    w = 1.0 if ignore_w else {None: w, "int": int(w), "plus_one": 1 + w}[scale]
+    num_steps = {None: c["num_steps"], "T": schedule.T}.get(steps, steps)
     timesteps = (torch.arange(num_steps) * (schedule.T // num_steps)).flip(0).tolist()
-    alpha_bar = alpha_bar64(schedule)
-    x = c["x_T"].double()
+    alpha_bar = alpha_bar64(NoiseSchedule.linear(T=1000) if global_alpha_bar else schedule)
+    x, eps_uncond = c["x_T"].double(), None
     for k, t in enumerate(timesteps):
         tt = torch.full((len(x),), t, dtype=torch.long)
-        eps_uncond, eps_cond = model(x, tt, torch.full_like(y, null)), model(x, tt, y)
+        if eps_uncond is None or not uncond_once:
+            eps_uncond = model(x, tt, torch.full_like(y, null))
+        eps_cond = model(x, tt, y)
         if swap:
             eps_uncond, eps_cond = eps_cond, eps_uncond
         eps = eps_uncond + w * (eps_cond - eps_uncond)
@@ -271,12 +467,40 @@ def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False) -> Te
             a_prev = alpha_bar[timesteps[k + 1]]
         else:
             a_prev = last_target(alpha_bar, last)
-        x, _ = ref_ddim_step(x, eps, alpha_bar[t], a_prev, 0.0, torch.zeros(x.shape))
+        if x0_from:
+            e = eps_cond if x0_from == "cond" else eps_uncond
+            x0_pred = (x - (1 - alpha_bar[t]).sqrt() * e) / alpha_bar[t].sqrt()
+            x = a_prev.sqrt() * x0_pred + (1 - a_prev).sqrt() * eps
+        else:
+            x, _ = ref_ddim_step(x, eps, alpha_bar[t], a_prev, 0.0, torch.zeros(x.shape))
     return x
 
 
 def _sampler_call(f, c):
     return f(mixture_model(c["schedule"]), c["schedule"], c["x_T"], c["y"], c["guidance_scale"], c["num_steps"])
+
+
+OWN_SCHEDULE = ("use the schedule given as argument (its own T and alpha_bar), not a global one or T = 1000: the grid "
+                "is ddim_timesteps(schedule.T, num_steps), each step with schedule.alpha_bar")
+_INDEX = re.compile(r"index (-?\d+) is out of bounds for dimension (\d+) with size (\d+)")
+
+
+def _sampler_explain(error: str) -> str | None:
+    """PyTorch's IndexError where a timestep runs past the schedule (dimension 0 of alpha_bar, in the student's code
+    or in the model's) or a label past the model's classes (dimension 1 of the mixture's components)."""
+    found = _INDEX.search(error)
+    if not found:
+        return None
+    index, dim, size = (int(v) for v in found.groups())
+    if dim == 1:
+        return (f"the model has no class {index} (its classes are 0 to {size - 1}): the unconditional prediction "
+                "asks for the null label -1, torch.full_like(y, -1)")
+    if index > size:
+        return f"timestep {index} is past this schedule's T = {size}: {OWN_SCHEDULE}"
+    if index == size:
+        return (f"t = {size} = T is past the schedule's end (alpha_bar has T entries, t = 0 ... T - 1): the grid is "
+                "ddim_timesteps(schedule.T, num_steps), from T - T // num_steps down to 0")
+    return None
 
 
 def _sampler_diagnose(out, c) -> str | None:
@@ -286,6 +510,7 @@ def _sampler_diagnose(out, c) -> str | None:
         return hint
     if close(out, ref, 1e-3):
         return None
+    w = c["guidance_scale"]
     variants = [
         ("eps_cond and eps_uncond are swapped: the conditional prediction uses y, the unconditional one y = -1",
          dict(swap=True)),
@@ -296,22 +521,56 @@ def _sampler_diagnose(out, c) -> str | None:
          dict(last="python_last")),
         ("the last step must go to alpha_bar_prev = 1 (clean data): stopping at t = 0, or stepping to alpha_bar[0], "
          "leaves its noise in the samples", dict(last="first")),
+        ("guidance_scale is truncated to an integer (int(w)): a scale such as 0.5 is valid, pass it to cfg_combine "
+         "as it is", dict(scale="int") if w != int(w) else None),
+        ("cfg_combine(eps_uncond, eps_cond, 1 + w): guidance_scale is already the course's w (w = 1 the plain "
+         "conditional model), pass it as it is", dict(scale="plus_one")),
+        (OWN_SCHEDULE, dict(global_alpha_bar=True) if c["schedule"].T < 1000 else None),
+        ("the unconditional prediction is computed once, before the loop: ask the model for both predictions at "
+         "every step, at the current x and t", dict(uncond_once=True)),
+        ("the guided eps goes into the whole DDIM step, x0_pred included: ddim_step(x, eps, ...) with eps = "
+         "cfg_combine(...), not x0_pred from one prediction and the guided eps in the direction term only",
+         dict(x0_from="cond")),
+        ("the guided eps goes into the whole DDIM step, x0_pred included: ddim_step(x, eps, ...) with eps = "
+         "cfg_combine(...), not x0_pred from one prediction and the guided eps in the direction term only",
+         dict(x0_from="uncond")),
+        ("num_steps is ignored: the grid is ddim_timesteps(schedule.T, num_steps), num_steps steps (not the "
+         "default 50, nor every t)", dict(steps=50) if c["num_steps"] != 50 else None),
+        ("num_steps is ignored: the grid is ddim_timesteps(schedule.T, num_steps), num_steps steps (not the "
+         "default 50, nor every t)", dict(steps="T")),
     ]
     for mistake_hint, switches in variants:
-        if close(out, ref_guided_ddim(c, **switches), 1e-3):
+        if switches is not None and close(out, ref_guided_ddim(c, **switches), 1e-3):
             return mistake_hint
     return (f"the samples differ from deterministic DDIM with guidance (max abs difference "
             f"{float((out.double() - ref).abs().max()):.3g}): one unconditional (y = -1) and one conditional "
             "prediction per step, combined by your cfg_combine, then ddim_step with eta = 0")
 
 
-register(Check("guided_ddim_sample", "guided_ddim_sample", _sampler_cases, _sampler_call, _sampler_diagnose))
+register(Check("guided_ddim_sample", "guided_ddim_sample", _sampler_cases, _sampler_call, _sampler_diagnose,
+               _sampler_explain))
 check_guided_ddim_sample = visible("guided_ddim_sample")
 
 
-def guided_sampler_variant(**switches):
-    """guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps) with mistakes; none: the right one."""
+def guided_sampler_variant(*, horizon=None, global_schedule=False, **switches):
+    """guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps) with mistakes; none: the right one
+    (``horizon``: the grid of ddim_timesteps(horizon, num_steps) with the schedule's alpha_bar, T = 1000
+    hard-coded; ``global_schedule``: the notebook's NoiseSchedule.linear(1000) in place of the argument, for the
+    grid and the steps; both index past a shorter schedule, in the student's code or in the model)."""
     def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
+        if horizon or global_schedule:
+            from ..schedules import NoiseSchedule
+            from ..samplers import ddim_step, ddim_timesteps
+
+            own = NoiseSchedule.linear(T=1000) if global_schedule else schedule
+            grid = ddim_timesteps(horizon or own.T, num_steps).tolist()
+            x = x_T
+            for k, t in enumerate(grid):
+                tt = torch.full((len(x),), t, dtype=torch.long)
+                eps_uncond, eps_cond = model(x, tt, torch.full_like(y, -1)), model(x, tt, y)
+                a_prev = own.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0)
+                x, _ = ddim_step(x, eps_uncond + guidance_scale * (eps_cond - eps_uncond), own.alpha_bar[t], a_prev)
+            return x
         c = dict(schedule=schedule, num_steps=num_steps, guidance_scale=guidance_scale, x_T=x_T, y=y)
         return ref_guided_ddim(c, **switches).float()
     return guided_ddim_sample
@@ -320,7 +579,17 @@ def guided_sampler_variant(**switches):
 MISTAKES["guided_ddim_sample"] = [
     ("cond and uncond swapped", guided_sampler_variant(swap=True), "swapped"),
     ("null class 0", guided_sampler_variant(null=0), "null class -1"),
+    ("null label num_classes", guided_sampler_variant(null=8), "asks for the null label -1"),
     ("scale ignored", guided_sampler_variant(ignore_w=True), "guidance_scale is ignored"),
+    ("scale truncated to int", guided_sampler_variant(scale="int"), "truncated to an integer"),
+    ("cfg_combine with 1 + w", guided_sampler_variant(scale="plus_one"), "is already the course's w"),
+    ("a global schedule", guided_sampler_variant(global_schedule=True), "use the schedule given as argument"),
+    ("T = 1000 hard-coded", guided_sampler_variant(horizon=1000), "use the schedule given as argument"),
+    ("the global schedule's alpha_bar", guided_sampler_variant(global_alpha_bar=True),
+     "use the schedule given as argument"),
+    ("unconditional prediction once", guided_sampler_variant(uncond_once=True), "computed once"),
+    ("guided eps in the direction only", guided_sampler_variant(x0_from="cond"), "x0_pred included"),
+    ("num_steps ignored", guided_sampler_variant(steps=50), "num_steps is ignored"),
     ("alpha_bar[-1] at the last step", guided_sampler_variant(last="python_last"), "LAST entry"),
     ("not implemented", todo, "not implemented yet"),
 ]

@@ -134,7 +134,8 @@ assert run_check("ddim_step", ddim_step, hidden=True).passed, "hidden tests fail
 # - **Output.** The final `x` (the samples $x_0$), shaped like `x_T`.
 #
 # The check runs your loop with the exact noise predictor of the eight Gaussians below, with 50 steps of a linear
-# schedule at $\eta$ = 0 and 1 and 20 steps at $\eta = 0.5$ (the hidden tests add 10 steps of a cosine schedule). At
+# schedule at $\eta$ = 0 and 1, 20 steps at $\eta = 0.5$, and 10 steps of a cosine schedule of $T = 200$ (take $T$
+# and $\bar\alpha$ from the `schedule` argument; the hidden tests add 25 steps of a linear schedule of $T = 500$). At
 # $\eta = 0$ your samples must equal the course's
 # to 1e-3. At $\eta > 0$ another order of noise draws is fine, but the samples must reproduce the mixture: each
 # cluster holds 1/8 of them ($\pm$ 0.05), with a spread of 0.1 ($\pm$ 0.04), and fewer than 3% of them lie far from

@@ -92,7 +92,8 @@ assert run_check("cfg_combine", cfg_combine, hidden=True).passed, "hidden tests 
 # - **Output.** The samples (N, D).
 #
 # The check runs your sampler with the exact conditional noise predictor of eight Gaussians (`GaussianMixtureEps`
-# below), with $w$ = 3 and 0 on a linear schedule (the hidden tests add $w = 1.5$ on a cosine schedule), and
+# below), with $w$ = 3 and 0 on a linear schedule and $w = 0.5$ on a cosine schedule of $T = 500$ (take $T$ and
+# $\bar\alpha$ from the `schedule` argument; the hidden tests add $w = 1.5$ on a cosine schedule of $T = 200$), and
 # compares with the course's sampler to 1e-3.
 
 # %% nbgrader={"grade": false, "grade_id": "guided_ddim_sample", "locked": false, "schema_version": 3, "solution": true, "task": false}
