@@ -53,9 +53,9 @@ test: setup lint
 	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions $(NBVAL) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--durations=15 $(PYTEST_ARGS)
 
-## The fast tests only (no notebooks, no grading runs, no browser): the one-minute loop of a maintainer.
+## The fast tests only (no notebooks, no grading runs, no browser, nothing over 10 s): a maintainer's loop.
 test-unit: setup
-	$(PY) -m pytest tests -m "not slow" -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not slow" -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## Lint the package, tests, benches, tools and the lessons' and worksheets' code (their jupytext twins).
 lint: setup

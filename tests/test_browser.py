@@ -193,8 +193,9 @@ def test_grading_report_renders(chromium, small_class):
         assert box and box["width"] > 300 and box["height"] > 150, box
         todos = corpus.graded_checks(nbformat.read(small_class["solution"], as_version=4))
         max_points = sum(points for _, _, _, points in todos)
-        assert page.locator("svg.histogram rect").count() == max_points + 1 == 9     # a bar for 0..8 points
-        assert page.locator("h4").count() == len(todos) == 4        # every TODO lost points (the untouched one)
+        bars = max_points + 1 if max_points <= 20 else 10           # a bar per point up to 20, else 10 bins
+        assert page.locator("svg.histogram rect").count() == bars
+        assert page.locator("h4").count() == len(todos)             # every TODO lost points (the untouched one)
         assert "<script>" in page.locator("li.ex", has_text="ValueError").first.inner_text()   # shown as text
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "grading_report.png"), full_page=True)

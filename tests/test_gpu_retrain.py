@@ -54,6 +54,7 @@ def test_the_blocker_blocks(tmp_path):
     assert proc.returncode != 0 and "nbformat is not on the GPU image" in proc.stderr
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_the_gpu_script_trains_and_measures_each_run(tmp_path, capsys):
     proc = _run_script(tmp_path, "mnist-unet:gpu-deep mnist-unet-cond:gpu-deep mnist-unet:no-such-recipe")
     log = (tmp_path / "out" / "gpu_retrain.log").read_text()

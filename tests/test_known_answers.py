@@ -193,6 +193,7 @@ def test_ddim_invert_with_a_constant_eps_is_the_closed_form_forward_process(line
         assert torch.allclose(back, x0, atol=1e-5), n
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_ddim_invert_follows_the_exact_ode_of_a_gaussian(linear_schedule):
     """For N(MU, S^2) the probability-flow ODE is solved in closed form (tests/test_solvers.py):
         x_bar(sigma) - MU = (x0 - MU) sqrt(S^2 + sigma^2) / S,  x_t = sqrt(ab_t) x_bar(edm_sigma_t).

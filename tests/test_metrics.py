@@ -116,6 +116,7 @@ def test_calibration_is_near_zero_when_labels_are_drawn_from_the_probabilities()
     assert metrics.calibration(probs, labels)["ece"] < 0.01
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_fit_temperature_recovers_the_temperature_of_the_data():
     gen = torch.Generator().manual_seed(6)
     z = 2 * torch.randn(50_000, 10, generator=gen)

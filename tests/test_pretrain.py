@@ -317,6 +317,7 @@ def test_a_reproducing_command_keeps_every_digit_of_lr_and_ema_decay():
     assert float(words[words.index("--lr") + 1]) == 1.2345678e-4
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_fresh_discards_a_checkpoint_past_the_asked_steps(tmp_path):
     """--fresh starts over: a run of 2 after one of 3 in the same work dir ends at step 2, as a new run would."""
     work = tmp_path / "work"
@@ -352,6 +353,7 @@ def test_minutes_is_a_wall_time_budget_in_minutes(tmp_path, monkeypatch):
     assert card["command"].startswith(f"python -m course_utils.pretrain digits-unet-cond --steps {card['steps']} ")
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_a_cosine_run_of_minutes_measures_its_pace_on_the_second_chunk(tmp_path, monkeypatch, recipe):
     """Warm-up 4: two chunks of 2 steps (60 s with start-up, then 30 s); 90 s left at 2/30 steps/s gives
     int(0.98 * 6) = 5 more steps: the cosine reaches 0 at step 4 + 5 = 9, where the run stops."""
@@ -363,6 +365,7 @@ def test_a_cosine_run_of_minutes_measures_its_pace_on_the_second_chunk(tmp_path,
     assert card["train_config"]["decay_steps"] == card["steps"] == horizon
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_a_cosine_run_that_ends_at_its_calibration_keeps_the_horizon_in_its_checkpoint(tmp_path, monkeypatch,
                                                                                        recipe):
     """The budget spent right after the two measuring chunks: the checkpoint still resumes with the horizon."""
@@ -375,6 +378,7 @@ def test_a_cosine_run_that_ends_at_its_calibration_keeps_the_horizon_in_its_chec
     assert card["command"].endswith(" --decay-steps 5")
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_decay_steps_wins_over_steps_and_alone_sets_the_run_length(tmp_path, recipe):
     """--steps 6 --decay-steps 10 stops at 6 on a cosine to 10; --decay-steps 6 alone trains 6 steps."""
     card = pretrain.run("digits-unet-cond", recipe=recipe, steps=6, decay_steps=10, chunk=6, work_dir=tmp_path / "a",
@@ -385,6 +389,7 @@ def test_decay_steps_wins_over_steps_and_alone_sets_the_run_length(tmp_path, rec
     assert card["steps"] == 6 and card["train_config"]["decay_steps"] == 6
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_a_three_phase_cosine_run_is_reproduced_by_its_card_command_through_main(tmp_path, recipe):
     """Cosine to 6, cooled down at 3, back to the config's lr at 5: each && part of the card's command, run by
     main() in a new work dir, gives the same weights bit for bit."""

@@ -59,6 +59,7 @@ def test_one_ddpm_step_matches(diffusers, linear_schedule):
         assert torch.allclose(ours, theirs, atol=2e-5, rtol=1e-4), (t, (ours - theirs).abs().max())
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_ddpm_sample_trajectory_matches(diffusers, linear_schedule):
     """A whole 1000-step run driven by the exact mixture eps, same generator: the same samples."""
     model = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)

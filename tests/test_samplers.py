@@ -134,6 +134,7 @@ def run_sampler(model, schedule, shape, generator, sampler, num_steps=1000, eta=
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_sampler_matches_exact_recursion_single_gaussian(linear_schedule, name):
     """Samples vs the exact output distribution of the discretised sampler (tolerance: sampling error only).
 
@@ -183,6 +184,7 @@ def check_mixture(x, mixture, *, mean_allow, std_target, std_allow):
 
 
 @pytest.mark.parametrize("variance", ["posterior", "beta"])
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_ddpm_1000_steps_reproduces_two_gaussians(linear_schedule, variance):
     """DDPM, 1000 steps, TWO_GAUSSIANS (weights 0.3/0.7, stds 0.3/0.2), 20000 samples.
 
@@ -224,6 +226,7 @@ def test_ddim_50_steps_reproduces_mixture(linear_schedule, eta):
     check_mixture(x, BROAD, mean_allow=mean_allow, std_target=target, std_allow=[0.03 * std for std in BROAD.stds])
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_ddim_1000_steps_eta0_is_exact_limit(linear_schedule):
     """The deterministic sampler on the full grid: TWO_GAUSSIANS to within sampling error (recursion: < 0.8%)."""
     mix = TWO_GAUSSIANS

@@ -196,6 +196,7 @@ def exact_endpoint(x_T: torch.Tensor, schedule: NoiseSchedule, t_start: int = 99
     return MU + S ** 2 / (S ** 2 + sig_0 ** 2) * (x_bar_0 - MU)                # E[x_0 | x_bar at t = 0]
 
 
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_exact_ode_solution_of_a_single_gaussian_and_the_order_of_each_solver(linear_schedule):
     """Mean absolute error against the closed form (2000 x 4 values, float32). Measured at 10, 20, 40, 80 steps:
 
@@ -259,6 +260,7 @@ def test_solver_reproduces_the_mixture(linear_schedule, solver, calls):
 
 
 @pytest.mark.parametrize("mixture", [TWO_GAUSSIANS, EIGHT_GAUSSIANS], ids=["two", "eight"])
+@pytest.mark.slow  # over 10 s: out of `make test-unit`, in `make test`
 def test_second_order_lands_closer_to_the_exact_ode_solution_at_equal_calls(linear_schedule, mixture):
     """Mean distance to DDIM on the full grid (1000 steps, same x_T; within 0.35% of the exact solution above) at
     equal network calls, all three on the same logsnr grid. Measured distances (two / eight Gaussians):
