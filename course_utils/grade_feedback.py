@@ -112,45 +112,77 @@ def typed_points(out: Path) -> tuple[dict[tuple[str, str, str], str], float, dic
 
 
 def read_overrides(out: Path) -> tuple[dict[tuple[str, str, str], dict[str, str]], list[str]]:
-    """DIR/overrides.csv, written by the instructor (columns OVERRIDE_FIELDS; ``reason`` may be empty): {(student,
-    worksheet, grade_id): {"points": as typed, "reason": ...}}, and what is wrong with the file, as sentences (a
-    row given twice keeps its last line). No file: nothing."""
+    """DIR/overrides.csv, written by the instructor (columns OVERRIDE_FIELDS; ``reason`` may be empty; separated by
+    commas, or by semicolons as a spreadsheet in a decimal-comma locale saves it): {(student, worksheet, grade_id):
+    {"points": as typed, "reason": ..., "line": its line}}, and what is wrong with the file, as sentences that
+    name the line. A line with more fields than the header (an unquoted comma: ``1,5``, a reason "right idea, off
+    by one") is not applied; a line given twice keeps its last. No file: nothing."""
     path = out / "overrides.csv"
     if not path.exists():
         return {}, []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet may add a BOM
-            reader = csv.DictReader(f)
-            rows, header = list(reader), reader.fieldnames or []
+            text = f.read()
+        first = text.split("\n", 1)[0]
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+        rows, header = list(reader), reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        return {}, [f"cannot read {path} ({type(err).__name__}: {err}); save it as 'CSV UTF-8'"]
-    absent = [c for c in OVERRIDE_FIELDS[:4] if c not in header]
+        return {}, [f"cannot read {path} ({type(err).__name__}: {err}): none of its grades applied; save it as "
+                    "'CSV UTF-8'"]
+    absent = [c for c in OVERRIDE_FIELDS[:4] if c not in [h.strip() for h in header]]
     if absent:
-        return {}, [f"{path} has no column {', '.join(absent)} (its first line must be "
+        return {}, [f"{path} has no column {', '.join(absent)}: none of its grades applied (its first line must be "
                     f"{','.join(OVERRIDE_FIELDS)})"]
     found, problems = {}, []
     for n, row in enumerate(rows, start=2):
+        row = {(k or "").strip() if k is not None else None: v for k, v in row.items()}
         key = tuple((row.get(c) or "").strip() for c in OVERRIDE_FIELDS[:3])
         if not any(key) and not (row.get("points") or "").strip():
             continue                                                # an empty line
+        if row.get(None):
+            problems.append(f"line {n} has {len(header) + len(row[None])} fields, the header {len(header)}: not "
+                            f"applied (write 1.5, not 1,5, and put a reason holding a {delimiter!r} in double "
+                            "quotes; a spreadsheet saving 'CSV UTF-8' does both)")
+            continue
         if key in found:
-            problems.append(f"line {n} sets {key[0]} {key[1]} {key[2]} again (the last line counts)")
-        found[key] = {"points": (row.get("points") or "").strip(), "reason": (row.get("reason") or "").strip()}
+            problems.append(f"line {n} sets {key[0]} {key[1]} {key[2]} again: the last line counts")
+        found[key] = {"points": (row.get("points") or "").strip(), "reason": (row.get("reason") or "").strip(),
+                      "line": str(n)}
     return found, problems
 
 
 def _override(row: dict, setting: dict[str, str]) -> tuple[dict | None, str]:
-    """``row`` with the instructor's points of overrides.csv in place (``override``: the reason), its message
-    saying so, the grader's verdict kept (``status``; ``verdict``, also in the message); (None, why) when the
-    points are not a number from 0 to the TODO's maximum."""
+    """``row`` with the instructor's points of overrides.csv in place (``override``: the reason; ``grader_points``:
+    what the grader gave), the grader's verdict kept (``status``, ``message``; ``verdict``: the two as one text),
+    and the message grades.csv shows, which says so; (None, why) when the points are not a number from 0 to the
+    TODO's maximum."""
     value = _typed_number(setting["points"])
     if value is None or value > row["max_points"] + 1e-9:
         return None, f"{setting['points']!r} is not a number from 0 to {row['max_points']:g}"
     value = int(value) if value.is_integer() else value      # grades.csv's "1", as the grader's own points
     why = f" ({setting['reason']})" if setting["reason"] else ""
-    verdict = f"{row['status']}: {row['message']}" if row["message"] else row["status"]
-    return {**row, "points": value, "override": setting["reason"], "verdict": verdict,
-            "message": f"set to {value:g} {OVERRIDDEN}{why}; the grader: {verdict}"}, ""
+    verdict = f"{row['status']}: {plain(row['message'])}" if row["message"] else row["status"]
+    return ({**row, "points": value, "override": setting["reason"], "verdict": verdict,
+             "grader_points": row["points"]}, f"set to {value:g} {OVERRIDDEN}{why}; the grader: {verdict}")
+
+
+def _unknown(key: tuple[str, str, str], results: list[dict]) -> str:
+    """Why overrides.csv's (student, worksheet, grade_id) names no graded TODO, with the nearest names that exist
+    (another case of the student's name, the TODO's grade_id for the name the feedback shows)."""
+    student, worksheet, gid = key
+    students = {r["student"] for r in results}
+    if student not in students:
+        near = sorted(s for s in students if s.lower() == student.lower())
+        return f"{student} {worksheet} {gid}: no student {student!r} in the results" + (
+            f" (names are matched as written: {', '.join(near)}?)" if near else "")
+    todos = {str(row["grade_id"]) for r in results if r["student"] == student and str(r.get("worksheet")) == worksheet
+             for row in r["rows"]}
+    if not todos:
+        return f"{student} {worksheet} {gid}: {student} has no results of worksheet {worksheet!r}"
+    near = sorted(t for t in todos if t.endswith(gid) or gid.lower() == t.lower())
+    return (f"{student} {worksheet} {gid}: no TODO {gid!r} in that worksheet (its grade_ids: "
+            f"{', '.join(near or sorted(todos))})")
 
 
 def _overridden(row: dict) -> bool:
@@ -199,13 +231,22 @@ def write_reports(out: Path) -> tuple[int, int]:
                     dropped.append(f"{key[0]} ({key[1]}: {key[2]}, {typed[key]} points)")
                 else:
                     points = typed[key]
+            csv_message = row["message"]
             if key in overrides:
-                changed, why = _override(row, overrides[key])
+                setting = overrides[key]
+                changed, why = _override(row, setting)
                 if changed is None:
-                    override_problems.append(f"{key[0]} {key[1]} {key[2]}: {why}, not applied")
+                    override_problems.append(f"line {setting['line']}: {key[0]} {key[1]} {key[2]}: {why}, not "
+                                             "applied")
                 else:
-                    row, points = changed, changed["points"]
+                    row, points, csv_message = changed, changed["points"], why
                     n_overridden += 1
+                    given = row["grader_points"]
+                    if isinstance(given, (int, float)) and given > points:
+                        override_problems.append(
+                            f"line {setting['line']}: {key[0]} {key[1]} {key[2]} now scores {given:g} by the grader "
+                            f"({row['status']}), more than the {points:g} set there (a resubmission?): delete the "
+                            "line if it no longer applies")
                 applied.add(key)
             was = automatic.get(key)
             if row["status"] != "manual" and "override" not in row and was is not None and key[:2] not in newer and (
@@ -219,7 +260,7 @@ def write_reports(out: Path) -> tuple[int, int]:
             pending += row["max_points"] if number in ("", None) else 0
             writer.writerow({"student": r["student"], "worksheet": r["worksheet"],
                              **{k: row[k] for k in CSV_FIELDS[2:]}, "points": points,
-                             "message": plain(row["message"])})
+                             "message": plain(csv_message)})
         r = {**r, "rows": rows}
         shown.append(r)
         by_student.setdefault(r["student"], []).append(r)
@@ -229,12 +270,11 @@ def write_reports(out: Path) -> tuple[int, int]:
         writer.writerow({"student": r["student"], "worksheet": r["worksheet"], "grade_id": "TOTAL",
                          "points": f"{scored:.15g}", "max_points": total, "status": r.get("status", "graded"),
                          "message": plain(message)})
-    override_problems += [f"{' '.join(key)}: no such graded TODO in DIR/results, not applied"
-                          for key in overrides if key not in applied]
-    if n_overridden:
-        print(f"course-grade: {n_overridden} grade(s) set by {out / 'overrides.csv'}", file=sys.stderr)
-    if override_problems:
-        print(f"course-grade: {out / 'overrides.csv'}: " + "; ".join(override_problems), file=sys.stderr)
+    override_problems += [f"line {setting['line']}: {_unknown(key, results)}, not applied"
+                          for key, setting in overrides.items() if key not in applied]
+    if (out / "overrides.csv").exists():
+        print(f"course-grade: {n_overridden} grade(s) set by {out / 'overrides.csv'}"
+              + "".join(f"\n  {p}" for p in override_problems), file=sys.stderr)
     if dropped:
         print("course-grade: points typed into grades.csv were dropped for submissions graded again since: "
               + "; ".join(dropped) + ". Grade these answers by hand again.", file=sys.stderr)
@@ -277,7 +317,7 @@ def feedback_markdown(student: str, results: list[dict]) -> str:
                     {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed"))
             pts = "?" if row["points"] == "" else f"{row['points']:g}"
             text = "" if by_hand else f" {md(row['message'])}"
-            if "override" in row:       # the message says what the grader found, and that the instructor decided
+            if "override" in row:       # what the grader found, and that the instructor decided
                 mark = "set by the instructor" + (f" ({md(row['override'])})" if row["override"] else "")
                 text = f" The grader: {md(row['verdict'])}"
             lines.append(f"- **{md(row['grade_id'])}** ({pts} / {row['max_points']:g}): {mark}.{text}")

@@ -4,7 +4,9 @@
                             [--canvas-id WORKSHEET=ASSIGNMENT_ID]
 
 One row per student, one column per TODO (``<worksheet>: <grade_id>``) and one per worksheet (its total),
-read from DIR/grades.csv, so points the instructor typed into grades.csv for the answers graded by hand count:
+read from DIR/grades.csv, so points the instructor typed into grades.csv for the answers graded by hand count,
+and those set in DIR/overrides.csv, which grades.csv carries (an overrides.csv saved after grades.csv stops the
+export until course-grade has run again):
 a worksheet's total is the sum of its TODOs' points (an empty cell, still to grade, counts 0 there and stays
 empty in its own column).
 
@@ -52,7 +54,12 @@ def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[s
     of grades.csv. Points that are not a number between 0 and the TODO's maximum (typed by hand: "2,5", "7" of
     3) stop the export, each named."""
     path = Path(out) / "grades.csv"
+    overrides = Path(out) / "overrides.csv"
     try:
+        if overrides.exists() and overrides.stat().st_mtime > path.stat().st_mtime:
+            raise ExportError(f"{overrides} changed after {path} was written: run course-grade once more (the same "
+                              "command; it grades nothing new and rebuilds grades.csv with the overrides), then "
+                              "export")
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
     except OSError as err:

@@ -147,8 +147,9 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
     maximum = max((sum(_points(r["max_points"]) for r in res["rows"]) for res in results), default=0.0)
     mean = sum(totals) / len(totals) if totals else 0.0
     out += ["<h3>Scores</h3>", _histogram(totals, maximum),
-            f'<p class="muted">mean {mean:.3g} of {maximum:g} points (the automatic points and those typed into '
-            "grades.csv for the answers graded by hand; an answer still to grade counts 0)</p>"]
+            f'<p class="muted">mean {mean:.3g} of {maximum:g} points (the automatic points, those typed into '
+            "grades.csv for the answers graded by hand and those set in overrides.csv; an answer still to grade "
+            "counts 0)</p>"]
     order: list[str] = []
     rows_by: dict[str, list[tuple[str, dict]]] = {}
     for res in results:
@@ -169,6 +170,9 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
                 sum(_points(r.get("max_points")) for r in manual), 1e-9)
         shown = (f"{pending} to grade by hand" if pending else
                  f"graded by hand: {rate:.0%} of the points" if manual else f"{passed} / {len(rows)} ({rate:.0%})")
+        overridden = sum("override" in r for _, r in rows)
+        if overridden:          # the pass rate and the mistakes below are the grader's verdicts
+            shown += f"; {overridden} grade(s) set by the instructor"
         out.append(f"<tr><td><code>{_e(gid)}</code></td><td class='num'>{_points(rows[0][1].get('max_points')):g}"
                    f"</td><td class='num'>{shown}</td><td><span class='bar'><span style='width:{rate * 100:.0f}%'>"
                    "</span></span></td></tr>")

@@ -407,18 +407,24 @@ def test_an_override_sets_an_automatic_grade_at_every_run_and_says_so(graded, ca
 
 @pytest.mark.parametrize("text, said", [
     ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,2,\n",
-     "bob 01_schedules test_linear: '2' is not a number from 0 to 1, not applied"),
+     "line 2: bob 01_schedules test_linear: '2' is not a number from 0 to 1, not applied"),
     ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,\"0,5\",\n",
-     "bob 01_schedules test_linear: '0,5' is not a number from 0 to 1, not applied"),
+     "line 2: bob 01_schedules test_linear: '0,5' is not a number from 0 to 1, not applied"),
     ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,-1,\n",
      "'-1' is not a number from 0 to 1, not applied"),
     ("student,worksheet,grade_id,points,reason\nBob,{ws},test_linear,1,\n",
-     "Bob 01_schedules test_linear: no such graded TODO in DIR/results, not applied"),
-    ("student,worksheet,grade_id,points,reason\nbob,{ws},test_cosinus,1,\n", "test_cosinus: no such graded TODO"),
-    ("student,worksheet,points\nbob,{ws},1\n", "has no column grade_id (its first line must be "
-     "student,worksheet,grade_id,points,reason)"),
+     "line 2: Bob 01_schedules test_linear: no student 'Bob' in the results (names are matched as written: bob?)"),
+    ("student,worksheet,grade_id,points,reason\nbob,{ws},linear,1,\n",
+     "no TODO 'linear' in that worksheet (its grade_ids: test_linear)"),
+    ("student,worksheet,points\nbob,{ws},1\n", "has no column grade_id: none of its grades applied (its first "
+     "line must be student,worksheet,grade_id,points,reason)"),
     ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,0.5,\nbob,{ws},test_linear,1,\n",
-     "line 3 sets bob 01_schedules test_linear again (the last line counts)"),
+     "line 3 sets bob 01_schedules test_linear again: the last line counts"),
+    # an instructor's report: unquoted commas gave bob 1 point for "1,5" and 0 for "0,5", and cut a reason, silently
+    ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,1,5,partial credit\n",
+     "line 2 has 6 fields, the header 5: not applied (write 1.5, not 1,5"),
+    ("student,worksheet,grade_id,points,reason\nbob,{ws},test_linear,1,right idea, off by one\n",
+     "line 2 has 6 fields, the header 5: not applied"),
 ])
 def test_an_override_that_cannot_apply_is_named_and_not_applied(graded, capsys, text, said):
     _overrides(graded, text.format(ws=WS))
@@ -428,14 +434,76 @@ def test_an_override_that_cannot_apply_is_named_and_not_applied(graded, capsys, 
     assert said in err, err
     totals = _totals(graded)
     if "again" in said:         # the last line counts
-        assert totals["bob"]["points"] == "3"
+        assert totals["bob"]["points"] == "3" and "1 grade(s) set" in err
     else:
-        assert totals["bob"]["points"] == "2" and "set by" not in err
+        assert totals["bob"]["points"] == "2" and "0 grade(s) set" in err, err
+
+
+def test_an_override_file_saved_with_semicolons_is_read(graded, capsys):
+    """A spreadsheet in a decimal-comma locale saves CSV with semicolons: read as such (the header was 'missing
+    every column' before), and its decimal comma named."""
+    _overrides(graded, "student;worksheet;grade_id;points;reason\n"
+                       f"bob;{WS};test_linear;1;appeal, accepted\nalice;{WS};summary;1,5;\n")
+    capsys.readouterr()
+    grade_feedback.write_reports(graded)
+    err = capsys.readouterr().err
+    assert "1 grade(s) set" in err and "'1,5' is not a number from 0 to 2" in err, err
+    assert _totals(graded)["bob"]["points"] == "3"
+
+
+def test_an_override_below_what_a_resubmission_now_scores_is_named(graded, capsys):
+    """An instructor's report: bob got 0.5 for a wrong TODO, resubmitted a right one, and kept 0.5 without a word
+    (points typed by hand are dropped and named in that case). The override still holds, and stderr says so."""
+    _overrides(graded, f"student,worksheet,grade_id,points,reason\nbob,{WS},test_linear,0.5,half\n")
+    grade_feedback.write_reports(graded)
+    path = graded / "results" / WS / "bob.json"
+    path.write_text(json.dumps(_result("bob", 1, 2)))           # the resubmission passes
+    capsys.readouterr()
+    grade_feedback.write_reports(graded)
+    err = capsys.readouterr().err
+    assert "line 2: bob 01_schedules test_linear now scores 1 by the grader (pass), more than the 0.5 set there" \
+        in err, err
+    assert _totals(graded)["bob"]["points"] == "2.5"
+
+
+def test_export_stops_when_the_overrides_are_newer_than_grades_csv(graded):
+    """An instructor's report: an override added after the last run was exported as the old grade, silently."""
+    import os
+    import time
+    _overrides(graded, f"student,worksheet,grade_id,points,reason\nbob,{WS},test_linear,1,\n")
+    later = time.time() + 5
+    os.utime(graded / "overrides.csv", (later, later))
+    with pytest.raises(grade_lms.ExportError, match="changed after .* run course-grade once more"):
+        grade_lms.export(graded, "canvas")
+    grade_feedback.write_reports(graded)
+    os.utime(graded / "grades.csv", (later + 1, later + 1))
+    assert _table(grade_lms.export(graded, "canvas")[0])[3][5] == "1"
+
+
+def test_the_report_files_an_overridden_answer_by_the_grader_s_verdict(tmp_path):
+    """An instructor's report: carol's cosine, set to full points, moved from its catalogued mistake to 'another
+    wrong answer' in report.html (the message read was the override's). The mistake stays, the TODO says how many
+    grades the instructor set."""
+    from course_utils.checks import MISTAKES
+    from course_utils.checks.framework import run_check
+    name, wrong, _ = MISTAKES["cosine_beta_schedule"][0]
+    message = run_check("cosine_beta_schedule", wrong).message
+    rows = [{"grade_id": "test_cosine", "points": 0, "max_points": 2, "status": "fail",
+             "message": message.replace("cosine_beta_schedule", "cosine_beta_schedule", 1)}]
+    r = {"student": "carol", "worksheet": WS, "status": "graded", "message": "", "rows": rows,
+         "source_sha256": "ab" * 32}
+    _write(tmp_path, r)
+    _overrides(tmp_path, f"student,worksheet,grade_id,points,reason\ncarol,{WS},test_cosine,2,appeal\n")
+    grade_feedback.write_reports(tmp_path)
+    report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"<b>{name}</b>" in report, report[report.find("What went wrong"):][:1500]
+    assert "1 grade(s) set by the instructor" in report
 
 
 def test_an_override_file_that_is_not_utf8_is_named(graded, capsys):
     (graded / "overrides.csv").write_bytes("student,worksheet,grade_id,points,reason\n".encode("utf-16"))
     capsys.readouterr()
     grade_feedback.write_reports(graded)
-    assert "overrides.csv (UnicodeDecodeError" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "overrides.csv (UnicodeDecodeError" in err and "none of its grades applied" in err, err
     assert _totals(graded)["bob"]["points"] == "2"
