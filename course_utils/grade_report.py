@@ -260,7 +260,8 @@ def attention(res: dict) -> list[str]:
            and e.get("ename") == "CellTimeoutError"]
     if own:
         why.append(f"{len(own)} cell(s) of its own ran past the limit per cell (an infinite loop?), costing the "
-                   "grader that time: " + ", ".join(str(e.get("cell")) for e in own[:3]))
+                   "grader that time: " + ", ".join(re.sub(r"^your cell", "the cell", str(e.get("cell")))
+                                                    for e in own[:3]))
     changed = [str(f.get("what")) for f in res.get("monkeypatches") or [] if isinstance(f, dict)]
     if changed:
         why.append("its code changes what the grader relies on, or was too large to read: "
