@@ -43,10 +43,12 @@ setup: $(STAMP)
 
 ## Set everything up and open the course in JupyterLab.
 # The venv's own kernel (python3 = .venv/bin/python, which has course_utils) before any user-level kernelspec;
-# tools/jupyterlab/overrides.json turns off the news/update toast. Notes: docs/jupyterlab.md.
+# tools/jupyterlab/overrides.json turns off the news/update toast; tools/jupyterlab/jupyter_server_config.json
+# lets the server read the notebooks' text twins in their hidden .twins/ folders (jupytext, installed by the dev
+# extra, opens a paired notebook through its twin: without it every lesson was a 404). Notes: docs/jupyterlab.md.
 lab: setup
-	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab --LabApp.app_settings_dir="$(CURDIR)/tools/jupyterlab" \
-		notebooks/00_start_here.ipynb
+	JUPYTER_PREFER_ENV_PATH=1 JUPYTER_CONFIG_PATH="$(CURDIR)/tools/jupyterlab" $(VENV)/bin/jupyter lab \
+		--LabApp.app_settings_dir="$(CURDIR)/tools/jupyterlab" notebooks/00_start_here.ipynb
 
 ## Set everything up and run the whole test suite: lint, unit tests, lessons and solutions under nbval, browser.
 test: setup lint

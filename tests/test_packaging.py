@@ -8,6 +8,7 @@ except ModuleNotFoundError:     # Python 3.10: the same parser, from PyPI (a dev
     import tomli as tomllib
 from pathlib import Path
 
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_TO_PIP = {"pytorch": "torch"}          # conda's package names that differ from PyPI's
@@ -197,3 +198,32 @@ def test_make_test_keeps_each_notebook_on_one_worker_and_spreads_the_browser_not
     browser = "tests/test_browser.py::test_notebook_in_jupyterlab"
     assert split(f"{browser}[{lesson}]") != split(f"{browser}[notebooks/06_guidance.ipynb]")
     assert split("tests/test_browser.py::test_harness_finds_errors_and_dead_widgets") == "tests/test_browser.py"
+
+
+@pytest.mark.slow
+def test_make_lab_s_server_opens_the_lessons_paired_with_hidden_twins(tmp_path):
+    """A student's report: with jupytext installed (the dev extra `make lab` installs), JupyterLab opens a paired
+    notebook through its text twin in notebooks/.twins/, and Jupyter Server refuses hidden paths: the start page
+    and every lesson and solution were a 404 ('Cannot open'); the browser test serves copies without
+    jupytext.toml, so it never saw it. The server started with `make lab`'s config path serves them."""
+    import urllib.error
+
+    from browser_utils import LabServer
+
+    pytest.importorskip("jupytext")
+    make = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert 'JUPYTER_CONFIG_PATH="$(CURDIR)/tools/jupyterlab"' in make       # what `make lab` starts the server with
+    for config, expect in ((ROOT / "tools" / "jupyterlab", 200), (tmp_path / "empty", 404)):
+        config.mkdir(exist_ok=True)
+        server = LabServer(ROOT, tmp_path / f"lab-{expect}", env={"JUPYTER_CONFIG_PATH": str(config)}).start()
+        try:
+            for path in ("notebooks/00_start_here.ipynb", "notebooks/03_unet.ipynb", "solutions/02_forward.ipynb"):
+                try:
+                    cells = len(server.api("GET", f"/api/contents/{path}")["content"]["cells"])
+                    status = 200
+                except urllib.error.HTTPError as err:
+                    status, cells = err.code, 0
+                assert status == expect, (path, status, server.log_tail())
+                assert cells > 3 or expect == 404
+        finally:
+            server.stop()

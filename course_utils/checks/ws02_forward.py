@@ -23,8 +23,8 @@ from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, e
 # ------------------------------------------------------------------ q_sample
 # PyTorch's words for the two raised errors of the forward process that a student meets most: a (B,) coefficient
 # multiplied into images (B, C, H, W) without its reshape, and t + 1 run past the table's end
-BROADCAST_HINT = ("schedule.alpha_bar[t] has shape (B,): reshape it to (B, 1, ..., 1) so that it broadcasts over "
-                  "the images, schedule.alpha_bar[t].reshape(-1, *([1] * (x.ndim - 1)))")
+BROADCAST_HINT = ("schedule.alpha_bar[t] has shape (B,): reshape it to (B, 1, ..., 1), one 1 for each dimension "
+                  "of the images after the batch, so that it broadcasts over them")
 INDEX_HINT = ("t indexes the schedule's tables directly (code index t = 0 ... T - 1 uses alpha_bar[t]): "
               "alpha_bar[t + 1] runs past the end at t = T - 1")
 forward_explain = explain_by(("must match the size of tensor b", BROADCAST_HINT),
@@ -126,7 +126,7 @@ MISTAKES["q_sample"] = [
                                                                      schedule.betas.sqrt()), "cumulative product"),
     ("no broadcasting", lambda x0, t, eps, schedule: (schedule.sqrt_alpha_bar[t] * x0.flatten(1).T).T, "wrong shape"),
     ("alpha_bar[t] not reshaped", lambda x0, t, eps, schedule: schedule.sqrt_alpha_bar[t] * x0
-     + schedule.sqrt_one_minus_alpha_bar[t] * eps, "so that it broadcasts over the images"),
+     + schedule.sqrt_one_minus_alpha_bar[t] * eps, "one 1 for each dimension of the images after the batch"),
     ("alpha_bar[t + 1] (raises at T - 1)", lambda x0, t, eps, schedule: schedule.alpha_bar[t + 1].reshape(
         -1, *([1] * (x0.ndim - 1))).sqrt() * x0, "runs past the end at t = T - 1"),
     ("alpha_bar[t + 1], clamped", lambda x0, t, eps, schedule: _mix(
@@ -408,7 +408,7 @@ MISTAKES["predict_x0"] = [
         xt - schedule.gather(1 - schedule.sqrt_alpha_bar, t, xt.ndim) * eps) / schedule.gather(
         schedule.sqrt_alpha_bar, t, xt.ndim), "not 1 - sqrt(alpha_bar_t): x0_pred"),
     ("alpha_bar[t] not reshaped", lambda xt, t, eps, schedule: (xt - schedule.sqrt_one_minus_alpha_bar[t] * eps)
-     / schedule.sqrt_alpha_bar[t], "so that it broadcasts over the images"),
+     / schedule.sqrt_alpha_bar[t], "one 1 for each dimension of the images after the batch"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

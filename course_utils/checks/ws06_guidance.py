@@ -208,7 +208,8 @@ MISTAKES["cfg_loss"] = [
     ("null label y.max() + 1", cfg_loss_variant(null=lambda y: y.max() + 1), "not num_classes or y.max() + 1"),
     ("null label -100", cfg_loss_variant(null=lambda y: torch.full_like(y, -100)), "not another negative number"),
     ("target x0", cfg_loss_variant(target="x0"), "target is the noise"),
-    ("alpha_bar not reshaped", cfg_loss_variant(alpha_view=(-1,)), "so that it broadcasts over the images"),
+    ("alpha_bar not reshaped", cfg_loss_variant(alpha_view=(-1,)),
+     "one 1 for each dimension of the images after the batch"),
     ("alpha_bar reshaped to (B, 1)", cfg_loss_variant(alpha_view=(-1, 1)), "alpha_bar[t] must be reshaped to"),
     ("not implemented", todo, "not implemented yet"),
 ]

@@ -9,7 +9,9 @@
 # *Run > Run All Cells*, or go cell by cell with **Shift+Enter**. The kernel, shown at the top right, is
 # *Python 3 (ipykernel)*: the course's own environment (`.venv`, created by `make lab`), which has the
 # `course_utils` package. The next two cells check that: run them (this page is stored without their output,
-# which names the folders of the machine that runs it).
+# which names the folders of the machine that runs it). The lessons' sliders appear when you run their cell;
+# stored, before you run it, a slider shows as a line of text such as `VBox(children=(IntSlider(...` or
+# `interactive(...)`.
 
 # %%
 # Course set-up (the same cell opens every notebook; written by `make generated`).

@@ -376,6 +376,7 @@ print(f"MLPDenoiser: {count_parameters(mlp):,} parameters, "
 from course_utils.checkpoints import load_pretrained
 from course_utils.forward import q_sample
 from course_utils.widgets import prediction_explorer
+from IPython.display import display
 
 trained_name, trained_unet, trained_schedule, trained_card = load_pretrained("mnist-unet", "digits-unet-cond", device=device)
 x_digits, _, digits_source = load_images_or_digits(trained_card["dataset"]["name"], split="test",
@@ -422,8 +423,8 @@ if real_digits:
 # Move the slider: where does $\hat x_0$ stop being *your* digit, and where does it stop being a digit at all?
 
 # %%
-if real_digits:
-    prediction_explorer(trained_unet, trained_schedule, x_digits, device=device)
+if real_digits:         # inside an `if`, a returned widget is not shown by itself: display() it
+    display(prediction_explorer(trained_unet, trained_schedule, x_digits, device=device))
 
 # %% [markdown]
 # ## Summary
