@@ -193,8 +193,9 @@ def run_ddpm(x_T, generator):
 
 
 # %%
-if checks.ready("ddpm_step", ddpm_step, "DDPM sampling") and checks.ready("ddim_sample_loop", ddim_sample_loop,
-                                                                        "DDIM sampling"):
+ready = [checks.ready("ddpm_step", ddpm_step, "DDPM sampling"),      # both said, not only the first missing
+         checks.ready("ddim_sample_loop", ddim_sample_loop, "DDIM sampling")]
+if all(ready):
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(1))
     results = {"DDPM, 1000 steps": run_ddpm(x_T, torch.Generator().manual_seed(2)),
                "DDIM eta=0, 50 steps": ddim_sample_loop(eps_model, schedule, x_T, 50),
