@@ -123,8 +123,8 @@ def _ddpm_diagnose(out, c) -> str | None:
         *[("the noise's sigma_t is step t-1's (betas[t-1] or posterior_variance[t-1]): sigma_t uses step t's "
            "betas[t] (or posterior_variance[t]), like the mean", _sigma_of_step_before(args, sigma))
           for sigma in ("beta", "posterior")],
-        (f"sigma_t is sqrt(beta_t) (or the posterior's sqrt(tilde beta_t)), not sqrt(1 - alpha_bar_t), the noise "
-         f"level of x_t: {DDPM_STEP}", ref_ddpm_step(*args, sigma="one_minus_alpha_bar")),
+        (f"sigma_t is sqrt(beta_t) (or the posterior's sqrt(tilde beta_t)), not sqrt(1 - alpha_bar_t), which is "
+         f"x_t's own noise level. The step: {DDPM_STEP}", ref_ddpm_step(*args, sigma="one_minus_alpha_bar")),
         (f"sigma_t is sqrt(beta_t) (or sqrt(tilde beta_t)), not sqrt(1 - alpha_bar_{{t-1}}): {DDPM_STEP}",
          ref_ddpm_step(*args, sigma="one_minus_alpha_bar_prev")),
         (f"the noise is multiplied by sigma_t = sqrt(beta_t), not added as it is: {DDPM_STEP}",
@@ -169,7 +169,7 @@ MISTAKES["ddpm_step"] = [
     ("variance as sigma", ddpm_variant(sigma="var"), "standard deviation"),
     ("posterior variance as sigma", ddpm_variant(sigma="posterior_var"), "sqrt(tilde beta_t), not by tilde beta_t"),
     ("t off by one", ddpm_variant(shift=1), "off by one"),
-    ("sigma_t = sqrt(1 - alpha_bar_t)", ddpm_variant(sigma="one_minus_alpha_bar"), "the noise level of x_t"),
+    ("sigma_t = sqrt(1 - alpha_bar_t)", ddpm_variant(sigma="one_minus_alpha_bar"), "x_t's own noise level"),
     ("sigma_t = sqrt(1 - alpha_bar_prev)", ddpm_variant(sigma="one_minus_alpha_bar_prev"),
      "not sqrt(1 - alpha_bar_{t-1})"),
     ("noise without sigma_t", ddpm_variant(sigma="one"), "not added as it is"),
