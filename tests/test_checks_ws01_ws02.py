@@ -62,6 +62,10 @@ def test_schedules_that_ignore_a_keyword_argument_pass_only_the_visible_check():
         for k, answer in enumerate(answers):
             assert run_check(name, answer).passed, (name, k)
             assert not run_check(name, answer, hidden=True).passed, (name, k)
+    # the grader's message names the argument (a student's report: "the betas and the reference differ" before)
+    for answer, said in zip(cosine, ("the offset is the argument s", "clipped at max_beta, not at a fixed")):
+        message = run_check("cosine_beta_schedule", answer, hidden=True).message
+        assert said in message, message
 
 
 # ------------------------------------------------------------------ cosine_beta_schedule

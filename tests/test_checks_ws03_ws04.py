@@ -42,7 +42,8 @@ def test_an_embedding_that_rounds_t_fails_the_hidden_cases():
         return ref_sinusoidal(t.long(), dim, max_period).float()
 
     assert run_check("sinusoidal_embedding", sinusoidal_embedding).passed
-    assert not run_check("sinusoidal_embedding", sinusoidal_embedding, hidden=True).passed
+    result = run_check("sinusoidal_embedding", sinusoidal_embedding, hidden=True)
+    assert not result.passed and "t is rounded to whole numbers" in result.message, result.message
 
 
 # ------------------------------------------------------------------ SinusoidalTimeEmbedding
@@ -57,6 +58,13 @@ def test_a_time_embedding_with_a_hard_coded_width_fails_the_hidden_case():
     """The visible case has dim 16; the hidden one another dim (and repeated timesteps)."""
     assert run_check("SinusoidalTimeEmbedding", _HardCodedDim).passed
     assert not run_check("SinusoidalTimeEmbedding", _HardCodedDim, hidden=True).passed
+
+    class Sixteen(RefTimeEmbedding):        # as a student writes it: sinusoidal_embedding(t, 16), a bare matmul error
+        def forward(self, t):
+            return self.mlp(ref_sinusoidal(t, 16).float())
+
+    result = run_check("SinusoidalTimeEmbedding", Sixteen, hidden=True)
+    assert not result.passed and "sinusoidal_embedding(t, self.dim)" in result.message, result.message
 
 
 def test_a_time_embedding_with_other_initial_weights_is_told_so():

@@ -96,6 +96,10 @@ def _cosine_diagnose(out, case) -> str | None:
          (f / f[0])[1:]),
         ("the offset s is missing: f(t) = cos^2(((t/T + s) / (1 + s)) * pi / 2)",
          ref_cosine_betas(T, 0.0, kw.get("max_beta", 0.999))),
+        ("use the arguments you are given: the betas are clipped at max_beta, not at a fixed 0.999",
+         ref_cosine_betas(T, s, 0.999) if "max_beta" in kw else None),
+        ("use the arguments you are given: the offset is the argument s, not a fixed 0.008",
+         ref_cosine_betas(T, 0.008, kw.get("max_beta", 0.999)) if "s" in kw else None),
     ], "betas", atol=BETA_ATOL)
 
 

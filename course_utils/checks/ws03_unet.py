@@ -67,6 +67,8 @@ def _embedding_diagnose(out, c) -> str | None:
          "a negative exponent (yours grow)", ref_sinusoidal(t, dim, **kw, sign=1.0)),
         (f"use the max_period you are given (this case passes {kw.get('max_period')}), not 10000",
          ref_sinusoidal(t, dim) if kw.get("max_period") not in (None, 10000.0) else None),
+        ("t is rounded to whole numbers (t.long() or t.int()): the embedding takes any real t (this case has "
+         "fractions); use t.float()", ref_sinusoidal(t.long(), dim, **kw) if not torch.equal(t, t.round()) else None),
     ], "embedding")      # judge: a float64 embedding with the right values is told to return float32
     return hint
 
@@ -155,7 +157,10 @@ def _time_module_diagnose(out, c) -> str | None:
 
 
 register(Check("SinusoidalTimeEmbedding", "SinusoidalTimeEmbedding", _time_module_cases, _time_module_call,
-               _time_module_diagnose))
+               _time_module_diagnose, explain_by(
+                   ("mat1 and mat2 shapes cannot be multiplied",
+                    "the MLP's first Linear takes self.dim features: sinusoidal_embedding(t, self.dim), with the dim "
+                    "this module was built with, not a fixed number"))))
 check_SinusoidalTimeEmbedding = visible("SinusoidalTimeEmbedding")
 
 
@@ -312,6 +317,9 @@ def _resblock_explain(error: str) -> str | None:
         return ("a GroupNorm got another number of channels than it was built for: norm1 = GroupNorm(groups, in_ch) "
                 "goes on x, norm2 = GroupNorm(groups, out_ch) on h after conv1; in each half the order is norm, "
                 "SiLU, conv (Ho et al. 2020, Appendix B)")
+    if "channels, but got" in error:       # a convolution given the wrong tensor: skip(h) for skip(x), say
+        return ("a convolution got another number of channels than it was built for: conv1 and skip take x (in_ch "
+                "channels), conv2 takes h (out_ch): the residual is self.skip(x) + h")
     mismatch = _BROADCAST.search(error)
     if mismatch and mismatch.group(1) == "1":
         return "x has in_ch channels and h out_ch: the residual is self.skip(x) + h (a 1x1 conv when they differ)"
@@ -351,6 +359,14 @@ def _resblock_variant(**kw):
     return type("WrongResBlock", (RefResBlock,), {"variant": kw})
 
 
+class _ResBlockSkipsH(RefResBlock):
+    """``self.skip(h) + h``: the residual's 1x1 convolution given h (out_ch channels) instead of x (in_ch)."""
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        h = super().forward(x, temb) - self.skip(x)
+        return self.skip(h) + h
+
+
 class _ResBlockAddsInPlace(RefResBlock):
     """``out = self.skip(x); out += h``: right values, but where skip is the identity, out is x itself."""
 
@@ -382,6 +398,7 @@ MISTAKES["ResBlock"] = [
     ("x + h without the skip convolution", _resblock_variant(identity_skip=True), "the residual is self.skip(x) + h"),
     ("time embedding of shape (B, out_ch, 1)", _resblock_variant(temb_3d=True), "[:, :, None, None]"),
     ("forward under no_grad", _detached(RefResBlock, "WrongResBlock"), "no gradient reaches"),
+    ("skip applied to h", _ResBlockSkipsH, "conv1 and skip take x (in_ch channels)"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
 
@@ -483,6 +500,10 @@ register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose
     ("number of channels in input",
      "a block got another number of channels than it was built for: up2 expects 4 ch (the upsampled 2 ch and the "
      "2 ch skip) and up1 3 ch: concatenate along the channels, torch.cat([h, skip], dim=1), don't add"),
+    ("channels, but got",
+     "a convolution got another number of channels than it was built for: each one has its place, conv_in on x, "
+     "downsample1 after down1 (ch channels), downsample2 after down2 (2 ch), conv_out after the head (ch): use each "
+     "once, where the given __init__ puts it"),
     ("Sizes of tensors must match except in dimension 1",
      "the upsampled features and the skip differ in height or width: each skip is its down block's output before "
      "the downsampling that follows it (down1's at H x W, down2's at H/2 x W/2), and each upsampling doubles H "

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, generator, judge, kernel_text,
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, generator, judge,
+                        kernel_text,
                         last_target, model_timestep, raised_record, register, shape_hint, todo, visible)
 
 STEP_HINT = ("x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D with alpha = sqrt(alpha_bar), "
@@ -120,8 +121,12 @@ LAST_HINT = ("the last step goes to clean data (alpha_bar_prev = 1, so lambda_pr
 
 
 def _step_diagnose(out, c) -> str | None:
-    if "raised" in out:
-        return f"{FIRST_HINT} (yours raised {kernel_text(out['raised'])})"
+    if "raised" in out:     # at the first step: the missing history is the usual cause, not the only one
+        said = kernel_text(out["raised"])
+        if "NoneType" in said or "None" in said.split(":")[-1]:
+            return f"{FIRST_HINT} (yours raised {said})"
+        return (f"raised {said} at the first step (no x0_pred_last there: x0_pred_last and alpha_bar_last are None, "
+                "and the step is first order, D = x0_pred)")
     out = out["out"]
     if not (isinstance(out, (list, tuple)) and len(out) == 2):
         return "return a tuple (x_prev, x0_pred), like course_utils.solvers.dpmpp_2m_step"
@@ -174,7 +179,10 @@ def _step_diagnose(out, c) -> str | None:
                          "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
 
 
-register(Check("dpmpp_2m_step", "dpmpp_2m_step", _step_cases, _step_call, _step_diagnose))
+register(Check("dpmpp_2m_step", "dpmpp_2m_step", _step_cases, _step_call, _step_diagnose, explain_by(
+    ("Boolean value of Tensor with more than one value is ambiguous",
+     "test for the first step with `x0_pred_last is None`, not `if not x0_pred_last` (a tensor of several values "
+     "has no truth value)"))))
 check_dpmpp_2m_step = visible("dpmpp_2m_step")
 
 
