@@ -272,7 +272,10 @@ def _reverse_diagnose(out, c) -> str | None:
 register(Check("reverse_diffusion", "reverse_diffusion", _reverse_cases, _reverse_call, _reverse_diagnose,
                explain_by(("must match the size of tensor b",
                            "the rates must broadcast against the images: make diffusion_times of shape (B, 1, 1, 1), "
-                           "torch.full((B, 1, 1, 1), t, device=initial_noise.device), not (B,)"))))
+                           "torch.full((B, 1, 1, 1), t, device=initial_noise.device), not (B,)"),
+                          ("must be Tensor, not float",
+                           "diffusion_times is a tensor, one time per image: torch.full((B, 1, 1, 1), t, "
+                           "device=initial_noise.device), not the number t"))))
 check_reverse_diffusion = visible("reverse_diffusion")
 
 

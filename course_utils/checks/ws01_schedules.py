@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
-from .framework import MISTAKES, Check, alpha_bar64, close, judge, kernel_text, register, shape_hint, todo, visible
+from .framework import (MISTAKES, Check, alpha_bar64, close, explain_by, judge, kernel_text, register, shape_hint, todo,
+                        visible)
 
 # betas start as small as 1e-4: the default tolerance (1e-4, absolute too) would pass a schedule that forgets
 # beta_start; float32 answers are off by about 1e-7 (1 - a ratio near 1 in float32)
@@ -179,7 +180,10 @@ def _schedule_diagnose(out, case) -> str | None:
 
 
 register(Check("diffusion_schedule", "diffusion_schedule", _schedule_cases,
-               lambda f, c: f(c["diffusion_times"], **c["kwargs"]), _schedule_diagnose))
+               lambda f, c: f(c["diffusion_times"], **c["kwargs"]), _schedule_diagnose, explain_by(
+                   ("only one element tensors can be converted to Python scalars",
+                    "diffusion_times is a tensor of many times: use torch.sin, torch.cos and torch.acos (math.sin "
+                    "and friends take one number)"))))
 check_diffusion_schedule = visible("diffusion_schedule")
 
 
@@ -204,6 +208,13 @@ def _linear_rates(t, min_signal_rate=0.02, max_signal_rate=0.95):
     return (1 - signal_rates ** 2).sqrt(), signal_rates
 
 
+def _math_rates(t, min_signal_rate=0.02, max_signal_rate=0.95):
+    """The angles through the math module, which takes one number: a ValueError on a tensor of several times."""
+    start, end = math.acos(max_signal_rate), math.acos(min_signal_rate)
+    angles = start + t * (end - start)
+    return math.sin(angles), math.cos(angles)
+
+
 MISTAKES["diffusion_schedule"] = [
     ("swapped", _swapped_schedule, "swapped"),
     ("arcsin for arccos", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: tuple(_asin_rates(
@@ -218,6 +229,7 @@ MISTAKES["diffusion_schedule"] = [
     ("float64 (the lab's UNet then raises)", lambda t, min_signal_rate=0.02, max_signal_rate=0.95:
         ref_diffusion_schedule(t, min_signal_rate, max_signal_rate), "return float32"),
     ("returns one tensor", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: t, "return a tuple"),
+    ("math.sin on a tensor", _math_rates, "use torch.sin, torch.cos and torch.acos"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

@@ -218,7 +218,10 @@ def diagnose_loss(out, c) -> str | None:
             "input a little off (x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, model(x_t, t))?")
 
 
-register(Check("diffusion_loss", "diffusion_loss", loss_cases, _loss_call, diagnose_loss))
+register(Check("diffusion_loss", "diffusion_loss", loss_cases, _loss_call, diagnose_loss, explain_by(
+    ("backward through the graph a second time",
+     "diffusion_loss returns the loss and stops there: the caller (training_step) calls .backward() once; no "
+     "backward() inside the loss"))))
 check_diffusion_loss = visible("diffusion_loss")
 
 
@@ -241,6 +244,13 @@ def loss_variant(*, target="eps", feed="xt", reduction="mean", sqrt=True, item=F
     return diffusion_loss
 
 
+def _loss_with_backward(model, schedule, x0, *, t, eps):
+    """Calls .backward() itself: the caller's backward then goes through a freed graph."""
+    loss = F.mse_loss(model(noisy_input(x0, t, eps, schedule), t), eps)
+    loss.backward()
+    return loss
+
+
 MISTAKES["diffusion_loss"] = [
     ("target x0", loss_variant(target="x0"), "target is the noise"),
     ("feeds x0", loss_variant(feed="x0"), "noisy x_t"),
@@ -254,6 +264,7 @@ MISTAKES["diffusion_loss"] = [
     ("model told t over T", loss_variant(model_t="scaled"), "integer timesteps t as they are"),
     ("mean absolute error", loss_variant(reduction="l1"), "SQUARED error"),
     ("squared error summed per example", loss_variant(reduction="per_example"), "not a sum over each example"),
+    ("backward() inside the loss", _loss_with_backward, "no backward() inside the loss"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -332,7 +343,10 @@ def _train_step_diagnose(out, c) -> str | None:
 register(Check("training_step", "training_step", _train_step_cases, _train_step_call, _train_step_diagnose,
                explain_by(("does not require grad",
                            "the loss has no graph to go back through: compute it with gradients on (no "
-                           "torch.no_grad() around the loss, no .detach() or .item() before backward)"))))
+                           "torch.no_grad() around the loss, no .detach() or .item() before backward)"),
+                          ("positional argument",
+                           "diffusion_loss(model, schedule, x0, *, t, eps) takes t and eps by name: "
+                           "diffusion_loss(model, schedule, x0, t=t, eps=eps)"))))
 check_training_step = visible("training_step")
 
 
@@ -362,11 +376,23 @@ def _training_step_new_optimizer(model, optimizer, x0, t, eps, schedule):
     return loss.item()
 
 
+def _training_step_positional(model, optimizer, x0, t, eps, schedule):
+    """Calls a diffusion_loss(model, schedule, x0, *, t, eps) with t and eps by position: a TypeError."""
+    def diffusion_loss(model, schedule, x0, *, t, eps):
+        return F.mse_loss(model(noisy_input(x0, t, eps, schedule), t), eps)
+    optimizer.zero_grad()
+    loss = diffusion_loss(model, schedule, x0, t, eps)      # the mistake: t and eps by position
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 MISTAKES["training_step"] = [
     ("no zero_grad", training_step_variant(zero_grad=False), "zero_grad"),
     ("no optimizer.step", training_step_variant(step=False), "optimizer.step()"),
     ("a new optimizer at every step", _training_step_new_optimizer, "starts afresh"),
     ("loss under torch.no_grad()", training_step_variant(no_grad=True), "the loss has no graph"),
+    ("t and eps passed by position", _training_step_positional, "takes t and eps by name"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

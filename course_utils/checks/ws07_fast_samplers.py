@@ -344,7 +344,13 @@ def _loop_diagnose(record, c) -> str | None:
             "the previous step returned, alpha_bar_last = that step's alpha_bar_t, and 1 as the last alpha_bar_prev")
 
 
-register(Check("dpmpp_2m_sample_loop", "dpmpp_2m_sample_loop", _loop_cases, _loop_call, _loop_diagnose))
+register(Check("dpmpp_2m_sample_loop", "dpmpp_2m_sample_loop", _loop_cases, _loop_call, _loop_diagnose, explain_by(
+    ("list index out of range",
+     "after the last timestep of the grid there is no timesteps[k + 1]: the last step goes to clean data, "
+     "alpha_bar_prev = torch.tensor(1.0)"),
+    ("'NoneType' object has no attribute",
+     "pass x0_pred_last together with alpha_bar_last, the alpha_bar of the step that made it (both None at the "
+     "first step)"))))
 check_dpmpp_2m_sample_loop = visible("dpmpp_2m_sample_loop")
 
 
