@@ -283,6 +283,10 @@ def _respace_diagnose(record, case) -> str | None:
     if isinstance(out, Tensor) and out.shape == ref[1:].shape and close(out, ref[1:], atol=BETA_ATOL):
         return ("the first new beta is missing: the short chain starts from clean data (alpha_bar = 1), so it has "
                 "one beta per kept step, the first being 1 - alpha_bar at the first kept step")
+    if isinstance(out, Tensor) and out.shape == ref.shape and bool(out[0] < 0) and bool((out[1:] >= 0).all()) \
+            and close(out[1:], ref[1:], atol=BETA_ATOL):
+        return ("the first beta is negative: before the first kept step comes clean data, alpha_bar = 1, not the "
+                "alpha_bar of the last kept step (a.roll(1), or index k - 1 at k = 0, wraps around to the end)")
     if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).any():
         return "some betas are negative: each new alpha is a ratio below 1, and yours is upside down"
     return judge(out, ref, [
@@ -336,5 +340,8 @@ MISTAKES["respace"] = [
     ("alpha_bar returned", _respace_variant("alpha_bar"), "you returned alpha_bar"),
     ("first step dropped", _respace_variant("first dropped"), "first new beta is missing"),
     ("writes into the schedule", _respace_into_the_schedule, "changed the schedule it was given"),
+    ("the previous alpha_bar wraps around", lambda schedule, timesteps: (1 - schedule.alpha_bar[timesteps] / schedule
+                                                                        .alpha_bar[timesteps].roll(1)).float(),
+     "wraps around to the end"),
     ("not implemented", todo, "not implemented yet"),
 ]

@@ -69,7 +69,9 @@ def _embedding_diagnose(out, c) -> str | None:
          ref_sinusoidal(t, dim) if kw.get("max_period") not in (None, 10000.0) else None),
         ("t is rounded to whole numbers (t.long() or t.int()): the embedding takes any real t (this case has "
          "fractions); use t.float()", ref_sinusoidal(t.long(), dim, **kw) if not torch.equal(t, t.round()) else None),
-    ], "embedding")      # judge: a float64 embedding with the right values is told to return float32
+    ], "embedding", "the embedding differs: with half = dim // 2 and w_i = max_period ** (-i / half), i = 0 .. "
+                    "half - 1, it is torch.cat([sin(t w), cos(t w)], dim=-1), shape (B, dim), float32")
+    # judge: a float64 embedding with the right values is told to return float32
     return hint
 
 

@@ -530,7 +530,8 @@ def _ema_diagnose(out, c) -> str | None:
     if matches([{k: v.double() for k, v in live.items()} for live in c["live"]]):
         return ("the average is just the live weights after each update: blend into the copy in place, "
                 "theta_ema <- d theta_ema + (1 - d) theta, instead of replacing the copy (a new deepcopy of the "
-                "live network, or load_state_dict of its weights)")
+                "live network, or load_state_dict of its weights); or d came out 0: (1 + step) // (10 + step) is "
+                "integer division, write (1 + step) / (10 + step)")
     if matches(ref_ema(c, zeros=True)):
         return ("the average starts from zeros: it starts from the network's own weights (copy.deepcopy(model) in "
                 "__init__), which the warm-up then moves towards the live ones")

@@ -143,7 +143,8 @@ def _step_diagnose(out, c) -> str | None:
     hint = judge(x_prev, ref_prev, [
         ("DPM-Solver++ extrapolates the data prediction x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / "
          "sqrt(alpha_bar_t), not the noise prediction eps_pred", ref_dpmpp_2m_step(*args, data=False)[0]),
-        ("wrong sign of h: h = lambda_prev - lambda_t > 0 (lambda grows towards the data)",
+        ("wrong sign of h, or of the exponent: h = lambda_prev - lambda_t > 0 (lambda grows towards the data), and "
+         "the step's factor is exp(-h) - 1, not exp(h) - 1",
          ref_dpmpp_2m_step(*args, h_sign=-1.0)[0]),
         ("lambda vs sigma mixed up: h is a step in lambda = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)), "
          "not in sigma = sqrt(1 - alpha_bar) / sqrt(alpha_bar)", ref_dpmpp_2m_step(*args, h_from="edm_sigma")[0]),
