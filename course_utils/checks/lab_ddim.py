@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -153,13 +155,13 @@ MISTAKES["denoise"] = [
 
 # ------------------------------------------------------------------ reverse_diffusion
 def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False,
-                          clamp=False, next_same=False, next_up=False, flat_times=False):
+                          clamp=False, next_same=False, next_up=False, flat_times=False, step_minus_one=False):
     """The Keras example's deterministic DDIM loop; the variants reproduce catalogued mistakes (``clamp``:
     pred_images clamped to [-1, 1] at each step; ``next_same``: the remix at the step's own time, not the next;
     ``next_up``: the remix at t + step_size, a step back towards the noise; ``flat_times``: times of shape (B,),
-    which raise where the rates meet the images)."""
+    which raise where the rates meet the images; ``step_minus_one``: step_size = 1 / (steps - 1))."""
     B = initial_noise.shape[0]
-    step_size = 1.0 / steps
+    step_size = 1.0 / (steps - 1 if step_minus_one else steps)
     next_noisy = initial_noise.double()
     pred_images = None
     for step in range(steps):
@@ -222,6 +224,24 @@ DEVICE_HINT = ("right on the CPU, but a tensor made here without device= stays o
                "device=initial_noise.device (torch.ones(..., device=initial_noise.device))")
 
 
+def _time_grid_hint(variances: Tensor, steps: int) -> str | None:
+    """The hint for a loop that asked the network at other times than t = 1, 1 - 1/steps, ..., 1/steps: the times,
+    read back from the noise variances it was given (variance = sin^2(angle(t)) of the lab's schedule), first ones
+    of each named; None when they are the grid's, or cannot be read back."""
+    if not (isinstance(variances, Tensor) and variances.ndim == 2 and variances.shape[0] == steps):
+        return None
+    v = variances.double().mean(1).clamp(0, 1)
+    start, end = math.acos(0.95), math.acos(0.02)
+    asked = (torch.asin(v.sqrt()) - start) / (end - start)                   # the diffusion time of each call
+    grid = 1.0 - torch.arange(steps, dtype=torch.float64) / steps
+    if not torch.isfinite(asked).all() or torch.allclose(asked, grid, atol=1e-3):
+        return None
+    show = lambda ts: ", ".join(f"{float(x):.3f}" for x in ts[:4]) + (", ..." if len(ts) > 4 else "")  # noqa: E731
+    return (f"the network was asked at t = {show(asked)} (read from the noise variances it was given), but the "
+            f"times for diffusion_steps = {steps} are t = {show(grid)}: step_size = 1 / diffusion_steps, "
+            "t = 1 - step * step_size, and each step remixes at t - step_size")
+
+
 def _reverse_diagnose(out, c) -> str | None:
     net, x, steps = LabToyNet(), c["initial_noise"], c["diffusion_steps"]
     ref = ref_reverse_diffusion(net, x, steps)
@@ -253,8 +273,9 @@ def _reverse_diagnose(out, c) -> str | None:
         ("pred_images is clamped: the images are normalised to mean 0 and variance 1 (not [-1, 1]), and DDIM uses "
          "the prediction as it is; the notebook clips only after mapping back (denormalize)",
          ref_reverse_diffusion(net, x, steps, clamp=True)),
-    ], "pred_images", "pred_images differs from the deterministic DDIM loop; do your diffusion_schedule and "
-                      "denoise pass their checks?")
+    ], "pred_images", _time_grid_hint(variances, steps) or (
+        "pred_images differs from the deterministic DDIM loop, though the network was asked at the right times; do "
+        "your diffusion_schedule and denoise pass their checks, and does each step remix at the next time?"))
     elsewhere = out.get("elsewhere")
     raised = kernel_text(elsewhere.get("raised")) if isinstance(elsewhere, dict) else ""
     # torch's words for two devices in one operation (meta: "... is not on the expected device meta!"; CUDA:
@@ -321,5 +342,6 @@ MISTAKES["reverse_diffusion"] = [
     ("writes into initial_noise", _reverse_into_initial_noise, "changed its input initial_noise in place"),
     ("times of shape (B,)", reverse_variant(flat_times=True), "make diffusion_times of shape (B, 1, 1, 1)"),
     ("a result on the CPU", _reverse_einsum_on_cpu, "device=initial_noise.device"),
+    ("step size 1/(steps - 1)", reverse_variant(step_minus_one=True), "read from the noise variances"),
     ("not implemented", todo, "not implemented yet"),
 ]
