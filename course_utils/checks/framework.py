@@ -206,6 +206,12 @@ def same_seed_hint(out, again, what: str) -> str | None:
             "generator you are given, torch.randn(x.shape, generator=generator) (torch.randn_like ignores it)")
 
 
+def first_few(values, fmt: str = "{}", n: int = 4) -> str:
+    """The first ``n`` of ``values`` for a message, "a, b, c, d, ..." (each through ``fmt``)."""
+    values = list(values)
+    return ", ".join(fmt.format(v) for v in values[:n]) + (", ..." if len(values) > n else "")
+
+
 def foreign_noise(added: Tensor, given: Tensor, expected_std: float) -> bool:
     """Whether ``added`` (what a function added where the ``given`` noise belongs, same number of values) is noise
     of about the right size (0.5 to 2 times ``expected_std``) but unrelated to ``given`` (|correlation| < 0.5): a

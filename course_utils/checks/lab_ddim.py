@@ -16,8 +16,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .framework import (MISTAKES, Check, close, explain_by, generator, judge, kernel_text, raised_record, register,
-                        shape_hint, todo, visible)
+from .framework import (MISTAKES, Check, close, explain_by, first_few, generator, judge, kernel_text, raised_record,
+                        register, shape_hint, todo, visible)
 from .ws01_schedules import ref_diffusion_schedule
 
 
@@ -231,14 +231,15 @@ def _time_grid_hint(variances: Tensor, steps: int) -> str | None:
     if not (isinstance(variances, Tensor) and variances.ndim == 2 and variances.shape[0] == steps):
         return None
     v = variances.double().mean(1).clamp(0, 1)
-    start, end = math.acos(0.95), math.acos(0.02)
+    # the schedule's angles at t = 0 and t = 1, from its noise rates sin(angle)
+    start, end = (math.asin(float(ref_diffusion_schedule(torch.tensor(t))[0])) for t in (0.0, 1.0))
     asked = (torch.asin(v.sqrt()) - start) / (end - start)                   # the diffusion time of each call
     grid = 1.0 - torch.arange(steps, dtype=torch.float64) / steps
     if not torch.isfinite(asked).all() or torch.allclose(asked, grid, atol=1e-3):
         return None
-    show = lambda ts: ", ".join(f"{float(x):.3f}" for x in ts[:4]) + (", ..." if len(ts) > 4 else "")  # noqa: E731
-    return (f"the network was asked at t = {show(asked)} (read from the noise variances it was given), but the "
-            f"times for diffusion_steps = {steps} are t = {show(grid)}: step_size = 1 / diffusion_steps, "
+    return (f"the network was asked at t = {first_few(asked.tolist(), '{:.3f}')} (read from the noise variances it "
+            f"was given), but the times for diffusion_steps = {steps} are t = {first_few(grid.tolist(), '{:.3f}')}: "
+            "step_size = 1 / diffusion_steps, "
             "t = 1 - step * step_size, and each step remixes at t - step_size")
 
 

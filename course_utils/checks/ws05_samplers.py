@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, foreign_noise,
-                        fresh_draws_hint, gaussian_noise_hint, generator, judge, last_target, model_timestep,
+                        first_few, fresh_draws_hint, gaussian_noise_hint, generator, judge, last_target, model_timestep,
                         raised_record, register, repeat_hint, same_seed_hint, sampler_nan_hint, shape_hint,
                         small_schedule, three_point_noise, todo, visible)
 
@@ -415,6 +415,12 @@ def mixture_model(schedule):
     return GaussianMixtureEps(EIGHT_GAUSSIANS, schedule)
 
 
+def ddim_grid(T: int, num_steps: int) -> list[int]:
+    """DDIM's time grid, ddim_timesteps(T, num_steps), as the references compute it: T // num_steps apart, from
+    (num_steps - 1) * (T // num_steps) down to 0."""
+    return (torch.arange(num_steps) * (T // num_steps)).flip(0).tolist()
+
+
 def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", prev="grid", t_arg="t",
                   stop_early=False, grid="ddim", draw="normal", rooted=False, noise_scale=1.0):
     """The DDIM sampler in float64 with the course's noise order (one torch.randn(x.shape, generator) per step
@@ -426,7 +432,7 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
     the first half of the points and -z for the second half; ``rooted``: ddim_step given sqrt(alpha_bar) for
     alpha_bar; ``noise_scale``: the noise passed to ddim_step multiplied by it, eta say)."""
     T = schedule.T
-    timesteps = (torch.arange(num_steps) * (T // num_steps)).flip(0).tolist()     # ddim_timesteps(T, num_steps)
+    timesteps = ddim_grid(T, num_steps)
     if grid == "linspace":
         timesteps = torch.linspace(T - 1, 0, num_steps).round().long().tolist()
     alpha_bar = alpha_bar64(schedule)
@@ -581,7 +587,7 @@ def _step_noise_hint(outputs, c) -> str | None:
         return None
     kept = [k for k in range(len(inputs)) if k == 0 or not torch.equal(inputs[k], inputs[k - 1])]
     inputs, called = [inputs[k] for k in kept], [called[k] for k in kept]
-    grid = (torch.arange(num_steps) * (schedule.T // num_steps)).flip(0).tolist()      # ddim_timesteps
+    grid = ddim_grid(schedule.T, num_steps)
     if called != grid:
         return None
     model, alpha_bar = mixture_model(schedule), alpha_bar64(schedule)
@@ -735,14 +741,13 @@ def _grid_hint(outputs, c) -> str | None:
     if not isinstance(called, list) or not called or any(not isinstance(t, int) or t < 0 for t in called):
         return None
     called = [t for k, t in enumerate(called) if k == 0 or t != called[k - 1]]
-    grid = (torch.arange(c["num_steps"]) * (c["schedule"].T // c["num_steps"])).flip(0).tolist()
+    grid = ddim_grid(c["schedule"].T, c["num_steps"])
     if called == grid:
         return None
-    show = lambda ts: ", ".join(map(str, ts[:4])) + (", ..." if len(ts) > 4 else "")  # noqa: E731
-    return (f"the network was asked at t = {show(called)} ({len(called)} steps), but DDIM's grid for T = "
-            f"{c['schedule'].T} and {c['num_steps']} steps is ddim_timesteps(T, num_steps) = {show(grid)}: loop over "
-            "that grid, call the model with each t of it, and step to the next entry (alpha_bar_prev = 1 after the "
-            "last)")
+    return (f"the network was asked at t = {first_few(called)} ({len(called)} steps), but DDIM's grid for T = "
+            f"{c['schedule'].T} and {c['num_steps']} steps is ddim_timesteps(T, num_steps) = {first_few(grid)}: loop "
+            "over that grid, call the model with each t of it, and step to the next entry (alpha_bar_prev = 1 after "
+            "the last)")
 
 
 register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, _loop_diagnose, explain_by(

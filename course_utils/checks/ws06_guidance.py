@@ -32,7 +32,7 @@ from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, e
 from .ws02_forward import BROADCAST_HINT
 from .ws04_training import (TinyEps, choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model,
                             tiny_state)
-from .ws05_samplers import mixture_model, ref_ddim_step
+from .ws05_samplers import ddim_grid, mixture_model, ref_ddim_step
 
 
 # ------------------------------------------------------------------ cfg_combine
@@ -453,7 +453,7 @@ def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False, scale
     w, y = c["guidance_scale"], c["y"]
     w = 1.0 if ignore_w else {None: w, "int": int(w), "plus_one": 1 + w}[scale]
     num_steps = {None: c["num_steps"], "T": schedule.T}.get(steps, steps)
-    timesteps = (torch.arange(num_steps) * (schedule.T // num_steps)).flip(0).tolist()
+    timesteps = ddim_grid(schedule.T, num_steps)
     alpha_bar = alpha_bar64(NoiseSchedule.linear(T=1000) if global_alpha_bar else schedule)
     x, eps_uncond = c["x_T"].double(), None
     for k, t in enumerate(timesteps):
