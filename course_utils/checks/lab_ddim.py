@@ -98,6 +98,10 @@ def _denoise_values_hint(out, c) -> str | None:
         ("the network takes the noise VARIANCE as its time input: network(noisy_images, noise_rates**2)",
          net(x, noise_rates)),
         ("the network takes the noise variance noise_rates**2, not the signal rates", net(x, signal_rates ** 2)),
+        ("the network's time input is the noise variance noise_rates**2 (= 1 - signal_rates**2), not "
+         "1 - signal_rates", net(x, 1 - signal_rates)),
+        ("the network takes the noisy images as they are, network(noisy_images, noise_rates**2): dividing by "
+         "signal_rates belongs to pred_images", net(x / signal_rates, noise_rates ** 2)),
     ], "pred_noises")
     if hint:
         return hint
@@ -113,6 +117,14 @@ def _denoise_values_hint(out, c) -> str | None:
          (x - noise_rates * ref_noises) / signal_rates ** 2),
         ("noise_rates multiplies pred_noises as it is, not squared: pred_images = (noisy_images - noise_rates * "
          "pred_noises) / signal_rates", (x - noise_rates ** 2 * ref_noises) / signal_rates),
+        ("divide the whole difference: pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates; "
+         "noisy_images / signal_rates - noise_rates * pred_noises divides only its first term",
+         x / signal_rates - noise_rates * ref_noises),
+        ("divide by signal_rates, don't multiply: the forward equation noisy = signal * images + noise * noises, "
+         "solved for the images, gives (noisy_images - noise_rates * pred_noises) / signal_rates",
+         (x - noise_rates * ref_noises) * signal_rates),
+        ("the rates are already square roots (signal_rates = cos(angle) = sqrt(alpha_bar)): divide by "
+         "signal_rates, not by its square root", (x - noise_rates * ref_noises) / signal_rates.sqrt()),
         ("pred_images is clamped: the images are normalised to mean 0 and variance 1 (not [-1, 1]), so denoise "
          "returns the prediction as it is; the notebook clips only after mapping back (denormalize)",
          ref_images.clamp(-1, 1)),
@@ -124,15 +136,21 @@ check_denoise = visible("denoise")
 
 
 def denoise_variant(kind: str = "right"):
-    """denoise(network, noisy_images, noise_rates, signal_rates) with one mistake ("rates", "signal", "no_div",
-    "swapped", "signal_squared", "noise_squared", "order", "clamp"); "right": the right one."""
+    """denoise(network, noisy_images, noise_rates, signal_rates) with one mistake ("rates", "signal",
+    "one_minus_signal", "scaled_input", "no_div", "swapped", "signal_squared", "noise_squared", "precedence",
+    "multiplied", "signal_root", "order", "clamp"); "right": the right one."""
     def denoise(network, noisy_images, noise_rates, signal_rates):
-        time_input = {"rates": noise_rates, "signal": signal_rates ** 2}.get(kind, noise_rates ** 2)
-        pred_noises = network(noisy_images, time_input)
+        time_input = {"rates": noise_rates, "signal": signal_rates ** 2, "one_minus_signal": 1 - signal_rates,
+                      }.get(kind, noise_rates ** 2)
+        pred_noises = network(noisy_images / signal_rates if kind == "scaled_input" else noisy_images, time_input)
         pred_images = {"no_div": noisy_images - noise_rates * pred_noises,
                        "swapped": (noisy_images - signal_rates * pred_noises) / noise_rates,
                        "signal_squared": (noisy_images - noise_rates * pred_noises) / signal_rates ** 2,
                        "noise_squared": (noisy_images - noise_rates ** 2 * pred_noises) / signal_rates,
+                       "precedence": noisy_images / signal_rates - noise_rates * pred_noises,
+                       "multiplied": (noisy_images - noise_rates * pred_noises) * signal_rates,
+                       "signal_root": (noisy_images - noise_rates * pred_noises) / signal_rates.sqrt(),
+                       "scaled_input": (noisy_images - noise_rates * pred_noises) / signal_rates,
                        }.get(kind, (noisy_images - noise_rates * pred_noises) / signal_rates)
         pred_images = pred_images.clamp(-1, 1) if kind == "clamp" else pred_images
         return (pred_images, pred_noises) if kind == "order" else (pred_noises, pred_images)
@@ -148,6 +166,13 @@ MISTAKES["denoise"] = [
     ("noise_rates squared on pred_noises", denoise_variant("noise_squared"), "noise_rates multiplies pred_noises"),
     ("outputs swapped", denoise_variant("order"), "order is swapped"),
     ("pred_images clamped", denoise_variant("clamp"), "pred_images is clamped"),
+    ("1 - signal_rates as time input", denoise_variant("one_minus_signal"), "not 1 - signal_rates"),
+    ("the network given the images divided by signal_rates", denoise_variant("scaled_input"),
+     "the network takes the noisy images as they are"),
+    ("only the first term divided", denoise_variant("precedence"), "divide the whole difference"),
+    ("multiplied by signal_rates", denoise_variant("multiplied"), "divide by signal_rates, don't multiply"),
+    ("divided by the root of signal_rates", denoise_variant("signal_root"),
+     "divide by signal_rates, not by its square root"),
     ("under torch.no_grad()", torch.no_grad()(denoise_variant()), "carry no gradient"),
     ("not implemented", todo, "not implemented yet"),
 ]
@@ -155,17 +180,19 @@ MISTAKES["denoise"] = [
 
 # ------------------------------------------------------------------ reverse_diffusion
 def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False,
-                          clamp=False, next_same=False, next_up=False, flat_times=False, step_minus_one=False):
+                          clamp=False, next_same=False, next_up=False, flat_times=False, step_minus_one=False,
+                          stuck=False, next_by_index=False):
     """The Keras example's deterministic DDIM loop; the variants reproduce catalogued mistakes (``clamp``:
     pred_images clamped to [-1, 1] at each step; ``next_same``: the remix at the step's own time, not the next;
     ``next_up``: the remix at t + step_size, a step back towards the noise; ``flat_times``: times of shape (B,),
-    which raise where the rates meet the images; ``step_minus_one``: step_size = 1 / (steps - 1))."""
+    which raise where the rates meet the images; ``step_minus_one``: step_size = 1 / (steps - 1); ``stuck``:
+    every step denoises initial_noise; ``next_by_index``: the remix at t - step, the loop index)."""
     B = initial_noise.shape[0]
     step_size = 1.0 / (steps - 1 if step_minus_one else steps)
     next_noisy = initial_noise.double()
     pred_images = None
     for step in range(steps):
-        noisy = next_noisy
+        noisy = initial_noise.double() if stuck else next_noisy
         if times == "keras":
             t = 1.0 - step * step_size
         elif times == "linspace":
@@ -179,7 +206,7 @@ def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_no
         if clamp:
             pred_images = pred_images.clamp(-1, 1)
         next_t = t - step_size if times != "upwards" else t + step_size
-        next_t = t if next_same else t + step_size if next_up else next_t
+        next_t = t if next_same else t + step_size if next_up else t - step if next_by_index else next_t
         next_noise_rates, next_signal_rates = ref_diffusion_schedule(
             torch.full((B, 1, 1, 1), next_t, dtype=torch.float64, device=initial_noise.device))
         if swap_remix:
@@ -243,6 +270,9 @@ def _time_grid_hint(variances: Tensor, steps: int) -> str | None:
             "t = 1 - step * step_size, and each step remixes at t - step_size")
 
 
+SAME_IMAGES = "every step denoised the same images, initial_noise"
+
+
 def _reverse_diagnose(out, c) -> str | None:
     net, x, steps = LabToyNet(), c["initial_noise"], c["diffusion_steps"]
     ref = ref_reverse_diffusion(net, x, steps)
@@ -255,7 +285,12 @@ def _reverse_diagnose(out, c) -> str | None:
     if variances.shape[0] != steps:
         return (f"the network was called {variances.shape[0]} times for diffusion_steps = {steps}: "
                 "call denoise once per step")
-    start = ref_diffusion_schedule(torch.ones(1))[0] ** 2
+    start_noise, start_signal = (r ** 2 for r in ref_diffusion_schedule(torch.ones(1)))
+    if close(variances[0], start_signal.expand_as(variances[0]).float(), 1e-3):
+        return (f"the network's first noise variance was signal_rates**2 = {float(start_signal):.4g} (at t = 1): "
+                "denoise takes (network, noisy_images, noise_rates, signal_rates), the noise rates first, as "
+                "diffusion_schedule returns them")
+    start = start_noise
     if not close(variances[0], start.expand_as(variances[0]).float(), 1e-3):
         return ("start at t = 1 (pure noise) and go down: the first network call must get the noise variance of "
                 "diffusion_times = 1")
@@ -266,14 +301,19 @@ def _reverse_diagnose(out, c) -> str | None:
          ref_reverse_diffusion(net, x, steps, times="linspace")),
         ("noise and signal rates are swapped when remixing: next_noisy = next_signal * pred_images "
          "+ next_noise * pred_noises", ref_reverse_diffusion(net, x, steps, swap_remix=True)),
-        ("remix at the NEXT time, t - 1/diffusion_steps: next_noisy = next_signal_rates * pred_images + "
-         "next_noise_rates * pred_noises with the rates of diffusion_schedule(t - step_size)",
-         ref_reverse_diffusion(net, x, steps, next_same=True)),
+        # a remix at the step's own time gives back the images it denoised: the same output as a loop that never
+        # hands next_noisy_images on, so one hint names both
+        (f"{SAME_IMAGES}: remix at the NEXT time, t - 1/diffusion_steps (a remix at the step's own time t gives back "
+         "the very images it denoised), next_noisy = next_signal_rates * pred_images + next_noise_rates * "
+         "pred_noises with the rates of diffusion_schedule(t - step_size), and denoise next_noisy_images in the "
+         "next step", ref_reverse_diffusion(net, x, steps, next_same=True)),
         ("the next time is t - 1/diffusion_steps, one step towards the data: you remixed at t + 1/diffusion_steps, "
          "back towards the noise", ref_reverse_diffusion(net, x, steps, next_up=True)),
         ("pred_images is clamped: the images are normalised to mean 0 and variance 1 (not [-1, 1]), and DDIM uses "
          "the prediction as it is; the notebook clips only after mapping back (denormalize)",
          ref_reverse_diffusion(net, x, steps, clamp=True)),
+        ("the next time is t - step_size (1/diffusion_steps), not t - step, the loop index",
+         ref_reverse_diffusion(net, x, steps, next_by_index=True)),
     ], "pred_images", _time_grid_hint(variances, steps) or (
         "pred_images differs from the deterministic DDIM loop, though the network was asked at the right times; do "
         "your diffusion_schedule and denoise pass their checks, and does each step remix at the next time?"))
@@ -329,6 +369,19 @@ def _reverse_random(network, initial_noise, steps):
     return ref_reverse_diffusion(network, initial_noise, steps).float() + 0.1 * torch.randn(initial_noise.shape)
 
 
+def _reverse_rates_swapped(network, initial_noise, steps):
+    """denoise(network, noisy_images, signal_rates, noise_rates): the rates in the wrong order."""
+    B, step_size, noisy = initial_noise.shape[0], 1.0 / steps, initial_noise
+    for step in range(steps):
+        times = torch.full((B, 1, 1, 1), 1.0 - step * step_size, device=initial_noise.device)
+        noise_rates, signal_rates = (r.float() for r in ref_diffusion_schedule(times))
+        pred_noises = network(noisy, signal_rates ** 2)
+        pred_images = (noisy - signal_rates * pred_noises) / noise_rates
+        next_noise_rates, next_signal_rates = (r.float() for r in ref_diffusion_schedule(times - step_size))
+        noisy = next_signal_rates * pred_images + next_noise_rates * pred_noises
+    return pred_images
+
+
 MISTAKES["reverse_diffusion"] = [
     ("returns the noisy images", reverse_variant(return_noisy=True), "last prediction of the clean images"),
     ("time runs upwards", reverse_variant(times="upwards"), "start at t = 1"),
@@ -344,5 +397,9 @@ MISTAKES["reverse_diffusion"] = [
     ("times of shape (B,)", reverse_variant(flat_times=True), "make diffusion_times of shape (B, 1, 1, 1)"),
     ("a result on the CPU", _reverse_einsum_on_cpu, "device=initial_noise.device"),
     ("step size 1/(steps - 1)", reverse_variant(step_minus_one=True), "read from the noise variances"),
+    ("every step from initial_noise", reverse_variant(stuck=True), SAME_IMAGES),
+    ("remix at the step's own time", reverse_variant(next_same=True), SAME_IMAGES),
+    ("next time from the loop index", reverse_variant(next_by_index=True), "not t - step, the loop index"),
+    ("denoise given the rates swapped", _reverse_rates_swapped, "the noise rates first"),
     ("not implemented", todo, "not implemented yet"),
 ]

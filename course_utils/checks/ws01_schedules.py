@@ -31,10 +31,16 @@ def ref_linear_betas(T, beta_start=1e-4, beta_end=0.02) -> Tensor:
     return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
 
 
-def ref_cosine_betas(T, s=0.008, max_beta=0.999, *, square=True, clip=True, upside_down=False) -> Tensor:
-    """The cosine betas; ``square``, ``clip`` and ``upside_down`` switch off or invert one part (the mistakes)."""
+def ref_cosine_betas(T, s=0.008, max_beta=0.999, *, square=True, clip=True, upside_down=False, mistake=None
+                     ) -> Tensor:
+    """The cosine betas; ``square``, ``clip`` and ``upside_down`` switch off or invert one part, ``mistake`` names
+    another wrong angle (the mistakes): "floor" (t // T), "s outside" ((t/T) / (1 + s) + s), "pi" (pi for pi/2)."""
     steps = torch.arange(T + 1, dtype=torch.float64)
-    f = torch.cos(((steps / T + s) / (1 + s)) * math.pi / 2) ** (2 if square else 1)
+    angle = {None: lambda: ((steps / T + s) / (1 + s)) * math.pi / 2,
+             "floor": lambda: ((steps // T + s) / (1 + s)) * math.pi / 2,
+             "s outside": lambda: ((steps / T) / (1 + s) + s) * math.pi / 2,
+             "pi": lambda: ((steps / T + s) / (1 + s)) * math.pi}[mistake]()
+    f = torch.cos(angle) ** (2 if square else 1)
     alpha_bar = f / f[0]
     ratio = alpha_bar[:-1] / alpha_bar[1:] if upside_down else alpha_bar[1:] / alpha_bar[:-1]
     betas = 1 - ratio
@@ -51,15 +57,49 @@ def _beta_cases(extra: dict) -> Callable[[bool], list]:
 
 
 def _linear_diagnose(out, case) -> str | None:
-    ref = ref_linear_betas(case["T"], **case["kwargs"])
-    wrong_end = ref[0] + (ref[-1] - ref[0]) * torch.arange(case["T"], dtype=torch.float64) / case["T"]
+    T, kw = case["T"], case["kwargs"]
+    ref = ref_linear_betas(T, **kw)
+    start, end = float(ref[0]), float(ref[-1])
+    wrong_end = ref[0] + (ref[-1] - ref[0]) * torch.arange(T, dtype=torch.float64) / T
     return judge(out, ref, [
         ("you returned alphas = 1 - betas: beta vs alpha confused (betas grow from beta_start to beta_end)", 1 - ref),
         ("you returned alpha_bar (the cumulative product); return the betas themselves", torch.cumprod(1 - ref, 0)),
         ("the last beta must equal beta_end: torch.linspace(beta_start, beta_end, T) includes both ends", wrong_end),
         ("the first beta must equal beta_start (yours starts at 0): torch.linspace(beta_start, beta_end, T)",
          ref - ref[0]),
-    ], "betas", "betas must be evenly spaced from beta_start (first) to beta_end (last), T values", atol=BETA_ATOL)
+        ("the first beta must equal beta_start: linspace(beta_start, beta_end, T + 1)[1:] drops it; "
+         "torch.linspace(beta_start, beta_end, T) has T values and both ends",
+         torch.linspace(start, end, T + 1, dtype=torch.float64)[1:]),
+        ("the betas run backwards: they grow from beta_start (first) to beta_end (last), "
+         "torch.linspace(beta_start, beta_end, T)", ref.flip(0)),
+        ("every beta is beta_start: the step (beta_end - beta_start) // (T - 1) is floor division, 0 here; "
+         "divide with /, or use torch.linspace(beta_start, beta_end, T)", torch.full_like(ref, start)),
+        ("that is the 'scaled linear' schedule (a linspace of square roots, squared: Stable Diffusion's); DDPM's "
+         "betas are themselves evenly spaced: torch.linspace(beta_start, beta_end, T)",
+         torch.linspace(start ** 0.5, end ** 0.5, T, dtype=torch.float64) ** 2),
+        ("the betas are scaled by 1000 / T (improved DDPM's trick to keep alpha_bar at the end for another T): "
+         "here beta_start and beta_end are the first and last betas as given, torch.linspace(beta_start, "
+         "beta_end, T)", ref * 1000 / T),
+    ], "betas", _linear_generic(out, start, end, T), atol=BETA_ATOL)
+
+
+def _linear_generic(out, start: float, end: float, T: int) -> str:
+    """The generic hint, with the student's first and last beta and its step sizes when they are not as they
+    should be."""
+    said = "betas must be evenly spaced from beta_start (first) to beta_end (last), T values"
+    if not (isinstance(out, Tensor) and tuple(out.shape) == (T,) and T > 2 and torch.isfinite(out).all()):
+        return said
+    out = out.double()
+    steps = out[1:] - out[:-1]
+    wrong = []
+    if not math.isclose(float(out[0]), start, rel_tol=1e-4, abs_tol=BETA_ATOL):
+        wrong.append(f"your first beta is {float(out[0]):.6g}, not beta_start = {start:.6g}")
+    if not math.isclose(float(out[-1]), end, rel_tol=1e-4, abs_tol=BETA_ATOL):
+        wrong.append(f"your last is {float(out[-1]):.6g}, not beta_end = {end:.6g}")
+    if float(steps.max() - steps.min()) > max(1e-4 * abs(end - start), BETA_ATOL):
+        wrong.append(f"your steps between betas are not all equal (from {float(steps.min()):.3g} to "
+                     f"{float(steps.max()):.3g})")
+    return f"{said}: {'; '.join(wrong)}" if wrong else said
 
 
 register(Check("linear_beta_schedule", "linear_beta_schedule", _beta_cases(dict(beta_start=0.01, beta_end=0.3)),
@@ -74,6 +114,19 @@ MISTAKES["linear_beta_schedule"] = [
      "wrong shape"),
     ("float64 (numpy's linspace)", lambda T, beta_start=1e-4, beta_end=0.02: ref_linear_betas(T, beta_start, beta_end),
      "return float32"),
+    ("first value dropped (linspace of T + 1, first cut)", lambda T, beta_start=1e-4, beta_end=0.02:
+        torch.linspace(beta_start, beta_end, T + 1)[1:], "linspace(beta_start, beta_end, T + 1)[1:] drops it"),
+    ("backwards", lambda T, beta_start=1e-4, beta_end=0.02: torch.linspace(beta_end, beta_start, T),
+     "the betas run backwards"),
+    ("floor division in the step", lambda T, beta_start=1e-4, beta_end=0.02:
+        beta_start + (beta_end - beta_start) // (T - 1) * torch.arange(T), "floor division"),
+    ("scaled linear (square roots)", lambda T, beta_start=1e-4, beta_end=0.02:
+        torch.linspace(beta_start ** 0.5, beta_end ** 0.5, T) ** 2, "the 'scaled linear' schedule"),
+    ("scaled by 1000 over T", lambda T, beta_start=1e-4, beta_end=0.02:
+        torch.linspace(beta_start * 1000 / T, beta_end * 1000 / T, T), "scaled by 1000 / T"),
+    ("a last step twice as long", lambda T, beta_start=1e-4, beta_end=0.02:
+        torch.cat([torch.linspace(beta_start, beta_end, T + 1)[:-2], torch.tensor([beta_end])]),
+     "your steps between betas are not all equal"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -82,6 +135,10 @@ MISTAKES["linear_beta_schedule"] = [
 def _cosine_diagnose(out, case) -> str | None:
     T, kw = case["T"], case["kwargs"]
     ref = ref_cosine_betas(T, **kw)
+    if isinstance(out, Tensor) and out.shape == ref.shape and close(out, ref_cosine_betas(T, **kw, mistake="pi"),
+                                                                    atol=BETA_ATOL):
+        return ("the angle must reach pi/2 at t = T: ((t/T + s) / (1 + s)) * pi / 2; with pi it passes pi/2 "
+                "halfway, where cos^2 grows again and the betas turn negative")
     if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).all():
         return "the betas are negative: beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), the ratio is upside down"
     if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).any():
@@ -101,11 +158,31 @@ def _cosine_diagnose(out, case) -> str | None:
          ref_cosine_betas(T, s, 0.999) if "max_beta" in kw else None),
         ("use the arguments you are given: the offset is the argument s, not a fixed 0.008",
          ref_cosine_betas(T, 0.008, kw.get("max_beta", 0.999)) if "s" in kw else None),
-    ], "betas", atol=BETA_ATOL)
+        ("all betas but the last are 0: t // T is floor division (0 until t = T), so every f(t) but the last is "
+         "f(0); divide with /: torch.arange(T + 1) / T", ref_cosine_betas(T, **kw, mistake="floor")),
+        ("the offset s goes inside the fraction: f(t) = cos^2(((t/T + s) / (1 + s)) * pi / 2), not "
+         "(t/T) / (1 + s) + s", ref_cosine_betas(T, **kw, mistake="s outside")),
+        ("those are 1 - alpha_bar_t, the total noise variance at t; beta_t is one step's: "
+         "1 - alpha_bar_t / alpha_bar_(t-1)", (1 - f[1:] / f[0]).clamp(max=kw.get("max_beta", 0.999))),
+    ], "betas", _cosine_generic(out, ref, kw.get("max_beta", 0.999)), atol=BETA_ATOL)
+
+
+def _cosine_generic(out, ref: Tensor, max_beta: float) -> str | None:
+    """A clamp the wrong way round (every beta at least max_beta), else None (the judge's generic message)."""
+    if isinstance(out, Tensor) and out.shape == ref.shape and bool((out >= max_beta - 1e-6).all()):
+        return (f"every beta is at least max_beta = {max_beta}: clip with betas.clamp(max=max_beta), which caps "
+                "them; clamp(min=max_beta) raises them all")
+    return None
 
 
 def _cosine_variant(**switches):
     return lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(T, s, max_beta, **switches).float()
+
+
+def _one_minus_alpha_bar(T, s=0.008, max_beta=0.999):
+    """1 - alpha_bar_t (t = 1 .. T) returned as the betas, clipped: the total noise variance for one step's."""
+    alpha_bar = torch.cumprod(1 - ref_cosine_betas(T, s, max_beta, clip=False), 0)
+    return (1 - alpha_bar).clamp(max=max_beta).float()
 
 
 register(Check("cosine_beta_schedule", "cosine_beta_schedule", _beta_cases(dict(s=0.02, max_beta=0.9)),
@@ -116,20 +193,30 @@ MISTAKES["cosine_beta_schedule"] = [
     ("cos not squared", _cosine_variant(square=False), "cos SQUARED"),
     ("ratio upside down", _cosine_variant(upside_down=True), "upside down"),
     ("no offset s", lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(T, 0.0, max_beta).float(), "offset s"),
+    ("pi instead of pi over 2", _cosine_variant(mistake="pi"), "the angle must reach pi/2"),
+    ("floor division t // T", _cosine_variant(mistake="floor"), "t // T is floor division"),
+    ("s outside the fraction", _cosine_variant(mistake="s outside"), "the offset s goes inside the fraction"),
+    ("1 - alpha_bar for the betas", _one_minus_alpha_bar, "those are 1 - alpha_bar_t"),
+    ("clamp(min=max_beta)", lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(T, s, max_beta, clip=False).clamp(
+        min=max_beta).float(), "every beta is at least max_beta"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
 
 # ------------------------------------------------------------------ diffusion_schedule (this worksheet's and the lab's)
-def ref_diffusion_schedule(t: Tensor, min_signal_rate=0.02, max_signal_rate=0.95, *, arccos=True):
+def ref_diffusion_schedule(t: Tensor, min_signal_rate=0.02, max_signal_rate=0.95, *, arccos=True,
+                           mistake: str | None = None):
     """(noise_rates, signal_rates): angle linear in t from arccos(max_signal_rate) to arccos(min_signal_rate).
 
-    ``arccos=False`` makes the angle linear from max_signal_rate to min_signal_rate themselves (a mistake).
+    ``arccos=False`` makes the angle linear from max_signal_rate to min_signal_rate themselves (a mistake);
+    ``mistake`` names another: "end" (angle = start + t * end), "degrees" (the angles in degrees).
     """
     t = t.double()
     start, end = (math.acos(max_signal_rate), math.acos(min_signal_rate)) if arccos else (max_signal_rate,
                                                                                             min_signal_rate)
-    angles = start + t * (end - start)
+    if mistake == "degrees":
+        start, end = math.degrees(start), math.degrees(end)
+    angles = start + t * end if mistake == "end" else start + t * (end - start)
     return torch.sin(angles), torch.cos(angles)
 
 
@@ -156,6 +243,9 @@ def _schedule_diagnose(out, case) -> str | None:
     if close(noise_rates, ref_signal_rates) and close(signal_rates, ref_noise_rates):
         return ("noise and signal are swapped: return (noise_rates, signal_rates), noise = sin(angle) (an angle "
                 "from arcsin instead of arccos swaps them too: arcsin(x) = pi/2 - arccos(x))")
+    if close(noise_rates, ref_noise_rates ** 2) and close(signal_rates, ref_signal_rates ** 2):
+        return ("those are the squares, noise_rates**2 = 1 - alpha_bar and signal_rates**2 = alpha_bar: return the "
+                "rates themselves, noise = sin(angle) and signal = cos(angle)")
     if not close(noise_rates ** 2 + signal_rates ** 2, torch.ones_like(noise_rates), 1e-3):
         return "signal_rates**2 + noise_rates**2 != 1: use cos and sin of the same angle"
     if close(signal_rates.flip(0), ref_signal_rates) if signal_rates.ndim == 1 else False:
@@ -171,6 +261,11 @@ def _schedule_diagnose(out, case) -> str | None:
              ref_diffusion_schedule(t, **kwargs, arccos=False)),
             (f"use the min_signal_rate and max_signal_rate you are given (this case passes {kwargs}), not the "
              "defaults", ref_diffusion_schedule(t) if kwargs else (None, None)),
+            ("the angle is start + t * end: it must go from start = arccos(max_signal_rate) to end = "
+             "arccos(min_signal_rate), angle = start + t * (end - start)", ref_diffusion_schedule(t, **kwargs,
+                                                                                           mistake="end")),
+            ("the angles are in degrees (math.degrees) but torch.cos and torch.sin take radians: keep math.acos's "
+             "radians", ref_diffusion_schedule(t, **kwargs, mistake="degrees")),
         ]:
             if ref_noise is not None and close(noise_rates, ref_noise) and close(signal_rates, ref_signal):
                 return hint
@@ -230,6 +325,12 @@ MISTAKES["diffusion_schedule"] = [
         ref_diffusion_schedule(t, min_signal_rate, max_signal_rate), "return float32"),
     ("returns one tensor", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: t, "return a tuple"),
     ("math.sin on a tensor", _math_rates, "use torch.sin, torch.cos and torch.acos"),
+    ("the squares returned", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: tuple(
+        r ** 2 for r in _schedule_float(t, min_signal_rate, max_signal_rate)), "those are the squares"),
+    ("angle = start + t * end", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: _schedule_float(
+        t, min_signal_rate, max_signal_rate, mistake="end"), "the angle is start + t * end"),
+    ("angles in degrees", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: _schedule_float(
+        t, min_signal_rate, max_signal_rate, mistake="degrees"), "the angles are in degrees"),
     ("not implemented", todo, "not implemented yet"),
 ]
 

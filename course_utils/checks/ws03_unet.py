@@ -30,16 +30,43 @@ from .framework import (MISTAKES, WEIGHTS_CHANGED, Check, TodoModule, close, exp
 
 # ------------------------------------------------------------------ sinusoidal_embedding
 def ref_sinusoidal(t: Tensor, dim: int, max_period: float = 10000.0, *, order="sin_cos", denom=None,
-                   sign=-1.0) -> Tensor:
-    """(B, dim) features in float64; ``order`` ("cos_sin", "interleave"), ``denom`` and ``sign`` (+1: frequencies
-    that grow) reproduce the mistakes."""
+                   sign=-1.0, mistake: str | None = None) -> Tensor:
+    """(B, dim) features in float64; ``order`` ("cos_sin", "interleave"), ``denom``, ``sign`` (+1: frequencies
+    that grow) and ``mistake`` ("floor": i // half, "log10", "from one": i = 1 .. half, "t / 1000", "2 pi": args
+    2 pi t w) reproduce the mistakes."""
     half = dim // 2
-    freqs = torch.exp(sign * math.log(max_period) * torch.arange(half, dtype=torch.float64) / (denom or half))
-    args = t.double()[:, None] * freqs[None, :]
+    args = _sinusoidal_args(t, dim, max_period, denom=denom, sign=sign, mistake=mistake)
     if order == "interleave":
         return torch.stack([torch.sin(args), torch.cos(args)], dim=-1).reshape(t.shape[0], 2 * half)
     parts = [torch.sin(args), torch.cos(args)]
     return torch.cat(parts if order == "sin_cos" else parts[::-1], dim=-1)
+
+
+def _sinusoidal_args(t: Tensor, dim: int, max_period: float = 10000.0, *, denom=None, sign=-1.0,
+                     mistake: str | None = None) -> Tensor:
+    """The (B, dim // 2) arguments t w_i of ``ref_sinusoidal`` (float64), with its mistakes."""
+    half = dim // 2
+    i = torch.arange(1, half + 1, dtype=torch.float64) if mistake == "from one" else torch.arange(
+        half, dtype=torch.float64)
+    log = math.log10(max_period) if mistake == "log10" else math.log(max_period)
+    freqs = torch.exp(sign * log * (i // half if mistake == "floor" else i / (denom or half)))
+    t = t.double() / 1000 if mistake == "t / 1000" else t.double()
+    return t[:, None] * freqs[None, :] * (2 * math.pi if mistake == "2 pi" else 1)
+
+
+def _like_where_float32_can(out, t: Tensor, dim: int, kw: dict, **mistake) -> bool:
+    """True when ``out`` matches the embedding with ``mistake`` where float32 can tell: a mistake that makes the
+    arguments t w large (frequencies that grow, 2 pi) is computed by a student in float32, whose sin of an
+    argument of 10^6 is noise; so compare only the entries whose argument is below 100 and not 0 (0 gives sin 0,
+    cos 1 in every embedding), and only if there are at least dim // 2 of them."""
+    if not (isinstance(out, Tensor) and tuple(out.shape) == (t.shape[0], dim) and dim % 2 == 0):
+        return False
+    args = _sinusoidal_args(t, dim, kw.get("max_period", 10000.0), **mistake)
+    usable = ((args.abs() < 100) & (args != 0)).repeat(1, 2)                          # (B, dim): sin, cos halves
+    if int(usable.sum()) < dim // 2:
+        return False
+    wrong = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+    return bool(((out.double() - wrong).abs()[usable] < 1e-3).all())
 
 
 def _embedding_cases(hidden: bool) -> list:
@@ -49,6 +76,11 @@ def _embedding_cases(hidden: bool) -> list:
     if hidden:
         cases += [dict(t=torch.tensor([0.5, 3.0, 42.0]), dim=32, kwargs={})]
     return cases
+
+
+GROWING_FREQUENCIES = ("the frequencies must decrease, from 1 down towards 1 / max_period: w_i = max_period ** "
+                       "(-i / half), a negative exponent (yours grow)")
+TWO_PI = "no 2 pi: the arguments are t w_i (2 pi t w belongs to random Fourier features, another embedding)"
 
 
 def _embedding_diagnose(out, c) -> str | None:
@@ -63,16 +95,31 @@ def _embedding_diagnose(out, c) -> str | None:
         ("frequencies: you divided i by half - 1, as the original DDPM code does; this worksheet follows "
          "guided-diffusion, w_i = max_period ** (-i / half) with half = dim // 2 (both work in a network, the check "
          "follows the docstring)", ref_sinusoidal(t, dim, **kw, denom=dim // 2 - 1)),
-        ("the frequencies must decrease, from 1 down towards 1 / max_period: w_i = max_period ** (-i / half), "
-         "a negative exponent (yours grow)", ref_sinusoidal(t, dim, **kw, sign=1.0)),
+        (GROWING_FREQUENCIES, ref_sinusoidal(t, dim, **kw, sign=1.0)),
         (f"use the max_period you are given (this case passes {kw.get('max_period')}), not 10000",
          ref_sinusoidal(t, dim) if kw.get("max_period") not in (None, 10000.0) else None),
         ("t is rounded to whole numbers (t.long() or t.int()): the embedding takes any real t (this case has "
          "fractions); use t.float()", ref_sinusoidal(t.long(), dim, **kw) if not torch.equal(t, t.round()) else None),
-    ], "embedding", "the embedding differs: with half = dim // 2 and w_i = max_period ** (-i / half), i = 0 .. "
-                    "half - 1, it is torch.cat([sin(t w), cos(t w)], dim=-1), shape (B, dim), float32")
+        ("every frequency is 1: i // half is floor division (0 for every i < half); the exponent is -i / half, a "
+         "true division: torch.arange(half) / half", ref_sinusoidal(t, dim, **kw, mistake="floor")),
+        ("the frequencies use the natural log: w_i = exp(-ln(max_period) i / half) = max_period ** (-i / half) "
+         "(math.log, not math.log10)", ref_sinusoidal(t, dim, **kw, mistake="log10")),
+        ("i runs from 0 to half - 1 (torch.arange(half)), so the first frequency is 1; yours starts at "
+         "max_period ** (-1 / half)", ref_sinusoidal(t, dim, **kw, mistake="from one")),
+        ("t goes in as it is (the timestep itself, not t / 1000): the frequencies, from 1 down to 1 / max_period, "
+         "already span its scale", ref_sinusoidal(t, dim, **kw, mistake="t / 1000")),
+        (TWO_PI, ref_sinusoidal(t, dim, **kw, mistake="2 pi")),
+    ], "embedding", GENERIC_EMBEDDING)
     # judge: a float64 embedding with the right values is told to return float32
+    if hint == GENERIC_EMBEDDING:
+        for loose_hint, mistake in [(GROWING_FREQUENCIES, dict(sign=1.0)), (TWO_PI, dict(mistake="2 pi"))]:
+            if _like_where_float32_can(out, t, dim, kw, **mistake):
+                return loose_hint
     return hint
+
+
+GENERIC_EMBEDDING = ("the embedding differs: with half = dim // 2 and w_i = max_period ** (-i / half), i = 0 .. "
+                     "half - 1, it is torch.cat([sin(t w), cos(t w)], dim=-1), shape (B, dim), float32")
 
 
 register(Check("sinusoidal_embedding", "sinusoidal_embedding", _embedding_cases,
@@ -88,12 +135,30 @@ def embedding_variant(*, denom_dim=False, denom_half_minus_one=False, **switches
     return sinusoidal_embedding
 
 
+def _float32_embedding(t, dim, max_period, scale, *, grow=False):
+    """An embedding computed as a student does, in float32 (its sin of large arguments is off by far more than
+    the checks' tolerance): ``scale`` multiplies the arguments, ``grow`` flips the exponent's sign."""
+    half = dim // 2
+    freqs = max_period ** ((1 if grow else -1) * torch.arange(half, dtype=torch.float32) / half)
+    args = scale * t.float()[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+
+
 MISTAKES["sinusoidal_embedding"] = [
     ("cos first", embedding_variant(order="cos_sin"), "sin first"),
     ("interleaved", embedding_variant(order="interleave"), "interleave"),
     ("frequencies over dim", embedding_variant(denom_dim=True), "frequencies"),
     ("frequencies over half - 1", embedding_variant(denom_half_minus_one=True), "divided i by half - 1"),
     ("frequencies that grow", embedding_variant(sign=1.0), "the frequencies must decrease"),
+    ("floor division i // half", embedding_variant(mistake="floor"), "every frequency is 1"),
+    ("log10 for the natural log", embedding_variant(mistake="log10"), "use the natural log"),
+    ("i from 1 to half", embedding_variant(mistake="from one"), "i runs from 0 to half - 1"),
+    ("t divided by 1000", embedding_variant(mistake="t / 1000"), "t goes in as it is"),
+    ("2 pi t w", embedding_variant(mistake="2 pi"), "no 2 pi"),
+    ("2 pi t w in float32", lambda t, dim, max_period=10000.0: _float32_embedding(t, dim, max_period, 2 * math.pi),
+     "no 2 pi"),
+    ("frequencies that grow, in float32", lambda t, dim, max_period=10000.0: _float32_embedding(
+        t, dim, max_period, 1.0, grow=True), "the frequencies must decrease"),
     ("max_period ignored", lambda t, dim, max_period=10000.0: embedding_variant()(t, dim), "use the max_period you"),
     ("float64", lambda t, dim, max_period=10000.0: ref_sinusoidal(t, dim, max_period), "return float32"),
     ("no batch broadcasting", lambda t, dim, max_period=10000.0: embedding_variant()(t, dim, max_period)[0],
@@ -124,7 +189,7 @@ def _time_module_call(cls, c):
     out = module(c["t"])
     # once more with other timesteps: the features belong to each call's t (a module that kept its first ones
     # answers the first case right)
-    return dict(out=out, out2=module(c["t"].flip(0) + 1), state=module.state_dict(),
+    return dict(out=out, out2=module(c["t"].flip(0) + 1), again=module(c["t"]), state=module.state_dict(),
                 no_grad=without_gradient(module, out))
 
 
@@ -141,6 +206,10 @@ def _time_module_diagnose(out, c) -> str | None:
         return f"the output has shape {tuple(emb.shape)}: pass the sinusoidal features through self.mlp"
     first = F.linear(emb, state["mlp.0.weight"].double(), state["mlp.0.bias"].double())
     last = lambda h: F.linear(h, state["mlp.2.weight"].double(), state["mlp.2.bias"].double())  # noqa: E731
+    if isinstance(out["out"], Tensor) and isinstance(out.get("again"), Tensor) and not close(out["out"],
+                                                                                             out["again"], 1e-6):
+        return ("two calls with the same t gave different outputs: a layer created in forward gets new random "
+                "weights at each call; use the layers the given __init__ made (self.mlp)")
     hint = judge(out["out"], ref, [
         ("the MLP must see the sinusoidal features: self.mlp(sinusoidal_embedding(t, self.dim))",
          _mlp_ref(c["t"].double()[:, None].expand(-1, c["dim"]), state)),
@@ -148,6 +217,9 @@ def _time_module_diagnose(out, c) -> str | None:
         (f"only the first Linear: {ALL_OF_MLP}", first),
         (f"the SiLU between the two Linears is missing: {ALL_OF_MLP}", last(first)),
         (f"a SiLU on the sinusoidal features before the MLP: {ALL_OF_MLP}", _mlp_ref(F.silu(emb), state)),
+        (f"a ReLU between the two Linears: the MLP's activation is SiLU; {ALL_OF_MLP}", last(F.relu(first))),
+        ("the sinusoidal features of t / 1000: give sinusoidal_embedding the timesteps as they are, "
+         "self.mlp(sinusoidal_embedding(t, self.dim))", _mlp_ref(ref_sinusoidal(c["t"] / 1000, c["dim"]), state)),
     ], "time embedding", "differs from self.mlp(sinusoidal_embedding(t, self.dim)); "
                          "does your sinusoidal_embedding pass its check?")
     if hint:
@@ -204,7 +276,10 @@ class _MlpMisusedTimeEmbedding(RefTimeEmbedding):
         emb = ref_sinusoidal(t, self.dim).float()
         lin0, act, lin2 = self.mlp
         return {"silu_after": lambda: act(self.mlp(emb)), "first_only": lambda: lin0(emb),
-                "no_silu": lambda: lin2(lin0(emb)), "silu_first": lambda: self.mlp(act(emb))}[self.use]()
+                "no_silu": lambda: lin2(lin0(emb)), "silu_first": lambda: self.mlp(act(emb)),
+                "relu": lambda: lin2(F.relu(lin0(emb))),
+                "t / 1000": lambda: self.mlp(ref_sinusoidal(t / 1000, self.dim).float()),
+                "new layer": lambda: self.mlp(nn.Linear(self.dim, self.dim)(emb))}[self.use]()
 
 
 def _mlp_misused(use: str):
@@ -230,26 +305,31 @@ MISTAKES["SinusoidalTimeEmbedding"] = [
     ("only the MLP's first Linear", _mlp_misused("first_only"), "only the first Linear"),
     ("the MLP's SiLU skipped", _mlp_misused("no_silu"), "the SiLU between the two Linears is missing"),
     ("a SiLU before the MLP", _mlp_misused("silu_first"), "a SiLU on the sinusoidal features before the MLP"),
+    ("ReLU for the MLP's SiLU", _mlp_misused("relu"), "a ReLU between the two Linears"),
+    ("features of t divided by 1000", _mlp_misused("t / 1000"), "the sinusoidal features of t / 1000"),
+    ("a new Linear made in forward", _mlp_misused("new layer"), "a layer created in forward"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
 
 
 # ------------------------------------------------------------------ ResBlock
 def _resblock_ref(x, temb, state, groups, *, temb_where="after_conv1", silu_temb=True, skip=True,
-                  conv_first=False, identity_skip=False, temb_3d=False) -> Tensor:
+                  conv_first=False, identity_skip=False, temb_3d=False, act=F.silu, silu_after_proj=False
+                  ) -> Tensor:
     d = {k: v.double() for k, v in state.items()}
     x, temb = x.double(), temb.double()
-    proj = F.linear(F.silu(temb) if silu_temb else temb, d["temb_proj.weight"], d["temb_proj.bias"])
+    proj = F.linear(act(temb) if silu_temb else temb, d["temb_proj.weight"], d["temb_proj.bias"])
+    proj = act(proj) if silu_after_proj else proj
     proj = proj[:, :, None] if temb_3d else proj[:, :, None, None]     # (B, out_ch, 1): broadcasts on W, raises
     if conv_first:   # SiLU(norm1(conv1(x))): norm1 sees out_ch channels, raises where out_ch != in_ch
-        h = F.silu(F.group_norm(F.conv2d(x, d["conv1.weight"], d["conv1.bias"], padding=1), groups,
-                                d["norm1.weight"], d["norm1.bias"]))
+        h = act(F.group_norm(F.conv2d(x, d["conv1.weight"], d["conv1.bias"], padding=1), groups,
+                             d["norm1.weight"], d["norm1.bias"]))
     else:
-        h = F.conv2d(F.silu(F.group_norm(x, groups, d["norm1.weight"], d["norm1.bias"])), d["conv1.weight"],
+        h = F.conv2d(act(F.group_norm(x, groups, d["norm1.weight"], d["norm1.bias"])), d["conv1.weight"],
                      d["conv1.bias"], padding=1)
     if temb_where == "after_conv1":
         h = h + proj
-    h = F.conv2d(F.silu(F.group_norm(h, groups, d["norm2.weight"], d["norm2.bias"])), d["conv2.weight"],
+    h = F.conv2d(act(F.group_norm(h, groups, d["norm2.weight"], d["norm2.bias"])), d["conv2.weight"],
                  d["conv2.bias"], padding=1)
     if temb_where == "end":
         h = h + proj
@@ -299,6 +379,10 @@ def _resblock_diagnose(out, c) -> str | None:
         ("add the time embedding after the first convolution (before norm2), not at the end",
          _resblock_ref(*args, temb_where="end")),
         ("apply SiLU to temb before temb_proj: self.temb_proj(F.silu(temb))", _resblock_ref(*args, silu_temb=False)),
+        ("the activation is SiLU (F.silu), not ReLU: DDPM's blocks use the smooth SiLU (swish) everywhere",
+         _resblock_ref(*args, act=F.relu)),
+        ("the SiLU goes on temb before the projection, self.temb_proj(F.silu(temb)), not on its output",
+         _resblock_ref(*args, silu_temb=False, silu_after_proj=True)),
     ], "output", "differs from skip(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x))) + temb_proj(SiLU(temb)))))")
     if wrong:
         return wrong
@@ -324,7 +408,9 @@ def _resblock_explain(error: str) -> str | None:
                 "channels), conv2 takes h (out_ch): the residual is self.skip(x) + h")
     mismatch = _BROADCAST.search(error)
     if mismatch and mismatch.group(1) == "1":
-        return "x has in_ch channels and h out_ch: the residual is self.skip(x) + h (a 1x1 conv when they differ)"
+        return ("a tensor of in_ch channels met one of out_ch: x has in_ch channels, h (after conv1) and the "
+                "projected time embedding out_ch: add the embedding to h after conv1, and the residual is "
+                "self.skip(x) + h (a 1x1 conv when they differ)")
     if mismatch:
         return ("the time embedding is added per channel: temb_proj(SiLU(temb)) has shape (B, out_ch); make it "
                 "(B, out_ch, 1, 1) with [:, :, None, None] to add it to h of shape (B, out_ch, H, W)")
@@ -389,6 +475,14 @@ class _ResBlockTouchesItsInput(RefResBlock):
         return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
 
 
+class _ResBlockEmbedsX(RefResBlock):
+    """The time embedding added to norm1(x) before conv1: x has in_ch channels, the embedding out_ch."""
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x) + self.temb_proj(F.silu(temb))[:, :, None, None]))
+        return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
+
+
 MISTAKES["ResBlock"] = [
     ("out = skip(x); out += h", _ResBlockAddsInPlace, "out += h changes x too"),
     ("the input changed in place", _ResBlockTouchesItsInput, "so training would crash"),
@@ -397,10 +491,14 @@ MISTAKES["ResBlock"] = [
     ("time embedding at the end", _resblock_variant(temb_where="end"), "after the first convolution"),
     ("no SiLU on temb", _resblock_variant(silu_temb=False), "SiLU to temb"),
     ("convolution before the norm", _resblock_variant(conv_first=True), "norm1 = GroupNorm(groups, in_ch) goes on x"),
-    ("x + h without the skip convolution", _resblock_variant(identity_skip=True), "the residual is self.skip(x) + h"),
+    ("x + h without the skip convolution", _resblock_variant(identity_skip=True),
+     "a tensor of in_ch channels met one of out_ch"),
     ("time embedding of shape (B, out_ch, 1)", _resblock_variant(temb_3d=True), "[:, :, None, None]"),
     ("forward under no_grad", _detached(RefResBlock, "WrongResBlock"), "no gradient reaches"),
     ("skip applied to h", _ResBlockSkipsH, "conv1 and skip take x (in_ch channels)"),
+    ("ReLU for SiLU", _resblock_variant(act=F.relu), "not ReLU"),
+    ("SiLU after temb_proj", _resblock_variant(silu_temb=False, silu_after_proj=True), "not on its output"),
+    ("time embedding added to x before conv1", _ResBlockEmbedsX, "a tensor of in_ch channels met one of out_ch"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
 
@@ -411,11 +509,12 @@ def _sub(state: dict, prefix: str) -> dict:
 
 
 def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_block", mid=True, head=True,
-                   add_skip=False, pool=False, skip2="after_block") -> Tensor:
+                   add_skip=False, pool=False, skip2="after_block", head_silu=True, add_x=False, t_scale=1.0,
+                   up_mode="nearest") -> Tensor:
     """The worksheet's two-level UNet in float64 from its weights; the switches reproduce the catalogued mistakes."""
     d = {k: v.double() for k, v in state.items()}
     ch = d["conv_in.weight"].shape[0]
-    temb = _mlp_ref(ref_sinusoidal(t, ch), _sub(d, "time_embed."))                     # (B, temb_dim)
+    temb = _mlp_ref(ref_sinusoidal(t * t_scale, ch), _sub(d, "time_embed."))           # (B, temb_dim)
 
     def block(name, h):
         return _resblock_ref(h, temb, _sub(d, f"{name}."), groups)
@@ -438,11 +537,13 @@ def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_blo
         h2 = h
     if mid:
         h = block("mid", h)
-    h = block("up2", join(F.interpolate(h, scale_factor=2, mode="nearest"), h2))      # (B, 2ch, H/2, W/2)
-    h = block("up1", join(F.interpolate(h, scale_factor=2, mode="nearest"), h1 if skip1 == "after_block" else h0))
+    h = block("up2", join(F.interpolate(h, scale_factor=2, mode=up_mode), h2))        # (B, 2ch, H/2, W/2)
+    h = block("up1", join(F.interpolate(h, scale_factor=2, mode=up_mode), h1 if skip1 == "after_block" else h0))
     if head:
-        h = F.silu(F.group_norm(h, groups, d["norm_out.weight"], d["norm_out.bias"]))
-    return F.conv2d(h, d["conv_out.weight"], d["conv_out.bias"], padding=1)           # (B, C, H, W)
+        h = F.group_norm(h, groups, d["norm_out.weight"], d["norm_out.bias"])
+        h = F.silu(h) if head_silu else h
+    out = F.conv2d(h, d["conv_out.weight"], d["conv_out.bias"], padding=1)             # (B, C, H, W)
+    return out + x.double() if add_x else out
 
 
 def _unet_cases(hidden: bool) -> list:
@@ -488,6 +589,13 @@ def _unet_diagnose(out, c) -> str | None:
          ref_small_unet(*args, head=False)),
         ("downsample with the given stride-2 convolutions, self.downsample1 and self.downsample2, not with "
          "pooling: they are part of the network and train with it", ref_small_unet(*args, pool=True)),
+        ("the head's SiLU is missing: norm_out, then SiLU, then conv_out", ref_small_unet(*args, head_silu=False)),
+        ("the input is added to the output: the network predicts the noise eps, conv_out's output itself (no "
+         "residual around the whole UNet)", ref_small_unet(*args, add_x=True)),
+        ("the time embedding of t / 1000: give time_embed the timesteps as they are, self.time_embed(t)",
+         ref_small_unet(*args, t_scale=1e-3)),
+        ("upsample by nearest: F.interpolate(h, scale_factor=2, mode='nearest') (yours interpolates, bilinear)",
+         ref_small_unet(*args, up_mode="bilinear")),
     ], "output", "the output differs from the reference UNet with the same weights. If your "
                  "SinusoidalTimeEmbedding and ResBlock pass their checks, the difference is in forward itself: "
                  "every ResBlock gets the same time embedding time_embed(t); upsample by nearest (F.interpolate, "
@@ -496,9 +604,20 @@ def _unet_diagnose(out, c) -> str | None:
     return hint or gradient_hint(out.get("no_grad"), "UNet")
 
 
-# PyTorch's words for a skip added instead of concatenated, concatenated along another axis, or upsampled to
-# another size
-register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose, explain_by(
+_GROUPNORM_INPUT = re.compile(r"number of channels in input.*input of shape \[\d+, (\d+),")
+
+
+def _unet_explain(error: str) -> str | None:
+    """A block given the image itself (conv_in skipped) names the image's channels; else PyTorch's words for a skip
+    added instead of concatenated, concatenated along another axis, or upsampled to another size."""
+    given = _GROUPNORM_INPUT.search(error)
+    if given and int(given.group(1)) in (1, 3):
+        return (f"a block got an input of {given.group(1)} channel(s), the image's: self.conv_in(x) comes first and "
+                "makes the ch channels down1 was built for")
+    return _unet_words(error)
+
+
+_unet_words = explain_by(
     ("number of channels in input",
      "a block got another number of channels than it was built for: up2 expects 4 ch (the upsampled 2 ch and the "
      "2 ch skip) and up1 3 ch: concatenate along the channels, torch.cat([h, skip], dim=1), don't add"),
@@ -510,7 +629,8 @@ register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose
      "the upsampled features and the skip differ in height or width: each skip is its down block's output before "
      "the downsampling that follows it (down1's at H x W, down2's at H/2 x W/2), and each upsampling doubles H "
      "and W (F.interpolate(h, scale_factor=2, mode='nearest'), not a size computed from one side); concatenate "
-     "along dim=1"))))
+     "along dim=1"))
+register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose, _unet_explain))
 check_SmallUNet = visible("SmallUNet")
 
 
@@ -542,6 +662,13 @@ def _unet_variant(**kw):
     return type("WrongSmallUNet", (RefSmallUNet,), {"variant": kw})
 
 
+class _UNetWithoutConvIn(RefSmallUNet):
+    """down1 applied to the image itself: its GroupNorm, built for ch channels, gets in_ch."""
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.down1(x, self.time_embed(t))
+
+
 MISTAKES["SmallUNet"] = [
     ("skip concatenated first", _unet_variant(cat_order="skip_first"), "[upsampled features, skip]"),
     ("skip added, not concatenated", _unet_variant(add_skip=True), "concatenate along the channels"),
@@ -551,6 +678,11 @@ MISTAKES["SmallUNet"] = [
     ("pooling instead of the downsampling convolutions", _unet_variant(pool=True), "stride-2 convolutions"),
     ("level-2 skip taken after downsampling", _unet_variant(skip2="after_downsample"),
      "before the downsampling that follows it"),
+    ("no SiLU in the head", _unet_variant(head_silu=False), "the head's SiLU is missing"),
+    ("the input added to the output", _unet_variant(add_x=True), "the input is added to the output"),
+    ("time embedding of t divided by 1000", _unet_variant(t_scale=1e-3), "the time embedding of t / 1000"),
+    ("bilinear upsampling", _unet_variant(up_mode="bilinear"), "upsample by nearest"),
+    ("conv_in skipped", _UNetWithoutConvIn, "self.conv_in(x) comes first"),
     ("forward under no_grad", _detached(RefSmallUNet, "WrongSmallUNet"), "no gradient reaches"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

@@ -203,6 +203,9 @@ def diagnose_loss(out, c) -> str | None:
         v_loss, v_grads = ref_loss(c, state, **kw)
         if close(loss.reshape(()), v_loss) and _grads_close(grads, v_grads):
             return hint
+    if close(loss.reshape(()) ** 2, ref):
+        return ("that is the square root of the MSE: the loss is the mean squared error itself (F.mse_loss), "
+                "without .sqrt()")
     if not close(loss.reshape(()), ref):
         shape = tuple(c["x0"].shape)
         images = (f" (this case is a batch of images, x0 of shape {shape}: alpha_bar[t] must be reshaped to "
@@ -265,6 +268,8 @@ MISTAKES["diffusion_loss"] = [
     ("mean absolute error", loss_variant(reduction="l1"), "SQUARED error"),
     ("squared error summed per example", loss_variant(reduction="per_example"), "not a sum over each example"),
     ("backward() inside the loss", _loss_with_backward, "no backward() inside the loss"),
+    ("root mean squared error", lambda model, schedule, x0, *, t, eps: loss_variant()(
+        model, schedule, x0, t=t, eps=eps).sqrt(), "the square root of the MSE"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -420,21 +425,27 @@ def _ema_net(seed: int) -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
 
 
-def ref_ema(c, *, warmup="min", swap=False, own_count=False, offset=0, zeros=False) -> list:
+def ref_ema(c, *, warmup="min", swap=False, own_count=False, offset=0, zeros=False, add_first=False) -> list:
     """The averaged weights (float64) after each update; ``warmup``: "min" (right), "none", "no_plus_one",
-    "ramp" (the warm-up without the min); ``own_count``: the warm-up counts its own updates from 0 instead of
+    "ramp" (the warm-up without the min), "product" (decay * the warm-up), "sticky" (the first update's d kept,
+    as when update() stores d in self.decay); ``own_count``: the warm-up counts its own updates from 0 instead of
     taking the step it is given; ``offset``: the warm-up's step is that many steps off (step + 1: a count from
-    1)."""
+    1); ``add_first``: (1 - d) theta added before the multiplication by d."""
     init = {k: v.double() for k, v in seeded_state(lambda: _ema_net(c["seed"]), c["seed"]).items()}
     avg, out = ({k: torch.zeros_like(v) for k, v in init.items()} if zeros else dict(init)), []
+    decay = c["decay"]
     for i, live in enumerate(c["live"]):
         step = (i if own_count else c["first_step"] + i) + offset
-        ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
-                "no_plus_one": step / (10 + step)}.get(warmup, 1.0)
-        d = c["decay"] if warmup == "none" else ramp if warmup == "ramp" else min(c["decay"], ramp)
+        ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step), "product": (1 + step) / (10 + step),
+                "sticky": (1 + step) / (10 + step), "no_plus_one": step / (10 + step)}.get(warmup, 1.0)
+        d = (decay if warmup == "none" else ramp if warmup == "ramp" else decay * ramp if warmup == "product"
+             else min(decay, ramp))
+        if warmup == "sticky":
+            decay = d
         if swap:
             d = 1 - d
-        avg = {k: d * avg[k] + (1 - d) * live[k].double() for k in avg}
+        avg = {k: (d * (avg[k] + (1 - d) * live[k].double()) if add_first else d * avg[k] + (1 - d) * live[
+            k].double()) for k in avg}
         out.append(avg)
     return out
 
@@ -519,14 +530,29 @@ def _ema_diagnose(out, c) -> str | None:
          "not step - 1 (at step 0 the decay is 1/10 = 0.1)", dict(offset=-1)),
         ("the decay goes past `decay`: d = min(decay, (1 + step) / (10 + step)); without the min, d climbs towards 1 "
          "as training goes on and the average stops following the live weights", dict(warmup="ramp")),
+        ("the order of the in-place update: multiply first, then add, ema_p.mul_(d).add_(p, alpha=1 - d); adding "
+         "first and then multiplying gives d theta_ema + d (1 - d) theta", dict(add_first=True)),
+        ("the warm-up multiplies the decay: d = min(decay, (1 + step) / (10 + step)), the smaller of the two, not "
+         "their product", dict(warmup="product")),
+        ("the decay sticks at its first value: keep self.decay as it was given and compute d anew at each update, "
+         "d = min(self.decay, (1 + step) / (10 + step)) (storing d in self.decay keeps the first, smallest d)",
+         dict(warmup="sticky")),
     ]
     for hint, switches in variants:
         if matches(ref_ema(c, **switches)):
             return hint
     init = {k: v.double() for k, v in seeded_state(lambda: _ema_net(c["seed"]), c["seed"]).items()}
+    averaged = [k for k in ref[0] if all(close(s[k], r[k], 1e-5) for s, r in zip(states, ref))]
+    unchanged = [k for k in ref[0] if all(close(s[k], init[k], 1e-6) for s in states)]
+    if averaged and unchanged and len(averaged) + len(unchanged) == len(ref[0]):
+        return (f"only some weights are averaged ({', '.join(averaged)}; {', '.join(unchanged)} never change): "
+                "update every parameter, with no break or return inside the loop over zip(self.model.parameters(), "
+                "model.parameters())")
     if matches([init] * len(states)):
         return ("the averaged weights never change: write into the copy's parameters in place "
-                "(ema_p.mul_(d).add_(p, alpha=1 - d)); `ema_p = d * ema_p + ...` only rebinds the loop variable")
+                "(ema_p.mul_(d).add_(p, alpha=1 - d)); `ema_p = d * ema_p + ...` only rebinds the loop variable; and "
+                "pair each of the copy's parameters with the live one of the same name, zip(self.model.parameters(), "
+                "model.parameters()) in the same order")
     if matches([{k: v.double() for k, v in live.items()} for live in c["live"]]):
         return ("the average is just the live weights after each update: blend into the copy in place, "
                 "theta_ema <- d theta_ema + (1 - d) theta, instead of replacing the copy (a new deepcopy of the "
@@ -546,7 +572,7 @@ check_EMA = visible("EMA")
 class RefEMA:
     """The worksheet's EMA, with switches for the catalogue of mistakes (class attributes of subclasses)."""
 
-    warmup, swap, alias, grad, rebind = "min", False, False, False, False
+    warmup, swap, alias, grad, rebind, add_first, first_only = "min", False, False, False, False, False, False
     warmup_steps = None        # "if step < warmup_steps: the d of `warmup`, else decay": a warm-up of a fixed length
     offset = 0                 # the warm-up's step this many steps off (1: (2 + step) / (11 + step))
 
@@ -563,7 +589,11 @@ class RefEMA:
         step += self.offset
         ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
                 "no_plus_one": step / (10 + step)}.get(self.warmup, 1.0)
-        d = self.decay if self.warmup == "none" else ramp if self.warmup == "ramp" else min(self.decay, ramp)
+        ramp = {"product": (1 + step) / (10 + step), "sticky": (1 + step) / (10 + step)}.get(self.warmup, ramp)
+        d = (self.decay if self.warmup == "none" else ramp if self.warmup == "ramp" else self.decay * ramp
+             if self.warmup == "product" else min(self.decay, ramp))
+        if self.warmup == "sticky":
+            self.decay = d
         if self.warmup_steps is not None and step >= self.warmup_steps:
             d = self.decay
         if self.swap:
@@ -571,8 +601,12 @@ class RefEMA:
         for ema_p, p in zip(self.model.parameters(), model.parameters()):
             if self.rebind:
                 ema_p = d * ema_p + (1 - d) * p.detach()     # noqa: PLW2901 (the mistake: a new tensor, not the copy)
+            elif self.add_first:
+                ema_p.add_(p.detach(), alpha=1 - d).mul_(d)
             else:
                 ema_p.mul_(d).add_(p.detach(), alpha=1 - d)
+            if self.first_only:
+                break
 
 
 def ema_variant(**switches):
@@ -631,6 +665,10 @@ MISTAKES["EMA"] = [
     ("warm-up for the first ten steps only", ema_variant(warmup="ramp", warmup_steps=10),
      "however many steps"),
     ("weights swapped", ema_variant(swap=True), "swapped"),
+    ("add first, then multiply", ema_variant(add_first=True), "multiply first, then add"),
+    ("the decay times the warm-up", ema_variant(warmup="product"), "not their product"),
+    ("d stored in self.decay", ema_variant(warmup="sticky"), "the decay sticks at its first value"),
+    ("only the first parameter averaged", ema_variant(first_only=True), "only some weights are averaged"),
     ("loop variable rebound", ema_variant(rebind=True), "never change"),
     ("the copy replaced at each update", _ReplacesTheCopy, "the average is just the live weights"),
     ("the average started from zeros", _AverageFromZeros, "the average starts from zeros"),

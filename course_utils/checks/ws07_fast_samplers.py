@@ -49,11 +49,13 @@ def _lam(a: torch.Tensor, h_from: str) -> torch.Tensor:
 def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=None, alpha_bar_last=None, *,
                       first="first_order", last="first_order", h_from="lambda", h_sign=1.0, data=True,
                       x_coef="sigma", r_inverted=False, half=True, d_swapped=False, d_alpha="prev", r_fixed=None,
-                      r_sign=1.0, last_sign=1.0):
-    """(x_prev, x0_pred) in float64 (DPM-Solver++(2M), Algorithm 2); the switches reproduce the catalogued mistakes."""
+                      r_sign=1.0, last_sign=1.0, d_sign=1.0, r_over_two=False, x0_root=True, h_last_to="t"):
+    """(x_prev, x0_pred) in float64 (DPM-Solver++(2M), Algorithm 2); the switches reproduce the catalogued mistakes
+    (``d_sign`` -1: the D term added; ``r_over_two``: r / 2 for D's second 1 / (2 r); ``x0_root`` False: x0_pred
+    divided by alpha_bar_t; ``h_last_to`` "prev": h_last measured to this step's target)."""
     a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
     x, eps = xt.double(), eps_pred.double()
-    x0_pred = (x - (1 - a).sqrt() * eps) / a.sqrt()
+    x0_pred = (x - (1 - a).sqrt() * eps) / (a.sqrt() if x0_root else a)
     pred = x0_pred if data else eps                               # the data prediction (right) or the noise's
     h = h_sign * (_lam(a_prev, h_from) - _lam(a, h_from))
     pred_last, a_last = x0_pred_last, alpha_bar_last
@@ -63,16 +65,18 @@ def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=No
     if pred_last is None or (final and last == "first_order"):
         D = pred
     else:
-        h_last = h_sign * (_lam(a, h_from) - _lam(torch.as_tensor(a_last).double(), h_from))
+        h_last = h_sign * (_lam(a_prev if h_last_to == "prev" else a, h_from) - _lam(torch.as_tensor(a_last).double(),
+                                                                                      h_from))
         r = h / h_last if r_inverted else r_sign * h_last / h
         r = torch.as_tensor(r_fixed, dtype=torch.float64) if r_fixed is not None else r
         c = 1 / (2 * r) if half else 1 / r
+        c_last = r / 2 if r_over_two else c          # (r / 2 in both terms is the inverted r's step)
         last_pred = pred_last.double()
-        D = (1 + c) * last_pred - c * pred if d_swapped else (1 + c) * pred - last_sign * c * last_pred
+        D = (1 + c) * last_pred - c * pred if d_swapped else (1 + c) * pred - last_sign * c_last * last_pred
     coef = {"sigma": ((1 - a_prev) / (1 - a)).sqrt(), "alpha": (a_prev / a).sqrt(),
-            "sigma_squared": (1 - a_prev) / (1 - a)}[x_coef]
+            "sigma_squared": (1 - a_prev) / (1 - a), "one_minus_alpha": (1 - a_prev.sqrt()) / (1 - a.sqrt())}[x_coef]
     alpha_d = {"prev": a_prev.sqrt(), "t": a.sqrt(), "prev_squared": a_prev}[d_alpha]
-    return coef * x - alpha_d * torch.expm1(-h) * D, x0_pred
+    return coef * x - d_sign * alpha_d * torch.expm1(-h) * D, x0_pred
 
 
 # ------------------------------------------------------------------ dpmpp_2m_step
@@ -175,6 +179,16 @@ def _step_diagnose(out, c) -> str | None:
          "is missing", ref_dpmpp_2m_step(*args, x_coef="sigma_squared")[0]),
         ("the D term's factor is alpha_prev = sqrt(alpha_bar_prev): the square root is missing",
          ref_dpmpp_2m_step(*args, d_alpha="prev_squared")[0]),
+        ("the D term's sign: x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D, and exp(-h) - 1 < 0, "
+         "so the step ADDS alpha_prev (1 - exp(-h)) D; yours subtracts it", ref_dpmpp_2m_step(*args, d_sign=-1.0)[0]),
+        ("1 / (2 r) is one over twice r: in Python 1/2*r is r/2, write 1 / (2 * r)",
+         ref_dpmpp_2m_step(*args, r_over_two=True)[0]),
+        ("x0_pred = (x_t - sigma_t eps_pred) / alpha_t divides by alpha_t = sqrt(alpha_bar_t), not by alpha_bar_t",
+         ref_dpmpp_2m_step(*args, x0_root=False)[0]),
+        ("h_last = lambda_t - lambda_last, the previous step's size (from the time of x0_pred_last to this step's "
+         "t), not lambda_prev - lambda_last", ref_dpmpp_2m_step(*args, h_last_to="prev")[0]),
+        ("sigma = sqrt(1 - alpha_bar), not 1 - sqrt(alpha_bar): x_t's factor is sqrt(1 - alpha_bar_prev) / "
+         "sqrt(1 - alpha_bar_t)", ref_dpmpp_2m_step(*args, x_coef="one_minus_alpha")[0]),
     ], "x_prev", f"x_prev differs: {STEP_HINT}")
     return hint or judge(x0_pred, ref_x0, [], "x0_pred",
                          "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
@@ -229,6 +243,11 @@ MISTAKES["dpmpp_2m_step"] = [
     ("alpha_prev without its square root", dpmpp_step_variant(d_alpha="prev_squared"),
      "the D term's factor is alpha_prev"),
     ("returns x_prev only", dpmpp_step_variant(x_prev_only=True), "return a tuple (x_prev, x0_pred)"),
+    ("the D term added", dpmpp_step_variant(d_sign=-1.0), "the step ADDS alpha_prev (1 - exp(-h)) D"),
+    ("1/2*r in D's second term", dpmpp_step_variant(r_over_two=True), "in Python 1/2*r is r/2"),
+    ("x0_pred over alpha_bar_t", dpmpp_step_variant(x0_root=False), "not by alpha_bar_t"),
+    ("h_last measured to the target", dpmpp_step_variant(h_last_to="prev"), "not lambda_prev - lambda_last"),
+    ("1 - sqrt(alpha_bar) for sigma", dpmpp_step_variant(x_coef="one_minus_alpha"), "not 1 - sqrt(alpha_bar)"),
     ("(x0_pred, x_prev)", lambda *args, **kwargs: dpmpp_step_variant()(*args, **kwargs)[::-1], "order is swapped"),
     ("not implemented", todo, "not implemented yet"),
 ]
@@ -258,16 +277,17 @@ def mixture_model(schedule):
 
 
 def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one", t_arg="t", t_dtype=torch.long,
-                   full_chain_prev=False):
+                   full_chain_prev=False, prev_by_index=False):
     """DPM-Solver++(2M) on ``timesteps`` in float64 with the reference step; the switches reproduce the catalogued
-    mistakes of the loop (``full_chain_prev``: each step to alpha_bar_prev[t], the full chain's next step)."""
+    mistakes of the loop (``full_chain_prev``: each step to alpha_bar_prev[t], the full chain's next step;
+    ``prev_by_index``: to alpha_bar[k + 1], the loop index taken for a timestep)."""
     alpha_bar, full_chain = alpha_bar64(schedule), alpha_bar_prev64(schedule) if full_chain_prev else None
     x, x0_pred_last, alpha_bar_last = x_T.double(), None, None
     for k, t in enumerate(timesteps):
         if full_chain is not None:
             a_prev = full_chain[t]
         elif k + 1 < len(timesteps):
-            a_prev = alpha_bar[timesteps[k + 1]]
+            a_prev = alpha_bar[k + 1] if prev_by_index else alpha_bar[timesteps[k + 1]]
         else:
             a_prev = last_target(alpha_bar, last)
         eps_pred = model(x, torch.full((len(x),), model_timestep(t, k, t_arg), dtype=t_dtype))
@@ -284,7 +304,7 @@ class _GridModel(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model, self.calls = model, 0
+        self.model, self.calls, self.timesteps, self.first_x, self.same_x = model, 0, [], None, True
 
     def forward(self, xt: Tensor, t: Tensor) -> Tensor:
         N = xt.shape[0]
@@ -294,12 +314,18 @@ class _GridModel(nn.Module):
             raise ValueError(f"model(x, t): t must be an int64 tensor of shape ({N},), one timestep per point "
                              f"(torch.full((N,), t, dtype=torch.long)), got {got}")
         self.calls += 1
+        self.timesteps.append(int(t[0]) if N else -1)
+        if self.first_x is None:
+            self.first_x = xt.detach().clone()
+        else:
+            self.same_x = self.same_x and tuple(xt.shape) == tuple(self.first_x.shape) and torch.equal(xt, self.first_x)
         return self.model(xt, t)
 
 
 def _loop_call(f, c):
     model = _GridModel(mixture_model(c["schedule"]))
-    return dict(x0=f(model, c["schedule"], c["x_T"], list(c["timesteps"])), calls=model.calls)
+    return dict(x0=f(model, c["schedule"], c["x_T"], list(c["timesteps"])), calls=model.calls,
+                asked=model.timesteps, same_x=model.same_x and model.calls > 1)
 
 
 def _loop_diagnose(record, c) -> str | None:
@@ -322,6 +348,13 @@ def _loop_diagnose(record, c) -> str | None:
         return hint
     if close(out, ref, 1e-3):
         return None
+    asked, grid = record.get("asked"), list(c["timesteps"])
+    if asked == grid[::-1]:
+        return (f"the model was asked at t = {', '.join(map(str, asked[:3]))}, ...: the grid runs from noise to data, "
+                f"{', '.join(map(str, grid[:3]))}, ... as given (the sampler starts at x_T, the noisiest time)")
+    if record.get("same_x"):
+        return ("the model got the same x at every step, x_T: call it on the current x, the x_prev the previous step "
+                "returned")
     for mistake_hint, switches in [
         ("the previous x0_pred never reaches the next step: keep the x0_pred each step returns (and its alpha_bar_t) "
          "and pass them as x0_pred_last, alpha_bar_last; without them DPM-Solver++(2M) is only DDIM",
@@ -337,8 +370,13 @@ def _loop_diagnose(record, c) -> str | None:
         ("each step goes to the NEXT GRID time, alpha_bar[timesteps[k + 1]] (1 after the last), not to "
          "alpha_bar_prev[t], the full chain's next step: on a grid of few steps the solver jumps",
          dict(full_chain_prev=True)),
+        # steps to alpha_bar[1], almost clean data, from t = 999 and back again: float32 drifts from float64 by
+        # 3e-3 on samples of size 0.45 (measured); the right loop's samples are 1.3 away from them
+        ("each step goes to alpha_bar at the next grid TIMESTEP, alpha_bar[timesteps[k + 1]], not alpha_bar[k + 1] "
+         "(k is the loop index)", dict(prev_by_index=True, tol=1e-2)),
     ]:
-        if close(out, ref_dpmpp_loop(*args, **switches), 1e-3):
+        tol = switches.pop("tol", 1e-3)
+        if close(out, ref_dpmpp_loop(*args, **switches), tol):
             return mistake_hint
     return ("the samples differ from the reference DPM-Solver++(2M) loop. If your dpmpp_2m_step passes its check, "
             "look at what the loop hands it: the model called at each grid timestep t, x0_pred_last = the x0_pred "
@@ -383,6 +421,11 @@ def _loop_one_step_short(model, schedule, x_T, timesteps):
     return x.float()
 
 
+def _loop_model_on_x_T(model, schedule, x_T, timesteps):
+    """``model(x_T, t)`` at every step (a typo for the current x)."""
+    return ref_dpmpp_loop(lambda x, t: model(x_T, t), schedule, x_T, timesteps).float()
+
+
 MISTAKES["dpmpp_2m_sample_loop"] = [
     ("two network calls per step", _loop_twice_per_step, "reuses the previous step's x0_pred"),
     ("one step short", _loop_one_step_short, "needs its call too"),
@@ -393,5 +436,9 @@ MISTAKES["dpmpp_2m_sample_loop"] = [
     ("last step to alpha_bar[0]", dpmpp_loop_variant(last="first"), "not to alpha_bar[0]"),
     ("loop index as timestep", dpmpp_loop_variant(t_arg="k"), "not with the loop index"),
     ("the full chain's alpha_bar_prev", dpmpp_loop_variant(full_chain_prev=True), "the NEXT GRID time"),
+    ("alpha_bar of the loop index", dpmpp_loop_variant(prev_by_index=True), "not alpha_bar[k + 1]"),
+    ("grid run backwards", lambda model, schedule, x_T, timesteps: ref_dpmpp_loop(
+        model, schedule, x_T, timesteps[::-1]).float(), "the grid runs from noise to data"),
+    ("the model always given x_T", _loop_model_on_x_T, "the same x at every step"),
     ("not implemented", todo, "not implemented yet"),
 ]
