@@ -336,7 +336,7 @@ print(f"base-32 UNet, batch {BATCH} of 28x28 on {device}: {1000 * elapsed:.0f} m
 # ## 6. For 2-D points: an MLP denoiser
 #
 # For the toy data of lesson 2, $x_t \in \mathbb R^2$. There is no spatial structure, so the convolutions,
-# resolutions and skips all disappear. What stays is the core contract, $(x_t, t) \mapsto \epsilon$ of the
+# resolutions and skips all disappear. What stays is the core contract, $(x_t, t) \mapsto \epsilon_\theta(x_t, t)$ of the
 # same shape as $x_t$, and the time embedding. `MLPDenoiser` **concatenates** the embedding to the point
 # (with only 2 input numbers, adding a per-channel bias would leave the network little to work with) and
 # runs a plain MLP:

@@ -108,7 +108,7 @@ print("inline L_simple equals course_utils.training.diffusion_loss:", torch.allc
 
 # %% [markdown]
 # **What to notice.** An untrained network's loss is close to 1: its output is near 0, and the target
-# $\epsilon$ has unit variance in every pixel, so $\mathbb E\|\epsilon - 0\|^2 / d = 1$. A network that
+# $\epsilon$ has unit variance in every pixel, so $\mathbb E\|\epsilon - 0\|^2 / D = 1$ ($D$ the number of pixels). A network that
 # predicted the noise perfectly would reach 0, but it cannot: at small $t$ the added noise is tiny and hard
 # to tell from the image's own texture, so part of it is unpredictable (at large $t$, by contrast, $x_t$ is
 # almost pure noise and $\epsilon \approx x_t$ is easy to predict). The loss falls quickly, to a few

@@ -163,7 +163,8 @@ for variance, x in points.items():
 #
 # Why is the mean of Algorithm 2 written with $\epsilon_\theta$? DDPM's training objective (the ELBO) has
 # one term per step, $\mathrm{KL}\big(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid x_t)\big)$. Both are
-# Gaussians with the same fixed variance $\sigma_t^2$, so the term is
+# Gaussians: $p_\theta$ with the fixed variance $\sigma_t^2$, $q$ with $\tilde\beta_t$, and neither variance depends
+# on $\theta$, so the term is
 # $\frac{1}{2\sigma_t^2}\|\tilde\mu_t(x_t, x_0) - \mu_\theta(x_t, t)\|^2$ plus a constant: the network's mean
 # must imitate the posterior mean of lesson 2,
 #
@@ -259,7 +260,7 @@ plt.show()
 # $\sigma_t z$, as in the DDIM paper's Eq. 12 and in `ddim_step`). With $\eta = 0$ there is
 # no fresh noise: sampling is a deterministic function of $x_T$. The step works for any $t' < t$, so DDIM
 # visits only a sub-sequence $\tau$ of the timesteps. `ddim_timesteps(T, S)` spaces $S$ of them evenly
-# (the DDIM paper's "uniform" choice):
+# (the DDIM paper's "linear" choice, $\tau_i = \lfloor c\,i \rfloor$, Appendix D.2):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -629,8 +630,8 @@ _ = widgets.interact(ddim_explorer,
 # latent $x_T$ that DDIM decodes back to (nearly) the same image:
 #
 # $$
-# x_{t} = \sqrt{\bar\alpha_{t}}\,\underbrace{\frac{x_{t'} - \sqrt{1 - \bar\alpha_{t'}}\,\epsilon}{\sqrt{\bar\alpha_{t'}}}}_{\hat x_0}
-#       + \sqrt{1 - \bar\alpha_{t}}\;\epsilon, \qquad \epsilon = \epsilon_\theta(x_{t'}, t),
+# x_{t} = \sqrt{\bar\alpha_{t}}\,\underbrace{\frac{x_{t'} - \sqrt{1 - \bar\alpha_{t'}}\,\epsilon_\theta(x_{t'}, t)}{\sqrt{\bar\alpha_{t'}}}}_{\hat x_0}
+#       + \sqrt{1 - \bar\alpha_{t}}\;\epsilon_\theta(x_{t'}, t),
 # $$
 #
 # which is `ddim_invert`. The only approximation is using $\epsilon_\theta(x_{t'}, t)$ in place of the

@@ -251,7 +251,7 @@ plt.show()
 # $\epsilon^*$), so we can draw it next to the one the model above learned, $-\epsilon_\theta(x_t, t,
 # \varnothing)/\sqrt{1-\bar\alpha_t}$ (unconditional: the null class). Arrows are drawn on a grid, over a
 # cloud of noisy points $x_t \sim q(x_t)$ in grey. Far from the data the score grows without bound, so an
-# arrow's length grows with $|\text{score}|$ but saturates (length $\propto |s| / (|s| + s_0)$, with $s_0$ the
+# arrow's length grows with $g = |\text{score}|$ but saturates (length $\propto g / (g + g_0)$, with $g_0$ the
 # exact score's typical size on the grey points; the same in both rows): directions are exact, lengths are only
 # compared. The
 # titles give the model's error against the exact score, averaged over the grey points (where the model was

@@ -50,20 +50,20 @@ _ = torch.manual_seed(0)          # the same random numbers on every run
 # ## 1. Sinusoidal features of $t$
 #
 # Vaswani et al. (2017, Sec. 3.5) encode a position with sines and cosines of geometrically spaced
-# frequencies. With $d$ = `dim` (even) and $h = d/2$:
+# frequencies. With $d$ = `dim` (even) and $H = d/2$ (`half` in the code):
 #
-# $$\omega_i = \text{max\_period}^{-i/h}, \quad i = 0, \dots, h-1, \qquad
-# \text{emb}(t) = \big[\sin(t\,\omega_0), \dots, \sin(t\,\omega_{h-1}),\ \cos(t\,\omega_0), \dots, \cos(t\,\omega_{h-1})\big]$$
+# $$\omega_i = \text{max\_period}^{-i/H}, \quad i = 0, \dots, H-1, \qquad
+# \text{emb}(t) = \big[\sin(t\,\omega_0), \dots, \sin(t\,\omega_{H-1}),\ \cos(t\,\omega_0), \dots, \cos(t\,\omega_{H-1})\big]$$
 #
 # (all the sines first, then all the cosines). `t` has shape (B,) (integers or floats); the result is (B, dim).
 
 # %% nbgrader={"grade": false, "grade_id": "sinusoidal_embedding", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sinusoidal_embedding(t, dim, max_period=10000.0):
-    """(B,) times -> (B, dim) float32 features [sin(t w_0..w_{h-1}), cos(t w_0..w_{h-1})], w_i = max_period^(-i/h),
-    h = dim/2 (float32 like the Linear layers that read them)."""
+    """(B,) times -> (B, dim) float32 features [sin(t w_0..w_{H-1}), cos(t w_0..w_{H-1})], w_i = max_period^(-i/H),
+    H = half = dim/2 (float32 like the Linear layers that read them)."""
     ### BEGIN SOLUTION
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)   # (h,)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)   # (H,)
     args = t.float()[:, None] * freqs[None, :]                                                # (B, h)
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)                              # (B, dim)
     ### END SOLUTION

@@ -57,7 +57,7 @@ _ = torch.manual_seed(0)          # the same random numbers on every run
 # In code the last step is `t == 0`. Use `schedule.alphas[t]`, `schedule.betas[t]`, `schedule.alpha_bar[t]`.
 #
 # **Which $\sigma_t$?** The paper (Sec. 3.2) tried two variances and found similar samples: $\sigma_t^2 = \beta_t$ (the
-# handout's Algorithm 2, and the reference solution's choice) and the posterior variance
+# reference solution's choice) and the posterior variance
 # $\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ (lesson 5's default, `ddpm_sample(variance="posterior")`,
 # with `schedule.posterior_variance[t]`). Use either: the check accepts both. $\sigma_t$ is a standard deviation.
 

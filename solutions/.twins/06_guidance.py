@@ -53,7 +53,7 @@ _ = torch.manual_seed(0)          # the same random numbers on every run
 #
 # Ho and Salimans (2022, Eq. 6) write the guided noise prediction with their scale $w_\text{HS}$ as
 #
-# $$\tilde\epsilon = (1 + w_\text{HS})\,\epsilon_\text{cond} - w_\text{HS}\,\epsilon_\text{uncond}.$$
+# $$\tilde\epsilon_\theta(x_t, t, y) = (1 + w_\text{HS})\,\epsilon_\theta(x_t, t, y) - w_\text{HS}\,\epsilon_\theta(x_t, t, \varnothing).$$
 #
 # The course (lesson 6, and diffusers' `guidance_scale`) uses $w = 1 + w_\text{HS}$ instead, so that $w = 0$ is the
 # unconditional model, $w = 1$ the plain conditional one, and $w > 1$ pushes further in the direction of the class.

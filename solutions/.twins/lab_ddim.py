@@ -147,7 +147,8 @@ assert run_check("denoise", denoise, hidden=True).passed, "hidden tests failed"
 # ## 3. The reverse process of DDIM
 #
 # DDIM's update with $\sigma_t = 0$ is deterministic:
-# $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, f_\theta(x_t, t) + \sqrt{1-\bar\alpha_{t-1}}\;\epsilon_\theta(x_t, t)$,
+# $x_{t'} = \sqrt{\bar\alpha_{t'}}\, f_\theta(x_t, t) + \sqrt{1-\bar\alpha_{t'}}\;\epsilon_\theta(x_t, t)$ with the next, lower
+# time $t' = t - 1/\text{diffusion\_steps}$ (the handout's $t - 1$ counts steps; here time runs from 1 to 0),
 # i.e. *re-noise the predicted clean image with the predicted noise, at the next (lower) noise level*:
 #
 # $$\text{next\_noisy\_images} = \text{next\_signal\_rates}\cdot\text{pred\_images} + \text{next\_noise\_rates}\cdot\text{pred\_noises}.$$
