@@ -107,8 +107,11 @@ def classify(row: dict, catalogue: dict) -> tuple[str, str, str] | None:
 
 # ------------------------------------------------------------------ the page
 def _histogram(totals: list[float], maximum: float) -> str:
-    """An inline SVG bar chart of the scores (one bar per point when the maximum is at most 20, else 10 bins)."""
+    """An inline SVG bar chart of the scores (one bar per point when the maximum is at most 20, else 10 bins).
+    Per point, a fractional score (an override of 1.5, a TODO worth half a point) falls in the bar of the whole
+    points below it, so those bars' titles name a range, "7 to <8" (under each bar, its first score)."""
     per_point = maximum <= 20 and maximum == int(maximum)
+    whole = all(float(t).is_integer() for t in totals)
     bins, width = (int(maximum) + 1, 1.0) if per_point else (10, maximum / 10 or 1.0)
     counts = [0] * bins
     for t in totals:
@@ -121,13 +124,15 @@ def _histogram(totals: list[float], maximum: float) -> str:
              f'<text x="0" y="12">{top}</text><text x="0" y="{h}">0</text>']
     for i, c in enumerate(counts):
         lo = i * width
-        label = f"{lo:g}" if per_point else f"{lo:.3g}-{lo + width:.3g}"
+        label = (f"{lo:g}" if per_point and (whole or i == bins - 1) else f"{lo:g} to <{lo + 1:g}" if per_point
+                 else f"{lo:.3g}-{lo + width:.3g}")
         bh = (h - 10) * c / top
         x = left + i * bar
         parts.append(f'<rect x="{x + 2:.1f}" y="{h - bh:.1f}" width="{bar - 4:.1f}" height="{bh:.1f}" fill="#2a7">'
                      f'<title>{_e(label)} points: {c} student(s)</title></rect>')
         if bins <= 21:
-            parts.append(f'<text x="{x + bar / 2:.1f}" y="{h + 14}" text-anchor="middle">{_e(label)}</text>')
+            tick = f"{lo:g}" if per_point else label        # the bar's first score: short enough for 21 bars
+            parts.append(f'<text x="{x + bar / 2:.1f}" y="{h + 14}" text-anchor="middle">{_e(tick)}</text>')
     parts.append(f'<text x="{left + (w - left) / 2}" y="{h + 28}" text-anchor="middle">points (of {maximum:g})</text>')
     return "".join(parts) + "</svg>"
 

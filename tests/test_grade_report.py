@@ -85,6 +85,14 @@ def test_each_todo_has_its_pass_rate_and_the_scores_a_histogram():
     assert page.count("<svg class=\"histogram\"") == 1 and page.count("<rect") == 3      # 0, 1, 2 points
 
 
+def test_a_fractional_score_is_not_shown_as_whole_points():
+    """Per point, 7.5 falls in the bar of 7: that bar must say it holds 7 to under 8, not "7"."""
+    whole, fractional = grade_report._histogram([7.0, 8.0], 8), grade_report._histogram([7.5, 8.0], 8)
+    assert "<title>7 points: 1 student(s)</title>" in whole and "to &lt;" not in whole
+    assert "<title>7 to &lt;8 points: 1 student(s)</title>" in fractional
+    assert "<title>8 points: 1 student(s)</title>" in fractional          # the maximum is a score of its own
+
+
 def test_examples_are_anonymised_and_everything_is_escaped():
     page = grade_report.render(_class())
     wrong = page.split("<h2>Students who need attention</h2>")[0]
