@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import sysconfig
+import textwrap
 import threading
 import traceback
 from dataclasses import dataclass
@@ -404,10 +405,25 @@ class Outcome:
         return None
 
 
+# JupyterLab shows printed text with `word-break: break-all` (.jp-OutputArea-output pre): a line wider than the
+# output area is cut mid-word ("ali / gn"). A check's message is printed wrapped at spaces to this many columns,
+# which fits the output area of a 1366-pixel screen with the file browser open; the message itself (what the
+# grader records) stays one line.
+PRINT_WIDTH = 100
+
+
+def printable(message: str) -> str:
+    """``message`` wrapped at spaces to ``PRINT_WIDTH`` columns, the lines after the first indented under the text
+    after the verdict's mark (a word longer than a line, a path say, stays whole)."""
+    return textwrap.fill(message, PRINT_WIDTH, subsequent_indent="   ", break_long_words=False,
+                         break_on_hyphens=False)
+
+
 def report(name: str, obj: Any) -> Outcome:
-    """Print the one-line result of the visible check ``name`` on ``obj``; return whether it passed (truthy)."""
+    """Print the result of the visible check ``name`` on ``obj`` (one line, wrapped: ``printable``); return whether
+    it passed (truthy)."""
     result = run_check(name, obj)
-    print(result.message)
+    print(printable(result.message))
     return Outcome(result)
 
 
@@ -416,7 +432,7 @@ def ready(name: str, obj: Any, what: str = "this cell") -> bool:
     result = run_check(name, obj)
     if not result.passed:
         reason = "is not implemented yet" if result.status == "not_implemented" else "does not pass its check yet"
-        print(f"{TODO} skipped {what}: {CHECKS[name].target} {reason}")
+        print(printable(f"{TODO} skipped {what}: {CHECKS[name].target} {reason}"))
     return result.passed
 
 
