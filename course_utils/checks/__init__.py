@@ -37,7 +37,7 @@ Why each worksheet module has its own ``ref_*`` references instead of calling ``
   these checks, so the package and the worksheets cannot disagree unnoticed.
 
 Stochastic functions take their noise as an argument (``ddpm_step(..., noise)``), so every output is
-deterministic. In a worksheet, a visible check cell calls ``check_<name>(student_obj)``, which prints one line:
+deterministic. In a worksheet, a visible check cell calls ``check_<name>(student_obj)``, which prints its verdict:
 "✅ ..." on a pass, "❌ ...: <hint>" on a wrong answer, "⏳ ... not implemented yet" for an untouched TODO.
 It never raises for a wrong answer. Cells that need a TODO guard themselves with ``ready(name, obj)``.
 """

@@ -437,11 +437,11 @@ def ready(name: str, obj: Any, what: str = "this cell") -> bool:
 
 
 def visible(name: str) -> Callable[[Any], Outcome]:
-    """The worksheet's ``check_<name>(obj)``: prints one line, returns whether it passed (truthy)."""
+    """The worksheet's ``check_<name>(obj)``: prints its verdict, returns whether it passed (truthy)."""
     def check(obj) -> Outcome:
         return report(name, obj)
     check.__name__ = check.__qualname__ = f"check_{name}"
-    check.__doc__ = f"Visible check for ``{CHECKS[name].target}``: prints one line, returns whether it passed."
+    check.__doc__ = f"Visible check for ``{CHECKS[name].target}``: prints its verdict, returns whether it passed."
     return check
 
 

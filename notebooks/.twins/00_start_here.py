@@ -97,7 +97,7 @@ print("data root:   ", data_root(), "| MNIST here:", has_files("mnist"))   # its
 # Timings on a machine shared with other jobs can be several times longer: a CPU's two cores shared by several
 # PyTorch jobs spend much of their time waiting for each other.
 #
-# **Worksheets.** Each TODO is a function to fill in, followed by a check cell that prints one line:
+# **Worksheets.** Each TODO is a function to fill in, followed by a check cell that prints its verdict:
 # "✅ ... correct", "❌ ...: a hint" for a wrong answer, or "⏳ ... not implemented yet" while untouched. Cells that
 # need a TODO say they skip until it passes. The instructor's copies with solutions live in `solutions/`;
 # worksheets in `exercises/` are generated from them (do not edit them by hand to change the course).

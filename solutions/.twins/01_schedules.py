@@ -10,7 +10,7 @@
 # 4. `respace`: a short chain with the noise levels of a long one, which is what a fast sampler runs on.
 #
 # **How a worksheet works.** Each exercise is a function with its docstring and a `# YOUR CODE HERE` to replace.
-# Run the check cell right after it: it prints one line, ✅ when your function agrees with the course's
+# Run the check cell right after it: it prints its verdict, ✅ when your function agrees with the course's
 # reference on small fixed inputs, ❌ with what is wrong and a hint, or ⏳ while the function still raises
 # `NotImplementedError` (the TODO as given). Cells further down that need your function say they are skipped
 # until it passes. Your instructor may run more (hidden) tests when grading.

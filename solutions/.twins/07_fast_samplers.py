@@ -8,7 +8,7 @@
 # 2. `dpmpp_2m_sample_loop`: the sampler around it, which hands each step's data prediction to the next.
 #
 # Then you run it with the *exact* noise predictor of eight Gaussians and compare it with DDIM at the same number
-# of network calls. Each check prints one line; a wrong answer gets a hint that names the likely mistake.
+# of network calls. Each check prints its verdict; a wrong answer gets a hint that names the likely mistake.
 
 # %%
 # Course set-up (the same cell opens every notebook; written by `make generated`).
