@@ -263,3 +263,37 @@ def test_a_generated_region_with_its_markers_reversed_is_named():
     text = "a\n<!-- END GENERATED: x -->\nold\n<!-- BEGIN GENERATED: x -->\nb\n"
     with pytest.raises(SystemExit, match="docs/x.md: needs exactly one"):
         generate.replace_region(text, "x", "new", "docs/x.md")
+
+
+def test_saving_a_worksheet_in_jupyterlab_writes_no_twin(tmp_path):
+    """JupyterLab saves through jupytext's contents manager (the dev extra installs jupytext): a worksheet saved by
+    a student must stay a plain notebook (no exercises/.twins/, no "jupytext" metadata), while a lesson keeps
+    its twin up to date. The server runs as `make lab` starts it, with hidden paths allowed."""
+    pytest.importorskip("jupytext")
+    from jupyter_server.services.contents.largefilemanager import LargeFileManager
+    from jupytext.sync_contentsmanager import build_sync_jupytext_contents_manager_class
+
+    shutil.copy(ROOT / "jupytext.toml", tmp_path)
+    for folder, name in (("exercises", "01_schedules"), ("notebooks", "01_noise_schedules")):
+        (tmp_path / folder / ".twins").mkdir(parents=True)
+        shutil.copy(ROOT / folder / f"{name}.ipynb", tmp_path / folder)
+        for extra in ("jupytext.toml", f".twins/{name}.py"):
+            if (ROOT / folder / extra).exists():
+                shutil.copy(ROOT / folder / extra, tmp_path / folder / extra)
+    manager = build_sync_jupytext_contents_manager_class(LargeFileManager)(root_dir=str(tmp_path), allow_hidden=True)
+    for path in ("exercises/01_schedules.ipynb", "notebooks/01_noise_schedules.ipynb"):
+        manager.save(manager.get(path), path)
+    assert not list((tmp_path / "exercises" / ".twins").iterdir())
+    assert "jupytext" not in nbformat.read(tmp_path / "exercises" / "01_schedules.ipynb", 4).metadata
+    assert (tmp_path / "notebooks" / ".twins" / "01_noise_schedules.py").read_text() == (
+        ROOT / "notebooks" / ".twins" / "01_noise_schedules.py").read_text()
+
+
+def test_every_notebook_stores_the_kernel_s_full_language_info():
+    """JupyterLab writes the kernel's language_info into a notebook when the kernel starts: a notebook stored with
+    less (the start page had only {"name": "python"}) opens already marked unsaved, and closing it untouched asks
+    "Save changes?"."""
+    keys = {"codemirror_mode", "file_extension", "mimetype", "name", "nbconvert_exporter", "pygments_lexer", "version"}
+    for path in sorted(ROOT.glob("*/*.ipynb")):
+        info = nbformat.read(path, as_version=4).metadata.get("language_info", {})
+        assert keys <= set(info), f"{path.relative_to(ROOT)}: language_info {info}"
