@@ -17,6 +17,16 @@ def quick_mode() -> bool:
     return os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+QUICK_NOTE = ("quick mode: shorter training runs and fewer samples than the stored full run the text describes, "
+              "so figures and numbers that come from training or sampling differ from those it quotes")
+
+
+def say_if_quick() -> None:
+    """In quick mode, print ``QUICK_NOTE`` (a lesson's first cell calls it: its text quotes the full run)."""
+    if quick_mode():
+        print(QUICK_NOTE)
+
+
 def pick(full, quick):
     """``quick`` in quick mode, else ``full``: ``steps = pick(2000, 200)``."""
     return quick if quick_mode() else full

@@ -164,6 +164,8 @@ def test_untouched_exercise_runs_and_says_not_implemented(name, monkeypatch):
         if _nbgrader(cell).get("grade"):
             target = cell.metadata["course"]["target"]
             assert text == f"⏳ {target}: not implemented yet\n", text
+        elif re.search(r"\b(ready|trained)\b", cell.source):   # a cell that waits for a TODO says it skips
+            assert "⏳ skipped" in text, f"{name}: a cell that waits for a TODO printed nothing:\n{cell.source[:300]}"
         assert "❌" not in text and "Traceback" not in text
 
 

@@ -18,6 +18,16 @@ def test_quick_mode_reads_course_quick(monkeypatch):
     assert not settings.quick_mode()
 
 
+def test_a_lesson_says_in_quick_mode_that_its_numbers_differ_from_the_text(monkeypatch, capsys):
+    """The lessons' text quotes the stored full run: in quick mode their first cell says the figures differ."""
+    monkeypatch.setenv("COURSE_QUICK", "1")
+    settings.say_if_quick()
+    assert capsys.readouterr().out == settings.QUICK_NOTE + "\n"
+    monkeypatch.delenv("COURSE_QUICK")
+    settings.say_if_quick()
+    assert capsys.readouterr().out == ""
+
+
 def test_get_device_prefers_cuda_and_refuses_a_missing_one(monkeypatch):
     """get_device(): cuda first when there is one; asking for cuda on a machine without it is an error that
     says so, not a crash later."""

@@ -35,7 +35,7 @@ from course_utils.data import load_images_or_digits, make_toy
 from course_utils.device import get_device
 from course_utils.forward import q_posterior, q_sample, q_sample_chain
 from course_utils.schedules import NoiseSchedule
-from course_utils.settings import pick, quick_mode
+from course_utils.settings import pick, quick_mode, say_if_quick
 from course_utils.viz import animate_trajectory, label_log_axis, plot_points, show_images
 from course_utils.widgets import noising_explorer
 
@@ -47,6 +47,7 @@ NUM_FRAMES = pick(30, 15)        # frames of the animation
 T = 1000
 schedule = NoiseSchedule.linear(T).to(device)      # DDPM's schedule; everything below works for any
 print(f"device: {device}, quick mode: {quick_mode()}, copies: {NUM_COPIES}, points: {NUM_POINTS}")
+say_if_quick()
 
 # %% [markdown]
 # ## 1. The Markov chain $q(x_t \mid x_{t-1})$

@@ -47,7 +47,7 @@ from course_utils.device import get_device
 from course_utils.nets import MLPDenoiser, UNet, count_parameters
 from course_utils.samplers import ddim_sample
 from course_utils.schedules import NoiseSchedule
-from course_utils.settings import pick, quick_mode
+from course_utils.settings import pick, quick_mode, say_if_quick
 from course_utils.training import TrainConfig, autocast_dtype, diffusion_loss, train
 from course_utils.viz import plot_loss, plot_points, show_images
 
@@ -56,6 +56,7 @@ device = get_device()
 TOY_STEPS = pick(3000, 400)      # optimizer steps of the 2-D model
 IMAGE_STEPS = pick(1200, 40)     # optimizer steps of the image model (two halves of IMAGE_STEPS // 2)
 print(f"device: {device}, quick mode: {quick_mode()}, toy steps: {TOY_STEPS}, image steps: {IMAGE_STEPS}")
+say_if_quick()
 
 # %% [markdown]
 # ## 1. The simple loss (Algorithm 1)

@@ -50,7 +50,7 @@ from course_utils.forward import q_posterior
 from course_utils.guidance import predict_eps
 from course_utils.device import get_device
 from course_utils.samplers import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps, ddpm_sample
-from course_utils.settings import pick, quick_mode
+from course_utils.settings import pick, quick_mode, say_if_quick
 from course_utils.viz import label_log_axis, plot_points, plot_trajectory_2d, show_images
 
 torch.manual_seed(0)
@@ -58,6 +58,7 @@ device = get_device()
 N_EVAL = pick(48, 8)         # samples per sampler for the quality table
 N_SHOW = pick(16, 4)                     # samples shown per figure
 print(f"device: {device}, quick mode: {quick_mode()}, samples per sampler: {N_EVAL}")
+say_if_quick()
 
 # %%
 name, model, schedule, card = load_pretrained("mnist-unet", "digits-unet-cond", device=device)

@@ -43,7 +43,7 @@ from course_utils.forward import q_sample
 from course_utils.guidance import cfg_combine, predict_eps
 from course_utils.nets import MLPDenoiser
 from course_utils.samplers import ddim_sample
-from course_utils.settings import pick, quick_mode
+from course_utils.settings import pick, quick_mode, say_if_quick
 from course_utils.training import TrainConfig, train
 from course_utils.viz import plot_points, show_images
 
@@ -53,6 +53,7 @@ STEPS = pick(50, 10)            # DDIM steps for every image sample of this less
 N_PER_CLASS = pick(12, 4)  # samples per class in the sweep of w (12: the lesson stays within 10 minutes)
 TOY_STEPS = pick(3000, 400)               # training steps of the 2-D conditional model
 print(f"device: {device}, quick mode: {quick_mode()}, DDIM steps: {STEPS}, samples per class: {N_PER_CLASS}")
+say_if_quick()
 
 # %% [markdown]
 # ## 1. Class-conditional models

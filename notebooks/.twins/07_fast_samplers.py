@@ -46,7 +46,7 @@ from course_utils.data import EIGHT_GAUSSIANS
 from course_utils.device import get_device
 from course_utils.samplers import ddim_sample, ddim_step, ddim_timesteps
 from course_utils.schedules import NoiseSchedule
-from course_utils.settings import pick, quick_mode
+from course_utils.settings import pick, quick_mode, say_if_quick
 from course_utils.solvers import (SOLVERS, dpmpp_2m_sample, edm_sigma, heun_sample, network_calls, solve,
                                   solver_timesteps, steps_for_calls)
 from course_utils.viz import label_log_axis, show_images
@@ -56,6 +56,7 @@ device = get_device()
 N_POINTS = pick(2000, 500)           # 2-D points per solver
 N_SHOW = pick(16, 8)                 # images per live figure
 print(f"device: {device}, quick mode: {quick_mode()}, 2-D points: {N_POINTS}, images per figure: {N_SHOW}")
+say_if_quick()
 
 # %% [markdown]
 # ## 1. DDIM is Euler's method
