@@ -6,6 +6,7 @@ hide saturation and sign errors. Animations use matplotlib's JavaScript HTML wri
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib.pyplot as plt
 import torch
@@ -106,9 +107,24 @@ def animate_trajectory(trajectory: Tensor, *, num_frames: int = 40, interval: in
             ax.set_title(f"step {i}/{S - 1}")
             return (img,)
     anim = animation.FuncAnimation(fig, draw, frames=idx, interval=interval, blit=False)
-    html = anim.to_jshtml()
+    html = offline_player(anim.to_jshtml())
     plt.close(fig)
     return html
+
+
+# matplotlib's player draws its buttons with Font Awesome icons from a CDN: offline (a student's laptop, this
+# course's rule) the stylesheet never loads and every button is blank. Each icon becomes a glyph of the page's own
+# font (the buttons keep their titles).
+_PLAYER_GLYPHS = {"fa-minus": "&minus;", "fa-fast-backward": "|&#9664;&#9664;", "fa-step-backward": "|&#9664;",
+                  "fa-play fa-flip-horizontal": "&#9664;", "fa-pause": "||", "fa-play": "&#9654;",
+                  "fa-step-forward": "&#9654;|", "fa-fast-forward": "&#9654;&#9654;|", "fa-plus": "+"}
+
+
+def offline_player(html: str) -> str:
+    """``to_jshtml()``'s player without its CDN stylesheet: the icons replaced by text glyphs."""
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", html)
+    return re.sub(r'<i class="fa (fa-[a-z-]+(?: fa-flip-horizontal)?)"></i>',
+                  lambda m: _PLAYER_GLYPHS.get(m.group(1), m.group(0)), html)
 
 
 def plot_loss(history, *, ax=None, title: str = "training loss"):

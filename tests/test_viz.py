@@ -1,6 +1,8 @@
 """course_utils.viz: the fixed [-1, 1] -> [0, 1] map of every image grid, and readable log axes."""
 from __future__ import annotations
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -189,3 +191,14 @@ def test_log_axis_tick_choice_follows_the_fifth_of_the_span_rule(ylim, expected)
     assert _labels_in_view(ax, "y") == expected
     assert all(t.get_text() == "" for t in ax.yaxis.get_minorticklabels())   # no 4x10^-1 between them
     plt.close(fig)
+
+
+def test_the_animation_player_needs_no_network():
+    """matplotlib's player loads Font Awesome from a CDN for its button icons: offline every button was blank.
+    The course's player loads nothing and labels each button with a glyph."""
+    html = animate_trajectory(torch.randn(3, 4, 2), num_frames=3)
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+    assert 'class="fa' not in html
+    buttons = re.findall(r'<button title="([^"]+)"[^>]*>\s*([^<]*)</button>', html)
+    assert len(buttons) == 9 and all(label.strip() for _, label in buttons), buttons
+    assert dict(buttons)["Play"].strip() == "&#9654;"
