@@ -297,3 +297,17 @@ def test_every_notebook_stores_the_kernel_s_full_language_info():
     for path in sorted(ROOT.glob("*/*.ipynb")):
         info = nbformat.read(path, as_version=4).metadata.get("language_info", {})
         assert keys <= set(info), f"{path.relative_to(ROOT)}: language_info {info}"
+
+
+def test_every_relative_link_in_a_notebook_points_at_a_file():
+    """A lesson's "Next" and "Exercises" links open the notebook they name in JupyterLab (relative to the
+    notebook's folder): a renamed file must not leave a dead link behind."""
+    dead = []
+    for path in sorted(ROOT.glob("*/*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "markdown":
+                continue
+            for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", cell.source):
+                if "://" not in target and not target.startswith("mailto:") and not (path.parent / target).exists():
+                    dead.append(f"{path.relative_to(ROOT)}: {target}")
+    assert not dead, dead

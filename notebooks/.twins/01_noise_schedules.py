@@ -413,7 +413,7 @@ schedule_explorer(x0, device=device)
 # - Lab: a continuous time $t \in [0, 1]$, angle linear in $t$, signal rate $\cos\theta$, noise rate
 #   $\sin\theta$, with the angle running from $\arccos 0.95$ to $\arccos 0.02$ (signal rates from 0.95 down to 0.02).
 #
-# **Next:** lesson 2 (`02_forward_process.ipynb`) shows why $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon$
+# **Next:** lesson 2 ([`02_forward_process.ipynb`](02_forward_process.ipynb)) shows why $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon$
 # holds, and what the reverse step looks like.
 #
 # **Exercises:** open the worksheet [`exercises/01_schedules.ipynb`](../exercises/01_schedules.ipynb).

@@ -334,7 +334,7 @@ HTML(animation_html)
 #   variance $\tilde\beta_t \approx \beta_t$ (except at the first steps).
 # - Any data distribution diffuses into $\mathcal N(0, I)$.
 #
-# **Next:** lesson 3 (`03_unet.ipynb`) builds the network $\epsilon_\theta(x_t, t)$ that will learn to undo
+# **Next:** lesson 3 ([`03_unet.ipynb`](03_unet.ipynb)) builds the network $\epsilon_\theta(x_t, t)$ that will learn to undo
 # this process.
 #
 # **Exercises:** open the worksheet [`exercises/02_forward.ipynb`](../exercises/02_forward.ipynb).

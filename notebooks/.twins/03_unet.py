@@ -435,6 +435,6 @@ if real_digits:         # inside an `if`, a returned widget is not shown by itse
 #   detail across; attention is used only at low resolution, where $(HW)^2$ is affordable.
 # - Output shape = input shape, whatever the architecture: for images a UNet, for points an MLP.
 #
-# **Next:** lesson 4 (`04_training.ipynb`) trains these networks.
+# **Next:** lesson 4 ([`04_training.ipynb`](04_training.ipynb)) trains these networks.
 #
 # **Exercises:** open the worksheet [`exercises/03_unet.ipynb`](../exercises/03_unet.ipynb).

@@ -403,6 +403,9 @@ plt.show()
 #
 # ## Next
 #
-# Worksheet **exercises/04_training.ipynb**: write the simple loss, one training step and an EMA of the weights
+# Worksheet [`exercises/04_training.ipynb`](../exercises/04_training.ipynb): write the simple loss, one training step and an EMA of the weights
 # with the warm-up of section 3 yourself, then train a small 2-D model with them, and run the worksheet's
 # experiment cell that trains without the warm-up to see what goes wrong.
+#
+# Then **Lesson 5** ([`05_ddpm_vs_ddim.ipynb`](05_ddpm_vs_ddim.ipynb)): sampling, with DDPM's 1,000 steps and DDIM's
+# few.

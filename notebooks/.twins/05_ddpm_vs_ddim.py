@@ -764,7 +764,9 @@ plt.show()
 #
 # ## Next
 #
-# * Worksheet **exercises/05_samplers.ipynb**: write the DDPM and DDIM steps, then the DDIM sampling
+# * Worksheet [`exercises/05_samplers.ipynb`](../exercises/05_samplers.ipynb): write the DDPM and DDIM steps, then the DDIM sampling
 #   loop, yourself and check them against the package.
-# * Lab **exercises/lab_ddim.ipynb**: the continuous-time cosine schedule and the deterministic DDIM reverse
+# * Lab [`exercises/lab_ddim.ipynb`](../exercises/lab_ddim.ipynb): the continuous-time cosine schedule and the deterministic DDIM reverse
 #   process of the university lab.
+# * **Lesson 6** ([`06_guidance.ipynb`](06_guidance.ipynb)): steering the sampler towards a class, with
+#   classifier and classifier-free guidance.

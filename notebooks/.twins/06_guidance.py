@@ -424,9 +424,10 @@ _ = widgets.interact(cfg_explorer,
 # %% [markdown]
 # ## Next
 #
-# Worksheet **exercises/06_guidance.ipynb**: write the classifier-free guidance combination and the
-# label-dropout loss, and train a small conditional model with them; a classifier-guidance TODO (the
-# gradient term of section 2); then classifier-free guidance inside a sampler, with a small sweep of $w$.
+# Worksheet [`exercises/06_guidance.ipynb`](../exercises/06_guidance.ipynb), in this order: write the
+# classifier-free guidance combination, then use it inside a deterministic DDIM sampler; the label-dropout loss,
+# with which a small conditional model trains, and a small sweep of $w$ with your sampler; last, the
+# classifier-guidance term of section 2.
 #
-# Then **Lesson 7** (`07_fast_samplers.ipynb`): DDIM seen as Euler's method on an ODE, and two solvers that reach
+# Then **Lesson 7** ([`07_fast_samplers.ipynb`](07_fast_samplers.ipynb)): DDIM seen as Euler's method on an ODE, and two solvers that reach
 # the same quality with fewer network calls.

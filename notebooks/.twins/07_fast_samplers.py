@@ -557,6 +557,6 @@ _ = widgets.interact(solver_explorer,
 #
 # ## Next
 #
-# * Worksheet **exercises/07_fast_samplers.ipynb**: write the DPM-Solver++(2M) step and its sampler loop
+# * Worksheet [`exercises/07_fast_samplers.ipynb`](../exercises/07_fast_samplers.ipynb): write the DPM-Solver++(2M) step and its sampler loop
 #   yourself; the check drives them with the exact noise predictor and names the usual mistakes.
 # * `bench/bench_samplers.py` repeats section 4's measurement on your machine.
