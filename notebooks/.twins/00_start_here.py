@@ -73,29 +73,12 @@ print("data root:   ", data_root(), "| MNIST here:", has_files("mnist"))   # its
 #
 # In all, plan for about 15 hours of your own time (the rows add up to 14.5-15.5). The computing is about 40-65 minutes in full mode
 # (the lab 18-20 of them) where the CPU computes bfloat16 natively, about 10-15 in quick mode; on a CPU without native bfloat16 arithmetic (most laptops) the
-# full mode is closer to an hour and a half, the lab alone 30 to 60 minutes (see below).
+# full mode is closer to an hour and a half, the lab alone 30 to 60 minutes (see the note below the table).
 #
-# \* Measured with nbconvert on this course's 2-core test machine on 2026-12-02, nothing else running unless
-# said. That day it was an AMD EPYC that computes bfloat16 natively, so lesson 4's image model trained in
-# bfloat16: lesson 3 took 15 s, lesson 4 8.1 minutes (488 s), lesson 5 5.7 minutes (341 s), lesson 6 4.4 minutes (264 s; 8.7 minutes,
-# 523 s, with a test run beside it) and lesson 7 30 s. On a laptop without fast bfloat16 (most of them: which ones have it, and
-# why it matters, is in `docs/performance.md`) lesson 4 runs in 32-bit floats and takes 10 to 12 minutes (593 s
-# on the AVX2-only machine of 2026-11-23, another job running; 700 s on the idle one of 2026-12-03). On the idle
-# 2-core Intel Xeon with AMX (native bfloat16) lesson 4 took 4.5 minutes (269 s, 2026-12-05), lesson 5 3.9 minutes
-# (232 s, 2026-12-04), lesson 6 4.1 minutes (248 s, 2026-12-04) and lesson 7 22 s (2026-12-05); the stored outputs of
-# lessons 4, 5 and 6 are those runs. The lab trains on 1 M images by default: 17
-# minutes of training on a quiet 2-core Intel Xeon with native bfloat16 (17.7 minutes in all, with its
-# measurements; executed on 2026-12-04), where its reference run met the course's bar of 85% recognisable digits
-# (87.4%); in 32-bit floats its step runs slower (an AVX2-only machine: below). The training cell's progress bar estimates the time on yours (section 5 of the lab says how to
-# shorten the run, section 7 what that costs). On the same 2-core machine type with AVX2 only (no native bfloat16),
-# measured on 2026-12-02 later in the day: lesson 1 took 19 s, lesson 5 9.5 minutes (568 s) and lesson 7 57 s with
-# nbconvert (on 2026-12-03, idle: lesson 1 10 s, lesson 5 8.4 minutes (503 s), lesson 7 27 s), and the lab's training step ran at 312 images per second in 32-bit floats (`python bench/lab_sweep.py
-# --configs size16-base16-cosine1M --minutes 1.5 --n 50 --sampling-steps 10 --threads 2 --decays 0.995`; 634 on
-# 2026-12-03 with the same command), so its 1 M images took 26 to 53 minutes there; the lab's network since
-# 2026-12-04 trains at 0.89 times that speed in 32-bit floats (`docs/lab_sweep.md`, section 2b), about 30 to 60
-# minutes. A cell that trains or samples for long prints its progress as a bar.
-# Timings on a machine shared with other jobs can be several times longer: a CPU's two cores shared by several
-# PyTorch jobs spend much of their time waiting for each other.
+# \* Measured with nbconvert on the course's 2-core test machines from 2026-12-02 to 2026-12-05; which machine
+# gave which number, with and without native bfloat16, and the lab's training speed are in
+# [`docs/performance.md`](../docs/performance.md) ("The start page's CPU minutes"). A cell that trains or samples
+# for long prints its progress as a bar; on a machine shared with other jobs it can take several times longer.
 #
 # **Worksheets.** Each TODO is a function to fill in, followed by a check cell that prints its verdict:
 # "✅ ... correct", "❌ ...: a hint" for a wrong answer, or "⏳ ... not implemented yet" while untouched. Cells that
