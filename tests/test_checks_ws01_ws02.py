@@ -42,13 +42,13 @@ def test_linear_betas_within_float32_noise_pass_and_half_precision_fails():
 
 def test_linear_betas_returned_as_alpha_bar_or_reversed_fail_with_their_hints():
     """Two mistakes outside the catalogue: the cumulative product (its own hint), and betas from beta_end down to
-    beta_start (the generic hint; an empty one would pass it)."""
+    beta_start (named since 2026-12-06; an empty hint would pass it)."""
     alpha_bar = run_check("linear_beta_schedule", lambda T, beta_start=1e-4, beta_end=0.02: torch.cumprod(
         1 - torch.linspace(beta_start, beta_end, T), 0))
     assert not alpha_bar.passed and "you returned alpha_bar" in alpha_bar.message, alpha_bar.message
     reversed_ = run_check("linear_beta_schedule", lambda T, beta_start=1e-4, beta_end=0.02: torch.linspace(
         beta_end, beta_start, T))
-    assert not reversed_.passed and "evenly spaced from beta_start (first)" in reversed_.message, reversed_.message
+    assert not reversed_.passed and "the betas run backwards" in reversed_.message, reversed_.message
 
 
 def test_schedules_that_ignore_a_keyword_argument_pass_only_the_visible_check():

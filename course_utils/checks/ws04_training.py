@@ -110,9 +110,10 @@ def _loss_call(f, c):
 
 def choose_labels(y, drop, labels="dropped"):
     """What a conditional model sees: "dropped" (right: the null class -1 where drop is True), or the mistakes
-    "inverted" (dropped where drop is False), "kept" (never dropped) and "zero" (0 as the null class)."""
+    "inverted" (dropped where drop is False), "kept" (never dropped), "zero" (0 as the null class) and "all_null"
+    (every label -1, which is also what the course's models do with no labels at all)."""
     return {"dropped": torch.where(drop, -1, y), "inverted": torch.where(drop, y, -1), "kept": y,
-            "zero": torch.where(drop, 0, y)}[labels]
+            "zero": torch.where(drop, 0, y), "all_null": torch.full_like(y, -1)}[labels]
 
 
 def reduced_error(pred: Tensor, goal: Tensor, reduction: str) -> Tensor:
@@ -145,7 +146,7 @@ def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, 
     args = (choose_labels(c["y"], c["drop"], labels),) if "y" in c else ()
     t_in = {"t": t, "prev": t - 1, "scaled": t.double() / schedule.T}[model_t]
     pred = model(xt, t_in, *args)
-    loss = reduced_error(pred, eps if target == "eps" else x0, reduction)
+    loss = reduced_error(pred, {"eps": eps, "x0": x0, "minus_eps": -eps}[target], reduction)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     return loss.detach(), grads
 
@@ -155,6 +156,8 @@ def _loss_variants(c) -> list:
     off_by_one = ("x_t is noised one step off: use alpha_bar[t] for the t given (schedule.gather(schedule.alpha_bar, "
                   "t, x0.ndim)), the step the model is told")
     variants = [("the target is the noise eps, not x0", dict(target="x0")),
+                ("predict +eps, not -eps: the network learns the noise that was added, with its sign",
+                 dict(target="minus_eps")),
                 ("feed the noisy x_t to the model, not the clean x0", dict(feed="x0")),
                 ("average over the batch (F.mse_loss's default reduction='mean'), not a sum", dict(reduction="sum")),
                 ("the square root is forgotten on alpha_bar when noising x0", dict(sqrt=False)),
@@ -172,7 +175,10 @@ def _loss_variants(c) -> list:
         variants = [("the dropout mask is inverted: replace the labels by -1 (null class) where drop is True",
                      dict(labels="inverted")),
                     ("the labels are never dropped: y = torch.where(drop, -1, y)", dict(labels="kept")),
-                    ("the null class is -1, not 0: y = torch.where(drop, -1, y)", dict(labels="zero"))] + variants
+                    ("the null class is -1, not 0: y = torch.where(drop, -1, y)", dict(labels="zero")),
+                    ("every label is the null class -1 (or the model got no labels, model(x_t, t)): only the examples "
+                     "where drop is True lose theirs, model(x_t, t, torch.where(drop, -1, y))",
+                     dict(labels="all_null"))] + variants
     return variants
 
 
@@ -242,7 +248,7 @@ def loss_variant(*, target="eps", feed="xt", reduction="mean", sqrt=True, item=F
     def diffusion_loss(model, schedule, x0, *, t, eps):
         xt = noisy_input(x0, t, eps, schedule, sqrt=sqrt, noise_at=noise_at)
         pred = model(xt if feed == "xt" else x0, {"t": t, "prev": t - 1, "scaled": t / schedule.T}[model_t])
-        loss = reduced_error(pred, x0 if target == "x0" else eps, reduction)
+        loss = reduced_error(pred, {"eps": eps, "x0": x0, "minus_eps": -eps}[target], reduction)
         return loss.item() if item else loss
     return diffusion_loss
 
@@ -256,6 +262,7 @@ def _loss_with_backward(model, schedule, x0, *, t, eps):
 
 MISTAKES["diffusion_loss"] = [
     ("target x0", loss_variant(target="x0"), "target is the noise"),
+    ("target -eps", loss_variant(target="minus_eps"), "predict +eps, not -eps"),
     ("feeds x0", loss_variant(feed="x0"), "noisy x_t"),
     ("sum", loss_variant(reduction="sum"), "average over the batch"),
     ("no sqrt", loss_variant(sqrt=False), "square root"),

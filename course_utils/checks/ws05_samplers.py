@@ -60,7 +60,8 @@ def ref_ddpm_step(xt, t, eps_pred, schedule, noise, *, last_noise=False, sigma="
     (``quiet_below=2``: no noise at code t = 1 either, the paper's "z = 0 if t = 1" read as "if t > 1";
     ``mean_form``: "paper", "ddim_eps" (eps's coefficient sqrt(1 - alpha_bar_t), DDIM's x0 term),
     "times_sqrt_alpha", "noise_inside" (sigma z inside the bracket), "xt_only" (1 / sqrt(alpha_t) on x_t alone),
-    "sqrt_beta" (beta_t / sqrt(1 - alpha_t) = sqrt(beta_t) as eps's coefficient))."""
+    "sqrt_beta" (beta_t / sqrt(1 - alpha_t) = sqrt(beta_t) as eps's coefficient), "clipped_x0" (x0_pred clamped to
+    [-1, 1], then the posterior mean of lesson 2: the original DDPM code's sampler))."""
     i = t - shift
     one = torch.tensor(1.0, dtype=torch.float64)
     alpha_bar = alpha_bar64(schedule)[i] if i >= 0 else one
@@ -77,6 +78,11 @@ def ref_ddpm_step(xt, t, eps_pred, schedule, noise, *, last_noise=False, sigma="
            "one_minus_alpha_bar_prev": (1 - alpha_bar_prev).sqrt()}[sigma]
     noisy = t >= quiet_below or last_noise
     z = noise_sign * std * noise.double() if noisy else torch.zeros_like(x)
+    if mean_form == "clipped_x0":
+        x0 = ((x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).clamp(-1, 1)
+        denominator = (1 - alpha_bar).clamp(min=1e-12)
+        return (alpha_bar_prev.sqrt() * beta / denominator * x0
+                + (1 - beta).sqrt() * (1 - alpha_bar_prev) / denominator * x + z)
     if mean_form == "noise_inside":
         return (x + sign * coef * eps + z) / alpha_t.sqrt()
     if mean_form == "times_sqrt_alpha":
@@ -96,6 +102,10 @@ def _sigma_of_step_before(args, sigma: str) -> torch.Tensor:
 
 DDPM_STEP = ("x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_t) + sigma_t noise, sigma_t = "
              "sqrt(beta_t), and no noise at t = 0 (Algorithm 2)")
+
+
+CLIPPED_X0 = ("x0_pred is clamped to [-1, 1] before the posterior mean (the original DDPM code's clip): Algorithm 2 "
+              "uses eps_pred as it is, and so does this worksheet")
 
 
 def _ddpm_diagnose(out, c) -> str | None:
@@ -130,6 +140,7 @@ def _ddpm_diagnose(out, c) -> str | None:
         (f"the noise is multiplied by sigma_t = sqrt(beta_t), not added as it is: {DDPM_STEP}",
          ref_ddpm_step(*args, sigma="one")),
         (f"sigma_t z is added, not subtracted: {DDPM_STEP}", ref_ddpm_step(*args, noise_sign=-1.0)),
+        *[(CLIPPED_X0, ref_ddpm_step(*args, mean_form="clipped_x0", sigma=sigma)) for sigma in ("beta", "posterior")],
         (f"eps_pred's coefficient is beta_t / sqrt(1 - alpha_bar_t), not sqrt(1 - alpha_bar_t) (that one gives "
          f"x0_pred, DDIM's way): {DDPM_STEP}", ref_ddpm_step(*args, mean_form="ddim_eps")),
         (f"eps_pred's coefficient is beta_t / sqrt(1 - alpha_bar_t), with the cumulative alpha_bar_t under the root "
@@ -162,6 +173,8 @@ def ddpm_variant(**switches):
 
 MISTAKES["ddpm_step"] = [
     ("noise at the last step", ddpm_variant(last_noise=True), "noise added at the last step"),
+    ("x0_pred clamped, then the posterior mean", ddpm_variant(mean_form="clipped_x0"),
+     "clamped to [-1, 1] before the posterior mean"),
     ("wrong sign", ddpm_variant(sign=1.0), "wrong sign"),
     ("no noise at t = 1", ddpm_variant(quiet_below=2), "no noise at t = 1"),
     ("alpha_bar for alpha", ddpm_variant(alpha="abar"), "alpha_bar_t confused"),
@@ -203,12 +216,14 @@ def _ddim_cases(hidden: bool) -> list:
 
 def ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise, *, use_eta=True, sigma2_in_dir=True,
                   sqrt=True, remix_with_prev=True, clip=False, sigma_form="paper", noise_coef="sigma",
-                  dir_form="paper", x0_with_prev=False):
+                  dir_form="paper", x0_with_prev=False, dir_sigma_eta_one=False):
     """(x_prev, x0_pred) in float64 (DDIM Eq. 12 and 16); the switches reproduce the catalogued mistakes
     (``clip``: x0_pred clamped to [-1, 1], diffusers' ``clip_sample``, which the course's sampler does not do;
     ``sigma_form``: "eta_squared", "sqrt_eta", "ratio_inverted" ((1 - alpha_bar_t) / (1 - alpha_bar_prev)),
     "second_unrooted" (1 - alpha_bar_t / alpha_bar_prev without its root); ``noise_coef="sigma_squared"``;
-    ``dir_form="minus_sigma"``: sqrt(1 - alpha_bar_prev) - sigma_t; ``x0_with_prev``: x0_pred from alpha_bar_prev)."""
+    ``dir_form="minus_sigma"``: sqrt(1 - alpha_bar_prev) - sigma_t, "unrooted": 1 - alpha_bar_prev - sigma_t^2
+    without its root; ``x0_with_prev``: x0_pred from alpha_bar_prev; ``dir_sigma_eta_one``: the direction's sigma_t
+    at eta = 1 whatever eta; ``noise_coef="minus"``: the noise subtracted)."""
     a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
     root = torch.sqrt if sqrt else (lambda v: v)
     a_x0 = a_prev if x0_with_prev else a
@@ -225,11 +240,13 @@ def ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise, *, use_
     sigma = e * ratio.clamp(min=0).sqrt() * second
     a_remix = a_prev if remix_with_prev else a
     # Eq. 12: sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
+    sigma_dir = ratio.clamp(min=0).sqrt() * second if dir_sigma_eta_one else sigma
     if dir_form == "minus_sigma":
-        direction = ((1 - a_remix).sqrt() - sigma) * eps_pred.double()
+        direction = ((1 - a_remix).sqrt() - sigma_dir) * eps_pred.double()
     else:
-        direction = (1 - a_remix - (sigma ** 2 if sigma2_in_dir else 0)).clamp(min=0).sqrt() * eps_pred.double()
-    scale = sigma ** 2 if noise_coef == "sigma_squared" else sigma
+        variance = (1 - a_remix - (sigma_dir ** 2 if sigma2_in_dir else 0)).clamp(min=0)
+        direction = (variance if dir_form == "unrooted" else variance.sqrt()) * eps_pred.double()
+    scale = {"sigma_squared": sigma ** 2, "minus": -sigma}.get(noise_coef, sigma)
     return a_remix.sqrt() * x0_pred + direction + scale * noise.double(), x0_pred
 
 
@@ -289,6 +306,8 @@ def _ddim_diagnose(out, c) -> str | None:
         (f"the noise is multiplied by sigma_t, not sigma_t^2: {SIGMA_T}", dict(noise_coef="sigma_squared")),
         ("the direction term is sqrt(1 - alpha_bar_prev - sigma_t^2) * eps_pred: sigma_t^2 comes off inside the "
          "square root, not sigma_t off outside it", dict(dir_form="minus_sigma")),
+        (f"sigma_t z is added, not subtracted: {X_PREV_DIFFERS.removeprefix('x_prev differs: ')}",
+         dict(noise_coef="minus")),
     ]] if noisy else []
     hint = judge(x_prev, ref_prev, [
         ("sigma_t must be multiplied by eta: sigma_t = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) "
@@ -301,8 +320,17 @@ def _ddim_diagnose(out, c) -> str | None:
          ref_ddim_step(*args, c["noise"], remix_with_prev=False)[0]),
         ("x0_pred is clamped to [-1, 1] (diffusers' clip_sample): DDIM's Eq. 12 uses it as predicted, and so does "
          "this worksheet", ref_ddim_step(*args, c["noise"], clip=True)[0]),
+        ("the direction term takes the square root: sqrt(1 - alpha_bar_prev - sigma_t^2) * eps_pred",
+         ref_ddim_step(*args, c["noise"], dir_form="unrooted")[0]),
+        # at eta = 0 too: there the direction must be sqrt(1 - alpha_bar_prev) * eps_pred, sigma_t being 0
+        (f"the direction term's sigma_t is the same as the noise's, with eta in it (0 at eta = 0): sqrt(1 - "
+         f"alpha_bar_prev - sigma_t^2) * eps_pred, {SIGMA_T}", ref_ddim_step(*args, c["noise"],
+                                                                              dir_sigma_eta_one=True)[0]),
         *sigma_variants,
     ], "x_prev", X0_PRED_TOO if x0_wrong else _own_ddim_noise_hint(x_prev, c, args) or X_PREV_DIFFERS)
+    if not hint and isinstance(x0_pred, torch.Tensor) and close(x0_pred, c["eps_pred"]) and not close(
+            ref_x0, c["eps_pred"].double()):
+        return "the second output is eps_pred as given: return (x_prev, x0_pred), the predicted clean data"
     hint = hint or judge(x0_pred, ref_x0, [], "x0_pred", X0_PRED_DIFFERS)
     if hint or c["eta"] != 0:
         return hint
@@ -368,6 +396,12 @@ MISTAKES["ddim_step"] = [
      "sigma_t has the square root of (1 - alpha_bar_t / alpha_bar_prev) too"),
     ("noise times sigma_t^2", ddim_variant(noise_coef="sigma_squared"), "not sigma_t^2"),
     ("sigma_t subtracted outside the root", ddim_variant(dir_form="minus_sigma"), "not sigma_t off outside it"),
+    ("the direction without its root", ddim_variant(dir_form="unrooted"), "the direction term takes the square root"),
+    ("the direction's sigma_t without eta", ddim_variant(dir_sigma_eta_one=True),
+     "the direction term's sigma_t is the same as the noise's"),
+    ("the noise subtracted", ddim_variant(noise_coef="minus"), "sigma_t z is added, not subtracted"),
+    ("eps_pred returned for x0_pred", lambda *args, **kwargs: (ddim_variant()(*args, **kwargs)[0], args[1]),
+     "the second output is eps_pred as given"),
     ("its own noise", _ddim_own_noise(), "noise of about sigma_t's size, but not the noise given"),
     ("needs a noise tensor at eta = 0", lambda xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None: tuple(
         v.float() for v in ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise)), "noise=None"),

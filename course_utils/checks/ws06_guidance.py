@@ -197,7 +197,7 @@ def cfg_loss_variant(labels="dropped", target="eps", *, null=None, alpha_view=No
             a = schedule.alpha_bar[t].reshape(alpha_view)
             xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         y = torch.where(drop, null(y), y) if null else choose_labels(y, drop, labels)
-        return F.mse_loss(model(xt, t, y), x0 if target == "x0" else eps)
+        return F.mse_loss(model(xt, t, y), {"eps": eps, "x0": x0, "minus_eps": -eps}[target])
     return cfg_loss
 
 
@@ -208,6 +208,8 @@ MISTAKES["cfg_loss"] = [
     ("null label y.max() + 1", cfg_loss_variant(null=lambda y: y.max() + 1), "not num_classes or y.max() + 1"),
     ("null label -100", cfg_loss_variant(null=lambda y: torch.full_like(y, -100)), "not another negative number"),
     ("target x0", cfg_loss_variant(target="x0"), "target is the noise"),
+    ("target -eps", cfg_loss_variant(target="minus_eps"), "predict +eps, not -eps"),
+    ("every label the null class", cfg_loss_variant("all_null"), "every label is the null class -1"),
     ("alpha_bar not reshaped", cfg_loss_variant(alpha_view=(-1,)),
      "one 1 for each dimension of the images after the batch"),
     ("alpha_bar reshaped to (B, 1)", cfg_loss_variant(alpha_view=(-1, 1)), "alpha_bar[t] must be reshaped to"),
@@ -441,12 +443,13 @@ def _sampler_cases(hidden: bool) -> list:
 
 
 def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False, scale=None, steps=None,
-                    uncond_once=False, x0_from=None, global_alpha_bar=False) -> Tensor:
+                    uncond_once=False, x0_from=None, global_alpha_bar=False, keep_x0=False) -> Tensor:
     """Deterministic DDIM with classifier-free guidance in float64; the switches reproduce the mistakes
     (``scale``: "int" (int(w)) or "plus_one" (1 + w) given to cfg_combine; ``steps``: a grid of that many steps,
     or "T" (every t), whatever num_steps; ``uncond_once``: the unconditional prediction of the first step reused;
     ``x0_from``: "cond" or "uncond", the eps that x0_pred is computed from, the guided one only in the direction
-    term; ``global_alpha_bar``: the steps taken with the alpha_bar of the notebook's NoiseSchedule.linear(1000))."""
+    term; ``global_alpha_bar``: the steps taken with the alpha_bar of the notebook's NoiseSchedule.linear(1000);
+    ``keep_x0``: each step's x0_pred carried on in place of x_prev)."""
     from ..schedules import NoiseSchedule
 
     schedule, model = c["schedule"], mixture_model(c["schedule"])
@@ -473,12 +476,15 @@ def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False, scale
             x0_pred = (x - (1 - alpha_bar[t]).sqrt() * e) / alpha_bar[t].sqrt()
             x = a_prev.sqrt() * x0_pred + (1 - a_prev).sqrt() * eps
         else:
-            x, _ = ref_ddim_step(x, eps, alpha_bar[t], a_prev, 0.0, torch.zeros(x.shape))
+            x_prev, x0_pred = ref_ddim_step(x, eps, alpha_bar[t], a_prev, 0.0, torch.zeros(x.shape))
+            x = x0_pred if keep_x0 else x_prev
     return x
 
 
 def _sampler_call(f, c):
-    return f(mixture_model(c["schedule"]), c["schedule"], c["x_T"], c["y"], c["guidance_scale"], c["num_steps"])
+    """The samples, twice from the same x_T (deterministic DDIM gives the same ones)."""
+    args = (c["schedule"], c["x_T"], c["y"], c["guidance_scale"], c["num_steps"])
+    return dict(out=f(mixture_model(c["schedule"]), *args), again=f(mixture_model(c["schedule"]), *args))
 
 
 OWN_SCHEDULE = ("use the schedule given as argument (its own T and alpha_bar), not a global one or T = 1000: the grid "
@@ -504,11 +510,15 @@ def _sampler_explain(error: str) -> str | None:
     return None
 
 
-def _sampler_diagnose(out, c) -> str | None:
+def _sampler_diagnose(record, c) -> str | None:
+    out, again = record["out"], record["again"]
     ref = ref_guided_ddim(c)
     hint = sampler_nan_hint(out, ref, "samples") or shape_hint(out, ref, "samples")
     if hint:
         return hint
+    if isinstance(again, Tensor) and tuple(again.shape) == tuple(out.shape) and not close(out, again, 1e-6):
+        return ("two runs from the same x_T gave different samples: guided_ddim_sample is deterministic DDIM, "
+                "ddim_step with eta = 0 and no noise of its own")
     if close(out, ref, 1e-3):
         return None
     w = c["guidance_scale"]
@@ -529,6 +539,8 @@ def _sampler_diagnose(out, c) -> str | None:
         (OWN_SCHEDULE, dict(global_alpha_bar=True) if c["schedule"].T < 1000 else None),
         ("the unconditional prediction is computed once, before the loop: ask the model for both predictions at "
          "every step, at the current x and t", dict(uncond_once=True)),
+        ("ddim_step returns (x_prev, x0_pred): carry x_prev into the next step, x, _ = ddim_step(...), not "
+         "x0_pred", dict(keep_x0=True)),
         ("the guided eps goes into the whole DDIM step, x0_pred included: ddim_step(x, eps, ...) with eps = "
          "cfg_combine(...), not x0_pred from one prediction and the guided eps in the direction term only",
          dict(x0_from="cond")),
@@ -577,6 +589,12 @@ def guided_sampler_variant(*, horizon=None, global_schedule=False, **switches):
     return guided_ddim_sample
 
 
+def _guided_with_own_noise(model, schedule, x_T, y, guidance_scale, num_steps=50):
+    """The right samples plus noise drawn at every call (ddim_step with eta = 1 and torch.randn_like, say)."""
+    right = guided_sampler_variant()(model, schedule, x_T, y, guidance_scale, num_steps)
+    return right + 0.1 * torch.randn_like(right)
+
+
 MISTAKES["guided_ddim_sample"] = [
     ("cond and uncond swapped", guided_sampler_variant(swap=True), "swapped"),
     ("null class 0", guided_sampler_variant(null=0), "null class -1"),
@@ -592,5 +610,7 @@ MISTAKES["guided_ddim_sample"] = [
     ("guided eps in the direction only", guided_sampler_variant(x0_from="cond"), "x0_pred included"),
     ("num_steps ignored", guided_sampler_variant(steps=50), "num_steps is ignored"),
     ("alpha_bar[-1] at the last step", guided_sampler_variant(last="python_last"), "LAST entry"),
+    ("x0_pred carried on for x_prev", guided_sampler_variant(keep_x0=True), "carry x_prev into the next step"),
+    ("a stochastic step with a noise of its own", _guided_with_own_noise, "two runs from the same x_T"),
     ("not implemented", todo, "not implemented yet"),
 ]
