@@ -43,12 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import grade_shards, sandbox
-from .grade_scan import monkeypatches
+from .exercises import ANSWER_STUB
 from .grade_feedback import plain, safe_name, write_atomic, write_reports
+from .grade_report import NOT_ANSWERED
+from .grade_scan import monkeypatches
 from .sandbox.values import HARVEST_CODE, decode_outputs, encode_values, valid_text as _valid_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-ANSWER_STUB = "YOUR ANSWER HERE"
 MAX_HARVEST_BYTES = 16 * 2 ** 20     # a harvest file larger than this is not read (the largest real one: 40 kB)
 MAX_JSON_VALUES = 2_000_000          # values in a submitted notebook's JSON (each costs ~50 bytes parsed: 91 MB)
 MAX_CELLS = 2000                     # cells of a submission (the worksheets have about 30)
@@ -493,7 +494,8 @@ def manual_rows(source: Source, nb: dict | None) -> tuple[list[dict], dict[str, 
         if cell is None:
             row.update(points=0, status="missing", message=f"the answer cell {g.grade_id!r} is missing: 0 points")
         elif not text or text.replace(ANSWER_STUB, "").strip() == "":
-            row.update(points=0, status="not_implemented", message="not answered (the cell is still empty)")
+            row.update(points=0, status="not_implemented",
+                       message=f"{NOT_ANSWERED} (the cell is empty or still reads {ANSWER_STUB})")
         else:
             answers[g.grade_id] = text[:MAX_TEXT] + (" [...]" if len(text) > MAX_TEXT else "")
         rows.append(row)

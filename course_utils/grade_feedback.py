@@ -91,6 +91,21 @@ def quoted(text: str) -> list[str]:
     return [fence + "text", *lines, fence]
 
 
+# DIR/written-answers.json: {"student<TAB>worksheet<TAB>grade_id": sha256 of the written answer's text as grades.csv
+# last showed it}. A submission graded again (a resubmission, --force, a new SOURCE) keeps the points typed for an
+# answer whose text did not change.
+ANSWERS_FILE = "written-answers.json"
+
+
+def _answer_digests(out: Path) -> dict[str, str]:
+    try:
+        data = json.loads((out / ANSWERS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(
+        data, dict) else {}
+
+
 def typed_points(out: Path) -> tuple[dict[tuple[str, str, str], str], float, dict[tuple[str, str, str], str]]:
     """The points an instructor typed into DIR/grades.csv for answers graded by hand (status ``manual``), keyed by
     (student, worksheet, grade_id), the file's modification time (0 when there is none), and the points of every
@@ -194,11 +209,14 @@ def write_reports(out: Path) -> tuple[int, int]:
     """DIR/grades.csv and DIR/feedback/<student>.md from every result in DIR/results.
 
     Points typed into the old grades.csv for answers graded by hand are kept, unless that submission was graded
-    again since the file was written (its result is newer): then they are dropped, and said so on stderr. The
+    again since the file was written (its result is newer) and that answer's text changed (``ANSWERS_FILE`` keeps
+    a digest of each answer as grades.csv showed it): then they are dropped, and said so on stderr. The
     grades of DIR/overrides.csv replace the grader's (and the typed ones) at every run; what is wrong in that
     file (no such TODO, points out of range) is named on stderr and not applied.
     """
     typed, typed_at, automatic = typed_points(out)
+    shown_answers = _answer_digests(out)          # the answers as the last grades.csv showed them
+    digests = {}
     overrides, override_problems = read_overrides(out)
     applied, n_overridden = set(), 0
     results, newer = [], set()
@@ -226,10 +244,14 @@ def write_reports(out: Path) -> tuple[int, int]:
         for row in r["rows"]:
             points = row["points"]
             key = (r["student"], str(r["worksheet"]), str(row["grade_id"]))
+            answer = (r.get("answers") or {}).get(row["grade_id"]) if isinstance(r.get("answers"), dict) else None
+            if row["status"] == "manual" and isinstance(answer, str):
+                digests["\t".join(key)] = hashlib.sha256(answer.encode("utf-8", "replace")).hexdigest()
             if row["status"] == "manual" and points == "" and key in typed:
-                if key[:2] in newer:
+                now = digests.get("\t".join(key))
+                if key[:2] in newer and (now is None or shown_answers.get("\t".join(key)) != now):
                     dropped.append(f"{key[0]} ({key[1]}: {key[2]}, {typed[key]} points)")
-                else:
+                else:           # not graded again, or graded again (a new SOURCE, --force) with the same answer
                     points = typed[key]
             csv_message = row["message"]
             if key in overrides:
@@ -276,8 +298,8 @@ def write_reports(out: Path) -> tuple[int, int]:
         print(f"course-grade: {n_overridden} grade(s) set by {out / 'overrides.csv'}"
               + "".join(f"\n  {p}" for p in override_problems), file=sys.stderr)
     if dropped:
-        print("course-grade: points typed into grades.csv were dropped for submissions graded again since: "
-              + "; ".join(dropped) + ". Grade these answers by hand again.", file=sys.stderr)
+        print("course-grade: points typed into grades.csv were dropped for answers that changed since (a "
+              "resubmission): " + "; ".join(dropped) + ". Grade these answers by hand again.", file=sys.stderr)
     if overwritten:
         print("course-grade: points typed into grades.csv over automatic grades were replaced by the grader's (only "
               "the rows to grade by hand keep what is typed; to set an automatic grade yourself, write it into "
@@ -287,6 +309,7 @@ def write_reports(out: Path) -> tuple[int, int]:
         print("course-grade: points typed into grades.csv that are not numbers (write 2.5, not 2,5) are kept as "
               "typed but counted nowhere: " + "; ".join(not_numbers), file=sys.stderr)
     write_atomic(out / "grades.csv", buf.getvalue())
+    write_atomic(out / ANSWERS_FILE, json.dumps(digests, indent=0, sort_keys=True) + "\n")
     for student, rs in by_student.items():
         write_atomic(out / "feedback" / f"{safe_name(student)}.md", feedback_markdown(student, rs))
     grade_report.write(out, shown)     # DIR/report.html: what the class got wrong

@@ -23,7 +23,10 @@ import html
 import re
 from pathlib import Path
 
+from .exercises import ANSWER_STUB
+
 PASSED, PENDING = "pass", "manual"
+NOT_ANSWERED = "not answered"          # how grade.py's message for a written answer left as given begins
 ATTENTION = {"error": "raised an error", "timeout": "ran out of time", "crashed": "crashed",
              "grader_error": "grader error (retried on the next run)", "missing": "a graded cell was deleted"}
 GROUPS = {     # status -> (label, what it means), for failures that are not wrong answers
@@ -102,6 +105,8 @@ def classify(row: dict, catalogue: dict) -> tuple[str, str, str] | None:
         if raised:
             return f"error:{raised.group(1)}", f"raised {raised.group(1)}", "the code raised an exception"
         return "error:other", "error", "its outputs could not be collected or judged"
+    if status == "not_implemented" and message.startswith(NOT_ANSWERED):     # a written answer, not code
+        return "not_answered", "not answered", f"the written answer is empty or still reads {ANSWER_STUB}"
     return status, *GROUPS[status]
 
 

@@ -507,3 +507,29 @@ def test_an_override_file_that_is_not_utf8_is_named(graded, capsys):
     err = capsys.readouterr().err
     assert "overrides.csv (UnicodeDecodeError" in err and "none of its grades applied" in err, err
     assert _totals(graded)["bob"]["points"] == "2"
+
+
+def test_points_typed_by_hand_survive_a_regrade_that_leaves_the_answer_as_it_was(graded, capsys):
+    """A new SOURCE (a typo fixed in the solution) or --force grades every submission again: the points typed for
+    a written answer whose text did not change are kept; a resubmission that changed it drops them."""
+    import os
+    import time
+    path = graded / "results" / WS / "alice.json"
+
+    def regrade(answer: str, seconds: int) -> None:
+        result = json.loads(path.read_text())
+        result["answers"] = {"summary": answer}
+        path.write_text(json.dumps(result))
+        os.utime(path, (time.time() + seconds, time.time() + seconds))
+        grade_feedback.write_reports(graded)
+
+    regrade("The loss falls, then the samples sharpen.", 5)        # the answer the instructor then grades
+    text = (graded / "grades.csv").read_text()
+    (graded / "grades.csv").write_text(text.replace("alice,01_schedules,summary,,2,manual",
+                                                    "alice,01_schedules,summary,1.5,2,manual"))
+    capsys.readouterr()
+    regrade("The loss falls, then the samples sharpen.", 10)       # graded again, the same text
+    assert _summary_points(graded)["alice"] == "1.5" and "dropped" not in capsys.readouterr().err
+    regrade("A new answer.", 15)                                    # a resubmission with another text
+    assert _summary_points(graded)["alice"] == ""
+    assert "alice (01_schedules: summary, 1.5 points)" in capsys.readouterr().err

@@ -219,3 +219,14 @@ def test_a_copy_of_the_solutions_and_an_own_cell_that_loops_need_attention():
     assert "1 cell(s) of its own ran past the limit per cell (an infinite loop?)" in said
     assert "the cell starting `while True:`" in said and "your cell" not in said      # the instructor reads it
     assert not grade_report.attention(_result("ann", [("test_linear", "pass", "✅ ok")]))
+
+
+def test_a_written_answer_left_as_given_is_not_called_a_stub_that_raises():
+    """An untouched summary is a markdown cell: "its stub still raises NotImplementedError" was wrong for it."""
+    message = "not answered (the cell is empty or still reads YOUR ANSWER HERE)"      # grade.py's, for a summary
+    page = grade_report.render([_result("bob", [("summary", "not_implemented", message),
+                                                ("test_linear", "not_implemented", "⏳ linear: not implemented yet")])])
+    summary = page.split("<h4><code>summary</code></h4>", 1)[1].split("</ol>", 1)[0]
+    assert "still reads YOUR ANSWER HERE" in summary and "NotImplementedError" not in summary
+    linear = page.split("<h4><code>test_linear</code></h4>", 1)[1].split("</ol>", 1)[0]
+    assert "NotImplementedError" in linear
