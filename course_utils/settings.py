@@ -8,8 +8,14 @@
 from __future__ import annotations
 
 import os
+import textwrap
 
 QUICK_ENV = "COURSE_QUICK"
+# JupyterLab shows printed text with `word-break: break-all` (.jp-OutputArea-output pre): a line wider than the
+# output area is cut mid-word ("ali / gn"). What the course prints for a student (a check's verdict, the quick-mode
+# note) is wrapped at spaces to this many columns, which fits the output area of a 1366-pixel screen with the file
+# browser open.
+PRINT_WIDTH = 100
 
 
 def quick_mode() -> bool:
@@ -22,9 +28,10 @@ QUICK_NOTE = ("quick mode: shorter training runs and fewer samples than the stor
 
 
 def say_if_quick() -> None:
-    """In quick mode, print ``QUICK_NOTE`` (a lesson's first cell calls it: its text quotes the full run)."""
+    """In quick mode, print ``QUICK_NOTE`` (a lesson's first cell calls it: its text quotes the full run), wrapped at
+    spaces to ``PRINT_WIDTH`` columns."""
     if quick_mode():
-        print(QUICK_NOTE)
+        print(textwrap.fill(QUICK_NOTE, PRINT_WIDTH, break_long_words=False))
 
 
 def pick(full, quick):

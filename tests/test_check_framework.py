@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pytest
 import torch
@@ -261,7 +262,8 @@ def test_error_record_points_at_the_innermost_student_line():
         outer()
     except ValueError as err:
         record = framework.error_record(err)
-    assert record["error"] == "ValueError" and "in inner)" in record["message"]
+    assert record["error"] == "ValueError"
+    assert re.search(r"in (\w+\.)?inner\)$", record["message"]), record     # nested: "test_<name>.inner"
     assert not framework._in_library("<ipython-input-3-abc>") and framework._in_library("<string>")
 
 
@@ -289,3 +291,23 @@ def test_a_long_message_is_printed_wrapped_at_spaces(capsys):
     assert all(line.startswith("   ") for line in lines[1:])
     assert " ".join(line.strip() for line in lines) == message          # the same words, cut only at spaces
     assert framework.printable("✅ q_sample: correct") == "✅ q_sample: correct"
+
+
+def test_an_error_names_the_class_of_the_method_it_happened_in():
+    """A SmallUNet whose concatenation is missing raises inside the student's ResBlock: "(line 14, in forward)"
+    named the line of another cell (forward is both classes' method); the class is named now."""
+    from course_utils.checks.framework import error_record
+
+    class ResBlock:
+        def forward(self, h):
+            return h @ h                                   # a shape error, as a channel mismatch is
+
+    class SmallUNet:
+        def forward(self, x):
+            return ResBlock().forward(x)
+    try:
+        SmallUNet().forward(torch.zeros(2, 3))
+    except RuntimeError as err:
+        record = error_record(err)
+    assert record["error"] == "RuntimeError"
+    assert re.search(r"\(line \d+, in (test_an_error[a-z_]+\.)?ResBlock\.forward\)$", record["message"]), record

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..schedules import NoiseSchedule
+from ..settings import PRINT_WIDTH
 
 PASS, FAIL, TODO = "✅", "❌", "⏳"
 MAX_MESSAGE = 1000        # characters of a check's message
@@ -330,10 +331,16 @@ def _in_library(filename: str) -> bool:
 def error_record(err: BaseException) -> dict:
     """A student's error as a harvest records it: its type, its text, and where in the student's code it
     happened, the innermost frame outside torch, the standard library and this package (their line numbers
-    mean nothing to a student: "line 134" of torch's linear.py). Both harvests use it, through ``call_case``."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if not _in_library(f.filename)]
-    where = f" (line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
-    return {"error": type(err).__name__, "message": f"{str(err)[:1000]}{where}"}
+    mean nothing to a student: "line 134" of torch's linear.py). The function is named with its class
+    ("ResBlock.forward": a UNet's error inside the student's ResBlock said only "in forward", the name of both).
+    Both harvests use it, through ``call_case``."""
+    frames = [(frame.f_code, lineno) for frame, lineno in traceback.walk_tb(err.__traceback__)
+              if not _in_library(frame.f_code.co_filename)]
+    if not frames:
+        return {"error": type(err).__name__, "message": str(err)[:1000]}
+    code, lineno = frames[-1]
+    name = getattr(code, "co_qualname", code.co_name).replace("<locals>.", "")
+    return {"error": type(err).__name__, "message": f"{str(err)[:1000]} (line {lineno}, in {name})"}
 
 
 def verdict(name: str, outputs: list, *, hidden: bool = True) -> CheckResult:
@@ -405,13 +412,8 @@ class Outcome:
         return None
 
 
-# JupyterLab shows printed text with `word-break: break-all` (.jp-OutputArea-output pre): a line wider than the
-# output area is cut mid-word ("ali / gn"). A check's message is printed wrapped at spaces to this many columns,
-# which fits the output area of a 1366-pixel screen with the file browser open; the message itself (what the
-# grader records) stays one line.
-PRINT_WIDTH = 100
-
-
+# A check's message is printed wrapped at spaces to settings.PRINT_WIDTH columns (JupyterLab cuts a longer printed
+# line mid-word); the message itself (what the grader records) stays one line.
 def printable(message: str) -> str:
     """``message`` wrapped at spaces to ``PRINT_WIDTH`` columns, the lines after the first indented under the text
     after the verdict's mark (a word longer than a line, a path say, stays whole)."""

@@ -409,7 +409,9 @@ plt.show()
 # steps only sharpen): the sampler decides the coarse shape at high noise and the details at low noise. The 2-D points do the same: the cloud stays one Gaussian blob down to about $t = 280$, is still a filled
 # disc (a little thinner in the middle) at $t = 180$, is a ring of eight visible clumps at $t = 80$, and the
 # clumps tighten into the eight blobs by $t = 20$. Move the slider
-# to step through all the states.
+# to step through all the states. (In quick mode the figure shows 20 steps, so its panels sit at other times
+# than those quoted: read them by position, the first half of the row noise-like, the digit appearing in the
+# second half.)
 
 # %%
 def reverse_process_explorer(k=SEEN_STEPS // 2):
@@ -445,9 +447,9 @@ _ = widgets.interact(reverse_process_explorer, k=widgets.IntSlider(value=SEEN_ST
 # A negative KID means "no difference this sample size can detect"; read it as 0, within the estimate's
 # noise, which is large with 48 samples.
 #
-# The live run below uses `N_EVAL` = 48 samples per sampler so that the lesson stays within its time
-# budget. That is enough to time the samplers, not to rank them: with 48 samples every FID sits just above
-# the real-data floor. Ranking them needs more samples; section 4's figure loads a stored run on 300.
+# The live run below uses `N_EVAL` = 48 samples per sampler (8 in quick mode) so that the lesson stays within
+# its time budget. That is enough to time the samplers, not to rank them: with 48 samples every FID sits just above
+# the real-data floor (with quick mode's 8, FID and KID are noise: a sampler can even score below the floor). Ranking them needs more samples; section 4's figure loads a stored run on 300.
 
 # %%
 feature_net = metrics.feature_classifier(device)        # the course classifier (mnist-classifier)
