@@ -443,8 +443,7 @@ def ref_ema(c, *, warmup="min", swap=False, own_count=False, offset=0, zeros=Fal
     decay = c["decay"]
     for i, live in enumerate(c["live"]):
         step = (i if own_count else c["first_step"] + i) + offset
-        ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step), "product": (1 + step) / (10 + step),
-                "sticky": (1 + step) / (10 + step), "no_plus_one": step / (10 + step)}.get(warmup, 1.0)
+        ramp = step / (10 + step) if warmup == "no_plus_one" else (1 + step) / (10 + step)
         d = (decay if warmup == "none" else ramp if warmup == "ramp" else decay * ramp if warmup == "product"
              else min(decay, ramp))
         if warmup == "sticky":
@@ -594,9 +593,7 @@ class RefEMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         step += self.offset
-        ramp = {"min": (1 + step) / (10 + step), "ramp": (1 + step) / (10 + step),
-                "no_plus_one": step / (10 + step)}.get(self.warmup, 1.0)
-        ramp = {"product": (1 + step) / (10 + step), "sticky": (1 + step) / (10 + step)}.get(self.warmup, ramp)
+        ramp = step / (10 + step) if self.warmup == "no_plus_one" else (1 + step) / (10 + step)
         d = (self.decay if self.warmup == "none" else ramp if self.warmup == "ramp" else self.decay * ramp
              if self.warmup == "product" else min(self.decay, ramp))
         if self.warmup == "sticky":
