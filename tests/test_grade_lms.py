@@ -32,11 +32,14 @@ def graded(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r))
     grade_feedback.write_reports(tmp_path)
-    # the instructor grades alice's written answer by hand, in grades.csv
-    text = (tmp_path / "grades.csv").read_text()
-    (tmp_path / "grades.csv").write_text(text.replace("alice,01_schedules,summary,,2,manual",
-                                                      "alice,01_schedules,summary,1.5,2,manual"))
+    _type_alice_s_summary(tmp_path, "1.5")     # the instructor grades alice's written answer by hand, in grades.csv
     return tmp_path
+
+
+def _type_alice_s_summary(folder, points: str) -> None:
+    text = (folder / "grades.csv").read_text()
+    (folder / "grades.csv").write_text(text.replace("alice,01_schedules,summary,,2,manual",
+                                                    f"alice,01_schedules,summary,{points},2,manual"))
 
 
 def _table(text: str) -> list[list[str]]:
@@ -524,9 +527,7 @@ def test_points_typed_by_hand_survive_a_regrade_that_leaves_the_answer_as_it_was
         grade_feedback.write_reports(graded)
 
     regrade("The loss falls, then the samples sharpen.", 5)        # the answer the instructor then grades
-    text = (graded / "grades.csv").read_text()
-    (graded / "grades.csv").write_text(text.replace("alice,01_schedules,summary,,2,manual",
-                                                    "alice,01_schedules,summary,1.5,2,manual"))
+    _type_alice_s_summary(graded, "1.5")
     capsys.readouterr()
     regrade("The loss falls, then the samples sharpen.", 10)       # graded again, the same text
     assert _summary_points(graded)["alice"] == "1.5" and "dropped" not in capsys.readouterr().err

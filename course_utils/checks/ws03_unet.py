@@ -65,7 +65,7 @@ def _like_where_float32_can(out, t: Tensor, dim: int, kw: dict, **mistake) -> bo
     usable = ((args.abs() < 100) & (args != 0)).repeat(1, 2)                          # (B, dim): sin, cos halves
     if int(usable.sum()) < dim // 2:
         return False
-    wrong = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+    wrong = ref_sinusoidal(t, dim, kw.get("max_period", 10000.0), **mistake)
     return bool(((out.double() - wrong).abs()[usable] < 1e-3).all())
 
 

@@ -237,10 +237,11 @@ def ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise, *, use_
     ratio = (1 - a) / (1 - a_prev).clamp(min=1e-12) if sigma_form == "ratio_inverted" else (1 - a_prev) / (1 - a)
     second = (1 - a / a_prev).clamp(min=0)
     second = second if sigma_form == "second_unrooted" else second.sqrt()
-    sigma = e * ratio.clamp(min=0).sqrt() * second
+    sigma_at_eta_one = ratio.clamp(min=0).sqrt() * second
+    sigma = e * sigma_at_eta_one
     a_remix = a_prev if remix_with_prev else a
     # Eq. 12: sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
-    sigma_dir = ratio.clamp(min=0).sqrt() * second if dir_sigma_eta_one else sigma
+    sigma_dir = sigma_at_eta_one if dir_sigma_eta_one else sigma
     if dir_form == "minus_sigma":
         direction = ((1 - a_remix).sqrt() - sigma_dir) * eps_pred.double()
     else:
