@@ -27,11 +27,19 @@ QUICK_NOTE = ("quick mode: shorter training runs and fewer samples than the stor
               "so figures and numbers that come from training or sampling differ from those it quotes")
 
 
+def wrapped(text: str, indent: str = "    ") -> str:
+    """``text`` wrapped at spaces to ``PRINT_WIDTH`` columns, each of its lines on its own, the continuation lines
+    indented by ``indent``; a word longer than a line (a path, a command) stays whole. For a long printed line:
+    ``print(wrapped(f"stored run: {command}; {conditions}"))``."""
+    return "\n".join(textwrap.fill(line, PRINT_WIDTH, subsequent_indent=indent, break_long_words=False,
+                                   break_on_hyphens=False) if line.strip() else line for line in text.split("\n"))
+
+
 def say_if_quick() -> None:
     """In quick mode, print ``QUICK_NOTE`` (a lesson's first cell calls it: its text quotes the full run), wrapped at
     spaces to ``PRINT_WIDTH`` columns."""
     if quick_mode():
-        print(textwrap.fill(QUICK_NOTE, PRINT_WIDTH, break_long_words=False))
+        print(wrapped(QUICK_NOTE, indent=""))
 
 
 def pick(full, quick):

@@ -26,6 +26,7 @@ from .progress import tqdm
 
 from .forward import q_sample
 from .schedules import NoiseSchedule
+from .settings import wrapped
 
 PRECISIONS = ("none", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "cosine")
@@ -52,6 +53,11 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0         # 0: only at the end (when a checkpoint path is given)
     noise_loss: str = "mse"           # "mse": L_simple (DDPM Eq. 14); "l1": E|eps - eps_theta|, the lab's loss
+
+    def __str__(self) -> str:
+        """The dataclass's repr, wrapped at spaces to ``settings.PRINT_WIDTH`` columns (``print(config)`` in a lesson:
+        one 260-character line was cut mid-word by JupyterLab)."""
+        return wrapped(repr(self), indent=" " * len("TrainConfig("))
 
     def __post_init__(self):
         if self.mixed_precision not in PRECISIONS:

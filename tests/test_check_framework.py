@@ -277,6 +277,7 @@ def test_outputs_are_detached_and_an_error_needs_both_keys():
 def test_a_long_message_is_printed_wrapped_at_spaces(capsys):
     """JupyterLab cuts a printed line wider than the output area mid-word (word-break: break-all): a check prints
     its message wrapped at spaces, and the message the grader records stays one line."""
+    from course_utils import settings
     from course_utils.checks import framework
     from course_utils.checks.ws05_samplers import check_ddpm_step
 
@@ -285,9 +286,9 @@ def test_a_long_message_is_printed_wrapped_at_spaces(capsys):
     ok = check_ddpm_step(ddpm_step)
     printed = capsys.readouterr().out.rstrip("\n")
     message = framework.run_check("ddpm_step", ddpm_step).message
-    assert not ok and len(message) > framework.PRINT_WIDTH and "\n" not in message
+    assert not ok and len(message) > settings.PRINT_WIDTH and "\n" not in message
     lines = printed.split("\n")
-    assert len(lines) > 1 and all(len(line) <= framework.PRINT_WIDTH for line in lines), lines
+    assert len(lines) > 1 and all(len(line) <= settings.PRINT_WIDTH for line in lines), lines
     assert all(line.startswith("   ") for line in lines[1:])
     assert " ".join(line.strip() for line in lines) == message          # the same words, cut only at spaces
     assert framework.printable("✅ q_sample: correct") == "✅ q_sample: correct"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import re
 import sysconfig
-import textwrap
 import threading
 import traceback
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..schedules import NoiseSchedule
-from ..settings import PRINT_WIDTH
+from ..settings import wrapped
 
 PASS, FAIL, TODO = "✅", "❌", "⏳"
 MAX_MESSAGE = 1000        # characters of a check's message
@@ -81,6 +80,10 @@ class Check:
     explain:  explain(error text) -> a hint added after an exception the student's code raised (its type and
               message, as a harvest recorded them), or None: for errors whose own text points elsewhere (PyTorch's
               words on a GroupNorm given the wrong number of channels, where the fix is the order of the layers)
+    uses:     the other TODOs of the worksheet that the target calls by name, each with a right implementation:
+              ``(("denoise", lab_denoise), ...)``. The target is judged with those in its globals (``isolated``),
+              so a right loop passes whatever the student's own denoise does, and a wrong one is told about itself
+              (a wrong denoise cost the lab's correct reverse_diffusion its 3 points and blamed its time grid)
     """
 
     name: str
@@ -89,6 +92,7 @@ class Check:
     call: Callable[[Any, dict], Any]
     diagnose: Callable[[Any, dict], str | None]
     explain: Callable[[str], str | None] | None = None
+    uses: tuple[tuple[str, Callable], ...] = ()
 
 
 CHECKS: dict[str, Check] = {}
@@ -130,13 +134,30 @@ def call_case(check: Check, obj: Any, case: dict) -> tuple[Any, dict | None]:
     text and line: ``error_record``) or changed a tensor of the case (``changed_input``)."""
     before = {k: v.clone() for k, v in case.items() if isinstance(v, Tensor)}
     try:
-        out = check.call(obj, case)
+        out = check.call(isolated(obj, check.uses), case)
     except NotImplementedError:
         return None, {"error": "NotImplementedError", "message": "not implemented yet"}
     except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
         return None, error_record(err)
     changed = changed_input(case, before)
     return (out, None) if changed is None else (None, {"error": RETURNED, "message": changed})
+
+
+def isolated(obj: Any, uses: tuple[tuple[str, Callable], ...]) -> Any:
+    """``obj`` with the names in ``uses`` that its globals hold bound to the given implementations: a function is
+    rebuilt on a copy of its globals (the student's notebook keeps its own), so calls by those names inside it
+    reach the right ones. Anything else (a class, a callable object, a function that names none of them) comes back
+    as it is."""
+    import types
+    if not uses or not isinstance(obj, types.FunctionType):
+        return obj
+    names = {name: impl for name, impl in uses if name in obj.__globals__}
+    if not names:
+        return obj
+    fn = types.FunctionType(obj.__code__, {**obj.__globals__, **names}, obj.__name__, obj.__defaults__,
+                            obj.__closure__)
+    fn.__kwdefaults__, fn.__qualname__, fn.__doc__ = obj.__kwdefaults__, obj.__qualname__, obj.__doc__
+    return fn
 
 
 def changed_input(given: dict, before: dict) -> str | None:
@@ -417,8 +438,7 @@ class Outcome:
 def printable(message: str) -> str:
     """``message`` wrapped at spaces to ``PRINT_WIDTH`` columns, the lines after the first indented under the text
     after the verdict's mark (a word longer than a line, a path say, stays whole)."""
-    return textwrap.fill(message, PRINT_WIDTH, subsequent_indent="   ", break_long_words=False,
-                         break_on_hyphens=False)
+    return wrapped(message.replace("\n", " "), indent="   ")
 
 
 def report(name: str, obj: Any) -> Outcome:
