@@ -312,3 +312,16 @@ def test_an_error_names_the_class_of_the_method_it_happened_in():
         record = error_record(err)
     assert record["error"] == "RuntimeError"
     assert re.search(r"\(line \d+, in (test_an_error[a-z_]+\.)?ResBlock\.forward\)$", record["message"]), record
+
+
+def test_a_complex_result_with_the_right_real_values_is_told_its_dtype():
+    """A complex tensor whose imaginary part is 0 compared equal to a real reference and passed every check whose
+    output is a tensor (a wrong-answer pass found it); it is told its dtype, as float64 is."""
+    from course_utils.checks import run_check
+    from course_utils.checks.framework import judge
+    ref = torch.linspace(0, 1, 5, dtype=torch.float64)
+    assert "complex64" in judge(ref.float().to(torch.complex64), ref, [])
+    assert judge(ref.float(), ref, []) is None
+    from answer_key import ANSWER_KEY
+    result = run_check("q_sample", lambda *args: ANSWER_KEY["q_sample"](*args).to(torch.complex64))
+    assert not result.passed and "complex64" in result.message, result.message

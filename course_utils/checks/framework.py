@@ -491,7 +491,7 @@ def shape_hint(out, ref: Tensor, what: str = "output", *, dtype: bool = True) ->
         return f"the {what} should be a torch.Tensor, got {type(out).__name__}"
     if tuple(out.shape) != tuple(ref.shape):
         return f"wrong shape: the {what} has shape {tuple(out.shape)}, expected {tuple(ref.shape)}"
-    if dtype and out.is_floating_point() and out.dtype != torch.float32:
+    if (dtype or out.is_complex()) and not_float32(out):
         return dtype_hint(out.dtype, what)
     if not torch.isfinite(out).all():
         return f"the {what} {'contain' if what.endswith('s') else 'contains'} NaN or inf"
@@ -508,6 +508,12 @@ def sampler_nan_hint(out, ref: Tensor, what: str = "samples") -> str | None:
             "number? sigma_t's sqrt(1 - alpha_bar_t / alpha_bar_prev) is NaN when a step goes to a smaller "
             "alpha_bar (0 * NaN is still NaN at eta = 0): the last step goes to alpha_bar_prev = 1 (in Python "
             "alpha_bar[-1] is the LAST entry, almost 0), and the grid runs from large t down to 0")
+
+
+def not_float32(out: Tensor) -> bool:
+    """A floating-point or complex tensor of another dtype than float32 (a complex result compares equal to a
+    real reference where its imaginary part is 0, and would pass)."""
+    return (out.is_floating_point() or out.is_complex()) and out.dtype != torch.float32
 
 
 def dtype_hint(dtype: torch.dtype, what: str = "output", *, values_right: bool = False) -> str:
@@ -567,8 +573,7 @@ def judge(out, ref: Tensor, variants: list, what: str = "output", generic: str |
     if hint:
         return hint
     if close(out, ref, atol=atol):
-        return dtype_hint(out.dtype, what, values_right=True) if (
-            out.is_floating_point() and out.dtype != torch.float32) else None
+        return dtype_hint(out.dtype, what, values_right=True) if not_float32(out) else None
     for mistake_hint, wrong in variants:
         if wrong is not None and tuple(wrong.shape) == tuple(ref.shape) and close(out, wrong, atol=atol):
             return mistake_hint or generic or f"the {what} matches a known mistake"

@@ -30,10 +30,10 @@ from __future__ import annotations
 import torch
 
 from ..samplers import ddim_step
-from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, foreign_noise,
+from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, dtype_hint, explain_by, foreign_noise,
                         first_few, fresh_draws_hint, gaussian_noise_hint, generator, judge, last_target, model_timestep,
                         raised_record, register, repeat_hint, same_seed_hint, sampler_nan_hint, shape_hint,
-                        small_schedule, three_point_noise, todo, visible)
+                        not_float32, small_schedule, three_point_noise, todo, visible)
 
 
 def _step_cases(steps: list) -> list:
@@ -113,7 +113,7 @@ def _ddpm_diagnose(out, c) -> str | None:
     args = (c["xt"], c["t"], c["eps_pred"], c["schedule"], c["noise"])
     posterior = ref_ddpm_step(*args, sigma="posterior")   # Ho et al. Sec. 3.2: both variances are right
     if isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(posterior.shape) and close(out, posterior):
-        return None
+        return dtype_hint(out.dtype, "x_{t-1}", values_right=True) if not_float32(out) else None
     ref = ref_ddpm_step(*args)
     hint = judge(out, ref, [
         ("noise added at the last step: at t = 0 return the mean, without sigma * noise",
@@ -172,8 +172,14 @@ def ddpm_variant(**switches):
     return lambda xt, t, eps_pred, schedule, noise: ref_ddpm_step(xt, t, eps_pred, schedule, noise, **switches).float()
 
 
+def _ddpm_posterior_float64(xt, t, eps_pred, schedule, noise):
+    """The posterior variance (a right choice) computed in float64 and returned so: its values pass, its dtype not."""
+    return ddpm_variant(sigma="posterior")(xt.double(), t, eps_pred.double(), schedule, noise.double()).double()
+
+
 MISTAKES["ddpm_step"] = [
     ("noise at the last step", ddpm_variant(last_noise=True), "noise added at the last step"),
+    ("the posterior variance in float64", _ddpm_posterior_float64, "the values are right, but the x_{t-1} is float64"),
     ("x0_pred clamped, then the posterior mean", ddpm_variant(mean_form="clipped_x0"),
      "clamped to [-1, 1] before the posterior mean"),
     ("wrong sign", ddpm_variant(sign=1.0), "wrong sign"),

@@ -104,7 +104,16 @@ class LabelTinyEps(TinyEps):
         self.seen: list[Tensor] = []
 
     def forward(self, xt: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        if isinstance(y, Tensor) and not y.is_floating_point() and y.dtype != torch.bool:
+        # the course's conditional networks look the labels up in an nn.Embedding: float labels (torch.where(drop,
+        # -1.0, y)) or one-hot rows raise there, in the worksheet's training cell; TinyEps would take them
+        if isinstance(y, Tensor) and tuple(y.shape) != (xt.shape[0],):
+            raise ValueError(f"the model was given labels of shape {tuple(y.shape)}: one class index per example, "
+                             f"shape ({xt.shape[0]},), int64 (-1 for no class), not one-hot rows")
+        if isinstance(y, Tensor) and (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool):
+            raise TypeError(f"the model was given labels of dtype {str(y.dtype).removeprefix('torch.')}: labels are "
+                            "class indices, int64, -1 for no class (the course's networks look them up in an "
+                            "nn.Embedding, which raises on other dtypes): y = torch.where(drop, -1, y), not -1.0")
+        if isinstance(y, Tensor):
             if len(self.seen) < 4:
                 self.seen.append(y.detach().clone())
             y = torch.where((y >= -1) & (y < self.num_classes), y, torch.full_like(y, -1))
@@ -202,7 +211,15 @@ def cfg_loss_variant(labels="dropped", target="eps", *, null=None, alpha_view=No
     return cfg_loss
 
 
+def _cfg_loss_one_hot(model, x0, y, t, eps, drop, schedule):
+    """The labels given to the model as one-hot rows (B, K), the dropped ones all zero."""
+    labels = F.one_hot(y.clamp(min=0), int(y.max()) + 1).float() * (~drop).float()[:, None]
+    return F.mse_loss(model(noisy_input(x0, t, eps, schedule), t, labels), eps)
+
+
 MISTAKES["cfg_loss"] = [
+    ("float labels", cfg_loss_variant(null=lambda y: torch.full(y.shape, -1.0)), "labels of dtype float32"),
+    ("one-hot labels", _cfg_loss_one_hot, "not one-hot rows"),
     ("mask inverted", cfg_loss_variant("inverted"), "inverted"),
     ("never drops", cfg_loss_variant("kept"), "never dropped"),
     ("null class 0", cfg_loss_variant("zero"), "null class is -1"),
@@ -242,7 +259,10 @@ def _guided_cases(hidden: bool) -> list:
         B = shape[0]
         cases.append(dict(seed=20 + i, num_classes=K, xt=torch.randn(shape, generator=g),
                           eps_pred=torch.randn(shape, generator=g), t=torch.randint(0, 50, (B,), generator=g),
-                          y=torch.randint(0, K, (B,), generator=g), schedule=small_schedule(), classifier_scale=scale))
+                          # the first case's labels are 0 and 1 of 3 classes: F.one_hot(y) without num_classes is
+                          # then two columns wide, narrower than the logits (in the worksheet's demo y is all zeros)
+                          y=torch.arange(B) % (K - 1) if i == 0 else torch.randint(0, K, (B,), generator=g),
+                          schedule=small_schedule(), classifier_scale=scale))
     return cases
 
 
@@ -362,6 +382,13 @@ def _guided_diagnose(out, c) -> str | None:
 FLAT_ALPHA_HINT = ("schedule.alpha_bar[t] has shape (B,), which lines up with the LAST dimension of x_t: reshape it "
                    "to (B, 1, ..., 1), one 1 per dimension after the batch (schedule.gather(schedule.alpha_bar, t, "
                    "xt.ndim))")
+# two of the function's products can fail to line up, and torch's words name neither: alpha_bar[t] of shape (B,)
+# against x_t, and a one-hot of y against the logits (F.one_hot(y) is only as wide as the batch's largest label + 1)
+SHAPES_HINT = ("two shapes do not line up. Where it is schedule.alpha_bar[t], of shape (B,), which lines up with the "
+               "LAST dimension of x_t: reshape it to (B, 1, ..., 1) (schedule.gather(schedule.alpha_bar, t, "
+               "xt.ndim)). Where it is a one-hot of y: make it as wide as the logits, F.one_hot(y, "
+               "num_classes=logits.shape[-1]) (F.one_hot(y) is only as wide as the largest label in the batch, and "
+               "10 is MNIST's count, not every classifier's), or pick log_probs[torch.arange(B), y]")
 _guided_explain = explain_by(
     ("only for scalar outputs",
      "torch.autograd.grad needs a scalar: sum the selected log-probabilities over the batch first, "
@@ -376,7 +403,7 @@ _guided_explain = explain_by(
     ("does not require grad",
      "the gradient needs an x_t that requires grad: x = xt.detach().requires_grad_(True), then classifier(x, t), "
      "all inside `with torch.enable_grad():`"),
-    ("must match the size of tensor", FLAT_ALPHA_HINT))
+    ("must match the size of tensor", SHAPES_HINT))
 register(Check("classifier_guided_eps", "classifier_guided_eps", _guided_cases, _guided_call, _guided_diagnose,
                _guided_explain))
 check_classifier_guided_eps = visible("classifier_guided_eps")
@@ -386,7 +413,8 @@ def guided_eps_variant(*, autograd=True, enable_grad=True, on_xt=False, slip=Non
     """classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale) with mistakes switched
     on; none: the right one (through autograd, as a student writes it, unless ``autograd=False``;
     ``enable_grad=False``: without torch.enable_grad(), so it fails under torch.no_grad(); ``on_xt``: the
-    gradient taken on the caller's xt, which it leaves requiring grad; ``slip``, the raised errors: "no_sum"
+    gradient taken on the caller's xt, which it leaves requiring grad; ``slip``, the raised errors: "one_hot"
+    (F.one_hot(y) without num_classes: as wide as the largest label), "no_sum"
     (torch.autograd.grad of the (B,) selection), "gather" (log_probs.gather(1, y)), "unused" (the classifier
     called on xt, the gradient taken for its copy x), "flat" (alpha_bar[t] of shape (B,)))."""
     def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
@@ -394,7 +422,8 @@ def guided_eps_variant(*, autograd=True, enable_grad=True, on_xt=False, slip=Non
             with torch.enable_grad() if enable_grad else contextlib.nullcontext():
                 x = xt.requires_grad_(True) if on_xt else xt.detach().requires_grad_(True)
                 log_probs = F.log_softmax(classifier(xt if slip == "unused" else x, t), dim=-1)
-                selected = log_probs.gather(1, y) if slip == "gather" else log_probs[torch.arange(len(x)), y]
+                selected = (log_probs.gather(1, y) if slip == "gather" else (log_probs * F.one_hot(y)).sum(1)
+                            if slip == "one_hot" else log_probs[torch.arange(len(x)), y])
                 (grad,) = torch.autograd.grad(selected if slip == "no_sum" else selected.sum(), x)
             a = schedule.alpha_bar[t] if slip == "flat" else schedule.gather(schedule.alpha_bar, t, xt.ndim)
             return eps_pred - classifier_scale * (1 - a).sqrt() * grad
@@ -418,7 +447,8 @@ MISTAKES["classifier_guided_eps"] = [
     ("gather without y[:, None]", guided_eps_variant(slip="gather"), "index with log_probs' two dimensions"),
     ("gradient for a tensor the classifier never saw", guided_eps_variant(slip="unused"),
      "never saw the tensor you differentiate by"),
-    ("alpha_bar[t] not reshaped", guided_eps_variant(slip="flat"), "lines up with the LAST dimension"),
+    ("alpha_bar[t] not reshaped", guided_eps_variant(slip="flat"), "two shapes do not line up"),
+    ("one-hot of y without num_classes", guided_eps_variant(slip="one_hot"), "two shapes do not line up"),
     ("divided by sqrt(1 - alpha_bar)", guided_eps_variant(coef_of="divide"), "don't divide by it"),
     ("log_softmax over the batch", guided_eps_variant(grad="dim0"), "normalises over the BATCH"),
     ("eps_pred left out", guided_eps_variant(with_eps=False), "eps_pred is left out"),
