@@ -507,7 +507,8 @@ def sampler_nan_hint(out, ref: Tensor, what: str = "samples") -> str | None:
     return (f"the {what} {'contain' if what.endswith('s') else 'contains'} NaN or inf: a square root of a negative "
             "number? sigma_t's sqrt(1 - alpha_bar_t / alpha_bar_prev) is NaN when a step goes to a smaller "
             "alpha_bar (0 * NaN is still NaN at eta = 0): the last step goes to alpha_bar_prev = 1 (in Python "
-            "alpha_bar[-1] is the LAST entry, almost 0), and the grid runs from large t down to 0")
+            "alpha_bar[-1] is the LAST entry, almost 0), the grid runs from large t down to 0, and the step is "
+            "given alpha_bar_t before alpha_bar_prev, ddim_step(x, eps_pred, alpha_bar_t, alpha_bar_prev)")
 
 
 def not_float32(out: Tensor) -> bool:

@@ -80,8 +80,14 @@ def _q_sample_diagnose(out, c) -> str | None:
          a.sqrt().sqrt() * x0.double() + (1 - a.sqrt()).sqrt() * eps.double()),
         ("the noise's coefficient is sqrt(1 - alpha_bar_t), not 1 - sqrt(alpha_bar_t)",
          a.sqrt() * x0.double() + (1 - a.sqrt()) * eps.double()),
+        (ONE_T_HINT, ref_q_sample(x0, t[:1].expand_as(t), eps, schedule)),
     ], "x_t", _own_noise_hint(out, x0, eps, a) or "x_t differs: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) "
               "eps, with alpha_bar_t = schedule.alpha_bar[t] for each example, broadcast over the other dimensions")
+
+
+ONE_T_HINT = ("every example got the first example's alpha_bar (alpha_bar[t[0]], or t.item()): each example has its "
+              "own t, so gather alpha_bar[t], shape (B,), and reshape it to (B, 1, ..., 1) (schedule.gather("
+              "schedule.alpha_bar, t, x0.ndim))")
 
 
 def _own_noise_hint(out, x0: Tensor, eps: Tensor, a: Tensor) -> str | None:
@@ -137,6 +143,9 @@ MISTAKES["q_sample"] = [
      "a square root taken twice"),
     ("1 - sqrt(alpha_bar) on the noise", lambda x0, t, eps, schedule: _mix(
         x0, t, eps, schedule, schedule.sqrt_alpha_bar, 1 - schedule.sqrt_alpha_bar), "not 1 - sqrt(alpha_bar_t)"),
+    ("one t for the whole batch", lambda x0, t, eps, schedule: _mix(x0, t[:1].expand_as(t), eps, schedule,
+                                                                    schedule.sqrt_alpha_bar,
+                                                                    schedule.sqrt_one_minus_alpha_bar), "own t"),
     ("its own noise", lambda x0, t, eps, schedule: _mix(
         x0, t, torch.randn(eps.shape, generator=torch.Generator().manual_seed(5)), schedule,
         schedule.sqrt_alpha_bar, schedule.sqrt_one_minus_alpha_bar), "not the eps you were given"),

@@ -796,9 +796,9 @@ register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, 
     ("is out of bounds for dimension 0 with size",
      "a timestep past the end of the schedule's tables: take T and alpha_bar from the schedule you are given "
      "(ddim_timesteps(schedule.T, num_steps), schedule.alpha_bar), not T = 1000 or the notebook's schedule"),
-    ("'float' object has no attribute",
-     "after the last step alpha_bar_prev is 1: pass it as a tensor, torch.tensor(1.0) (a Python number has no "
-     ".sqrt())"),
+    *[(f"'{kind}' object has no attribute",
+       "after the last step alpha_bar_prev is 1: pass it as a tensor, torch.tensor(1.0) (a Python number has no "
+       ".sqrt())") for kind in ("float", "int")],
     ("'Tensor' and 'NoneType'",
      "with eta > 0, ddim_step needs a noise: draw z = torch.randn(x.shape, generator=generator) at every step and "
      "pass noise=z"),
@@ -831,8 +831,9 @@ def loop_variant(*, shuffle_noise=False, ignore_eta=False, own_noise=False, rese
 def _student_loop(kind: str):
     """ddim_sample_loop written as a student would, with the package's ddim_step, and one mistake: "T = 1000"
     (the grid and tables of a linear T = 1000 schedule whatever the one given), "float at the end" (alpha_bar_prev
-    = 1.0, a Python float), "noise not passed" (eta > 0 without noise=), "0-dim t" (the network given t itself),
-    "grid from T - 1" (range(T - 1, -1, -T // n)), "model at t_prev" (the network asked at the step's target)."""
+    = 1.0, a Python float; "int at the end": 1), "noise not passed" (eta > 0 without noise=), "0-dim t" (the
+    network given t itself), "grid from T - 1" (range(T - 1, -1, -T // n)), "model at t_prev" (the network asked at
+    the step's target)."""
     from ..samplers import ddim_timesteps
     from ..schedules import NoiseSchedule
 
@@ -851,8 +852,8 @@ def _student_loop(kind: str):
         x = x_T
         for k, t in enumerate(grid):
             t_prev = grid[k + 1] if k + 1 < len(grid) else -1
-            a_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else (1.0 if kind == "float at the end"
-                                                                      else torch.tensor(1.0))
+            a_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else {"float at the end": 1.0, "int at the end": 1}.get(
+                kind, torch.tensor(1.0))
             asked = max(t_prev, 0) if kind == "model at t_prev" else t
             t_in = torch.tensor(asked) if kind == "0-dim t" else torch.full((len(x),), asked, dtype=torch.long)
             eps = model(x, t_in)
@@ -862,7 +863,20 @@ def _student_loop(kind: str):
     return ddim_sample_loop
 
 
+def _loop_rates_swapped(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
+    """ddim_step given alpha_bar_prev before alpha_bar_t: every step goes to a smaller alpha_bar, NaN."""
+    from ..samplers import ddim_timesteps
+    timesteps, x = ddim_timesteps(schedule.T, num_steps).tolist(), x_T
+    for k, t in enumerate(timesteps):
+        alpha_bar_prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else torch.tensor(1.0)
+        eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long))
+        noise = torch.randn(x.shape, generator=generator) if eta > 0 else None
+        x, _ = ddim_step(x, eps_pred, alpha_bar_prev, schedule.alpha_bar[t], eta=eta, noise=noise)
+    return x
+
+
 MISTAKES["ddim_sample_loop"] = [
+    ("alpha_bar_t and alpha_bar_prev swapped", _loop_rates_swapped, "given alpha_bar_t before alpha_bar_prev"),
     ("eta ignored", loop_variant(ignore_eta=True), "eta is ignored"),
     ("alpha_bar[-1] at the last step", loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
     ("t - 1 instead of the grid", loop_variant(prev="t-1"), "off by one in the time grid"),
@@ -878,6 +892,7 @@ MISTAKES["ddim_sample_loop"] = [
     ("antithetic noise pairs", loop_variant(draw="antithetic"), "correlated between chains"),
     ("T = 1000 whatever the schedule", _student_loop("T = 1000"), "not T = 1000 or the notebook's schedule"),
     ("alpha_bar_prev = 1.0 as a float", _student_loop("float at the end"), "pass it as a tensor, torch.tensor(1.0)"),
+    ("alpha_bar_prev = 1 as an int", _student_loop("int at the end"), "pass it as a tensor, torch.tensor(1.0)"),
     ("noise not passed at eta > 0", _student_loop("noise not passed"), "ddim_step needs a noise"),
     ("a 0-dim t for the network", _student_loop("0-dim t"), "the network takes one timestep per example"),
     ("a grid from T - 1", _student_loop("grid from T - 1"), "but DDIM's grid for T ="),

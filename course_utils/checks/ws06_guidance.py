@@ -525,7 +525,11 @@ _INDEX = re.compile(r"index (-?\d+) is out of bounds for dimension (\d+) with si
 
 def _sampler_explain(error: str) -> str | None:
     """PyTorch's IndexError where a timestep runs past the schedule (dimension 0 of alpha_bar, in the student's code
-    or in the model's) or a label past the model's classes (dimension 1 of the mixture's components)."""
+    or in the model's) or a label past the model's classes (dimension 1 of the mixture's components); a Python
+    number where ddim_step takes a tensor (the last alpha_bar_prev)."""
+    if re.search(r"'(float|int)' object has no attribute", error):
+        return ("after the last step alpha_bar_prev is 1: pass it as a tensor, torch.tensor(1.0) (a Python number "
+                "has no .sqrt())")
     found = _INDEX.search(error)
     if not found:
         return None
@@ -557,8 +561,10 @@ def _sampler_diagnose(record, c) -> str | None:
         ("eps_cond and eps_uncond are swapped: the conditional prediction uses y, the unconditional one y = -1",
          dict(swap=True)),
         ("the unconditional prediction uses the null class -1 (torch.full_like(y, -1)), not class 0", dict(null=0)),
-        ("guidance_scale is ignored: combine the two predictions with cfg_combine(eps_uncond, eps_cond, w)",
-         dict(ignore_w=True)),
+        # two conditional predictions combine to the conditional one whatever w is: the same samples as w ignored
+        ("guidance_scale is ignored (the samples are the plain conditional ones, w = 1): combine the two "
+         "predictions with cfg_combine(eps_uncond, eps_cond, w), and make eps_uncond unconditional, the model "
+         "asked with y = -1 (torch.full_like(y, -1)), not with y", dict(ignore_w=True)),
         ("the last step goes to clean data, alpha_bar_prev = 1: in Python alpha_bar[-1] is the LAST entry",
          dict(last="python_last")),
         ("the last step must go to alpha_bar_prev = 1 (clean data): stopping at t = 0, or stepping to alpha_bar[0], "
@@ -627,7 +633,27 @@ def _guided_with_own_noise(model, schedule, x_T, y, guidance_scale, num_steps=50
     return right + 0.1 * torch.randn_like(right)
 
 
+def _guided_student(kind: str):
+    """guided_ddim_sample as a student writes it, with one mistake: "both conditional" (both predictions asked with
+    y: cfg_combine(model(x, t, y), model(x, t, y), w), the conditional one), "float at the end" (the last
+    alpha_bar_prev the Python number 1.0)."""
+    def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
+        from ..samplers import ddim_step, ddim_timesteps
+        grid, x = ddim_timesteps(schedule.T, num_steps).tolist(), x_T
+        for k, t in enumerate(grid):
+            tt = torch.full((len(x),), t, dtype=torch.long)
+            eps_uncond = model(x, tt, y if kind == "both conditional" else torch.full_like(y, -1))
+            eps_cond = model(x, tt, y)
+            a_prev = schedule.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else (
+                1.0 if kind == "float at the end" else torch.tensor(1.0))
+            x, _ = ddim_step(x, eps_uncond + guidance_scale * (eps_cond - eps_uncond), schedule.alpha_bar[t], a_prev)
+        return x
+    return guided_ddim_sample
+
+
 MISTAKES["guided_ddim_sample"] = [
+    ("both predictions conditional", _guided_student("both conditional"), "guidance_scale is ignored"),
+    ("alpha_bar_prev = 1.0 as a float", _guided_student("float at the end"), "pass it as a tensor, torch.tensor(1.0)"),
     ("cond and uncond swapped", guided_sampler_variant(swap=True), "swapped"),
     ("null class 0", guided_sampler_variant(null=0), "null class -1"),
     ("null label num_classes", guided_sampler_variant(null=8), "asks for the null label -1"),
