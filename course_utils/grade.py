@@ -333,10 +333,20 @@ def cell_errors(run_nb: dict, outcome: sandbox.Outcome) -> list[dict]:
 def cell_error_notes(errors: list[dict], rows: list[dict]) -> list[str]:
     """The feedback's notes for ``cell_errors``: those that no failed TODO's message names already."""
     said = "\n".join(str(r.get("message", "")) for r in rows)
-    notes = []
+    notes, missing_data, consequences = [], False, 0
     for e in errors:
         e = {k: str(e.get(k, "")) for k in ("cell", "role", "ename", "evalue")}
         if _raised(e["cell"], e["ename"]) in said:          # a failed TODO's "[before it, ...]" names it
+            continue
+        if e["ename"] == "DatasetNotFoundError":            # the grader's machine lacks a dataset: nobody's code
+            first = e["evalue"].split(". ")[0]
+            notes.append(f"{e['cell']} could not load its dataset: the grader has no copy of it ({first}). "
+                         "That is the grader's setup, not your work (tell your instructor); your TODOs' checks do "
+                         "not need the data, and the cells after it that use it could not run.")
+            missing_data = True
+            continue
+        if missing_data and e["ename"] == "NameError":      # what the data cell would have defined
+            consequences += 1
             continue
         what = (f"ran past the limit per cell and was interrupted ({e['evalue']})" if e["ename"] == "CellTimeoutError"
                 else f"raised {e['ename']}: {e['evalue']}")
@@ -349,6 +359,8 @@ def cell_error_notes(errors: list[dict], rows: list[dict]) -> list[str]:
                          "grader's setup is at fault (tell your instructor).")
     if len(notes) > MAX_ERROR_NOTES:
         notes[MAX_ERROR_NOTES:] = [f"{len(notes) - MAX_ERROR_NOTES} more cell(s) raised an error as well."]
+    if consequences:
+        notes.append(f"{consequences} later cell(s) raised NameError for what the data cell would have defined.")
     return notes
 
 
@@ -588,6 +600,21 @@ def read_submission(path: Path, max_mb: float) -> bytes:
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
 
 
+def wrong_worksheet(source: Source, ids: set) -> None:
+    """Raise ``Malformed("wrong_worksheet")`` unless most of a submission's cell ids (nbgrader's grade_ids) are
+    SOURCE's: none in common is a new notebook; a few is another worksheet that shares a TODO and some headings
+    with it (worksheet 1 and the lab both hold diffusion_schedule, md-01, ...: 6 of the lab's 17 ids, and every
+    lab notebook got worksheet 1's points for diffusion_schedule when the instructor named the wrong SOURCE)."""
+    shared = ids & source.ids
+    if not shared:
+        raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: none of its "
+                                           "cells matches the worksheet's (another worksheet, or a new notebook?)")
+    if 2 * len(shared) < len(ids):
+        raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: only "
+                                           f"{len(shared)} of its {len(ids)} cell ids are the worksheet's (another "
+                                           "worksheet that shares a TODO with it?)")
+
+
 def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     """Grade one submission; never raises for anything the submission holds."""
     result = {"student": sub.student, "worksheet": source.worksheet, "file": str(sub.path),
@@ -604,10 +631,7 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
         markers = [m for m in SOLUTION_MARKERS if any(m in str(c.get("source", "")) for c in nb["cells"])]
         if markers:         # the instructor's copy (solutions/, hidden tests included) handed in as the student's:
             result["solution_markers"] = markers        # for report.html's attention list, not the student's feedback
-        if not {_meta(c)[0].get("grade_id") for c in nb["cells"]} & source.ids:   # text only (parse_notebook)
-            raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: none of "
-                                               "its cells matches the worksheet's (another worksheet, or a new "
-                                               "notebook?)")
+        wrong_worksheet(source, {_meta(c)[0].get("grade_id") for c in nb["cells"]} - {None, ""})   # text only
     except Malformed as err:
         rows = [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": err.status,
                  "message": str(err)[:MAX_MESSAGE]} for g in source.graded]

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 VISIBILITY = ("hidden", "after_due_date", "after_published", "visible")   # Gradescope's values
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"    # as the Makefile's TORCH=cpu: no CUDA wheels
 VENV = "/opt/course-venv"
+DATA = "/opt/course-data"          # COURSE_DATA_DIR in the image: the datasets setup.sh downloads (the lab's MNIST)
 SKIP = {"__pycache__", ".ipynb_checkpoints", "__MACOSX"}
 MAX_LISTED = 20
 
@@ -63,6 +64,12 @@ python3 -m venv "$VENV"
 "$VENV/bin/pip" install "$SOURCE_DIR/course"
 # fail the image's build now rather than at the first submission
 "$VENV/bin/python" -c "import course_utils.grade, course_utils.gradescope, nbclient, ipykernel, torch, matplotlib"
+# MNIST, which the lab trains on (and lessons' cells read), while the build has the internet: without it the lab's
+# data cell raises in every submission and each student reads a note about it (the TODOs' points do not depend on it)
+mkdir -p "{data}"
+"$VENV/bin/python" -c "import torchvision
+for train in (True, False): torchvision.datasets.MNIST('{data}', train=train, download=True)" || \
+  echo "setup.sh: MNIST could not be downloaded into {data}: the lab's feedback will say its data was missing" >&2
 chmod +x "$SOURCE_DIR/run_autograder"
 """
 
@@ -71,6 +78,7 @@ RUN_AUTOGRADER = """\
 # Written by `course-grade export-gradescope`. Gradescope runs it for each submission, as root, in /autograder.
 ROOT="${COURSE_AUTOGRADER_ROOT:-/autograder}"
 PY="${COURSE_AUTOGRADER_PYTHON:-/opt/course-venv/bin/python}"
+export COURSE_DATA_DIR="${COURSE_DATA_DIR:-/opt/course-data}"     # where setup.sh put MNIST
 cd "$ROOT" || exit 1    # Gradescope's working directory; also keeps another checkout off `python -m`'s path
 mkdir -p "$ROOT/results"
 rm -f "$ROOT/results/results.json"
@@ -122,7 +130,7 @@ def build_bundle(source_path, out, *, opts: "grade.Options | None" = None, visib
             info.external_attr = (0o100000 | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, data)
-        add("setup.sh", SETUP_SH.format(venv=VENV, torch_line=torch_line).encode(), 0o755)
+        add("setup.sh", SETUP_SH.format(venv=VENV, torch_line=torch_line, data=DATA).encode(), 0o755)
         add("run_autograder", RUN_AUTOGRADER.encode(), 0o755)
         add("config.json", (json.dumps(config, indent=1) + "\n").encode())
         add(config["source"], source.path.read_bytes())

@@ -626,3 +626,20 @@ def test_the_progress_bar_names_the_student_a_slow_notebook_holds(tmp_path, caps
     assert stats["graded"] == 1
     err = capsys.readouterr().err
     assert "running: zoe_loops " in err, err[-2000:]
+
+
+def test_another_worksheet_that_shares_a_todo_is_the_wrong_worksheet():
+    """Worksheet 1 and the lab share diffusion_schedule and some headings' ids: graded against the other's SOURCE,
+    every lab notebook got worksheet 1's points for diffusion_schedule (an instructor who named the wrong SOURCE).
+    Each is now wrong_worksheet before any kernel runs; the worksheet's own solution, even with every markdown cell
+    deleted, is not."""
+    import nbformat
+    ws01, lab = corpus.REPO / "solutions" / "01_schedules.ipynb", corpus.REPO / "solutions" / "lab_ddim.ipynb"
+    for source_path, sub_path in ((ws01, lab), (lab, ws01)):
+        result = grade.grade_submission(grade.load_source(source_path), grade.Submission("kim", sub_path),
+                                        grade.Options())
+        assert result["status"] == "wrong_worksheet" and "another worksheet that shares a TODO" in result["message"]
+        assert {row["points"] for row in result["rows"]} == {0}
+    ids = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nbformat.read(ws01, as_version=4).cells
+           if c.cell_type == "code"} - {None}
+    grade.wrong_worksheet(grade.load_source(ws01), ids)            # raises nothing: its own code cells alone

@@ -97,6 +97,47 @@ def test_bundle_layout(bundle, tmp_path):
     assert again.read_bytes() == bundle.read_bytes(), "the same SOURCE must give the same bundle"
 
 
+def test_the_image_gets_mnist_and_the_autograder_reads_it(bundle, tmp_path):
+    """The lab trains on MNIST: a bundle without it made the lab's data cell raise in every submission, and each
+    student read a note about 'your cell' (an instructor's test of the lab's bundle). setup.sh downloads MNIST into
+    the image while its build has the internet; run_autograder points COURSE_DATA_DIR there. The download command
+    runs here on a copy of the course's data (torchvision finds the files and downloads nothing)."""
+    import re
+
+    from course_utils.data import data_root
+    with zipfile.ZipFile(bundle) as z:
+        setup, run = z.read("setup.sh").decode(), z.read("run_autograder").decode()
+    assert f'export COURSE_DATA_DIR="${{COURSE_DATA_DIR:-{gradescope.DATA}}}"' in run
+    command = re.search(r'"\$VENV/bin/python" -c "(import torchvision\n.*?)" \|\|', setup, re.S).group(1)
+    mnist = data_root() / "MNIST"
+    if not (mnist / "raw").is_dir():
+        pytest.skip(f"no MNIST under {data_root()} (COURSE_DATA_DIR) to stand for the download")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "MNIST").symlink_to(mnist)
+    proc = subprocess.run([sys.executable, "-c", command.replace(gradescope.DATA, str(tmp_path / "data"))],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_missing_dataset_is_the_grader_s_setup_in_the_feedback_not_the_student_s_cell():
+    """Without MNIST the lab's data cell raises DatasetNotFoundError and the cells after it NameError: the
+    feedback said 'your cell ... raised', then a NameError note, and cut the command that fetches the data. It
+    now says the grader lacks the data, and counts the NameErrors that follow in one line."""
+    from course_utils.grade import cell_error_notes
+    errors = [{"cell": "your cell starting `IMAGE_SIZE = ...`", "role": "student", "ename": "DatasetNotFoundError",
+               "evalue": "the lab trains on mnist, which is not under /root/data (quick mode never downloads). To get "
+                         "MNIST: python -c ..."},
+              *[{"cell": f"your cell starting `x{i} = ...`", "role": "student", "ename": "NameError",
+                 "evalue": "name 'channels' is not defined"} for i in range(3)]]
+    notes = cell_error_notes(errors, [])
+    assert len(notes) == 2, notes
+    assert "the grader has no copy of it (the lab trains on mnist, which is not under /root/data (quick mode never " \
+           "downloads))" in notes[0] and "not your work" in notes[0] and "To get" not in notes[0]
+    assert notes[1] == "3 later cell(s) raised NameError for what the data cell would have defined."
+    plain = cell_error_notes(errors[1:2], [])                    # a NameError on its own is the student's, as before
+    assert len(plain) == 1 and "raised NameError" in plain[0] and "It is not graded itself" in plain[0]
+
+
 def test_export_refuses_a_notebook_without_graded_cells(tmp_path, capsys):
     nb = tmp_path / "plain.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), nb)
