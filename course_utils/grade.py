@@ -605,8 +605,8 @@ def wrong_worksheet(source: Source, ids: set) -> None:
     SOURCE's: none in common is a new notebook; a few is another worksheet that shares a TODO and some headings
     with it (worksheet 1 and the lab both hold diffusion_schedule, md-01, ...: 6 of the lab's 17 ids, and every
     lab notebook got worksheet 1's points for diffusion_schedule when the instructor named the wrong SOURCE)."""
-    shared = ids & source.ids
-    if not shared:
+    shared = ids & (source.ids | set(source.locked))            # its TODOs, tests and locked text
+    if not shared & source.ids:
         raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: none of its "
                                            "cells matches the worksheet's (another worksheet, or a new notebook?)")
     if 2 * len(shared) < len(ids):
@@ -778,6 +778,15 @@ def _folder_submission(folder: Path, worksheet: str) -> Submission:
                                             + f": submit one notebook, {worksheet}.ipynb"))
 
 
+ARCHIVES = (".zip", ".tar.gz", ".tgz", ".tar", ".7z", ".rar")
+
+
+def _archive_stem(name: str) -> str:
+    """"Grace.zip" -> "Grace"; "" for a name that is no archive's."""
+    suffix = next((a for a in ARCHIVES if name.lower().endswith(a)), "")
+    return name[:-len(suffix)] if suffix and len(name) > len(suffix) else ""
+
+
 def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
     """Submission files with their students' names (folder's name, or the stem of a loose file); every student
     once, under a name no other student has."""
@@ -796,6 +805,13 @@ def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
                     # a loose file, or a link (read as nothing: its student gets a row that says why)
                     stem = e.name[:-6] if e.name.lower().endswith(".ipynb") else e.name
                     found.append(Submission(p.resolve().name if stem == worksheet else stem, Path(e.path)))
+                elif e.is_file(follow_symlinks=False) and _archive_stem(e.name):
+                    # a student's archive among the notebooks (Grace.zip): a row that says so, not a line on stderr
+                    # that no grades.csv, report or export shows
+                    found.append(Submission(_archive_stem(e.name), Path(e.path), (
+                        "not_a_notebook", f"an archive ({e.name}), not a notebook: the grader does not unpack "
+                                          f"archives; submit {worksheet}.ipynb (or unpack it into a folder named "
+                                          "after the student and grade again)")))
                 else:       # a loose file that is no notebook, or a folder named like one (whose is it?)
                     print(f"course-grade: not graded, not a notebook nor a student's folder: {e.path}",
                           file=sys.stderr)

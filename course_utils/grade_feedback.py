@@ -32,6 +32,7 @@ MAX_NAME_BYTES = 64                  # a student's name, in bytes of UTF-8 (file
 CSV_FIELDS = ["student", "worksheet", "grade_id", "points", "max_points", "status", "message"]
 OVERRIDE_FIELDS = ["student", "worksheet", "grade_id", "points", "reason"]
 OVERRIDDEN = "by the instructor in overrides.csv"     # in grades.csv's message of a row overrides.csv set
+HAND_GRADED = "graded by hand: the points typed in grades.csv"   # the message of a written answer with points
 
 
 def safe_name(name: str) -> str:
@@ -253,7 +254,8 @@ def write_reports(out: Path) -> tuple[int, int]:
                     dropped.append(f"{key[0]} ({key[1]}: {key[2]}, {typed[key]} points)")
                 else:           # not graded again, or graded again (a new SOURCE, --force) with the same answer
                     points = typed[key]
-            csv_message = row["message"]
+            # a written answer with points typed for it is graded: grades.csv no longer says "to be graded"
+            csv_message = HAND_GRADED if row["status"] == "manual" and points != "" else row["message"]
             if key in overrides:
                 setting = overrides[key]
                 changed, why = _override(row, setting)

@@ -145,15 +145,28 @@ KEYS = [("student",), ("SIS Login ID", "username"), ("SIS User ID", "idnumber", 
         ("email", "Email address", "Email")]
 
 
+CANVAS_NAME = "canvas student"       # Canvas's "Student" (the display name), where a column "student" is there too
+
+
+def folded(row: dict[str, str]) -> dict[str, str]:
+    """A roster row with its column names in lower case (a header "Username" is "username"). Canvas's gradebook
+    export has a column "Student", the display name ("Builder, Bob"); where the instructor added the column
+    "student" (course-grade's name) beside it, "student" is that one and Canvas's is ``CANVAS_NAME`` (both folded
+    to "student" once, and the later column blanked Canvas's names in the export)."""
+    both = "student" in row and any(k != "student" and k.casefold() == "student" for k in row)
+    return {(CANVAS_NAME if both and k != "student" and k.casefold() == "student" else k.casefold()): v
+            for k, v in row.items()}
+
+
 def find(roster: list[dict[str, str]], student: str) -> dict[str, str]:
     """The roster's row of ``student``: by the column ``student``, else a login, an SIS id or idnumber, Canvas's
     ID, or an email's user part, in that order (``KEYS``); two rows that match by the same column are an error."""
     low = student.casefold()
-    folded = [{k.casefold(): v for k, v in row.items()} for row in roster]     # a header "Username" is "username"
+    rows_folded = [folded(row) for row in roster]
     for keys in KEYS:
         def value(row: dict[str, str], k: str) -> str:
             return row.get(k.casefold(), "").split("@")[0] if keys[0] == "email" else row.get(k.casefold(), "")
-        rows = [row for row, f in zip(roster, folded) if any(value(f, k).casefold() == low for k in keys)]
+        rows = [row for row, f in zip(roster, rows_folded) if any(value(f, k).casefold() == low for k in keys)]
         if len(rows) > 1:
             raise ExportError(f"{student}: {len(rows)} rows of the roster match it by {keys[0]!r}; add a column "
                               "'student' with course-grade's name of each student")
@@ -218,9 +231,10 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
                               "student")
         if people and not person:
             warnings.append(f"{student}: not in the roster; exported under the name course-grade gave it")
-        low = {k.casefold(): v for k, v in person.items()}           # a roster's "sis login id" is Canvas's
+        low = folded(person)                                          # a roster's "sis login id" is Canvas's
         if fmt == "canvas":
-            ident = [low.get("student", student), low.get("id", ""), low.get("sis user id", ""),
+            ident = [low.get(CANVAS_NAME) or low.get("student") or student, low.get("id", ""),
+                     low.get("sis user id", ""),
                      low.get("sis login id", "" if low.get("id") or low.get("sis user id") else student),
                      low.get("section", "")]
         else:
@@ -232,14 +246,14 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
     absent = [_who(row) for row in people if id(row) not in found and "points possible" not in _who(row).casefold()]
     if absent:
         warnings.append(f"{len(absent)} student(s) of the roster have no grades here (no submission?), and no row "
-                        "in the export: " + ", ".join(absent[:20]) + (", ..." if len(absent) > 20 else ""))
+                        "in the export: " + "; ".join(absent[:20]) + ("; ..." if len(absent) > 20 else ""))
     return buf.getvalue(), warnings
 
 
 def _who(row: dict[str, str]) -> str:
     """A roster row's name for a message: its first non-empty column among the names and KEYS."""
-    low = {k.casefold(): v for k, v in row.items()}
-    for k in ("student", "name", *(k for keys in KEYS[1:] for k in keys)):
+    low = folded(row)
+    for k in (CANVAS_NAME, "student", "name", *(k for keys in KEYS[1:] for k in keys)):
         if low.get(k.casefold()):
             return low[k.casefold()]
     return "(a row without a name)"

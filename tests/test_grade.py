@@ -640,6 +640,8 @@ def test_another_worksheet_that_shares_a_todo_is_the_wrong_worksheet():
                                         grade.Options())
         assert result["status"] == "wrong_worksheet" and "another worksheet that shares a TODO" in result["message"]
         assert {row["points"] for row in result["rows"]} == {0}
-    ids = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nbformat.read(ws01, as_version=4).cells
-           if c.cell_type == "code"} - {None}
-    grade.wrong_worksheet(grade.load_source(ws01), ids)            # raises nothing: its own code cells alone
+    cells = nbformat.read(ws01, as_version=4).cells
+    ids = {c.metadata.get("nbgrader", {}).get("grade_id") for c in cells} - {None}
+    grade.wrong_worksheet(grade.load_source(ws01), ids)                             # raises nothing: all its cells
+    grade.wrong_worksheet(grade.load_source(ws01), {c.metadata.get("nbgrader", {}).get("grade_id") for c in cells
+                                                    if c.cell_type == "code"} - {None})   # nor its code cells alone

@@ -335,10 +335,11 @@ def test_a_folder_is_one_student_whatever_it_holds(tmp_path, capsys):
     put("bob/01_schedules.ipynb"), [put(f"bob/s{i}/01_schedules.ipynb") for i in range(6)]
     put("carl/a/01_schedules.ipynb"), put("carl/b/01_schedules.ipynb")
     put("dora/01_schedules.IPYNB"), put("eve/01_schedules.ipynb.txt"), put("gus/mine.ipynb"), put("loose.zip")
+    put("notes.txt")
     put("zz.ipynb/01_schedules.ipynb")                  # a folder named like a notebook: no student, but named
     (tmp_path / "fay").mkdir()
     subs = {s.student: s for s in grade.find_submissions([str(tmp_path)], "01_schedules")}
-    assert sorted(subs) == ["bob", "carl", "dora", "eve", "fay", "gus", "jean", "jean-luc"]
+    assert sorted(subs) == ["bob", "carl", "dora", "eve", "fay", "gus", "jean", "jean-luc", "loose"]
     assert subs["jean-luc"].path == tmp_path / "jean-luc" / "01_schedules.ipynb" and not subs["jean-luc"].problem
     assert subs["jean"].problem[0] == "ambiguous" and "none named 01_schedules.ipynb" in subs["jean"].problem[1]
     assert subs["carl"].problem[0] == "ambiguous"
@@ -348,7 +349,13 @@ def test_a_folder_is_one_student_whatever_it_holds(tmp_path, capsys):
                                                      "holds 01_schedules.ipynb.txt: submit 01_schedules.ipynb")
     assert subs["fay"].problem[0] == "not_a_notebook"
     err = capsys.readouterr().err
-    assert f"a student's folder: {tmp_path / 'loose.zip'}" in err and f"folder: {tmp_path / 'zz.ipynb'}" in err
+    # a loose archive is a row that says so (an instructor's Grace.zip had only a line on stderr, among the
+    # progress bar's, and no row in grades.csv, report.html or the export); another loose file stays a line
+    assert subs["loose"].problem == ("not_a_notebook", "an archive (loose.zip), not a notebook: the grader does not "
+                                                       "unpack archives; submit 01_schedules.ipynb (or unpack it "
+                                                       "into a folder named after the student and grade again)")
+    assert f"a student's folder: {tmp_path / 'notes.txt'}" in err and f"folder: {tmp_path / 'zz.ipynb'}" in err
+    assert "loose.zip" not in err
     # and the default size limit: the grader parses a notebook in its own memory (text up to 8x its size)
     (tmp_path / "big.ipynb").write_bytes(b" " * (17 * 2 ** 20))
     with pytest.raises(grade.Malformed, match="over the limit of 16 MB"):

@@ -72,6 +72,24 @@ def test_canvas_with_a_roster_and_an_assignment_id(graded, tmp_path):
     assert warnings == ["carol: not in the roster; exported under the name course-grade gave it"]
 
 
+def test_canvas_s_student_column_beside_the_column_student_an_instructor_added(graded, tmp_path):
+    """Canvas's export has "Student" (display names); the docs say to add "student" (course-grade's name) for a
+    student the roster cannot find. Both folded to one key: the export's Student column went blank for everyone
+    but the one row with a "student", the Points Possible row was "a row without a name", and the absent students'
+    "Last, First" names were joined with ", " (six names read as twelve). An instructor's grading pass."""
+    roster = tmp_path / "canvas_export.csv"
+    roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section,student\n"
+                      "    Points Possible,,,,,\n"
+                      '"Liddell, Alice",1001,S-1,alice,Sec A,\n"Builder, Bob",1002,S-2,bbuilder,Sec B,bob\n'
+                      '"Davis, Dave",1004,S-4,dave,Sec A,\n"Frank, Frank",1005,S-5,frank,Sec B,\n')
+    text, warnings = grade_lms.export(graded, "canvas", roster=roster, total_only=True)
+    rows = _table(text)
+    assert rows[2] == ["Liddell, Alice", "1001", "S-1", "alice", "Sec A", "4.5"]
+    assert rows[3] == ["Builder, Bob", "1002", "S-2", "bbuilder", "Sec B", "2"]          # found by "student"
+    assert warnings[-1] == ("2 student(s) of the roster have no grades here (no submission?), and no row in the "
+                            "export: Davis, Dave; Frank, Frank"), warnings
+
+
 def test_canvas_reads_a_roster_whose_headers_are_in_another_case(graded, tmp_path):
     """docs/grading.md: column names are matched in any case. Canvas's identifiers were read with exact keys, so a
     roster headed 'sis login id,id' exported Alice without her login and ID, and without a warning."""
@@ -160,6 +178,10 @@ def test_points_typed_by_hand_survive_a_rerun_and_a_spreadsheet(graded, capsys):
     total = next(r for r in csv.DictReader(io.StringIO((graded / "grades.csv").read_text()))
                  if r["student"] == "alice" and r["grade_id"] == "TOTAL")
     assert total["message"] == ""                           # nothing left to grade by hand
+    # the summary's own row says it is graded (it kept "to be graded by the instructor": an instructor's pass)
+    messages = {r["student"]: r["message"] for r in csv.DictReader(io.StringIO((graded / "grades.csv").read_text()))
+                if r["grade_id"] == "summary"}
+    assert messages["alice"] == grade_feedback.HAND_GRADED and messages["bob"] != grade_feedback.HAND_GRADED
     assert "dropped" not in capsys.readouterr().err
     assert grade_lms.export(graded, "moodle")[0].splitlines()[1] == "alice,1,2,1.5,4.5"
 
