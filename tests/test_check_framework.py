@@ -325,3 +325,11 @@ def test_a_complex_result_with_the_right_real_values_is_told_its_dtype():
     from answer_key import ANSWER_KEY
     result = run_check("q_sample", lambda *args: ANSWER_KEY["q_sample"](*args).to(torch.complex64))
     assert not result.passed and "complex64" in result.message, result.message
+
+
+def test_a_meta_tensor_returned_is_a_message_not_a_traceback():
+    """A result on PyTorch's meta device (a shape without values) made every check raise NotImplementedError
+    ("Cannot copy out of meta tensor") out of the instant harvest (a wrong-answer pass found it)."""
+    from course_utils.checks import run_check
+    result = run_check("q_sample", lambda x0, t, eps, schedule: torch.empty(x0.shape, device="meta"))
+    assert not result.passed and "meta device" in result.message, result.message

@@ -473,6 +473,9 @@ def _is_error(out) -> bool:
 
 def _detach(out):
     if isinstance(out, Tensor):
+        if out.is_meta:     # shapes without values: .cpu() raises NotImplementedError ("Cannot copy out of meta")
+            raise TypeError(f"returned a tensor on the meta device (a shape without values, {tuple(out.shape)}): "
+                            "make the result from the inputs, on their device")
         return out.detach().cpu().clone()
     if isinstance(out, dict):
         return {str(k): _detach(v) for k, v in out.items()}
