@@ -411,3 +411,16 @@ def test_cfg_loss_names_a_null_label_other_than_minus_one_and_keeps_the_reshape_
     result = run_check("cfg_loss", _cfg_loss_student(images_all_null=True))     # since 2026-12-06 a named mistake
     assert not result.passed and "every label is the null class -1" in result.message, result.message
     assert "reshaped" not in result.message, result.message
+
+
+def test_cfg_combine_that_asserts_a_positive_scale_is_told_why_on_the_hidden_case():
+    """`assert guidance_scale >= 0` passes the visible cases and failed the hidden one (w = -1) with a bare
+    'raised AssertionError:' (a wrong-answer pass)."""
+    from course_utils.checks import run_check
+
+    def cfg_combine(eps_pred_uncond, eps_pred_cond, guidance_scale):
+        assert guidance_scale >= 0
+        return eps_pred_uncond + guidance_scale * (eps_pred_cond - eps_pred_uncond)
+    assert run_check("cfg_combine", cfg_combine).passed
+    result = run_check("cfg_combine", cfg_combine, hidden=True)
+    assert not result.passed and "guidance_scale may be any real number" in result.message, result.message

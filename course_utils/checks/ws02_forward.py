@@ -27,8 +27,11 @@ BROADCAST_HINT = ("schedule.alpha_bar[t] has shape (B,): reshape it to (B, 1, ..
                   "of the images after the batch, so that it broadcasts over them")
 INDEX_HINT = ("t indexes the schedule's tables directly (code index t = 0 ... T - 1 uses alpha_bar[t]): "
               "alpha_bar[t + 1] runs past the end at t = T - 1")
+MATH_ON_TENSOR_HINT = ("math.sqrt (or float(), math.log) takes one number, and alpha_bar[t] holds one per example: "
+                      "take the root of the tensor, alpha_bar_t.sqrt() or torch.sqrt(alpha_bar_t)")
 forward_explain = explain_by(("must match the size of tensor b", BROADCAST_HINT),
-                             ("is out of bounds for dimension 0", INDEX_HINT))
+                             ("is out of bounds for dimension 0", INDEX_HINT),
+                             ("only one element tensors can be converted to Python scalars", MATH_ON_TENSOR_HINT))
 
 
 def _forward_cases(hidden: bool) -> list:
@@ -146,6 +149,8 @@ MISTAKES["q_sample"] = [
     ("one t for the whole batch", lambda x0, t, eps, schedule: _mix(x0, t[:1].expand_as(t), eps, schedule,
                                                                     schedule.sqrt_alpha_bar,
                                                                     schedule.sqrt_one_minus_alpha_bar), "own t"),
+    ("math.sqrt on a tensor", lambda x0, t, eps, schedule: math.sqrt(schedule.gather(schedule.alpha_bar, t, x0.ndim))
+     * x0, "math.sqrt (or float(), math.log) takes one number"),
     ("its own noise", lambda x0, t, eps, schedule: _mix(
         x0, t, torch.randn(eps.shape, generator=torch.Generator().manual_seed(5)), schedule,
         schedule.sqrt_alpha_bar, schedule.sqrt_one_minus_alpha_bar), "not the eps you were given"),

@@ -77,7 +77,10 @@ def _cfg_diagnose(out, c) -> str | None:
 
 
 register(Check("cfg_combine", "cfg_combine", _cfg_cases,
-               lambda f, c: f(c["eps_uncond"], c["eps_cond"], c["guidance_scale"]), _cfg_diagnose))
+               lambda f, c: f(c["eps_uncond"], c["eps_cond"], c["guidance_scale"]), _cfg_diagnose, explain_by(
+                   ("AssertionError", "guidance_scale may be any real number: w = 0 is the unconditional prediction, "
+                    "w = 1 the conditional one, and a w below 0 guides away from y (the hidden cases try one); "
+                    "no assert on it"))))
 check_cfg_combine = visible("cfg_combine")
 MISTAKES["cfg_combine"] = [
     ("swapped", lambda u, k, w: k + w * (u - k), "swapped"),
