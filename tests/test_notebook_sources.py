@@ -311,3 +311,32 @@ def test_every_relative_link_in_a_notebook_points_at_a_file():
                 if "://" not in target and not target.startswith("mailto:") and not (path.parent / target).exists():
                     dead.append(f"{path.relative_to(ROOT)}: {target}")
     assert not dead, dead
+
+
+def _printed_lines(notebook) -> list[str]:
+    """The lines a student reads as printed text in a notebook's stored outputs: streams, and the plain text of a
+    result that has no richer view (a widget, HTML or a figure is drawn, its text/plain never shown)."""
+    rich = {"application/vnd.jupyter.widget-view+json", "text/html", "image/png", "image/svg+xml"}
+    lines = []
+    for cell in (c for c in notebook.cells if c.cell_type == "code"):
+        for output in cell.outputs:
+            if output.output_type == "stream":
+                lines += output.text.split("\n")
+            elif "text/plain" in output.get("data", {}) and not rich & set(output.data):
+                lines += output.data["text/plain"].split("\n")
+    return lines
+
+
+def test_no_stored_printed_line_is_wider_than_the_output_area():
+    """JupyterLab shows printed text with `word-break: break-all`: a stored line wider than settings.PRINT_WIDTH
+    (a config, a stored run's command, a benchmark's conditions: 21 lines of 121-265 characters) is cut mid-word
+    on a 1366-pixel screen. The lessons print long lines through settings.wrapped."""
+    from course_utils.settings import PRINT_WIDTH
+
+    wide = [f"{path.relative_to(ROOT)}: {len(line)} characters: {line[:60]}..."
+            for path in sorted(ROOT.glob("*/*.ipynb"))
+            for line in _printed_lines(nbformat.read(path, as_version=4)) if len(line) > PRINT_WIDTH]
+    assert not wide, "\n".join(wide)
+    printed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[           # the scan can fail
+        nbformat.v4.new_output("stream", name="stdout", text="x" * (PRINT_WIDTH + 1) + "\nshort\n")])])
+    assert max(map(len, _printed_lines(printed))) == PRINT_WIDTH + 1

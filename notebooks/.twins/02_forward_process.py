@@ -138,8 +138,8 @@ print(f"t = {t_check}: alpha_bar_t = {schedule.alpha_bar[t_check]:.4f}, {NUM_COP
 for name, x in [("chain", x_chain), ("closed form", x_closed)]:
     mean_err = (x.mean(0) - mean_theory).abs().max() / se_mean
     var_err = (x.var(0) - var_theory).abs().max() / se_var
-    print(f"{name:>12}: largest deviation over all pixels: mean {mean_err:.2f} standard errors, "
-          f"variance {var_err:.2f} standard errors")
+    print(f"{name:>12}: largest deviation over all pixels, in standard errors: mean {mean_err:.2f}, "
+          f"variance {var_err:.2f}")
 
 # %% [markdown]
 # With hundreds of pixels, the *largest* deviation of a correct sampler is typically 3-4 standard errors

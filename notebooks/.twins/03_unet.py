@@ -39,7 +39,7 @@ from course_utils.data import have, load_images_or_digits
 from course_utils.device import get_device
 from course_utils.nets import (AttentionBlock, MLPDenoiser, ResBlock, SinusoidalTimeEmbedding, UNet,
                                count_parameters, sinusoidal_embedding)
-from course_utils.settings import pick, quick_mode
+from course_utils.settings import pick, quick_mode, wrapped
 from course_utils.viz import show_images
 
 torch.manual_seed(0)
@@ -210,7 +210,7 @@ print("inline attention equals course_utils.nets.AttentionBlock:", torch.allclos
 # NBVAL_CHECK_OUTPUT
 torch.manual_seed(0)
 unet = UNet(in_channels=1, base_channels=32, channel_mults=(1, 2, 2), attention_levels=(2,)).to(device)
-print("config:", unet.config)
+print(wrapped(f"config: {unet.config}"))
 print(f"{'module':<10} {'type':<24} {'input':<18}    output")
 hooks = []
 
@@ -330,7 +330,8 @@ with torch.no_grad():
 elapsed = sorted(times)[len(times) // 2]                   # the median of 5 passes
 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 print(f"base-32 UNet, batch {BATCH} of 28x28 on {device}: {1000 * elapsed:.0f} ms per forward pass "
-      f"({1000 * elapsed / BATCH:.1f} ms per image; median of 5), load average {load:.1f} on {os.cpu_count()} cores")
+      f"({1000 * elapsed / BATCH:.1f} ms per image; median of 5)")
+print(f"load average {load:.1f} on {os.cpu_count()} cores")
 
 # %% [markdown]
 # ## 6. For 2-D points: an MLP denoiser
@@ -348,7 +349,7 @@ print(f"base-32 UNet, batch {BATCH} of 28x28 on {device}: {1000 * elapsed:.0f} m
 # NBVAL_CHECK_OUTPUT
 torch.manual_seed(0)
 mlp = MLPDenoiser(data_dim=2, hidden_dim=128, time_embed_dim=64, num_layers=3).to(device)
-print("config:", mlp.config)
+print(wrapped(f"config: {mlp.config}"))
 hooks = [mlp.time_embed.register_forward_hook(print_shape("time_embed"))]
 hooks += [m.register_forward_hook(print_shape(f"net.{i}")) for i, m in enumerate(mlp.net) if isinstance(m, torch.nn.Linear)]
 with torch.no_grad():

@@ -50,7 +50,7 @@ from course_utils.forward import q_posterior
 from course_utils.guidance import predict_eps
 from course_utils.device import get_device
 from course_utils.samplers import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps, ddpm_sample
-from course_utils.settings import pick, quick_mode, say_if_quick
+from course_utils.settings import pick, quick_mode, say_if_quick, wrapped
 from course_utils.viz import label_log_axis, plot_points, plot_trajectory_2d, show_images
 
 torch.manual_seed(0)
@@ -147,9 +147,10 @@ fig.tight_layout()
 plt.show()
 for variance, x in points.items():
     radius = x.norm(dim=1)
-    print(f"{variance:>9}: mean distance from the centre {radius.mean():.3f} (data: {x_data.norm(dim=1).mean():.3f}), "
-          f"spread around the blob centres {(radius - 1.5).abs().mean():.3f} "
-          f"(data: {(x_data.norm(dim=1) - 1.5).abs().mean():.3f})")
+    print(wrapped(f"{variance:>9}: mean distance from the centre {radius.mean():.3f} "
+                  f"(data: {x_data.norm(dim=1).mean():.3f}), spread around the blob centres "
+                  f"{(radius - 1.5).abs().mean():.3f} (data: {(x_data.norm(dim=1) - 1.5).abs().mean():.3f})",
+                  indent=" " * 11))
 
 
 # %% [markdown]
@@ -266,7 +267,7 @@ plt.show()
 # %%
 # NBVAL_CHECK_OUTPUT
 for S in (10, 20):
-    print(f"S = {S}:", ddim_timesteps(1000, S).tolist())
+    print(wrapped(f"S = {S}: {ddim_timesteps(1000, S).tolist()}", indent=" " * 8))
 print("S = 1000: the full grid", ddim_timesteps(1000, 1000)[:3].tolist(), "...", ddim_timesteps(1000, 1000)[-3:].tolist())
 
 # %% [markdown]
@@ -519,7 +520,7 @@ from course_utils.checkpoints import load_run
 
 stored = load_run("sampler_quality_n300")               # course_utils/checkpoints/runs/sampler_quality_n300.json
 n_stored = stored["n"]
-print(f"stored run: {stored['command']}, n = {n_stored} per sampler; {stored['conditions']}")
+print(wrapped(f"stored run: {stored['command']}, n = {n_stored} per sampler; {stored['conditions']}"))
 print(f"{'sampler':<10} {'calls':>6} {'seconds':>8} {'FID':>6} {'KID':>8} {'confident > 0.9':>18}")
 for row in stored["rows"]:
     se = (row["confident"] * (1 - row["confident"]) / n_stored) ** 0.5
@@ -581,8 +582,8 @@ plt.show()
 
 # %% [markdown]
 # **What to notice.** Time is proportional to the number of network calls: in the stored run DDIM with 50
-# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 5.9 s
-# against 133 s (23 times), and the DDIM rows of the right panel roughly double
+# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 7.5 s
+# against 162 s (22 times), and the DDIM rows of the right panel roughly double
 # with the steps. On quality, the stored 300-sample run separates what 48
 # samples cannot, through the confident share: DDIM with 10 steps is clearly behind (80% confident, against
 # 87% for 50 or 100 steps; about two and a half standard errors apart), 50 and 100 steps are
@@ -655,8 +656,9 @@ if real_inversion:
     show_images(reconstructions, ax=axes[2], title=f"DDIM({INVERT_STEPS} steps) of the latents")
     fig.tight_layout()
     plt.show()
-    print(f"latents: mean {latents.mean():.2f}, std {latents.std():.2f} (pure noise: 0, 1); norms "
-          f"{[round(v) for v in latents.flatten(1).norm(dim=1).tolist()]} (pure noise: about sqrt(d) = {image_shape[-1]})")
+    print(wrapped(f"latents: mean {latents.mean():.2f}, std {latents.std():.2f} (pure noise: 0, 1); norms "
+                  f"{[round(v) for v in latents.flatten(1).norm(dim=1).tolist()]} "
+                  f"(pure noise: about sqrt(d) = {image_shape[-1]})"))
     print(f"round-trip error: mean |x_0 - reconstruction| = {(originals - reconstructions).abs().mean():.3f} "
           f"(pixel range 2); mean |x_0| = {originals.abs().mean():.3f}")
 
@@ -689,9 +691,9 @@ show_images(torch.cat([x_T_own[:4].clamp(-3, 3) / 3, own_samples[:4], own_latent
             title="rows: x_T / 3, its sample,\nthe sample's latent / 3, decoded again")
 fig.tight_layout()
 plt.show()
-print(f"model's samples: x_T std {x_T_own.std():.2f}, their inverted latents std {own_latents.std():.2f}; "
-      f"mean |latent - x_T| = {(own_latents - x_T_own).abs().mean():.2f}; "
-      f"round-trip error {(own_samples - own_reconstructions).abs().mean():.3f}")
+print(wrapped(f"model's samples: x_T std {x_T_own.std():.2f}, their inverted latents std {own_latents.std():.2f}; "
+              f"mean |latent - x_T| = {(own_latents - x_T_own).abs().mean():.2f}; "
+              f"round-trip error {(own_samples - own_reconstructions).abs().mean():.3f}"))
 
 # %% [markdown]
 # **What to notice.** The histograms of both sets of latents are far narrower than $\mathcal N(0, 1)$, and
@@ -747,9 +749,10 @@ for row, (i_a, i_b) in enumerate(pairs):
     show_images(row_slerp, nrow=9, ax=axes[2 * row], title=f"pair {row + 1}: slerp, lambda = 0 ... 1")
     show_images(row_lerp, nrow=9, ax=axes[2 * row + 1], title=f"pair {row + 1}: lerp (straight line)")
     print(f"pair {row + 1}: latent norms, slerp {[round(z.norm().item()) for z in z_slerp[::2]]}, "
-          f"lerp {[round(z.norm().item()) for z in z_lerp[::2]]}; ink of the middle frame: "
-          f"slerp {ink(row_slerp[4:5]).item():.0%}, lerp {ink(row_lerp[4:5]).item():.0%}; "
-          f"mean ink of the 7 inner frames: slerp {ink(row_slerp[1:-1]).mean():.0%}, lerp {ink(row_lerp[1:-1]).mean():.0%}")
+          f"lerp {[round(z.norm().item()) for z in z_lerp[::2]]}")
+    print(f"    ink of the middle frame: slerp {ink(row_slerp[4:5]).item():.0%}, lerp {ink(row_lerp[4:5]).item():.0%}; "
+          f"mean ink of the 7 inner frames: slerp {ink(row_slerp[1:-1]).mean():.0%}, "
+          f"lerp {ink(row_lerp[1:-1]).mean():.0%}")
 fig.tight_layout()
 plt.show()
 

@@ -46,7 +46,7 @@ from course_utils.data import EIGHT_GAUSSIANS
 from course_utils.device import get_device
 from course_utils.samplers import ddim_sample, ddim_step, ddim_timesteps
 from course_utils.schedules import NoiseSchedule
-from course_utils.settings import pick, quick_mode, say_if_quick
+from course_utils.settings import pick, quick_mode, say_if_quick, wrapped
 from course_utils.solvers import (SOLVERS, dpmpp_2m_sample, edm_sigma, heun_sample, network_calls, solve,
                                   solver_timesteps, steps_for_calls)
 from course_utils.viz import label_log_axis, show_images
@@ -226,8 +226,8 @@ fig.suptitle("grey: the exact ODE path (1000 steps); blue: the solver's steps; e
 fig.tight_layout()
 plt.show()
 for calls in (5, 10):
-    print(f"{calls} calls, mean distance of the end points to the exact ones:",
-          {solver: round((paths[solver, calls][-1] - exact).norm(dim=1).mean().item(), 3) for solver in SOLVERS})
+    distances = {solver: round((paths[solver, calls][-1] - exact).norm(dim=1).mean().item(), 3) for solver in SOLVERS}
+    print(wrapped(f"{calls} calls, mean distance of the end points to the exact ones: {distances}"))
 
 # %% [markdown]
 # In grey, the exact path of each of the twelve points, from $x_T$ near the centre to one of the eight
@@ -307,20 +307,20 @@ def print_row(row):
 
 
 bench = load_run("bench_samplers")                 # course_utils/checkpoints/runs/bench_samplers.json
-print(f"from course_utils/checkpoints/runs/bench_samplers.json: `{bench['command']}`")
-print(f"  {bench['header']}; {bench['machine']}")
+print(wrapped(f"from course_utils/checkpoints/runs/bench_samplers.json: `{bench['command']}`"))
+print(wrapped(f"  {bench['header']}; {bench['machine']}"))
 print(f"  the 'logsnr' grid of 5 steps: {bench['grids']['DDIM 5']}")
 ddpm = bench["ddpm_1000"]
-print(f"  DDPM 1000 reference: FID {ddpm['fid']:.2f}, confident {ddpm['confident']:.3f}"
-      + (f" ({ddpm['source']})" if "source" in ddpm else ""))
+print(wrapped(f"  DDPM 1000 reference: FID {ddpm['fid']:.2f}, confident {ddpm['confident']:.3f}"
+              + (f" ({ddpm['source']})" if "source" in ddpm else "")))
 print(f"\n{'sampler':<24} {'steps':>5} {'calls':>5} {'seconds':>8} {'FID':>7} {'confident':>10}")
 for row in bench["rows"]:
     print_row(row)
 
 other_grids = {spacing: load_run(f"bench_samplers_{spacing}") for spacing in ("leading", "linspace")}
 for spacing, run in other_grids.items():
-    print(f"\nthe same x_T, DDIM and DPM-Solver++(2M) on the {spacing!r} grid "
-          f"(5 steps: {run['grids']['DDIM 5']}): `{run['command']}`")
+    print(wrapped(f"\nthe same x_T, DDIM and DPM-Solver++(2M) on the {spacing!r} grid "
+                  f"(5 steps: {run['grids']['DDIM 5']}): `{run['command']}`"))
     for row in run["rows"]:
         if row["sampler"] in SOLVERS:
             print_row(row)

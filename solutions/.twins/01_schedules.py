@@ -238,7 +238,7 @@ if checks.ready("respace", respace, "the plot"):
     ax.plot(kept, picked, "x", ms=8, label="10 steps: betas[kept]")
     ax.set_xlabel("step t of the long chain"), ax.set_ylabel(r"$\bar\alpha$"), ax.legend()
     plt.show()
-    print(f"after the last kept step: alpha_bar = {long_chain.alpha_bar[-1]:.2e} (long chain), "
+    print(f"last kept step: alpha_bar = {long_chain.alpha_bar[-1]:.2e} (long chain), "
           f"{respaced[-1]:.2e} (respaced), {picked[-1]:.3f} (ten old betas)")
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-respace-after", "locked": true, "schema_version": 3, "solution": false, "task": false}

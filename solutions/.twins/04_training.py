@@ -238,8 +238,8 @@ if checks.ready("EMA", EMA, "the warm-up experiment") and checks.ready("training
         points = ddpm_sample(net, schedule, (pick(2000, 500), 2), generator=torch.Generator().manual_seed(0), progress=False)
         plot_points(points, ax=ax, title=label)
         inside = (points.abs() <= 3).all(1)
-        print(f"{label:20s}: {inside.float().mean():4.0%} of the samples inside the plotted box; median distance to "
-              f"the nearest data point {torch.cdist(points, data).min(1).values.median():.2f}")
+        print(f"{label:20s}: {inside.float().mean():4.0%} inside the plotted box, median distance to the nearest "
+              f"data point {torch.cdist(points, data).min(1).values.median():.2f}")
     plt.show()
     left = 0.999 ** pick(1500, 200)
     print(f"without warm-up, {left:.0%} of the average is still the random initial weights (0.999^steps)")

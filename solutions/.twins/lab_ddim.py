@@ -50,7 +50,7 @@ from course_utils.data import DatasetNotFoundError, data_root, load_images, wher
 from course_utils.device import get_device
 from course_utils.nets import UNet, count_parameters
 from course_utils.progress import tqdm
-from course_utils.settings import pick, quick_mode
+from course_utils.settings import pick, quick_mode, wrapped
 from course_utils.training import EMA, autocast_dtype
 from course_utils.viz import plot_loss, show_images
 
@@ -273,7 +273,8 @@ network = UNet(in_channels=channels, base_channels=config["base_channels"], chan
 ema = EMA(network, decay=config["ema_decay"])
 optimizer = torch.optim.AdamW(network.parameters(), lr=config["lr"], weight_decay=1e-4)
 amp_dtype = autocast_dtype("auto", device)   # bfloat16 where this CPU/GPU computes it natively, else None (float32)
-print(f"UNet: {count_parameters(network):,} parameters; {config}; autocast: {amp_dtype}")
+print(f"UNet: {count_parameters(network):,} parameters; autocast: {amp_dtype}")
+print(wrapped(f"config: {config}"))
 
 
 def train_step(images_batch):
@@ -350,7 +351,7 @@ if trained:
     network.eval()
     minutes = train_s / 60
     print(f"trained {step} steps ({step * config['batch_size']:,} images) in {minutes:.1f} min of training "
-          f"({step * config['batch_size'] / train_s:.0f} images/s); "
+          f"({step * config['batch_size'] / train_s:.0f} images/s);\n"
           f"noise loss (mean absolute error) {history[-1][1] if history else running[-1]:.3f}")
     plot_loss(history, title="noise loss (MAE)")
     plt.show()
@@ -453,9 +454,10 @@ def enlarge_to_28(x):
 if not ready:
     print("⏳ skipped the measurements: they need the sampling above")
 elif DATASET == "flowers102":
-    print("Flowers102: no metric here. KID and FID need the features of a network that knows natural images "
-          "(Inception-v3, as in the papers); its weights are not part of the course and cannot be downloaded "
-          "offline, and the course's MNIST classifiers know nothing of flowers. Judge the samples above by eye.")
+    print(wrapped("Flowers102: no metric here. KID and FID need the features of a network that knows natural "
+                  "images (Inception-v3, as in the papers); its weights are not part of the course and cannot be "
+                  "downloaded offline, and the course's MNIST classifiers know nothing of flowers. Judge the "
+                  "samples above by eye.", indent=""))
 else:
     n = pick(500, 100)
     generated = generate(n, pick(20, 10), seed=2)
@@ -463,14 +465,14 @@ else:
     if DATASET == "mnist":
         share, classes = judge_share(generated)
         real_share, _ = judge_share(real[:n])
-        print(f"judge (mnist-eval-classifier): {share:.1%} of {n} samples classified with confidence > 0.9, "
+        print(f"judge (mnist-eval-classifier): {share:.1%} of {n} samples classified with confidence > 0.9,\n"
               f"{classes} of 10 digit classes present (real test digits at {size}x{size}: {real_share:.1%})"
               + ("\nquick mode trains far too little to reach the requirement's 85%, which is a full run's"
                  if quick_mode() else ""))
     features = metrics.feature_classifier(device)   # the course's MNIST classifier: also used for Fashion-MNIST
     kid_mean, kid_std = metrics.kid(enlarge_to_28(generated), enlarge_to_28(real[:n]), features, subset_size=n // 2)
     floor = metrics.kid(enlarge_to_28(real[n:]), enlarge_to_28(real[:n]), features, subset_size=n // 2)[0]
-    print(f"KID on mnist-classifier features, {n} samples ({pick(20, 10)} DDIM steps) against {n} real test images: "
+    print(f"KID on mnist-classifier features, {n} samples ({pick(20, 10)} DDIM steps) against {n} real test images:\n"
           f"{kid_mean:.3f} +- {kid_std:.3f}; two sets of {n} real test images (the floor): {floor:.3f}")
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-17", "locked": true, "schema_version": 3, "solution": false, "task": false}
