@@ -333,3 +333,23 @@ def test_a_meta_tensor_returned_is_a_message_not_a_traceback():
     from course_utils.checks import run_check
     result = run_check("q_sample", lambda x0, t, eps, schedule: torch.empty(x0.shape, device="meta"))
     assert not result.passed and "meta device" in result.message, result.message
+
+
+def test_a_cell_that_runs_a_loop_waits_for_the_step_the_loop_calls():
+    """ddim_sample_loop is judged with a right ddim_step (Check.uses), but the worksheet's sampling cell runs it with
+    the student's own: ready() skips that cell, naming ddim_step, while the student's step fails its check."""
+    from course_utils.checks import ready
+    from course_utils.checks.ws05_samplers import ddim_variant, loop_variant
+    namespace = {"ddim_step": ddim_variant(sqrt=False), "torch": torch}
+    exec("def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):\n"
+         "    return LOOP(model, schedule, x_T, num_steps, eta=eta, generator=generator, step=ddim_step)\n", namespace)
+    namespace["LOOP"] = lambda *args, step, **kwargs: loop_variant()(*args, **kwargs)
+    import contextlib
+    import io
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert not ready("ddim_sample_loop", namespace["ddim_sample_loop"], "DDIM sampling")
+    assert "calls your ddim_step, which does not pass its check yet" in " ".join(printed.getvalue().split())
+    namespace["ddim_step"] = ddim_variant()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert ready("ddim_sample_loop", namespace["ddim_sample_loop"], "DDIM sampling")

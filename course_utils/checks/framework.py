@@ -450,12 +450,22 @@ def report(name: str, obj: Any) -> Outcome:
 
 
 def ready(name: str, obj: Any, what: str = "this cell") -> bool:
-    """Guard for cells that need a TODO: True when ``obj`` passes check ``name``, else prints why it skips."""
+    """Guard for cells that need a TODO: True when ``obj`` passes check ``name`` and so do the other TODOs it calls
+    (``Check.uses``: its check judged it with right ones, the cell runs it with the student's), else prints why it
+    skips."""
     result = run_check(name, obj)
     if not result.passed:
         reason = "is not implemented yet" if result.status == "not_implemented" else "does not pass its check yet"
         print(printable(f"{TODO} skipped {what}: {CHECKS[name].target} {reason}"))
-    return result.passed
+        return False
+    used = getattr(obj, "__globals__", {})
+    for dep, _ in CHECKS[name].uses:
+        check = next((c.name for c in CHECKS.values() if c.target == dep), None)
+        if check is not None and dep in used and not run_check(check, used[dep]).passed:
+            print(printable(f"{TODO} skipped {what}: {CHECKS[name].target} passes its check, but it calls your "
+                            f"{dep}, which does not pass its check yet"))
+            return False
+    return True
 
 
 def visible(name: str) -> Callable[[Any], Outcome]:
