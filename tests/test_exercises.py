@@ -183,6 +183,26 @@ def test_a_right_loop_passes_whatever_the_other_todos_it_calls_do(path, check):
     assert namespace[target].__globals__[CHECKS[check].uses[0][0]] is broken      # the notebook keeps its own
 
 
+def test_every_todo_function_that_calls_another_todo_lists_it_in_uses():
+    """Check.uses must name each TODO a TODO function of the solutions calls by name (read from its code), so that a
+    new loop added beside its step is judged on its own too. Classes are not rebuilt (``isolated`` leaves them as
+    they are): worksheet 3's SmallUNet is judged with the student's ResBlock and time embedding."""
+    import ast
+
+    from course_utils.checks.framework import CHECKS
+    missing = []
+    for path in SOLUTIONS:
+        nb = nbformat.read(path, as_version=4)
+        todos = {cell.metadata["course"]["target"]: cell.metadata["course"]["check"] for cell in _graded(nb)}
+        for cell in (c for c in nb.cells if c.cell_type == "code" and _nbgrader(c).get("solution")):
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.FunctionDef) and node.name in todos:
+                    called = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & set(todos) - {node.name}
+                    listed = {name for name, _ in CHECKS[todos[node.name]].uses}
+                    missing += [f"{path.stem}: {node.name} calls {name}" for name in sorted(called - listed)]
+    assert not missing, missing
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", WORKSHEETS)
 def test_untouched_exercise_runs_and_says_not_implemented(name, monkeypatch):
