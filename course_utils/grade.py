@@ -432,6 +432,23 @@ def judge(source: Source, run_nb: dict, found: set[str], read, outcome: sandbox.
                 row["message"] += (f" [before it, {_raised(_cell_note(run_nb, e.get('index')), e.get('ename'))}: "
                                    f"{str(e.get('evalue'))[:160]}]")
         rows.append(row)
+    return with_failing_calls(source, rows)
+
+
+def with_failing_calls(source: Source, rows: list[dict]) -> list[dict]:
+    """A failed TODO that calls other TODOs of the worksheet by name (``Check.calls``: the lab's reverse_diffusion
+    calls denoise) runs with the student's own; where one of those failed too, its message says so (a right
+    reverse_diffusion scored 0 beside a wrong denoise, told to fix its time grid: an instructor's pass). The points
+    stay the grader's: the instructor can set them in overrides.csv (docs/grading.md)."""
+    from .checks import CHECKS
+    from .checks.framework import depends_note
+    status = {g.target: row["status"] for g, row in zip((g for g in source.graded if g.kind == "check"), rows)}
+    for g, row in zip((g for g in source.graded if g.kind == "check"), rows):
+        if row["status"] in ("pass", "missing", "not_implemented") or g.check not in CHECKS:
+            continue
+        failing = [dep for dep in CHECKS[g.check].calls if status.get(dep, "pass") != "pass"]
+        if failing:
+            row["message"] += depends_note(failing)
     return rows
 
 

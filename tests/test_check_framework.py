@@ -335,21 +335,41 @@ def test_a_meta_tensor_returned_is_a_message_not_a_traceback():
     assert not result.passed and "meta device" in result.message, result.message
 
 
-def test_a_cell_that_runs_a_loop_waits_for_the_step_the_loop_calls():
-    """ddim_sample_loop is judged with a right ddim_step (Check.uses), but the worksheet's sampling cell runs it with
-    the student's own: ready() skips that cell, naming ddim_step, while the student's step fails its check."""
-    from course_utils.checks import ready
-    from course_utils.checks.ws05_samplers import ddim_variant, loop_variant
-    namespace = {"ddim_step": ddim_variant(sqrt=False), "torch": torch}
-    exec("def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):\n"
-         "    return LOOP(model, schedule, x_T, num_steps, eta=eta, generator=generator, step=ddim_step)\n", namespace)
-    namespace["LOOP"] = lambda *args, step, **kwargs: loop_variant()(*args, **kwargs)
-    import contextlib
-    import io
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert not ready("ddim_sample_loop", namespace["ddim_sample_loop"], "DDIM sampling")
-    assert "calls your ddim_step, which does not pass its check yet" in " ".join(printed.getvalue().split())
-    namespace["ddim_step"] = ddim_variant()
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert ready("ddim_sample_loop", namespace["ddim_sample_loop"], "DDIM sampling")
+def test_a_failed_loop_says_which_todo_it_calls_fails_its_own_check(capsys):
+    """A loop runs with the student's own step (Check.calls names it): a right loop beside a wrong step failed with
+    a hint about the loop alone (the lab's reverse_diffusion beside a wrong denoise was told to fix its time grid, an
+    instructor's pass). The visible check and the grader's row both name the failing step; a right step adds
+    nothing."""
+    from course_utils import grade
+    from course_utils.checks import report
+    from course_utils.checks.lab_ddim import denoise_variant
+    from course_utils.checks.ws01_schedules import ref_diffusion_schedule
+
+    def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+        return tuple(r.float() for r in ref_diffusion_schedule(diffusion_times, min_signal_rate, max_signal_rate))
+    namespace = {"torch": torch, "diffusion_schedule": diffusion_schedule, "denoise": denoise_variant("rates")}
+    exec("def reverse_diffusion(network, initial_noise, diffusion_steps):\n"
+         "    B, step_size, next_noisy = initial_noise.shape[0], 1.0 / diffusion_steps, initial_noise\n"
+         "    for step in range(diffusion_steps):\n"
+         "        t = torch.full((B, 1, 1, 1), 1.0 - step * step_size, device=initial_noise.device)\n"
+         "        noise_rates, signal_rates = diffusion_schedule(t)\n"
+         "        pred_noises, pred_images = denoise(network, next_noisy, noise_rates, signal_rates)\n"
+         "        next_noise_rates, next_signal_rates = diffusion_schedule(t - step_size)\n"
+         "        next_noisy = next_signal_rates * pred_images + next_noise_rates * pred_noises\n"
+         "    return pred_images\n", namespace)
+    assert not report("reverse_diffusion", namespace["reverse_diffusion"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.endswith("[it calls your denoise, which fails its own check: fix that first, this verdict may come "
+                         "from it]"), said
+    namespace["denoise"] = denoise_variant()
+    assert report("reverse_diffusion", namespace["reverse_diffusion"])
+    assert "it calls your" not in capsys.readouterr().out
+    # the grader's rows: the same words where the TODO it calls failed, nothing where it passed
+    source = grade.load_source(grade.Path(__file__).resolve().parents[1] / "solutions" / "lab_ddim.ipynb")
+    checked = [g for g in source.graded if g.kind == "check"]
+    for denoise_status, added in (("fail", True), ("pass", False)):
+        rows = [{"grade_id": g.grade_id, "status": {"denoise": denoise_status, "reverse_diffusion": "fail"}.get(
+            g.target, "pass"), "message": "x"} for g in checked]
+        rows = grade.with_failing_calls(source, rows)
+        message = next(r["message"] for g, r in zip(checked, rows) if g.target == "reverse_diffusion")
+        assert ("it calls your denoise, which fails its own check" in message) is added, message

@@ -146,47 +146,9 @@ def test_solution_code_passes_the_hidden_tests(path):
         assert result.passed, f"{path.name}: {result.message}"
 
 
-def _uses_cases():
-    from course_utils.checks.framework import CHECKS
-    return [(path, cell.metadata["course"]["check"]) for path in SOLUTIONS for cell in _graded(nbformat.read(
-        path, as_version=4)) if CHECKS[cell.metadata["course"]["check"]].uses]
-
-
-@pytest.mark.parametrize("path, check", _uses_cases(), ids=lambda v: getattr(v, "stem", v))
-def test_a_right_loop_passes_whatever_the_other_todos_it_calls_do(path, check):
-    """A TODO that calls another TODO by name (the lab's reverse_diffusion calls denoise and diffusion_schedule) is
-    judged with right ones in their place (Check.uses): the solution's loop passes with every one of them broken,
-    and each stand-in passes its own TODO's check (it is a right answer, not a looser one). Before, a wrong denoise
-    cost a right reverse_diffusion its 3 points and a hint about its time grid."""
-    from course_utils.checks.framework import CHECKS
-
-    nb = nbformat.read(path, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    namespace: dict = {}
-    exec(compile(code[1].source, f"{path.name}:imports", "exec"), namespace)
-    for cell in code:
-        if _nbgrader(cell).get("solution"):
-            exec(compile(cell.source, f"{path.name}:{cell.id}", "exec"), namespace)
-    target = CHECKS[check].target
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("a wrong TODO")
-    for name, right in CHECKS[check].uses:
-        assert name in namespace, f"{check} uses {name}, which {path.name} does not define"
-        namespace[name] = broken
-        own = next(c for c in CHECKS.values() if c.target == name)
-        assert run_check(own.name, right, hidden=True).passed, f"the stand-in for {name} fails its own check"
-    for hidden in (False, True):
-        result = run_check(check, namespace[target], hidden=hidden)
-        assert result.passed, f"{path.name}: {target} with its {[n for n, _ in CHECKS[check].uses]} broken: " \
-                              f"{result.message}"
-    assert namespace[target].__globals__[CHECKS[check].uses[0][0]] is broken      # the notebook keeps its own
-
-
-def test_every_todo_function_that_calls_another_todo_lists_it_in_uses():
-    """Check.uses must name each TODO a TODO function of the solutions calls by name (read from its code), so that a
-    new loop added beside its step is judged on its own too. Classes are not rebuilt (``isolated`` leaves them as
-    they are): worksheet 3's SmallUNet is judged with the student's ResBlock and time embedding."""
+def test_every_todo_that_calls_another_todo_names_it_in_its_check():
+    """Check.calls must name each TODO that a TODO of the solutions calls by name (read from its code), so that its
+    failure can say when the TODO it calls fails its own check (the lab's reverse_diffusion calls denoise)."""
     import ast
 
     from course_utils.checks.framework import CHECKS
@@ -196,10 +158,10 @@ def test_every_todo_function_that_calls_another_todo_lists_it_in_uses():
         todos = {cell.metadata["course"]["target"]: cell.metadata["course"]["check"] for cell in _graded(nb)}
         for cell in (c for c in nb.cells if c.cell_type == "code" and _nbgrader(c).get("solution")):
             for node in ast.parse(cell.source).body:
-                if isinstance(node, ast.FunctionDef) and node.name in todos:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in todos:
                     called = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & set(todos) - {node.name}
-                    listed = {name for name, _ in CHECKS[todos[node.name]].uses}
-                    missing += [f"{path.stem}: {node.name} calls {name}" for name in sorted(called - listed)]
+                    missing += [f"{path.stem}: {node.name} calls {name}"
+                                for name in sorted(called - set(CHECKS[todos[node.name]].calls))]
     assert not missing, missing
 
 

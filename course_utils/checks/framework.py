@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import sysconfig
 import threading
 import traceback
@@ -80,10 +81,10 @@ class Check:
     explain:  explain(error text) -> a hint added after an exception the student's code raised (its type and
               message, as a harvest recorded them), or None: for errors whose own text points elsewhere (PyTorch's
               words on a GroupNorm given the wrong number of channels, where the fix is the order of the layers)
-    uses:     the other TODOs of the worksheet that the target calls by name, each with a right implementation:
-              ``(("denoise", lab_denoise), ...)``. The target is judged with those in its globals (``isolated``),
-              so a right loop passes whatever the student's own denoise does, and a wrong one is told about itself
-              (a wrong denoise cost the lab's correct reverse_diffusion its 3 points and blamed its time grid)
+    calls:    the other TODOs of the worksheet the target calls by name (the lab's reverse_diffusion calls denoise
+              and diffusion_schedule): the target runs with the student's own, so a wrong one can fail a right
+              target; its failure then says so (``depends_note``). Names only: a right implementation put in
+              its place would have to be in the grader's kernel, where the answers are hidden
     """
 
     name: str
@@ -92,7 +93,7 @@ class Check:
     call: Callable[[Any, dict], Any]
     diagnose: Callable[[Any, dict], str | None]
     explain: Callable[[str], str | None] | None = None
-    uses: tuple[tuple[str, Callable], ...] = ()
+    calls: tuple[str, ...] = ()
 
 
 CHECKS: dict[str, Check] = {}
@@ -134,30 +135,13 @@ def call_case(check: Check, obj: Any, case: dict) -> tuple[Any, dict | None]:
     text and line: ``error_record``) or changed a tensor of the case (``changed_input``)."""
     before = {k: v.clone() for k, v in case.items() if isinstance(v, Tensor)}
     try:
-        out = check.call(isolated(obj, check.uses), case)
+        out = check.call(obj, case)
     except NotImplementedError:
         return None, {"error": "NotImplementedError", "message": "not implemented yet"}
     except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
         return None, error_record(err)
     changed = changed_input(case, before)
     return (out, None) if changed is None else (None, {"error": RETURNED, "message": changed})
-
-
-def isolated(obj: Any, uses: tuple[tuple[str, Callable], ...]) -> Any:
-    """``obj`` with the names in ``uses`` that its globals hold bound to the given implementations: a function is
-    rebuilt on a copy of its globals (the student's notebook keeps its own), so calls by those names inside it
-    reach the right ones. Anything else (a class, a callable object, a function that names none of them) comes back
-    as it is."""
-    import types
-    if not uses or not isinstance(obj, types.FunctionType):
-        return obj
-    names = {name: impl for name, impl in uses if name in obj.__globals__}
-    if not names:
-        return obj
-    fn = types.FunctionType(obj.__code__, {**obj.__globals__, **names}, obj.__name__, obj.__defaults__,
-                            obj.__closure__)
-    fn.__kwdefaults__, fn.__qualname__, fn.__doc__ = obj.__kwdefaults__, obj.__qualname__, obj.__doc__
-    return fn
 
 
 def changed_input(given: dict, before: dict) -> str | None:
@@ -441,31 +425,40 @@ def printable(message: str) -> str:
     return wrapped(message.replace("\n", " "), indent="   ")
 
 
+def depends_note(failing: list[str]) -> str:
+    """What a failed TODO's message adds when TODOs it calls fail their own checks (``Check.calls``)."""
+    verb, fix, source = ("fails its own check", "that", "it") if len(failing) == 1 else (
+        "fail their own checks", "those", "them")
+    return (f" [it calls your {' and '.join(failing)}, which {verb}: fix {fix} first, this verdict may come "
+            f"from {source}]")
+
+
+def _failing_calls(name: str, obj: Any) -> list[str]:
+    """The TODOs ``obj`` calls by name (``Check.calls``) that fail their checks, as its notebook defines them."""
+    # a function's globals; a class's, its module's (a notebook's classes live in __main__)
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    used = getattr(obj, "__globals__", None) or (vars(module) if module else {})
+    by_target = {c.target: c.name for c in CHECKS.values()}
+    return [dep for dep in CHECKS[name].calls
+            if dep in by_target and dep in used and not run_check(by_target[dep], used[dep]).passed]
+
+
 def report(name: str, obj: Any) -> Outcome:
     """Print the result of the visible check ``name`` on ``obj`` (one line, wrapped: ``printable``); return whether
-    it passed (truthy)."""
+    it passed (truthy). A failure says which of the TODOs ``obj`` calls fail their own checks."""
     result = run_check(name, obj)
-    print(printable(result.message))
+    failing = _failing_calls(name, obj) if not result.passed and result.status != "not_implemented" else []
+    print(printable(result.message + (depends_note(failing) if failing else "")))
     return Outcome(result)
 
 
 def ready(name: str, obj: Any, what: str = "this cell") -> bool:
-    """Guard for cells that need a TODO: True when ``obj`` passes check ``name`` and so do the other TODOs it calls
-    (``Check.uses``: its check judged it with right ones, the cell runs it with the student's), else prints why it
-    skips."""
+    """Guard for cells that need a TODO: True when ``obj`` passes check ``name``, else prints why it skips."""
     result = run_check(name, obj)
     if not result.passed:
         reason = "is not implemented yet" if result.status == "not_implemented" else "does not pass its check yet"
         print(printable(f"{TODO} skipped {what}: {CHECKS[name].target} {reason}"))
-        return False
-    used = getattr(obj, "__globals__", {})
-    for dep, _ in CHECKS[name].uses:
-        check = next((c.name for c in CHECKS.values() if c.target == dep), None)
-        if check is not None and dep in used and not run_check(check, used[dep]).passed:
-            print(printable(f"{TODO} skipped {what}: {CHECKS[name].target} passes its check, but it calls your "
-                            f"{dep}, which does not pass its check yet"))
-            return False
-    return True
+    return result.passed
 
 
 def visible(name: str) -> Callable[[Any], Outcome]:

@@ -179,14 +179,6 @@ MISTAKES["denoise"] = [
 
 
 # ------------------------------------------------------------------ reverse_diffusion
-def right_diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
-    """The lab's diffusion_schedule as its solution writes it (a tensor of times in, torch.sin/cos of it out): the
-    one reverse_diffusion is judged with (``Check.uses``), so that a loop is judged apart from the student's own."""
-    start_angle, end_angle = math.acos(max_signal_rate), math.acos(min_signal_rate)
-    diffusion_angles = start_angle + diffusion_times * (end_angle - start_angle)
-    return torch.sin(diffusion_angles), torch.cos(diffusion_angles)
-
-
 def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False,
                           clamp=False, next_same=False, next_up=False, flat_times=False, step_minus_one=False,
                           stuck=False, next_by_index=False):
@@ -323,9 +315,8 @@ def _reverse_diagnose(out, c) -> str | None:
         ("the next time is t - step_size (1/diffusion_steps), not t - step, the loop index",
          ref_reverse_diffusion(net, x, steps, next_by_index=True)),
     ], "pred_images", _time_grid_hint(variances, steps) or (
-        "pred_images differs from the deterministic DDIM loop, though the network was asked at the right times (this "
-        "check runs your loop with a right diffusion_schedule and denoise, so the difference is in the loop): does "
-        "each step remix at the next time?"))
+        "pred_images differs from the deterministic DDIM loop, though the network was asked at the right times; do "
+        "your diffusion_schedule and denoise pass their checks, and does each step remix at the next time?"))
     elsewhere = out.get("elsewhere")
     raised = kernel_text(elsewhere.get("raised")) if isinstance(elsewhere, dict) else ""
     # torch's words for two devices in one operation (meta: "... is not on the expected device meta!"; CUDA:
@@ -347,7 +338,7 @@ register(Check("reverse_diffusion", "reverse_diffusion", _reverse_cases, _revers
                           ("must be Tensor, not float",
                            "diffusion_times is a tensor, one time per image: torch.full((B, 1, 1, 1), t, "
                            "device=initial_noise.device), not the number t")),
-               uses=(("denoise", denoise_variant()), ("diffusion_schedule", right_diffusion_schedule))))
+               calls=("denoise", "diffusion_schedule")))
 check_reverse_diffusion = visible("reverse_diffusion")
 
 

@@ -234,7 +234,7 @@ register(Check("SinusoidalTimeEmbedding", "SinusoidalTimeEmbedding", _time_modul
                _time_module_diagnose, explain_by(
                    ("mat1 and mat2 shapes cannot be multiplied",
                     "the MLP's first Linear takes self.dim features: sinusoidal_embedding(t, self.dim), with the dim "
-                    "this module was built with, not a fixed number"))))
+                    "this module was built with, not a fixed number")), calls=("sinusoidal_embedding",)))
 check_SinusoidalTimeEmbedding = visible("SinusoidalTimeEmbedding")
 
 
@@ -630,7 +630,8 @@ _unet_words = explain_by(
      "the downsampling that follows it (down1's at H x W, down2's at H/2 x W/2), and each upsampling doubles H "
      "and W (F.interpolate(h, scale_factor=2, mode='nearest'), not a size computed from one side); concatenate "
      "along dim=1"))
-register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose, _unet_explain))
+register(Check("SmallUNet", "SmallUNet", _unet_cases, _unet_call, _unet_diagnose, _unet_explain,
+               calls=("ResBlock", "SinusoidalTimeEmbedding")))
 check_SmallUNet = visible("SmallUNet")
 
 

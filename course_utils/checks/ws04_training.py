@@ -358,8 +358,7 @@ register(Check("training_step", "training_step", _train_step_cases, _train_step_
                            "torch.no_grad() around the loss, no .detach() or .item() before backward)"),
                           ("positional argument",
                            "diffusion_loss(model, schedule, x0, *, t, eps) takes t and eps by name: "
-                           "diffusion_loss(model, schedule, x0, t=t, eps=eps)")),
-               uses=(("diffusion_loss", loss_variant()),)))
+                           "diffusion_loss(model, schedule, x0, t=t, eps=eps)")), calls=("diffusion_loss",)))
 check_training_step = visible("training_step")
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import torch
 
-from ..samplers import ddim_step
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, dtype_hint, explain_by, foreign_noise,
                         first_few, fresh_draws_hint, gaussian_noise_hint, generator, judge, last_target, model_timestep,
                         raised_record, register, repeat_hint, same_seed_hint, sampler_nan_hint, shape_hint,
@@ -770,8 +769,8 @@ def _loop_diagnose(outputs, c) -> str | None:
         return _step_noise_hint(outputs, c) or mixture_hint(out) or _noise_scale_hint(out, out2, c, args, ref)
     return _grid_hint(outputs, c) or (
         "x0 differs from the reference DDIM loop at eta = 0 (deterministic), though the network was asked at DDIM's "
-        "time grid (this check runs your loop with a right ddim_step, so the difference is in the loop): does the "
-        "loop give ddim_step alpha_bar[t] and alpha_bar[t_prev] (schedule.alpha_bar, 1 after the last step)? "
+        "time grid; does your ddim_step pass its check, and does the loop give it alpha_bar[t] and alpha_bar[t_prev] "
+        "(schedule.alpha_bar, 1 after the last step)? "
         + (mixture_hint(out, eta=0.0) or "The samples still look like the mixture: look for a small error."))
 
 
@@ -802,12 +801,9 @@ register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, 
     ("'Tensor' and 'NoneType'",
      "with eta > 0, ddim_step needs a noise: draw z = torch.randn(x.shape, generator=generator) at every step and "
      "pass noise=z"),
-    ("eta > 0 needs noise",         # the words of course_utils.samplers.ddim_step, the one the loop is judged with
-     "with eta > 0, ddim_step needs a noise: draw z = torch.randn(x.shape, generator=generator) at every step and "
-     "pass noise=z"),
     ("too many indices for tensor of dimension 0",
      "the network takes one timestep per example: t of shape (B,), torch.full((len(x),), t, dtype=torch.long), "
-     "not a bare number")), uses=(("ddim_step", ddim_step),)))
+     "not a bare number")), calls=("ddim_step",)))
 check_ddim_sample_loop = visible("ddim_sample_loop")
 
 
@@ -865,7 +861,7 @@ def _student_loop(kind: str):
 
 def _loop_rates_swapped(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
     """ddim_step given alpha_bar_prev before alpha_bar_t: every step goes to a smaller alpha_bar, NaN."""
-    from ..samplers import ddim_timesteps
+    from ..samplers import ddim_step, ddim_timesteps
     timesteps, x = ddim_timesteps(schedule.T, num_steps).tolist(), x_T
     for k, t in enumerate(timesteps):
         alpha_bar_prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else torch.tensor(1.0)

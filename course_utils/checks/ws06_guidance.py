@@ -26,7 +26,6 @@ import torch.nn.functional as F
 
 from torch import Tensor, nn
 
-from ..guidance import cfg_combine
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, gather, generator, judge,
                         last_target, model_changed, raised_record, register, repeat_hint, sampler_nan_hint,
                         seeded_state, shape_hint, small_schedule, state_changed, todo, visible)
@@ -597,12 +596,11 @@ def _sampler_diagnose(record, c) -> str | None:
             return mistake_hint
     return (f"the samples differ from deterministic DDIM with guidance (max abs difference "
             f"{float((out.double() - ref).abs().max()):.3g}): one unconditional (y = -1) and one conditional "
-            "prediction per step, combined as cfg_combine does (this check runs your sampler with a right "
-            "cfg_combine, so the difference is in the sampler), then ddim_step with eta = 0")
+            "prediction per step, combined by your cfg_combine, then ddim_step with eta = 0")
 
 
 register(Check("guided_ddim_sample", "guided_ddim_sample", _sampler_cases, _sampler_call, _sampler_diagnose,
-               _sampler_explain, uses=(("cfg_combine", cfg_combine),)))
+               _sampler_explain, calls=("cfg_combine",)))
 check_guided_ddim_sample = visible("guided_ddim_sample")
 
 

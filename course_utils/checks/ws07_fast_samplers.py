@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..solvers import dpmpp_2m_step
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, generator, judge,
                         kernel_text,
                         last_target, model_timestep, raised_record, register, shape_hint, todo, visible)
@@ -379,10 +378,9 @@ def _loop_diagnose(record, c) -> str | None:
         tol = switches.pop("tol", 1e-3)
         if close(out, ref_dpmpp_loop(*args, **switches), tol):
             return mistake_hint
-    return ("the samples differ from the reference DPM-Solver++(2M) loop (this check runs your loop with a right "
-            "dpmpp_2m_step, so the difference is in the loop): look at what the loop hands the step: the model "
-            "called at each grid timestep t, x0_pred_last = the x0_pred the previous step returned, alpha_bar_last "
-            "= that step's alpha_bar_t, and 1 as the last alpha_bar_prev")
+    return ("the samples differ from the reference DPM-Solver++(2M) loop. If your dpmpp_2m_step passes its check, "
+            "look at what the loop hands it: the model called at each grid timestep t, x0_pred_last = the x0_pred "
+            "the previous step returned, alpha_bar_last = that step's alpha_bar_t, and 1 as the last alpha_bar_prev")
 
 
 register(Check("dpmpp_2m_sample_loop", "dpmpp_2m_sample_loop", _loop_cases, _loop_call, _loop_diagnose, explain_by(
@@ -391,7 +389,7 @@ register(Check("dpmpp_2m_sample_loop", "dpmpp_2m_sample_loop", _loop_cases, _loo
      "alpha_bar_prev = torch.tensor(1.0)"),
     ("'NoneType' object has no attribute",
      "pass x0_pred_last together with alpha_bar_last, the alpha_bar of the step that made it (both None at the "
-     "first step)")), uses=(("dpmpp_2m_step", dpmpp_2m_step),)))
+     "first step)")), calls=("dpmpp_2m_step",)))
 check_dpmpp_2m_sample_loop = visible("dpmpp_2m_sample_loop")
 
 
