@@ -442,8 +442,9 @@ def with_failing_calls(source: Source, rows: list[dict]) -> list[dict]:
     stay the grader's: the instructor can set them in overrides.csv (docs/grading.md)."""
     from .checks import CHECKS
     from .checks.framework import depends_note
-    status = {g.target: row["status"] for g, row in zip((g for g in source.graded if g.kind == "check"), rows)}
-    for g, row in zip((g for g in source.graded if g.kind == "check"), rows):
+    checked = [g for g in source.graded if g.kind == "check"]             # judge's rows, in its order
+    status = {g.target: row["status"] for g, row in zip(checked, rows)}
+    for g, row in zip(checked, rows):
         if row["status"] in ("pass", "missing", "not_implemented") or g.check not in CHECKS:
             continue
         failing = [dep for dep in CHECKS[g.check].calls if status.get(dep, "pass") != "pass"]
@@ -822,10 +823,10 @@ def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
                     # a loose file, or a link (read as nothing: its student gets a row that says why)
                     stem = e.name[:-6] if e.name.lower().endswith(".ipynb") else e.name
                     found.append(Submission(p.resolve().name if stem == worksheet else stem, Path(e.path)))
-                elif e.is_file(follow_symlinks=False) and _archive_stem(e.name):
+                elif e.is_file(follow_symlinks=False) and (stem := _archive_stem(e.name)):
                     # a student's archive among the notebooks (Grace.zip): a row that says so, not a line on stderr
                     # that no grades.csv, report or export shows
-                    found.append(Submission(_archive_stem(e.name), Path(e.path), (
+                    found.append(Submission(stem, Path(e.path), (
                         "not_a_notebook", f"an archive ({e.name}), not a notebook: the grader does not unpack "
                                           f"archives; submit {worksheet}.ipynb (or unpack it into a folder named "
                                           "after the student and grade again)")))

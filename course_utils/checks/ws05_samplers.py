@@ -829,7 +829,7 @@ def _student_loop(kind: str):
     (the grid and tables of a linear T = 1000 schedule whatever the one given), "float at the end" (alpha_bar_prev
     = 1.0, a Python float; "int at the end": 1), "noise not passed" (eta > 0 without noise=), "0-dim t" (the
     network given t itself), "grid from T - 1" (range(T - 1, -1, -T // n)), "model at t_prev" (the network asked at
-    the step's target)."""
+    the step's target), "rates swapped" (ddim_step given alpha_bar_prev before alpha_bar_t: NaN)."""
     from ..samplers import ddim_timesteps
     from ..schedules import NoiseSchedule
 
@@ -854,25 +854,15 @@ def _student_loop(kind: str):
             t_in = torch.tensor(asked) if kind == "0-dim t" else torch.full((len(x),), asked, dtype=torch.long)
             eps = model(x, t_in)
             noise = torch.randn(x.shape, generator=generator) if eta > 0 and kind != "noise not passed" else None
-            x, _ = ddim_step(x, eps, schedule.alpha_bar[t], a_prev, eta=eta, noise=noise)
+            rates = (a_prev, schedule.alpha_bar[t]) if kind == "rates swapped" else (schedule.alpha_bar[t], a_prev)
+            x, _ = ddim_step(x, eps, *rates, eta=eta, noise=noise)
         return x
     return ddim_sample_loop
 
 
-def _loop_rates_swapped(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
-    """ddim_step given alpha_bar_prev before alpha_bar_t: every step goes to a smaller alpha_bar, NaN."""
-    from ..samplers import ddim_step, ddim_timesteps
-    timesteps, x = ddim_timesteps(schedule.T, num_steps).tolist(), x_T
-    for k, t in enumerate(timesteps):
-        alpha_bar_prev = schedule.alpha_bar[timesteps[k + 1]] if k + 1 < len(timesteps) else torch.tensor(1.0)
-        eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long))
-        noise = torch.randn(x.shape, generator=generator) if eta > 0 else None
-        x, _ = ddim_step(x, eps_pred, alpha_bar_prev, schedule.alpha_bar[t], eta=eta, noise=noise)
-    return x
-
-
 MISTAKES["ddim_sample_loop"] = [
-    ("alpha_bar_t and alpha_bar_prev swapped", _loop_rates_swapped, "given alpha_bar_t before alpha_bar_prev"),
+    ("alpha_bar_t and alpha_bar_prev swapped", _student_loop("rates swapped"),
+     "given alpha_bar_t before alpha_bar_prev"),
     ("eta ignored", loop_variant(ignore_eta=True), "eta is ignored"),
     ("alpha_bar[-1] at the last step", loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
     ("t - 1 instead of the grid", loop_variant(prev="t-1"), "off by one in the time grid"),

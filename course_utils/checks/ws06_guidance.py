@@ -604,13 +604,17 @@ register(Check("guided_ddim_sample", "guided_ddim_sample", _sampler_cases, _samp
 check_guided_ddim_sample = visible("guided_ddim_sample")
 
 
-def guided_sampler_variant(*, horizon=None, global_schedule=False, **switches):
+def guided_sampler_variant(*, horizon=None, global_schedule=False, both_conditional=False, float_at_end=False,
+                           **switches):
     """guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps) with mistakes; none: the right one
     (``horizon``: the grid of ddim_timesteps(horizon, num_steps) with the schedule's alpha_bar, T = 1000
     hard-coded; ``global_schedule``: the notebook's NoiseSchedule.linear(1000) in place of the argument, for the
-    grid and the steps; both index past a shorter schedule, in the student's code or in the model)."""
+    grid and the steps; both index past a shorter schedule, in the student's code or in the model;
+    ``both_conditional``: both predictions asked with y, whose cfg_combine is the conditional one;
+    ``float_at_end``: the last alpha_bar_prev the Python number 1.0). These four run a loop as a student writes it
+    with the package's ddim_step."""
     def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
-        if horizon or global_schedule:
+        if horizon or global_schedule or both_conditional or float_at_end:
             from ..schedules import NoiseSchedule
             from ..samplers import ddim_step, ddim_timesteps
 
@@ -619,8 +623,10 @@ def guided_sampler_variant(*, horizon=None, global_schedule=False, **switches):
             x = x_T
             for k, t in enumerate(grid):
                 tt = torch.full((len(x),), t, dtype=torch.long)
-                eps_uncond, eps_cond = model(x, tt, torch.full_like(y, -1)), model(x, tt, y)
-                a_prev = own.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0)
+                eps_uncond = model(x, tt, y if both_conditional else torch.full_like(y, -1))
+                eps_cond = model(x, tt, y)
+                a_prev = own.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else (
+                    1.0 if float_at_end else torch.tensor(1.0))
                 x, _ = ddim_step(x, eps_uncond + guidance_scale * (eps_cond - eps_uncond), own.alpha_bar[t], a_prev)
             return x
         c = dict(schedule=schedule, num_steps=num_steps, guidance_scale=guidance_scale, x_T=x_T, y=y)
@@ -634,27 +640,10 @@ def _guided_with_own_noise(model, schedule, x_T, y, guidance_scale, num_steps=50
     return right + 0.1 * torch.randn_like(right)
 
 
-def _guided_student(kind: str):
-    """guided_ddim_sample as a student writes it, with one mistake: "both conditional" (both predictions asked with
-    y: cfg_combine(model(x, t, y), model(x, t, y), w), the conditional one), "float at the end" (the last
-    alpha_bar_prev the Python number 1.0)."""
-    def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
-        from ..samplers import ddim_step, ddim_timesteps
-        grid, x = ddim_timesteps(schedule.T, num_steps).tolist(), x_T
-        for k, t in enumerate(grid):
-            tt = torch.full((len(x),), t, dtype=torch.long)
-            eps_uncond = model(x, tt, y if kind == "both conditional" else torch.full_like(y, -1))
-            eps_cond = model(x, tt, y)
-            a_prev = schedule.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else (
-                1.0 if kind == "float at the end" else torch.tensor(1.0))
-            x, _ = ddim_step(x, eps_uncond + guidance_scale * (eps_cond - eps_uncond), schedule.alpha_bar[t], a_prev)
-        return x
-    return guided_ddim_sample
-
-
 MISTAKES["guided_ddim_sample"] = [
-    ("both predictions conditional", _guided_student("both conditional"), "guidance_scale is ignored"),
-    ("alpha_bar_prev = 1.0 as a float", _guided_student("float at the end"), "pass it as a tensor, torch.tensor(1.0)"),
+    ("both predictions conditional", guided_sampler_variant(both_conditional=True), "guidance_scale is ignored"),
+    ("alpha_bar_prev = 1.0 as a float", guided_sampler_variant(float_at_end=True),
+     "pass it as a tensor, torch.tensor(1.0)"),
     ("cond and uncond swapped", guided_sampler_variant(swap=True), "swapped"),
     ("null class 0", guided_sampler_variant(null=0), "null class -1"),
     ("null label num_classes", guided_sampler_variant(null=8), "asks for the null label -1"),
