@@ -373,3 +373,41 @@ def test_a_failed_loop_says_which_todo_it_calls_fails_its_own_check(capsys):
         rows = grade.with_failing_calls(source, rows)
         message = next(r["message"] for g, r in zip(checked, rows) if g.target == "reverse_diffusion")
         assert ("it calls your denoise, which fails its own check" in message) is added, message
+
+
+def test_cases_leave_the_global_seed_alone_and_never_interleave_with_a_verdict():
+    """The grader judges students in threads: one thread builds a student's cases (``cases_files``; worksheet 4's
+    EMA cases seed torch and build networks) while another rebuilds a case's seeded weights (``seeded_state``). The
+    cases once ran outside the verdicts' lock and moved torch's global generator between another thread's
+    ``manual_seed`` and its network: an honest training_step failed CI with "the model's weights are not the ones the
+    check gave it". Every check's cases now leave the global state as they found it and run one at a time with the
+    verdicts."""
+    import threading
+
+    from course_utils.checks import ws04_training  # noqa: F401  (registers the checks)
+    from course_utils.checks.ws04_training import TinyEps, loss_cases
+
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    for name, check in CHECKS.items():
+        check.cases(True)
+        assert torch.equal(torch.random.get_rng_state(), state), f"{name}'s cases moved torch's global generator"
+
+    c = loss_cases(False)[0]
+    def build():
+        return TinyEps(c["x0"][0].numel(), c["schedule"].T)
+    expected = framework.seeded_state(build, c["seed"])
+    stop, seen = threading.Event(), []
+
+    def other_student():
+        while not stop.is_set():
+            CHECKS["EMA"].cases(True)
+    worker = threading.Thread(target=other_student)
+    worker.start()
+    try:
+        for _ in range(300):
+            seen.append(not framework.state_changed(framework.seeded_state(build, c["seed"]), expected))
+    finally:
+        stop.set()
+        worker.join()
+    assert all(seen), f"{seen.count(False)} of {len(seen)} rebuilds differed while another thread built cases"

@@ -17,6 +17,8 @@ import sys
 import sysconfig
 import threading
 import traceback
+import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -110,8 +112,27 @@ def explain_by(*pairs: tuple[str, str]) -> Callable[[str], str | None]:
 
 
 def register(check: Check) -> Check:
+    """Record ``check``, its cases made one at a time with the verdicts and torch's global generator restored
+    after them (``isolated_cases``)."""
+    check = dataclasses.replace(check, cases=isolated_cases(check.cases))
     CHECKS[check.name] = check
     return check
+
+
+def isolated_cases(cases: Callable[[bool], list]) -> Callable[[bool], list]:
+    """``cases`` run under ``_VERDICT_LOCK`` with torch's global generator forked: some seed torch and build a
+    network (worksheet 4's EMA), and the grader judges students in threads, so a case built in one thread between
+    another's ``manual_seed`` and its network (``seeded_state``) changed that network's weights (an honest
+    training_step once failed CI so); in the student's kernel, the instant check leaves their seed as it was."""
+    if getattr(cases, "isolated", False):
+        return cases
+
+    @functools.wraps(cases)
+    def isolated(hidden: bool) -> list:
+        with _VERDICT_LOCK, torch.random.fork_rng(devices=[]):
+            return cases(hidden)
+    isolated.isolated = True
+    return isolated
 
 
 def harvest(name: str, obj: Any, *, hidden: bool = True) -> list:
