@@ -894,6 +894,16 @@ def data_for_sandbox(private: list[Path]) -> tuple[list[str], dict[str, str], li
     return [str(root)], {"COURSE_DATA_DIR": str(root)}, []
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: what taskset or a Slurm job's --cpus-per-task leave
+    it), else os.cpu_count(): the default number of workers. os.cpu_count() counts the machine's, and more
+    workers than cores push honest notebooks towards the wall-clock timeouts."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):      # macOS and Windows have no sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
 def grade_class(source_path, submissions: list[str], out, *, workers: int | None = None, force: bool = False,
                 opts: Options | None = None, progress: bool = True, allow_root: bool = False,
                 shard: tuple[int, int] | None = None) -> dict:
@@ -932,7 +942,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         except ValueError as err:
             raise GradeError(str(err)) from None
     todo = [s for s in subs if force or not _is_current(results_dir / f"{s.student}.json", source, s)]
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or usable_cores())
     stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo)}
 
     cancel = opts.cancel = threading.Event()
@@ -1059,8 +1069,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="the instructor's solution notebook (solutions/*.ipynb)")
     parser.add_argument("submissions", nargs="+", help="students' notebooks, or folders of them")
     parser.add_argument("--out", required=True, help="folder for grades.csv, feedback/ and results/")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="submissions graded at once "
-                        "(default: the number of cores)")
+    parser.add_argument("--workers", type=int, default=usable_cores(), help="submissions graded at once "
+                        "(default: the cores this process may use, %(default)s here: its CPU affinity, as a Slurm "
+                        "job or taskset sets it)")
     parser.add_argument("--timeout", type=float, default=Options.timeout,
                         help="seconds per submission (default: %(default)g)")
     parser.add_argument("--memory-mb", type=int, default=Options.memory_mb,

@@ -24,6 +24,7 @@ parse (a syntax error) is skipped. This is a reading aid, not a protection: code
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import sys
 import threading
@@ -63,7 +64,7 @@ def _imports(tree: ast.AST, names: dict[str, str]) -> None:
             if node.module.split(".")[0] in MODULES + GATEWAYS:
                 for a in node.names:
                     if a.name == "*":
-                        module = sys.modules.get(node.module)
+                        module = _star_source(node.module)
                         public = getattr(module, "__all__", None) or [n for n in dir(module) if n[:1] != "_"]
                         names.update({n: f"{node.module}.{n}" for n in public if isinstance(n, str)})
                     else:
@@ -73,6 +74,20 @@ def _imports(tree: ast.AST, names: dict[str, str]) -> None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if origin is not None:
                 names.update({t.id: origin for t in targets if isinstance(t, ast.Name)})
+
+
+def _star_source(name: str):
+    """The module a star import names, as the grader knows it: the course's own modules are imported here if no
+    verdict has imported them yet (course_utils.analytic is first imported by a ddim_sample_loop verdict, so a star
+    import from it was resolved for the students graded after the first such verdict only, and the notes depended
+    on the order of the class); torch's and numpy's are taken as loaded, never imported on a student's word."""
+    module = sys.modules.get(name)
+    if module is None and name.split(".")[0] == "course_utils":
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a module that does not exist, or fails to import: nothing to resolve
+            module = None
+    return module
 
 
 def _root(node: ast.AST, names: dict[str, str]) -> str | None:

@@ -411,3 +411,17 @@ def test_cases_leave_the_global_seed_alone_and_never_interleave_with_a_verdict()
         stop.set()
         worker.join()
     assert all(seen), f"{seen.count(False)} of {len(seen)} rebuilds differed while another thread built cases"
+
+
+@pytest.mark.parametrize("name", ["diffusion_loss", "training_step", "cfg_loss", "EMA", "SmallUNet"])
+def test_a_verdict_leaves_the_global_generator_as_it_found_it(name):
+    """diffusion_loss's, training_step's and cfg_loss's verdicts rebuild the case's TinyEps, whose initial weights
+    are drawn from torch's global generator: they moved it (42 of 51 diffusion_loss verdicts did), harmless only
+    while every other reader in the grader reseeded under the lock."""
+    from course_utils.checks.framework import MISTAKES, harvest, verdict
+    for _, wrong, _ in MISTAKES[name][:6]:
+        outputs = harvest(name, wrong)
+        torch.manual_seed(7)
+        state = torch.random.get_rng_state()
+        verdict(name, outputs)
+        assert torch.equal(torch.random.get_rng_state(), state), f"{name}'s verdict moved torch's global generator"

@@ -5,6 +5,7 @@ runs the catalogue, whose mistakes are far from the reference; the answer key is
 themselves, and SmallUNet, training_step and EMA have no package twin in test_package_matches_checks.py."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -438,14 +439,15 @@ def test_an_ema_whose_warm_up_stops_after_ten_steps_is_told_so_at_the_worksheet(
         assert "stopped too early: at step 50" in result.message and "51/60) = 0.850" in result.message
 
 
-def test_an_ema_whose_warm_up_stops_after_sixty_steps_fails_the_hidden_case():
-    """The hidden case starts at step 100, where the min of the warm-up (101/110) and a decay of 0.99 is the
-    warm-up: past every visible step (the last is 52), still in the warm-up's range. (Without the min, a warm-up
-    longer than 20 steps fails the visible case from step 20 with decay 0.5.)"""
-    stops_at_sixty = _warm_up_for_the_first_steps_only(60, with_min=True)
-    assert run_check("EMA", stops_at_sixty).passed
-    result = run_check("EMA", stops_at_sixty, hidden=True)
-    assert not result.passed and "on a hidden case" in result.message and "stopped too early" in result.message
+@pytest.mark.parametrize("steps", [60, 1000])
+def test_an_ema_whose_warm_up_stops_at_a_round_step_fails_the_visible_check(steps):
+    """The last visible case starts at step 5000, where the warm-up (5001/5010) is still below the decay 0.999 (it
+    reaches it at step 8990): a warm-up cut at 60 or 1000 steps passed every visible case once (the others end at
+    step 52) and a cut at 1000 the hidden one too (step 104). (Without the min, a warm-up longer than 20 steps
+    fails the case from step 20 with decay 0.5.)"""
+    result = run_check("EMA", _warm_up_for_the_first_steps_only(steps, with_min=True))
+    assert not result.passed and "on a hidden case" not in result.message, result.message
+    assert "stopped too early: at step 5000" in result.message, result.message
 
 
 def test_an_ema_whose_warm_up_stops_after_five_steps_fails_the_visible_check():

@@ -645,3 +645,13 @@ def test_another_worksheet_that_shares_a_todo_is_the_wrong_worksheet():
     grade.wrong_worksheet(grade.load_source(ws01), ids)                             # raises nothing: all its cells
     grade.wrong_worksheet(grade.load_source(ws01), {c.metadata.get("nbgrader", {}).get("grade_id") for c in cells
                                                     if c.cell_type == "code"} - {None})   # nor its code cells alone
+
+
+def test_the_default_workers_are_the_cores_this_process_may_use(monkeypatch):
+    """os.cpu_count() counts the machine's cores: under taskset or a Slurm job's --cpus-per-task the grader ran
+    more students at once than it had cores, and the wall-clock timeouts came closer for honest notebooks."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert grade.usable_cores() == 3
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert grade.usable_cores() == 64

@@ -244,3 +244,20 @@ def test_changes_through_values_the_scan_cannot_follow_are_named_by_what_they_ch
 ])
 def test_a_student_s_own_objects_are_not_named(code):
     assert _named(code) == []
+
+
+def test_a_star_import_of_a_course_module_is_resolved_whether_or_not_a_verdict_loaded_it(monkeypatch):
+    """course_utils.analytic is first imported by a ddim_sample_loop verdict: a star import from it was resolved
+    only for the students graded after the first such verdict, so two identical notebooks got different notes
+    (the order of the class decided). The scan now imports the course's module itself."""
+    import sys
+
+    import course_utils
+    import course_utils.analytic
+    monkeypatch.setattr(course_utils, "analytic", course_utils.analytic)   # the import below rebinds it: put back
+    cells = [("cell A", "from course_utils.analytic import *\n"
+                        "GaussianMixtureEps.forward = lambda self, x, t, y=None: 0 * x\n", True)]
+    loaded = monkeypatches(cells)
+    monkeypatch.delitem(sys.modules, "course_utils.analytic")
+    fresh = monkeypatches(cells)
+    assert loaded == fresh and any("course_utils.analytic.GaussianMixtureEps.forward" in str(f) for f in fresh), fresh

@@ -30,7 +30,7 @@ import nbformat
 import pytest
 
 from grading_corpus import PEAK, REPO, WRAPPER
-from test_checks_ws03_ws04 import _warm_up_for_the_first_steps_only
+from course_utils.checks.ws04_training import RefEMA
 
 ZERO = "for _p in {net}.parameters():\n        _p.data.zero_()\n    "
 
@@ -297,13 +297,22 @@ def test_a_hidden_case_keeps_its_numbers():
     assert re.search(r"the loss is \d+\.\d+, expected \d+\.\d+", shown) and "hidden" not in shown, shown
 
 
+class _WarmUpStopsAtSixtyUntilStep1000(RefEMA):
+    """A warm-up that stops at step 60 and (contrived, to stay right on the visible case from step 5000) comes back
+    at step 1000: right on every visible case (steps 0 to 52, 5000 to 5002), wrong on the hidden one (from 100)."""
+
+    def update(self, model, step):
+        self.warmup_steps = 60 if step < 1000 else None
+        super().update(model, step)
+
+
 def test_a_hidden_case_keeps_the_formula():
     """Masking takes the computed values, not the whole numbers of a hint's formula: an EMA right on the worksheet's
-    cases (steps 0 to 52) whose warm-up stops at step 60 fails the hidden case (from step 100) with the formula
-    readable and the hidden case's decays hidden."""
+    cases whose warm-up stops at step 60 fails the hidden case (from step 100) with the formula readable and the
+    hidden case's decays hidden."""
     from course_utils.checks import run_check
 
-    stops_at_sixty = _warm_up_for_the_first_steps_only(60, with_min=True)
+    stops_at_sixty = _WarmUpStopsAtSixtyUntilStep1000
     assert run_check("EMA", stops_at_sixty).passed
     message = run_check("EMA", stops_at_sixty, hidden=True).message
     assert "on a hidden case" in message and "d = min(decay, (1 + step) / (10 + step))" in message, message

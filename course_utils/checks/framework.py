@@ -316,8 +316,11 @@ def gradient_hint(missing, what: str) -> str | None:
     if not isinstance(missing, list) or not missing:
         return None
     shown = ", ".join(kernel_text(m, 60) for m in missing[:4]) + (", ..." if len(missing) > 4 else "")
+    layer = kernel_text(str(missing[0]).rpartition(".")[0] or str(missing[0]), 60)
     return (f"the values are right, but no gradient reaches {shown} of the {what}: training would never update "
-            "them. Keep the forward pass connected (no torch.no_grad(), .detach() or .data inside it)")
+            "them. Keep the forward pass connected (no torch.no_grad(), .detach() or .data inside it), and go "
+            f"through the layers the given __init__ made (self.{layer}): a functional call such as F.group_norm, "
+            "or a layer built inside forward, computes the same numbers at first but leaves those weights out")
 
 
 def fresh_draws_hint(first, second, what: str) -> str | None:
@@ -371,8 +374,10 @@ def error_record(err: BaseException) -> dict:
 
 def verdict(name: str, outputs: list, *, hidden: bool = True) -> CheckResult:
     """Judge harvested outputs against the reference; the message names the first problem and a hint.
-    Thread-safe: verdicts of one process run one at a time (``_VERDICT_LOCK``)."""
-    with _VERDICT_LOCK:
+    Thread-safe: verdicts of one process run one at a time (``_VERDICT_LOCK``), and leave torch's global generator
+    as they found it (some rebuild a case's network, which draws its initial weights): any code of the grader that
+    uses the global generator holds ``_VERDICT_LOCK`` (``seeded_state``, ``isolated_cases``)."""
+    with _VERDICT_LOCK, torch.random.fork_rng(devices=[]):
         return _verdict(name, outputs, hidden)
 
 

@@ -123,7 +123,13 @@ GENERIC_EMBEDDING = ("the embedding differs: with half = dim // 2 and w_i = max_
 
 
 register(Check("sinusoidal_embedding", "sinusoidal_embedding", _embedding_cases,
-               lambda f, c: f(c["t"], c["dim"], **c["kwargs"]), _embedding_diagnose))
+               lambda f, c: f(c["t"], c["dim"], **c["kwargs"]), _embedding_diagnose, explain_by(
+                   ("must match the size of tensor b",
+                    "t (B,) times the frequencies (half,) is an outer product: t[:, None] * freqs[None, :] has shape "
+                    "(B, half); t * freqs multiplies them entry by entry"),
+                   ("only one element tensors can be converted to Python scalars",
+                    "math.exp (or math.sin, float()) takes one number, and yours got a tensor of several: use "
+                    "torch.exp, torch.sin, torch.cos on tensors"))))
 check_sinusoidal_embedding = visible("sinusoidal_embedding")
 
 
@@ -163,6 +169,10 @@ MISTAKES["sinusoidal_embedding"] = [
     ("float64", lambda t, dim, max_period=10000.0: ref_sinusoidal(t, dim, max_period), "return float32"),
     ("no batch broadcasting", lambda t, dim, max_period=10000.0: embedding_variant()(t, dim, max_period)[0],
      "wrong shape"),
+    ("t times the frequencies entry by entry", lambda t, dim, max_period=10000.0: t.float() * torch.exp(
+        -math.log(max_period) * torch.arange(dim // 2) / (dim // 2)), "is an outer product"),
+    ("math.exp on a tensor", lambda t, dim, max_period=10000.0: math.exp(
+        -math.log(max_period) * torch.arange(dim // 2) / (dim // 2)), "use torch.exp"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -189,8 +199,9 @@ def _time_module_call(cls, c):
     out = module(c["t"])
     # once more with other timesteps: the features belong to each call's t (a module that kept its first ones
     # answers the first case right)
-    return dict(out=out, out2=module(c["t"].flip(0) + 1), again=module(c["t"]), state=module.state_dict(),
-                no_grad=without_gradient(module, out))
+    # and with a batch of one timestep, as the worksheet's next cell and a sampler's single image give it
+    return dict(out=out, out2=module(c["t"].flip(0) + 1), again=module(c["t"]), one=module(c["t"][:1]),
+                state=module.state_dict(), no_grad=without_gradient(module, out))
 
 
 def _time_module_diagnose(out, c) -> str | None:
@@ -209,7 +220,8 @@ def _time_module_diagnose(out, c) -> str | None:
     if isinstance(out["out"], Tensor) and isinstance(out.get("again"), Tensor) and not close(out["out"],
                                                                                              out["again"], 1e-6):
         return ("two calls with the same t gave different outputs: a layer created in forward gets new random "
-                "weights at each call; use the layers the given __init__ made (self.mlp)")
+                "weights at each call, and dropout (F.dropout, nn.Dropout) a new mask; use the layers the given "
+                "__init__ made (self.mlp), and nothing random")
     hint = judge(out["out"], ref, [
         ("the MLP must see the sinusoidal features: self.mlp(sinusoidal_embedding(t, self.dim))",
          _mlp_ref(c["t"].double()[:, None].expand(-1, c["dim"]), state)),
@@ -227,6 +239,12 @@ def _time_module_diagnose(out, c) -> str | None:
     if not close(out.get("out2"), _mlp_ref(ref_sinusoidal(c["t"].flip(0) + 1, c["dim"]), state)):
         return ("right on the first call, wrong on a second call with other timesteps: compute the features from "
                 "each call's t (keep nothing from an earlier call)")
+    one = out.get("one")
+    if not close(one, ref[:1]):
+        shape = tuple(one.shape) if isinstance(one, Tensor) else type(one).__name__
+        return (f"right for a batch of {len(c['t'])} timesteps, but a batch of one (t of shape (1,)) gives {shape}, "
+                f"expected (1, {c['out_dim']}): keep the batch dimension (no .squeeze(), which drops it when B = 1; "
+                "the worksheet's next cell and the UNet give one timestep per image)")
     return gradient_hint(out.get("no_grad"), "time embedding's MLP")
 
 
@@ -295,6 +313,13 @@ class _CachedTimeEmbedding(RefTimeEmbedding):
         return self.mlp(self._kept)
 
 
+class _SqueezedTimeEmbedding(RefTimeEmbedding):
+    """.squeeze() on the output: right for a batch of several timesteps, shape (out_dim,) for a batch of one."""
+
+    def forward(self, t: Tensor) -> Tensor:
+        return super().forward(t).squeeze()
+
+
 MISTAKES["SinusoidalTimeEmbedding"] = [
     ("MLP skipped", _time_embedding_variant("skip_mlp"), "self.mlp"),
     ("raw t into the MLP", _time_embedding_variant("raw_t"), "must see the sinusoidal features"),
@@ -308,35 +333,40 @@ MISTAKES["SinusoidalTimeEmbedding"] = [
     ("ReLU for the MLP's SiLU", _mlp_misused("relu"), "a ReLU between the two Linears"),
     ("features of t divided by 1000", _mlp_misused("t / 1000"), "the sinusoidal features of t / 1000"),
     ("a new Linear made in forward", _mlp_misused("new layer"), "a layer created in forward"),
+    ("output squeezed", _SqueezedTimeEmbedding, "keep the batch dimension"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
 
 
 # ------------------------------------------------------------------ ResBlock
 def _resblock_ref(x, temb, state, groups, *, temb_where="after_conv1", silu_temb=True, skip=True,
-                  conv_first=False, identity_skip=False, temb_3d=False, act=F.silu, silu_after_proj=False
-                  ) -> Tensor:
+                  conv_first=False, identity_skip=False, temb_3d=False, act=F.silu, silu_after_proj=False,
+                  act1=True, film=False, residual_scale=1.0) -> Tensor:
+    """The block's output in float64; the switches are mistakes (``temb_where``: "after_conv1" (right), "end",
+    "after_act2" (between norm2's SiLU and conv2), "twice" (after conv1 and at the end); ``act1``: the SiLU after
+    norm1; ``film``: h * proj instead of h + proj; ``residual_scale``: (skip(x) + h) times it)."""
     d = {k: v.double() for k, v in state.items()}
     x, temb = x.double(), temb.double()
     proj = F.linear(act(temb) if silu_temb else temb, d["temb_proj.weight"], d["temb_proj.bias"])
     proj = act(proj) if silu_after_proj else proj
     proj = proj[:, :, None] if temb_3d else proj[:, :, None, None]     # (B, out_ch, 1): broadcasts on W, raises
+    act1_ = act if act1 else (lambda v: v)
     if conv_first:   # SiLU(norm1(conv1(x))): norm1 sees out_ch channels, raises where out_ch != in_ch
-        h = act(F.group_norm(F.conv2d(x, d["conv1.weight"], d["conv1.bias"], padding=1), groups,
-                             d["norm1.weight"], d["norm1.bias"]))
+        h = act1_(F.group_norm(F.conv2d(x, d["conv1.weight"], d["conv1.bias"], padding=1), groups,
+                               d["norm1.weight"], d["norm1.bias"]))
     else:
-        h = F.conv2d(act(F.group_norm(x, groups, d["norm1.weight"], d["norm1.bias"])), d["conv1.weight"],
+        h = F.conv2d(act1_(F.group_norm(x, groups, d["norm1.weight"], d["norm1.bias"])), d["conv1.weight"],
                      d["conv1.bias"], padding=1)
-    if temb_where == "after_conv1":
-        h = h + proj
-    h = F.conv2d(act(F.group_norm(h, groups, d["norm2.weight"], d["norm2.bias"])), d["conv2.weight"],
-                 d["conv2.bias"], padding=1)
-    if temb_where == "end":
+    if temb_where in ("after_conv1", "twice"):
+        h = h * proj if film else h + proj
+    h = act(F.group_norm(h, groups, d["norm2.weight"], d["norm2.bias"]))
+    h = F.conv2d(h + proj if temb_where == "after_act2" else h, d["conv2.weight"], d["conv2.bias"], padding=1)
+    if temb_where in ("end", "twice"):
         h = h + proj
     if not skip:
         return h
     res = F.conv2d(x, d["skip.weight"], d["skip.bias"]) if "skip.weight" in d and not identity_skip else x
-    return res + h
+    return (res + h) * residual_scale
 
 
 def _resblock_cases(hidden: bool) -> list:
@@ -356,7 +386,8 @@ def _resblock_call(cls, c):
     torch.manual_seed(c["seed"])
     block = cls(c["in_ch"], c["out_ch"], c["temb_dim"], groups=c["groups"])
     out = block(c["x"], c["temb"])
-    return dict(out=out, out2=block(c["x"], c["temb2"]), state=block.state_dict(), no_grad=without_gradient(block, out))
+    return dict(out=out, out2=block(c["x"], c["temb2"]), again=block(c["x"], c["temb"]), state=block.state_dict(),
+                no_grad=without_gradient(block, out))
 
 
 def _resblock_diagnose(out, c) -> str | None:
@@ -373,6 +404,10 @@ def _resblock_diagnose(out, c) -> str | None:
         return hint
     if close(out["out"], out["out2"], 1e-6):
         return "the time embedding has no effect: add temb_proj(SiLU(temb)) per channel to h"
+    if (isinstance(out.get("again"), Tensor) and not close(out["out"], ref)
+            and not close(out["out"], out["again"], 1e-6)):       # (right once, then not: state kept, told below)
+        return ("two calls with the same x and temb gave different outputs: nothing random in forward (no dropout, "
+                "F.dropout or nn.Dropout, and no layer built inside forward, which gets new random weights)")
     args = (c["x"], c["temb"], state, groups)
     wrong = judge(out["out"], ref, [
         ("the residual connection is missing: return self.skip(x) + h", _resblock_ref(*args, skip=False)),
@@ -383,6 +418,19 @@ def _resblock_diagnose(out, c) -> str | None:
          _resblock_ref(*args, act=F.relu)),
         ("the SiLU goes on temb before the projection, self.temb_proj(F.silu(temb)), not on its output",
          _resblock_ref(*args, silu_temb=False, silu_after_proj=True)),
+        ("the SiLU after norm1 is missing: h = conv1(SiLU(norm1(x)))", _resblock_ref(*args, act1=False)),
+        ("add the time embedding once, right after conv1 (before norm2): yours is added twice",
+         _resblock_ref(*args, temb_where="twice")),
+        ("add the time embedding right after conv1, before norm2 (the normalisation then sees it), not between "
+         "norm2's SiLU and conv2", _resblock_ref(*args, temb_where="after_act2")),
+        ("the time embedding is ADDED to h, one shift per channel (h + temb_proj(SiLU(temb)) broadcast over H "
+         "and W), not multiplied",
+         _resblock_ref(*args, film=True)),
+        ("the residual is skip(x) + h as it is, with no scale (no division by sqrt(2))",
+         _resblock_ref(*args, residual_scale=2 ** -0.5)),
+        ("the number of groups is the block's own: call self.norm1 and self.norm2, built with it, not a "
+         "GroupNorm of a fixed number of groups", _resblock_ref(c["x"], c["temb"], state, 8)
+         if c["in_ch"] % 8 == 0 and c["out_ch"] % 8 == 0 and groups != 8 else None),
     ], "output", "differs from skip(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x))) + temb_proj(SiLU(temb)))))")
     if wrong:
         return wrong
@@ -483,6 +531,20 @@ class _ResBlockEmbedsX(RefResBlock):
         return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
 
 
+class _ResBlockEightGroups(RefResBlock):
+    """GroupNorm with 8 groups written into forward (F.group_norm(x, 8, ...)), whatever the block was built with."""
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        return _resblock_ref(x, temb, dict(self.named_parameters()), 8).float()
+
+
+class _ResBlockDropout(RefResBlock):
+    """F.dropout on h (training mode): a new mask at every call."""
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        return self.skip(x) + F.dropout(super().forward(x, temb) - self.skip(x), 0.1, training=True)
+
+
 MISTAKES["ResBlock"] = [
     ("out = skip(x); out += h", _ResBlockAddsInPlace, "out += h changes x too"),
     ("the input changed in place", _ResBlockTouchesItsInput, "so training would crash"),
@@ -499,6 +561,13 @@ MISTAKES["ResBlock"] = [
     ("ReLU for SiLU", _resblock_variant(act=F.relu), "not ReLU"),
     ("SiLU after temb_proj", _resblock_variant(silu_temb=False, silu_after_proj=True), "not on its output"),
     ("time embedding added to x before conv1", _ResBlockEmbedsX, "a tensor of in_ch channels met one of out_ch"),
+    ("no SiLU after norm1", _resblock_variant(act1=False), "the SiLU after norm1 is missing"),
+    ("time embedding added twice", _resblock_variant(temb_where="twice"), "yours is added twice"),
+    ("time embedding after norm2's SiLU", _resblock_variant(temb_where="after_act2"), "not between norm2's SiLU"),
+    ("time embedding multiplied", _resblock_variant(film=True), "not multiplied"),
+    ("residual divided by sqrt(2)", _resblock_variant(residual_scale=2 ** -0.5), "no division by sqrt(2)"),
+    ("eight groups whatever the block's", _ResBlockEightGroups, "the number of groups is the block's own"),
+    ("dropout in forward", _ResBlockDropout, "nothing random in forward"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
 
@@ -620,7 +689,9 @@ def _unet_explain(error: str) -> str | None:
 _unet_words = explain_by(
     ("number of channels in input",
      "a block got another number of channels than it was built for: up2 expects 4 ch (the upsampled 2 ch and the "
-     "2 ch skip) and up1 3 ch: concatenate along the channels, torch.cat([h, skip], dim=1), don't add"),
+     "2 ch skip) and up1 3 ch: concatenate along the channels, torch.cat([h, skip], dim=1), don't add, and take "
+     "as skip the output of the down block at that resolution (down2's for up2, down1's for up1), not x nor a "
+     "downsample's output"),
     ("channels, but got",
      "a convolution got another number of channels than it was built for: each one has its place, conv_in on x, "
      "downsample1 after down1 (ch channels), downsample2 after down2 (2 ch), conv_out after the head (ch): use each "

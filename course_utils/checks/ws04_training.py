@@ -17,6 +17,7 @@ weights in float64 and compares the loss and its gradients. Worksheet 6's ``cfg_
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -91,21 +92,43 @@ def _labels(case: dict, num_classes: int | None, g: torch.Generator) -> None:
                     drop=torch.arange(B) % 3 == 1)
 
 
-def loss_outputs(model: nn.Module, loss) -> dict:
-    """What a loss check harvests: the loss, its gradients with respect to the model's weights, the weights."""
+def loss_outputs(model: nn.Module, compute: Callable[[], Any]) -> dict:
+    """What a loss check harvests from ``compute()`` (the student's call): the loss, its gradients with respect to
+    the model's weights, the weights, and what the call did beside its result (``side_effects``)."""
+    rng = torch.random.get_rng_state()
+    loss = compute()
+    effects = side_effects(model, rng)
     if not isinstance(loss, Tensor):
-        return dict(loss=float(loss), grads=None, state=model.state_dict())
+        return dict(loss=float(loss), grads=None, state=model.state_dict(), **effects)
     grads = None
     if loss.requires_grad and loss.numel() == 1:
         grads = [g if g is not None else torch.zeros_like(p)
                  for g, p in zip(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True),
                                  model.parameters())]
-    return dict(loss=loss, grads=grads, state=model.state_dict())
+    return dict(loss=loss, grads=grads, state=model.state_dict(), **effects)
+
+
+def side_effects(model: nn.Module, rng_before: Tensor) -> dict:
+    """Whether a call moved torch's global generator since ``rng_before`` (a loss or a training step is given its
+    t and eps and draws nothing) and whether it left ``model`` in training mode."""
+    return dict(rng_moved=not torch.equal(rng_before, torch.random.get_rng_state()), training=model.training)
+
+
+def side_effect_hint(out, what: str) -> str | None:
+    """The hint for a right result whose call reseeded torch or left the model in eval mode (``side_effects``)."""
+    if out.get("rng_moved"):
+        return (f"the values are right, but {what} moved torch's global random generator (a torch.manual_seed, or "
+                "a draw of its own): it is given t and eps and draws nothing; a manual_seed inside it makes the "
+                "worksheet's training loop draw the same batch, t and noise at every step")
+    if out.get("training") is False:
+        return (f"the values are right, but {what} left the model in eval mode (model.eval()): training keeps the "
+                "model in training mode (dropout and the like on); .eval() belongs to sampling, on the EMA copy")
+    return None
 
 
 def _loss_call(f, c):
     model = tiny_model(c)
-    return loss_outputs(model, f(model, c["schedule"], c["x0"], t=c["t"], eps=c["eps"]))
+    return loss_outputs(model, lambda: f(model, c["schedule"], c["x0"], t=c["t"], eps=c["eps"]))
 
 
 def choose_labels(y, drop, labels="dropped"):
@@ -202,7 +225,7 @@ def diagnose_loss(out, c) -> str | None:
     state = expected
     ref, ref_grads = ref_loss(c, state)
     if close(loss.reshape(()), ref) and _grads_close(grads, ref_grads):
-        return None
+        return side_effect_hint(out, "the loss function")
     # a mistake is named when both its loss and its gradients match (an x_t one step off can give a loss within
     # the tolerance of the right one, and then only its gradients tell it apart)
     for hint, kw in _loss_variants(c):
@@ -230,7 +253,10 @@ def diagnose_loss(out, c) -> str | None:
 register(Check("diffusion_loss", "diffusion_loss", loss_cases, _loss_call, diagnose_loss, explain_by(
     ("backward through the graph a second time",
      "diffusion_loss returns the loss and stops there: the caller (training_step) calls .backward() once; no "
-     "backward() inside the loss"))))
+     "backward() inside the loss"),
+    ("must have the same dtype",
+     "the model got float64 input (numpy, or math on float64 numbers) while its weights are float32: build x_t "
+     "from the float32 tensors you are given (x0, eps, schedule.alpha_bar[t]) with torch operations"))))
 check_diffusion_loss = visible("diffusion_loss")
 
 
@@ -277,6 +303,12 @@ MISTAKES["diffusion_loss"] = [
     ("backward() inside the loss", _loss_with_backward, "no backward() inside the loss"),
     ("root mean squared error", lambda model, schedule, x0, *, t, eps: loss_variant()(
         model, schedule, x0, t=t, eps=eps).sqrt(), "the square root of the MSE"),
+    ("x_t in float64", lambda model, schedule, x0, *, t, eps: F.mse_loss(
+        model(noisy_input(x0, t, eps, schedule).double(), t), eps), "the model got float64 input"),
+    ("torch.manual_seed inside", lambda model, schedule, x0, *, t, eps: (torch.manual_seed(0), loss_variant()(
+        model, schedule, x0, t=t, eps=eps))[1], "moved torch's global random generator"),
+    ("model.eval() inside", lambda model, schedule, x0, *, t, eps: loss_variant()(
+        model.eval(), schedule, x0, t=t, eps=eps), "left the model in eval mode"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -296,11 +328,12 @@ def _train_step_call(f, c):
     model = tiny_model(c)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.SGD(model.parameters(), lr=c["lr"], momentum=c["momentum"])
+    rng = torch.random.get_rng_state()
     losses = [f(model, optimizer, c["x0"], c["t"], c["eps"], c["schedule"]),
               f(model, optimizer, c["x0_2"], c["t_2"], c["eps_2"], c["schedule"])]
     losses = [float(v.detach() if isinstance(v, Tensor) else v) if isinstance(v, (Tensor, float, int)) else None
               for v in losses]
-    return dict(losses=losses, before=before, after=model.state_dict())
+    return dict(losses=losses, before=before, after=model.state_dict(), **side_effects(model, rng))
 
 
 def _train_step_diagnose(out, c) -> str | None:
@@ -339,7 +372,7 @@ def _train_step_diagnose(out, c) -> str | None:
         if not all(math.isclose(v, r, rel_tol=1e-3, abs_tol=1e-5) for v, r in zip(losses, refs)):
             return (f"the weights are right but the returned losses {losses} differ from {refs}: "
                     "return this batch's loss")
-        return None
+        return side_effect_hint(out, "training_step")
     g1, g2 = grads_seen
     accumulated = {k: before[k].double() - lr * g1[i] - lr * (m * g1[i] + g1[i] + g2[i]) for i, k in enumerate(names)}
     if all(close(after[k], accumulated[k], 1e-4) for k in names):
@@ -358,7 +391,11 @@ register(Check("training_step", "training_step", _train_step_cases, _train_step_
                            "torch.no_grad() around the loss, no .detach() or .item() before backward)"),
                           ("positional argument",
                            "diffusion_loss(model, schedule, x0, *, t, eps) takes t and eps by name: "
-                           "diffusion_loss(model, schedule, x0, t=t, eps=eps)")), calls=("diffusion_loss",)))
+                           "diffusion_loss(model, schedule, x0, t=t, eps=eps)"),
+                          ("'float' object has no attribute 'backward'",
+                           "backward() needs the loss tensor: keep the tensor diffusion_loss returns, call "
+                           "loss.backward() on it, and take .item() only of what you return (return loss.item())")),
+               calls=("diffusion_loss",)))
 check_training_step = visible("training_step")
 
 
@@ -399,12 +436,27 @@ def _training_step_positional(model, optimizer, x0, t, eps, schedule):
     return loss.item()
 
 
+def _training_step_item_first(model, optimizer, x0, t, eps, schedule):
+    """Takes .item() of the loss, then calls backward on the float: an AttributeError."""
+    optimizer.zero_grad()
+    loss = loss_variant()(model, schedule, x0, t=t, eps=eps).item()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 MISTAKES["training_step"] = [
     ("no zero_grad", training_step_variant(zero_grad=False), "zero_grad"),
     ("no optimizer.step", training_step_variant(step=False), "optimizer.step()"),
     ("a new optimizer at every step", _training_step_new_optimizer, "starts afresh"),
     ("loss under torch.no_grad()", training_step_variant(no_grad=True), "the loss has no graph"),
     ("t and eps passed by position", _training_step_positional, "takes t and eps by name"),
+    ("loss.item() before backward", _training_step_item_first, "backward() needs the loss tensor"),
+    ("torch.manual_seed inside", lambda model, optimizer, x0, t, eps, schedule: (
+        torch.manual_seed(0), training_step_variant()(model, optimizer, x0, t, eps, schedule))[1],
+     "moved torch's global random generator"),
+    ("model.eval() inside", lambda model, optimizer, x0, t, eps, schedule: training_step_variant()(
+        model.eval(), optimizer, x0, t, eps, schedule), "left the model in eval mode"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -415,7 +467,9 @@ def _ema_cases(hidden: bool) -> list:
     # the third case starts at step 20, where the warm-up (21/30 = 0.7) has passed the decay 0.5: the min matters;
     # the fourth at step 50, where the warm-up (51/60 = 0.85) is still below the decay 0.999: a warm-up for a
     # fixed number of steps ("if step < 10") fails there, not only on the hidden case from step 100
-    specs = [(0, 0.999, 6, 0), (1, 0.9, 4, 0), (3, 0.5, 3, 20), (4, 0.999, 3, 50)] + (
+    # the fifth at step 5000, where the warm-up (5001/5010 = 0.9982) is still below the decay 0.999 (it reaches it
+    # at step 8990): a warm-up cut at a round number of steps ("if step < 1000") fails there
+    specs = [(0, 0.999, 6, 0), (1, 0.9, 4, 0), (3, 0.5, 3, 20), (4, 0.999, 3, 50), (5, 0.999, 3, 5000)] + (
         [(2, 0.99, 5, 100)] if hidden else [])
     cases = []
     for seed, decay, steps, first in specs:
@@ -505,6 +559,12 @@ def _ema_diagnose(out, c) -> str | None:
     states = out["states"]
     if len(states) != len(c["live"]):
         return "expected one averaged state per update"
+    names = list(c["live"][0])
+    if any(not isinstance(s, dict) or any(k not in s for k in names) for s in states):
+        other = next((list(s)[:3] for s in states if isinstance(s, dict)), [])
+        return (f"self.model's weights are named {other}, not as the network's ({names[:3]}): keep self.model a copy "
+                "of the network itself, copy.deepcopy(model) (torch.optim.swa_utils.AveragedModel, for one, wraps "
+                "it in .module), because the sampler uses ema.model as the network")
     ref = ref_ema(c)
 
     def matches(candidate):
@@ -556,9 +616,10 @@ def _ema_diagnose(out, c) -> str | None:
                 "model.parameters())")
     if matches([init] * len(states)):
         return ("the averaged weights never change: write into the copy's parameters in place "
-                "(ema_p.mul_(d).add_(p, alpha=1 - d)); `ema_p = d * ema_p + ...` only rebinds the loop variable; and "
+                "(ema_p.mul_(d).add_(p, alpha=1 - d)); `ema_p = d * ema_p + ...` only rebinds the loop variable; "
                 "pair each of the copy's parameters with the live one of the same name, zip(self.model.parameters(), "
-                "model.parameters()) in the same order")
+                "model.parameters()) in the same order; and skip none of them (the copy is frozen: a filter such as "
+                "`if ema_p.requires_grad` skips every one)")
     if matches([{k: v.double() for k, v in live.items()} for live in c["live"]]):
         return ("the average is just the live weights after each update: blend into the copy in place, "
                 "theta_ema <- d theta_ema + (1 - d) theta, instead of replacing the copy (a new deepcopy of the "
@@ -617,6 +678,19 @@ def ema_variant(**switches):
     return type("WrongEMA", (RefEMA,), switches)
 
 
+class _AveragedModelEMA:
+    """torch.optim.swa_utils.AveragedModel as the copy: its weights are named module.0.weight, ... (and it adds
+    n_averaged), so ema.model is not the network the sampler expects."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.model = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+    def update(self, model: nn.Module, step: int) -> None:
+        self.model.update_parameters(model)
+
+
 class _FreezesTheLiveNetwork(RefEMA):
     """copy.deepcopy(model.requires_grad_(False)): the copy is frozen, and so is the live network."""
 
@@ -668,6 +742,7 @@ MISTAKES["EMA"] = [
     ("warm-up without the min", ema_variant(warmup="ramp"), "goes past `decay`"),
     ("warm-up for the first ten steps only", ema_variant(warmup="ramp", warmup_steps=10),
      "however many steps"),
+    ("warm-up for the first 1000 steps only", ema_variant(warmup_steps=1000), "however many steps"),
     ("weights swapped", ema_variant(swap=True), "swapped"),
     ("add first, then multiply", ema_variant(add_first=True), "multiply first, then add"),
     ("the decay times the warm-up", ema_variant(warmup="product"), "not their product"),
@@ -681,5 +756,6 @@ MISTAKES["EMA"] = [
     ("copy trainable after an update", _TrainableAfterUpdate, "requires gradients"),
     ("the live network frozen", _FreezesTheLiveNetwork, "no longer requires gradients"),
     ("the live network left in eval mode", _LiveNetworkToEval, "eval mode"),
+    ("AveragedModel as the copy", _AveragedModelEMA, "AveragedModel"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

@@ -125,7 +125,7 @@ class LabelTinyEps(TinyEps):
 def _cfg_loss_call(f, c):
     torch.manual_seed(c["seed"])                      # tiny_model(c)'s weights, in a model that keeps the labels
     model = LabelTinyEps(c["x0"][0].numel(), c["schedule"].T, c["num_classes"])
-    out = loss_outputs(model, f(model, c["x0"], c["y"], c["t"], c["eps"], c["drop"], c["schedule"]))
+    out = loss_outputs(model, lambda: f(model, c["x0"], c["y"], c["t"], c["eps"], c["drop"], c["schedule"]))
     out["labels"] = model.seen
     return out
 

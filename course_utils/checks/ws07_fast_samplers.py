@@ -16,6 +16,8 @@ The references recompute everything in float64 from the schedule's betas; each c
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -124,6 +126,11 @@ LAST_HINT = ("the last step goes to clean data (alpha_bar_prev = 1, so lambda_pr
              "first-order step there, D = x0_pred, which gives x_prev = x0_pred")
 
 
+LAST_STEP_MATH = ("math.log (or a division) got a number outside its domain: at the last step alpha_bar_prev = 1, "
+                  "so sigma_prev = 0 and lambda_prev = log(alpha_prev / sigma_prev) is infinite; there take the "
+                  "first-order step, x_prev = x0_pred, without computing lambda_prev")
+
+
 def _step_diagnose(out, c) -> str | None:
     if "raised" in out:     # at the first step: the missing history is the usual cause, not the only one
         said = kernel_text(out["raised"])
@@ -167,7 +174,8 @@ def _step_diagnose(out, c) -> str | None:
          ref_dpmpp_2m_step(*args, half=False)[0]),
         ("r is h_last / h, the previous step's size over this one's (in lambda): 1 only on a grid even in lambda",
          ref_dpmpp_2m_step(*args, r_fixed=1.0)[0]),
-        ("h_last's sign: h_last = lambda_t - lambda_last > 0, the previous step's size towards the data, so r > 0",
+        ("the sign of h or of h_last (r = h_last / h came out negative): both are steps towards the data, "
+         "h = lambda_prev - lambda_t > 0 and h_last = lambda_t - lambda_last > 0, so r > 0",
          ref_dpmpp_2m_step(*args, r_sign=-1.0)[0]),
         ("D's weights are swapped: D = (1 + 1 / (2 r)) x0_pred - 1 / (2 r) x0_pred_last extrapolates from this "
          "step's prediction past the previous one", ref_dpmpp_2m_step(*args, d_swapped=True)[0]),
@@ -197,7 +205,8 @@ def _step_diagnose(out, c) -> str | None:
 register(Check("dpmpp_2m_step", "dpmpp_2m_step", _step_cases, _step_call, _step_diagnose, explain_by(
     ("Boolean value of Tensor with more than one value is ambiguous",
      "test for the first step with `x0_pred_last is None`, not `if not x0_pred_last` (a tensor of several values "
-     "has no truth value)"))))
+     "has no truth value)"),
+    ("math domain error", LAST_STEP_MATH), ("float division by zero", LAST_STEP_MATH))))
 check_dpmpp_2m_step = visible("dpmpp_2m_step")
 
 
@@ -219,6 +228,14 @@ def _dpmpp_last_step_by_threshold(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, 
     (alpha_bar 0.99996) goes first order."""
     if float(alpha_bar_prev) > 0.9999:
         x0_pred_last = alpha_bar_last = None
+    return dpmpp_step_variant()(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=x0_pred_last,
+                                alpha_bar_last=alpha_bar_last)
+
+
+def _step_with_math_log(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_last=None, alpha_bar_last=None):
+    """lambda_prev with math.log on Python floats: right until the last step, where sigma_prev = 0 and math.log
+    raises "math domain error"."""
+    math.log(math.sqrt(float(alpha_bar_prev))) - math.log(math.sqrt(1 - float(alpha_bar_prev)))
     return dpmpp_step_variant()(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=x0_pred_last,
                                 alpha_bar_last=alpha_bar_last)
 
@@ -249,6 +266,8 @@ MISTAKES["dpmpp_2m_step"] = [
     ("h_last measured to the target", dpmpp_step_variant(h_last_to="prev"), "not lambda_prev - lambda_last"),
     ("1 - sqrt(alpha_bar) for sigma", dpmpp_step_variant(x_coef="one_minus_alpha"), "not 1 - sqrt(alpha_bar)"),
     ("(x0_pred, x_prev)", lambda *args, **kwargs: dpmpp_step_variant()(*args, **kwargs)[::-1], "order is swapped"),
+    ("h and h_last of opposite signs", dpmpp_step_variant(r_sign=-1.0), "the sign of h or of h_last"),
+    ("math.log at the last step", _step_with_math_log, "lambda_prev = log(alpha_prev / sigma_prev) is infinite"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -389,7 +408,11 @@ register(Check("dpmpp_2m_sample_loop", "dpmpp_2m_sample_loop", _loop_cases, _loo
      "alpha_bar_prev = torch.tensor(1.0)"),
     ("'NoneType' object has no attribute",
      "pass x0_pred_last together with alpha_bar_last, the alpha_bar of the step that made it (both None at the "
-     "first step)")), calls=("dpmpp_2m_step",)))
+     "first step)"),
+    ("'float' object has no attribute",
+     "dpmpp_2m_step got a Python number where it expects a tensor: hand it the alpha_bar values as tensors "
+     "(schedule.alpha_bar[t], torch.tensor(1.0) at the end), not .item() or float() of them")),
+               calls=("dpmpp_2m_step",)))
 check_dpmpp_2m_sample_loop = visible("dpmpp_2m_sample_loop")
 
 
@@ -421,6 +444,24 @@ def _loop_one_step_short(model, schedule, x_T, timesteps):
     return x.float()
 
 
+def _loop_float_alphas(model, schedule, x_T, timesteps):
+    """Hands the step Python numbers, alpha_bar[t].item(): a step written for tensors (alpha_bar_t.sqrt()) raises
+    "'float' object has no attribute 'sqrt'"."""
+    def step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, **history):
+        alpha_bar_t.sqrt(), alpha_bar_prev.sqrt()                   # written for tensors, as the worksheet's is
+        return dpmpp_step_variant()(xt, eps_pred, alpha_bar_t, alpha_bar_prev, **history)
+
+    x, x0_pred_last, alpha_bar_last = x_T, None, None
+    for k, t in enumerate(timesteps):
+        t = int(t)
+        eps_pred = model(x, torch.full((len(x),), t, dtype=torch.long))
+        prev = schedule.alpha_bar[int(timesteps[k + 1])].item() if k + 1 < len(timesteps) else 1.0
+        x, x0_pred = step(x, eps_pred, schedule.alpha_bar[t].item(), prev, x0_pred_last=x0_pred_last,
+                          alpha_bar_last=alpha_bar_last)
+        x0_pred_last, alpha_bar_last = x0_pred, schedule.alpha_bar[t].item()
+    return x
+
+
 def _loop_model_on_x_T(model, schedule, x_T, timesteps):
     """``model(x_T, t)`` at every step (a typo for the current x)."""
     return ref_dpmpp_loop(lambda x, t: model(x_T, t), schedule, x_T, timesteps).float()
@@ -440,5 +481,6 @@ MISTAKES["dpmpp_2m_sample_loop"] = [
     ("grid run backwards", lambda model, schedule, x_T, timesteps: ref_dpmpp_loop(
         model, schedule, x_T, timesteps[::-1]).float(), "the grid runs from noise to data"),
     ("the model always given x_T", _loop_model_on_x_T, "the same x at every step"),
+    ("alpha_bar values as Python numbers", _loop_float_alphas, "got a Python number where it expects a tensor"),
     ("not implemented", todo, "not implemented yet"),
 ]
