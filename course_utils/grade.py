@@ -166,8 +166,9 @@ def parse_notebook(data: bytes, max_bytes: int | None = None, all_metadata: bool
     try:
         nb = json.loads(text)
     except (ValueError, RecursionError) as err:     # ValueError: bad JSON, or an integer of 5,000 digits
-        raise Malformed("not_a_notebook", "not a notebook: the file is not valid JSON "
-                                          f"({_valid_text(str(err))[:80]})") from None
+        raise Malformed("not_a_notebook", "not a notebook: the file is not valid JSON, as when it was cut off "
+                                          "while saving or uploading: open it in JupyterLab, save it and submit it "
+                                          f"again ({_valid_text(str(err))[:80]})") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise Malformed("not_a_notebook", "not a notebook: the JSON has no list of cells (nbformat 4)")
     if len(nb["cells"]) > MAX_CELLS:
@@ -324,9 +325,11 @@ def cell_errors(run_nb: dict, outcome: sandbox.Outcome) -> list[dict]:
         role = _role(run_nb, index).get("role")
         if role is None or role == "harvest" or HIDDEN in str(e.get("evalue", "")):
             continue
+        later = run_nb["cells"][index + 1:] if isinstance(index, int) else [{"cell_type": "code"}]
         found.append({"cell": _cell_note(run_nb, index), "role": role,
                       "ename": _valid_text(str(e.get("ename", "")))[:100],
-                      "evalue": _short(_valid_text(str(e.get("evalue", ""))), 160)})
+                      "evalue": _short(_valid_text(str(e.get("evalue", ""))), 160),
+                      "last": not any(c.get("cell_type") == "code" for c in later)})   # no cell ran after it
     return found[:MAX_CELL_ERRORS]
 
 
@@ -335,6 +338,7 @@ def cell_error_notes(errors: list[dict], rows: list[dict]) -> list[str]:
     said = "\n".join(str(r.get("message", "")) for r in rows)
     notes, missing_data, consequences = [], False, 0
     for e in errors:
+        last = e.get("last") is True
         e = {k: str(e.get(k, "")) for k in ("cell", "role", "ename", "evalue")}
         if _raised(e["cell"], e["ename"]) in said:          # a failed TODO's "[before it, ...]" names it
             continue
@@ -350,7 +354,10 @@ def cell_error_notes(errors: list[dict], rows: list[dict]) -> list[str]:
             continue
         what = (f"ran past the limit per cell and was interrupted ({e['evalue']})" if e["ename"] == "CellTimeoutError"
                 else f"raised {e['ename']}: {e['evalue']}")
-        if e["role"] == "student":
+        if e["role"] == "student" and last:     # the notebook's last cell: nothing ran without its definitions
+            notes.append(f"{e['cell']} {what}. It is not graded itself, and no cell comes after it: it cost you no "
+                         "points.")
+        elif e["role"] == "student":
             notes.append(f"{e['cell']} {what}. It is not graded itself, but whatever it would have defined after "
                          "that point was missing for the cells after it.")
         else:
@@ -1123,7 +1130,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"course-grade: {stats['graded']} graded, {stats['skipped']} already graded (use --force to regrade); "
+    again = ("every submission regraded (--force)" if args.force else
+             f"{stats['skipped']} already graded (use --force to regrade)")
+    print(f"course-grade: {stats['graded']} graded, {again}; "
           f"{args.out}/grades.csv, {args.out}/feedback/, {args.out}/report.html")
     return 0
 

@@ -296,7 +296,8 @@ def write_reports(out: Path) -> tuple[int, int]:
                          "message": plain(message)})
     override_problems += [f"line {setting['line']}: {_unknown(key, results)}, not applied"
                           for key, setting in overrides.items() if key not in applied]
-    if (out / "overrides.csv").exists():
+    if (out / "overrides.csv").exists():       # by line number, as the docs say (found in the order of results)
+        override_problems.sort(key=lambda p: int(m.group(1)) if (m := re.match(r"line (\d+)", p)) else 0)
         print(f"course-grade: {n_overridden} grade(s) set by {out / 'overrides.csv'}"
               + "".join(f"\n  {p}" for p in override_problems), file=sys.stderr)
     if dropped:
@@ -342,6 +343,8 @@ def feedback_markdown(student: str, results: list[dict]) -> str:
                     {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed"))
             pts = "?" if row["points"] == "" else f"{row['points']:g}"
             text = "" if by_hand else f" {md(row['message'])}"
+            if r.get("message") and row["message"] == r["message"]:    # the file's own message, said once above
+                mark, text = "not graded (see above)", ""
             if "override" in row:       # what the grader found, and that the instructor decided
                 mark = "set by the instructor" + (f" ({md(row['override'])})" if row["override"] else "")
                 text = f" The grader: {md(row['verdict'])}"

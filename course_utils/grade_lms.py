@@ -209,8 +209,10 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
                           f"(it holds {', '.join(maxima) or 'no worksheet'}): Canvas would import the column as a "
                           "new assignment")
     cols = columns(maxima, total_only=total_only, canvas_ids=canvas_ids if fmt == "canvas" else None)
-    warnings = [f"{student}: {ws} could not be graded ({status}): exported with 0 points"
-                for (student, ws), status in sorted(not_graded.items())]
+    warnings = [f"{student}: {ws} could not be graded ({status}): exported with "
+                + (f"{_fmt(total)} points, set in overrides.csv" if total else "0 points")
+                for (student, ws), status in sorted(not_graded.items())
+                for total in [sum(_number(v) for v in grades.get(student, {}).get(ws, {}).values())]]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if fmt == "canvas":

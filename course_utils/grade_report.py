@@ -2,17 +2,21 @@
 
 For each worksheet in DIR/results/: the distribution of the students' scores (a histogram), each TODO's pass
 rate, each TODO's mistakes ranked by how many students made them, the cells that raised outside the graded TODOs
-(``cell_errors``: one error in most of the class points at the grader's setup), and the students who need
-attention.
+(``cell_errors``: one error in most of the class points at the grader's setup), the students who need
+attention and those with the lowest scores.
 
 - **Mistakes come from the verdicts already in the results**, never from rerunning anything: a failed TODO's
   message is "❌ <target>: <hint>", and the hint is matched against the catalogue (``checks.MISTAKES``: each
   catalogued mistake names a substring its hint contains), so a mistake is named as docs/mistakes.md names it.
   A wrong answer that matches no catalogued hint is "another wrong answer"; an error is grouped by the
   exception it raised; not implemented, timeouts, crashes and missing cells are groups of their own.
-- **Examples are anonymised**: each group shows the messages of two students, called "student A", "student B"
+- **Examples are anonymised**: each group shows its messages, the students called "student A", "student B"
   (letters given in alphabetical order of the names, the same across the page), with the name removed from the
-  text. Only the list of students who need attention names them: the instructor has to act on it.
+  text. Only the lists of students who need attention and of the lowest scores name them: the instructor has to
+  act on them.
+- **A failure beside a failing TODO it calls** (the message ends "[it calls your ddim_step, which fails its own
+  check ...]") is a group of its own, not a mistake of the loop: a right loop beside a wrong step scores 0.
+- **Examples are one per distinct message** (up to six), so a new mistake among "another wrong answer" shows.
 - **Everything from a submission is escaped** (``html.escape``, quotes included): names, messages, hints, file
   names. The page loads nothing: inline CSS, inline SVG, no script, no font, no link to any URL; it is
   deterministic (no date, no timing), so merged shards write the same page as one run.
@@ -67,6 +71,9 @@ def letter(i: int) -> str:
 _TARGET = re.compile(r"^\W*\s*([\w.]+):\s*(.*)$", re.S)
 
 
+_CALLS = re.compile(r" \[it calls your (.+?), which fails? (?:its|their) own checks?")   # checks.framework.depends_note
+
+
 def _hint(message: str) -> tuple[str | None, str]:
     """'❌ target: hint [before it, ...]' -> (target, hint)."""
     message = str(message).split(" [before it, ")[0].strip()
@@ -90,6 +97,12 @@ def classify(row: dict, catalogue: dict) -> tuple[str, str, str] | None:
     if status in (PASSED, PENDING) or status not in GROUPS and status not in ("fail", "error"):
         return None     # a pass, an answer to grade by hand, or a file not graded at all (counted once, apart)
     target, hint = _hint(message)
+    calls = _CALLS.search(message)
+    if calls and status in ("fail", "error"):      # the verdict may come from the TODO it calls: not its own mistake
+        deps = calls.group(1)
+        return (f"calls:{deps}", f"failed beside a failing {deps} (which it calls)",
+                f"it calls the student's {deps}, which fails its own check, so this verdict may come from there: "
+                "a right one scores 0 here (read its code; credit it in overrides.csv)")
     # the catalogued mistake whose needle the hint holds; when several do, the longest needle (the most specific:
     # "arcsin instead of arccos" over "swapped"); mistakes that share that needle give the same hint, and are
     # named together
@@ -206,12 +219,27 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
         ranked = sorted(groups.values(), key=lambda g: (-len(g["who"]), g["label"]))
         out.append(f"<h4><code>{_e(gid)}</code></h4><ol>")
         for g in ranked:
-            examples = "".join(f"<li class='ex'>{_e(names[s])}: {_e(_anonymise(m, s, names[s]))}</li>"
-                               for s, m in sorted(g["who"])[:2])
+            examples = "".join(f"<li class='ex'>{_e(who)}: {_e(said)}</li>" for who, said in _examples(g["who"], names))
             out.append(f"<li class='mistake'><b>{_e(g['label'])}</b>: {len(g['who'])} student(s). "
                        f"<span class='muted'>Hint: {_e(g['hint'])}</span><ul>{examples}</ul></li>")
         out.append("</ol>")
     return out + _cell_errors(results, names)
+
+
+def _examples(who: list[tuple[str, str]], names: dict[str, str], most: int = 6) -> list[tuple[str, str]]:
+    """A group's examples: one per distinct message (anonymised), the most frequent first, each with the students
+    who got it ("student C, student D"); ``most`` of them, then a count of the others. A group of "another wrong
+    answer" holds different mistakes: two examples of the same message hid a third student's new one."""
+    by_text: dict[str, list[str]] = {}
+    for student, message in sorted(who):
+        by_text.setdefault(_anonymise(message, student, names[student]), []).append(names[student])
+    ranked = sorted(by_text.items(), key=lambda kv: -len(kv[1]))          # ties: the first student's letter
+    shown = [(", ".join(letters[:3]) + (f" and {len(letters) - 3} more" if len(letters) > 3 else ""), text)
+             for text, letters in ranked[:most]]
+    if len(ranked) > most:
+        rest = sum(len(letters) for _, letters in ranked[most:])
+        shown.append((f"{rest} more student(s)", f"{len(ranked) - most} other message(s)"))
+    return shown
 
 
 def _cell_errors(results: list[dict], names: dict[str, str]) -> list[str]:
@@ -256,13 +284,16 @@ def _cell_errors(results: list[dict], names: dict[str, str]) -> list[str]:
 def attention(res: dict) -> list[str]:
     """Why a student's result needs the instructor's eyes (empty when it does not)."""
     why = []
-    if res.get("status") not in (None, "graded"):
-        why.append(f"{res.get('status')}: {res.get('message', '')}")
+    if res.get("status") not in (None, "graded"):       # "not a notebook: ...", not "not_a_notebook: not a ..."
+        label, message = str(res.get("status")), str(res.get("message", ""))
+        why.append(message if message.startswith(label.replace("_", " ")) else f"{label}: {message}")
     statuses = [str(r.get("status")) for r in res["rows"]]
     for status, what in ATTENTION.items():
         n = statuses.count(status)
         if n and res.get("status") in (None, "graded"):
-            why.append(f"{n} TODO(s) {what}")
+            which = [f"{r.get('grade_id')}" + (f" ({m.group(1)})" if (m := re.search(
+                r"raised (\w+)", str(r.get("message", "")))) else "") for r in res["rows"] if r.get("status") == status]
+            why.append(f"{n} TODO(s) {what}: " + ", ".join(which[:4]) + (", ..." if len(which) > 4 else ""))
     if res.get("solution_markers"):
         why.append("the notebook holds the solutions' markers (" + ", ".join(map(str, res["solution_markers"]))
                    + "): a copy of the instructor's notebook?")
@@ -282,6 +313,30 @@ def attention(res: dict) -> list[str]:
     return why
 
 
+def _lowest(results: list[dict]) -> list[str]:
+    """The students with under half of a worksheet's automatic points, named, with the TODOs they lost: whom to
+    help (wrong answers are no trouble for the grader, so "need attention" does not list them; files that could
+    not be graded are listed there, not here)."""
+    rows = []
+    for r in sorted(results, key=lambda r: (str(r.get("worksheet")), r["student"])):
+        auto = [row for row in r["rows"] if row.get("status") != PENDING]
+        got, best = sum(_points(x.get("points")) for x in auto), sum(_points(x.get("max_points")) for x in auto)
+        lost = [str(x.get("grade_id")) for x in auto if x.get("status") != PASSED]
+        if r.get("status") in (None, "graded") and best and got < best / 2 and lost:
+            rows.append((got, r, lost))
+    if not rows:
+        return []
+    rows.sort(key=lambda g: (str(g[1].get("worksheet")), g[0], g[1]["student"]))
+    out = ["<h2>Lowest scores</h2>", "<p class='muted'>Under half of a worksheet's automatic points (the written "
+           "answers aside): whom to help first. Each TODO's verdict is in the student's feedback.</p>",
+           "<table><tr><th>student</th><th>worksheet</th><th>points</th><th>TODOs not passed</th></tr>"]
+    for got, r, lost in rows:
+        best = sum(_points(x.get("max_points")) for x in r["rows"] if x.get("status") != PENDING)
+        out.append(f"<tr><td>{_e(r['student'])}</td><td><code>{_e(r.get('worksheet'))}</code></td>"
+                   f"<td class='num'>{got:g} / {best:g}</td><td>{_e(', '.join(lost))}</td></tr>")
+    return out + ["</table>"]
+
+
 def render(results: list[dict]) -> str:
     """The page for results (validated dicts of course-grade, any worksheets), as a string."""
     catalogue = _catalogue()
@@ -291,7 +346,8 @@ def render(results: list[dict]) -> str:
     for r in sorted(results, key=lambda r: (str(r.get("worksheet")), r["student"])):
         by_ws.setdefault(str(r.get("worksheet")), []).append(r)
     body = [f"<h1>What the class got wrong</h1><p>{len(students)} students, {len(by_ws)} worksheet(s). Examples are "
-            "anonymised (student A, B, ...); the last section names the students who need attention.</p>"]
+            "anonymised (student A, B, ...); the last two sections name the students who need attention and those with "
+            "the lowest scores.</p>"]
     for ws, rs in by_ws.items():
         body += _worksheet(ws, rs, names, catalogue)
     body.append("<h2>Students who need attention</h2>")
@@ -304,6 +360,7 @@ def render(results: list[dict]) -> str:
         body.append("</table>")
     else:
         body.append("<p>None: every submission ran, and none is untouched.</p>")
+    body += _lowest(results)
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
             "img-src data:\"><title>What the class got wrong</title>"

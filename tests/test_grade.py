@@ -173,7 +173,8 @@ def test_rerun_skips_what_was_graded(graded):
     assert proc.returncode == 0 and "2 graded" in proc.stdout, proc.stdout + proc.stderr
     assert (out / "grades.csv").read_text() == csv_before
     proc = _grade(graded["solution"], subs / "not_json", "--out", out, "--force", *ARGS, env=graded["env"])
-    assert proc.returncode == 0 and "1 graded" in proc.stdout
+    # "0 already graded (use --force to regrade)" was printed to an instructor who had just used --force
+    assert proc.returncode == 0 and "1 graded, every submission regraded (--force)" in proc.stdout, proc.stdout
 
 
 # ------------------------------------------------------------------ a manually graded summary
@@ -655,3 +656,20 @@ def test_the_default_workers_are_the_cores_this_process_may_use(monkeypatch):
     assert grade.usable_cores() == 3
     monkeypatch.delattr(os, "sched_getaffinity")
     assert grade.usable_cores() == 64
+
+
+def test_a_student_cell_that_raised_last_is_told_it_cost_nothing():
+    """An instructor's report: a student's last cell raised, and the feedback said "whatever it would have defined
+    ... was missing for the cells after it" where no cell came after it."""
+    from types import SimpleNamespace
+    cell = lambda text: {"cell_type": "code", "source": text,  # noqa: E731
+                         "metadata": {"course_grade": {"role": "student", "grade_id": None}}}
+    run_nb = {"cells": [cell("x = 1"), cell("y = x / 0"), cell("print(y)"), cell("1 / 0")]}
+    outcome = SimpleNamespace(cells=[{"index": 1, "status": "error", "ename": "ZeroDivisionError", "evalue": "div"},
+                                     {"index": 3, "status": "error", "ename": "ZeroDivisionError", "evalue": "div"}])
+    errors = grade.cell_errors(run_nb, outcome)
+    assert [e["last"] for e in errors] == [False, True]
+    notes = grade.cell_error_notes(errors, [])
+    assert notes[0].endswith("whatever it would have defined after that point was missing for the cells after it.")
+    assert notes[1] == ("your cell starting `1 / 0` raised ZeroDivisionError: div. It is not graded itself, and no "
+                        "cell comes after it: it cost you no points."), notes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -329,6 +330,13 @@ def test_the_export_names_who_it_exports_as_zero_and_who_it_leaves_out(graded, t
     assert "dan: 01_schedules could not be graded (not_a_notebook): exported with 0 points" in warnings
     assert "1 student(s) of the roster have no grades here (no submission?), and no row in the export: Olga O" in \
         warnings
+    # an instructor who set dan's points in overrides.csv (he emailed the notebook) was told "0 points" while the
+    # export carried the override's
+    _overrides(graded, f"student,worksheet,grade_id,points,reason\ndan,{WS},test_cosine,2,emailed\n")
+    grade_feedback.write_reports(graded)
+    _, warnings = grade_lms.export(graded, "canvas", roster=roster)
+    assert ("dan: 01_schedules could not be graded (not_a_notebook): exported with 2 points, set in overrides.csv"
+            in warnings), warnings
 
 
 def test_points_typed_by_hand_reach_the_feedback_the_total_and_the_report(graded, capsys):
@@ -462,6 +470,20 @@ def test_an_override_that_cannot_apply_is_named_and_not_applied(graded, capsys, 
         assert totals["bob"]["points"] == "3" and "1 grade(s) set" in err
     else:
         assert totals["bob"]["points"] == "2" and "0 grade(s) set" in err, err
+
+
+def test_the_problems_of_an_override_file_are_told_by_line_number(graded, capsys):
+    """An instructor's report: the problems came in the order of the results (lines 6, 9, 7, 4, 5), while the docs
+    say "one per line and by line number"."""
+    _overrides(graded, "student,worksheet,grade_id,points,reason\n"
+                       f"zed,{WS},test_linear,1,\n"            # line 2: no such student (found after the others)
+                       f"bob,{WS},test_linear,1,5,x\n"         # line 3: a field too many (found while reading)
+                       f"carol,{WS},test_linear,7,\n"          # line 4: more than the TODO's maximum
+                       f"alice,{WS},linear,1,\n")              # line 5: no such grade_id
+    capsys.readouterr()
+    grade_feedback.write_reports(graded)
+    lines = [int(m.group(1)) for m in re.finditer(r"^  line (\d+)", capsys.readouterr().err, re.M)]
+    assert lines == [2, 3, 4, 5], lines
 
 
 def test_an_override_file_saved_with_semicolons_is_read(graded, capsys):

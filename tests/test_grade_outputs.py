@@ -308,7 +308,8 @@ def test_every_student_who_needs_attention_is_listed_with_the_reason():
                               f"not a notebook: reason {i}") for i in range(12)]
     attention = grade_report.render(results).split("<h2>Students who need attention</h2>")[1]
     for i in range(12):
-        assert f"<td>s{i}</td>" in attention and f"not_a_notebook: not a notebook: reason {i}" in attention
+        assert f"<td>s{i}</td>" in attention and f"<td>not a notebook: reason {i}</td>" in attention
+        assert "not_a_notebook" not in attention         # the status, then the message that repeats it
 
 
 def test_many_cells_that_raised_are_listed_ten_then_counted():
@@ -344,3 +345,14 @@ def test_the_cli_writes_names_in_utf8(tmp_path):
                        "--total-only", "--canvas-id", f"{WS}=1234"]) == 0
     rows = _table(out.read_text(encoding="utf-8"))
     assert rows[0][-1] == f"{WS} (1234)" and rows[2] == ["Zoë Ça", "", "", "zoe", "", "3"]
+
+
+def test_a_file_that_could_not_be_graded_is_explained_once_in_its_feedback():
+    """An instructor's report: a notebook cut off half-way got its JSON error four times, in bold and once per TODO
+    ("not passed. not a notebook: ..."), in words a student cannot act on."""
+    why = "not a notebook: the file is not valid JSON, as when it was cut off while saving or uploading"
+    result = _report_result("leo", [("test_linear", "not_a_notebook", why), ("test_cosine", "not_a_notebook", why)],
+                            "not_a_notebook", why)
+    text = grade_feedback.feedback_markdown("leo", [{**result, "file": "leo.ipynb"}])
+    assert text.count("cut off while saving") == 1, text
+    assert "- **test_linear** (0 / 1): not graded (see above)." in text, text

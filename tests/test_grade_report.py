@@ -190,7 +190,7 @@ def test_a_deleted_graded_cell_needs_attention():
     student copies the cell back, or is told why it matters), so the student is listed, with the reason."""
     t = CHECKS["linear_beta_schedule"].target
     r = _result("fay_secret", [("test_linear", "pass", f"✅ {t}: correct"), ("test_cosine", "missing", "deleted")])
-    assert grade_report.attention(r) == ["1 TODO(s) a graded cell was deleted"]
+    assert grade_report.attention(r) == ["1 TODO(s) a graded cell was deleted: test_cosine"]
     attention = grade_report.render([r]).split("<h2>Students who need attention</h2>")[1]
     assert "<td>fay_secret</td>" in attention and "a graded cell was deleted" in attention
 
@@ -202,7 +202,11 @@ def test_a_student_who_failed_every_todo_is_not_untouched():
     t = CHECKS["linear_beta_schedule"].target
     r = _result("gus_secret", [("test_linear", "fail", f"❌ {t}: wrong"), ("test_cosine", "fail", "❌ cosine: wrong")])
     assert grade_report.attention(r) == []
-    assert "<td>gus_secret</td>" not in grade_report.render([r]).split("<h2>Students who need attention</h2>")[1]
+    page = grade_report.render([r])
+    attention, lowest = page.split("<h2>Students who need attention</h2>")[1].split("<h2>Lowest scores</h2>")
+    assert "<td>gus_secret</td>" not in attention
+    # but whom to help first: an instructor's report (two students with 0 of 8 were named nowhere)
+    assert "<td>gus_secret</td>" in lowest and "0 / 2" in lowest and "test_linear, test_cosine" in lowest, lowest
 
 
 def test_a_copy_of_the_solutions_and_an_own_cell_that_loops_need_attention():
@@ -230,3 +234,24 @@ def test_a_written_answer_left_as_given_is_not_called_a_stub_that_raises():
     assert "still reads YOUR ANSWER HERE" in summary and "NotImplementedError" not in summary
     linear = page.split("<h4><code>test_linear</code></h4>", 1)[1].split("</ol>", 1)[0]
     assert "NotImplementedError" in linear
+
+
+def test_a_failure_beside_a_failing_todo_it_calls_is_a_group_of_its_own():
+    """An instructor's report: right loops beside a wrong ddim_step were filed under the loop's mistakes, two
+    under a false catalogue name ("reseeded from the generator's seed"), so the page said to re-teach seeding."""
+    loop = CHECKS["ddim_sample_loop"].target
+    hint = _needle("ddim_sample_loop", "reseeded from the generator's seed")
+    note = " [it calls your ddim_step, which fails its own check: fix that first, this verdict may come from it]"
+    results = [_result(f"s{i}", [("test_loop", "fail", f"❌ {loop}: {hint}{note if i else ''}")]) for i in range(3)]
+    ranking = _ranking(grade_report.render(results), "test_loop")
+    assert ("failed beside a failing ddim_step (which it calls)", 2) in ranking, ranking
+    assert ("reseeded from the generator&#x27;s seed", 1) in ranking, ranking
+
+
+def test_another_wrong_answer_shows_one_example_per_distinct_message():
+    """Two identical examples hid a third student's new mistake (an instructor's report)."""
+    t = CHECKS["linear_beta_schedule"].target
+    results = [_result(n, [("test_linear", "fail", f"❌ {t}: {m}")]) for n, m in
+               (("ann", "values differ A"), ("bob", "values differ A"), ("cy", "values differ B"))]
+    section = grade_report.render(results).split("<h4><code>test_linear</code></h4>", 1)[1].split("</ol>", 1)[0]
+    assert f"student A, student B: {t}: values differ A" in section and f"student C: {t}: values differ B" in section
