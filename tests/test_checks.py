@@ -286,3 +286,80 @@ def test_reverse_diffusion_may_ask_the_network_for_its_device():
 
     for hidden in (False, True):
         assert run_check("reverse_diffusion", reverse_diffusion, hidden=hidden).passed
+
+
+# ------------------------------------------------------------------ wrong answers from a mutation audit
+# Each is right but for one slip that only one comparison of its check sees: with that comparison weakened (the
+# tolerance of the Gaussian test doubled, the signal rates or x_t's per-coordinate variance not compared, q_sample
+# judged at atol 1e-2, SmallUNet's hidden batch of one removed, training_step's returned loss judged at 10%,
+# ddim_step's hidden last step with eta = 1 removed, classifier_guided_eps's weights not compared) the check let it
+# through, and no test said so (a helper's mutation audit: 13 of 44 mutants survived, these 8 for real).
+def _chain(noise):
+    def q_sample_chain(x0, t, schedule, generator=None):
+        states, x = [x0], x0
+        for i in range(t + 1):
+            x = schedule.alphas[i].sqrt() * x + schedule.betas[i].sqrt() * noise(
+                torch.randn(x0.shape, generator=generator))
+            states.append(x)
+        return torch.stack(states)
+    return q_sample_chain
+
+
+def _negated_signal(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+    start, end = torch.tensor(max_signal_rate).acos(), torch.tensor(min_signal_rate).acos()
+    angles = start + diffusion_times * (end - start)
+    return torch.sin(angles), torch.sin(angles - torch.pi / 2)         # signal -cos(angle): the norm is still 1
+
+
+def _q_sample_with_epsilon(x0, t, eps, schedule):
+    a = schedule.gather(schedule.alpha_bar, t, x0.ndim)
+    return a.sqrt() * x0 + torch.sqrt(1 - a + 1e-4) * eps               # a "stability" epsilon in the root
+
+
+def _unet_squeezing_t():
+    from course_utils.checks.ws03_unet import RefSmallUNet, ref_small_unet
+
+    class SmallUNet(RefSmallUNet):
+        def forward(self, x, t):
+            return ref_small_unet(x, t.squeeze(), dict(self.named_parameters()), self.groups).float()
+    return SmallUNet
+
+
+def _step_returning_the_running_mean(model, optimizer, x0, t, eps, schedule):
+    from course_utils.checks.ws04_training import training_step_variant
+    seen = optimizer.__dict__.setdefault("_seen_losses", [])
+    seen.append(training_step_variant()(model, optimizer, x0, t, eps, schedule))
+    return sum(seen) / len(seen)                                         # a smoothed curve, not this batch's loss
+
+
+def _ddim_step_clamping_the_target(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta=0.0, noise=None):
+    x0_pred = (xt - (1 - alpha_bar_t).sqrt() * eps_pred) / alpha_bar_t.sqrt()
+    sigma = eta * ((1 - alpha_bar_prev).clamp(min=1e-3) / (1 - alpha_bar_t)).sqrt() * (
+        1 - alpha_bar_t / alpha_bar_prev).sqrt()                          # noise at a last step (alpha_bar_prev 1)
+    x_prev = alpha_bar_prev.sqrt() * x0_pred + (1 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps_pred
+    return (x_prev + sigma * noise if eta > 0 else x_prev), x0_pred
+
+
+def _guidance_shifting_the_bias(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
+    out = ANSWER_KEY["classifier_guided_eps"](eps_pred, xt, t, y, classifier, schedule, classifier_scale)
+    with torch.no_grad():
+        classifier.linear.bias.add_(1.0)          # the softmax, and so a second call, does not see it
+    return out
+
+
+@pytest.mark.parametrize("name, wrong, visible, said", [
+    ("q_sample_chain", lambda: _chain(lambda z: torch.round(z * 4) / 4), True, "standardised values"),
+    ("q_sample_chain", lambda: _chain(lambda z: z * torch.tensor([1.1, 0.9])), True, "is not distributed as N("),
+    ("diffusion_schedule", lambda: _negated_signal, True, "values differ"),
+    ("q_sample", lambda: _q_sample_with_epsilon, True, "x_t differs"),
+    ("SmallUNet", _unet_squeezing_t, False, "IndexError"),
+    ("training_step", lambda: _step_returning_the_running_mean, True, "return this batch's loss"),
+    ("ddim_step", lambda: _ddim_step_clamping_the_target, False, "x_prev differs"),
+    ("classifier_guided_eps", lambda: _guidance_shifting_the_bias, True, "classifier's weights"),
+], ids=["chain rounded noise", "chain scaled coordinates", "negated signal", "q_sample epsilon", "unet squeezes t",
+        "running mean", "ddim clamped target", "classifier bias shifted"])
+def test_a_slip_that_one_comparison_alone_sees_fails(name, wrong, visible, said):
+    shown, hidden = run_check(name, wrong()), run_check(name, wrong(), hidden=True)
+    assert shown.passed is not visible, shown.message
+    assert not hidden.passed and said in hidden.message, hidden.message
+    assert visible or "on a hidden case" in hidden.message
