@@ -425,3 +425,32 @@ def test_a_verdict_leaves_the_global_generator_as_it_found_it(name):
         state = torch.random.get_rng_state()
         verdict(name, outputs)
         assert torch.equal(torch.random.get_rng_state(), state), f"{name}'s verdict moved torch's global generator"
+
+
+def _right_then(name: str, effect):
+    """The answer key's ``name`` followed by ``effect(schedule)``: right values, a harmful side effect."""
+    from answer_key import ANSWER_KEY
+    from course_utils.schedules import NoiseSchedule
+
+    def answer(*args, **kwargs):
+        out = ANSWER_KEY[name](*args, **kwargs)
+        effect(next((a for a in [*args, *kwargs.values()] if isinstance(a, NoiseSchedule)), None))
+        return out
+    return answer
+
+
+@pytest.mark.parametrize("name, effect, said", [
+    ("cfg_combine", lambda s: torch.set_grad_enabled(False), "left gradients switched off"),
+    ("sinusoidal_embedding", lambda s: torch.set_default_dtype(torch.float64), "changed torch's default dtype"),
+    ("ddpm_step", lambda s: s.betas[0:1].mul_(1.001), "changed the schedule it was given (schedule.betas)"),
+    ("training_step", lambda s: s.posterior_variance.zero_(), "(schedule.posterior_variance)"),
+    ("q_sample", lambda s: setattr(s, "alphas", s.alphas.sqrt()), "(schedule.alphas)"),
+])
+def test_a_right_answer_with_a_lasting_side_effect_fails_and_the_setting_is_put_back(name, effect, said):
+    """A side-effects pass (a helper): right values with a setting or a schedule changed for every later cell
+    passed, and then broke the worksheet further down (grad mode left off: the training raised "element 0 of
+    tensors does not require grad" and a right cfg_loss failed its own check; float64 as the default dtype: the
+    next networks raised; a schedule written into: a second sampling run collapsed to a point)."""
+    result = run_check(name, _right_then(name, effect))
+    assert not result.passed and said in result.message, result.message
+    assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32     # put back for what follows

@@ -87,6 +87,9 @@ class Check:
               and diffusion_schedule): the target runs with the student's own, so a wrong one can fail a right
               target; its failure then says so (``depends_note``). Names only: a right implementation put in
               its place would have to be in the grader's kernel, where the answers are hidden
+    draws_nothing: the right answer, and ``call``, draw nothing from torch's global generator: a call that moves
+              it (a torch.manual_seed inside, as in the lab's diffusion_schedule or denoise, makes the training that
+              calls it draw the same noise at every step) fails, in ``call_case``
     """
 
     name: str
@@ -96,6 +99,7 @@ class Check:
     diagnose: Callable[[Any, dict], str | None]
     explain: Callable[[str], str | None] | None = None
     calls: tuple[str, ...] = ()
+    draws_nothing: bool = False
 
 
 CHECKS: dict[str, Check] = {}
@@ -155,14 +159,76 @@ def call_case(check: Check, obj: Any, case: dict) -> tuple[Any, dict | None]:
     ``sandbox/values.py``): ``(output, None)``, or ``(None, record)`` where the student's code raised (its type,
     text and line: ``error_record``) or changed a tensor of the case (``changed_input``)."""
     before = {k: v.clone() for k, v in case.items() if isinstance(v, Tensor)}
-    try:
-        out = check.call(obj, case)
-    except NotImplementedError:
-        return None, {"error": "NotImplementedError", "message": "not implemented yet"}
-    except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
-        return None, error_record(err)
-    changed = changed_input(case, before)
+    schedules = {k: _schedule_tensors(v) for k, v in case.items() if isinstance(v, NoiseSchedule)}
+    lists = {k: list(v) for k, v in case.items() if isinstance(v, list)}
+    grad, dtype = torch.is_grad_enabled(), torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[], enabled=check.draws_nothing):
+        if check.draws_nothing:     # a state of our own (a reseed to the state it finds would go unseen), undone after
+            torch.manual_seed(DRAWS_NOTHING_SEED)
+            rng = torch.random.get_rng_state()
+        try:
+            out = check.call(obj, case)
+        except NotImplementedError:
+            return None, {"error": "NotImplementedError", "message": "not implemented yet"}
+        except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
+            return None, error_record(err)
+        finally:    # what the call left behind for every later cell, told below, then put back for the next case
+            left = global_state_left(grad, dtype)
+            torch.set_grad_enabled(grad)
+            torch.set_default_dtype(dtype)
+        moved = check.draws_nothing and not torch.equal(rng, torch.random.get_rng_state())
+    changed = changed_input(case, before) or left or next(
+        (said for k, was in schedules.items() if (said := schedule_changed(k, case[k], was))), None) or next(
+        (f"your function changed its input {k} (a list) in place, and with it the caller's list: a second run of "
+         f"the cell then gets the changed one; make a new list (sorted({k}), {k} + [...]), not {k}.sort() or "
+         f"{k}.append(...)" for k, was in lists.items() if case[k] != was), None)
+    if changed is None and moved:
+        changed = ("the values may be right, but your function moved torch's global random generator (a "
+                   "torch.manual_seed, or a draw of its own) and draws nothing: a manual_seed inside it makes "
+                   "the training that calls it draw the same noise and times at every step")
     return (out, None) if changed is None else (None, {"error": RETURNED, "message": changed})
+
+
+DRAWS_NOTHING_SEED = 2 ** 31 - 7      # the global generator's state while a ``draws_nothing`` check runs
+
+
+def global_state_left(grad: bool, dtype: torch.dtype) -> str | None:
+    """The message for a call that left torch's grad mode or default dtype changed (``grad`` and ``dtype`` as they
+    were before it), else None: a setting a function changes holds for every cell after it (a side-effects pass:
+    cfg_combine ending in torch.set_grad_enabled(False) passed, then the worksheet's training raised "element 0 of
+    tensors does not require grad" and a right cfg_loss failed its check)."""
+    if torch.is_grad_enabled() != grad:
+        return ("the values may be right, but your function left gradients switched "
+                f"{'off' if grad else 'on'} for every cell after it (torch.set_grad_enabled): the worksheet's "
+                "training then raises \"element 0 of tensors does not require grad\"; put the part that needs no "
+                "gradient in a `with torch.no_grad():` block, which switches them back on at its end")
+    if torch.get_default_dtype() != dtype:
+        return (f"the values may be right, but your function changed torch's default dtype to "
+                f"{str(torch.get_default_dtype()).removeprefix('torch.')} for every cell after it "
+                "(torch.set_default_dtype): the course's networks are float32, and the next ones raise \"mat1 and "
+                "mat2 must have the same dtype\"; ask for float64 where you need it (dtype=torch.float64)")
+    return None
+
+
+def _schedule_tensors(schedule: NoiseSchedule) -> dict[str, Tensor]:
+    """Copies of a schedule's tensors (``NoiseSchedule``'s fields, and any other tensor set on it)."""
+    return {k: v.detach().clone() for k, v in vars(schedule).items() if isinstance(v, Tensor)}
+
+
+def schedule_changed(k: str, schedule: NoiseSchedule, was: dict[str, Tensor]) -> str | None:
+    """The message for a call that changed a schedule it was given (a field written in place, rebound, or added),
+    else None: every later use of that schedule, a sampler or the next cells, gets the changed values (a side-effects
+    pass: ``coef = schedule.betas[t]; coef /= ...`` in ddpm_step made a second sampling run collapse to a point)."""
+    now = _schedule_tensors(schedule)
+    for field in sorted(set(now) | set(was)):
+        a, b = now.get(field), was.get(field)
+        if a is None or b is None or a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b):
+            return (f"the values may be right, but your function changed the schedule it was given "
+                    f"({k}.{field}), and with it the caller's schedule for every later use (a sampler, the next "
+                    "cells): read the schedule, never write it "
+                    f"({k}.{field}[t] / s makes a new tensor; x = {k}.{field}[t] then x /= s writes into the "
+                    "schedule, since indexing with one t gives a view)")
+    return None
 
 
 def changed_input(given: dict, before: dict) -> str | None:

@@ -131,7 +131,7 @@ def _denoise_values_hint(out, c) -> str | None:
     ], "pred_images")
 
 
-register(Check("denoise", "denoise", _denoise_cases, _denoise_call, _denoise_diagnose))
+register(Check("denoise", "denoise", _denoise_cases, _denoise_call, _denoise_diagnose, draws_nothing=True))
 check_denoise = visible("denoise")
 
 
@@ -158,6 +158,9 @@ def denoise_variant(kind: str = "right"):
 
 
 MISTAKES["denoise"] = [
+    ("torch.manual_seed inside", lambda network, noisy_images, noise_rates, signal_rates: (
+        torch.manual_seed(0), denoise_variant()(network, noisy_images, noise_rates, signal_rates))[1],
+     "moved torch's global random generator"),
     ("noise rate as time input", denoise_variant("rates"), "VARIANCE"),
     ("no division", denoise_variant("no_div"), "divide by signal_rates"),
     ("swapped rates", denoise_variant("swapped"), "swapped"),

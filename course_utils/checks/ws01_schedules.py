@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
-from .framework import (MISTAKES, Check, alpha_bar64, close, explain_by, judge, kernel_text, register, shape_hint, todo,
+from .framework import (MISTAKES, Check, alpha_bar64, close, explain_by, judge, register, shape_hint, todo,
                         visible)
 
 # betas start as small as 1e-4: the default tolerance (1e-4, absolute too) would pass a schedule that forgets
@@ -278,7 +278,7 @@ register(Check("diffusion_schedule", "diffusion_schedule", _schedule_cases,
                lambda f, c: f(c["diffusion_times"], **c["kwargs"]), _schedule_diagnose, explain_by(
                    ("only one element tensors can be converted to Python scalars",
                     "diffusion_times is a tensor of many times: use torch.sin, torch.cos and torch.acos (math.sin "
-                    "and friends take one number)"))))
+                    "and friends take one number)")), draws_nothing=True))
 check_diffusion_schedule = visible("diffusion_schedule")
 
 
@@ -310,8 +310,15 @@ def _math_rates(t, min_signal_rate=0.02, max_signal_rate=0.95):
     return math.sin(angles), math.cos(angles)
 
 
+def _seeding_schedule(t, min_signal_rate=0.02, max_signal_rate=0.95):
+    """torch.manual_seed(0) inside: right rates, and the lab's training draws the same noise at every step."""
+    torch.manual_seed(0)
+    return _schedule_float(t, min_signal_rate, max_signal_rate)
+
+
 MISTAKES["diffusion_schedule"] = [
     ("swapped", _swapped_schedule, "swapped"),
+    ("torch.manual_seed inside", _seeding_schedule, "moved torch's global random generator"),
     ("arcsin for arccos", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: tuple(_asin_rates(
         t, min_signal_rate, max_signal_rate)), "swapped"),
     ("signal linear in t", _linear_rates, "the ANGLE goes linearly"),
@@ -363,22 +370,13 @@ def _respace_cases(hidden: bool) -> list:
 
 
 def _respace_call(f, c):
-    """The student's betas, and the name of the first of the schedule's tensors the call changed in place (the
-    worksheet's next plot reads ``long_chain.betas`` after respace has run), else None."""
-    schedule = c["schedule"]
-    before = {k: v.clone() for k, v in sorted(vars(schedule).items()) if isinstance(v, Tensor)}
-    betas = f(schedule, c["timesteps"])
-    now = {k: getattr(schedule, k, None) for k in before}
-    changed = next((k for k, v in before.items() if not (isinstance(now[k], Tensor) and torch.equal(now[k], v))), None)
-    return dict(betas=betas, schedule_changed=changed)
+    """The student's betas. A schedule changed in place (the worksheet's next plot reads ``long_chain.betas`` after
+    respace has run) is told by ``framework.call_case``, as for every check whose case holds a schedule."""
+    return dict(betas=f(c["schedule"], c["timesteps"]))
 
 
 def _respace_diagnose(record, case) -> str | None:
-    out, changed = record["betas"], record["schedule_changed"]
-    if changed is not None:
-        return (f"respace changed the schedule it was given (schedule.{kernel_text(changed, 40)}) in place, and with "
-                "it the long chain everything else uses: compute the new betas in a new tensor "
-                "(1 - alpha_bar[kept] / alpha_bar_prev_kept), don't write into the schedule")
+    out = record["betas"]
     schedule, ts = case["schedule"], case["timesteps"]
     ref = ref_respaced_betas(schedule, ts)
     if isinstance(out, Tensor) and out.shape == ref[1:].shape and close(out, ref[1:], atol=BETA_ATOL):

@@ -380,7 +380,8 @@ def _train_step_diagnose(out, c) -> str | None:
     restarted = {k: before[k].double() - lr * g1[i] - lr * g2[i] for i, k in enumerate(names)}
     if all(close(after[k], restarted[k], 1e-4) for k in names):
         return ("the optimizer's state (momentum here, AdamW's running averages in the worksheet) starts afresh at "
-                "every step: use the optimizer you are given, don't build a new one inside training_step")
+                "every step: use the optimizer you are given, don't build a new one inside training_step nor update "
+                "the weights by hand")
     return ("the weights after two steps differ from SGD with momentum on diffusion_loss of the batch given (its x0, "
             "t and eps: draw no t or noise of your own): zero_grad, backward, step, in that order")
 
@@ -523,6 +524,7 @@ def _ema_call(cls, c):
             a.data_ptr() == b.data_ptr() for a, b in zip(copy.parameters(), model.parameters()))
         return same, isinstance(copy, nn.Module) and any(p.requires_grad for p in copy.parameters())
 
+    rng = torch.random.get_rng_state()         # after the check's own seeded network: EMA draws nothing
     same, requires_grad = shared_or_trainable()
     live_frozen = not all(p.requires_grad for p in model.parameters())   # the live network must stay trainable
     live_mode = model.training                                          # ... and in the mode it was in
@@ -538,7 +540,8 @@ def _ema_call(cls, c):
         live_frozen = live_frozen or not all(p.requires_grad for p in model.parameters())
         live_mode = live_mode and model.training
     return dict(same=same, requires_grad=requires_grad, states=states, live_frozen=live_frozen, live_mode=live_mode,
-                live_after={k: v.clone() for k, v in model.state_dict().items()})
+                live_after={k: v.clone() for k, v in model.state_dict().items()},
+                rng_moved=not torch.equal(rng, torch.random.get_rng_state()))
 
 
 def _ema_diagnose(out, c) -> str | None:
@@ -571,6 +574,10 @@ def _ema_diagnose(out, c) -> str | None:
         return all(close(s[k], r[k], 1e-5) for s, r in zip(states, candidate) for k in r)
 
     if matches(ref):
+        if out.get("rng_moved"):
+            return ("the averages are right, but EMA moved torch's global random generator (a torch.manual_seed, "
+                    "or a draw of its own) and draws nothing: the worksheet's loop draws its batch, t and noise "
+                    "right after ema.update, so a manual_seed there gives the same batch at every step")
         if out["requires_grad"]:
             return ("the averaged copy still requires gradients: call .requires_grad_(False) on it (the optimizer "
                     "must never train it, and autograd has nothing to track there)")
@@ -691,6 +698,14 @@ class _AveragedModelEMA:
         self.model.update_parameters(model)
 
 
+class _SeedingEMA(RefEMA):
+    """torch.manual_seed(0) in update ("for reproducibility"): the worksheet's next batch is the same every step."""
+
+    def update(self, model: nn.Module, step: int) -> None:
+        torch.manual_seed(0)
+        super().update(model, step)
+
+
 class _FreezesTheLiveNetwork(RefEMA):
     """copy.deepcopy(model.requires_grad_(False)): the copy is frozen, and so is the live network."""
 
@@ -757,5 +772,6 @@ MISTAKES["EMA"] = [
     ("the live network frozen", _FreezesTheLiveNetwork, "no longer requires gradients"),
     ("the live network left in eval mode", _LiveNetworkToEval, "eval mode"),
     ("AveragedModel as the copy", _AveragedModelEMA, "AveragedModel"),
+    ("torch.manual_seed in update", _SeedingEMA, "EMA moved torch's global random generator"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

@@ -343,8 +343,8 @@ class _GridModel(nn.Module):
 
 def _loop_call(f, c):
     model = _GridModel(mixture_model(c["schedule"]))
-    return dict(x0=f(model, c["schedule"], c["x_T"], list(c["timesteps"])), calls=model.calls,
-                asked=model.timesteps, same_x=model.same_x and model.calls > 1)
+    return dict(x0=f(model, c["schedule"], c["x_T"], c["timesteps"]), calls=model.calls,   # the case's own list:
+                asked=model.timesteps, same_x=model.same_x and model.calls > 1)     # call_case sees it changed
 
 
 def _loop_diagnose(record, c) -> str | None:
@@ -360,8 +360,10 @@ def _loop_diagnose(record, c) -> str | None:
                 "reuses the previous step's x0_pred instead of a second call)")
     if isinstance(out, torch.Tensor) and out.shape == ref.shape and not torch.isfinite(out).all() \
             and not torch.isfinite(ref_dpmpp_loop(*args, history="target")).all():
-        return ("NaN or inf in the samples: alpha_bar_last must be the alpha_bar at which x0_pred_last was "
-                "predicted (this step's alpha_bar_t, kept for the next step), not the alpha_bar it steps to")
+        return ("NaN or inf in the samples, as when a step's lambda is that of alpha_bar = 1 (infinite): "
+                "alpha_bar_last must be the alpha_bar at which x0_pred_last was predicted (this step's alpha_bar_t, "
+                "kept for the next step), not the alpha_bar it steps to; and alpha_bar_t is schedule.alpha_bar[t] "
+                "(schedule.alpha_bar_prev[t] is 1 at t = 0)")
     hint = shape_hint(out, ref, "x0")
     if hint:
         return hint
@@ -482,5 +484,8 @@ MISTAKES["dpmpp_2m_sample_loop"] = [
         model, schedule, x_T, timesteps[::-1]).float(), "the grid runs from noise to data"),
     ("the model always given x_T", _loop_model_on_x_T, "the same x at every step"),
     ("alpha_bar values as Python numbers", _loop_float_alphas, "got a Python number where it expects a tensor"),
+    ("the caller's list of timesteps extended", lambda model, schedule, x_T, timesteps: (
+        ref_dpmpp_loop(model, schedule, x_T, timesteps).float(),
+        timesteps.append(-1) if isinstance(timesteps, list) else None)[0], "(a list) in place"),
     ("not implemented", todo, "not implemented yet"),
 ]
