@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 import re
+import dataclasses
+import functools
 import sys
 import sysconfig
 import threading
 import traceback
-import dataclasses
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -157,7 +157,10 @@ def harvest(name: str, obj: Any, *, hidden: bool = True) -> list:
 def call_case(check: Check, obj: Any, case: dict) -> tuple[Any, dict | None]:
     """``check.call(obj, case)`` as both harvests run it (``harvest`` here, the grader's kernel half in
     ``sandbox/values.py``): ``(output, None)``, or ``(None, record)`` where the student's code raised (its type,
-    text and line: ``error_record``) or changed a tensor of the case (``changed_input``)."""
+    text and line: ``error_record``), changed a tensor of the case (``changed_input``), left grad mode or the
+    default dtype changed for every later cell (``global_state_left``; both are put back), wrote into a schedule
+    or a list of the case (``schedule_changed``), or, for a check that ``draws_nothing``, moved torch's global
+    generator (judged from a state of its own, then undone)."""
     before = {k: v.clone() for k, v in case.items() if isinstance(v, Tensor)}
     schedules = {k: _schedule_tensors(v) for k, v in case.items() if isinstance(v, NoiseSchedule)}
     lists = {k: list(v) for k, v in case.items() if isinstance(v, list)}
