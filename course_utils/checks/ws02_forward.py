@@ -41,6 +41,13 @@ def _forward_cases(hidden: bool) -> list:
              # points, as in the worksheet's plots: (B, 2), t of shape (B,) broadcast over the last dimension
              dict(x0=torch.randn(5, 2, generator=g), t=torch.tensor([0, 3, 12, 30, 49]),
                   eps=torch.randn(5, 2, generator=g), schedule=small_schedule())]
+    # the first case's shape again, with other timesteps: a function that keeps what it computed for a shape
+    # (a cache keyed by x0.shape) answers the first case right and this one with the first's alpha_bar; the
+    # worksheet's row of noised images then showed one image seven times (a side-effects pass)
+    again = generator(12)
+    cases.append(dict(x0=torch.randn(4, 1, 5, 5, generator=again), t=torch.tensor([49, 23, 7, 0]),
+                      eps=torch.randn(4, 1, 5, 5, generator=again), schedule=small_schedule(),
+                      earlier_t=cases[0]["t"].clone()))
     if hidden:
         cases.append(dict(x0=torch.randn(6, 2, generator=g), t=torch.randint(0, 100, (6,), generator=g),
                           eps=torch.randn(6, 2, generator=g), schedule=NoiseSchedule.cosine(T=100)))
@@ -59,6 +66,9 @@ def _q_sample_diagnose(out, c) -> str | None:
     x0, t, eps, schedule = c["x0"], c["t"], c["eps"], c["schedule"]
     a = gather(alpha_bar64(schedule), t, x0.ndim)
     return judge(out, ref_q_sample(x0, t, eps, schedule), [
+        ("the timesteps of an earlier call with an x0 of this shape: compute alpha_bar[t] from each call's own t, "
+         "and keep nothing between calls (a cache keyed by the shape answers every later call with the first's "
+         "alpha_bar)", ref_q_sample(x0, c["earlier_t"], eps, schedule) if "earlier_t" in c else None),
         ("the square root is forgotten on alpha_bar: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps",
          ref_q_sample(x0, t, eps, schedule, sqrt=False)),
         ("x0 and eps are swapped: x0 gets sqrt(alpha_bar_t), the noise gets sqrt(1 - alpha_bar_t)",
@@ -121,7 +131,19 @@ def _mix(x0, t, eps, schedule, signal, noise):
 register(Check("q_sample", "q_sample", _forward_cases, lambda f, c: f(c["x0"], c["t"], c["eps"], c["schedule"]),
                _q_sample_diagnose, forward_explain))
 check_q_sample = visible("q_sample")
+class _CachedByShape:
+    """q_sample that keeps alpha_bar[t], gathered and reshaped, by x0's shape: right the first time a shape comes."""
+
+    def __init__(self):
+        self.kept = {}
+
+    def __call__(self, x0, t, eps, schedule):
+        a = self.kept.setdefault(tuple(x0.shape), schedule.alpha_bar[t].reshape(-1, *[1] * (x0.ndim - 1)))
+        return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
 MISTAKES["q_sample"] = [
+    ("alpha_bar kept by x0's shape", _CachedByShape(), "keep nothing between calls"),
     ("no sqrt", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alpha_bar, 1 - schedule.alpha_bar),
      "square root"),
     ("swapped", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.sqrt_one_minus_alpha_bar,
