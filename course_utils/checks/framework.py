@@ -186,13 +186,20 @@ def call_case(check: Check, obj: Any, case: dict) -> tuple[Any, dict | None]:
          f"the cell then gets the changed one; make a new list (sorted({k}), {k} + [...]), not {k}.sort() or "
          f"{k}.append(...)" for k, was in lists.items() if case[k] != was), None)
     if changed is None and moved:
-        changed = ("the values may be right, but your function moved torch's global random generator (a "
-                   "torch.manual_seed, or a draw of its own) and draws nothing: a manual_seed inside it makes "
-                   "the training that calls it draw the same noise and times at every step")
+        changed = rng_moved_hint("your function", "a manual_seed inside it makes the training that calls it draw "
+                                 "the same noise and times at every step", lead="the values may be right")
     return (out, None) if changed is None else (None, {"error": RETURNED, "message": changed})
 
 
 DRAWS_NOTHING_SEED = 2 ** 31 - 7      # the global generator's state while a ``draws_nothing`` check runs
+
+
+def rng_moved_hint(what: str, harm: str, *, lead: str = "the values are right") -> str:
+    """The hint for a call that moved torch's global generator where the right answer draws nothing from it
+    (``draws_nothing`` checks here; worksheet 4's loss, training step and EMA, whose calls seed their own
+    network first, measure it themselves); ``harm``: what a manual_seed there does to the worksheet."""
+    return (f"{lead}, but {what} moved torch's global random generator (a torch.manual_seed, or a draw of its "
+            f"own) and draws nothing: {harm}")
 
 
 def global_state_left(grad: bool, dtype: torch.dtype) -> str | None:

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from ..schedules import NoiseSchedule
 from .framework import (MISTAKES, Check, TodoModule, alpha_bar64, alpha_bar_prev64, close, explain_by, generator,
-                        model_changed, register, seeded_state, small_schedule, state_changed, todo, visible)
+                        model_changed, register, rng_moved_hint, seeded_state, small_schedule, state_changed, todo,
+                        visible)
 from .ws02_forward import ref_q_sample, wrapped_prev
 
 
@@ -117,9 +118,8 @@ def side_effects(model: nn.Module, rng_before: Tensor) -> dict:
 def side_effect_hint(out, what: str) -> str | None:
     """The hint for a right result whose call reseeded torch or left the model in eval mode (``side_effects``)."""
     if out.get("rng_moved"):
-        return (f"the values are right, but {what} moved torch's global random generator (a torch.manual_seed, or "
-                "a draw of its own): it is given t and eps and draws nothing; a manual_seed inside it makes the "
-                "worksheet's training loop draw the same batch, t and noise at every step")
+        return rng_moved_hint(what, "it is given t and eps, and a manual_seed inside it makes the worksheet's "
+                              "training loop draw the same batch, t and noise at every step")
     if out.get("training") is False:
         return (f"the values are right, but {what} left the model in eval mode (model.eval()): training keeps the "
                 "model in training mode (dropout and the like on); .eval() belongs to sampling, on the EMA copy")
@@ -575,9 +575,9 @@ def _ema_diagnose(out, c) -> str | None:
 
     if matches(ref):
         if out.get("rng_moved"):
-            return ("the averages are right, but EMA moved torch's global random generator (a torch.manual_seed, "
-                    "or a draw of its own) and draws nothing: the worksheet's loop draws its batch, t and noise "
-                    "right after ema.update, so a manual_seed there gives the same batch at every step")
+            return rng_moved_hint("EMA", "the worksheet's loop draws its batch, t and noise right after "
+                                  "ema.update, so a manual_seed there gives the same batch at every step",
+                                  lead="the averages are right")
         if out["requires_grad"]:
             return ("the averaged copy still requires gradients: call .requires_grad_(False) on it (the optimizer "
                     "must never train it, and autograd has nothing to track there)")
