@@ -325,11 +325,11 @@ def cell_errors(run_nb: dict, outcome: sandbox.Outcome) -> list[dict]:
         role = _role(run_nb, index).get("role")
         if role is None or role == "harvest" or HIDDEN in str(e.get("evalue", "")):
             continue
-        later = run_nb["cells"][index + 1:] if isinstance(index, int) else [{"cell_type": "code"}]
         found.append({"cell": _cell_note(run_nb, index), "role": role,
                       "ename": _valid_text(str(e.get("ename", "")))[:100],
                       "evalue": _short(_valid_text(str(e.get("evalue", ""))), 160),
-                      "last": not any(c.get("cell_type") == "code" for c in later)})   # no cell ran after it
+                      "last": isinstance(index, int) and not any(      # no cell ran after it
+                          c.get("cell_type") == "code" for c in run_nb["cells"][index + 1:])})
     return found[:MAX_CELL_ERRORS]
 
 

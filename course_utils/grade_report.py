@@ -318,20 +318,19 @@ def _lowest(results: list[dict]) -> list[str]:
     help (wrong answers are no trouble for the grader, so "need attention" does not list them; files that could
     not be graded are listed there, not here)."""
     rows = []
-    for r in sorted(results, key=lambda r: (str(r.get("worksheet")), r["student"])):
+    for r in results:
         auto = [row for row in r["rows"] if row.get("status") != PENDING]
         got, best = sum(_points(x.get("points")) for x in auto), sum(_points(x.get("max_points")) for x in auto)
         lost = [str(x.get("grade_id")) for x in auto if x.get("status") != PASSED]
         if r.get("status") in (None, "graded") and best and got < best / 2 and lost:
-            rows.append((got, r, lost))
+            rows.append((got, best, r, lost))
     if not rows:
         return []
-    rows.sort(key=lambda g: (str(g[1].get("worksheet")), g[0], g[1]["student"]))
+    rows.sort(key=lambda g: (str(g[2].get("worksheet")), g[0], g[2]["student"]))
     out = ["<h2>Lowest scores</h2>", "<p class='muted'>Under half of a worksheet's automatic points (the written "
            "answers aside): whom to help first. Each TODO's verdict is in the student's feedback.</p>",
            "<table><tr><th>student</th><th>worksheet</th><th>points</th><th>TODOs not passed</th></tr>"]
-    for got, r, lost in rows:
-        best = sum(_points(x.get("max_points")) for x in r["rows"] if x.get("status") != PENDING)
+    for got, best, r, lost in rows:
         out.append(f"<tr><td>{_e(r['student'])}</td><td><code>{_e(r.get('worksheet'))}</code></td>"
                    f"<td class='num'>{got:g} / {best:g}</td><td>{_e(', '.join(lost))}</td></tr>")
     return out + ["</table>"]
