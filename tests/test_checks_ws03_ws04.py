@@ -37,14 +37,22 @@ def test_an_embedding_that_ignores_max_period_fails_the_worksheets_check():
     assert not result.passed and "use the max_period you are given (this case passes 100.0)" in result.message
 
 
-def test_an_embedding_that_rounds_t_fails_the_hidden_cases():
-    """The visible t are whole numbers; a hidden case has fractional t (continuous time), which t.long() rounds."""
-    def sinusoidal_embedding(t, dim, max_period=10000.0):
+def test_an_embedding_that_rounds_t_fails_the_visible_cases():
+    """A visible case has fractional t (as a hidden one does): t.long() rounds them, and t.unsqueeze_(1) after
+    t.float() (t itself when t is float) reshapes the caller's t; both passed the worksheet when its t were whole."""
+    def rounds(t, dim, max_period=10000.0):
         return ref_sinusoidal(t.long(), dim, max_period).float()
 
-    assert run_check("sinusoidal_embedding", sinusoidal_embedding).passed
-    result = run_check("sinusoidal_embedding", sinusoidal_embedding, hidden=True)
-    assert not result.passed and "t is rounded to whole numbers" in result.message, result.message
+    def unsqueezes_in_place(t, dim, max_period=10000.0):
+        t = t.float()
+        t.unsqueeze_(1)
+        return ref_sinusoidal(t[:, 0], dim, max_period).float()
+
+    for hidden in (False, True):
+        result = run_check("sinusoidal_embedding", rounds, hidden=hidden)
+        assert not result.passed and "t is rounded to whole numbers" in result.message, result.message
+        result = run_check("sinusoidal_embedding", unsqueezes_in_place, hidden=hidden)
+        assert not result.passed and "changed its input t in place" in result.message, result.message
 
 
 # ------------------------------------------------------------------ SinusoidalTimeEmbedding

@@ -168,12 +168,13 @@ def test_a_loop_that_ignores_its_schedule_fails_the_hidden_cosine_case():
     assert not result.passed and "on a hidden case" in result.message, result.message
 
 
-def test_a_loop_that_ends_at_t_0_only_fails_the_hidden_grid_that_stops_early():
-    # every visible grid ends at t = 0; the hidden [900, 500, 100] does not, and a loop that tells its last step
-    # by t == 0 runs past the end of it
-    assert run_check("dpmpp_2m_sample_loop", student_loop(final_by_t0=True), hidden=False).passed
-    result = run_check("dpmpp_2m_sample_loop", student_loop(final_by_t0=True), hidden=True)
-    assert not result.passed and "on a hidden case" in result.message, result.message
+def test_a_loop_that_ends_at_t_0_fails_the_visible_grid_that_stops_early():
+    # the second visible grid ends at t = 30 (as the hidden [900, 500, 100] ends at 100): a loop that tells its
+    # last step by t == 0 runs past the end of it, and is told so on the worksheet (it passed there when every
+    # visible grid ended at 0)
+    for hidden in (False, True):
+        result = run_check("dpmpp_2m_sample_loop", student_loop(final_by_t0=True), hidden=hidden)
+        assert not result.passed and "there is no timesteps[k + 1]" in result.message, result.message
 
 
 def test_a_loop_that_hands_on_the_wrong_things_is_told_what():

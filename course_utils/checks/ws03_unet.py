@@ -71,8 +71,9 @@ def _like_where_float32_can(out, t: Tensor, dim: int, kw: dict, **mistake) -> bo
 
 def _embedding_cases(hidden: bool) -> list:
     # the second visible case passes max_period: an embedding that ignores it passed the worksheet before
+    # and float timesteps: t.float() is then t itself, so t.unsqueeze_(1) changed the caller's t unseen before
     cases = [dict(t=torch.tensor([0, 1, 5, 999]), dim=16, kwargs={}),
-             dict(t=torch.tensor([2, 17]), dim=8, kwargs=dict(max_period=100.0))]
+             dict(t=torch.tensor([2.0, 17.5]), dim=8, kwargs=dict(max_period=100.0))]
     if hidden:
         cases += [dict(t=torch.tensor([0.5, 3.0, 42.0]), dim=32, kwargs={})]
     return cases
@@ -150,6 +151,13 @@ def _float32_embedding(t, dim, max_period, scale, *, grow=False):
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
 
 
+def _unsqueezed_in_place(t, dim, max_period=10000.0):
+    """t.float() is t itself when t is float: t.unsqueeze_(1) then reshapes the caller's t to (B, 1)."""
+    t = t.float()
+    t.unsqueeze_(1)
+    return embedding_variant()(t[:, 0], dim, max_period)
+
+
 MISTAKES["sinusoidal_embedding"] = [
     ("cos first", embedding_variant(order="cos_sin"), "sin first"),
     ("interleaved", embedding_variant(order="interleave"), "interleave"),
@@ -173,6 +181,7 @@ MISTAKES["sinusoidal_embedding"] = [
         -math.log(max_period) * torch.arange(dim // 2) / (dim // 2)), "is an outer product"),
     ("math.exp on a tensor", lambda t, dim, max_period=10000.0: math.exp(
         -math.log(max_period) * torch.arange(dim // 2) / (dim // 2)), "use torch.exp"),
+    ("t unsqueezed in place", _unsqueezed_in_place, "changed its input t in place"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -617,7 +626,9 @@ def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_blo
 
 def _unet_cases(hidden: bool) -> list:
     g = generator(14)
-    specs = [(0, 1, 8, 16, 4, (2, 1, 8, 8))] + ([(1, 3, 8, 12, 4, (3, 3, 4, 12)), (2, 1, 16, 32, 8, (1, 1, 12, 8))]
+    # the visible network's seed, 84, gives 10 of its 128 outputs beyond +-1 (at most 1.72): at seed 0 the largest
+    # was 0.993, and a UNet clamping its prediction to [-1, 1] passed the worksheet
+    specs = [(84, 1, 8, 16, 4, (2, 1, 8, 8))] + ([(1, 3, 8, 12, 4, (3, 3, 4, 12)), (2, 1, 16, 32, 8, (1, 1, 12, 8))]
                                                 if hidden else [])
     return [dict(seed=seed, in_ch=in_ch, ch=ch, temb_dim=temb_dim, groups=groups, x=torch.randn(shape, generator=g),
                  t=torch.randint(0, 1000, (shape[0],), generator=g))
@@ -665,6 +676,9 @@ def _unet_diagnose(out, c) -> str | None:
          ref_small_unet(*args, t_scale=1e-3)),
         ("upsample by nearest: F.interpolate(h, scale_factor=2, mode='nearest') (yours interpolates, bilinear)",
          ref_small_unet(*args, up_mode="bilinear")),
+        ("the output is clamped to [-1, 1]: the network predicts the noise eps, drawn from N(0, I), which has no "
+         "bounds (clamping belongs to the predicted x0 in a sampler); return conv_out's output as it is",
+         ref.clamp(-1, 1) if ref.abs().max() > 1 else None),
     ], "output", "the output differs from the reference UNet with the same weights. If your "
                  "SinusoidalTimeEmbedding and ResBlock pass their checks, the difference is in forward itself: "
                  "every ResBlock gets the same time embedding time_embed(t); upsample by nearest (F.interpolate, "
@@ -734,6 +748,13 @@ def _unet_variant(**kw):
     return type("WrongSmallUNet", (RefSmallUNet,), {"variant": kw})
 
 
+class _UNetClamped(RefSmallUNet):
+    """The prediction clamped to [-1, 1], as a sampler clamps its predicted x0."""
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return super().forward(x, t).clamp(-1, 1)
+
+
 class _UNetWithoutConvIn(RefSmallUNet):
     """down1 applied to the image itself: its GroupNorm, built for ch channels, gets in_ch."""
 
@@ -755,6 +776,7 @@ MISTAKES["SmallUNet"] = [
     ("time embedding of t divided by 1000", _unet_variant(t_scale=1e-3), "the time embedding of t / 1000"),
     ("bilinear upsampling", _unet_variant(up_mode="bilinear"), "upsample by nearest"),
     ("conv_in skipped", _UNetWithoutConvIn, "self.conv_in(x) comes first"),
+    ("the prediction clamped to [-1, 1]", _UNetClamped, "the output is clamped to [-1, 1]"),
     ("forward under no_grad", _detached(RefSmallUNet, "WrongSmallUNet"), "no gradient reaches"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]

@@ -278,7 +278,9 @@ def _loop_cases(hidden: bool) -> list:
     from ..schedules import NoiseSchedule
 
     linear = NoiseSchedule.linear(T=1000)
-    specs = [(linear, [999, 886, 757, 603, 410, 202, 73, 22, 5, 0], 256), (linear, [999, 722, 302, 30, 0], 256)]
+    # the second visible grid stops at t = 30: a last step to alpha_bar_prev[timesteps[-1]], which is 1 only on a
+    # grid that ends at 0, passed the worksheet when both visible grids ended there
+    specs = [(linear, [999, 886, 757, 603, 410, 202, 73, 22, 5, 0], 256), (linear, [999, 722, 302, 30], 256)]
     if hidden:
         specs += [(NoiseSchedule.cosine(T=1000), [999, 900, 700, 450, 200, 60, 10, 0], 128),
                   (linear, [900, 500, 100], 128)]
@@ -307,6 +309,8 @@ def ref_dpmpp_loop(model, schedule, x_T, timesteps, *, history="keep", last="one
             a_prev = full_chain[t]
         elif k + 1 < len(timesteps):
             a_prev = alpha_bar[k + 1] if prev_by_index else alpha_bar[timesteps[k + 1]]
+        elif last == "prev_of_last":        # alpha_bar_prev[t] of the full chain: 1 only at t = 0
+            a_prev = alpha_bar[t - 1] if t > 0 else torch.ones((), dtype=alpha_bar.dtype)
         else:
             a_prev = last_target(alpha_bar, last)
         eps_pred = model(x, torch.full((len(x),), model_timestep(t, k, t_arg), dtype=t_dtype))
@@ -383,6 +387,9 @@ def _loop_diagnose(record, c) -> str | None:
         ("the last step goes to clean data, alpha_bar_prev = 1: in Python alpha_bar[-1] is the LAST entry "
          "(alpha_bar_{T-1}, almost 0), not 'the one before t = 0'", dict(last="python_last")),
         ("the last step must go to alpha_bar_prev = 1 (clean data), not to alpha_bar[0]", dict(last="first")),
+        ("the last step must go to alpha_bar_prev = 1 (clean data), torch.tensor(1.0): the full chain's "
+         "alpha_bar_prev[t] is 1 only when the grid ends at t = 0 (this one ends at "
+         f"{c['timesteps'][-1]})", dict(last="prev_of_last") if c["timesteps"][-1] > 0 else None),
         ("call the model with the timestep t of the grid, not with the loop index", dict(t_arg="k")),
         ("call the model with the timestep t of the grid (the x it is given is x_t), not with t - 1",
          dict(t_arg="t-1")),
@@ -396,6 +403,8 @@ def _loop_diagnose(record, c) -> str | None:
         ("each step goes to alpha_bar at the next grid TIMESTEP, alpha_bar[timesteps[k + 1]], not alpha_bar[k + 1] "
          "(k is the loop index)", dict(prev_by_index=True, tol=1e-2)),
     ]:
+        if switches is None:            # a mistake this case cannot show
+            continue
         tol = switches.pop("tol", 1e-3)
         if close(out, ref_dpmpp_loop(*args, **switches), tol):
             return mistake_hint
@@ -477,6 +486,8 @@ MISTAKES["dpmpp_2m_sample_loop"] = [
     ("alpha_bar_last = the target's", dpmpp_loop_variant(history="target"), "alpha_bar_last must be"),
     ("alpha_bar[-1] at the last step", dpmpp_loop_variant(last="python_last"), "alpha_bar[-1] is the LAST entry"),
     ("last step to alpha_bar[0]", dpmpp_loop_variant(last="first"), "not to alpha_bar[0]"),
+    ("last step to the full chain's alpha_bar_prev", dpmpp_loop_variant(last="prev_of_last"),
+     "is 1 only when the grid ends at t = 0"),
     ("loop index as timestep", dpmpp_loop_variant(t_arg="k"), "not with the loop index"),
     ("the full chain's alpha_bar_prev", dpmpp_loop_variant(full_chain_prev=True), "the NEXT GRID time"),
     ("alpha_bar of the loop index", dpmpp_loop_variant(prev_by_index=True), "not alpha_bar[k + 1]"),

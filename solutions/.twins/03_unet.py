@@ -64,7 +64,7 @@ def sinusoidal_embedding(t, dim, max_period=10000.0):
     ### BEGIN SOLUTION
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)   # (H,)
-    args = t.float()[:, None] * freqs[None, :]                                                # (B, h)
+    args = t.float()[:, None] * freqs[None, :]                                                # (B, H)
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)                              # (B, dim)
     ### END SOLUTION
 
