@@ -950,7 +950,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             raise GradeError(str(err)) from None
     todo = [s for s in subs if force or not _is_current(results_dir / f"{s.student}.json", source, s)]
     workers = max(1, workers or usable_cores())
-    stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo)}
+    stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo), "not_gradable": []}
 
     cancel = opts.cancel = threading.Event()
     running: dict[str, float] = {}          # student -> when their grading started: the bar names a slow one
@@ -1006,6 +1006,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                         if r.get("status") == "grader_error":
                             print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
                         stats["graded"] += 1
+                        if r.get("status") != "graded":     # a row of 0 points: named in the summary line
+                            stats["not_gradable"].append(f"{r['student']} ({r.get('status')})")
                         bar.update(1)
             except KeyboardInterrupt:   # Ctrl-C (or SIGTERM, see main): queued jobs are dropped, running ones
                 cancel.set()            # stop at their next poll (0.5 s), and leaving the pool waits for them only
@@ -1132,7 +1134,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
     again = ("every submission regraded (--force)" if args.force else
              f"{stats['skipped']} already graded (use --force to regrade)")
-    print(f"course-grade: {stats['graded']} graded, {again}; "
+    bad = sorted(stats["not_gradable"], key=str.lower)
+    unread = (f" ({len(bad)} of them could not be graded: {', '.join(bad[:10])}"
+              f"{', ...' if len(bad) > 10 else ''}; grades.csv says why)") if bad else ""
+    print(f"course-grade: {stats['graded']} graded{unread}, {again}; "
           f"{args.out}/grades.csv, {args.out}/feedback/, {args.out}/report.html")
     return 0
 

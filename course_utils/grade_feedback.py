@@ -328,6 +328,11 @@ def _typed_number(text) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
+def _only_correct(row: dict) -> bool:
+    """A passed TODO whose message is the check's bare verdict, "✅ name: correct", and nothing more."""
+    return row["status"] == "pass" and re.fullmatch(r"(?:\S+ )?[\w.]+: correct", str(row["message"])) is not None
+
+
 def feedback_markdown(student: str, results: list[dict]) -> str:
     lines = [f"# Feedback for {md(student)}", ""]
     for r in results:
@@ -342,7 +347,8 @@ def feedback_markdown(student: str, results: list[dict]) -> str:
             mark = ("graded by hand" if by_hand else
                     {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed"))
             pts = "?" if row["points"] == "" else f"{row['points']:g}"
-            text = "" if by_hand else f" {md(row['message'])}"
+            # a pass says only "passed": its verdict "X: correct" would repeat it (an instructor's reading)
+            text = "" if by_hand or _only_correct(row) else f" {md(row['message'])}"
             if r.get("message") and row["message"] == r["message"]:    # the file's own message, said once above
                 mark, text = "not graded (see above)", ""
             if "override" in row:       # what the grader found, and that the instructor decided

@@ -171,10 +171,16 @@ def test_rerun_skips_what_was_graded(graded):
     (out / "results" / "01_schedules" / "not_json.json").write_text('{"student": "not_js')
     proc = _grade(graded["solution"], subs, "--out", out, *ARGS, env=graded["env"])
     assert proc.returncode == 0 and "2 graded" in proc.stdout, proc.stdout + proc.stderr
+    # the summary line names the submissions that got a row of zeros without being run (an instructor read "2
+    # graded" and looked for two grades)
+    assert ("2 graded (2 of them could not be graded: empty (empty), not_json (not_a_notebook); grades.csv says "
+            "why)") in proc.stdout, proc.stdout
     assert (out / "grades.csv").read_text() == csv_before
     proc = _grade(graded["solution"], subs / "not_json", "--out", out, "--force", *ARGS, env=graded["env"])
     # "0 already graded (use --force to regrade)" was printed to an instructor who had just used --force
-    assert proc.returncode == 0 and "1 graded, every submission regraded (--force)" in proc.stdout, proc.stdout
+    said = ("1 graded (1 of them could not be graded: not_json (not_a_notebook); grades.csv says why), every "
+            "submission regraded (--force)")
+    assert proc.returncode == 0 and said in proc.stdout, proc.stdout
 
 
 # ------------------------------------------------------------------ a manually graded summary

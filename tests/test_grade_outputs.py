@@ -64,6 +64,10 @@ def test_feedback_states_each_todos_status_and_points(tmp_path):
     _write(tmp_path, r)
     text = _feedback(tmp_path, "dan")
     assert _todo_line(text, "test_linear").startswith("- **test_linear** (1 / 1): passed. ")
+    # a pass with the check's bare verdict says "passed." alone, not "passed. linear_beta_schedule: correct"
+    r["rows"][0]["message"] = "✅ linear_beta_schedule: correct"
+    _write(tmp_path, r)
+    assert _todo_line(_feedback(tmp_path, "dan"), "test_linear") == "- **test_linear** (1 / 1): passed."
     assert "(0 / 2): not passed." in _todo_line(text, "test_cosine")
     assert "(0 / 1): not passed." in _todo_line(text, "test_error")
     assert "(? / 2): to be graded by hand." in _todo_line(text, "summary")
