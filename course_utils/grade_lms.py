@@ -5,8 +5,8 @@
 
 One row per student, one column per TODO (``<worksheet>: <grade_id>``) and one per worksheet (its total),
 read from DIR/grades.csv, so points the instructor typed into grades.csv for the answers graded by hand count,
-and those set in DIR/overrides.csv, which grades.csv carries (an overrides.csv saved after grades.csv stops the
-export until course-grade has run again):
+and those set in DIR/overrides.csv, which grades.csv carries (an overrides.csv that grades.csv does not show, as
+when it changed after the last run, stops the export until course-grade has run again):
 a worksheet's total is the sum of its TODOs' points (an empty cell, still to grade, counts 0 there and stays
 empty in its own column).
 
@@ -56,10 +56,6 @@ def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[s
     path = Path(out) / "grades.csv"
     overrides = Path(out) / "overrides.csv"
     try:
-        if overrides.exists() and overrides.stat().st_mtime > path.stat().st_mtime:
-            raise ExportError(f"{overrides} changed after {path} was written: run course-grade once more (the same "
-                              "command; it grades nothing new and rebuilds grades.csv with the overrides), then "
-                              "export")
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
     except OSError as err:
@@ -85,11 +81,42 @@ def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[s
         grades.setdefault(student, {}).setdefault(ws, {})[gid] = row["points"]
         if row.get("status") in NOT_GRADED:
             not_graded[(student, ws)] = row["status"]
+    stale = _stale_overrides(out, rows)
+    if stale:
+        more = "; ..." if len(stale) > 3 else ""
+        raise ExportError(f"{overrides} and {path} disagree ({'; '.join(stale[:3])}{more}):"
+                          " overrides.csv changed since course-grade last wrote grades.csv. Run course-grade once "
+                          "more (the same command; it grades nothing new and rebuilds grades.csv with the overrides), "
+                          "then export")
     if bad:
         raise ExportError(f"{len(bad)} cell(s) of {path} are not points: " + "; ".join(bad[:10])
                           + ("; ..." if len(bad) > 10 else "") + " (write points as 2.5, at most the TODO's "
                           "max_points, or leave the cell empty: still to grade)")
     return grades, maxima, not_graded
+
+
+def _stale_overrides(out: Path, rows: list[dict]) -> list[str]:
+    """Where grades.csv does not hold what overrides.csv sets now: an override it does not show (added or changed
+    since), or a row it shows as set by the instructor that overrides.csv no longer sets. Judged by content, not
+    by the files' times (a copy of an older overrides.csv put back kept its older time, and was exported as the
+    other). Lines course-grade does not apply (a TODO that does not exist, points that are not points) are its
+    own warnings, not this."""
+    from .grade_feedback import _overridden, _typed_number, read_overrides
+
+    overrides, _ = read_overrides(Path(out))
+    shown = {(r.get("student"), r.get("worksheet"), r.get("grade_id")): r for r in rows
+             if r.get("grade_id") not in (None, "TOTAL")}
+    stale = []
+    for key, setting in overrides.items():
+        row, value = shown.get(key), _typed_number(setting["points"])
+        if row is None or value is None or value > (_typed_number(row.get("max_points")) or 0) + 1e-9:
+            continue
+        if not _overridden(row) or _typed_number(row.get("points")) != value:
+            stale.append(f"line {setting['line']} sets {' '.join(key)} to {setting['points']}, grades.csv has "
+                         f"{row.get('points') or 'nothing'}{'' if _overridden(row) else ' from the grader'}")
+    stale += [f"grades.csv shows {' '.join(key)} set by the instructor, overrides.csv no longer sets it"
+              for key, row in shown.items() if _overridden(row) and key not in overrides]
+    return stale
 
 
 def _points(text: str | None, top: float | None) -> float | str | None:

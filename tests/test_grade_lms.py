@@ -513,17 +513,31 @@ def test_an_override_below_what_a_resubmission_now_scores_is_named(graded, capsy
     assert _totals(graded)["bob"]["points"] == "2.5"
 
 
-def test_export_stops_when_the_overrides_are_newer_than_grades_csv(graded):
-    """An instructor's report: an override added after the last run was exported as the old grade, silently."""
+def test_export_stops_when_grades_csv_does_not_show_the_overrides(graded):
+    """An instructor's report: an override added after the last run was exported as the old grade, silently.
+    Judged by content: an older overrides.csv put back (its older time kept, as cp -p or a backup restore does)
+    was exported with the grades of the other one when the rule compared the files' times."""
     import os
-    import time
-    _overrides(graded, f"student,worksheet,grade_id,points,reason\nbob,{WS},test_linear,1,\n")
-    later = time.time() + 5
-    os.utime(graded / "overrides.csv", (later, later))
-    with pytest.raises(grade_lms.ExportError, match="changed after .* run course-grade once more"):
+    header = "student,worksheet,grade_id,points,reason\n"
+    _overrides(graded, header + f"bob,{WS},test_linear,1,\n")
+    with pytest.raises(grade_lms.ExportError, match=r"line 2 sets bob 01_schedules test_linear to 1, grades.csv has "
+                       r"0 from the grader.* Run course-grade once more"):
         grade_lms.export(graded, "canvas")
     grade_feedback.write_reports(graded)
-    os.utime(graded / "grades.csv", (later + 1, later + 1))
+    assert _table(grade_lms.export(graded, "canvas")[0])[3][5] == "1"
+    # the older file put back, with a time before grades.csv's: bob's override is gone from it
+    _overrides(graded, header)
+    past = (graded / "grades.csv").stat().st_mtime - 60
+    os.utime(graded / "overrides.csv", (past, past))
+    with pytest.raises(grade_lms.ExportError, match="shows bob 01_schedules test_linear set by the instructor, "
+                       "overrides.csv no longer sets it"):
+        grade_lms.export(graded, "canvas")
+    # a saved but unchanged file (a newer time, the same content) exports
+    _overrides(graded, header + f"bob,{WS},test_linear,1,\n")
+    grade_feedback.write_reports(graded)
+    _overrides(graded, header + f"bob,{WS},test_linear,1.0,\n")
+    future = (graded / "grades.csv").stat().st_mtime + 60
+    os.utime(graded / "overrides.csv", (future, future))
     assert _table(grade_lms.export(graded, "canvas")[0])[3][5] == "1"
 
 
