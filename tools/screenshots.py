@@ -6,12 +6,15 @@ headless Chromium, the way tests/test_browser.py drives it.
 Writes start_page.png (notebooks/00_start_here.ipynb, run), lesson_widget.png (lesson 1's schedule explorer)
 and worksheet_check.png (worksheet 1's check lines, untouched), each 1280x800 and reduced to a 256-colour
 palette so that it stays well under 300 KB. JupyterLab serves a temporary copy of the notebooks, in quick mode.
+Needs a colour emoji font (Debian: fonts-noto-color-emoji): without one Chromium draws the checks' marks as empty
+boxes, as the screenshots of 2026-11-23 showed them; the script stops with that message.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -52,8 +55,23 @@ def shrink(path: Path) -> None:
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
+def emoji_font() -> str | None:
+    """The first colour emoji font fontconfig knows (``fc-list``), else None."""
+    try:
+        listed = subprocess.run(["fc-list", ":charset=2705", "family"], capture_output=True, text=True,
+                                timeout=60, check=False).stdout
+    except OSError:
+        return None
+    return next((line.strip() for line in listed.splitlines() if "emoji" in line.lower()), None)
+
+
 def main(outdir: str = "docs/screenshots") -> int:
     from playwright.sync_api import sync_playwright
+
+    if emoji_font() is None:
+        print("screenshots: no colour emoji font here, so the checks' marks would be empty boxes: install one "
+              "(Debian: apt-get install fonts-noto-color-emoji), then run again", file=sys.stderr)
+        return 1
 
     out = (REPO / outdir) if not Path(outdir).is_absolute() else Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

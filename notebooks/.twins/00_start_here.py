@@ -62,7 +62,7 @@ print("data root:   ", data_root(), "| MNIST here:", has_files("mnist"))   # its
 # | 3 | [Lesson 3: the UNet](03_unet.ipynb) | time embeddings, residual blocks, the noise predictor's shapes; what a trained one predicts | 45 min | < 1 | < 1 |
 # | | [Worksheet 3: UNet pieces](../exercises/03_unet.ipynb) | the sinusoidal embedding, the blocks that take t, the UNet's forward pass with its skips | 45 min | ~ 1 | < 1 |
 # | 4 | [Lesson 4: training](04_training.ipynb) | the simple loss; a 2-D toy model, then a small image model | 1 h | ~ 4-12 * | ~ 1-2 |
-# | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; EMA; train a small model | 1 h | ~ 2 | ~ 1 |
+# | | [Worksheet 4: training](../exercises/04_training.ipynb) | the loss and one training step; EMA; train a small model | 1 h | ~ 3 | ~ 1 |
 # | 5 | [Lesson 5: DDPM vs DDIM](05_ddpm_vs_ddim.ipynb) | both samplers on one network; the reverse process seen; steps, eta, speed and quality; inversion | 1 h 15 | ~ 4-10 * | ~ 1-2 |
 # | | [Worksheet 5: samplers](../exercises/05_samplers.ipynb) | one DDPM step, one DDIM step, the DDIM sampling loop | 45 min | ~ 2 | ~ 1 |
 # | | [Lab: DDIM](../exercises/lab_ddim.ipynb) | the lab assignment: continuous cosine schedule, deterministic DDIM | 2-3 h | ~ 18-60 * | ~ 1-2 |

@@ -412,7 +412,7 @@ if real_digits:
 # **What to notice.** Row by row, the predicted noise looks just like the true noise at every $t$; the
 # printed errors tell them apart, and they run in opposite directions. At large $t$ (700-990), $x_t$ is
 # almost all noise, so predicting the noise is easy (the error of `eps_pred` is near 0), yet the implied
-# $\hat x_0$ is a blurry blob with no digit in it: a tiny error in $\epsilon_\theta$ is divided by
+# $\hat x_0$ is no longer this 7: a blurry average digit at $t = 700$, a shapeless blob at 900 and 990: a tiny error in $\epsilon_\theta$ is divided by
 # $\sqrt{\bar\alpha_t}$, which is small there, and the network can only guess an average digit. At small $t$ it is
 # the reverse: the faint noise is hard to tell from the digit's own texture (the largest error of
 # `eps_pred`, at $t = 10$), but $\hat x_0$ is almost exact, because that error is scaled down by

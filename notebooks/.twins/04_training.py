@@ -231,8 +231,8 @@ _ = widgets.interact(show_snapshot, index=widgets.IntSlider(value=len(snapshots)
 #
 # The cell below trains for `IMAGE_STEPS // 2` steps and writes a checkpoint; section 4 resumes it.
 # This is about 11 minutes on a 2-core CPU for both halves together in float32 (10.9 minutes on a processor
-# without fast bfloat16; 7.1 on an AMD EPYC with it; 3.9 in the stored run below, on an Intel Xeon with AMX,
-# bfloat16), and the cell prints the measured time per step on your machine.
+# without fast bfloat16), 4 to 7 in bfloat16 on one with it (3.9 on an Intel Xeon with AMX; 5.1 to 7.1 on an AMD
+# EPYC, 5.1 in the stored run below), and the cell prints the measured time per step on your machine.
 
 # %%
 x_train = x_digits                                            # (1500, 1, 16, 16), in [-1, 1]

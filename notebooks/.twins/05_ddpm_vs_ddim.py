@@ -100,7 +100,7 @@ print(f"model: {name}, images {image_shape}, T = {schedule.T}")
 # `ddpm_sample` draw for draw (same generator, same order of random numbers), up to round-off: the package
 # multiplies by a stored $1/\sqrt{\alpha_t}$ where the loop divides by $\sqrt{\alpha_t}$, and over 1,000 steps these
 # last-digit differences grow, for the worst of 2,000 points, to the thousandths or less printed below (from 1e-4
-# to 4e-3 on the CPUs we ran it on: the rounding differs between them), where a wrong coefficient would move points
+# to about 4e-3 on the CPUs we ran it on: the rounding differs between them), where a wrong coefficient would move points
 # by tenths.
 
 # %%

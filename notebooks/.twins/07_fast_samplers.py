@@ -20,7 +20,8 @@
 # **Time.** Half a minute or less in full mode on an idle 2-core CPU (nbconvert: 27 s on the AVX2-only machine of
 # 2026-12-03, 22 s on the Intel Xeon with AMX of 2026-12-05) and about 15 s (13 s on that Xeon) with
 # `COURSE_QUICK=1` (fewer points and images); longer when other jobs share the cores. Section 4's quality figure
-# reads stored results: the benchmark behind it ran 31 minutes on one of these 2-core machines, under load.
+# reads stored results: the three benchmark runs behind it sampled for 47 minutes on one of these 2-core machines
+# (31 of them for the log-SNR grid, under load).
 
 # %%
 # Course set-up (the same cell opens every notebook; written by `make generated`).
@@ -289,8 +290,8 @@ for solver in SOLVERS:
 # of samples that the held-out judge `mnist-eval-classifier` classifies with probability above 0.9 (higher is
 # better; 97.0% for real test digits).
 #
-# Telling solvers apart needs a few hundred samples per point: the whole grid took half an hour of sampling on
-# this course's 2-core machine (with other jobs running), too long for a live cell. The figure below reads the results of
+# Telling solvers apart needs a few hundred samples per point: the three grids took 47 minutes of sampling on
+# this course's 2-core machine (the log-SNR one half an hour, with other jobs running), too long for a live cell. The figure below reads the results of
 # `bench/bench_samplers.py`, stored in `course_utils/checkpoints/runs/bench_samplers.json` (the three solvers on the
 # log-SNR grid of section 2) and, for DDIM and DPM-Solver++(2M) on two grids even in $t$, `bench_samplers_leading.json`
 # (lesson 5's grid) and `bench_samplers_linspace.json`; the next cell prints the commands
@@ -417,8 +418,9 @@ plt.show()
 # same digit in most columns: the solvers approximate one map $x_T \mapsto x_0$, the ODE's (the "1" of DDIM 50's
 # fifteenth image, second row, seventh column, is a "9" for the three other 10-call samplers, and a blotch for
 # Heun). The seconds in the
-# titles are this run's (executed on 2026-12-04 on an idle 2-core Intel Xeon), and time follows calls: 0.4-0.5 s
-# for 16 images at about 10 calls (Heun's 9), 3.0 s for DDIM 50; on another idle 2-core machine
+# titles are this run's (executed on 2026-12-06 on a 2-core AMD EPYC, tests running beside it), and time follows
+# calls: 0.7-0.9 s for 16 images at about 10 calls (Heun's 9), 3.8 s for DDIM 50; on an idle 2-core Intel Xeon
+# (2026-12-04) the same cell gave 0.4-0.5 s and 3.0 s, and on another idle 2-core machine
 # `python bench/bench_samplers.py --n 16 --calls 10` gave 0.6-0.7 s and 2.9 s. A title out of line with its calls,
 # when you run it, is a slow moment of a shared machine, not the solver.
 #
