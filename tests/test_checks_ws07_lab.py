@@ -88,7 +88,28 @@ def test_a_network_call_under_no_grad_fails_denoise():
         return pred_noises, (noisy_images - noise_rates * pred_noises) / signal_rates
 
     result = run_check("denoise", denoise, hidden=True)
-    assert not result.passed and "carry no gradient" in result.message, result.message
+    assert not result.passed and "carries no gradient" in result.message, result.message
+
+
+def test_a_denoise_whose_loss_still_trains_the_network_passes():
+    """The graph is judged at the network's weights, as the lab's loss.backward() reaches them: the images
+    detached before the network's call, or pred_images (which the loss does not use) under no_grad, train the
+    lab's UNet exactly as the reference does (a helper measured equal gradients); both failed when the graph was
+    judged through the input images."""
+    def detached_input(network, noisy_images, noise_rates, signal_rates):
+        pred_noises = network(noisy_images.detach(), noise_rates ** 2)
+        return pred_noises, (noisy_images - noise_rates * pred_noises) / signal_rates
+
+    def images_under_no_grad(network, noisy_images, noise_rates, signal_rates):
+        pred_noises = network(noisy_images, noise_rates ** 2)
+        with torch.no_grad():
+            pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates
+        return pred_noises, pred_images
+
+    for denoise in (detached_input, images_under_no_grad):
+        for hidden in (False, True):
+            result = run_check("denoise", denoise, hidden=hidden)
+            assert result.passed, (denoise.__name__, result.message)
 
 
 def test_signal_rates_as_the_time_input_gets_its_hint():

@@ -25,16 +25,29 @@ class LabToyNet(nn.Module):
     """A fixed stand-in for the lab's network: network(noisy_images, noise_variances) -> pred_noises.
 
     The variances may have shape (B,) or (B, 1, 1, 1). With ``record`` it keeps every variance it was given.
-    It holds one parameter, unused, as the lab's UNet holds many: ``next(network.parameters()).device`` (a common
-    way to ask a network's device) works on it as on the UNet.
+    It holds one weight, a gain of 1, trainable as the lab's UNet's are: the lab trains through denoise, so its
+    pred_noises must carry a gradient to that weight (a denoise that froze the network, or computed under
+    no_grad, passed when the graph was judged from the input images), and ``next(network.parameters()).device``
+    (a common way to ask a network's device) works on it as on the UNet. Like the UNet (float32 convolutions),
+    it raises on images of another dtype (a denoise in float64 passed here and raised in the lab's training);
+    ``strict=False``, for the references, which compute in float64.
     """
 
-    def __init__(self, record: bool = False):
+    def __init__(self, record: bool = False, strict: bool = True):
         super().__init__()
         self.calls: list = [] if record else None
-        self.unused = nn.Parameter(torch.zeros(()), requires_grad=False)
+        self.strict = strict
+        self.gain = nn.Parameter(torch.ones(()))
 
     def forward(self, x: Tensor, variance: Tensor) -> Tensor:
+        if self.strict and x.dtype != self.gain.dtype:
+            raise TypeError(f"network(noisy_images, ...): the lab's UNet takes {self.gain.dtype} images, as its "
+                            f"weights are, and got {x.dtype}: its first convolution raises 'Input type ... and "
+                            "bias type ... should be the same'")
+        return self.any_dtype(x, variance)
+
+    def any_dtype(self, x: Tensor, variance: Tensor) -> Tensor:
+        """The forward pass on images of any dtype: what the float64 references call."""
         B = x.shape[0]
         variance = torch.as_tensor(variance, dtype=x.dtype)
         if variance.numel() != B:
@@ -43,12 +56,13 @@ class LabToyNet(nn.Module):
         v = variance.reshape(B, *([1] * (x.ndim - 1)))
         if self.calls is not None:
             self.calls.append(v.reshape(B).detach().clone())
-        return 0.5 * torch.tanh(x) * (1 + v) + 0.3 * v
+        return self.gain * (0.5 * torch.tanh(x) * (1 + v) + 0.3 * v)
 
 
 # ------------------------------------------------------------------ denoise
 def ref_denoise(net, x, noise_rates, signal_rates):
-    pred_noises = net(x.double(), noise_rates.double() ** 2)
+    forward = net.any_dtype if isinstance(net, LabToyNet) else net        # in float64 on the check's own network
+    pred_noises = forward(x.double(), noise_rates.double() ** 2)
     return pred_noises, (x.double() - noise_rates.double() * pred_noises) / signal_rates.double()
 
 
@@ -65,30 +79,40 @@ def _denoise_cases(hidden: bool) -> list:
 
 
 def _denoise_call(f, c) -> dict:
-    """denoise on the case, and once more on a copy of the images that requires grad: the lab's train_step
-    backpropagates through denoise, so its outputs must carry the graph (None: that call raised)."""
-    out = f(LabToyNet(), c["x"], c["noise_rates"], c["signal_rates"])
-    try:
-        again = f(LabToyNet(), c["x"].clone().requires_grad_(True), c["noise_rates"], c["signal_rates"])
-        graph = isinstance(again, (list, tuple)) and all(isinstance(v, Tensor) and v.requires_grad for v in again)
-    except Exception:  # noqa: BLE001 - judged from the first call alone
-        graph = None
-    return dict(out=out, graph=graph)
+    """denoise on the case, with what it did to the network: the lab's train_step backpropagates the loss of
+    pred_noises through denoise to the network's weights, so pred_noises must carry a gradient to them
+    (``graph``), and the network keeps them trainable (``frozen``); ``calls``: how many forward passes."""
+    net = LabToyNet(record=True)
+    out = f(net, c["x"], c["noise_rates"], c["signal_rates"])
+    graph = isinstance(out, (list, tuple)) and len(out) == 2 and isinstance(out[0], Tensor) and out[0].requires_grad
+    return dict(out=out, graph=graph, calls=len(net.calls), frozen=not net.gain.requires_grad)
 
 
 def _denoise_diagnose(outputs, c) -> str | None:
     out = outputs["out"]
     hint = _denoise_values_hint(out, c)
-    if hint is None and outputs.get("graph") is False:
-        return ("the values are right, but pred_noises and pred_images carry no gradient: the lab trains through "
-                "denoise (loss.backward() in train_step), so no torch.no_grad() or .detach() inside it")
-    return hint
+    if hint is not None:
+        return hint
+    calls = outputs.get("calls")
+    if isinstance(calls, int) and calls != 1:
+        return (f"the values are right, but denoise called the network {calls} times: call it once and compute "
+                "pred_images from that pred_noises (each call is a forward pass of the UNet: training and sampling "
+                "take that many times as long; reverse_diffusion's check counts the calls too)")
+    if outputs.get("frozen"):
+        return ("the values are right, but denoise switched off the network's gradients (requires_grad_(False)): "
+                "the lab trains the network through denoise, and its loss.backward() then raises 'element 0 of "
+                "tensors does not require grad'; leave the network's weights as they are")
+    if outputs.get("graph") is False:
+        return ("the values are right, but pred_noises carries no gradient to the network's weights: the lab "
+                "trains through denoise (loss.backward() in train_step on the loss of pred_noises), so no "
+                "torch.no_grad() or .detach() around the network's call")
+    return None
 
 
 def _denoise_values_hint(out, c) -> str | None:
     if not isinstance(out, (list, tuple)) or len(out) != 2:
         return "return a tuple (pred_noises, pred_images)"
-    net, x = LabToyNet(), c["x"].double()
+    net, x = LabToyNet(strict=False), c["x"].double()
     noise_rates, signal_rates = c["noise_rates"].double(), c["signal_rates"].double()
     ref_noises, ref_images = ref_denoise(net, x, noise_rates, signal_rates)
     if isinstance(out[0], Tensor) and isinstance(out[1], Tensor) and close(out[0], ref_images) \
@@ -157,6 +181,25 @@ def denoise_variant(kind: str = "right"):
     return denoise
 
 
+def _denoise_twice(network, noisy_images, noise_rates, signal_rates):
+    """pred_images from a second forward pass: right values, twice the time."""
+    pred_noises = network(noisy_images, noise_rates ** 2)
+    return pred_noises, (noisy_images - noise_rates * network(noisy_images, noise_rates ** 2)) / signal_rates
+
+
+def _denoise_frozen(network, noisy_images, noise_rates, signal_rates):
+    """network.requires_grad_(False) first: right values; the lab's loss.backward() raises."""
+    network.requires_grad_(False)
+    return denoise_variant()(network, noisy_images, noise_rates, signal_rates)
+
+
+def _denoise_float64(network, noisy_images, noise_rates, signal_rates):
+    """Computed in float64, cast back: right values here; the lab's UNet raises on float64 images."""
+    x, n, s = noisy_images.double(), noise_rates.double(), signal_rates.double()
+    pred_noises = network(x, n ** 2)
+    return pred_noises.float(), ((x - n * pred_noises) / s).float()
+
+
 MISTAKES["denoise"] = [
     ("torch.manual_seed inside", lambda network, noisy_images, noise_rates, signal_rates: (
         torch.manual_seed(0), denoise_variant()(network, noisy_images, noise_rates, signal_rates))[1],
@@ -176,7 +219,10 @@ MISTAKES["denoise"] = [
     ("multiplied by signal_rates", denoise_variant("multiplied"), "divide by signal_rates, don't multiply"),
     ("divided by the root of signal_rates", denoise_variant("signal_root"),
      "divide by signal_rates, not by its square root"),
-    ("under torch.no_grad()", torch.no_grad()(denoise_variant()), "carry no gradient"),
+    ("under torch.no_grad()", torch.no_grad()(denoise_variant()), "carries no gradient"),
+    ("the network called twice", _denoise_twice, "called the network 2 times"),
+    ("the network frozen", _denoise_frozen, "switched off the network's gradients"),
+    ("float64 inside", _denoise_float64, "takes torch.float32 images"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -277,7 +323,7 @@ SAME_IMAGES = "every step denoised the same images, initial_noise"
 
 
 def _reverse_diagnose(out, c) -> str | None:
-    net, x, steps = LabToyNet(), c["initial_noise"], c["diffusion_steps"]
+    net, x, steps = LabToyNet(strict=False), c["initial_noise"], c["diffusion_steps"]
     ref = ref_reverse_diffusion(net, x, steps)
     hint = shape_hint(out["out"], ref, "pred_images")
     if hint:
