@@ -49,9 +49,11 @@ def ref_cosine_betas(T, s=0.008, max_beta=0.999, *, square=True, clip=True, upsi
 
 def _beta_cases(extra: dict) -> Callable[[bool], list]:
     def cases(hidden: bool) -> list:
-        out = [dict(T=10, kwargs={})]
+        # T = 1000 is visible: the cosine schedule's first betas are then below 1e-4 (4e-5), so a tutorial's
+        # torch.clip(betas, 0.0001, 0.9999) shows on the worksheet (at T = 10 every beta is above it)
+        out = [dict(T=10, kwargs={}), dict(T=1000, kwargs={})]
         if hidden:
-            out += [dict(T=1000, kwargs={}), dict(T=7, kwargs=extra)]
+            out += [dict(T=7, kwargs=extra)]
         return out
     return cases
 
@@ -139,16 +141,25 @@ def _cosine_diagnose(out, case) -> str | None:
                                                                     atol=BETA_ATOL):
         return ("the angle must reach pi/2 at t = T: ((t/T + s) / (1 + s)) * pi / 2; with pi it passes pi/2 "
                 "halfway, where cos^2 grows again and the betas turn negative")
-    if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).all():
-        return "the betas are negative: beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), the ratio is upside down"
-    if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).any():
-        return ("some betas are negative: f(t) is evaluated on t = 0, 1, ..., T (T + 1 values); past t = T the "
-                "angle passes pi/2, where cos^2 grows again")
     s = kw.get("s", 0.008)
+    # the hints for negative betas name a cause only where the betas are that cause's (torch.cos(x ** 2) was told
+    # "past t = T the angle passes pi/2", and sin^2 for cos^2 "the ratio is upside down")
+    falls = ("f(t) = cos(((t/T + s) / (1 + s)) * pi / 2) ** 2 falls from about 1 to 0 as t goes from 0 to T (the "
+             "cosine, squared, of an angle from near 0 to pi/2), so that every beta_t = 1 - f(t+1) / f(t) is positive")
+    if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).all():
+        if close(out, ref_cosine_betas(T, **kw, upside_down=True), atol=BETA_ATOL):
+            return "the betas are negative: beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), the ratio is upside down"
+        return f"the betas are negative, so your f(t) grows with t: {falls}"
+    if isinstance(out, Tensor) and out.shape == ref.shape and (out < 0).any():
+        t1 = torch.arange(1, T + 2, dtype=torch.float64)
+        f1 = torch.cos(((t1 / T + s) / (1 + s)) * math.pi / 2) ** 2
+        one_indexed = (1 - f1[1:] / f1[:-1]).clamp(max=kw.get("max_beta", 0.999))    # its last, f(T+1) / ~0: any
+        if bool(out[-1] < 0) and close(out[:-1], one_indexed[:-1], atol=1e-4):
+            return ("some betas are negative: f(t) is evaluated on t = 0, 1, ..., T (T + 1 values); past t = T the "
+                    "angle passes pi/2, where cos^2 grows again")
+        return f"some betas are negative, so your f(t) grows somewhere: {falls}"
     f = torch.cos(((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2
     return judge(out, ref, [
-        ("betas above max_beta: clip them, betas.clamp(max=max_beta) (the last beta would be 1)",
-         ref_cosine_betas(T, **kw, clip=False)),
         ("f(t) is cos SQUARED: f(t) = cos^2(((t/T + s) / (1 + s)) * pi / 2)", ref_cosine_betas(T, **kw, square=False)),
         ("you returned alpha_bar = f(t) / f(0); return betas: beta_t = 1 - alpha_bar(t+1) / alpha_bar(t)",
          (f / f[0])[1:]),
@@ -156,6 +167,9 @@ def _cosine_diagnose(out, case) -> str | None:
          ref_cosine_betas(T, 0.0, kw.get("max_beta", 0.999))),
         ("use the arguments you are given: the betas are clipped at max_beta, not at a fixed 0.999",
          ref_cosine_betas(T, s, 0.999) if "max_beta" in kw else None),
+        *_clip_variants(out, ref, T, kw),
+        ("betas above max_beta: clip them, betas.clamp(max=max_beta) (the last beta would be 1)",
+         ref_cosine_betas(T, **kw, clip=False)),
         ("use the arguments you are given: the offset is the argument s, not a fixed 0.008",
          ref_cosine_betas(T, 0.008, kw.get("max_beta", 0.999)) if "s" in kw else None),
         ("all betas but the last are 0: t // T is floor division (0 until t = T), so every f(t) but the last is "
@@ -165,6 +179,24 @@ def _cosine_diagnose(out, case) -> str | None:
         ("those are 1 - alpha_bar_t, the total noise variance at t; beta_t is one step's: "
          "1 - alpha_bar_t / alpha_bar_(t-1)", (1 - f[1:] / f[0]).clamp(max=kw.get("max_beta", 0.999))),
     ], "betas", _cosine_generic(out, ref, kw.get("max_beta", 0.999)), atol=BETA_ATOL)
+
+
+def _clip_variants(out, ref: Tensor, T: int, kw: dict) -> list:
+    """(hint, betas) of clips at other bounds than [0, max_beta], read from the student's smallest and largest
+    betas: a tutorial's torch.clip(betas, 0.0001, 0.9999) was told 'betas above max_beta ... the last beta
+    would be 1', and its lower clip alone passed the worksheet, failing the grader with a generic message."""
+    if not (isinstance(out, Tensor) and out.shape == ref.shape and out.is_floating_point() and out.numel()):
+        return []
+    lo, hi, max_beta = float(out.min()), float(out.max()), kw.get("max_beta", 0.999)
+    raw = ref_cosine_betas(T, **kw, clip=False)
+    low = lo > float(ref.min()) + BETA_ATOL          # the smallest betas raised: a lower clip
+    high = abs(hi - max_beta) > BETA_ATOL and hi < 1 - BETA_ATOL
+    upper = (f"clip at max_beta = {max_beta:g}, the argument, not at {hi:.6g}: betas.clamp(max=max_beta)")
+    lower = (f"your smallest betas are raised to {lo:.3g}: clip only from above (the cosine schedule's first betas "
+             f"are {float(ref.min()):.2g} here, and a lower clip changes them)")
+    return [(f"{lower}; and {upper}", raw.clamp(lo, hi) if low and high else None),
+            (f"{lower}: betas.clamp(max=max_beta)", ref.clamp(min=lo) if low else None),
+            (upper, raw.clamp(max=hi) if high else None)]
 
 
 def _cosine_generic(out, ref: Tensor, max_beta: float) -> str | None:
@@ -188,7 +220,25 @@ def _one_minus_alpha_bar(T, s=0.008, max_beta=0.999):
 register(Check("cosine_beta_schedule", "cosine_beta_schedule", _beta_cases(dict(s=0.02, max_beta=0.9)),
                lambda f, c: f(c["T"], **c["kwargs"]), _cosine_diagnose))
 check_cosine_beta_schedule = visible("cosine_beta_schedule")
+def _cos_of_square(T, s=0.008, max_beta=0.999):
+    """torch.cos(angle ** 2): the cosine of the square, not its square."""
+    f = torch.cos((((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2)
+    return (1 - f[1:] / f[:-1]).clamp(max=max_beta).float()
+
+
+def _sin_squared(T, s=0.008, max_beta=0.999):
+    """sin^2 for cos^2: f grows, every beta is negative."""
+    f = torch.sin(((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2
+    return (1 - f[1:] / f[:-1]).clamp(max=max_beta).float()
+
+
 MISTAKES["cosine_beta_schedule"] = [
+    ("the cosine of the square", _cos_of_square, "some betas are negative, so your f(t) grows somewhere"),
+    ("sin squared for cos squared", _sin_squared, "the betas are negative, so your f(t) grows with t"),
+    ("a tutorial's clip to [0.0001, 0.9999]", lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(
+        T, s, max_beta, clip=False).clamp(1e-4, 0.9999).float(), "the argument, not at 0.9999"),
+    ("a lower clip at 0.0001", lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(
+        T, s, max_beta).clamp(min=1e-4).float(), "your smallest betas are raised to 0.0001"),
     ("no clipping", _cosine_variant(clip=False), "clip"),
     ("cos not squared", _cosine_variant(square=False), "cos SQUARED"),
     ("ratio upside down", _cosine_variant(upside_down=True), "upside down"),
@@ -224,7 +274,11 @@ def _schedule_cases(hidden: bool) -> list:
     cases = [dict(diffusion_times=torch.linspace(0, 1, 11), kwargs={}),
              dict(diffusion_times=torch.linspace(0, 1, 5), kwargs=dict(min_signal_rate=0.1, max_signal_rate=0.9)),
              # the shape the lab passes: rates that come back flattened would broadcast against the wrong axis
-             dict(diffusion_times=torch.tensor([0.0, 0.25, 1.0]).view(3, 1, 1, 1), kwargs={})]
+             dict(diffusion_times=torch.tensor([0.0, 0.25, 1.0]).view(3, 1, 1, 1), kwargs={}),
+             # the same shape at other times: rates kept between calls by the times' shape (or length) passed
+             # every case, each of its own shape, and the lab's training then drew one batch's noise levels forever
+             dict(diffusion_times=torch.tensor([0.1, 0.6, 0.9]).view(3, 1, 1, 1), kwargs={},
+                  earlier=torch.tensor([0.0, 0.25, 1.0]).view(3, 1, 1, 1))]
     if hidden:
         g = torch.Generator().manual_seed(1)
         cases.append(dict(diffusion_times=torch.rand(4, 1, 1, 1, generator=g), kwargs={}))
@@ -250,6 +304,12 @@ def _schedule_diagnose(out, case) -> str | None:
         return "signal_rates**2 + noise_rates**2 != 1: use cos and sin of the same angle"
     if close(signal_rates.flip(0), ref_signal_rates) if signal_rates.ndim == 1 else False:
         return "the schedule runs backwards: at t = 0 the signal rate must be max_signal_rate (0.95)"
+    earlier = case.get("earlier")
+    if isinstance(earlier, Tensor) and not (close(noise_rates, ref_noise_rates) and close(
+            signal_rates, ref_signal_rates)) and all(close(o, r) for o, r in zip(out, ref_diffusion_schedule(earlier))):
+        return ("these are the rates of an earlier call with times of the same shape (t = 0, 0.25, 1), not of "
+                "this call's t = 0.1, 0.6, 0.9: compute them from the diffusion_times you are given at every call, "
+                "keep nothing between calls (the lab's training gives a new batch of times at every step)")
     if not (close(noise_rates, ref_noise_rates) and close(signal_rates, ref_signal_rates)):
         t, kwargs = case["diffusion_times"], case["kwargs"]
         for hint, (ref_noise, ref_signal) in [
@@ -316,8 +376,21 @@ def _seeding_schedule(t, min_signal_rate=0.02, max_signal_rate=0.95):
     return _schedule_float(t, min_signal_rate, max_signal_rate)
 
 
+def _shape_cached_schedule():
+    """Rates kept by the times' shape: right at the first call of each shape."""
+    kept = {}
+
+    def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+        key = (tuple(diffusion_times.shape), min_signal_rate, max_signal_rate)
+        if key not in kept:
+            kept[key] = ref_diffusion_schedule(diffusion_times, min_signal_rate, max_signal_rate)
+        return tuple(r.float() for r in kept[key])
+    return diffusion_schedule
+
+
 MISTAKES["diffusion_schedule"] = [
     ("swapped", _swapped_schedule, "swapped"),
+    ("rates kept by the times' shape", _shape_cached_schedule(), "the rates of an earlier call"),
     ("torch.manual_seed inside", _seeding_schedule, "moved torch's global random generator"),
     ("arcsin for arccos", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: tuple(_asin_rates(
         t, min_signal_rate, max_signal_rate)), "swapped"),
