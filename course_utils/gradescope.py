@@ -45,6 +45,16 @@ VENV = "/opt/course-venv"
 DATA = "/opt/course-data"          # COURSE_DATA_DIR in the image: the datasets setup.sh downloads (the lab's MNIST)
 SKIP = {"__pycache__", ".ipynb_checkpoints", "__MACOSX"}
 MAX_LISTED = 20
+# Gradescope's autograder timeout (its default is 10 minutes, at most 40) must leave course-grade its own limit
+# and its start: importing torch, the kernel, the pool (10 to 60 s measured here and in Docker-like runs)
+START_S = 120
+GRADESCOPE_MAX_TIMEOUT_S = 40 * 60
+# what course-grade and this waiting process hold besides the submission's own memory (--memory-mb), measured
+# as their PSS (/proc/PID/smaps_rollup) in a run of run_autograder: 381 MB waiting here, 401 MB in course-grade
+GRADER_MB = 800
+WHEN = {"hidden": "Your submission was graded; its results are not shown here.",
+        "after_due_date": "Your submission was graded; its results are shown after the due date.",
+        "after_published": "Your submission was graded; its results are shown when the grades are published."}
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -134,8 +144,8 @@ def build_bundle(source_path, out, *, opts: "grade.Options | None" = None, visib
         add("run_autograder", RUN_AUTOGRADER.encode(), 0o755)
         add("config.json", (json.dumps(config, indent=1) + "\n").encode())
         add(config["source"], source.path.read_bytes())
-        for name in ("pyproject.toml", "README.md"):
-            add(f"course/{name}", (root / name).read_bytes())
+        for name in ("pyproject.toml", "README.md", "LICENSE"):     # what pyproject.toml names (readme,
+            add(f"course/{name}", (root / name).read_bytes())       # license-files): setuptools needs them
         for name, path in _package_files(grade.PACKAGE_DIR):
             add(name, path.read_bytes())
     out.write_bytes(buf.getvalue())
@@ -197,6 +207,9 @@ def to_results(result: dict, config: dict, names: dict[str, str] | None = None, 
     lines += [plain(f"Note: {text}") for text in cell_error_notes(errors, result["rows"])]     # shown as in feedback
     changed = [f for f in result.get("monkeypatches") or [] if isinstance(f, dict) and {"cell", "what"} <= set(f)]
     lines += [plain(f"Note: {text}") for text in monkeypatch_notes(changed)]
+    later = WHEN.get(config.get("test_visibility", "visible"))
+    if later:       # tests hidden for now: Gradescope hides the score, and so must the output every student sees
+        lines = [later]
     out = {"score": score, "output": "\n".join(lines), "output_format": "text", "test_output_format": "text",
            "test_name_format": "text", "visibility": config.get("visibility", "visible"),
            "stdout_visibility": config.get("stdout_visibility", "hidden"), "tests": tests,
@@ -293,10 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course-grade export-gradescope", description=__doc__.split("\n")[0])
     parser.add_argument("source", help="the instructor's solution notebook (solutions/*.ipynb)")
     parser.add_argument("--out", required=True, help="the zip to write (autograder.zip), to upload to Gradescope")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per submission (default 600: keep "
-                        "it below the assignment's autograder timeout in Gradescope)")
-    parser.add_argument("--memory-mb", type=int, default=2048, help="memory of a submission (default 2048: "
-                        "keep it below the container's memory chosen in Gradescope)")
+    parser.add_argument("--timeout", type=float, default=480, help="seconds per submission (default 480: set the "
+                        f"assignment's autograder timeout in Gradescope to at least this + {START_S}, the grader's "
+                        "start; Gradescope's default is 600)")
+    parser.add_argument("--memory-mb", type=int, default=2048, help="memory of a submission (default 2048: the "
+                        f"container needs about {GRADER_MB} MB more, for the grader itself)")
     grade.add_limit_options(parser)
     parser.add_argument("--visibility", default="visible", choices=VISIBILITY,
                         help="when students see the results (Gradescope's top-level visibility)")
@@ -320,7 +334,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"course-grade export-gradescope: error: {err}", file=sys.stderr)
         return 2
     print(f"course-grade export-gradescope: wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MB); upload it as "
-          "the assignment's autograder (docs/grading.md, 'Gradescope')")
+          "the assignment's autograder (docs/grading.md, 'Gradescope'), and in its settings give it an autograder "
+          f"timeout of at least {args.timeout + START_S:g} s and a container of at least "
+          f"{(args.memory_mb + GRADER_MB) / 1024:.1f} GB (a submission killed by Gradescope gets no feedback)")
+    if args.timeout + START_S > GRADESCOPE_MAX_TIMEOUT_S:
+        print(f"course-grade export-gradescope: warning: --timeout {args.timeout:g} leaves no room in Gradescope's "
+              f"longest autograder timeout ({GRADESCOPE_MAX_TIMEOUT_S // 60} minutes) for the grader's start: use "
+              f"at most {GRADESCOPE_MAX_TIMEOUT_S - START_S}", file=sys.stderr)
     return 0
 
 

@@ -85,6 +85,12 @@ def test_bundle_layout(bundle, tmp_path):
     assert {"course/pyproject.toml", "course/README.md", "course/course_utils/grade.py",
             "course/course_utils/gradescope.py", "course/course_utils/sandbox/runner.py"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # what pyproject.toml names must travel with it: setuptools warns of a missing license file today and stops
+    # the image's build from 2027-02-18 (an instructor's pass read the warning in a build of the bundle's course/)
+    import tomllib
+    project = tomllib.loads((Path(gradescope.__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    named = [project["readme"], *project.get("license-files", [])]
+    assert {f"course/{n}" for n in named} <= names, named
     assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
     assert config["worksheet"] == "01_schedules" and config["options"]["timeout"] == 400
     for script in ("setup.sh", "run_autograder"):        # setup.sh's installs are not run here: syntax only
@@ -156,8 +162,36 @@ def test_results_of_a_result_with_a_written_answer():
     assert [t.get("status") for t in out["tests"]] == ["passed", "failed", None]
     assert out["tests"][1]["output"] == "y: hint line" and "graded by hand" in out["tests"][2]["name"]
     assert all(t["visibility"] == "after_due_date" for t in out["tests"]) and out["execution_time"] == 12
-    assert "3 / 5 points" in out["output"] and "2 more points" in out["output"]
-    assert "Note:" not in out["output"]
+    shown = gradescope.to_results(result, {"worksheet": "lab"})       # tests visible: the output has the score
+    assert "3 / 5 points" in shown["output"] and "2 more points" in shown["output"]
+    assert "Note:" not in shown["output"]
+
+
+@pytest.mark.parametrize("visibility", ["after_due_date", "after_published", "hidden"])
+def test_tests_hidden_for_now_hide_the_score_in_the_output_too(visibility):
+    """Gradescope hides the total score while the tests are hidden; the top-level output, which every student
+    sees, said "7 / 8 points graded automatically" and each cell's Note beside tests set after_due_date."""
+    result = {"worksheet": "01_schedules", "rows": PASSED + [
+        {"grade_id": "test_y", "points": 0, "max_points": 1, "status": "fail", "message": "❌ y: wrong"}],
+        "cell_errors": [{"cell": "code cell 3", "role": "student", "ename": "ZeroDivisionError",
+                         "evalue": "division by zero"}]}
+    config = {"worksheet": "01_schedules", "test_visibility": visibility}
+    out = _valid(gradescope.to_results(result, config))
+    assert "points" not in out["output"] and "Note" not in out["output"] and "graded" in out["output"], out["output"]
+    assert all(t["visibility"] == visibility for t in out["tests"]) and out["score"] == 2
+    shown = _valid(gradescope.to_results(result, {**config, "test_visibility": "visible"}))
+    assert "2 / 3 points" in shown["output"] and "Note:" in shown["output"], shown["output"]
+
+
+def test_export_says_what_gradescope_s_settings_need(tmp_path, capsys):
+    """The export's defaults fit Gradescope's default autograder timeout (600 s) with the grader's start, and it
+    says which timeout and memory to set there (an instructor's pass: a submission at the old default of 600 s was
+    killed by Gradescope's own timeout and got no results.json)."""
+    assert gradescope.main([str(corpus.SOLUTION), "--out", str(tmp_path / "a.zip")]) == 0
+    out = capsys.readouterr().out
+    assert "autograder timeout of at least 600 s" in out and "a container of at least 2.8 GB" in out, out
+    assert gradescope.main([str(corpus.SOLUTION), "--out", str(tmp_path / "b.zip"), "--timeout", "2400"]) == 0
+    assert "leaves no room in Gradescope's longest autograder timeout (40 minutes)" in capsys.readouterr().err
 
 
 def test_a_passing_todo_worth_no_points_is_shown_passed():

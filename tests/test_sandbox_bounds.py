@@ -117,6 +117,18 @@ def test_the_memory_poll_stops_a_job_over_its_memory():
     assert outcome.stopped and "memory limit of 1 MB" in outcome.stopped
 
 
+def test_a_job_done_before_the_first_poll_reports_the_memory_poll_too():
+    """What held is the same for every submission: a fast-path submission done in 0.3 s, before the first poll at
+    0.5 s, reported 'memory bounded per process only' where a slower one reported the poll (an instructor's pass
+    in Docker-like runs, where the memory cgroup is read-only)."""
+    with sandbox.Job(sandbox.Limits(memory_mb=_NO_MEMORY_LIMIT), read_only=[]) as job:
+        job.cgroup = None
+        outcome = sandbox.Outcome()
+        job.box_tmpfs = False
+        job._watch(_Running(calls=0), outcome, start=time.monotonic())      # ended at the first wait
+    assert outcome.protections.get("memory_polled") is True
+
+
 def test_the_memory_poll_sums_the_runner_and_its_children():
     """The poll counts the runner and every descendant together: a job cannot hide its memory in many processes."""
     import psutil     # ipykernel's dependency, so always here

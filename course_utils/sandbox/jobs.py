@@ -265,6 +265,9 @@ class Job:
 
     def _watch(self, proc: subprocess.Popen, outcome: Outcome, start: float) -> None:
         """Wait for the runner; stop it at the wall-clock limit or when its folder outgrows the disk limit."""
+        polled = self.cgroup is None or "memory" not in self.cgroup.dirs      # no cgroup: poll the job's memory
+        if polled:      # said before the first poll: a submission done in 0.3 s reported a weaker protection
+            outcome.protections["memory_polled"] = can_poll_memory()
         while True:
             try:
                 proc.wait(timeout=0.5)
@@ -277,9 +280,8 @@ class Job:
             if self.cancel is not None and self.cancel.is_set():
                 outcome.stopped = "the grader was interrupted"
                 return
-            if self.cgroup is None or "memory" not in self.cgroup.dirs:     # no cgroup: poll the job's memory
+            if polled:
                 used = job_memory(proc.pid)
-                outcome.protections["memory_polled"] = used is not None
                 if used is not None and used > self.limits.memory_mb * 2 ** 20:
                     outcome.stopped = (f"its processes together used more than the memory limit of "
                                        f"{self.limits.memory_mb} MB")
@@ -394,6 +396,12 @@ def read_frames(fd: int, max_bytes: int) -> dict[str, tuple[int, bytes]]:
         frames[name] = (status, data[j + 9:j + 9 + length])
         i = j + 9 + length
     return frames
+
+
+def can_poll_memory() -> bool:
+    """Whether ``job_memory`` can measure (psutil is there), decided once per job, before its first poll."""
+    import importlib.util
+    return importlib.util.find_spec("psutil") is not None
 
 
 def job_memory(pid: int) -> int | None:
