@@ -96,8 +96,8 @@ rm -f "$ROOT/results/results.json"
 if [ ! -s "$ROOT/results/results.json" ]; then
   # the grader could not even start (a broken image?): Gradescope still gets a result, and says why
   printf '%s\\n' '{"score": 0, "output_format": "text", "output": "The autograder failed before it could grade \
-this submission (see the autograder output). This is not a verdict on your work: ask your instructor to rerun \
-it.", "tests": []}' > "$ROOT/results/results.json"
+this submission (the autograder output, which your instructor sees, says why). This is not a verdict on your \
+work: ask your instructor to rerun it.", "tests": []}' > "$ROOT/results/results.json"
 fi
 exit 0
 """
@@ -277,7 +277,10 @@ def _grade(root: Path, config: dict, start: float) -> dict:
         if os.geteuid() == 0:
             cmd.append("--allow-root")      # Gradescope runs us as root (docs/grading.md: what that means)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=float(o.get("timeout", 900)) + 900)
-        print(proc.stdout[-2000:] + proc.stderr[-4000:])
+        # course-grade's log, less the lines naming its output folder, removed below (an instructor looked for it)
+        log = "\n".join(line for line in (proc.stdout[-2000:] + proc.stderr[-4000:]).splitlines()
+                         if str(out) not in line)
+        print(log)
         found = sorted((out / "results").glob("*/*.json"))
         if proc.returncode != 0 or len(found) != 1:
             return _no_grade(config, f"The autograder could not grade this submission (course-grade exit status "

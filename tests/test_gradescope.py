@@ -328,6 +328,7 @@ def test_scores_equal_course_grade(bundle, tmp_path):
         assert {gid: t["max_score"] for gid, t in by_id.items()} == ref["max"]
         assert str(root / "source" / "course") in stdout, "the bundle's copy of the package must be the one run"
         assert "held: files" in stdout or "no file-system sandbox" in stdout    # the instructor sees what held
+        assert "course-gradescope-" not in stdout       # no path of the temporary output, deleted by then
         if student == "partial":
             assert ref["hint"] in by_id[ref["partial_grade_id"]]["output"]
             assert by_id[ref["partial_grade_id"]]["status"] == "failed"

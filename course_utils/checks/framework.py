@@ -598,7 +598,7 @@ def shape_hint(out, ref: Tensor, what: str = "output", *, dtype: bool = True) ->
     if not isinstance(out, Tensor):
         return f"the {what} should be a torch.Tensor, got {type(out).__name__}"
     if tuple(out.shape) != tuple(ref.shape):
-        return f"wrong shape: the {what} has shape {tuple(out.shape)}, expected {tuple(ref.shape)}"
+        return f"wrong shape: {tuple(out.shape)} for the {what}, expected {tuple(ref.shape)}"
     if (dtype or out.is_complex()) and not_float32(out):
         return dtype_hint(out.dtype, what)
     if not torch.isfinite(out).all():
