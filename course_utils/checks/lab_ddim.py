@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .framework import (MISTAKES, Check, close, explain_by, first_few, generator, judge, kernel_text, raised_record,
-                        register, shape_hint, todo, visible)
+                        register, rng_moved_hint, shape_hint, todo, visible)
 from .ws01_schedules import ref_diffusion_schedule
 
 
@@ -275,13 +275,16 @@ def _reverse_cases(hidden: bool) -> list:
 
 
 def _reverse_call(f, c):
-    outs, calls = [], None
+    outs, calls, drew = [], None, False
     for seed in (0, 1):  # twice, from two global seeds: a deterministic sampler ignores them
         net = LabToyNet(record=True)
         torch.manual_seed(seed)
+        state = torch.random.get_rng_state()
         # the first run gets the case's own tensor, which the harvest compares afterwards (a loop that writes
         # into initial_noise in place overwrites the caller's noise); the second run a copy of it
         outs.append(f(net, c["initial_noise"] if seed == 0 else c["initial_noise"].clone(), c["diffusion_steps"]))
+        # it draws nothing: a reseed inside it (the same samples from both seeds) moves the state of seed 1
+        drew = drew or not torch.equal(state, torch.random.get_rng_state())
         calls = calls if calls is not None else net.calls
     # once more with initial_noise on the "meta" device (shapes only, no data): a tensor made without device=
     # lands on the CPU and mixing it in raises, as it would on a GPU, where the lab runs when there is one
@@ -291,7 +294,7 @@ def _reverse_call(f, c):
         elsewhere = {"device": str(moved.device)} if isinstance(moved, torch.Tensor) else None
     except Exception as err:  # noqa: BLE001 - judged by _reverse_diagnose: a device mix-up or nothing
         elsewhere = raised_record(err)
-    return dict(out=outs[0], out2=outs[1], elsewhere=elsewhere,
+    return dict(out=outs[0], out2=outs[1], elsewhere=elsewhere, rng_moved=drew,
                 variances=torch.stack(calls) if calls else torch.zeros(0, c["initial_noise"].shape[0]))
 
 
@@ -330,6 +333,11 @@ def _reverse_diagnose(out, c) -> str | None:
         return hint
     if not close(out["out"], out["out2"], 1e-6):
         return "not deterministic: the DDIM reverse process (eta = 0) adds no fresh noise; don't call torch.randn"
+    if out.get("rng_moved"):
+        return rng_moved_hint("reverse_diffusion", "the DDIM reverse process (eta = 0) is deterministic: no "
+                              "torch.manual_seed and no torch.randn inside it (the lab's judge samples during "
+                              "training, and a reseed there makes the training draw the same noise again)",
+                              lead="the samples are deterministic")
     variances = out["variances"]
     if variances.shape[0] != steps:
         return (f"the network was called {variances.shape[0]} times for diffusion_steps = {steps}: "
@@ -439,6 +447,9 @@ MISTAKES["reverse_diffusion"] = [
     ("swapped remix", reverse_variant(swap_remix=True), "swapped"),
     ("remix a step back towards the noise", reverse_variant(next_up=True), "you remixed at t + 1/diffusion_steps"),
     ("adds fresh noise", _reverse_random, "not deterministic"),
+    ("torch.manual_seed inside", lambda network, initial_noise, steps: (
+        torch.manual_seed(0), reverse_variant()(network, initial_noise, steps))[1],
+     "moved torch's global random generator"),
     ("one call too many", lambda network, x, steps: (network(x, torch.ones(x.shape[0])),
                                                      ref_reverse_diffusion(network, x, steps).float())[1],
      "called"),

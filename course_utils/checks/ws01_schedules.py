@@ -51,7 +51,9 @@ def _beta_cases(extra: dict) -> Callable[[bool], list]:
     def cases(hidden: bool) -> list:
         # T = 1000 is visible: the cosine schedule's first betas are then below 1e-4 (4e-5), so a tutorial's
         # torch.clip(betas, 0.0001, 0.9999) shows on the worksheet (at T = 10 every beta is above it)
-        out = [dict(T=10, kwargs={}), dict(T=1000, kwargs={})]
+        # and T = 300: torch.arange(beta_start, beta_end + step, step) gives 301 betas there by round-off (T + 1 for
+        # 151 of the T from 2 to 1100; T = 10, 1000 and 7 were not among them)
+        out = [dict(T=10, kwargs={}), dict(T=1000, kwargs={}), dict(T=300, kwargs={})]
         if hidden:
             out += [dict(T=7, kwargs=extra)]
         return out
@@ -63,6 +65,10 @@ def _linear_diagnose(out, case) -> str | None:
     ref = ref_linear_betas(T, **kw)
     start, end = float(ref[0]), float(ref[-1])
     wrong_end = ref[0] + (ref[-1] - ref[0]) * torch.arange(T, dtype=torch.float64) / T
+    if isinstance(out, Tensor) and tuple(out.shape) == (T + 1,):
+        return (f"{T + 1} betas for T = {T}: torch.arange with a float step gives T or T + 1 values depending on "
+                "round-off (the end is excluded, or not, by a rounding error), and linspace(..., T + 1) gives "
+                "T + 1; torch.linspace(beta_start, beta_end, T) gives exactly T, both ends included")
     return judge(out, ref, [
         ("you returned alphas = 1 - betas: beta vs alpha confused (betas grow from beta_start to beta_end)", 1 - ref),
         ("you returned alpha_bar (the cumulative product); return the betas themselves", torch.cumprod(1 - ref, 0)),
@@ -126,6 +132,9 @@ MISTAKES["linear_beta_schedule"] = [
         torch.linspace(beta_start ** 0.5, beta_end ** 0.5, T) ** 2, "the 'scaled linear' schedule"),
     ("scaled by 1000 over T", lambda T, beta_start=1e-4, beta_end=0.02:
         torch.linspace(beta_start * 1000 / T, beta_end * 1000 / T, T), "scaled by 1000 / T"),
+    ("a float arange", lambda T, beta_start=1e-4, beta_end=0.02: torch.arange(
+        beta_start, beta_end + (beta_end - beta_start) / (T - 1), (beta_end - beta_start) / (T - 1)),
+     "torch.arange with a float step gives T or T + 1 values"),
     ("a last step twice as long", lambda T, beta_start=1e-4, beta_end=0.02:
         torch.cat([torch.linspace(beta_start, beta_end, T + 1)[:-2], torch.tensor([beta_end])]),
      "your steps between betas are not all equal"),
