@@ -380,6 +380,11 @@ def _reverse_diagnose(out, c) -> str | None:
     # "Expected all tensors to be on the same device"); other errors on meta (.item(), .numpy()) say nothing here
     if hint is None and ("expected device" in raised or "same device" in raised):
         return f"{DEVICE_HINT} (with initial_noise on another device it raised {raised})"
+    if hint is None and "Cannot copy out of meta tensor" in raised:     # .to("cpu") / .cpu() of the network or x
+        return ("right on the CPU, but it moves the network or the images to the CPU (.to('cpu'), .cpu()): where "
+                "the lab runs on a GPU, the network it is given is the EMA copy that training goes on updating "
+                "there, so the next update mixes two devices; keep everything on initial_noise.device (on another "
+                f"device it raised {raised})")
     device = elsewhere.get("device") if isinstance(elsewhere, dict) else None
     if hint is None and isinstance(device, str) and device != "meta":
         return f"{DEVICE_HINT} (with initial_noise on another device it returned a tensor on {kernel_text(device)})"
@@ -450,6 +455,8 @@ MISTAKES["reverse_diffusion"] = [
     ("torch.manual_seed inside", lambda network, initial_noise, steps: (
         torch.manual_seed(0), reverse_variant()(network, initial_noise, steps))[1],
      "moved torch's global random generator"),
+    ("everything moved to the CPU", lambda network, initial_noise, steps: reverse_variant()(
+        network.to("cpu"), initial_noise.to("cpu"), steps), "moves the network or the images to the CPU"),
     ("one call too many", lambda network, x, steps: (network(x, torch.ones(x.shape[0])),
                                                      ref_reverse_diffusion(network, x, steps).float())[1],
      "called"),
