@@ -445,12 +445,18 @@ def _right_then(name: str, effect):
     ("ddpm_step", lambda s: s.betas[0:1].mul_(1.001), "changed the schedule it was given (schedule.betas)"),
     ("training_step", lambda s: s.posterior_variance.zero_(), "(schedule.posterior_variance)"),
     ("q_sample", lambda s: setattr(s, "alphas", s.alphas.sqrt()), "(schedule.alphas)"),
+    # a helper's wrong answers for worksheet 1: torch.set_num_threads(1) inside diffusion_schedule passed, and
+    # every later training and sampling cell ran on one core
+    ("diffusion_schedule", lambda s: torch.set_num_threads(torch.get_num_threads() + 1),
+     "for every cell after it (torch.set_num_threads)"),
 ])
 def test_a_right_answer_with_a_lasting_side_effect_fails_and_the_setting_is_put_back(name, effect, said):
     """A side-effects pass (a helper): right values with a setting or a schedule changed for every later cell
     passed, and then broke the worksheet further down (grad mode left off: the training raised "element 0 of
     tensors does not require grad" and a right cfg_loss failed its own check; float64 as the default dtype: the
     next networks raised; a schedule written into: a second sampling run collapsed to a point)."""
+    threads = torch.get_num_threads()
     result = run_check(name, _right_then(name, effect))
     assert not result.passed and said in result.message, result.message
     assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32     # put back for what follows
+    assert torch.get_num_threads() == threads

@@ -157,14 +157,15 @@ def harvest(name: str, obj: Any, *, hidden: bool = True) -> list:
 def call_case(check: Check, obj: Any, case: dict) -> tuple[Any, dict | None]:
     """``check.call(obj, case)`` as both harvests run it (``harvest`` here, the grader's kernel half in
     ``sandbox/values.py``): ``(output, None)``, or ``(None, record)`` where the student's code raised (its type,
-    text and line: ``error_record``), changed a tensor of the case (``changed_input``), left grad mode or the
-    default dtype changed for every later cell (``global_state_left``; both are put back), wrote into a schedule
+    text and line: ``error_record``), changed a tensor of the case (``changed_input``), left grad mode, the
+    default dtype or torch's number of threads changed for every later cell (``global_state_left``; all three are
+    put back), wrote into a schedule
     or a list of the case (``schedule_changed``), or, for a check that ``draws_nothing``, moved torch's global
     generator (judged from a state of its own, then undone)."""
     before = {k: v.clone() for k, v in case.items() if isinstance(v, Tensor)}
     schedules = {k: _schedule_tensors(v) for k, v in case.items() if isinstance(v, NoiseSchedule)}
     lists = {k: list(v) for k, v in case.items() if isinstance(v, list)}
-    grad, dtype = torch.is_grad_enabled(), torch.get_default_dtype()
+    grad, dtype, threads = torch.is_grad_enabled(), torch.get_default_dtype(), torch.get_num_threads()
     with torch.random.fork_rng(devices=[], enabled=check.draws_nothing):
         if check.draws_nothing:     # a state of our own (a reseed to the state it finds would go unseen), undone after
             torch.manual_seed(DRAWS_NOTHING_SEED)
@@ -176,9 +177,11 @@ def call_case(check: Check, obj: Any, case: dict) -> tuple[Any, dict | None]:
         except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
             return None, error_record(err)
         finally:    # what the call left behind for every later cell, told below, then put back for the next case
-            left = global_state_left(grad, dtype)
+            left = global_state_left(grad, dtype, threads)
             torch.set_grad_enabled(grad)
             torch.set_default_dtype(dtype)
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
         moved = check.draws_nothing and not torch.equal(rng, torch.random.get_rng_state())
     changed = changed_input(case, before) or left or next(
         (said for k, was in schedules.items() if (said := schedule_changed(k, case[k], was))), None) or next(
@@ -202,9 +205,9 @@ def rng_moved_hint(what: str, harm: str, *, lead: str = "the values are right") 
             f"own) and draws nothing: {harm}")
 
 
-def global_state_left(grad: bool, dtype: torch.dtype) -> str | None:
-    """The message for a call that left torch's grad mode or default dtype changed (``grad`` and ``dtype`` as they
-    were before it), else None: a setting a function changes holds for every cell after it (a side-effects pass:
+def global_state_left(grad: bool, dtype: torch.dtype, threads: int | None = None) -> str | None:
+    """The message for a call that left torch's grad mode, default dtype or number of threads changed (``grad``,
+    ``dtype`` and ``threads`` as they were before it), else None: a setting a function changes holds for every cell after it (a side-effects pass:
     cfg_combine ending in torch.set_grad_enabled(False) passed, then the worksheet's training raised "element 0 of
     tensors does not require grad" and a right cfg_loss failed its check)."""
     if torch.is_grad_enabled() != grad:
@@ -217,6 +220,11 @@ def global_state_left(grad: bool, dtype: torch.dtype) -> str | None:
                 f"{str(torch.get_default_dtype()).removeprefix('torch.')} for every cell after it "
                 "(torch.set_default_dtype): the course's networks are float32, and the next ones raise \"mat1 and "
                 "mat2 must have the same dtype\"; ask for float64 where you need it (dtype=torch.float64)")
+    if threads is not None and torch.get_num_threads() != threads:
+        return (f"the values may be right, but your function set torch's number of threads to "
+                f"{torch.get_num_threads()} (it was {threads}) for every cell after it (torch.set_num_threads): "
+                "the training and sampling cells then run on fewer cores, or fight over them; leave the setting "
+                "to the notebook")
     return None
 
 
