@@ -207,9 +207,10 @@ def rng_moved_hint(what: str, harm: str, *, lead: str = "the values are right") 
 
 def global_state_left(grad: bool, dtype: torch.dtype, threads: int | None = None) -> str | None:
     """The message for a call that left torch's grad mode, default dtype or number of threads changed (``grad``,
-    ``dtype`` and ``threads`` as they were before it), else None: a setting a function changes holds for every cell after it (a side-effects pass:
-    cfg_combine ending in torch.set_grad_enabled(False) passed, then the worksheet's training raised "element 0 of
-    tensors does not require grad" and a right cfg_loss failed its check)."""
+    ``dtype`` and ``threads`` as they were before it), else None: a setting a function changes holds for every
+    cell after it (a side-effects pass: cfg_combine ending in torch.set_grad_enabled(False) passed, then the
+    worksheet's training raised "element 0 of tensors does not require grad" and a right cfg_loss failed its
+    check)."""
     if torch.is_grad_enabled() != grad:
         return ("the values may be right, but your function left gradients switched "
                 f"{'off' if grad else 'on'} for every cell after it (torch.set_grad_enabled): the worksheet's "
