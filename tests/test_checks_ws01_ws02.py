@@ -66,6 +66,12 @@ def test_schedules_that_ignore_a_keyword_argument_pass_only_the_visible_check():
     for answer, said in zip(cosine, ("the offset is the argument s", "clipped at max_beta, not at a fixed")):
         message = run_check("cosine_beta_schedule", answer, hidden=True).message
         assert said in message, message
+    # and the linear one's (it said only "your first beta is ..., not beta_start = ...")
+    both = lambda T, beta_start=1e-4, beta_end=0.02: torch.linspace(1e-4, 0.02, T)  # noqa: E731
+    for answer, said in zip([*linear, both], ("start at beta_start, not at a fixed",
+                                              "end at beta_end, not at a fixed", "not the defaults")):
+        message = run_check("linear_beta_schedule", answer, hidden=True).message
+        assert "use the arguments you are given" in message and said in message, message
 
 
 # ------------------------------------------------------------------ cosine_beta_schedule

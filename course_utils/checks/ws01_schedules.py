@@ -88,6 +88,14 @@ def _linear_diagnose(out, case) -> str | None:
         ("the betas are scaled by 1000 / T (improved DDPM's trick to keep alpha_bar at the end for another T): "
          "here beta_start and beta_end are the first and last betas as given, torch.linspace(beta_start, "
          "beta_end, T)", ref * 1000 / T),
+        # a hidden case passes beta_start = 0.01, beta_end = 0.3: hard-coded defaults were told only "your first
+        # beta is ..., not beta_start = ...", where the cosine check names the argument
+        ("use the arguments you are given: the betas start at beta_start, not at a fixed 1e-4",
+         ref_linear_betas(T, 1e-4, end) if "beta_start" in kw else None),
+        ("use the arguments you are given: the betas end at beta_end, not at a fixed 0.02",
+         ref_linear_betas(T, start, 0.02) if "beta_end" in kw else None),
+        ("use the arguments you are given, beta_start and beta_end, not the defaults 1e-4 and 0.02",
+         ref_linear_betas(T) if kw else None),
     ], "betas", _linear_generic(out, start, end, T), atol=BETA_ATOL)
 
 
