@@ -34,12 +34,14 @@ def ref_linear_betas(T, beta_start=1e-4, beta_end=0.02) -> Tensor:
 def ref_cosine_betas(T, s=0.008, max_beta=0.999, *, square=True, clip=True, upside_down=False, mistake=None
                      ) -> Tensor:
     """The cosine betas; ``square``, ``clip`` and ``upside_down`` switch off or invert one part, ``mistake`` names
-    another wrong angle (the mistakes): "floor" (t // T), "s outside" ((t/T) / (1 + s) + s), "pi" (pi for pi/2)."""
+    another wrong angle (the mistakes): "floor" (t // T), "s outside" ((t/T) / (1 + s) + s), "pi" (pi for pi/2),
+    "no 1 + s" ((t/T + s) pi/2, the division forgotten)."""
     steps = torch.arange(T + 1, dtype=torch.float64)
     angle = {None: lambda: ((steps / T + s) / (1 + s)) * math.pi / 2,
              "floor": lambda: ((steps // T + s) / (1 + s)) * math.pi / 2,
              "s outside": lambda: ((steps / T) / (1 + s) + s) * math.pi / 2,
-             "pi": lambda: ((steps / T + s) / (1 + s)) * math.pi}[mistake]()
+             "pi": lambda: ((steps / T + s) / (1 + s)) * math.pi,
+             "no 1 + s": lambda: (steps / T + s) * math.pi / 2}[mistake]()
     f = torch.cos(angle) ** (2 if square else 1)
     alpha_bar = f / f[0]
     ratio = alpha_bar[:-1] / alpha_bar[1:] if upside_down else alpha_bar[1:] / alpha_bar[:-1]
@@ -195,6 +197,11 @@ def _cosine_diagnose(out, case) -> str | None:
          "(t/T) / (1 + s) + s", ref_cosine_betas(T, **kw, mistake="s outside")),
         ("those are 1 - alpha_bar_t, the total noise variance at t; beta_t is one step's: "
          "1 - alpha_bar_t / alpha_bar_(t-1)", (1 - f[1:] / f[0]).clamp(max=kw.get("max_beta", 0.999))),
+        ("divide by 1 + s: the angle is ((t/T + s) / (1 + s)) * pi / 2, which makes it exactly pi/2 at t = T (yours "
+         "passes it)", ref_cosine_betas(T, **kw, mistake="no 1 + s")),
+        ("you returned alphas = 1 - betas: return the betas, beta_t = 1 - alpha_bar(t+1) / alpha_bar(t)", 1 - ref),
+        ("those are differences, alpha_bar(t) - alpha_bar(t+1); beta_t is one minus a ratio: 1 - alpha_bar(t+1) / "
+         "alpha_bar(t)", ((f[:-1] - f[1:]) / f[0]).clamp(max=kw.get("max_beta", 0.999))),
     ], "betas", _cosine_generic(out, ref, kw.get("max_beta", 0.999)), atol=BETA_ATOL)
 
 
@@ -235,8 +242,13 @@ def _one_minus_alpha_bar(T, s=0.008, max_beta=0.999):
 
 
 register(Check("cosine_beta_schedule", "cosine_beta_schedule", _beta_cases(dict(s=0.02, max_beta=0.9)),
-               lambda f, c: f(c["T"], **c["kwargs"]), _cosine_diagnose))
+               lambda f, c: f(c["T"], **c["kwargs"]), _cosine_diagnose, explain_by(
+                   ("only one element tensors can be converted to Python scalars",
+                    "math.cos takes one number: use torch.cos on the tensor of steps, "
+                    "torch.cos(((t / T + s) / (1 + s)) * math.pi / 2) ** 2 with t = torch.arange(T + 1)"))))
 check_cosine_beta_schedule = visible("cosine_beta_schedule")
+
+
 def _cos_of_square(T, s=0.008, max_beta=0.999):
     """torch.cos(angle ** 2): the cosine of the square, not its square."""
     f = torch.cos((((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2)
@@ -249,7 +261,20 @@ def _sin_squared(T, s=0.008, max_beta=0.999):
     return (1 - f[1:] / f[:-1]).clamp(max=max_beta).float()
 
 
+def _cosine_from(T, s, max_beta, betas_of):
+    """A student's cosine schedule in float64: f(t) for t = 0..T, then ``betas_of(f)``, clipped, as float32."""
+    f = torch.cos(((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2
+    return betas_of(f / f[0]).clamp(max=max_beta).float()
+
+
 MISTAKES["cosine_beta_schedule"] = [
+    ("no division by 1 + s", _cosine_variant(mistake="no 1 + s"), "divide by 1 + s"),
+    ("alphas returned", lambda T, s=0.008, max_beta=0.999: 1 - ref_cosine_betas(T, s, max_beta).float(),
+     "you returned alphas = 1 - betas"),
+    ("differences of alpha_bar", lambda T, s=0.008, max_beta=0.999: _cosine_from(
+        T, s, max_beta, lambda a: a[:-1] - a[1:]), "those are differences"),
+    ("math.cos on a tensor", lambda T, s=0.008, max_beta=0.999: math.cos(torch.arange(T + 1) / T),
+     "math.cos takes one number"),
     ("the cosine of the square", _cos_of_square, "some betas are negative, so your f(t) grows somewhere"),
     ("sin squared for cos squared", _sin_squared, "the betas are negative, so your f(t) grows with t"),
     ("a tutorial's clip to [0.0001, 0.9999]", lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(
