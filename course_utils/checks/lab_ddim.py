@@ -230,7 +230,7 @@ MISTAKES["denoise"] = [
 # ------------------------------------------------------------------ reverse_diffusion
 def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False,
                           clamp=False, next_same=False, next_up=False, flat_times=False, step_minus_one=False,
-                          stuck=False, next_by_index=False):
+                          stuck=False, next_by_index=False, return_noises=False):
     """The Keras example's deterministic DDIM loop; the variants reproduce catalogued mistakes (``clamp``:
     pred_images clamped to [-1, 1] at each step; ``next_same``: the remix at the step's own time, not the next;
     ``next_up``: the remix at t + step_size, a step back towards the noise; ``flat_times``: times of shape (B,),
@@ -262,7 +262,7 @@ def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_no
             next_noisy = next_noise_rates * pred_images + next_signal_rates * pred_noises
         else:
             next_noisy = next_signal_rates * pred_images + next_noise_rates * pred_noises
-    return next_noisy if return_noisy else pred_images
+    return next_noisy if return_noisy else pred_noises if return_noises else pred_images
 
 
 def _reverse_cases(hidden: bool) -> list:
@@ -371,6 +371,11 @@ def _reverse_diagnose(out, c) -> str | None:
          ref_reverse_diffusion(net, x, steps, clamp=True)),
         ("the next time is t - step_size (1/diffusion_steps), not t - step, the loop index",
          ref_reverse_diffusion(net, x, steps, next_by_index=True)),
+        ("those are the last pred_noises: return pred_images, the denoised images of the last step",
+         ref_reverse_diffusion(net, x, steps, return_noises=True)),
+        ("the result is clamped to [-1, 1]: the images are normalised to mean 0 and variance 1 (not [-1, 1]), so "
+         "reverse_diffusion returns the prediction as it is; the notebook clips only after mapping back "
+         "(denormalize)", ref.clamp(-1, 1)),
     ], "pred_images", _time_grid_hint(variances, steps) or (
         "pred_images differs from the deterministic DDIM loop, though the network was asked at the right times; do "
         "your diffusion_schedule and denoise pass their checks, and does each step remix at the next time?"))
@@ -452,6 +457,9 @@ MISTAKES["reverse_diffusion"] = [
     ("swapped remix", reverse_variant(swap_remix=True), "swapped"),
     ("remix a step back towards the noise", reverse_variant(next_up=True), "you remixed at t + 1/diffusion_steps"),
     ("adds fresh noise", _reverse_random, "not deterministic"),
+    ("the last pred_noises returned", reverse_variant(return_noises=True), "those are the last pred_noises"),
+    ("the result clamped", lambda network, initial_noise, steps: reverse_variant()(
+        network, initial_noise, steps).clamp(-1, 1), "the result is clamped to [-1, 1]"),
     ("torch.manual_seed inside", lambda network, initial_noise, steps: (
         torch.manual_seed(0), reverse_variant()(network, initial_noise, steps))[1],
      "moved torch's global random generator"),
