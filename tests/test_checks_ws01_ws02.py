@@ -145,14 +145,15 @@ def test_a_schedule_that_flattens_its_times_fails_at_the_worksheet():
 
 def test_a_schedule_in_half_precision_fails():
     """Angles rounded to float16 (up to 2**-11 relative, about 8e-4 at an angle of 1.55) move the rates by a few
-    1e-4: beyond the check's 1e-4, within a tolerance ten times looser."""
+    1e-4: beyond the check's 1e-4, within a tolerance ten times looser. The hint names half precision (it
+    repeated the formula, which the student had right)."""
     def half(t, min_signal_rate=0.02, max_signal_rate=0.95):
         start, end = math.acos(max_signal_rate), math.acos(min_signal_rate)
         angles = (start + t * (end - start)).half().float()
         return torch.sin(angles), torch.cos(angles)
 
     result = run_check("diffusion_schedule", half)
-    assert not result.passed and "values differ from the reference" in result.message, result.message
+    assert not result.passed and "the rounding of half precision" in result.message, result.message
 
 
 # ------------------------------------------------------------------ respace

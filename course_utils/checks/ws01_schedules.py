@@ -371,6 +371,15 @@ def _schedule_diagnose(out, case) -> str | None:
         ]:
             if ref_noise is not None and close(noise_rates, ref_noise) and close(signal_rates, ref_signal):
                 return hint
+        half = [(r.to(dtype).double() - r).abs().max() for r in (ref_noise_rates, ref_signal_rates)
+                for dtype in (torch.float16, torch.bfloat16)]
+        off = max(float((o.double() - r).abs().max()) for o, r in ((noise_rates, ref_noise_rates),
+                                                                   (signal_rates, ref_signal_rates)))
+        if (noise_rates.dtype in (torch.float16, torch.bfloat16) or signal_rates.dtype in (torch.float16,
+                                                                                        torch.bfloat16)
+                or off <= 2 * float(max(half))):
+            return (f"the rates are off by {off:.1g}, the rounding of half precision (float16 or bfloat16 keep 3 "
+                    "digits or fewer): compute in float32, torch's default, and the rates come out right to 7")
         return ("values differ from the reference cosine schedule: angle = arccos(max_signal_rate) + t "
                 "(arccos(min_signal_rate) - arccos(max_signal_rate)), noise = sin(angle), signal = cos(angle)")
     return None
@@ -433,6 +442,9 @@ def _shape_cached_schedule():
 MISTAKES["diffusion_schedule"] = [
     ("swapped", _swapped_schedule, "swapped"),
     ("rates kept by the times' shape", _shape_cached_schedule(), "the rates of an earlier call"),
+    ("computed in float16", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: tuple(
+        r.half().float() for r in ref_diffusion_schedule(t.half().double(), min_signal_rate, max_signal_rate)),
+     "the rounding of half precision"),
     ("torch.manual_seed inside", _seeding_schedule, "moved torch's global random generator"),
     ("arcsin for arccos", lambda t, min_signal_rate=0.02, max_signal_rate=0.95: tuple(_asin_rates(
         t, min_signal_rate, max_signal_rate)), "swapped"),
