@@ -39,7 +39,7 @@ def test_exercises_are_in_sync(tmp_path):
     assert generated == sorted(p.name for p in EXERCISES.glob("*.ipynb")), "exercises/ has extra or missing files"
     for name in generated:
         assert (tmp_path / name).read_bytes() == (EXERCISES / name).read_bytes(), (
-            f"exercises/{name} is out of date: run `python -m course_utils.exercises solutions exercises`")
+            f"exercises/{name} is out of date: run `make generated` (or `make exercises`)")
     assert exercises.generate(ROOT / "solutions", EXERCISES, check=True) == []
 
 

@@ -7,6 +7,7 @@ its jupytext twin (notebooks/.twins/NAME.py) must say the same, every notebook o
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +17,8 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SYNC = "run `make generated` (it rewrites every twin from its notebook), then commit the twin"
+SYNC = ("run `make generated` (it rewrites every twin from its notebook), then commit the twin; if you edited the "
+        "twin, carry the edit into the notebook instead: `.venv/bin/jupytext --sync TWIN`")
 
 
 def _generate():
@@ -249,6 +251,9 @@ def test_make_generated_rewrites_twins_and_removes_only_stale_ones(tmp_path, cap
                    root / "notebooks" / "a.ipynb")
     (root / "notebooks" / ".twins" / "a.py").write_text("stale\n")
     (root / "notebooks" / ".twins" / "gone.py").write_text("# its notebook was deleted\n")
+    past = (root / "notebooks" / "a.ipynb").stat().st_mtime - 60       # older than its notebook: not an edit
+    os.utime(root / "notebooks" / ".twins" / "a.py", (past, past))
+    assert generate.edited_twins(root) == []
     generate.step_twins(root)
     twins = sorted(p.name for p in (root / "notebooks" / ".twins").glob("*.py"))
     assert twins == ["a.py"], twins
@@ -256,6 +261,32 @@ def test_make_generated_rewrites_twins_and_removes_only_stale_ones(tmp_path, cap
     capsys.readouterr()
     generate.step_twins(root)
     assert capsys.readouterr().out == "", "an up-to-date twin is not rewritten"
+
+
+def test_make_generated_stops_before_dropping_an_edit_made_in_a_twin(tmp_path, monkeypatch, capsys):
+    """A maintainer edited a twin and ran `make generated`, as the twin test's message said: the twin was written
+    again from its notebook and the edit lost without a word. A twin newer than its notebook and different from
+    what it writes stops the command first, naming it and the jupytext --sync that carries the edit."""
+    pytest.importorskip("jupytext")
+    root = tmp_path / "course"
+    (root / "notebooks" / ".twins").mkdir(parents=True)
+    (root / "solutions").mkdir()
+    shutil.copy(generate.ROOT / "jupytext.toml", root / "jupytext.toml")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]),
+                   root / "notebooks" / "a.ipynb")
+    generate.step_twins(root)
+    twin = root / "notebooks" / ".twins" / "a.py"
+    twin.write_text(twin.read_text().replace("x = 1", "x = 2"))
+    future = (root / "notebooks" / "a.ipynb").stat().st_mtime + 60
+    os.utime(twin, (future, future))
+    assert generate.edited_twins(root) == [twin]
+    monkeypatch.setattr(generate, "ROOT", root)
+    calls = []
+    monkeypatch.setattr(generate, "STEPS", {"twins": lambda: calls.append("twins")})
+    assert generate.main([]) == 1 and calls == []
+    err = capsys.readouterr().err
+    assert "notebooks/.twins/a.py: newer than the notebook and different" in err and "jupytext --sync" in err, err
+    assert "x = 2" in twin.read_text()
 
 
 def test_a_generated_region_with_its_markers_reversed_is_named():

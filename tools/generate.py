@@ -192,6 +192,19 @@ def twin_text(notebook: Path) -> str:
     return jupytext.writes(jupytext.read(notebook), fmt="py:percent", config=config)
 
 
+def edited_twins(root: Path = ROOT) -> list[Path]:
+    """Twins that hold an edit their notebook lacks: newer than the notebook, and not what it writes. ``make
+    generated`` writes every twin from its notebook, so it would drop that edit (a maintainer edited a twin, ran it
+    as the test's message said, and lost the edit without a word): it stops first and names them."""
+    edited = []
+    for notebook in source_notebooks(root):
+        twin = twin_path(notebook)
+        if (twin.exists() and twin.stat().st_mtime > notebook.stat().st_mtime
+                and twin.read_text(encoding="utf-8") != twin_text(notebook)):
+            edited.append(twin)
+    return edited
+
+
 def step_twins(root: Path = ROOT) -> None:
     notebooks = source_notebooks(root)
     for path in notebooks:
@@ -216,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in args.steps if s not in STEPS]
     if unknown:
         parser.error(f"unknown step(s) {unknown}; the steps are {list(STEPS)}")
+    edited = edited_twins(ROOT)
+    if edited:
+        names = " ".join(str(t.relative_to(ROOT)) for t in edited)
+        print(f"generate: {names}: newer than the notebook and different, so edited by hand; carry the edit into the "
+              f"notebook first (`.venv/bin/jupytext --sync {names}`, which keeps the notebook's outputs), then run "
+              "this again (it writes every twin from its notebook and would drop the edit)", file=sys.stderr)
+        return 1
     for name in STEPS:                  # in STEPS' order whatever the command line's: exercises copy the set-up cell
         if not args.steps or name in args.steps:
             STEPS[name]()
