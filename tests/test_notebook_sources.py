@@ -239,9 +239,8 @@ def test_ci_regenerates_and_fails_on_any_difference():
 
 
 # ------------------------------------------------------------------ found by a mutation audit (2026-12-05)
-def test_make_generated_rewrites_twins_and_removes_only_stale_ones(tmp_path, capsys):
-    """`make generated` rewrites each notebook's twin and deletes the twin of a notebook that is gone, never
-    the twin of one that is still there; run again, it writes nothing."""
+def _one_notebook_course(tmp_path: Path) -> Path:
+    """A course folder with jupytext.toml and one lesson, notebooks/a.ipynb (one code cell, x = 1)."""
     pytest.importorskip("jupytext")
     root = tmp_path / "course"
     (root / "notebooks" / ".twins").mkdir(parents=True)
@@ -249,6 +248,13 @@ def test_make_generated_rewrites_twins_and_removes_only_stale_ones(tmp_path, cap
     shutil.copy(generate.ROOT / "jupytext.toml", root / "jupytext.toml")
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]),
                    root / "notebooks" / "a.ipynb")
+    return root
+
+
+def test_make_generated_rewrites_twins_and_removes_only_stale_ones(tmp_path, capsys):
+    """`make generated` rewrites each notebook's twin and deletes the twin of a notebook that is gone, never
+    the twin of one that is still there; run again, it writes nothing."""
+    root = _one_notebook_course(tmp_path)
     (root / "notebooks" / ".twins" / "a.py").write_text("stale\n")
     (root / "notebooks" / ".twins" / "gone.py").write_text("# its notebook was deleted\n")
     past = (root / "notebooks" / "a.ipynb").stat().st_mtime - 60       # older than its notebook: not an edit
@@ -267,13 +273,7 @@ def test_make_generated_stops_before_dropping_an_edit_made_in_a_twin(tmp_path, m
     """A maintainer edited a twin and ran `make generated`, as the twin test's message said: the twin was written
     again from its notebook and the edit lost without a word. A twin newer than its notebook and different from
     what it writes stops the command first, naming it and the jupytext --sync that carries the edit."""
-    pytest.importorskip("jupytext")
-    root = tmp_path / "course"
-    (root / "notebooks" / ".twins").mkdir(parents=True)
-    (root / "solutions").mkdir()
-    shutil.copy(generate.ROOT / "jupytext.toml", root / "jupytext.toml")
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]),
-                   root / "notebooks" / "a.ipynb")
+    root = _one_notebook_course(tmp_path)
     generate.step_twins(root)
     twin = root / "notebooks" / ".twins" / "a.py"
     twin.write_text(twin.read_text().replace("x = 1", "x = 2"))
