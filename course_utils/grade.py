@@ -47,28 +47,17 @@ from .exercises import ANSWER_STUB
 from .grade_feedback import plain, safe_name, write_atomic, write_reports
 from .grade_report import NOT_ANSWERED
 from .grade_scan import monkeypatches
-from .sandbox.values import HARVEST_CODE, decode_outputs, encode_values, valid_text as _valid_text
+from .grade_files import (MAX_JSON_VALUES, MAX_NOTEBOOK_MB, GradeError, Malformed, _meta, _source_text,  # noqa: F401 (grade.X)
+                          parse_notebook, pick_notebook, read_submission)
+from .grade_files import valid_text as _valid_text
+from .sandbox.values import HARVEST_CODE, decode_outputs, encode_values
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MAX_HARVEST_BYTES = 16 * 2 ** 20     # a harvest file larger than this is not read (the largest real one: 40 kB)
-MAX_JSON_VALUES = 2_000_000          # values in a submitted notebook's JSON (each costs ~50 bytes parsed: 91 MB)
-MAX_CELLS = 2000                     # cells of a submission (the worksheets have about 30)
 MAX_TEXT = 4000                      # characters kept of a manual answer
 MAX_MESSAGE = 600                    # characters kept of a message
 MAX_CELL_ERRORS = 20                 # cells that raised outside the graded TODOs, kept per submission
 MAX_ERROR_NOTES = 3                  # of which the feedback names this many
-
-
-class GradeError(Exception):
-    """The grader itself cannot do its job (bad arguments, unreadable SOURCE): exit code 2."""
-
-
-class Malformed(Exception):
-    """A submission that is not a usable notebook: it gets rows and a message."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 # ------------------------------------------------------------------ SOURCE: the graded cells
@@ -89,20 +78,6 @@ class Source:
     graded: list[Graded]
     locked: dict[str, dict]         # grade_id -> SOURCE's locked cell (run instead of the student's copy)
     ids: set[str] = field(default_factory=set)    # grade_ids of graded and solution cells
-
-
-def _meta(cell: dict) -> tuple[dict, dict]:
-    md = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
-    nbg = md.get("nbgrader") if isinstance(md.get("nbgrader"), dict) else {}
-    course = md.get("course") if isinstance(md.get("course"), dict) else {}
-    return nbg, course
-
-
-def _source_text(cell: dict) -> str:
-    src = cell.get("source", "")
-    if isinstance(src, list):
-        src = "".join(s for s in src if isinstance(s, str))
-    return src if isinstance(src, str) else ""
 
 
 def load_source(path: str | Path) -> Source:
@@ -141,51 +116,6 @@ def load_source(path: str | Path) -> Source:
         raise GradeError(f"SOURCE {path} has no graded cells (nbgrader metadata grade: true); is it a solution "
                          "notebook from solutions/?")
     return Source(path, path.stem, hashlib.sha256(data).hexdigest(), graded, locked, own)
-
-
-# ------------------------------------------------------------------ reading a submission
-def parse_notebook(data: bytes, max_bytes: int | None = None, all_metadata: bool = False) -> dict:
-    """A notebook as a dict with a list of cells (outputs dropped), or Malformed with a reason.
-
-    Of a cell's metadata only a text grade_id is kept (a submission's), unless ``all_metadata`` (SOURCE's)."""
-    if max_bytes is not None and len(data) > max_bytes:
-        raise Malformed("too_large", f"the file is {len(data) / 2 ** 20:.1f} MB, over the limit of "
-                                     f"{max_bytes / 2 ** 20:.0f} MB: clear the outputs and submit again")
-    if not data.strip():
-        raise Malformed("empty", f"the file is empty ({len(data)} bytes): save the notebook in Jupyter (File > "
-                                 "Save) and submit it again")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise Malformed("not_a_notebook", "not a notebook: the file is not UTF-8 text") from None
-    # bounds the grader's memory while parsing: a value follows a ',' or a ':' or opens a list or an object
-    # ('[[[...]]]' nested 900 deep needs no separator and costs ~56 bytes per byte pair)
-    if sum(data.count(c) for c in (b",", b":", b"[", b"{")) > MAX_JSON_VALUES:
-        raise Malformed("too_large", f"the notebook holds more than {MAX_JSON_VALUES:,} JSON values: clear the "
-                                     "outputs and submit again")
-    try:
-        nb = json.loads(text)
-    except (ValueError, RecursionError) as err:     # ValueError: bad JSON, or an integer of 5,000 digits
-        raise Malformed("not_a_notebook", "not a notebook: the file is not valid JSON, as when it was cut off "
-                                          "while saving or uploading: open it in JupyterLab, save it and submit it "
-                                          f"again ({_valid_text(str(err))[:80]})") from None
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise Malformed("not_a_notebook", "not a notebook: the JSON has no list of cells (nbformat 4)")
-    if len(nb["cells"]) > MAX_CELLS:
-        raise Malformed("too_large", f"the notebook has {len(nb['cells'])} cells, over the limit of {MAX_CELLS}")
-    cells = []
-    for cell in nb["cells"]:
-        if isinstance(cell, dict) and cell.get("cell_type") in ("code", "markdown", "raw"):
-            # of a submitted cell's metadata only its grade_id matters, and only as text (a list is valid JSON)
-            if all_metadata:
-                md = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
-            else:
-                gid = _meta(cell)[0].get("grade_id")
-                md = {"nbgrader": {"grade_id": _valid_text(gid)}} if isinstance(gid, str) else {}
-            cells.append({"cell_type": cell["cell_type"], "source": _valid_text(_source_text(cell)), "metadata": md})
-    if not cells:
-        raise Malformed("empty", "empty notebook: it has no cells")
-    return {"cells": cells}
 
 
 # ------------------------------------------------------------------ the notebook that runs
@@ -545,7 +475,7 @@ class Options:
     cell_timeout: float = 120
     timeout: float = 900
     memory_mb: int = 4096
-    max_notebook_mb: float = 16      # parsed in the grader's own memory: up to ~8x the file (text of one wide char)
+    max_notebook_mb: float = MAX_NOTEBOOK_MB    # parsed in the grader's memory: up to ~8x the file (one wide char)
     keep_temp: bool = False
     setup_timeout: float = 600      # the grader's prelude (imports)
     disk_mb: int = 1024
@@ -607,18 +537,6 @@ def _fingerprint(sub: Submission) -> str | None:
     if sub.problem:
         return "folder-" + hashlib.sha256(repr(sub.problem).encode("utf-8", "replace")).hexdigest()
     return _sha256(sub.path)
-
-
-def read_submission(path: Path, max_mb: float) -> bytes:
-    """The submitted file's bytes: a regular file (no link, no FIFO), at most ``max_mb``."""
-    try:
-        return sandbox.read_regular(path, int(max_mb * 2 ** 20))
-    except sandbox.UnsafeFile as err:
-        if "too large" in str(err.strerror):
-            raise Malformed("too_large", f"the file is {err.strerror}: clear the outputs and submit again") from None
-        raise Malformed("unreadable", f"not graded: the submission is {err.strerror}") from None
-    except OSError as err:
-        raise Malformed("unreadable", f"cannot read the file: {err.strerror or err}") from None
 
 
 # what only the instructor's notebooks hold (solutions/: nbgrader's markers; exercises/ are made without them)
@@ -741,38 +659,6 @@ def _in_source_order(source: Source, rows: list[dict]) -> list[dict]:
 
 
 # ------------------------------------------------------------------ the class
-def _notebooks_in(folder: str, depth: int = 0) -> list[Path]:
-    """``*.ipynb`` entries under ``folder`` that are not folders, never following links (a linked file is
-    listed, so that its student gets a row saying why it was not read)."""
-    found = []
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return found
-    for e in entries:
-        if e.name.startswith(".") or e.name == "__MACOSX":
-            continue
-        if e.is_dir(follow_symlinks=False):
-            if depth < 4:
-                found += _notebooks_in(e.path, depth + 1)
-        elif e.name.lower().endswith(".ipynb"):
-            found.append(Path(e.path))
-    return found
-
-
-def pick_notebook(folder: Path, worksheet: str) -> tuple[Path | None, list[Path], list[Path]]:
-    """The notebook to grade in one student's folder, by the rule course-grade and the Gradescope bundle share:
-    the one named like the worksheet (the shallowest; several at that depth: none), else the folder's only
-    notebook. Returns (that notebook or None, every notebook found at most 4 folder levels down, the ones named
-    like the worksheet at the shallowest depth)."""
-    files = _notebooks_in(str(folder))
-    named = sorted((f for f in files if f.stem == worksheet), key=lambda f: (len(f.parts), str(f)))
-    shallow = [f for f in named if len(f.parts) == len(named[0].parts)] if named else []
-    if len(shallow) == 1 or (not named and len(files) == 1):
-        return (shallow[0] if shallow else files[0]), files, shallow
-    return None, files, shallow
-
-
 def _folder_submission(folder: Path, worksheet: str) -> Submission:
     """One student's folder: one submission, whatever the folder holds (its contents never make a name).
 
@@ -1134,7 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
     again = ("every submission regraded (--force)" if args.force else
              f"{stats['skipped']} already graded (use --force to regrade)")
-    bad = sorted(stats["not_gradable"], key=str.lower)
+    bad = sorted(stats.get("not_gradable", []), key=str.lower)
     unread = (f" ({len(bad)} of them could not be graded: {', '.join(bad[:10])}"
               f"{', ...' if len(bad) > 10 else ''}; grades.csv says why)") if bad else ""
     print(f"course-grade: {stats['graded']} graded{unread}, {again}; "

@@ -26,7 +26,7 @@ import unicodedata
 from pathlib import Path
 
 from . import grade_report
-from .sandbox.values import valid_text
+from .grade_files import valid_text
 
 MAX_NAME_BYTES = 64                  # a student's name, in bytes of UTF-8 (file names allow 255)
 CSV_FIELDS = ["student", "worksheet", "grade_id", "points", "max_points", "status", "message"]

@@ -49,8 +49,9 @@ MAX_LISTED = 20
 # and its start: importing torch, the kernel, the pool (10 to 60 s measured here and in Docker-like runs)
 START_S = 120
 GRADESCOPE_MAX_TIMEOUT_S = 40 * 60
-# what course-grade and this waiting process hold besides the submission's own memory (--memory-mb), measured
-# as their PSS (/proc/PID/smaps_rollup) in a run of run_autograder: 381 MB waiting here, 401 MB in course-grade
+# what course-grade and this waiting process hold besides the submission's own memory (--memory-mb), with some
+# room: their peak PSS while course-grade ran was 550 + 11 MB for worksheet 1, 668 + 12 MB for the lab
+# (bench/bench_gradescope_memory.py; docs/grading.md, "Gradescope")
 GRADER_MB = 800
 WHEN = {"hidden": "Your submission was graded; its results are not shown here.",
         "after_due_date": "Your submission was graded; its results are shown after the due date.",
@@ -157,7 +158,7 @@ def find_notebook(submission: Path, worksheet: str) -> tuple[Path | None, str]:
     """The notebook to grade in ``submission``, by course-grade's rule (``grade.pick_notebook``: hidden folders
     skipped, at most 4 folder levels down, the shallowest one named like the worksheet, else the only one), or
     None with a message for the student."""
-    from .grade import pick_notebook
+    from .grade_files import pick_notebook
     path, found, shallow = pick_notebook(submission, worksheet) if submission.is_dir() else (None, [], [])
     rel = [p.relative_to(submission).as_posix() for p in found]
     if path is not None:
@@ -257,20 +258,21 @@ def run(root) -> dict:
 def _grade(root: Path, config: dict, start: float) -> dict:
     notebook, note = find_notebook(root / "submission", config["worksheet"])
     print(f"worksheet {config['worksheet']}: " + (f"grading {notebook}" if notebook else note))
-    if notebook is None:        # answered before importing the grader (and torch): a few seconds
+    if notebook is None:        # answered without starting course-grade: a few seconds
         return _no_grade(config, note, time.monotonic() - start)
-    from . import grade
+    # this process waits while course-grade runs: it reads the submission with grade_files alone, and imports
+    # the grader (and torch, hundreds of MB in a container of Gradescope's size) only once course-grade is done
+    from .grade_files import MAX_NOTEBOOK_MB, Malformed, parse_notebook, read_submission
     o = config.get("options", {})
     try:                        # a file that is no notebook: course-grade's message, without starting it
-        limit = float(o.get("max_notebook_mb", grade.Options.max_notebook_mb))
-        grade.parse_notebook(grade.read_submission(notebook, limit))
-    except grade.Malformed as err:
+        parse_notebook(read_submission(notebook, float(o.get("max_notebook_mb", MAX_NOTEBOOK_MB))))
+    except Malformed as err:
         return _no_grade(config, f"{err} (0 points)", time.monotonic() - start)
-    source = grade.load_source(root / "source" / config["source"])
-    print(f"course_utils from {grade.PACKAGE_DIR}")
+    source_path = root / "source" / config["source"]
+    print(f"course_utils from {Path(__file__).resolve().parent}")
     out = Path(tempfile.mkdtemp(prefix="course-gradescope-"))
     try:
-        cmd = [sys.executable, "-m", "course_utils.grade", str(source.path), str(notebook), "--out", str(out),
+        cmd = [sys.executable, "-m", "course_utils.grade", str(source_path), str(notebook), "--out", str(out),
                "--workers", "1", "--quiet", "--force"]
         for key, value in o.items():
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -289,6 +291,8 @@ def _grade(root: Path, config: dict, start: float) -> dict:
         result = json.loads(found[0].read_text(encoding="utf-8"))
     finally:
         shutil.rmtree(out, ignore_errors=True)
+    from . import grade
+    source = grade.load_source(source_path)
     names = {g.grade_id: f"{g.grade_id}: {g.target}" if g.target else g.grade_id for g in source.graded}
     for key, value in (result.get("protections") or {}).items():
         print(f"held: {key}: {value}")

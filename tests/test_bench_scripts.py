@@ -272,3 +272,14 @@ def test_lab_sweep_refuses_minutes_beside_evaluation_points():
         with pytest.raises(SystemExit) as exit:
             lab_sweep.main(["--configs", "size16-base16", "--minutes", "15", *extra])
         assert exit.value.code == 2, extra
+
+
+@pytest.mark.slow
+def test_bench_gradescope_memory(tmp_path):
+    """The memory figures of docs/grading.md's Gradescope section: the bundle grades the solution (8 points), and
+    the process that waits for course-grade holds no torch (under 100 MB; it held 515 to 524 MB when it did)."""
+    out = _run(tmp_path, _bench("bench_gradescope_memory.py"))
+    row = next(line for line in out.splitlines() if line.startswith("current"))
+    waiting, course_grade, together, score = row.split()[1:5]
+    assert score == "8.0" and 0 < int(waiting) < 100 and int(course_grade) > 100, out
+    assert int(together) >= int(course_grade), out

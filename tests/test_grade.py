@@ -149,7 +149,9 @@ def test_feedback_per_student(graded):
         assert f"# Feedback for {student}" in text
         for gid, (_, _, needle) in expect.items():
             assert f"**{gid}**" in text
-            if needle and student.startswith("wrong_"):
+            if needle == "correct":     # a pass reads "passed." alone, not the check's "X: correct" after it
+                assert next(line for line in text.splitlines() if f"**{gid}**" in line).endswith(": passed.")
+            elif needle and student.startswith("wrong_"):
                 assert needle in text
     assert "not passed" in (fb / "untouched.md").read_text()
 

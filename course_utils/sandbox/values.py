@@ -15,17 +15,11 @@ case's tensors as each call left them (the grader judges whether an input change
 from __future__ import annotations
 
 import inspect
-import re
 
+from ..grade_files import valid_text
 from . import codec
 from .codec import Packer, unpack
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-def valid_text(text: str) -> str:
-    """``text`` encodable as UTF-8: a lone surrogate (valid JSON, invalid Unicode) becomes U+FFFD."""
-    return _SURROGATES.sub("\ufffd", text)
 
 
 _KERNEL_HALF = """\
