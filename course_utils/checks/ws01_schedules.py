@@ -371,8 +371,9 @@ def _schedule_diagnose(out, case) -> str | None:
         ]:
             if ref_noise is not None and close(noise_rates, ref_noise) and close(signal_rates, ref_signal):
                 return hint
-        half = [(r.to(dtype).double() - r).abs().max() for r in (ref_noise_rates, ref_signal_rates)
-                for dtype in (torch.float16, torch.bfloat16)]
+        # float16's rounding of these rates (up to 5e-4; bfloat16's is 8 times coarser, and would take in wrong
+        # formulas too: a bfloat16 result is told by its dtype)
+        half = [(r.half().double() - r).abs().max() for r in (ref_noise_rates, ref_signal_rates)]
         off = max(float((o.double() - r).abs().max()) for o, r in ((noise_rates, ref_noise_rates),
                                                                    (signal_rates, ref_signal_rates)))
         if (noise_rates.dtype in (torch.float16, torch.bfloat16) or signal_rates.dtype in (torch.float16,
