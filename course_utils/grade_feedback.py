@@ -168,13 +168,20 @@ def read_overrides(out: Path) -> tuple[dict[tuple[str, str, str], dict[str, str]
     return found, problems
 
 
+def override_points(setting: dict[str, str], max_points: float) -> float | None:
+    """The points a line of overrides.csv sets, or None when course-grade does not apply it (not a number from 0
+    to the TODO's ``max_points``): what ``_override`` applies and export-lms expects in grades.csv."""
+    value = _typed_number(setting["points"])
+    return None if value is None or value > max_points + 1e-9 else value
+
+
 def _override(row: dict, setting: dict[str, str]) -> tuple[dict | None, str]:
     """``row`` with the instructor's points of overrides.csv in place (``override``: the reason; ``grader_points``:
     what the grader gave), the grader's verdict kept (``status``, ``message``; ``verdict``: the two as one text),
     and the message grades.csv shows, which says so; (None, why) when the points are not a number from 0 to the
     TODO's maximum."""
-    value = _typed_number(setting["points"])
-    if value is None or value > row["max_points"] + 1e-9:
+    value = override_points(setting, row["max_points"])
+    if value is None:
         return None, f"{setting['points']!r} is not a number from 0 to {row['max_points']:g}"
     value = int(value) if value.is_integer() else value      # grades.csv's "1", as the grader's own points
     why = f" ({setting['reason']})" if setting["reason"] else ""

@@ -101,15 +101,16 @@ def _stale_overrides(out: Path, rows: list[dict]) -> list[str]:
     by the files' times (a copy of an older overrides.csv put back kept its older time, and was exported as the
     other). Lines course-grade does not apply (a TODO that does not exist, points that are not points) are its
     own warnings, not this."""
-    from .grade_feedback import _overridden, _typed_number, read_overrides
+    from .grade_feedback import _overridden, _typed_number, override_points, read_overrides
 
     overrides, _ = read_overrides(Path(out))
     shown = {(r.get("student"), r.get("worksheet"), r.get("grade_id")): r for r in rows
              if r.get("grade_id") not in (None, "TOTAL")}
     stale = []
     for key, setting in overrides.items():
-        row, value = shown.get(key), _typed_number(setting["points"])
-        if row is None or value is None or value > (_typed_number(row.get("max_points")) or 0) + 1e-9:
+        row = shown.get(key)
+        value = None if row is None else override_points(setting, _typed_number(row.get("max_points")) or 0)
+        if value is None:       # a line course-grade does not apply: its own warning names it
             continue
         if not _overridden(row) or _typed_number(row.get("points")) != value:
             stale.append(f"line {setting['line']} sets {' '.join(key)} to {setting['points']}, grades.csv has "

@@ -249,34 +249,27 @@ register(Check("cosine_beta_schedule", "cosine_beta_schedule", _beta_cases(dict(
 check_cosine_beta_schedule = visible("cosine_beta_schedule")
 
 
-def _cos_of_square(T, s=0.008, max_beta=0.999):
-    """torch.cos(angle ** 2): the cosine of the square, not its square."""
-    f = torch.cos((((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2)
-    return (1 - f[1:] / f[:-1]).clamp(max=max_beta).float()
-
-
-def _sin_squared(T, s=0.008, max_beta=0.999):
-    """sin^2 for cos^2: f grows, every beta is negative."""
-    f = torch.sin(((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2
-    return (1 - f[1:] / f[:-1]).clamp(max=max_beta).float()
-
-
-def _cosine_from(T, s, max_beta, betas_of):
-    """A student's cosine schedule in float64: f(t) for t = 0..T, then ``betas_of(f)``, clipped, as float32."""
-    f = torch.cos(((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2) ** 2
-    return betas_of(f / f[0]).clamp(max=max_beta).float()
+def _student_cosine(*, f_of=lambda angle: torch.cos(angle) ** 2, betas_of=lambda a: 1 - a[1:] / a[:-1]):
+    """cosine_beta_schedule as a student writes it, in float64, with one part swapped: ``f_of`` the angle
+    ((t/T + s) / (1 + s)) pi/2 of t = 0..T to f(t), ``betas_of`` alpha_bar = f / f(0) to the betas; clipped at
+    max_beta, returned as float32."""
+    def cosine_beta_schedule(T, s=0.008, max_beta=0.999):
+        f = f_of(((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s)) * math.pi / 2)
+        return betas_of(f / f[0]).clamp(max=max_beta).float()
+    return cosine_beta_schedule
 
 
 MISTAKES["cosine_beta_schedule"] = [
     ("no division by 1 + s", _cosine_variant(mistake="no 1 + s"), "divide by 1 + s"),
     ("alphas returned", lambda T, s=0.008, max_beta=0.999: 1 - ref_cosine_betas(T, s, max_beta).float(),
      "you returned alphas = 1 - betas"),
-    ("differences of alpha_bar", lambda T, s=0.008, max_beta=0.999: _cosine_from(
-        T, s, max_beta, lambda a: a[:-1] - a[1:]), "those are differences"),
+    ("differences of alpha_bar", _student_cosine(betas_of=lambda a: a[:-1] - a[1:]), "those are differences"),
     ("math.cos on a tensor", lambda T, s=0.008, max_beta=0.999: math.cos(torch.arange(T + 1) / T),
      "math.cos takes one number"),
-    ("the cosine of the square", _cos_of_square, "some betas are negative, so your f(t) grows somewhere"),
-    ("sin squared for cos squared", _sin_squared, "the betas are negative, so your f(t) grows with t"),
+    ("the cosine of the square", _student_cosine(f_of=lambda angle: torch.cos(angle ** 2)),
+     "some betas are negative, so your f(t) grows somewhere"),
+    ("sin squared for cos squared", _student_cosine(f_of=lambda angle: torch.sin(angle) ** 2),
+     "the betas are negative, so your f(t) grows with t"),
     ("a tutorial's clip to [0.0001, 0.9999]", lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(
         T, s, max_beta, clip=False).clamp(1e-4, 0.9999).float(), "the argument, not at 0.9999"),
     ("a lower clip at 0.0001", lambda T, s=0.008, max_beta=0.999: ref_cosine_betas(
@@ -349,8 +342,9 @@ def _schedule_diagnose(out, case) -> str | None:
     earlier = case.get("earlier")
     if isinstance(earlier, Tensor) and not (close(noise_rates, ref_noise_rates) and close(
             signal_rates, ref_signal_rates)) and all(close(o, r) for o, r in zip(out, ref_diffusion_schedule(earlier))):
-        return ("these are the rates of an earlier call with times of the same shape (t = 0, 0.25, 1), not of "
-                "this call's t = 0.1, 0.6, 0.9: compute them from the diffusion_times you are given at every call, "
+        times = [", ".join(f"{v:g}" for v in ts.flatten().tolist()) for ts in (earlier, case["diffusion_times"])]
+        return (f"these are the rates of an earlier call with times of the same shape (t = {times[0]}), not of "
+                f"this call's t = {times[1]}: compute them from the diffusion_times you are given at every call, "
                 "keep nothing between calls (the lab's training gives a new batch of times at every step)")
     if not (close(noise_rates, ref_noise_rates) and close(signal_rates, ref_signal_rates)):
         t, kwargs = case["diffusion_times"], case["kwargs"]
