@@ -44,6 +44,7 @@ from pathlib import Path
 
 from . import grade_shards, sandbox
 from .exercises import ANSWER_STUB
+from .grade_cli import SUBCOMMANDS
 from .grade_feedback import plain, safe_name, write_atomic, write_reports
 from .grade_report import NOT_ANSWERED
 from .grade_scan import monkeypatches
@@ -935,10 +936,6 @@ class Interrupted(GradeError):
         self.stats = stats
 
 
-# `course-grade NAME ...` hands over to the module's main(argv): name -> module
-SUBCOMMANDS = {"merge": "course_utils.grade_shards", "export-lms": "course_utils.grade_lms",
-               "export-gradescope": "course_utils.gradescope"}
-
 
 def add_limit_options(parser: argparse.ArgumentParser) -> None:
     """The limits of a submission that course-grade and export-gradescope both take, with Options' defaults (each
@@ -956,9 +953,9 @@ def add_limit_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        import importlib
-        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:            # `python -m course_utils.grade export-lms ...`
+        from .grade_cli import main as subcommand
+        return subcommand(argv)
     parser = argparse.ArgumentParser(prog="course-grade", description=__doc__.split("\n")[0], epilog="Also: "
                                      + "; ".join(f"course-grade {name} --help" for name in SUBCOMMANDS))
     parser.add_argument("source", help="the instructor's solution notebook (solutions/*.ipynb)")

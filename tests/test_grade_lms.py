@@ -7,6 +7,9 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -592,3 +595,19 @@ def test_points_typed_by_hand_survive_a_regrade_that_leaves_the_answer_as_it_was
     regrade("A new answer.", 15)                                    # a resubmission with another text
     assert _summary_points(graded)["alice"] == ""
     assert "alice (01_schedules: summary, 1.5 points)" in capsys.readouterr().err
+
+
+def test_the_console_script_exports_without_torch(graded, tmp_path):
+    """`course-grade export-lms` reads and writes CSV and JSON: the console script (pyproject's course-grade,
+    course_utils.grade_cli) hands it over before anything imports torch (through course_utils.grade it took
+    about 4.6 s to start, 0.07 s now). `merge` and `export-gradescope` still import it, for report.html's
+    catalogue of mistakes and for reading the solution's checks."""
+    import tomllib
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["course-grade"] == "course_utils.grade_cli:main"
+    code = ("import sys\nfrom course_utils.grade_cli import main\nrc = main(sys.argv[1:])\n"
+            "print('torch' in sys.modules, rc)\n")
+    args = ["export-lms", str(graded), "--format", "canvas", "--out", str(tmp_path / "canvas.csv")]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[-2:] == ["False", "0"], (done.stdout, done.stderr)
+    assert _table((tmp_path / "canvas.csv").read_text())[0][:2] == ["Student", "ID"]
