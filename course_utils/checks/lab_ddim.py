@@ -80,11 +80,13 @@ def _denoise_cases(hidden: bool) -> list:
 def _denoise_call(f, c) -> dict:
     """denoise on the case, with what it did to the network: the lab's train_step backpropagates the loss of
     pred_noises through denoise to the network's weights, so pred_noises must carry a gradient to them
-    (``graph``), and the network keeps them trainable (``frozen``); ``calls``: how many forward passes."""
+    (``graph``), and the network keeps them trainable (``frozen``) and float32 (``retyped``: a ``network.double()``
+    inside converts the lab's UNet for every later step); ``calls``: how many forward passes."""
     net = LabToyNet(record=True)
     out = f(net, c["x"], c["noise_rates"], c["signal_rates"])
     graph = isinstance(out, (list, tuple)) and len(out) == 2 and isinstance(out[0], Tensor) and out[0].requires_grad
-    return dict(out=out, graph=graph, calls=len(net.calls), frozen=not net.gain.requires_grad)
+    return dict(out=out, graph=graph, calls=len(net.calls), frozen=not net.gain.requires_grad,
+                retyped=net.gain.dtype != torch.float32)
 
 
 def _denoise_diagnose(outputs, c) -> str | None:
@@ -101,6 +103,10 @@ def _denoise_diagnose(outputs, c) -> str | None:
         return ("the values are right, but denoise switched off the network's gradients (requires_grad_(False)): "
                 "the lab trains the network through denoise, and its loss.backward() then raises 'element 0 of "
                 "tensors does not require grad'; leave the network's weights as they are")
+    if outputs.get("retyped"):
+        return ("the values are right, but denoise changed the network's dtype (network.double(), .to(float64)): "
+                "the lab's UNet then trains and samples in float64 from this call on (slower, twice the memory), "
+                "and the saved weights are float64; leave the network and its inputs in float32")
     if outputs.get("graph") is False:
         return ("the values are right, but pred_noises carries no gradient to the network's weights: the lab "
                 "trains through denoise (loss.backward() in train_step on the loss of pred_noises), so no "
@@ -193,6 +199,12 @@ def _denoise_frozen(network, noisy_images, noise_rates, signal_rates):
     return denoise_variant()(network, noisy_images, noise_rates, signal_rates)
 
 
+def _denoise_retyped(network, noisy_images, noise_rates, signal_rates):
+    """network.double() and the inputs with it, cast back: right values; the network stays float64."""
+    network.double()
+    return _denoise_float64(network, noisy_images, noise_rates, signal_rates)
+
+
 def _denoise_float64(network, noisy_images, noise_rates, signal_rates):
     """Computed in float64, cast back: right values here; the lab's UNet raises on float64 images."""
     x, n, s = noisy_images.double(), noise_rates.double(), signal_rates.double()
@@ -223,6 +235,7 @@ MISTAKES["denoise"] = [
     ("the network called twice", _denoise_twice, "called the network 2 times"),
     ("the network frozen", _denoise_frozen, "switched off the network's gradients"),
     ("float64 inside", _denoise_float64, "takes torch.float32 images"),
+    ("the network made float64", _denoise_retyped, "changed the network's dtype"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
