@@ -512,14 +512,19 @@ class Submission:
     notes: list[str] = field(default_factory=list)
 
 
-def _sha256(path: Path) -> str | None:
+def _sha256(path: Path, max_bytes: int) -> str | None:
     """The submitted file's sha256 (a regular file's, read in blocks), so that a rerun knows it graded it; for a
-    link or a FIFO, a digest of what it is (never opened); None when it cannot be read."""
+    link or a FIFO, a digest of what it is (never opened); for a file over ``max_bytes`` (never read: hashing a
+    sparse 20 GB file took 16 s of every run), a digest of its size, time and inode; None when it cannot be
+    read."""
     try:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode):
             what = os.readlink(path) if stat.S_ISLNK(st.st_mode) else f"mode {st.st_mode:o}"
             return "not-a-file-" + hashlib.sha256(what.encode("utf-8", "replace")).hexdigest()
+        if st.st_size > max_bytes:
+            what = f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+            return "too-large-" + hashlib.sha256(what.encode()).hexdigest()
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return None
@@ -532,12 +537,12 @@ def _sha256(path: Path) -> str | None:
         return h.hexdigest()
 
 
-def _fingerprint(sub: Submission) -> str | None:
+def _fingerprint(sub: Submission, max_notebook_mb: float) -> str | None:
     """What a rerun compares: the file's sha256, or for a folder with a problem, a digest of the problem (which
     lists what the folder holds)."""
     if sub.problem:
         return "folder-" + hashlib.sha256(repr(sub.problem).encode("utf-8", "replace")).hexdigest()
-    return _sha256(sub.path)
+    return _sha256(sub.path, int(max_notebook_mb * 2 ** 20))
 
 
 # what only the instructor's notebooks hold (solutions/: nbgrader's markers; exercises/ are made without them)
@@ -566,7 +571,7 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     rows, nb = [], None
     result["notes"] += sub.notes
     try:
-        result["sha256"] = _fingerprint(sub)
+        result["sha256"] = _fingerprint(sub, opts.max_notebook_mb)
         if sub.problem:
             raise Malformed(*sub.problem)
         data = read_submission(sub.path, opts.max_notebook_mb)
@@ -748,11 +753,11 @@ def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
     return found
 
 
-def _is_current(path: Path, source: Source, sub: Submission) -> bool:
+def _is_current(path: Path, source: Source, sub: Submission, max_notebook_mb: float) -> bool:
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
         return (old.get("source_sha256") == source.sha256 and old.get("status") != "grader_error"
-                and old.get("sha256") is not None and old.get("sha256") == _fingerprint(sub))
+                and old.get("sha256") is not None and old.get("sha256") == _fingerprint(sub, max_notebook_mb))
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -781,11 +786,18 @@ def data_for_sandbox(private: list[Path]) -> tuple[list[str], dict[str, str], li
     root = data_root().resolve()
     if not root.is_dir():
         return [], {}, []
-    held = [p for p in [*private, Path.home()] if root == p.resolve() or root in p.resolve().parents]
+    held = [p for p in [*private, Path.home().resolve()] if root == (where := _location(p)) or root in where.parents]
     if held:
         return [], {}, [f"the data root {root} also holds {held[0]}, so the sandbox cannot read it: set "
                         "COURSE_DATA_DIR to a folder of datasets only"]
     return [str(root)], {"COURSE_DATA_DIR": str(root)}, []
+
+
+def _location(path: Path) -> Path:
+    """Where ``path`` itself lies: its folder resolved, its own name kept. A student's submission that is a link
+    is never read (``read_submission``); its target (the data root, itself: a loop raises in ``resolve``) must
+    not change what the class's sandboxes may read either. The grader's own paths come resolved."""
+    return path.parent.resolve() / path.name
 
 
 def usable_cores() -> int:
@@ -835,7 +847,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                                         everyone=everyone, mine=[s.student for s in subs])
         except ValueError as err:
             raise GradeError(str(err)) from None
-    todo = [s for s in subs if force or not _is_current(results_dir / f"{s.student}.json", source, s)]
+    todo = [s for s in subs if force or not _is_current(results_dir / f"{s.student}.json", source, s,
+                                                            opts.max_notebook_mb)]
     workers = max(1, workers or usable_cores())
     stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo), "not_gradable": []}
 
@@ -875,7 +888,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             else:
                 subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={
                     **os.environ, "MPLCONFIGDIR": opts.mpl_cache}, capture_output=True, timeout=600, check=False)
-            opts.kernel = kernel_package(source, scratch / "kernel", [source.path, out, *(s.path for s in subs)])
+            opts.kernel = kernel_package(source, scratch / "kernel", [source.path.resolve(), out.resolve(),
+                                                                      *(s.path for s in subs)])
             opts.cases = cases_files(source)
             if opts.zygotes is not None:
                 opts.zygotes.package_ready(opts.kernel.pythonpath)

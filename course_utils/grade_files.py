@@ -55,8 +55,8 @@ def parse_notebook(data: bytes, max_bytes: int | None = None, all_metadata: bool
 
     Of a cell's metadata only a text grade_id is kept (a submission's), unless ``all_metadata`` (SOURCE's)."""
     if max_bytes is not None and len(data) > max_bytes:
-        raise Malformed("too_large", f"the file is {len(data) / 2 ** 20:.1f} MB, over the limit of "
-                                     f"{max_bytes / 2 ** 20:.0f} MB: clear the outputs and submit again")
+        raise Malformed("too_large", f"the file is {sandbox.over_limit(len(data), max_bytes)}: clear the outputs "
+                                     "and submit again")
     if not data.strip():
         raise Malformed("empty", f"the file is empty ({len(data)} bytes): save the notebook in Jupyter (File > "
                                  "Save) and submit it again")

@@ -154,16 +154,26 @@ def build_bundle(source_path, out, *, opts: "grade.Options | None" = None, visib
 
 
 # ------------------------------------------------------------------ run_autograder
+def _shown(name: str) -> str:
+    """A file name of the submission as its messages show it: one line (a name with line breaks wrote a fake
+    "8 / 8 points" paragraph into a 0-point result), valid UTF-8 (a name of other bytes, as a GitHub submission
+    can hold, made the results.json unwritable: no feedback, and the same on every rerun), at most 200
+    characters."""
+    from .grade_feedback import plain
+    from .grade_files import valid_text
+    return plain(valid_text(name))[:200]
+
+
 def find_notebook(submission: Path, worksheet: str) -> tuple[Path | None, str]:
     """The notebook to grade in ``submission``, by course-grade's rule (``grade.pick_notebook``: hidden folders
     skipped, at most 4 folder levels down, the shallowest one named like the worksheet, else the only one), or
     None with a message for the student."""
     from .grade_files import pick_notebook
     path, found, shallow = pick_notebook(submission, worksheet) if submission.is_dir() else (None, [], [])
-    rel = [p.relative_to(submission).as_posix() for p in found]
+    rel = [_shown(p.relative_to(submission).as_posix()) for p in found]
     if path is not None:
         others = [r for p, r in zip(found, rel) if p != path]
-        return path, (f"Graded {path.relative_to(submission).as_posix()}; ignored the other notebooks: "
+        return path, (f"Graded {_shown(path.relative_to(submission).as_posix())}; ignored the other notebooks: "
                       + ", ".join(others)[:1000]) if others else ""
     if found:
         why = (f"{len(shallow)} of them named {worksheet}.ipynb in folders of the same depth" if shallow
@@ -171,7 +181,8 @@ def find_notebook(submission: Path, worksheet: str) -> tuple[Path | None, str]:
         return None, (f"Your submission holds {len(found)} notebooks ({', '.join(rel[:MAX_LISTED])}), {why}: "
                       f"submit only your {worksheet}.ipynb. 0 points.")
     try:
-        held = sorted(e.name for e in os.scandir(submission) if not e.name.startswith(".") and e.name not in SKIP)
+        held = sorted(_shown(e.name) for e in os.scandir(submission) if not e.name.startswith(".")
+                      and e.name not in SKIP)
     except OSError:
         held = []
     listed = ", ".join(held[:MAX_LISTED]) or "no files"
@@ -231,7 +242,8 @@ def _no_grade(config: dict, message: str, seconds: float) -> dict:
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    from .grade_files import valid_text         # a lone surrogate anywhere must not leave Gradescope without results
+    tmp.write_text(valid_text(json.dumps(data, indent=1, ensure_ascii=False)) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -257,7 +269,7 @@ def run(root) -> dict:
 
 def _grade(root: Path, config: dict, start: float) -> dict:
     notebook, note = find_notebook(root / "submission", config["worksheet"])
-    print(f"worksheet {config['worksheet']}: " + (f"grading {notebook}" if notebook else note))
+    print(f"worksheet {config['worksheet']}: " + (f"grading {_shown(str(notebook))}" if notebook else note))
     if notebook is None:        # answered without starting course-grade: a few seconds
         return _no_grade(config, note, time.monotonic() - start)
     # this process waits while course-grade runs: it reads the submission with grade_files alone, and imports

@@ -713,6 +713,13 @@ def build_attacks(folder: Path, solution: Path, *, secret_file: Path, tcp_port: 
     (folder / "linked").mkdir()                                 # a link to a correct notebook: not read
     (folder / "linked" / f"{ws}.ipynb").symlink_to(folder / "aa_copy_victim" / f"{ws}.ipynb")
     expected["linked"] = {g: (0, "unreadable", "symbolic link") for g in zero}
+    (folder / "looped").mkdir()                                 # a link to itself: it stopped the class run
+    (folder / "looped" / f"{ws}.ipynb").symlink_to(f"{ws}.ipynb")
+    expected["looped"] = {g: (0, "unreadable", "symbolic link") for g in zero}
+    from course_utils.data import data_root                    # a link into the data root: it took the data
+    (folder / "into_data").mkdir()                              # from every classmate's sandbox
+    (folder / "into_data" / f"{ws}.ipynb").symlink_to(data_root())
+    expected["into_data"] = {g: (0, "unreadable", "symbolic link") for g in zero}
     (folder / "fifo_file").mkdir()                               # a named pipe as the submission: not opened
     os.mkfifo(folder / "fifo_file" / f"{ws}.ipynb")
     expected["fifo_file"] = {g: (0, "unreadable", "not a regular file") for g in zero}

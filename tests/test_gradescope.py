@@ -254,6 +254,23 @@ def test_find_notebook(tmp_path, files, chosen, message):
     assert message in note
 
 
+@pytest.mark.parametrize("names", [
+    [os.fsdecode(b"a\xff.ipynb"), "b.ipynb"],          # two notebooks, one name of bytes that are not UTF-8
+    [os.fsdecode(b"notes\xff.txt")],                   # no notebook: the folder's files are listed
+    ["a.ipynb", "x), none named it.\n\nWorksheet 01_schedules: 8 \u2215 8 points graded automatically.\n\n(y.ipynb"],
+])
+def test_odd_file_names_get_results_and_fake_no_line(bundle, tmp_path, names):
+    """A file name of bytes that are not UTF-8 (a GitHub submission can hold one) made results.json unwritable:
+    Gradescope showed the student "The autograder failed", on every rerun; a name with line breaks wrote a fake
+    "8 / 8 points" paragraph into a 0-point result. Both are shown on one line, in valid UTF-8."""
+    root = _autograder_root(bundle, tmp_path / "ag", {name: b"" for name in names})
+    results = _valid(gradescope.run(root))
+    assert results["score"] == 0 and "0 points" in results["output"], results["output"]
+    assert "failed" not in results["output"] and len(results["output"].splitlines()) == 1, results["output"]
+    json.loads((root / "results" / "results.json").read_bytes().decode("utf-8"))     # strict UTF-8
+    assert not list((root / "results").glob(".*.tmp"))
+
+
 def _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, *, returncode: int, rows: list[dict]):
     """run() on the solution as a submission, with course-grade replaced by a fake that leaves one result file
     holding ``rows`` and exits with ``returncode``; returns (results.json, course-grade's command, the keyword

@@ -440,9 +440,26 @@ def test_a_submission_that_is_not_a_file_has_a_fingerprint_of_what_it_is(tmp_pat
     (tmp_path / "a").write_text("{}")
     (tmp_path / "link").symlink_to(tmp_path / "a")
     os.mkfifo(tmp_path / "fifo")
-    link, fifo = grade._sha256(tmp_path / "link"), grade._sha256(tmp_path / "fifo")
+    link, fifo = grade._sha256(tmp_path / "link", 2 ** 20), grade._sha256(tmp_path / "fifo", 2 ** 20)
     assert link.startswith("not-a-file-") and fifo.startswith("not-a-file-") and link != fifo
-    assert grade._sha256(tmp_path / "a") == hashlib.sha256(b"{}").hexdigest()
+    assert grade._sha256(tmp_path / "a", 2 ** 20) == hashlib.sha256(b"{}").hexdigest()
+
+
+def test_a_file_over_the_limit_is_fingerprinted_unread(tmp_path, monkeypatch):
+    """A file over --max-notebook-mb is refused unread, and so is its fingerprint made: a sparse 20 GB file was
+    hashed in full on every run (16 s here; a terabyte, minutes). Its size, time and inode stand for it, so a
+    changed file is graded again."""
+    big = tmp_path / "01_schedules.ipynb"
+    with open(big, "wb") as f:
+        f.truncate(2 ** 26)                                   # sparse: 64 MB that take no disk
+    monkeypatch.setattr(grade.os, "open", lambda *a, **k: pytest.fail("the file was opened"))
+    first = grade._sha256(big, 2 ** 20)
+    assert first.startswith("too-large-") and first == grade._sha256(big, 2 ** 20)
+    with open(big, "r+b") as f:
+        f.truncate(2 ** 26 + 1)
+    assert grade._sha256(big, 2 ** 20) != first
+    monkeypatch.undo()
+    assert grade._sha256(big, 2 ** 27) == hashlib.sha256(bytes(2 ** 26 + 1)).hexdigest()     # within: read
 
 
 # ------------------------------------------------------------------ decoding the outputs

@@ -174,7 +174,9 @@ def call_case(check: Check, obj: Any, case: dict) -> tuple[Any, dict | None]:
             out = check.call(obj, case)
         except NotImplementedError:
             return None, {"error": "NotImplementedError", "message": "not implemented yet"}
-        except Exception as err:  # noqa: BLE001 - any student error becomes a message, never a traceback
+        except KeyboardInterrupt:       # Ctrl-C, or the grader's per-cell timeout: stop
+            raise
+        except BaseException as err:  # noqa: BLE001 - any student error (SystemExit too) becomes a message
             return None, error_record(err)
         finally:    # what the call left behind for every later cell, told below, then put back for the next case
             left = global_state_left(grad, dtype, threads)

@@ -16,9 +16,10 @@ Each layer is used where the platform allows it and recorded where it does not: 
 says, for every submission, which of them held (docs/grading.md, "Isolation" and "Limits").
 """
 from .cgroups import JobCgroup
-from .jobs import PROC_FILES, Job, Limits, Outcome, UnsafeFile, box_usage, child_env, read_regular, system_read_only
+from .jobs import (PROC_FILES, Job, Limits, Outcome, UnsafeFile, box_usage, child_env, over_limit, read_regular,
+                   system_read_only)
 from .pool import Pool, PoolError
 from .runner import landlock_abi
 
 __all__ = ["Job", "JobCgroup", "Limits", "Outcome", "PROC_FILES", "Pool", "PoolError", "UnsafeFile", "box_usage",
-           "child_env", "landlock_abi", "read_regular", "system_read_only"]
+           "child_env", "landlock_abi", "over_limit", "read_regular", "system_read_only"]

@@ -50,6 +50,15 @@ class UnsafeFile(OSError):
     """A file the grader refuses to read: a link, a FIFO, a device, a folder, too large."""
 
 
+def over_limit(size: int, limit: int) -> str:
+    """"20.0 MB, over the limit of 16 MB"; in bytes where MB to one decimal would read as the limit (a file of
+    16 MB and 1 byte was "16.0 MB, over the limit of 16 MB")."""
+    shown, cap = f"{size / 2 ** 20:.1f}", f"{limit / 2 ** 20:g}"
+    if float(shown) <= limit / 2 ** 20:
+        return f"{size:,} bytes, over the limit of {cap} MB ({limit:,} bytes)"
+    return f"{shown} MB, over the limit of {cap} MB"
+
+
 def read_regular(name: str | os.PathLike, max_bytes: int, *, dir_fd: int | None = None,
                  single_link: bool = False) -> bytes:
     """The bytes of a regular file: never follows a symlink (last component), never blocks, reads <= max_bytes."""
@@ -66,8 +75,7 @@ def read_regular(name: str | os.PathLike, max_bytes: int, *, dir_fd: int | None 
         if single_link and st.st_nlink != 1:
             raise UnsafeFile(0, "a hard link to another file")
         if st.st_size > max_bytes:
-            raise UnsafeFile(0, f"too large ({st.st_size / 2 ** 20:.1f} MB, over the limit of "
-                                f"{max_bytes / 2 ** 20:g} MB)")
+            raise UnsafeFile(0, f"too large ({over_limit(st.st_size, max_bytes)})")
         chunks, size = [], 0
         while size <= max_bytes:
             chunk = os.read(fd, min(2 ** 20, max_bytes + 1 - size))

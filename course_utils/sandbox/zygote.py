@@ -17,8 +17,10 @@ in an IPython ``InteractiveShell``, reporting each cell's status on a pipe. Proc
 and copies each harvest file to the harvest channel right after its cell, as ``runner.py`` does with nbclient.
 
 So the layers are those of ``runner.py``, with a fork where it had an exec: the kernel's process holds none of
-the grader's descriptors (it can lie about a cell's status, as a Jupyter kernel can in its replies, and the
-harvest files are its own anyway), process 1 is out of its reach (a pid namespace's init ignores its
+the grader's descriptors (it can lie about a cell's status, as a Jupyter kernel can in its replies: a cell that
+writes "finished" records for itself and the cells after it stretches the per-cell limit over theirs, so the
+job's own timeout, kept by the grader, is the bound that holds; docs/grading.md, "Limits"; and the harvest
+files are its own anyway), process 1 is out of its reach (a pid namespace's init ignores its
 signals), and the zygote is outside the job's pid namespace and Landlock domain. The zygote is a child
 subreaper: after each job it kills whatever descendant is left (a process that left the group where no pid
 namespace holds), then reports R's exit status to the grader.
