@@ -1004,6 +1004,12 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb,
                    max_notebook_mb=args.max_notebook_mb, keep_temp=args.keep_temp, disk_mb=args.disk_mb,
                    max_processes=args.max_processes, pool=not args.no_pool)
+    if not sys.platform.startswith("linux"):
+        print(f"course-grade: error: grading runs students' code in a sandbox made of Linux's own parts (Landlock, "
+              f"namespaces, cgroups, prctl), and this is {sys.platform}: grade on a Linux machine, in a Linux VM or "
+              "container, or on Gradescope (course-grade export-gradescope); docs/grading.md, 'Which way to grade'. "
+              "export-lms and merge work here", file=sys.stderr)
+        return 2
     if os.geteuid() == 0 and args.allow_root:
         print("course-grade: WARNING: running as root (--allow-root): students' code runs as root without "
               "capabilities; see docs/grading.md", file=sys.stderr)

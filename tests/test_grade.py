@@ -681,3 +681,15 @@ def test_a_student_cell_that_raised_last_is_told_it_cost_nothing():
     assert notes[0].endswith("whatever it would have defined after that point was missing for the cells after it.")
     assert notes[1] == ("your cell starting `1 / 0` raised ZeroDivisionError: div. It is not graded itself, and no "
                         "cell comes after it: it cost you no points."), notes
+
+
+def test_grading_elsewhere_than_linux_stops_with_a_message(tmp_path, monkeypatch, capsys):
+    """The sandbox is made of Linux's parts (Landlock, namespaces, cgroups, prctl): on macOS or Windows
+    course-grade says where to grade instead of starting kernels it cannot confine (the pool's zygote calls
+    prctl, which macOS has not)."""
+    monkeypatch.setattr(grade.sys, "platform", "darwin")
+    sub = tmp_path / "alice.ipynb"
+    sub.write_text("{}")
+    assert grade.main([str(corpus.SOLUTION), str(sub), "--out", str(tmp_path / "o"), "--allow-root"]) == 2
+    err = capsys.readouterr().err
+    assert "this is darwin" in err and "Linux VM or container" in err and not (tmp_path / "o").exists()
