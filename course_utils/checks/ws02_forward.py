@@ -94,6 +94,13 @@ def _q_sample_diagnose(out, c) -> str | None:
         ("the noise's coefficient is sqrt(1 - alpha_bar_t), not 1 - sqrt(alpha_bar_t)",
          a.sqrt() * x0.double() + (1 - a.sqrt()) * eps.double()),
         (ONE_T_HINT, ref_q_sample(x0, t[:1].expand_as(t), eps, schedule)),
+        ("sqrt(alpha_bar_t) multiplies x0 alone, not the sum x0 + sqrt(1 - alpha_bar_t) eps (a bracket too wide): "
+         "x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps", a.sqrt() * (x0.double() + (1 - a).sqrt() *
+                                                                               eps.double())),
+        ("x0's coefficient sqrt(alpha_bar_t) is missing (the signal fades as the noise grows): x_t = "
+         "sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps", x0.double() + (1 - a).sqrt() * eps.double()),
+        ("eps's coefficient sqrt(1 - alpha_bar_t) is missing (the noise grows from 0 at t = 0): x_t = "
+         "sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps", a.sqrt() * x0.double() + eps.double()),
     ], "x_t", _own_noise_hint(out, x0, eps, a) or "x_t differs: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) "
               "eps, with alpha_bar_t = schedule.alpha_bar[t] for each example, broadcast over the other dimensions")
 
@@ -176,6 +183,13 @@ MISTAKES["q_sample"] = [
     ("its own noise", lambda x0, t, eps, schedule: _mix(
         x0, t, torch.randn(eps.shape, generator=torch.Generator().manual_seed(5)), schedule,
         schedule.sqrt_alpha_bar, schedule.sqrt_one_minus_alpha_bar), "not the eps you were given"),
+    ("sqrt(alpha_bar_t) on the whole sum", lambda x0, t, eps, schedule: schedule.gather(
+        schedule.sqrt_alpha_bar, t, x0.ndim) * (x0 + schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, x0.ndim)
+                                                * eps), "multiplies x0 alone, not the sum"),
+    ("x0's coefficient missing", lambda x0, t, eps, schedule: x0 + schedule.gather(
+        schedule.sqrt_one_minus_alpha_bar, t, x0.ndim) * eps, "x0's coefficient sqrt(alpha_bar_t) is missing"),
+    ("eps's coefficient missing", lambda x0, t, eps, schedule: schedule.gather(
+        schedule.sqrt_alpha_bar, t, x0.ndim) * x0 + eps, "eps's coefficient sqrt(1 - alpha_bar_t) is missing"),
     ("writes into x0", lambda x0, t, eps, schedule: x0.mul_(schedule.gather(schedule.sqrt_alpha_bar, t, x0.ndim)).add_(
         schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, x0.ndim) * eps), "changed its input x0 in place"),
     ("not implemented", todo, "not implemented yet"),
@@ -311,6 +325,10 @@ def _q_posterior_diagnose(out, c) -> str | None:
         ("the variance is the posterior variance tilde beta_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t, "
          "not beta_t", full(betas)),
         ("return the variance tilde beta_t, not the standard deviation", full(ref_var.sqrt())),
+        ("the variance's factor beta_t is missing: tilde beta_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t",
+         full((1 - a_prev) / (1 - a))),
+        ("the variance is tilde beta_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t, not 1 - alpha_bar_{t-1} "
+         "(the noise level of the jump from x0 to x_{t-1}; knowing x_t narrows it)", full(1 - a_prev)),
         ("t off by one in the variance: alpha_bar[t-1] is alpha_bar_prev[t]",
          full(ref_q_posterior(x0, xt, t, schedule, shift=True)[1])),
         (WRAP_HINT, full(ref_q_posterior(x0, xt, t, schedule, wrap=True)[1])),
@@ -345,6 +363,7 @@ def _posterior_by_hand(kind: str):
         ratio = (1 - a) / (1 - a_prev) if kind == "ratio_inverted" else (1 - a_prev) / (1 - a)
         coef_xt = (alpha if kind == "alpha_no_sqrt" else alpha.sqrt()) * ratio
         var = ((1 - a) / (1 - a_prev) if kind == "variance_inverted" else (1 - a_prev) / (1 - a)) * beta
+        var = {"variance_no_beta": (1 - a_prev) / (1 - a), "variance_jump": 1 - a_prev}.get(kind, var)
         mean = coef_x0 * x0 + coef_xt * xt
         return (var, mean) if kind == "order" else (mean, var)
     return q_posterior
@@ -361,6 +380,8 @@ MISTAKES["q_posterior"] = [
     ("beta_t as variance", posterior_variant(variance="beta"), "not beta_t"),
     ("std instead of variance", posterior_variant(variance="std"), "not the standard deviation"),
     ("variance of shape (B,)", posterior_variant(var_shape="B"), "(B, 1, ..., 1)"),
+    ("variance without beta_t", _posterior_by_hand("variance_no_beta"), "the variance's factor beta_t is missing"),
+    ("variance 1 - alpha_bar_{t-1}", _posterior_by_hand("variance_jump"), "not 1 - alpha_bar_{t-1} (the noise level"),
     ("beta_t as 1 - alpha_bar_t", _posterior_by_hand("beta_as_1_minus_alpha_bar"), "not 1 - alpha_bar_t: mean"),
     ("sqrt(beta_t) in x0's coefficient", _posterior_by_hand("sqrt_beta"), "has beta_t itself, not sqrt(beta_t)"),
     ("alpha_t without its root in xt's coefficient", _posterior_by_hand("alpha_no_sqrt"),
@@ -414,6 +435,10 @@ def _predict_x0_diagnose(out, c) -> str | None:
          ref_predict_x0(*args, alpha_bar=alpha_bar_prev64(c["schedule"]))),
         ("that is alpha_t (one step's 1 - beta_t); x_t was made from x0 in one jump, so undo it with the "
          "cumulative product alpha_bar_t", ref_predict_x0(*args, alpha_bar=1 - c["schedule"].betas.double())),
+        (f"sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) are swapped: in x_t, x0 has sqrt(alpha_bar_t) and the noise "
+         f"sqrt(1 - alpha_bar_t), so {formula}", (xt - a.sqrt() * eps) / (1 - a).sqrt()),
+        ("t off by one: you used alpha_bar[t-1] (at t = 0 that is alpha_bar[-1], the LAST entry in Python); "
+         f"code index t uses alpha_bar[t]: {formula}", ref_predict_x0(*args, alpha_bar=wrapped_prev(c["schedule"]))),
     ], "x0_pred", f"x0_pred differs: {formula}, with alpha_bar_t = schedule.alpha_bar[t] for each example, "
                   "broadcast over the other dimensions")
 
@@ -445,6 +470,11 @@ MISTAKES["predict_x0"] = [
         schedule.sqrt_alpha_bar, t, xt.ndim), "not 1 - sqrt(alpha_bar_t): x0_pred"),
     ("alpha_bar[t] not reshaped", lambda xt, t, eps, schedule: (xt - schedule.sqrt_one_minus_alpha_bar[t] * eps)
      / schedule.sqrt_alpha_bar[t], "one 1 for each dimension of the images after the batch"),
+    ("the two rates swapped", lambda xt, t, eps, schedule: (xt - schedule.gather(schedule.sqrt_alpha_bar, t, xt.ndim)
+                                                           * eps) / schedule.gather(
+        schedule.sqrt_one_minus_alpha_bar, t, xt.ndim), "sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) are swapped"),
+    ("alpha_bar[t-1], wrapping at t = 0", lambda xt, t, eps, schedule: ref_predict_x0(
+        xt, t, eps, schedule, alpha_bar=schedule.alpha_bar.double().roll(1)).float(), "the LAST entry in Python"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -456,7 +486,8 @@ _CHAIN_N = 4000     # chains per column of x0; 8,000 in all: a variance is then 
 def chain_variant(mistake: str | None = None):
     """A float32 ``q_sample_chain(x0, t, schedule, generator=None)`` returning every state (t + 2, B, ...).
 
-    ``mistake``: None (right), "one short" (t steps), "alpha_bar per step", "no sqrt", "same noise",
+    ``mistake``: None (right), "one short" (t steps), "alpha_bar per step", "no sqrt", "same noise", "not scaled"
+    (x + sqrt(beta) eps), "bracket" (sqrt(alpha) (x + sqrt(beta) eps)), "alpha on the noise" (sqrt(alpha) eps),
     "independent jumps" (each state drawn from x0 in one jump), "one noise per point" (shared by its coordinates),
     "coin flips" (+-1 noise: the right mean and variance, not Gaussian), "three points" (-sqrt(3), 0, sqrt(3) with
     probabilities 1/6, 2/3, 1/6: a normal's mean, variance and fourth moment, not Gaussian), "uniform"
@@ -484,6 +515,12 @@ def chain_variant(mistake: str | None = None):
                 x = alpha * x + beta * eps
             elif mistake == "independent jumps":
                 x = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+            elif mistake == "not scaled":
+                x = x + beta.sqrt() * eps
+            elif mistake == "bracket":
+                x = alpha.sqrt() * (x + beta.sqrt() * eps)
+            elif mistake == "alpha on the noise":
+                x = alpha.sqrt() * x + alpha.sqrt() * eps
             else:
                 x = alpha.sqrt() * x + beta.sqrt() * eps
             states.append(x)
@@ -571,6 +608,9 @@ def _chain_states_hint(out, case) -> str | None:
                 return lead + ": the square root is missing on alpha"
             if abs(scale - math.sqrt(alpha_bar[i])) <= slack:
                 return lead + ": alpha_bar is for the jump from x0; one step of the chain uses that step's alpha"
+            if abs(scale - 1) <= slack:
+                return lead + (": the previous state is kept as it is; each step shrinks it by sqrt(alpha_i) "
+                               "before adding its noise, x = sqrt(alpha_i) x + sqrt(beta_i) eps")
             return lead
         # 2. the added noise is new: independent of everything before it
         added = cur - alphas[i].sqrt() * prev
@@ -589,6 +629,13 @@ def _chain_states_hint(out, case) -> str | None:
             lead = f"step {i} adds noise of variance {var:.4f}, expected beta_{i} = {betas[i]:.4f}"
             if abs(var - float(betas[i]) ** 2) <= 5 * math.sqrt(2 / n) * float(betas[i]) ** 2 + 1e-4:
                 return lead + ": the square root is missing on beta (beta is a variance)"
+            shrunk = float(alphas[i] * betas[i])
+            if abs(var - shrunk) <= 5 * math.sqrt(2 / n) * shrunk + 1e-4:
+                return lead + (" (that is alpha_i beta_i): sqrt(alpha_i) multiplies the previous state alone, not "
+                               "the noise too: x = sqrt(alpha_i) x + sqrt(beta_i) eps")
+            if abs(var - float(alphas[i])) <= 5 * math.sqrt(2 / n) * float(alphas[i]) + 1e-4:
+                return lead + (" (that is alpha_i): the noise's coefficient is sqrt(beta_i), the previous state's "
+                               "sqrt(alpha_i): x = sqrt(alpha_i) x + sqrt(beta_i) eps")
             return lead
         # 4. it is N(0, beta_i I): one independent normal number per coordinate and per chain
         hint = gaussian_noise_hint(added / math.sqrt(float(betas[i])), f"step {i}")
@@ -647,6 +694,10 @@ MISTAKES["q_sample_chain"] = [
     ("one state short", chain_variant("one short"), "t + 1 steps"),
     ("alpha_bar in every step", chain_variant("alpha_bar per step"), "jump from x0"),
     ("no square roots", chain_variant("no sqrt"), "square root is missing on alpha"),
+    ("the previous state not scaled", chain_variant("not scaled"), "the previous state is kept as it is"),
+    ("sqrt(alpha) on the noise too", chain_variant("bracket"), "multiplies the previous state alone"),
+    ("sqrt(alpha) as the noise's coefficient", chain_variant("alpha on the noise"),
+     "the noise's coefficient is sqrt(beta_i)"),
     ("the same noise at every step", chain_variant("same noise"), "fresh noise"),
     ("every state in one jump from x0", chain_variant("independent jumps"), "from the previous state"),
     ("one noise per point", chain_variant("one noise per point"), "one number per coordinate"),
