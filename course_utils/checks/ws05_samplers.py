@@ -117,13 +117,20 @@ def _ddpm_diagnose(out, c) -> str | None:
     hint = judge(out, ref, [
         ("noise added at the last step: at t = 0 return the mean, without sigma * noise",
          ref_ddpm_step(*args, last_noise=True)),
-        ("no noise at t = 1: the paper counts t = 1..T, the code t = 0..T-1, so the paper's \"z = 0 if t = 1\" is "
-         "code t == 0; every other step adds sigma_t * noise", ref_ddpm_step(*args, quiet_below=2)),
-        ("wrong sign: x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) + sigma_t z",
-         ref_ddpm_step(*args, sign=1.0)),
-        ("divide by sqrt(alpha_t), not sqrt(alpha_bar_t): alpha_t = 1 - beta_t and alpha_bar_t confused",
-         ref_ddpm_step(*args, alpha="abar")),
-        ("the square root is forgotten on (1 - alpha_bar_t)", ref_ddpm_step(*args, sqrt=False)),
+        *[(f"x_{{t-1}} is clamped to [-1, 1]: a step returns x_{{t-1}} as it is (the states in between are not "
+           f"images and lie outside [-1, 1]). {DDPM_STEP}", ref_ddpm_step(*args, sigma=sigma).clamp(-1, 1))
+          for sigma in ("beta", "posterior")],
+        *[(hint, ref_ddpm_step(*args, sigma=sigma, **switches)) for hint, switches in [
+            ("no noise at t = 1: the paper counts t = 1..T, the code t = 0..T-1, so the paper's \"z = 0 if t = 1\" "
+             "is code t == 0; every other step adds sigma_t * noise", dict(quiet_below=2)),
+            ("wrong sign: x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) + sigma_t z",
+             dict(sign=1.0)),
+            ("divide by sqrt(alpha_t), not sqrt(alpha_bar_t): alpha_t = 1 - beta_t and alpha_bar_t confused",
+             dict(alpha="abar")),
+            ("the square root is forgotten on (1 - alpha_bar_t)", dict(sqrt=False))]
+          for sigma in ("beta", "posterior")],   # a mistake in the mean, with either of the paper's variances
+        (f"x_{{t-1}} is the mean alone: every step but the last (t > 0) adds sigma_t * noise, with the `noise` "
+         f"given; only t = 0 returns the mean. {DDPM_STEP}", ref_ddpm_step(*args[:4], torch.zeros_like(c["noise"]))),
         ("sigma_t is the standard deviation: multiply the noise by sqrt(beta_t), not by beta_t",
          ref_ddpm_step(*args, sigma="var")),
         ("sigma_t is the standard deviation: multiply the noise by sqrt(tilde beta_t), not by tilde beta_t",
@@ -141,15 +148,16 @@ def _ddpm_diagnose(out, c) -> str | None:
          ref_ddpm_step(*args, sigma="one")),
         (f"sigma_t z is added, not subtracted: {DDPM_STEP}", ref_ddpm_step(*args, noise_sign=-1.0)),
         *[(CLIPPED_X0, ref_ddpm_step(*args, mean_form="clipped_x0", sigma=sigma)) for sigma in ("beta", "posterior")],
-        (f"eps_pred's coefficient is beta_t / sqrt(1 - alpha_bar_t), not sqrt(1 - alpha_bar_t) (that one gives "
-         f"x0_pred, DDIM's way): {DDPM_STEP}", ref_ddpm_step(*args, mean_form="ddim_eps")),
-        (f"eps_pred's coefficient is beta_t / sqrt(1 - alpha_bar_t), with the cumulative alpha_bar_t under the root "
-         f"(beta_t / sqrt(1 - alpha_t) = sqrt(beta_t)): {DDPM_STEP}", ref_ddpm_step(*args, mean_form="sqrt_beta")),
-        (f"divide by sqrt(alpha_t), don't multiply: {DDPM_STEP}", ref_ddpm_step(*args, mean_form="times_sqrt_alpha")),
-        (f"sigma_t z comes after the division by sqrt(alpha_t), not inside the bracket: {DDPM_STEP}",
-         ref_ddpm_step(*args, mean_form="noise_inside")),
-        (f"1 / sqrt(alpha_t) divides the whole bracket, x_t - beta_t / sqrt(1 - alpha_bar_t) eps_pred, not x_t "
-         f"alone: {DDPM_STEP}", ref_ddpm_step(*args, mean_form="xt_only")),
+        *[(f"{hint}: {DDPM_STEP}", ref_ddpm_step(*args, mean_form=form, sigma=sigma)) for hint, form in [
+            ("eps_pred's coefficient is beta_t / sqrt(1 - alpha_bar_t), not sqrt(1 - alpha_bar_t) (that one gives "
+             "x0_pred, DDIM's way)", "ddim_eps"),
+            ("eps_pred's coefficient is beta_t / sqrt(1 - alpha_bar_t), with the cumulative alpha_bar_t under the "
+             "root (beta_t / sqrt(1 - alpha_t) = sqrt(beta_t))", "sqrt_beta"),
+            ("divide by sqrt(alpha_t), don't multiply", "times_sqrt_alpha"),
+            ("sigma_t z comes after the division by sqrt(alpha_t), not inside the bracket", "noise_inside"),
+            ("1 / sqrt(alpha_t) divides the whole bracket, x_t - beta_t / sqrt(1 - alpha_bar_t) eps_pred, not x_t "
+             "alone", "xt_only")]
+          for sigma in ("beta", "posterior")],
     ], "x_{t-1}", f"x_{{t-1}} differs: {DDPM_STEP}")
     generic = hint is not None and hint.startswith("x_{t-1} differs:")
     if generic and c["t"] >= 1 and torch.isfinite(out).all():
@@ -199,6 +207,16 @@ MISTAKES["ddpm_step"] = [
     ("multiplied by sqrt(alpha_t)", ddpm_variant(mean_form="times_sqrt_alpha"), "divide by sqrt(alpha_t), don't"),
     ("noise inside the bracket", ddpm_variant(mean_form="noise_inside"), "not inside the bracket"),
     ("1/sqrt(alpha_t) on x_t alone", ddpm_variant(mean_form="xt_only"), "divides the whole bracket"),
+    ("no noise at any step", lambda xt, t, eps_pred, schedule, noise: ddpm_variant()(
+        xt, t, eps_pred, schedule, torch.zeros_like(noise)), "x_{t-1} is the mean alone"),
+    ("x_{t-1} clamped to [-1, 1]", lambda xt, t, eps_pred, schedule, noise: ddpm_variant(sigma="posterior")(
+        xt, t, eps_pred, schedule, noise).clamp(-1, 1), "x_{t-1} is clamped to [-1, 1]"),
+    ("noise inside the bracket, with tilde beta_t", ddpm_variant(mean_form="noise_inside", sigma="posterior"),
+     "not inside the bracket"),
+    ("DDIM's eps coefficient, with tilde beta_t", ddpm_variant(mean_form="ddim_eps", sigma="posterior"),
+     "DDIM's way"),
+    ("sigma_t of step t-1", lambda xt, t, eps_pred, schedule, noise: _sigma_of_step_before(
+        (xt, t, eps_pred, schedule, noise), "posterior").float(), "the noise's sigma_t is step t-1's"),
     ("its own noise", lambda xt, t, eps_pred, schedule, noise: ddpm_variant()(
         xt, t, eps_pred, schedule, torch.randn(noise.shape, generator=generator(99))), "not the noise given"),
     ("not implemented", todo, "not implemented yet"),
@@ -222,14 +240,17 @@ def _ddim_cases(hidden: bool) -> list:
 
 def ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise, *, use_eta=True, sigma2_in_dir=True,
                   sqrt=True, remix_with_prev=True, clip=False, sigma_form="paper", noise_coef="sigma",
-                  dir_form="paper", x0_with_prev=False, dir_sigma_eta_one=False):
+                  dir_form="paper", x0_with_prev=False, dir_sigma_eta_one=False, remix_part=None):
     """(x_prev, x0_pred) in float64 (DDIM Eq. 12 and 16); the switches reproduce the catalogued mistakes
     (``clip``: x0_pred clamped to [-1, 1], diffusers' ``clip_sample``, which the course's sampler does not do;
     ``sigma_form``: "eta_squared", "sqrt_eta", "ratio_inverted" ((1 - alpha_bar_t) / (1 - alpha_bar_prev)),
     "second_unrooted" (1 - alpha_bar_t / alpha_bar_prev without its root); ``noise_coef="sigma_squared"``;
     ``dir_form="minus_sigma"``: sqrt(1 - alpha_bar_prev) - sigma_t, "unrooted": 1 - alpha_bar_prev - sigma_t^2
     without its root; ``x0_with_prev``: x0_pred from alpha_bar_prev; ``dir_sigma_eta_one``: the direction's sigma_t
-    at eta = 1 whatever eta; ``noise_coef="minus"``: the noise subtracted)."""
+    at eta = 1 whatever eta; ``noise_coef="minus"``: the noise subtracted; ``sigma_form="first_unrooted"``:
+    (1 - alpha_bar_prev) / (1 - alpha_bar_t) without its root, "no_first": that factor left out; ``dir_form=
+    "sigma_unsquared"``: sqrt(1 - alpha_bar_prev - sigma_t); ``remix_part``: alpha_bar_t in place of alpha_bar_prev
+    in x0_pred's coefficient alone ("x0") or in the direction alone ("dir"))."""
     a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
     root = torch.sqrt if sqrt else (lambda v: v)
     a_x0 = a_prev if x0_with_prev else a
@@ -243,18 +264,21 @@ def ref_ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, eta, noise, *, use_
     ratio = (1 - a) / (1 - a_prev).clamp(min=1e-12) if sigma_form == "ratio_inverted" else (1 - a_prev) / (1 - a)
     second = (1 - a / a_prev).clamp(min=0)
     second = second if sigma_form == "second_unrooted" else second.sqrt()
-    sigma_at_eta_one = ratio.clamp(min=0).sqrt() * second
+    first = {"first_unrooted": ratio, "no_first": torch.ones_like(ratio)}.get(sigma_form, ratio.clamp(min=0).sqrt())
+    sigma_at_eta_one = first * second
     sigma = e * sigma_at_eta_one
     a_remix = a_prev if remix_with_prev else a
+    a_x0_coef, a_dir = (a if remix_part == "x0" else a_remix), (a if remix_part == "dir" else a_remix)
     # Eq. 12: sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
     sigma_dir = sigma_at_eta_one if dir_sigma_eta_one else sigma
     if dir_form == "minus_sigma":
-        direction = ((1 - a_remix).sqrt() - sigma_dir) * eps_pred.double()
+        direction = ((1 - a_dir).sqrt() - sigma_dir) * eps_pred.double()
     else:
-        variance = (1 - a_remix - (sigma_dir ** 2 if sigma2_in_dir else 0)).clamp(min=0)
+        taken = sigma_dir if dir_form == "sigma_unsquared" else sigma_dir ** 2 if sigma2_in_dir else 0
+        variance = (1 - a_dir - taken).clamp(min=0)
         direction = (variance if dir_form == "unrooted" else variance.sqrt()) * eps_pred.double()
     scale = {"sigma_squared": sigma ** 2, "minus": -sigma}.get(noise_coef, sigma)
-    return a_remix.sqrt() * x0_pred + direction + scale * noise.double(), x0_pred
+    return a_x0_coef.sqrt() * x0_pred + direction + scale * noise.double(), x0_pred
 
 
 def _ddim_call(f, c):
@@ -315,6 +339,14 @@ def _ddim_diagnose(out, c) -> str | None:
          "square root, not sigma_t off outside it", dict(dir_form="minus_sigma")),
         (f"sigma_t z is added, not subtracted: {X_PREV_DIFFERS.removeprefix('x_prev differs: ')}",
          dict(noise_coef="minus")),
+        (f"sigma_t takes the square root of (1 - alpha_bar_prev) / (1 - alpha_bar_t) as well: {SIGMA_T}",
+         dict(sigma_form="first_unrooted")),
+        # named on the steps before the last only: at the last (alpha_bar_prev = 1, sigma_t = 0) its sqrt(1 -
+        # alpha_bar_t) is as small as other slips' noise there (a clamp of 1 - alpha_bar_prev to beta_0, say)
+        *([(f"sigma_t has two factors, and sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) is missing: {SIGMA_T}",
+            dict(sigma_form="no_first"))] if float(c["alpha_bar_prev"]) < 1 else []),
+        ("the direction term subtracts sigma_t^2, not sigma_t, under its root: sqrt(1 - alpha_bar_prev - "
+         f"sigma_t^2) * eps_pred, {SIGMA_T}", dict(dir_form="sigma_unsquared")),
     ]] if noisy else []
     hint = judge(x_prev, ref_prev, [
         ("sigma_t must be multiplied by eta: sigma_t = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) "
@@ -327,6 +359,11 @@ def _ddim_diagnose(out, c) -> str | None:
          ref_ddim_step(*args, c["noise"], remix_with_prev=False)[0]),
         ("x0_pred is clamped to [-1, 1] (diffusers' clip_sample): DDIM's Eq. 12 uses it as predicted, and so does "
          "this worksheet", ref_ddim_step(*args, c["noise"], clip=True)[0]),
+        ("x0_pred's coefficient is sqrt(alpha_bar_prev), the signal level of the step's target, not "
+         "sqrt(alpha_bar_t): x_prev = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps_pred "
+         "+ sigma_t noise", ref_ddim_step(*args, c["noise"], remix_part="x0")[0]),
+        ("the direction term has alpha_bar_prev, not alpha_bar_t: sqrt(1 - alpha_bar_prev - sigma_t^2) * eps_pred, "
+         "the noise level of the step's target", ref_ddim_step(*args, c["noise"], remix_part="dir")[0]),
         ("the direction term takes the square root: sqrt(1 - alpha_bar_prev - sigma_t^2) * eps_pred",
          ref_ddim_step(*args, c["noise"], dir_form="unrooted")[0]),
         # at eta = 0 too: there the direction must be sqrt(1 - alpha_bar_prev) * eps_pred, sigma_t being 0
@@ -407,6 +444,16 @@ MISTAKES["ddim_step"] = [
     ("the direction's sigma_t without eta", ddim_variant(dir_sigma_eta_one=True),
      "the direction term's sigma_t is the same as the noise's"),
     ("the noise subtracted", ddim_variant(noise_coef="minus"), "sigma_t z is added, not subtracted"),
+    ("sigma_t's first factor unrooted", ddim_variant(sigma_form="first_unrooted"),
+     "sigma_t takes the square root of (1 - alpha_bar_prev) / (1 - alpha_bar_t) as well"),
+    ("sigma_t's first factor left out", ddim_variant(sigma_form="no_first"),
+     "sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) is missing"),
+    ("sigma_t unsquared in the direction", ddim_variant(dir_form="sigma_unsquared"),
+     "subtracts sigma_t^2, not sigma_t, under its root"),
+    ("x0_pred's coefficient sqrt(alpha_bar_t)", ddim_variant(remix_part="x0"),
+     "x0_pred's coefficient is sqrt(alpha_bar_prev)"),
+    ("the direction with alpha_bar_t", ddim_variant(remix_part="dir"),
+     "the direction term has alpha_bar_prev, not alpha_bar_t"),
     ("eps_pred returned for x0_pred", lambda *args, **kwargs: (ddim_variant()(*args, **kwargs)[0], args[1]),
      "the second output is eps_pred as given"),
     ("its own noise", _ddim_own_noise(), "noise of about sigma_t's size, but not the noise given"),
@@ -463,7 +510,7 @@ def ddim_grid(T: int, num_steps: int) -> list[int]:
 
 
 def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", prev="grid", t_arg="t",
-                  stop_early=False, grid="ddim", draw="normal", rooted=False, noise_scale=1.0):
+                  stop_early=False, grid="ddim", draw="normal", rooted=False, noise_scale=1.0, keep_x0=False):
     """The DDIM sampler in float64 with the course's noise order (one torch.randn(x.shape, generator) per step
     when eta > 0), from a generator seeded with ``seed`` (or ``seed`` itself when it is a generator, whose stream
     it continues); the switches reproduce the catalogued mistakes (``grid="linspace"``: a grid of its own;
@@ -471,7 +518,8 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
     first"`` or ``"none middle"``: no noise at the first step or at step num_steps // 2 + 1 (its draw made and
     dropped), ``draw="one for all"``: the first step's noise at every step, ``draw="antithetic"``: the noise z of
     the first half of the points and -z for the second half; ``rooted``: ddim_step given sqrt(alpha_bar) for
-    alpha_bar; ``noise_scale``: the noise passed to ddim_step multiplied by it, eta say)."""
+    alpha_bar; ``noise_scale``: the noise passed to ddim_step multiplied by it, eta say; ``keep_x0``: each step's
+    x0_pred carried on in place of x_prev)."""
     T = schedule.T
     timesteps = ddim_grid(T, num_steps)
     if grid == "linspace":
@@ -503,9 +551,11 @@ def ref_ddim_loop(model, schedule, x_T, num_steps, eta, seed, *, last="one", pre
             noise = torch.cat([noise[:half], -noise[:half], noise[2 * half:]])
         noises.append(noise)
         if rooted:
-            x, _ = ref_ddim_step(x, eps_pred, alpha_bar[t].sqrt(), torch.as_tensor(a_prev).sqrt(), eta, noise)
+            x, x0_pred = ref_ddim_step(x, eps_pred, alpha_bar[t].sqrt(), torch.as_tensor(a_prev).sqrt(), eta, noise)
         else:
-            x, _ = ref_ddim_step(x, eps_pred, alpha_bar[t], a_prev, eta, noise_scale * noise)
+            x, x0_pred = ref_ddim_step(x, eps_pred, alpha_bar[t], a_prev, eta, noise_scale * noise)
+        if keep_x0:
+            x = x0_pred
     return x
 
 
@@ -758,6 +808,8 @@ def _loop_diagnose(outputs, c) -> str | None:
          "(schedule.sqrt_alpha_bar)", dict(rooted=True)),
         ("the noise you pass is already multiplied by eta, but ddim_step's sigma_t holds eta: pass z = "
          "torch.randn(x.shape, generator=generator) itself", dict(noise_scale=c["eta"])),
+        ("ddim_step returns (x_prev, x0_pred): carry x_prev into the next step, x, _ = ddim_step(...), not "
+         "x0_pred", dict(keep_x0=True)),
     ]
     if c["eta"] not in (0, 1) and close(out, ref_ddim_loop(*args[:4], 1.0, c["seed"]), 1e-3):
         return (f"the samples are those of eta = 1, not eta = {c['eta']:g}: pass the eta you are given to ddim_step "
@@ -795,6 +847,10 @@ register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, 
     ("is out of bounds for dimension 0 with size",
      "a timestep past the end of the schedule's tables: take T and alpha_bar from the schedule you are given "
      "(ddim_timesteps(schedule.T, num_steps), schedule.alpha_bar), not T = 1000 or the notebook's schedule"),
+    # a bare int t for the network: the course's networks (and the mixture's eps*) call t.long()
+    ("'int' object has no attribute 'long'",
+     "the network takes one timestep per example: t of shape (B,), torch.full((len(x),), t, dtype=torch.long), "
+     "not a bare number"),
     *[(f"'{kind}' object has no attribute",
        "after the last step alpha_bar_prev is 1: pass it as a tensor, torch.tensor(1.0) (a Python number has no "
        ".sqrt())") for kind in ("float", "int")],
@@ -828,8 +884,9 @@ def _student_loop(kind: str):
     """ddim_sample_loop written as a student would, with the package's ddim_step, and one mistake: "T = 1000"
     (the grid and tables of a linear T = 1000 schedule whatever the one given), "float at the end" (alpha_bar_prev
     = 1.0, a Python float; "int at the end": 1), "noise not passed" (eta > 0 without noise=), "0-dim t" (the
-    network given t itself), "grid from T - 1" (range(T - 1, -1, -T // n)), "model at t_prev" (the network asked at
-    the step's target), "rates swapped" (ddim_step given alpha_bar_prev before alpha_bar_t: NaN)."""
+    network given t itself; "int t": the Python int), "grid from T - 1" (range(T - 1, -1, -T // n)), "model at
+    t_prev" (the network asked at the step's target), "rates swapped" (ddim_step given alpha_bar_prev before
+    alpha_bar_t: NaN)."""
     from ..samplers import ddim_timesteps
     from ..schedules import NoiseSchedule
 
@@ -851,7 +908,8 @@ def _student_loop(kind: str):
             a_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else {"float at the end": 1.0, "int at the end": 1}.get(
                 kind, torch.tensor(1.0))
             asked = max(t_prev, 0) if kind == "model at t_prev" else t
-            t_in = torch.tensor(asked) if kind == "0-dim t" else torch.full((len(x),), asked, dtype=torch.long)
+            t_in = (torch.tensor(asked) if kind == "0-dim t" else asked if kind == "int t"
+                    else torch.full((len(x),), asked, dtype=torch.long))
             eps = model(x, t_in)
             noise = torch.randn(x.shape, generator=generator) if eta > 0 and kind != "noise not passed" else None
             rates = (a_prev, schedule.alpha_bar[t]) if kind == "rates swapped" else (schedule.alpha_bar[t], a_prev)
@@ -886,6 +944,8 @@ MISTAKES["ddim_sample_loop"] = [
     ("sqrt(alpha_bar) given to ddim_step", loop_variant(rooted=True), "not their square roots"),
     ("noise multiplied by eta", lambda model, schedule, x_T, num_steps, *, eta=0.0, generator=None: loop_variant(
         noise_scale=eta)(model, schedule, x_T, num_steps, eta=eta, generator=generator), "already multiplied by eta"),
+    ("x0_pred carried on for x_prev", loop_variant(keep_x0=True), "carry x_prev into the next step"),
+    ("the network given a bare int t", _student_loop("int t"), "the network takes one timestep per example"),
     ("eta > 0 run as eta = 1", lambda model, schedule, x_T, num_steps, *, eta=0.0, generator=None: loop_variant()(
         model, schedule, x_T, num_steps, eta=1.0 if eta > 0 else 0.0, generator=generator), "not eta = "),
     ("not implemented", todo, "not implemented yet"),
