@@ -150,7 +150,7 @@ def reduced_error(pred: Tensor, goal: Tensor, reduction: str) -> Tensor:
 
 
 def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, labels="dropped", noise_at=None,
-             model_t="t"):
+             model_t="t", only_kept=False):
     """L_simple on the case's batch with the tiny model rebuilt from ``state``; returns (loss, grads).
 
     With labels in the case (worksheet 6's cfg_loss), ``labels`` picks what the model sees (``choose_labels``).
@@ -158,10 +158,14 @@ def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, 
     alpha_bar[t+1] capped at T-1, "prev": alpha_bar[t-1] with 1 at t = 0, "wrap": alpha_bar[t-1] wrapping at
     t = 0, "alphas": one step's alpha_t), ``model_t`` the time the model is given ("prev": t - 1, "scaled":
     t / T), ``reduction`` also "l1" (mean absolute error) and "per_example" (the squared error summed over each
-    example, averaged over the batch).
+    example, averaged over the batch); ``only_kept`` (cfg_loss): the examples where drop is True left out.
     """
     model = tiny_model(c, state)
     x0, eps, t, schedule = c["x0"].double(), c["eps"].double(), c["t"], c["schedule"]
+    if only_kept:
+        keep = ~c["drop"]
+        c = dict(c, y=c["y"][keep], drop=c["drop"][keep])
+        x0, eps, t = x0[keep], eps[keep], t[keep]
     a = alpha_bar64(schedule)
     alpha_bar = {None: None, "prev": alpha_bar_prev64(schedule), "wrap": wrapped_prev(schedule),
                  "next": torch.cat([a[1:], a[-1:]]), "alphas": 1 - schedule.betas.double()}[noise_at]
@@ -201,7 +205,10 @@ def _loss_variants(c) -> list:
                     ("the null class is -1, not 0: y = torch.where(drop, -1, y)", dict(labels="zero")),
                     ("every label is the null class -1 (or the model got no labels, model(x_t, t)): only the examples "
                      "where drop is True lose theirs, model(x_t, t, torch.where(drop, -1, y))",
-                     dict(labels="all_null"))] + variants
+                     dict(labels="all_null")),
+                    ("the examples where drop is True are left out of the loss: keep them, with the label -1, so that "
+                     "the same network learns the unconditional prediction; model(x_t, t, torch.where(drop, -1, y)) "
+                     "over the whole batch", dict(only_kept=True))] + variants
     return variants
 
 

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .framework import (MISTAKES, Check, alpha_bar64, alpha_bar_prev64, close, explain_by, gather, generator, judge,
-                        last_target, model_changed, raised_record, register, repeat_hint, sampler_nan_hint,
-                        seeded_state, shape_hint, small_schedule, state_changed, todo, visible)
+                        last_target, model_changed, model_timestep, raised_record, register, repeat_hint,
+                        sampler_nan_hint, seeded_state, shape_hint, small_schedule, state_changed, todo, visible)
 from .ws02_forward import BROADCAST_HINT
 from .ws04_training import (TinyEps, choose_labels, diagnose_loss, loss_cases, loss_outputs, noisy_input, tiny_model,
                             tiny_state)
@@ -219,6 +219,12 @@ def _cfg_loss_one_hot(model, x0, y, t, eps, drop, schedule):
     return F.mse_loss(model(noisy_input(x0, t, eps, schedule), t, labels), eps)
 
 
+def _cfg_loss_kept_only(model, x0, y, t, eps, drop, schedule):
+    """The loss over the examples whose label is kept: the dropped ones left out, not given the label -1."""
+    keep = ~drop
+    return F.mse_loss(model(noisy_input(x0[keep], t[keep], eps[keep], schedule), t[keep], y[keep]), eps[keep])
+
+
 MISTAKES["cfg_loss"] = [
     ("float labels", cfg_loss_variant(null=lambda y: torch.full(y.shape, -1.0)), "labels of dtype float32"),
     ("one-hot labels", _cfg_loss_one_hot, "not one-hot rows"),
@@ -233,6 +239,12 @@ MISTAKES["cfg_loss"] = [
     ("alpha_bar not reshaped", cfg_loss_variant(alpha_view=(-1,)),
      "one 1 for each dimension of the images after the batch"),
     ("alpha_bar reshaped to (B, 1)", cfg_loss_variant(alpha_view=(-1, 1)), "alpha_bar[t] must be reshaped to"),
+    ("dropped examples left out", _cfg_loss_kept_only, "where drop is True are left out of the loss"),
+    ("feeds x0", lambda model, x0, y, t, eps, drop, schedule: F.mse_loss(model(x0, t, torch.where(drop, -1, y)), eps),
+     "feed the noisy x_t to the model"),
+    ("sum", lambda model, x0, y, t, eps, drop, schedule: F.mse_loss(
+        model(noisy_input(x0, t, eps, schedule), t, torch.where(drop, -1, y)), eps, reduction="sum"),
+     "average over the batch"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -373,6 +385,10 @@ def _guided_diagnose(out, c) -> str | None:
          ref_classifier_guided_eps(c, state, sign=1.0, coef_of="none")),
         ("you used alpha_bar_{t-1} (alpha_bar_prev): x_t's noise has std sqrt(1 - alpha_bar_t), at the t given, "
          "schedule.alpha_bar[t]", ref_classifier_guided_eps(c, state, prev_alpha=True)),
+        ("F.cross_entropy(logits, y) is MINUS log p(y | x_t), averaged over the batch: its gradient points the other "
+         "way and is B times smaller. Differentiate log p itself, summed: F.log_softmax(logits, dim=-1)["
+         "torch.arange(B), y].sum() (or -F.cross_entropy(logits, y, reduction='sum'))",
+         ref_classifier_guided_eps(c, state, sign=1.0, reduce="mean")),
     ], "guided eps")
     if hint and hint.startswith("the guided eps and the reference differ"):
         hint += (": eps_hat = eps_pred - s * sqrt(1 - alpha_bar_t) * grad_{x_t} log p(y | x_t, t), the gradient of "
@@ -418,7 +434,8 @@ def guided_eps_variant(*, autograd=True, enable_grad=True, on_xt=False, slip=Non
     gradient taken on the caller's xt, which it leaves requiring grad; ``slip``, the raised errors: "one_hot"
     (F.one_hot(y) without num_classes: as wide as the largest label), "no_sum"
     (torch.autograd.grad of the (B,) selection), "gather" (log_probs.gather(1, y)), "unused" (the classifier
-    called on xt, the gradient taken for its copy x), "flat" (alpha_bar[t] of shape (B,)))."""
+    called on xt, the gradient taken for its copy x), "flat" (alpha_bar[t] of shape (B,)); and "cross_entropy"
+    (the gradient of F.cross_entropy(logits, y), taken for log p(y | x_t))."""
     def classifier_guided_eps(eps_pred, xt, t, y, classifier, schedule, classifier_scale):
         if autograd and not switches:
             with torch.enable_grad() if enable_grad else contextlib.nullcontext():
@@ -426,7 +443,9 @@ def guided_eps_variant(*, autograd=True, enable_grad=True, on_xt=False, slip=Non
                 log_probs = F.log_softmax(classifier(xt if slip == "unused" else x, t), dim=-1)
                 selected = (log_probs.gather(1, y) if slip == "gather" else (log_probs * F.one_hot(y)).sum(1)
                             if slip == "one_hot" else log_probs[torch.arange(len(x)), y])
-                (grad,) = torch.autograd.grad(selected if slip == "no_sum" else selected.sum(), x)
+                objective = (F.cross_entropy(classifier(x, t), y) if slip == "cross_entropy" else selected
+                             if slip == "no_sum" else selected.sum())
+                (grad,) = torch.autograd.grad(objective, x)
             a = schedule.alpha_bar[t] if slip == "flat" else schedule.gather(schedule.alpha_bar, t, xt.ndim)
             return eps_pred - classifier_scale * (1 - a).sqrt() * grad
         c = dict(xt=xt, t=t, y=y, eps_pred=eps_pred, schedule=schedule, classifier_scale=classifier_scale)
@@ -456,6 +475,7 @@ MISTAKES["classifier_guided_eps"] = [
     ("eps_pred left out", guided_eps_variant(with_eps=False), "eps_pred is left out"),
     ("score form", guided_eps_variant(sign=1.0, coef_of="none"), "the score's form"),
     ("alpha_bar_prev for alpha_bar", guided_eps_variant(prev_alpha=True), "alpha_bar_{t-1} (alpha_bar_prev)"),
+    ("F.cross_entropy for log p", guided_eps_variant(slip="cross_entropy"), "F.cross_entropy(logits, y) is MINUS"),
     ("not implemented", todo, "not implemented yet"),
 ]
 
@@ -476,13 +496,16 @@ def _sampler_cases(hidden: bool) -> list:
 
 
 def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False, scale=None, steps=None,
-                    uncond_once=False, x0_from=None, global_alpha_bar=False, keep_x0=False) -> Tensor:
+                    uncond_once=False, x0_from=None, global_alpha_bar=False, keep_x0=False, prev="grid", t_arg="t",
+                    clip=False) -> Tensor:
     """Deterministic DDIM with classifier-free guidance in float64; the switches reproduce the mistakes
     (``scale``: "int" (int(w)) or "plus_one" (1 + w) given to cfg_combine; ``steps``: a grid of that many steps,
     or "T" (every t), whatever num_steps; ``uncond_once``: the unconditional prediction of the first step reused;
     ``x0_from``: "cond" or "uncond", the eps that x0_pred is computed from, the guided one only in the direction
     term; ``global_alpha_bar``: the steps taken with the alpha_bar of the notebook's NoiseSchedule.linear(1000);
-    ``keep_x0``: each step's x0_pred carried on in place of x_prev)."""
+    ``keep_x0``: each step's x0_pred carried on in place of x_prev; ``prev="t-1"``: each step to t - 1, not to the
+    grid's next entry; ``t_arg``: the timestep the model is given, as in ``model_timestep``; ``clip``: x0_pred
+    clamped to [-1, 1])."""
     from ..schedules import NoiseSchedule
 
     schedule, model = c["schedule"], mixture_model(c["schedule"])
@@ -493,23 +516,21 @@ def ref_guided_ddim(c, *, null=-1, swap=False, last="one", ignore_w=False, scale
     alpha_bar = alpha_bar64(NoiseSchedule.linear(T=1000) if global_alpha_bar else schedule)
     x, eps_uncond = c["x_T"].double(), None
     for k, t in enumerate(timesteps):
-        tt = torch.full((len(x),), t, dtype=torch.long)
+        tt = torch.full((len(x),), model_timestep(t, k, t_arg), dtype=torch.long)
         if eps_uncond is None or not uncond_once:
             eps_uncond = model(x, tt, torch.full_like(y, null))
         eps_cond = model(x, tt, y)
         if swap:
             eps_uncond, eps_cond = eps_cond, eps_uncond
         eps = eps_uncond + w * (eps_cond - eps_uncond)
-        if k + 1 < len(timesteps):
-            a_prev = alpha_bar[timesteps[k + 1]]
-        else:
-            a_prev = last_target(alpha_bar, last)
+        t_prev = (t - 1) if prev == "t-1" else timesteps[k + 1] if k + 1 < len(timesteps) else -1
+        a_prev = alpha_bar[t_prev] if t_prev >= 0 else last_target(alpha_bar, last)
         if x0_from:
             e = eps_cond if x0_from == "cond" else eps_uncond
             x0_pred = (x - (1 - alpha_bar[t]).sqrt() * e) / alpha_bar[t].sqrt()
             x = a_prev.sqrt() * x0_pred + (1 - a_prev).sqrt() * eps
         else:
-            x_prev, x0_pred = ref_ddim_step(x, eps, alpha_bar[t], a_prev, 0.0, torch.zeros(x.shape))
+            x_prev, x0_pred = ref_ddim_step(x, eps, alpha_bar[t], a_prev, 0.0, torch.zeros(x.shape), clip=clip)
             x = x0_pred if keep_x0 else x_prev
     return x
 
@@ -529,6 +550,9 @@ def _sampler_explain(error: str) -> str | None:
     """PyTorch's IndexError where a timestep runs past the schedule (dimension 0 of alpha_bar, in the student's code
     or in the model's) or a label past the model's classes (dimension 1 of the mixture's components); a Python
     number where ddim_step takes a tensor (the last alpha_bar_prev)."""
+    if "'int' object has no attribute 'long'" in error:       # the model's t.long() on a bare int
+        return ("the model takes one timestep per example: t of shape (N,), torch.full((len(x),), t, "
+                "dtype=torch.long), not a bare number")
     if re.search(r"'(float|int)' object has no attribute", error):
         return ("after the last step alpha_bar_prev is 1: pass it as a tensor, torch.tensor(1.0) (a Python number "
                 "has no .sqrt())")
@@ -590,6 +614,12 @@ def _sampler_diagnose(record, c) -> str | None:
          "default 50, nor every t)", dict(steps=50) if c["num_steps"] != 50 else None),
         ("num_steps is ignored: the grid is ddim_timesteps(schedule.T, num_steps), num_steps steps (not the "
          "default 50, nor every t)", dict(steps="T")),
+        ("off by one in the time grid: each step jumps to the next entry of ddim_timesteps(schedule.T, num_steps), "
+         "alpha_bar_prev = schedule.alpha_bar[t_prev], not to t - 1", dict(prev="t-1")),
+        ("call the model with the timestep t of the grid (ddim_timesteps(schedule.T, num_steps)), not with the loop "
+         "index", dict(t_arg="k")),
+        ("x0_pred is clamped to [-1, 1] (diffusers' clip_sample): the worksheet's ddim_step uses it as predicted; "
+         "call ddim_step(x, eps, alpha_bar_t, alpha_bar_prev) and carry its x_prev on", dict(clip=True)),
     ]
     for mistake_hint, switches in variants:
         if switches is not None and close(out, ref_guided_ddim(c, **switches), 1e-3):
@@ -640,6 +670,18 @@ def _guided_with_own_noise(model, schedule, x_T, y, guidance_scale, num_steps=50
     return right + 0.1 * torch.randn_like(right)
 
 
+def _guided_with_int_t(model, schedule, x_T, y, guidance_scale, num_steps=50):
+    """The model asked with the grid's t as a Python int, not one timestep per sample: the model's t.long() raises."""
+    from ..samplers import ddim_step, ddim_timesteps
+
+    grid, x = ddim_timesteps(schedule.T, num_steps).tolist(), x_T
+    for k, t in enumerate(grid):
+        eps_uncond, eps_cond = model(x, t, torch.full_like(y, -1)), model(x, t, y)
+        a_prev = schedule.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0)
+        x, _ = ddim_step(x, eps_uncond + guidance_scale * (eps_cond - eps_uncond), schedule.alpha_bar[t], a_prev)
+    return x
+
+
 MISTAKES["guided_ddim_sample"] = [
     ("both predictions conditional", guided_sampler_variant(both_conditional=True), "guidance_scale is ignored"),
     ("alpha_bar_prev = 1.0 as a float", guided_sampler_variant(float_at_end=True),
@@ -660,5 +702,9 @@ MISTAKES["guided_ddim_sample"] = [
     ("alpha_bar[-1] at the last step", guided_sampler_variant(last="python_last"), "LAST entry"),
     ("x0_pred carried on for x_prev", guided_sampler_variant(keep_x0=True), "carry x_prev into the next step"),
     ("a stochastic step with a noise of its own", _guided_with_own_noise, "two runs from the same x_T"),
+    ("steps to t - 1", guided_sampler_variant(prev="t-1"), "off by one in the time grid"),
+    ("the model asked at the loop index", guided_sampler_variant(t_arg="k"), "not with the loop index"),
+    ("x0_pred clamped", guided_sampler_variant(clip=True), "clip_sample"),
+    ("the model given a bare int t", _guided_with_int_t, "the model takes one timestep per example"),
     ("not implemented", todo, "not implemented yet"),
 ]
