@@ -120,12 +120,17 @@ def load_source(path: str | Path) -> Source:
 
 
 # ------------------------------------------------------------------ the notebook that runs
+# The harvest's code runs in a namespace of its own whose builtins are Python's (``{code!r}`` executed there), so
+# that a name of the notebook's globals cannot stand in for one it calls: a ``def exec(...)`` or ``open = ...``
+# in a student's cell rewrote its outputs, unseen by grade_scan (the red team's second pass of 2026-12-07).
 HARVEST = """\
 # Added by course-grade in place of the graded cell {gid!r}: it runs your {target!r} on the check's cases
 # (sent by the grader) and writes the raw outputs; the verdict is computed outside this notebook.
-{code}
-_course_grade_harvest({check!r}, {target!r}, globals().get({target!r}), {cases!r}, {path!r})
-del _course_grade_harvest
+import builtins as _course_grade_builtins
+_course_grade_builtins.exec({code!r}, _course_grade_ns := {{"__builtins__": _course_grade_builtins}})
+_course_grade_ns["_course_grade_harvest"]({check!r}, {target!r}, _course_grade_builtins.globals().get({target!r}),
+                                          {cases!r}, {path!r})
+del _course_grade_builtins, _course_grade_ns
 """
 
 PRELUDE = """\
@@ -136,6 +141,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot
 import course_utils.checks
+get_ipython().ask_exit = lambda: None   # exit() or quit() in a cell: ignored, on both paths (ipykernel stopped
+                                        # 0.1 s later, a race with the next cells; the zygote's shell raised)
 """
 
 
@@ -345,6 +352,9 @@ def judge(source: Source, run_nb: dict, found: set[str], read, outcome: sandbox.
         elif entry and entry.get("ename") == "CellTimeoutError":
             row.update(status="timeout", message=f"{checks.FAIL} {g.target}: ran past the limit of "
                        f"{opts.cell_timeout:g} s per cell on the test cases (an infinite loop?)")
+        elif entry and entry.get("ename") == "KeyboardInterrupt":   # the student's own: the grader's is a timeout
+            row.update(status="error", message=f"{checks.FAIL} {g.target}: interrupted on the test cases "
+                       f"(KeyboardInterrupt: {entry.get('evalue')}): does your function raise KeyboardInterrupt?")
         elif entry:
             row.update(status="error", message=f"{checks.FAIL} {g.target}: the grader could not collect its outputs "
                        f"({entry.get('ename')}: {entry.get('evalue')}); did the notebook change torch or builtins?")
@@ -615,17 +625,24 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
 
 
 def monkeypatch_notes(found: list[dict]) -> list[str]:
-    """The feedback's note for ``grade_scan.monkeypatches``: what the code changes, and that it changes no verdict."""
+    """The feedback's note for ``grade_scan.monkeypatches``: what the code changes, and that it changes no verdict
+    (a patch: the verdict is computed in the grader), or that it acts on later cells' code (a hook)."""
     changes = [f for f in found if not f["what"].startswith("(not read")]
     unread = [f for f in found if f["what"].startswith("(not read")]
     notes = [f"{f['cell']} was not read by the grader's check of what the code changes "
              f"({f['what'].removeprefix('(not read: ').removesuffix(')')}); your instructor will read it."
              for f in unread[:1]]
-    if changes:
-        what = ", ".join(dict.fromkeys(f"`{f['what']}`" for f in changes))
-        notes.append(f"{changes[0]['cell']} changes {what}, which the course's tools rely on. The grader judges "
+    patches = [f for f in changes if f.get("kind") != "hook"]
+    hooks = [f for f in changes if f.get("kind") == "hook"]
+    if patches:
+        what = ", ".join(dict.fromkeys(f"`{f['what']}`" for f in patches))
+        notes.append(f"{patches[0]['cell']} changes {what}, which the course's tools rely on. The grader judges "
                      "your functions' outputs in its own process, so this changes no verdict; your instructor will "
                      "read this code.")
+    if hooks:
+        what = ", ".join(dict.fromkeys(f"`{f['what']}`" for f in hooks))
+        notes.append(f"{hooks[0]['cell']} changes {what}, which {'acts' if len(hooks) == 1 else 'act'} on the "
+                     "code of every later cell, the grader's own among them; your instructor will read this code.")
     return notes
 
 

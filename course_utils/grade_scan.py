@@ -13,7 +13,10 @@ each ``setattr``/``delattr``/``__setattr__`` on one, and the class a call return
 loop variable) it names the attributes the harvest and the comparisons rely on (``WATCHED_ATTRS``: allclose,
 equal, a check's call, ...; a dunder such as ``__eq__``) set on any object but ``self``/``cls``, and a module's
 ``__dict__`` changed by a method (``vars(torch).update(...)``). The result lists them and the report names the
-student among those who need attention.
+student among those who need attention. Also named, with ``"kind": "hook"``: what acts on the
+code of later cells, the grader's harvest cells among them (``__builtins__`` assigned, IPython's input and AST
+transformers, its events, ``sys.modules``/``sys.meta_path`` changed by a method): the harvest's own names cannot be
+shadowed (it runs in a namespace of its own, ``grade.HARVEST``), but its source can be rewritten before it runs.
 
 Not flagged: ``torch.backends.*`` settings (``torch.backends.cudnn.benchmark = True`` is a speed switch; not a
 path back to torch through them) and anything on the student's own objects. IPython syntax (``x = !ls``,
@@ -41,6 +44,14 @@ WATCHED_ATTRS = frozenset({"allclose", "isclose", "equal", "array_equal", "array
 DESCRIPTIVE_DUNDERS = frozenset({"__doc__", "__name__", "__qualname__", "__module__", "__wrapped__",
                                  "__annotations__"})
 DICT_WRITERS = frozenset({"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"})
+# IPython's hooks on the code of later cells: an input transformer rewrote the harvest cell's source before it ran
+# (the red team's second pass); any use of one in a student's cell is named, on any object but self/cls
+IPYTHON_HOOKS = frozenset({"input_transformers_post", "input_transformers_cleanup", "input_transformer_manager",
+                           "ast_transformers", "events", "set_custom_exc", "custom_exceptions", "run_cell",
+                           "run_code", "run_ast_nodes", "transform_cell", "transform_ast"})
+# what decides the module an import hands out: sys.modules.update({...}), sys.meta_path.insert(0, finder)
+IMPORT_STATE = ("sys.modules", "sys.meta_path", "sys.path_hooks")
+LIST_WRITERS = frozenset({"append", "insert", "extend", "remove", "__setitem__", "__delitem__", "__iadd__"})
 # ast.parse is not thread-safe in CPython 3.11 before 3.11.8 ("SystemError: AST constructor recursion depth
 # mismatch", seen in CI with two grading workers): one parse at a time
 _PARSE_LOCK = threading.Lock()
@@ -226,6 +237,27 @@ def _unresolved(node: ast.AST, names: dict[str, str]) -> str | None:
     return None
 
 
+def _import_state(node: ast.Call, names: dict[str, str]) -> str | None:
+    """``sys.modules.update({...})``, ``sys.meta_path.insert(0, finder)``: what decides the module an import
+    hands out, changed by a method (``sys.modules["torch"] = ...`` is an item, found as a patch of torch)."""
+    func = node.func
+    if isinstance(func, ast.Attribute) and func.attr in DICT_WRITERS | LIST_WRITERS and \
+            _path(func.value, names) in IMPORT_STATE:
+        return ast.unparse(node)
+    return None
+
+
+def _ipython_hook(node: ast.AST) -> str | None:
+    """``get_ipython().input_transformers_post`` and IPython's other hooks on later cells' code (``IPYTHON_HOOKS``),
+    used in any way (appended to, assigned, called) on anything but ``self``/``cls``: the code as written."""
+    if not (isinstance(node, ast.Attribute) and node.attr in IPYTHON_HOOKS):
+        return None
+    root = node.value
+    while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
+        root = root.func if isinstance(root, ast.Call) else root.value
+    return None if isinstance(root, ast.Name) and root.id in ("self", "cls") else ast.unparse(node)
+
+
 def _allowed(what: str) -> bool:
     """A ``torch.backends`` setting, not a path back into a module the grader relies on through it
     (``torch.backends.cudnn.torch.equal`` is torch.equal) nor a private attribute."""
@@ -294,13 +326,17 @@ def monkeypatches(cells: list[tuple[str, str, bool]]) -> list[dict]:
         _imports(tree, names)
         if not own:
             continue
-        hits = []
+        hits, hooks = [], []
         for node in ast.walk(tree):
             for t in _targets(node):
                 if isinstance(t, (ast.Attribute, ast.Subscript)):
                     hits.append(_dotted(t, names) or _unresolved(t, names))
+                elif isinstance(t, ast.Name) and t.id == "__builtins__":     # every builtin of later cells
+                    hooks.append("__builtins__")
+            hooks.append(_ipython_hook(node) or (_import_state(node, names) if isinstance(node, ast.Call) else None))
             hits.append(_setattr_call(node, names) or _unresolved(node, names) if isinstance(node, ast.Call)
                         else None)
-        for what in dict.fromkeys(h for h in hits if h and not _allowed(h)):
-            found.append({"cell": cell, "what": what[:120]})
+        kinds = {h: "hook" for h in hooks if h} | {h: "patch" for h in hits if h and not _allowed(h)}
+        found += [{"cell": cell, "what": what[:120]} | ({"kind": "hook"} if kind == "hook" else {})
+                  for what, kind in kinds.items()]
     return found[:MAX_FOUND]

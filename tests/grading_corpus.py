@@ -205,6 +205,13 @@ def build_corpus(folder: Path, solution: Path = SOLUTION, *, source_dir: Path | 
     _solution_cell(nb, t2).source = "while True:\n    pass\n\n" + _solution_cell(nb, t2).source
     put("infinite_loop", nb, {**full, g1: (0, "timeout", "limit"), g2: (0, "error", "CellTimeoutError")})
 
+    # a TODO that raises KeyboardInterrupt itself: said so, not "did the notebook change torch or builtins?"
+    nb = copy.deepcopy(sol)
+    cell = _solution_cell(nb, t1)
+    cell.source = cell.source.replace(f"def {t1}(", f"def _{t1}_unused(", 1) + \
+        f"\n\ndef {t1}(*args, **kwargs):\n    raise KeyboardInterrupt('stop')\n"
+    put("keyboard_interrupt", nb, {**full, g1: (0, "error", "does your function raise KeyboardInterrupt?")})
+
     # memory hog: 10 GB in the second TODO's cell (run with a 2 GB limit)
     nb = copy.deepcopy(sol)
     _solution_cell(nb, t1).source = ("_hog = torch.ones(10 * 2**30 // 4)  # 10 GB\n\n" +
@@ -220,6 +227,14 @@ def build_corpus(folder: Path, solution: Path = SOLUTION, *, source_dir: Path | 
         f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(4243)  # {LOOP_MARK}'])\n"
         "os._exit(1)"))
     put("kernel_crash", nb, {**full, **{g: (0, "crashed", "kernel died") for g, _, _, _ in tests[1:]}})
+
+    # exit() in a cell, cells after it: ignored on both paths (ipykernel stopped 0.1 s later, racing the next
+    # cells: 8/8 or 5/8 by chance, 1/8 with a slow cell after it; the zygote's shell raised AttributeError)
+    nb = copy.deepcopy(sol)
+    idx = nb.cells.index(_test_cell(nb, tests[0][0]))
+    nb.cells[idx + 1:idx + 1] = [nbformat.v4.new_code_cell("exit()"),
+                                 nbformat.v4.new_code_cell("import time\ntime.sleep(0.5)")]
+    put("exit_call", nb, dict(full))
 
     # monkeypatched comparisons on the untouched exercise: nothing can turn a stub into a pass
     nb = exercise_of(sol)

@@ -502,6 +502,51 @@ def test_feedback_renders_a_students_text_as_text(tmp_path):
     assert "**10 / 10 points**\n" in text            # the answer as typed, inside its code block
 
 
+SHADOWED_EXEC = """
+def exec(source, namespace=None, *rest):       # a global named after a builtin: no attribute of anything changed
+    namespace = globals() if namespace is None else namespace
+    __builtins__["exec"](source, namespace, *rest) if isinstance(__builtins__, dict) else \\
+        __builtins__.exec(source, namespace, *rest)
+    if "Packer" in namespace:                  # the harvest's encoder: error records become the values returned
+        plain = namespace["Packer"].to_bytes
+        def to_bytes(self, encoded):
+            if isinstance(encoded, list):
+                for k, rec in enumerate(encoded[:-1]):
+                    if isinstance(rec, dict) and rec.get("error") == "returned":
+                        encoded[k] = self.encode(_OUTS[k])
+            return plain(self, encoded)
+        namespace["Packer"].to_bytes = to_bytes
+
+_OUTS = []
+def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+    torch.manual_seed(0)                       # a catalogued mistake: reseeds the global generator
+    out = _right(diffusion_times, min_signal_rate, max_signal_rate)
+    _OUTS.append(out)
+    return out
+"""
+
+
+def test_a_name_of_the_notebook_cannot_stand_in_for_the_harvests(tmp_path):
+    """The harvest cell runs in the notebook's namespace: a global ``def exec(...)`` (nothing of torch, numpy,
+    builtins or course_utils assigned, so grade_scan names nothing) took over the harvest's own exec and rewrote
+    its error records into the values returned (the red team's second pass: 3/8 -> 8/8). Its code now runs in a
+    namespace of its own, with Python's builtins."""
+    import torch
+
+    from answer_key import ANSWER_KEY
+    from course_utils.checks import CHECKS, judge_inputs, verdict
+    scope: dict = {"torch": torch, "_right": ANSWER_KEY["diffusion_schedule"]}
+    exec(SHADOWED_EXEC, scope)
+    (tmp_path / "c.in").write_bytes(grade.encode_values(CHECKS["diffusion_schedule"].cases(True)))
+    cell = grade.HARVEST.format(gid="g", target="diffusion_schedule", check="diffusion_schedule",
+                                code=grade.HARVEST_CODE, cases=str(tmp_path / "c.in"), path=str(tmp_path / "h.out"))
+    exec(cell, scope)
+    outputs = judge_inputs("diffusion_schedule", grade.decode_outputs((tmp_path / "h.out").read_bytes()))
+    result = verdict("diffusion_schedule", outputs)
+    assert not result.passed and "random generator" in result.message, result.message
+    assert "_course_grade_ns" not in scope and "_course_grade_builtins" not in scope
+
+
 def _exits(t, dim, max_period=10000.0):
     raise SystemExit(0)
 

@@ -331,7 +331,7 @@ def test_the_pool_stops_a_deaf_cell_and_replaces_a_dead_zygote(tmp_path):
 
 
 PARITY = ["correct", "untouched", "wrong_linear_beta_schedule", "edited_tests", "infinite_loop", "memory_hog",
-          "kernel_crash", "monkeypatch", "file_attack"]
+          "kernel_crash", "monkeypatch", "file_attack", "exit_call"]
 
 
 @pytest.mark.slow

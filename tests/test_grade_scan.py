@@ -241,6 +241,8 @@ def test_changes_through_values_the_scan_cannot_follow_are_named_by_what_they_ch
     "model = torch.nn.Linear(2, 2)\nmodel.weight.data = torch.zeros(2, 2)",
     "cfg = {}\ncfg.update(lr=1e-3)",
     "results = {}\nresults.setdefault('a', []).append(1)",
+    "class Sim:\n    def __init__(self):\n        self.events = []\n        self.events.append(1)",
+    "sum = 0\nmax = 3\ninput = torch.zeros(2)",               # a builtin's name for a variable: no hook now
 ])
 def test_a_student_s_own_objects_are_not_named(code):
     assert _named(code) == []
@@ -261,3 +263,21 @@ def test_a_star_import_of_a_course_module_is_resolved_whether_or_not_a_verdict_l
     monkeypatch.delitem(sys.modules, "course_utils.analytic")
     fresh = monkeypatches(cells)
     assert loaded == fresh and any("course_utils.analytic.GaussianMixtureEps.forward" in str(f) for f in fresh), fresh
+
+
+@pytest.mark.parametrize("code, what", [
+    ("get_ipython().input_transformers_post.append(f)", "get_ipython().input_transformers_post"),
+    ("ip = get_ipython()\nip.ast_transformers.insert(0, t)", "ip.ast_transformers"),
+    ("get_ipython().events.register('pre_run_cell', f)", "get_ipython().events"),
+    ("__builtins__ = dict(vars(__import__('builtins')), exec=f)", "__builtins__"),
+    ("import sys\nsys.modules.update({'course_utils.checks': m})", "sys.modules.update({'course_utils.checks': m})"),
+    ("import sys\nsys.meta_path.insert(0, finder)", "sys.meta_path.insert(0, finder)"),
+])
+def test_hooks_on_later_cells_are_named_as_such(code, what):
+    """What acts on the code of later cells, the grader's harvest cells among them: an input transformer rewrote
+    the harvest cell's source (the red team's second pass: 8/8 for two catalogued mistakes, nothing named). Named
+    as a hook, with a note that does not say it changes no verdict."""
+    found = monkeypatches([("c", code, True)])
+    assert [(f["what"], f.get("kind")) for f in found] == [(what, "hook")]
+    notes = grade.monkeypatch_notes(found)
+    assert len(notes) == 1 and "acts on the code of every later cell" in notes[0] and "no verdict" not in notes[0]
