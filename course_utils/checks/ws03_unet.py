@@ -31,15 +31,16 @@ from .framework import (MISTAKES, WEIGHTS_CHANGED, Check, TodoModule, close, exp
 # ------------------------------------------------------------------ sinusoidal_embedding
 def ref_sinusoidal(t: Tensor, dim: int, max_period: float = 10000.0, *, order="sin_cos", denom=None,
                    sign=-1.0, mistake: str | None = None) -> Tensor:
-    """(B, dim) features in float64; ``order`` ("cos_sin", "interleave"), ``denom``, ``sign`` (+1: frequencies
-    that grow) and ``mistake`` ("floor": i // half, "log10", "from one": i = 1 .. half, "t / 1000", "2 pi": args
-    2 pi t w) reproduce the mistakes."""
+    """(B, dim) features in float64; ``order`` ("cos_sin", "interleave", "sin_sin", "cos_cos"), ``denom``, ``sign``
+    (+1: frequencies that grow) and ``mistake`` ("floor": i // half, "log10", "log2", "from one": i = 1 .. half,
+    "t / 1000", "2 pi": args 2 pi t w) reproduce the mistakes."""
     half = dim // 2
     args = _sinusoidal_args(t, dim, max_period, denom=denom, sign=sign, mistake=mistake)
     if order == "interleave":
         return torch.stack([torch.sin(args), torch.cos(args)], dim=-1).reshape(t.shape[0], 2 * half)
-    parts = [torch.sin(args), torch.cos(args)]
-    return torch.cat(parts if order == "sin_cos" else parts[::-1], dim=-1)
+    parts = {"sin_cos": [torch.sin(args), torch.cos(args)], "cos_sin": [torch.cos(args), torch.sin(args)],
+             "sin_sin": [torch.sin(args)] * 2, "cos_cos": [torch.cos(args)] * 2}[order]
+    return torch.cat(parts, dim=-1)
 
 
 def _sinusoidal_args(t: Tensor, dim: int, max_period: float = 10000.0, *, denom=None, sign=-1.0,
@@ -48,7 +49,7 @@ def _sinusoidal_args(t: Tensor, dim: int, max_period: float = 10000.0, *, denom=
     half = dim // 2
     i = torch.arange(1, half + 1, dtype=torch.float64) if mistake == "from one" else torch.arange(
         half, dtype=torch.float64)
-    log = math.log10(max_period) if mistake == "log10" else math.log(max_period)
+    log = {"log10": math.log10, "log2": math.log2}.get(mistake, math.log)(max_period)
     freqs = torch.exp(sign * log * (i // half if mistake == "floor" else i / (denom or half)))
     t = t.double() / 1000 if mistake == "t / 1000" else t.double()
     return t[:, None] * freqs[None, :] * (2 * math.pi if mistake == "2 pi" else 1)
@@ -86,7 +87,15 @@ TWO_PI = "no 2 pi: the arguments are t w_i (2 pi t w belongs to random Fourier f
 
 def _embedding_diagnose(out, c) -> str | None:
     t, dim, kw = c["t"], c["dim"], c["kwargs"]
-    hint = judge(out, ref_sinusoidal(t, dim, **kw), [
+    ref = ref_sinusoidal(t, dim, **kw)
+    sin, cos = ref[:, :dim // 2], ref[:, dim // 2:]
+    if close(out, torch.cat([sin, cos], dim=0)):
+        return (f"the sines and cosines are concatenated along the batch, shape {tuple(out.shape)}: concatenate "
+                "along the features, torch.cat([sin(args), cos(args)], dim=-1), shape (B, dim)")
+    if close(out, torch.stack([sin, cos], dim=-1)) or close(out, torch.stack([sin, cos], dim=1)):
+        return (f"torch.stack adds a dimension (your shape is {tuple(out.shape)}): torch.cat([sin(args), cos(args)], "
+                "dim=-1) puts the sines and cosines side by side, shape (B, dim)")
+    hint = judge(out, ref, [
         ("sin first, then cos: torch.cat([sin(args), cos(args)], dim=-1)",
          ref_sinusoidal(t, dim, **kw, order="cos_sin")),
         ("concatenate the sin block and the cos block, don't interleave them",
@@ -110,6 +119,15 @@ def _embedding_diagnose(out, c) -> str | None:
         ("t goes in as it is (the timestep itself, not t / 1000): the frequencies, from 1 down to 1 / max_period, "
          "already span its scale", ref_sinusoidal(t, dim, **kw, mistake="t / 1000")),
         (TWO_PI, ref_sinusoidal(t, dim, **kw, mistake="2 pi")),
+        ("the second block is the sines again: torch.cat([torch.sin(args), torch.cos(args)], dim=-1), sines then "
+         "COSINES", ref_sinusoidal(t, dim, **kw, order="sin_sin")),
+        ("the first block is cosines too: torch.cat([torch.sin(args), torch.cos(args)], dim=-1), SINES then "
+         "cosines", ref_sinusoidal(t, dim, **kw, order="cos_cos")),
+        ("the exponent is -i / half with i = 0 .. half - 1 (torch.arange(half)); yours is -2i / half (i stepping by 2, "
+         "torch.arange(0, dim, 2), goes with a division by dim, not by half)",
+         ref_sinusoidal(t, dim, **kw, denom=dim / 4)),
+        ("the frequencies use the natural log: w_i = exp(-ln(max_period) i / half) = max_period ** (-i / half) "
+         "(math.log, not math.log2)", ref_sinusoidal(t, dim, **kw, mistake="log2")),
     ], "embedding", GENERIC_EMBEDDING)
     # judge: a float64 embedding with the right values is told to return float32
     if hint == GENERIC_EMBEDDING:
@@ -134,10 +152,10 @@ register(Check("sinusoidal_embedding", "sinusoidal_embedding", _embedding_cases,
 check_sinusoidal_embedding = visible("sinusoidal_embedding")
 
 
-def embedding_variant(*, denom_dim=False, denom_half_minus_one=False, **switches):
+def embedding_variant(*, denom_dim=False, denom_half_minus_one=False, denom_quarter=False, **switches):
     """sinusoidal_embedding(t, dim, max_period) in float32 with mistakes switched on; none: the right one."""
     def sinusoidal_embedding(t, dim, max_period=10000.0):
-        denom = dim if denom_dim else dim // 2 - 1 if denom_half_minus_one else None
+        denom = dim if denom_dim else dim // 2 - 1 if denom_half_minus_one else dim / 4 if denom_quarter else None
         return ref_sinusoidal(t, dim, max_period, denom=denom, **switches).float()
     return sinusoidal_embedding
 
@@ -165,7 +183,15 @@ MISTAKES["sinusoidal_embedding"] = [
     ("frequencies over half - 1", embedding_variant(denom_half_minus_one=True), "divided i by half - 1"),
     ("frequencies that grow", embedding_variant(sign=1.0), "the frequencies must decrease"),
     ("floor division i // half", embedding_variant(mistake="floor"), "every frequency is 1"),
-    ("log10 for the natural log", embedding_variant(mistake="log10"), "use the natural log"),
+    ("log10 for the natural log", embedding_variant(mistake="log10"), "(math.log, not math.log10)"),
+    ("log2 for the natural log", embedding_variant(mistake="log2"), "(math.log, not math.log2)"),
+    ("sines twice", embedding_variant(order="sin_sin"), "the second block is the sines again"),
+    ("cosines twice", embedding_variant(order="cos_cos"), "the first block is cosines too"),
+    ("exponent -2i over half", embedding_variant(denom_quarter=True), "yours is -2i / half"),
+    ("concatenated along the batch", lambda t, dim, max_period=10000.0: torch.cat(
+        embedding_variant()(t, dim, max_period).chunk(2, dim=-1), dim=0), "concatenated along the batch"),
+    ("torch.stack for torch.cat", lambda t, dim, max_period=10000.0: torch.stack(
+        embedding_variant()(t, dim, max_period).chunk(2, dim=-1), dim=-1), "torch.stack adds a dimension"),
     ("i from 1 to half", embedding_variant(mistake="from one"), "i runs from 0 to half - 1"),
     ("t divided by 1000", embedding_variant(mistake="t / 1000"), "t goes in as it is"),
     ("2 pi t w", embedding_variant(mistake="2 pi"), "no 2 pi"),
@@ -350,32 +376,39 @@ MISTAKES["SinusoidalTimeEmbedding"] = [
 # ------------------------------------------------------------------ ResBlock
 def _resblock_ref(x, temb, state, groups, *, temb_where="after_conv1", silu_temb=True, skip=True,
                   conv_first=False, identity_skip=False, temb_3d=False, act=F.silu, silu_after_proj=False,
-                  act1=True, film=False, residual_scale=1.0) -> Tensor:
+                  act1=True, film=False, residual_scale=1.0, act_first=False, norm2=True, act2=True,
+                  second_half=True, out_act=False) -> Tensor:
     """The block's output in float64; the switches are mistakes (``temb_where``: "after_conv1" (right), "end",
-    "after_act2" (between norm2's SiLU and conv2), "twice" (after conv1 and at the end); ``act1``: the SiLU after
-    norm1; ``film``: h * proj instead of h + proj; ``residual_scale``: (skip(x) + h) times it)."""
+    "after_act2" (between norm2's SiLU and conv2), "twice" (after conv1 and at the end), "in_norm2" (between norm2
+    and its SiLU); ``act1``: the SiLU after norm1; ``film``: h * proj instead of h + proj; ``residual_scale``:
+    (skip(x) + h) times it; ``act_first``: SiLU before each GroupNorm; ``norm2``, ``act2``: norm2 or its SiLU left
+    out; ``second_half`` False: skip(x) + h after conv1 and the embedding; ``out_act``: SiLU on skip(x) + h)."""
     d = {k: v.double() for k, v in state.items()}
     x, temb = x.double(), temb.double()
     proj = F.linear(act(temb) if silu_temb else temb, d["temb_proj.weight"], d["temb_proj.bias"])
     proj = act(proj) if silu_after_proj else proj
     proj = proj[:, :, None] if temb_3d else proj[:, :, None, None]     # (B, out_ch, 1): broadcasts on W, raises
     act1_ = act if act1 else (lambda v: v)
+    norm_act = (lambda v, norm, a: norm(a(v))) if act_first else (lambda v, norm, a: a(norm(v)))
     if conv_first:   # SiLU(norm1(conv1(x))): norm1 sees out_ch channels, raises where out_ch != in_ch
         h = act1_(F.group_norm(F.conv2d(x, d["conv1.weight"], d["conv1.bias"], padding=1), groups,
                                d["norm1.weight"], d["norm1.bias"]))
     else:
-        h = F.conv2d(act1_(F.group_norm(x, groups, d["norm1.weight"], d["norm1.bias"])), d["conv1.weight"],
-                     d["conv1.bias"], padding=1)
+        h = F.conv2d(norm_act(x, lambda v: F.group_norm(v, groups, d["norm1.weight"], d["norm1.bias"]), act1_),
+                     d["conv1.weight"], d["conv1.bias"], padding=1)
     if temb_where in ("after_conv1", "twice"):
         h = h * proj if film else h + proj
-    h = act(F.group_norm(h, groups, d["norm2.weight"], d["norm2.bias"]))
-    h = F.conv2d(h + proj if temb_where == "after_act2" else h, d["conv2.weight"], d["conv2.bias"], padding=1)
+    if second_half:
+        norm2_ = (lambda v: F.group_norm(v, groups, d["norm2.weight"], d["norm2.bias"])) if norm2 else (lambda v: v)
+        h = (act(norm2_(h) + proj) if temb_where == "in_norm2" else norm_act(h, norm2_, act if act2 else
+                                                                              (lambda v: v)))
+        h = F.conv2d(h + proj if temb_where == "after_act2" else h, d["conv2.weight"], d["conv2.bias"], padding=1)
     if temb_where in ("end", "twice"):
         h = h + proj
     if not skip:
         return h
     res = F.conv2d(x, d["skip.weight"], d["skip.bias"]) if "skip.weight" in d and not identity_skip else x
-    return (res + h) * residual_scale
+    return act(res + h) * residual_scale if out_act else (res + h) * residual_scale
 
 
 def _resblock_cases(hidden: bool) -> list:
@@ -437,6 +470,19 @@ def _resblock_diagnose(out, c) -> str | None:
          _resblock_ref(*args, film=True)),
         ("the residual is skip(x) + h as it is, with no scale (no division by sqrt(2))",
          _resblock_ref(*args, residual_scale=2 ** -0.5)),
+        ("add the time embedding to conv1's output, before norm2: h = conv1(...) + temb_proj(SiLU(temb))[:, :, None, "
+         "None], then conv2(SiLU(norm2(h))); yours goes between norm2 and its SiLU",
+         _resblock_ref(*args, temb_where="in_norm2")),
+        ("each half is GroupNorm, then SiLU, then the convolution: conv1(SiLU(norm1(x))), not conv1(norm1(SiLU(x))) "
+         "(yours applies the SiLU before the norm)", _resblock_ref(*args, act_first=True)),
+        ("norm2 is missing in the second half: conv2(SiLU(norm2(h))), GroupNorm before the SiLU as in the first half",
+         _resblock_ref(*args, norm2=False)),
+        ("the SiLU after norm2 is missing: conv2(SiLU(norm2(h))), as conv1(SiLU(norm1(x))) in the first half",
+         _resblock_ref(*args, act2=False)),
+        ("the second half is missing: after adding the time embedding, h = conv2(SiLU(norm2(h))), then skip(x) + h",
+         _resblock_ref(*args, second_half=False)),
+        ("no SiLU on the block's output: return skip(x) + h as it is (the next block's GroupNorm and SiLU come "
+         "first there)", _resblock_ref(*args, out_act=True)),
         ("the number of groups is the block's own: call self.norm1 and self.norm2, built with it, not a "
          "GroupNorm of a fixed number of groups", _resblock_ref(c["x"], c["temb"], state, 8)
          if c["in_ch"] % 8 == 0 and c["out_ch"] % 8 == 0 and groups != 8 else None),
@@ -577,6 +623,13 @@ MISTAKES["ResBlock"] = [
     ("residual divided by sqrt(2)", _resblock_variant(residual_scale=2 ** -0.5), "no division by sqrt(2)"),
     ("eight groups whatever the block's", _ResBlockEightGroups, "the number of groups is the block's own"),
     ("dropout in forward", _ResBlockDropout, "nothing random in forward"),
+    ("time embedding between norm2 and its SiLU", _resblock_variant(temb_where="in_norm2"),
+     "yours goes between norm2 and its SiLU"),
+    ("SiLU before GroupNorm", _resblock_variant(act_first=True), "yours applies the SiLU before the norm"),
+    ("norm2 skipped", _resblock_variant(norm2=False), "norm2 is missing in the second half"),
+    ("no SiLU after norm2", _resblock_variant(act2=False), "the SiLU after norm2 is missing"),
+    ("second half missing", _resblock_variant(second_half=False), "the second half is missing"),
+    ("SiLU on skip(x) + h", _resblock_variant(out_act=True), "no SiLU on the block's output"),
     ("not implemented", TodoModule, "not implemented yet"),
 ]
 
@@ -588,8 +641,10 @@ def _sub(state: dict, prefix: str) -> dict:
 
 def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_block", mid=True, head=True,
                    add_skip=False, pool=False, skip2="after_block", head_silu=True, add_x=False, t_scale=1.0,
-                   up_mode="nearest") -> Tensor:
-    """The worksheet's two-level UNet in float64 from its weights; the switches reproduce the catalogued mistakes."""
+                   up_mode="nearest", head_silu_first=False, head_norm=True, mid_first=False) -> Tensor:
+    """The worksheet's two-level UNet in float64 from its weights; the switches reproduce the catalogued mistakes
+    (``head_silu_first``: SiLU before norm_out; ``head_norm`` False: norm_out left out, its SiLU kept;
+    ``mid_first``: mid before downsample2, at H/2)."""
     d = {k: v.double() for k, v in state.items()}
     ch = d["conv_in.weight"].shape[0]
     temb = _mlp_ref(ref_sinusoidal(t * t_scale, ch), _sub(d, "time_embed."))           # (B, temb_dim)
@@ -610,16 +665,17 @@ def ref_small_unet(x, t, state, groups, *, cat_order="h_first", skip1="after_blo
     h0 = F.conv2d(x.double(), d["conv_in.weight"], d["conv_in.bias"], padding=1)       # (B, ch, H, W)
     h1 = block("down1", h0)                                                            # (B, ch, H, W)
     h2 = block("down2", down("downsample1", h1))                                       # (B, 2ch, H/2, W/2)
-    h = down("downsample2", h2)                                                        # (B, 2ch, H/4, W/4)
+    h = down("downsample2", block("mid", h2) if mid_first else h2)                    # (B, 2ch, H/4, W/4)
     if skip2 == "after_downsample":     # the skip taken at H/4: torch.cat with the H/2 upsampled features raises
         h2 = h
-    if mid:
+    if mid and not mid_first:
         h = block("mid", h)
     h = block("up2", join(F.interpolate(h, scale_factor=2, mode=up_mode), h2))        # (B, 2ch, H/2, W/2)
     h = block("up1", join(F.interpolate(h, scale_factor=2, mode=up_mode), h1 if skip1 == "after_block" else h0))
     if head:
-        h = F.group_norm(h, groups, d["norm_out.weight"], d["norm_out.bias"])
-        h = F.silu(h) if head_silu else h
+        h = F.silu(h) if head_silu_first else h
+        h = F.group_norm(h, groups, d["norm_out.weight"], d["norm_out.bias"]) if head_norm else h
+        h = F.silu(h) if head_silu and not head_silu_first else h
     out = F.conv2d(h, d["conv_out.weight"], d["conv_out.bias"], padding=1)             # (B, C, H, W)
     return out + x.double() if add_x else out
 
@@ -679,10 +735,17 @@ def _unet_diagnose(out, c) -> str | None:
         ("the output is clamped to [-1, 1]: the network predicts the noise eps, drawn from N(0, I), which has no "
          "bounds (clamping belongs to the predicted x0 in a sampler); return conv_out's output as it is",
          ref.clamp(-1, 1) if ref.abs().max() > 1 else None),
+        ("the head's order: norm_out first, then SiLU, then conv_out, conv_out(SiLU(norm_out(h))); yours applies the "
+         "SiLU before norm_out", ref_small_unet(*args, head_silu_first=True)),
+        ("norm_out is missing from the head: conv_out(SiLU(norm_out(h))), the GroupNorm before the SiLU",
+         ref_small_unet(*args, head_norm=False)),
+        ("the bottleneck self.mid works at a quarter of the resolution, after downsample2: "
+         "h = self.mid(self.downsample2(h2), temb) (yours applies it before downsample2)",
+         ref_small_unet(*args, mid_first=True)),
     ], "output", "the output differs from the reference UNet with the same weights. If your "
                  "SinusoidalTimeEmbedding and ResBlock pass their checks, the difference is in forward itself: "
-                 "every ResBlock gets the same time embedding time_embed(t); upsample by nearest (F.interpolate, "
-                 "scale_factor=2, mode=\"nearest\"); "
+                 "every ResBlock gets the same time embedding time_embed(t); the upsampling is nearest-neighbour "
+                 "(F.interpolate, scale_factor=2, mode=\"nearest\"); "
                  "the head is norm_out, SiLU, conv_out, and its output is the prediction (no x added)")
     return hint or gradient_hint(out.get("no_grad"), "UNet")
 
@@ -766,8 +829,8 @@ MISTAKES["SmallUNet"] = [
     ("skip concatenated first", _unet_variant(cat_order="skip_first"), "[upsampled features, skip]"),
     ("skip added, not concatenated", _unet_variant(add_skip=True), "concatenate along the channels"),
     ("level-1 skip before the block", _unet_variant(skip1="before_block"), "down1's output"),
-    ("no bottleneck", _unet_variant(mid=False), "self.mid"),
-    ("no output norm", _unet_variant(head=False), "norm_out"),
+    ("no bottleneck", _unet_variant(mid=False), "the bottleneck is skipped"),
+    ("no output norm", _unet_variant(head=False), "norm_out and SiLU are missing"),
     ("pooling instead of the downsampling convolutions", _unet_variant(pool=True), "stride-2 convolutions"),
     ("level-2 skip taken after downsampling", _unet_variant(skip2="after_downsample"),
      "before the downsampling that follows it"),
@@ -775,6 +838,9 @@ MISTAKES["SmallUNet"] = [
     ("the input added to the output", _unet_variant(add_x=True), "the input is added to the output"),
     ("time embedding of t divided by 1000", _unet_variant(t_scale=1e-3), "the time embedding of t / 1000"),
     ("bilinear upsampling", _unet_variant(up_mode="bilinear"), "upsample by nearest"),
+    ("SiLU before norm_out in the head", _unet_variant(head_silu_first=True), "yours applies the SiLU before norm_out"),
+    ("norm_out skipped, its SiLU kept", _unet_variant(head_norm=False), "norm_out is missing from the head"),
+    ("mid before downsample2", _unet_variant(mid_first=True), "yours applies it before downsample2"),
     ("conv_in skipped", _UNetWithoutConvIn, "self.conv_in(x) comes first"),
     ("the prediction clamped to [-1, 1]", _UNetClamped, "the output is clamped to [-1, 1]"),
     ("forward under no_grad", _detached(RefSmallUNet, "WrongSmallUNet"), "no gradient reaches"),
