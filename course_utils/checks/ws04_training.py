@@ -150,7 +150,7 @@ def reduced_error(pred: Tensor, goal: Tensor, reduction: str) -> Tensor:
 
 
 def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, labels="dropped", noise_at=None,
-             model_t="t", only_kept=False):
+             model_t="t", only_kept=False, coefs=None, scale=1.0):
     """L_simple on the case's batch with the tiny model rebuilt from ``state``; returns (loss, grads).
 
     With labels in the case (worksheet 6's cfg_loss), ``labels`` picks what the model sees (``choose_labels``).
@@ -158,7 +158,8 @@ def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, 
     alpha_bar[t+1] capped at T-1, "prev": alpha_bar[t-1] with 1 at t = 0, "wrap": alpha_bar[t-1] wrapping at
     t = 0, "alphas": one step's alpha_t), ``model_t`` the time the model is given ("prev": t - 1, "scaled":
     t / T), ``reduction`` also "l1" (mean absolute error) and "per_example" (the squared error summed over each
-    example, averaged over the batch); ``only_kept`` (cfg_loss): the examples where drop is True left out.
+    example, averaged over the batch); ``only_kept`` (cfg_loss): the examples where drop is True left out;
+    ``coefs`` one coefficient of x_t wrong (``XT_COEFS``); ``scale``: the loss times it (0.5: half the MSE).
     """
     model = tiny_model(c, state)
     x0, eps, t, schedule = c["x0"].double(), c["eps"].double(), c["t"], c["schedule"]
@@ -170,12 +171,21 @@ def ref_loss(c, state, *, target="eps", feed="xt", reduction="mean", sqrt=True, 
     alpha_bar = {None: None, "prev": alpha_bar_prev64(schedule), "wrap": wrapped_prev(schedule),
                  "next": torch.cat([a[1:], a[-1:]]), "alphas": 1 - schedule.betas.double()}[noise_at]
     xt = ref_q_sample(x0, t, eps, schedule, sqrt=sqrt, alpha_bar=alpha_bar) if feed == "xt" else x0
+    if coefs:
+        a = alpha_bar64(schedule)[t].reshape(-1, *([1] * (x0.ndim - 1)))
+        xt = XT_COEFS[coefs][0](a) * x0 + XT_COEFS[coefs][1](a) * eps
     args = (choose_labels(c["y"], c["drop"], labels),) if "y" in c else ()
     t_in = {"t": t, "prev": t - 1, "scaled": t.double() / schedule.T}[model_t]
     pred = model(xt, t_in, *args)
-    loss = reduced_error(pred, {"eps": eps, "x0": x0, "minus_eps": -eps}[target], reduction)
+    loss = scale * reduced_error(pred, {"eps": eps, "x0": x0, "minus_eps": -eps}[target], reduction)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     return loss.detach(), grads
+
+
+# x_t with one coefficient wrong: (x0's, eps's) as functions of alpha_bar_t
+XT_COEFS = {"eps_no_sqrt": (lambda a: a.sqrt(), lambda a: 1 - a),
+            "eps_one_minus_sqrt": (lambda a: a.sqrt(), lambda a: 1 - a.sqrt()),
+            "x0_no_sqrt": (lambda a: a, lambda a: (1 - a).sqrt())}
 
 
 def _loss_variants(c) -> list:
@@ -197,7 +207,15 @@ def _loss_variants(c) -> list:
                  dict(model_t="scaled")),
                 ("the loss is the mean SQUARED error (F.mse_loss), not the mean absolute error", dict(reduction="l1")),
                 ("average the squared error over every element (F.mse_loss), not a sum over each example's "
-                 "dimensions averaged over the batch", dict(reduction="per_example"))]
+                 "dimensions averaged over the batch", dict(reduction="per_example")),
+                ("eps's coefficient in x_t lacks its square root: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) "
+                 "eps, not (1 - alpha_bar_t) eps", dict(coefs="eps_no_sqrt")),
+                ("eps's coefficient in x_t is sqrt(1 - alpha_bar_t), not 1 - sqrt(alpha_bar_t)",
+                 dict(coefs="eps_one_minus_sqrt")),
+                ("x0's coefficient in x_t lacks its square root: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) "
+                 "eps, not alpha_bar_t x0", dict(coefs="x0_no_sqrt")),
+                ("the loss is half the MSE: L_simple is the mean squared error itself, F.mse_loss(model(x_t, t), eps), "
+                 "with no factor 1/2", dict(scale=0.5))]
     if "y" in c:
         variants = [("the dropout mask is inverted: replace the labels by -1 (null class) where drop is True",
                      dict(labels="inverted")),
@@ -239,6 +257,10 @@ def diagnose_loss(out, c) -> str | None:
         v_loss, v_grads = ref_loss(c, state, **kw)
         if close(loss.reshape(()), v_loss) and _grads_close(grads, v_grads):
             return hint
+    if out.get("rng_moved"):
+        return ("the loss draws random numbers of its own (torch's global generator moved: a torch.randint for t, a "
+                "torch.randn_like for eps, ...): use the t and eps you are given" + (
+                    ", and the drop mask" if "y" in c else "") + ", which the caller drew")
     if close(loss.reshape(()) ** 2, ref):
         return ("that is the square root of the MSE: the loss is the mean squared error itself (F.mse_loss), "
                 "without .sqrt()")
@@ -267,19 +289,23 @@ register(Check("diffusion_loss", "diffusion_loss", loss_cases, _loss_call, diagn
 check_diffusion_loss = visible("diffusion_loss")
 
 
-def noisy_input(x0, t, eps, schedule, *, sqrt=True, noise_at=None):
+def noisy_input(x0, t, eps, schedule, *, sqrt=True, noise_at=None, coefs=None):
     """x_t from the schedule's float32 alpha_bar, as a student computes it (``sqrt=False``, ``noise_at``:
-    "next" (alpha_bar[t+1], capped), "prev" (alpha_bar_prev[t]) or "alphas" (alpha_t): mistakes)."""
+    "next" (alpha_bar[t+1], capped), "prev" (alpha_bar_prev[t]) or "alphas" (alpha_t), ``coefs``: one of
+    ``XT_COEFS``: mistakes)."""
     values = {None: schedule.alpha_bar, "prev": schedule.alpha_bar_prev, "alphas": schedule.alphas,
               "next": torch.cat([schedule.alpha_bar[1:], schedule.alpha_bar[-1:]])}[noise_at]
     a = schedule.gather(values, t, x0.ndim)
+    if coefs:
+        return XT_COEFS[coefs][0](a) * x0 + XT_COEFS[coefs][1](a) * eps
     return (a.sqrt() * x0 + (1 - a).sqrt() * eps) if sqrt else (a * x0 + (1 - a) * eps)
 
 
-def loss_variant(*, target="eps", feed="xt", reduction="mean", sqrt=True, item=False, noise_at=None, model_t="t"):
+def loss_variant(*, target="eps", feed="xt", reduction="mean", sqrt=True, item=False, noise_at=None, model_t="t",
+                 coefs=None):
     """diffusion_loss(model, schedule, x0, *, t, eps) with catalogued mistakes switched on; none: the right one."""
     def diffusion_loss(model, schedule, x0, *, t, eps):
-        xt = noisy_input(x0, t, eps, schedule, sqrt=sqrt, noise_at=noise_at)
+        xt = noisy_input(x0, t, eps, schedule, sqrt=sqrt, noise_at=noise_at, coefs=coefs)
         pred = model(xt if feed == "xt" else x0, {"t": t, "prev": t - 1, "scaled": t / schedule.T}[model_t])
         loss = reduced_error(pred, {"eps": eps, "x0": x0, "minus_eps": -eps}[target], reduction)
         return loss.item() if item else loss
@@ -308,6 +334,17 @@ MISTAKES["diffusion_loss"] = [
     ("mean absolute error", loss_variant(reduction="l1"), "SQUARED error"),
     ("squared error summed per example", loss_variant(reduction="per_example"), "not a sum over each example"),
     ("backward() inside the loss", _loss_with_backward, "no backward() inside the loss"),
+    ("eps's coefficient without its root", loss_variant(coefs="eps_no_sqrt"),
+     "eps's coefficient in x_t lacks its square root"),
+    ("eps's coefficient 1 - sqrt(alpha_bar_t)", loss_variant(coefs="eps_one_minus_sqrt"),
+     "not 1 - sqrt(alpha_bar_t)"),
+    ("x0's coefficient without its root", loss_variant(coefs="x0_no_sqrt"), "x0's coefficient in x_t lacks its"),
+    ("half the MSE", lambda model, schedule, x0, *, t, eps: 0.5 * loss_variant()(model, schedule, x0, t=t, eps=eps),
+     "the loss is half the MSE"),
+    ("its own t", lambda model, schedule, x0, *, t, eps: loss_variant()(
+        model, schedule, x0, t=torch.randint(0, schedule.T, t.shape), eps=eps), "the loss draws random numbers"),
+    ("its own eps", lambda model, schedule, x0, *, t, eps: F.mse_loss(
+        model(noisy_input(x0, t, e := torch.randn_like(x0), schedule), t), e), "the loss draws random numbers"),
     ("root mean squared error", lambda model, schedule, x0, *, t, eps: loss_variant()(
         model, schedule, x0, t=t, eps=eps).sqrt(), "the square root of the MSE"),
     ("x_t in float64", lambda model, schedule, x0, *, t, eps: F.mse_loss(
@@ -389,6 +426,10 @@ def _train_step_diagnose(out, c) -> str | None:
         return ("the optimizer's state (momentum here, AdamW's running averages in the worksheet) starts afresh at "
                 "every step: use the optimizer you are given, don't build a new one inside training_step nor update "
                 "the weights by hand")
+    if out.get("rng_moved"):
+        return ("training_step draws random numbers of its own (torch's global generator moved: a torch.randint for "
+                "t, a torch.randn_like for eps, ...): train on the batch you are given, diffusion_loss(model, "
+                "schedule, x0, t=t, eps=eps) with its t and eps")
     return ("the weights after two steps differ from SGD with momentum on diffusion_loss of the batch given (its x0, "
             "t and eps: draw no t or noise of your own): zero_grad, backward, step, in that order")
 
@@ -453,13 +494,27 @@ def _training_step_item_first(model, optimizer, x0, t, eps, schedule):
     return loss
 
 
+def _training_step_own_t(model, optimizer, x0, t, eps, schedule):
+    """Draws its own timesteps, as the worksheet's training loop does, instead of using the t it is given."""
+    return training_step_variant()(model, optimizer, x0, torch.randint(0, schedule.T, t.shape), eps, schedule)
+
+
+def _training_step_loss_after(model, optimizer, x0, t, eps, schedule):
+    """Right steps, but returns the loss recomputed after optimizer.step()."""
+    training_step_variant()(model, optimizer, x0, t, eps, schedule)
+    with torch.no_grad():
+        return loss_variant()(model, schedule, x0, t=t, eps=eps).item()
+
+
 MISTAKES["training_step"] = [
-    ("no zero_grad", training_step_variant(zero_grad=False), "zero_grad"),
+    ("no zero_grad", training_step_variant(zero_grad=False), "gradients accumulate across steps"),
     ("no optimizer.step", training_step_variant(step=False), "optimizer.step()"),
     ("a new optimizer at every step", _training_step_new_optimizer, "starts afresh"),
     ("loss under torch.no_grad()", training_step_variant(no_grad=True), "the loss has no graph"),
     ("t and eps passed by position", _training_step_positional, "takes t and eps by name"),
     ("loss.item() before backward", _training_step_item_first, "backward() needs the loss tensor"),
+    ("its own t", _training_step_own_t, "training_step draws random numbers of its own"),
+    ("the loss after the step returned", _training_step_loss_after, "return this batch's loss"),
     ("torch.manual_seed inside", lambda model, optimizer, x0, t, eps, schedule: (
         torch.manual_seed(0), training_step_variant()(model, optimizer, x0, t, eps, schedule))[1],
      "moved torch's global random generator"),
@@ -497,15 +552,16 @@ def _ema_net(seed: int) -> nn.Module:
 def ref_ema(c, *, warmup="min", swap=False, own_count=False, offset=0, zeros=False, add_first=False) -> list:
     """The averaged weights (float64) after each update; ``warmup``: "min" (right), "none", "no_plus_one",
     "ramp" (the warm-up without the min), "product" (decay * the warm-up), "sticky" (the first update's d kept,
-    as when update() stores d in self.decay); ``own_count``: the warm-up counts its own updates from 0 instead of
-    taking the step it is given; ``offset``: the warm-up's step is that many steps off (step + 1: a count from
-    1); ``add_first``: (1 - d) theta added before the multiplication by d."""
+    as when update() stores d in self.decay), "brackets" ((1 + step) / 10 + step); ``own_count``: the warm-up
+    counts its own updates from 0 instead of taking the step it is given; ``offset``: the warm-up's step is that
+    many steps off (step + 1: a count from 1); ``add_first``: (1 - d) theta added before the multiplication by d."""
     init = {k: v.double() for k, v in seeded_state(lambda: _ema_net(c["seed"]), c["seed"]).items()}
     avg, out = ({k: torch.zeros_like(v) for k, v in init.items()} if zeros else dict(init)), []
     decay = c["decay"]
     for i, live in enumerate(c["live"]):
         step = (i if own_count else c["first_step"] + i) + offset
-        ramp = step / (10 + step) if warmup == "no_plus_one" else (1 + step) / (10 + step)
+        ramp = step / (10 + step) if warmup == "no_plus_one" else (1 + step) / 10 + step if warmup == "brackets" \
+            else (1 + step) / (10 + step)
         d = (decay if warmup == "none" else ramp if warmup == "ramp" else decay * ramp if warmup == "product"
              else min(decay, ramp))
         if warmup == "sticky":
@@ -614,6 +670,8 @@ def _ema_diagnose(out, c) -> str | None:
          "first and then multiplying gives d theta_ema + d (1 - d) theta", dict(add_first=True)),
         ("the warm-up multiplies the decay: d = min(decay, (1 + step) / (10 + step)), the smaller of the two, not "
          "their product", dict(warmup="product")),
+        ("the warm-up's denominator lost its brackets: (1 + step) / 10 + step is (1 + step) / 10, plus step, above "
+         "1 from step 1 on; write (1 + step) / (10 + step)", dict(warmup="brackets")),
         ("the decay sticks at its first value: keep self.decay as it was given and compute d anew at each update, "
          "d = min(self.decay, (1 + step) / (10 + step)) (storing d in self.decay keeps the first, smallest d)",
          dict(warmup="sticky")),
@@ -668,7 +726,8 @@ class RefEMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         step += self.offset
-        ramp = step / (10 + step) if self.warmup == "no_plus_one" else (1 + step) / (10 + step)
+        ramp = step / (10 + step) if self.warmup == "no_plus_one" else (1 + step) / 10 + step \
+            if self.warmup == "brackets" else (1 + step) / (10 + step)
         d = (self.decay if self.warmup == "none" else ramp if self.warmup == "ramp" else self.decay * ramp
              if self.warmup == "product" else min(self.decay, ramp))
         if self.warmup == "sticky":
@@ -769,6 +828,7 @@ MISTAKES["EMA"] = [
     ("add first, then multiply", ema_variant(add_first=True), "multiply first, then add"),
     ("the decay times the warm-up", ema_variant(warmup="product"), "not their product"),
     ("d stored in self.decay", ema_variant(warmup="sticky"), "the decay sticks at its first value"),
+    ("the warm-up without its brackets", ema_variant(warmup="brackets"), "the warm-up's denominator lost its brackets"),
     ("only the first parameter averaged", ema_variant(first_only=True), "only some weights are averaged"),
     ("loop variable rebound", ema_variant(rebind=True), "never change"),
     ("the copy replaced at each update", _ReplacesTheCopy, "the average is just the live weights"),
