@@ -51,13 +51,19 @@ def _lam(a: torch.Tensor, h_from: str) -> torch.Tensor:
 def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=None, alpha_bar_last=None, *,
                       first="first_order", last="first_order", h_from="lambda", h_sign=1.0, data=True,
                       x_coef="sigma", r_inverted=False, half=True, d_swapped=False, d_alpha="prev", r_fixed=None,
-                      r_sign=1.0, last_sign=1.0, d_sign=1.0, r_over_two=False, x0_root=True, h_last_to="t"):
+                      r_sign=1.0, last_sign=1.0, d_sign=1.0, r_over_two=False, x0_root=True, h_last_to="t",
+                      eps_root=True, clamp=False, history=True, give_d=False):
     """(x_prev, x0_pred) in float64 (DPM-Solver++(2M), Algorithm 2); the switches reproduce the catalogued mistakes
     (``d_sign`` -1: the D term added; ``r_over_two``: r / 2 for D's second 1 / (2 r); ``x0_root`` False: x0_pred
-    divided by alpha_bar_t; ``h_last_to`` "prev": h_last measured to this step's target)."""
+    divided by alpha_bar_t; ``h_last_to`` "prev": h_last measured to this step's target; ``eps_root`` False:
+    (1 - alpha_bar_t) eps_pred in x0_pred; ``clamp``: x0_pred clamped to [-1, 1]; ``history`` False: first order
+    at every step; ``give_d``: D returned for x0_pred; ``d_alpha`` also "sigma_prev")."""
     a, a_prev = torch.as_tensor(alpha_bar_t).double(), torch.as_tensor(alpha_bar_prev).double()
     x, eps = xt.double(), eps_pred.double()
-    x0_pred = (x - (1 - a).sqrt() * eps) / (a.sqrt() if x0_root else a)
+    x0_pred = (x - ((1 - a).sqrt() if eps_root else 1 - a) * eps) / (a.sqrt() if x0_root else a)
+    x0_pred = x0_pred.clamp(-1, 1) if clamp else x0_pred
+    if not history:
+        x0_pred_last = alpha_bar_last = None
     pred = x0_pred if data else eps                               # the data prediction (right) or the noise's
     h = h_sign * (_lam(a_prev, h_from) - _lam(a, h_from))
     pred_last, a_last = x0_pred_last, alpha_bar_last
@@ -77,8 +83,8 @@ def ref_dpmpp_2m_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, x0_pred_last=No
         D = (1 + c) * last_pred - c * pred if d_swapped else (1 + c) * pred - last_sign * c_last * last_pred
     coef = {"sigma": ((1 - a_prev) / (1 - a)).sqrt(), "alpha": (a_prev / a).sqrt(),
             "sigma_squared": (1 - a_prev) / (1 - a), "one_minus_alpha": (1 - a_prev.sqrt()) / (1 - a.sqrt())}[x_coef]
-    alpha_d = {"prev": a_prev.sqrt(), "t": a.sqrt(), "prev_squared": a_prev}[d_alpha]
-    return coef * x - d_sign * alpha_d * torch.expm1(-h) * D, x0_pred
+    alpha_d = {"prev": a_prev.sqrt(), "t": a.sqrt(), "prev_squared": a_prev, "sigma_prev": (1 - a_prev).sqrt()}[d_alpha]
+    return coef * x - d_sign * alpha_d * torch.expm1(-h) * D, D if give_d else x0_pred
 
 
 # ------------------------------------------------------------------ dpmpp_2m_step
@@ -197,9 +203,25 @@ def _step_diagnose(out, c) -> str | None:
          "t), not lambda_prev - lambda_last", ref_dpmpp_2m_step(*args, h_last_to="prev")[0]),
         ("sigma = sqrt(1 - alpha_bar), not 1 - sqrt(alpha_bar): x_t's factor is sqrt(1 - alpha_bar_prev) / "
          "sqrt(1 - alpha_bar_t)", ref_dpmpp_2m_step(*args, x_coef="one_minus_alpha")[0]),
+        (f"alpha_bar_prev = {float(c['alpha_bar_prev']):.5f} is not clean data: only the last step, to "
+         "alpha_bar_prev == 1 exactly, is first order; a step to t = 0 still extrapolates with x0_pred_last",
+         ref_dpmpp_2m_step(*args, history=False)[0] if not c["final"] and float(c["alpha_bar_prev"]) > 0.999
+         else None),
+        ("this is DDIM, the first-order step, at every step: where x0_pred_last is given (and alpha_bar_prev < 1), "
+         "D = (1 + 1 / (2 r)) x0_pred - 1 / (2 r) x0_pred_last", ref_dpmpp_2m_step(*args, history=False)[0]),
+        ("x0_pred is clamped to [-1, 1]: DPM-Solver++ steps with x0_pred = (x_t - sigma_t eps_pred) / alpha_t as it "
+         "is (no clamp, no thresholding)", ref_dpmpp_2m_step(*args, clamp=True)[0]),
+        ("x0_pred = (x_t - sigma_t eps_pred) / alpha_t with sigma_t = sqrt(1 - alpha_bar_t): the square root is "
+         "missing on eps_pred's coefficient", ref_dpmpp_2m_step(*args, eps_root=False)[0]),
+        ("the D term is multiplied by alpha_prev = sqrt(alpha_bar_prev), not by sigma_prev (the noise-prediction "
+         "DPM-Solver's sigma_prev (exp(h) - 1) eps_pred)", ref_dpmpp_2m_step(*args, d_alpha="sigma_prev")[0]),
     ], "x_prev", f"x_prev differs: {STEP_HINT}")
-    return hint or judge(x0_pred, ref_x0, [], "x0_pred",
-                         "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
+    return hint or judge(x0_pred, ref_x0, [
+        ("x_prev is right, but the second output is D, the extrapolation: return this step's x0_pred = (x_t - sigma_t "
+         "eps_pred) / alpha_t, which the next step extrapolates from", ref_dpmpp_2m_step(*args, give_d=True)[1]),
+        ("x0_pred = (x_t - sigma_t eps_pred) / alpha_t with sigma_t = sqrt(1 - alpha_bar_t): the square root is "
+         "missing on eps_pred's coefficient", ref_dpmpp_2m_step(*args, eps_root=False)[1]),
+    ], "x0_pred", "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
 
 
 register(Check("dpmpp_2m_step", "dpmpp_2m_step", _step_cases, _step_call, _step_diagnose, explain_by(
@@ -241,7 +263,14 @@ def _step_with_math_log(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, x0_pred_la
 
 
 MISTAKES["dpmpp_2m_step"] = [
-    ("last step told by alpha_bar_prev > 0.9999", _dpmpp_last_step_by_threshold, "differ"),
+    ("last step told by alpha_bar_prev > 0.9999", _dpmpp_last_step_by_threshold,
+     "only the last step, to alpha_bar_prev == 1 exactly, is first order"),
+    ("first order at every step", dpmpp_step_variant(history=False), "this is DDIM, the first-order step, at every"),
+    ("x0_pred clamped", dpmpp_step_variant(clamp=True), "x0_pred is clamped to [-1, 1]"),
+    ("(1 - alpha_bar_t) eps_pred in x0_pred", dpmpp_step_variant(eps_root=False),
+     "the square root is missing on eps_pred's coefficient"),
+    ("sigma_prev on the D term", dpmpp_step_variant(d_alpha="sigma_prev"), "not by sigma_prev"),
+    ("D returned for x0_pred", dpmpp_step_variant(give_d=True), "the second output is D, the extrapolation"),
     ("first step not first order (NaN)", dpmpp_step_variant(first="second_order"), "the first step has no"),
     ("first step not first order (crash)", dpmpp_step_variant(crash_first=True), "the first step has no"),
     ("last step not first order", dpmpp_step_variant(last="second_order"), "the last step goes to clean data"),
@@ -495,6 +524,8 @@ MISTAKES["dpmpp_2m_sample_loop"] = [
         model, schedule, x_T, timesteps[::-1]).float(), "the grid runs from noise to data"),
     ("the model always given x_T", _loop_model_on_x_T, "the same x at every step"),
     ("alpha_bar values as Python numbers", _loop_float_alphas, "got a Python number where it expects a tensor"),
+    ("samples in float64", lambda model, schedule, x_T, timesteps: ref_dpmpp_loop(model, schedule, x_T, timesteps),
+     "the x0 is float64: return float32"),
     ("the caller's list of timesteps extended", lambda model, schedule, x_T, timesteps: (
         ref_dpmpp_loop(model, schedule, x_T, timesteps).float(),
         timesteps.append(-1) if isinstance(timesteps, list) else None)[0], "(a list) in place"),
