@@ -219,10 +219,7 @@ def _unresolved(node: ast.AST, names: dict[str, str]) -> str | None:
     ``__dict__`` changed by a method (``vars(torch).update(...)``); ``.update(allclose=...)`` on anything. Not on
     ``self`` or ``cls`` (a student's own class). The code as written, else None."""
     if isinstance(node, ast.Attribute) and _watched(node.attr):
-        root = node.value
-        while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
-            root = root.func if isinstance(root, ast.Call) else root.value
-        return None if isinstance(root, ast.Name) and root.id in ("self", "cls") else ast.unparse(node)
+        return None if _on_own_object(node) else ast.unparse(node)
     if not isinstance(node, ast.Call):
         return None
     func = node.func
@@ -252,10 +249,15 @@ def _ipython_hook(node: ast.AST) -> str | None:
     used in any way (appended to, assigned, called) on anything but ``self``/``cls``: the code as written."""
     if not (isinstance(node, ast.Attribute) and node.attr in IPYTHON_HOOKS):
         return None
+    return None if _on_own_object(node) else ast.unparse(node)
+
+
+def _on_own_object(node: ast.Attribute) -> bool:
+    """An attribute of ``self`` or ``cls`` (``self.events``, ``self.w.equal``): a student's own class."""
     root = node.value
     while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
         root = root.func if isinstance(root, ast.Call) else root.value
-    return None if isinstance(root, ast.Name) and root.id in ("self", "cls") else ast.unparse(node)
+    return isinstance(root, ast.Name) and root.id in ("self", "cls")
 
 
 def _allowed(what: str) -> bool:
