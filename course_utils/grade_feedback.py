@@ -26,7 +26,7 @@ import unicodedata
 from pathlib import Path
 
 from . import grade_report
-from .grade_files import valid_text
+from .grade_files import INVISIBLE, plain, valid_text, visible  # noqa: F401 (grade_feedback.X)
 
 MAX_NAME_BYTES = 64                  # a student's name, in bytes of UTF-8 (file names allow 255)
 CSV_FIELDS = ["student", "worksheet", "grade_id", "points", "max_points", "status", "message"]
@@ -53,20 +53,8 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}  # controls, line breaks, format characters (zero-width, bidi, soft hyphen, BOM)
 # what makes markdown of text: links and images ([ ]), emphasis (* ~, and _ at a word's edge), code, escapes
 MARKDOWN = re.compile(r"[\\`*\[\]~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-
-
-def visible(text: str) -> str:
-    """``text`` as valid Unicode with every run of invisible characters (``INVISIBLE``) made one space."""
-    marked = "".join("\0" if unicodedata.category(ch) in INVISIBLE else ch for ch in valid_text(text))
-    return re.sub("\0+", " ", marked)
-
-
-def plain(message) -> str:
-    """One line of plain text: no line breaks, carriage returns, control or invisible characters, no leading mark."""
-    return re.sub(r"^[✅❌⏳]\s*", "", visible(str(message))).strip()
 
 
 # what GitHub-flavoured renderers turn into links without any markup (extended autolinks): a scheme's "://",

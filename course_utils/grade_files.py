@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 from . import sandbox
@@ -21,6 +22,22 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 def valid_text(text: str) -> str:
     """``text`` encodable as UTF-8: a lone surrogate (valid JSON, invalid Unicode) becomes U+FFFD."""
     return _SURROGATES.sub("\ufffd", text)
+
+
+INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}  # controls, line breaks, format characters (zero-width, bidi, soft hyphen, BOM)
+
+
+def visible(text: str) -> str:
+    """``text`` as valid Unicode with every run of invisible characters (``INVISIBLE``) made one space."""
+    marked = "".join("\0" if unicodedata.category(ch) in INVISIBLE else ch for ch in valid_text(text))
+    return re.sub("\0+", " ", marked)
+
+
+def plain(message) -> str:
+    """One line of plain text: no line breaks, carriage returns, control or invisible characters, no leading mark.
+    Here, not in grade_feedback (which imports nbformat: 34 MB and up to 2 s), for the Gradescope process that
+    names a submission's files while course-grade runs."""
+    return re.sub(r"^[✅❌⏳]\s*", "", visible(str(message))).strip()
 
 
 class GradeError(Exception):

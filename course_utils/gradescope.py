@@ -159,9 +159,8 @@ def _shown(name: str) -> str:
     "8 / 8 points" paragraph into a 0-point result), valid UTF-8 (a name of other bytes, as a GitHub submission
     can hold, made the results.json unwritable: no feedback, and the same on every rerun), at most 200
     characters."""
-    from .grade_feedback import plain
-    from .grade_files import valid_text
-    return plain(valid_text(name))[:200]
+    from .grade_files import plain
+    return plain(name)[:200]
 
 
 def find_notebook(submission: Path, worksheet: str) -> tuple[Path | None, str]:
