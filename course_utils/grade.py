@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
+import functools
 import hashlib
 import json
 import os
@@ -498,10 +499,32 @@ class Options:
     zygotes: "sandbox.Pool | None" = None   # the zygotes of this run (grade_class starts them)
     cancel: "threading.Event | None" = None  # set when the run is interrupted: running sandboxes stop (grade_class)
 
+    def graded_under(self) -> dict[str, float]:
+        """The limits a verdict may depend on, as a result records them (``limits``): a rerun under other ones
+        regrades what they could have changed (``_why_regrade``)."""
+        return {name: getattr(self, name) for name in GRADED_UNDER}
+
     def limits(self) -> sandbox.Limits:
         return sandbox.Limits(cell_timeout=self.cell_timeout, timeout=self.timeout, memory_mb=self.memory_mb,
                               disk_mb=self.disk_mb, max_processes=self.max_processes,
                               setup_timeout=self.setup_timeout)
+
+
+GRADED_UNDER = {"cell_timeout": "--cell-timeout", "timeout": "--timeout", "memory_mb": "--memory-mb",
+                "disk_mb": "--disk-mb", "max_processes": "--max-processes", "max_notebook_mb": "--max-notebook-mb"}
+LIMIT_STATUSES = {"error", "timeout", "crashed"}    # a TODO's verdicts that more time, memory or disk could change
+
+
+@functools.lru_cache(maxsize=1)
+def grader_sha256() -> str:
+    """The digest of the ``course_utils`` that grades: every file of the package (its checks, hints, sandbox,
+    models) but Python's caches. A result records it, and a rerun regrades a result graded by another version
+    (a check fixed, a hint added, after ``pip install -U``) instead of keeping its verdict."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(path.relative_to(PACKAGE_DIR).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
 
 
 @dataclass
@@ -577,7 +600,8 @@ def wrong_worksheet(source: Source, ids: set) -> None:
 def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     """Grade one submission; never raises for anything the submission holds."""
     result = {"student": sub.student, "worksheet": source.worksheet, "file": str(sub.path),
-              "source_sha256": source.sha256, "notes": []}
+              "source_sha256": source.sha256, "grader_sha256": grader_sha256(), "limits": opts.graded_under(),
+              "notes": []}
     rows, nb = [], None
     result["notes"] += sub.notes
     try:
@@ -770,13 +794,63 @@ def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
     return found
 
 
-def _is_current(path: Path, source: Source, sub: Submission, max_notebook_mb: float) -> bool:
+def _why_regrade(path: Path, source: Source, sub: Submission, opts: Options) -> str | None:
+    """None when the result at ``path`` still holds: the same submission (its fingerprint), graded by the same
+    SOURCE and the same ``course_utils`` (``grader_sha256``), not a grader error, and under the same limits, or
+    more generous ones for a result that lost nothing to an error, a timeout or a crash (more time or memory
+    cannot change a pass or a wrong value). Else why it is graded again: "new", "submission", "source",
+    "grader_error", "grader" or "limits"."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
-        return (old.get("source_sha256") == source.sha256 and old.get("status") != "grader_error"
-                and old.get("sha256") is not None and old.get("sha256") == _fingerprint(sub, max_notebook_mb))
-    except (OSError, ValueError, AttributeError):
-        return False
+    except (OSError, ValueError):
+        return "new"
+    if not isinstance(old, dict):
+        return "new"
+    if old.get("sha256") is None or old.get("sha256") != _fingerprint(sub, opts.max_notebook_mb):
+        return "submission"
+    if old.get("source_sha256") != source.sha256:
+        return "source"
+    if old.get("status") == "grader_error":
+        return "grader_error"
+    if old.get("grader_sha256") != grader_sha256():
+        return "grader"
+    then, now = old.get("limits"), opts.graded_under()
+    if then == now:
+        return None
+    rows = old.get("rows") if isinstance(old.get("rows"), list) else [None]
+    generous = isinstance(then, dict) and all(isinstance(then.get(k), (int, float)) and now[k] >= then[k]
+                                              for k in now)
+    untouched = (old.get("status") == "graded" and not old.get("cell_errors")
+                 and all(isinstance(r, dict) and r.get("status") not in LIMIT_STATUSES for r in rows))
+    return None if generous and untouched else "limits"
+
+
+def _graded_otherwise(results_dir: Path, students: set[str]) -> list[str]:
+    """The students of the results in ``results_dir`` outside ``students`` (not given to this run) that another
+    ``course_utils`` graded: grades.csv mixes their verdicts with this run's."""
+    others = []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (isinstance(old, dict) and old.get("student") not in students
+                and old.get("grader_sha256") != grader_sha256()):
+            others.append(str(old.get("student")))
+    return others
+
+
+def _limits_changed(results_dir: Path, students: list[str], now: dict) -> str:
+    """How the limits of the first result among ``students`` differ from ``now``: "--timeout 400 -> 900"."""
+    for student in students:
+        try:
+            then = json.loads((results_dir / f"{student}.json").read_text(encoding="utf-8")).get("limits")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(then, dict):
+            return ", ".join(f"{flag} {then[k]:g} -> {now[k]:g}" if isinstance(then.get(k), (int, float))
+                             else f"{flag} {now[k]:g}" for k, flag in GRADED_UNDER.items() if then.get(k) != now[k])
+    return ""
 
 
 # ------------------------------------------------------------------ the class
@@ -861,11 +935,20 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         everyone, subs = [s.student for s in subs], grade_shards.select(subs, shard)
         try:
             grade_shards.write_manifest(out, worksheet=source.worksheet, source_sha256=source.sha256, shard=shard,
+                                        grader_sha256=grader_sha256(), limits=opts.graded_under(),
                                         everyone=everyone, mine=[s.student for s in subs])
         except ValueError as err:
             raise GradeError(str(err)) from None
-    todo = [s for s in subs if force or not _is_current(results_dir / f"{s.student}.json", source, s,
-                                                            opts.max_notebook_mb)]
+    why = {s.student: "force" if force else _why_regrade(results_dir / f"{s.student}.json", source, s, opts)
+           for s in subs}
+    todo = [s for s in subs if why[s.student]]
+    for reason, what in (("grader", "were graded by another version of course_utils (a check or a hint changed)"),
+                         ("limits", "were graded under other limits")):
+        again = [student for student, r in why.items() if r == reason]
+        if again:
+            changed = f" ({_limits_changed(results_dir, again, opts.graded_under())})" if reason == "limits" else ""
+            print(f"course-grade: {len(again)} result(s) of {source.worksheet} {what}{changed}: graded again",
+                  file=sys.stderr)
     workers = max(1, workers or usable_cores())
     stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo), "not_gradable": []}
 
@@ -937,6 +1020,12 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             opts.zygotes.close()
         opts.mpl_cache = opts.kernel = opts.cases = opts.zygotes = opts.cancel = None
         shutil.rmtree(scratch, ignore_errors=True)
+    others = _graded_otherwise(results_dir, {s.student for s in subs})
+    if others:
+        print(f"course-grade: {len(others)} result(s) in {results_dir} not part of this run were graded by another "
+              f"version of course_utils ({', '.join(plain(o)[:40] for o in others[:5])}"
+              f"{' ...' if len(others) > 5 else ''}): grades.csv shows them as graded then; give their notebooks to "
+              "grade them again", file=sys.stderr)
     stats["results"], stats["students"] = write_reports(out)
     if stats.get("interrupted"):
         raise Interrupted(stats)

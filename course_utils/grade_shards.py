@@ -64,8 +64,9 @@ def select(subs: list, shard: tuple[int, int]) -> list:
 
 
 def write_manifest(out: Path, *, worksheet: str, source_sha256: str, shard: tuple[int, int], everyone: list[str],
-                   mine: list[str]) -> None:
-    """DIR/shards/<worksheet>.json: what ``merge`` needs to know that the shards belong together and are all there."""
+                   mine: list[str], grader_sha256: str | None = None, limits: dict | None = None) -> None:
+    """DIR/shards/<worksheet>.json: what ``merge`` needs to know that the shards belong together and are all there
+    (and were graded by the same ``course_utils``, under the same limits: the last run's)."""
     from .grade_feedback import safe_name, write_atomic
     k, n = shard
     path = Path(out) / MANIFESTS / f"{safe_name(worksheet)}.json"
@@ -77,7 +78,8 @@ def write_manifest(out: Path, *, worksheet: str, source_sha256: str, shard: tupl
         raise ValueError(f"--out {out} already holds shard {before.get('shard')}/{before.get('shards')} of "
                          f"{worksheet}: give each shard its own --out (merge reads one shard per folder)")
     manifest = {"worksheet": worksheet, "source_sha256": source_sha256, "shard": k, "shards": n,
-                "class_size": len(everyone), "class_sha256": class_digest(everyone), "students": sorted(mine)}
+                "class_size": len(everyone), "class_sha256": class_digest(everyone), "students": sorted(mine),
+                "grader_sha256": grader_sha256, "limits": limits}
     write_atomic(path, json.dumps(manifest, indent=1))
 
 
@@ -93,15 +95,16 @@ def _read_json(path: Path) -> dict:
 
 
 def _inventory(folder: Path) -> tuple[dict, dict]:
-    """({worksheet: {student: (result file, source sha256)}}, {worksheet: manifest}) of one input folder."""
+    """({worksheet: {student: (result file, source sha256, grader sha256)}}, {worksheet: manifest}) of one input
+    folder."""
     if not folder.is_dir():
         raise MergeError(f"{folder} is not a folder")
-    results: dict[str, dict[str, tuple[Path, str | None]]] = {}
+    results: dict[str, dict[str, tuple[Path, str | None, str | None]]] = {}
     for path in sorted((folder / "results").glob("*/*.json")):
         r = _read_json(path)
         if not isinstance(r.get("student"), str) or not isinstance(r.get("worksheet"), str):
             raise MergeError(f"{path} is not a result of course-grade (no student or worksheet)")
-        results.setdefault(r["worksheet"], {})[r["student"]] = (path, r.get("source_sha256"))
+        results.setdefault(r["worksheet"], {})[r["student"]] = (path, r.get("source_sha256"), r.get("grader_sha256"))
     manifests = {}
     for path in sorted((folder / MANIFESTS).glob("*.json")):
         m = _read_json(path)
@@ -176,12 +179,27 @@ def merge(folders: list[str | Path], out: str | Path) -> dict:
     for ws in sorted(worksheets[0]):
         results = [res.get(ws, {}) for res, _ in inventories]
         manifests = [man.get(ws) for _, man in inventories]
-        sources = {sha for res in results for _, sha in res.values()} | {m.get("source_sha256") for m in manifests
-                                                                         if m is not None}
+        sources = {sha for res in results for _, sha, _ in res.values()} | {m.get("source_sha256") for m in manifests
+                                                                            if m is not None}
         if len(sources) > 1:
             shown = ", ".join(sorted(str(s)[:12] for s in sources))
             raise MergeError(f"worksheet {ws!r} was graded against different SOURCEs (sha256 {shown}...): regrade "
                              "every shard with the same solution notebook")
+        graders = {g for res in results for _, _, g in res.values()} | {m.get("grader_sha256") for m in manifests
+                                                                        if m is not None}
+        if len(graders) > 1:
+            shown = ", ".join(sorted(str(g)[:12] for g in graders))
+            raise MergeError(f"worksheet {ws!r} was graded by different versions of course_utils (grader_sha256 "
+                             f"{shown}...): install one version on every machine and run each shard again (it "
+                             "regrades what another version graded)")
+        limits = [m.get("limits") if isinstance(m.get("limits"), dict) else {} for m in manifests if m is not None]
+        differ = sorted({k for a in limits for b in limits for k in set(a) | set(b) if a.get(k) != b.get(k)})
+        if differ:
+            shown = "; ".join(f"--{k.replace('_', '-')} " + ", ".join(
+                f"{m.get('limits', {}).get(k)} (shard {m.get('shard')}/{m.get('shards')})" for m in manifests
+                if isinstance(m, dict) and isinstance(m.get("limits"), dict)) for k in differ)
+            raise MergeError(f"worksheet {ws!r}: the shards were graded under different limits ({shown}): run each "
+                             "shard again with the same limits (it regrades only what they could change)")
         owner: dict[str, Path] = {}
         for folder, res in zip(folders, results):
             for student in res:
@@ -191,7 +209,7 @@ def merge(folders: list[str | Path], out: str | Path) -> dict:
                 owner[student] = folder
         _check_shards(ws, folders, manifests, results)
         copies += [(path, out / "results" / path.parent.name / path.name) for res in results
-                   for path, _ in res.values()]
+                   for path, _, _ in res.values()]
     stale = {p.relative_to(out) for p in (out / "results").glob("*/*.json")} - {d.relative_to(out) for _, d in copies}
     if stale:
         raise MergeError(f"--out {out} already holds results that none of the shards has "

@@ -185,6 +185,41 @@ def test_rerun_skips_what_was_graded(graded):
     assert proc.returncode == 0 and said in proc.stdout, proc.stdout
 
 
+def test_a_rerun_regrades_what_another_grader_or_other_limits_graded(graded, tmp_path):
+    """An instructor who upgrades course_utils (a check fixed) or raises --timeout after a few timeouts and runs
+    course-grade again got the old verdicts back: a rerun kept every result of the same SOURCE and submission.
+    Now a result graded by another course_utils is graded again, one graded under other limits too unless the
+    limits grew and it lost nothing to them, and each kind is named on stderr; a result of a student outside the
+    run that another course_utils graded is named as well."""
+    out = tmp_path / "out"
+    shutil.copytree(graded["out"], out)
+    results = out / "results" / "01_schedules"
+
+    def edit(student, **changes):
+        path = results / f"{student}.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+    now = grade.Options(cell_timeout=20, timeout=400, memory_mb=2048, max_notebook_mb=4).graded_under()
+    assert json.loads((results / "correct.json").read_text())["limits"] == now
+    edit("correct", limits=now | {"timeout": 300})         # more time now, and it lost nothing: kept
+    edit("empty", grader_sha256="0" * 64)                   # another version of the package
+    edit("not_json", limits=now | {"timeout": 500})         # less time now
+    proc = _grade(graded["solution"], graded["subs"], "--out", out, *ARGS, env=graded["env"])
+    assert proc.returncode == 0 and "2 graded" in proc.stdout, proc.stdout + proc.stderr
+    assert ("1 result(s) of 01_schedules were graded by another version of course_utils (a check or a hint "
+            "changed): graded again") in proc.stderr, proc.stderr
+    assert "1 result(s) of 01_schedules were graded under other limits (--timeout 500 -> 400): graded again" \
+        in proc.stderr, proc.stderr
+    assert {json.loads((results / f"{s}.json").read_text())["grader_sha256"] for s in ("empty", "not_json")} \
+        == {grade.grader_sha256()}
+    assert json.loads((results / "correct.json").read_text())["limits"]["timeout"] == 300
+    # one student given alone: the others' results stay, and one of another course_utils is named
+    edit("empty", grader_sha256="0" * 64)
+    proc = _grade(graded["solution"], graded["subs"] / "correct", "--out", out, *ARGS, env=graded["env"])
+    assert proc.returncode == 0 and "0 graded" in proc.stdout, proc.stdout + proc.stderr
+    assert "1 result(s) in" in proc.stderr and "not part of this run were graded by another version of " \
+        "course_utils (empty): grades.csv shows them as graded then" in proc.stderr, proc.stderr
+
+
 # ------------------------------------------------------------------ a manually graded summary
 def test_manual_answer_is_quoted_for_the_instructor(tmp_path):
     from course_utils import exercises
@@ -399,23 +434,69 @@ def test_a_graded_cell_without_points_is_worth_nothing(tmp_path):
 
 
 def test_a_rerun_regrades_after_the_source_changed_or_the_grader_failed(tmp_path):
-    """What a rerun keeps (``_is_current``): a result of the same file, graded by the same SOURCE, that did not end
-    in a grader error. A fixed solution or hidden test (another SOURCE hash) regrades the class; a grader error is
-    retried, as its message promises."""
+    """What a rerun keeps (``_why_regrade``): a result of the same file, graded by the same SOURCE and the same
+    course_utils, that did not end in a grader error, under the same limits, or more generous ones if it lost
+    nothing to an error, a timeout or a crash. A fixed solution or hidden test (another SOURCE hash), another
+    version of the package (a check fixed) regrade the class; a grader error is retried, as its message
+    promises."""
     sub_path = tmp_path / "alice.ipynb"
     sub_path.write_text("{}")
     sub = grade.Submission("alice", sub_path)
     source = grade.load_source(corpus.SOLUTION)
     result = tmp_path / "alice.json"
+    opts = grade.Options(max_notebook_mb=16)
+    now = opts.graded_under()
+    passed = [{"grade_id": "a", "status": "pass"}, {"grade_id": "b", "status": "manual"}]
 
-    def current(**changes):
-        record = dict(source_sha256=source.sha256, status="graded", sha256=grade._fingerprint(sub, 16)) | changes
+    def why(**changes):
+        record = dict(source_sha256=source.sha256, status="graded", sha256=grade._fingerprint(sub, 16),
+                      grader_sha256=grade.grader_sha256(), limits=now, rows=passed) | changes
         result.write_text(json.dumps(record))
-        return grade._is_current(result, source, sub, 16)
-    assert current()
-    assert not current(source_sha256="0" * 64)
-    assert not current(status="grader_error")
-    assert not current(sha256=None) and not current(sha256="0" * 64)
+        return grade._why_regrade(result, source, sub, opts)
+    assert why() is None
+    assert why(source_sha256="0" * 64) == "source"
+    assert why(status="grader_error") == "grader_error"
+    assert why(sha256=None) == why(sha256="0" * 64) == "submission"
+    assert why(grader_sha256="0" * 64) == why(grader_sha256=None) == "grader"     # None: before results had it
+    # limits: more generous ones keep a result that lost nothing to them; anything else is graded again
+    assert why(limits=now | {"timeout": 300, "memory_mb": 1024}) is None
+    for lost in ("timeout", "crashed", "error"):
+        assert why(limits=now | {"timeout": 300}, rows=passed + [{"grade_id": "c", "status": lost}]) == "limits"
+    assert why(limits=now | {"timeout": 300}, rows=passed + [{"grade_id": "c", "status": "fail"}]) is None
+    assert why(limits=now | {"timeout": 300}, cell_errors=[{"ename": "MemoryError"}]) == "limits"
+    assert why(limits=now | {"max_notebook_mb": 4}, status="too_large") == "limits"
+    assert why(limits=now | {"timeout": 1200}) == "limits"           # less time now: a pass may time out
+    assert why(limits=None) == why(limits={"timeout": "900"}) == "limits"
+    result.write_text("[1, 2]")
+    assert grade._why_regrade(result, source, sub, opts) == "new"
+    result.unlink()
+    assert grade._why_regrade(result, source, sub, opts) == "new"
+
+
+def test_the_grader_digest_covers_every_file_of_the_package_but_caches(tmp_path, monkeypatch):
+    """grader_sha256 changes with any file of the package (a check, a hint, a model), not with __pycache__."""
+    package = tmp_path / "course_utils"
+    (package / "checks").mkdir(parents=True)
+    (package / "checks" / "ws.py").write_text("HINT = 'a'")
+    (package / "model.pt").write_bytes(b"\0" * 10)
+    monkeypatch.setattr(grade, "PACKAGE_DIR", package)
+
+    def digest():
+        grade.grader_sha256.cache_clear()
+        return grade.grader_sha256()
+    try:
+        first = digest()
+        (package / "__pycache__").mkdir()
+        (package / "__pycache__" / "ws.cpython-311.pyc").write_bytes(b"cache")
+        assert digest() == first
+        (package / "checks" / "ws.py").write_text("HINT = 'b'")
+        second = digest()
+        (package / "model.pt").write_bytes(b"\1" * 10)
+        third = digest()
+        (package / "checks" / "ws.py").rename(package / "checks" / "ws2.py")
+        assert len({first, second, third, digest()}) == 4
+    finally:
+        grade.grader_sha256.cache_clear()
 
 
 def test_the_recorded_sha256_is_of_the_bytes_graded(tmp_path, monkeypatch):

@@ -85,7 +85,7 @@ def test_the_manifest_says_which_run_and_shard_it_belongs_to(tmp_path):
     manifest = json.loads((tmp_path / "shards" / f"{WS}.json").read_text())
     assert manifest == {"worksheet": WS, "source_sha256": SHA, "shard": 2, "shards": 5, "class_size": 4,
                         "class_sha256": hashlib.sha256(b"alice\nbob\ncarol\ndave").hexdigest(),
-                        "students": ["alice", "dave"]}
+                        "students": ["alice", "dave"], "grader_sha256": None, "limits": None}
 
 
 # ------------------------------------------------------------------ grade_shards: merge, on folders built here
@@ -231,6 +231,37 @@ def test_merge_refuses_an_empty_shard_of_another_source(tmp_path, capsys):
                                 everyone=students, mine=[])
     code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m")
     assert code == 2 and "different SOURCEs" in err, err
+
+
+def test_merge_refuses_shards_graded_by_different_course_utils_or_limits(tmp_path, capsys):
+    """Shards graded on machines with two versions of course_utils (a check fixed on one), or with --timeout 400
+    on one and 900 on the other, merged into one grades.csv of two standards: refused, naming what differs."""
+    grader, limits = "a" * 64, {"cell_timeout": 120, "timeout": 900}
+
+    def shards(root, n=2):
+        folders = _fake_shards(root, n)
+        for k, folder in enumerate(folders, 1):
+            for path in (folder / "results" / WS).glob("*.json"):
+                path.write_text(json.dumps(json.loads(path.read_text()) | {"grader_sha256": grader}))
+            grade_shards.write_manifest(folder, worksheet=WS, source_sha256=SHA, shard=(k, n), everyone=CLASS,
+                                        mine=[s for s in CLASS if grade_shards.shard_of(s, n) == k],
+                                        grader_sha256=grader, limits=limits)
+        return folders
+    folders = shards(tmp_path / "same")
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m1")
+    assert code == 0, err
+    folders = shards(tmp_path / "version")
+    path = next((folders[1] / "results" / WS).glob("*.json"))
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"grader_sha256": "b" * 64}))
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m2")
+    assert code == 2 and "graded by different versions of course_utils (grader_sha256 aaaaaaaaaaaa, " \
+        "bbbbbbbbbbbb...)" in err, err
+    folders = shards(tmp_path / "limits")
+    manifest = folders[1] / "shards" / f"{WS}.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"limits": limits | {"timeout": 400}}))
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m3")
+    assert code == 2 and ("the shards were graded under different limits (--timeout 900 (shard 1/2), 400 (shard "
+                          "2/2)): run each shard again with the same limits") in err, err
 
 
 def test_merge_refuses_a_manifest_course_grade_did_not_write(tmp_path, capsys):
