@@ -825,6 +825,24 @@ def _why_regrade(path: Path, source: Source, sub: Submission, opts: Options) -> 
     return None if generous and untouched else "limits"
 
 
+REGRADED = {"submission": "resubmitted", "source": "SOURCE changed", "grader_error": "after a grader error",
+            "grader": "another course_utils", "limits": "other limits", "force": "--force", "new": "new"}
+
+
+def _points(result: dict | Path) -> float | None:
+    """The automatic points of a result (or of the result file at a path): None when there is none to read."""
+    if isinstance(result, Path):
+        try:
+            result = json.loads(result.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    rows = result.get("rows") if isinstance(result, dict) else None
+    if not isinstance(rows, list):
+        return None
+    points = [r.get("points") for r in rows if isinstance(r, dict)]
+    return float(sum(points)) if all(isinstance(x, (int, float)) for x in points) else None
+
+
 def _graded_otherwise(results_dir: Path, students: set[str]) -> list[str]:
     """The students of the results in ``results_dir`` outside ``students`` (not given to this run) that another
     ``course_utils`` graded: grades.csv mixes their verdicts with this run's."""
@@ -942,6 +960,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     why = {s.student: "force" if force else _why_regrade(results_dir / f"{s.student}.json", source, s, opts)
            for s in subs}
     todo = [s for s in subs if why[s.student]]
+    before = {s.student: _points(results_dir / f"{s.student}.json") for s in todo}    # to name what changed
     for reason, what in (("grader", "were graded by another version of course_utils (a check or a hint changed)"),
                          ("limits", "were graded under other limits")):
         again = [student for student, r in why.items() if r == reason]
@@ -1007,6 +1026,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                         if r.get("status") == "grader_error":
                             print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
                         stats["graded"] += 1
+                        old, new = before.get(r["student"]), _points(r)
+                        if old is not None and new != old:
+                            stats.setdefault("changed", []).append(
+                                f"{plain(r['student'])[:40]} {old:g} -> {new:g} ({REGRADED[why[r['student']]]})")
                         if r.get("status") != "graded":     # a row of 0 points: named in the summary line
                             stats["not_gradable"].append(f"{r['student']} ({r.get('status')})")
                         bar.update(1)
@@ -1020,6 +1043,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             opts.zygotes.close()
         opts.mpl_cache = opts.kernel = opts.cases = opts.zygotes = opts.cancel = None
         shutil.rmtree(scratch, ignore_errors=True)
+    if stats.get("changed"):
+        changed = sorted(stats["changed"], key=str.lower)
+        print(f"course-grade: the automatic points of {len(changed)} student(s) graded again changed: "
+              f"{', '.join(changed[:10])}{' and more' if len(changed) > 10 else ''}", file=sys.stderr)
     others = _graded_otherwise(results_dir, {s.student for s in subs})
     if others:
         print(f"course-grade: {len(others)} result(s) in {results_dir} not part of this run were graded by another "

@@ -189,8 +189,8 @@ def test_a_rerun_regrades_what_another_grader_or_other_limits_graded(graded, tmp
     """An instructor who upgrades course_utils (a check fixed) or raises --timeout after a few timeouts and runs
     course-grade again got the old verdicts back: a rerun kept every result of the same SOURCE and submission.
     Now a result graded by another course_utils is graded again, one graded under other limits too unless the
-    limits grew and it lost nothing to them, and each kind is named on stderr; a result of a student outside the
-    run that another course_utils graded is named as well."""
+    limits grew and it lost nothing to them, and each kind is named on stderr, with the students whose points
+    changed; a result of a student outside the run that another course_utils graded is named as well."""
     out = tmp_path / "out"
     shutil.copytree(graded["out"], out)
     results = out / "results" / "01_schedules"
@@ -202,13 +202,18 @@ def test_a_rerun_regrades_what_another_grader_or_other_limits_graded(graded, tmp
     assert json.loads((results / "correct.json").read_text())["limits"] == now
     edit("correct", limits=now | {"timeout": 300})         # more time now, and it lost nothing: kept
     edit("empty", grader_sha256="0" * 64)                   # another version of the package
-    edit("not_json", limits=now | {"timeout": 500})         # less time now
+    old = json.loads((results / "not_json.json").read_text())["rows"]
+    edit("not_json", limits=now | {"timeout": 500},          # less time now; and its points then were others
+         rows=[dict(old[0], points=1.5)] + old[1:])
     proc = _grade(graded["solution"], graded["subs"], "--out", out, *ARGS, env=graded["env"])
     assert proc.returncode == 0 and "2 graded" in proc.stdout, proc.stdout + proc.stderr
     assert ("1 result(s) of 01_schedules were graded by another version of course_utils (a check or a hint "
             "changed): graded again") in proc.stderr, proc.stderr
     assert "1 result(s) of 01_schedules were graded under other limits (--timeout 500 -> 400): graded again" \
         in proc.stderr, proc.stderr
+    # whose points moved, so that an instructor who published grades knows whom to tell
+    assert ("the automatic points of 1 student(s) graded again changed: not_json 1.5 -> 0 (other limits)"
+            in proc.stderr), proc.stderr
     assert {json.loads((results / f"{s}.json").read_text())["grader_sha256"] for s in ("empty", "not_json")} \
         == {grade.grader_sha256()}
     assert json.loads((results / "correct.json").read_text())["limits"]["timeout"] == 300
