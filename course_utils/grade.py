@@ -444,6 +444,8 @@ def protections(p: dict, opts: Options) -> tuple[dict, list[str]]:
         held["process_count"] = f"RLIMIT_NPROC in its own user namespace: {opts.max_processes}"
     else:
         missing.append("no limit on the number of processes (no cgroup; RLIMIT_NPROC does not bind root)")
+    if "cpu" in limits:
+        held["cpu"] = f"{p['cgroup']}: the same share of the CPU as each other submission graded at once"
     if p.get("box_tmpfs"):
         held["disk"] = f"its folder is a tmpfs of {opts.disk_mb} MB (a hard limit)"
     else:
@@ -543,6 +545,29 @@ class Submission:
     path: Path
     problem: tuple[str, str] | None = None      # (status, message): a folder with no notebook, or several
     notes: list[str] = field(default_factory=list)
+    submitted_as: str = ""      # the folder's or file's own name, before find_submissions made it a unique name
+
+
+def held_names(out: Path) -> dict[str, set[str]]:
+    """The names graded in ``out`` (any worksheet), case-folded, each with the folder or file names its results
+    were handed in as: ``submitted_as``, or for a result written before 2026-12-07, which lacks it, the name of
+    its file's folder or the file's own stem, whichever gives the student's name."""
+    held: dict[str, set[str]] = {}
+    for path in (out / "results").glob("*/*.json"):
+        try:
+            r = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(r, dict) or not isinstance(r.get("student"), str):
+            continue
+        raw = r.get("submitted_as")
+        if not isinstance(raw, str) and isinstance(r.get("file"), str):
+            file = Path(r["file"])
+            raw = next((n for n in (file.parent.name, file.name[:-6] if file.name.lower().endswith(".ipynb")
+                                    else file.name) if n and safe_name(n) == r["student"]), None)
+        if isinstance(raw, str):
+            held.setdefault(r["student"].casefold(), set()).add(raw)
+    return held
 
 
 def _sha256(path: Path, max_bytes: int) -> str | None:
@@ -599,9 +624,9 @@ def wrong_worksheet(source: Source, ids: set) -> None:
 
 def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     """Grade one submission; never raises for anything the submission holds."""
-    result = {"student": sub.student, "worksheet": source.worksheet, "file": str(sub.path),
-              "source_sha256": source.sha256, "grader_sha256": grader_sha256(), "limits": opts.graded_under(),
-              "notes": []}
+    result = {"student": sub.student, "submitted_as": sub.submitted_as or sub.student,
+              "worksheet": source.worksheet, "file": str(sub.path), "source_sha256": source.sha256,
+              "grader_sha256": grader_sha256(), "limits": opts.graded_under(), "notes": []}
     rows, nb = [], None
     result["notes"] += sub.notes
     try:
@@ -745,9 +770,11 @@ def _archive_stem(name: str) -> str:
     return name[:-len(suffix)] if suffix and len(name) > len(suffix) else ""
 
 
-def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
+def find_submissions(args: list[str], worksheet: str, held: dict[str, set[str]] | None = None) -> list[Submission]:
     """Submission files with their students' names (folder's name, or the stem of a loose file); every student
-    once, under a name no other student has."""
+    once, under a name no other student has, in this run and in the earlier runs into the same --out: ``held``
+    maps a name already graded there (case-folded) to the folder or file names its results were handed in as
+    (``held_names``), and only those may take it again."""
     found: list[Submission] = []
     for arg in args:
         p = Path(arg)
@@ -780,15 +807,25 @@ def find_submissions(args: list[str], worksheet: str) -> list[Submission]:
     bases = [safe_name(sub.student) for sub in found]
     reserved = {base.casefold() for sub, base in zip(found, bases) if sub.student == base}
     used: set[str] = set()
+    held = held or {}
+
+    def elsewhere(name: str, sub: Submission) -> bool:
+        """An earlier run into --out graded other work (another folder's or file's) under this name."""
+        return name.casefold() in held and sub.submitted_as not in held[name.casefold()]
     # (stable: sorted order among equals; of two that differ only in case, the lower-case one, as logins are)
     for sub, base in sorted(zip(found, bases), key=lambda p: (p[0].student != p[1], p[1] != p[1].lower())):
+        sub.submitted_as = sub.student
         name, n = base, 1
-        while name.casefold() in used or (name != sub.student and name.casefold() in reserved):
+        while (name.casefold() in used or (name != sub.student and name.casefold() in reserved)
+               or elsewhere(name, sub)):
             n += 1
             name = f"{base}-{n}"
         if name != sub.student:
+            why = (f"the name {base!r} holds the work handed in as "
+                   f"{', '.join(sorted(map(repr, held[base.casefold()]))[:3])} in an earlier run into this --out"
+                   if elsewhere(base, sub) else f"the name {base!r} was taken")
             print(f"course-grade: {sub.path} is graded as student {name!r}" + (
-                  f" (the name {base!r} was taken: check whose work it is)" if n > 1 else ""), file=sys.stderr)
+                  f" ({why}: check whose work it is)" if n > 1 else ""), file=sys.stderr)
         used.add(name.casefold())
         sub.student = name
     return found
@@ -931,7 +968,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                          "(docs/grading.md, 'Running as an unprivileged user'), or pass --allow-root to accept it")
     opts = opts or Options()
     source = load_source(source_path)
-    subs = find_submissions(submissions, source.worksheet)
+    subs = find_submissions(submissions, source.worksheet, held_names(Path(out)))
     if not subs:
         raise GradeError("no submissions found (give notebook files or folders of them)")
     out = Path(out)
@@ -985,7 +1022,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         except Exception as err:  # noqa: BLE001 - a bug of the grader must not stop the class
             message = _valid_text(f"internal grader error (it will be retried on the next run): "
                                   f"{type(err).__name__}: {err}")[:MAX_MESSAGE]
-            result = {"student": sub.student, "worksheet": source.worksheet, "file": str(sub.path), "sha256": None,
+            result = {"student": sub.student, "submitted_as": sub.submitted_as or sub.student,
+                      "worksheet": source.worksheet, "file": str(sub.path), "sha256": None,
                       "source_sha256": source.sha256, "status": "grader_error", "message": message, "answers": {},
                       "notes": [],
                       "rows": [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": "grader_error",

@@ -58,12 +58,13 @@ def plot_schedules(schedules: dict, *, axes=None):
     return axes
 
 
-def plot_points(x: Tensor, *, ax=None, title: str | None = None, lim: float = 3.0, c=None, s: float = 2.0):
-    """Scatter 2-D points (N, 2) in a square box [-lim, lim]^2."""
+def plot_points(x: Tensor, *, ax=None, title: str | None = None, lim: float = 3.0, c=None, marker_size: float = 2.0):
+    """Scatter 2-D points (N, 2) in a square box [-lim, lim]^2 (``marker_size``: matplotlib's ``s``, which the
+    glossary keeps for the cosine schedule's offset)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(3.5, 3.5))
     x = x.detach().cpu()
-    ax.scatter(x[:, 0], x[:, 1], s=s, c=c, alpha=0.6)
+    ax.scatter(x[:, 0], x[:, 1], s=marker_size, c=c, alpha=0.6)
     ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     if title:

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
@@ -538,6 +539,54 @@ def test_a_link_to_a_classmates_folder_is_not_followed(tmp_path):
     subs = {s.student: s for s in grade.find_submissions([str(tmp_path)], "01_schedules")}
     assert subs["alice"].path == tmp_path / "alice" / "01_schedules.ipynb"
     assert subs["mallory"].problem and subs["mallory"].problem[0] == "not_a_notebook", subs["mallory"]
+
+
+def test_a_name_graded_in_an_earlier_run_into_the_same_out_stays_with_its_work(tmp_path, capsys):
+    """The third red team: alice/ graded (8/8), then a late run into the same --out with only _alice/ (a blank
+    notebook): safe_name made it "alice" again, its result replaced alice's (0/8) and her feedback was _alice's.
+    Names are unique across the runs into one --out now: a name is taken again only by the folder or file its
+    results were handed in as (``submitted_as``)."""
+    for who in ("alice", "_alice", "bob"):
+        (tmp_path / who).mkdir()
+        (tmp_path / who / "01_schedules.ipynb").write_text("{}")
+
+    def names(*folders, held=None):
+        """{folder: the name it is graded under}, the folders' notebooks given as files."""
+        return {s.submitted_as: s.student for s in grade.find_submissions(
+            [str(tmp_path / f / "01_schedules.ipynb") for f in folders], "01_schedules", held)}
+    assert names("_alice") == {"_alice": "alice"}                              # alone in a new --out
+    assert names("_alice", held={"alice": {"alice"}}) == {"_alice": "alice-2"}  # alice's name, from an earlier run
+    assert "the name 'alice' holds the work handed in as 'alice' in an earlier run" in capsys.readouterr().err
+    assert names("alice", held={"alice": {"alice"}}) == {"alice": "alice"}      # her own resubmission
+    assert names("_alice", held={"alice": {"alice"}, "alice-2": {"_alice"}}) == {"_alice": "alice-2"}
+    assert names("alice", held={"alice": {"_alice"}}) == {"alice": "alice-2"}   # the first to take a name keeps it
+    assert names("bob", "alice", held={"ALICE": {"x"}}) == {"bob": "bob", "alice": "alice"}   # keys are case-folded
+    assert names("alice", held={"alice": {"Alice"}}) == {"alice": "alice-2"}    # another folder, another student
+    # what an --out holds: submitted_as, or, for a result written before it existed, its file's folder or stem
+    results = tmp_path / "out" / "results" / "01_schedules"
+    results.mkdir(parents=True)
+    for student, extra in (("alice", {"submitted_as": "alice"}), ("carol", {"file": "/subs/carol/01_schedules.ipynb"}),
+                           ("dave", {"file": "/subs/dave.ipynb"}), ("erin", {"file": "/subs/x/other.ipynb"})):
+        (results / f"{student}.json").write_text(json.dumps({"student": student} | extra))
+    (results / "broken.json").write_text("{")
+    assert grade.held_names(tmp_path / "out") == {"alice": {"alice"}, "carol": {"carol"}, "dave": {"dave"}}
+
+
+def test_a_late_run_into_the_same_out_leaves_a_classmates_result_alone(tmp_path):
+    """The red team's two runs, for real: alice keeps her 8/8 and her feedback; _alice is graded as alice-2."""
+    sol = nbformat.read(corpus.SOLUTION, as_version=4)
+    for folder, nb in (("run1/alice", sol), ("late/_alice", corpus.exercise_of(sol))):
+        (tmp_path / folder).mkdir(parents=True)
+        nbformat.write(nb, tmp_path / folder / corpus.SOLUTION.name)
+    out = tmp_path / "out"
+    for run in ("run1", "late"):
+        proc = _grade(corpus.SOLUTION, tmp_path / run, "--out", out, *ARGS)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "is graded as student 'alice-2' (the name 'alice' holds the work handed in as 'alice'" in proc.stderr
+    totals = {s: r["TOTAL"] for s, r in _rows(out).items()}
+    assert totals["alice"]["points"] == totals["alice"]["max_points"] and float(totals["alice-2"]["points"]) == 0
+    result = json.loads((out / "results" / "01_schedules" / "alice.json").read_text())
+    assert result["submitted_as"] == "alice" and "run1" in result["file"]
 
 
 def test_the_command_line_passes_every_limit_on(monkeypatch, tmp_path):

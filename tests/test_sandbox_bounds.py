@@ -304,6 +304,10 @@ def test_a_job_cgroup_holds_the_memory_and_process_limits():
         limit = cgroups._read(mem / "memory.max") or cgroups._read(mem / "memory.limit_in_bytes")
         assert int(limit) == 64 * 2 ** 20
         assert cgroups._read(cg.dirs["pids"] / "pids.max").strip() == "16"
+        if "cpu" in own or (v2 and "cpu" in cgroups._read(own[""] / "cgroup.controllers").split()):
+            # every job the same weight, whatever its processes (the third red team's 200 setsid spinners)
+            share = cgroups._read(cg.dirs["cpu"] / "cpu.weight") or cgroups._read(cg.dirs["cpu"] / "cpu.shares")
+            assert int(share) in (cgroups.CPU_WEIGHT_V2, cgroups.CPU_SHARES_V1) and cg.dirs["cpu"] != own.get("cpu")
     finally:
         cg.kill()
         cg.remove()
@@ -508,16 +512,20 @@ def test_a_v2_job_cgroup_gets_its_limits_and_reports_them(tmp_path, monkeypatch)
     from course_utils.sandbox import cgroups
     own = tmp_path / "grader"
     own.mkdir()
-    (own / "cgroup.controllers").write_text("cpu memory pids\n")
-    (own / "cgroup.subtree_control").write_text("memory pids\n")
+    (own / "cgroup.controllers").write_text("cpuset cpu memory pids\n")
+    (own / "cgroup.subtree_control").write_text("cpuset memory pids\n")
     monkeypatch.setattr(cgroups, "_own", lambda root: {"": own})
     monkeypatch.setattr(cgroups, "_v2_parent", None)
+    # the CPU's share: the grader hands cpu down to its jobs (a folder keeps the last write; the kernel lists all)
+    assert cgroups._v2_job_parent(own) == own and (own / "cgroup.subtree_control").read_text() == "+cpu"
+    (own / "cgroup.subtree_control").write_text("cpuset cpu memory pids\n")
     cg = cgroups.JobCgroup.create(64, 16, root=tmp_path)
     d = cg.dirs["memory"]
     assert cg.kind == "cgroup v2" and cg.dirs["pids"] == d and d.parent == own
     assert [(d / f).read_text() for f in ("memory.max", "pids.max", "memory.oom.group")] == [str(64 * 2 ** 20),
                                                                                            "16", "1"]
     assert not (d / "memory.swap.max").exists() and cg.procs == [str(d / "cgroup.procs")]
+    assert cg.dirs["cpu"] == d and (d / "cpu.weight").read_text() == str(cgroups.CPU_WEIGHT_V2)   # each the same
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\n")
     (d / "memory.peak").write_text(str(48 * 2 ** 20 + 2 ** 19))
     assert cg.oom_kills() == 2 and cg.peak_mb() == 48.5
@@ -527,7 +535,7 @@ def test_a_v1_job_cgroup_gets_its_limits_in_each_hierarchy(tmp_path, monkeypatch
     """cgroup v1: one folder per controller, memory.limit_in_bytes always, memsw only where swap accounting is on
     (the file exists), pids.max; the OOM count comes from memory.oom_control."""
     from course_utils.sandbox import cgroups
-    own = {c: tmp_path / c / "grader" for c in ("memory", "pids")}
+    own = {c: tmp_path / c / "grader" for c in ("memory", "pids", "cpu")}
     for d in own.values():
         d.mkdir(parents=True)
     monkeypatch.setattr(cgroups, "_own", lambda root: own)
@@ -536,5 +544,7 @@ def test_a_v1_job_cgroup_gets_its_limits_in_each_hierarchy(tmp_path, monkeypatch
     assert cg.kind == "cgroup v1" and mem.parent == own["memory"] and pids.parent == own["pids"]
     assert (mem / "memory.limit_in_bytes").read_text() == str(32 * 2 ** 20) and (pids / "pids.max").read_text() == "8"
     assert not (mem / "memory.memsw.limit_in_bytes").exists()
+    assert cg.dirs["cpu"].parent == own["cpu"] and (cg.dirs["cpu"] / "cpu.shares").read_text() == "1024"
+    assert len(cg.procs) == 3           # the runner joins all three hierarchies
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
     assert cg.oom_kills() == 3

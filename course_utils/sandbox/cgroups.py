@@ -1,14 +1,21 @@
-"""Memory and process-count limits for one job as a whole: a cgroup, where this machine lets the grader make one.
+"""Memory and process-count limits for one job as a whole, and its share of the CPU: a cgroup, where this machine
+lets the grader make one.
 
 RLIMIT_DATA bounds one process's private memory; it does not count shared memory (``mmap(MAP_SHARED |
 MAP_ANONYMOUS)``, memfd, tmpfs), and a job may start many processes. A cgroup counts every page any process of
-the job touches, and every process and thread. Tried in this order:
+the job touches, and every process and thread. The ``cpu`` controller, where there is one, gives each job the
+same weight as each other job graded at once, whatever its number of processes: without it the scheduler's
+autogroups share the CPU by session, and a submission whose processes call ``setsid()`` (200 busy ones) took all
+but a hundredth of a core from the classmate graded beside it, whose cells then ran past ``--cell-timeout`` (the
+third red team, 2026-12-07: 7/7 became 0/7 and 5/7). Tried in this order:
 
-- **cgroup v2** (``/sys/fs/cgroup`` unified, with the ``memory`` and ``pids`` controllers): job cgroups are made
+- **cgroup v2** (``/sys/fs/cgroup`` unified, with the ``memory`` and ``pids`` controllers, and ``cpu`` where it is
+  delegated too): job cgroups are made
   under the grader's own cgroup. v2 forbids processes in a cgroup whose controllers are handed to children, so
   the grader first moves itself into a leaf ``course-grade-<pid>`` beside them (once per grader process). This
   works as root, or in a cgroup delegated to the grader's user (``systemd-run --user --scope -p Delegate=yes``).
-- **cgroup v1** (separate ``memory`` and ``pids`` hierarchies), as root: job cgroups under the grader's own.
+- **cgroup v1** (separate ``memory``, ``pids`` and ``cpu`` hierarchies), as root: job cgroups under the grader's
+  own.
 - otherwise none: ``create`` returns None and the result of each submission says so.
 
 The runner joins the job's cgroups itself, before it starts anything (no race). At the end, ``kill`` sends
@@ -23,6 +30,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
+CPU_WEIGHT_V2 = 100     # each job's cpu.weight (v2's default): equal shares between the jobs graded at once
+CPU_SHARES_V1 = 1024    # each job's cpu.shares (v1's default)
 _v2_parent: Path | None = None      # where this grader process makes job cgroups (v2), once found
 
 
@@ -45,7 +54,7 @@ def _own(root: Path) -> dict[str, Path]:
             unified = root / "unified" if (root / "unified" / "cgroup.controllers").exists() else root
             own[""] = unified / rel
         for controller in parts[1].split(","):
-            if controller in ("memory", "pids"):
+            if controller in ("memory", "pids", "cpu"):
                 own[controller] = root / controller / rel
     return own
 
@@ -68,6 +77,12 @@ def _v2_job_parent(own: Path) -> Path | None:
                 (own / "cgroup.subtree_control").write_text("+memory +pids")
     except OSError:
         return None
+    if "cpu" in _read(own / "cgroup.controllers").split() and "cpu" not in _read(
+            own / "cgroup.subtree_control").split():
+        try:        # the CPU's share: optional (a delegated cgroup may lack it); the protections say whether it held
+            (own / "cgroup.subtree_control").write_text("+cpu")
+        except OSError:
+            pass
     _v2_parent = own
     return own
 
@@ -76,7 +91,7 @@ class JobCgroup:
     """The cgroups of one job: ``procs`` are the files the runner writes its pid to; ``kind`` says which held."""
 
     def __init__(self, kind: str, dirs: dict[str, Path]):
-        self.kind, self.dirs = kind, dirs          # dirs: "memory"/"pids" -> folder (the same folder on v2)
+        self.kind, self.dirs = kind, dirs          # dirs: "memory"/"pids"/"cpu" -> folder (the same folder on v2)
 
     @property
     def procs(self) -> list[str]:
@@ -95,13 +110,18 @@ class JobCgroup:
                     (d / "memory.swap.max").write_text("0")
                 (d / "memory.oom.group").write_text("1")
                 (d / "pids.max").write_text(str(max_processes))
-                return cls("cgroup v2", {"memory": d, "pids": d})
+                dirs = {"memory": d, "pids": d}
+                if "cpu" in _read(parent / "cgroup.subtree_control").split():
+                    (d / "cpu.weight").write_text(str(CPU_WEIGHT_V2))   # as each other job's
+                    dirs["cpu"] = d
+                return cls("cgroup v2", dirs)
             except OSError:
                 cls("", {"memory": d}).remove()
         dirs = {}
         for controller, files in (("memory", [("memory.limit_in_bytes", memory_mb * 2 ** 20),
                                               ("memory.memsw.limit_in_bytes", memory_mb * 2 ** 20)]),
-                                  ("pids", [("pids.max", max_processes)])):
+                                  ("pids", [("pids.max", max_processes)]),
+                                  ("cpu", [("cpu.shares", CPU_SHARES_V1)])):
             if controller not in own:
                 continue
             d = own[controller] / name
