@@ -453,6 +453,9 @@ def protections(p: dict, opts: Options) -> tuple[dict, list[str]]:
         missing.append("no mount namespace: the disk limit is polled, so a fast writer may exceed it briefly")
     if isinstance(p.get("identity"), str):
         held["identity"] = p["identity"]
+    if p.get("seccomp"):
+        held["namespaces_locked"] = ("seccomp: no namespace of its own (unshare and clone with a namespace flag, "
+                                     "setns refused)")
     if ll.get("scoped"):
         held["signals"] = "no signal to, nor abstract socket of, a process outside the sandbox (Landlock ABI 6+)"
     return held, missing

@@ -188,6 +188,8 @@ def test_the_result_says_which_protections_held(attacked):
     assert {"memory", "disk"} <= set(r["protections"]), r["protections"]
     if os.geteuid() == 0 and sandbox.landlock_abi() >= 4:
         assert {"files", "processes", "network"} <= set(r["protections"]), r
+    if os.uname().machine in ("x86_64", "aarch64"):     # the seccomp filter: no namespace of the job's own
+        assert "namespaces_locked" in r["protections"], r["protections"]
     assert isinstance(r["notes"], list)
     assert not [n for n in r["notes"] if "data root" in n], r["notes"]     # a classmate's link into it moves nothing
 

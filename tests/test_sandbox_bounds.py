@@ -184,6 +184,51 @@ def test_the_runner_limits_file_size_memory_cpu_and_core_dumps(tmp_path):
     assert out.splitlines() == [str([2 ** 20, 512 * 2 ** 20, 100, 0]), "refused 27"]     # EFBIG
 
 
+def test_the_job_cannot_make_namespaces_of_its_own():
+    """The third red team (2026-12-07): a kernel without capabilities made a user namespace, and in it IPC
+    namespaces until the uid's machine-wide quota was spent; every classmate graded meanwhile ran without pid,
+    mount, network and IPC namespaces. After forbid_namespaces, unshare and clone with a namespace flag and setns
+    fail with EPERM, clone3 with ENOSYS (glibc falls back to clone); threads, fork, subprocesses and torch's
+    threads still work."""
+    if os.uname().machine not in runner._SECCOMP_ARCH:
+        pytest.skip(f"no seccomp program for {os.uname().machine}")
+    out = _in_runner(
+        "import ctypes, subprocess, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.syscall.restype = ctypes.c_long\n"
+        "assert runner.forbid_namespaces()\n"
+        "def errno(r): return 0 if r == 0 else ctypes.get_errno()\n"
+        "for flags in (0x10000000, 0x08000000, 0x40000000, 0x20000000, 0x00020000, 0x80, 0x18000000):\n"
+        "    print('unshare', hex(flags), errno(libc.unshare(ctypes.c_int(flags))))\n"
+        "print('unshare files', errno(libc.unshare(ctypes.c_int(0x400))))\n"   # CLONE_FILES: no namespace
+        "fd = os.open('/proc/self/ns/net', os.O_RDONLY)\n"
+        "print('setns', errno(libc.setns(fd, 0)))\n"
+        f"print('clone3', errno(libc.syscall({runner._SECCOMP_ARCH[os.uname().machine][3]}, 0, 0)))\n"
+        "seen = []\n"
+        "t = threading.Thread(target=seen.append, args=(1,)); t.start(); t.join()\n"
+        "pid = os.fork()\n"
+        "if pid == 0: os._exit(7)\n"
+        "print('thread', seen, 'fork', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]),\n"
+        "      'subprocess', subprocess.run(['sh', '-c', 'exit 3']).returncode)\n")
+    lines = out.splitlines()
+    assert [line for line in lines if line.startswith("unshare 0x")] == [
+        f"unshare {hex(f)} 1" for f in (0x10000000, 0x08000000, 0x40000000, 0x20000000, 0x00020000, 0x80,
+                                        0x18000000)], out
+    assert "unshare files 0" in lines and "setns 1" in lines and "clone3 38" in lines, out
+    assert "thread [1] fork 7 subprocess 3" in lines, out
+
+
+def test_the_namespace_filter_jumps_inside_itself():
+    """Each jump of the BPF program lands on an instruction, and the program ends in a return (the kernel
+    refuses a filter otherwise, and the job would run without it: its protections would say so)."""
+    for machine in runner._SECCOMP_ARCH:
+        program = runner.namespace_filter(machine)
+        for pc, (code, jt, jf, _) in enumerate(program):
+            if code & 0x07 == 0x05:        # BPF_JMP
+                assert pc + 1 + max(jt, jf) < len(program), (machine, pc)
+        assert program[-1][0] == 0x06 and len(program) < 4096
+
+
 def test_landlock_forbids_links_fifos_and_devices_in_the_box(tmp_path):
     """The box is writable but cannot hold a symbolic link or a FIFO: the harvest's checks are a second wall."""
     if sandbox.landlock_abi() < 1:

@@ -16,7 +16,8 @@ In this order, each step recorded in the log (what held, what did not, and why):
    raise limits or bypass file permissions (Landlock then grants only the files of /etc everyone may read);
 5. Landlock (Linux 5.13+): read-only access to the system, Python and the packages the kernel imports;
    read-write access to BOX only, where it cannot make symlinks, FIFOs or devices; TCP bind and connect
-   denied (ABI 4+); no signals to, nor abstract sockets of, processes outside the sandbox (ABI 6+);
+   denied (ABI 4+); no signals to, nor abstract sockets of, processes outside the sandbox (ABI 6+); then a
+   seccomp filter (x86_64 and aarch64): no namespace of its own (``forbid_namespaces``);
 6. runs the notebook with nbclient over unix sockets in BOX (not TCP): per-cell timeout, interrupt on
    timeout, errors allowed, outputs discarded. It appends one JSON line per event to the log, and right after
    each harvest cell, copies that cell's harvest file (read without following links, bounded) to the harvest
@@ -122,6 +123,73 @@ def restrict(read_only: list[str], read_write: list[str]) -> dict:
     finally:
         os.close(ruleset)
     return {"abi": abi, "tcp_denied": bool(net), "scoped": bool(scoped)}
+
+
+# ------------------------------------------------------------------ no namespaces of its own (seccomp)
+# A process without capabilities may still unshare(CLONE_NEWUSER), and inside that user namespace make any other:
+# the third red team (2026-12-07) held the uid's machine-wide quota of IPC namespaces that way, and every
+# classmate graded meanwhile ran without pid, mount, network and IPC namespaces. After its own namespaces are
+# made, the job refuses itself unshare and clone with a namespace flag, and setns (EPERM), and clone3, whose flags
+# a filter cannot read (ENOSYS: glibc then uses clone, as under Docker's default profile).
+_CLONE_NS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
+_NEWTIME = 0x00000080                   # unshare only: in clone's flags that byte is the exit signal
+_SECCOMP_ARCH = {   # machine -> (AUDIT_ARCH_*, unshare, clone, clone3, setns)
+    "x86_64": (0xC000003E, 272, 56, 435, 308),
+    "aarch64": (0xC00000B7, 97, 220, 435, 268),
+}
+_RET_ALLOW, _RET_ERRNO, _EPERM, _ENOSYS = 0x7FFF0000, 0x00050000, 1, 38
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def namespace_filter(machine: str) -> list[tuple[int, int, int, int]]:
+    """The classic BPF program of ``forbid_namespaces`` for ``machine`` (``os.uname().machine``): instructions
+    (code, jt, jf, k), jumps relative to the next one; seccomp_data is nr (offset 0), arch (4), ip (8), args (16:
+    the low half of args[0] on these little-endian machines)."""
+    arch, unshare, clone, clone3, setns = _SECCOMP_ARCH[machine]
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06     # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JGE, JSET, BPF_RET|K
+    return [
+        (ld, 0, 0, 4),                          # 0: arch
+        (jeq, 1, 0, arch),                      # 1: this machine's ABI -> 3
+        (ret, 0, 0, _RET_ERRNO | _EPERM),       # 2: another ABI (x86_64's 32-bit entry): every call refused
+        (ld, 0, 0, 0),                          # 3: nr
+        (jge, 9, 0, 0x40000000),                # 4: x32 calls (their bit set) -> 14
+        (jeq, 4, 0, unshare),                   # 5: -> 10
+        (jeq, 5, 0, clone),                     # 6: -> 12
+        (jeq, 7, 0, clone3),                    # 7: -> 15
+        (jeq, 5, 0, setns),                     # 8: -> 14
+        (ret, 0, 0, _RET_ALLOW),                # 9: any other call
+        (ld, 0, 0, 16),                         # 10: unshare's flags
+        (jset, 2, 4, _CLONE_NS | _NEWTIME),     # 11: a namespace -> 14, else -> 16
+        (ld, 0, 0, 16),                         # 12: clone's flags
+        (jset, 0, 2, _CLONE_NS),                # 13: a namespace -> 14, else -> 16
+        (ret, 0, 0, _RET_ERRNO | _EPERM),       # 14
+        (ret, 0, 0, _RET_ERRNO | _ENOSYS),      # 15
+        (ret, 0, 0, _RET_ALLOW),                # 16
+    ]
+
+
+def forbid_namespaces() -> bool:
+    """Install ``namespace_filter`` on this process and all it starts (no undoing it); False where this machine's
+    system calls are not in ``_SECCOMP_ARCH``. Sets no_new_privs, which a filter needs without CAP_SYS_ADMIN."""
+    machine = os.uname().machine
+    if machine not in _SECCOMP_ARCH:
+        return False
+    program = namespace_filter(machine)
+    filters = (_SockFilter * len(program))(*(_SockFilter(*ins) for ins in program))
+    fprog = _SockFprog(len(program), filters)
+    libc = _libc()
+    if libc.prctl(38, 1, 0, 0, 0) != 0:                       # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:      # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
+    return True
 
 
 # ------------------------------------------------------------------ namespaces and identity
@@ -328,6 +396,11 @@ def _confine(job: dict, log: Log) -> None:
             held["landlock"] = restrict(read_only, [job["box"], "/dev/null"])
         except OSError as err:      # recorded: the result then says there was no file-system sandbox
             held["landlock"]["error"] = str(err)[:200]
+    try:        # last: the steps above make namespaces of the job's own
+        held["seccomp"] = forbid_namespaces() if job.get("seccomp", True) else False
+    except OSError as err:
+        held["seccomp"] = False
+        held["seccomp_error"] = str(err)[:200]
     log(protections=held)
 
 
