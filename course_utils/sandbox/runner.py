@@ -131,6 +131,7 @@ def restrict(read_only: list[str], read_write: list[str]) -> dict:
 # classmate graded meanwhile ran without pid, mount, network and IPC namespaces. After its own namespaces are
 # made, the job refuses itself unshare and clone with a namespace flag, and setns (EPERM), and clone3, whose flags
 # a filter cannot read (ENOSYS: glibc then uses clone, as under Docker's default profile).
+#            CLONE_NEWNS  NEWCGROUP    NEWUTS       NEWIPC       NEWUSER      NEWPID       NEWNET
 _CLONE_NS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
 _NEWTIME = 0x00000080                   # unshare only: in clone's flags that byte is the exit signal
 _SECCOMP_ARCH = {   # machine -> (AUDIT_ARCH_*, unshare, clone, clone3, setns)
