@@ -557,11 +557,8 @@ def held_names(out: Path) -> dict[str, set[str]]:
     its file's folder or the file's own stem, whichever gives the student's name."""
     held: dict[str, set[str]] = {}
     for path in (out / "results").glob("*/*.json"):
-        try:
-            r = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(r, dict) or not isinstance(r.get("student"), str):
+        r = _read_result(path)
+        if r is None or not isinstance(r.get("student"), str):
             continue
         raw = r.get("submitted_as")
         if not isinstance(raw, str) and isinstance(r.get("file"), str):
@@ -834,17 +831,22 @@ def find_submissions(args: list[str], worksheet: str, held: dict[str, set[str]] 
     return found
 
 
-def _why_regrade(path: Path, source: Source, sub: Submission, opts: Options) -> str | None:
-    """None when the result at ``path`` still holds: the same submission (its fingerprint), graded by the same
-    SOURCE and the same ``course_utils`` (``grader_sha256``), not a grader error, and under the same limits, or
-    more generous ones for a result that lost nothing to an error, a timeout or a crash (more time or memory
-    cannot change a pass or a wrong value). Else why it is graded again: "new", "submission", "source",
-    "grader_error", "grader" or "limits"."""
+def _read_result(path: Path) -> dict | None:
+    """The result file at ``path``, or None when there is none to read (missing, half-written, not an object)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "new"
-    if not isinstance(old, dict):
+        return None
+    return old if isinstance(old, dict) else None
+
+
+def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Options) -> str | None:
+    """None when the earlier result ``old`` (``_read_result``) still holds: the same submission (its
+    fingerprint), graded by the same SOURCE and the same ``course_utils`` (``grader_sha256``), not a grader error,
+    and under the same limits, or more generous ones for a result that lost nothing to an error, a timeout or a
+    crash (more time or memory cannot change a pass or a wrong value). Else why it is graded again: "new",
+    "submission", "source", "grader_error", "grader" or "limits"."""
+    if old is None:
         return "new"
     if old.get("sha256") is None or old.get("sha256") != _fingerprint(sub, opts.max_notebook_mb):
         return "submission"
@@ -869,13 +871,8 @@ REGRADED = {"submission": "resubmitted", "source": "SOURCE changed", "grader_err
             "grader": "another course_utils", "limits": "other limits", "force": "--force", "new": "new"}
 
 
-def _points(result: dict | Path) -> float | None:
-    """The automatic points of a result (or of the result file at a path): None when there is none to read."""
-    if isinstance(result, Path):
-        try:
-            result = json.loads(result.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+def _points(result: dict | None) -> float | None:
+    """The automatic points of a result: None when it has none to read."""
     rows = result.get("rows") if isinstance(result, dict) else None
     if not isinstance(rows, list):
         return None
@@ -888,23 +885,17 @@ def _graded_otherwise(results_dir: Path, students: set[str]) -> list[str]:
     ``course_utils`` graded: grades.csv mixes their verdicts with this run's."""
     others = []
     for path in sorted(results_dir.glob("*.json")):
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if (isinstance(old, dict) and old.get("student") not in students
-                and old.get("grader_sha256") != grader_sha256()):
+        old = _read_result(path)
+        if old is not None and old.get("student") not in students and old.get("grader_sha256") != grader_sha256():
             others.append(str(old.get("student")))
     return others
 
 
-def _limits_changed(results_dir: Path, students: list[str], now: dict) -> str:
-    """How the limits of the first result among ``students`` differ from ``now``: "--timeout 400 -> 900"."""
-    for student in students:
-        try:
-            then = json.loads((results_dir / f"{student}.json").read_text(encoding="utf-8")).get("limits")
-        except (OSError, ValueError, AttributeError):
-            continue
+def _limits_changed(olds: list[dict | None], now: dict) -> str:
+    """How the limits of the first of the earlier results ``olds`` that records them differ from ``now``:
+    "--timeout 400 -> 900"."""
+    for old in olds:
+        then = old.get("limits") if old else None
         if isinstance(then, dict):
             return ", ".join(f"{flag} {then[k]:g} -> {now[k]:g}" if isinstance(then.get(k), (int, float))
                              else f"{flag} {now[k]:g}" for k, flag in GRADED_UNDER.items() if then.get(k) != now[k])
@@ -997,15 +988,16 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                                         everyone=everyone, mine=[s.student for s in subs])
         except ValueError as err:
             raise GradeError(str(err)) from None
-    why = {s.student: "force" if force else _why_regrade(results_dir / f"{s.student}.json", source, s, opts)
-           for s in subs}
+    olds = {s.student: _read_result(results_dir / f"{s.student}.json") for s in subs}     # each read once
+    why = {s.student: "force" if force else _why_regrade(olds[s.student], source, s, opts) for s in subs}
     todo = [s for s in subs if why[s.student]]
-    before = {s.student: _points(results_dir / f"{s.student}.json") for s in todo}    # to name what changed
+    before = {s.student: _points(olds[s.student]) for s in todo}    # to name what changed
     for reason, what in (("grader", "were graded by another version of course_utils (a check or a hint changed)"),
                          ("limits", "were graded under other limits")):
         again = [student for student, r in why.items() if r == reason]
         if again:
-            changed = f" ({_limits_changed(results_dir, again, opts.graded_under())})" if reason == "limits" else ""
+            changed = (f" ({_limits_changed([olds[a] for a in again], opts.graded_under())})"
+                       if reason == "limits" else "")
             print(f"course-grade: {len(again)} result(s) of {source.worksheet} {what}{changed}: graded again",
                   file=sys.stderr)
     workers = max(1, workers or usable_cores())

@@ -458,7 +458,7 @@ def test_a_rerun_regrades_after_the_source_changed_or_the_grader_failed(tmp_path
         record = dict(source_sha256=source.sha256, status="graded", sha256=grade._fingerprint(sub, 16),
                       grader_sha256=grade.grader_sha256(), limits=now, rows=passed) | changes
         result.write_text(json.dumps(record))
-        return grade._why_regrade(result, source, sub, opts)
+        return grade._why_regrade(grade._read_result(result), source, sub, opts)
     assert why() is None
     assert why(source_sha256="0" * 64) == "source"
     assert why(status="grader_error") == "grader_error"
@@ -474,9 +474,9 @@ def test_a_rerun_regrades_after_the_source_changed_or_the_grader_failed(tmp_path
     assert why(limits=now | {"timeout": 1200}) == "limits"           # less time now: a pass may time out
     assert why(limits=None) == why(limits={"timeout": "900"}) == "limits"
     result.write_text("[1, 2]")
-    assert grade._why_regrade(result, source, sub, opts) == "new"
+    assert grade._why_regrade(grade._read_result(result), source, sub, opts) == "new"
     result.unlink()
-    assert grade._why_regrade(result, source, sub, opts) == "new"
+    assert grade._why_regrade(grade._read_result(result), source, sub, opts) == "new"
 
 
 def test_the_grader_digest_covers_every_file_of_the_package_but_caches(tmp_path, monkeypatch):
