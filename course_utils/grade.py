@@ -761,6 +761,10 @@ def _folder_submission(folder: Path, worksheet: str) -> Submission:
                                             + f": submit one notebook, {worksheet}.ipynb"))
 
 
+# folders beside the students' that are no one's work (Jupyter's, git's, a desktop's): skipped without a word;
+# "._name" are macOS's AppleDouble files that come with an archive made there
+HIDDEN_LITTER = {".ipynb_checkpoints", ".git", ".Trash", ".Trashes", ".Spotlight-V100", ".fseventsd",
+                 ".TemporaryItems", ".DocumentRevisions-V100", ".virtual_documents", ".jupyter", ".cache"}
 ARCHIVES = (".zip", ".tar.gz", ".tgz", ".tar", ".7z", ".rar")
 
 
@@ -782,7 +786,11 @@ def find_submissions(args: list[str], worksheet: str, held: dict[str, set[str]] 
             found.append(Submission(p.parent.name if p.stem == worksheet and p.parent.name else p.stem, p))
         elif p.is_dir():
             for e in sorted(os.scandir(p), key=lambda e: e.name):
-                if e.name.startswith("."):
+                if e.name.startswith("."):     # skipped; named on stderr unless an editor's or a system's own
+                    if not (e.name in HIDDEN_LITTER or e.name.startswith("._")
+                            or not (e.is_dir(follow_symlinks=False) or e.name.lower().endswith(".ipynb"))):
+                        print(f"course-grade: not graded, a hidden name (it starts with '.'): {e.path}; rename it "
+                              "if it is a student's work", file=sys.stderr)
                     continue
                 if e.is_dir(follow_symlinks=False) and not e.name.endswith(".ipynb"):   # one student's folder
                     found.append(_folder_submission(Path(e.path), worksheet))
@@ -845,7 +853,8 @@ def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Option
     fingerprint), graded by the same SOURCE and the same ``course_utils`` (``grader_sha256``), not a grader error,
     and under the same limits, or more generous ones for a result that lost nothing to an error, a timeout or a
     crash (more time or memory cannot change a pass or a wrong value). Else why it is graded again: "new",
-    "submission", "source", "grader_error", "grader" or "limits"."""
+    "submission", "source", "grader_error", "grader" or "limits"; or "alone" for a result that ``wants_alone``
+    (an earlier run stopped before grading it alone)."""
     if old is None:
         return "new"
     if old.get("sha256") is None or old.get("sha256") != _fingerprint(sub, opts.max_notebook_mb):
@@ -857,18 +866,44 @@ def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Option
     if old.get("grader_sha256") != grader_sha256():
         return "grader"
     then, now = old.get("limits"), opts.graded_under()
-    if then == now:
-        return None
     rows = old.get("rows") if isinstance(old.get("rows"), list) else [None]
     generous = isinstance(then, dict) and all(isinstance(then.get(k), (int, float)) and now[k] >= then[k]
                                               for k in now)
     untouched = (old.get("status") == "graded" and not old.get("cell_errors")
                  and all(isinstance(r, dict) and r.get("status") not in LIMIT_STATUSES for r in rows))
-    return None if generous and untouched else "limits"
+    if then != now and not (generous and untouched):
+        return "limits"
+    return "alone" if wants_alone(old) else None
 
 
 REGRADED = {"submission": "resubmitted", "source": "SOURCE changed", "grader_error": "after a grader error",
-            "grader": "another course_utils", "limits": "other limits", "force": "--force", "new": "new"}
+            "grader": "another course_utils", "limits": "other limits", "force": "--force", "new": "new",
+            "alone": "graded alone"}
+
+
+def ran_out_of_time(result: dict) -> bool:
+    """Whether a verdict of ``result`` is one that more CPU could change: a graded TODO ran past a time limit
+    (its row's status "timeout"), or another cell was interrupted at the limit per cell."""
+    rows = result.get("rows") if isinstance(result.get("rows"), list) else []
+    errors = result.get("cell_errors") if isinstance(result.get("cell_errors"), list) else []
+    return (any(isinstance(r, dict) and r.get("status") == "timeout" for r in rows)
+            or any(isinstance(e, dict) and e.get("ename") == "CellTimeoutError" for e in errors))
+
+
+def wants_alone(result: dict | None) -> bool:
+    """A result to grade again with no other submission beside it: it ran out of time while another job was
+    graded at once (``beside_others``), and nothing gave it its own share of the CPU (no ``cpu`` among its
+    protections: a grader without a cgroup cpu controller, where a classmate's busy processes could take the
+    cores from it; the third red team's setsid hog left two honest classmates 0/7 that way)."""
+    held = result.get("protections") if isinstance(result, dict) else None
+    return (isinstance(result, dict) and result.get("status") == "graded" and result.get("beside_others") is True
+            and not result.get("graded_alone") and isinstance(held, dict) and "cpu" not in held
+            and ran_out_of_time(result))
+
+
+ALONE_NOTE = ("This notebook ran past a time limit while another submission was graded beside it, on a machine "
+              "that could not give each submission its own share of the CPU; it was graded again with nothing "
+              "beside it, and these are that run's verdicts{was}.")
 
 
 def _points(result: dict | None) -> float | None:
@@ -1005,13 +1040,19 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
 
     cancel = opts.cancel = threading.Event()
     running: dict[str, float] = {}          # student -> when their grading started: the bar names a slow one
+    beside: set[str] = set()                # the students graded while another one was
+    started = threading.Lock()
 
-    def work(sub: Submission) -> dict | None:
+    def work(sub: Submission, first: dict | None = None) -> dict | None:
         """Grade one submission and write its result; None when the run was interrupted (nothing written, so
-        that the next run grades it)."""
+        that the next run grades it). ``first``: the result it replaces, graded beside others (``wants_alone``)."""
         if cancel.is_set():
             return None
-        running[sub.student] = time.monotonic()
+        with started:
+            beside.discard(sub.student)     # (graded once before in this run: that time's company)
+            if running:
+                beside.update([sub.student, *running])
+            running[sub.student] = time.monotonic()
         try:
             result = grade_submission(source, sub, opts)
         except Exception as err:  # noqa: BLE001 - a bug of the grader must not stop the class
@@ -1024,9 +1065,18 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                       "rows": [{"grade_id": g.grade_id, "points": 0, "max_points": g.points, "status": "grader_error",
                                 "message": message} for g in source.graded]}
         finally:
-            running.pop(sub.student, None)
+            with started:
+                running.pop(sub.student, None)
         if cancel.is_set():         # stopped half-way by the interrupt: not a verdict
             return None
+        held = result.get("protections")
+        if sub.student in beside and isinstance(held, dict) and "cpu" not in held and ran_out_of_time(result):
+            result["beside_others"] = True      # (only then: else a result does not depend on its company)
+        if first is not None:
+            before = _points(first)
+            result["graded_alone"] = {"points_beside_others": before, "seconds_beside_others": first.get("seconds")}
+            result["notes"] = [ALONE_NOTE.format(was="" if before is None else f" (beside others: {before:g} "
+                                                 "points)"), *result.get("notes", [])]
         write_atomic(results_dir / f"{sub.student}.json", json.dumps(result, indent=1))
         return result
 
@@ -1047,35 +1097,61 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 opts.zygotes.package_ready(opts.kernel.pythonpath)
         with futures.ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), desc=f"grading {source.worksheet}",
                                                                 unit="notebook", disable=not progress) as bar:
+            finals: dict[str, dict] = {}        # student -> the result written for them in this run
+
+            def count(r: dict) -> None:
+                finals[r["student"]] = r
+                if r.get("status") == "grader_error":
+                    print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
+                if r.get("status") != "graded":     # a row of 0 points: named in the summary line
+                    stats["not_gradable"].append(f"{r['student']} ({r.get('status')})")
+                bar.update(1)
             try:
-                pending = {pool.submit(work, s) for s in todo}
+                pending = {pool.submit(work, s) for s in todo if why[s.student] != "alone"}
                 while pending:
                     done, pending = futures.wait(pending, timeout=SLOW_POLL_S, return_when=futures.FIRST_COMPLETED)
                     bar.set_postfix_str(slow_students(running, time.monotonic()), refresh=not done)
                     for fut in done:
-                        r = fut.result()
-                        if r is None:
-                            continue
-                        if r.get("status") == "grader_error":
-                            print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
-                        stats["graded"] += 1
-                        old, new = before.get(r["student"]), _points(r)
-                        if old is not None and new != old:
-                            stats.setdefault("changed", []).append(
-                                f"{plain(r['student'])[:40]} {old:g} -> {new:g} ({REGRADED[why[r['student']]]})")
-                        if r.get("status") != "graded":     # a row of 0 points: named in the summary line
-                            stats["not_gradable"].append(f"{r['student']} ({r.get('status')})")
-                        bar.update(1)
+                        if (r := fut.result()) is not None:
+                            count(r)
+                # what ran out of time beside another without a share of the CPU of its own: once more, alone
+                again = [s for s in todo if wants_alone(finals.get(s.student) or (
+                    olds[s.student] if why[s.student] == "alone" else None))]
+                if again:
+                    print(f"course-grade: {len(again)} submission(s) of {source.worksheet} ran past a time limit "
+                          "while graded beside another, and the grader could not give each its own share of the "
+                          "CPU (no cgroup cpu controller): graded again one at a time: "
+                          f"{', '.join(plain(s.student)[:40] for s in again[:10])}"
+                          f"{' and more' if len(again) > 10 else ''}", file=sys.stderr)
+                    bar.total += sum(s.student in finals for s in again)
+                    for sub in again:
+                        bar.set_postfix_str(f"alone: {plain(sub.student)[:40]}")
+                        first = finals.get(sub.student) or olds[sub.student]
+                        if (r := work(sub, first)) is None:
+                            break
+                        count(r)
+                        alone = stats.setdefault("alone", [])
+                        alone.append(f"{plain(sub.student)[:40]} {_points(first):g} -> {_points(r):g}"
+                                     if None not in (_points(first), _points(r)) else plain(sub.student)[:40])
             except KeyboardInterrupt:   # Ctrl-C (or SIGTERM, see main): queued jobs are dropped, running ones
                 cancel.set()            # stop at their next poll (0.5 s), and leaving the pool waits for them only
                 pool.shutdown(wait=False, cancel_futures=True)
                 stats["interrupted"] = True
+            stats["graded"] = len(finals)
+            for r in finals.values():
+                old, new = before.get(r["student"]), _points(r)
+                if old is not None and new != old:
+                    stats.setdefault("changed", []).append(
+                        f"{plain(r['student'])[:40]} {old:g} -> {new:g} ({REGRADED[why[r['student']]]})")
     finally:
         cancel.set()
         if opts.zygotes is not None:
             opts.zygotes.close()
         opts.mpl_cache = opts.kernel = opts.cases = opts.zygotes = opts.cancel = None
         shutil.rmtree(scratch, ignore_errors=True)
+    if stats.get("alone"):
+        print(f"course-grade: graded alone, the automatic points of: {', '.join(stats['alone'][:10])}"
+              f"{' and more' if len(stats['alone']) > 10 else ''}", file=sys.stderr)
     if stats.get("changed"):
         changed = sorted(stats["changed"], key=str.lower)
         print(f"course-grade: the automatic points of {len(changed)} student(s) graded again changed: "

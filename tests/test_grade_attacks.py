@@ -406,6 +406,22 @@ def test_a_name_as_it_is_keeps_it(tmp_path, capsys):
     assert "(the name 'alice' was taken: check whose work it is)" in capsys.readouterr().err
 
 
+def test_a_hidden_submission_is_named_not_dropped_in_silence(tmp_path, capsys):
+    """A student's folder or notebook whose name starts with '.' (".alice/", ".bob.ipynb": a typo, a sync tool's
+    temporary name) was skipped without a word: no row, nothing on stderr, and the instructor missed a student.
+    It is still not graded (a hidden name is not a student's login), but stderr names it; Jupyter's, git's and a
+    desktop's own folders and macOS's "._" files stay silent."""
+    for name in (".alice", "carol", ".ipynb_checkpoints", ".git"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "01_schedules.ipynb").write_text("{}")
+    for name in (".bob.ipynb", "._carol.ipynb", ".DS_Store"):
+        (tmp_path / name).write_text("{}")
+    assert [s.student for s in grade.find_submissions([str(tmp_path)], "01_schedules")] == ["carol"]
+    err = capsys.readouterr().err
+    said = "course-grade: not graded, a hidden name (it starts with '.'): {}; rename it if it is a student's work"
+    assert sorted(err.splitlines()) == [said.format(tmp_path / n) for n in (".alice", ".bob.ipynb")], err
+
+
 def test_student_names_are_unique_and_short(tmp_path):
     for name in ("x y", "x_y", "x_y-2", "X_Y", "zz.ipynb"):
         (tmp_path / name).mkdir()
