@@ -455,7 +455,7 @@ def protections(p: dict, opts: Options) -> tuple[dict, list[str]]:
         held["identity"] = p["identity"]
     if p.get("seccomp"):
         held["namespaces_locked"] = ("seccomp: no namespace of its own (unshare and clone with a namespace flag, "
-                                     "setns refused)")
+                                     "setns refused), nor the kernel's keyrings")
     if ll.get("scoped"):
         held["signals"] = "no signal to, nor abstract socket of, a process outside the sandbox (Landlock ABI 6+)"
     return held, missing
@@ -487,6 +487,10 @@ def manual_rows(source: Source, nb: dict | None) -> tuple[list[dict], dict[str, 
 
 
 # ------------------------------------------------------------------ one submission
+class SandboxNotSetUp(RuntimeError):
+    """A job whose sandbox failed before the notebook's first cell: the grader's trouble, not the student's."""
+
+
 @dataclass
 class Options:
     cell_timeout: float = 120
@@ -660,6 +664,12 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
         result["notes"] += monkeypatch_notes(result["monkeypatches"])
         outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source),
                           pool=opts.zygotes)
+        if outcome.dead and "namespaces" not in outcome.protections:    # the runner never said what held
+            # the sandbox was not set up, so none of the student's code ran: no verdict of theirs (a grader
+            # error, graded again by the next run). The fourth red team spent the machine's open files, and
+            # classmates' sandboxes failed to apply Landlock: those ran without one, and crashed, for good.
+            raise SandboxNotSetUp(f"the sandbox could not be set up, so nothing of the notebook ran: "
+                                  f"{outcome.dead}")
         rows = judge(source, run_nb, found, job.read_harvest, outcome, opts)
         result["seconds"] = round(outcome.seconds, 1)
         result["protections"], missing = protections(outcome.protections, opts)

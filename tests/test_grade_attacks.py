@@ -801,3 +801,36 @@ def test_every_package_answer_that_passes_a_check_is_hidden():
     from test_package_matches_checks import PACKAGE
     missing = sorted(set(PACKAGE) - set(kernel_package.PACKAGE_TARGETS))
     assert not missing, f"answers in reach of a graded kernel: {missing}"
+
+
+def test_a_sandbox_that_was_not_set_up_is_a_grader_error_not_a_verdict(tmp_path, monkeypatch):
+    """The fourth red team spent the machine's open files: 14 classmates' sandboxes failed before their first cell
+    ("the sandbox could not be set up", or process 1 could not make a pipe) and each was graded `crashed`, 0/8,
+    a verdict that no rerun revisits. A job whose runner never recorded what held ran none of the student's
+    code: grade_submission raises, the class run writes a grader error and the next run grades it again."""
+    class NotSetUp:
+        def __init__(self, *args, **kwargs):
+            self.box = tmp_path / "box"
+            self.box.mkdir(exist_ok=True)
+
+        def run(self, *args, **kwargs):
+            return sandbox.Outcome(dead="the sandbox could not be set up (OSError: [Errno 23] Too many open "
+                                        "files in system)", protections={"cgroup": None})
+
+        def close(self, keep=False):
+            pass
+    monkeypatch.setattr(grade.sandbox, "Job", NotSetUp)
+    solution = corpus.REPO / "solutions" / "01_schedules.ipynb"
+    opts = grade.Options(kernel=grade.KernelPackage(pythonpath=None, read_only=[]), cases={})
+    with pytest.raises(grade.SandboxNotSetUp, match="nothing of the notebook ran: the sandbox could not be set up"):
+        grade.grade_submission(grade.load_source(solution), grade.Submission("b05", solution), opts)
+    # the class run's bookkeeping: a grader error, named on stderr, graded again by the next run
+    monkeypatch.setattr(grade, "kernel_package", lambda *a: grade.KernelPackage(pythonpath=None, read_only=[]))
+    monkeypatch.setattr(grade.subprocess, "run", lambda *a, **k: None)
+    (tmp_path / "subs").mkdir()
+    shutil.copy(solution, tmp_path / "subs" / "b05.ipynb")
+    stats = grade.grade_class(solution, [str(tmp_path / "subs")], tmp_path / "out", workers=1,
+                              opts=grade.Options(pool=False), progress=False, allow_root=True)
+    result = json.loads((tmp_path / "out" / "results" / "01_schedules" / "b05.json").read_text())
+    assert result["status"] == "grader_error" and "SandboxNotSetUp" in result["message"], result
+    assert stats["not_gradable"] == ["b05 (grader_error)"]

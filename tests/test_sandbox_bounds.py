@@ -11,8 +11,10 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -170,18 +172,28 @@ def _in_runner(code: str, *args: str) -> str:
     return proc.stdout
 
 
-def test_the_runner_limits_file_size_memory_cpu_and_core_dumps(tmp_path):
+def test_the_runner_limits_file_size_memory_cpu_core_dumps_and_open_files(tmp_path):
     """RLIMIT_FSIZE bounds what the job writes outside its tmpfs (the runner's output, the log, the harvest
-    channel: files on the grader's disk); RLIMIT_DATA, RLIMIT_CPU and RLIMIT_CORE the rest."""
+    channel: files on the grader's disk); RLIMIT_DATA, RLIMIT_CPU and RLIMIT_CORE the rest. RLIMIT_NOFILE: the
+    fourth red team's 124 processes of 20,000 files each held every open file of the machine, and 14 of 18
+    classmates graded meanwhile crashed with ENFILE; at 1024, the 256 processes of a job hold a tenth of it."""
     out = _in_runner("import resource\n"
                      "runner.set_limits(512, 100, 1, None)\n"
                      "print([resource.getrlimit(r)[0] for r in (resource.RLIMIT_FSIZE, resource.RLIMIT_DATA,"
                      " resource.RLIMIT_CPU, resource.RLIMIT_CORE)])\n"
+                     "print('nofile', *resource.getrlimit(resource.RLIMIT_NOFILE))\n"
                      "try:\n"
                      "    open(sys.argv[1], 'wb').write(bytes(2 * 2 ** 20))\n"
                      "except OSError as err:\n"
-                     "    print('refused', err.errno)\n", str(tmp_path / "big"))
-    assert out.splitlines() == [str([2 ** 20, 512 * 2 ** 20, 100, 0]), "refused 27"]     # EFBIG
+                     "    print('refused', err.errno)\n"
+                     "fds = []\n"
+                     "try:\n"
+                     "    while len(fds) < 5000:\n"
+                     "        fds.append(os.eventfd(0))\n"
+                     "except OSError as err:\n"
+                     "    print('files', len(fds) < 1024, 'refused', err.errno)\n", str(tmp_path / "big"))
+    assert out.splitlines() == [str([2 ** 20, 512 * 2 ** 20, 100, 0]), "nofile 1024 1024", "refused 27",  # EFBIG
+                                "files True refused 24"]                                              # EMFILE
 
 
 def test_the_job_cannot_make_namespaces_of_its_own():
@@ -218,6 +230,120 @@ def test_the_job_cannot_make_namespaces_of_its_own():
     assert "thread [1] fork 7 subprocess 3" in lines, out
 
 
+def test_a_job_whose_landlock_fails_does_not_run(tmp_path):
+    """Landlock present but not applied (the fourth red team spent the machine's open files while classmates'
+    sandboxes were set up: landlock_create_ruleset got ENFILE for 13 of them) used to be recorded, and the job
+    ran on with no file-system sandbox. Now _confine raises: the job dies before the notebook's first cell."""
+    if sandbox.landlock_abi() < 1:
+        pytest.skip("no Landlock on this kernel")
+    (tmp_path / "box").mkdir()
+    job = {"cgroup_procs": [], "memory_mb": 2048, "cpu_s": 100, "file_mb": 10, "namespaces": False,
+           "seccomp": False, "box": str(tmp_path / "box"), "read_only": ["/usr"], "proc_files": []}
+    out = _in_runner("import json\n"
+                     "job = json.loads(sys.argv[1])\n"
+                     "held = [os.open('/dev/null', os.O_RDONLY) for _ in range(runner.NOFILE + 8)]   # every file\n"
+                     "try:\n"
+                     "    runner._confine(job, lambda **record: print('logged', sorted(record)))\n"
+                     "    print('ran on')\n"
+                     "except OSError as err:\n"
+                     "    print('stopped', err)\n", json.dumps(job))
+    assert out.startswith("stopped ") and "Landlock is there but could not be applied" in out, out
+    assert "ran on" not in out and "logged" not in out, out
+
+
+TWO_JOBS = """
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+import runner
+job = json.loads(sys.argv[2])
+
+def one(n, hold, report):
+    held = []
+    runner._confine(dict(job, box=job['box'] + str(n)), lambda **record: held.append(record))    # as a job's
+    user = 'user' in held[0]['protections']['namespaces']
+    started, why = 0, ''
+    for _ in range(n):
+        try:
+            pid = os.fork()
+        except OSError as err:
+            why = err.strerror
+            break
+        if pid == 0:
+            time.sleep(hold)
+            os._exit(0)
+        started += 1
+    os.write(report, f'{started} {user} {why}|'.encode())
+    while started:
+        os.wait()
+        started -= 1
+    os._exit(0)
+
+r, w = os.pipe()
+for n, hold in ((200, 6), (100, 1)):     # job A holds 200 processes while job B starts 100
+    if os.fork() == 0:
+        one(n, hold, w)
+    print(os.read(r, 100).decode().strip('|'))
+"""
+
+
+def test_the_process_limit_of_an_unprivileged_job_counts_its_own_processes(tmp_path_factory):
+    """The fourth red team (2026-12-07): graded as an unprivileged user, each job's RLIMIT_NPROC of 256 was set
+    before its user namespace was made, and a namespace keeps its creator's limit as the bound of the uid's
+    processes in every namespace: a job beside one holding 200 processes could start 53. Set after the
+    namespace, it counts the job's own: both start all theirs. (Run as uid 65534 with the system's Python.)"""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not python:
+        pytest.skip("needs root (to become uid 65534), setpriv and a system python3")
+    folder = Path(tempfile.mkdtemp(prefix="nproc-"))       # readable by uid 65534 (pytest's tmp_path is not)
+    try:
+        folder.chmod(0o777)
+        shutil.copy(runner.__file__, folder / "runner.py")
+        (folder / "two_jobs.py").write_text(TWO_JOBS)
+        job = {"cgroup_procs": [], "memory_mb": 2048, "cpu_s": 100, "file_mb": 10, "nproc": 256,
+               "namespaces": True, "landlock": False, "seccomp": False, "box": str(folder / "box"),
+               "read_only": [], "proc_files": []}
+        for n in (200, 100):
+            (folder / f"box{n}").mkdir(mode=0o777)
+            (folder / f"box{n}").chmod(0o777)
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I",
+                               str(folder / "two_jobs.py"), str(folder), json.dumps(job)],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if "False" in proc.stdout:
+        pytest.skip(f"no user namespace for an unprivileged user here: {proc.stdout}")
+    assert proc.stdout.split() == ["200", "True", "100", "True"], proc.stdout + proc.stderr
+
+
+def test_the_job_cannot_use_the_kernels_keyrings():
+    """The fourth red team (2026-12-07): root's user keyring is the grader's, shared by every job and kept until
+    reboot; a solution stored its answers there and a blank worksheet graded in a later run read them back (8/8,
+    no note). add_key, request_key and keyctl fail with EPERM after the filter, as under Docker's profile."""
+    if os.uname().machine not in runner._SECCOMP_ARCH:
+        pytest.skip(f"no seccomp program for {os.uname().machine}")
+    nrs = runner._SECCOMP_ARCH[os.uname().machine][5:]
+    out = _in_runner(
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.syscall.restype = ctypes.c_long\n"
+        "def call(nr, *args):\n"
+        "    r = libc.syscall(ctypes.c_long(nr), *args)\n"
+        "    return 0 if r >= 0 else ctypes.get_errno()\n"
+        f"add_key, request_key, keyctl = {nrs}\n"
+        "KEY_SPEC_USER_KEYRING, KEYCTL_GET_KEYRING_ID = -4, 0\n"
+        "before = call(keyctl, ctypes.c_long(KEYCTL_GET_KEYRING_ID), ctypes.c_long(KEY_SPEC_USER_KEYRING), 0)\n"
+        "assert runner.forbid_namespaces()\n"
+        "print('keyctl', call(keyctl, ctypes.c_long(KEYCTL_GET_KEYRING_ID), ctypes.c_long(KEY_SPEC_USER_KEYRING),"
+        " 0), 'before', before)\n"
+        "print('add_key', call(add_key, b'user', b'answers', b'x', ctypes.c_size_t(1),"
+        " ctypes.c_long(KEY_SPEC_USER_KEYRING)))\n"
+        "print('request_key', call(request_key, b'user', b'answers', None, ctypes.c_long(0)))\n")
+    lines = out.splitlines()
+    assert lines[1:] == ["add_key 1", "request_key 1"], out
+    assert lines[0].startswith("keyctl 1 before ") and lines[0] != "keyctl 1 before 1", out   # it worked before
+
+
 def test_the_namespace_filter_jumps_inside_itself():
     """Each jump of the BPF program lands on an instruction, and the program ends in a return (the kernel
     refuses a filter otherwise, and the job would run without it: its protections would say so)."""
@@ -227,6 +353,30 @@ def test_the_namespace_filter_jumps_inside_itself():
             if code & 0x07 == 0x05:        # BPF_JMP
                 assert pc + 1 + max(jt, jf) < len(program), (machine, pc)
         assert program[-1][0] == 0x06 and len(program) < 4096
+        # each refused call lands on its return: EPERM for unshare's and clone's namespaces, setns and the
+        # keyrings, ENOSYS for clone3 (an interpreter of the program, run on each call)
+        arch, unshare, clone, clone3, setns, *keys = runner._SECCOMP_ARCH[machine]
+        ns = 0x10000000
+        for nr, flags, expect in [(unshare, ns, "EPERM"), (unshare, 0x400, "ALLOW"), (clone, ns, "EPERM"),
+                                  (clone, 0x11, "ALLOW"), (clone3, 0, "ENOSYS"), (setns, 0, "EPERM"),
+                                  *[(k, 0, "EPERM") for k in keys], (0, 0, "ALLOW"), (0x40000001, 0, "EPERM")]:
+            assert _bpf(program, arch, nr, flags) == expect, (machine, nr, flags)
+        assert _bpf(program, arch ^ 1, 0, 0) == "EPERM"
+
+
+def _bpf(program, arch: int, nr: int, arg0: int) -> str:
+    """What the classic BPF ``program`` returns for a call (only the instructions namespace_filter uses)."""
+    data, acc, pc = {0: nr, 4: arch, 16: arg0}, 0, 0
+    while True:
+        code, jt, jf, k = program[pc]
+        if code == 0x20:
+            acc, pc = data[k], pc + 1
+        elif code == 0x06:
+            return {runner._RET_ALLOW: "ALLOW", runner._RET_ERRNO | runner._EPERM: "EPERM",
+                    runner._RET_ERRNO | runner._ENOSYS: "ENOSYS"}[k]
+        else:
+            hit = {0x15: acc == k, 0x35: acc >= k, 0x45: bool(acc & k)}[code]
+            pc += 1 + (jt if hit else jf)
 
 
 def test_landlock_forbids_links_fifos_and_devices_in_the_box(tmp_path):

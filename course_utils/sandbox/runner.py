@@ -7,7 +7,8 @@ In this order, each step recorded in the log (what held, what did not, and why):
 1. reads the job (``JOBDIR/job.json``, ``JOBDIR/run.ipynb``) while it still may, and joins the job's cgroups
    (memory and process count of the whole job);
 2. resource limits the kernel inherits: RLIMIT_DATA (private memory of one process), RLIMIT_CPU, RLIMIT_FSIZE
-   (largest file), RLIMIT_NPROC (per user: per job once step 4 gives it its own user), RLIMIT_CORE = 0;
+   (largest file), RLIMIT_NOFILE, RLIMIT_CORE = 0; RLIMIT_NPROC right after step 3 (it then counts this job's
+   processes only, where step 3 made a user namespace);
 3. new namespaces (``unshare``; inside a user namespace where it is not root): pid (it forks and becomes
    process 1, so the kernel and every process it starts die with it), mount (a fresh ``/proc`` that shows
    only this job's processes; BOX on a tmpfs of the disk limit's size), network (no interface up: no TCP,
@@ -17,7 +18,7 @@ In this order, each step recorded in the log (what held, what did not, and why):
 5. Landlock (Linux 5.13+): read-only access to the system, Python and the packages the kernel imports;
    read-write access to BOX only, where it cannot make symlinks, FIFOs or devices; TCP bind and connect
    denied (ABI 4+); no signals to, nor abstract sockets of, processes outside the sandbox (ABI 6+); then a
-   seccomp filter (x86_64 and aarch64): no namespace of its own (``forbid_namespaces``);
+   seccomp filter (x86_64 and aarch64): no namespace of its own, no keyring (``forbid_namespaces``);
 6. runs the notebook with nbclient over unix sockets in BOX (not TCP): per-cell timeout, interrupt on
    timeout, errors allowed, outputs discarded. It appends one JSON line per event to the log, and right after
    each harvest cell, copies that cell's harvest file (read without following links, bounded) to the harvest
@@ -106,8 +107,10 @@ def restrict(read_only: list[str], read_write: list[str]) -> dict:
             for path in paths:
                 try:
                     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-                except OSError:
-                    continue        # a path this system does not have
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                    continue        # a path this system does not have, or we cannot reach: no rule, no access
+                # (any other error, e.g. the machine's open files spent by another job, is the caller's: a rule
+                # left out would leave the box without what it needs)
                 try:
                     allowed = rights if os.path.isdir(path) else rights & _FILE_RIGHTS & handled
                     rule = _PathBeneathAttr(allowed, fd)
@@ -131,12 +134,15 @@ def restrict(read_only: list[str], read_write: list[str]) -> dict:
 # classmate graded meanwhile ran without pid, mount, network and IPC namespaces. After its own namespaces are
 # made, the job refuses itself unshare and clone with a namespace flag, and setns (EPERM), and clone3, whose flags
 # a filter cannot read (ENOSYS: glibc then uses clone, as under Docker's default profile).
+# The kernel's keyrings as well (add_key, request_key, keyctl: EPERM, as under Docker's): root's user keyring is
+# the grader's own, shared by every job and kept until reboot, and the fourth red team (2026-12-07) passed a
+# classmate's answers through it from one run to a later one (a blank worksheet graded 8/8).
 #            CLONE_NEWNS  NEWCGROUP    NEWUTS       NEWIPC       NEWUSER      NEWPID       NEWNET
 _CLONE_NS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
 _NEWTIME = 0x00000080                   # unshare only: in clone's flags that byte is the exit signal
-_SECCOMP_ARCH = {   # machine -> (AUDIT_ARCH_*, unshare, clone, clone3, setns)
-    "x86_64": (0xC000003E, 272, 56, 435, 308),
-    "aarch64": (0xC00000B7, 97, 220, 435, 268),
+_SECCOMP_ARCH = {   # machine -> (AUDIT_ARCH_*, unshare, clone, clone3, setns, add_key, request_key, keyctl)
+    "x86_64": (0xC000003E, 272, 56, 435, 308, 248, 249, 250),
+    "aarch64": (0xC00000B7, 97, 220, 435, 268, 217, 218, 219),
 }
 _RET_ALLOW, _RET_ERRNO, _EPERM, _ENOSYS = 0x7FFF0000, 0x00050000, 1, 38
 
@@ -153,26 +159,29 @@ def namespace_filter(machine: str) -> list[tuple[int, int, int, int]]:
     """The classic BPF program of ``forbid_namespaces`` for ``machine`` (``os.uname().machine``): instructions
     (code, jt, jf, k), jumps relative to the next one; seccomp_data is nr (offset 0), arch (4), ip (8), args (16:
     the low half of args[0] on these little-endian machines)."""
-    arch, unshare, clone, clone3, setns = _SECCOMP_ARCH[machine]
+    arch, unshare, clone, clone3, setns, add_key, request_key, keyctl = _SECCOMP_ARCH[machine]
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06     # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JGE, JSET, BPF_RET|K
     return [
         (ld, 0, 0, 4),                          # 0: arch
         (jeq, 1, 0, arch),                      # 1: this machine's ABI -> 3
         (ret, 0, 0, _RET_ERRNO | _EPERM),       # 2: another ABI (x86_64's 32-bit entry): every call refused
         (ld, 0, 0, 0),                          # 3: nr
-        (jge, 9, 0, 0x40000000),                # 4: x32 calls (their bit set) -> 14
-        (jeq, 4, 0, unshare),                   # 5: -> 10
-        (jeq, 5, 0, clone),                     # 6: -> 12
-        (jeq, 7, 0, clone3),                    # 7: -> 15
-        (jeq, 5, 0, setns),                     # 8: -> 14
-        (ret, 0, 0, _RET_ALLOW),                # 9: any other call
-        (ld, 0, 0, 16),                         # 10: unshare's flags
-        (jset, 2, 4, _CLONE_NS | _NEWTIME),     # 11: a namespace -> 14, else -> 16
-        (ld, 0, 0, 16),                         # 12: clone's flags
-        (jset, 0, 2, _CLONE_NS),                # 13: a namespace -> 14, else -> 16
-        (ret, 0, 0, _RET_ERRNO | _EPERM),       # 14
-        (ret, 0, 0, _RET_ERRNO | _ENOSYS),      # 15
-        (ret, 0, 0, _RET_ALLOW),                # 16
+        (jge, 12, 0, 0x40000000),               # 4: x32 calls (their bit set) -> 17
+        (jeq, 7, 0, unshare),                   # 5: -> 13
+        (jeq, 8, 0, clone),                     # 6: -> 15
+        (jeq, 10, 0, clone3),                   # 7: -> 18
+        (jeq, 8, 0, setns),                     # 8: -> 17
+        (jeq, 7, 0, add_key),                   # 9: -> 17
+        (jeq, 6, 0, request_key),               # 10: -> 17
+        (jeq, 5, 0, keyctl),                    # 11: -> 17
+        (ret, 0, 0, _RET_ALLOW),                # 12: any other call
+        (ld, 0, 0, 16),                         # 13: unshare's flags
+        (jset, 2, 4, _CLONE_NS | _NEWTIME),     # 14: a namespace -> 17, else -> 19
+        (ld, 0, 0, 16),                         # 15: clone's flags
+        (jset, 0, 2, _CLONE_NS),                # 16: a namespace -> 17, else -> 19
+        (ret, 0, 0, _RET_ERRNO | _EPERM),       # 17
+        (ret, 0, 0, _RET_ERRNO | _ENOSYS),      # 18
+        (ret, 0, 0, _RET_ALLOW),                # 19
     ]
 
 
@@ -289,18 +298,28 @@ def drop_privileges() -> str:
     return who
 
 
+def _limit(which: int, value: int) -> None:
+    """Soft and hard limit ``which`` to ``value`` (or to the hard limit, where that is lower)."""
+    soft, hard = resource.getrlimit(which)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(which, (value, value))
+
+
+NOFILE = 1024   # open files per process (the usual soft limit): 256 processes x 1024 are a tenth of fs.file-max here
+
+
 def set_limits(memory_mb: int, cpu_s: int, file_mb: int, nproc: int | None) -> None:
-    """Resource limits for this process, inherited by the kernel it starts."""
-    def lim(which, value):
-        soft, hard = resource.getrlimit(which)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (value, value))
-    lim(resource.RLIMIT_DATA, memory_mb * 2 ** 20)
-    lim(resource.RLIMIT_CPU, cpu_s)
-    lim(resource.RLIMIT_FSIZE, file_mb * 2 ** 20)
-    lim(resource.RLIMIT_CORE, 0)
+    """Resource limits for this process, inherited by the kernel it starts. RLIMIT_NOFILE is NOFILE: with the
+    20,000 this machine's shell gives, one job's processes held every open file of the machine (fs.file-max, which
+    binds whoever lacks CAP_SYS_ADMIN) and 14 of 18 classmates graded meanwhile crashed with "Too many open files
+    in system" (the fourth red team, 2026-12-07)."""
+    _limit(resource.RLIMIT_DATA, memory_mb * 2 ** 20)
+    _limit(resource.RLIMIT_CPU, cpu_s)
+    _limit(resource.RLIMIT_FSIZE, file_mb * 2 ** 20)
+    _limit(resource.RLIMIT_CORE, 0)
+    _limit(resource.RLIMIT_NOFILE, NOFILE)
     if nproc:
-        lim(resource.RLIMIT_NPROC, nproc)
+        _limit(resource.RLIMIT_NPROC, nproc)
 
 
 # ------------------------------------------------------------------ running the notebook
@@ -383,8 +402,13 @@ def _confine(job: dict, log: Log) -> None:
             held["cgroup"].append(procs)
         except OSError as err:
             held.setdefault("errors", []).append(f"cgroup {procs}: {err}")
-    set_limits(job["memory_mb"], job["cpu_s"], job["file_mb"], job.get("nproc"))
+    set_limits(job["memory_mb"], job["cpu_s"], job["file_mb"], None)
     held["namespaces"] = enter_namespaces() if job.get("namespaces", True) else []
+    # RLIMIT_NPROC after the user namespace: a namespace records its creator's limit as the bound of the uid's
+    # processes everywhere, so set before, 256 counted every job of the grader's user (the fourth red team: a
+    # job beside one of 200 processes could start 53); set after, it counts this job's processes only
+    if job.get("nproc"):
+        _limit(resource.RLIMIT_NPROC, job["nproc"])
     if "pid" in held["namespaces"]:
         become_process_one()
     held["private_proc"] = "mount" in held["namespaces"] and "pid" in held["namespaces"] and private_proc()
@@ -395,8 +419,9 @@ def _confine(job: dict, log: Log) -> None:
     if job.get("landlock", True):
         try:
             held["landlock"] = restrict(read_only, [job["box"], "/dev/null"])
-        except OSError as err:      # recorded: the result then says there was no file-system sandbox
-            held["landlock"]["error"] = str(err)[:200]
+        except OSError as err:      # a kernel with Landlock that failed to apply it: no job runs without it (the
+            # fourth red team made it fail for 13 classmates, by spending the machine's open files meanwhile)
+            raise OSError(err.errno, f"Landlock is there but could not be applied ({err})") from None
     try:        # last: the steps above make namespaces of the job's own
         held["seccomp"] = forbid_namespaces() if job.get("seccomp", True) else False
     except OSError as err:
