@@ -173,6 +173,17 @@ def test_bench_student_training(tmp_path, mnist):
 
 
 @pytest.mark.slow
+def test_bench_kernel_start(tmp_path):
+    """docs/grading.md's cost of a kernel per submission: a row per run of each, CPU at least a tenth of a second
+    (torch alone takes seconds) and the kernel's row above torch's alone (it imports torch as well)."""
+    out = _run(tmp_path, _bench("bench_kernel_start.py"), "--runs", "1")
+    header, rows = _table(out, "what")
+    assert header == ["what", "run", "CPU s", "wall s"] and [r[:2] for r in rows] == [
+        ["kernel + grader's imports", "1"], ["import torch alone", "1"]], out
+    assert float(rows[1][2]) >= 0.1 and float(rows[0][2]) > float(rows[1][2]), out
+
+
+@pytest.mark.slow
 def test_bench_unet_widths(tmp_path):
     """docs/checkpoints.md's cost table: the shipped network first, at 1.00x of itself, then the recipes."""
     out = _run(tmp_path, _bench("bench_unet_widths.py"), "--threads", "1", "--n", "2", "--steps", "2",
