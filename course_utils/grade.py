@@ -1134,10 +1134,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                           f"{', '.join(plain(s.student)[:40] for s in again[:10])}"
                           f"{' and more' if len(again) > 10 else ''}", file=sys.stderr)
                     bar.total += sum(s.student in finals for s in again)
-                    for sub in again:
-                        bar.set_postfix_str(f"alone: {plain(sub.student)[:40]}")
+                    for sub in again:       # in the pool's thread, as the others: Ctrl-C stops it as them
                         first = finals.get(sub.student) or olds[sub.student]
-                        if (r := work(sub, first)) is None:
+                        bar.set_postfix_str(f"graded alone: {plain(sub.student)[:40]}")
+                        if (r := pool.submit(work, sub, first).result()) is None:
                             break
                         count(r)
                         alone = stats.setdefault("alone", [])

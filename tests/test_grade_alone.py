@@ -11,7 +11,9 @@ bookkeeping (who is graded again, when, how often, what the result and the feedb
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -142,3 +144,26 @@ def test_a_run_stopped_before_the_second_chance_gives_it_on_the_next_run(tmp_pat
     assert stand_in.calls[-1] == ("bob", False) and len(stand_in.calls) == 3
     assert _result(out, "bob")["graded_alone"]["points_beside_others"] == 0
     assert "bob 0 -> " in capsys.readouterr().err
+
+
+def test_ctrl_c_while_graded_alone_leaves_it_to_the_next_run(tmp_path, cheap_run):
+    """Ctrl-C (or SIGTERM, which course-grade turns into it) while a submission is graded alone: the run stops as
+    it does in the pool, the result graded beside others stays, and the next run grades it alone."""
+    subs, out = _class(tmp_path, "amy", "bob"), tmp_path / "out"
+
+    class Interrupting(Stand_in):
+        def __call__(self, source, sub, opts):
+            if [s for s, _ in self.calls].count(sub.student) == 1:      # its second run: alone
+                os.kill(os.getpid(), signal.SIGINT)                        # the main thread waits on it
+                time.sleep(0.5)
+            return super().__call__(source, sub, opts)
+    try:
+        with pytest.raises(grade.Interrupted):
+            cheap_run(subs, out, Interrupting(crowded={"bob"}))
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C while a submission was graded alone escaped grade_class")
+    bob = _result(out, "bob")
+    assert bob["beside_others"] is True and "graded_alone" not in bob and grade._points(bob) == 0
+    stand_in = Stand_in(crowded={"bob"})
+    cheap_run(subs, out, stand_in)
+    assert stand_in.calls == [("bob", False)] and _result(out, "bob")["graded_alone"]["points_beside_others"] == 0
