@@ -442,8 +442,13 @@ def protections(p: dict, opts: Options) -> tuple[dict, list[str]]:
         held["process_count"] = f"{p['cgroup']}: {opts.max_processes} processes and threads"
     elif "user" in ns:
         held["process_count"] = f"RLIMIT_NPROC in its own user namespace: {opts.max_processes}"
-    else:
+    elif str(p.get("identity", "")).startswith("root"):
         missing.append("no limit on the number of processes (no cgroup; RLIMIT_NPROC does not bind root)")
+    else:       # unprivileged, no user namespace: RLIMIT_NPROC counts every process of the grader's user
+        held["process_count"] = f"RLIMIT_NPROC: {opts.max_processes} processes of the grader's user together"
+        missing.append("no limit on this submission's processes alone (no cgroup, no user namespace): the limit "
+                       "counts every process of the grader's user, so many processes here could keep the "
+                       "submissions graded at once from starting theirs")
     if "cpu" in limits:
         held["cpu"] = f"{p['cgroup']}: the same share of the CPU as each other submission graded at once"
     if p.get("box_tmpfs"):
@@ -488,7 +493,12 @@ def manual_rows(source: Source, nb: dict | None) -> tuple[list[dict], dict[str, 
 
 # ------------------------------------------------------------------ one submission
 class SandboxNotSetUp(RuntimeError):
-    """A job whose sandbox failed before the notebook's first cell: the grader's trouble, not the student's."""
+    """A job that died before the notebook's first cell: the grader's trouble, not the student's (the message: the
+    runner's own words)."""
+
+
+NOT_SET_UP = ("not graded: the grader could not set up its sandbox for this notebook, so none of it ran (the "
+              "grader's machine, not your work); it will be graded again on the next run")
 
 
 @dataclass
@@ -664,12 +674,12 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
         result["notes"] += monkeypatch_notes(result["monkeypatches"])
         outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source),
                           pool=opts.zygotes)
-        if outcome.dead and "namespaces" not in outcome.protections:    # the runner never said what held
-            # the sandbox was not set up, so none of the student's code ran: no verdict of theirs (a grader
-            # error, graded again by the next run). The fourth red team spent the machine's open files, and
-            # classmates' sandboxes failed to apply Landlock: those ran without one, and crashed, for good.
-            raise SandboxNotSetUp(f"the sandbox could not be set up, so nothing of the notebook ran: "
-                                  f"{outcome.dead}")
+        if outcome.dead and not outcome.cells and outcome.running is None:
+            # the job died before the notebook's first cell (the grader's imports) started: the sandbox was not
+            # set up, or its process 1 could not start the kernel, so none of the student's code ran. No verdict
+            # of theirs: a grader error, graded again by the next run. The fourth red team spent the machine's
+            # open files meanwhile, and 14 classmates were graded crashed, for good (13 of them without Landlock)
+            raise SandboxNotSetUp(outcome.dead)
         rows = judge(source, run_nb, found, job.read_harvest, outcome, opts)
         result["seconds"] = round(outcome.seconds, 1)
         result["protections"], missing = protections(outcome.protections, opts)
@@ -774,7 +784,9 @@ def _folder_submission(folder: Path, worksheet: str) -> Submission:
 # folders beside the students' that are no one's work (Jupyter's, git's, a desktop's): skipped without a word;
 # "._name" are macOS's AppleDouble files that come with an archive made there
 HIDDEN_LITTER = {".ipynb_checkpoints", ".git", ".Trash", ".Trashes", ".Spotlight-V100", ".fseventsd",
-                 ".TemporaryItems", ".DocumentRevisions-V100", ".virtual_documents", ".jupyter", ".cache"}
+                 ".TemporaryItems", ".DocumentRevisions-V100", ".virtual_documents", ".jupyter", ".cache",
+                 ".vscode", ".idea", ".venv", ".config", ".local", ".ipython", ".pytest_cache", ".mypy_cache",
+                 ".ruff_cache", ".nbgrader"}
 ARCHIVES = (".zip", ".tar.gz", ".tgz", ".tar", ".7z", ".rar")
 
 
@@ -867,12 +879,12 @@ def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Option
     (an earlier run stopped before grading it alone)."""
     if old is None:
         return "new"
+    if old.get("status") == "grader_error":     # (such a result may have no fingerprint: not a resubmission)
+        return "grader_error"
     if old.get("sha256") is None or old.get("sha256") != _fingerprint(sub, opts.max_notebook_mb):
         return "submission"
     if old.get("source_sha256") != source.sha256:
         return "source"
-    if old.get("status") == "grader_error":
-        return "grader_error"
     if old.get("grader_sha256") != grader_sha256():
         return "grader"
     then, now = old.get("limits"), opts.graded_under()
@@ -1066,8 +1078,12 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         try:
             result = grade_submission(source, sub, opts)
         except Exception as err:  # noqa: BLE001 - a bug of the grader must not stop the class
-            message = _valid_text(f"internal grader error (it will be retried on the next run): "
-                                  f"{type(err).__name__}: {err}")[:MAX_MESSAGE]
+            if isinstance(err, SandboxNotSetUp):    # the student reads this one: the runner's words go to stderr
+                print(f"course-grade: {plain(sub.student)[:40]}: the sandbox could not be set up ({err}): graded "
+                      "again by the next run", file=sys.stderr)
+            message = NOT_SET_UP if isinstance(err, SandboxNotSetUp) else _valid_text(
+                f"internal grader error (it will be retried on the next run): {type(err).__name__}: {err}"
+            )[:MAX_MESSAGE]
             result = {"student": sub.student, "submitted_as": sub.submitted_as or sub.student,
                       "worksheet": source.worksheet, "file": str(sub.path), "sha256": None,
                       "source_sha256": source.sha256, "status": "grader_error", "message": message, "answers": {},
@@ -1079,6 +1095,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 running.pop(sub.student, None)
         if cancel.is_set():         # stopped half-way by the interrupt: not a verdict
             return None
+        if first is not None and result.get("status") == "grader_error":    # graded alone, but not graded: the
+            print(f"course-grade: {plain(sub.student)[:40]}: not graded alone ({result['message']}); the verdict "
+                  "graded beside others stays, to be graded alone by the next run", file=sys.stderr)
+            return first            # (still wants_alone)
         held = result.get("protections")
         if sub.student in beside and isinstance(held, dict) and "cpu" not in held and ran_out_of_time(result):
             result["beside_others"] = True      # (only then: else a result does not depend on its company)
@@ -1130,8 +1150,9 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 if again:
                     print(f"course-grade: {len(again)} submission(s) of {source.worksheet} ran past a time limit "
                           "while graded beside another, and the grader could not give each its own share of the "
-                          "CPU (no cgroup cpu controller): graded again one at a time: "
-                          f"{', '.join(plain(s.student)[:40] for s in again[:10])}"
+                          "CPU (no cgroup cpu controller): graded again one at a time, at most "
+                          f"{len(again) * opts.timeout / 60:.0f} min (--timeout each; Ctrl-C leaves them to the "
+                          f"next run): {', '.join(plain(s.student)[:40] for s in again[:10])}"
                           f"{' and more' if len(again) > 10 else ''}", file=sys.stderr)
                     bar.total += sum(s.student in finals for s in again)
                     for sub in again:       # in the pool's thread, as the others: Ctrl-C stops it as them
@@ -1139,18 +1160,22 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                         bar.set_postfix_str(f"graded alone: {plain(sub.student)[:40]}")
                         if (r := pool.submit(work, sub, first).result()) is None:
                             break
+                        if r is first:      # a grader error alone: the first stays (named on stderr)
+                            continue
                         count(r)
-                        alone = stats.setdefault("alone", [])
-                        alone.append(f"{plain(sub.student)[:40]} {_points(first):g} -> {_points(r):g}"
-                                     if None not in (_points(first), _points(r)) else plain(sub.student)[:40])
+                        moved = stats.setdefault("alone", {})
+                        p0, p1 = _points(first), _points(r)
+                        moved[r["student"]] = f"{plain(sub.student)[:40]} {p0:g} -> {p1:g}" if (
+                            None not in (p0, p1) and p0 != p1) else ""
             except KeyboardInterrupt:   # Ctrl-C (or SIGTERM, see main): queued jobs are dropped, running ones
                 cancel.set()            # stop at their next poll (0.5 s), and leaving the pool waits for them only
                 pool.shutdown(wait=False, cancel_futures=True)
                 stats["interrupted"] = True
             stats["graded"] = len(finals)
+            stats["left_alone"] = sorted(s for s, r in finals.items() if wants_alone(r))     # (interrupted)
             for r in finals.values():
                 old, new = before.get(r["student"]), _points(r)
-                if old is not None and new != old:
+                if old is not None and new != old and why[r["student"]] != "alone":   # (said by the alone line)
                     stats.setdefault("changed", []).append(
                         f"{plain(r['student'])[:40]} {old:g} -> {new:g} ({REGRADED[why[r['student']]]})")
     finally:
@@ -1160,8 +1185,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         opts.mpl_cache = opts.kernel = opts.cases = opts.zygotes = opts.cancel = None
         shutil.rmtree(scratch, ignore_errors=True)
     if stats.get("alone"):
-        print(f"course-grade: graded alone, the automatic points of: {', '.join(stats['alone'][:10])}"
-              f"{' and more' if len(stats['alone']) > 10 else ''}", file=sys.stderr)
+        moved = [m for m in stats["alone"].values() if m]
+        print(f"course-grade: graded alone: {len(stats['alone'])}, of whom {len(moved)} with other automatic points"
+              f"{': ' if moved else ''}{', '.join(moved[:10])}{' and more' if len(moved) > 10 else ''}",
+              file=sys.stderr)
     if stats.get("changed"):
         changed = sorted(stats["changed"], key=str.lower)
         print(f"course-grade: the automatic points of {len(changed)} student(s) graded again changed: "
@@ -1273,10 +1300,13 @@ def main(argv: list[str] | None = None) -> int:
                             opts=opts, progress=not args.quiet, allow_root=args.allow_root, shard=shard)
     except Interrupted as err:
         s = err.stats
-        left = s["submissions"] - s["skipped"] - s["graded"]
-        print(f"course-grade: interrupted: {s['graded']} graded in this run and kept, {left} not graded; run the "
-              f"same command again to grade them ({args.out}/grades.csv and report.html show what is graded so "
-              "far)", file=sys.stderr)
+        alone = s.get("left_alone", [])
+        left = s["submissions"] - s["skipped"] - s["graded"] + len(alone)
+        print(f"course-grade: interrupted: {s['graded'] - len(alone)} graded in this run and kept, {left} not "
+              "graded" + (f" ({len(alone)} of them still to be graded alone: {', '.join(alone[:5])}"
+                          f"{' ...' if len(alone) > 5 else ''})" if alone else "")
+              + f"; run the same command again to grade them ({args.out}/grades.csv and report.html show what is "
+              "graded so far)", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("course-grade: interrupted; the results already written are kept: run the same command again to "

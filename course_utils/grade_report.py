@@ -38,7 +38,8 @@ GROUPS = {     # status -> (label, what it means), for failures that are not wro
     "timeout": ("ran out of time", "an infinite loop, or far too slow on the test cases"),
     "crashed": ("the kernel died", "os._exit, a crash, or the memory limit"),
     "missing": ("graded cell deleted", "the test cell was deleted (or its metadata removed): copy it back"),
-    "grader_error": ("grader error", "a bug of the grader, retried on the next run"),
+    "grader_error": ("grader error", "a bug of the grader, or a sandbox it could not set up on this machine; "
+                                     "retried on the next run"),
 }
 CSS = """body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
 h1,h2,h3{line-height:1.2}table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -303,6 +304,17 @@ def attention(res: dict) -> list[str]:
         why.append(f"{len(own)} cell(s) of its own ran past the limit per cell (an infinite loop?), costing the "
                    "grader that time: " + ", ".join(re.sub(r"^your cell", "the cell", str(e.get("cell")))
                                                     for e in own[:3]))
+    if res.get("beside_others") is True and not res.get("graded_alone"):
+        why.append("ran out of time while another submission was graded beside it, without a CPU share of its own, "
+                   "and the run stopped before grading it again alone: run course-grade again")
+    alone = res.get("graded_alone")
+    if isinstance(alone, dict):
+        first, now = alone.get("points_beside_others"), sum(_points(r.get("points")) for r in res["rows"]
+                                                            if r.get("status") != PENDING)
+        if isinstance(first, (int, float)) and first != now:
+            why.append(f"graded again alone after running out of time beside another submission (no CPU share of "
+                       f"its own): {first:g} -> {now:g} automatic points; a classmate's processes may have taken "
+                       "the CPU from it")
     changed = [str(f.get("what")) for f in res.get("monkeypatches") or [] if isinstance(f, dict)]
     if changed:
         why.append("its code changes what the grader relies on, or was too large to read: "

@@ -95,8 +95,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _inventory(folder: Path) -> tuple[dict, dict]:
-    """({worksheet: {student: (result file, source sha256, grader sha256)}}, {worksheet: manifest}) of one input
-    folder."""
+    """({worksheet: {student: (result file, source sha256, grader sha256, still to be graded alone)}},
+    {worksheet: manifest}) of one input folder. A result still to be graded alone ran out of time beside another
+    job without a CPU share of its own, and its run was stopped before grading it again alone
+    (``grade.wants_alone``: ``beside_others`` is written only then, ``graded_alone`` after)."""
     if not folder.is_dir():
         raise MergeError(f"{folder} is not a folder")
     results: dict[str, dict[str, tuple[Path, str | None, str | None]]] = {}
@@ -104,7 +106,9 @@ def _inventory(folder: Path) -> tuple[dict, dict]:
         r = _read_json(path)
         if not isinstance(r.get("student"), str) or not isinstance(r.get("worksheet"), str):
             raise MergeError(f"{path} is not a result of course-grade (no student or worksheet)")
-        results.setdefault(r["worksheet"], {})[r["student"]] = (path, r.get("source_sha256"), r.get("grader_sha256"))
+        results.setdefault(r["worksheet"], {})[r["student"]] = (path, r.get("source_sha256"), r.get("grader_sha256"),
+                                                                r.get("beside_others") is True
+                                                                and not r.get("graded_alone"))
     manifests = {}
     for path in sorted((folder / MANIFESTS).glob("*.json")):
         m = _read_json(path)
@@ -152,6 +156,7 @@ def _check_shards(worksheet: str, folders: list[Path], manifests: list[dict | No
         if expected - have:
             raise MergeError(f"shard {m['shard']}/{n} in {folder} has no result for "
                              f"{', '.join(sorted(expected - have)[:5])}: its run did not finish; run it again")
+
     everyone = [s for m in manifests for s in m["students"]]
     if len(everyone) != manifests[0]["class_size"] or class_digest(everyone) != manifests[0]["class_sha256"]:
         raise MergeError(f"worksheet {worksheet!r}: the shards' students ({len(everyone)}) are not the class each "
@@ -179,13 +184,13 @@ def merge(folders: list[str | Path], out: str | Path) -> dict:
     for ws in sorted(worksheets[0]):
         results = [res.get(ws, {}) for res, _ in inventories]
         manifests = [man.get(ws) for _, man in inventories]
-        sources = {sha for res in results for _, sha, _ in res.values()} | {m.get("source_sha256") for m in manifests
+        sources = {sha for res in results for _, sha, _, _ in res.values()} | {m.get("source_sha256") for m in manifests
                                                                             if m is not None}
         if len(sources) > 1:
             shown = ", ".join(sorted(str(s)[:12] for s in sources))
             raise MergeError(f"worksheet {ws!r} was graded against different SOURCEs (sha256 {shown}...): regrade "
                              "every shard with the same solution notebook")
-        graders = {g for res in results for _, _, g in res.values()} | {m.get("grader_sha256") for m in manifests
+        graders = {g for res in results for _, _, g, _ in res.values()} | {m.get("grader_sha256") for m in manifests
                                                                         if m is not None}
         if len(graders) > 1:
             shown = ", ".join(sorted(str(g)[:12] for g in graders))
@@ -208,8 +213,15 @@ def merge(folders: list[str | Path], out: str | Path) -> dict:
                                      f"and {folder}: shards must not overlap")
                 owner[student] = folder
         _check_shards(ws, folders, manifests, results)
+        for folder, res in zip(folders, results):
+            waiting = sorted(student for student, (_, _, _, alone) in res.items() if alone)
+            if waiting:
+                raise MergeError(f"{folder}: {len(waiting)} result(s) of worksheet {ws!r} still to be graded alone "
+                                 f"({', '.join(waiting[:5])}: each ran past a time limit while another submission "
+                                 "was graded beside it, without a CPU share of its own, and the run was stopped "
+                                 "before grading it again): run that folder's course-grade command again")
         copies += [(path, out / "results" / path.parent.name / path.name) for res in results
-                   for path, _, _ in res.values()]
+                   for path, _, _, _ in res.values()]
     stale = {p.relative_to(out) for p in (out / "results").glob("*/*.json")} - {d.relative_to(out) for _, d in copies}
     if stale:
         raise MergeError(f"--out {out} already holds results that none of the shards has "

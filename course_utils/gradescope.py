@@ -302,6 +302,9 @@ def _grade(root: Path, config: dict, start: float) -> dict:
         result = json.loads(found[0].read_text(encoding="utf-8"))
     finally:
         shutil.rmtree(out, ignore_errors=True)
+    if result.get("status") == "grader_error":     # "retried on the next run" does not happen here: no verdict
+        return _no_grade(config, "The autograder could not grade this submission (an error of the grader, not a "
+                         "verdict on your work); ask your instructor to rerun it.", time.monotonic() - start)
     from . import grade
     source = grade.load_source(source_path)
     names = {g.grade_id: f"{g.grade_id}: {g.target}" if g.target else g.grade_id for g in source.graded}

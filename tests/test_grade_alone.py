@@ -102,9 +102,9 @@ def test_a_timeout_beside_another_without_a_cpu_share_is_graded_again_alone(tmp_
     assert _points_of(out, "carol") == 0 and not {"graded_alone", "beside_others"} & set(_result(out, "carol"))
     assert _points_of(out, "dave") == 0 and _result(out, "dave")["graded_alone"]["points_beside_others"] == 0
     assert ("2 submission(s) of 01_schedules ran past a time limit while graded beside another, and the grader "
-            "could not give each its own share of the CPU (no cgroup cpu controller): graded again one at a time: "
-            "bob, dave") in err, err
-    assert f"graded alone, the automatic points of: bob 0 -> {full:g}, dave 0 -> 0" in err, err
+            "could not give each its own share of the CPU (no cgroup cpu controller): graded again one at a time, "
+            "at most 30 min (--timeout each; Ctrl-C leaves them to the next run): bob, dave") in err, err
+    assert f"course-grade: graded alone: 2, of whom 1 with other automatic points: bob 0 -> {full:g}\n" in err, err
     assert stats["graded"] == 4
     # a rerun keeps all four: what was graded alone is not graded alone again
     stand_in2 = Stand_in(crowded={"bob", "carol"}, looping={"dave"}, with_cpu={"carol"})
@@ -152,18 +152,22 @@ def test_ctrl_c_while_graded_alone_leaves_it_to_the_next_run(tmp_path, cheap_run
     subs, out = _class(tmp_path, "amy", "bob"), tmp_path / "out"
 
     class Interrupting(Stand_in):
+        cancelled = None        # whether the run's cancel was set within 5 s of the signal
+
         def __call__(self, source, sub, opts):
             if [s for s, _ in self.calls].count(sub.student) == 1:      # its second run: alone
                 os.kill(os.getpid(), signal.SIGINT)                        # the main thread waits on it
-                time.sleep(0.5)
+                self.cancelled = opts.cancel.wait(5)
             return super().__call__(source, sub, opts)
+    interrupting = Interrupting(crowded={"bob"})
     try:
         with pytest.raises(grade.Interrupted):
-            cheap_run(subs, out, Interrupting(crowded={"bob"}))
+            cheap_run(subs, out, interrupting)
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C while a submission was graded alone escaped grade_class")
     bob = _result(out, "bob")
-    assert bob["beside_others"] is True and "graded_alone" not in bob and grade._points(bob) == 0
+    assert interrupting.cancelled, "the run's cancel was not set within 5 s of Ctrl-C"
+    assert bob.get("beside_others") is True and "graded_alone" not in bob and grade._points(bob) == 0, bob
     stand_in = Stand_in(crowded={"bob"})
     cheap_run(subs, out, stand_in)
     assert stand_in.calls == [("bob", False)] and _result(out, "bob")["graded_alone"]["points_beside_others"] == 0

@@ -803,7 +803,12 @@ def test_every_package_answer_that_passes_a_check_is_hidden():
     assert not missing, f"answers in reach of a graded kernel: {missing}"
 
 
-def test_a_sandbox_that_was_not_set_up_is_a_grader_error_not_a_verdict(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dead, held", [
+    ("the sandbox could not be set up (OSError: [Errno 23] Too many open files in system)", {}),
+    # process 1 set the sandbox up (its record of what held came first), then could not make the kernel's pipe
+    ("OSError: [Errno 23] Too many open files in system", {"namespaces": ["pid", "mount"]}),
+])
+def test_a_sandbox_that_was_not_set_up_is_a_grader_error_not_a_verdict(tmp_path, monkeypatch, capsys, dead, held):
     """The fourth red team spent the machine's open files: 14 classmates' sandboxes failed before their first cell
     ("the sandbox could not be set up", or process 1 could not make a pipe) and each was graded `crashed`, 0/8,
     a verdict that no rerun revisits. A job whose runner never recorded what held ran none of the student's
@@ -814,15 +819,14 @@ def test_a_sandbox_that_was_not_set_up_is_a_grader_error_not_a_verdict(tmp_path,
             self.box.mkdir(exist_ok=True)
 
         def run(self, *args, **kwargs):
-            return sandbox.Outcome(dead="the sandbox could not be set up (OSError: [Errno 23] Too many open "
-                                        "files in system)", protections={"cgroup": None})
+            return sandbox.Outcome(dead=dead, protections={"cgroup": None, **held})
 
         def close(self, keep=False):
             pass
     monkeypatch.setattr(grade.sandbox, "Job", NotSetUp)
     solution = corpus.REPO / "solutions" / "01_schedules.ipynb"
     opts = grade.Options(kernel=grade.KernelPackage(pythonpath=None, read_only=[]), cases={})
-    with pytest.raises(grade.SandboxNotSetUp, match="nothing of the notebook ran: the sandbox could not be set up"):
+    with pytest.raises(grade.SandboxNotSetUp, match=re.escape(dead)):
         grade.grade_submission(grade.load_source(solution), grade.Submission("b05", solution), opts)
     # the class run's bookkeeping: a grader error, named on stderr, graded again by the next run
     monkeypatch.setattr(grade, "kernel_package", lambda *a: grade.KernelPackage(pythonpath=None, read_only=[]))
@@ -832,5 +836,25 @@ def test_a_sandbox_that_was_not_set_up_is_a_grader_error_not_a_verdict(tmp_path,
     stats = grade.grade_class(solution, [str(tmp_path / "subs")], tmp_path / "out", workers=1,
                               opts=grade.Options(pool=False), progress=False, allow_root=True)
     result = json.loads((tmp_path / "out" / "results" / "01_schedules" / "b05.json").read_text())
-    assert result["status"] == "grader_error" and "SandboxNotSetUp" in result["message"], result
+    assert result["status"] == "grader_error" and result["message"] == grade.NOT_SET_UP, result
+    assert all(row["message"] == grade.NOT_SET_UP for row in result["rows"])
     assert stats["not_gradable"] == ["b05 (grader_error)"]
+    assert f"b05: the sandbox could not be set up ({dead}): graded again by the next run" in capsys.readouterr().err
+    # and the next run says why it grades it again (such a result has no fingerprint: it was "resubmitted")
+    sub = grade.Submission("b05", tmp_path / "subs" / "b05.ipynb")
+    assert grade._why_regrade(result, grade.load_source(solution), sub, grade.Options()) == "grader_error"
+
+
+def test_the_process_limit_is_said_as_it_holds():
+    """Unprivileged without a cgroup or a user namespace, RLIMIT_NPROC counts every process of the grader's user
+    (not "does not bind root", which the result said for every user): the result says what it bounds."""
+    opts = grade.Options()
+    for identity, held, note in [
+        ("root without capabilities", None, "RLIMIT_NPROC does not bind root"),
+        ("the grader's user, without capabilities", "RLIMIT_NPROC: 256 processes of the grader's user together",
+         "the limit counts every process of the grader's user"),
+    ]:
+        got, missing = grade.protections({"identity": identity, "namespaces": []}, opts)
+        assert got.get("process_count") == held and any(note in m for m in missing), (got, missing)
+    got, _ = grade.protections({"identity": "the grader's user, without capabilities", "namespaces": ["user"]}, opts)
+    assert got["process_count"] == "RLIMIT_NPROC in its own user namespace: 256"

@@ -225,6 +225,20 @@ def test_a_copy_of_the_solutions_and_an_own_cell_that_loops_need_attention():
     assert not grade_report.attention(_result("ann", [("test_linear", "pass", "✅ ok")]))
 
 
+def test_a_timeout_beside_others_and_a_grading_alone_that_moved_points_need_attention():
+    """Without a CPU share per job, a timeout beside another submission is graded again alone (grade.wants_alone):
+    the instructor sees one whose run stopped before that (rerun), and one whose points moved alone (whose
+    processes took the CPU?); one graded alone to the same points needs nothing."""
+    waiting = {**_result("bob", [("test_linear", "timeout", "ran past")]), "beside_others": True}
+    moved = {**_result("carol", [("test_linear", "pass", "✅ ok")]), "graded_alone": {"points_beside_others": 0}}
+    same = {**_result("dave", [("test_linear", "timeout", "ran past")]), "graded_alone": {"points_beside_others": 0}}
+    assert any("the run stopped before grading it again alone: run course-grade again" in w
+               for w in grade_report.attention(waiting))
+    assert "graded again alone after running out of time beside another submission (no CPU share of its own): " \
+        "0 -> 1 automatic points" in " ".join(grade_report.attention(moved))
+    assert not any("alone" in w for w in grade_report.attention(same))
+
+
 def test_a_written_answer_left_as_given_is_not_called_a_stub_that_raises():
     """An untouched summary is a markdown cell: "its stub still raises NotImplementedError" was wrong for it."""
     message = "not answered (the cell is empty or still reads YOUR ANSWER HERE)"      # grade.py's, for a summary

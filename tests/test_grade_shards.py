@@ -264,6 +264,21 @@ def test_merge_refuses_shards_graded_by_different_course_utils_or_limits(tmp_pat
                           "2/2)): run each shard again with the same limits") in err, err
 
 
+def test_merge_refuses_a_result_still_to_be_graded_alone(tmp_path, capsys):
+    """A shard (or a plain run) stopped after a timeout beside another job without a CPU share of its own, before
+    grading it again alone: merging it would publish a 0 that a classmate's busy processes may have caused. The
+    merge names it and says to run that folder's command again; once graded alone, it merges."""
+    folders = _fake_shards(tmp_path, 2)
+    path = next((folders[1] / "results" / WS).glob("*.json"))
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"beside_others": True}))
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m")
+    assert code == 2 and f"{folders[1]}: 1 result(s) of worksheet {WS!r} still to be graded alone ({path.stem}: " \
+        in err and "run that folder's course-grade command again" in err, err
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"graded_alone": {"points_beside_others": 0}}))
+    code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m")
+    assert code == 0, err
+
+
 def test_merge_refuses_a_manifest_course_grade_did_not_write(tmp_path, capsys):
     """A manifest without N (edited, or cut short) is named, not a TypeError traceback from int(None)."""
     folders = _fake_shards(tmp_path, 3)

@@ -271,7 +271,8 @@ def test_odd_file_names_get_results_and_fake_no_line(bundle, tmp_path, names):
     assert not list((root / "results").glob(".*.tmp"))
 
 
-def _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, *, returncode: int, rows: list[dict]):
+def _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, *, returncode: int, rows: list[dict],
+                                   status: str = "graded"):
     """run() on the solution as a submission, with course-grade replaced by a fake that leaves one result file
     holding ``rows`` and exits with ``returncode``; returns (results.json, course-grade's command, the keyword
     arguments of subprocess.run)."""
@@ -281,7 +282,7 @@ def _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, *, returncode:
         calls.append((cmd, kwargs))
         folder = Path(cmd[cmd.index("--out") + 1]) / "results" / "01_schedules"
         folder.mkdir(parents=True)
-        (folder / "student.json").write_text(json.dumps({"worksheet": "01_schedules", "status": "graded",
+        (folder / "student.json").write_text(json.dumps({"worksheet": "01_schedules", "status": status,
                                                           "message": "", "rows": rows}), encoding="utf-8")
         return subprocess.CompletedProcess(cmd, returncode, "", "")
 
@@ -326,6 +327,19 @@ def test_a_failed_course_grade_scores_nothing_even_with_a_result(bundle, tmp_pat
     results, _, _ = _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, returncode=1, rows=PASSED)
     assert results["score"] == 0 and results["tests"] == []
     assert "could not grade this submission (course-grade exit status 1)" in results["output"], results["output"]
+
+
+def test_a_grader_error_is_no_verdict_on_gradescope(bundle, tmp_path, monkeypatch):
+    """course-grade's grader error (a bug, or a sandbox it could not set up) says "it will be graded again on the
+    next run", which never comes on Gradescope: the student gets the message to ask for a rerun, no test rows."""
+    from course_utils import grade
+    rows = [{"grade_id": "test_x", "points": 0, "max_points": 2, "status": "grader_error",
+             "message": grade.NOT_SET_UP}]
+    results, _, _ = _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, returncode=0, rows=rows,
+                                                   status="grader_error")
+    assert results["score"] == 0 and results["tests"] == []
+    assert results["output"] == ("The autograder could not grade this submission (an error of the grader, not a "
+                                 "verdict on your work); ask your instructor to rerun it."), results["output"]
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ steps 1 to 5 with this module's ``_confine``, then runs the cells in an IPython 
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import resource
@@ -107,10 +108,10 @@ def restrict(read_only: list[str], read_write: list[str]) -> dict:
             for path in paths:
                 try:
                     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-                except (FileNotFoundError, NotADirectoryError, PermissionError):
-                    continue        # a path this system does not have, or we cannot reach: no rule, no access
-                # (any other error, e.g. the machine's open files spent by another job, is the caller's: a rule
-                # left out would leave the box without what it needs)
+                except OSError as err:
+                    if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):    # the machine's, not the path's:
+                        raise       # the caller's to handle (a rule left out would leave the box without it)
+                    continue        # missing, unreachable, a loop, a stale mount: no rule, so no access there
                 try:
                     allowed = rights if os.path.isdir(path) else rights & _FILE_RIGHTS & handled
                     rule = _PathBeneathAttr(allowed, fd)
@@ -406,7 +407,7 @@ def _confine(job: dict, log: Log) -> None:
     held["namespaces"] = enter_namespaces() if job.get("namespaces", True) else []
     # RLIMIT_NPROC after the user namespace: a namespace records its creator's limit as the bound of the uid's
     # processes everywhere, so set before, 256 counted every job of the grader's user (the fourth red team: a
-    # job beside one of 200 processes could start 53); set after, it counts this job's processes only
+    # job beside one of 200 processes could start 51 to 53 of 100); set after, it counts this job's processes only
     if job.get("nproc"):
         _limit(resource.RLIMIT_NPROC, job["nproc"])
     if "pid" in held["namespaces"]:
