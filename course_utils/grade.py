@@ -1158,7 +1158,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                     for sub in again:       # in the pool's thread, as the others: Ctrl-C stops it as them
                         first = finals.get(sub.student) or olds[sub.student]
                         bar.set_postfix_str(f"graded alone: {plain(sub.student)[:40]}")
-                        if (r := pool.submit(work, sub, first).result()) is None:
+                        fut = pool.submit(work, sub, first)
+                        while not futures.wait([fut], timeout=SLOW_POLL_S).done:
+                            pass        # (a wait with a timeout: Ctrl-C caught by another thread still stops it)
+                        if (r := fut.result()) is None:
                             break
                         if r is first:      # a grader error alone: the first stays (named on stderr)
                             continue
