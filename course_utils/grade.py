@@ -1131,7 +1131,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
 
             def count(r: dict) -> None:
                 finals[r["student"]] = r
-                if r.get("status") == "grader_error":
+                if r.get("status") == "grader_error" and r.get("message") != NOT_SET_UP:    # (that one: said)
                     print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
                 if r.get("status") != "graded":     # a row of 0 points: named in the summary line
                     stats["not_gradable"].append(f"{r['student']} ({r.get('status')})")
