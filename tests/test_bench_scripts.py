@@ -174,13 +174,14 @@ def test_bench_student_training(tmp_path, mnist):
 
 @pytest.mark.slow
 def test_bench_kernel_start(tmp_path):
-    """docs/grading.md's cost of a kernel per submission: a row per run of each, CPU at least a tenth of a second
-    (torch alone takes seconds) and the kernel's row above torch's alone (it imports torch as well)."""
+    """docs/grading.md's cost of a kernel per submission: a row per run of each, with CPU and wall seconds (at
+    least a tenth of a second each: both import torch). Not their order: one run of each on a busy CI machine gave
+    the kernel 1.9 s of CPU and torch alone 2.0 s."""
     out = _run(tmp_path, _bench("bench_kernel_start.py"), "--runs", "1")
     header, rows = _table(out, "what")
     assert header == ["what", "run", "CPU s", "wall s"] and [r[:2] for r in rows] == [
         ["kernel + grader's imports", "1"], ["import torch alone", "1"]], out
-    assert float(rows[1][2]) >= 0.1 and float(rows[0][2]) > float(rows[1][2]), out
+    assert all(float(r[2]) >= 0.1 and float(r[3]) >= 0.1 for r in rows), out
 
 
 @pytest.mark.slow
