@@ -156,7 +156,6 @@ def _check_shards(worksheet: str, folders: list[Path], manifests: list[dict | No
         if expected - have:
             raise MergeError(f"shard {m['shard']}/{n} in {folder} has no result for "
                              f"{', '.join(sorted(expected - have)[:5])}: its run did not finish; run it again")
-
     everyone = [s for m in manifests for s in m["students"]]
     if len(everyone) != manifests[0]["class_size"] or class_digest(everyone) != manifests[0]["class_sha256"]:
         raise MergeError(f"worksheet {worksheet!r}: the shards' students ({len(everyone)}) are not the class each "
