@@ -47,7 +47,7 @@ from . import grade_shards, sandbox
 from .exercises import ANSWER_STUB
 from .grade_cli import SUBCOMMANDS
 from .grade_feedback import plain, safe_name, write_atomic, write_reports
-from .grade_report import NOT_ANSWERED
+from .grade_report import NOT_ANSWERED, waiting_alone
 from .grade_scan import monkeypatches
 from .grade_files import (MAX_JSON_VALUES, MAX_NOTEBOOK_MB, GradeError, Malformed, _meta, _source_text,  # noqa: F401 (grade.X)
                           parse_notebook, pick_notebook, read_submission)
@@ -875,8 +875,8 @@ def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Option
     fingerprint), graded by the same SOURCE and the same ``course_utils`` (``grader_sha256``), not a grader error,
     and under the same limits, or more generous ones for a result that lost nothing to an error, a timeout or a
     crash (more time or memory cannot change a pass or a wrong value). Else why it is graded again: "new",
-    "submission", "source", "grader_error", "grader" or "limits"; or "alone" for a result that ``wants_alone``
-    (an earlier run stopped before grading it alone)."""
+    "submission", "source", "grader_error", "grader" or "limits"; or "alone" for a result still
+    ``waiting_alone`` (an earlier run stopped before grading it alone)."""
     if old is None:
         return "new"
     if old.get("status") == "grader_error":     # (such a result may have no fingerprint: not a resubmission)
@@ -895,7 +895,7 @@ def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Option
                  and all(isinstance(r, dict) and r.get("status") not in LIMIT_STATUSES for r in rows))
     if then != now and not (generous and untouched):
         return "limits"
-    return "alone" if wants_alone(old) else None
+    return "alone" if waiting_alone(old) else None
 
 
 REGRADED = {"submission": "resubmitted", "source": "SOURCE changed", "grader_error": "after a grader error",
@@ -912,14 +912,14 @@ def ran_out_of_time(result: dict) -> bool:
             or any(isinstance(e, dict) and e.get("ename") == "CellTimeoutError" for e in errors))
 
 
-def wants_alone(result: dict | None) -> bool:
-    """A result to grade again with no other submission beside it: it ran out of time while another job was
-    graded at once (``beside_others``), and nothing gave it its own share of the CPU (no ``cpu`` among its
-    protections: a grader without a cgroup cpu controller, where a classmate's busy processes could take the
-    cores from it; the third red team's setsid hog left two honest classmates 0/7 that way)."""
-    held = result.get("protections") if isinstance(result, dict) else None
-    return (isinstance(result, dict) and result.get("status") == "graded" and result.get("beside_others") is True
-            and not result.get("graded_alone") and isinstance(held, dict) and "cpu" not in held
+def beside_without_cpu(result: dict, beside: bool) -> bool:
+    """Whether ``result`` is one to grade again with no other submission beside it: it ran out of time while
+    another job was graded at once (``beside``), and nothing gave it its own share of the CPU (no ``cpu`` among
+    its protections: a grader without a cgroup cpu controller, where a classmate's busy processes could take the
+    cores from it; the third red team's setsid hog left two honest classmates 0/7 that way). Such a result is
+    written with ``beside_others``, which ``grade_report.waiting_alone`` reads (until ``graded_alone``)."""
+    held = result.get("protections")
+    return (beside and result.get("status") == "graded" and isinstance(held, dict) and "cpu" not in held
             and ran_out_of_time(result))
 
 
@@ -1067,7 +1067,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
 
     def work(sub: Submission, first: dict | None = None) -> dict | None:
         """Grade one submission and write its result; None when the run was interrupted (nothing written, so
-        that the next run grades it). ``first``: the result it replaces, graded beside others (``wants_alone``)."""
+        that the next run grades it). ``first``: the result it replaces, graded beside others (``waiting_alone``)."""
         if cancel.is_set():
             return None
         with started:
@@ -1098,9 +1098,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         if first is not None and result.get("status") == "grader_error":    # graded alone, but not graded: the
             print(f"course-grade: {plain(sub.student)[:40]}: not graded alone ({result['message']}); the verdict "
                   "graded beside others stays, to be graded alone by the next run", file=sys.stderr)
-            return first            # (still wants_alone)
-        held = result.get("protections")
-        if sub.student in beside and isinstance(held, dict) and "cpu" not in held and ran_out_of_time(result):
+            return first            # (still waiting_alone)
+        if beside_without_cpu(result, sub.student in beside):
             result["beside_others"] = True      # (only then: else a result does not depend on its company)
         if first is not None:
             before = _points(first)
@@ -1145,7 +1144,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                         if (r := fut.result()) is not None:
                             count(r)
                 # what ran out of time beside another without a share of the CPU of its own: once more, alone
-                again = [s for s in todo if wants_alone(finals.get(s.student) or (
+                again = [s for s in todo if waiting_alone(finals.get(s.student) or (
                     olds[s.student] if why[s.student] == "alone" else None))]
                 if again:
                     print(f"course-grade: {len(again)} submission(s) of {source.worksheet} ran past a time limit "
@@ -1175,7 +1174,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 pool.shutdown(wait=False, cancel_futures=True)
                 stats["interrupted"] = True
             stats["graded"] = len(finals)
-            stats["left_alone"] = sorted(s for s, r in finals.items() if wants_alone(r))     # (interrupted)
+            stats["left_alone"] = sorted(s for s, r in finals.items() if waiting_alone(r))   # (interrupted)
             for r in finals.values():
                 old, new = before.get(r["student"]), _points(r)
                 if old is not None and new != old and why[r["student"]] != "alone":   # (said by the alone line)

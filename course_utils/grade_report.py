@@ -282,6 +282,13 @@ def _cell_errors(results: list[dict], names: dict[str, str]) -> list[str]:
     return out
 
 
+def waiting_alone(result) -> bool:
+    """A result still to be graded again alone: course-grade writes ``beside_others`` only for a submission that
+    ran out of time while another was graded beside it, without a CPU share of its own, and ``graded_alone``
+    once it has graded it again alone (``grade.grade_class``); a run stopped in between leaves the first."""
+    return isinstance(result, dict) and result.get("beside_others") is True and not result.get("graded_alone")
+
+
 def attention(res: dict) -> list[str]:
     """Why a student's result needs the instructor's eyes (empty when it does not)."""
     why = []
@@ -304,7 +311,7 @@ def attention(res: dict) -> list[str]:
         why.append(f"{len(own)} cell(s) of its own ran past the limit per cell (an infinite loop?), costing the "
                    "grader that time: " + ", ".join(re.sub(r"^your cell", "the cell", str(e.get("cell")))
                                                     for e in own[:3]))
-    if res.get("beside_others") is True and not res.get("graded_alone"):
+    if waiting_alone(res):
         why.append("ran out of time while another submission was graded beside it, without a CPU share of its own, "
                    "and the run stopped before grading it again alone: run course-grade again")
     alone = res.get("graded_alone")

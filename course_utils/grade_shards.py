@@ -96,9 +96,9 @@ def _read_json(path: Path) -> dict:
 
 def _inventory(folder: Path) -> tuple[dict, dict]:
     """({worksheet: {student: (result file, source sha256, grader sha256, still to be graded alone)}},
-    {worksheet: manifest}) of one input folder. A result still to be graded alone ran out of time beside another
-    job without a CPU share of its own, and its run was stopped before grading it again alone
-    (``grade.wants_alone``: ``beside_others`` is written only then, ``graded_alone`` after)."""
+    {worksheet: manifest}) of one input folder (``grade_report.waiting_alone``: a result that ran out of time
+    beside another job without a CPU share of its own, whose run stopped before grading it again alone)."""
+    from .grade_report import waiting_alone
     if not folder.is_dir():
         raise MergeError(f"{folder} is not a folder")
     results: dict[str, dict[str, tuple[Path, str | None, str | None]]] = {}
@@ -107,8 +107,7 @@ def _inventory(folder: Path) -> tuple[dict, dict]:
         if not isinstance(r.get("student"), str) or not isinstance(r.get("worksheet"), str):
             raise MergeError(f"{path} is not a result of course-grade (no student or worksheet)")
         results.setdefault(r["worksheet"], {})[r["student"]] = (path, r.get("source_sha256"), r.get("grader_sha256"),
-                                                                r.get("beside_others") is True
-                                                                and not r.get("graded_alone"))
+                                                                waiting_alone(r))
     manifests = {}
     for path in sorted((folder / MANIFESTS).glob("*.json")):
         m = _read_json(path)

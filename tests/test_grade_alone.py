@@ -1,5 +1,5 @@
 """A submission that ran out of time beside another, where the grader could not give each its own share of the CPU,
-is graded again alone (grade.wants_alone).
+is graded again alone (grade.beside_without_cpu, grade_report.waiting_alone).
 
 The third red team's submission of 200 busy ``setsid`` processes left two honest classmates graded beside it 0/7
 each on worksheet 4. A cgroup's ``cpu`` controller mends that (sandbox/cgroups.py); an unprivileged grader without

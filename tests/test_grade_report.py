@@ -226,9 +226,9 @@ def test_a_copy_of_the_solutions_and_an_own_cell_that_loops_need_attention():
 
 
 def test_a_timeout_beside_others_and_a_grading_alone_that_moved_points_need_attention():
-    """Without a CPU share per job, a timeout beside another submission is graded again alone (grade.wants_alone):
-    the instructor sees one whose run stopped before that (rerun), and one whose points moved alone (whose
-    processes took the CPU?); one graded alone to the same points needs nothing."""
+    """Without a CPU share per job, a timeout beside another submission is graded again alone
+    (grade_report.waiting_alone): the instructor sees one whose run stopped before that (rerun), and one whose
+    points moved alone (whose processes took the CPU?); one graded alone to the same points needs nothing."""
     waiting = {**_result("bob", [("test_linear", "timeout", "ran past")]), "beside_others": True}
     moved = {**_result("carol", [("test_linear", "pass", "✅ ok")]), "graded_alone": {"points_beside_others": 0}}
     same = {**_result("dave", [("test_linear", "timeout", "ran past")]), "graded_alone": {"points_beside_others": 0}}
