@@ -30,8 +30,10 @@ import argparse
 import concurrent.futures as futures
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import shutil
 import signal
 import stat
@@ -534,12 +536,33 @@ GRADED_UNDER = {"cell_timeout": "--cell-timeout", "timeout": "--timeout", "memor
 LIMIT_STATUSES = {"error", "timeout", "crashed"}    # a TODO's verdicts that more time, memory or disk could change
 
 
+# What else a verdict depends on: the libraries that compute (torch, numpy, scipy), draw (matplotlib) and run the
+# notebook (ipykernel, IPython, jupyter_client, nbclient, nbformat), beside the interpreter (``graded_with``)
+GRADED_WITH = ("torch", "numpy", "scipy", "matplotlib", "ipykernel", "ipython", "jupyter_client", "nbclient",
+               "nbformat")
+
+
+@functools.lru_cache(maxsize=1)
+def graded_with() -> dict[str, str | None]:
+    """The versions of Python and of ``GRADED_WITH`` that grade (None: not installed), as a result records them:
+    the kernel runs this interpreter (``sys.executable``), so these are the kernel's too."""
+    versions: dict[str, str | None] = {"python": f"{platform.python_version()} ({sys.implementation.name})"}
+    for name in GRADED_WITH:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 @functools.lru_cache(maxsize=1)
 def grader_sha256() -> str:
-    """The digest of the ``course_utils`` that grades: every file of the package (its checks, hints, sandbox,
-    models) but Python's caches. A result records it, and a rerun regrades a result graded by another version
-    (a check fixed, a hint added, after ``pip install -U``) instead of keeping its verdict."""
-    h = hashlib.sha256()
+    """The digest of what grades: every file of the ``course_utils`` package (its checks, hints, sandbox, models)
+    but Python's caches, and the versions of Python and the libraries it grades with (``graded_with``). A result
+    records it, and a rerun regrades a result graded by another version (a check fixed, a hint added, after
+    ``pip install -U``; a torch or Python upgrade, whose numerics a check's tolerance may feel) instead of keeping
+    its verdict."""
+    h = hashlib.sha256(json.dumps(graded_with(), sort_keys=True).encode() + b"\0")
     for path in sorted(p for p in PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         h.update(path.relative_to(PACKAGE_DIR).as_posix().encode("utf-8", "surrogateescape") + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -640,7 +663,8 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     """Grade one submission; never raises for anything the submission holds."""
     result = {"student": sub.student, "submitted_as": sub.submitted_as or sub.student,
               "worksheet": source.worksheet, "file": str(sub.path), "source_sha256": source.sha256,
-              "grader_sha256": grader_sha256(), "limits": opts.graded_under(), "notes": []}
+              "grader_sha256": grader_sha256(), "graded_with": graded_with(), "limits": opts.graded_under(),
+              "notes": []}
     rows, nb = [], None
     result["notes"] += sub.notes
     try:
@@ -899,7 +923,7 @@ def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Option
 
 
 REGRADED = {"submission": "resubmitted", "source": "SOURCE changed", "grader_error": "after a grader error",
-            "grader": "another course_utils", "limits": "other limits", "force": "--force", "new": "new",
+            "grader": "another course_utils or library", "limits": "other limits", "force": "--force", "new": "new",
             "alone": "graded alone"}
 
 
@@ -957,6 +981,17 @@ def _limits_changed(olds: list[dict | None], now: dict) -> str:
             return ", ".join(f"{flag} {then[k]:g} -> {now[k]:g}" if isinstance(then.get(k), (int, float))
                              else f"{flag} {now[k]:g}" for k, flag in GRADED_UNDER.items() if then.get(k) != now[k])
     return ""
+
+
+def _graded_with_changed(olds: list[dict | None], now: dict) -> str:
+    """How the versions that graded the earlier results ``olds`` (those that record them) differ from ``now``:
+    "torch 2.14.1 -> 2.15.0"; empty where none differs (the package changed, or the results predate the record)."""
+    changes = {}
+    for old in olds:
+        then = old.get("graded_with") if old else None
+        if isinstance(then, dict):
+            changes |= {k: f"{k} {then.get(k)} -> {now[k]}" for k in now if then.get(k) != now[k]}
+    return ", ".join(changes[k] for k in now if k in changes)
 
 
 # ------------------------------------------------------------------ the class
@@ -1049,12 +1084,14 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     why = {s.student: "force" if force else _why_regrade(olds[s.student], source, s, opts) for s in subs}
     todo = [s for s in subs if why[s.student]]
     before = {s.student: _points(olds[s.student]) for s in todo}    # to name what changed
-    for reason, what in (("grader", "were graded by another version of course_utils (a check or a hint changed)"),
+    for reason, what in (("grader", "were graded by another version of course_utils (a check or a hint changed) "
+                                    "or of Python or a library it grades with"),
                          ("limits", "were graded under other limits")):
         again = [student for student, r in why.items() if r == reason]
         if again:
-            changed = (f" ({_limits_changed([olds[a] for a in again], opts.graded_under())})"
-                       if reason == "limits" else "")
+            changed = (_limits_changed([olds[a] for a in again], opts.graded_under()) if reason == "limits"
+                       else _graded_with_changed([olds[a] for a in again], graded_with()))
+            changed = f" ({changed})" if changed else ""
             print(f"course-grade: {len(again)} result(s) of {source.worksheet} {what}{changed}: graded again",
                   file=sys.stderr)
     workers = max(1, workers or usable_cores())

@@ -192,9 +192,10 @@ def merge(folders: list[str | Path], out: str | Path) -> dict:
                                                                         if m is not None}
         if len(graders) > 1:
             shown = ", ".join(sorted(str(g)[:12] for g in graders))
-            raise MergeError(f"worksheet {ws!r} was graded by different versions of course_utils (grader_sha256 "
-                             f"{shown}...): install one version on every machine and run each shard again (it "
-                             "regrades what another version graded)")
+            raise MergeError(f"worksheet {ws!r} was graded by different versions of course_utils, or of Python or "
+                             f"a library it grades with (grader_sha256 {shown}...; each result's graded_with names "
+                             "the versions): install one version of each on every machine and run each shard again "
+                             "(it regrades what another version graded)")
         limits = [m.get("limits") if isinstance(m.get("limits"), dict) else {} for m in manifests if m is not None]
         differ = sorted({k for a in limits for b in limits for k in set(a) | set(b) if a.get(k) != b.get(k)})
         if differ:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -202,14 +203,16 @@ def test_a_rerun_regrades_what_another_grader_or_other_limits_graded(graded, tmp
     now = grade.Options(cell_timeout=20, timeout=400, memory_mb=2048, max_notebook_mb=4).graded_under()
     assert json.loads((results / "correct.json").read_text())["limits"] == now
     edit("correct", limits=now | {"timeout": 300})         # more time now, and it lost nothing: kept
-    edit("empty", grader_sha256="0" * 64)                   # another version of the package
+    edit("empty", grader_sha256="0" * 64,                   # another version of the package, and of torch
+         graded_with=grade.graded_with() | {"torch": "1.0.0"})
     old = json.loads((results / "not_json.json").read_text())["rows"]
     edit("not_json", limits=now | {"timeout": 500},          # less time now; and its points then were others
          rows=[dict(old[0], points=1.5)] + old[1:])
     proc = _grade(graded["solution"], graded["subs"], "--out", out, *ARGS, env=graded["env"])
     assert proc.returncode == 0 and "2 graded" in proc.stdout, proc.stdout + proc.stderr
     assert ("1 result(s) of 01_schedules were graded by another version of course_utils (a check or a hint "
-            "changed): graded again") in proc.stderr, proc.stderr
+            "changed) or of Python or a library it grades with (torch 1.0.0 -> "
+            f"{grade.graded_with()['torch']}): graded again") in proc.stderr, proc.stderr
     assert "1 result(s) of 01_schedules were graded under other limits (--timeout 500 -> 400): graded again" \
         in proc.stderr, proc.stderr
     # whose points moved, so that an instructor who published grades knows whom to tell
@@ -501,6 +504,25 @@ def test_the_grader_digest_covers_every_file_of_the_package_but_caches(tmp_path,
         third = digest()
         (package / "checks" / "ws.py").rename(package / "checks" / "ws2.py")
         assert len({first, second, third, digest()}) == 4
+    finally:
+        grade.grader_sha256.cache_clear()
+
+
+def test_the_grader_digest_covers_python_and_the_libraries_it_grades_with(monkeypatch):
+    """A torch, numpy or Python upgrade can move a value across a check's tolerance: grader_sha256 changes with
+    each version that graded_with records (a result records them too), so a rerun grades such results again."""
+    versions = grade.graded_with()
+    assert set(versions) == {"python", *grade.GRADED_WITH} and versions["torch"] == importlib.metadata.version("torch")
+
+    def digest(**changed):
+        grade.grader_sha256.cache_clear()
+        monkeypatch.setattr(grade, "graded_with", lambda: versions | changed)
+        return grade.grader_sha256()
+    try:
+        first = digest()
+        digests = {first, digest(torch="1.0.0"), digest(numpy="1.0.0"), digest(python="3.99.0 (cpython)"),
+                   digest(nbclient=None)}
+        assert len(digests) == 5 and digest() == first
     finally:
         grade.grader_sha256.cache_clear()
 

@@ -254,8 +254,8 @@ def test_merge_refuses_shards_graded_by_different_course_utils_or_limits(tmp_pat
     path = next((folders[1] / "results" / WS).glob("*.json"))
     path.write_text(json.dumps(json.loads(path.read_text()) | {"grader_sha256": "b" * 64}))
     code, _, err = _merge(capsys, *folders, "--out", tmp_path / "m2")
-    assert code == 2 and "graded by different versions of course_utils (grader_sha256 aaaaaaaaaaaa, " \
-        "bbbbbbbbbbbb...)" in err, err
+    assert code == 2 and "graded by different versions of course_utils, or of Python or a library it grades with " \
+        "(grader_sha256 aaaaaaaaaaaa, bbbbbbbbbbbb...; each result's graded_with names the versions)" in err, err
     folders = shards(tmp_path / "limits")
     manifest = folders[1] / "shards" / f"{WS}.json"
     manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"limits": limits | {"timeout": 400}}))
