@@ -59,9 +59,13 @@ test: setup lint
 test-unit: setup
 	$(PY) -m pytest tests -m "not slow" -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
-## Lint the package, tests, benches, tools and the lessons' and worksheets' code (their jupytext twins).
+# vermin: CI runs Python 3.11 only, README promises 3.10+; `--exclude long` is torch's Tensor.long(), which vermin
+# takes for Python 2's long.
+## Lint the package, tests, benches, tools and the lessons' and worksheets' code (their jupytext twins); check that none of it needs a Python newer than requires-python.
 lint: setup
 	$(VENV)/bin/ruff check course_utils tests bench tools notebooks/.twins solutions/.twins
+	$(VENV)/bin/vermin -q --target=3.10- --violations --no-tips --eval-annotations --exclude long \
+		course_utils tests bench tools notebooks/.twins solutions/.twins
 
 ## Rebuild everything derived from a source: set-up cells, badges, exercises/, docs tables, jupytext twins.
 generated: setup

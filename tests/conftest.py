@@ -30,6 +30,17 @@ def require_module(name: str, why: str):
         pytest.skip(message)
 
 
+def pyproject(path=None) -> dict:
+    """The project's pyproject.toml (or ``path``), parsed: tomllib from Python 3.11, its PyPI twin tomli before
+    (a dev dependency there; README promises 3.10)."""
+    try:
+        import tomllib  # novm (3.11; tomli below)
+    except ModuleNotFoundError:
+        import tomli as tomllib
+    from pathlib import Path
+    return tomllib.loads((path or Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+
+
 def skip_or_fail(message: str):
     """A missing resource: fail under CI, skip elsewhere."""
     if in_ci():

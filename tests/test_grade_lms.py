@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -602,8 +601,8 @@ def test_the_console_script_exports_without_torch(graded, tmp_path):
     course_utils.grade_cli) hands it over before anything imports torch (through course_utils.grade it took
     about 4.6 s to start, 0.07 s now). `merge` and `export-gradescope` still import it, for report.html's
     catalogue of mistakes and for reading the solution's checks."""
-    import tomllib
-    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    from conftest import pyproject
+    scripts = pyproject()["project"]["scripts"]
     assert scripts["course-grade"] == "course_utils.grade_cli:main"
     code = ("import sys\nfrom course_utils.grade_cli import main\nrc = main(sys.argv[1:])\n"
             "print('torch' in sys.modules, rc)\n")

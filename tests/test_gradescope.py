@@ -87,8 +87,8 @@ def test_bundle_layout(bundle, tmp_path):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # what pyproject.toml names must travel with it: setuptools warns of a missing license file today and stops
     # the image's build from 2027-02-18 (an instructor's pass read the warning in a build of the bundle's course/)
-    import tomllib
-    project = tomllib.loads((Path(gradescope.__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    from conftest import pyproject
+    project = pyproject(Path(gradescope.__file__).parents[1] / "pyproject.toml")["project"]
     named = [project["readme"], *project.get("license-files", [])]
     assert {f"course/{n}" for n in named} <= names, named
     assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR

@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import re
-try:
-    import tomllib
-except ModuleNotFoundError:     # Python 3.10: the same parser, from PyPI (a dev dependency there)
-    import tomli as tomllib
 from pathlib import Path
 
 import pytest
+from conftest import pyproject
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_TO_PIP = {"pytorch": "torch"}          # conda's package names that differ from PyPI's
@@ -34,8 +31,19 @@ def _conda_dependencies(text: str) -> set[str]:
     return {CONDA_TO_PIP.get(n, n) for n in names} - {"python", "pip"}
 
 
+def test_make_lint_checks_the_python_that_pyproject_promises():
+    """README promises Python 3.10+ and CI runs 3.11: `make lint` runs vermin with requires-python's version as
+    its target (a bare `import tomllib` in two tests slipped by it before, 2026-12-07)."""
+    oldest = re.fullmatch(r">=\s*(3\.\d+)", pyproject()["project"]["requires-python"]).group(1)
+    lint = (ROOT / "Makefile").read_text().split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    assert f"vermin -q --target={oldest}- --violations" in lint, lint
+    words = lint.replace("\\\n", " ").split()
+    for folder in ("course_utils", "tests", "bench", "tools", "notebooks/.twins", "solutions/.twins"):
+        assert words.count(folder) == 2, (folder, lint)     # ruff's line and vermin's
+
+
 def test_pyproject_and_environment_yml_agree():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()["project"]
     pip_names = {_name(r) for r in project["dependencies"]}
     conda_names = _conda_dependencies((ROOT / "environment.yml").read_text())
     assert conda_names, "no dependencies parsed from environment.yml"
@@ -45,7 +53,7 @@ def test_pyproject_and_environment_yml_agree():
 
 
 def test_dev_extra_has_the_test_tools():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()["project"]
     dev = {_name(r) for r in project["optional-dependencies"]["dev"]}
     assert {"pytest", "jupytext", "playwright"} <= dev, dev
 
@@ -89,7 +97,7 @@ def test_what_a_student_runs_imports_only_what_the_package_installs():
     import sys
     from importlib import metadata
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()["project"]
     installed = _installed_with({_name(r) for r in project["dependencies"]})
     to_distributions = metadata.packages_distributions()
     sources = [*(ROOT / "course_utils").rglob("*.py"), *(ROOT / "notebooks" / ".twins").glob("*.py"),

@@ -23,7 +23,7 @@ import argparse
 import re
 import sys
 try:
-    import tomllib
+    import tomllib  # novm (3.11; tomli below)
 except ModuleNotFoundError:     # Python 3.10: the same parser, from PyPI (a dev dependency there)
     import tomli as tomllib
 from pathlib import Path
