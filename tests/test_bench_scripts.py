@@ -185,6 +185,17 @@ def test_bench_kernel_start(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_parse_memory(tmp_path):
+    """docs/grading.md's memory of the grader's parse: one row per size; the text of a notebook of ASCII with one
+    emoji is stored at 4 bytes a character, so a 4 MiB notebook grows the parsing process by more than 3 times its
+    size (a parse that kept the bytes only, or a peak read in the writing process, would not)."""
+    out = _run(tmp_path, _bench("bench_parse_memory.py"), "--mb", "1", "4")
+    header, rows = _table(out, "file MiB")
+    assert header[-1] == "x the file" and [round(float(r[0])) for r in rows] == [1, 4], out
+    assert float(rows[1][-1]) > 3 and float(rows[1][3]) > 12, out
+
+
+@pytest.mark.slow
 def test_bench_unet_widths(tmp_path):
     """docs/checkpoints.md's cost table: the shipped network first, at 1.00x of itself, then the recipes."""
     out = _run(tmp_path, _bench("bench_unet_widths.py"), "--threads", "1", "--n", "2", "--steps", "2",
