@@ -335,6 +335,27 @@ def test_a_meta_tensor_returned_is_a_message_not_a_traceback():
     assert not result.passed and "meta device" in result.message, result.message
 
 
+class _OnGpu(torch.Tensor):
+    """A tensor that says it lives on a GPU: this machine has none, and a result that ends in .cuda() is what a
+    student with one returns."""
+
+    @property
+    def device(self):
+        return torch.device("cuda", 0)
+
+
+def test_a_result_on_a_gpu_is_named_not_moved_to_the_cpu():
+    """The harvest moved every result to the CPU: q_sample ending in .to("cuda") got ✅ on a student's GPU machine,
+    and raised in the grader, which has no GPU (a wrong-answer pass of 2026-12-07). The check now says where the
+    result is; a CPU result of the same values passes."""
+    from answer_key import ANSWER_KEY
+    from course_utils.checks import run_check
+    result = run_check("q_sample", lambda *args: ANSWER_KEY["q_sample"](*args).as_subclass(_OnGpu))
+    assert not result.passed and "returned a tensor on cuda:0, and the inputs are on the CPU" in result.message, \
+        result.message
+    assert run_check("q_sample", lambda *args: ANSWER_KEY["q_sample"](*args).as_subclass(torch.Tensor)).passed
+
+
 def test_a_failed_loop_says_which_todo_it_calls_fails_its_own_check(capsys):
     """A loop runs with the student's own step (Check.calls names it): a right loop beside a wrong step failed with
     a hint about the loop alone (the lab's reverse_diffusion beside a wrong denoise was told to fix its time grid, an

@@ -9,6 +9,7 @@ of them. The students' functions are written here from the papers' formulas with
 quantities (course_utils.samplers.ddim_step, NoiseSchedule.alpha_bar), never from the checks' references."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from course_utils import samplers
@@ -145,6 +146,43 @@ def test_ddim_sample_loop_fails_eta_read_as_one_on_a_visible_case():
     assert not result.passed and ("times that variance" in result.message
                                   or "the samples are those of eta = 1, not eta = 0.5" in result.message), \
         result.message
+
+
+def test_ddim_sample_loop_that_clamps_its_samples_is_told_so():
+    """Samples clamped to [-1, 1] (an image habit; the clusters lie at radius 1.5) were told the time grid was right
+    and, in the same message, asked whether it was (a wrong-answer pass of 2026-12-07)."""
+    loop = _loop_student()
+    result = run_check("ddim_sample_loop", lambda *args, **kwargs: loop(*args, **kwargs).clamp(-1, 1))
+    assert not result.passed and "the samples are clamped to [-1, 1]" in result.message, result.message
+
+
+def test_ddim_sample_loop_that_asked_at_the_right_grid_is_not_asked_about_the_grid():
+    """A loop that gives the network x_T at every step asks it at DDIM's grid: the message says so, and does not
+    end by asking whether the grid is ddim_timesteps(T, num_steps)."""
+    def ddim_sample_loop(model, schedule, x_T, num_steps, *, eta=0.0, generator=None):
+        grid, x = samplers.ddim_timesteps(schedule.T, num_steps).tolist(), x_T
+        for k, t in enumerate(grid):
+            alpha_bar_prev = schedule.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0)
+            noise = torch.randn(x.shape, generator=generator) if eta > 0 else None
+            eps = model(x_T, torch.full((len(x),), t, dtype=torch.long))
+            x, _ = samplers.ddim_step(x, eps, schedule.alpha_bar[t], alpha_bar_prev, eta=eta, noise=noise)
+        return x
+    result = run_check("ddim_sample_loop", ddim_sample_loop)
+    assert not result.passed and "though the network was asked at DDIM's time grid" in result.message, \
+        result.message
+    assert "is the time grid" not in result.message, result.message
+
+
+def test_ddpm_step_that_clamps_its_last_image_is_told_algorithm_2_does_not():
+    """A ddpm_step that clamps x_0 at t = 0 only was told "the states in between are not images", which it never
+    clamped; now the t = 0 case says Algorithm 2 returns x_0 unclipped."""
+    def ddpm_step(xt, t, eps_pred, schedule, noise):
+        beta, alpha_bar = schedule.betas[t], schedule.alpha_bar[t]
+        mean = (xt - beta / (1 - alpha_bar).sqrt() * eps_pred) / (1 - beta).sqrt()
+        return mean.clamp(-1, 1) if t == 0 else mean + beta.sqrt() * noise
+    result = run_check("ddpm_step", ddpm_step)
+    assert not result.passed and "Algorithm 2 returns the last step's x_0" in result.message, result.message
+    assert "states in between" not in result.message, result.message
 
 
 def test_ddim_sample_loop_visible_case_catches_a_hard_coded_horizon():
@@ -413,14 +451,49 @@ def test_cfg_loss_names_a_null_label_other_than_minus_one_and_keeps_the_reshape_
     assert "reshaped" not in result.message, result.message
 
 
-def test_cfg_combine_that_asserts_a_positive_scale_is_told_why_on_the_hidden_case():
-    """`assert guidance_scale >= 0` passes the visible cases and failed the hidden one (w = -1) with a bare
-    'raised AssertionError:' (a wrong-answer pass)."""
+def test_cfg_combine_that_asserts_a_positive_scale_is_told_why():
+    """`assert guidance_scale >= 0` failed the hidden case (w = -1) with a bare 'raised AssertionError:' (a
+    wrong-answer pass); since 2026-12-07 a visible case has w = -1, so the notebook says it too."""
     from course_utils.checks import run_check
 
     def cfg_combine(eps_pred_uncond, eps_pred_cond, guidance_scale):
         assert guidance_scale >= 0
         return eps_pred_uncond + guidance_scale * (eps_pred_cond - eps_pred_uncond)
-    assert run_check("cfg_combine", cfg_combine).passed
-    result = run_check("cfg_combine", cfg_combine, hidden=True)
-    assert not result.passed and "guidance_scale may be any real number" in result.message, result.message
+    for hidden in (False, True):
+        result = run_check("cfg_combine", cfg_combine, hidden=hidden)
+        assert not result.passed and "guidance_scale may be any real number" in result.message, result.message
+
+
+@pytest.mark.parametrize("scale", [lambda w: max(w, 0.0), abs, lambda w: int(w) if w >= 1 else w],
+                         ids=["max(w, 0)", "abs(w)", "int(w) above 1"])
+def test_cfg_combine_visible_cases_catch_what_only_the_hidden_ones_caught(scale):
+    """A wrong-answer pass of 2026-12-07: a scale clamped at 0, its absolute value, or truncated only above 1 got
+    the notebook's ✅ (visible scales 3, 1, 0, 0.5) and lost the point to the hidden 7.5 and -1, with a hint for the
+    clamp that named another mistake ("w = 1 must give eps_cond") and one whose number the hidden case had masked
+    ("w = … lies halfway"). The visible cases now hold -1 and 1.5, and each hint names the mistake."""
+    from course_utils.checks import run_check
+
+    def cfg_combine(eps_pred_uncond, eps_pred_cond, guidance_scale):
+        return eps_pred_uncond + scale(guidance_scale) * (eps_pred_cond - eps_pred_uncond)
+    said = "truncated to an integer" if scale(1.5) == 1 else "a w below 0 is valid"
+    for hidden in (False, True):
+        result = run_check("cfg_combine", cfg_combine, hidden=hidden)
+        assert not result.passed and said in result.message and "…" not in result.message, result.message
+
+
+def test_guided_sampler_that_guides_only_above_one_is_not_told_it_swapped():
+    """diffusers' `do_classifier_free_guidance = guidance_scale > 1`: the conditional samples at w = 0, which are
+    also what swapped predictions give there; the hint said "swapped" (a wrong-answer pass of 2026-12-07)."""
+    def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
+        grid, x = samplers.ddim_timesteps(schedule.T, num_steps).tolist(), x_T
+        for k, t in enumerate(grid):
+            tt = torch.full((len(x),), t, dtype=torch.long)
+            eps = model(x, tt, y)
+            if guidance_scale > 1:
+                eps = cfg_combine(model(x, tt, torch.full_like(y, -1)), eps, guidance_scale)
+            alpha_bar_prev = schedule.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0)
+            x, _ = samplers.ddim_step(x, eps, schedule.alpha_bar[t], alpha_bar_prev)
+        return x
+    result = run_check("guided_ddim_sample", guided_ddim_sample)
+    assert not result.passed and "diffusers guides only when" in result.message, result.message
+    assert "swapped" not in result.message, result.message

@@ -592,6 +592,10 @@ def _detach(out):
         if out.is_meta:     # shapes without values: .cpu() raises NotImplementedError ("Cannot copy out of meta")
             raise TypeError(f"returned a tensor on the meta device (a shape without values, {tuple(out.shape)}): "
                             "make the result from the inputs, on their device")
+        if out.device.type != "cpu":    # every case's inputs are on the CPU; .cpu() here would hide a .cuda() that
+            # passes on a student's GPU and raises in the grader, which has none (a wrong-answer pass, 2026-12-07)
+            raise TypeError(f"returned a tensor on {out.device}, and the inputs are on the CPU: make the result on "
+                            "the inputs' device (x.device), without .cuda() or .to(\"cuda\") (the grader has no GPU)")
         return out.detach().cpu().clone()
     if isinstance(out, dict):
         return {str(k): _detach(v) for k, v in out.items()}
@@ -606,6 +610,9 @@ def _detach(out):
 def shape_hint(out, ref: Tensor, what: str = "output", *, dtype: bool = True) -> str | None:
     """The hint for an output that is not a tensor of ``ref``'s shape, not float32 (unless ``dtype=False``: the
     caller says so itself once the values are compared), or not finite; None when it is none of these."""
+    if isinstance(out, list):       # a tuple too: the harvest (_detach, sandbox.values) returns tuples as lists
+        return (f"the {what} should be one torch.Tensor, got {len(out)} values (a tuple or a list): return the "
+                f"{what} alone")
     if not isinstance(out, Tensor):
         return f"the {what} should be a torch.Tensor, got {type(out).__name__}"
     if tuple(out.shape) != tuple(ref.shape):

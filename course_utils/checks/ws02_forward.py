@@ -62,9 +62,23 @@ def ref_q_sample(x0, t, eps, schedule, *, alpha_bar=None, sqrt=True):
     return a * x0.double() + (1 - a) * eps.double()
 
 
+def fixed_view_hint(out, x, name: str = "x0") -> str | None:
+    """The hint for an output with more dimensions than its input ``x`` and the same batch: a coefficient reshaped
+    for images, view(-1, 1, 1, 1), broadcast over points (B, 2) into (B, 1, B, 2)."""
+    if not (isinstance(out, torch.Tensor) and out.ndim > x.ndim and len(out) == len(x)):
+        return None
+    spreads = f"the points of a (B, 2) {name}" if x.ndim == 2 else f"the dimensions of {name}"
+    return (f"the result has {out.ndim} dimensions, {name} {x.ndim} ({tuple(out.shape)} from {tuple(x.shape)}): a "
+            f"coefficient reshaped for a fixed number of dimensions, such as view(-1, 1, 1, 1) for images, spreads "
+            f"over {spreads}; give it one 1 for each dimension of {name} after the batch, "
+            f"alpha_bar_t.view(-1, *[1] * ({name}.ndim - 1))")
+
+
 def _q_sample_diagnose(out, c) -> str | None:
     x0, t, eps, schedule = c["x0"], c["t"], c["eps"], c["schedule"]
     a = gather(alpha_bar64(schedule), t, x0.ndim)
+    if hint := fixed_view_hint(out, x0):
+        return hint
     return judge(out, ref_q_sample(x0, t, eps, schedule), [
         ("the timesteps of an earlier call with an x0 of this shape: compute alpha_bar[t] from each call's own t, "
          "and keep nothing between calls (a cache keyed by the shape answers every later call with the first's "
@@ -415,6 +429,8 @@ def _predict_x0_diagnose(out, c) -> str | None:
     a = gather(alpha_bar64(c["schedule"]), c["t"], xt.ndim)
     alpha_t = gather(1 - c["schedule"].betas.double(), c["t"], xt.ndim)
     formula = "x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)"
+    if hint := fixed_view_hint(out, xt, "xt"):
+        return hint
     return judge(out, ref_predict_x0(*args), [
         (f"divide the whole of x_t - sqrt(1 - alpha_bar_t) eps by sqrt(alpha_bar_t), not x_t alone: {formula}",
          xt / a.sqrt() - (1 - a).sqrt() * eps),

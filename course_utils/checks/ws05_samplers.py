@@ -117,7 +117,9 @@ def _ddpm_diagnose(out, c) -> str | None:
     hint = judge(out, ref, [
         ("noise added at the last step: at t = 0 return the mean, without sigma * noise",
          ref_ddpm_step(*args, last_noise=True)),
-        *[(f"x_{{t-1}} is clamped to [-1, 1]: a step returns x_{{t-1}} as it is (the states in between are not "
+        *[(f"x_0 is clamped to [-1, 1]: Algorithm 2 returns the last step's x_0 as its mean gives it, unclipped "
+           f"(a clamp is the caller's choice, for images). {DDPM_STEP}" if bool((torch.as_tensor(c["t"]) == 0).all())
+           else f"x_{{t-1}} is clamped to [-1, 1]: a step returns x_{{t-1}} as it is (the states in between are not "
            f"images and lie outside [-1, 1]). {DDPM_STEP}", ref_ddpm_step(*args, sigma=sigma).clamp(-1, 1))
           for sigma in ("beta", "posterior")],
         *[(hint, ref_ddpm_step(*args, sigma=sigma, **switches)) for hint, switches in [
@@ -578,12 +580,14 @@ def mixture_fit(samples, mixture=None) -> dict:
                 outliers=float((~near).double().mean()))
 
 
-def mixture_hint(samples, eta: float = 1.0) -> str | None:
-    """None when the samples reproduce eight Gaussians (weights within 0.05, spread 0.1 +- 0.04, < 3% outliers)."""
+def mixture_hint(samples, eta: float = 1.0, *, ask_grid: bool = True) -> str | None:
+    """None when the samples reproduce eight Gaussians (weights within 0.05, spread 0.1 +- 0.04, < 3% outliers).
+    ``ask_grid=False``: without the question on the time grid (where the network was seen asked at DDIM's)."""
     fit = mixture_fit(samples)
     if fit["outliers"] > 0.03:
         return (f"{fit['outliers']:.0%} of the samples lie far from every cluster: the samples do not reproduce the "
-                "mixture (is the time grid ddim_timesteps(T, num_steps), and does the last step go to alpha_bar = 1?)")
+                "mixture" + (" (is the time grid ddim_timesteps(T, num_steps), and does the last step go to "
+                             "alpha_bar = 1?)" if ask_grid else ""))
     if fit["weight_error"] > 0.05 or not 0.06 < fit["spread"] < 0.14:
         return (f"the clusters are wrong (weights off by up to {fit['weight_error']:.2f}, spread {fit['spread']:.3f} "
                 "instead of 0.1): " + ("with eta > 0, draw one noise per step and pass it to ddim_step" if eta > 0
@@ -811,6 +815,9 @@ def _loop_diagnose(outputs, c) -> str | None:
         ("ddim_step returns (x_prev, x0_pred): carry x_prev into the next step, x, _ = ddim_step(...), not "
          "x0_pred", dict(keep_x0=True)),
     ]
+    if isinstance(out, torch.Tensor) and close(out, ref.clamp(-1, 1), 1e-3):     # (ref reaches the clusters at 1.5)
+        return ("the samples are clamped to [-1, 1]: return the last x_prev as it is (the eight clusters lie at "
+                "radius 1.5, outside [-1, 1]; a clamp is for images, and the loop returns what its last step gives)")
     if c["eta"] not in (0, 1) and close(out, ref_ddim_loop(*args[:4], 1.0, c["seed"]), 1e-3):
         return (f"the samples are those of eta = 1, not eta = {c['eta']:g}: pass the eta you are given to ddim_step "
                 "(sigma_t = eta * ...)")
@@ -823,7 +830,8 @@ def _loop_diagnose(outputs, c) -> str | None:
         "x0 differs from the reference DDIM loop at eta = 0 (deterministic), though the network was asked at DDIM's "
         "time grid; does your ddim_step pass its check, and does the loop give it alpha_bar[t] and alpha_bar[t_prev] "
         "(schedule.alpha_bar, 1 after the last step)? "
-        + (mixture_hint(out, eta=0.0) or "The samples still look like the mixture: look for a small error."))
+        + (mixture_hint(out, eta=0.0, ask_grid=False)
+           or "The samples still look like the mixture: look for a small error."))
 
 
 def _grid_hint(outputs, c) -> str | None:
@@ -948,5 +956,8 @@ MISTAKES["ddim_sample_loop"] = [
     ("the network given a bare int t", _student_loop("int t"), "the network takes one timestep per example"),
     ("eta > 0 run as eta = 1", lambda model, schedule, x_T, num_steps, *, eta=0.0, generator=None: loop_variant()(
         model, schedule, x_T, num_steps, eta=1.0 if eta > 0 else 0.0, generator=generator), "not eta = "),
+    ("the samples clamped to [-1, 1]", lambda model, schedule, x_T, num_steps, *, eta=0.0, generator=None:
+        loop_variant()(model, schedule, x_T, num_steps, eta=eta, generator=generator).clamp(-1, 1),
+     "the samples are clamped to [-1, 1]"),
     ("not implemented", todo, "not implemented yet"),
 ]

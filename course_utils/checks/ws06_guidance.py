@@ -38,8 +38,11 @@ from .ws05_samplers import ddim_grid, mixture_model, ref_ddim_step
 # ------------------------------------------------------------------ cfg_combine
 def _cfg_cases(hidden: bool) -> list:
     g = generator(8)
-    # 0.5: a fractional scale among the visible ones (a scale read as int(w) is right at 3, 1 and 0)
-    scales = [3.0, 1.0, 0.0, 0.5] + ([7.5, -1.0] if hidden else [])
+    # 0.5 and 1.5: fractional scales among the visible ones (a scale read as int(w) is right at 3, 1 and 0, and
+    # int(w) taken only above 1 is right at 0.5); -1: a negative one (max(w, 0), abs(w) or an assert on the sign
+    # are right at every scale above 0: a wrong-answer pass of 2026-12-07 got a notebook's ✅ for each and lost the
+    # point to the hidden cases)
+    scales = [3.0, 1.0, 0.0, 0.5, -1.0, 1.5] + ([7.5, -2.5] if hidden else [])
     return [dict(eps_uncond=torch.randn(2, 1, 3, 3, generator=g), eps_cond=torch.randn(2, 1, 3, 3, generator=g),
                  guidance_scale=w) for w in scales]
 
@@ -50,10 +53,15 @@ CFG_FORMULA = ("eps = eps_uncond + w * (eps_cond - eps_uncond), which gives eps_
 
 def _cfg_diagnose(out, c) -> str | None:
     u, k, w = c["eps_uncond"].double(), c["eps_cond"].double(), c["guidance_scale"]
+    negative = ("a w below 0 is valid (it guides away from y, beyond eps_uncond): use guidance_scale as it is, "
+                "without max(w, 0), abs(w) or a clamp: eps = eps_uncond + w * (eps_cond - eps_uncond)")
     hint = judge(out, u + w * (k - u), [
-        ("guidance_scale is truncated to an integer (int(w), or a scale typed int): w = 0.5 lies halfway between "
-         "eps_uncond and eps_cond, keep w a float: eps = eps_uncond + w * (eps_cond - eps_uncond)",
-         u + int(w) * (k - u) if w != int(w) else None),
+        # (no number with a decimal point in these words: a hidden case's message drops them, "w = … lies")
+        ("guidance_scale is truncated to an integer (int(w), or a scale typed int): a fractional w is valid (w = "
+         "1/2 lies halfway between eps_uncond and eps_cond), keep w a float: eps = eps_uncond + w * (eps_cond - "
+         "eps_uncond)", u + int(w) * (k - u) if w != int(w) else None),
+        (negative, u + max(w, 0.0) * (k - u) if w < 0 else None),
+        (negative, u + abs(w) * (k - u) if w < 0 else None),
         ("eps_cond and eps_uncond are swapped: eps = eps_uncond + w * (eps_cond - eps_uncond)", k + w * (u - k)),
         ("w = 1 must give eps_cond and w = 0 eps_uncond: eps = eps_uncond + w * (eps_cond - eps_uncond)",
          k + w * (k - u)),
@@ -78,8 +86,7 @@ def _cfg_diagnose(out, c) -> str | None:
 register(Check("cfg_combine", "cfg_combine", _cfg_cases,
                lambda f, c: f(c["eps_uncond"], c["eps_cond"], c["guidance_scale"]), _cfg_diagnose, explain_by(
                    ("AssertionError", "guidance_scale may be any real number: w = 0 is the unconditional prediction, "
-                    "w = 1 the conditional one, and a w below 0 guides away from y (the hidden cases try one); "
-                    "no assert on it"))))
+                    "w = 1 the conditional one, and a w below 0 guides away from y; no assert on it"))))
 check_cfg_combine = visible("cfg_combine")
 MISTAKES["cfg_combine"] = [
     ("swapped", lambda u, k, w: k + w * (u - k), "swapped"),
@@ -87,6 +94,8 @@ MISTAKES["cfg_combine"] = [
     ("no eps_uncond term", lambda u, k, w: w * (k - u), "missing"),
     ("the guidance term's sign flipped", lambda u, k, w: u - w * (k - u), "towards eps_cond"),
     ("scale truncated to int", lambda u, k, w: u + int(w) * (k - u), "truncated to an integer"),
+    ("scale clamped at 0", lambda u, k, w: u + max(w, 0.0) * (k - u), "a w below 0 is valid"),
+    ("absolute value of the scale", lambda u, k, w: u + abs(w) * (k - u), "a w below 0 is valid"),
     ("w times eps_cond", lambda u, k, w: w * k + u, "not eps_cond alone"),
     ("centred on eps_cond with w + 1", lambda u, k, w: k + (w + 1) * (k - u), "centred on eps_cond with (w + 1)"),
     ("w - 1", lambda u, k, w: u + (w - 1) * (k - u), "needs no w - 1"),
@@ -584,6 +593,13 @@ def _sampler_diagnose(record, c) -> str | None:
         return None
     w = c["guidance_scale"]
     variants = [
+        # the first case (w = 3) passed, or this one would be named there: the plain conditional samples at a w
+        # below 1 are diffusers' `do_classifier_free_guidance = guidance_scale > 1`, not a swap (at w = 0 the two
+        # coincide; a wrong-answer pass of 2026-12-07 was told "swapped")
+        ("at a guidance_scale below 1 your samples are the plain conditional ones (w = 1): combine the two "
+         "predictions with cfg_combine at every w, w = 0 giving the unconditional model (diffusers guides only "
+         "when guidance_scale > 1, and falls back to the conditional prediction below)",
+         dict(ignore_w=True) if w < 1 else None),
         ("eps_cond and eps_uncond are swapped: the conditional prediction uses y, the unconditional one y = -1",
          dict(swap=True)),
         ("the unconditional prediction uses the null class -1 (torch.full_like(y, -1)), not class 0", dict(null=0)),
@@ -670,6 +686,11 @@ def _guided_with_own_noise(model, schedule, x_T, y, guidance_scale, num_steps=50
     return right + 0.1 * torch.randn_like(right)
 
 
+def _guided_above_one_only(model, schedule, x_T, y, guidance_scale, num_steps=50):
+    """diffusers' habit: guidance only when guidance_scale > 1, the conditional prediction alone below."""
+    return guided_sampler_variant(ignore_w=guidance_scale <= 1)(model, schedule, x_T, y, guidance_scale, num_steps)
+
+
 def _guided_with_int_t(model, schedule, x_T, y, guidance_scale, num_steps=50):
     """The model asked with the grid's t as a Python int, not one timestep per sample: the model's t.long() raises."""
     from ..samplers import ddim_step, ddim_timesteps
@@ -690,6 +711,7 @@ MISTAKES["guided_ddim_sample"] = [
     ("null class 0", guided_sampler_variant(null=0), "null class -1"),
     ("null label num_classes", guided_sampler_variant(null=8), "asks for the null label -1"),
     ("scale ignored", guided_sampler_variant(ignore_w=True), "guidance_scale is ignored"),
+    ("guidance only above w = 1 (diffusers)", _guided_above_one_only, "diffusers guides only when"),
     ("scale truncated to int", guided_sampler_variant(scale="int"), "truncated to an integer"),
     ("cfg_combine with 1 + w", guided_sampler_variant(scale="plus_one"), "is already the course's w"),
     ("a global schedule", guided_sampler_variant(global_schedule=True), "use the schedule given as argument"),

@@ -78,7 +78,9 @@ assert run_check("linear_beta_schedule", linear_beta_schedule, hidden=True).pass
 #
 # $$\beta_t = \min\Big(1 - \frac{\bar\alpha(t+1)}{\bar\alpha(t)},\ \beta_{\max}\Big), \qquad t = 0, \dots, T-1,$$
 #
-# with the small offset $s = 0.008$ and $\beta_{\max} = 0.999$. Note the $T + 1$ values of $f$ for $T$ betas.
+# with the small offset $s = 0.008$ and $\beta_{\max} = 0.999$. Note the $T + 1$ values of $f$ for $T$ betas, and
+# the two numberings: $\bar\alpha(0) = 1$ is the clean data, before any step, while the code's `alpha_bar[t]`
+# $= \prod_{i \le t}(1 - \beta_i)$ comes after step $t$, so `alpha_bar[t]` is $\bar\alpha(t + 1)$ (up to the clip).
 
 # %% nbgrader={"grade": false, "grade_id": "cosine_beta_schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def cosine_beta_schedule(T, s=0.008, max_beta=0.999):

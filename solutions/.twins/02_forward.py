@@ -47,7 +47,8 @@ schedule = NoiseSchedule.linear(T=1000)
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-04", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 1. Noising in one jump
 #
-# Composing $t$ Gaussian steps gives a Gaussian (DDPM Eq. 4):
+# Composing the Gaussian steps up to $t$ (the steps 0, 1, ..., $t$ of the code's numbering, $t + 1$ of them; $t$ in
+# the paper's, which counts from 1) gives a Gaussian (DDPM Eq. 4):
 #
 # $$q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big)
 # \quad\Longleftrightarrow\quad x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\ \ \epsilon \sim \mathcal N(0, I).$$
@@ -77,7 +78,8 @@ assert run_check("q_sample", q_sample, hidden=True).passed, "hidden tests failed
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-05", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### A digit, noised
 #
-# scikit-learn's 8x8 digits (shipped with scikit-learn, no download) noised at a few steps with the same noise.
+# scikit-learn's 8x8 digits (shipped with scikit-learn, no download), enlarged to 16x16, noised at a few steps
+# with the same noise.
 
 # %%
 x0_digits, _ = load_images("digits", image_size=16, limit=8)      # (8, 1, 16, 16) in [-1, 1]
@@ -169,8 +171,9 @@ assert run_check("q_posterior", q_posterior, hidden=True).passed, "hidden tests 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-11", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### $\tilde\beta_t$ against $\beta_t$
 #
-# The two variances DDPM's sampler may use for $\sigma_t^2$: they agree except at the very first steps,
-# where $\tilde\beta_t \to 0$.
+# The two variances DDPM's sampler may use for $\sigma_t^2$: they agree except over the first few dozen steps,
+# which the logarithmic axis stretches ($\tilde\beta_t / \beta_t$ is 0.45 at $t = 1$, 0.86 at $t = 10$ and 0.96 at
+# $t = 50$), down to $\tilde\beta_0 = 0$.
 
 # %%
 if checks.ready("q_posterior", q_posterior, "the plot"):

@@ -216,7 +216,7 @@ if all(ready):
           f"{(results['DDIM eta=0, 50 steps'] - reference).abs().max():.1e}")
 
 # %% [markdown] deletable=false editable=false nbgrader={"grade": false, "grade_id": "md-09", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# Above, all three samplers give back the eight clusters with their weights (errors of 0.01-0.02, like the 2,000
+# Above (2,000 points; 500 in quick mode, whose numbers differ), all three samplers give back the eight clusters with their weights (errors of 0.01-0.02, like the 2,000
 # data points themselves) and almost nothing between them (0.1% of DDIM's samples at $\eta = 0$, two of 2,000,
 # are far from every cluster: the stray points between clusters in its panel). The 50-step DDIM clusters are a little tighter than the
 # data's (spread 0.089 at $\eta = 0$ and 0.074 at $\eta = 1$, against 0.10): the discretisation error of a coarse

@@ -364,7 +364,7 @@ if trained:
 # the normalised space. In the reference run (the stored output of this notebook in `solutions/`) most of the 32
 # samples are clear digits (no 8 among these 32; all ten classes among the 500 that section 7 judges), a few with
 # malformed strokes (the third of the second row, a 6 on its side; the seventh and eighth of the third row, a
-# shrunken 6 and a 4 like a Y; the sixth of the last row, a broken 2).
+# shrunken 6 and a 4 like a Y; the sixth of the last row, a broken 2). Yours will differ in the details.
 
 # %%
 def generate(num_images, diffusion_steps, seed=0):
