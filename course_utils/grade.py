@@ -1167,8 +1167,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
 
             def count(r: dict) -> None:
                 finals[r["student"]] = r
-                if r.get("status") == "grader_error" and r.get("message") != NOT_SET_UP:    # (that one: said)
-                    print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
+                if r.get("status") == "grader_error":
+                    stats.setdefault("grader_errors", []).append(str(r.get("message")))
+                    if r.get("message") != NOT_SET_UP:      # (that one: said)
+                        print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
                 if r.get("status") != "graded":     # a row of 0 points: named in the summary line
                     stats["not_gradable"].append(f"{r['student']} ({r.get('status')})")
                 bar.update(1)
@@ -1363,6 +1365,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{', ...' if len(bad) > 10 else ''}; grades.csv says why)") if bad else ""
     print(f"course-grade: {stats['graded']} graded{unread}, {again}; "
           f"{args.out}/grades.csv, {args.out}/feedback/, {args.out}/report.html")
+    errors = stats.get("grader_errors", [])
+    if errors and len(errors) == stats["graded"]:   # the grader's fault, not the class's: a script must not go on
+        print(f"course-grade: error: every submission graded in this run ({len(errors)}) ended in a grader error, "
+              f"not a verdict (the first: {errors[0][:300]}): the grader or this machine is at fault, not the "
+              "students' work; mend it (docs/grading.md, 'Limits'), then run the same command again, which grades "
+              "them again", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -845,6 +845,38 @@ def test_a_sandbox_that_was_not_set_up_is_a_grader_error_not_a_verdict(tmp_path,
     assert grade._why_regrade(result, grade.load_source(solution), sub, grade.Options()) == "grader_error"
 
 
+@pytest.mark.parametrize("failing", [{"ann", "bob"}, {"bob"}], ids=["every submission", "one of two"])
+def test_a_run_whose_every_submission_is_a_grader_error_says_so_and_fails(tmp_path, monkeypatch, capsys, failing):
+    """A grader that cannot work on this machine (no sandbox, a bug) wrote a grader error for each student, each
+    named on stderr, and exited 0 as after a class graded: a script going on to publish grades.csv published a
+    class of ungraded rows. Now such a run ends with one line for the class and exit code 3; a run with a verdict
+    for someone still exits 0."""
+    def grade_submission(source, sub, opts):
+        if sub.student in failing:
+            raise RuntimeError("the machine is out of luck")
+        return {"student": sub.student, "submitted_as": sub.student, "worksheet": source.worksheet,
+                "file": str(sub.path), "sha256": grade._fingerprint(sub, opts.max_notebook_mb),
+                "source_sha256": source.sha256, "grader_sha256": grade.grader_sha256(), "limits": opts.graded_under(),
+                "notes": [], "protections": {}, "cell_errors": [], "seconds": 0.1, "answers": {}, "status": "graded",
+                "message": "", "rows": [{"grade_id": g.grade_id, "max_points": g.points, "points": g.points,
+                                         "status": "pass", "message": "passed"} for g in source.graded]}
+    monkeypatch.setattr(grade, "grade_submission", grade_submission)
+    monkeypatch.setattr(grade, "kernel_package", lambda *a: None)
+    monkeypatch.setattr(grade.subprocess, "run", lambda *a, **k: None)
+    solution = corpus.REPO / "solutions" / "01_schedules.ipynb"
+    (tmp_path / "subs").mkdir()
+    for student in ("ann", "bob"):
+        shutil.copy(solution, tmp_path / "subs" / f"{student}.ipynb")
+    code = grade.main([str(solution), str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-pool", "--quiet",
+                       "--allow-root", "--workers", "1"])
+    err = capsys.readouterr().err
+    said = "every submission graded in this run (2) ended in a grader error"
+    if failing == {"ann", "bob"}:
+        assert code == 3 and said in err and "RuntimeError: the machine is out of luck" in err, err
+    else:
+        assert code == 0 and said not in err and "bob: internal grader error" in err, err
+
+
 def test_the_process_limit_is_said_as_it_holds():
     """Unprivileged without a cgroup or a user namespace, RLIMIT_NPROC counts every process of the grader's user
     (not "does not bind root", which the result said for every user): the result says what it bounds."""
