@@ -42,11 +42,13 @@ def show_images(x: Tensor, *, nrow: int = 8, title: str | None = None, ax=None, 
 
 
 def plot_schedules(schedules: dict, *, axes=None):
-    """beta_t, alpha_bar_t and log-SNR against t/T for {label: NoiseSchedule}; returns the axes."""
+    """beta_t, alpha_bar_t and log-SNR against t/T for {label: NoiseSchedule}; returns the axes. Code index t is
+    the paper's step t + 1 (GLOSSARY), drawn at (t + 1) / T: so a cosine schedule's alpha_bar lies on f(t/T)/f(0)
+    whatever T is."""
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     for label, schedule in schedules.items():
-        frac = torch.arange(schedule.T) / schedule.T
+        frac = (torch.arange(schedule.T) + 1) / schedule.T                  # the paper's t / T
         axes[0].plot(frac, schedule.betas.cpu(), label=label)
         axes[1].plot(frac, schedule.alpha_bar.cpu(), label=label)
         axes[2].plot(frac, schedule.log_snr().cpu(), label=label)

@@ -108,17 +108,31 @@ def test_show_images_uses_nrow_and_shows_the_title():
 
 
 def test_plot_schedules_draws_beta_alpha_bar_and_log_snr_against_t_over_T():
-    """Three panels: beta_t on a log axis, alpha_bar_t, log-SNR; x runs over t/T in [0, 1)."""
+    """Three panels: beta_t on a log axis, alpha_bar_t, log-SNR; x runs over the paper's t/T = (code t + 1) / T in
+    (0, 1]."""
     s = NoiseSchedule.linear(T=10)
     axes = plot_schedules({"linear": s})
     expected = [s.betas, s.alpha_bar, s.log_snr()]
     for ax, values in zip(axes, expected):
         line = ax.lines[0]
-        assert np.allclose(line.get_xdata(), np.arange(10) / 10)
+        assert np.allclose(line.get_xdata(), np.arange(1, 11) / 10)
         assert np.allclose(line.get_ydata(), values.numpy())
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["linear"]
     assert axes[0].get_yscale() == "log"
     plt.close(axes[0].figure)
+
+
+def test_a_cosine_schedule_is_drawn_on_the_same_curve_whatever_T():
+    """Lesson 1's explorer says the cosine alpha_bar does not move when T changes: alpha_bar(t) = f(t)/f(0), f(t) =
+    cos^2((t/T + s)/(1 + s) pi/2) (Nichol and Dhariwal Eq. 17). Drawn at code t / T it sat 1/T to the left (0.1 at
+    T = 10: a reader's pass of 2026-12-07); at (t + 1) / T every point but the clipped last one is on f/f(0)."""
+    def f(x, s=0.008):
+        return np.cos((x + s) / (1 + s) * np.pi / 2) ** 2
+    for T in (10, 20, 1000):
+        ax = plot_schedules({"cosine": NoiseSchedule.cosine(T=T)})[1]
+        x, y = ax.lines[0].get_xdata()[:-1], ax.lines[0].get_ydata()[:-1]
+        assert np.allclose(y, f(x) / f(0), atol=1e-6), T
+        plt.close(ax.figure)
 
 
 def test_plot_points_draws_x_against_y_in_a_square_box():

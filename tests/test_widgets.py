@@ -81,7 +81,7 @@ def test_schedule_explorer_redraws_on_T_with_the_same_noise_and_last_step(shown)
     assert np.array_equal(first, second)                                 # same seed: same noise
     widget.children[0].children[1].value = 20
     assert len(shown) == 3 and "T = 20" in shown[-1].axes[0].get_title()
-    assert shown[-1].axes[-1].get_title().endswith(", 0.95")             # t = 19 of T = 20
+    assert shown[-1].axes[-1].get_title().endswith(", 1.00")             # code t = 19 of T = 20: the paper's 20
 
 
 def test_noising_explorer_redraws_at_the_slider_t_with_the_given_seed(shown):

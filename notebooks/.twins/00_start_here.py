@@ -11,7 +11,7 @@
 # `course_utils` package. The next two cells check that: run them (this page is stored without their output,
 # which names the folders of the machine that runs it). The lessons' sliders appear when you run their cell;
 # stored, before you run it, a slider shows as a line of text such as `VBox(children=(IntSlider(...` or
-# `interactive(...)`.
+# `interactive(...)`, or as a frozen copy of its first view that does not respond until you run the cell.
 
 # %%
 # Course set-up (the same cell opens every notebook; written by `make generated`).

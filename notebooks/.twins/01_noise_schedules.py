@@ -185,7 +185,7 @@ print("max |signal^2 + noise^2 - 1| =", f"{(signal_rates**2 + noise_rates**2 - 1
 
 # %%
 quarter = torch.linspace(0, math.pi / 2, 200)
-frac = torch.arange(T) / T                                            # code index t -> t/T
+frac = (torch.arange(T) + 1) / T                                      # code index t is the paper's step t + 1
 marks = [0.0, 0.25, 0.5, 0.75, 1.0]
 curves = {
     "linear (Ho et al.)": (frac, linear.sqrt_alpha_bar, linear.sqrt_one_minus_alpha_bar),
@@ -196,11 +196,11 @@ curves = {
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.5))
 ax0.plot(torch.cos(quarter), torch.sin(quarter), color="lightgray", lw=6, label="unit circle")
 for (label, (times, signal, noise)), marker, z in zip(curves.items(), ["o", "s", "^"], [4, 3, 2]):
-    idx = [min(int(m * (len(times) - 1) + 0.5), len(times) - 1) for m in marks]
+    idx = [int((times - m).abs().argmin()) for m in marks]            # the point nearest each t/T
     ax0.plot(signal[idx], noise[idx], marker, ms=8, label=label, zorder=z)       # the linear schedule's on top
     ax1.plot(times, torch.arccos(signal.clamp(max=1)), label=label)
-for m, (x, y) in zip(marks, zip(cosine.sqrt_alpha_bar[[0, 250, 500, 750, 999]],
-                                cosine.sqrt_one_minus_alpha_bar[[0, 250, 500, 750, 999]])):
+for m, (x, y) in zip(marks, zip(cosine.sqrt_alpha_bar[[0, 249, 499, 749, 999]],      # the paper's steps 1, 250, ...
+                                cosine.sqrt_one_minus_alpha_bar[[0, 249, 499, 749, 999]])):
     ax0.annotate(f"cosine t/T={m}", (x, y), textcoords="offset points", xytext=(14, -34) if m == 1 else (8, 2),
                  fontsize=8, arrowprops=dict(arrowstyle="-", lw=0.6, color="tab:orange") if m == 1 else None)
 ax0.set_xlabel(r"signal rate $\sqrt{\bar\alpha_t}$"), ax0.set_ylabel(r"noise rate $\sqrt{1-\bar\alpha_t}$")
@@ -214,10 +214,12 @@ plt.show()
 
 # %% [markdown]
 # **What to notice.**
-# - Both cosine schedules move the angle at an almost **constant speed**: Nichol and Dhariwal's $\bar\alpha_t$
-#   is $\cos^2$ of an angle linear in $t$, up to the normalisation by $f(0)$. The two differ mainly at the
-#   ends: the lab starts at $\theta = \arccos 0.95 \approx 0.32$ (some noise even at $t = 0$) and stops at
-#   $\arccos 0.02$, just short of $\pi/2$.
+# - Both cosine schedules move the angle at an almost **constant speed**, but not the same one: Nichol and
+#   Dhariwal's $\bar\alpha_t$ is $\cos^2$ of an angle linear in $t$ (up to the normalisation by $f(0)$), about
+#   1.56 rad per unit of $t/T$, while the lab's starts at $\theta = \arccos 0.95 \approx 0.32$ (some noise even
+#   at $t = 0$) and runs 1.23 rad to $\arccos 0.02$, just short of $\pi/2$. So the lab's schedule is ahead by
+#   0.31 rad at the start, 0.14 half-way, and the two nearly meet at the end: it keeps less of the signal through
+#   most of the chain ($\bar\alpha$ 0.35 against 0.49 half-way, the table of section 6).
 # - The linear schedule races ahead: by $t/T = 0.5$ its angle is already 1.29 of the
 #   $\pi/2 \approx 1.57$ it ends at (on the circle,
 #   its markers for $t/T = 0.75$ and $1$ sit side by side at the top), and for the second half of the chain
@@ -259,14 +261,16 @@ plt.show()
 # - **$\bar\alpha_t$:** the linear curve is near 0 from $t/T \approx 0.6$ on; the cosine curves fall almost
 #   linearly through the middle. The lab's curve starts at $0.95^2 = 0.9025$, not at 1.
 # - **log-SNR:** the cosine schedules spend their steps evenly across noise levels (a nearly straight
-#   line in the middle); the linear schedule drops to a log-SNR of $-5$ (SNR below 1%) by about
+#   line in the middle; the cosine curve's plunge at the very end, to about $-20$, is its last $\beta$ clipped at
+#   0.999); the linear schedule drops to a log-SNR of $-5$ (SNR below 1%) by about
 #   $t/T = 0.7$ and then keeps going down, to about $-10$. Those last steps all look like pure noise.
 #
 # ## 6. Why the linear schedule destroys a small image too early
 #
 # Nichol and Dhariwal noticed that on low-resolution images (64x64 and 32x32 in their experiments) the end of the linear
-# schedule is wasted: $x_t$ is already indistinguishable from noise, so those steps teach the network
-# little, and leaving out the last 20% of them hardly changed the model's quality. Let us look at it with
+# schedule is wasted: $x_t$ is already indistinguishable from noise, so those steps do little, and skipping
+# the noisiest 20% of the reverse process when sampling (starting the sampler at $t = 0.8T$) hardly changed the
+# FID of a model trained with it (their Fig. 4). Let us look at it with
 # our own eyes. Here are $\bar\alpha_t$ at a few fractions of the chain:
 
 # %%
@@ -277,7 +281,7 @@ def lab_alpha_bar(frac):
 
 print(f"{'t/T':>5} {'linear':>9} {'cosine':>9} {'lab':>9}")
 for frac_t in [0.25, 0.5, 0.75]:
-    t = int(frac_t * T)
+    t = int(frac_t * T) - 1                                           # the paper's step t/T * T, code index - 1
     print(f"{frac_t:5.2f} {linear.alpha_bar[t].item():9.4f} {cosine.alpha_bar[t].item():9.4f} "
           f"{lab_alpha_bar(frac_t):9.4f}")
 
@@ -291,12 +295,13 @@ for frac_t in [0.25, 0.5, 0.75]:
 x_images, _, source = load_images_or_digits("mnist", split="test", limit=NUM_IMAGES)   # (N, 1, H, W) in [-1, 1]
 x0 = x_images[:1].to(device)                                          # one digit, (1, 1, H, W)
 fracs = torch.linspace(0, 1, 11)[:-1]                                 # t/T = 0, 0.1, ..., 0.9
-ts = (fracs * T).round().long()
+ts = (fracs * T).round().long() - 1                                   # the paper's step t/T * T; -1: x_0 itself
 eps = torch.randn((len(ts), *x0.shape[1:]), generator=torch.Generator().manual_seed(0)).to(device)
 
 fig, axes = plt.subplots(3, 1, figsize=(11, 4.6))
 for ax, (label, sched) in zip(axes[:2], [("linear", linear), ("cosine", cosine)]):
-    xt = q_sample(x0.expand_as(eps), ts.to(device), eps, sched.to(device))
+    xt = q_sample(x0.expand_as(eps), ts.clamp(min=0).to(device), eps, sched.to(device))
+    xt[ts < 0] = x0                                                   # t/T = 0: the clean digit, before any step
     show_images(xt, nrow=len(ts), ax=ax, title=label)
 noise_lab, signal_lab = diffusion_schedule(fracs.to(device))
 xt_lab = signal_lab[:, None, None, None] * x0 + noise_lab[:, None, None, None] * eps   # lab: continuous t = t/T
@@ -338,9 +343,9 @@ def correlation_with_x0(sched):
 plt.figure(figsize=(6, 3.8))
 for label, sched in [("linear", linear), ("cosine", cosine)]:
     corr = torch.tensor(correlation_with_x0(sched.to(device)))
-    plt.plot(t_grid / T, corr, label=label)
+    plt.plot((t_grid + 1) / T, corr, label=label)                    # code index t: the paper's step t + 1
     below = t_grid[corr < 0.1]
-    print(f"{label:>7}: correlation with x_0 falls below 0.1 at t/T = {below[0].item() / T:.2f}")
+    print(f"{label:>7}: correlation with x_0 falls below 0.1 at t/T = {(below[0].item() + 1) / T:.2f}")
 plt.axhline(0.1, color="gray", ls=":", label="correlation 0.1")
 plt.xlabel("t / T"), plt.ylabel(r"corr($x_t$, $x_0$) over pixels")
 plt.title(f"how much of the image is left ({len(x_many)} {source} test images)")
@@ -389,7 +394,7 @@ plt.show()
 #   $e^{-1}$: the chain **never reaches noise**, and sampling from $\mathcal N(0, I)$ would start from the
 #   wrong distribution. The linear schedule's betas must be rescaled with $T$.
 # - **cosine, any $T$**: $\bar\alpha$ is a function of $t/T$ only, so the $\bar\alpha_t$ and log-SNR curves
-#   do not move when $T$ changes. The $\beta_t$ panel does: each $\beta_t$ is the drop of $\bar\alpha$ over
+#   do not move when $T$ changes (all but their last point, the step whose $\beta$ is clipped at 0.999). The $\beta_t$ panel does: each $\beta_t$ is the drop of $\bar\alpha$ over
 #   one step of width $1/T$, so doubling $T$ roughly halves every $\beta_t$ (the curve slides down on its log
 #   axis) while the product of the $1 - \beta_t$ stays the same.
 # - **lab continuous cosine**: it has no $T$; the slider only changes how finely it is discretised

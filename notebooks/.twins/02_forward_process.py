@@ -45,7 +45,7 @@ NUM_COPIES = pick(4000, 800)     # copies of one digit pushed through the chain 
 NUM_POINTS = pick(2000, 1000)    # 2-D toy points
 NUM_FRAMES = pick(30, 15)        # frames of the animation
 T = 1000
-schedule = NoiseSchedule.linear(T).to(device)      # DDPM's schedule; everything below works for any
+schedule = NoiseSchedule.linear(T).to(device)      # DDPM's schedule; everything below works for any schedule
 print(f"device: {device}, quick mode: {quick_mode()}, copies: {NUM_COPIES}, points: {NUM_POINTS}")
 say_if_quick()
 
@@ -143,8 +143,10 @@ for name, x in [("chain", x_chain), ("closed form", x_closed)]:
 
 # %% [markdown]
 # With hundreds of pixels, the *largest* deviation of a correct sampler is typically 3-4 standard errors
-# (the maximum of ~800 standard normals); a wrong coefficient would be off by dozens. A pass/fail version,
-# with a threshold of 5.5 standard errors:
+# (the maximum of ~800 standard normals); a wrong formula is off by many more ($\bar\alpha_t$ for
+# $\sqrt{\bar\alpha_t}$ moves the mean of a white pixel by about 19 of them at $t = 300$). What it cannot see is an
+# index off by one: `alpha_bar[t-1]` for `alpha_bar[t]` moves that mean by a sixth of a standard error (the
+# worksheet's checks test the indices exactly). A pass/fail version, with a threshold of 5.5 standard errors:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -236,7 +238,8 @@ for t in [1, 10, 100, 500]:
     print(f"{'':4} {'q_posterior':>10} {slope:8.4f} {intercept:10.4f} {var[0].item():10.2e}")
 
 # %% [markdown]
-# The fitted numbers match the formulas to about three digits (the residual error is sampling noise).
+# The fitted numbers match the formulas to about three decimal places (two in quick mode, with five times
+# fewer pairs; the residual error is sampling noise).
 # Note the pattern: at small $t$ the mean leans on $x_0$ (intercept large, slope small), at large $t$ it
 # leans on $x_t$. In the code, `posterior_variance[0]` is exactly 0: at the first step $x_{t-1}$ *is* $x_0$.
 #

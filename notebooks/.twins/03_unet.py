@@ -13,7 +13,7 @@
 #
 # In this lesson: the sinusoidal time embedding; the ResBlock that injects it; self-attention; the UNet
 # with its skips, traced shape by shape; parameter counts; what is left of all this for 2-D points; and an
-# explorer of what a *trained* UNet predicts for one image as $t$ moves.
+# explorer of what a *trained* UNet predicts for eight test digits as $t$ moves.
 # All code is in `course_utils.nets`; here each part is written out once and compared with the package.
 
 # %%
@@ -51,7 +51,9 @@ print(f"device: {device}, quick mode: {quick_mode()}")
 # %% [markdown]
 # ## 1. The sinusoidal time embedding
 #
-# The Transformer's position encoding (Vaswani et al. 2017, Sec. 3.5), used for timesteps by DDPM: with
+# The Transformer's position encoding (Vaswani et al. 2017, Sec. 3.5), used for timesteps by DDPM (whose code
+# divides by $d/2 - 1$ where Vaswani et al. divide by $d/2$, a negligible difference; we follow Vaswani and Improved
+# DDPM): with
 # $d$ dimensions and $d/2$ frequencies $\omega_i = 10000^{-i/(d/2)}$, $i = 0..d/2-1$,
 # $$
 # \mathrm{emb}(t) = \big[\sin(\omega_0 t), \dots, \sin(\omega_{d/2-1} t),\ \cos(\omega_0 t), \dots, \cos(\omega_{d/2-1} t)\big].
@@ -100,7 +102,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **What to notice.** Left: the first columns oscillate fast (period of a few steps), the last ones barely
+# **What to notice.** Left: the first columns oscillate fast (periods of 6 to 15 steps, faster than 1000 rows
+# drawn in a few hundred pixels can show: there they make a moiré of bands), the last ones barely
 # change over 1000 steps, so each row (one $t$) is a distinct pattern. Right: the similarity of $\mathrm{emb}(t)$
 # with itself is 1, falls quickly over the first few dozen steps and then wanders between about 0 and 0.6 (the slow
 # dimensions are shared by all $t$). No two timesteps get the same code, and nearby timesteps get similar
@@ -130,7 +133,8 @@ print("t:", tuple(t.shape), "-> sinusoidal:", tuple(sinusoidal_embedding(t, 32).
 # (DDPM trains with dropout 0.1 on CIFAR10; the course's `ResBlock` takes it as `dropout=`, 0 by default, so
 # below it does nothing.) GN is GroupNorm (BatchNorm would mix examples at different $t$). The term $W\,\mathrm{SiLU}(e)$ is one
 # number per channel, added at every pixel: the timestep **shifts each channel's activation**, which the
-# following nonlinearity turns into "use this feature at this noise level". The skip is a 1x1 convolution
+# layers that follow (the next GroupNorm removes the part of the shift that a group of channels shares, then the
+# SiLU) turn into "use this feature at this noise level". The skip is a 1x1 convolution
 # when the channel count changes, else the identity. Written out with the block's own layers:
 
 # %%

@@ -17,7 +17,7 @@
 # minutes of it in float32, about 4 to 7 where the processor computes bfloat16 natively; measured times are in the
 # start page's table), much less on a GPU; some recent CPUs train
 # about twice as fast (`docs/performance.md` says which and why). With `COURSE_QUICK=1` every training run is
-# shortened so that the notebook runs in about a minute; the samples then stay blurry, which is expected.
+# shortened so that the notebook runs in about a minute; the image model's samples are then still noise and the toy model's still clouds, which is expected.
 
 # %%
 # Course set-up (the same cell opens every notebook; written by `make generated`).
@@ -326,7 +326,7 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# How exact is "as if nothing had happened"? On a small 2-D model it is cheap to check: train 100 steps in
+# No jump at the red line: the resumed run continues the same curve. How exact is "as if nothing had happened"? On a small 2-D model it is cheap to check: train 100 steps in
 # one go, and 50 + 50 steps with a checkpoint in between. The weights agree bit for bit, because the
 # resumed run draws the same batches, timesteps and noise.
 

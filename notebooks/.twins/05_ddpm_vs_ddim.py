@@ -155,8 +155,10 @@ for variance, x in points.items():
 
 # %% [markdown]
 # With the exact $\epsilon$ both choices reproduce the mixture: eight blobs at the right distance from the
-# centre. The printed spreads say which variance fits better here: with $\sigma_t^2 = \beta_t$ the blobs
-# are as wide as the data's (0.080 and 0.080), with the smaller $\tilde\beta_t$ they come out about 5%
+# centre. The printed spreads (the mean distance from the ring of radius 1.5, so the blobs' radial width only: a
+# blob of std 0.1 gives $0.1\sqrt{2/\pi} \approx 0.080$, where lesson 6's distance to the blob's centre gives 0.12)
+# say which variance fits better here: with $\sigma_t^2 = \beta_t$ the blobs are as wide as the data's (0.080
+# and 0.080), with the smaller $\tilde\beta_t$ they come out about 5%
 # too narrow (0.076). $\tilde\beta_t$ is the right variance when $x_0$ is known exactly; here each blob has a
 # width of its own (std 0.1), which the larger $\beta_t$ happens to account for. The difference is small,
 # too small to see in the scatter plots, as Ho et al. found for images.
@@ -698,11 +700,13 @@ print(wrapped(f"model's samples: x_T std {x_T_own.std():.2f}, their inverted lat
 # %% [markdown]
 # **What to notice.** The histograms of both sets of latents are far narrower than $\mathcal N(0, 1)$, and
 # even the model's own samples do not invert back to the noise they came from: they land on different,
-# smaller latents that decode to the same digits. So the test images are not to blame. DDIM sampling maps
-# whole regions of noise space onto one digit (many latents, one image), and inversion, which runs the
-# update backwards with $\epsilon_\theta(x_{t'}, t)$ in place of the unknown $\epsilon_\theta(x_t, t)$, finds one
-# latent in that region, near the digit's own shape, not a typical noise vector. DDIM inversion is exact
-# only in the limit of an exact model and infinitely small steps. Here more steps make the *round trip*
+# smaller latents that decode to the same digits. So the test images are not to blame. The learned sampler
+# contracts whole regions of noise space onto images that look the same (in exact arithmetic its ODE is still one
+# to one, but the differences shrink far below a pixel's level), and inversion, which runs the update backwards
+# with $\epsilon_\theta(x_{t'}, t)$ in place of the unknown $\epsilon_\theta(x_t, t)$, cannot tell those latents
+# apart: it finds one near the digit's own shape, not a typical noise vector. Smaller steps make the round trip
+# exact, not the latents typical: only a model closer to the exact one, whose flow carries the data onto
+# $\mathcal N(0, I)$, gives latents of typical size. Here more steps make the *round trip*
 # closer without changing the latents' size: with `INVERT_STEPS` = 10, 50 and 200, measured on the same 8
 # test images while writing this lesson, the round-trip error was 0.038, 0.010 and 0.004 and the latent
 # std 0.39, 0.34 and 0.36. A better model brings the learned map closer to the exact one, where the data
@@ -761,7 +765,7 @@ plt.show()
 # size to *some* digit. The change is not gradual, though: the digit jumps from one class to the next within a frame or
 # two (pair 1: 9s, then only 1s, with one 4 between them on the slerp row; pair 3: 4, then 7s, with two blotchy 4-7 hybrids between them on the slerp row), and a path can pass through a
 # third digit or go back and forth (pair 2's straight line goes 3, 5, 9, 5; its slerp 3, 5, back to 3, then 5).
-# These are the regions of section 4's map $x_T \mapsto x_0$: one digit each, with sharp borders between them.
+# These are the regions of section 6's map $x_T \mapsto x_0$: one digit each, with sharp borders between them.
 # What slerp buys is in the printed numbers: its latents keep a norm of 26-29 all the way, while the straight
 # line's dip to 19-22 in the middle, and the images decoded there carry less ink (middle frames: 6-9% of the
 # pixels lit for lerp, 8-13% for slerp): fainter, thinner strokes, not the grey blur a much shorter latent
