@@ -896,11 +896,11 @@ def _read_result(path: Path) -> dict | None:
 
 def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Options) -> str | None:
     """None when the earlier result ``old`` (``_read_result``) still holds: the same submission (its
-    fingerprint), graded by the same SOURCE and the same ``course_utils`` (``grader_sha256``), not a grader error,
-    and under the same limits, or more generous ones for a result that lost nothing to an error, a timeout or a
-    crash (more time or memory cannot change a pass or a wrong value). Else why it is graded again: "new",
-    "submission", "source", "grader_error", "grader" or "limits"; or "alone" for a result still
-    ``waiting_alone`` (an earlier run stopped before grading it alone)."""
+    fingerprint), graded by the same SOURCE and the same ``course_utils``, Python and libraries (``grader_sha256``),
+    not a grader error, and under the same limits, or more generous ones for a result that lost nothing to an
+    error, a timeout or a crash (more time or memory cannot change a pass or a wrong value). Else why it is
+    graded again: "new", "submission", "source", "grader_error", "grader" or "limits"; or "alone" for a result
+    still ``waiting_alone`` (an earlier run stopped before grading it alone)."""
     if old is None:
         return "new"
     if old.get("status") == "grader_error":     # (such a result may have no fingerprint: not a resubmission)
@@ -963,7 +963,8 @@ def _points(result: dict | None) -> float | None:
 
 def _graded_otherwise(results_dir: Path, students: set[str]) -> list[str]:
     """The students of the results in ``results_dir`` outside ``students`` (not given to this run) that another
-    ``course_utils`` graded: grades.csv mixes their verdicts with this run's."""
+    ``course_utils`` (or Python, or library: ``grader_sha256``) graded: grades.csv mixes their verdicts with this
+    run's."""
     others = []
     for path in sorted(results_dir.glob("*.json")):
         old = _read_result(path)
@@ -1237,15 +1238,19 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     others = _graded_otherwise(results_dir, {s.student for s in subs})
     if others:
         print(f"course-grade: {len(others)} result(s) in {results_dir} not part of this run were graded by another "
-              f"version of course_utils ({', '.join(plain(o)[:40] for o in others[:5])}"
+              f"version of course_utils or of Python or a library it grades with "
+              f"({', '.join(plain(o)[:40] for o in others[:5])}"
               f"{' ...' if len(others) > 5 else ''}): grades.csv shows them as graded then; give their notebooks to "
               "grade them again", file=sys.stderr)
     stats["results"], stats["students"] = write_reports(out)
+    stats["verdicts"] = sum(r is not None and r.get("status") != "grader_error"       # (DIR's results, not the run's)
+                            for r in map(_read_result, sorted(results_dir.glob("*.json"))))
     if stats.get("interrupted"):
         raise Interrupted(stats)
     return stats
 
 
+EXIT_NO_VERDICT = 3     # course-grade's exit status when no result in --out has a verdict, only grader errors
 SLOW_AFTER_S = 30       # a submission graded for longer is named on the progress bar, with its seconds
 SLOW_POLL_S = 2
 
@@ -1366,12 +1371,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"course-grade: {stats['graded']} graded{unread}, {again}; "
           f"{args.out}/grades.csv, {args.out}/feedback/, {args.out}/report.html")
     errors = stats.get("grader_errors", [])
-    if errors and len(errors) == stats["graded"]:   # the grader's fault, not the class's: a script must not go on
-        print(f"course-grade: error: every submission graded in this run ({len(errors)}) ended in a grader error, "
-              f"not a verdict (the first: {errors[0][:300]}): the grader or this machine is at fault, not the "
-              "students' work; mend it (docs/grading.md, 'Limits'), then run the same command again, which grades "
-              "them again", file=sys.stderr)
-        return 3
+    if errors and not stats.get("verdicts"):     # the grader's fault, not the class's: a script must not go on
+        print(f"course-grade: error: no submission in {args.out} has a verdict: each one graded so far ended in a "
+              f"grader error ({len(errors)} in this run; the first: {errors[0][:300]}): the grader or this machine "
+              "is at fault, not the students' work (free memory, fs.file-max, ulimit -n, a container's Landlock or "
+              "seccomp policy: docs/grading.md, grader_error); mend it, then run the same command again, which "
+              "grades them again", file=sys.stderr)
+        return EXIT_NO_VERDICT
     return 0
 
 

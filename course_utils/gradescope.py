@@ -295,7 +295,9 @@ def _grade(root: Path, config: dict, start: float) -> dict:
                          if str(out) not in line)
         print(log)
         found = sorted((out / "results").glob("*/*.json"))
-        if proc.returncode != 0 or len(found) != 1:
+        from . import grade
+        # (EXIT_NO_VERDICT: the one result is a grader error, which the student reads below)
+        if proc.returncode not in (0, grade.EXIT_NO_VERDICT) or len(found) != 1:
             return _no_grade(config, f"The autograder could not grade this submission (course-grade exit status "
                              f"{proc.returncode}): an error of the grader, not a verdict on your work; ask your "
                              "instructor to rerun it.", time.monotonic() - start)
@@ -305,7 +307,6 @@ def _grade(root: Path, config: dict, start: float) -> dict:
     if result.get("status") == "grader_error":     # "retried on the next run" does not happen here: no verdict
         return _no_grade(config, "The autograder could not grade this submission (an error of the grader, not a "
                          "verdict on your work); ask your instructor to rerun it.", time.monotonic() - start)
-    from . import grade
     source = grade.load_source(source_path)
     names = {g.grade_id: f"{g.grade_id}: {g.target}" if g.target else g.grade_id for g in source.graded}
     for key, value in (result.get("protections") or {}).items():

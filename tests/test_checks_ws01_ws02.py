@@ -337,7 +337,6 @@ def test_chains_without_x0_or_unstacked_get_their_hints():
     assert not as_list.passed and "return the states stacked in one tensor" in as_list.message, as_list.message
 
 
-
 def test_q_sample_and_predict_x0_with_a_view_for_images_are_told_which_reshape():
     """alpha_bar[t].view(-1, 1, 1, 1) on points (B, 2) gives (B, 1, B, 2): the message said "wrong shape" alone (a
     wrong-answer pass of 2026-12-07); it now names the reshape for any number of dimensions."""

@@ -481,6 +481,22 @@ def test_cfg_combine_visible_cases_catch_what_only_the_hidden_ones_caught(scale)
         assert not result.passed and said in result.message and "…" not in result.message, result.message
 
 
+def test_guided_sampler_that_truncates_a_scale_above_one_fails_a_visible_case():
+    """int(w) taken only above 1 passed the visible scales 3, 0 and 0.5 and failed the hidden 1.5 with the hint for
+    an ignored scale (a review of 2026-12-07): a visible case has w = 1.5 now, named as a truncation."""
+    def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
+        w = int(guidance_scale) if guidance_scale > 1 else guidance_scale
+        grid, x = samplers.ddim_timesteps(schedule.T, num_steps).tolist(), x_T
+        for k, t in enumerate(grid):
+            tt = torch.full((len(x),), t, dtype=torch.long)
+            eps = cfg_combine(model(x, tt, torch.full_like(y, -1)), model(x, tt, y), w)
+            alpha_bar_prev = schedule.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0)
+            x, _ = samplers.ddim_step(x, eps, schedule.alpha_bar[t], alpha_bar_prev)
+        return x
+    result = run_check("guided_ddim_sample", guided_ddim_sample)
+    assert not result.passed and "truncated to an integer" in result.message, result.message
+
+
 def test_guided_sampler_that_guides_only_above_one_is_not_told_it_swapped():
     """diffusers' `do_classifier_free_guidance = guidance_scale > 1`: the conditional samples at w = 0, which are
     also what swapped predictions give there; the hint said "swapped" (a wrong-answer pass of 2026-12-07)."""

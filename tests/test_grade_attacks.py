@@ -849,8 +849,10 @@ def test_a_sandbox_that_was_not_set_up_is_a_grader_error_not_a_verdict(tmp_path,
 def test_a_run_whose_every_submission_is_a_grader_error_says_so_and_fails(tmp_path, monkeypatch, capsys, failing):
     """A grader that cannot work on this machine (no sandbox, a bug) wrote a grader error for each student, each
     named on stderr, and exited 0 as after a class graded: a script going on to publish grades.csv published a
-    class of ungraded rows. Now such a run ends with one line for the class and exit code 3; a run with a verdict
-    for someone still exits 0."""
+    class of ungraded rows. Now such a run ends with one line for the class and exit code 3 (EXIT_NO_VERDICT); a
+    run with a verdict for someone in --out still exits 0, and so does its rerun, which grades only the
+    submission that keeps failing (a review of 2026-12-07: exit 3 then stopped a script from publishing the
+    class's 99 verdicts)."""
     def grade_submission(source, sub, opts):
         if sub.student in failing:
             raise RuntimeError("the machine is out of luck")
@@ -867,14 +869,18 @@ def test_a_run_whose_every_submission_is_a_grader_error_says_so_and_fails(tmp_pa
     (tmp_path / "subs").mkdir()
     for student in ("ann", "bob"):
         shutil.copy(solution, tmp_path / "subs" / f"{student}.ipynb")
-    code = grade.main([str(solution), str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-pool", "--quiet",
-                       "--allow-root", "--workers", "1"])
-    err = capsys.readouterr().err
-    said = "every submission graded in this run (2) ended in a grader error"
-    if failing == {"ann", "bob"}:
-        assert code == 3 and said in err and "RuntimeError: the machine is out of luck" in err, err
-    else:
-        assert code == 0 and said not in err and "bob: internal grader error" in err, err
+    def run():
+        code = grade.main([str(solution), str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-pool",
+                           "--quiet", "--allow-root", "--workers", "1"])
+        return code, capsys.readouterr().err
+    said = f"no submission in {tmp_path / 'out'} has a verdict"
+    for _ in range(2):                      # the run, then the same command again
+        code, err = run()
+        if failing == {"ann", "bob"}:       # (both graded again by the rerun: a grader error is no verdict)
+            assert code == grade.EXIT_NO_VERDICT == 3 and said in err and "2 in this run" in err, err
+            assert "RuntimeError: the machine is out of luck" in err, err
+        else:
+            assert code == 0 and said not in err and "bob: internal grader error" in err, err
 
 
 def test_the_process_limit_is_said_as_it_holds():

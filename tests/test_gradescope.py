@@ -331,12 +331,14 @@ def test_a_failed_course_grade_scores_nothing_even_with_a_result(bundle, tmp_pat
 
 def test_a_grader_error_is_no_verdict_on_gradescope(bundle, tmp_path, monkeypatch):
     """course-grade's grader error (a bug, or a sandbox it could not set up) says "it will be graded again on the
-    next run", which never comes on Gradescope: the student gets the message to ask for a rerun, no test rows."""
+    next run", which never comes on Gradescope: the student gets the message to ask for a rerun, no test rows.
+    course-grade exits EXIT_NO_VERDICT then (its one submission has no verdict): that status alone read as "could
+    not grade (exit status 3)" until a review of 2026-12-07."""
     from course_utils import grade
     rows = [{"grade_id": "test_x", "points": 0, "max_points": 2, "status": "grader_error",
              "message": grade.NOT_SET_UP}]
-    results, _, _ = _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, returncode=0, rows=rows,
-                                                   status="grader_error")
+    results, _, _ = _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, returncode=grade.EXIT_NO_VERDICT,
+                                                   rows=rows, status="grader_error")
     assert results["score"] == 0 and results["tests"] == []
     assert results["output"] == ("The autograder could not grade this submission (an error of the grader, not a "
                                  "verdict on your work); ask your instructor to rerun it."), results["output"]

@@ -163,8 +163,22 @@ class _CachedByShape:
         return a.sqrt() * x0 + (1 - a).sqrt() * eps
 
 
+def _view_for_images(x0, t, eps, schedule):
+    """q_sample with alpha_bar[t].view(-1, 1, 1, 1): right for images, (B, 1, B, 2) for points (B, 2)."""
+    a = schedule.alpha_bar[t].view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
+def _predict_x0_view_for_images(xt, t, eps, schedule):
+    a = schedule.alpha_bar[t].view(-1, 1, 1, 1)
+    return (xt - (1 - a).sqrt() * eps) / a.sqrt()
+
+
 MISTAKES["q_sample"] = [
     ("alpha_bar kept by x0's shape", _CachedByShape(), "keep nothing between calls"),
+    ("a view for images, on points", _view_for_images, "one 1 for each dimension of x0"),
+    ("(x_t, eps) returned", lambda x0, t, eps, schedule: (_view_for_images(x0, t, eps, schedule), eps),
+     "got 2 values (a tuple or a list)"),
     ("no sqrt", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.alpha_bar, 1 - schedule.alpha_bar),
      "square root"),
     ("swapped", lambda x0, t, eps, schedule: _mix(x0, t, eps, schedule, schedule.sqrt_one_minus_alpha_bar,
@@ -468,6 +482,7 @@ register(Check("predict_x0", "predict_x0", _predict_x0_cases, lambda f, c: f(c["
 check_predict_x0 = visible("predict_x0")
 MISTAKES["predict_x0"] = [
     ("wrong sign", _predict_x0_variant(sign=1.0), "wrong sign"),
+    ("a view for images, on points", _predict_x0_view_for_images, "one 1 for each dimension of xt"),
     ("multiplies", _predict_x0_variant(divide=False), "divide"),
     ("alpha for alpha_bar", lambda xt, t, eps, schedule: ref_predict_x0(
         xt, t, eps, schedule, alpha_bar=1 - schedule.betas.double()).float(), "cumulative product alpha_bar_t"),

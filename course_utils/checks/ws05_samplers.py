@@ -186,8 +186,15 @@ def _ddpm_posterior_float64(xt, t, eps_pred, schedule, noise):
     return ddpm_variant(sigma="posterior")(xt.double(), t, eps_pred.double(), schedule, noise.double()).double()
 
 
+def _ddpm_clamped_last(xt, t, eps_pred, schedule, noise):
+    """The right step, its x_0 clamped to [-1, 1] at the last step (t = 0) only: "the final image"."""
+    out = ddpm_variant(sigma="posterior")(xt, t, eps_pred, schedule, noise)
+    return out.clamp(-1, 1) if bool((torch.as_tensor(t) == 0).all()) else out
+
+
 MISTAKES["ddpm_step"] = [
     ("noise at the last step", ddpm_variant(last_noise=True), "noise added at the last step"),
+    ("x_0 clamped at the last step", _ddpm_clamped_last, "Algorithm 2 returns the last step's x_0"),
     ("the posterior variance in float64", _ddpm_posterior_float64, "the values are right, but the x_{t-1} is float64"),
     ("x0_pred clamped, then the posterior mean", ddpm_variant(mean_form="clipped_x0"),
      "clamped to [-1, 1] before the posterior mean"),

@@ -496,10 +496,11 @@ def _sampler_cases(hidden: bool) -> list:
     g = generator(13)
     # the third: a fractional scale (int(w) is right at 3 and 0) on a schedule of its own, T = 500 (a sampler on a
     # global schedule or on T = 1000 is right on the first two); small, so that the visible check stays quick
+    # 1.5: a fractional scale above 1 (int(w) taken only above 1, as for cfg_combine, passed 3, 0 and 0.5)
     specs = [(NoiseSchedule.linear(T=1000), 20, 3.0, 64), (NoiseSchedule.linear(T=1000), 20, 0.0, 32),
-             (NoiseSchedule.cosine(T=500), 10, 0.5, 32)]
+             (NoiseSchedule.cosine(T=500), 10, 0.5, 32), (NoiseSchedule.cosine(T=200), 10, 1.5, 16)]
     if hidden:
-        specs += [(NoiseSchedule.cosine(T=200), 10, 1.5, 48)]
+        specs += [(NoiseSchedule.cosine(T=200), 10, 2.5, 48)]
     return [dict(schedule=schedule, num_steps=num_steps, guidance_scale=w, x_T=torch.randn(n, 2, generator=g),
                  y=torch.randint(0, 8, (n,), generator=g)) for schedule, num_steps, w, n in specs]
 
@@ -603,6 +604,9 @@ def _sampler_diagnose(record, c) -> str | None:
         ("eps_cond and eps_uncond are swapped: the conditional prediction uses y, the unconditional one y = -1",
          dict(swap=True)),
         ("the unconditional prediction uses the null class -1 (torch.full_like(y, -1)), not class 0", dict(null=0)),
+        # (before "ignored": int(w) taken above 1 only gives, at w = 1.5, the conditional samples of w = 1)
+        ("guidance_scale is truncated to an integer (int(w)): a fractional scale (w = 1/2, 3/2) is valid, pass it to "
+         "cfg_combine as it is", dict(scale="int") if w != int(w) else None),
         # two conditional predictions combine to the conditional one whatever w is: the same samples as w ignored
         ("guidance_scale is ignored (the samples are the plain conditional ones, w = 1): combine the two "
          "predictions with cfg_combine(eps_uncond, eps_cond, w), and make eps_uncond unconditional, the model "
@@ -611,8 +615,6 @@ def _sampler_diagnose(record, c) -> str | None:
          dict(last="python_last")),
         ("the last step must go to alpha_bar_prev = 1 (clean data): stopping at t = 0, or stepping to alpha_bar[0], "
          "leaves its noise in the samples", dict(last="first")),
-        ("guidance_scale is truncated to an integer (int(w)): a scale such as 0.5 is valid, pass it to cfg_combine "
-         "as it is", dict(scale="int") if w != int(w) else None),
         ("cfg_combine(eps_uncond, eps_cond, 1 + w): guidance_scale is already the course's w (w = 1 the plain "
          "conditional model), pass it as it is", dict(scale="plus_one")),
         (OWN_SCHEDULE, dict(global_alpha_bar=True) if c["schedule"].T < 1000 else None),
