@@ -203,6 +203,11 @@ for m, (x, y) in zip(marks, zip(cosine.sqrt_alpha_bar[[0, 249, 499, 749, 999]], 
                                 cosine.sqrt_one_minus_alpha_bar[[0, 249, 499, 749, 999]])):
     ax0.annotate(f"cosine t/T={m}", (x, y), textcoords="offset points", xytext=(14, -34) if m == 1 else (8, 2),
                  fontsize=8, arrowprops=dict(arrowstyle="-", lw=0.6, color="tab:orange") if m == 1 else None)
+for m, offset in ((0.25, (-78, -4)), (0.5, (4, -36))):                # the linear schedule's markers
+    t = int((frac - m).abs().argmin())
+    ax0.annotate(f"linear t/T={m}", (linear.sqrt_alpha_bar[t], linear.sqrt_one_minus_alpha_bar[t]), fontsize=8,
+                 color="tab:blue", textcoords="offset points", xytext=offset,
+                 arrowprops=dict(arrowstyle="-", lw=0.6, color="tab:blue"))
 ax0.set_xlabel(r"signal rate $\sqrt{\bar\alpha_t}$"), ax0.set_ylabel(r"noise rate $\sqrt{1-\bar\alpha_t}$")
 ax0.set_aspect("equal"), ax0.legend(fontsize=8, loc="lower left")
 ax0.set_title("where each schedule is at t/T = 0, 0.25, 0.5, 0.75, 1")
@@ -218,7 +223,7 @@ plt.show()
 #   Dhariwal's $\bar\alpha_t$ is $\cos^2$ of an angle linear in $t$ (up to the normalisation by $f(0)$), about
 #   1.56 rad per unit of $t/T$, while the lab's starts at $\theta = \arccos 0.95 \approx 0.32$ (some noise even
 #   at $t = 0$) and runs 1.23 rad to $\arccos 0.02$, just short of $\pi/2$. So the lab's schedule is ahead by
-#   0.31 rad at the start, 0.14 half-way, and the two nearly meet at the end: it keeps less of the signal through
+#   0.32 rad at the start, 0.14 half-way, and the two nearly meet at the end: it keeps less of the signal through
 #   most of the chain ($\bar\alpha$ 0.35 against 0.49 half-way, the table of section 6).
 # - The linear schedule races ahead: by $t/T = 0.5$ its angle is already 1.29 of the
 #   $\pi/2 \approx 1.57$ it ends at (on the circle,

@@ -144,7 +144,8 @@ for name, x in [("chain", x_chain), ("closed form", x_closed)]:
 # %% [markdown]
 # With hundreds of pixels, the *largest* deviation of a correct sampler is typically 3-4 standard errors
 # (the maximum of ~800 standard normals); a wrong formula is off by many more ($\bar\alpha_t$ for
-# $\sqrt{\bar\alpha_t}$ moves the mean of a white pixel by about 19 of them at $t = 300$). What it cannot see is an
+# $\sqrt{\bar\alpha_t}$ moves the mean of a white pixel by about 19 of them at $t = 300$, 8.5 in quick mode's
+# fewer copies). What it cannot see is an
 # index off by one: `alpha_bar[t-1]` for `alpha_bar[t]` moves that mean by a sixth of a standard error (the
 # worksheet's checks test the indices exactly). A pass/fail version, with a threshold of 5.5 standard errors:
 
@@ -251,7 +252,7 @@ for t in [1, 10, 100, 500]:
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 for label, sched in [("linear", NoiseSchedule.linear(T)), ("cosine", NoiseSchedule.cosine(T))]:
-    frac = torch.arange(T) / T
+    frac = (torch.arange(T) + 1) / T                 # code index t is the paper's step t + 1
     line, = axes[0].plot(frac, sched.betas, label=rf"$\beta_t$ ({label})")
     axes[0].plot(frac[1:], sched.posterior_variance[1:], "--", color=line.get_color(),
                  label=rf"$\tilde\beta_t$ ({label})")
@@ -270,7 +271,7 @@ plt.show()
 # %% [markdown]
 # **What to notice.** $\tilde\beta_t \le \beta_t$ always (the ratio $(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$
 # is below 1), and the two are practically equal after the first few percent of the chain (the dashed
-# curves hide behind the solid ones there). They differ only at the very start: the ratio is 0.86 at 1% of the chain,
+# curves hide behind the solid ones there). They differ only at the very start: the ratio is 0.85 at 1% of the chain,
 # and $\tilde\beta_t = 0$ at the very first step (not on the log axis): knowing $x_0$ pins $x_{t-1}$ down almost exactly.
 # These are the two extremes for the reverse noise: $\beta_t$ is right when $x_0$ is pure noise,
 # $\tilde\beta_t$ when $x_0$ is a single known point (Ho et al., Sec. 3.2).

@@ -148,7 +148,7 @@ plt.show()
 for variance, x in points.items():
     radius = x.norm(dim=1)
     print(wrapped(f"{variance:>9}: mean distance from the centre {radius.mean():.3f} "
-                  f"(data: {x_data.norm(dim=1).mean():.3f}), spread around the blob centres "
+                  f"(data: {x_data.norm(dim=1).mean():.3f}), mean distance from the ring r = 1.5 "
                   f"{(radius - 1.5).abs().mean():.3f} (data: {(x_data.norm(dim=1) - 1.5).abs().mean():.3f})",
                   indent=" " * 11))
 
@@ -285,7 +285,9 @@ print("S = 1000: the full grid", ddim_timesteps(1000, 1000)[:3].tolist(), "...",
 # $\tau_k = \mathrm{round}(T - kT/S) - 1$: 999 and 499 for 2 steps, so the first step starts where $x_T$
 # really is noise. The lab's continuous-time sampler is trailing too: its diffusion time $t \in [0, 1]$
 # starts at $t = 1$, where the signal rate is at its minimum (0.02, almost pure noise), and goes down by
-# $1/S$ per step. `ddim_sample(..., timesteps=...)` takes any descending grid, so you can try both.
+# $1/S$ per step. `ddim_sample(..., timesteps=...)` takes any descending grid, so you can try both. In the left panel below,
+# each row's dots are its grid, and the hollow ring at the far left is where every grid's last step goes: clean data,
+# $\bar\alpha = 1$ (from $t = 499$ in one step for trailing $S = 2$).
 
 # %%
 def trailing_timesteps(T, num_steps):
@@ -303,8 +305,11 @@ for S in (2, 10):
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw=dict(width_ratios=[1.4, 1]))
 for row, (label, taus) in enumerate(grids.items()):
     ax0.plot(taus, [row] * len(taus), "o", color=f"C{row % 3}")
+    ax0.plot(-40, row, "o", mfc="none", color=f"C{row % 3}")          # every grid's last step goes to clean data
     ax0.annotate("start", (taus[0], row), textcoords="offset points", xytext=(6, 3), fontsize=8)
-ax0.set(yticks=range(len(grids)), yticklabels=list(grids), xlim=(-30, T + 80), xlabel="timestep t (0 = clean, T = pure noise)",
+ax0.axvline(-20, color="0.8", lw=0.8)
+ax0.set(yticks=range(len(grids)), yticklabels=list(grids), xlim=(-60, T + 80),
+        xlabel="code timestep t (0 almost clean, 999 noisiest; the lab: time x 1000); left of the line: clean data",
         title="where each grid's steps fall (sampling goes right to left)")
 ax0.invert_yaxis()
 ax1.plot(torch.arange(T), cpu_schedule.alpha_bar, color="gray")
@@ -584,8 +589,8 @@ plt.show()
 
 # %% [markdown]
 # **What to notice.** Time is proportional to the number of network calls: in the stored run DDIM with 50
-# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 7.5 s
-# against 162 s (22 times), and the DDIM rows of the right panel roughly double
+# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 7.6 s
+# against 165 s (22 times), and the DDIM rows of the right panel roughly double
 # with the steps. On quality, the stored 300-sample run separates what 48
 # samples cannot, through the confident share: DDIM with 10 steps is clearly behind (80% confident, against
 # 87% for 50 or 100 steps; about two and a half standard errors apart), 50 and 100 steps are
@@ -705,8 +710,7 @@ print(wrapped(f"model's samples: x_T std {x_T_own.std():.2f}, their inverted lat
 # to one, but the differences shrink far below a pixel's level), and inversion, which runs the update backwards
 # with $\epsilon_\theta(x_{t'}, t)$ in place of the unknown $\epsilon_\theta(x_t, t)$, cannot tell those latents
 # apart: it finds one near the digit's own shape, not a typical noise vector. Smaller steps make the round trip
-# exact, not the latents typical: only a model closer to the exact one, whose flow carries the data onto
-# $\mathcal N(0, I)$, gives latents of typical size. Here more steps make the *round trip*
+# exact, not the latents typical. Here more steps make the *round trip*
 # closer without changing the latents' size: with `INVERT_STEPS` = 10, 50 and 200, measured on the same 8
 # test images while writing this lesson, the round-trip error was 0.038, 0.010 and 0.004 and the latent
 # std 0.39, 0.34 and 0.36. A better model brings the learned map closer to the exact one, where the data

@@ -147,7 +147,7 @@ for scale in classifier_scales:
 fig, axes = plt.subplots(1, len(classifier_scales), figsize=(2.2 * len(classifier_scales), 8))
 for ax, (scale, x) in zip(axes, guided.items()):
     acc = metrics.class_accuracy(x, y_cg.cpu(), clean_classifier)
-    show_images(x, nrow=1, ax=ax, title=f"s = {scale:g}\naccuracy {acc:.0%}")
+    show_images(x, nrow=1, ax=ax, title=f"s = {scale:g}\n{round(acc * len(x))} of {len(x)} right")   # one each
 fig.suptitle("classifier guidance of an unconditional model; row k asks for digit k")
 plt.show()
 
@@ -318,8 +318,8 @@ plt.show()
 #   perfect digit would score 100% accuracy and zero diversity. The classes are the ones *asked for*.
 #   That is only meaningful from $w = 1$ on, where more than 90% of the samples show the digit asked for.
 #   At $w = 0$ the samples ignore the class asked for, so each "class" holds all ten digits and the number
-#   measures the spread across digits, not within one: **read the diversity curve from $w = 1$**; its
-#   point at $w = 0$ is not comparable with the others.
+#   measures the spread across digits, not within one: **the diversity curve starts at $w = 1$**; the
+#   value at $w = 0$ is not comparable with the others.
 # * and, for the whole set, the course's **FID** (`course_utils.metrics`) against real test images, which
 #   penalises both wrong digits and missing variety (with 120 samples, 40 in quick mode, it is noisy and
 #   biased upwards; compare the values with each other only).
@@ -377,11 +377,14 @@ ax0.plot(guidance_scales, [sweep[w]["accuracy"] for w in guidance_scales], "o-",
 ax0.set(xlabel="guidance scale w", ylabel="class accuracy (clean classifier)", ylim=(0, 1.02))
 ax0.yaxis.label.set_color("tab:blue")
 ax1 = ax0.twinx()
-ax1.plot(guidance_scales, [sweep[w]["diversity"] for w in guidance_scales], "s--", color="tab:orange")
+within = [w for w in guidance_scales if w >= 1]                     # w = 0 mixes all digits: not comparable
+ax1.plot(within, [sweep[w]["diversity"] for w in within], "s--", color="tab:orange")
+levels = [sweep[w]["diversity"] for w in within] + ([real_diversity] if real_test else [])
+ax1.set_ylim(min(levels) - 0.5, max(levels) + 0.5)                  # the w = 0 point would stretch the axis
 if real_test:                                                       # the real digits' level needs MNIST
     ax1.axhline(real_diversity, color="tab:orange", linestyle=":", linewidth=1)
     ax1.text(guidance_scales[-1], real_diversity, "real data ", ha="right", va="bottom", color="tab:orange")
-ax1.set_ylabel("within-class feature distance")
+ax1.set_ylabel(f"within-class feature distance\n(w = 0, all digits mixed: {sweep[0.0]['diversity']:.1f})")
 ax1.yaxis.label.set_color("tab:orange")
 ax0.set_title(f"the guidance trade-off ({N_PER_CLASS} samples per class, DDIM {STEPS} steps)")
 if real_test:
@@ -398,9 +401,9 @@ plt.show()
 # %% [markdown]
 # **What to notice.** Accuracy climbs from 5% at $w = 0$ (the unconditional model ignores the class asked
 # for, so chance would match about one sample in ten; 6 of these 120 do) to 95% at $w = 1$ and 100% from
-# $w = 2$ on. Read the diversity curve from $w = 1$ (its point at $w = 0$ mixes all digits, see above): it
-# falls (in the bottom third of its axis, which the $w = 0$ point stretches) from 13.2 at $w = 1$, a little
-# above the real digits' 12.9, to 10.6 at $w = 2$, already below them,
+# $w = 2$ on. The diversity curve starts at $w = 1$ (at $w = 0$ each class holds all the digits, see above; that value is
+# in its axis label): it
+# falls from 13.2 at $w = 1$, a little above the real digits' 12.9, to 10.6 at $w = 2$, already below them,
 # and on to 8.5 at $w = 8$; in the grids the digits of one column become more alike, bolder and more
 # "prototypical". FID rises with $w$ from $w = 2$ on (27.3 at $w = 2$, 37.8 at $w = 8$), and its
 # lowest value, 23.6 at $w = 1$, is within the noise of 120 samples per $w$ (FID differences of a few units are):
