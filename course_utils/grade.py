@@ -1243,8 +1243,9 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
               f"{' ...' if len(others) > 5 else ''}): grades.csv shows them as graded then; give their notebooks to "
               "grade them again", file=sys.stderr)
     stats["results"], stats["students"] = write_reports(out)
-    stats["verdicts"] = sum(r is not None and r.get("status") != "grader_error"       # (DIR's results, not the run's)
-                            for r in map(_read_result, sorted(results_dir.glob("*.json"))))
+    if stats.get("grader_errors"):      # (rare: then DIR's results, not the run's, are read once more for a verdict)
+        stats["verdicts"] = sum(r is not None and r.get("status") != "grader_error"
+                                for r in map(_read_result, sorted(results_dir.glob("*.json"))))
     if stats.get("interrupted"):
         raise Interrupted(stats)
     return stats
