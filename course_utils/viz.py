@@ -28,14 +28,32 @@ def image_grid(x: Tensor, nrow: int = 8, padding: int = 2) -> Tensor:
     return grid.permute(1, 2, 0)
 
 
-def show_images(x: Tensor, *, nrow: int = 8, title: str | None = None, ax=None, figsize=None):
-    """Show a grid of images in [-1, 1]; returns the axes."""
+def show_images(x: Tensor, *, nrow: int = 8, title: str | None = None, ax=None, figsize=None,
+                row_labels=None, col_labels=None, padding: int = 2):
+    """Show a grid of images (N, C, H, W) in [-1, 1], ``nrow`` to a row; returns the axes.
+
+    ``row_labels`` (one per row of the grid) are written left of the rows, ``col_labels`` (one per column) under
+    the columns: for a grid whose text names its rows or columns ("row k asks for digit k", "from t/T = 0.5 on").
+    """
+    n = x.shape[0]
+    cols, rows = min(nrow, n), -(-n // nrow)
     if ax is None:
-        n = x.shape[0]
-        cols, rows = min(nrow, n), -(-n // nrow)
         _, ax = plt.subplots(figsize=figsize or (max(2.0, 0.9 * cols), max(2.0, 0.9 * rows)))
-    ax.imshow(image_grid(x, nrow=nrow), vmin=0, vmax=1, interpolation="nearest")
-    ax.set_axis_off()
+    ax.imshow(image_grid(x, nrow=nrow, padding=padding), vmin=0, vmax=1, interpolation="nearest")
+    for labels, count, name in ((row_labels, rows, "row_labels"), (col_labels, cols, "col_labels")):
+        if labels is not None and len(labels) != count:
+            raise ValueError(f"{name}: {len(labels)} labels for a grid of {rows} rows and {cols} columns")
+    if row_labels is None and col_labels is None:
+        ax.set_axis_off()
+    else:       # make_grid puts tile k's pixels at padding + k (size + padding) ... + size - 1: ticks at the centres
+        H, W = x.shape[-2:]
+        ax.set_xticks([padding + k * (W + padding) + (W - 1) / 2 for k in range(cols)] if col_labels else [])
+        ax.set_xticklabels(list(col_labels) if col_labels else [])
+        ax.set_yticks([padding + k * (H + padding) + (H - 1) / 2 for k in range(rows)] if row_labels else [])
+        ax.set_yticklabels(list(row_labels) if row_labels else [])
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
     if title:
         ax.set_title(title)
     return ax
@@ -74,13 +92,19 @@ def plot_points(x: Tensor, *, ax=None, title: str | None = None, lim: float = 3.
     return ax
 
 
-def plot_trajectory_2d(trajectory: Tensor, *, num_frames: int = 6, lim: float = 3.0, labels=None):
-    """Snapshots of a 2-D trajectory (S, N, 2) (x_T first) in one row of panels; returns the figure."""
+def plot_trajectory_2d(trajectory: Tensor, *, num_frames: int = 6, lim: float = 3.0, labels=None,
+                       max_per_row: int = 5):
+    """Snapshots of a 2-D trajectory (S, N, 2) (x_T first), at most ``max_per_row`` panels to a row (wider rows
+    shrink to illegible titles at a laptop's notebook width); returns the figure."""
     S = trajectory.shape[0]
     idx = torch.linspace(0, S - 1, num_frames).round().long().tolist()
-    fig, axes = plt.subplots(1, num_frames, figsize=(2.6 * num_frames, 2.8))
-    for ax, i in zip(axes, idx):
+    nrows = -(-num_frames // max_per_row)
+    ncols = -(-num_frames // nrows)                     # rows as even as they come: 8 frames are 2 rows of 4
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, i in zip(axes.flat, idx):
         plot_points(trajectory[i], ax=ax, lim=lim, title=labels[i] if labels else f"step {i}/{S - 1}")
+    for ax in list(axes.flat)[len(idx):]:
+        ax.set_axis_off()
     fig.tight_layout()
     return fig
 

@@ -371,3 +371,72 @@ def test_no_stored_printed_line_is_wider_than_the_output_area():
     printed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[           # the scan can fail
         nbformat.v4.new_output("stream", name="stdout", text="x" * (PRINT_WIDTH + 1) + "\nshort\n")])])
     assert max(map(len, _printed_lines(printed))) == PRINT_WIDTH + 1
+
+
+def _markdown_after(notebook, index: int) -> str:
+    """The markdown cells that follow code cell ``index``, up to the next code cell, as one text."""
+    text = []
+    for cell in notebook.cells[index + 1:]:
+        if cell.cell_type == "code":
+            break
+        text.append(cell.source)
+    return " ".join(" ".join(text).split())
+
+
+def _cell_printing(notebook, pattern: str) -> tuple[int, str]:
+    """The index and printed text of the one code cell whose stored output matches ``pattern``."""
+    found = [(i, "".join(o.get("text", "") for o in c.outputs if o.output_type == "stream"))
+             for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+    found = [(i, text) for i, text in found if re.search(pattern, text, re.M)]
+    assert len(found) == 1, f"{len(found)} cells print {pattern!r}"
+    return found[0]
+
+
+def test_lesson_7s_live_seconds_are_what_its_text_says():
+    """Lesson 7's text reads its live figure's seconds: "time follows calls: 0.7-0.9 s for 16 images at about 10
+    calls, 3.8 s for DDIM 50". A re-execution on a busy machine once stored 41.0 s for DDIM 50 and 2.4 to 23.1 s for
+    three samplers of 10 calls beside that sentence (the seconds were only in the figure's titles). The cell prints
+    them; this holds the stored run to the text, and to the claim itself (re-execute on an idle machine)."""
+    nb = nbformat.read(ROOT / "notebooks" / "07_fast_samplers.ipynb", as_version=4)
+    index, printed = _cell_printing(nb, r"^DDIM, 50 calls, .*: +[\d.]+ s for \d+ images$")
+    runs = [(int(calls), float(s)) for calls, s in
+            re.findall(r"^[^,\n]+, (\d+) calls, [^:\n]+: +([\d.]+) s for \d+ images$", printed, re.M)]
+    assert len(runs) == 5, printed
+    ddim50 = next(s for calls, s in runs if calls == 50)
+    few = sorted(s for calls, s in runs if calls <= 10)
+    assert few[-1] <= 2 * few[0], f"{few}: the 10-call samplers' seconds should agree (time follows calls)"
+    assert ddim50 >= 3 * few[-1], f"DDIM 50 took {ddim50} s, against {few} for 10 calls: not 5 times the calls"
+    text = _markdown_after(nb, index)
+    quoted = re.search(r"time follows calls: ([\d.]+)-([\d.]+) s for \d+ images at about 10 calls "
+                       r"\(Heun's 9\), ([\d.]+) s for DDIM 50", text)
+    assert quoted, "the text no longer quotes the live seconds in the form this test reads"
+    assert [float(v) for v in quoted.groups()] == [round(few[0], 1), round(few[-1], 1), round(ddim50, 1)], (
+        f"the text quotes {quoted.group(0)!r}; the stored run printed {runs}")
+
+
+def test_lesson_5s_quoted_sampling_times_are_its_stored_run():
+    """Lesson 5 quotes its own run's seconds for DDIM 50 and DDPM 1000 ("in this notebook's run 7.6 s against
+    165 s"); a re-execution changes them, and the sentence must follow."""
+    nb = nbformat.read(ROOT / "notebooks" / "05_ddpm_vs_ddim.ipynb", as_version=4)
+    _, printed = _cell_printing(nb, r"^sampler +network calls +wall time \(s\)")         # the live table
+    ddpm = float(re.search(r"^DDPM 1000 +1000 +([\d.]+) ", printed, re.M).group(1))
+    ddim = float(re.search(r"^DDIM 50 +50 +([\d.]+) ", printed, re.M).group(1))
+    text = " ".join(" ".join(c.source for c in nb.cells if c.cell_type == "markdown").split())
+    quoted = re.search(r"in this notebook's run ([\d.]+) s against ([\d.]+) s \((\d+) times\)", text)
+    assert quoted, "the text no longer quotes the stored run's seconds in the form this test reads"
+    said_ddim, said_ddpm, said_ratio = float(quoted.group(1)), float(quoted.group(2)), int(quoted.group(3))
+    assert said_ddim == ddim and abs(said_ddpm - ddpm) <= 0.5 and abs(said_ratio - ddpm / ddim) <= 0.5, (
+        f"the text quotes {quoted.group(0)!r}; the stored run printed DDIM 50 {ddim} s, DDPM 1000 {ddpm} s")
+
+
+def test_lesson_4s_quoted_training_minutes_are_its_stored_run():
+    """Lesson 4 quotes the minutes its stored run trained the image model ("5.1 in the stored run below"): a
+    re-execution changes them, and the sentence must follow."""
+    nb = nbformat.read(ROOT / "notebooks" / "04_training.ipynb", as_version=4)
+    _, printed = _cell_printing(nb, r"^resumed at step \d+, now at step \d+; total training time \d+ s$")
+    seconds = int(re.search(r"total training time (\d+) s", printed).group(1))
+    text = " ".join(" ".join(c.source for c in nb.cells if c.cell_type == "markdown").split())
+    quoted = re.search(r"([\d.]+) in the stored run below", text)
+    assert quoted, "the text no longer quotes the stored run's minutes in the form this test reads"
+    assert abs(float(quoted.group(1)) - seconds / 60) <= 0.05, (
+        f"the text says {quoted.group(0)!r} minutes; the stored run printed {seconds} s ({seconds / 60:.2f} min)")

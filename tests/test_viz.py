@@ -153,6 +153,39 @@ def test_plot_trajectory_2d_shows_the_first_and_last_step():
     plt.close(fig)
 
 
+def test_plot_trajectory_2d_wraps_eight_frames_into_two_rows_of_four():
+    """Eight panels in one row are 2,000 pixels wide (their titles illegible at a laptop's width): two rows of four,
+    in order, and no empty panel left drawn."""
+    trajectory = torch.arange(8.0).reshape(8, 1, 1).expand(8, 2, 2)
+    fig = plot_trajectory_2d(trajectory, num_frames=8)
+    drawn = [ax for ax in fig.axes if ax.collections]
+    assert [ax.get_title() for ax in drawn] == [f"step {i}/7" for i in range(8)]
+    assert sorted({round(ax.get_position().y0, 2) for ax in drawn}, reverse=True).__len__() == 2
+    assert fig.get_size_inches()[0] <= 2.6 * 4 + 1e-6
+    fig7 = plot_trajectory_2d(torch.zeros(7, 2, 2), num_frames=7)          # 2 rows of 4, the eighth panel blank
+    assert sum(ax.axison for ax in fig7.axes) == 7
+    plt.close(fig), plt.close(fig7)
+
+
+def test_show_images_labels_sit_at_the_centres_of_their_tiles():
+    """A label names its tile: tick k at the centre of column (row) k of make_grid's layout, padding included."""
+    x = torch.zeros(6, 1, 5, 7)                                  # 2 rows of 3 tiles, each 5 high and 7 wide
+    x[4] = 1.0                                                   # tile 4: row 1, column 1, white
+    ax = show_images(x, nrow=3, row_labels=["a", "b"], col_labels=["p", "q", "r"])
+    grid = ax.get_images()[0].get_array()
+    col, row = ax.get_xticks()[1], ax.get_yticks()[1]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["p", "q", "r"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert grid[int(row), int(col)].min() == 1.0                              # the centre of tile 4 is white
+    assert np.allclose(grid[int(row), int(ax.get_xticks()[0])], 0.5)           # tile 3, left of it: grey (x = 0)
+    assert np.allclose(grid[int(ax.get_yticks()[0]), int(col)], 0.5)           # tile 1, above it
+    assert (grid[int(row) - 2:int(row) + 3, int(col) - 3:int(col) + 4] == 1.0).all()   # the whole tile around it
+    assert ax.get_xticks()[2] - ax.get_xticks()[1] == 7 + 2 and ax.get_yticks()[1] - ax.get_yticks()[0] == 5 + 2
+    with pytest.raises(ValueError, match="3 labels for a grid of 2 rows"):
+        show_images(x, nrow=3, row_labels=["a", "b", "c"])
+    plt.close("all")
+
+
 def test_animate_trajectory_plays_every_step_once_when_short(monkeypatch):
     """A 5-step trajectory animates steps 0..4 once each, each frame drawing that step's points."""
     seen = []

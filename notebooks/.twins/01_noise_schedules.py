@@ -198,7 +198,8 @@ ax0.plot(torch.cos(quarter), torch.sin(quarter), color="lightgray", lw=6, label=
 for (label, (times, signal, noise)), marker, z in zip(curves.items(), ["o", "s", "^"], [4, 3, 2]):
     idx = [int((times - m).abs().argmin()) for m in marks]            # the point nearest each t/T
     ax0.plot(signal[idx], noise[idx], marker, ms=8, label=label, zorder=z)       # the linear schedule's on top
-    ax1.plot(times, torch.arccos(signal.clamp(max=1)), label=label)
+    ax1.plot(times, torch.arccos(signal.clamp(max=1)), label=label,
+             ls="--" if label.startswith("lab") else "-")              # told apart without colour too
 for m, (x, y) in zip(marks, zip(cosine.sqrt_alpha_bar[[0, 249, 499, 749, 999]],      # the paper's steps 1, 250, ...
                                 cosine.sqrt_one_minus_alpha_bar[[0, 249, 499, 749, 999]])):
     ax0.annotate(f"cosine t/T={m}", (x, y), textcoords="offset points", xytext=(14, -34) if m == 1 else (8, 2),
@@ -303,15 +304,16 @@ fracs = torch.linspace(0, 1, 11)[:-1]                                 # t/T = 0,
 ts = (fracs * T).round().long() - 1                                   # the paper's step t/T * T; -1: x_0 itself
 eps = torch.randn((len(ts), *x0.shape[1:]), generator=torch.Generator().manual_seed(0)).to(device)
 
-fig, axes = plt.subplots(3, 1, figsize=(11, 4.6))
+fig, axes = plt.subplots(3, 1, figsize=(11, 4.9))
 for ax, (label, sched) in zip(axes[:2], [("linear", linear), ("cosine", cosine)]):
     xt = q_sample(x0.expand_as(eps), ts.clamp(min=0).to(device), eps, sched.to(device))
     xt[ts < 0] = x0                                                   # t/T = 0: the clean digit, before any step
     show_images(xt, nrow=len(ts), ax=ax, title=label)
 noise_lab, signal_lab = diffusion_schedule(fracs.to(device))
 xt_lab = signal_lab[:, None, None, None] * x0 + noise_lab[:, None, None, None] * eps   # lab: continuous t = t/T
-show_images(xt_lab, nrow=len(ts), ax=axes[2], title="lab continuous cosine")
-fig.suptitle(f"one {source} test digit noised at t/T = " + ", ".join(f"{f:.1f}" for f in fracs), y=1.0)
+show_images(xt_lab, nrow=len(ts), ax=axes[2], title="lab continuous cosine",
+            col_labels=[f"t/T = {f:.1f}" for f in fracs])
+fig.suptitle(f"one {source} test digit noised at t/T = 0, 0.1, ..., 0.9 (under the columns)", y=1.0)
 fig.tight_layout()
 plt.show()
 

@@ -288,7 +288,8 @@ colour = x_toy[:, 0].cpu()                                             # colour 
 eps_toy = torch.randn(x_toy.shape, generator=torch.Generator(device=device).manual_seed(4), device=device)
 snap_ts = [0, 50, 100, 200, 300, 500, 999]
 
-fig, axes = plt.subplots(1, len(snap_ts) + 1, figsize=(2.4 * (len(snap_ts) + 1), 2.7))
+fig, axes = plt.subplots(2, 4, figsize=(10.4, 5.6))                   # two rows: legible on a laptop
+axes = axes.ravel()
 for ax, t in zip(axes, snap_ts):
     xt = q_sample(x_toy, torch.full((NUM_POINTS,), t, device=device), eps_toy, schedule)
     plot_points(xt, ax=ax, c=colour, title=rf"t = {t}, $\bar\alpha_t$ = {schedule.alpha_bar[t].item():.2f}")
@@ -296,7 +297,7 @@ plot_points(torch.randn(NUM_POINTS, 2, generator=torch.Generator().manual_seed(5
             title=r"$\mathcal{N}(0, I)$ for reference")
 for ax in axes:
     ax.set_xlabel("$x_1$")
-axes[0].set_ylabel("$x_2$")
+axes[0].set_ylabel("$x_2$"), axes[4].set_ylabel("$x_2$")
 fig.tight_layout()
 plt.show()
 

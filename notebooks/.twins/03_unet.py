@@ -93,8 +93,8 @@ axes[0].set_title(f"sinusoidal embedding of t = 0..{T - 1}, d = {dim}")
 fig.colorbar(im, ax=axes[0], label="value")
 
 unit = F.normalize(emb, dim=1)                             # rows of unit length
-for t_ref in [100, 500, 900]:
-    axes[1].plot(t_all, unit @ unit[t_ref], label=f"t = {t_ref}")    # cosine similarity with every t'
+for t_ref, colour in zip([100, 500, 900], ["C0", "C1", "k"]):       # orange and green look alike to many
+    axes[1].plot(t_all, unit @ unit[t_ref], color=colour, label=f"t = {t_ref}")   # cosine similarity, every t'
 axes[1].set_xlabel("timestep t'"), axes[1].set_ylabel("cosine similarity of emb(t) and emb(t')")
 axes[1].set_title("how similar are the embeddings of t and t'?"), axes[1].set_ylim(top=1.2)   # room for the legend
 axes[1].legend(fontsize=8, loc="upper center", ncol=3)                  # above the peaks, not on them

@@ -49,7 +49,7 @@ from course_utils.samplers import ddim_sample
 from course_utils.schedules import NoiseSchedule
 from course_utils.settings import pick, quick_mode, say_if_quick
 from course_utils.training import TrainConfig, autocast_dtype, diffusion_loss, train
-from course_utils.viz import plot_loss, plot_points, show_images
+from course_utils.viz import label_log_axis, plot_loss, plot_points, show_images
 
 torch.manual_seed(0)
 device = get_device()
@@ -160,7 +160,11 @@ def panel_lim(points):
     return max(3.0, 1.1 * points.abs().max().item())
 
 
-fig, axes = plt.subplots(1, len(snapshots) + 1, figsize=(2.3 * (len(snapshots) + 1), 2.6))
+columns = -(-(len(snapshots) + 1) // 2)                               # two rows: legible on a laptop
+fig, axes = plt.subplots(2, columns, figsize=(2.5 * columns, 5.4))
+axes = axes.ravel()
+for ax in axes[len(snapshots) + 1:]:
+    ax.set_axis_off()
 plot_points(x_toy[:1000], ax=axes[0], title="training data", c="tab:green")
 for ax, (step, points) in zip(axes[1:], snapshots.items()):
     lim = panel_lim(points)
@@ -231,8 +235,8 @@ _ = widgets.interact(show_snapshot, index=widgets.IntSlider(value=len(snapshots)
 #
 # The cell below trains for `IMAGE_STEPS // 2` steps and writes a checkpoint; section 4 resumes it.
 # This is about 11 minutes on a 2-core CPU for both halves together in float32 (10.9 minutes on a processor
-# without fast bfloat16), 4 to 7 in bfloat16 on one with it (3.9 on an Intel Xeon with AMX; 5.1 to 7.1 on an AMD
-# EPYC, 5.1 in the stored run below), and the cell prints the measured time per step on your machine.
+# without fast bfloat16), 4 to 7 in bfloat16 on one with it (3.9 on an Intel Xeon with AMX; 4.6 to 7.1 on an AMD
+# EPYC, 4.6 in the stored run below), and the cell prints the measured time per step on your machine.
 
 # %%
 x_train = x_digits                                            # (1500, 1, 16, 16), in [-1, 1]
@@ -322,6 +326,7 @@ ax.plot(steps[:len(first.history)], losses[:len(first.history)], label="first ha
 ax.plot(steps[len(first.history) - 1:], losses[len(first.history) - 1:], label="after resuming")
 ax.axvline(first.step, color="tab:red", linestyle="--", linewidth=1)
 ax.set(xlabel="step", ylabel="loss (mean over log_every steps)", yscale="log", title="one run, in two sittings")
+label_log_axis(ax, "y")                                               # plain numbers, as plot_loss writes them
 ax.legend()
 plt.show()
 

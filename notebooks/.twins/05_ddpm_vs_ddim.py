@@ -394,10 +394,10 @@ x0_preds = torch.stack(x0_preds)                                             # (
 step_labels = [f"t = {i}" for i in taus] + ["x_0"]
 
 shown = sorted({round(f * SEEN_STEPS) for f in (0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.96, 1.0)})  # 8 states, more near the end
-fig, axes = plt.subplots(2, 1, figsize=(10, 3.4))
-show_images(trajectory[shown, 0], nrow=len(shown), ax=axes[0],
-            title="x_t at " + ", ".join(step_labels[k] for k in shown))
-show_images(x0_preds[shown, 0], nrow=len(shown), ax=axes[1], title="the network's guess x0_pred at the same steps")
+fig, axes = plt.subplots(2, 1, figsize=(10, 3.7))
+show_images(trajectory[shown, 0], nrow=len(shown), ax=axes[0], title="x_t")
+show_images(x0_preds[shown, 0], nrow=len(shown), ax=axes[1], title="the network's guess x0_pred at the same steps",
+            col_labels=[step_labels[k] for k in shown])
 fig.suptitle(f"one sample, DDIM {SEEN_STEPS} steps (images clipped to [-1, 1])")
 fig.tight_layout()
 plt.show()
@@ -405,7 +405,8 @@ plt.show()
 _, points_trajectory = ddim_sample(exact_eps, cpu_schedule, (2000, 2), num_steps=SEEN_STEPS, progress=False,
                                    generator=torch.Generator().manual_seed(0), return_trajectory=True)
 fig = plot_trajectory_2d(points_trajectory[shown], num_frames=len(shown), labels=[step_labels[k] for k in shown])
-fig.suptitle(f"2-D points, DDIM {SEEN_STEPS} steps with the exact noise predictor", y=1.1)
+fig.suptitle(f"2-D points, DDIM {SEEN_STEPS} steps with the exact noise predictor")
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -589,8 +590,8 @@ plt.show()
 
 # %% [markdown]
 # **What to notice.** Time is proportional to the number of network calls: in the stored run DDIM with 50
-# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 7.6 s
-# against 165 s (22 times), and the DDIM rows of the right panel roughly double
+# steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 7.5 s
+# against 148.5 s (20 times), and the DDIM rows of the right panel roughly double
 # with the steps. On quality, the stored 300-sample run separates what 48
 # samples cannot, through the confident share: DDIM with 10 steps is clearly behind (80% confident, against
 # 87% for 50 or 100 steps; about two and a half standard errors apart), 50 and 100 steps are
@@ -686,13 +687,13 @@ own_reconstructions = ddim_sample(model, schedule, own_latents.shape, x_T=own_la
 grid = torch.linspace(-4, 4, 200)
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw=dict(width_ratios=[1, 1]))
 if real_inversion:                                     # the test images' latents of the cell above
-    ax0.hist(latents.flatten().cpu(), bins=80, range=(-4, 4), density=True, alpha=0.5, label="latents of test images")
-ax0.hist(own_latents.flatten().cpu(), bins=80, range=(-4, 4), density=True, alpha=0.5, label="latents of the model's samples")
+    ax0.hist(latents.flatten().cpu(), bins=80, range=(-4, 4), density=True, alpha=0.5, label="test images' latents")
+ax0.hist(own_latents.flatten().cpu(), bins=80, range=(-4, 4), density=True, alpha=0.5, label="samples' latents")
 ax0.hist(x_T_own.flatten().cpu(), bins=80, range=(-4, 4), density=True, histtype="step", color="black",
-         label="the x_T those samples came from")
+         label="their x_T")
 ax0.plot(grid, torch.exp(-grid ** 2 / 2) / (2 * torch.pi) ** 0.5, "k--", label="N(0, 1)")
 ax0.set(xlabel="pixel value of the latent", ylabel="density", title="inverted latents against N(0, 1)")
-ax0.legend(fontsize=7)
+ax0.legend(fontsize=9, loc="upper left")
 show_images(torch.cat([x_T_own[:4].clamp(-3, 3) / 3, own_samples[:4], own_latents[:4].clamp(-3, 3) / 3,
                        own_reconstructions[:4]]), nrow=4, ax=ax1,
             title="rows: x_T / 3, its sample,\nthe sample's latent / 3, decoded again")

@@ -147,7 +147,8 @@ for scale in classifier_scales:
 fig, axes = plt.subplots(1, len(classifier_scales), figsize=(2.2 * len(classifier_scales), 8))
 for ax, (scale, x) in zip(axes, guided.items()):
     acc = metrics.class_accuracy(x, y_cg.cpu(), clean_classifier)
-    show_images(x, nrow=1, ax=ax, title=f"s = {scale:g}\n{round(acc * len(x))} of {len(x)} right")   # one each
+    show_images(x, nrow=1, ax=ax, title=f"s = {scale:g}\n{round(acc * len(x))} of {len(x)} right",   # one each
+                row_labels=[f"y = {k}" for k in range(num_classes)] if ax is axes[0] else None)
 fig.suptitle("classifier guidance of an unconditional model; row k asks for digit k")
 plt.show()
 

@@ -354,7 +354,7 @@ for ax, key in ((ax0, "fid"), (ax1, "confident")):
     ax.set(xscale="log", xlabel="network calls")
     label_log_axis(ax, "x", [5, 10, 20, 50])
 ax0.set(yscale="log", ylabel="course FID (lower is better)", title=f"FID, {bench['n']} samples each")
-label_log_axis(ax0, "y", [5, 10, 20, 50, 100, 200])
+label_log_axis(ax0, "y", [6, 8, 10, 20, 50, 100, 200])                # where the comparisons are: 6 to 10
 ax1.set(ylabel="share classified with confidence > 0.9", ylim=(LOWEST, 0.95),
         title=f"held-out judge, {bench['n']} samples each (+- 1 SE)")
 handles, labels = ax0.get_legend_handles_labels()
@@ -416,6 +416,8 @@ for ax, (key, x) in zip(axes, live.items()):
     show_images(x, nrow=8, ax=ax, title=f"{key} ({seconds[key]:.1f} s)")
 fig.tight_layout()
 plt.show()
+for key, s in seconds.items():                                   # the titles' seconds, as text
+    print(f"{key + ':':<42} {s:5.1f} s for {N_SHOW} images")
 
 # %% [markdown]
 # With a fifth of DDIM 50's network calls, two samplers draw digits close to DDIM 50's: DDIM itself on lesson 5's
@@ -425,8 +427,8 @@ plt.show()
 # same digit in most columns: the solvers approximate one map $x_T \mapsto x_0$, the ODE's (the "1" of DDIM 50's
 # fifteenth image, second row, seventh column, is a "9" for the three other 10-call samplers, and a blotch for
 # Heun). The seconds in the
-# titles are this run's (executed on 2026-12-06 on a 2-core AMD EPYC, tests running beside it), and time follows
-# calls: 0.7-0.9 s for 16 images at about 10 calls (Heun's 9), 3.8 s for DDIM 50; on an idle 2-core Intel Xeon
+# titles, printed below the figure, are this run's (executed on 2026-12-07 on an idle 2-core AMD EPYC), and time follows
+# calls: 0.6-0.7 s for 16 images at about 10 calls (Heun's 9), 2.8 s for DDIM 50; on an idle 2-core Intel Xeon
 # (2026-12-04) the same cell gave 0.4-0.5 s and 3.0 s, and on another idle 2-core machine
 # `python bench/bench_samplers.py --n 16 --calls 10` gave 0.6-0.7 s and 2.9 s. A title out of line with its calls,
 # when you run it, is a slow moment of a shared machine, not the solver.
