@@ -50,6 +50,30 @@ def test_pyproject_and_environment_yml_agree():
     assert pip_names == conda_names, (f"only in pyproject.toml: {sorted(pip_names - conda_names)}; "
                                       f"only in environment.yml: {sorted(conda_names - pip_names)}")
     assert "-e ." in (ROOT / "environment.yml").read_text(), "environment.yml must install the course package"
+    pip_bounds = {_name(r): re.search(r">=\s*([\w.]+)", r).group(1) for r in project["dependencies"]}
+    conda_bounds = {CONDA_TO_PIP.get(_name(m.group(1)), _name(m.group(1))): m.group(2) for m in
+                    re.finditer(r"^  - ([A-Za-z0-9_.\-]+)>=([\w.]+)", (ROOT / "environment.yml").read_text(), re.M)}
+    conda_bounds.pop("python", None)
+    assert conda_bounds == pip_bounds, "the lower bounds differ: raise them in both files (tools/oldest_deps.py)"
+
+
+def test_oldest_deps_pins_each_lower_bound_for_this_python(tmp_path):
+    """tools/oldest_deps.py: name>=X.Y becomes name==X.Y (the oldest release the bound admits), a requirement for
+    another Python is left out, --skip too, and a requirement without one lower bound is refused."""
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location("oldest_deps", ROOT / "tools" / "oldest_deps.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    project = {"project": {"dependencies": ["torch>=2.3", "numpy >= 1.24"], "optional-dependencies": {"dev": [
+        "pytest-xdist>=3.6.1", f"tomli>=2; python_version < '{sys.version_info[0]}.{sys.version_info[1]}'",
+        "ruff>=0.5"]}}}
+    assert tool.oldest_pins(project, skip={"ruff"}) == ["torch==2.3", "numpy==1.24", "pytest-xdist==3.6.1"]
+    project["project"]["dependencies"].append("scipy")
+    with pytest.raises(SystemExit, match="'scipy': expected one lower bound"):
+        tool.oldest_pins(project, skip=())
+    pins = tool.oldest_pins(pyproject(), skip=tool.DEFAULT_SKIP)
+    assert "torch==2.3" in pins and all("==" in pin for pin in pins) and not any("ruff" in pin for pin in pins)
 
 
 def test_dev_extra_has_the_test_tools():

@@ -401,11 +401,12 @@ if real_digits:
     sqrt_1m_ab = trained_schedule.sqrt_one_minus_alpha_bar.to(device)[t_one][:, None, None, None]
     x0_pred_one = (xt_one - sqrt_1m_ab * eps_pred_one) / sqrt_ab
 
-    fig, axes = plt.subplots(4, 1, figsize=(8, 5.6))
-    for ax, (label, images) in zip(axes, [("x_t at t = " + ", ".join(map(str, show_ts)), xt_one),
+    fig, axes = plt.subplots(4, 1, figsize=(8, 5.9))
+    for ax, (label, images) in zip(axes, [("x_t", xt_one),
                                           ("true eps (shown / 3)", eps_one / 3), ("eps_pred (shown / 3)", eps_pred_one / 3),
                                           ("x0_pred (clipped to [-1, 1])", x0_pred_one)]):
-        show_images(images, nrow=len(show_ts), ax=ax, title=label)
+        show_images(images, nrow=len(show_ts), ax=ax, title=label,          # each column one t, named below
+                    col_labels=[f"t = {t}" for t in show_ts] if ax is axes[-1] else None)
     fig.suptitle(f"{trained_name}, one {digits_source} test digit")
     fig.tight_layout()
     plt.show()

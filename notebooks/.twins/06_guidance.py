@@ -156,7 +156,8 @@ plt.show()
 # **What to notice.** With $s = 0$ the rows are whatever the unconditional model draws from each $x_T$:
 # about one in ten matches its row by chance. As $s$ grows more rows show the requested digit, and
 # with a large $s$ the strokes get heavy and stylised: the sampler climbs the classifier's confidence,
-# not the data density. Classifier guidance needs an extra network trained on noisy data and a
+# not the data density. The counts in the titles are the clean classifier's verdicts, not a reader's: at $s = 10$
+# it calls row 0's open, C-like stroke a 0. Classifier guidance needs an extra network trained on noisy data and a
 # backward pass through it at every step.
 #
 # ## 3. Classifier-free guidance
