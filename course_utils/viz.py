@@ -37,20 +37,22 @@ def show_images(x: Tensor, *, nrow: int = 8, title: str | None = None, ax=None, 
     """
     n = x.shape[0]
     cols, rows = min(nrow, n), -(-n // nrow)
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize or (max(2.0, 0.9 * cols), max(2.0, 0.9 * rows)))
-    ax.imshow(image_grid(x, nrow=nrow, padding=padding), vmin=0, vmax=1, interpolation="nearest")
     for labels, count, name in ((row_labels, rows, "row_labels"), (col_labels, cols, "col_labels")):
         if labels is not None and len(labels) != count:
             raise ValueError(f"{name}: {len(labels)} labels for a grid of {rows} rows and {cols} columns")
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize or (max(2.0, 0.9 * cols), max(2.0, 0.9 * rows)))
+    ax.imshow(image_grid(x, nrow=nrow, padding=padding), vmin=0, vmax=1, interpolation="nearest")
     if row_labels is None and col_labels is None:
         ax.set_axis_off()
-    else:       # make_grid puts tile k's pixels at padding + k (size + padding) ... + size - 1: ticks at the centres
+    else:       # make_grid puts tile k's pixels at pad + k (size + padding) ... + size - 1: ticks at the centres
+        pad = padding if n > 1 else 0                   # make_grid returns a single image without a border
         H, W = x.shape[-2:]
-        ax.set_xticks([padding + k * (W + padding) + (W - 1) / 2 for k in range(cols)] if col_labels else [])
-        ax.set_xticklabels(list(col_labels) if col_labels else [])
-        ax.set_yticks([padding + k * (H + padding) + (H - 1) / 2 for k in range(rows)] if row_labels else [])
-        ax.set_yticklabels(list(row_labels) if row_labels else [])
+        ax.set_axis_on()
+        ax.set_xticks([pad + k * (W + padding) + (W - 1) / 2 for k in range(cols)] if col_labels is not None else [])
+        ax.set_xticklabels(list(col_labels) if col_labels is not None else [])
+        ax.set_yticks([pad + k * (H + padding) + (H - 1) / 2 for k in range(rows)] if row_labels is not None else [])
+        ax.set_yticklabels(list(row_labels) if row_labels is not None else [])
         ax.tick_params(length=0)
         for spine in ax.spines.values():
             spine.set_visible(False)

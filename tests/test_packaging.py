@@ -65,10 +65,13 @@ def test_oldest_deps_pins_each_lower_bound_for_this_python(tmp_path):
     spec = importlib.util.spec_from_file_location("oldest_deps", ROOT / "tools" / "oldest_deps.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    project = {"project": {"dependencies": ["torch>=2.3", "numpy >= 1.24"], "optional-dependencies": {"dev": [
-        "pytest-xdist>=3.6.1", f"tomli>=2; python_version < '{sys.version_info[0]}.{sys.version_info[1]}'",
-        "ruff>=0.5"]}}}
-    assert tool.oldest_pins(project, skip={"ruff"}) == ["torch==2.3", "numpy==1.24", "pytest-xdist==3.6.1"]
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    project = {"project": {"dependencies": ["torch>=2.3", "numpy >= 1.24", "jupyterlab[test]>=4.0,<5"],
+                           "optional-dependencies": {"dev": [
+        "pytest-xdist>=3.6.1", f"tomli>=2; python_version < '{here}'", f"exceptiongroup>=1; python_version == '{here}'",
+        "Ruff>=0.5"]}}}
+    assert tool.oldest_pins(project, skip={"ruff"}) == ["torch==2.3", "numpy==1.24", "jupyterlab[test]==4.0",
+                                                        "pytest-xdist==3.6.1", "exceptiongroup==1"]
     project["project"]["dependencies"].append("scipy")
     with pytest.raises(SystemExit, match="'scipy': expected one lower bound"):
         tool.oldest_pins(project, skip=())

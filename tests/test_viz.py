@@ -168,21 +168,29 @@ def test_plot_trajectory_2d_wraps_eight_frames_into_two_rows_of_four():
 
 
 def test_show_images_labels_sit_at_the_centres_of_their_tiles():
-    """A label names its tile: tick k at the centre of column (row) k of make_grid's layout, padding included."""
-    x = torch.zeros(6, 1, 5, 7)                                  # 2 rows of 3 tiles, each 5 high and 7 wide
-    x[4] = 1.0                                                   # tile 4: row 1, column 1, white
+    """A label names its tile: tick k at the centre of column (row) k of make_grid's layout, padding included (a
+    tick 2 pixels off, the padding forgotten, lands on another colour here: each tile has its own)."""
+    x = torch.linspace(-1, 0.5, 6)[:, None, None, None].expand(6, 1, 5, 7).clone()   # 2 rows of 3 tiles, 5 x 7
     ax = show_images(x, nrow=3, row_labels=["a", "b"], col_labels=["p", "q", "r"])
-    grid = ax.get_images()[0].get_array()
-    col, row = ax.get_xticks()[1], ax.get_yticks()[1]
+    grid = ax.get_images()[0].get_array()[..., 0]                                    # (H', W'), in [0, 1]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["p", "q", "r"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
-    assert grid[int(row), int(col)].min() == 1.0                              # the centre of tile 4 is white
-    assert np.allclose(grid[int(row), int(ax.get_xticks()[0])], 0.5)           # tile 3, left of it: grey (x = 0)
-    assert np.allclose(grid[int(ax.get_yticks()[0]), int(col)], 0.5)           # tile 1, above it
-    assert (grid[int(row) - 2:int(row) + 3, int(col) - 3:int(col) + 4] == 1.0).all()   # the whole tile around it
-    assert ax.get_xticks()[2] - ax.get_xticks()[1] == 7 + 2 and ax.get_yticks()[1] - ax.get_yticks()[0] == 5 + 2
+    assert list(ax.get_xticks()) == [2 + 3, 2 + 9 + 3, 2 + 18 + 3]               # padding 2, tile 7 wide + 2
+    assert list(ax.get_yticks()) == [2 + 2, 2 + 7 + 2]                           # tile 5 high + 2
+    for i, row in enumerate(ax.get_yticks()):
+        for j, col in enumerate(ax.get_xticks()):
+            r, c = int(row), int(col)
+            tile = grid[r - 2:r + 3, c - 3:c + 4]                                # the 5 x 7 pixels around the tick
+            assert np.allclose(tile, (x[3 * i + j, 0, 0, 0].item() + 1) / 2), (i, j)
+    one = show_images(x[:1], nrow=1, col_labels=["only"])                         # make_grid: one image, no border
+    assert list(one.get_xticks()) == [3.0] and one.get_images()[0].get_array().shape[:2] == (5, 7)
+    off = plt.subplots()[1]
+    off.set_axis_off()
+    assert show_images(x, nrow=3, ax=off, row_labels=np.array(["a", "b"])).axison   # labels on an axes turned off
+    figures = plt.get_fignums()
     with pytest.raises(ValueError, match="3 labels for a grid of 2 rows"):
         show_images(x, nrow=3, row_labels=["a", "b", "c"])
+    assert plt.get_fignums() == figures                                             # refused before drawing
     plt.close("all")
 
 

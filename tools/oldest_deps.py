@@ -36,24 +36,27 @@ def read_pyproject(path: Path) -> dict:
 
 def oldest_pins(project: dict, skip=DEFAULT_SKIP) -> list[str]:
     """``name==X.Y`` for each ``name>=X.Y`` requirement (runtime and dev) that applies to this Python."""
-    from packaging.markers import Marker
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
+    skip = {canonicalize_name(name) for name in skip}
     pins = []
     for line in project["project"]["dependencies"] + project["project"]["optional-dependencies"]["dev"]:
         req = Requirement(line)
-        if req.name in skip or (req.marker is not None and not Marker(str(req.marker)).evaluate()):
+        if canonicalize_name(req.name) in skip or (req.marker is not None and not req.marker.evaluate()):
             continue
         lows = [s.version for s in req.specifier if s.operator == ">="]
         if len(lows) != 1:
             raise SystemExit(f"{line!r}: expected one lower bound (>=), found {len(lows)}")
-        pins.append(f"{req.name}=={lows[0]}")
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        pins.append(f"{req.name}{extras}=={lows[0]}")
     return pins
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--skip", nargs="*", default=list(DEFAULT_SKIP), help="dependencies left out")
+    parser.add_argument("--skip", nargs="*", default=list(DEFAULT_SKIP),
+                        help="dependencies left out (replaces the default list: " + ", ".join(DEFAULT_SKIP) + ")")
     parser.add_argument("--pyproject", type=Path, default=ROOT / "pyproject.toml")
     args = parser.parse_args(argv)
     print("\n".join(oldest_pins(read_pyproject(args.pyproject), set(args.skip))))
