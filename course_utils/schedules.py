@@ -120,6 +120,12 @@ class NoiseSchedule:
         alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
         return NoiseSchedule.from_betas(1.0 - alpha_bar / alpha_bar_prev)
 
+    def t_over_T(self) -> Tensor:
+        """The paper's t / T at each code index, (t + 1) / T for t = 0..T-1, float32 (T,) on this device: code
+        index t is the paper's step t + 1 (GLOSSARY), so the last step sits at 1 and a cosine schedule's
+        ``alpha_bar`` at f(t/T) / f(0) whatever T is. The x-axis of every schedule plot."""
+        return (torch.arange(self.T, device=self.device) + 1).float() / self.T
+
     def log_snr(self) -> Tensor:
         """log(alpha_bar_t / (1 - alpha_bar_t)), shape (T,): the log signal-to-noise ratio."""
         return torch.log(self.alpha_bar) - torch.log1p(-self.alpha_bar)

@@ -68,7 +68,7 @@ def plot_schedules(schedules: dict, *, axes=None):
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     for label, schedule in schedules.items():
-        frac = (torch.arange(schedule.T) + 1) / schedule.T                  # the paper's t / T
+        frac = schedule.t_over_T().cpu()                                      # the paper's t / T
         axes[0].plot(frac, schedule.betas.cpu(), label=label)
         axes[1].plot(frac, schedule.alpha_bar.cpu(), label=label)
         axes[2].plot(frac, schedule.log_snr().cpu(), label=label)

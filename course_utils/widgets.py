@@ -55,7 +55,7 @@ def schedule_explorer(x0: Tensor | None = None, *, device: torch.device | str = 
             rows = 2 if x0 is not None else 1
             fig = plt.figure(figsize=(13, 3.4 * rows))
             axes = [fig.add_subplot(rows, 3, i + 1) for i in range(3)]
-            frac = (torch.arange(schedule.T) + 1) / schedule.T      # code index t is the paper's step t + 1
+            frac = schedule.t_over_T().cpu()                        # code index t is the paper's step t + 1
             for ax, values, title in zip(axes, [schedule.betas, schedule.alpha_bar, schedule.log_snr()],
                                          [r"$\beta_t$", r"$\bar\alpha_t$", r"log-SNR"]):
                 ax.plot(frac, values)
@@ -65,7 +65,7 @@ def schedule_explorer(x0: Tensor | None = None, *, device: torch.device | str = 
                 ts = torch.linspace(0, schedule.T - 1, num_images).round().long()
                 xt = q_sample(x0.to(device).expand_as(eps), ts.to(device), eps, schedule.to(device))
                 show_images(xt, nrow=num_images, ax=fig.add_subplot(rows, 1, 2),
-                            title="x_t at t/T = " + ", ".join(f"{(int(t) + 1) / schedule.T:.2f}" for t in ts))
+                            title="x_t at t/T = " + ", ".join(f"{schedule.t_over_T()[t]:.2f}" for t in ts))
             fig.tight_layout()
             plt.show()
             print(f"alpha_bar at the last step t = T-1: {schedule.alpha_bar[-1].item():.2e} "

@@ -203,7 +203,7 @@ def test_every_stored_bar_reads_as_its_saved_state():
     for output in (o for c in lesson.cells if c.cell_type == "code" for o in c.outputs):
         if WIDGET_VIEW in output.get("data", {}):
             output.data["text/plain"] = "DDPM:   0%|          | 0/1000 [00:00<?, ?it/s]"
-    assert saved_bars_as_text(lesson) == 6      # its two DDPM bars and four DDIM bars; its widgets stay as they are
+    assert saved_bars_as_text(lesson) == 7      # two DDPM bars, four DDIM bars, the interpolations'; not its widgets
 
 
 # ------------------------------------------------------------------------------------- the Makefile's wiring

@@ -6,7 +6,9 @@ tqdm.auto's bar and the course's with a ``mininterval`` longer than the loop, an
 saves is read back."""
 from __future__ import annotations
 
+import datetime
 import io
+import pathlib
 import re
 
 import nbformat
@@ -75,3 +77,60 @@ def test_a_leave_false_bar_draws_its_last_count_before_closing():
     for _ in progress.tqdm(range(1000), leave=False, mininterval=60, file=out):
         pass
     assert "1000/1000" in out.getvalue(), out.getvalue()
+
+
+# ------------------------------------------------------------------ progress bars on anything slow (2026-12-07)
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+STORED = [path for path in sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb"))
+          if '"execution_count": null' not in path.read_text()]    # the start page is stored unexecuted: no runs
+SLOW_S = 10.0      # seconds of a stored run (2 cores); a laptop's single core takes about twice as long
+
+
+def _seconds(cell) -> float | None:
+    """How long ``cell`` ran when its notebook was executed and saved (nbclient's timing metadata)."""
+    timing = cell.get("metadata", {}).get("execution", {})
+    if "iopub.execute_input" not in timing or "shell.execute_reply" not in timing:
+        return None
+    start, end = (datetime.datetime.fromisoformat(timing[key].replace("Z", "+00:00"))
+                  for key in ("iopub.execute_input", "shell.execute_reply"))
+    return (end - start).total_seconds()
+
+
+def silent_slow_cells(nb, slow_s: float = SLOW_S) -> list[str]:
+    """The code cells of a stored notebook that ran longer than ``slow_s`` seconds and showed no progress bar."""
+    state = nb.metadata.get("widgets", {}).get(progress.WIDGET_STATE, {}).get("state", {})
+    silent = []
+    for index, cell in enumerate(nb.cells):
+        seconds = _seconds(cell) if cell.cell_type == "code" else None
+        if seconds is None or seconds <= slow_s:
+            continue
+        views = [o.data[progress.WIDGET_VIEW].get("model_id", "") for o in cell.outputs
+                 if o.get("output_type") == "display_data" and progress.WIDGET_VIEW in o.get("data", {})]
+        if not any(progress.saved_bar_text(state, model_id) is not None for model_id in views):
+            silent.append(f"cell {index} ran {seconds:.0f} s without a bar: {cell.source.splitlines()[0][:70]}")
+    return silent
+
+
+@pytest.mark.parametrize("path", STORED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_slow_cell_shows_a_progress_bar(path):
+    """A student waits on a cell that runs for long: its stored run shows a bar (the course's tqdm), or the cell
+    needs one. A cell that is slow only because its notebook was executed on a busy machine: re-execute it idle."""
+    nb = nbformat.read(path, as_version=4)
+    timed = [cell for cell in nb.cells if cell.cell_type == "code" and _seconds(cell) is not None]
+    assert timed, f"{path.name}: the stored run kept no timings (re-execute it with nbconvert or nbclient)"
+    assert silent_slow_cells(nb) == []
+
+
+def test_a_slow_cell_without_a_bar_is_found():
+    """The check above on cells made for it: a slow cell with a bar, one with printed lines only, a fast one."""
+    def cell(seconds, outputs):
+        return nbformat.v4.new_code_cell("work()", outputs=outputs, metadata={"execution": {
+            "iopub.execute_input": "2026-12-07T10:00:00.000000Z",
+            "shell.execute_reply": f"2026-12-07T10:00:{seconds:02d}.500000Z"}})
+    bar = nbformat.v4.new_output("display_data", data={progress.WIDGET_VIEW: {"model_id": "bar"}, "text/plain": ""})
+    printed = nbformat.v4.new_output("stream", name="stdout", text="w = 0: accuracy 5%\n")
+    nb = nbformat.v4.new_notebook(cells=[cell(40, [bar]), cell(40, [printed]), cell(9, [printed])],
+                                  metadata={"widgets": {progress.WIDGET_STATE: {"state": _bar_state(5, 10)}}})
+    assert silent_slow_cells(nb) == ["cell 1 ran 40 s without a bar: work()"]
+    nb.metadata.widgets[progress.WIDGET_STATE]["state"].pop("bar")      # a widget view that is no bar
+    assert len(silent_slow_cells(nb)) == 2

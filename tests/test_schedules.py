@@ -154,3 +154,17 @@ def test_respace_keeps_alpha_bar_at_the_kept_steps():
 def test_respace_rejects_a_grid_that_is_not_increasing_steps(kept):
     with pytest.raises(ValueError, match="timesteps"):
         NoiseSchedule.linear(1000).respace(torch.tensor(kept, dtype=torch.long))
+
+
+@pytest.mark.parametrize("T", [10, 1000])
+def test_t_over_T_puts_the_cosine_schedule_on_its_formula(T):
+    """Code index t is the paper's step t + 1: at t_over_T() the cosine schedule's alpha_bar is f(t/T) / f(0)
+    (Nichol and Dhariwal Eq. 17) for any T, and the last step is at 1."""
+    schedule = NoiseSchedule.cosine(T=T)
+    frac = schedule.t_over_T()
+    assert frac.shape == (T,) and frac.dtype == torch.float32
+    assert frac[0].item() == pytest.approx(1 / T) and frac[-1].item() == 1.0
+    f = torch.cos((frac.double() + 0.008) / 1.008 * math.pi / 2) ** 2
+    f0 = math.cos(0.008 / 1.008 * math.pi / 2) ** 2
+    unclipped = schedule.betas < 0.999                  # the clip at max_beta changes alpha_bar after it
+    assert torch.allclose(schedule.alpha_bar.double()[unclipped], (f / f0)[unclipped], atol=1e-6)

@@ -305,7 +305,7 @@ plt.show()
 # **What to notice.** The roll first blurs (small $t$: each point jitters in place), then shrinks towards
 # the origin while the blur grows (the $\sqrt{\bar\alpha_t}$ factor), and by $t = 500$ it is a round blob in
 # which the colours, i.e. where each point came from, are mostly mixed: a trace is left (the purple points
-# still lean left), since $\sqrt{\bar\alpha_{500}} \approx 0.28$ of the roll remains. The last panel is a
+# still lean left), since `schedule.sqrt_alpha_bar[500]` $\approx 0.28$ of the roll remains (code index 500: the panel's $t$). The last panel is a
 # fresh sample of $\mathcal N(0, I)$: at $t = 999$ the colours are thoroughly mixed and the two are
 # indistinguishable. Reversing this, from the blob
 # back to the roll, is what a diffusion model learns.

@@ -348,8 +348,7 @@ if real_test:                                                                  #
     reference_features = metrics.features(x_test, clean_classifier)            # for FID: the 512 real test images
 sweep = {}
 for w in guidance_scales:
-    x = ddim_sample(model, schedule, x_T_sweep.shape, x_T=x_T_sweep, y=y_sweep, guidance_scale=w, num_steps=STEPS,
-                    progress=False)
+    x = ddim_sample(model, schedule, x_T_sweep.shape, x_T=x_T_sweep, y=y_sweep, guidance_scale=w, num_steps=STEPS)
     features = metrics.features(x, clean_classifier)                          # (N, 128) numpy
     sweep[w] = dict(samples=x, accuracy=metrics.class_accuracy(x, y_sweep.cpu(), clean_classifier),
                     diversity=within_class_diversity(torch.from_numpy(features), y_sweep.cpu()),

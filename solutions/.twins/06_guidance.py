@@ -40,6 +40,7 @@ from course_utils.checks import (check_cfg_combine, check_cfg_loss, check_classi
 from course_utils.data import EIGHT_GAUSSIANS
 from course_utils.forward import q_sample
 from course_utils.nets import MLPDenoiser
+from course_utils.progress import tqdm
 from course_utils.samplers import ddim_step, ddim_timesteps
 from course_utils.schedules import NoiseSchedule
 from course_utils.settings import pick
@@ -187,7 +188,7 @@ if checks.ready("cfg_loss", cfg_loss, "the training") and checks.ready("guided_d
     model = MLPDenoiser(data_dim=2, hidden_dim=128, num_classes=8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     steps = pick(4000, 500)
-    for step in range(steps):
+    for step in tqdm(range(steps), desc="training"):
         idx = torch.randint(0, len(data), (256,))
         t = torch.randint(0, schedule.T, (256,))
         loss = cfg_loss(model, data[idx], labels[idx], t, torch.randn(256, 2), torch.rand(256) < 0.2, schedule)
