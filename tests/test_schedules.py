@@ -154,3 +154,16 @@ def test_respace_keeps_alpha_bar_at_the_kept_steps():
 def test_respace_rejects_a_grid_that_is_not_increasing_steps(kept):
     with pytest.raises(ValueError, match="timesteps"):
         NoiseSchedule.linear(1000).respace(torch.tensor(kept, dtype=torch.long))
+
+
+def test_respace_of_a_descending_sampler_grid_says_flip_it():
+    """respace(ddim_timesteps(50, 10)) was refused without saying that a sampler's grid runs downwards."""
+    from course_utils.samplers import ddim_timesteps
+    schedule = NoiseSchedule.linear(50)
+    with pytest.raises(ValueError, match=r"timesteps must increase strictly within 0\.\.49, got \[45, 40, .*\] \(a "
+                                         r"sampler's grid such as ddim_timesteps runs downwards: pass "
+                                         r"timesteps\.flip\(0\)\)$"):
+        schedule.respace(ddim_timesteps(50, 10))
+    with pytest.raises(ValueError, match=r"got \[3, 3\]$"):                       # not descending: no such hint
+        schedule.respace(torch.tensor([3, 3]))
+    assert schedule.respace(ddim_timesteps(50, 10).flip(0)).T == 10
