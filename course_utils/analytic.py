@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import GaussianMixture
+from .nets import check_timesteps
 from .schedules import NoiseSchedule
 
 
@@ -33,10 +34,16 @@ class GaussianMixtureEps(nn.Module):
         self.register_buffer("alpha_bar", schedule.alpha_bar.double())                                  # (T,)
 
     def forward(self, xt: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        call = f"{type(self).__name__}(xt, t{', y' if y is not None else ''})"
+        if not isinstance(xt, Tensor):
+            raise TypeError(f"{call}: xt must be a torch.Tensor (B, D) or (B, C, H, W), got {type(xt).__name__}")
+        if xt.ndim < 2:
+            raise ValueError(f"{call}: xt must be a batch (B, D) or (B, C, H, W), got {tuple(xt.shape)}")
+        check_timesteps(call, t, xt.shape[0], per="example", exact=True)
         shape, D = xt.shape, self.means.shape[1]
         x = xt.reshape(shape[0], -1).double()                                           # (B, D)
         if x.shape[1] != D:
-            raise ValueError(f"this mixture lives in {D} dimensions, got x_t of shape {tuple(shape)}")
+            raise ValueError(f"{call}: this mixture lives in {D} dimensions, got x_t of shape {tuple(shape)}")
         alpha_bar_t = self.alpha_bar.to(x.device)[t.long()][:, None]                    # (B, 1)
         v = alpha_bar_t * self.variances[None, :] + (1 - alpha_bar_t)                   # (B, K)
         centred = x[:, None, :] - alpha_bar_t.sqrt()[:, :, None] * self.means[None]     # (B, K, D)

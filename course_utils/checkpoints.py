@@ -136,6 +136,10 @@ def load_pretrained(*names: str, device: torch.device | str = "cpu", directory: 
     if not names:
         raise ValueError(f"name at least one pretrained model; the course's models are {list(NAMES)}")
     for name in names:
+        if _is_device(name):    # load(name, device) takes the device by position; load_pretrained cannot
+            models = ", ".join(repr(n) for n in names if not _is_device(n))
+            raise TypeError(f"{str(name)!r} is a device, not a model name: device is keyword-only, "
+                            f"load_pretrained({models}, device={str(name)!r})")
         _check_name(name)
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
     for name in names:
@@ -174,6 +178,19 @@ def save(name: str, model: nn.Module, card: dict, *, directory: str | Path | Non
                 file_size_bytes=weights.stat().st_size, sha256=sha256_of(weights))
     (directory / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
     return card
+
+
+def _is_device(name) -> bool:
+    """A ``torch.device``, or a string that torch reads as one ("cpu", "cuda:0", "mps") and no model is named."""
+    if isinstance(name, torch.device):
+        return True
+    if not isinstance(name, str) or name in NAMES:
+        return False
+    try:
+        torch.device(name)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _check_name(name: str) -> None:

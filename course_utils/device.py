@@ -18,7 +18,11 @@ def get_device(prefer: str | None = None) -> torch.device:
     device(type='cpu')
     """
     if prefer is not None:
-        device = torch.device(prefer)
+        try:
+            device = torch.device(prefer)
+        except RuntimeError as err:     # torch's message lists some 30 device types
+            raise RuntimeError(f"unknown device {prefer!r}: use 'cuda' (an NVIDIA GPU), 'mps' (Apple), 'cpu', or "
+                               "get_device() to pick what this machine has") from err
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {prefer!r} asked for, but torch.cuda.is_available() is False; "
                                "use get_device() to pick what this machine has")
@@ -49,11 +53,12 @@ def sampling_device(model: Callable, x_T: Tensor | None = None,
     """Where a sampler runs: ``device`` if given, else the model's (``model_device``), else x_T's, else the CPU.
 
     Raises ValueError when ``device`` disagrees with the device of the model's parameters or buffers (a model
-    cannot run on another device than its tensors; the sampler does not move the model).
+    cannot run on another device than its tensors; the sampler does not move the model), and ``get_device``'s
+    RuntimeError for a device this machine does not have (``"cuda"`` without a GPU) or a name torch does not know.
     """
     own = model_device(model)
     if device is not None:
-        device = torch.device(device)
+        device = get_device(device)
         if own is not None and not _same_device(own, device):
             raise ValueError(f"device={str(device)!r} was asked for but the model's tensors (parameters, buffers) "
                              f"are on {own}; move the model with model.to({str(device)!r}), or leave device out")

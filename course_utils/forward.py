@@ -9,6 +9,8 @@ Shapes: x0, xt, eps are (B, ...) (images (B, C, H, W) or points (B, D)); t is in
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import Tensor
 
@@ -37,6 +39,14 @@ def _check_same_shape(call: str, **tensors: Tensor) -> None:
         raise ValueError(f"{call}: expected a batch of shape (B, ...), got shape {tuple(first.shape)}")
 
 
+def _check_float(call: str, **tensors: Tensor) -> None:
+    """Float data, or a TypeError: raw uint8 pixels 0..255 would be noised at the wrong scale, silently."""
+    for name, x in tensors.items():
+        if not x.is_floating_point():
+            raise TypeError(f"{call}: {name} must be float data (images in [-1, 1]), got {x.dtype} "
+                            f"(raw pixels 0..255? use {name}.float() / 127.5 - 1)")
+
+
 def _check_t(call: str, schedule: NoiseSchedule, t: Tensor, batch_size: int) -> Tensor:
     """``schedule.check_t``, its error naming the call's signature."""
     try:
@@ -50,6 +60,7 @@ def q_sample(x0: Tensor, t: Tensor, eps: Tensor, schedule: NoiseSchedule) -> Ten
     call = "q_sample(x0, t, eps, schedule)"
     _check_args(call, schedule, x0=x0, eps=eps)
     _check_same_shape(call, x0=x0, eps=eps)
+    _check_float(call, x0=x0, eps=eps)
     t = _check_t(call, schedule, t, x0.shape[0])
     sqrt_alpha_bar = schedule.gather(schedule.sqrt_alpha_bar, t, x0.ndim)                     # (B, 1, ...)
     sqrt_one_minus_alpha_bar = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, x0.ndim)  # (B, 1, ...)
@@ -69,6 +80,7 @@ def q_posterior(x0: Tensor, xt: Tensor, t: Tensor, schedule: NoiseSchedule) -> t
     call = "q_posterior(x0, xt, t, schedule)"
     _check_args(call, schedule, x0=x0, xt=xt)
     _check_same_shape(call, x0=x0, xt=xt)
+    _check_float(call, x0=x0, xt=xt)
     t = _check_t(call, schedule, t, x0.shape[0])
     coef_x0 = schedule.gather(schedule.posterior_mean_coef_x0, t, x0.ndim)
     coef_xt = schedule.gather(schedule.posterior_mean_coef_xt, t, x0.ndim)
@@ -84,9 +96,14 @@ def q_sample_chain(x0: Tensor, t: int, schedule: NoiseSchedule, *, generator: to
 
     Agrees in distribution with ``q_sample`` at the same t. Returns x_t of x0's shape, or, with
     ``return_all``, every state stacked as (t + 2, B, ...): x0 first, x_t last.
+    ``t`` is one step for the whole batch: an int (or a 0-dim integer tensor), not q_sample's (B,) tensor.
     """
+    call = "q_sample_chain(x0, t, schedule)"
+    _check_args(call, schedule, x0=x0)
+    _check_float(call, x0=x0)
+    t = _one_step(call, t, schedule.T)
     if not 0 <= t < schedule.T:
-        raise ValueError(f"t must lie in 0..{schedule.T - 1}, got {t}")
+        raise ValueError(f"{call}: t must lie in 0..{schedule.T - 1}, got {t}")
     x = x0
     states = [x0]
     for i in range(t + 1):
@@ -95,3 +112,21 @@ def q_sample_chain(x0: Tensor, t: int, schedule: NoiseSchedule, *, generator: to
         if return_all:
             states.append(x)
     return torch.stack(states) if return_all else x
+
+
+def _one_step(call: str, t, T: int) -> int:
+    """``t`` as a Python int: an int, or a 0-dim integer tensor; a TypeError for anything else (q_sample's
+    per-example t of shape (B,), a float t / T)."""
+    if isinstance(t, Tensor):
+        if t.ndim == 0 and not t.is_floating_point() and t.dtype != torch.bool:
+            return int(t)
+        raise TypeError(f"{call}: t is one step for the whole batch, an int in 0..{T - 1}, got a tensor of shape "
+                        f"{tuple(t.shape)} and dtype {t.dtype} (q_sample takes one t per example; this chain steps "
+                        "every example to the same t)")
+    try:
+        if isinstance(t, bool):
+            raise TypeError
+        return operator.index(t)
+    except TypeError:
+        raise TypeError(f"{call}: t is one step for the whole batch, an int in 0..{T - 1}, got "
+                        f"{type(t).__name__} {t!r}") from None

@@ -40,14 +40,18 @@ def classifier_grad(classifier: Callable[..., Tensor], xt: Tensor, t: Tensor, y:
 
 def predict_eps(model: Callable[..., Tensor], xt: Tensor, t: Tensor, *, y: Tensor | None = None,
                 guidance_scale: float = 1.0, classifier: Callable[..., Tensor] | None = None,
-                classifier_scale: float = 0.0, schedule: NoiseSchedule | None = None) -> Tensor:
+                classifier_scale: float | None = None, schedule: NoiseSchedule | None = None) -> Tensor:
     """The (guided) noise prediction eps_pred = eps_theta(x_t, t[, y]) shaped like xt, checked for shape and NaN.
 
     - ``y is None``: the model's own prediction (unconditional, or the null class of a conditional model).
     - ``y`` given: classifier-free guidance with scale ``guidance_scale`` (1 = plain conditional).
     - ``classifier`` given with ``classifier_scale`` != 0: classifier guidance towards ``y`` on top (a negative
-      scale pushes away from ``y``).
+      scale pushes away from ``y``; 0.0 turns it off).
+
+    Guidance asked for but impossible raises (``check_guidance``) rather than being silently ignored.
     """
+    check_guidance("predict_eps(model, xt, t)", y=y, guidance_scale=guidance_scale, classifier=classifier,
+                   classifier_scale=classifier_scale)
     if y is None:
         eps_pred = model(xt, t)
     elif guidance_scale == 1.0:
@@ -66,6 +70,26 @@ def predict_eps(model: Callable[..., Tensor], xt: Tensor, t: Tensor, *, y: Tenso
         sqrt_one_minus_alpha_bar = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, xt.ndim)
         eps_pred = eps_pred - classifier_scale * sqrt_one_minus_alpha_bar * classifier_grad(classifier, xt, t, y)
     return eps_pred
+
+
+def check_guidance(call: str, *, y: Tensor | None, guidance_scale: float, classifier: Callable[..., Tensor] | None,
+                   classifier_scale: float | None) -> None:
+    """Guidance asked for but impossible, which the samplers would otherwise ignore silently: a ValueError that
+    starts with ``call`` (the sampler's signature).
+
+    - ``guidance_scale`` other than 1 (or 0, which is what y = None gives anyway) needs the classes ``y``;
+    - a ``classifier`` needs ``classifier_scale`` (0.0 is accepted: the lesson's sweep starts there);
+    - a ``classifier_scale`` other than 0 needs a ``classifier``.
+    """
+    if y is None and guidance_scale not in (0.0, 1.0):
+        raise ValueError(f"{call}: guidance_scale={guidance_scale!r} needs the target classes y (one per sample, "
+                         "shape (N,)); without y the model samples unconditionally and guidance_scale has no effect")
+    if classifier is not None and classifier_scale is None:
+        raise ValueError(f"{call}: a classifier was given but no classifier_scale, so it would not be used; pass "
+                         "classifier_scale=s (the guidance scale of Dhariwal and Nichol, e.g. 1.0 or 3.0)")
+    if classifier is None and classifier_scale not in (None, 0.0):
+        raise ValueError(f"{call}: classifier_scale={classifier_scale!r} was given without a classifier, so it "
+                         "would have no effect; pass classifier=... (a noisy classifier, classifier(xt, t) -> logits)")
 
 
 def _check_eps_pred(eps_pred: Tensor, xt: Tensor, t: Tensor) -> None:

@@ -26,7 +26,8 @@ from torch import Tensor
 from .progress import tqdm
 
 from .device import sampling_device
-from .guidance import predict_eps
+from .forward import _check_args
+from .guidance import check_guidance, predict_eps
 from .schedules import NoiseSchedule
 
 VARIANCES = ("posterior", "beta")
@@ -44,18 +45,25 @@ def ddim_timesteps(T: int, num_steps: int) -> Tensor:
     return (torch.arange(num_steps, dtype=torch.long) * (T // num_steps)).flip(0)
 
 
-def _setup(model, schedule, shape, device, x_T, generator, y):
-    device = sampling_device(model, x_T, device)
+def _setup(model, schedule, shape, device, x_T, generator, y, *, call="sampler(model, schedule, shape)"):
+    """The checked arguments of a sampler whose signature is ``call``: (device, schedule on it, x_T on it, y)."""
+    _check_args(call, schedule)                         # the schedule first: ddim_sample(schedule, model, shape)
+    if not isinstance(shape, (tuple, list, torch.Size)):
+        raise TypeError(f"{call}: shape must be a tuple (N, ...), e.g. (16, 1, 28, 28) or x_T.shape, got "
+                        f"{type(shape).__name__} {shape!r}")
     if len(shape) < 2:
-        raise ValueError(f"shape must be (N, ...) with a batch dimension, got {tuple(shape)}")
+        raise ValueError(f"{call}: shape must be (N, ...) with a batch dimension, got {tuple(shape)}")
+    if x_T is not None and not isinstance(x_T, Tensor):
+        raise TypeError(f"{call}: x_T must be a torch.Tensor, got {type(x_T).__name__}")
+    device = sampling_device(model, x_T, device)
     if x_T is None:
         x_T = torch.randn(tuple(shape), generator=generator, device=device)
     elif tuple(x_T.shape) != tuple(shape):
-        raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was asked for")
+        raise ValueError(f"{call}: x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was asked for")
     if y is not None:
         y = torch.as_tensor(y, device=device).long()
         if y.shape != (shape[0],):
-            raise ValueError(f"y must hold one class per sample, shape ({shape[0]},), got {tuple(y.shape)}")
+            raise ValueError(f"{call}: y must hold one class per sample, shape ({shape[0]},), got {tuple(y.shape)}")
     return device, schedule.to(device), x_T.to(device), y
 
 
@@ -72,7 +80,7 @@ def descending_timesteps(timesteps, T: int) -> list[int]:
 @torch.no_grad()
 def ddpm_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tuple[int, ...], *,
                 variance: str = "posterior", y: Tensor | None = None, guidance_scale: float = 1.0,
-                classifier: Callable[..., Tensor] | None = None, classifier_scale: float = 0.0,
+                classifier: Callable[..., Tensor] | None = None, classifier_scale: float | None = None,
                 x_T: Tensor | None = None, generator: torch.Generator | None = None, progress: bool = True,
                 device: torch.device | str | None = None, return_trajectory: bool = False):
     """Algorithm 2 of DDPM: T ancestral steps from x_T ~ N(0, I); no noise is added at the last step.
@@ -80,9 +88,11 @@ def ddpm_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tu
     Returns samples of ``shape``, or ``(samples, trajectory)`` with ``return_trajectory``, where
     trajectory is (T + 1, N, ...) on the CPU: x_T first, x_0 last.
     """
+    call = "ddpm_sample(model, schedule, shape)"
     if variance not in VARIANCES:
-        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
-    device, schedule, x, y = _setup(model, schedule, shape, device, x_T, generator, y)
+        raise ValueError(f"{call}: variance must be one of {VARIANCES}, got {variance!r}")
+    check_guidance(call, y=y, guidance_scale=guidance_scale, classifier=classifier, classifier_scale=classifier_scale)
+    device, schedule, x, y = _setup(model, schedule, shape, device, x_T, generator, y, call=call)
     sigmas = (schedule.posterior_variance if variance == "posterior" else schedule.betas).sqrt()
     trajectory = [x.cpu()] if return_trajectory else None
     for i in tqdm(range(schedule.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False):
@@ -106,8 +116,12 @@ def ddim_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_prev:
     """One DDIM update from x_t to x_prev (Song et al. Eq. 12); returns ``(x_prev, x0_pred)``.
 
     xt and eps_pred (the model's prediction eps_theta(x_t, t)) are (B, ...); alpha_bar_t and alpha_bar_prev are
-    0-dim tensors or tensors broadcastable to xt; ``noise`` ~ N(0, I) shaped like xt is needed when eta > 0.
+    Python floats, 0-dim tensors or tensors broadcastable to xt with the batch first, (B, 1, ..., 1) (a (B,) tensor
+    would broadcast over xt's last dimension: refused); ``noise`` ~ N(0, I) shaped like xt is needed when eta > 0.
+    A step with eta > 0 must go to less noise, alpha_bar_prev >= alpha_bar_t (else sigma_t is the root of a
+    negative number); at eta = 0 any direction is computed as given.
     """
+    alpha_bar_t, alpha_bar_prev = _step_rates(xt, alpha_bar_t, alpha_bar_prev, eta)
     x0_pred = (xt - (1 - alpha_bar_t).sqrt() * eps_pred) / alpha_bar_t.sqrt()
     sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()
     direction = (1 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps_pred  # "direction pointing to x_t"
@@ -117,6 +131,37 @@ def ddim_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_prev:
             raise ValueError("eta > 0 needs noise")
         x_prev = x_prev + sigma * noise
     return x_prev, x0_pred
+
+
+def _step_rates(xt: Tensor, alpha_bar_t, alpha_bar_prev, eta: float) -> tuple[Tensor, Tensor]:
+    """ddim_step's two coefficients as tensors (a Python float as a 0-dim tensor, which keeps xt's dtype),
+    checked: none of shape (B,) against an xt of more dimensions, and alpha_bar_prev >= alpha_bar_t when eta > 0."""
+    call = "ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta, noise)"
+    rates = {}
+    for name, value in (("alpha_bar_t", alpha_bar_t), ("alpha_bar_prev", alpha_bar_prev)):
+        if not isinstance(value, Tensor):
+            value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        if 0 < value.ndim < xt.ndim and value.numel() > 1:
+            ones = ", 1" * (xt.ndim - 1)
+            raise ValueError(f"{call}: {name} has shape {tuple(value.shape)} but xt has shape {tuple(xt.shape)}: "
+                             f"a ({value.shape[0]},) tensor lines up with xt's LAST dimension, not its batch; give it "
+                             f"shape ({value.shape[0]}{ones}), {name}.reshape(-1{ones}) (schedule.gather(values, t, "
+                             "xt.ndim) does it), or pass a 0-dim tensor for one t")
+        rates[name] = value
+    alpha_bar_t, alpha_bar_prev = rates["alpha_bar_t"], rates["alpha_bar_prev"]
+    meta = "meta" in (alpha_bar_t.device.type, alpha_bar_prev.device.type)     # meta tensors hold no values
+    if eta > 0 and not meta and bool((alpha_bar_prev < alpha_bar_t).any()):
+        raise ValueError(f"{call}: alpha_bar_prev ({_values(alpha_bar_prev)}) is below alpha_bar_t "
+                         f"({_values(alpha_bar_t)}): this step goes to MORE noise, and with eta = {eta} sigma_t is "
+                         "the square root of a negative number (NaN). A sampling step goes from alpha_bar[t] to a "
+                         "larger alpha_bar; for the last step use alpha_bar_prev = torch.tensor(1.0): alpha_bar[-1] is "
+                         "the LAST entry (step T-1's, the noisiest), not 'before step 0'")
+    return alpha_bar_t, alpha_bar_prev
+
+
+def _values(x: Tensor) -> str:
+    """A coefficient for a message: its value, or its range when it holds several."""
+    return f"{x.item():.4g}" if x.numel() == 1 else f"{x.min().item():.4g} to {x.max().item():.4g}"
 
 
 def ddim_sigma(schedule: NoiseSchedule, t: int, t_prev: int, eta: float) -> Tensor:
@@ -132,7 +177,7 @@ def _alpha_bar_at(schedule: NoiseSchedule, t: int) -> Tensor:
 @torch.no_grad()
 def ddim_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tuple[int, ...], *, num_steps: int = 50,
                 eta: float = 0.0, x_T: Tensor | None = None, y: Tensor | None = None, guidance_scale: float = 1.0,
-                classifier: Callable[..., Tensor] | None = None, classifier_scale: float = 0.0,
+                classifier: Callable[..., Tensor] | None = None, classifier_scale: float | None = None,
                 generator: torch.Generator | None = None, progress: bool = True,
                 device: torch.device | str | None = None, return_trajectory: bool = False,
                 timesteps: list[int] | Tensor | None = None):
@@ -142,10 +187,12 @@ def ddim_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tu
     its length); the last step always goes to alpha_bar = 1 (clean data).
     Returns samples of ``shape``, or ``(samples, trajectory)`` with trajectory (num_steps + 1, N, ...) on the CPU.
     """
+    call = "ddim_sample(model, schedule, shape)"
     if not 0 <= eta <= 1:   # above 1, sigma_t^2 can pass 1 - alpha_bar_prev: the direction term has no real root
-        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM; 1: DDPM's posterior variance on the full "
-                         f"grid), got {eta}")
-    device, schedule, x, y = _setup(model, schedule, shape, device, x_T, generator, y)
+        raise ValueError(f"{call}: eta must lie in [0, 1] (0: deterministic DDIM; 1: DDPM's posterior variance on "
+                         f"the full grid), got {eta}")
+    check_guidance(call, y=y, guidance_scale=guidance_scale, classifier=classifier, classifier_scale=classifier_scale)
+    device, schedule, x, y = _setup(model, schedule, shape, device, x_T, generator, y, call=call)
     if timesteps is None:
         timesteps = ddim_timesteps(schedule.T, num_steps).tolist()
     else:
@@ -174,7 +221,9 @@ def ddim_invert(model: Callable[..., Tensor], schedule: NoiseSchedule, x0: Tenso
     ``ddim_sample(..., x_T=ddim_invert(...), num_steps=same)`` then reconstructs x0 closely.
     Runs (and returns x_T) on the device that ``ddim_sample`` would pick, with x0 in the place of x_T.
     """
-    device, schedule, x, y = _setup(model, schedule, x0.shape, device, x0, None, y)
+    call = "ddim_invert(model, schedule, x0)"
+    _check_args(call, schedule, x0=x0)
+    device, schedule, x, y = _setup(model, schedule, x0.shape, device, x0, None, y, call=call)
     timesteps = ddim_timesteps(schedule.T, num_steps).flip(0).tolist()  # ascending
     previous = [-1] + timesteps[:-1]
     for i_prev, i in tqdm(list(zip(previous, timesteps)), desc="DDIM inversion", disable=not progress, leave=False):

@@ -115,7 +115,10 @@ class NoiseSchedule:
         if timesteps.ndim != 1 or timesteps.numel() < 1:
             raise ValueError(f"timesteps must be a 1-D tensor of K >= 1 steps, got shape {tuple(timesteps.shape)}")
         if int(timesteps.min()) < 0 or int(timesteps.max()) >= self.T or (timesteps.diff() <= 0).any():
-            raise ValueError(f"timesteps must increase strictly within 0..{self.T - 1}, got {timesteps.tolist()}")
+            descending = timesteps.numel() > 1 and bool((timesteps.diff() < 0).all())
+            raise ValueError(f"timesteps must increase strictly within 0..{self.T - 1}, got {timesteps.tolist()}" + (
+                " (a sampler's grid such as ddim_timesteps runs downwards: pass timesteps.flip(0))" if descending
+                else ""))
         alpha_bar = self.alpha_bar.double().cpu()[timesteps]                          # (K,)
         alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
         return NoiseSchedule.from_betas(1.0 - alpha_bar / alpha_bar_prev)

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 from .progress import tqdm
 
-from .guidance import predict_eps
+from .guidance import check_guidance, predict_eps
 from .samplers import _setup, ddim_sample, ddim_timesteps, descending_timesteps
 from .schedules import NoiseSchedule
 
@@ -148,10 +148,10 @@ def dpmpp_2m_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_p
 
 
 # ------------------------------------------------------------------ samplers
-def _prepare(model, schedule, shape, device, x_T, generator, y, num_steps, timesteps, spacing):
+def _prepare(model, schedule, shape, device, x_T, generator, y, num_steps, timesteps, spacing, *, call):
     """Device, schedule, x_T and y where the sampler runs, the descending timesteps (a list of ints) and
-    ``_alpha_bars`` of them."""
-    device, on_device, x_T, y = _setup(model, schedule, shape, device, x_T, generator, y)
+    ``_alpha_bars`` of them; ``call`` is the sampler's signature, for the messages."""
+    device, on_device, x_T, y = _setup(model, schedule, shape, device, x_T, generator, y, call=call)
     if timesteps is None:
         timesteps = solver_timesteps(schedule, num_steps, spacing=spacing).tolist()
     else:
@@ -170,7 +170,7 @@ def _alpha_bars(schedule: NoiseSchedule, timesteps: list[int]) -> Tensor:
 @torch.no_grad()
 def heun_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tuple[int, ...], *, num_steps: int = 10,
                 x_T: Tensor | None = None, y: Tensor | None = None, guidance_scale: float = 1.0,
-                classifier: Callable[..., Tensor] | None = None, classifier_scale: float = 0.0,
+                classifier: Callable[..., Tensor] | None = None, classifier_scale: float | None = None,
                 generator: torch.Generator | None = None, progress: bool = True,
                 device: torch.device | str | None = None, return_trajectory: bool = False,
                 timesteps: list[int] | Tensor | None = None, spacing: str = "logsnr"):
@@ -181,8 +181,10 @@ def heun_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tu
     Returns samples of ``shape``, or ``(samples, trajectory)`` with trajectory (num_steps + 1, N, ...) on the
     CPU (the grid points: x_T first, x_0 last).
     """
+    call = "heun_sample(model, schedule, shape)"
+    check_guidance(call, y=y, guidance_scale=guidance_scale, classifier=classifier, classifier_scale=classifier_scale)
     device, schedule, x, y, timesteps, alpha_bars = _prepare(model, schedule, shape, device, x_T, generator, y,
-                                                             num_steps, timesteps, spacing)    # alpha_bars (S + 1,)
+                                                             num_steps, timesteps, spacing, call=call)  # (S + 1,)
     edm_sigmas = edm_sigma(alpha_bars)                                              # (S + 1,), 0 at the end
 
     def eps_at(xt, i):
@@ -208,8 +210,8 @@ def heun_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tu
 def dpmpp_2m_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape: tuple[int, ...], *,
                     num_steps: int = 10, x_T: Tensor | None = None, y: Tensor | None = None,
                     guidance_scale: float = 1.0, classifier: Callable[..., Tensor] | None = None,
-                    classifier_scale: float = 0.0, generator: torch.Generator | None = None, progress: bool = True,
-                    device: torch.device | str | None = None, return_trajectory: bool = False,
+                    classifier_scale: float | None = None, generator: torch.Generator | None = None,
+                    progress: bool = True, device: torch.device | str | None = None, return_trajectory: bool = False,
                     timesteps: list[int] | Tensor | None = None, spacing: str = "logsnr"):
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) over ``solver_timesteps(schedule, num_steps)``: num_steps calls.
 
@@ -218,8 +220,10 @@ def dpmpp_2m_sample(model: Callable[..., Tensor], schedule: NoiseSchedule, shape
     final_sigmas_type="zero")`` does on the same timesteps. ``spacing`` and ``timesteps`` as in ``heun_sample``.
     Returns samples of ``shape``, or ``(samples, trajectory)`` with trajectory (num_steps + 1, N, ...) on the CPU.
     """
+    call = "dpmpp_2m_sample(model, schedule, shape)"
+    check_guidance(call, y=y, guidance_scale=guidance_scale, classifier=classifier, classifier_scale=classifier_scale)
     device, schedule, x, y, timesteps, alpha_bars = _prepare(model, schedule, shape, device, x_T, generator, y,
-                                                             num_steps, timesteps, spacing)    # alpha_bars (S + 1,)
+                                                             num_steps, timesteps, spacing, call=call)  # (S + 1,)
     trajectory = [x.cpu()] if return_trajectory else None
     x0_pred_last = None
     for k, i in enumerate(tqdm(timesteps, desc=f"DPM-Solver++(2M) {len(timesteps)}", disable=not progress,

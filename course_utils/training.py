@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from .progress import tqdm
 
-from .forward import q_sample
+from .device import get_device
+from .forward import _check_args, q_sample
 from .schedules import NoiseSchedule
 from .settings import wrapped
 
@@ -88,6 +89,11 @@ class EMA:
     """theta_ema <- d theta_ema + (1 - d) theta, with d = min(decay, (1 + step) / (10 + step)) (warm-up)."""
 
     def __init__(self, model: nn.Module, decay: float):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"EMA(model, decay): model must be an nn.Module, got {type(model).__name__} "
+                            "(are the arguments in this order?)")
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
+            raise ValueError(f"EMA(model, decay): decay must lie in [0, 1) (e.g. 0.999), got {decay!r}")
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
@@ -174,7 +180,8 @@ def train(model: nn.Module, schedule: NoiseSchedule, x: Tensor, config: TrainCon
     (a noisy classifier, say). ``compile_model``: the loss calls ``torch.compile(model)`` (fused kernels: fewer
     launches for a small network on a GPU); the EMA, the optimizer and the checkpoints use ``model`` itself.
     """
-    device = torch.device(device)
+    _check_train_args(model, schedule, x, config, y)
+    device = get_device(device)                     # before moving anything: "cuda" without a GPU says so
     model.to(device)
     if config.channels_last and x.ndim == 4:
         model.to(memory_format=torch.channels_last)
@@ -262,6 +269,23 @@ def train(model: nn.Module, schedule: NoiseSchedule, x: Tensor, config: TrainCon
     state.seconds = time.perf_counter() - start
     model.eval()
     return state
+
+
+def _check_train_args(model, schedule, x, config, y) -> None:
+    """train's arguments of the right kinds, before the model is moved: a TypeError that names the signature."""
+    call = "train(model, schedule, x, config)"
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{call}: model must be an nn.Module, got {type(model).__name__} "
+                        "(are the arguments in this order?)")
+    _check_args(call, schedule)
+    if not isinstance(x, Tensor):
+        hint = ("torch.from_numpy(x).float()" if type(x).__module__ == "numpy" else "are the arguments in this order?")
+        raise TypeError(f"{call}: x must be a torch.Tensor of training data (N, ...), got {type(x).__name__} ({hint})")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"{call}: config must be a TrainConfig, got {type(config).__name__}; e.g. "
+                        "TrainConfig(steps=100)")
+    if y is not None and not isinstance(y, Tensor):
+        raise TypeError(f"{call}: y must be a torch.Tensor of labels (N,), got {type(y).__name__}")
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, ema: EMA, optimizer: torch.optim.Optimizer,

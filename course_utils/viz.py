@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import matplotlib.pyplot as plt
 import torch
 from matplotlib import animation, ticker
 from torch import Tensor
 from torchvision.utils import make_grid
+
+from .schedules import NoiseSchedule
 
 
 def to_display(x: Tensor) -> Tensor:
@@ -30,12 +33,22 @@ def image_grid(x: Tensor, nrow: int = 8, padding: int = 2) -> Tensor:
 
 def show_images(x: Tensor, *, nrow: int = 8, title: str | None = None, ax=None, figsize=None,
                 row_labels=None, col_labels=None, padding: int = 2):
-    """Show a grid of images (N, C, H, W) in [-1, 1], ``nrow`` to a row; returns the axes.
+    """Show a grid of images (N, C, H, W) in [-1, 1] (a tensor or a numpy array), ``nrow`` to a row; returns the axes.
+    Images whose values all lie in [0, 1] (and not all 0) draw a warning: they are in another convention.
 
     ``row_labels`` (one per row of the grid) are written left of the rows, ``col_labels`` (one per column) under
     the columns: for a grid whose text names its rows or columns ("row k asks for digit k", "from t/T = 0.5 on").
     """
+    x = torch.as_tensor(x)
+    if x.ndim != 4:
+        raise ValueError(f"show_images: expected images of shape (N, C, H, W), got {tuple(x.shape)}")
     n = x.shape[0]
+    if n == 0:
+        raise ValueError(f"show_images: got 0 images (shape {tuple(x.shape)}): nothing to draw (an empty selection?)")
+    low, high = float(x.min()), float(x.max())
+    if 0 <= low and 0 < high <= 1:      # ToTensor's range, or (x + 1) / 2: drawn washed out, black as mid-grey
+        warnings.warn("show_images: all values lie in [0, 1], but the course draws [-1, 1] (black = -1), so these "
+                      "look grey; pass x * 2 - 1", UserWarning, stacklevel=2)
     cols, rows = min(nrow, n), -(-n // nrow)
     for labels, count, name in ((row_labels, rows, "row_labels"), (col_labels, cols, "col_labels")):
         if labels is not None and len(labels) != count:
@@ -65,6 +78,7 @@ def plot_schedules(schedules: dict, *, axes=None):
     """beta_t, alpha_bar_t and log-SNR against t/T for {label: NoiseSchedule}; returns the axes. Code index t is
     the paper's step t + 1 (GLOSSARY), drawn at (t + 1) / T: so a cosine schedule's alpha_bar lies on f(t/T)/f(0)
     whatever T is."""
+    check_schedule_dict("plot_schedules(schedules)", schedules, example="plot_schedules({'linear': schedule})")
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     for label, schedule in schedules.items():
@@ -83,9 +97,12 @@ def plot_schedules(schedules: dict, *, axes=None):
 def plot_points(x: Tensor, *, ax=None, title: str | None = None, lim: float = 3.0, c=None, marker_size: float = 2.0):
     """Scatter 2-D points (N, 2) in a square box [-lim, lim]^2 (``marker_size``: matplotlib's ``s``, which the
     glossary keeps for the cosine schedule's offset)."""
+    x = torch.as_tensor(x).detach().cpu()
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"plot_points takes points (N, 2), got {tuple(x.shape)}" + (
+            "; for a trajectory (S, N, 2) pass trajectory[k] or use plot_trajectory_2d" if x.ndim == 3 else ""))
     if ax is None:
         _, ax = plt.subplots(figsize=(3.5, 3.5))
-    x = x.detach().cpu()
     ax.scatter(x[:, 0], x[:, 1], s=marker_size, c=c, alpha=0.6)
     ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
@@ -157,7 +174,9 @@ def offline_player(html: str) -> str:
 
 
 def plot_loss(history, *, ax=None, title: str = "training loss"):
-    """Plot a loss history [(step, loss), ...] on a log scale."""
+    """Plot a loss history [(step, loss), ...] on a log scale; ``train``'s ``TrainState`` stands for its
+    ``.history``."""
+    history = getattr(history, "history", history)      # plot_loss(state): what was meant is state.history
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3))
     if history:
@@ -198,3 +217,14 @@ def label_log_axis(ax, axis: str = "y", ticks=None):
     which.set_major_formatter(ticker.StrMethodFormatter("{x:,g}"))
     which.set_minor_formatter(ticker.NullFormatter())
     return ax
+
+
+def check_schedule_dict(call: str, schedules, *, example: str) -> None:
+    """``schedules`` is a dict {label: NoiseSchedule}, or a TypeError with the right call: one schedule given
+    alone is the usual mistake."""
+    if not isinstance(schedules, dict):
+        raise TypeError(f"{call}: schedules must be a dict {{label: NoiseSchedule}}, got {type(schedules).__name__}; "
+                        f"e.g. {example}")
+    wrong = {label: type(s).__name__ for label, s in schedules.items() if not isinstance(s, NoiseSchedule)}
+    if wrong:
+        raise TypeError(f"{call}: every value of schedules must be a NoiseSchedule, got {wrong}; e.g. {example}")

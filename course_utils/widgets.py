@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .forward import q_sample
 from .schedules import NoiseSchedule, diffusion_schedule
-from .viz import show_images
+from .viz import check_schedule_dict, show_images
 
 SCHEDULE_NAMES = ("linear", "cosine", "lab continuous cosine")
 
@@ -42,6 +42,10 @@ def schedule_explorer(x0: Tensor | None = None, *, device: torch.device | str = 
                       num_images: int = 8) -> widgets.Widget:
     """Pick a schedule and T; see beta_t, alpha_bar_t and log-SNR, and (given ``x0`` of shape (1, C, H, W) in
     [-1, 1]) that image noised at ``num_images`` evenly spaced t/T with the same noise for every setting."""
+    if x0 is not None and (not isinstance(x0, Tensor) or x0.ndim != 4 or x0.shape[0] != 1):
+        got = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
+        raise ValueError(f"schedule_explorer(x0): shows one image: x0 must be (1, C, H, W), got {got}"
+                         + ("; pass x0[:1]" if isinstance(x0, Tensor) and x0.ndim == 4 else ""))
     gen = torch.Generator().manual_seed(seed)
     eps = torch.randn((num_images, *x0.shape[1:]), generator=gen).to(device) if x0 is not None else None
     name = widgets.Dropdown(options=SCHEDULE_NAMES, value="linear", description="schedule")
@@ -82,6 +86,8 @@ def noising_explorer(x0: Tensor, schedules: dict, *, device: torch.device | str 
     """A slider over t: the images ``x0`` (B, C, H, W) in [-1, 1] noised at t under each of ``schedules``
     ({label: NoiseSchedule}, all with the same T), with the same noise eps for every t, and a histogram of
     the pixel values of x_t against the N(0, 1) density they tend to."""
+    check_schedule_dict("noising_explorer(x0, schedules)", schedules,
+                        example="noising_explorer(x0, {'linear': schedule})")
     Ts = {schedule.T for schedule in schedules.values()}
     if len(Ts) != 1:
         raise ValueError(f"all schedules must have the same T, got {sorted(Ts)}")

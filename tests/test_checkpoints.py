@@ -112,6 +112,20 @@ def test_load_pretrained_takes_the_first_installed_name(tmp_path, capsys):
         checkpoints.load_pretrained("mnist-unet-typo")
 
 
+
+def test_load_pretrained_names_a_device_given_by_position(tmp_path):
+    """checkpoints.load(name, device) takes the device by position, load_pretrained(*names, device=) cannot:
+    load_pretrained("mnist-unet", "cpu") said "unknown pretrained model 'cpu'". Now it says device is keyword-only,
+    with the right call, before anything is loaded; a misspelt model name is still an unknown model."""
+    for device in ("cpu", "cuda", "cuda:0", torch.device("cpu")):
+        with pytest.raises(TypeError, match=rf"^'{device}' is a device, not a model name: device is keyword-only, "
+                                            rf"load_pretrained\('mnist-unet', device='{device}'\)"):
+            checkpoints.load_pretrained("mnist-unet", device, directory=tmp_path)
+    with pytest.raises(TypeError, match=r"load_pretrained\('mnist-unet', 'digits-unet-cond', device='cpu'\)"):
+        checkpoints.load_pretrained("mnist-unet", "digits-unet-cond", "cpu", directory=tmp_path)
+    with pytest.raises(ValueError, match="unknown pretrained model 'mnist-unett'"):
+        checkpoints.load_pretrained("mnist-unett", directory=tmp_path)
+
 def test_pretrain_writes_a_loadable_checkpoint_and_card(tmp_path):
     card = run("digits-unet-cond", steps=2, chunk=1, work_dir=tmp_path / "work", out_dir=tmp_path,
                evaluate_after=False)

@@ -130,3 +130,40 @@ def test_bad_input_messages(linear_schedule):
     short = NoiseSchedule.linear(T=10)
     with pytest.raises(ValueError, match=r"t must lie in 0\.\.9 \(T = 10\)"):
         q_sample(x0, torch.tensor([1, 500]), torch.randn_like(x0), short)
+
+
+# ------------------------------------------------------------------ a student's wrong calls (the error audit)
+def test_raw_uint8_pixels_are_refused_with_the_scaling():
+    """x0 as uint8 pixels 0..255 returned x_t in [-1, 255] without a word; q_posterior would do the same."""
+    schedule = NoiseSchedule.linear(T=50)
+    pixels = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    eps, t = torch.randn(4, 1, 8, 8), torch.tensor([0, 10, 20, 49])
+    with pytest.raises(TypeError, match=r"^q_sample\(x0, t, eps, schedule\): x0 must be float data \(images in "
+                                        r"\[-1, 1\]\), got torch\.uint8 \(raw pixels 0\.\.255\? use "
+                                        r"x0\.float\(\) / 127\.5 - 1\)"):
+        q_sample(pixels, t, eps, schedule)
+    with pytest.raises(TypeError, match=r"^q_posterior\(x0, xt, t, schedule\): x0 must be float data"):
+        q_posterior(pixels, eps, t, schedule)
+    scaled = q_sample(pixels.float() / 127.5 - 1, t, eps, schedule)
+    assert scaled.abs().max() < 10
+
+
+def test_q_sample_chain_takes_one_step_for_the_batch():
+    """q_sample takes t (B,); q_sample_chain one int. Its per-example tensor said "Boolean value of Tensor with more
+    than one value is ambiguous", the swapped schedule "'<=' not supported between 'int' and 'NoiseSchedule'", a
+    float "'float' object cannot be interpreted as an integer". A 0-dim integer tensor is one step: accepted."""
+    schedule = NoiseSchedule.linear(T=50)
+    x0 = torch.zeros(4, 2)
+    with pytest.raises(TypeError, match=r"^q_sample_chain\(x0, t, schedule\): t is one step for the whole batch, an "
+                                        r"int in 0\.\.49, got a tensor of shape \(4,\) .*\(q_sample takes one t per "
+                                        r"example; this chain steps every example to the same t\)"):
+        q_sample_chain(x0, torch.tensor([10, 20, 30, 40]), schedule)
+    with pytest.raises(TypeError, match=r"^q_sample_chain\(x0, t, schedule\): schedule must be a NoiseSchedule, got "
+                                        r"int \(are the arguments in this order\?\)"):
+        q_sample_chain(x0, schedule, 10)
+    with pytest.raises(TypeError, match=r"t is one step for the whole batch, an int in 0\.\.49, got float 10\.0"):
+        q_sample_chain(x0, 10.0, schedule)
+    with pytest.raises(ValueError, match=r"^q_sample_chain\(x0, t, schedule\): t must lie in 0\.\.49, got 50"):
+        q_sample_chain(x0, 50, schedule)
+    run = lambda t: q_sample_chain(x0, t, schedule, generator=torch.Generator().manual_seed(1))  # noqa: E731
+    assert torch.equal(run(torch.tensor(10)), run(10))

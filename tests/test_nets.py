@@ -142,3 +142,70 @@ def test_parameter_count_follows_from_the_layout():
     n = count_parameters(UNet(base_channels=32, channel_mults=(1, 2, 2), attention_levels=(2,)))
     print(f"UNet base 32, mults (1, 2, 2): {n:,} parameters")
     assert n == _unet_parameters_by_hand() == 1_112_801, (n, _unet_parameters_by_hand())
+
+
+# ------------------------------------------------------------------ a student's wrong calls (the error audit)
+def _tiny_unet(**kwargs) -> UNet:
+    return UNet(base_channels=8, channel_mults=(1, 2), attention_levels=(), **kwargs).eval()
+
+
+def test_one_t_for_the_whole_batch_is_told_to_use_torch_full():
+    """unet(x, 500) and unet(x, torch.tensor(500)), the most natural first call, said "'int' object has no
+    attribute 'shape'" and "tuple index out of range"; the MLP said the same. The message gives the (B,) call."""
+    x, points = torch.randn(4, 1, 8, 8), torch.randn(8, 2)
+    full = r"use torch\.full\(\(xt\.shape\[0\],\), 500\)"
+    with pytest.raises(TypeError, match=r"^UNet\(xt, t\): t must be a tensor of shape \(4,\), one timestep per image, "
+                                        r"got int 500; for one t for the whole batch " + full):
+        _tiny_unet()(x, 500)
+    with pytest.raises(ValueError, match=r"UNet\(xt, t\): t must be a tensor of shape \(4,\), .*got a 0-dim tensor "
+                                         r"\(500\); .*" + full):
+        _tiny_unet()(x, torch.tensor(500))
+    mlp = MLPDenoiser(hidden_dim=8)
+    with pytest.raises(TypeError, match=r"MLPDenoiser\(xt, t\): t must be a tensor of shape \(8,\), one timestep per "
+                                        r"point, got int 500; .*" + full):
+        mlp(points, 500)
+    with pytest.raises(ValueError, match=r"MLPDenoiser\(xt, t\): .*got a 0-dim tensor"):
+        mlp(points, torch.tensor(500))
+    with pytest.raises(TypeError, match=r"got list \(are the arguments in this order\?\)"):
+        mlp(points, [500] * 8)
+    # the right call, and the lab's (B, 1, 1, 1) continuous times, still work
+    assert _tiny_unet()(x, torch.full((4,), 500)).shape == x.shape
+    lab = _tiny_unet(time_scale=1000.0)
+    assert torch.allclose(lab(x, torch.full((4, 1, 1, 1), 0.5)), lab(x, torch.full((4,), 0.5)))
+
+
+def test_float64_input_is_refused_with_xt_float():
+    """torch.from_numpy gives float64: the MLP raised torch's "mat1 and mat2 must have the same dtype" from 8 torch
+    frames down, the UNet a conv error. Now a TypeError naming xt.float(); nothing is cast silently."""
+    t4, t8 = torch.full((4,), 10), torch.full((8,), 10)
+    with pytest.raises(TypeError, match=r"^UNet\(xt, t\): xt is float64 but the model's weights are float32 .*"
+                                        r"pass xt\.float\(\)"):
+        _tiny_unet()(torch.randn(4, 1, 8, 8, dtype=torch.float64), t4)
+    with pytest.raises(TypeError, match=r"^MLPDenoiser\(xt, t\): xt is float64 .*torch\.from_numpy gives float64\): "
+                                        r"pass xt\.float\(\)"):
+        MLPDenoiser(hidden_dim=8)(torch.randn(8, 2, dtype=torch.float64), t8)
+
+
+def test_mlp_denoiser_refuses_labels_as_the_unet_does():
+    """An unconditional MLPDenoiser (num_classes forgotten) ignored y silently (lesson 6: every guidance scale gave
+    the same samples); with num_classes=8, y = 8 was read as the null class and y = 9 gave torch's 'index out of
+    range in self'. Now as UNet.embed: the null class is -1 (or None), labels run 0..K-1."""
+    points, t = torch.randn(4, 2), torch.full((4,), 10)
+    with pytest.raises(ValueError, match=r"MLPDenoiser\(xt, t, y\): this MLPDenoiser is unconditional "
+                                         r"\(num_classes=None\) but class labels y were given: build it with "
+                                         r"MLPDenoiser\(\.\.\., num_classes=K\)"):
+        MLPDenoiser(hidden_dim=8)(points, t, torch.tensor([0, 1, 2, 3]))
+    plain = MLPDenoiser(hidden_dim=8)
+    assert torch.equal(plain(points, t, torch.full((4,), -1)), plain(points, t))    # all null: as UNet accepts
+    conditional = MLPDenoiser(hidden_dim=8, num_classes=8)
+    for labels, got in (([1, 2, 8, 3], r"got 1\.\.8"), ([0, 9, 1, 1], r"got 0\.\.9"), ([-2, 0, 1, 1], r"got -2\.\.1")):
+        with pytest.raises(ValueError, match=r"class labels must lie in 0\.\.7 \(or -1 for none\), " + got):
+            conditional(points, t, torch.tensor(labels))
+    with pytest.raises(ValueError, match=r"y must have shape \(4,\), got \(4, 1\)"):
+        conditional(points, t, torch.zeros(4, 1, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"y must be a tensor of shape \(4,\), one class label per example, got int"):
+        conditional(points, t, 3)
+    assert torch.equal(conditional(points, t, torch.full((4,), -1)), conditional(points, t))
+    # the unconditional UNet keeps its message, now with the fix
+    with pytest.raises(ValueError, match=r"this UNet is unconditional .* build it with UNet\(\.\.\., num_classes=K\)"):
+        _tiny_unet()(torch.randn(4, 1, 8, 8), t, torch.tensor([0, 1, 2, 3]))

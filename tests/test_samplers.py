@@ -484,3 +484,120 @@ def test_invalid_sampler_options(linear_schedule):
         ddim_sample(model, linear_schedule, (2, 2), y=torch.tensor([0, 1, 1]), progress=False)
     with pytest.raises(ValueError, match="eta > 0 needs noise"):
         ddim_step(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor(0.5), torch.tensor(0.9), eta=0.5)
+
+
+# ------------------------------------------------------------------ a student's wrong calls (the error audit)
+T_SMALL = 50
+
+
+@pytest.fixture
+def small_schedule() -> NoiseSchedule:
+    return NoiseSchedule.linear(T=T_SMALL)
+
+
+def test_mixture_eps_refuses_one_t_for_the_batch(small_schedule):
+    """exact_eps(x, 30) said "'int' object has no attribute 'long'"; t of batch 3 for x of batch 8 gave torch's
+    broadcast error. The nets' message now, with the call's signature."""
+    exact, x = GaussianMixtureEps(TWO_GAUSSIANS, small_schedule), torch.randn(8, 2)
+    with pytest.raises(TypeError, match=r"^GaussianMixtureEps\(xt, t\): t must be a tensor of shape \(8,\), one "
+                                        r"timestep per example, got int 30; .*torch\.full\(\(xt\.shape\[0\],\), 30\)"):
+        exact(x, 30)
+    with pytest.raises(ValueError, match=r"GaussianMixtureEps\(xt, t\): .*got a 0-dim tensor \(30\)"):
+        exact(x, torch.tensor(30))
+    with pytest.raises(ValueError, match=r"GaussianMixtureEps\(xt, t\): t must have shape \(8,\), one timestep per "
+                                         r"example, got \(3,\)"):
+        exact(x, torch.tensor([1, 2, 3]))
+    assert exact(x, torch.full((8,), 30)).shape == x.shape
+
+
+def test_guidance_asked_for_without_its_inputs_raises(small_schedule):
+    """guidance_scale=3 without y, and a classifier without classifier_scale (its default was 0.0), were ignored
+    silently: the samples equalled plain sampling. Now a ValueError naming the sampler; an explicit
+    classifier_scale=0.0 with a classifier still runs (lesson 6 sweeps it from 0.0), and so does
+    guidance_scale=0 without y (the unconditional model, which is what y = None gives)."""
+    model, shape = GaussianMixtureEps(TWO_GAUSSIANS, small_schedule), (8, 2)
+    y = torch.arange(8) % 2
+    kwargs = dict(num_steps=5, progress=False)
+    with pytest.raises(ValueError, match=r"^ddim_sample\(model, schedule, shape\): guidance_scale=3\.0 needs the "
+                                         r"target classes y \(one per sample, shape \(N,\)\); without y"):
+        ddim_sample(model, small_schedule, shape, guidance_scale=3.0, **kwargs)
+    with pytest.raises(ValueError, match=r"^ddpm_sample\(model, schedule, shape\): guidance_scale=2"):
+        ddpm_sample(model, small_schedule, shape, guidance_scale=2, progress=False)
+    with pytest.raises(ValueError, match=r"^predict_eps\(model, xt, t\): guidance_scale=3\.0 needs"):
+        predict_eps(model, torch.randn(shape), torch.full((8,), 10), guidance_scale=3.0)
+    with pytest.raises(ValueError, match=r"ddim_sample\(model, schedule, shape\): a classifier was given but no "
+                                         r"classifier_scale, so it would not be used; pass classifier_scale="):
+        ddim_sample(model, small_schedule, shape, y=y, classifier=_ToyClassifier(), **kwargs)
+    with pytest.raises(ValueError, match=r"classifier_scale=2\.0 was given without a classifier"):
+        ddim_sample(model, small_schedule, shape, y=y, classifier_scale=2.0, **kwargs)
+    x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    plain = ddim_sample(model, small_schedule, shape, x_T=x_T, y=y, **kwargs)
+    swept = ddim_sample(model, small_schedule, shape, x_T=x_T, y=y, classifier=_ToyClassifier(),
+                        classifier_scale=0.0, **kwargs)
+    assert torch.equal(plain, swept)
+    unconditional = ddim_sample(model, small_schedule, shape, x_T=x_T, **kwargs)
+    assert torch.equal(ddim_sample(model, small_schedule, shape, x_T=x_T, guidance_scale=0.0, **kwargs), unconditional)
+
+
+def test_samplers_check_the_order_of_their_arguments(small_schedule):
+    """ddim_sample(schedule, model, shape) said "'MLPDenoiser' object has no attribute 'T'"; an int shape
+    "object of type 'int' has no len()"; ddim_invert with a numpy x0 "... has no attribute 'to'"."""
+    from course_utils.solvers import dpmpp_2m_sample, heun_sample
+    model = GaussianMixtureEps(TWO_GAUSSIANS, small_schedule)
+    for sampler in (ddpm_sample, ddim_sample, heun_sample, dpmpp_2m_sample):
+        with pytest.raises(TypeError, match=rf"^{sampler.__name__}\(model, schedule, shape\): schedule must be a "
+                                            r"NoiseSchedule, got GaussianMixtureEps \(are the arguments in this "
+                                            r"order\?\)"):
+            sampler(small_schedule, model, (8, 2), progress=False)
+        with pytest.raises(TypeError, match=rf"^{sampler.__name__}\(model, schedule, shape\): shape must be a tuple "
+                                            r"\(N, \.\.\.\), e\.g\. \(16, 1, 28, 28\) or x_T\.shape, got int 16"):
+            sampler(model, small_schedule, 16, progress=False)
+    assert ddim_sample(model, small_schedule, [4, 2], num_steps=3, progress=False).shape == (4, 2)   # a list is fine
+    with pytest.raises(TypeError, match=r"^ddim_invert\(model, schedule, x0\): x0 must be a torch\.Tensor, got "
+                                        r"ndarray"):
+        ddim_invert(model, small_schedule, torch.zeros(4, 2).numpy(), num_steps=3)
+
+
+def test_sampling_on_a_missing_gpu_says_so(small_schedule, monkeypatch):
+    """device="cuda" on a machine without a GPU said "move the model with model.to('cuda')", which then fails:
+    now get_device's message. A device name torch does not know ("gpu") says which names it takes."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = GaussianMixtureEps(TWO_GAUSSIANS, small_schedule)
+    with pytest.raises(RuntimeError, match=r"device 'cuda' asked for, but torch\.cuda\.is_available\(\) is False; "
+                                           r"use get_device\(\)"):
+        ddim_sample(model, small_schedule, (4, 2), num_steps=3, device="cuda", progress=False)
+    with pytest.raises(RuntimeError, match=r"unknown device 'gpu': use 'cuda' \(an NVIDIA GPU\), 'mps' \(Apple\), "
+                                           r"'cpu', or get_device\(\)"):
+        ddim_sample(model, small_schedule, (4, 2), num_steps=3, device="gpu", progress=False)
+
+
+def test_ddim_step_by_hand_takes_floats_and_refuses_a_batch_vector_and_a_step_to_more_noise(small_schedule):
+    """Lessons 5 and 7 and the DDIM lab call ddim_step by hand. A Python float for the last alpha_bar_prev said
+    "'float' object has no attribute 'sqrt'"; coefficients of shape (B,) against x (B, D) broadcast over the
+    coordinates (a torch error, or silently wrong when B == D); alpha_bar[-1] as the last alpha_bar_prev returned
+    NaN at eta > 0. At eta = 0 a step to more noise is computed (DDIM inversion goes that way)."""
+    ab = small_schedule.alpha_bar
+    xt, eps_pred, noise = torch.randn(2, 2), torch.randn(2, 2), torch.randn(2, 2)
+    for eta in (0.0, 0.5):
+        as_float = ddim_step(xt, eps_pred, float(ab[3]), 1.0, eta=eta, noise=noise)
+        as_tensor = ddim_step(xt, eps_pred, ab[3], torch.tensor(1.0), eta=eta, noise=noise)
+        for got, right in zip(as_float, as_tensor):
+            assert got.dtype == torch.float32 and torch.allclose(got, right, atol=1e-6), eta
+    t = torch.tensor([10, 20])                                  # B = 2 = D: the silent case
+    with pytest.raises(ValueError, match=r"^ddim_step\(xt, eps_pred, alpha_bar_t, alpha_bar_prev, \*, eta, noise\): "
+                                         r"alpha_bar_t has shape \(2,\) but xt has shape \(2, 2\): a \(2,\) tensor "
+                                         r"lines up with xt's LAST dimension, not its batch; give it shape \(2, 1\)"):
+        ddim_step(xt, eps_pred, ab[t], ab[t - 5])
+    with pytest.raises(ValueError, match=r"alpha_bar_prev has shape \(8,\) but xt has shape \(8, 1, 4, 4\).*"
+                                         r"shape \(8, 1, 1, 1\)"):
+        ddim_step(torch.zeros(8, 1, 4, 4), torch.zeros(8, 1, 4, 4), torch.tensor(0.5), torch.full((8,), 0.9))
+    per_example = ddim_step(xt, eps_pred, ab[t][:, None], ab[t - 5][:, None])[0]          # (B, 1): right
+    assert torch.allclose(per_example[0], ddim_step(xt[:1], eps_pred[:1], ab[10], ab[5])[0][0], atol=1e-6)
+    assert ddim_step(xt[:1], eps_pred[:1], ab[10][None], ab[5][None])[0].shape == (1, 2)     # (1,) broadcasts fine
+    with pytest.raises(ValueError, match=r"alpha_bar_prev \(0\.6\d+\) is below alpha_bar_t \(0\.99\d+\): this step "
+                                         r"goes to MORE noise, and with eta = 0\.5 sigma_t is the square root of a "
+                                         r"negative number \(NaN\).*torch\.tensor\(1\.0\): alpha_bar\[-1\] is the "
+                                         r"LAST entry"):
+        ddim_step(xt, eps_pred, ab[0], ab[-1], eta=0.5, noise=noise)
+    x_prev, _ = ddim_step(xt, eps_pred, ab[10], ab[20])           # eta = 0 towards more noise: as given (finite
+    assert x_prev.shape == xt.shape                              # or not, as before; inversion writes its own)

@@ -168,3 +168,16 @@ def test_t_over_T_puts_the_cosine_schedule_on_its_formula(T):
     f0 = math.cos(0.008 / 1.008 * math.pi / 2) ** 2
     unclipped = schedule.betas < 0.999                  # the clip at max_beta changes alpha_bar after it
     assert torch.allclose(schedule.alpha_bar.double()[unclipped], (f / f0)[unclipped], atol=1e-6)
+
+
+def test_respace_of_a_descending_sampler_grid_says_flip_it():
+    """respace(ddim_timesteps(50, 10)) was refused without saying that a sampler's grid runs downwards."""
+    from course_utils.samplers import ddim_timesteps
+    schedule = NoiseSchedule.linear(50)
+    with pytest.raises(ValueError, match=r"timesteps must increase strictly within 0\.\.49, got \[45, 40, .*\] \(a "
+                                         r"sampler's grid such as ddim_timesteps runs downwards: pass "
+                                         r"timesteps\.flip\(0\)\)$"):
+        schedule.respace(ddim_timesteps(50, 10))
+    with pytest.raises(ValueError, match=r"got \[3, 3\]$"):                       # not descending: no such hint
+        schedule.respace(torch.tensor([3, 3]))
+    assert schedule.respace(ddim_timesteps(50, 10).flip(0)).T == 10

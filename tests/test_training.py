@@ -361,3 +361,46 @@ def test_label_dropout_replaces_a_share_of_labels_by_the_null_class(dropout):
     assert torch.equal(given[~dropped], own[~dropped]), "a kept label is the example's own"
     assert set(given.unique().tolist()) <= set(range(1, 10)) | {-1}
     assert abs(dropped.double().mean().item() - dropout) < 0.015, dropped.double().mean()     # SE 0.0027
+
+
+
+# ------------------------------------------------------------------ a student's wrong calls (the error audit)
+def test_ema_checks_its_arguments():
+    """EMA(0.999, model) said "'float' object has no attribute 'eval'"; EMA(model, 1.5) was accepted (TrainConfig
+    refuses ema_decay=1.5)."""
+    model = MLPDenoiser(hidden_dim=8)
+    with pytest.raises(TypeError, match=r"^EMA\(model, decay\): model must be an nn\.Module, got float \(are the "
+                                        r"arguments in this order\?\)"):
+        EMA(0.999, model)
+    for decay in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=rf"^EMA\(model, decay\): decay must lie in \[0, 1\) \(e\.g\. 0\.999\), "
+                                             rf"got {decay}"):
+            EMA(model, decay)
+    assert EMA(model, 0.0).decay == 0.0 and EMA(model, 0).decay == 0
+
+
+def test_train_checks_its_arguments_before_moving_the_model(monkeypatch):
+    """train(model, x, schedule, config) said "'NoiseSchedule' object has no attribute 'shape'" after moving the
+    model; a step count for the config "'int' object has no attribute 'channels_last'"; a numpy x "... has no
+    attribute 'to'"; device="cuda" without a GPU torch's "Found no NVIDIA driver" from 7 torch frames."""
+    x, _ = make_toy("moons", 64, seed=0)
+    schedule, config = NoiseSchedule.linear(T=10), TrainConfig(steps=2, batch_size=8)
+    moved = []
+    model = MLPDenoiser(hidden_dim=8)
+    monkeypatch.setattr(model, "to", lambda *a, **k: moved.append(a) or model)
+    call = r"^train\(model, schedule, x, config\): "
+    with pytest.raises(TypeError, match=call + r"schedule must be a NoiseSchedule, got Tensor \(are the arguments "
+                                               r"in this order\?\)"):
+        train(model, x, schedule, config, progress=False)
+    with pytest.raises(TypeError, match=call + r"config must be a TrainConfig, got int; e\.g\. "
+                                               r"TrainConfig\(steps=100\)"):
+        train(model, schedule, x, 100, progress=False)
+    with pytest.raises(TypeError, match=call + r"x must be a torch\.Tensor of training data \(N, \.\.\.\), got ndarray "
+                                               r"\(torch\.from_numpy\(x\)\.float\(\)\)"):
+        train(model, schedule, x.double().numpy(), config, progress=False)
+    with pytest.raises(TypeError, match=call + r"model must be an nn\.Module, got NoiseSchedule"):
+        train(schedule, model, x, config, progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"device 'cuda' asked for, but torch\.cuda\.is_available\(\) is False"):
+        train(model, schedule, x, config, device="cuda", progress=False)
+    assert not moved, "the checks come before the model is moved"

@@ -257,3 +257,63 @@ def test_the_animation_player_needs_no_network():
     buttons = re.findall(r'<button title="([^"]+)"[^>]*>\s*([^<]*)</button>', html)
     assert len(buttons) == 9 and all(label.strip() for _, label in buttons), buttons
     assert dict(buttons)["Play"].strip() == "&#9654;"
+
+
+# ------------------------------------------------------------------ a student's wrong calls (the error audit)
+def test_show_images_takes_numpy_and_refuses_an_empty_batch():
+    """A numpy array said "'numpy.ndarray' object has no attribute 'detach'"; an empty batch (a class filter that
+    matched nothing) matplotlib's "float division by zero"."""
+    x = torch.linspace(-1, 1, 2 * 8 * 8).reshape(2, 1, 8, 8)
+    drawn = show_images(x.numpy()).images[0].get_array()
+    assert np.array_equal(drawn, show_images(x).images[0].get_array())
+    with pytest.raises(ValueError, match=r"^show_images: got 0 images \(shape \(0, 1, 16, 16\)\): nothing to draw"):
+        show_images(torch.zeros(0, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"^show_images: expected images of shape \(N, C, H, W\), got \(1, 16, 16\)"):
+        show_images(torch.zeros(1, 16, 16))
+    plt.close("all")
+
+
+def test_plot_points_refuses_a_trajectory_and_plot_loss_takes_the_train_state():
+    """plot_points on a trajectory (S, N, 2) drew 12 of its 48 points without a word; plot_loss(state) said "zip()
+    argument after * must be an iterable, not TrainState": the state's history is what was meant."""
+    from course_utils.training import TrainState
+    with pytest.raises(ValueError, match=r"^plot_points takes points \(N, 2\), got \(6, 8, 2\); for a trajectory "
+                                         r"\(S, N, 2\) pass trajectory\[k\] or use plot_trajectory_2d"):
+        plot_points(torch.zeros(6, 8, 2))
+    with pytest.raises(ValueError, match=r"^plot_points takes points \(N, 2\), got \(8, 3\)$"):
+        plot_points(torch.zeros(8, 3))
+    assert len(plot_points(np.zeros((5, 2))).collections[0].get_offsets()) == 5     # numpy points are fine
+    history = [(step, 1.0 / (1 + step)) for step in range(0, 1000, 50)]
+    state = TrainState(model=torch.nn.Linear(1, 1), ema_model=torch.nn.Linear(1, 1), optimizer=None, history=history)
+    from_state, from_history = plot_loss(state).lines[0], plot_loss(history).lines[0]
+    assert np.array_equal(from_state.get_xydata(), from_history.get_xydata())
+    plt.close("all")
+
+
+def test_plot_schedules_wants_a_dict_of_schedules():
+    """plot_schedules(schedule) said "'NoiseSchedule' object has no attribute 'items'"."""
+    linear = NoiseSchedule.linear(T=50)
+    with pytest.raises(TypeError, match=r"^plot_schedules\(schedules\): schedules must be a dict \{label: "
+                                        r"NoiseSchedule\}, got NoiseSchedule; e\.g\. plot_schedules\(\{'linear': "
+                                        r"schedule\}\)"):
+        plot_schedules(linear)
+    with pytest.raises(TypeError, match=r"every value of schedules must be a NoiseSchedule, got "
+                                        r"\{'linear': 'Tensor'\}"):
+        plot_schedules({"linear": linear.betas})
+    plt.close("all")
+
+
+def test_show_images_warns_about_images_in_zero_one():
+    """Images in [0, 1] (torchvision's ToTensor, (x + 1) / 2) were drawn washed out, black as mid-grey, without a
+    word. A warning now (not an error: the picture is still drawn); [-1, 1] images and an all-zero grey do not warn.
+    Every show_images call of the lessons and solutions draws data with values below 0 (digits on a -1 background,
+    noise, latents / 3, feature maps scaled to [-1, 1] by their largest magnitude)."""
+    import warnings
+    x = torch.linspace(-1, 1, 2 * 8 * 8).reshape(2, 1, 8, 8)
+    with pytest.warns(UserWarning, match=r"^show_images: all values lie in \[0, 1\], but the course draws \[-1, 1\] "
+                                         r"\(black = -1\), so these look grey; pass x \* 2 - 1$"):
+        show_images((x + 1) / 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        show_images(x), show_images(torch.zeros(2, 1, 8, 8))
+    plt.close("all")

@@ -116,3 +116,22 @@ def test_prediction_explorer_with_a_perfect_model_shows_zero_error(shown):
     assert np.allclose(shown[-1].axes[2].images[0].get_array(), image_grid(eps / 3, nrow=2).numpy(), atol=1e-6)
     prediction_explorer(oracle, s, x0, seed=1)
     assert not np.allclose(shown[-1].axes[2].images[0].get_array(), shown[0].axes[2].images[0].get_array())
+
+
+# ------------------------------------------------------------------ a student's wrong calls (the error audit)
+def test_explorers_refuse_a_lone_schedule_and_several_images(shown):
+    """noising_explorer(x, schedule) said "'NoiseSchedule' object has no attribute 'values'"; schedule_explorer on
+    a batch of images torch's "expanded size of the tensor (8) must match the existing size (4)" from inside."""
+    x, linear = torch.zeros(4, 1, 8, 8), NoiseSchedule.linear(T=50)
+    with pytest.raises(TypeError, match=r"^noising_explorer\(x0, schedules\): schedules must be a dict \{label: "
+                                        r"NoiseSchedule\}, got NoiseSchedule; e\.g\. noising_explorer\(x0, "
+                                        r"\{'linear': schedule\}\)"):
+        noising_explorer(x, linear)
+    with pytest.raises(ValueError, match=r"^schedule_explorer\(x0\): shows one image: x0 must be \(1, C, H, W\), got "
+                                         r"\(4, 1, 8, 8\); pass x0\[:1\]"):
+        schedule_explorer(x, num_images=4)
+    with pytest.raises(ValueError, match=r"x0 must be \(1, C, H, W\), got \(1, 8, 8\)$"):
+        schedule_explorer(x[0], num_images=4)
+    assert not shown, "refused before drawing"
+    schedule_explorer(x[:1], num_images=4)
+    assert shown

@@ -862,10 +862,12 @@ register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, 
     ("is out of bounds for dimension 0 with size",
      "a timestep past the end of the schedule's tables: take T and alpha_bar from the schedule you are given "
      "(ddim_timesteps(schedule.T, num_steps), schedule.alpha_bar), not T = 1000 or the notebook's schedule"),
-    # a bare int t for the network: the course's networks (and the mixture's eps*) call t.long()
-    ("'int' object has no attribute 'long'",
-     "the network takes one timestep per example: t of shape (B,), torch.full((len(x),), t, dtype=torch.long), "
-     "not a bare number"),
+    # a bare int (or 0-dim) t for the network: the course's networks (and the mixture's eps*) refuse it by name
+    # ("t must be a tensor of shape (B,), one timestep per example, got int 980"); older ones raised from t.long()
+    *[(words, "the network takes one timestep per example: t of shape (B,), torch.full((len(x),), t, "
+              "dtype=torch.long), not a bare number")
+      for words in ("one timestep per example, got int", "one timestep per example, got a 0-dim tensor",
+                    "'int' object has no attribute 'long'")],
     *[(f"'{kind}' object has no attribute",
        "after the last step alpha_bar_prev is 1: pass it as a tensor, torch.tensor(1.0) (a Python number has no "
        ".sqrt())") for kind in ("float", "int")],

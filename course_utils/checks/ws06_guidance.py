@@ -560,7 +560,8 @@ def _sampler_explain(error: str) -> str | None:
     """PyTorch's IndexError where a timestep runs past the schedule (dimension 0 of alpha_bar, in the student's code
     or in the model's) or a label past the model's classes (dimension 1 of the mixture's components); a Python
     number where ddim_step takes a tensor (the last alpha_bar_prev)."""
-    if "'int' object has no attribute 'long'" in error:       # the model's t.long() on a bare int
+    if ("one timestep per example, got int" in error             # the model refuses a bare int t by name
+            or "'int' object has no attribute 'long'" in error):  # (older models: their t.long() on it)
         return ("the model takes one timestep per example: t of shape (N,), torch.full((len(x),), t, "
                 "dtype=torch.long), not a bare number")
     if re.search(r"'(float|int)' object has no attribute", error):
@@ -659,8 +660,9 @@ def guided_sampler_variant(*, horizon=None, global_schedule=False, both_conditio
     hard-coded; ``global_schedule``: the notebook's NoiseSchedule.linear(1000) in place of the argument, for the
     grid and the steps; both index past a shorter schedule, in the student's code or in the model;
     ``both_conditional``: both predictions asked with y, whose cfg_combine is the conditional one;
-    ``float_at_end``: the last alpha_bar_prev the Python number 1.0). These four run a loop as a student writes it
-    with the package's ddim_step."""
+    ``float_at_end``: the last alpha_bar_prev the Python number 1.0, which the package's ddim_step takes as it takes
+    torch.tensor(1.0): no mistake, so not in the catalogue). These four run a loop as a student writes it with the
+    package's ddim_step."""
     def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
         if horizon or global_schedule or both_conditional or float_at_end:
             from ..schedules import NoiseSchedule
@@ -694,7 +696,7 @@ def _guided_above_one_only(model, schedule, x_T, y, guidance_scale, num_steps=50
 
 
 def _guided_with_int_t(model, schedule, x_T, y, guidance_scale, num_steps=50):
-    """The model asked with the grid's t as a Python int, not one timestep per sample: the model's t.long() raises."""
+    """The model asked with the grid's t as a Python int, not one timestep per sample: the model refuses it."""
     from ..samplers import ddim_step, ddim_timesteps
 
     grid, x = ddim_timesteps(schedule.T, num_steps).tolist(), x_T
@@ -707,8 +709,6 @@ def _guided_with_int_t(model, schedule, x_T, y, guidance_scale, num_steps=50):
 
 MISTAKES["guided_ddim_sample"] = [
     ("both predictions conditional", guided_sampler_variant(both_conditional=True), "guidance_scale is ignored"),
-    ("alpha_bar_prev = 1.0 as a float", guided_sampler_variant(float_at_end=True),
-     "pass it as a tensor, torch.tensor(1.0)"),
     ("cond and uncond swapped", guided_sampler_variant(swap=True), "swapped"),
     ("null class 0", guided_sampler_variant(null=0), "null class -1"),
     ("null label num_classes", guided_sampler_variant(null=8), "asks for the null label -1"),
