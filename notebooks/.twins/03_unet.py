@@ -85,26 +85,28 @@ print("inline embedding equals course_utils.nets.sinusoidal_embedding:",
       torch.allclose(emb_inline, emb, atol=1e-4))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw=dict(width_ratios=[1.2, 1]))
-im = axes[0].imshow(emb, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-axes[0].set_xlabel("embedding dimension (0-31: sin, 32-63: cos; frequency falls to the right)")
-axes[0].set_ylabel("timestep t")
-axes[0].set_title(f"sinusoidal embedding of t = 0..{T - 1}, d = {dim}")
-fig.colorbar(im, ax=axes[0], label="value")
+ZOOM = 60                                                  # the first 60 steps, one pixel row each or more
+fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), width_ratios=[1, 1, 1.1], layout="constrained")
+for ax, rows, title in [(axes[0], emb, f"all of t = 0..{T - 1}: the fast columns blur to grey"),
+                        (axes[1], emb[:ZOOM], f"zoom on t = 0..{ZOOM - 1}: the fast columns oscillate")]:
+    im = ax.imshow(rows, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="antialiased")
+    ax.set_xlabel("dimension (0-31: sin, 32-63: cos)")
+    ax.set_ylabel("timestep t"), ax.set_title(title, fontsize=10)
+fig.colorbar(im, ax=axes[:2], label="value", fraction=0.04)
 
 unit = F.normalize(emb, dim=1)                             # rows of unit length
 for t_ref, colour in zip([100, 500, 900], ["C0", "C1", "k"]):       # orange and green look alike to many
-    axes[1].plot(t_all, unit @ unit[t_ref], color=colour, label=f"t = {t_ref}")   # cosine similarity, every t'
-axes[1].set_xlabel("timestep t'"), axes[1].set_ylabel("cosine similarity of emb(t) and emb(t')")
-axes[1].set_title("how similar are the embeddings of t and t'?"), axes[1].set_ylim(top=1.2)   # room for the legend
-axes[1].legend(fontsize=8, loc="upper center", ncol=3)                  # above the peaks, not on them
-fig.tight_layout()
+    axes[2].plot(t_all, unit @ unit[t_ref], color=colour, label=f"t = {t_ref}")   # cosine similarity, every t'
+axes[2].set_xlabel("timestep t'"), axes[2].set_ylabel("cosine similarity of emb(t) and emb(t')")
+axes[2].set_title("how similar are emb(t) and emb(t')?", fontsize=10), axes[2].set_ylim(top=1.2)
+axes[2].legend(fontsize=9, loc="upper center", ncol=3)                  # above the peaks, not on them
 plt.show()
 
 # %% [markdown]
-# **What to notice.** Left: the first columns oscillate fast (periods of 6 to 15 steps, faster than 1000 rows
-# drawn in a few hundred pixels can show: there they make a moiré of bands), the last ones barely
-# change over 1000 steps, so each row (one $t$) is a distinct pattern. Right: the similarity of $\mathrm{emb}(t)$
+# **What to notice.** Left: over all 1000 steps the first columns oscillate faster than a few hundred rows of
+# pixels can show, and blur to grey; the zoom (middle) shows them: periods of 6 to 15 steps in columns 0-3 (and
+# 32-35, their cosines). Frequency falls to the right, and the last columns barely change over 1000 steps, so each
+# row (one $t$) is a distinct pattern. Right: the similarity of $\mathrm{emb}(t)$
 # with itself is 1, falls quickly over the first few dozen steps and then wanders between about 0 and 0.6 (the slow
 # dimensions are shared by all $t$). No two timesteps get the same code, and nearby timesteps get similar
 # codes: a good input for a network that should behave smoothly in $t$.
