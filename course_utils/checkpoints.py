@@ -137,7 +137,7 @@ def load_pretrained(*names: str, device: torch.device | str = "cpu", directory: 
         raise ValueError(f"name at least one pretrained model; the course's models are {list(NAMES)}")
     for name in names:
         if _is_device(name):    # load(name, device) takes the device by position; load_pretrained cannot
-            models = ", ".join(repr(n) for n in names if not _is_device(n))
+            models = ", ".join(repr(n) for n in names if not _is_device(n)) or "'mnist-unet'"
             raise TypeError(f"{str(name)!r} is a device, not a model name: device is keyword-only, "
                             f"load_pretrained({models}, device={str(name)!r})")
         _check_name(name)

@@ -78,7 +78,8 @@ def check_guidance(call: str, *, y: Tensor | None, guidance_scale: float, classi
     starts with ``call`` (the sampler's signature).
 
     - ``guidance_scale`` other than 1 (or 0, which is what y = None gives anyway) needs the classes ``y``;
-    - a ``classifier`` needs ``classifier_scale`` (0.0 is accepted: the lesson's sweep starts there);
+    - a ``classifier`` needs ``classifier_scale`` (0.0 is accepted: the lesson's sweep starts there), and, with a
+      scale other than 0, the classes ``y``;
     - a ``classifier_scale`` other than 0 needs a ``classifier``.
     """
     if y is None and guidance_scale not in (0.0, 1.0):
@@ -87,6 +88,9 @@ def check_guidance(call: str, *, y: Tensor | None, guidance_scale: float, classi
     if classifier is not None and classifier_scale is None:
         raise ValueError(f"{call}: a classifier was given but no classifier_scale, so it would not be used; pass "
                          "classifier_scale=s (the guidance scale of Dhariwal and Nichol, e.g. 1.0 or 3.0)")
+    if classifier is not None and classifier_scale and y is None:
+        raise ValueError(f"{call}: classifier guidance (classifier_scale={classifier_scale!r}) needs the target "
+                         "classes y (one per sample, shape (N,)): the classifier's gradient pulls towards y")
     if classifier is None and classifier_scale not in (None, 0.0):
         raise ValueError(f"{call}: classifier_scale={classifier_scale!r} was given without a classifier, so it "
                          "would have no effect; pass classifier=... (a noisy classifier, classifier(xt, t) -> logits)")

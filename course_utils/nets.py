@@ -71,8 +71,10 @@ def class_rows(call: str, y: Tensor | None, num_classes: int | None, batch: int,
     On the CPU the labels' range is checked in Python; on a GPU (or compiled) with ``torch._assert_async``, since a
     Python test would wait for the GPU at every call."""
     if y is not None and not isinstance(y, Tensor):
+        fix = ("torch.tensor(y) makes one" if isinstance(y, (list, tuple)) else
+               "for one class for the whole batch use torch.full((xt.shape[0],), y)")
         raise TypeError(f"{call}: y must be a tensor of shape ({batch},), one class label per example, got "
-                        f"{type(y).__name__}; for one class for the whole batch use torch.full((xt.shape[0],), y)")
+                        f"{type(y).__name__}; {fix}")
     if num_classes is None:
         if y is not None and bool((y >= 0).any()):
             raise ValueError(f"{call}: this {model} is unconditional (num_classes=None) but class labels y were "

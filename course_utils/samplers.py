@@ -118,8 +118,9 @@ def ddim_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_prev:
     xt and eps_pred (the model's prediction eps_theta(x_t, t)) are (B, ...); alpha_bar_t and alpha_bar_prev are
     Python floats, 0-dim tensors or tensors broadcastable to xt with the batch first, (B, 1, ..., 1) (a (B,) tensor
     would broadcast over xt's last dimension: refused); ``noise`` ~ N(0, I) shaped like xt is needed when eta > 0.
-    A step with eta > 0 must go to less noise, alpha_bar_prev >= alpha_bar_t (else sigma_t is the root of a
-    negative number); at eta = 0 any direction is computed as given.
+    A step goes to less noise, alpha_bar_prev >= alpha_bar_t: with eta > 0 the other way raises; at eta = 0 it
+    returns NaN (sigma_t = 0 times the root of a negative number), as it always did: the worksheets' checks read
+    that NaN in a student's loop as swapped or wrapped coefficients (``ddim_invert`` runs Eq. 12 backwards itself).
     """
     alpha_bar_t, alpha_bar_prev = _step_rates(xt, alpha_bar_t, alpha_bar_prev, eta)
     x0_pred = (xt - (1 - alpha_bar_t).sqrt() * eps_pred) / alpha_bar_t.sqrt()
@@ -134,23 +135,31 @@ def ddim_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_prev:
 
 
 def _step_rates(xt: Tensor, alpha_bar_t, alpha_bar_prev, eta: float) -> tuple[Tensor, Tensor]:
-    """ddim_step's two coefficients as tensors (a Python float as a 0-dim tensor, which keeps xt's dtype),
-    checked: none of shape (B,) against an xt of more dimensions, and alpha_bar_prev >= alpha_bar_t when eta > 0."""
+    """ddim_step's two coefficients as tensors (a Python float as a 0-dim tensor of xt's dtype), checked: none of
+    shape (B,) against an xt of more dimensions, and alpha_bar_prev >= alpha_bar_t when eta > 0 (in Python on the
+    CPU; elsewhere with ``torch._assert_async``, as ``nets.class_rows`` does: a Python test would wait for the GPU
+    at every step)."""
     call = "ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta, noise)"
     rates = {}
     for name, value in (("alpha_bar_t", alpha_bar_t), ("alpha_bar_prev", alpha_bar_prev)):
         if not isinstance(value, Tensor):
-            value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+            value = torch.as_tensor(value, dtype=xt.dtype if xt.is_floating_point() else torch.get_default_dtype())
         if 0 < value.ndim < xt.ndim and value.numel() > 1:
             ones = ", 1" * (xt.ndim - 1)
             raise ValueError(f"{call}: {name} has shape {tuple(value.shape)} but xt has shape {tuple(xt.shape)}: "
-                             f"a ({value.shape[0]},) tensor lines up with xt's LAST dimension, not its batch; give it "
+                             f"its batch lines up with xt's LAST dimensions, not xt's batch; give it "
                              f"shape ({value.shape[0]}{ones}), {name}.reshape(-1{ones}) (schedule.gather(values, t, "
                              "xt.ndim) does it), or pass a 0-dim tensor for one t")
         rates[name] = value
     alpha_bar_t, alpha_bar_prev = rates["alpha_bar_t"], rates["alpha_bar_prev"]
-    meta = "meta" in (alpha_bar_t.device.type, alpha_bar_prev.device.type)     # meta tensors hold no values
-    if eta > 0 and not meta and bool((alpha_bar_prev < alpha_bar_t).any()):
+    if eta <= 0:
+        return alpha_bar_t, alpha_bar_prev
+    devices = {alpha_bar_t.device.type, alpha_bar_prev.device.type}
+    if devices != {"cpu"} or torch.compiler.is_compiling():    # a GPU (meta tensors hold no values: skipped)
+        if "meta" not in devices:
+            torch._assert_async((alpha_bar_prev >= alpha_bar_t).all(), f"{call}: with eta > 0 a step must go to "
+                                "less noise, alpha_bar_prev >= alpha_bar_t (for the last step alpha_bar_prev = 1)")
+    elif bool((alpha_bar_prev < alpha_bar_t).any()):
         raise ValueError(f"{call}: alpha_bar_prev ({_values(alpha_bar_prev)}) is below alpha_bar_t "
                          f"({_values(alpha_bar_t)}): this step goes to MORE noise, and with eta = {eta} sigma_t is "
                          "the square root of a negative number (NaN). A sampling step goes from alpha_bar[t] to a "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import os
 import tempfile
 import time
@@ -92,9 +93,13 @@ class EMA:
         if not isinstance(model, nn.Module):
             raise TypeError(f"EMA(model, decay): model must be an nn.Module, got {type(model).__name__} "
                             "(are the arguments in this order?)")
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
-            raise ValueError(f"EMA(model, decay): decay must lie in [0, 1) (e.g. 0.999), got {decay!r}")
-        self.decay = decay
+        if isinstance(decay, bool) or not isinstance(decay, (numbers.Real, Tensor)) or (
+                isinstance(decay, Tensor) and decay.numel() != 1):
+            raise TypeError(f"EMA(model, decay): decay must be a number in [0, 1) (e.g. 0.999), got "
+                            f"{type(decay).__name__}")
+        if not 0 <= float(decay) < 1:
+            raise ValueError(f"EMA(model, decay): decay must lie in [0, 1) (e.g. 0.999), got {float(decay)!r}")
+        self.decay = float(decay)
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()

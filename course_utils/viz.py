@@ -45,7 +45,7 @@ def show_images(x: Tensor, *, nrow: int = 8, title: str | None = None, ax=None, 
     n = x.shape[0]
     if n == 0:
         raise ValueError(f"show_images: got 0 images (shape {tuple(x.shape)}): nothing to draw (an empty selection?)")
-    low, high = float(x.min()), float(x.max())
+    low, high = (float(v) for v in torch.aminmax(x.detach()))    # detached: no warning for a tensor with grad
     if 0 <= low and 0 < high <= 1:      # ToTensor's range, or (x + 1) / 2: drawn washed out, black as mid-grey
         warnings.warn("show_images: all values lie in [0, 1], but the course draws [-1, 1] (black = -1), so these "
                       "look grey; pass x * 2 - 1", UserWarning, stacklevel=2)

@@ -112,7 +112,6 @@ def test_load_pretrained_takes_the_first_installed_name(tmp_path, capsys):
         checkpoints.load_pretrained("mnist-unet-typo")
 
 
-
 def test_load_pretrained_names_a_device_given_by_position(tmp_path):
     """checkpoints.load(name, device) takes the device by position, load_pretrained(*names, device=) cannot:
     load_pretrained("mnist-unet", "cpu") said "unknown pretrained model 'cpu'". Now it says device is keyword-only,
@@ -125,6 +124,9 @@ def test_load_pretrained_names_a_device_given_by_position(tmp_path):
         checkpoints.load_pretrained("mnist-unet", "digits-unet-cond", "cpu", directory=tmp_path)
     with pytest.raises(ValueError, match="unknown pretrained model 'mnist-unett'"):
         checkpoints.load_pretrained("mnist-unett", directory=tmp_path)
+    with pytest.raises(TypeError, match=r"load_pretrained\('mnist-unet', device='cpu'\)$"):    # no model named
+        checkpoints.load_pretrained("cpu", directory=tmp_path)
+
 
 def test_pretrain_writes_a_loadable_checkpoint_and_card(tmp_path):
     card = run("digits-unet-cond", steps=2, chunk=1, work_dir=tmp_path / "work", out_dir=tmp_path,
@@ -154,7 +156,6 @@ def test_an_lr_cool_down_resumes_the_run_and_the_card_command_reproduces_both_ph
     assert card["train_config"]["lr"] == 2e-4 and card["command"].endswith(
         f"--steps 5 --batch-size 8 --threads {threads} --lr 0.0002")
     assert card["command"].count("&&") == 1
-
 
 
 def test_a_recipe_changes_the_network_and_training_but_not_the_name():
@@ -212,6 +213,7 @@ def test_a_cosine_run_of_some_minutes_measures_its_length_and_the_card_reproduce
     with pytest.raises(ValueError, match="a cosine lr_schedule needs decay_steps"):
         run("digits-unet-cond", recipe="test-cosine", steps=3, work_dir=tmp_path / "work3", out_dir=tmp_path / "c",
             evaluate_after=False)
+
 
 # ---------------------------------------------------------------- fast sample quality (held-out judges)
 def test_unconditional_mnist_samples_are_confident_digits():

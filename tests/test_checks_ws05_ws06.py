@@ -389,6 +389,8 @@ def _guided_to(last):
 def test_a_guided_sampler_that_stops_at_alpha_bar_zero_is_told_so():
     """Worksheet 5 names a last step to alpha_bar[0]; worksheet 6's sampler said only 'the samples differ'."""
     assert run_check("guided_ddim_sample", _guided_to(lambda alpha_bar: torch.tensor(1.0))).passed
+    for number in (1.0, 1):         # the package's ddim_step takes the last alpha_bar_prev as a Python number too
+        assert run_check("guided_ddim_sample", _guided_to(lambda alpha_bar, number=number: number)).passed
     result = run_check("guided_ddim_sample", _guided_to(lambda alpha_bar: alpha_bar[0]))
     assert not result.passed and "stepping to alpha_bar[0]" in result.message, result.message
     result = run_check("guided_ddim_sample", _guided_to(lambda alpha_bar: alpha_bar[-1]))
@@ -513,3 +515,21 @@ def test_guided_sampler_that_guides_only_above_one_is_not_told_it_swapped():
     result = run_check("guided_ddim_sample", guided_ddim_sample)
     assert not result.passed and "diffusers guides only when" in result.message, result.message
     assert "swapped" not in result.message, result.message
+
+
+@pytest.mark.parametrize("t", [30, torch.tensor(30)], ids=["int", "0-dim"])
+@pytest.mark.parametrize("make", ["mlp", "mixture"])
+def test_worksheet_6_reads_one_t_for_the_batch_from_any_course_model(t, make):
+    """The models name one t for the whole batch ("UNet(xt, t): t must be a tensor of shape (4,), one timestep per
+    image, got int 30"); the check's explanation read only the mixture's int case ("per example, got int")."""
+    from course_utils.analytic import GaussianMixtureEps
+    from course_utils.checks.ws06_guidance import _sampler_explain
+    from course_utils.data import EIGHT_GAUSSIANS
+    from course_utils.nets import MLPDenoiser
+    from course_utils.schedules import NoiseSchedule
+    schedule = NoiseSchedule.linear(50)
+    model = (MLPDenoiser(hidden_dim=16, num_classes=8) if make == "mlp"
+             else GaussianMixtureEps(EIGHT_GAUSSIANS, schedule))
+    with pytest.raises((TypeError, ValueError)) as raised:
+        model(torch.zeros(4, 2), t, torch.zeros(4, dtype=torch.long))
+    assert "one timestep per example: t of shape (N,)" in (_sampler_explain(str(raised.value)) or ""), raised.value

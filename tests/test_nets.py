@@ -205,6 +205,8 @@ def test_mlp_denoiser_refuses_labels_as_the_unet_does():
         conditional(points, t, torch.zeros(4, 1, dtype=torch.long))
     with pytest.raises(TypeError, match=r"y must be a tensor of shape \(4,\), one class label per example, got int"):
         conditional(points, t, 3)
+    with pytest.raises(TypeError, match=r"got list; torch\.tensor\(y\) makes one$"):      # not torch.full (a review)
+        conditional(points, t, [0, 1, 2, 3])
     assert torch.equal(conditional(points, t, torch.full((4,), -1)), conditional(points, t))
     # the unconditional UNet keeps its message, now with the fix
     with pytest.raises(ValueError, match=r"this UNet is unconditional .* build it with UNet\(\.\.\., num_classes=K\)"):

@@ -81,8 +81,15 @@ def test_a_leave_false_bar_draws_its_last_count_before_closing():
 
 # ------------------------------------------------------------------ progress bars on anything slow (2026-12-07)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-STORED = [path for path in sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb"))
-          if '"execution_count": null' not in path.read_text()]    # the start page is stored unexecuted: no runs
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb"))
+STORED = [path for path in NOTEBOOKS if '"execution_count": null' not in path.read_text()]   # executed, saved
+
+
+def test_only_the_start_page_is_stored_unexecuted():
+    """The check below reads executed notebooks only: a lesson or solution saved unexecuted would drop out of it."""
+    assert [path.name for path in NOTEBOOKS if path not in STORED] == ["00_start_here.ipynb"]
+
+
 SLOW_S = 10.0      # seconds of a stored run (2 cores); a laptop's single core takes about twice as long
 
 

@@ -324,7 +324,6 @@ def test_ddim_invert_then_sample_reconstructs(linear_schedule):
     assert (recon - x0).abs().max().item() < 0.12
 
 
-
 # ------------------------------------------------------------------ any callable as the model; the device
 def test_samplers_take_a_plain_function_as_the_model(linear_schedule):
     """model(xt, t[, y]) may be a plain function (no .parameters()): the same samples as the nn.Module it wraps."""
@@ -369,6 +368,7 @@ def test_samplers_honour_the_device_argument(linear_schedule):
     module = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
     with pytest.raises(ValueError, match=r"are on cpu; move the model with model\.to\('meta'\), or leave device out"):
         ddim_sample(module, linear_schedule, (4, 2), num_steps=5, device="meta", progress=False)
+
 
 # ------------------------------------------------------------------ guidance
 def test_cfg_combine_identities():
@@ -430,8 +430,10 @@ def test_classifier_guidance_gradient_sign(linear_schedule):
     expected = -2.0 * linear_schedule.sqrt_one_minus_alpha_bar[500] * grad
     assert torch.allclose(eps_pred, expected, atol=1e-6)
     assert (eps_pred[:, 0] < 0).all()
-    with pytest.raises(ValueError, match="classifier guidance needs the target classes y and the schedule"):
+    with pytest.raises(ValueError, match=r"classifier guidance \(classifier_scale=1\.0\) needs the target classes y"):
         predict_eps(zero_model, xt, t, classifier=clf, classifier_scale=1.0)
+    with pytest.raises(ValueError, match="classifier guidance needs the target classes y and the schedule"):
+        predict_eps(zero_model, xt, t, y=y, classifier=clf, classifier_scale=1.0)
 
 
 def test_conditional_sampling_with_analytic_model_picks_the_component(linear_schedule):
@@ -528,6 +530,9 @@ def test_guidance_asked_for_without_its_inputs_raises(small_schedule):
     with pytest.raises(ValueError, match=r"ddim_sample\(model, schedule, shape\): a classifier was given but no "
                                          r"classifier_scale, so it would not be used; pass classifier_scale="):
         ddim_sample(model, small_schedule, shape, y=y, classifier=_ToyClassifier(), **kwargs)
+    with pytest.raises(ValueError, match=r"^ddim_sample\(model, schedule, shape\): classifier guidance "
+                                         r"\(classifier_scale=3\.0\) needs the target classes y"):   # from a review
+        ddim_sample(model, small_schedule, shape, classifier=_ToyClassifier(), classifier_scale=3.0, **kwargs)
     with pytest.raises(ValueError, match=r"classifier_scale=2\.0 was given without a classifier"):
         ddim_sample(model, small_schedule, shape, y=y, classifier_scale=2.0, **kwargs)
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0))
@@ -575,7 +580,7 @@ def test_ddim_step_by_hand_takes_floats_and_refuses_a_batch_vector_and_a_step_to
     """Lessons 5 and 7 and the DDIM lab call ddim_step by hand. A Python float for the last alpha_bar_prev said
     "'float' object has no attribute 'sqrt'"; coefficients of shape (B,) against x (B, D) broadcast over the
     coordinates (a torch error, or silently wrong when B == D); alpha_bar[-1] as the last alpha_bar_prev returned
-    NaN at eta > 0. At eta = 0 a step to more noise is computed (DDIM inversion goes that way)."""
+    NaN at eta > 0, which now raises (at eta = 0 it is still NaN: the next test)."""
     ab = small_schedule.alpha_bar
     xt, eps_pred, noise = torch.randn(2, 2), torch.randn(2, 2), torch.randn(2, 2)
     for eta in (0.0, 0.5):
@@ -585,8 +590,8 @@ def test_ddim_step_by_hand_takes_floats_and_refuses_a_batch_vector_and_a_step_to
             assert got.dtype == torch.float32 and torch.allclose(got, right, atol=1e-6), eta
     t = torch.tensor([10, 20])                                  # B = 2 = D: the silent case
     with pytest.raises(ValueError, match=r"^ddim_step\(xt, eps_pred, alpha_bar_t, alpha_bar_prev, \*, eta, noise\): "
-                                         r"alpha_bar_t has shape \(2,\) but xt has shape \(2, 2\): a \(2,\) tensor "
-                                         r"lines up with xt's LAST dimension, not its batch; give it shape \(2, 1\)"):
+                                         r"alpha_bar_t has shape \(2,\) but xt has shape \(2, 2\): its batch lines "
+                                         r"up with xt's LAST dimensions, not xt's batch; give it shape \(2, 1\)"):
         ddim_step(xt, eps_pred, ab[t], ab[t - 5])
     with pytest.raises(ValueError, match=r"alpha_bar_prev has shape \(8,\) but xt has shape \(8, 1, 4, 4\).*"
                                          r"shape \(8, 1, 1, 1\)"):
@@ -599,5 +604,14 @@ def test_ddim_step_by_hand_takes_floats_and_refuses_a_batch_vector_and_a_step_to
                                          r"negative number \(NaN\).*torch\.tensor\(1\.0\): alpha_bar\[-1\] is the "
                                          r"LAST entry"):
         ddim_step(xt, eps_pred, ab[0], ab[-1], eta=0.5, noise=noise)
-    x_prev, _ = ddim_step(xt, eps_pred, ab[10], ab[20])           # eta = 0 towards more noise: as given (finite
-    assert x_prev.shape == xt.shape                              # or not, as before; inversion writes its own)
+    x64 = xt.double()                                            # a float coefficient takes xt's dtype (a review)
+    assert torch.equal(ddim_step(x64, x64, 0.99990001, 1.0)[0], ddim_step(x64, x64, torch.tensor(0.99990001,
+                       dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))[0])
+
+
+def test_ddim_step_to_more_noise_at_eta_0_is_nan_as_its_docstring_says():
+    """The checks of worksheets 5 and 6 read the NaN of a step to more noise (rates swapped, alpha_bar[-1] at the
+    end) in a student's loop; a docstring had said such a step was computed as given."""
+    x = torch.randn(4, 2)
+    assert torch.isnan(ddim_step(x, x, torch.tensor(0.9999), torch.tensor(0.6), eta=0.0)[0]).all()
+    assert "returns NaN" in ddim_step.__doc__

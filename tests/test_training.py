@@ -5,6 +5,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -141,7 +142,6 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, n
     """On an AVX2-only CPU oneDNN emulates bf16 (a train step ~10x slower than fp32): "auto" keeps fp32 there."""
     monkeypatch.setattr(training, "cpu_has_fast_bf16", lambda: native)
     assert training.autocast_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native else None)
-
 
 
 def test_nan_loss_is_reported():
@@ -363,7 +363,6 @@ def test_label_dropout_replaces_a_share_of_labels_by_the_null_class(dropout):
     assert abs(dropped.double().mean().item() - dropout) < 0.015, dropped.double().mean()     # SE 0.0027
 
 
-
 # ------------------------------------------------------------------ a student's wrong calls (the error audit)
 def test_ema_checks_its_arguments():
     """EMA(0.999, model) said "'float' object has no attribute 'eval'"; EMA(model, 1.5) was accepted (TrainConfig
@@ -377,6 +376,10 @@ def test_ema_checks_its_arguments():
                                              rf"got {decay}"):
             EMA(model, decay)
     assert EMA(model, 0.0).decay == 0.0 and EMA(model, 0).decay == 0
+    for decay in (np.float32(0.99), torch.tensor(0.99)):      # TrainConfig takes them; EMA refused them (a review)
+        assert EMA(model, decay).decay == pytest.approx(0.99) and isinstance(EMA(model, decay).decay, float)
+    with pytest.raises(TypeError, match=r"decay must be a number in \[0, 1\) \(e\.g\. 0\.999\), got str"):
+        EMA(model, "0.99")
 
 
 def test_train_checks_its_arguments_before_moving_the_model(monkeypatch):

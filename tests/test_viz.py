@@ -316,4 +316,5 @@ def test_show_images_warns_about_images_in_zero_one():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         show_images(x), show_images(torch.zeros(2, 1, 8, 8))
+        show_images(x.clone().requires_grad_(True))        # torch warned of a scalar taken from a tensor with grad
     plt.close("all")

@@ -645,12 +645,13 @@ def not_float32(out: Tensor) -> bool:
 
 def dtype_hint(dtype: torch.dtype, what: str = "output", *, values_right: bool = False) -> str:
     """The hint for a floating-point result that is not float32 (every case's inputs are float32, and so are the
-    course's networks: a float64 schedule passes its own numbers but makes the lab's UNet raise "Input type
-    (double) and bias type (float)")."""
+    course's networks: a float64 schedule passes its own numbers but makes the lab's UNet raise "xt is float64 but
+    the model's weights are float32")."""
     lead = f"the values are right, but the {what} is" if values_right else f"the {what} is"
     return (f"{lead} {str(dtype).removeprefix('torch.')}: return float32, the dtype of the course's tensors and "
-            "networks (a network given float64 raises \"Input type (double) and bias type (float)\"; numpy "
-            "arrays and math on them are float64: torch.linspace/torch.arange make float32, or add .float())")
+            "networks (a course network given float64 raises \"xt is float64 but the model's weights are "
+            "float32\"; numpy arrays and math on them are float64: torch.linspace/torch.arange make float32, or add "
+            ".float())")
 
 
 def close(a: Tensor, b: Tensor, tol: float = 1e-4, *, atol: float | None = None) -> bool:

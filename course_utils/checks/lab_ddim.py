@@ -41,8 +41,8 @@ class LabToyNet(nn.Module):
     def forward(self, x: Tensor, variance: Tensor) -> Tensor:
         if x.dtype != self.gain.dtype:
             raise TypeError(f"network(noisy_images, ...): the lab's UNet takes {self.gain.dtype} images, as its "
-                            f"weights are, and got {x.dtype}: its first convolution raises 'Input type ... and "
-                            "bias type ... should be the same'")
+                            f"weights are, and got {x.dtype}: it raises 'UNet(xt, t): xt is float64 but the model's "
+                            "weights are float32 ... pass xt.float()'")
         return self.any_dtype(x, variance)
 
     def any_dtype(self, x: Tensor, variance: Tensor) -> Tensor:

@@ -866,8 +866,7 @@ register(Check("ddim_sample_loop", "ddim_sample_loop", _loop_cases, _loop_call, 
     # ("t must be a tensor of shape (B,), one timestep per example, got int 980"); older ones raised from t.long()
     *[(words, "the network takes one timestep per example: t of shape (B,), torch.full((len(x),), t, "
               "dtype=torch.long), not a bare number")
-      for words in ("one timestep per example, got int", "one timestep per example, got a 0-dim tensor",
-                    "'int' object has no attribute 'long'")],
+      for words in (": t must be a tensor of shape (", "'int' object has no attribute 'long'")],
     *[(f"'{kind}' object has no attribute",
        "after the last step alpha_bar_prev is 1: pass it as a tensor, torch.tensor(1.0) (a Python number has no "
        ".sqrt())") for kind in ("float", "int")],

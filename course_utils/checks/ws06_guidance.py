@@ -560,8 +560,8 @@ def _sampler_explain(error: str) -> str | None:
     """PyTorch's IndexError where a timestep runs past the schedule (dimension 0 of alpha_bar, in the student's code
     or in the model's) or a label past the model's classes (dimension 1 of the mixture's components); a Python
     number where ddim_step takes a tensor (the last alpha_bar_prev)."""
-    if ("one timestep per example, got int" in error             # the model refuses a bare int t by name
-            or "'int' object has no attribute 'long'" in error):  # (older models: their t.long() on it)
+    if any(words in error for words in (": t must be a tensor of shape (",      # a course model refuses one t
+                                        "'int' object has no attribute 'long'")):  # (older models: their t.long())
         return ("the model takes one timestep per example: t of shape (N,), torch.full((len(x),), t, "
                 "dtype=torch.long), not a bare number")
     if re.search(r"'(float|int)' object has no attribute", error):
@@ -653,18 +653,16 @@ register(Check("guided_ddim_sample", "guided_ddim_sample", _sampler_cases, _samp
 check_guided_ddim_sample = visible("guided_ddim_sample")
 
 
-def guided_sampler_variant(*, horizon=None, global_schedule=False, both_conditional=False, float_at_end=False,
-                           **switches):
+def guided_sampler_variant(*, horizon=None, global_schedule=False, both_conditional=False, **switches):
     """guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps) with mistakes; none: the right one
     (``horizon``: the grid of ddim_timesteps(horizon, num_steps) with the schedule's alpha_bar, T = 1000
     hard-coded; ``global_schedule``: the notebook's NoiseSchedule.linear(1000) in place of the argument, for the
     grid and the steps; both index past a shorter schedule, in the student's code or in the model;
-    ``both_conditional``: both predictions asked with y, whose cfg_combine is the conditional one;
-    ``float_at_end``: the last alpha_bar_prev the Python number 1.0, which the package's ddim_step takes as it takes
-    torch.tensor(1.0): no mistake, so not in the catalogue). These four run a loop as a student writes it with the
-    package's ddim_step."""
+    ``both_conditional``: both predictions asked with y, whose cfg_combine is the conditional one). These three run
+    a loop as a student writes it with the package's ddim_step (which takes the last alpha_bar_prev as the Python
+    number 1.0 as well as torch.tensor(1.0): no mistake, so not in the catalogue)."""
     def guided_ddim_sample(model, schedule, x_T, y, guidance_scale, num_steps=50):
-        if horizon or global_schedule or both_conditional or float_at_end:
+        if horizon or global_schedule or both_conditional:
             from ..schedules import NoiseSchedule
             from ..samplers import ddim_step, ddim_timesteps
 
@@ -675,8 +673,7 @@ def guided_sampler_variant(*, horizon=None, global_schedule=False, both_conditio
                 tt = torch.full((len(x),), t, dtype=torch.long)
                 eps_uncond = model(x, tt, y if both_conditional else torch.full_like(y, -1))
                 eps_cond = model(x, tt, y)
-                a_prev = own.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else (
-                    1.0 if float_at_end else torch.tensor(1.0))
+                a_prev = own.alpha_bar[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0)
                 x, _ = ddim_step(x, eps_uncond + guidance_scale * (eps_cond - eps_uncond), own.alpha_bar[t], a_prev)
             return x
         c = dict(schedule=schedule, num_steps=num_steps, guidance_scale=guidance_scale, x_T=x_T, y=y)

@@ -87,7 +87,7 @@ print("inline embedding equals course_utils.nets.sinusoidal_embedding:",
 # %%
 ZOOM = 60                                                  # the first 60 steps, one pixel row each or more
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), width_ratios=[1, 1, 1.1], layout="constrained")
-for ax, rows, title in [(axes[0], emb, f"all of t = 0..{T - 1}: the fast columns blur to grey"),
+for ax, rows, title in [(axes[0], emb, f"all of t = 0..{T - 1}: the fast columns, too fine to draw"),
                         (axes[1], emb[:ZOOM], f"zoom on t = 0..{ZOOM - 1}: the fast columns oscillate")]:
     im = ax.imshow(rows, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="antialiased")
     ax.set_xlabel("dimension (0-31: sin, 32-63: cos)")
@@ -104,7 +104,8 @@ plt.show()
 
 # %% [markdown]
 # **What to notice.** Left: over all 1000 steps the first columns oscillate faster than a few hundred rows of
-# pixels can show, and blur to grey; the zoom (middle) shows them: periods of 6 to 15 steps in columns 0-3 (and
+# pixels can show (muted stripes, or a moiré of bands where the figure is drawn smaller); the zoom (middle) shows
+# them: periods of 6 to 15 steps in columns 0-3 (and
 # 32-35, their cosines). Frequency falls to the right, and the last columns barely change over 1000 steps, so each
 # row (one $t$) is a distinct pattern. Right: the similarity of $\mathrm{emb}(t)$
 # with itself is 1, falls quickly over the first few dozen steps and then wanders between about 0 and 0.6 (the slow
