@@ -47,12 +47,16 @@ def _check_float(call: str, **tensors: Tensor) -> None:
                             f"(raw pixels 0..255? use {name}.float() / 127.5 - 1)")
 
 
-def _check_t(call: str, schedule: NoiseSchedule, t: Tensor, batch_size: int) -> Tensor:
-    """``schedule.check_t``, its error naming the call's signature."""
+def _check_t(call: str, schedule: NoiseSchedule, t: Tensor, batch_size: int, x0_shape: tuple | None = None) -> Tensor:
+    """``schedule.check_t``, its error naming the call's signature (and, for a t of the wrong length, x0's shape:
+    an image without its batch dimension, (H, W), reads as a batch of H rows)."""
     try:
         return schedule.check_t(t, batch_size)
     except (TypeError, ValueError) as err:
-        raise type(err)(f"{call}: {err}") from None
+        shape = (f" (x0 has shape {tuple(x0_shape)}: the batch is its first dimension; a single image needs "
+                 "x0[None], (1, C, H, W))" if x0_shape is not None and isinstance(t, Tensor) and t.ndim == 1
+                 and t.shape[0] != batch_size else "")
+        raise type(err)(f"{call}: {err}{shape}") from None
 
 
 def q_sample(x0: Tensor, t: Tensor, eps: Tensor, schedule: NoiseSchedule) -> Tensor:
@@ -61,7 +65,7 @@ def q_sample(x0: Tensor, t: Tensor, eps: Tensor, schedule: NoiseSchedule) -> Ten
     _check_args(call, schedule, x0=x0, eps=eps)
     _check_same_shape(call, x0=x0, eps=eps)
     _check_float(call, x0=x0, eps=eps)
-    t = _check_t(call, schedule, t, x0.shape[0])
+    t = _check_t(call, schedule, t, x0.shape[0], x0.shape)
     sqrt_alpha_bar = schedule.gather(schedule.sqrt_alpha_bar, t, x0.ndim)                     # (B, 1, ...)
     sqrt_one_minus_alpha_bar = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, x0.ndim)  # (B, 1, ...)
     return sqrt_alpha_bar * x0 + sqrt_one_minus_alpha_bar * eps

@@ -167,3 +167,16 @@ def test_q_sample_chain_takes_one_step_for_the_batch():
         q_sample_chain(x0, 50, schedule)
     run = lambda t: q_sample_chain(x0, t, schedule, generator=torch.Generator().manual_seed(1))  # noqa: E731
     assert torch.equal(run(torch.tensor(10)), run(10))
+
+
+def test_a_t_of_the_wrong_length_names_x0s_shape():
+    """An image without its batch dimension, x0 of shape (16, 16), reads as 16 rows: q_sample blamed t alone ("t must
+    have shape (16,)"), the audit's misleading case. The message now shows x0's shape and the fix."""
+    schedule = NoiseSchedule.linear(50)
+    x0 = torch.zeros(16, 16)
+    with pytest.raises(ValueError, match=r"^q_sample\(x0, t, eps, schedule\): t must have shape \(16,\), .*got \(1,\) "
+                                         r"\(x0 has shape \(16, 16\): the batch is its first dimension; a single "
+                                         r"image needs x0\[None\], \(1, C, H, W\)\)$"):
+        q_sample(x0, torch.tensor([10]), torch.zeros_like(x0), schedule)
+    with pytest.raises(ValueError, match=r"got values from 50 to 50$"):          # a wrong value: no shape hint
+        q_sample(x0, torch.full((16,), 50), torch.zeros_like(x0), schedule)
