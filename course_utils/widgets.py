@@ -42,8 +42,10 @@ def schedule_explorer(x0: Tensor | None = None, *, device: torch.device | str = 
                       num_images: int = 8) -> widgets.Widget:
     """Pick a schedule and T; see beta_t, alpha_bar_t and log-SNR, and (given ``x0`` of shape (1, C, H, W) in
     [-1, 1]) that image noised at ``num_images`` evenly spaced t/T with the same noise for every setting."""
-    if x0 is not None and (not isinstance(x0, Tensor) or x0.ndim != 4 or x0.shape[0] != 1):
-        got = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
+    if x0 is not None and not isinstance(x0, Tensor):
+        raise TypeError(f"schedule_explorer(x0): x0 must be a tensor (1, C, H, W), got {type(x0).__name__}")
+    if x0 is not None and (x0.ndim != 4 or x0.shape[0] != 1):
+        got = tuple(x0.shape)
         raise ValueError(f"schedule_explorer(x0): shows one image: x0 must be (1, C, H, W), got {got}"
                          + ("; pass x0[:1]" if isinstance(x0, Tensor) and x0.ndim == 4 else ""))
     gen = torch.Generator().manual_seed(seed)

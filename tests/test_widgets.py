@@ -132,6 +132,8 @@ def test_explorers_refuse_a_lone_schedule_and_several_images(shown):
         schedule_explorer(x, num_images=4)
     with pytest.raises(ValueError, match=r"x0 must be \(1, C, H, W\), got \(1, 8, 8\)$"):
         schedule_explorer(x[0], num_images=4)
+    with pytest.raises(TypeError, match=r"x0 must be a tensor \(1, C, H, W\), got ndarray$"):   # a type: TypeError
+        schedule_explorer(x[:1].numpy(), num_images=4)
     assert not shown, "refused before drawing"
     schedule_explorer(x[:1], num_images=4)
     assert shown
