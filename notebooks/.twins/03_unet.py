@@ -105,9 +105,8 @@ plt.show()
 # %% [markdown]
 # **What to notice.** Left: over all 1000 steps the first columns oscillate faster than a few hundred rows of
 # pixels can show (muted stripes, or a moiré of bands where the figure is drawn smaller); the zoom (middle) shows
-# them: periods of 6 to 15 steps in columns 0-3 (and
-# 32-35, their cosines). Frequency falls to the right, and the last columns barely change over 1000 steps, so each
-# row (one $t$) is a distinct pattern. Right: the similarity of $\mathrm{emb}(t)$
+# them: periods of 6 to 15 steps in columns 0-3 (and 32-35, their cosines). Frequency falls to the right, and the
+# last columns barely change over 1000 steps, so each row (one $t$) is a distinct pattern. Right: the similarity of $\mathrm{emb}(t)$
 # with itself is 1, falls quickly over the first few dozen steps and then wanders between about 0 and 0.6 (the slow
 # dimensions are shared by all $t$). No two timesteps get the same code, and nearby timesteps get similar
 # codes: a good input for a network that should behave smoothly in $t$.
