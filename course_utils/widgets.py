@@ -71,7 +71,7 @@ def schedule_explorer(x0: Tensor | None = None, *, device: torch.device | str = 
                 ts = torch.linspace(0, schedule.T - 1, num_images).round().long()
                 xt = q_sample(x0.to(device).expand_as(eps), ts.to(device), eps, schedule.to(device))
                 show_images(xt, nrow=num_images, ax=fig.add_subplot(rows, 1, 2),
-                            title="x_t at t/T = " + ", ".join(f"{schedule.t_over_T()[t]:.2f}" for t in ts))
+                            title="x_t at t/T = " + ", ".join(f"{frac[t]:.2f}" for t in ts))
             fig.tight_layout()
             plt.show()
             print(f"alpha_bar at the last step t = T-1: {schedule.alpha_bar[-1].item():.2e} "
