@@ -12,6 +12,7 @@ What a student reads: the concepts, in the order of the lessons.
 - ``forward``: the forward process: q(x_t given x_0) in closed form, the posterior q(x_{t-1} given x_t, x_0),
   the Markov chain step by step
 - ``nets``: the noise predictors eps_theta (a DDPM UNet, an MLP for 2-D points) and the noisy classifier
+- ``model_inputs``: what a call ``model(xt, t, y)`` accepts, checked with a message that names the fix
 - ``training``: DDPM's simple loss, the EMA of the weights, ``train`` with resumable checkpoints
 - ``samplers``: DDPM ancestral sampling, DDIM (any eta, any sub-sequence of timesteps), DDIM inversion
 - ``solvers``: fast deterministic samplers of the probability-flow ODE: DDIM as Euler, Heun, DPM-Solver++(2M)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import GaussianMixture
-from .nets import check_timesteps
+from .model_inputs import check_timesteps
 from .schedules import NoiseSchedule
 
 

@@ -120,6 +120,8 @@ def load(name: str, device: torch.device | str = "cpu", *, directory: str | Path
     except RuntimeError as err:
         raise CheckpointError(f"the weights in {weights} do not fit the architecture in {name}.json: {err}") from err
     model = model.to(device).eval()
+    if isinstance(model, UNet):         # refuses images of another size than it was trained at (model_inputs)
+        model.image_shape = tuple(card["image_shape"])
     schedule = build_schedule(card.get("schedule"))
     if schedule is not None:
         schedule = schedule.to(device)

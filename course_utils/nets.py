@@ -12,11 +12,12 @@ t (B,) int64 timesteps 0..T-1 (or float times for ``time_scale`` models); y (B,)
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .model_inputs import check_image_shape, check_input_dtype, check_time_units, check_timesteps, class_rows
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -29,68 +30,6 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Te
     args = t.float()[:, None] * freqs[None, :]                      # (B, half)
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)      # (B, 2*half)
     return F.pad(emb, (0, dim % 2))                                  # (B, dim)
-
-
-def check_timesteps(call: str, t, batch: int, *, per: str = "image", exact: bool = False) -> None:
-    """``t`` of a model call ``call`` (e.g. ``"UNet(xt, t)"``): one timestep per example, a tensor of shape (B,)
-    (``exact``), or of B elements with the batch first (the lab's continuous times, (B, 1, 1, 1)).
-
-    One t for the whole batch, a Python number or a 0-dim tensor, is the usual mistake: the message names the
-    ``torch.full`` that makes it (B,). TypeError for a wrong type, ValueError for a wrong shape.
-    """
-    want = f"{call}: t must be a tensor of shape ({batch},), one timestep per {per}"
-    if isinstance(t, Tensor) and t.ndim > 0:
-        if t.shape[0] != batch or (tuple(t.shape) != (batch,) if exact else t.numel() != batch):
-            raise ValueError(f"{call}: t must have shape ({batch},), one timestep per {per}, got {tuple(t.shape)}")
-        return
-    if isinstance(t, Tensor):                                       # 0-dim: one t for the whole batch
-        value = t.item()
-        raise ValueError(f"{want}, got a 0-dim tensor ({value!r}); for one t for the whole batch use "
-                         f"torch.full((xt.shape[0],), {value!r}) or t.expand(xt.shape[0])")
-    if isinstance(t, numbers.Real) and not isinstance(t, bool):
-        raise TypeError(f"{want}, got {type(t).__name__} {t!r}; for one t for the whole batch use "
-                        f"torch.full((xt.shape[0],), {t!r})")
-    raise TypeError(f"{want}, got {type(t).__name__} (are the arguments in this order?)")
-
-
-def check_input_dtype(call: str, xt: Tensor, weight: Tensor) -> None:
-    """A float64 (or integer) ``xt`` into a float32 model: a TypeError that names ``xt.float()``, raised before
-    torch's dtype error deep inside a layer. The input is never cast silently."""
-    if not xt.is_floating_point():
-        raise TypeError(f"{call}: xt must be a float tensor, got {xt.dtype}")
-    if xt.dtype == torch.float64 and weight.dtype != torch.float64:
-        raise TypeError(f"{call}: xt is float64 but the model's weights are {str(weight.dtype).replace('torch.', '')} "
-                        "(torch.from_numpy gives float64): pass xt.float()")
-
-
-def class_rows(call: str, y: Tensor | None, num_classes: int | None, batch: int, device: torch.device,
-               *, model: str) -> Tensor | None:
-    """The class embedding's rows for labels ``y`` (B,) int64, -1 (or None) for the null class, which is row
-    ``num_classes``; None for an unconditional model (``num_classes=None``), which refuses labels 0..K-1.
-
-    On the CPU the labels' range is checked in Python; on a GPU (or compiled) with ``torch._assert_async``, since a
-    Python test would wait for the GPU at every call."""
-    if y is not None and not isinstance(y, Tensor):
-        fix = ("torch.tensor(y) makes one" if isinstance(y, (list, tuple)) else
-               "for one class for the whole batch use torch.full((xt.shape[0],), y)")
-        raise TypeError(f"{call}: y must be a tensor of shape ({batch},), one class label per example, got "
-                        f"{type(y).__name__}; {fix}")
-    if num_classes is None:
-        if y is not None and bool((y >= 0).any()):
-            raise ValueError(f"{call}: this {model} is unconditional (num_classes=None) but class labels y were "
-                             f"given: build it with {model}(..., num_classes=K)")
-        return None
-    if y is None:
-        return torch.full((batch,), num_classes, device=device, dtype=torch.long)
-    if y.shape != (batch,):
-        raise ValueError(f"{call}: y must have shape ({batch},), got {tuple(y.shape)}")
-    message = f"{call}: class labels must lie in 0..{num_classes - 1} (or -1 for none)"
-    if y.device.type == "cpu" and not torch.compiler.is_compiling():
-        if y.numel() and (int(y.max()) >= num_classes or int(y.min()) < -1):
-            raise ValueError(f"{message}, got {int(y.min())}..{int(y.max())}")
-    else:   # on a GPU (or compiled) a Python test would wait for the GPU at every call
-        torch._assert_async(((y >= -1) & (y < num_classes)).all(), message)
-    return torch.where(y < 0, torch.full_like(y, num_classes), y)
 
 
 class SinusoidalTimeEmbedding(nn.Module):
@@ -161,6 +100,7 @@ class UNet(nn.Module):
         super().__init__()
         out_channels = out_channels or in_channels
         self.in_channels, self.num_classes = in_channels, num_classes
+        self.image_shape: tuple[int, ...] | None = None   # (C, H, W) of a pretrained model's card; None: any size
         self.config = dict(in_channels=in_channels, out_channels=out_channels, base_channels=base_channels,
                            channel_mults=tuple(channel_mults), num_res_blocks=num_res_blocks,
                            attention_levels=tuple(attention_levels), num_classes=num_classes, dropout=dropout,
@@ -211,6 +151,7 @@ class UNet(nn.Module):
         """Time embedding plus class embedding (null class where y is None or -1): (B, temb_dim)."""
         call = f"{type(self).__name__}(xt, t{', y' if y is not None else ''})"
         check_timesteps(call, t, batch)
+        check_time_units(call, t, self.time_embed.time_scale)
         temb = self.time_embed(t)
         rows = class_rows(call, y, self.num_classes if self.class_embed is not None else None, batch, t.device,
                           model=type(self).__name__)
@@ -219,10 +160,11 @@ class UNet(nn.Module):
         return temb
 
     def forward(self, xt: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        call = f"{type(self).__name__}(xt, t)"
+        call = f"{type(self).__name__}(xt, t{', y' if y is not None else ''})"
         if xt.ndim != 4 or xt.shape[1] != self.in_channels:
             raise ValueError(f"{call}: expected images of shape (B, {self.in_channels}, H, W), got {tuple(xt.shape)}")
         check_input_dtype(call, xt, self.conv_in.weight)
+        check_image_shape(call, xt, self.image_shape)
         temb = self.embed(t, y, xt.shape[0])
         h = self.conv_in(xt)
         skips = [h]
@@ -280,6 +222,7 @@ class MLPDenoiser(nn.Module):
             raise ValueError(f"{call}: expected points of shape (B, {self.data_dim}), got {tuple(xt.shape)}")
         check_input_dtype(call, xt, self.net[0].weight)
         check_timesteps(call, t, xt.shape[0], per="point", exact=True)
+        check_time_units(call, t, self.time_embed.time_scale)
         emb = self.time_embed(t)                                       # (B, time_embed_dim)
         rows = class_rows(call, y, self.num_classes if self.class_embed is not None else None, xt.shape[0],
                           xt.device, model=type(self).__name__)        # (B,): as UNet.embed

@@ -137,8 +137,8 @@ def ddim_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_prev:
 def _step_rates(xt: Tensor, alpha_bar_t, alpha_bar_prev, eta: float) -> tuple[Tensor, Tensor]:
     """ddim_step's two coefficients as tensors (a Python float as a 0-dim tensor of xt's dtype), checked: none of
     shape (B,) against an xt of more dimensions, and alpha_bar_prev >= alpha_bar_t when eta > 0 (in Python on the
-    CPU; elsewhere with ``torch._assert_async``, as ``nets.class_rows`` does: a Python test would wait for the GPU
-    at every step)."""
+    CPU; elsewhere with ``torch._assert_async``, as ``model_inputs.class_rows`` does: a Python test would wait for
+    the GPU at every step)."""
     call = "ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta, noise)"
     rates = {}
     for name, value in (("alpha_bar_t", alpha_bar_t), ("alpha_bar_prev", alpha_bar_prev)):

@@ -211,3 +211,59 @@ def test_mlp_denoiser_refuses_labels_as_the_unet_does():
     # the unconditional UNet keeps its message, now with the fix
     with pytest.raises(ValueError, match=r"this UNet is unconditional .* build it with UNet\(\.\.\., num_classes=K\)"):
         _tiny_unet()(torch.randn(4, 1, 8, 8), t, torch.tensor([0, 1, 2, 3]))
+
+
+def test_times_in_0_1_given_to_a_model_of_integer_timesteps_are_refused():
+    """The lab's continuous times t ~ U[0, 1] (or a lesson's t / T) given to a model built without time_scale: its
+    sinusoidal embedding saw every t as about 0, so training ran without an error and the model could not tell noise
+    levels apart. Now a ValueError naming int64 timesteps and time_scale=1000.0. Whole-number floats still pass."""
+    x, points = torch.randn(4, 1, 8, 8), torch.randn(8, 2)
+    fix = (r"t holds fractions in \[0, 1\], times t/T, but this model takes integer timesteps 0\.\.T-1 "
+           r"\(time_scale=1\.0\): pass int64 timesteps, or build the model with time_scale=1000\.0")
+    with pytest.raises(ValueError, match=r"^UNet\(xt, t\): " + fix + r".*; got t = 0\.1, 0\.5, 0\.9, 0$"):
+        _tiny_unet()(x, torch.tensor([0.1, 0.5, 0.9, 0.0]))
+    with pytest.raises(ValueError, match=r"^UNet\(xt, t, y\): " + fix):
+        _tiny_unet(num_classes=3)(x, torch.full((4,), 0.25), torch.tensor([0, 1, 2, -1]))
+    with pytest.raises(ValueError, match=r"^MLPDenoiser\(xt, t\): " + fix + r".*t = 0\.5, 0\.5, 0\.5, 0\.5, \.\.\.$"):
+        MLPDenoiser(hidden_dim=8)(points, torch.full((8,), 0.5))
+    # not fractions in [0, 1]: whole numbers as floats, a float t past 1, int64; and any t with time_scale
+    net = _tiny_unet()
+    assert torch.equal(net(x, torch.tensor([0.0, 1.0, 0.0, 1.0])), net(x, torch.tensor([0, 1, 0, 1])))
+    assert torch.equal(net(x, torch.tensor([500.0, 3.0, 0.0, 999.0])), net(x, torch.tensor([500, 3, 0, 999])))
+    assert net(x, torch.tensor([0.5, 1.5, 2.5, 3.5])).shape == x.shape
+    assert _tiny_unet(time_scale=1000.0)(x, torch.rand(4)).shape == x.shape
+    assert MLPDenoiser(hidden_dim=8, time_scale=1000.0)(points, torch.rand(8)).shape == points.shape
+
+
+def test_a_pretrained_unet_refuses_images_of_another_size():
+    """digits-unet-cond was trained at 16x16: given 28x28 noise (MNIST's size, as in every other lesson) it sampled
+    shapes of nothing in particular without a word. load() keeps the card's image_shape on the model, which refuses
+    another (C, H, W) and says how to run it there on purpose; a UNet built here takes any size."""
+    from course_utils.checkpoints import load
+    from course_utils.samplers import ddim_sample
+    model, schedule, card = load("digits-unet-cond")
+    assert model.image_shape == tuple(card["image_shape"]) == (1, 16, 16)
+    with pytest.raises(ValueError, match=r"^UNet\(xt, t, y\): this pretrained model was trained on images of shape "
+                                         r"\(1, 16, 16\), got \(1, 28, 28\): sample with shape \(B, "
+                                         r"\*card\['image_shape'\]\) = \(B, 1, 16, 16\), or set "
+                                         r"model\.image_shape = None to run it at another size on purpose$"):
+        ddim_sample(model, schedule, (2, 1, 28, 28), num_steps=2, y=torch.tensor([3, 4]), progress=False)
+    assert ddim_sample(model, schedule, (2, 1, 16, 16), num_steps=2, progress=False).shape == (2, 1, 16, 16)
+    model.image_shape = None
+    assert ddim_sample(model, schedule, (2, 1, 28, 28), num_steps=2, progress=False).shape == (2, 1, 28, 28)
+    assert _tiny_unet().image_shape is None and _tiny_unet()(torch.randn(1, 1, 12, 12), torch.zeros(1)).shape[-1] == 12
+
+
+def test_the_checks_meant_for_a_gpu_test_the_same_values(monkeypatch):
+    """Off the CPU (or compiled) the label and time checks run as torch._assert_async, which never waits for the GPU;
+    no GPU here, so the CPU runs that branch (torch raises its message as a RuntimeError): same verdicts as the
+    Python branch, for wrong values and right ones."""
+    from course_utils import model_inputs
+    monkeypatch.setattr(model_inputs, "_on_host", lambda x: False)
+    x, conditional = torch.randn(4, 1, 8, 8), _tiny_unet(num_classes=3)
+    with pytest.raises(RuntimeError, match=r"^UNet\(xt, t, y\): class labels must lie in 0\.\.2 \(or -1 for none\)$"):
+        conditional(x, torch.full((4,), 10), torch.tensor([0, 1, 3, -1]))
+    with pytest.raises(RuntimeError, match=r"^UNet\(xt, t\): t holds fractions in \[0, 1\], times t/T"):
+        _tiny_unet()(x, torch.full((4,), 0.5))
+    assert conditional(x, torch.full((4,), 10), torch.tensor([0, 1, 2, -1])).shape == x.shape
+    assert _tiny_unet()(x, torch.tensor([0.0, 1.0, 2.5, 999.0])).shape == x.shape
