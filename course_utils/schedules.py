@@ -39,6 +39,17 @@ class NoiseSchedule:
     posterior_mean_coef_x0: Tensor      # sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t)       (DDPM Eq. 7)
     posterior_mean_coef_xt: Tensor      # sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) (DDPM Eq. 7)
 
+    def __new__(cls, *args, **kwargs):
+        """``NoiseSchedule(1000)`` or ``NoiseSchedule("cosine")``, a natural first try, got the dataclass's "missing
+        9 required positional arguments": say how a schedule is built instead."""
+        if (args or kwargs) and len(args) + len(kwargs) < len(fields(cls)):
+            given = ", ".join([repr(a) if not isinstance(a, Tensor) else "a tensor" for a in args]
+                              + [f"{k}=..." for k in kwargs])
+            raise TypeError(f"NoiseSchedule({given}): a schedule is built with NoiseSchedule.linear(T=1000), "
+                            "NoiseSchedule.cosine(T=1000) or NoiseSchedule.from_betas(betas); the constructor "
+                            f"itself takes all {len(fields(cls))} per-step tensors")
+        return super().__new__(cls)
+
     @classmethod
     def from_betas(cls, betas: Tensor) -> "NoiseSchedule":
         """Derive every quantity from betas of shape (T,), each in (0, 1]."""

@@ -181,3 +181,20 @@ def test_respace_of_a_descending_sampler_grid_says_flip_it():
     with pytest.raises(ValueError, match=r"got \[3, 3\]$"):                       # not descending: no such hint
         schedule.respace(torch.tensor([3, 3]))
     assert schedule.respace(ddim_timesteps(50, 10).flip(0)).T == 10
+
+
+def test_the_constructor_called_with_t_says_how_a_schedule_is_built():
+    """NoiseSchedule(1000) said "missing 9 required positional arguments: 'alphas', ..." (an API audit's OK-rated
+    call): it names the three ways in. Built the usual ways, copied, pickled and moved, a schedule is unchanged."""
+    import copy
+    import pickle
+    ways = r"a schedule is built with NoiseSchedule\.linear\(T=1000\), NoiseSchedule\.cosine\(T=1000\) or " \
+           r"NoiseSchedule\.from_betas\(betas\); the constructor itself takes all 10 per-step tensors"
+    for args, kwargs, shown in (((1000,), {}, "1000"), (("cosine", 1000), {}, "'cosine', 1000"),
+                                ((), {"betas": torch.rand(5)}, "betas=...")):
+        with pytest.raises(TypeError, match=rf"^NoiseSchedule\({shown}\): {ways}$"):
+            NoiseSchedule(*args, **kwargs)
+    schedule = NoiseSchedule.cosine(T=10)
+    for same in (copy.deepcopy(schedule), pickle.loads(pickle.dumps(schedule)), schedule.to("cpu"),
+                 NoiseSchedule(**vars(schedule))):
+        assert all(torch.equal(getattr(same, k), v) for k, v in vars(schedule).items())
