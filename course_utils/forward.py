@@ -14,6 +14,7 @@ import operator
 import torch
 from torch import Tensor
 
+from .progress import tqdm
 from .schedules import NoiseSchedule
 
 
@@ -94,13 +95,14 @@ def q_posterior(x0: Tensor, xt: Tensor, t: Tensor, schedule: NoiseSchedule) -> t
 
 
 def q_sample_chain(x0: Tensor, t: int, schedule: NoiseSchedule, *, generator: torch.Generator | None = None,
-                   return_all: bool = False) -> Tensor:
+                   return_all: bool = False, progress: bool = False) -> Tensor:
     """Run the Markov chain one step at a time: from the clean x0, code steps k = 0..t each apply
     x <- sqrt(alphas[k]) x + sqrt(betas[k]) eps_k (DDPM Eq. 2; code step k is the paper's step k + 1), giving x_t.
 
     Agrees in distribution with ``q_sample`` at the same t. Returns x_t of x0's shape, or, with
     ``return_all``, every state stacked as (t + 2, B, ...): x0 first, x_t last.
     ``t`` is one step for the whole batch: an int (or a 0-dim integer tensor), not q_sample's (B,) tensor.
+    ``progress`` shows a bar over the t + 1 steps.
     """
     call = "q_sample_chain(x0, t, schedule)"
     _check_args(call, schedule, x0=x0)
@@ -110,7 +112,7 @@ def q_sample_chain(x0: Tensor, t: int, schedule: NoiseSchedule, *, generator: to
         raise ValueError(f"{call}: t must lie in 0..{schedule.T - 1}, got {t}")
     x = x0
     states = [x0]
-    for i in range(t + 1):
+    for i in tqdm(range(t + 1), desc="forward chain", disable=not progress, leave=False):
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)  # the true noise of step i
         x = schedule.alphas[i].sqrt() * x + schedule.betas[i].sqrt() * eps  # Eq. 2
         if return_all:

@@ -24,6 +24,8 @@ import scipy.linalg
 import torch
 from torch import Tensor, nn
 
+from .progress import tqdm
+
 FEATURE_CLASSIFIER = "mnist-classifier"
 
 
@@ -46,13 +48,16 @@ def _check_images(images: Tensor, classifier: nn.Module) -> None:
 
 
 @torch.no_grad()
-def features(images: Tensor, classifier: nn.Module | None = None, *, batch_size: int = 500) -> np.ndarray:
-    """The classifier's penultimate features of images (N, 1, 28, 28) in [-1, 1]: (N, D) float64."""
+def features(images: Tensor, classifier: nn.Module | None = None, *, batch_size: int = 500,
+             progress: bool = False) -> np.ndarray:
+    """The classifier's penultimate features of images (N, 1, 28, 28) in [-1, 1]: (N, D) float64. ``progress``
+    shows a bar over the batches."""
     classifier = classifier if classifier is not None else feature_classifier()
     _check_images(images, classifier)
     device = next(classifier.parameters()).device
-    out = [classifier.features(images[i:i + batch_size].to(device).float()).double().cpu()
-           for i in range(0, images.shape[0], batch_size)]
+    starts = tqdm(range(0, images.shape[0], batch_size), desc="features", unit="batch", disable=not progress,
+                  leave=False)
+    out = [classifier.features(images[i:i + batch_size].to(device).float()).double().cpu() for i in starts]
     return torch.cat(out).numpy()
 
 

@@ -256,5 +256,8 @@ def solve(solver: str, model: Callable[..., Tensor], schedule: NoiseSchedule, sh
 
 
 def _check_solver(solver: str) -> None:
+    if not isinstance(solver, str):     # solve(model, "Heun", ...) printed the whole network's repr
+        raise TypeError(f"solve(solver, model, schedule, shape): solver must be one of {SOLVERS}, got "
+                        f"{type(solver).__name__} (are the arguments in this order?)")
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")

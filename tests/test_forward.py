@@ -180,3 +180,14 @@ def test_a_t_of_the_wrong_length_names_x0s_shape():
         q_sample(x0, torch.tensor([10]), torch.zeros_like(x0), schedule)
     with pytest.raises(ValueError, match=r"got values from 50 to 50$"):          # a wrong value: no shape hint
         q_sample(x0, torch.full((16,), 50), torch.zeros_like(x0), schedule)
+
+
+def test_the_chain_shows_a_bar_on_request_and_draws_the_same_states(capsys):
+    """Lesson 2 pushes 4,000 copies through 300 steps (5 s here): ``progress=True`` shows a bar over the t + 1
+    steps and changes nothing drawn."""
+    schedule, x0 = NoiseSchedule.linear(T=50), torch.randn(6, 1, 4, 4)
+    quiet = q_sample_chain(x0, 29, schedule, generator=torch.Generator().manual_seed(3))
+    assert "forward chain" not in capsys.readouterr().err
+    shown = q_sample_chain(x0, 29, schedule, generator=torch.Generator().manual_seed(3), progress=True)
+    assert "forward chain" in (err := capsys.readouterr().err) and "30/30" in err
+    assert torch.equal(quiet, shown)

@@ -212,3 +212,15 @@ def test_within_class_spread_without_a_pair_is_nan_without_a_warning():
         assert np.isnan(metrics.within_class_spread(np.eye(3), np.array([0, 1, 2])))
         assert np.isnan(metrics.within_class_spread(np.zeros((0, 2)), np.zeros(0, dtype=int)))
         assert metrics.within_class_spread(np.array([[0.0, 0], [3, 4], [7, 7]]), np.array([1, 1, 2])) == 5.0
+
+
+def test_features_show_a_bar_over_the_batches_on_request(capsys):
+    """Lesson 5 reads the features of all 10,000 test digits (4 s here) with ``progress=True``: a bar over the
+    batches, the same features."""
+    images = torch.rand(7, 1, 28, 28) * 2 - 1
+    net = metrics.feature_classifier()
+    quiet = metrics.features(images, net, batch_size=3)
+    assert "features" not in capsys.readouterr().err
+    shown = metrics.features(images, net, batch_size=3, progress=True)
+    assert "features" in (err := capsys.readouterr().err) and "3/3" in err
+    assert np.array_equal(quiet, shown)

@@ -203,7 +203,9 @@ def test_every_stored_bar_reads_as_its_saved_state():
     for output in (o for c in lesson.cells if c.cell_type == "code" for o in c.outputs):
         if WIDGET_VIEW in output.get("data", {}):
             output.data["text/plain"] = "DDPM:   0%|          | 0/1000 [00:00<?, ?it/s]"
-    assert saved_bars_as_text(lesson) == 7      # two DDPM bars, four DDIM bars, the interpolations'; not its widgets
+    # three DDPM bars, five DDIM bars (one of each on the 2-D check), the interpolations', the features'; not its
+    # widgets
+    assert saved_bars_as_text(lesson) == 10
 
 
 # ------------------------------------------------------------------------------------- the Makefile's wiring

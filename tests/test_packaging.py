@@ -197,6 +197,9 @@ def test_sanitize_cfg_masks_volatile_output():
         ("took 0.52s", "took 17.0s"),
         ("DDPM: 100%|##########| 1000/1000 [00:05<00:00, 180.12it/s]",
          "DDPM: 100%|##########| 1000/1000 [00:07<00:00, 140.50it/s]"),
+        # a bar as make generated stores it (its last count) beside one as a fresh run first draws it, padded
+        ("DDIM 1000: 100%|##########| 1000/1000 [00:01<00:00, 1026.16it/s]",
+         "DDIM 1000:   0%|          | 0/1000 [00:00<?, ?it/s]"),
         ("  1.54s/it", "  12.10s/it"),
         ("run of 2026-11-22 07:52:52", "run of 2025-01-03 11:02:07"),
         ("elapsed 00:01:23", "elapsed 00:12:09"),

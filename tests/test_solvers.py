@@ -155,6 +155,10 @@ def test_invalid_solver_options(linear_schedule):
     model = GaussianMixtureEps(TWO_GAUSSIANS, linear_schedule)
     with pytest.raises(ValueError, match=r"solver must be one of \('DDIM', 'Heun', 'DPM-Solver\+\+\(2M\)'\), got 'RK"):
         solve("RK4", model, linear_schedule, (2, 2), num_steps=5)
+    # the model first and the solver second (an API audit's call) printed the whole network's repr
+    with pytest.raises(TypeError, match=r"^solve\(solver, model, schedule, shape\): solver must be one of \(.*\), "
+                                        r"got GaussianMixtureEps \(are the arguments in this order\?\)$"):
+        solve(model, "Heun", linear_schedule, (2, 2), num_steps=5)
     with pytest.raises(ValueError, match=r"spacing must be one of \('logsnr', 'linspace', 'leading'\), got 'karras'"):
         solver_timesteps(linear_schedule, 5, spacing="karras")
     with pytest.raises(ValueError, match=r"num_steps must be an integer in 1\.\.T = 1\.\.1000, got 0"):

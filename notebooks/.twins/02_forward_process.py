@@ -125,7 +125,8 @@ print("1 - alpha_bar_t == alpha_t (1 - alpha_bar_{t-1}) + beta_t for every t:",
 # %%
 t_check = 300
 copies = x0.expand(NUM_COPIES, -1, -1, -1)                                         # (N, 1, H, W)
-x_chain = q_sample_chain(copies, t_check, schedule, generator=torch.Generator(device=device).manual_seed(1))
+x_chain = q_sample_chain(copies, t_check, schedule, generator=torch.Generator(device=device).manual_seed(1),
+                         progress=True)
 eps = torch.randn(copies.shape, generator=torch.Generator(device=device).manual_seed(2), device=device)
 x_closed = q_sample(copies, torch.full((NUM_COPIES,), t_check, device=device), eps, schedule)
 

@@ -236,7 +236,7 @@ _ = widgets.interact(show_snapshot, index=widgets.IntSlider(value=len(snapshots)
 # The cell below trains for `IMAGE_STEPS // 2` steps and writes a checkpoint; section 4 resumes it.
 # This is about 11 minutes on a 2-core CPU for both halves together in float32 (10.9 minutes on a processor
 # without fast bfloat16), 4 to 7 in bfloat16 on one with it (3.9 on an Intel Xeon with AMX; 4.6 to 7.1 on an AMD
-# EPYC, 4.6 in the stored run below), and the cell prints the measured time per step on your machine.
+# EPYC, 4.7 in the stored run below), and the cell prints the measured time per step on your machine.
 
 # %%
 x_train = x_digits                                            # (1500, 1, 16, 16), in [-1, 1]
@@ -361,8 +361,8 @@ print("100 steps in one go == 50 + 50 steps resumed:", same)
 # %%
 x_T = torch.randn(64, 1, 16, 16, generator=torch.Generator().manual_seed(7)).to(device)
 SAMPLE_STEPS = pick(50, 20)
-samples_live = ddim_sample(second.model, schedule, x_T.shape, x_T=x_T, num_steps=SAMPLE_STEPS, progress=False)
-samples_ema = ddim_sample(second.ema_model, schedule, x_T.shape, x_T=x_T, num_steps=SAMPLE_STEPS, progress=False)
+samples_live = ddim_sample(second.model, schedule, x_T.shape, x_T=x_T, num_steps=SAMPLE_STEPS, progress=True)
+samples_ema = ddim_sample(second.ema_model, schedule, x_T.shape, x_T=x_T, num_steps=SAMPLE_STEPS, progress=True)
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 6.4))
 show_images(samples_live, ax=axes[0], title=f"your model, live weights ({second.step} steps)")

@@ -142,7 +142,7 @@ x_T_cg = torch.randn(num_classes, *image_shape, generator=torch.Generator().manu
 guided = {}
 for scale in classifier_scales:
     guided[scale] = ddim_sample(model, schedule, x_T_cg.shape, x_T=x_T_cg, y=y_cg, guidance_scale=0.0,
-                                classifier=noisy_classifier, classifier_scale=scale, num_steps=STEPS, progress=False)
+                                classifier=noisy_classifier, classifier_scale=scale, num_steps=STEPS, progress=True)
 
 fig, axes = plt.subplots(1, len(classifier_scales), figsize=(2.2 * len(classifier_scales), 8))
 for ax, (scale, x) in zip(axes, guided.items()):

@@ -45,6 +45,7 @@ from course_utils.analytic import GaussianMixtureEps
 from course_utils.checkpoints import load_pretrained
 from course_utils.data import EIGHT_GAUSSIANS
 from course_utils.device import get_device
+from course_utils.progress import tqdm
 from course_utils.samplers import ddim_sample, ddim_step, ddim_timesteps
 from course_utils.schedules import NoiseSchedule
 from course_utils.settings import pick, quick_mode, say_if_quick, wrapped
@@ -402,13 +403,13 @@ live, seconds = {}, {}
 for steps in (50, 10):
     key = f"DDIM, {steps} calls, lesson 5's grid"
     start = time.perf_counter()
-    live[key] = ddim_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=steps, progress=False)
+    live[key] = ddim_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=steps, progress=True)
     seconds[key] = time.perf_counter() - start
 for solver in SOLVERS:
     steps = steps_for_calls(solver, 10)
     key = f"{solver}, {network_calls(solver, steps)} calls, logsnr grid"
     start = time.perf_counter()
-    live[key] = solve(solver, model, schedule, x_T.shape, x_T=x_T, num_steps=steps, progress=False)
+    live[key] = solve(solver, model, schedule, x_T.shape, x_T=x_T, num_steps=steps, progress=True)
     seconds[key] = time.perf_counter() - start
 
 fig, axes = plt.subplots(len(live), 1, figsize=(8, 2.3 * len(live)))
@@ -428,7 +429,7 @@ for key, s in seconds.items():                                   # the titles' s
 # fifteenth image, second row, seventh column, is a "9" for the three other 10-call samplers, and a blotch for
 # Heun). The seconds in the
 # titles, printed below the figure, are this run's (executed on 2026-12-07 on an idle 2-core AMD EPYC), and time follows
-# calls: 0.6-0.7 s for 16 images at about 10 calls (Heun's 9), 2.8 s for DDIM 50; on an idle 2-core Intel Xeon
+# calls: 0.5-0.6 s for 16 images at about 10 calls (Heun's 9), 3.0 s for DDIM 50; on an idle 2-core Intel Xeon
 # (2026-12-04) the same cell gave 0.4-0.5 s and 3.0 s, and on another idle 2-core machine
 # `python bench/bench_samplers.py --n 16 --calls 10` gave 0.6-0.7 s and 2.9 s. A title out of line with its calls,
 # when you run it, is a slow moment of a shared machine, not the solver.
@@ -447,7 +448,7 @@ def diffusers_sample(scheduler, model, x_T, **set_timesteps):
     """Sample with a diffusers scheduler and any eps-prediction model(x, t): the library's own ten lines."""
     scheduler.set_timesteps(**set_timesteps)                         # the time grid: scheduler.timesteps
     x = x_T * scheduler.init_noise_sigma                             # 1 for these two schedulers
-    for t in scheduler.timesteps:
+    for t in tqdm(scheduler.timesteps, desc=type(scheduler).__name__, leave=False):
         model_input = scheduler.scale_model_input(x, t)              # the identity for these two
         eps_pred = model(model_input, t.repeat(len(x)).to(x.device))
         x = scheduler.step(eps_pred, t, x).prev_sample               # one update, x_t -> x_t'
@@ -463,8 +464,8 @@ dpm_scheduler = DPMSolverMultistepScheduler(**same_betas, algorithm_type="dpmsol
 with torch.no_grad():
     theirs_ddim = diffusers_sample(ddim_scheduler, model, x_T, num_inference_steps=20)
     theirs_dpm = diffusers_sample(dpm_scheduler, model, x_T, timesteps=solver_timesteps(schedule, 10).tolist())
-ours_ddim = ddim_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=20, progress=False)
-ours_dpm = dpmpp_2m_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=10, progress=False)
+ours_ddim = ddim_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=20, progress=True)
+ours_dpm = dpmpp_2m_sample(model, schedule, x_T.shape, x_T=x_T, num_steps=10, progress=True)
 print("DDIMScheduler timesteps:", ddim_scheduler.timesteps.tolist()[:4], "...", "(ours:",
       ddim_timesteps(schedule.T, 20).tolist()[:4], "...)")
 print(f"DDIM 20 steps, diffusers vs course: largest pixel difference {(theirs_ddim - ours_ddim).abs().max():.1e}")
