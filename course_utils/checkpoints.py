@@ -96,7 +96,8 @@ def load(name: str, device: torch.device | str = "cpu", *, directory: str | Path
 
     ``model`` is float32, in eval mode, on ``device``; ``schedule`` a NoiseSchedule on ``device`` (None for a
     clean classifier); ``card`` the model card dict (image_shape (C, H, W), num_classes, metrics, ...).
-    ``directory`` defaults to the package's ``checkpoints/`` folder.
+    A UNet keeps the card's ``image_shape`` and refuses images of another size (``model.image_shape = None`` lifts
+    that). ``directory`` defaults to the package's ``checkpoints/`` folder.
     """
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
     card = read_card(name, directory=directory)
