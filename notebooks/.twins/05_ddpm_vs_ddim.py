@@ -592,7 +592,8 @@ plt.show()
 # %% [markdown]
 # **What to notice.** Time is proportional to the number of network calls: in the stored run DDIM with 50
 # steps took 133 s against DDPM's 2,654 s, 20 times less for 20 times fewer calls; in this notebook's run 7.5 s
-# against 145.3 s (19 times), and the DDIM rows of the right panel grow with the steps. On quality, the stored 300-sample run separates what 48
+# against 145.3 s (19 times), and the DDIM rows of the right panel grow with the steps.
+# On quality, the stored 300-sample run separates what 48
 # samples cannot, through the confident share: DDIM with 10 steps is clearly behind (80% confident, against
 # 87% for 50 or 100 steps; about two and a half standard errors apart), 50 and 100 steps are
 # indistinguishable, and DDPM's samples are confidently classified more often than DDIM 50's (92% against
