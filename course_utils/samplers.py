@@ -28,6 +28,7 @@ from .progress import tqdm
 from .device import sampling_device
 from .forward import _check_args
 from .guidance import check_guidance, predict_eps
+from .model_inputs import _on_host
 from .schedules import NoiseSchedule
 
 VARIANCES = ("posterior", "beta")
@@ -137,8 +138,8 @@ def ddim_step(xt: Tensor, eps_pred: Tensor, alpha_bar_t: Tensor, alpha_bar_prev:
 def _step_rates(xt: Tensor, alpha_bar_t, alpha_bar_prev, eta: float) -> tuple[Tensor, Tensor]:
     """ddim_step's two coefficients as tensors (a Python float as a 0-dim tensor of xt's dtype), checked: none of
     shape (B,) against an xt of more dimensions, and alpha_bar_prev >= alpha_bar_t when eta > 0 (in Python on the
-    CPU; elsewhere with ``torch._assert_async``, as ``model_inputs.class_rows`` does: a Python test would wait for
-    the GPU at every step)."""
+    CPU; elsewhere with ``torch._assert_async``, as ``model_inputs`` does (``_on_host``): a Python test would wait
+    for the GPU at every step)."""
     call = "ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev, *, eta, noise)"
     rates = {}
     for name, value in (("alpha_bar_t", alpha_bar_t), ("alpha_bar_prev", alpha_bar_prev)):
@@ -154,9 +155,8 @@ def _step_rates(xt: Tensor, alpha_bar_t, alpha_bar_prev, eta: float) -> tuple[Te
     alpha_bar_t, alpha_bar_prev = rates["alpha_bar_t"], rates["alpha_bar_prev"]
     if eta <= 0:
         return alpha_bar_t, alpha_bar_prev
-    devices = {alpha_bar_t.device.type, alpha_bar_prev.device.type}
-    if devices != {"cpu"} or torch.compiler.is_compiling():    # a GPU (meta tensors hold no values: skipped)
-        if "meta" not in devices:
+    if not (_on_host(alpha_bar_t) and _on_host(alpha_bar_prev)):    # a GPU (meta tensors hold no values: skipped)
+        if "meta" not in (alpha_bar_t.device.type, alpha_bar_prev.device.type):
             torch._assert_async((alpha_bar_prev >= alpha_bar_t).all(), f"{call}: with eta > 0 a step must go to "
                                 "less noise, alpha_bar_prev >= alpha_bar_t (for the last step alpha_bar_prev = 1)")
     elif bool((alpha_bar_prev < alpha_bar_t).any()):
