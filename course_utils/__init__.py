@@ -34,6 +34,8 @@ Instructor tools: a student calls the checks in the worksheets but need not read
   trusts; its internals (each worksheet's references, cases and catalogue of mistakes) are for instructors
 - ``exercises``: generates the student worksheets (exercises/) from the solutions (solutions/)
 - ``grade``: grades a class's worksheets
+- ``grade_callees``: a TODO that failed beside a failing TODO it calls, graded again with the course's answer
+  in its place (a second run)
 - ``grade_cli``: the ``course-grade`` command: hands ``merge``, ``export-lms``, ``export-gradescope`` to their
   modules before anything imports torch, else grades (``grade.main``)
 - ``grade_files``: reads what a student submits (the notebook's JSON within bounds, the file without following

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
+import dataclasses
 import functools
 import hashlib
 import importlib.metadata
@@ -45,7 +46,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import grade_shards, sandbox
+from . import grade_callees, grade_shards, sandbox
 from .exercises import ANSWER_STUB
 from .grade_cli import SUBCOMMANDS
 from .grade_feedback import plain, safe_name, write_atomic, write_reports
@@ -62,6 +63,7 @@ MAX_TEXT = 4000                      # characters kept of a manual answer
 MAX_MESSAGE = 600                    # characters kept of a message
 MAX_CELL_ERRORS = 20                 # cells that raised outside the graded TODOs, kept per submission
 MAX_ERROR_NOTES = 3                  # of which the feedback names this many
+MIN_SECOND_RUN_S = 30                # a second run (grade_callees) with less of the submission's time left: none
 
 
 # ------------------------------------------------------------------ SOURCE: the graded cells
@@ -82,6 +84,7 @@ class Source:
     graded: list[Graded]
     locked: dict[str, dict]         # grade_id -> SOURCE's locked cell (run instead of the student's copy)
     ids: set[str] = field(default_factory=set)    # grade_ids of graded and solution cells
+    answers: dict[str, grade_callees.Answer] = field(default_factory=dict)   # name -> its solution cell's code
 
 
 def load_source(path: str | Path) -> Source:
@@ -92,7 +95,7 @@ def load_source(path: str | Path) -> Source:
         nb = parse_notebook(data, all_metadata=True)
     except (OSError, Malformed) as err:
         raise GradeError(f"cannot read SOURCE {path}: {err}") from err
-    graded, locked, ids, own = [], {}, set(), set()
+    graded, locked, ids, own, solved = [], {}, set(), set(), []
     for cell in nb["cells"]:
         nbg, course = _meta(cell)
         gid = nbg.get("grade_id")
@@ -101,6 +104,8 @@ def load_source(path: str | Path) -> Source:
         ids.add(gid)
         if nbg.get("grade") or nbg.get("solution"):
             own.add(gid)
+        if nbg.get("solution") and cell.get("cell_type") == "code":
+            solved.append((gid, _source_text(cell)))
         if nbg.get("locked") and not nbg.get("grade"):
             locked[gid] = cell
         if not nbg.get("grade"):
@@ -119,7 +124,8 @@ def load_source(path: str | Path) -> Source:
     if not graded:
         raise GradeError(f"SOURCE {path} has no graded cells (nbgrader metadata grade: true); is it a solution "
                          "notebook from solutions/?")
-    return Source(path, path.stem, hashlib.sha256(data).hexdigest(), graded, locked, own)
+    return Source(path, path.stem, hashlib.sha256(data).hexdigest(), graded, locked, own,
+                  grade_callees.answers(solved))
 
 
 # ------------------------------------------------------------------ the notebook that runs
@@ -172,10 +178,14 @@ def _code_cell(source: str, role: str, grade_id: str | None) -> dict:
             "metadata": {"course_grade": {"role": role, "grade_id": grade_id}}}
 
 
-def build_run_notebook(source: Source, nb: dict, box: Path) -> tuple[dict, set[str]]:
+def build_run_notebook(source: Source, nb: dict, box: Path, course: dict[str, list[str]] | None = None
+                       ) -> tuple[dict, set[str]]:
     """The student's code cells, with SOURCE's locked cells and a harvest cell per graded test cell.
 
-    Returns the notebook (a dict, nbformat 4) and the grade_ids of the graded cells that were found.
+    ``course`` makes a second run's notebook (``grade_callees``): grade_id -> the TODOs whose course answers
+    stand in for the student's while that graded cell runs; only those graded cells are harvested, and the
+    notebook ends after the last. Returns the notebook (a dict, nbformat 4) and the grade_ids of the graded cells
+    that were found.
     """
     checks_by_id = {g.grade_id: g for g in source.graded if g.kind == "check"}
     graded_ids = {g.grade_id for g in source.graded}
@@ -188,11 +198,18 @@ def build_run_notebook(source: Source, nb: dict, box: Path) -> tuple[dict, set[s
         if gid in checks_by_id and gid not in found:
             g = checks_by_id[gid]
             found.add(gid)
+            if course is not None and gid not in course:
+                continue
+            if course is not None:
+                cells.append(_code_cell(grade_callees.before_cell(course[gid], source.answers, g.target),
+                                        "course", gid))
             code = HARVEST.format(gid=gid, target=g.target, check=g.check, code=HARVEST_CODE,
                                   cases=str(box / "cases" / cases_name(source, gid)),
                                   path=str(box / "harvest" / harvest_name(source, gid)))
             cells.append(_code_cell(code, "harvest", gid))
             cells[-1]["metadata"]["course_grade"]["file"] = harvest_name(source, gid)
+            if course is not None:
+                cells.append(_code_cell(grade_callees.after_cell(course[gid], source.answers), "course", gid))
             continue
         if gid in checks_by_id:         # a second copy of a graded cell: ignored
             continue
@@ -205,6 +222,9 @@ def build_run_notebook(source: Source, nb: dict, box: Path) -> tuple[dict, set[s
         if cell.get("cell_type") != "code" or not text.strip():
             continue
         cells.append(_code_cell(text, "locked" if gid in source.locked else "student", gid))
+    if course is not None:          # nothing after the last graded cell of a second run
+        last = max((i for i, c in enumerate(cells) if c["metadata"]["course_grade"]["role"] == "course"), default=0)
+        cells = cells[:last + 1]
     run_nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
     return run_nb, found
@@ -234,6 +254,8 @@ def _cell_note(run_nb: dict, index) -> str:
         return f"the graded cell {role['grade_id']!r}"
     if role["role"] == "prelude":
         return "the grader's imports (torch, matplotlib, course_utils)"
+    if role["role"] == "course":
+        return f"the grader's cell that puts the course's answers around {role['grade_id']!r} (a second run)"
     lines = [line.strip() for line in cell["source"].splitlines() if line.strip()]
     first = next((line for line in lines if not line.startswith("#")), lines[0] if lines else "")[:60]
     whose = "the worksheet's locked cell" if role["role"] == "locked" else "your cell"
@@ -468,12 +490,18 @@ def protections(p: dict, opts: Options) -> tuple[dict, list[str]]:
     return held, missing
 
 
-def manual_rows(source: Source, nb: dict | None) -> tuple[list[dict], dict[str, str]]:
-    cells = {}
+def _cells_by_id(nb: dict | None) -> dict[str, dict]:
+    """grade_id -> the student's first cell of that grade_id."""
+    cells: dict[str, dict] = {}
     for cell in (nb or {}).get("cells", []):
         gid = _meta(cell)[0].get("grade_id")
         if isinstance(gid, str):
             cells.setdefault(gid, cell)
+    return cells
+
+
+def manual_rows(source: Source, nb: dict | None) -> tuple[list[dict], dict[str, str]]:
+    cells = _cells_by_id(nb)
     rows, answers = [], {}
     for g in source.graded:
         if g.kind != "manual":
@@ -686,24 +714,14 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     kernel = opts.kernel
     if kernel is None:
         raise GradeError("grade_submission needs opts.kernel (grade_class builds it: kernel_package)")
-    read_only = sandbox.system_read_only(kernel.read_only, kernel.hide)
-    env = {**kernel.env, **({"PYTHONPATH": kernel.pythonpath} if kernel.pythonpath else {})}
-    job = sandbox.Job(opts.limits(), read_only=read_only, env=env, mpl_cache=opts.mpl_cache,
-                      max_harvest_bytes=MAX_HARVEST_BYTES, cancel=opts.cancel)
+    job = _job(opts)
     try:
         run_nb, found = build_run_notebook(source, nb, job.box)
         result["monkeypatches"] = monkeypatches([(_cell_note(run_nb, i), c["source"],
                                                   c["metadata"]["course_grade"]["role"] == "student")
                                                  for i, c in enumerate(run_nb["cells"])])
         result["notes"] += monkeypatch_notes(result["monkeypatches"])
-        outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source),
-                          pool=opts.zygotes)
-        if outcome.dead and not outcome.cells and outcome.running is None:
-            # the job died before the notebook's first cell (the grader's imports) started: the sandbox was not
-            # set up, or its process 1 could not start the kernel, so none of the student's code ran. No verdict
-            # of theirs: a grader error, graded again by the next run. The fourth red team spent the machine's
-            # open files meanwhile, and 14 classmates were graded crashed, for good (13 of them without Landlock)
-            raise SandboxNotSetUp(outcome.dead)
+        outcome = _run(job, run_nb, source, sub, data, opts)
         rows = judge(source, run_nb, found, job.read_harvest, outcome, opts)
         result["seconds"] = round(outcome.seconds, 1)
         result["protections"], missing = protections(outcome.protections, opts)
@@ -712,9 +730,67 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
                             + cell_error_notes(result["cell_errors"], rows))
     finally:
         job.close(keep=opts.keep_temp)
+    own = {gid: _source_text(cell) for gid, cell in _cells_by_id(nb).items()}
+    replaced = grade_callees.to_replace([g for g in source.graded if g.kind == "check"], rows, source.answers,
+                                        _calls(source), own)
+    second = second_run_options(opts, result["seconds"])
+    if replaced and second is not None:
+        rows, result["second_run_seconds"] = with_course_answers(source, sub, nb, data, rows, replaced, second)
     mrows, answers = manual_rows(source, nb)
     result.update(rows=_in_source_order(source, rows + mrows), answers=answers, status="graded", message="")
     return result
+
+
+def _job(opts: Options) -> sandbox.Job:
+    """A sandbox for one run of a submission, as ``opts.kernel`` says what the kernel reads."""
+    kernel = opts.kernel
+    read_only = sandbox.system_read_only(kernel.read_only, kernel.hide)
+    env = {**kernel.env, **({"PYTHONPATH": kernel.pythonpath} if kernel.pythonpath else {})}
+    return sandbox.Job(opts.limits(), read_only=read_only, env=env, mpl_cache=opts.mpl_cache,
+                       max_harvest_bytes=MAX_HARVEST_BYTES, cancel=opts.cancel)
+
+
+def _run(job: sandbox.Job, run_nb: dict, source: Source, sub: Submission, data: bytes, opts: Options
+         ) -> sandbox.Outcome:
+    outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source), pool=opts.zygotes)
+    if outcome.dead and not outcome.cells and outcome.running is None:
+        # the job died before the notebook's first cell (the grader's imports) started: the sandbox was not
+        # set up, or its process 1 could not start the kernel, so none of the student's code ran. No verdict
+        # of theirs: a grader error, graded again by the next run. The fourth red team spent the machine's
+        # open files meanwhile, and 14 classmates were graded crashed, for good (13 of them without Landlock)
+        raise SandboxNotSetUp(outcome.dead)
+    return outcome
+
+
+def _calls(source: Source) -> dict[str, tuple[str, ...]]:
+    """check -> the TODOs its target calls by name (``Check.calls``), for SOURCE's checks."""
+    from .checks import CHECKS
+    return {g.check: CHECKS[g.check].calls for g in source.graded if g.kind == "check" and g.check in CHECKS}
+
+
+def second_run_options(opts: Options, first_seconds: float) -> Options | None:
+    """The options of a second run (``with_course_answers``): the submission's ``--timeout`` bounds both runs
+    together (a Gradescope autograder's timeout is set from it), so the second has what the first left; None
+    when that is under ``MIN_SECOND_RUN_S``."""
+    left = opts.timeout - first_seconds
+    return dataclasses.replace(opts, timeout=left) if left >= MIN_SECOND_RUN_S else None
+
+
+def with_course_answers(source: Source, sub: Submission, nb: dict, data: bytes, rows: list[dict],
+                        replaced: dict[str, list[str]], opts: Options) -> tuple[list[dict], float]:
+    """The second run (``grade_callees``): ``rows`` with each TODO of ``replaced`` that passes beside the course's
+    answers to the TODOs it calls given its points, and the run's seconds. Only each TODO's status is read.
+    ``opts.timeout`` is what the first run left of the submission's time (a run that would have less than
+    ``MIN_SECOND_RUN_S`` does not start)."""
+    job = _job(opts)
+    try:
+        run_nb, found = build_run_notebook(source, nb, job.box, course=replaced)
+        outcome = _run(job, run_nb, source, sub, data, opts)
+        again = judge(source, run_nb, found & set(replaced), job.read_harvest, outcome, opts)
+    finally:
+        job.close(keep=opts.keep_temp)
+    checked = [g for g in source.graded if g.kind == "check"]
+    return grade_callees.credit(checked, rows, again, replaced, MAX_MESSAGE), round(outcome.seconds, 1)
 
 
 def monkeypatch_notes(found: list[dict]) -> list[str]:

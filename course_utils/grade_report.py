@@ -15,7 +15,9 @@ attention and those with the lowest scores.
   text. Only the lists of students who need attention and of the lowest scores name them: the instructor has to
   act on them.
 - **A failure beside a failing TODO it calls** (the message ends "[it calls your ddim_step, which fails its own
-  check ...]") is a group of its own, not a mistake of the loop: a right loop beside a wrong step scores 0.
+  check ...]") is a group of its own, not a mistake of the loop. The grader graded it again with the course's
+  step in place of the student's (``grade_callees``): a right loop passed that run and has its points (the TODO's
+  row counts them, "2 with the course's ddim_step"); what is in the group failed with the course's step too.
 - **Examples are one per distinct message** (up to six), so a new mistake among "another wrong answer" shows.
 - **Everything from a submission is escaped** (``html.escape``, quotes included): names, messages, hints, file
   names. The page loads nothing: inline CSS, inline SVG, no script, no font, no link to any URL; it is
@@ -28,6 +30,7 @@ import re
 from pathlib import Path
 
 from .exercises import ANSWER_STUB
+from .grade_callees import AGAIN, FAILED_TOO
 
 PASSED, PENDING = "pass", "manual"
 NOT_ANSWERED = "not answered"          # how grade.py's message for a written answer left as given begins
@@ -101,7 +104,11 @@ def classify(row: dict, catalogue: dict) -> tuple[str, str, str] | None:
     calls = _CALLS.search(message)
     if calls and status in ("fail", "error"):      # the verdict may come from the TODO it calls: not its own mistake
         deps = calls.group(1)
-        return (f"calls:{deps}", f"failed beside a failing {deps} (which it calls)",
+        if AGAIN in message and FAILED_TOO in message:      # graded again with the course's: it failed there too
+            return (f"calls:{deps}", f"failed beside a failing {deps} (which it calls), and with the course's",
+                    f"it calls the student's {deps}, which fails its own check; graded again with the course's "
+                    f"{deps} in its place, it failed too: a mistake of its own as well")
+        return (f"calls:{deps}", f"failed beside a failing {deps} (which it calls)",   # a result of an older grader
                 f"it calls the student's {deps}, which fails its own check, so this verdict may come from there: "
                 "a right one scores 0 here (read its code; credit it in overrides.csv)")
     # the catalogued mistake whose needle the hint holds; when several do, the longest needle (the most specific:
@@ -194,11 +201,17 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
                 sum(_points(r.get("max_points")) for r in manual), 1e-9)
         shown = (f"{pending} to grade by hand" if pending else
                  f"graded by hand: {rate:.0%} of the points" if manual else f"{passed} / {len(rows)} ({rate:.0%})")
+        lent: dict[str, int] = {}   # passes graded with the course's answer to a TODO it calls (grade_callees)
+        for _, r in rows:
+            if r.get("status") == PASSED and isinstance(r.get("course_answers"), list):
+                callees = " and ".join(map(str, r["course_answers"]))
+                lent[callees] = lent.get(callees, 0) + 1
+        shown += "".join(f"; {n} with the course's {callees}" for callees, n in sorted(lent.items()))
         overridden = sum("override" in r for _, r in rows)
         if overridden:          # the pass rate and the mistakes below are the grader's verdicts
             shown += f"; {overridden} grade(s) set by the instructor"
         out.append(f"<tr><td><code>{_e(gid)}</code></td><td class='num'>{_points(rows[0][1].get('max_points')):g}"
-                   f"</td><td class='num'>{shown}</td><td><span class='bar'><span style='width:{rate * 100:.0f}%'>"
+                   f"</td><td class='num'>{_e(shown)}</td><td><span class='bar'><span style='width:{rate * 100:.0f}%'>"
                    "</span></span></td></tr>")
     out.append("</table>")
     out.append("<h3>What went wrong, by TODO</h3>")

@@ -269,3 +269,21 @@ def test_another_wrong_answer_shows_one_example_per_distinct_message():
                (("ann", "values differ A"), ("bob", "values differ A"), ("cy", "values differ B"))]
     section = grade_report.render(results).split("<h4><code>test_linear</code></h4>", 1)[1].split("</ol>", 1)[0]
     assert f"student A, student B: {t}: values differ A" in section and f"student C: {t}: values differ B" in section
+
+
+def test_a_loop_graded_again_with_the_course_step_is_counted_and_grouped_apart():
+    """The second run (grade_callees): a loop that passed with the course's ddim_step counts as a pass, named in its
+    TODO's row; one that failed with it too is a group that says so."""
+    loop = CHECKS["ddim_sample_loop"].target
+    calls = " [it calls your ddim_step, which fails its own check: fix that first, this verdict may come from it]"
+    again = (f" [graded again with the course's ddim_step in place of yours, it did not pass either: look at {loop} "
+             "itself too]")
+    credited = {"grade_id": "test_loop", "points": 3, "max_points": 3, "status": "pass",
+                "course_answers": ["ddim_step"],
+                "message": f"✅ {loop}: correct with the course's ddim_step in place of yours, so it has its points"}
+    results = [_result("ann", [("test_loop", "fail", f"❌ {loop}: wrong{calls}{again}")]), _result("bob", [])]
+    results[1]["rows"] = [credited]
+    page = grade_report.render(results)
+    assert "1 / 2 (50%); 1 with the course&#x27;s ddim_step" in page
+    assert ("failed beside a failing ddim_step (which it calls), and with the course&#x27;s", 1) in _ranking(
+        page, "test_loop")

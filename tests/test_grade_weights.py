@@ -163,7 +163,8 @@ ATTACKS = {
                 "def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):\n"
                 "    return tuple(r.double() for r in _right_schedule(diffusion_times, min_signal_rate,\n"
                 "                                                     max_signal_rate))\n",
-        }, {"test_diffusion_schedule": (0, "return float32")}),
+        }, {"test_diffusion_schedule": (0, "return float32"),      # its loop, right, beside it: graded again
+            "test_reverse_diffusion": (3, "correct with the course's diffusion_schedule in place of yours")}),
         "writes_into_the_noise": ({     # right values, written over the caller's initial_noise
             "reverse_diffusion":
                 "_right_reverse = reverse_diffusion\n"

@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -272,7 +273,7 @@ def test_odd_file_names_get_results_and_fake_no_line(bundle, tmp_path, names):
 
 
 def _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, *, returncode: int, rows: list[dict],
-                                   status: str = "graded"):
+                                   status: str = "graded", sleep: float = 0.0, extra: dict | None = None):
     """run() on the solution as a submission, with course-grade replaced by a fake that leaves one result file
     holding ``rows`` and exits with ``returncode``; returns (results.json, course-grade's command, the keyword
     arguments of subprocess.run)."""
@@ -283,7 +284,9 @@ def _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, *, returncode:
         folder = Path(cmd[cmd.index("--out") + 1]) / "results" / "01_schedules"
         folder.mkdir(parents=True)
         (folder / "student.json").write_text(json.dumps({"worksheet": "01_schedules", "status": status,
-                                                          "message": "", "rows": rows}), encoding="utf-8")
+                                                          "message": "", "rows": rows, **(extra or {})}),
+                                              encoding="utf-8")
+        time.sleep(sleep)
         return subprocess.CompletedProcess(cmd, returncode, "", "")
 
     root = _autograder_root(bundle, tmp_path / "ag", {corpus.SOLUTION.name: corpus.SOLUTION.read_bytes()})
@@ -342,6 +345,17 @@ def test_a_grader_error_is_no_verdict_on_gradescope(bundle, tmp_path, monkeypatc
     assert results["score"] == 0 and results["tests"] == []
     assert results["output"] == ("The autograder could not grade this submission (an error of the grader, not a "
                                  "verdict on your work); ask your instructor to rerun it."), results["output"]
+
+
+def test_the_time_shown_leaves_the_second_run_out(bundle, tmp_path, monkeypatch):
+    """A second run (grade_callees) runs the student's code beside the course's answer to a TODO it calls: how
+    long it took is the student's code's doing, so the execution time Gradescope shows leaves it out."""
+    results, _, _ = _graded_by_a_fake_course_grade(bundle, tmp_path, monkeypatch, returncode=0, rows=PASSED,
+                                                   sleep=3.0, extra={"second_run_seconds": 3.0})
+    assert results["execution_time"] <= 1, results["execution_time"]
+    results, _, _ = _graded_by_a_fake_course_grade(bundle, tmp_path / "b", monkeypatch, returncode=0, rows=PASSED,
+                                                   sleep=3.0)
+    assert results["execution_time"] >= 3, results["execution_time"]
 
 
 @pytest.mark.slow

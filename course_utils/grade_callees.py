@@ -1,0 +1,158 @@
+"""A TODO that failed beside a failing TODO it calls, graded again with the course's answer in its place.
+
+Some TODOs call others by name (``Check.calls``): the lab's ``reverse_diffusion`` calls the student's
+``denoise`` and ``diffusion_schedule``, worksheet 3's ``SmallUNet`` builds the student's ``ResBlock`` and
+``SinusoidalTimeEmbedding``, worksheet 5's ``ddim_sample_loop`` calls ``ddim_step``. A right ``reverse_diffusion``
+beside a wrong ``denoise`` fails every case, and scored 0 until an instructor credited it by hand.
+
+So ``course-grade`` runs such a submission a second time (``grade.with_course_answers``): the same notebook, the
+same cases, and before the graded cell of each such TODO a cell that puts SOURCE's answer (its solution cell's
+code) in place of each failing TODO it calls, directly or through another (``SmallUNet`` ->
+``SinusoidalTimeEmbedding`` -> ``sinusoidal_embedding``); after that graded cell, the student's own definitions
+are put back, so a TODO is never graded as the course's own (a notebook whose cells were moved, a callee's graded
+cell after its caller's, cannot borrow the course's answer for the callee). A TODO that passes then gets its
+points, and its message says with which of the course's answers; one that fails again keeps its first verdict,
+which says that it failed with the course's answer too.
+
+What the second run gives away: the student's code runs beside the course's answer to the TODO it calls, and can
+read it. Nothing of that run reaches the student or the result but whether each TODO graded again passed: no
+message, output, figure, error or note. One bit per TODO and submission, in a TODO whose callee already failed.
+
+Which TODOs: those whose first verdict is a wrong value or an error, or "not implemented" whose own cell no
+longer holds the worksheet's stub (a callee's ``NotImplementedError`` propagates through a finished caller), with
+at least one failing TODO they call that SOURCE has an answer for. A timeout is not run twice (it would cost its
+limit again).
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from .exercises import CODE_STUB
+
+AGAIN = " [graded again with the course's "       # how a TODO's message says what the second run gave it
+FAILED_TOO = "it did not pass either"               # ... when that run's verdict was a fail too
+RERUN_STATUSES = ("fail", "error", "not_implemented")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """SOURCE's answer to a TODO: its solution cell's code and the names the cell binds at its top level."""
+    code: str
+    names: tuple[str, ...]
+
+
+def answers(cells: list[tuple[str, str]]) -> dict[str, Answer]:
+    """name -> Answer for each name a solution cell defines (``cells``: (grade_id, code) of SOURCE's solution
+    cells, in order); a cell that does not parse defines nothing."""
+    found: dict[str, Answer] = {}
+    for _, code in cells:
+        try:
+            body = ast.parse(code).body
+        except SyntaxError:
+            continue
+        names = tuple(dict.fromkeys(_bound(body)))
+        for name in names:
+            found.setdefault(name, Answer(code, names))
+    return found
+
+
+def _bound(body: list[ast.stmt]):
+    """The names a module's top-level statements bind (defs, classes, plain assignments, imports)."""
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                yield from (n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield from ((a.asname or a.name).split(".")[0] for a in node.names)
+
+
+def to_replace(graded, rows: list[dict], course: dict[str, Answer], calls: dict[str, tuple[str, ...]],
+               student_cells: dict[str, str]) -> dict[str, list[str]]:
+    """grade_id -> the TODOs (targets) whose course answers a second run puts in place of the student's, for
+    each TODO to grade again (see the module's docstring). ``graded``: SOURCE's graded checks (grade_id, check,
+    target); ``rows``: their first verdicts; ``calls``: check -> the targets it calls; ``student_cells``:
+    grade_id -> the code of the student's cell of that grade_id (to tell an untouched stub)."""
+    status = {g.target: r.get("status") for g in graded for r in rows if r.get("grade_id") == g.grade_id}
+    check_of = {g.target: g.check for g in graded}
+
+    def failing(name: str) -> bool:
+        return status.get(name, "pass") != "pass" and name in course
+
+    out = {}
+    for g in graded:
+        first = status.get(g.target)
+        if first not in RERUN_STATUSES:
+            continue
+        if first == "not_implemented" and CODE_STUB[1] in student_cells.get(g.target, CODE_STUB[1]):
+            continue                    # its own stub: nothing of the student's to grade
+        names, todo = [], [d for d in calls.get(g.check, ()) if failing(d)]
+        while todo:                     # what the replaced ones call, when it fails too
+            name = todo.pop(0)
+            if name not in names and name != g.target:
+                names.append(name)
+                todo += [d for d in calls.get(check_of.get(name), ()) if failing(d)]
+        if names:
+            out[g.grade_id] = names
+    return out
+
+
+def before_cell(names: list[str], course: dict[str, Answer], target: str) -> str:
+    """The cell a second run puts before ``target``'s graded cell: the student's bindings of every name the
+    course's answers bind are kept aside, then the answers run."""
+    bound = list(dict.fromkeys(n for name in names for n in course[name].names))
+    codes = list(dict.fromkeys(course[name].code for name in names))
+    return (f"# Added by course-grade for a second run: the course's {' and '.join(names)} in place of yours "
+            f"while the next cell grades\n# your {target}; yours are put back after it. Only whether "
+            f"{target} passes is kept from this run.\n"
+            f"_course_grade_yours = {{_n: globals()[_n] for _n in {tuple(bound)!r} if _n in globals()}}\n\n"
+            + "\n\n".join(code.strip() for code in codes) + "\n")
+
+
+def after_cell(names: list[str], course: dict[str, Answer]) -> str:
+    """The cell after the graded one: the student's own bindings back, the course's gone."""
+    bound = tuple(dict.fromkeys(n for name in names for n in course[name].names))
+    return ("# Added by course-grade: your own definitions back in place of the course's.\n"
+            f"for _n in {bound!r}:\n    globals().pop(_n, None)\n"
+            "globals().update(_course_grade_yours)\ndel _course_grade_yours, _n\n")
+
+
+def credit(graded, rows: list[dict], again: list[dict], replaced: dict[str, list[str]], max_message: int
+           ) -> list[dict]:
+    """``rows`` with each TODO graded again (``replaced``) that passed the second run (``again``'s rows) given
+    its points; one that did not keeps its verdict, with a note that says whether that run failed it too or ended
+    before its verdict (out of the submission's time, a crash); its hint is shortened to keep the message within
+    ``max_message`` characters with both notes whole. Nothing else is read of ``again``."""
+    from .checks import PASS
+    target = {g.grade_id: g.target for g in graded}
+    status = {r.get("grade_id"): r.get("status") for r in again}
+    for row in rows:
+        names = replaced.get(row.get("grade_id"))
+        if not names:
+            continue
+        yours, one = " and ".join(names), len(names) == 1
+        row["course_answers"] = list(names)
+        if status.get(row["grade_id"]) == "pass":
+            row.update(points=row["max_points"], status="pass", message=(
+                f"{PASS} {target[row['grade_id']]}: correct with the course's {yours} in place of yours, so it has "
+                f"its points; it failed beside your {yours}, which {'fails its' if one else 'fail their'} own "
+                f"check{'' if one else 's'}: fix {'that' if one else 'those'} and it passes as it is"))
+        else:
+            note = (f"{FAILED_TOO}: look at {target[row['grade_id']]} itself too"
+                    if status.get(row["grade_id"]) in RERUN_STATUSES else
+                    "that run ended before its verdict (out of time, or a crash)")
+            row["message"] = fit(str(row["message"]), f"{AGAIN}{yours} in place of yours, {note}]", max_message)
+    return rows
+
+
+def fit(message: str, note: str, max_message: int) -> str:
+    """``message`` + ``note`` in at most ``max_message`` characters: the hint before the first note ("[it calls
+    your ...") is shortened, so that the notes, which the report groups by, stay whole."""
+    cut = message.find(" [it calls your ")
+    head, tail = (message, "") if cut < 0 else (message[:cut], message[cut:])
+    room = max_message - len(tail) - len(note)
+    if len(head) > room:
+        head = head[:max(room - 1, 0)] + "…"
+    return head + tail + note

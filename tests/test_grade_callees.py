@@ -1,0 +1,220 @@
+"""A TODO that failed beside a failing TODO it calls is graded again with the course's answer in its place
+(course_utils/grade_callees.py): which TODOs, the cells around the graded one, and real submissions graded end to
+end, among them a student who moves cells to have a TODO graded as the course's and one who tries to read the
+course's answer out of the second run."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils import grade_callees
+from course_utils.checks import CHECKS
+from course_utils.exercises import CODE_STUB
+from course_utils.grade import Graded, load_source
+
+from grading_corpus import REPO
+
+LAB, UNET = REPO / "solutions" / "lab_ddim.ipynb", REPO / "solutions" / "03_unet.ipynb"
+WRONG_DENOISE = ("def denoise(network, noisy_images, noise_rates, signal_rates):\n"
+                 "    pred_noises = network(noisy_images, noise_rates ** 2)\n"
+                 "    return pred_noises, (noisy_images + noise_rates * pred_noises) / signal_rates\n")
+COURSE_ONLY = "Predict the noise with the network"     # the course's denoise docstring: in no student's notebook
+
+
+def _checked(path: Path) -> list[Graded]:
+    return [g for g in load_source(path).graded if g.kind == "check"]
+
+
+def _rows(graded: list[Graded], status: dict[str, str]) -> list[dict]:
+    return [{"grade_id": g.grade_id, "status": status.get(g.target, "pass"), "points": 0, "max_points": 3,
+             "message": f"❌ {g.target}: wrong"} for g in graded]
+
+
+def _replace(path: Path, status: dict[str, str], own: dict[str, str] | None = None) -> dict[str, list[str]]:
+    source = load_source(path)
+    graded = _checked(path)
+    calls = {g.check: CHECKS[g.check].calls for g in graded}
+    return grade_callees.to_replace(graded, _rows(graded, status), source.answers, calls, own or {})
+
+
+def test_source_answers_are_the_solution_cells_by_the_names_they_bind():
+    answers = load_source(LAB).answers
+    assert set(answers) == {"diffusion_schedule", "denoise", "reverse_diffusion"}
+    assert answers["denoise"].names == ("denoise",) and COURSE_ONLY in answers["denoise"].code
+    found = grade_callees.answers([("a", "import math as m\nX, (Y, Z) = 1, (2, 3)\nclass K: pass\n"),
+                                   ("b", "def broken(:\n"), ("c", "def K(): pass\n")])
+    assert found["K"].names == ("m", "X", "Y", "Z", "K") and "broken" not in found
+
+
+def test_which_todos_are_graded_again_and_with_which_answers():
+    # the lab: a failing denoise under a failing reverse_diffusion; a passing diffusion_schedule stays the student's
+    assert _replace(LAB, {"denoise": "fail", "reverse_diffusion": "fail"}) == {"test_reverse_diffusion": ["denoise"]}
+    assert _replace(LAB, {"denoise": "error", "diffusion_schedule": "fail", "reverse_diffusion": "error"}) == {
+        "test_reverse_diffusion": ["denoise", "diffusion_schedule"]}
+    # worksheet 3: what a replaced TODO calls is replaced too when it fails (SmallUNet -> STE -> sinusoidal)
+    failing = {"sinusoidal_embedding": "fail", "SinusoidalTimeEmbedding": "fail", "SmallUNet": "fail"}
+    assert _replace(UNET, failing) == {"test_SinusoidalTimeEmbedding": ["sinusoidal_embedding"],
+                                       "test_SmallUNet": ["SinusoidalTimeEmbedding", "sinusoidal_embedding"]}
+    # nothing to do: the callees pass, the caller passes, or it ran out of time (a second run costs the limit again)
+    assert _replace(LAB, {"reverse_diffusion": "fail"}) == {}
+    assert _replace(LAB, {"denoise": "fail"}) == {}
+    assert _replace(LAB, {"denoise": "fail", "reverse_diffusion": "timeout"}) == {}
+
+
+def test_a_todo_not_implemented_is_graded_again_only_when_its_stub_is_gone():
+    """A callee's NotImplementedError propagates through a finished caller ("not implemented yet" for both); the
+    caller whose cell still holds the stub is the student's untouched TODO."""
+    status = {"denoise": "not_implemented", "reverse_diffusion": "not_implemented"}
+    stub = f"def reverse_diffusion(network, initial_noise, diffusion_steps):\n    {CODE_STUB[0]}\n    {CODE_STUB[1]}\n"
+    assert _replace(LAB, status, {"reverse_diffusion": stub}) == {}
+    assert _replace(LAB, status, {}) == {}                          # no cell of that name: nothing to tell
+    done = "def reverse_diffusion(network, initial_noise, diffusion_steps):\n    return initial_noise\n"
+    assert _replace(LAB, status, {"reverse_diffusion": done}) == {"test_reverse_diffusion": ["denoise"]}
+
+
+def test_the_cells_around_the_graded_one_lend_the_course_answer_and_take_it_back():
+    answers = load_source(UNET).answers
+    names = ["SinusoidalTimeEmbedding", "sinusoidal_embedding"]
+    ns = {"__name__": "__main__"}
+    exec("import math, torch\nfrom torch import nn\n"
+         "def sinusoidal_embedding(t, dim, max_period=10000.0):\n    return 'mine'\n", ns)
+    mine = ns["sinusoidal_embedding"]
+    exec(grade_callees.before_cell(names, answers, "SmallUNet"), ns)
+    assert ns["sinusoidal_embedding"] is not mine and ns["sinusoidal_embedding"](
+        __import__("torch").arange(2), 4).shape == (2, 4)
+    assert "SinusoidalTimeEmbedding" in ns
+    exec(grade_callees.after_cell(names, answers), ns)
+    assert ns["sinusoidal_embedding"] is mine                     # the student's own back
+    assert "SinusoidalTimeEmbedding" not in ns                    # the student had none: the course's is gone
+    assert not [k for k in ns if k.startswith("_course_grade") or k == "_n"]
+
+
+def test_a_note_that_did_not_fit_shortens_the_hint_not_the_notes():
+    calls = " [it calls your denoise, which fails its own check: fix that first, this verdict may come from it]"
+    again = (f"{grade_callees.AGAIN}denoise in place of yours, it did not pass either: look at reverse_diffusion "
+             "itself too]")
+    message = grade_callees.fit("❌ reverse_diffusion: " + "x" * 700 + calls, again, 600)
+    assert len(message) == 600 and message.endswith(calls + again) and "x…" in message
+    assert grade_callees.fit("❌ short", again, 600) == "❌ short" + again
+
+
+# ------------------------------------------------------------------ real submissions, graded end to end
+def _notebook(solution: Path, replace: dict[str, str], move_to_end: tuple[str, ...] = ()):
+    nb = nbformat.read(solution, as_version=4)
+    for gid, code in replace.items():
+        cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid)
+        cell.source = code
+    for gid in move_to_end:
+        cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid)
+        nb.cells.remove(cell)
+        nb.cells.append(cell)
+    return nb
+
+
+def _grade(solution: Path, students: dict, tmp: Path) -> tuple[dict, Path]:
+    subs, out = tmp / "subs", tmp / "out"
+    for student, nb in students.items():
+        (subs / student).mkdir(parents=True)
+        nbformat.write(nb, subs / student / solution.name)
+    proc = subprocess.run([sys.executable, "-m", "course_utils.grade", str(solution), str(subs), "--out", str(out),
+                           "--workers", "2", "--quiet", "--allow-root"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        return {(r["student"], r["grade_id"]): r for r in csv.DictReader(f)}, out
+
+
+@pytest.mark.slow
+def test_the_lab_credits_a_right_loop_beside_a_wrong_denoise_and_gives_nothing_away(tmp_path):
+    leak = ("import inspect as _inspect\n"
+            "def reverse_diffusion(network, initial_noise, diffusion_steps):\n"
+            "    print(_inspect.getsource(denoise))\n"
+            "    raise RuntimeError('LEAK ' + _inspect.getsource(denoise))\n")
+    scaled = (load_source(LAB).answers["reverse_diffusion"].code.replace("### BEGIN SOLUTION", "")
+              + "\n_right = reverse_diffusion\n"
+              "def reverse_diffusion(network, initial_noise, diffusion_steps):\n"
+              "    return 1.01 * _right(network, initial_noise, diffusion_steps)\n")
+    rows, out = _grade(LAB, {"wrong_denoise": _notebook(LAB, {"denoise": WRONG_DENOISE}),
+                             "both_wrong": _notebook(LAB, {"denoise": WRONG_DENOISE, "reverse_diffusion": scaled}),
+                             "leaks": _notebook(LAB, {"denoise": WRONG_DENOISE, "reverse_diffusion": leak}),
+                             "honest": nbformat.read(LAB, as_version=4)}, tmp_path)
+    credited = rows[("wrong_denoise", "test_reverse_diffusion")]
+    assert credited["points"] == "3" and credited["status"] == "pass", credited
+    assert "correct with the course's denoise in place of yours" in credited["message"]
+    assert rows[("wrong_denoise", "test_denoise")]["points"] == "0"
+    for student in ("both_wrong", "leaks"):
+        row = rows[(student, "test_reverse_diffusion")]
+        assert row["points"] == "0" and "it calls your denoise" in row["message"], row
+        assert "with the course's denoise in place of yours, it did not pass either" in row["message"], row
+    assert "LEAK def denoise(network, noisy_images" in rows[("leaks", "test_reverse_diffusion")]["message"]
+    assert all(rows[("honest", g)]["status"] in ("pass", "manual") for g in
+               ("test_diffusion_schedule", "test_denoise", "test_reverse_diffusion", "summary"))
+    results = {s: json.loads((out / "results" / "lab_ddim" / f"{s}.json").read_text()) for s in rows_students(rows)}
+    assert "second_run_seconds" not in results["honest"] and results["wrong_denoise"]["second_run_seconds"] > 0
+    # the second run printed and raised the course's denoise: nothing of it is in anything the grader wrote
+    for path in out.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            assert COURSE_ONLY not in text and "_course_grade_yours" not in text, path
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "1 with the course&#x27;s denoise" in report, report.split("Each TODO")[1][:2000]
+
+
+def rows_students(rows: dict) -> set[str]:
+    return {student for student, _ in rows}
+
+
+@pytest.mark.slow
+def test_moving_a_graded_cell_after_its_caller_borrows_nothing(tmp_path):
+    """Worksheet 3, a wrong sinusoidal_embedding and a wrong time embedding (twice the right one), the embedding's
+    graded cell moved after the UNet's: the UNet is graded again with the course's embedding and passes; the
+    embedding is graded again after it with the student's own put back, and fails."""
+    wrong_sin = ("def sinusoidal_embedding(t, dim, max_period=10000.0):\n"
+                 "    half = dim // 2\n"
+                 "    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)\n"
+                 "    args = t.float()[:, None] * freqs[None, :]\n"
+                 "    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)\n")
+    twice = ("class SinusoidalTimeEmbedding(nn.Module):\n"
+             "    def __init__(self, dim, out_dim):\n"
+             "        super().__init__()\n"
+             "        self.dim = dim\n"
+             "        self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))\n\n"
+             "    def forward(self, t):\n"
+             "        return 2 * self.mlp(sinusoidal_embedding(t, self.dim))\n")
+    nb = _notebook(UNET, {"sinusoidal_embedding": wrong_sin, "SinusoidalTimeEmbedding": twice},
+                   move_to_end=("test_SinusoidalTimeEmbedding",))
+    rows, _ = _grade(UNET, {"mover": nb}, tmp_path)
+    unet, embedding = rows[("mover", "test_SmallUNet")], rows[("mover", "test_SinusoidalTimeEmbedding")]
+    assert unet["points"] == "3" and "course's SinusoidalTimeEmbedding and sinusoidal_embedding" in unet["message"]
+    assert embedding["points"] == "0" and "it did not pass either" in embedding["message"], embedding
+    assert rows[("mover", "test_sinusoidal_embedding")]["points"] == "0"
+    assert rows[("mover", "test_ResBlock")]["points"] == "2"
+
+
+def test_the_second_run_has_what_the_first_left_of_the_submissions_time():
+    """--timeout bounds a submission's two runs together: a Gradescope autograder's timeout is set from it."""
+    from course_utils.grade import MIN_SECOND_RUN_S, Options, second_run_options
+    opts = Options(timeout=400, cell_timeout=20)
+    second = second_run_options(opts, 150.0)
+    assert second.timeout == 250 and second.cell_timeout == 20 and opts.timeout == 400
+    assert second_run_options(opts, 400 - MIN_SECOND_RUN_S + 1) is None
+
+
+def test_what_the_second_run_gives_a_row_is_its_status_alone():
+    graded = _checked(LAB)
+    rows = [{"grade_id": "test_reverse_diffusion", "points": 0, "max_points": 3, "status": "fail",
+             "message": f"❌ reverse_diffusion: wrong{' [it calls your denoise, which fails its own check]'}"}
+            for _ in range(3)]
+    outcomes = [("pass", "✅ SECRET"), ("fail", "❌ SECRET"), ("timeout", "❌ SECRET")]
+    given = [grade_callees.credit(graded, [row], [{"grade_id": "test_reverse_diffusion", "status": st,
+                                                   "message": said}], {"test_reverse_diffusion": ["denoise"]}, 600)[0]
+             for row, (st, said) in zip(rows, outcomes)]
+    assert [(r["points"], r["status"]) for r in given] == [(3, "pass"), (0, "fail"), (0, "fail")]
+    assert all("SECRET" not in r["message"] and r["course_answers"] == ["denoise"] for r in given)
+    assert given[0]["message"].startswith("✅ reverse_diffusion: correct with the course's denoise in place of yours")
+    assert grade_callees.FAILED_TOO in given[1]["message"] and "ended before its verdict" in given[2]["message"]
