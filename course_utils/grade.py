@@ -182,9 +182,9 @@ def build_run_notebook(source: Source, nb: dict, box: Path, course: dict[str, li
                        ) -> tuple[dict, set[str]]:
     """The student's code cells, with SOURCE's locked cells and a harvest cell per graded test cell.
 
-    ``course`` makes a second run's notebook (``grade_callees``): grade_id -> the TODOs whose course answers
-    stand in for the student's while that graded cell runs; only those graded cells are harvested, and the
-    notebook ends after the last. Returns the notebook (a dict, nbformat 4) and the grade_ids of the graded cells
+    ``course`` makes a second run's notebook (``grade_callees``): {grade_id: the TODOs whose course answers stand
+    in for the student's}, one entry; only that graded cell is harvested, the course's answers just before it,
+    and the notebook ends with it. Returns the notebook (a dict, nbformat 4) and the grade_ids of the graded cells
     that were found.
     """
     checks_by_id = {g.grade_id: g for g in source.graded if g.kind == "check"}
@@ -209,7 +209,7 @@ def build_run_notebook(source: Source, nb: dict, box: Path, course: dict[str, li
             cells.append(_code_cell(code, "harvest", gid))
             cells[-1]["metadata"]["course_grade"]["file"] = harvest_name(source, gid)
             if course is not None:
-                cells.append(_code_cell(grade_callees.after_cell(course[gid], source.answers), "course", gid))
+                break                   # the run ends with the one graded cell it is for
             continue
         if gid in checks_by_id:         # a second copy of a graded cell: ignored
             continue
@@ -222,9 +222,6 @@ def build_run_notebook(source: Source, nb: dict, box: Path, course: dict[str, li
         if cell.get("cell_type") != "code" or not text.strip():
             continue
         cells.append(_code_cell(text, "locked" if gid in source.locked else "student", gid))
-    if course is not None:          # nothing after the last graded cell of a second run
-        last = max((i for i, c in enumerate(cells) if c["metadata"]["course_grade"]["role"] == "course"), default=0)
-        cells = cells[:last + 1]
     run_nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
     return run_nb, found
@@ -733,9 +730,9 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     own = {gid: _source_text(cell) for gid, cell in _cells_by_id(nb).items()}
     replaced = grade_callees.to_replace([g for g in source.graded if g.kind == "check"], rows, source.answers,
                                         _calls(source), own)
-    second = second_run_options(opts, result["seconds"])
-    if replaced and second is not None:
-        rows, result["second_run_seconds"] = with_course_answers(source, sub, nb, data, rows, replaced, second)
+    if replaced:
+        rows, result["second_run_seconds"] = with_course_answers(source, sub, nb, data, rows, replaced, opts,
+                                                                 result["seconds"])
     mrows, answers = manual_rows(source, nb)
     result.update(rows=_in_source_order(source, rows + mrows), answers=answers, status="graded", message="")
     return result
@@ -768,29 +765,38 @@ def _calls(source: Source) -> dict[str, tuple[str, ...]]:
     return {g.check: CHECKS[g.check].calls for g in source.graded if g.kind == "check" and g.check in CHECKS}
 
 
-def second_run_options(opts: Options, first_seconds: float) -> Options | None:
-    """The options of a second run (``with_course_answers``): the submission's ``--timeout`` bounds both runs
-    together (a Gradescope autograder's timeout is set from it), so the second has what the first left; None
-    when that is under ``MIN_SECOND_RUN_S``."""
-    left = opts.timeout - first_seconds
+def second_run_options(opts: Options, spent: float) -> Options | None:
+    """The options of a second run (``with_course_answers``): the submission's ``--timeout`` bounds all its runs
+    together (a Gradescope autograder's timeout is set from it), so a second run has what the runs before it
+    (``spent`` seconds) left; None when that is under ``MIN_SECOND_RUN_S``."""
+    left = opts.timeout - spent
     return dataclasses.replace(opts, timeout=left) if left >= MIN_SECOND_RUN_S else None
 
 
 def with_course_answers(source: Source, sub: Submission, nb: dict, data: bytes, rows: list[dict],
-                        replaced: dict[str, list[str]], opts: Options) -> tuple[list[dict], float]:
-    """The second run (``grade_callees``): ``rows`` with each TODO of ``replaced`` that passes beside the course's
-    answers to the TODOs it calls given its points, and the run's seconds. Only each TODO's status is read.
-    ``opts.timeout`` is what the first run left of the submission's time (a run that would have less than
-    ``MIN_SECOND_RUN_S`` does not start)."""
-    job = _job(opts)
-    try:
-        run_nb, found = build_run_notebook(source, nb, job.box, course=replaced)
-        outcome = _run(job, run_nb, source, sub, data, opts)
-        again = judge(source, run_nb, found & set(replaced), job.read_harvest, outcome, opts)
-    finally:
-        job.close(keep=opts.keep_temp)
+                        replaced: dict[str, list[str]], opts: Options, spent: float) -> tuple[list[dict], float]:
+    """The second runs (``grade_callees``), one per TODO of ``replaced``, each ending with its graded cell:
+    ``rows`` with each TODO that passed beside the course's answers to the TODOs it calls given its points, and
+    the runs' seconds. Only each run's one TODO's status is read. The runs share what the first (``spent``
+    seconds) left of the submission's ``--timeout``; a TODO left less than ``MIN_SECOND_RUN_S`` is not run again
+    (its row says that run ended before its verdict)."""
+    again, seconds = [], 0.0
+    for gid, names in replaced.items():
+        second = second_run_options(opts, spent + seconds)
+        if second is None:
+            again.append({"grade_id": gid, "status": "timeout"})
+            continue
+        job = _job(second)
+        try:
+            run_nb, found = build_run_notebook(source, nb, job.box, course={gid: names})
+            outcome = _run(job, run_nb, source, sub, data, second)
+            again += [r for r in judge(source, run_nb, found & {gid}, job.read_harvest, outcome, second)
+                      if r["grade_id"] == gid]
+            seconds += outcome.seconds
+        finally:
+            job.close(keep=opts.keep_temp)
     checked = [g for g in source.graded if g.kind == "check"]
-    return grade_callees.credit(checked, rows, again, replaced, MAX_MESSAGE), round(outcome.seconds, 1)
+    return grade_callees.credit(checked, rows, again, replaced, MAX_MESSAGE), round(seconds, 1)
 
 
 def monkeypatch_notes(found: list[dict]) -> list[str]:

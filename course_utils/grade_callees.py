@@ -5,18 +5,23 @@ Some TODOs call others by name (``Check.calls``): the lab's ``reverse_diffusion`
 ``SinusoidalTimeEmbedding``, worksheet 5's ``ddim_sample_loop`` calls ``ddim_step``. A right ``reverse_diffusion``
 beside a wrong ``denoise`` fails every case, and scored 0 until an instructor credited it by hand.
 
-So ``course-grade`` runs such a submission a second time (``grade.with_course_answers``): the same notebook, the
-same cases, and before the graded cell of each such TODO a cell that puts SOURCE's answer (its solution cell's
-code) in place of each failing TODO it calls, directly or through another (``SmallUNet`` ->
-``SinusoidalTimeEmbedding`` -> ``sinusoidal_embedding``); after that graded cell, the student's own definitions
-are put back, so a TODO is never graded as the course's own (a notebook whose cells were moved, a callee's graded
-cell after its caller's, cannot borrow the course's answer for the callee). A TODO that passes then gets its
-points, and its message says with which of the course's answers; one that fails again keeps its first verdict,
-which says that it failed with the course's answer too.
+So ``course-grade`` runs such a submission again for each such TODO (``grade.with_course_answers``): the same
+notebook and cases, and before the TODO's graded cell a cell that runs SOURCE's answer (its solution cell's code)
+to each failing TODO it calls, directly or through another (``SmallUNet`` -> ``SinusoidalTimeEmbedding`` ->
+``sinusoidal_embedding``); the run ends with that graded cell, whose verdict is the only one it gives. A TODO
+that passes then gets its points, and its message says with which of the course's answers; one that fails again
+keeps its first verdict, which says that it failed with the course's answer too.
 
-What the second run gives away: the student's code runs beside the course's answer to the TODO it calls, and can
-read it. Nothing of that run reaches the student or the result but whether each TODO graded again passed: no
-message, output, figure, error or note. One bit per TODO and submission, in a TODO whose callee already failed.
+One run per TODO, ended at its graded cell, because the student's code runs beside the course's answers there
+and can keep them: a UNet that stored the course's time embedding (in ``builtins``), and a later cell of the
+student's that bound it as their own embedding, whose graded cell they had moved after the UNet's, had the
+embedding graded as the course's own in a single second run for both (tests/test_grade_callees.py), even with
+the student's definitions put back after each graded cell.
+
+What a second run gives away: the student's code runs beside the course's answer to the TODO it calls, and can
+read it. Nothing of that run reaches the student or the result but whether the TODO graded again passed: no
+message, output, figure, error or note. One bit per TODO and submission, in a TODO whose callee already failed
+(and the run's length, which Gradescope's results leave out of the time they show).
 
 Which TODOs: those whose first verdict is a wrong value or an error, or "not implemented" whose own cell no
 longer holds the worksheet's stub (a callee's ``NotImplementedError`` propagates through a finished caller), with
@@ -91,7 +96,7 @@ def to_replace(graded, rows: list[dict], course: dict[str, Answer], calls: dict[
         names, todo = [], [d for d in calls.get(g.check, ()) if failing(d)]
         while todo:                     # what the replaced ones call, when it fails too
             name = todo.pop(0)
-            if name not in names and name != g.target:
+            if name not in names and g.target not in course[name].names:     # never the TODO's own name
                 names.append(name)
                 todo += [d for d in calls.get(check_of.get(name), ()) if failing(d)]
         if names:
@@ -100,23 +105,11 @@ def to_replace(graded, rows: list[dict], course: dict[str, Answer], calls: dict[
 
 
 def before_cell(names: list[str], course: dict[str, Answer], target: str) -> str:
-    """The cell a second run puts before ``target``'s graded cell: the student's bindings of every name the
-    course's answers bind are kept aside, then the answers run."""
-    bound = list(dict.fromkeys(n for name in names for n in course[name].names))
+    """The cell a second run puts before ``target``'s graded cell, the last cell it runs: the course's answers."""
     codes = list(dict.fromkeys(course[name].code for name in names))
-    return (f"# Added by course-grade for a second run: the course's {' and '.join(names)} in place of yours "
-            f"while the next cell grades\n# your {target}; yours are put back after it. Only whether "
-            f"{target} passes is kept from this run.\n"
-            f"_course_grade_yours = {{_n: globals()[_n] for _n in {tuple(bound)!r} if _n in globals()}}\n\n"
-            + "\n\n".join(code.strip() for code in codes) + "\n")
-
-
-def after_cell(names: list[str], course: dict[str, Answer]) -> str:
-    """The cell after the graded one: the student's own bindings back, the course's gone."""
-    bound = tuple(dict.fromkeys(n for name in names for n in course[name].names))
-    return ("# Added by course-grade: your own definitions back in place of the course's.\n"
-            f"for _n in {bound!r}:\n    globals().pop(_n, None)\n"
-            "globals().update(_course_grade_yours)\ndel _course_grade_yours, _n\n")
+    return (f"# Added by course-grade for a second run: the course's {' and '.join(names)} in place of yours while "
+            f"the next cell grades\n# your {target}, the last cell of this run. Only whether {target} passes is "
+            "kept from it.\n" + "\n\n".join(code.strip() for code in codes) + "\n")
 
 
 def credit(graded, rows: list[dict], again: list[dict], replaced: dict[str, list[str]], max_message: int

@@ -78,7 +78,7 @@ def test_a_todo_not_implemented_is_graded_again_only_when_its_stub_is_gone():
     assert _replace(LAB, status, {"reverse_diffusion": done}) == {"test_reverse_diffusion": ["denoise"]}
 
 
-def test_the_cells_around_the_graded_one_lend_the_course_answer_and_take_it_back():
+def test_the_cell_before_the_graded_one_lends_the_course_answers():
     answers = load_source(UNET).answers
     names = ["SinusoidalTimeEmbedding", "sinusoidal_embedding"]
     ns = {"__name__": "__main__"}
@@ -88,11 +88,22 @@ def test_the_cells_around_the_graded_one_lend_the_course_answer_and_take_it_back
     exec(grade_callees.before_cell(names, answers, "SmallUNet"), ns)
     assert ns["sinusoidal_embedding"] is not mine and ns["sinusoidal_embedding"](
         __import__("torch").arange(2), 4).shape == (2, 4)
-    assert "SinusoidalTimeEmbedding" in ns
-    exec(grade_callees.after_cell(names, answers), ns)
-    assert ns["sinusoidal_embedding"] is mine                     # the student's own back
-    assert "SinusoidalTimeEmbedding" not in ns                    # the student had none: the course's is gone
-    assert not [k for k in ns if k.startswith("_course_grade") or k == "_n"]
+    assert "SinusoidalTimeEmbedding" in ns and "SmallUNet" not in ns
+
+
+def test_a_second_run_ends_with_the_graded_cell_it_is_for(tmp_path):
+    """Nothing of the student's runs after the one TODO a second run grades (it could use what it kept of the
+    course's answers), and no other TODO is harvested."""
+    from course_utils.grade import build_run_notebook
+    source = load_source(UNET)
+    nb = nbformat.read(UNET, as_version=4)
+    run_nb, found = build_run_notebook(source, nb, tmp_path, course={"test_SinusoidalTimeEmbedding":
+                                                                      ["sinusoidal_embedding"]})
+    roles = [(c["metadata"]["course_grade"]["role"], c["metadata"]["course_grade"]["grade_id"])
+             for c in run_nb["cells"]]
+    assert roles[-2:] == [("course", "test_SinusoidalTimeEmbedding"), ("harvest", "test_SinusoidalTimeEmbedding")]
+    assert [r for r in roles if r[0] == "harvest"] == [("harvest", "test_SinusoidalTimeEmbedding")]
+    assert not any("class ResBlock" in c["source"] for c in run_nb["cells"])      # a cell after it: not run
 
 
 def test_a_note_that_did_not_fit_shortens_the_hint_not_the_notes():
@@ -173,7 +184,7 @@ def rows_students(rows: dict) -> set[str]:
 def test_moving_a_graded_cell_after_its_caller_borrows_nothing(tmp_path):
     """Worksheet 3, a wrong sinusoidal_embedding and a wrong time embedding (twice the right one), the embedding's
     graded cell moved after the UNet's: the UNet is graded again with the course's embedding and passes; the
-    embedding is graded again after it with the student's own put back, and fails."""
+    embedding is graded again in a run of its own, and fails (one run for both had graded it as the course's)."""
     wrong_sin = ("def sinusoidal_embedding(t, dim, max_period=10000.0):\n"
                  "    half = dim // 2\n"
                  "    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)\n"
@@ -218,3 +229,32 @@ def test_what_the_second_run_gives_a_row_is_its_status_alone():
     assert all("SECRET" not in r["message"] and r["course_answers"] == ["denoise"] for r in given)
     assert given[0]["message"].startswith("✅ reverse_diffusion: correct with the course's denoise in place of yours")
     assert grade_callees.FAILED_TOO in given[1]["message"] and "ended before its verdict" in given[2]["message"]
+
+
+@pytest.mark.slow
+def test_a_course_answer_stashed_by_one_todo_grades_no_other(tmp_path):
+    """The student's UNet runs beside the course's time embedding in the second run and keeps it (in builtins); a
+    cell of theirs after the UNet's graded cell binds it as their own embedding, whose graded cell they moved last.
+    Each TODO graded again has a second run of its own that ends after its graded cell, so the stash is never
+    there when the embedding is graded: it fails with the student's own."""
+    answers = load_source(UNET).answers
+    stash = ("\nimport builtins as _b\n_honest_init = SmallUNet.__init__\n"
+             "def _stashing_init(self, *args, **kwargs):\n"
+             "    _b._course_embedding = SinusoidalTimeEmbedding\n"
+             "    _honest_init(self, *args, **kwargs)\n"
+             "SmallUNet.__init__ = _stashing_init\n")
+    wrong_sin = answers["sinusoidal_embedding"].code.replace("torch.sin(args), torch.cos(args)",
+                                                               "torch.cos(args), torch.sin(args)")
+    assert wrong_sin != answers["sinusoidal_embedding"].code
+    nb = _notebook(UNET, {"sinusoidal_embedding": wrong_sin,
+                          "SinusoidalTimeEmbedding": answers["SinusoidalTimeEmbedding"].code.replace(
+                              "return self.mlp(", "return 2 * self.mlp("),
+                          "SmallUNet": answers["SmallUNet"].code + stash},
+                   move_to_end=("test_SinusoidalTimeEmbedding",))
+    use = nbformat.v4.new_code_cell("import builtins as _b\nSinusoidalTimeEmbedding = getattr(\n"
+                                    "    _b, '_course_embedding', SinusoidalTimeEmbedding)")
+    nb.cells.insert(len(nb.cells) - 1, use)
+    rows, _ = _grade(UNET, {"stasher": nb}, tmp_path)
+    embedding = rows[("stasher", "test_SinusoidalTimeEmbedding")]
+    assert embedding["points"] == "0" and "it did not pass either" in embedding["message"], embedding
+    assert rows[("stasher", "test_SmallUNet")]["points"] == "3"
