@@ -19,21 +19,21 @@ embedding graded as the course's own in a single second run for both (tests/test
 the student's definitions put back after each graded cell.
 
 What a second run gives away: the student's code runs beside the course's answer to the TODO it calls, and can
-read it. Nothing of that run reaches the student or the result but whether the TODO graded again passed: no
-message, output, figure, error or note. One bit per TODO and submission, in a TODO whose callee already failed
-(and the run's length, which Gradescope's results leave out of the time they show).
+read it. Nothing of that run reaches the student or the result but how the TODO graded again ended (passed,
+failed, or no verdict): no message, output, figure, error or note; under 2 bits per TODO and submission, in a TODO
+whose callee already failed. And the run's length: the result records it for the instructor
+(``second_run_seconds``) and Gradescope's results leave it out of the time they show, but a Gradescope result
+appears that much later (a red team's loop slept by the course's code and read about 10 bits per run so).
 
 Which TODOs: those whose first verdict is a wrong value or an error, or "not implemented" whose own cell no
-longer holds the worksheet's stub (a callee's ``NotImplementedError`` propagates through a finished caller), with
-at least one failing TODO they call that SOURCE has an answer for. A timeout is not run twice (it would cost its
-limit again).
+longer reaches a ``raise NotImplementedError`` (``unfinished``: a callee's ``NotImplementedError`` propagates
+through a finished caller), with at least one failing TODO they call that SOURCE has an answer for. A timeout
+is not run twice (it would cost its limit again).
 """
 from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-
-from .exercises import CODE_STUB
 
 AGAIN = " [graded again with the course's "       # how a TODO's message says what the second run gave it
 FAILED_TOO = "it did not pass either"               # ... when that run's verdict was a fail too
@@ -91,7 +91,7 @@ def to_replace(graded, rows: list[dict], course: dict[str, Answer], calls: dict[
         first = status.get(g.target)
         if first not in RERUN_STATUSES:
             continue
-        if first == "not_implemented" and CODE_STUB[1] in student_cells.get(g.target, CODE_STUB[1]):
+        if first == "not_implemented" and unfinished(student_cells.get(g.target)):
             continue                    # its own stub: nothing of the student's to grade
         names, todo = [], [d for d in calls.get(g.check, ()) if failing(d)]
         while todo:                     # what the replaced ones call, when it fails too
@@ -102,6 +102,28 @@ def to_replace(graded, rows: list[dict], course: dict[str, Answer], calls: dict[
         if names:
             out[g.grade_id] = names
     return out
+
+
+def unfinished(code: str | None) -> bool:
+    """Whether a TODO's cell still holds a stub: a function in it whose body reaches ``raise NotImplementedError``
+    before any ``return`` (the worksheets' stub replaces the solution at the top of a body: a ``raise`` left
+    after a finished body's ``return``, or in a comment, is not one). No cell, or one that does not parse: True."""
+    if code is None:
+        return True
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return True
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for stmt in node.body:
+            if isinstance(stmt, ast.Return):
+                break
+            if isinstance(stmt, ast.Raise) and stmt.exc is not None and "NotImplementedError" in {
+                    n.id for n in ast.walk(stmt.exc) if isinstance(n, ast.Name)}:
+                return True
+    return False
 
 
 def before_cell(names: list[str], course: dict[str, Answer], target: str) -> str:
@@ -121,16 +143,22 @@ def credit(graded, rows: list[dict], again: list[dict], replaced: dict[str, list
     from .checks import PASS
     target = {g.grade_id: g.target for g in graded}
     status = {r.get("grade_id"): r.get("status") for r in again}
+    final = {target.get(r.get("grade_id")): "pass" if status.get(r.get("grade_id")) == "pass" else r.get("status")
+             for r in rows}
     for row in rows:
         names = replaced.get(row.get("grade_id"))
         if not names:
             continue
-        yours, one = " and ".join(names), len(names) == 1
+        yours = " and ".join(names)
         row["course_answers"] = list(names)
         if status.get(row["grade_id"]) == "pass":
+            # the fault is in those that still fail: a callee credited itself (worksheet 3's time embedding beside
+            # a wrong sinusoidal_embedding) is not named as failing
+            faulty = [n for n in names if final.get(n) != "pass"] or names
+            one = len(faulty) == 1
             row.update(points=row["max_points"], status="pass", message=(
                 f"{PASS} {target[row['grade_id']]}: correct with the course's {yours} in place of yours, so it has "
-                f"its points; it failed beside your {yours}, which {'fails its' if one else 'fail their'} own "
+                f"its points; your {' and '.join(faulty)} {'fails its' if one else 'fail their'} own "
                 f"check{'' if one else 's'}: fix {'that' if one else 'those'} and it passes as it is"))
         else:
             note = (f"{FAILED_TOO}: look at {target[row['grade_id']]} itself too"

@@ -258,3 +258,32 @@ def test_a_course_answer_stashed_by_one_todo_grades_no_other(tmp_path):
     embedding = rows[("stasher", "test_SinusoidalTimeEmbedding")]
     assert embedding["points"] == "0" and "it did not pass either" in embedding["message"], embedding
     assert rows[("stasher", "test_SmallUNet")]["points"] == "3"
+
+
+def test_an_unfinished_todo_is_one_whose_body_still_reaches_the_stub():
+    """Every TODO cell of exercises/ is unfinished and every one of solutions/ is not; a red team's honest student
+    who left `raise NotImplementedError()` after the body's return, or in a comment, missed the second run."""
+    for folder, expected in (("exercises", True), ("solutions", False)):
+        for path in sorted((REPO / folder).glob("*.ipynb")):
+            for cell in nbformat.read(path, as_version=4).cells:
+                if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+                    assert grade_callees.unfinished(cell.source) is expected, (path.name, cell.source)
+    done = "def f(x):\n    return x\n"
+    assert not grade_callees.unfinished(done + "    raise NotImplementedError()\n")
+    assert not grade_callees.unfinished(done.replace("    return", "    # raise NotImplementedError()\n    return"))
+    assert grade_callees.unfinished("def f(x):\n    y = x + 1\n    raise NotImplementedError\n")
+    assert grade_callees.unfinished(None) and grade_callees.unfinished("def f(:\n")
+
+
+def test_a_credited_todo_names_as_failing_only_what_still_fails():
+    """Worksheet 3: the UNet and the time embedding both credited beside a wrong sinusoidal_embedding; the UNet's
+    message named the (credited) embedding as failing its check (the red team)."""
+    graded = _checked(UNET)
+    rows = _rows(graded, {"sinusoidal_embedding": "fail", "SinusoidalTimeEmbedding": "fail", "SmallUNet": "fail"})
+    replaced = {"test_SinusoidalTimeEmbedding": ["sinusoidal_embedding"],
+                "test_SmallUNet": ["SinusoidalTimeEmbedding", "sinusoidal_embedding"]}
+    again = [{"grade_id": gid, "status": "pass"} for gid in replaced]
+    by_id = {r["grade_id"]: r for r in grade_callees.credit(graded, rows, again, replaced, 600)}
+    unet = by_id["test_SmallUNet"]["message"]
+    assert "course's SinusoidalTimeEmbedding and sinusoidal_embedding in place of yours" in unet, unet
+    assert "your sinusoidal_embedding fails its own check: fix that" in unet, unet
