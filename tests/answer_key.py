@@ -1,17 +1,19 @@
 """The answer key of the worksheet checks: for each check, a right implementation of its TODO, in float32.
 
 Only tests use it (tests/test_checks.py: the key passes every check, harvests round-trip, the visible checks
-print one line); it lives here, not in ``course_utils``, so the package that students import holds no
-ready-made answers. Each entry has the signature of the TODO in the solution notebooks (solutions/*.ipynb,
-whose own code tests/test_exercises.py runs through the same checks); most are the catalogue's wrong
-implementations with every mistake switched off, so the key cannot drift from the catalogue.
+print one line). The TODOs that other TODOs call are the exception: the package holds a right implementation of
+each (``Check.answer``), which a caller's instant check lends it in place of a failing one, and the key takes
+those; the kernel's copy of the checks stubs them while grading. Each entry has the signature of the TODO in
+the solution notebooks (solutions/*.ipynb, whose own code tests/test_exercises.py runs through the same checks);
+most are the catalogue's wrong implementations with every mistake switched off, so the key cannot drift from the
+catalogue.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from course_utils.checks import (ref_cosine_betas, ref_diffusion_schedule, ref_linear_betas, ref_predict_x0,
-                                 ref_q_sample, ref_respaced_betas, ref_sinusoidal)
+from course_utils.checks import (CHECKS, ref_cosine_betas, ref_linear_betas, ref_predict_x0, ref_q_sample,
+                                 ref_respaced_betas)
 from course_utils.checks.lab_ddim import denoise_variant, reverse_variant
 from course_utils.checks.ws02_forward import chain_variant, posterior_variant
 from course_utils.checks.ws03_unet import RefResBlock, RefSmallUNet, RefTimeEmbedding
@@ -29,11 +31,6 @@ def cosine_beta_schedule(T, s=0.008, max_beta=0.999):
     return ref_cosine_betas(T, s, max_beta).float()
 
 
-def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
-    noise_rates, signal_rates = ref_diffusion_schedule(diffusion_times, min_signal_rate, max_signal_rate)
-    return noise_rates.float(), signal_rates.float()
-
-
 def respace(schedule, timesteps):
     return ref_respaced_betas(schedule, timesteps).float()
 
@@ -46,25 +43,17 @@ def predict_x0(xt, t, eps, schedule):
     return ref_predict_x0(xt, t, eps, schedule).float()
 
 
-def sinusoidal_embedding(t, dim, max_period=10000.0):
-    return ref_sinusoidal(t, dim, max_period).float()
-
-
-def cfg_combine(eps_uncond, eps_cond, guidance_scale):
-    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-
-
 # check name -> a right implementation of its TODO
 ANSWER_KEY: dict[str, Callable] = {
     "linear_beta_schedule": linear_beta_schedule,
     "cosine_beta_schedule": cosine_beta_schedule,
-    "diffusion_schedule": diffusion_schedule,
+    "diffusion_schedule": CHECKS["diffusion_schedule"].answer(),     # the TODOs that others call lend theirs
     "respace": respace,
     "q_sample": q_sample,
     "q_posterior": posterior_variant(),
     "predict_x0": predict_x0,
     "q_sample_chain": chain_variant(),
-    "sinusoidal_embedding": sinusoidal_embedding,
+    "sinusoidal_embedding": CHECKS["sinusoidal_embedding"].answer(),
     "SinusoidalTimeEmbedding": RefTimeEmbedding,
     "ResBlock": RefResBlock,
     "SmallUNet": RefSmallUNet,
@@ -74,7 +63,7 @@ ANSWER_KEY: dict[str, Callable] = {
     "ddpm_step": ddpm_variant(),
     "ddim_step": ddim_variant(),
     "ddim_sample_loop": loop_variant(),
-    "cfg_combine": cfg_combine,
+    "cfg_combine": CHECKS["cfg_combine"].answer(),
     "cfg_loss": cfg_loss_variant(),
     "classifier_guided_eps": guided_eps_variant(),
     "guided_ddim_sample": guided_sampler_variant(),

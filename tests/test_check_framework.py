@@ -378,10 +378,12 @@ def test_a_failed_loop_says_which_todo_it_calls_fails_its_own_check(capsys):
          "        next_noise_rates, next_signal_rates = diffusion_schedule(t - step_size)\n"
          "        next_noisy = next_signal_rates * pred_images + next_noise_rates * pred_noises\n"
          "    return pred_images\n", namespace)
+    wrong = namespace["denoise"]
     assert not report("reverse_diffusion", namespace["reverse_diffusion"])
     said = " ".join(capsys.readouterr().out.split())
-    assert said.endswith("[it calls your denoise, which fails its own check: fix that first, this verdict may come "
-                         "from it]"), said
+    assert said.endswith("[it calls your denoise, which fails its own check; with a right denoise in its place it "
+                         "passes: fix that and this one passes as it is]"), said
+    assert namespace["denoise"] is wrong                # lent for the check only
     namespace["denoise"] = denoise_variant()
     assert report("reverse_diffusion", namespace["reverse_diffusion"])
     assert "it calls your" not in capsys.readouterr().out

@@ -287,3 +287,80 @@ def test_a_credited_todo_names_as_failing_only_what_still_fails():
     unet = by_id["test_SmallUNet"]["message"]
     assert "course's SinusoidalTimeEmbedding and sinusoidal_embedding in place of yours" in unet, unet
     assert "your sinusoidal_embedding fails its own check: fix that" in unet, unet
+
+
+# ------------------------------------------------------------------ the instant check does the same
+def test_every_todo_that_another_calls_has_a_right_answer_to_lend():
+    from course_utils.checks import run_check
+    called = {dep for check in CHECKS.values() for dep in check.calls}
+    by_target = {c.target: c for c in CHECKS.values()}
+    assert called <= set(by_target), called - set(by_target)
+    for dep in sorted(called):
+        check = by_target[dep]
+        assert check.answer is not None, dep
+        assert run_check(check.name, check.answer(), hidden=True).passed, dep
+
+
+def test_no_answer_to_lend_reaches_the_kernel_while_grading():
+    """The kernel's copy of the checks keeps what a harvest runs; an answer is no check's ``call``, so it is a stub
+    that raises there (a student could call ``CHECKS["denoise"].answer()`` in the graded notebook otherwise)."""
+    import ast
+
+    from course_utils.checks import framework
+    from course_utils.sandbox import kernel_package
+    folder = Path(framework.__file__).parent
+    trees = {p.stem: ast.parse(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.py"))
+             if p.name not in kernel_package._KEEP_IN_CHECKS}
+    needed = kernel_package._needed(trees)
+    answers = [c.answer for c in CHECKS.values() if c.answer is not None]
+    assert len(answers) == 9
+    for answer in answers:
+        module = answer.__module__.rsplit(".", 1)[1]
+        assert answer.__name__ not in needed[module], answer.__name__
+        stripped = kernel_package.strip_checks_module(ast.parse((folder / f"{module}.py").read_text(encoding="utf-8")),
+                                                      module, needed[module])
+        ns: dict = {}
+        body = next(n for n in ast.parse(stripped).body if getattr(n, "name", None) == answer.__name__)
+        exec(compile(ast.Module([body], []), "stripped", "exec"), ns)
+        with pytest.raises(PermissionError, match="hidden while grading"):
+            ns[answer.__name__]()
+
+
+def _solution_namespace(path: Path) -> dict:
+    """The imports cell and every solution cell of a solution notebook, run in one namespace."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    ns: dict = {"__name__": "solution"}
+    exec(compile(code[1].source, f"{path.name}:imports", "exec"), ns)
+    for cell in code:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            exec(compile(cell.source, f"{path.name}:{cell.id}", "exec"), ns)
+    return ns
+
+
+PAIRS = [(path, caller.name, dep) for path in sorted((REPO / "solutions").glob("*.ipynb"))
+         for caller in CHECKS.values() for dep in caller.calls
+         if caller.target in load_source(path).answers and dep in load_source(path).answers]
+
+
+@pytest.mark.parametrize("path, caller, dep", PAIRS, ids=[f"{p.stem}:{c}<-{d}" for p, c, d in PAIRS])
+def test_the_instant_check_of_a_right_caller_beside_a_wrong_callee_says_it_passes_with_a_right_one(
+        path, caller, dep, capsys):
+    """Every pair of the worksheets: the solution's caller beside a catalogued wrong callee (the first that fails
+    it: some mistakes of a step never show in its loop's cases) fails, and its instant check says that it passes
+    with a right one in its place; the student's callee is back afterwards."""
+    from course_utils.checks import MISTAKES, report, run_check
+    by_target = {c.target: c for c in CHECKS.values()}
+    ns = _solution_namespace(path)
+    target = CHECKS[caller].target
+
+    def fails_the_caller(bad) -> bool:
+        ns[dep] = bad
+        return not run_check(caller, ns[target]).passed
+    wrong = next(bad for mid, bad, _ in MISTAKES[by_target[dep].name]
+                 if mid != "not implemented" and fails_the_caller(bad))
+    ns[dep] = wrong
+    assert not report(caller, ns[target])
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"with a right {dep} in its place it passes" in said, said
+    assert ns[dep] is wrong

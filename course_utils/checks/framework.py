@@ -85,8 +85,12 @@ class Check:
               words on a GroupNorm given the wrong number of channels, where the fix is the order of the layers)
     calls:    the other TODOs of the worksheet the target calls by name (the lab's reverse_diffusion calls denoise
               and diffusion_schedule): the target runs with the student's own, so a wrong one can fail a right
-              target; its failure then says so (``depends_note``). Names only: a right implementation put in
-              its place would have to be in the grader's kernel, where the answers are hidden
+              target; its failure then says so (``depends_note``), and the instant check runs it again with each
+              failing one's ``answer`` in its place (the grader does the same with the solution's code:
+              ``grade_callees``)
+    answer:   for a TODO that others call: a function of no argument that returns a right implementation of it,
+              with the TODO's signature (``report`` lends it to a caller whose own fails). While grading, the
+              kernel's copy of the checks stubs it (it is no check's ``call``)
     draws_nothing: the right answer, and ``call``, draw nothing from torch's global generator: a call that moves
               it (a torch.manual_seed inside, as in the lab's diffusion_schedule or denoise, makes the training that
               calls it draw the same noise at every step) fails, in ``call_case``
@@ -100,6 +104,7 @@ class Check:
     explain: Callable[[str], str | None] | None = None
     calls: tuple[str, ...] = ()
     draws_nothing: bool = False
+    answer: Callable[[], Any] | None = None
 
 
 CHECKS: dict[str, Check] = {}
@@ -546,22 +551,69 @@ def depends_note(failing: list[str]) -> str:
             f"from {source}]")
 
 
+def _namespace(obj: Any) -> dict:
+    """Where ``obj`` looks up the names it calls: a function's globals; a class's, those of its methods (a
+    notebook's classes live in __main__; one built by ``exec`` in a dict, in that dict), else its module's."""
+    if hasattr(obj, "__globals__"):
+        return obj.__globals__
+    for member in vars(obj).values() if isinstance(obj, type) else ():
+        if hasattr(member, "__globals__"):
+            return member.__globals__
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    return vars(module) if module else {}
+
+
 def _failing_calls(name: str, obj: Any) -> list[str]:
     """The TODOs ``obj`` calls by name (``Check.calls``) that fail their checks, as its notebook defines them."""
-    # a function's globals; a class's, its module's (a notebook's classes live in __main__)
-    module = sys.modules.get(getattr(obj, "__module__", None) or "")
-    used = getattr(obj, "__globals__", None) or (vars(module) if module else {})
+    used = _namespace(obj)
     by_target = {c.target: c.name for c in CHECKS.values()}
     return [dep for dep in CHECKS[name].calls
             if dep in by_target and dep in used and not run_check(by_target[dep], used[dep]).passed]
 
 
+def passes_with_answers(name: str, obj: Any, failing: list[str]) -> bool | None:
+    """Whether ``obj`` passes check ``name`` with a right implementation (``Check.answer``) of each TODO of
+    ``failing`` in place of the student's, in its own namespace for the time of the check (then put back); None
+    when one of them has no answer."""
+    by_target = {c.target: c for c in CHECKS.values()}
+    answers = [by_target[dep].answer if dep in by_target else None for dep in failing]
+    if any(a is None for a in answers):
+        return None
+    used = _namespace(obj)
+    saved = {dep: used[dep] for dep in failing if dep in used}
+    try:
+        for dep, answer in zip(failing, answers):
+            used[dep] = answer()
+        return run_check(name, obj).passed
+    finally:
+        for dep in failing:
+            used.pop(dep, None)
+        used.update(saved)
+
+
+def lent_note(failing: list[str], passed: bool) -> str:
+    """What an instant check adds after ``passes_with_answers``: the TODO is right, or wrong in itself too."""
+    one = len(failing) == 1
+    yours, fix = " and ".join(failing), "that" if one else "those"
+    own = f"{'fails its' if one else 'fail their'} own check{'' if one else 's'}"
+    if passed:
+        return (f" [it calls your {yours}, which {own}; with a right {yours} in {'its' if one else 'their'} place "
+                f"it passes: fix {fix} and this one passes as it is]")
+    return (f" [it calls your {yours}, which {own}; with a right {yours} in {'its' if one else 'their'} place it "
+            "still fails: its own mistake as well]")
+
+
 def report(name: str, obj: Any) -> Outcome:
     """Print the result of the visible check ``name`` on ``obj`` (one line, wrapped: ``printable``); return whether
-    it passed (truthy). A failure says which of the TODOs ``obj`` calls fail their own checks."""
+    it passed (truthy). A failure says which of the TODOs ``obj`` calls fail their own checks, and whether it
+    passes with right ones in their place (``passes_with_answers``)."""
     result = run_check(name, obj)
     failing = _failing_calls(name, obj) if not result.passed and result.status != "not_implemented" else []
-    print(printable(result.message + (depends_note(failing) if failing else "")))
+    note = ""
+    if failing:
+        lent = passes_with_answers(name, obj, failing)
+        note = depends_note(failing) if lent is None else lent_note(failing, lent)
+    print(printable(result.message + note))
     return Outcome(result)
 
 

@@ -380,11 +380,19 @@ def _schedule_diagnose(out, case) -> str | None:
     return None
 
 
+def answer_diffusion_schedule():
+    """A right diffusion_schedule (``Check.answer``): lent to a caller's instant check beside a failing one."""
+    def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+        noise_rates, signal_rates = ref_diffusion_schedule(diffusion_times, min_signal_rate, max_signal_rate)
+        return noise_rates.float(), signal_rates.float()
+    return diffusion_schedule
+
+
 register(Check("diffusion_schedule", "diffusion_schedule", _schedule_cases,
                lambda f, c: f(c["diffusion_times"], **c["kwargs"]), _schedule_diagnose, explain_by(
                    ("only one element tensors can be converted to Python scalars",
                     "diffusion_times is a tensor of many times: use torch.sin, torch.cos and torch.acos (math.sin "
-                    "and friends take one number)")), draws_nothing=True))
+                    "and friends take one number)")), draws_nothing=True, answer=answer_diffusion_schedule))
 check_diffusion_schedule = visible("diffusion_schedule")
 
 

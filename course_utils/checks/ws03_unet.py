@@ -141,6 +141,11 @@ GENERIC_EMBEDDING = ("the embedding differs: with half = dim // 2 and w_i = max_
                      "half - 1, it is torch.cat([sin(t w), cos(t w)], dim=-1), shape (B, dim), float32")
 
 
+def answer_sinusoidal_embedding():
+    """A right sinusoidal_embedding (``Check.answer``): lent to a caller's instant check beside a failing one."""
+    return embedding_variant()
+
+
 register(Check("sinusoidal_embedding", "sinusoidal_embedding", _embedding_cases,
                lambda f, c: f(c["t"], c["dim"], **c["kwargs"]), _embedding_diagnose, explain_by(
                    ("must match the size of tensor b",
@@ -148,7 +153,7 @@ register(Check("sinusoidal_embedding", "sinusoidal_embedding", _embedding_cases,
                     "(B, half); t * freqs multiplies them entry by entry"),
                    ("only one element tensors can be converted to Python scalars",
                     "math.exp (or math.sin, float()) takes one number, and yours got a tensor of several: use "
-                    "torch.exp, torch.sin, torch.cos on tensors"))))
+                    "torch.exp, torch.sin, torch.cos on tensors")), answer=answer_sinusoidal_embedding))
 check_sinusoidal_embedding = visible("sinusoidal_embedding")
 
 
@@ -283,11 +288,17 @@ def _time_module_diagnose(out, c) -> str | None:
     return gradient_hint(out.get("no_grad"), "time embedding's MLP")
 
 
+def answer_SinusoidalTimeEmbedding():
+    """A right SinusoidalTimeEmbedding (``Check.answer``): lent to a caller's instant check beside a failing one."""
+    return RefTimeEmbedding
+
+
 register(Check("SinusoidalTimeEmbedding", "SinusoidalTimeEmbedding", _time_module_cases, _time_module_call,
                _time_module_diagnose, explain_by(
                    ("mat1 and mat2 shapes cannot be multiplied",
                     "the MLP's first Linear takes self.dim features: sinusoidal_embedding(t, self.dim), with the dim "
-                    "this module was built with, not a fixed number")), calls=("sinusoidal_embedding",)))
+                    "this module was built with, not a fixed number")), calls=("sinusoidal_embedding",),
+               answer=answer_SinusoidalTimeEmbedding))
 check_SinusoidalTimeEmbedding = visible("SinusoidalTimeEmbedding")
 
 
@@ -520,7 +531,13 @@ def _resblock_explain(error: str) -> str | None:
     return None
 
 
-register(Check("ResBlock", "ResBlock", _resblock_cases, _resblock_call, _resblock_diagnose, _resblock_explain))
+def answer_ResBlock():
+    """A right ResBlock (``Check.answer``): lent to a caller's instant check beside a failing one."""
+    return RefResBlock
+
+
+register(Check("ResBlock", "ResBlock", _resblock_cases, _resblock_call, _resblock_diagnose, _resblock_explain,
+               answer=answer_ResBlock))
 check_ResBlock = visible("ResBlock")
 
 
@@ -529,7 +546,7 @@ class RefResBlock(nn.Module):
 
     variant: dict = {}
 
-    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, *, groups: int = 8):
+    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, groups: int = 8):
         super().__init__()
         self.groups = groups
         self.norm1 = nn.GroupNorm(groups, in_ch)

@@ -279,13 +279,19 @@ def diagnose_loss(out, c) -> str | None:
             "input a little off (x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, model(x_t, t))?")
 
 
+def answer_diffusion_loss():
+    """A right diffusion_loss (``Check.answer``): lent to a caller's instant check beside a failing one."""
+    return loss_variant()
+
+
 register(Check("diffusion_loss", "diffusion_loss", loss_cases, _loss_call, diagnose_loss, explain_by(
     ("backward through the graph a second time",
      "diffusion_loss returns the loss and stops there: the caller (training_step) calls .backward() once; no "
      "backward() inside the loss"),
     ("must have the same dtype",
      "the model got float64 input (numpy, or math on float64 numbers) while its weights are float32: build x_t "
-     "from the float32 tensors you are given (x0, eps, schedule.alpha_bar[t]) with torch operations"))))
+     "from the float32 tensors you are given (x0, eps, schedule.alpha_bar[t]) with torch operations")),
+    answer=answer_diffusion_loss))
 check_diffusion_loss = visible("diffusion_loss")
 
 

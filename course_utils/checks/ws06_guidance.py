@@ -83,10 +83,18 @@ def _cfg_diagnose(out, c) -> str | None:
     return f"{hint}: {CFG_FORMULA}" if hint and hint.startswith("the guided eps and the reference differ") else hint
 
 
+def answer_cfg_combine():
+    """A right cfg_combine (``Check.answer``): lent to a caller's instant check beside a failing one."""
+    def cfg_combine(eps_pred_uncond, eps_pred_cond, guidance_scale):
+        return eps_pred_uncond + guidance_scale * (eps_pred_cond - eps_pred_uncond)
+    return cfg_combine
+
+
 register(Check("cfg_combine", "cfg_combine", _cfg_cases,
                lambda f, c: f(c["eps_uncond"], c["eps_cond"], c["guidance_scale"]), _cfg_diagnose, explain_by(
                    ("AssertionError", "guidance_scale may be any real number: w = 0 is the unconditional prediction, "
-                    "w = 1 the conditional one, and a w below 0 guides away from y; no assert on it"))))
+                    "w = 1 the conditional one, and a w below 0 guides away from y; no assert on it")),
+               answer=answer_cfg_combine))
 check_cfg_combine = visible("cfg_combine")
 MISTAKES["cfg_combine"] = [
     ("swapped", lambda u, k, w: k + w * (u - k), "swapped"),

@@ -224,11 +224,16 @@ def _step_diagnose(out, c) -> str | None:
     ], "x0_pred", "x0_pred differs: x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)")
 
 
+def answer_dpmpp_2m_step():
+    """A right dpmpp_2m_step (``Check.answer``): lent to a caller's instant check beside a failing one."""
+    return dpmpp_step_variant()
+
+
 register(Check("dpmpp_2m_step", "dpmpp_2m_step", _step_cases, _step_call, _step_diagnose, explain_by(
     ("Boolean value of Tensor with more than one value is ambiguous",
      "test for the first step with `x0_pred_last is None`, not `if not x0_pred_last` (a tensor of several values "
      "has no truth value)"),
-    ("math domain error", LAST_STEP_MATH), ("float division by zero", LAST_STEP_MATH))))
+    ("math domain error", LAST_STEP_MATH), ("float division by zero", LAST_STEP_MATH)), answer=answer_dpmpp_2m_step))
 check_dpmpp_2m_step = visible("dpmpp_2m_step")
 
 
