@@ -79,7 +79,8 @@ def to_replace(graded, rows: list[dict], course: dict[str, Answer], calls: dict[
     """grade_id -> the TODOs (targets) whose course answers a second run puts in place of the student's, for
     each TODO to grade again (see the module's docstring). ``graded``: SOURCE's graded checks (grade_id, check,
     target); ``rows``: their first verdicts; ``calls``: check -> the targets it calls; ``student_cells``:
-    grade_id -> the code of the student's cell of that grade_id (to tell an untouched stub)."""
+    grade_id -> the code of the student's cell of that grade_id (to tell an untouched stub: a TODO's own cell has
+    the TODO's name as its grade_id, as nbgrader's solution cells of the worksheets do)."""
     status = {g.target: r.get("status") for g in graded for r in rows if r.get("grade_id") == g.grade_id}
     check_of = {g.target: g.check for g in graded}
 
