@@ -364,3 +364,25 @@ def test_the_instant_check_of_a_right_caller_beside_a_wrong_callee_says_it_passe
     said = " ".join(capsys.readouterr().out.split())
     assert f"with a right {dep} in its place it passes" in said, said
     assert ns[dep] is wrong
+
+
+@pytest.mark.parametrize("path, caller, dep", PAIRS, ids=[f"{p.stem}:{c}<-{d}" for p, c, d in PAIRS])
+def test_a_finished_caller_beside_a_stub_callee_is_told_it_waits_for_it(path, caller, dep, capsys):
+    """A student who wrote the loop before the step: the step's NotImplementedError made the loop's check say
+    "not implemented yet" of a finished loop. It says that the loop waits for the step, and passes with a right
+    one; a caller that is still its own stub says "not implemented yet" alone."""
+    from course_utils.checks import report
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+    ns = _solution_namespace(path)
+    capsys.readouterr()                                 # what the imports cell printed
+    target = CHECKS[caller].target
+    ns[dep] = type(dep, (), {"__init__": stub}) if isinstance(ns[dep], type) else stub
+    assert not report(caller, ns[target])
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.startswith(f"⏳ {target}: waits for your {dep} [it calls your {dep}, which fails its own check; "
+                           f"with a right {dep} in its place it passes"), said
+    ns[target] = type(target, (), {"__init__": stub}) if isinstance(ns[target], type) else stub
+    assert not report(caller, ns[target])
+    assert " ".join(capsys.readouterr().out.split()) == f"⏳ {target}: not implemented yet"
