@@ -386,3 +386,22 @@ def test_a_finished_caller_beside_a_stub_callee_is_told_it_waits_for_it(path, ca
     ns[target] = type(target, (), {"__init__": stub}) if isinstance(ns[target], type) else stub
     assert not report(caller, ns[target])
     assert " ".join(capsys.readouterr().out.split()) == f"⏳ {target}: not implemented yet"
+
+
+def test_a_check_called_while_grading_where_the_answers_are_stubs_says_only_that(monkeypatch, capsys):
+    """While grading, a check called in a student's own cell runs the kernel's copy of the checks, whose answers
+    raise PermissionError: the check says what it says without one, and raises nothing."""
+    import dataclasses
+
+    from course_utils.checks import report
+
+    def hidden():
+        raise PermissionError("course_utils.checks.lab_ddim.answer_denoise is hidden while grading")
+    ns = _solution_namespace(LAB)
+    capsys.readouterr()
+    ns["denoise"] = lambda network, x, noise_rates, signal_rates: (x, x)        # wrong
+    monkeypatch.setitem(CHECKS, "denoise", dataclasses.replace(CHECKS["denoise"], answer=hidden))
+    assert not report("reverse_diffusion", ns["reverse_diffusion"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.endswith("[it calls your denoise, which fails its own check: fix that first, this verdict may come "
+                         "from it]"), said

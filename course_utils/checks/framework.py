@@ -574,16 +574,17 @@ def _failing_calls(name: str, obj: Any) -> list[str]:
 def with_answers(name: str, obj: Any, failing: list[str]) -> CheckResult | None:
     """The result of check ``name`` on ``obj`` with a right implementation (``Check.answer``) of each TODO of
     ``failing`` in place of the student's, in its own namespace for the time of the check (then put back); None
-    when one of them has no answer."""
+    when one of them has no answer, or cannot give it (while grading, the kernel's copy of the checks stubs the
+    answers: a check called in a student's own cell there says only that the grader judges)."""
     by_target = {c.target: c for c in CHECKS.values()}
-    answers = [by_target[dep].answer if dep in by_target else None for dep in failing]
-    if any(a is None for a in answers):
+    try:
+        answers = [by_target[dep].answer() for dep in failing]
+    except (KeyError, TypeError, PermissionError):    # no such TODO, no answer (None), or an answer hidden
         return None
     used = _namespace(obj)
     saved = {dep: used[dep] for dep in failing if dep in used}
     try:
-        for dep, answer in zip(failing, answers):
-            used[dep] = answer()
+        used.update(zip(failing, answers))
         return run_check(name, obj)
     finally:
         for dep in failing:
