@@ -252,7 +252,7 @@ def _cell_note(run_nb: dict, index) -> str:
     if role["role"] == "prelude":
         return "the grader's imports (torch, matplotlib, course_utils)"
     if role["role"] == "course":
-        return f"the grader's cell that puts the course's answers around {role['grade_id']!r} (a second run)"
+        return f"the grader's cell that puts the course's answers before {role['grade_id']!r} (a second run)"
     lines = [line.strip() for line in cell["source"].splitlines() if line.strip()]
     first = next((line for line in lines if not line.startswith("#")), lines[0] if lines else "")[:60]
     whose = "the worksheet's locked cell" if role["role"] == "locked" else "your cell"

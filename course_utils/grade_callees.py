@@ -142,6 +142,7 @@ def credit(graded, rows: list[dict], again: list[dict], replaced: dict[str, list
     before its verdict (out of the submission's time, a crash); its hint is shortened to keep the message within
     ``max_message`` characters with both notes whole. Nothing else is read of ``again``."""
     from .checks import PASS
+    from .checks.framework import failing_words
     target = {g.grade_id: g.target for g in graded}
     status = {r.get("grade_id"): r.get("status") for r in again}
     final = {target.get(r.get("grade_id")): "pass" if status.get(r.get("grade_id")) == "pass" else r.get("status")
@@ -155,12 +156,10 @@ def credit(graded, rows: list[dict], again: list[dict], replaced: dict[str, list
         if status.get(row["grade_id"]) == "pass":
             # the fault is in those that still fail: a callee credited itself (worksheet 3's time embedding beside
             # a wrong sinusoidal_embedding) is not named as failing
-            faulty = [n for n in names if final.get(n) != "pass"] or names
-            one = len(faulty) == 1
+            faulty, own, fix, _ = failing_words([n for n in names if final.get(n) != "pass"] or names)
             row.update(points=row["max_points"], status="pass", message=(
                 f"{PASS} {target[row['grade_id']]}: correct with the course's {yours} in place of yours, so it has "
-                f"its points; your {' and '.join(faulty)} {'fails its' if one else 'fail their'} own "
-                f"check{'' if one else 's'}: fix {'that' if one else 'those'} and it passes as it is"))
+                f"its points; your {faulty} {own}: fix {fix} and it passes as it is"))
         else:
             note = (f"{FAILED_TOO}: look at {target[row['grade_id']]} itself too"
                     if status.get(row["grade_id"]) in RERUN_STATUSES else

@@ -543,12 +543,19 @@ def printable(message: str) -> str:
     return wrapped(message.replace("\n", " "), indent="   ")
 
 
+def failing_words(failing: list[str]) -> tuple[str, str, str, str]:
+    """("denoise", "fails its own check", "that", "its") for one TODO, the plural for several: how the notes on
+    TODOs a failed TODO calls name them (``depends_note``, ``lent_note``, ``grade_callees.credit``)."""
+    names = " and ".join(failing)
+    return (names, "fails its own check", "that", "its") if len(failing) == 1 else (
+        names, "fail their own checks", "those", "their")
+
+
 def depends_note(failing: list[str]) -> str:
     """What a failed TODO's message adds when TODOs it calls fail their own checks (``Check.calls``)."""
-    verb, fix, source = ("fails its own check", "that", "it") if len(failing) == 1 else (
-        "fail their own checks", "those", "them")
-    return (f" [it calls your {' and '.join(failing)}, which {verb}: fix {fix} first, this verdict may come "
-            f"from {source}]")
+    names, verb, fix, _ = failing_words(failing)
+    source = "it" if len(failing) == 1 else "them"
+    return f" [it calls your {names}, which {verb}: fix {fix} first, this verdict may come from {source}]"
 
 
 def _namespace(obj: Any) -> dict:
@@ -594,14 +601,9 @@ def with_answers(name: str, obj: Any, failing: list[str]) -> CheckResult | None:
 
 def lent_note(failing: list[str], passed: bool) -> str:
     """What an instant check adds after ``with_answers``: the TODO is right, or wrong in itself too."""
-    one = len(failing) == 1
-    yours, fix = " and ".join(failing), "that" if one else "those"
-    own = f"{'fails its' if one else 'fail their'} own check{'' if one else 's'}"
-    if passed:
-        return (f" [it calls your {yours}, which {own}; with a right {yours} in {'its' if one else 'their'} place "
-                f"it passes: fix {fix} and this one passes as it is]")
-    return (f" [it calls your {yours}, which {own}; with a right {yours} in {'its' if one else 'their'} place it "
-            "still fails: its own mistake as well]")
+    yours, own, fix, its = failing_words(failing)
+    then = f"it passes: fix {fix} and this one passes as it is" if passed else "it still fails: its own mistake as well"
+    return f" [it calls your {yours}, which {own}; with a right {yours} in {its} place {then}]"
 
 
 def report(name: str, obj: Any) -> Outcome:
