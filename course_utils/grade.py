@@ -86,6 +86,11 @@ class Source:
     ids: set[str] = field(default_factory=set)    # grade_ids of graded and solution cells
     answers: dict[str, grade_callees.Answer] = field(default_factory=dict)   # name -> its solution cell's code
 
+    @property
+    def checked(self) -> list[Graded]:
+        """The graded cells a check grades (not the manual ones), in SOURCE's order."""
+        return [g for g in self.graded if g.kind == "check"]
+
 
 def load_source(path: str | Path) -> Source:
     from . import checks
@@ -170,7 +175,7 @@ def cases_files(source: Source) -> dict[str, bytes]:
     (some use a reference: the lab's cases call the reference diffusion_schedule)."""
     from . import checks
     return {cases_name(source, g.grade_id): encode_values(checks.CHECKS[g.check].cases(True))
-            for g in source.graded if g.kind == "check"}
+            for g in source.checked}
 
 
 def _code_cell(source: str, role: str, grade_id: str | None) -> dict:
@@ -187,7 +192,7 @@ def build_run_notebook(source: Source, nb: dict, box: Path, course: dict[str, li
     and the notebook ends with it. Returns the notebook (a dict, nbformat 4) and the grade_ids of the graded cells
     that were found.
     """
-    checks_by_id = {g.grade_id: g for g in source.graded if g.kind == "check"}
+    checks_by_id = {g.grade_id: g for g in source.checked}
     graded_ids = {g.grade_id for g in source.graded}
     found = set()
     cells = [_code_cell(PRELUDE, "prelude", None)]
@@ -412,7 +417,7 @@ def with_failing_calls(source: Source, rows: list[dict]) -> list[dict]:
     stay the grader's: the instructor can set them in overrides.csv (docs/grading.md)."""
     from .checks import CHECKS
     from .checks.framework import depends_note
-    checked = [g for g in source.graded if g.kind == "check"]             # judge's rows, in its order
+    checked = source.checked        # judge's rows, in its order
     status = {g.target: row["status"] for g, row in zip(checked, rows)}
     for g, row in zip(checked, rows):
         if row["status"] in ("pass", "missing", "not_implemented") or g.check not in CHECKS:
@@ -728,11 +733,12 @@ def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:
     finally:
         job.close(keep=opts.keep_temp)
     own = {gid: _source_text(cell) for gid, cell in _cells_by_id(nb).items()}
-    replaced = grade_callees.to_replace([g for g in source.graded if g.kind == "check"], rows, source.answers,
-                                        _calls(source), own)
+    replaced = grade_callees.to_replace(source.checked, rows, source.answers, _calls(source), own)
     if replaced:
-        rows, result["second_run_seconds"] = with_course_answers(source, sub, nb, data, rows, replaced, opts,
-                                                                 result["seconds"])
+        rows, result["second_run_seconds"], late = with_course_answers(source, sub, nb, data, rows, replaced,
+                                                                       opts, result["seconds"])
+        if late:        # (ran_out_of_time reads them: beside others without a CPU share, graded again alone)
+            result["second_run_timeouts"] = late
     mrows, answers = manual_rows(source, nb)
     result.update(rows=_in_source_order(source, rows + mrows), answers=answers, status="graded", message="")
     return result
@@ -762,7 +768,7 @@ def _run(job: sandbox.Job, run_nb: dict, source: Source, sub: Submission, data: 
 def _calls(source: Source) -> dict[str, tuple[str, ...]]:
     """check -> the TODOs its target calls by name (``Check.calls``), for SOURCE's checks."""
     from .checks import CHECKS
-    return {g.check: CHECKS[g.check].calls for g in source.graded if g.kind == "check" and g.check in CHECKS}
+    return {g.check: CHECKS[g.check].calls for g in source.checked if g.check in CHECKS}
 
 
 def second_run_options(opts: Options, spent: float) -> Options | None:
@@ -774,12 +780,14 @@ def second_run_options(opts: Options, spent: float) -> Options | None:
 
 
 def with_course_answers(source: Source, sub: Submission, nb: dict, data: bytes, rows: list[dict],
-                        replaced: dict[str, list[str]], opts: Options, spent: float) -> tuple[list[dict], float]:
+                        replaced: dict[str, list[str]], opts: Options, spent: float
+                        ) -> tuple[list[dict], float, list[str]]:
     """The second runs (``grade_callees``), one per TODO of ``replaced``, each ending with its graded cell:
-    ``rows`` with each TODO that passed beside the course's answers to the TODOs it calls given its points, and
-    the runs' seconds. Only each run's one TODO's status is read. The runs share what the first (``spent``
+    ``rows`` with each TODO that passed beside the course's answers to the TODOs it calls given its points, the
+    runs' seconds, and the grade_ids whose second run ran out of time (more CPU could change their verdicts:
+    ``ran_out_of_time``). Only each run's one TODO's status is read. The runs share what the first (``spent``
     seconds) left of the submission's ``--timeout``; a TODO left less than ``MIN_SECOND_RUN_S`` is not run again
-    (its row says that run ended before its verdict)."""
+    (its row says that run ended before its verdict; out of time too)."""
     again, seconds = [], 0.0
     for gid, names in replaced.items():
         second = second_run_options(opts, spent + seconds)
@@ -795,8 +803,8 @@ def with_course_answers(source: Source, sub: Submission, nb: dict, data: bytes, 
             seconds += outcome.seconds
         finally:
             job.close(keep=opts.keep_temp)
-    checked = [g for g in source.graded if g.kind == "check"]
-    return grade_callees.credit(checked, rows, again, replaced, MAX_MESSAGE), round(seconds, 1)
+    late = [r["grade_id"] for r in again if r.get("status") == "timeout"]
+    return grade_callees.credit(source.checked, rows, again, replaced, MAX_MESSAGE), round(seconds, 1), late
 
 
 def monkeypatch_notes(found: list[dict]) -> list[str]:
@@ -1011,10 +1019,12 @@ REGRADED = {"submission": "resubmitted", "source": "SOURCE changed", "grader_err
 
 def ran_out_of_time(result: dict) -> bool:
     """Whether a verdict of ``result`` is one that more CPU could change: a graded TODO ran past a time limit
-    (its row's status "timeout"), or another cell was interrupted at the limit per cell."""
+    (its row's status "timeout"), another cell was interrupted at the limit per cell, or a TODO's second run
+    (``with_course_answers``) ran out of time (``second_run_timeouts``: its row keeps the first run's fail)."""
     rows = result.get("rows") if isinstance(result.get("rows"), list) else []
     errors = result.get("cell_errors") if isinstance(result.get("cell_errors"), list) else []
     return (any(isinstance(r, dict) and r.get("status") == "timeout" for r in rows)
+            or bool(result.get("second_run_timeouts"))
             or any(isinstance(e, dict) and e.get("ename") == "CellTimeoutError" for e in errors))
 
 
@@ -1083,7 +1093,7 @@ def kernel_package(source: Source, scratch: Path, private: list[Path]) -> Kernel
     real package kept out of their reach (sandbox/kernel_package.py); the data root as ``data_for_sandbox`` says,
     given the paths no submission may read (``private``)."""
     from .sandbox import kernel_package as kp
-    copy, notes = kp.build(scratch, [g.check for g in source.graded if g.kind == "check"], source.worksheet)
+    copy, notes = kp.build(scratch, [g.check for g in source.checked], source.worksheet)
     hide = [str(PACKAGE_DIR)] + [str(Path(sp) / "course_utils") for sp in __import__("site").getsitepackages()
                                  if (Path(sp) / "course_utils").exists()]
     read_only = [str(copy.parent)] + ([str(PACKAGE_DIR / "checkpoints")] if (PACKAGE_DIR / "checkpoints").is_dir()

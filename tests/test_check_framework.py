@@ -389,7 +389,7 @@ def test_a_failed_loop_says_which_todo_it_calls_fails_its_own_check(capsys):
     assert "it calls your" not in capsys.readouterr().out
     # the grader's rows: the same words where the TODO it calls failed, nothing where it passed
     source = grade.load_source(grade.Path(__file__).resolve().parents[1] / "solutions" / "lab_ddim.ipynb")
-    checked = [g for g in source.graded if g.kind == "check"]
+    checked = source.checked
     for denoise_status, added in (("fail", True), ("pass", False)):
         rows = [{"grade_id": g.grade_id, "status": {"denoise": denoise_status, "reverse_diffusion": "fail"}.get(
             g.target, "pass"), "message": "x"} for g in checked]

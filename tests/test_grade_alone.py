@@ -29,8 +29,9 @@ class Stand_in:
     """``grade_submission`` for students whose verdict depends on company: ``crowded`` time out when another job
     runs at any moment of theirs, ``looping`` always; the others pass. ``with_cpu`` had a cpu cgroup."""
 
-    def __init__(self, crowded=(), looping=(), with_cpu=()):
+    def __init__(self, crowded=(), looping=(), with_cpu=(), second=()):
         self.crowded, self.looping, self.with_cpu = set(crowded), set(looping), set(with_cpu)
+        self.second = set(second)       # crowded in a second run only: a fail, with ``second_run_timeouts``
         self.lock, self.now, self.calls = threading.Lock(), set(), []
 
     def __call__(self, source, sub, opts):
@@ -48,7 +49,11 @@ class Stand_in:
         rows = [{"grade_id": g.grade_id, "max_points": g.points, "points": 0 if late else g.points,
                  "status": "timeout" if late else "pass", "message": "ran past the limit" if late else "passed"}
                 for g in source.graded]
-        return {"student": sub.student, "submitted_as": sub.submitted_as or sub.student,
+        extra = {}
+        if sub.student in self.second and company:      # its first run in time, a TODO's second run not
+            rows[-1].update(points=0, status="fail", message="wrong [... that run ended before its verdict]")
+            extra["second_run_timeouts"] = [rows[-1]["grade_id"]]
+        return {**extra, "student": sub.student, "submitted_as": sub.submitted_as or sub.student,
                 "worksheet": source.worksheet, "file": str(sub.path),
                 "sha256": grade._fingerprint(sub, opts.max_notebook_mb), "source_sha256": source.sha256,
                 "grader_sha256": grade.grader_sha256(), "limits": opts.graded_under(), "notes": [],
@@ -108,6 +113,21 @@ def test_a_timeout_beside_another_without_a_cpu_share_is_graded_again_alone(tmp_
     # a rerun keeps all four: what was graded alone is not graded alone again
     stand_in2 = Stand_in(crowded={"bob", "carol"}, looping={"dave"}, with_cpu={"carol"})
     assert cheap_run(subs, out, stand_in2)["graded"] == 0 and stand_in2.calls == []
+
+
+def test_a_second_run_out_of_time_beside_another_is_graded_again_alone(tmp_path, cheap_run, capsys):
+    """A TODO graded again with the course's answer to a TODO it calls (grade_callees), whose second run ran out
+    of time beside another submission without a CPU share: the row keeps its first fail, and was kept for good.
+    ``second_run_timeouts`` makes it one to grade again alone, as a first run's timeout is."""
+    subs, out = _class(tmp_path, "amy", "erin"), tmp_path / "out"
+    stand_in = Stand_in(second={"erin"})
+    cheap_run(subs, out, stand_in)
+    full = sum(g.points for g in grade.load_source(SOLUTION).graded)
+    erin = _result(out, "erin")
+    assert erin["graded_alone"]["points_beside_others"] == full - grade.load_source(SOLUTION).graded[-1].points
+    assert grade._points(erin) == full and "second_run_timeouts" not in erin
+    assert [s for s, _ in stand_in.calls[2:]] == ["erin"] and "graded alone: 1" in capsys.readouterr().err
+    assert "graded_alone" not in _result(out, "amy")
 
 
 def _points_of(out: Path, student: str) -> float:

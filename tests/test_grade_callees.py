@@ -28,7 +28,7 @@ COURSE_ONLY = "Predict the noise with the network"     # the course's denoise do
 
 
 def _checked(path: Path) -> list[Graded]:
-    return [g for g in load_source(path).graded if g.kind == "check"]
+    return load_source(path).checked
 
 
 def _rows(graded: list[Graded], status: dict[str, str]) -> list[dict]:
@@ -128,13 +128,14 @@ def _notebook(solution: Path, replace: dict[str, str], move_to_end: tuple[str, .
     return nb
 
 
-def _grade(solution: Path, students: dict, tmp: Path) -> tuple[dict, Path]:
+def _grade(solution: Path, students: dict, tmp: Path, *options: str) -> tuple[dict, Path]:
     subs, out = tmp / "subs", tmp / "out"
     for student, nb in students.items():
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, subs / student / solution.name)
     proc = subprocess.run([sys.executable, "-m", "course_utils.grade", str(solution), str(subs), "--out", str(out),
-                           "--workers", "2", "--quiet", "--allow-root"], capture_output=True, text=True, timeout=600)
+                           "--workers", "2", "--quiet", "--allow-root", *options], capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(out / "grades.csv", newline="", encoding="utf-8") as f:
         return {(r["student"], r["grade_id"]): r for r in csv.DictReader(f)}, out
@@ -201,6 +202,30 @@ def test_moving_a_graded_cell_after_its_caller_borrows_nothing(tmp_path):
     assert embedding["points"] == "0" and "it did not pass either" in embedding["message"], embedding
     assert rows[("mover", "test_sinusoidal_embedding")]["points"] == "0"
     assert rows[("mover", "test_ResBlock")]["points"] == "2"
+
+
+@pytest.mark.slow
+def test_a_second_run_out_of_time_is_one_more_cpu_could_change(tmp_path):
+    """A right loop beside a wrong denoise, whose second run runs out of time (it sleeps when the denoise it calls
+    is not the student's own): the row keeps its fail with 'ended before its verdict', and the result names the
+    TODO in ``second_run_timeouts``, so that ``ran_out_of_time`` holds: beside another submission, without a
+    CPU share of its own, it is graded again alone (tests/test_grade_alone.py). It was not: a neighbour that
+    took the CPU during the second run cost a right loop its 3 points for good."""
+    from course_utils.grade import ran_out_of_time
+    right = load_source(LAB).answers["reverse_diffusion"].code.replace("### BEGIN SOLUTION", "")
+    sleepy = (right + "\n_mine, _right = denoise, reverse_diffusion\n"
+              "def reverse_diffusion(network, initial_noise, diffusion_steps):\n"
+              "    import time\n"
+              "    if denoise is not _mine:\n"
+              "        time.sleep(600)\n"
+              "    return _right(network, initial_noise, diffusion_steps)\n")
+    students = {"sleepy": _notebook(LAB, {"denoise": WRONG_DENOISE, "reverse_diffusion": sleepy})}
+    rows, out = _grade(LAB, students, tmp_path, "--cell-timeout", "8")
+    row = rows[("sleepy", "test_reverse_diffusion")]
+    assert row["points"] == "0" and "that run ended before its verdict" in row["message"], row
+    result = json.loads((out / "results" / "lab_ddim" / "sleepy.json").read_text())
+    assert result["second_run_timeouts"] == ["test_reverse_diffusion"] and ran_out_of_time(result)
+    assert not ran_out_of_time({**result, "second_run_timeouts": []})       # (its first run: in time)
 
 
 def test_the_second_run_has_what_the_first_left_of_the_submissions_time():
@@ -382,6 +407,23 @@ def test_a_finished_caller_beside_a_stub_callee_is_told_it_waits_for_it(path, ca
     ns[target] = type(target, (), {"__init__": stub}) if isinstance(ns[target], type) else stub
     assert not report(caller, ns[target])
     assert " ".join(capsys.readouterr().out.split()) == f"⏳ {target}: not implemented yet"
+
+
+def test_a_check_of_outputs_that_keep_their_graph_warns_nothing(capsys):
+    """A loop whose outputs keep the network's graph (a denoise that returns its input, no torch.no_grad): the
+    check measured their difference to the reference with float() on a tensor that requires grad, and torch's
+    UserWarning ("Converting a tensor with requires_grad=True to a scalar ...") appeared under the student's
+    check in the notebook."""
+    import warnings
+
+    from course_utils.checks import report
+    ns = _solution_namespace(LAB)
+    ns["denoise"] = lambda network, x, noise_rates, signal_rates: (x, x)        # wrong
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert not report("reverse_diffusion", ns["reverse_diffusion"])
+    assert [str(w.message) for w in caught] == []
+    assert "it calls your denoise" in capsys.readouterr().out
 
 
 def test_a_check_called_while_grading_where_the_answers_are_stubs_says_only_that(monkeypatch, capsys):

@@ -770,7 +770,7 @@ def judge(out, ref: Tensor, variants: list, what: str = "output", generic: str |
 def _maxdiff(a: Tensor, b: Tensor) -> float:
     if tuple(a.shape) != tuple(b.shape) or not a.numel():
         return float("inf")
-    return float((a.double() - b.double()).abs().max())
+    return float((a.detach().double() - b.detach().double()).abs().max())     # (a module's output: no grad)
 
 
 def todo(*args, **kwargs):
