@@ -988,7 +988,8 @@ def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Option
     """None when the earlier result ``old`` (``_read_result``) still holds: the same submission (its
     fingerprint), graded by the same SOURCE and the same ``course_utils``, Python and libraries (``grader_sha256``),
     not a grader error, and under the same limits, or more generous ones for a result that lost nothing to an
-    error, a timeout or a crash (more time or memory cannot change a pass or a wrong value). Else why it is
+    error, a timeout (a second run's too: ``second_run_timeouts``) or a crash (more time or memory cannot change a
+    pass or a wrong value). Else why it is
     graded again: "new", "submission", "source", "grader_error", "grader" or "limits"; or "alone" for a result
     still ``waiting_alone`` (an earlier run stopped before grading it alone)."""
     if old is None:
@@ -1005,7 +1006,7 @@ def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Option
     rows = old.get("rows") if isinstance(old.get("rows"), list) else [None]
     generous = isinstance(then, dict) and all(isinstance(then.get(k), (int, float)) and now[k] >= then[k]
                                               for k in now)
-    untouched = (old.get("status") == "graded" and not old.get("cell_errors")
+    untouched = (old.get("status") == "graded" and not old.get("cell_errors") and not old.get("second_run_timeouts")
                  and all(isinstance(r, dict) and r.get("status") not in LIMIT_STATUSES for r in rows))
     if then != now and not (generous and untouched):
         return "limits"

@@ -473,6 +473,9 @@ def test_a_rerun_regrades_after_the_source_changed_or_the_grader_failed(tmp_path
     for lost in ("timeout", "crashed", "error"):
         assert why(limits=now | {"timeout": 300}, rows=passed + [{"grade_id": "c", "status": lost}]) == "limits"
     assert why(limits=now | {"timeout": 300}, rows=passed + [{"grade_id": "c", "status": "fail"}]) is None
+    # a fail whose second run, with the course's answer to a TODO it calls, ran out of time: more time may pass it
+    assert why(limits=now | {"timeout": 300}, rows=passed + [{"grade_id": "c", "status": "fail"}],
+               second_run_timeouts=["c"]) == "limits"
     assert why(limits=now | {"timeout": 300}, cell_errors=[{"ename": "MemoryError"}]) == "limits"
     assert why(limits=now | {"max_notebook_mb": 4}, status="too_large") == "limits"
     assert why(limits=now | {"timeout": 1200}) == "limits"           # less time now: a pass may time out
