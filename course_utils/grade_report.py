@@ -335,6 +335,11 @@ def attention(res: dict) -> list[str]:
             why.append(f"graded again alone after running out of time beside another submission (no CPU share of "
                        f"its own): {first:g} -> {now:g} automatic points; a classmate's processes may have taken "
                        "the CPU from it")
+    late = res.get("second_run_timeouts")
+    if isinstance(late, list) and late and not waiting_alone(res):
+        why.append("graded again with the course's answer to a failing TODO it calls, and that run ran out of "
+                   f"time: {', '.join(map(str, late[:4]))}{', ...' if len(late) > 4 else ''} (a rerun with a larger "
+                   "--timeout grades it again and may credit it)")
     changed = [str(f.get("what")) for f in res.get("monkeypatches") or [] if isinstance(f, dict)]
     if changed:
         why.append("its code changes what the grader relies on, or was too large to read: "

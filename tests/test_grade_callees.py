@@ -226,6 +226,7 @@ def test_a_second_run_out_of_time_is_one_more_cpu_could_change(tmp_path):
     result = json.loads((out / "results" / "lab_ddim" / "sleepy.json").read_text())
     assert result["second_run_timeouts"] == ["test_reverse_diffusion"] and ran_out_of_time(result)
     assert not ran_out_of_time({**result, "second_run_timeouts": []})       # (its first run: in time)
+    assert "and that run ran out of time: test_reverse_diffusion" in (out / "report.html").read_text()
 
 
 def test_the_second_run_has_what_the_first_left_of_the_submissions_time():

@@ -239,6 +239,20 @@ def test_a_timeout_beside_others_and_a_grading_alone_that_moved_points_need_atte
     assert not any("alone" in w for w in grade_report.attention(same))
 
 
+def test_a_second_run_that_ran_out_of_time_needs_attention():
+    """A TODO graded again with the course's answer to a failing TODO it calls (grade_callees), whose second run
+    ran out of time, keeps its first fail: the instructor is told that a larger --timeout may credit it (a
+    rerun with more generous limits grades it again: grade._why_regrade); while it waits to be graded alone,
+    that line says it already."""
+    late = {**_result("erin", [("test_loop", "fail", "❌ loop: wrong [... that run ended before its verdict]")]),
+            "second_run_timeouts": ["test_loop"]}
+    said = " ".join(grade_report.attention(late))
+    assert "graded again with the course's answer to a failing TODO it calls, and that run ran out of time: " \
+        "test_loop (a rerun with a larger --timeout grades it again and may credit it)" in said, said
+    assert not any("course's answer" in w for w in grade_report.attention({**late, "beside_others": True}))
+    assert not any("course's answer" in w for w in grade_report.attention({**late, "second_run_timeouts": []}))
+
+
 def test_a_written_answer_left_as_given_is_not_called_a_stub_that_raises():
     """An untouched summary is a markdown cell: "its stub still raises NotImplementedError" was wrong for it."""
     message = "not answered (the cell is empty or still reads YOUR ANSWER HERE)"      # grade.py's, for a summary
