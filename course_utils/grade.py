@@ -756,12 +756,20 @@ def _job(opts: Options) -> sandbox.Job:
 def _run(job: sandbox.Job, run_nb: dict, source: Source, sub: Submission, data: bytes, opts: Options
          ) -> sandbox.Outcome:
     outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source), pool=opts.zygotes)
-    if outcome.dead and not outcome.cells and outcome.running is None:
-        # the job died before the notebook's first cell (the grader's imports) started: the sandbox was not
-        # set up, or its process 1 could not start the kernel, so none of the student's code ran. No verdict
-        # of theirs: a grader error, graded again by the next run. The fourth red team spent the machine's
-        # open files meanwhile, and 14 classmates were graded crashed, for good (13 of them without Landlock)
-        raise SandboxNotSetUp(outcome.dead)
+    started = [c.get("index") for c in outcome.cells] + [outcome.running]
+    roles = [run_nb["cells"][i]["metadata"]["course_grade"]["role"] if isinstance(i, int) and 0 <= i < len(
+        run_nb["cells"]) else "prelude" for i in started if i is not None]
+    interrupted = opts.cancel is not None and opts.cancel.is_set()     # (Ctrl-C: the class run keeps no verdict)
+    if not outcome.finished and not interrupted and all(role == "prelude" for role in roles):
+        # the job ended before any cell but the grader's imports (the prelude) started: the sandbox was not set
+        # up, its process 1 could not start the kernel, the runner itself was killed, or the prelude did not
+        # end, so none of the student's code ran. No verdict of theirs: a grader error, graded again by the next
+        # run. The fourth red team spent the machine's open files meanwhile, and 14 classmates were graded
+        # crashed, for good (13 of them without Landlock); the fifth spent the user's epoll watches, and zmq
+        # aborted in a classmate's runner without a record: 0/8 "this cell did not run", for good
+        raise SandboxNotSetUp(outcome.dead or outcome.stopped or (
+            f"the kernel and the grader's imports did not finish within {opts.timeout:g} s" if outcome.timed_out else
+            "the runner ended without a record"))
     return outcome
 
 
@@ -1196,9 +1204,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
     beside: set[str] = set()                # the students graded while another one was
     started = threading.Lock()
 
-    def work(sub: Submission, first: dict | None = None) -> dict | None:
+    def work(sub: Submission, first: dict | None = None, last_try: bool = False) -> dict | None:
         """Grade one submission and write its result; None when the run was interrupted (nothing written, so
-        that the next run grades it). ``first``: the result it replaces, graded beside others (``waiting_alone``)."""
+        that the next run grades it). ``first``: the result it replaces, graded beside others (``waiting_alone``);
+        ``last_try``: a sandbox not set up before, tried once more at the end of the run."""
         if cancel.is_set():
             return None
         with started:
@@ -1211,7 +1220,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         except Exception as err:  # noqa: BLE001 - a bug of the grader must not stop the class
             if isinstance(err, SandboxNotSetUp):    # the student reads this one: the runner's words go to stderr
                 print(f"course-grade: {plain(sub.student)[:40]}: the sandbox could not be set up ({err}): graded "
-                      "again by the next run", file=sys.stderr)
+                      + ("again by the next run" if last_try else "again at the end of this run, or by the next"),
+                      file=sys.stderr)
             message = NOT_SET_UP if isinstance(err, SandboxNotSetUp) else _valid_text(
                 f"internal grader error (it will be retried on the next run): {type(err).__name__}: {err}"
             )[:MAX_MESSAGE]
@@ -1276,6 +1286,26 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                     for fut in done:
                         if (r := fut.result()) is not None:
                             count(r)
+                # a sandbox not set up (a count of the machine's or the user's spent meanwhile, by a classmate's
+                # job or another program: open files, epoll watches): once more, one at a time, if the run graded
+                # anyone (else the machine is at fault, and the class would wait for nothing)
+                unset = [s for s in todo if (finals.get(s.student) or {}).get("message") == NOT_SET_UP]
+                if unset and any(r.get("status") != "grader_error" for r in finals.values()):
+                    print(f"course-grade: {len(unset)} sandbox(es) of {source.worksheet} could not be set up: "
+                          f"graded again one at a time: {', '.join(plain(s.student)[:40] for s in unset[:10])}"
+                          f"{' and more' if len(unset) > 10 else ''}", file=sys.stderr)
+                    bar.total += len(unset)
+                    for sub in unset:
+                        fut = pool.submit(work, sub, None, True)
+                        while not futures.wait([fut], timeout=SLOW_POLL_S).done:
+                            pass        # (as below: Ctrl-C caught by another thread still stops it)
+                        if (r := fut.result()) is None:
+                            break
+                        stats["not_gradable"].remove(f"{sub.student} (grader_error)")
+                        stats["grader_errors"].remove(NOT_SET_UP)
+                        count(r)
+                        if r.get("status") != "grader_error":
+                            stats.setdefault("set_up_again", []).append(plain(sub.student)[:40])
                 # what ran out of time beside another without a share of the CPU of its own: once more, alone
                 again = [s for s in todo if waiting_alone(finals.get(s.student) or (
                     olds[s.student] if why[s.student] == "alone" else None))]
@@ -1319,6 +1349,10 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             opts.zygotes.close()
         opts.mpl_cache = opts.kernel = opts.cases = opts.zygotes = opts.cancel = None
         shutil.rmtree(scratch, ignore_errors=True)
+    if stats.get("set_up_again"):
+        print(f"course-grade: graded at the second try, once their sandboxes could be set up: "
+              f"{len(stats['set_up_again'])} ({', '.join(stats['set_up_again'][:10])}"
+              f"{' and more' if len(stats['set_up_again']) > 10 else ''})", file=sys.stderr)
     if stats.get("alone"):
         moved = [m for m in stats["alone"].values() if m]
         print(f"course-grade: graded alone: {len(stats['alone'])}, of whom {len(moved)} with other automatic points"

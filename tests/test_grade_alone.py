@@ -130,6 +130,53 @@ def test_a_second_run_out_of_time_beside_another_is_graded_again_alone(tmp_path,
     assert "graded_alone" not in _result(out, "amy")
 
 
+class Not_set_up(Stand_in):
+    """``unset`` maps a student to how many of their gradings find no sandbox (grade.SandboxNotSetUp)."""
+
+    def __init__(self, unset: dict[str, int]):
+        super().__init__()
+        self.unset = dict(unset)
+
+    def __call__(self, source, sub, opts):
+        if self.unset.get(sub.student, 0) > 0:
+            self.unset[sub.student] -= 1
+            with self.lock:
+                self.calls.append((sub.student, "not set up"))
+            raise grade.SandboxNotSetUp("OSError: [Errno 28] No space left on device")
+        return super().__call__(source, sub, opts)
+
+
+def test_a_sandbox_not_set_up_is_tried_once_more_at_the_end_of_the_run(tmp_path, cheap_run, capsys):
+    """The fifth red team spent the user's epoll watches while classmates were graded: two sandboxes could not be
+    set up (grader errors, left to the next run). Now each is tried once more at the end of the run, one at a
+    time, when the run graded anyone; one that fails again is left to the next run, as before."""
+    subs, out = _class(tmp_path, "amy", "bob", "carl"), tmp_path / "out"
+    stand_in = Not_set_up({"bob": 1, "carl": 2})
+    stats = cheap_run(subs, out, stand_in)
+    err = capsys.readouterr().err
+    full = sum(g.points for g in grade.load_source(SOLUTION).graded)
+    assert _result(out, "bob")["status"] == "graded" and _points_of(out, "bob") == full
+    carl = _result(out, "carl")
+    assert carl["status"] == "grader_error" and carl["message"] == grade.NOT_SET_UP
+    assert [s for s, what in stand_in.calls[-2:]] == ["bob", "carl"]       # the second tries, after the others
+    assert ("course-grade: 2 sandbox(es) of 01_schedules could not be set up: graded again one at a time: bob, carl"
+            in err), err
+    assert "carl: the sandbox could not be set up (OSError: [Errno 28] No space left on device): graded again by " \
+           "the next run" in err
+    assert "graded at the second try, once their sandboxes could be set up: 1 (bob)" in err
+    assert stats["not_gradable"] == ["carl (grader_error)"] and stats["grader_errors"] == [grade.NOT_SET_UP]
+
+
+def test_sandboxes_never_set_up_are_not_tried_again_in_the_same_run(tmp_path, cheap_run, capsys):
+    """No sandbox of the run could be set up: the machine is at fault, and a second try for each would only make
+    the class wait; each is left to the next run (and the run exits 3, grade.EXIT_NO_VERDICT)."""
+    subs, out = _class(tmp_path, "amy", "bob"), tmp_path / "out"
+    stand_in = Not_set_up({"amy": 5, "bob": 5})
+    stats = cheap_run(subs, out, stand_in)
+    assert len(stand_in.calls) == 2 and stats["grader_errors"] == [grade.NOT_SET_UP] * 2
+    assert "graded again one at a time" not in capsys.readouterr().err
+
+
 def _points_of(out: Path, student: str) -> float:
     return grade._points(_result(out, student))
 

@@ -839,10 +839,79 @@ def test_a_sandbox_that_was_not_set_up_is_a_grader_error_not_a_verdict(tmp_path,
     assert result["status"] == "grader_error" and result["message"] == grade.NOT_SET_UP, result
     assert all(row["message"] == grade.NOT_SET_UP for row in result["rows"])
     assert stats["not_gradable"] == ["b05 (grader_error)"]
-    assert f"b05: the sandbox could not be set up ({dead}): graded again by the next run" in capsys.readouterr().err
+    assert (f"b05: the sandbox could not be set up ({dead}): graded again at the end of this run, or by the next"
+            in capsys.readouterr().err)     # (none of the run had a verdict: no second try, left to the next run)
     # and the next run says why it grades it again (such a result has no fingerprint: it was "resubmitted")
     sub = grade.Submission("b05", tmp_path / "subs" / "b05.ipynb")
     assert grade._why_regrade(result, grade.load_source(solution), sub, grade.Options()) == "grader_error"
+
+
+PRELUDE_RAN = {"index": 0, "status": "ok", "seconds": 1.0}
+
+
+@pytest.mark.parametrize("outcome, said", [
+    # the fifth red team: a neighbour spent the user's epoll watches, zmq aborted in the runner before its first
+    # cell, with no record (jobs.Job.run names the runner's end); 0/8 "this cell did not run" until then
+    (dict(dead="the sandbox's runner ended without a record (exit status -6)"), "exit status -6"),
+    (dict(), "the runner ended without a record"),          # (a job that did not say even that)
+    (dict(running=0, dead="the kernel died (exit code -6)"), "the kernel died"),     # in the grader's imports
+    (dict(running=0, timed_out=True), "the kernel and the grader's imports did not finish within 900 s"),
+], ids=["runner aborted", "no word", "died in the prelude", "timed out in the prelude"])
+def test_a_job_that_ended_before_any_cell_of_the_students_is_a_grader_error(tmp_path, monkeypatch, outcome, said):
+    """Nothing of the student's ran when the job ended before any cell but the grader's prelude had started:
+    whatever ended it, no verdict of theirs (SandboxNotSetUp: a grader error, graded again by the next run)."""
+    _fake_job(tmp_path, monkeypatch, sandbox.Outcome(protections={"cgroup": None, "namespaces": ["pid"]}, **outcome))
+    solution = corpus.REPO / "solutions" / "01_schedules.ipynb"
+    opts = grade.Options(kernel=grade.KernelPackage(pythonpath=None, read_only=[]), cases={})
+    with pytest.raises(grade.SandboxNotSetUp, match=re.escape(said)):
+        grade.grade_submission(grade.load_source(solution), grade.Submission("b06", solution), opts)
+
+
+def test_a_job_that_ended_in_a_students_cell_is_a_verdict(tmp_path, monkeypatch):
+    """Once a cell of the student's started, the end is a verdict (crashed): a student's code can end the runner
+    without a record (a SIGINT to process 1 of the job is a KeyboardInterrupt in runner.py), and a grader error
+    would have no verdict for it, run after run."""
+    dead = "the sandbox's runner ended without a record (exit status 1)"
+    _fake_job(tmp_path, monkeypatch, sandbox.Outcome(cells=[PRELUDE_RAN], running=1, dead=dead,
+                                                     protections={"cgroup": None, "namespaces": ["pid"]}))
+    solution = corpus.REPO / "solutions" / "01_schedules.ipynb"
+    opts = grade.Options(kernel=grade.KernelPackage(pythonpath=None, read_only=[]), cases={})
+    result = grade.grade_submission(grade.load_source(solution), grade.Submission("b07", solution), opts)
+    checked = [r for r in result["rows"] if r["status"] != "manual"]
+    assert checked and all(r["status"] == "crashed" and dead in r["message"] for r in checked), checked
+
+
+def _fake_job(tmp_path: Path, monkeypatch, outcome: sandbox.Outcome) -> None:
+    class Fake:
+        def __init__(self, *args, **kwargs):
+            self.box = tmp_path / "box"
+            self.box.mkdir(exist_ok=True)
+
+        def run(self, *args, **kwargs):
+            return outcome
+
+        def read_harvest(self, name):
+            raise FileNotFoundError(name)
+
+        def close(self, keep=False):
+            pass
+    monkeypatch.setattr(grade.sandbox, "Job", Fake)
+
+
+def test_a_runner_that_ends_without_a_record_is_named_dead(tmp_path, monkeypatch):
+    """A real job whose runner logs what held and then aborts (as zmq did in the fifth red team's classmate):
+    the outcome was neither finished nor dead, and the grader read it as a notebook whose cells did not run."""
+    from course_utils.sandbox import jobs
+    fake = tmp_path / "runner.py"
+    fake.write_text("import json, os, sys\n"
+                    "job = json.load(open(os.path.join(sys.argv[1], 'job.json')))\n"
+                    "os.write(job['log_fd'], b'{\"protections\": {\"namespaces\": [\"pid\"]}}\\n')\n"
+                    "os.abort()\n")
+    monkeypatch.setattr(jobs, "RUNNER", fake)
+    with sandbox.Job(sandbox.Limits(timeout=60), read_only=[]) as job:
+        outcome = job.run({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, "x.ipynb", b"{}")
+    assert outcome.exit_status == -6 and not outcome.finished
+    assert outcome.dead == "the sandbox's runner ended without a record (exit status -6)"
 
 
 @pytest.mark.parametrize("failing", [{"ann", "bob"}, {"bob"}], ids=["every submission", "one of two"])

@@ -110,6 +110,7 @@ class Outcome:
     timed_out: bool = False
     stopped: str | None = None      # the grader stopped the job (disk limit)
     seconds: float = 0.0
+    exit_status: int | None = None  # the runner's (negative: the signal that ended it)
     protections: dict = field(default_factory=dict)
 
 
@@ -255,6 +256,7 @@ class Job:
                         self._watch(proc, outcome, start)
                     finally:
                         self._kill(proc)
+                        outcome.exit_status = proc.returncode
             else:
                 proc = subprocess.Popen([sys.executable, "-I", str(RUNNER), str(self.dir)], cwd=self.box / "work",
                                         env=env, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
@@ -263,8 +265,13 @@ class Job:
                     self._watch(proc, outcome, start)
                 finally:
                     self._kill(proc)
+                    outcome.exit_status = proc.returncode
             outcome.seconds = time.monotonic() - start
             self._read_log(log_fd, out_fd, outcome)
+            if not (outcome.finished or outcome.dead or outcome.timed_out or outcome.stopped):
+                # the runner itself ended without its last record: killed, or aborted (a neighbour that spent the
+                # user's epoll watches made zmq abort in it; the fifth red team of 2026-12-07)
+                outcome.dead = f"the sandbox's runner ended without a record (exit status {outcome.exit_status})"
             self.harvest = read_frames(harvest_fd, self.max_harvest * 64)
         finally:
             for fd in (log_fd, out_fd, harvest_fd):
