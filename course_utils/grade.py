@@ -1219,9 +1219,9 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             result = grade_submission(source, sub, opts)
         except Exception as err:  # noqa: BLE001 - a bug of the grader must not stop the class
             if isinstance(err, SandboxNotSetUp):    # the student reads this one: the runner's words go to stderr
-                print(f"course-grade: {plain(sub.student)[:40]}: the sandbox could not be set up ({err}): graded "
-                      + ("again by the next run" if last_try else "again at the end of this run, or by the next"),
-                      file=sys.stderr)
+                tqdm.write(f"course-grade: {plain(sub.student)[:40]}: the sandbox could not be set up ({err}): graded "
+                           + ("again by the next run" if last_try else "again at the end of this run, or by the next"),
+                           file=sys.stderr)
             message = NOT_SET_UP if isinstance(err, SandboxNotSetUp) else _valid_text(
                 f"internal grader error (it will be retried on the next run): {type(err).__name__}: {err}"
             )[:MAX_MESSAGE]
@@ -1237,8 +1237,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         if cancel.is_set():         # stopped half-way by the interrupt: not a verdict
             return None
         if first is not None and result.get("status") == "grader_error":    # graded alone, but not graded: the
-            print(f"course-grade: {plain(sub.student)[:40]}: not graded alone ({result['message']}); the verdict "
-                  "graded beside others stays, to be graded alone by the next run", file=sys.stderr)
+            tqdm.write(f"course-grade: {plain(sub.student)[:40]}: not graded alone ({result['message']}); the verdict "
+                       "graded beside others stays, to be graded alone by the next run", file=sys.stderr)
             return first            # (still waiting_alone)
         if beside_without_cpu(result, sub.student in beside):
             result["beside_others"] = True      # (only then: else a result does not depend on its company)
@@ -1274,7 +1274,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 if r.get("status") == "grader_error":
                     stats.setdefault("grader_errors", []).append(str(r.get("message")))
                     if r.get("message") != NOT_SET_UP:      # (that one: said)
-                        print(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
+                        tqdm.write(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
                 if r.get("status") != "graded":     # a row of 0 points: named in the summary line
                     stats["not_gradable"].append(f"{r['student']} ({r.get('status')})")
                 bar.update(1)
@@ -1291,9 +1291,9 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 # anyone (else the machine is at fault, and the class would wait for nothing)
                 unset = [s for s in todo if (finals.get(s.student) or {}).get("message") == NOT_SET_UP]
                 if unset and any(r.get("status") != "grader_error" for r in finals.values()):
-                    print(f"course-grade: {len(unset)} sandbox(es) of {source.worksheet} could not be set up: "
-                          f"graded again one at a time: {', '.join(plain(s.student)[:40] for s in unset[:10])}"
-                          f"{' and more' if len(unset) > 10 else ''}", file=sys.stderr)
+                    tqdm.write(f"course-grade: {len(unset)} sandbox(es) of {source.worksheet} could not be set up: "
+                               f"graded again one at a time: {', '.join(plain(s.student)[:40] for s in unset[:10])}"
+                               f"{' and more' if len(unset) > 10 else ''}", file=sys.stderr)
                     bar.total += len(unset)
                     for sub in unset:
                         fut = pool.submit(work, sub, None, True)
@@ -1310,12 +1310,12 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 again = [s for s in todo if waiting_alone(finals.get(s.student) or (
                     olds[s.student] if why[s.student] == "alone" else None))]
                 if again:
-                    print(f"course-grade: {len(again)} submission(s) of {source.worksheet} ran past a time limit "
-                          "while graded beside another, and the grader could not give each its own share of the "
-                          "CPU (no cgroup cpu controller): graded again one at a time, at most "
-                          f"{len(again) * opts.timeout / 60:.0f} min (--timeout each; Ctrl-C leaves them to the "
-                          f"next run): {', '.join(plain(s.student)[:40] for s in again[:10])}"
-                          f"{' and more' if len(again) > 10 else ''}", file=sys.stderr)
+                    tqdm.write(f"course-grade: {len(again)} submission(s) of {source.worksheet} ran past a time limit "
+                               "while graded beside another, and the grader could not give each its own share of the "
+                               "CPU (no cgroup cpu controller): graded again one at a time, at most "
+                               f"{len(again) * opts.timeout / 60:.0f} min (--timeout each; Ctrl-C leaves them to the "
+                               f"next run): {', '.join(plain(s.student)[:40] for s in again[:10])}"
+                               f"{' and more' if len(again) > 10 else ''}", file=sys.stderr)
                     bar.total += sum(s.student in finals for s in again)
                     for sub in again:       # in the pool's thread, as the others: Ctrl-C stops it as them
                         first = finals.get(sub.student) or olds[sub.student]

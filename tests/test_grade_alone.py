@@ -167,6 +167,21 @@ def test_a_sandbox_not_set_up_is_tried_once_more_at_the_end_of_the_run(tmp_path,
     assert stats["not_gradable"] == ["carl (grader_error)"] and stats["grader_errors"] == [grade.NOT_SET_UP]
 
 
+def test_what_the_run_says_meanwhile_is_not_glued_to_its_progress_bar(tmp_path, cheap_run, monkeypatch, capsys):
+    """Lines said while the bar runs (a sandbox not set up, its second try) began where the bar's text ended,
+    "... 20.43s/notebook]    course-grade: 2 sandbox(es) ..." (the fifth red team's stderr): tqdm.write puts
+    each on a line of its own."""
+    import re
+    subs, out = _class(tmp_path, "amy", "bob"), tmp_path / "out"
+    monkeypatch.setattr(grade, "grade_submission", Not_set_up({"bob": 1}))
+    grade.grade_class(SOLUTION, [str(subs)], out, workers=2, opts=grade.Options(pool=False), progress=True,
+                      allow_root=True)
+    err = capsys.readouterr().err
+    said = [m.start() for m in re.finditer("course-grade: ", err)]
+    assert len(said) >= 3 and "grading 01_schedules" in err, err
+    assert all(i == 0 or err[i - 1] in "\r\n" for i in said), err
+
+
 def test_sandboxes_never_set_up_are_not_tried_again_in_the_same_run(tmp_path, cheap_run, capsys):
     """No sandbox of the run could be set up: the machine is at fault, and a second try for each would only make
     the class wait; each is left to the next run (and the run exits 3, grade.EXIT_NO_VERDICT)."""
