@@ -525,12 +525,13 @@ def manual_rows(source: Source, nb: dict | None) -> tuple[list[dict], dict[str, 
 
 # ------------------------------------------------------------------ one submission
 class SandboxNotSetUp(RuntimeError):
-    """A job that died before the notebook's first cell: the grader's trouble, not the student's (the message: the
-    runner's own words)."""
+    """A job that ended before any of the student's code ran (``not_set_up``: a sandbox not set up, a kernel that
+    did not start, a runner killed): the grader's trouble, not the student's (the message: the runner's own
+    words)."""
 
 
-NOT_SET_UP = ("not graded: the grader could not set up its sandbox for this notebook, so none of it ran (the "
-              "grader's machine, not your work); it will be graded again on the next run")
+NOT_SET_UP = ("not graded: the grader could not set up its sandbox for this notebook (the grader's machine, not "
+              "your work), so it has no verdict; it will be graded again")
 
 
 @dataclass
@@ -753,24 +754,45 @@ def _job(opts: Options) -> sandbox.Job:
                        max_harvest_bytes=MAX_HARVEST_BYTES, cancel=opts.cancel)
 
 
-def _run(job: sandbox.Job, run_nb: dict, source: Source, sub: Submission, data: bytes, opts: Options
-         ) -> sandbox.Outcome:
+def _run(job: sandbox.Job, run_nb: dict, source: Source, sub: Submission, data: bytes, opts: Options,
+         second: bool = False) -> sandbox.Outcome:
+    """Run ``run_nb`` in ``job``; raises SandboxNotSetUp when nothing of the student's ran (``not_set_up``).
+    ``second``: a second run (``with_course_answers``), whose time is what the first run left: running out of it
+    is a timeout of the TODO it grades, not a setup that failed."""
     outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source), pool=opts.zygotes)
+    interrupted = opts.cancel is not None and opts.cancel.is_set()     # (Ctrl-C: the class run keeps no verdict)
+    why = not_set_up(outcome, run_nb, opts.zygotes is not None)
+    if why and not interrupted and not (second and outcome.timed_out):
+        raise SandboxNotSetUp(why if not outcome.timed_out else
+                              f"the kernel and the grader's imports did not finish within {opts.timeout:g} s")
+    return outcome
+
+
+def not_set_up(outcome: sandbox.Outcome, run_nb: dict, zygote: bool) -> str | None:
+    """Why none of the student's code ran in ``outcome`` (None when some may have): the job ended before any cell
+    started, or before any but the grader's imports (the prelude) where the kernel cannot have started the next
+    cell meanwhile. The sandbox was not set up, its process 1 could not start the kernel, the runner itself was
+    killed, or the prelude did not end. No verdict of the student's: a grader error, graded again (the fourth red
+    team spent the machine's open files, and 14 classmates were graded crashed, for good; the fifth spent the
+    user's epoll watches, and a classmate's runner ended before its first cell without a record: 0/8 "this cell
+    did not run", for good).
+
+    The prelude alone counts only where process 1 logs a cell's start before the kernel can run it: nbclient
+    (``--no-pool``) does, and a kernel in a pid namespace cannot end process 1. A zygote's kernel without one
+    starts the next cell as soon as it has sent the prelude's record, and a first cell that kills process 1
+    before it logged that record left a log that stops in the prelude (a review of 2026-12-07: 4 of 12 such
+    jobs, a student's 0 turned into a grader error)."""
+    if outcome.finished:
+        return None
     started = [c.get("index") for c in outcome.cells] + [outcome.running]
     roles = [run_nb["cells"][i]["metadata"]["course_grade"]["role"] if isinstance(i, int) and 0 <= i < len(
-        run_nb["cells"]) else "prelude" for i in started if i is not None]
-    interrupted = opts.cancel is not None and opts.cancel.is_set()     # (Ctrl-C: the class run keeps no verdict)
-    if not outcome.finished and not interrupted and all(role == "prelude" for role in roles):
-        # the job ended before any cell but the grader's imports (the prelude) started: the sandbox was not set
-        # up, its process 1 could not start the kernel, the runner itself was killed, or the prelude did not
-        # end, so none of the student's code ran. No verdict of theirs: a grader error, graded again by the next
-        # run. The fourth red team spent the machine's open files meanwhile, and 14 classmates were graded
-        # crashed, for good (13 of them without Landlock); the fifth spent the user's epoll watches, and zmq
-        # aborted in a classmate's runner without a record: 0/8 "this cell did not run", for good
-        raise SandboxNotSetUp(outcome.dead or outcome.stopped or (
-            f"the kernel and the grader's imports did not finish within {opts.timeout:g} s" if outcome.timed_out else
-            "the runner ended without a record"))
-    return outcome
+        run_nb["cells"]) else "student" for i in started if i is not None]
+    held = outcome.protections.get("namespaces")
+    sure = not zygote or (isinstance(held, list) and "pid" in held)
+    if roles and not (sure and all(role == "prelude" for role in roles)):
+        return None
+    return outcome.dead or outcome.stopped or ("out of time" if outcome.timed_out else
+                                               "the runner ended without a record")
 
 
 def _calls(source: Source) -> dict[str, tuple[str, ...]]:
@@ -805,7 +827,7 @@ def with_course_answers(source: Source, sub: Submission, nb: dict, data: bytes, 
         job = _job(second)
         try:
             run_nb, found = build_run_notebook(source, nb, job.box, course={gid: names})
-            outcome = _run(job, run_nb, source, sub, data, second)
+            outcome = _run(job, run_nb, source, sub, data, second, second=True)
             again += [r for r in judge(source, run_nb, found & {gid}, job.read_harvest, outcome, second)
                       if r["grade_id"] == gid]
             seconds += outcome.seconds
@@ -1220,7 +1242,8 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
         except Exception as err:  # noqa: BLE001 - a bug of the grader must not stop the class
             if isinstance(err, SandboxNotSetUp):    # the student reads this one: the runner's words go to stderr
                 tqdm.write(f"course-grade: {plain(sub.student)[:40]}: the sandbox could not be set up ({err}): graded "
-                           + ("again by the next run" if last_try else "again at the end of this run, or by the next"),
+                           + ("again by the next run" if last_try or first is not None else
+                              "again at the end of this run (if it grades others) or by the next"),
                            file=sys.stderr)
             message = NOT_SET_UP if isinstance(err, SandboxNotSetUp) else _valid_text(
                 f"internal grader error (it will be retried on the next run): {type(err).__name__}: {err}"
@@ -1290,7 +1313,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 # job or another program: open files, epoll watches): once more, one at a time, if the run graded
                 # anyone (else the machine is at fault, and the class would wait for nothing)
                 unset = [s for s in todo if (finals.get(s.student) or {}).get("message") == NOT_SET_UP]
-                if unset and any(r.get("status") != "grader_error" for r in finals.values()):
+                if unset and any(r.get("status") == "graded" for r in finals.values()):
                     tqdm.write(f"course-grade: {len(unset)} sandbox(es) of {source.worksheet} could not be set up: "
                                f"graded again one at a time: {', '.join(plain(s.student)[:40] for s in unset[:10])}"
                                f"{' and more' if len(unset) > 10 else ''}", file=sys.stderr)

@@ -138,6 +138,9 @@ class Not_set_up(Stand_in):
         self.unset = dict(unset)
 
     def __call__(self, source, sub, opts):
+        if sub.student.startswith("file_"):         # a file that is no notebook: a status, but no run
+            result = super().__call__(source, sub, opts)
+            return {**result, "status": "not_a_notebook", "message": "not a notebook"}
         if self.unset.get(sub.student, 0) > 0:
             self.unset[sub.student] -= 1
             with self.lock:
@@ -185,10 +188,10 @@ def test_what_the_run_says_meanwhile_is_not_glued_to_its_progress_bar(tmp_path, 
 def test_sandboxes_never_set_up_are_not_tried_again_in_the_same_run(tmp_path, cheap_run, capsys):
     """No sandbox of the run could be set up: the machine is at fault, and a second try for each would only make
     the class wait; each is left to the next run (and the run exits 3, grade.EXIT_NO_VERDICT)."""
-    subs, out = _class(tmp_path, "amy", "bob"), tmp_path / "out"
+    subs, out = _class(tmp_path, "amy", "bob", "file_cy"), tmp_path / "out"     # (a file that ran nothing)
     stand_in = Not_set_up({"amy": 5, "bob": 5})
     stats = cheap_run(subs, out, stand_in)
-    assert len(stand_in.calls) == 2 and stats["grader_errors"] == [grade.NOT_SET_UP] * 2
+    assert len(stand_in.calls) == 3 and stats["grader_errors"] == [grade.NOT_SET_UP] * 2
     assert "graded again one at a time" not in capsys.readouterr().err
 
 
