@@ -777,11 +777,12 @@ def not_set_up(outcome: sandbox.Outcome, run_nb: dict, zygote: bool) -> str | No
     user's epoll watches, and a classmate's runner ended before its first cell without a record: 0/8 "this cell
     did not run", for good).
 
-    The prelude alone counts only where process 1 logs a cell's start before the kernel can run it: nbclient
-    (``--no-pool``) does, and a kernel in a pid namespace cannot end process 1. A zygote's kernel without one
-    starts the next cell as soon as it has sent the prelude's record, and a first cell that kills process 1
+    The log is read as proof only where process 1 logs a cell's start before the kernel can run it: nbclient
+    (``--no-pool``) does, and a kernel in a pid namespace cannot end or stop process 1. A zygote's kernel without
+    one starts the next cell as soon as it has sent the prelude's record, and a first cell that kills process 1
     before it logged that record left a log that stops in the prelude (a review of 2026-12-07: 4 of 12 such
-    jobs, a student's 0 turned into a grader error)."""
+    jobs, a student's 0 turned into a grader error). There only process 1's own word that it could not start
+    counts: a "dead" record before any cell, not a silence (``jobs.NO_RECORD``), a timeout or a stop."""
     if outcome.finished:
         return None
     started = [c.get("index") for c in outcome.cells] + [outcome.running]
@@ -789,10 +790,10 @@ def not_set_up(outcome: sandbox.Outcome, run_nb: dict, zygote: bool) -> str | No
         run_nb["cells"]) else "student" for i in started if i is not None]
     held = outcome.protections.get("namespaces")
     sure = not zygote or (isinstance(held, list) and "pid" in held)
-    if roles and not (sure and all(role == "prelude" for role in roles)):
+    said = outcome.dead is not None and not outcome.dead.startswith(sandbox.jobs.NO_RECORD)
+    if not (sure and all(role == "prelude" for role in roles) or said and not roles):
         return None
-    return outcome.dead or outcome.stopped or ("out of time" if outcome.timed_out else
-                                               "the runner ended without a record")
+    return outcome.dead or outcome.stopped or ("out of time" if outcome.timed_out else sandbox.jobs.NO_RECORD)
 
 
 def _calls(source: Source) -> dict[str, tuple[str, ...]]:

@@ -853,7 +853,7 @@ PRELUDE_RAN = {"index": 0, "status": "ok", "seconds": 1.0}
     # the fifth red team: a neighbour spent the user's epoll watches, zmq aborted in the runner before its first
     # cell, with no record (jobs.Job.run names the runner's end); 0/8 "this cell did not run" until then
     (dict(dead="the sandbox's runner ended without a record (exit status -6)"), "exit status -6"),
-    (dict(), "the runner ended without a record"),          # (a job that did not say even that)
+    (dict(), "the sandbox's runner ended without a record"),    # (a job that did not say even that)
     (dict(running=0, dead="the kernel died (exit code -6)"), "the kernel died"),     # in the grader's imports
     (dict(running=0, timed_out=True), "the kernel and the grader's imports did not finish within 900 s"),
 ], ids=["runner aborted", "no word", "died in the prelude", "timed out in the prelude"])
@@ -867,16 +867,24 @@ def test_a_job_that_ended_before_any_cell_of_the_students_is_a_grader_error(tmp_
         grade.grade_submission(grade.load_source(solution), grade.Submission("b06", solution), opts)
 
 
-@pytest.mark.parametrize("held, verdict", [(["mount"], True), (["pid", "mount"], False)],
-                         ids=["no pid namespace: a verdict", "in a pid namespace: a grader error"])
+SILENT = "the sandbox's runner ended without a record (exit status -9)"
+SAID = "the sandbox could not be set up (OSError: [Errno 28] No space left on device)"
+
+
+@pytest.mark.parametrize("held, running, dead, verdict", [
+    (["mount"], 0, SILENT, True), (["mount"], None, SILENT, True), (["mount"], None, SAID, False),
+    (["pid", "mount"], 0, SILENT, False), (["pid", "mount"], None, SILENT, False)],
+    ids=["no pid namespace, in the prelude: a verdict", "no pid namespace, silent before any cell: a verdict",
+         "no pid namespace, process 1 said it: a grader error", "pid namespace, in the prelude: a grader error",
+         "pid namespace, silent: a grader error"])
 def test_a_zygote_job_that_stopped_in_the_prelude_is_a_verdict_without_a_pid_namespace(tmp_path, monkeypatch,
-                                                                                      held, verdict):
+                                                                                      held, running, dead, verdict):
     """A zygote's kernel starts the next cell as soon as it has sent the prelude's record: without a pid namespace,
     a first cell that kills process 1 before it logged that record leaves a log that stops in the prelude (a
-    review of 2026-12-07: 4 of 12 such jobs on a loaded machine). There it stays a verdict (else a student's 0
-    turned into a grader error); in a pid namespace the kernel cannot end process 1, and it is the grader's."""
-    dead = "the sandbox's runner ended without a record (exit status -9)"
-    _fake_job(tmp_path, monkeypatch, sandbox.Outcome(running=0, dead=dead,
+    review of 2026-12-07: 4 of 12 such jobs on a loaded machine), or before it (in principle, on a slow process
+    1). There it stays a verdict (else a student's 0 turned into a grader error), unless process 1 said it could
+    not start; in a pid namespace the kernel cannot end process 1, and it is the grader's."""
+    _fake_job(tmp_path, monkeypatch, sandbox.Outcome(running=running, dead=dead,
                                                      protections={"cgroup": None, "namespaces": held}))
     solution = corpus.REPO / "solutions" / "01_schedules.ipynb"
     opts = grade.Options(kernel=grade.KernelPackage(pythonpath=None, read_only=[]), cases={}, zygotes=object())

@@ -35,6 +35,7 @@ from pathlib import Path
 from .cgroups import JobCgroup
 
 RUNNER = Path(__file__).resolve().with_name("runner.py")
+NO_RECORD = "the sandbox's runner ended without a record"     # Outcome.dead of a runner that did not say how
 MAX_LOG_BYTES = 4 * 2 ** 20
 MAX_BOX_ENTRIES = 20_000
 # what the kernel may read of /proc when it cannot have a /proc of its own (no process directory among them)
@@ -271,7 +272,7 @@ class Job:
             if not (outcome.finished or outcome.dead or outcome.timed_out or outcome.stopped):
                 # the runner itself ended without its last record: killed, or aborted (a neighbour that spent the
                 # user's epoll watches made zmq abort in it; the fifth red team of 2026-12-07)
-                outcome.dead = f"the sandbox's runner ended without a record (exit status {outcome.exit_status})"
+                outcome.dead = f"{NO_RECORD} (exit status {outcome.exit_status})"
             self.harvest = read_frames(harvest_fd, self.max_harvest * 64)
         finally:
             for fd in (log_fd, out_fd, harvest_fd):
