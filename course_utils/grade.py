@@ -761,14 +761,13 @@ def _run(job: sandbox.Job, run_nb: dict, source: Source, sub: Submission, data: 
     is a timeout of the TODO it grades, not a setup that failed."""
     outcome = job.run(run_nb, _file_name(sub.path.name), data, opts.cases or cases_files(source), pool=opts.zygotes)
     interrupted = opts.cancel is not None and opts.cancel.is_set()     # (Ctrl-C: the class run keeps no verdict)
-    why = not_set_up(outcome, run_nb, opts.zygotes is not None)
+    why = not_set_up(outcome, run_nb, opts.zygotes is not None, opts.timeout)
     if why and not interrupted and not (second and outcome.timed_out):
-        raise SandboxNotSetUp(why if not outcome.timed_out else
-                              f"the kernel and the grader's imports did not finish within {opts.timeout:g} s")
+        raise SandboxNotSetUp(why)
     return outcome
 
 
-def not_set_up(outcome: sandbox.Outcome, run_nb: dict, zygote: bool) -> str | None:
+def not_set_up(outcome: sandbox.Outcome, run_nb: dict, zygote: bool, timeout: float) -> str | None:
     """Why none of the student's code ran in ``outcome`` (None when some may have): the job ended before any cell
     started, or before any but the grader's imports (the prelude) where the kernel cannot have started the next
     cell meanwhile. The sandbox was not set up, its process 1 could not start the kernel, the runner itself was
@@ -793,7 +792,9 @@ def not_set_up(outcome: sandbox.Outcome, run_nb: dict, zygote: bool) -> str | No
     said = outcome.dead is not None and not outcome.dead.startswith(sandbox.jobs.NO_RECORD)
     if not (sure and all(role == "prelude" for role in roles) or said and not roles):
         return None
-    return outcome.dead or outcome.stopped or ("out of time" if outcome.timed_out else sandbox.jobs.NO_RECORD)
+    return outcome.dead or outcome.stopped or (
+        f"the kernel and the grader's imports did not finish within {timeout:g} s" if outcome.timed_out else
+        sandbox.jobs.NO_RECORD)
 
 
 def _calls(source: Source) -> dict[str, tuple[str, ...]]:
@@ -1302,6 +1303,14 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 if r.get("status") != "graded":     # a row of 0 points: named in the summary line
                     stats["not_gradable"].append(f"{r['student']} ({r.get('status')})")
                 bar.update(1)
+
+            def by_itself(*args) -> dict | None:
+                """``work(*args)`` in the pool's thread, as the others, with nothing beside it."""
+                fut = pool.submit(work, *args)
+                while not futures.wait([fut], timeout=SLOW_POLL_S).done:
+                    pass        # (a wait with a timeout: Ctrl-C caught by another thread still stops it)
+                return fut.result()
+
             try:
                 pending = {pool.submit(work, s) for s in todo if why[s.student] != "alone"}
                 while pending:
@@ -1312,7 +1321,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                             count(r)
                 # a sandbox not set up (a count of the machine's or the user's spent meanwhile, by a classmate's
                 # job or another program: open files, epoll watches): once more, one at a time, if the run graded
-                # anyone (else the machine is at fault, and the class would wait for nothing)
+                # a notebook (else the machine is at fault, and the class would wait for nothing)
                 unset = [s for s in todo if (finals.get(s.student) or {}).get("message") == NOT_SET_UP]
                 if unset and any(r.get("status") == "graded" for r in finals.values()):
                     tqdm.write(f"course-grade: {len(unset)} sandbox(es) of {source.worksheet} could not be set up: "
@@ -1320,10 +1329,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                                f"{' and more' if len(unset) > 10 else ''}", file=sys.stderr)
                     bar.total += len(unset)
                     for sub in unset:
-                        fut = pool.submit(work, sub, None, True)
-                        while not futures.wait([fut], timeout=SLOW_POLL_S).done:
-                            pass        # (as below: Ctrl-C caught by another thread still stops it)
-                        if (r := fut.result()) is None:
+                        if (r := by_itself(sub, None, True)) is None:
                             break
                         stats["not_gradable"].remove(f"{sub.student} (grader_error)")
                         stats["grader_errors"].remove(NOT_SET_UP)
@@ -1344,10 +1350,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                     for sub in again:       # in the pool's thread, as the others: Ctrl-C stops it as them
                         first = finals.get(sub.student) or olds[sub.student]
                         bar.set_postfix_str(f"graded alone: {plain(sub.student)[:40]}")
-                        fut = pool.submit(work, sub, first)
-                        while not futures.wait([fut], timeout=SLOW_POLL_S).done:
-                            pass        # (a wait with a timeout: Ctrl-C caught by another thread still stops it)
-                        if (r := fut.result()) is None:
+                        if (r := by_itself(sub, first)) is None:
                             break
                         if r is first:      # a grader error alone: the first stays (named on stderr)
                             continue

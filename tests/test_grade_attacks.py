@@ -813,17 +813,7 @@ def test_a_sandbox_that_was_not_set_up_is_a_grader_error_not_a_verdict(tmp_path,
     ("the sandbox could not be set up", or process 1 could not make a pipe) and each was graded `crashed`, 0/8,
     a verdict that no rerun revisits. A job whose runner never recorded what held ran none of the student's
     code: grade_submission raises, the class run writes a grader error and the next run grades it again."""
-    class NotSetUp:
-        def __init__(self, *args, **kwargs):
-            self.box = tmp_path / "box"
-            self.box.mkdir(exist_ok=True)
-
-        def run(self, *args, **kwargs):
-            return sandbox.Outcome(dead=dead, protections={"cgroup": None, **held})
-
-        def close(self, keep=False):
-            pass
-    monkeypatch.setattr(grade.sandbox, "Job", NotSetUp)
+    _fake_job(tmp_path, monkeypatch, sandbox.Outcome(dead=dead, protections={"cgroup": None, **held}))
     solution = corpus.REPO / "solutions" / "01_schedules.ipynb"
     opts = grade.Options(kernel=grade.KernelPackage(pythonpath=None, read_only=[]), cases={})
     with pytest.raises(grade.SandboxNotSetUp, match=re.escape(dead)):

@@ -257,7 +257,6 @@ class Job:
                         self._watch(proc, outcome, start)
                     finally:
                         self._kill(proc)
-                        outcome.exit_status = proc.returncode
             else:
                 proc = subprocess.Popen([sys.executable, "-I", str(RUNNER), str(self.dir)], cwd=self.box / "work",
                                         env=env, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
@@ -266,7 +265,7 @@ class Job:
                     self._watch(proc, outcome, start)
                 finally:
                     self._kill(proc)
-                    outcome.exit_status = proc.returncode
+            outcome.exit_status = proc.returncode     # (set by _kill's wait, on both paths)
             outcome.seconds = time.monotonic() - start
             self._read_log(log_fd, out_fd, outcome)
             if not (outcome.finished or outcome.dead or outcome.timed_out or outcome.stopped):
