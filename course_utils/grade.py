@@ -819,12 +819,12 @@ def with_course_answers(source: Source, sub: Submission, nb: dict, data: bytes, 
     runs' seconds, and the grade_ids whose second run ran out of time (more CPU could change their verdicts:
     ``ran_out_of_time``). Only each run's one TODO's status is read. The runs share what the first (``spent``
     seconds) left of the submission's ``--timeout``; a TODO left less than ``MIN_SECOND_RUN_S`` is not run again
-    (its row says that run ended before its verdict; out of time too)."""
+    (its row says that run did not start; out of time too)."""
     again, seconds = [], 0.0
     for gid, names in replaced.items():
         second = second_run_options(opts, spent + seconds)
-        if second is None:
-            again.append({"grade_id": gid, "status": "timeout"})
+        if second is None:      # (out of time as well: more CPU for the first run leaves it more)
+            again.append({"grade_id": gid, "status": "timeout", "started": False})
             continue
         job = _job(second)
         try:
@@ -1221,7 +1221,7 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             print(f"course-grade: {len(again)} result(s) of {source.worksheet} {what}{changed}: graded again",
                   file=sys.stderr)
     workers = max(1, workers or usable_cores())
-    stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo), "not_gradable": []}
+    stats = {"submissions": len(subs), "graded": 0, "skipped": len(subs) - len(todo)}
 
     cancel = opts.cancel = threading.Event()
     running: dict[str, float] = {}          # student -> when their grading started: the bar names a slow one
@@ -1295,13 +1295,9 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
             finals: dict[str, dict] = {}        # student -> the result written for them in this run
 
             def count(r: dict) -> None:
-                finals[r["student"]] = r
-                if r.get("status") == "grader_error":
-                    stats.setdefault("grader_errors", []).append(str(r.get("message")))
-                    if r.get("message") != NOT_SET_UP:      # (that one: said)
-                        tqdm.write(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
-                if r.get("status") != "graded":     # a row of 0 points: named in the summary line
-                    stats["not_gradable"].append(f"{r['student']} ({r.get('status')})")
+                finals[r["student"]] = r        # (a later try replaces an earlier: the stats read the last)
+                if r.get("status") == "grader_error" and r.get("message") != NOT_SET_UP:   # (that one: said)
+                    tqdm.write(f"course-grade: {r['student']}: {r['message']}", file=sys.stderr)
                 bar.update(1)
 
             def by_itself(*args) -> dict | None:
@@ -1331,8 +1327,6 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                     for sub in unset:
                         if (r := by_itself(sub, None, True)) is None:
                             break
-                        stats["not_gradable"].remove(f"{sub.student} (grader_error)")
-                        stats["grader_errors"].remove(NOT_SET_UP)
                         count(r)
                         if r.get("status") != "grader_error":
                             stats.setdefault("set_up_again", []).append(plain(sub.student)[:40])
@@ -1364,6 +1358,12 @@ def grade_class(source_path, submissions: list[str], out, *, workers: int | None
                 pool.shutdown(wait=False, cancel_futures=True)
                 stats["interrupted"] = True
             stats["graded"] = len(finals)
+            # each student's last result in this run: a row of 0 points, named in the summary line; grader errors
+            stats["not_gradable"] = [f"{who} ({r.get('status')})" for who, r in finals.items()
+                                     if r.get("status") != "graded"]
+            errors = [str(r.get("message")) for r in finals.values() if r.get("status") == "grader_error"]
+            if errors:
+                stats["grader_errors"] = errors
             stats["left_alone"] = sorted(s for s, r in finals.items() if waiting_alone(r))   # (interrupted)
             for r in finals.values():
                 old, new = before.get(r["student"]), _points(r)

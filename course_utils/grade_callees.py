@@ -138,13 +138,15 @@ def before_cell(names: list[str], course: dict[str, Answer], target: str) -> str
 def credit(graded, rows: list[dict], again: list[dict], replaced: dict[str, list[str]], max_message: int
            ) -> list[dict]:
     """``rows`` with each TODO graded again (``replaced``) that passed the second run (``again``'s rows) given
-    its points; one that did not keeps its verdict, with a note that says whether that run failed it too or ended
-    before its verdict (out of the submission's time, a crash); its hint is shortened to keep the message within
-    ``max_message`` characters with both notes whole. Nothing else is read of ``again``."""
+    its points; one that did not keeps its verdict, with a note that says whether that run failed it too, ended
+    before its verdict (out of the submission's time, a crash) or did not start (``"started": False``: the first
+    run left too little of the time limit); its hint is shortened to keep the message within ``max_message``
+    characters with both notes whole. Nothing else is read of ``again``."""
     from .checks import PASS
     from .checks.framework import failing_words
     target = {g.grade_id: g.target for g in graded}
     status = {r.get("grade_id"): r.get("status") for r in again}
+    unstarted = {r.get("grade_id") for r in again if r.get("started") is False}
     final = {target.get(r.get("grade_id")): "pass" if status.get(r.get("grade_id")) == "pass" else r.get("status")
              for r in rows}
     for row in rows:
@@ -163,6 +165,8 @@ def credit(graded, rows: list[dict], again: list[dict], replaced: dict[str, list
         else:
             note = (f"{FAILED_TOO}: look at {target[row['grade_id']]} itself too"
                     if status.get(row["grade_id"]) in RERUN_STATUSES else
+                    "that run did not start: your notebook's first run left too little of its time limit"
+                    if row["grade_id"] in unstarted else
                     "that run ended before its verdict (out of time, or a crash)")
             row["message"] = fit(str(row["message"]), f"{AGAIN}{yours} in place of yours, {note}]", max_message)
     return rows

@@ -328,13 +328,23 @@ def _only_correct(row: dict) -> bool:
     return row["status"] == "pass" and re.fullmatch(r"(?:\S+ )?[\w.]+: correct", str(row["message"])) is not None
 
 
+def _handed_in(file: str) -> str:
+    """What the student handed in, by its name alone (not the instructor's folders): "File: 01_schedules.ipynb",
+    or "Folder: frank/" for a folder in which no notebook was graded (the feedback said "File: frank")."""
+    try:
+        folder = Path(file).is_dir()
+    except (OSError, ValueError):
+        folder = False
+    return f"Folder: {md(Path(file).name)}/" if folder else f"File: {md(Path(file).name)}"
+
+
 def feedback_markdown(student: str, results: list[dict]) -> str:
     lines = [f"# Feedback for {md(student)}", ""]
     for r in results:
         auto = sum(row["points"] for row in r["rows"] if isinstance(row["points"], (int, float)))
         total = sum(row["max_points"] for row in r["rows"])
         lines += [f"## Worksheet `{plain(r['worksheet'])}`: {auto:g} / {total:g} points", "",
-                  f"File: {md(Path(str(r.get('file', ''))).name)}", ""]
+                  _handed_in(str(r.get("file", ""))), ""]
         if r.get("message"):
             lines += [f"**{md(r['message'])}**", ""]
         for row in r["rows"]:

@@ -338,7 +338,8 @@ def attention(res: dict) -> list[str]:
     late = res.get("second_run_timeouts")
     if isinstance(late, list) and late and not waiting_alone(res):
         why.append("graded again with the course's answer to a failing TODO it calls, and that run ran out of "
-                   f"time: {', '.join(map(str, late[:4]))}{', ...' if len(late) > 4 else ''} (a rerun with a larger "
+                   "time (or did not start: the first run left too little of --timeout): "
+                   f"{', '.join(map(str, late[:4]))}{', ...' if len(late) > 4 else ''} (a rerun with a larger "
                    "--timeout grades it again and may credit it)")
     changed = [str(f.get("what")) for f in res.get("monkeypatches") or [] if isinstance(f, dict)]
     if changed:

@@ -226,7 +226,8 @@ def test_a_second_run_out_of_time_is_one_more_cpu_could_change(tmp_path):
     result = json.loads((out / "results" / "lab_ddim" / "sleepy.json").read_text())
     assert result["second_run_timeouts"] == ["test_reverse_diffusion"] and ran_out_of_time(result)
     assert not ran_out_of_time({**result, "second_run_timeouts": []})       # (its first run: in time)
-    assert "and that run ran out of time: test_reverse_diffusion" in (out / "report.html").read_text()
+    assert "and that run ran out of time (or did not start: the first run left too little of --timeout): " \
+        "test_reverse_diffusion" in (out / "report.html").read_text()
 
 
 def test_the_second_run_has_what_the_first_left_of_the_submissions_time():
@@ -251,6 +252,24 @@ def test_what_the_second_run_gives_a_row_is_its_status_alone():
     assert all("SECRET" not in r["message"] and r["course_answers"] == ["denoise"] for r in given)
     assert given[0]["message"].startswith("✅ reverse_diffusion: correct with the course's denoise in place of yours")
     assert grade_callees.FAILED_TOO in given[1]["message"] and "ended before its verdict" in given[2]["message"]
+
+
+def test_a_second_run_left_too_little_time_says_it_did_not_start():
+    """The first run left under MIN_SECOND_RUN_S of the submission's --timeout: the TODO is not run again, and its
+    row said "that run ended before its verdict (out of time, or a crash)" of a run that never started; it says
+    so now, and the result still names it among the second runs out of time (more CPU for the first run, graded
+    alone, leaves it the time)."""
+    from course_utils.grade import MIN_SECOND_RUN_S, Options, Submission, with_course_answers
+    source = load_source(LAB)
+    rows = [{"grade_id": "test_reverse_diffusion", "points": 0, "max_points": 3, "status": "fail",
+             "message": "❌ reverse_diffusion: wrong [it calls your denoise, which fails its own check]"}]
+    opts = Options(timeout=300)
+    given, seconds, late = with_course_answers(source, Submission("late", LAB), {}, b"", rows,
+                                               {"test_reverse_diffusion": ["denoise"]}, opts,
+                                               300 - MIN_SECOND_RUN_S + 1)
+    assert late == ["test_reverse_diffusion"] and seconds == 0 and given[0]["points"] == 0, given
+    assert given[0]["message"].endswith("[graded again with the course's denoise in place of yours, that run did not "
+                                        "start: your notebook's first run left too little of its time limit]"), given
 
 
 @pytest.mark.slow

@@ -271,6 +271,15 @@ def test_the_feedback_names_the_file_without_the_graders_folders(tmp_path):
     assert "/srv" not in text and "prof" not in text
 
 
+def test_the_feedback_names_a_folder_without_a_notebook_as_a_folder(tmp_path):
+    """A student's folder in which no notebook was graded: "Folder: frank/", not "File: frank"."""
+    (tmp_path / "subs" / "frank").mkdir(parents=True)
+    r = {**_result("frank", 0, 2), "file": str(tmp_path / "subs" / "frank")}
+    _write(tmp_path, r)
+    text = _feedback(tmp_path, "frank")
+    assert "Folder: frank/" in text and "File:" not in text and str(tmp_path) not in text
+
+
 def test_pass_rates_and_mean_of_a_small_class():
     """Each TODO's pass rate counts every student (the first included), a hand-graded TODO says it waits, and the
     mean is over the students."""

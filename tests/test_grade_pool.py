@@ -332,6 +332,28 @@ def test_the_pool_stops_a_deaf_cell_and_replaces_a_dead_zygote(tmp_path):
         pool.close()
 
 
+@pytest.mark.slow
+def test_a_runner_killed_on_the_zygote_path_is_named_dead_with_its_exit_status(tmp_path):
+    """Without a pid namespace (Gradescope's containers, Ubuntu's userns restriction) a student's cell can kill
+    the zygote's runner, its parent, which then writes no last record: the outcome names it dead with the exit
+    status the zygote reports (-9), as the nbclient path does (tests/test_grade_attacks.py), not a notebook that
+    merely stopped. grade.not_set_up reads what ran before (here the student's first cell: a verdict)."""
+    from course_utils import sandbox
+    pool = sandbox.Pool(1, scratch=tmp_path / "zygotes")
+    cells = ["x = 1", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", "y = 2"]
+    nb = {"cells": [{"cell_type": "code", "source": src, "metadata": {}, "outputs": [], "execution_count": None}
+                    for src in cells], "nbformat": 4, "nbformat_minor": 5, "metadata": {}}
+    try:
+        with sandbox.Job(sandbox.Limits(timeout=60, cell_timeout=30), read_only=sandbox.system_read_only(),
+                         namespaces=False) as job:
+            outcome = job.run(nb, "x.ipynb", b"{}", pool=pool)
+    finally:
+        pool.close()
+    assert outcome.exit_status == -9 and not outcome.finished, outcome
+    assert outcome.dead == "the sandbox's runner ended without a record (exit status -9)", outcome.dead
+    assert 2 not in [c.get("index") for c in outcome.cells]         # nothing after the kill ran
+
+
 PARITY = ["correct", "untouched", "wrong_linear_beta_schedule", "edited_tests", "infinite_loop", "memory_hog",
           "kernel_crash", "monkeypatch", "file_attack", "exit_call"]
 

@@ -247,8 +247,9 @@ def test_a_second_run_that_ran_out_of_time_needs_attention():
     late = {**_result("erin", [("test_loop", "fail", "❌ loop: wrong [... that run ended before its verdict]")]),
             "second_run_timeouts": ["test_loop"]}
     said = " ".join(grade_report.attention(late))
-    assert "graded again with the course's answer to a failing TODO it calls, and that run ran out of time: " \
-        "test_loop (a rerun with a larger --timeout grades it again and may credit it)" in said, said
+    assert "graded again with the course's answer to a failing TODO it calls, and that run ran out of time (or did " \
+        "not start: the first run left too little of --timeout): test_loop (a rerun with a larger --timeout grades " \
+        "it again and may credit it)" in said, said
     assert not any("course's answer" in w for w in grade_report.attention({**late, "beside_others": True}))
     assert not any("course's answer" in w for w in grade_report.attention({**late, "second_run_timeouts": []}))
 
