@@ -27,8 +27,11 @@ appears that much later (a red team's loop slept by the course's code and read a
 
 Which TODOs: those whose first verdict is a wrong value or an error, or "not implemented" whose own cell no
 longer reaches a ``raise NotImplementedError`` (``unfinished``: a callee's ``NotImplementedError`` propagates
-through a finished caller), with at least one failing TODO they call that SOURCE has an answer for. A timeout
-is not run twice (it would cost its limit again).
+through a finished caller), with at least one failing TODO they call that SOURCE has an answer for. A TODO
+that ran out of time is run again only when a TODO it calls ran out of time too, whose loop is then most likely
+what held it (a right ``reverse_diffusion`` beside a ``while True`` in ``denoise`` scored 0 as a timeout, found by
+an instructor's pass of 2026-12-08); any other timeout is not run twice (it would cost its limit again, with
+nothing to blame).
 """
 from __future__ import annotations
 
@@ -90,7 +93,10 @@ def to_replace(graded, rows: list[dict], course: dict[str, Answer], calls: dict[
     out = {}
     for g in graded:
         first = status.get(g.target)
-        if first not in RERUN_STATUSES:
+        if first == "timeout":          # only beside a callee that ran out of time too (the module's docstring)
+            if not any(status.get(d) == "timeout" and d in course for d in calls.get(g.check, ())):
+                continue
+        elif first not in RERUN_STATUSES:
             continue
         if first == "not_implemented" and unfinished(student_cells.get(g.target)):
             continue                    # its own stub: nothing of the student's to grade

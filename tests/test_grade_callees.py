@@ -61,10 +61,17 @@ def test_which_todos_are_graded_again_and_with_which_answers():
     failing = {"sinusoidal_embedding": "fail", "SinusoidalTimeEmbedding": "fail", "SmallUNet": "fail"}
     assert _replace(UNET, failing) == {"test_SinusoidalTimeEmbedding": ["sinusoidal_embedding"],
                                        "test_SmallUNet": ["SinusoidalTimeEmbedding", "sinusoidal_embedding"]}
-    # nothing to do: the callees pass, the caller passes, or it ran out of time (a second run costs the limit again)
+    # nothing to do: the callees pass, the caller passes, or it ran out of time beside a callee that did not (a
+    # second run would cost the limit again, with nothing to blame)
     assert _replace(LAB, {"reverse_diffusion": "fail"}) == {}
     assert _replace(LAB, {"denoise": "fail"}) == {}
     assert _replace(LAB, {"denoise": "fail", "reverse_diffusion": "timeout"}) == {}
+    assert _replace(LAB, {"reverse_diffusion": "timeout"}) == {}
+    # out of time beside a callee out of time: most likely the callee's loop (an instructor's pass of 2026-12-08)
+    assert _replace(LAB, {"denoise": "timeout", "reverse_diffusion": "timeout"}) == {
+        "test_reverse_diffusion": ["denoise"]}
+    assert _replace(LAB, {"denoise": "timeout", "diffusion_schedule": "fail", "reverse_diffusion": "timeout"}) == {
+        "test_reverse_diffusion": ["denoise", "diffusion_schedule"]}
 
 
 def test_a_todo_not_implemented_is_graded_again_only_when_its_stub_is_gone():
@@ -202,6 +209,30 @@ def test_moving_a_graded_cell_after_its_caller_borrows_nothing(tmp_path):
     assert embedding["points"] == "0" and "it did not pass either" in embedding["message"], embedding
     assert rows[("mover", "test_sinusoidal_embedding")]["points"] == "0"
     assert rows[("mover", "test_ResBlock")]["points"] == "2"
+
+
+@pytest.mark.slow
+def test_a_right_loop_beside_a_denoise_that_never_returns_is_credited(tmp_path):
+    """An instructor's pass (2026-12-08): a right reverse_diffusion beside a ``while True`` in denoise ran out of
+    time with it and scored 0, where a wrong value or an error in denoise had it credited; a larger --cell-timeout
+    only cost more. A loop that ran out of time beside a callee that did too is graded again; one that loops by
+    itself keeps its timeout (its second run runs out of time too)."""
+    answers = load_source(LAB).answers
+    right = answers["reverse_diffusion"].code.replace("### BEGIN SOLUTION", "")
+    endless = ("def denoise(network, noisy_images, noise_rates, signal_rates):\n"
+               "    while True:\n"
+               "        pass\n")
+    own_loop = "def reverse_diffusion(network, initial_noise, diffusion_steps):\n    while True:\n        pass\n"
+    students = {"erin": _notebook(LAB, {"denoise": endless, "reverse_diffusion": right}),
+                "loops": _notebook(LAB, {"denoise": endless, "reverse_diffusion": own_loop})}
+    rows, out = _grade(LAB, students, tmp_path, "--cell-timeout", "6")
+    assert rows[("erin", "test_denoise")]["status"] == "timeout"
+    credited = rows[("erin", "test_reverse_diffusion")]
+    assert credited["points"] == "3" and credited["status"] == "pass", credited
+    assert "correct with the course's denoise in place of yours" in credited["message"], credited
+    kept = rows[("loops", "test_reverse_diffusion")]
+    assert kept["points"] == "0" and kept["status"] == "timeout", kept
+    assert "that run ended before its verdict" in kept["message"], kept
 
 
 @pytest.mark.slow
