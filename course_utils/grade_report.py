@@ -351,13 +351,20 @@ def attention(res: dict) -> list[str]:
     return why
 
 
+def _written(row: dict) -> bool:
+    """A written answer's row: to be graded by hand, or not answered (grade.py gives that one 0 at once)."""
+    return row.get("status") == PENDING or (row.get("status") == "not_implemented"
+                                            and str(row.get("message", "")).startswith(NOT_ANSWERED))
+
+
 def _lowest(results: list[dict]) -> list[str]:
     """The students with under half of a worksheet's automatic points, named, with the TODOs they lost: whom to
     help (wrong answers are no trouble for the grader, so "need attention" does not list them; files that could
-    not be graded are listed there, not here)."""
+    not be graded are listed there, not here). Written answers aside, answered or not: a blank summary counted
+    its 3 points, so the lab's students read "2 / 10" or "2 / 7" by their summary (an instructor's pass)."""
     rows = []
     for r in results:
-        auto = [row for row in r["rows"] if row.get("status") != PENDING]
+        auto = [row for row in r["rows"] if not _written(row)]
         got, best = sum(_points(x.get("points")) for x in auto), sum(_points(x.get("max_points")) for x in auto)
         lost = [str(x.get("grade_id")) for x in auto if x.get("status") != PASSED]
         if r.get("status") in (None, "graded") and best and got < best / 2 and lost:

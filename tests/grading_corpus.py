@@ -284,7 +284,7 @@ def build_corpus(folder: Path, solution: Path = SOLUTION, *, source_dir: Path | 
 
     # malformed files: no kernel runs for these
     zero = {gid: (0, None, None) for gid, _, _, _ in tests}
-    put("not_json", b"this is not JSON {", {g: (0, "not_a_notebook", "not valid JSON") for g in zero})
+    put("not_json", b"this is not JSON {", {g: (0, "not_a_notebook", "the file is plain text") for g in zero})
     put("json_list", b"[1, 2, 3]", {g: (0, "not_a_notebook", "no list of cells") for g in zero})
     put("binary", bytes(range(256)) * 4, {g: (0, "not_a_notebook", "not UTF-8") for g in zero})
     put("empty", json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode(),

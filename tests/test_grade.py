@@ -761,6 +761,14 @@ def test_an_empty_file_a_solutions_copy_and_an_output_file_are_named(tmp_path, c
     with pytest.raises(grade.Malformed, match=r"the file is empty \(0 bytes\)") as err:
         grade.parse_notebook(b"")
     assert err.value.status == "empty"
+    # a script renamed .ipynb was told it was "cut off while saving" and to save it again in JupyterLab, which
+    # cannot open it as a notebook (an instructor's pass of 2026-12-08); a notebook cut off is still told that
+    with pytest.raises(grade.Malformed, match=r"plain text \(it begins 'import torch'\), not a notebook saved by "
+                                              r"Jupyter: submit the \.ipynb file") as err:
+        grade.parse_notebook(b"\n\nimport torch\n\ndef linear_beta_schedule(T):\n    pass\n")
+    assert err.value.status == "not_a_notebook"
+    with pytest.raises(grade.Malformed, match="cut off while saving"):
+        grade.parse_notebook(b'{"cells": [{"cell_type": "code", "sou')
     source = grade.load_source(corpus.SOLUTION)
     marked = tmp_path / "rita.ipynb"                  # the markers, and no cell of this worksheet (graded no further)
     marked.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [

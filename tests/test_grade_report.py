@@ -209,6 +209,20 @@ def test_a_student_who_failed_every_todo_is_not_untouched():
     assert "<td>gus_secret</td>" in lowest and "0 / 2" in lowest and "test_linear, test_cosine" in lowest, lowest
 
 
+def test_the_lowest_scores_leave_every_written_answer_aside():
+    """"Under half of a worksheet's automatic points (the written answers aside)" counted a blank summary: an
+    instructor's pass read the lab's students as "2 / 10" beside "2 / 7", and whether a student was listed
+    depended on the written answer. Answered (to grade by hand) or blank, it is left out."""
+    fail, ok, ok_c = ("test_a", "fail", "❌ a: wrong"), ("test_b", "pass", "✅ b: ok"), ("test_c", "pass", "✅ c: ok")
+    blank = ("summary", "not_implemented", f"{grade_report.NOT_ANSWERED}: the answer still reads YOUR ANSWER HERE")
+    rows = [_result("blank", [fail, ok, ok_c, blank]), _result("wrote", [fail, ok, ok_c, ("summary", "manual", "")]),
+            _result("low_blank", [fail, ("test_b", "fail", "❌ b: wrong"), ok_c, blank])]
+    lowest = grade_report.render(rows).split("<h2>Lowest scores</h2>")[1]
+    assert "<td>blank</td>" not in lowest and "<td>wrote</td>" not in lowest, lowest
+    assert "<td>low_blank</td>" in lowest and "1 / 3" in lowest and "test_a, test_b<" in lowest, lowest
+    assert "summary" not in lowest.split("</table>")[0], lowest
+
+
 def test_a_copy_of_the_solutions_and_an_own_cell_that_loops_need_attention():
     """A student who handed in solutions/01_schedules.ipynb (nbgrader's markers, the hidden tests) scored full
     marks unflagged; a cell of the student's own that ran past the limit per cell cost the grader minutes and

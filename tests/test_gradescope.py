@@ -387,7 +387,8 @@ def test_scores_equal_course_grade(bundle, tmp_path):
 @pytest.mark.parametrize("files, message", [
     ({"notes.txt": b"hello"}, "No notebook"),
     ({"a.ipynb": b"{}", "b.ipynb": b"{}"}, "holds 2 notebooks"),
-    ({"01_schedules.ipynb": b"this is not JSON {"}, "not valid JSON"),
+    ({"01_schedules.ipynb": b"this is not JSON {"}, "the file is plain text"),
+    ({"01_schedules.ipynb": b'{"cells": [{"cell'}, "not valid JSON"),
 ])
 def test_unusable_submissions_score_zero_with_a_reason(bundle, tmp_path, files, message):
     results, _ = _run_autograder(_autograder_root(bundle, tmp_path / "ag", files))
