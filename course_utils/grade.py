@@ -676,7 +676,7 @@ SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
 
 
 def wrong_worksheet(source: Source, ids: set) -> None:
-    """Raise ``Malformed("wrong_worksheet")`` unless most of a submission's cell ids (nbgrader's grade_ids) are
+    """Raise ``Malformed("wrong_worksheet")`` unless most of a submission's grade_ids (nbgrader's cell ids) are
     SOURCE's: none in common is a new notebook; a few is another worksheet that shares a TODO and some headings
     with it (worksheet 1 and the lab both hold diffusion_schedule, md-01, ...: 6 of the lab's 17 ids, and every
     lab notebook got worksheet 1's points for diffusion_schedule when the instructor named the wrong SOURCE)."""
@@ -686,8 +686,8 @@ def wrong_worksheet(source: Source, ids: set) -> None:
                                            "cells matches the worksheet's (another worksheet, or a new notebook?)")
     if 2 * len(shared) < len(ids):
         raise Malformed("wrong_worksheet", f"this does not look like worksheet {source.worksheet!r}: only "
-                                           f"{len(shared)} of its {len(ids)} cell ids are the worksheet's (another "
-                                           "worksheet that shares a TODO with it?)")
+                                           f"{len(shared)} of its {len(ids)} nbgrader grade_ids are the worksheet's "
+                                           "(another worksheet that shares a TODO with it?)")
 
 
 def grade_submission(source: Source, sub: Submission, opts: Options) -> dict:

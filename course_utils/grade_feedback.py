@@ -33,6 +33,7 @@ CSV_FIELDS = ["student", "worksheet", "grade_id", "points", "max_points", "statu
 OVERRIDE_FIELDS = ["student", "worksheet", "grade_id", "points", "reason"]
 OVERRIDDEN = "by the instructor in overrides.csv"     # in grades.csv's message of a row overrides.csv set
 HAND_GRADED = "graded by hand: the points typed in grades.csv"   # the message of a written answer with points
+NOT_A_NUMBER = "the points typed in grades.csv are not a number (write 2.5, not 2,5): counted nowhere"
 
 
 def safe_name(name: str) -> str:
@@ -275,6 +276,7 @@ def write_reports(out: Path) -> tuple[int, int]:
                       else points)
             if number is None:      # kept in grades.csv as typed (export-lms refuses it), counted nowhere
                 not_numbers.append(f"{key[0]} ({key[1]}: {key[2]}, {points!r})")
+                csv_message = NOT_A_NUMBER      # (it said "graded by hand", beside a TOTAL that waits for it)
             rows.append({**row, "points": "" if number is None else number})
             pending += row["max_points"] if number in ("", None) else 0
             writer.writerow({"student": r["student"], "worksheet": r["worksheet"],
@@ -352,8 +354,9 @@ def feedback_markdown(student: str, results: list[dict]) -> str:
             mark = ("graded by hand" if by_hand else
                     {"pass": "passed", "manual": "to be graded by hand"}.get(row["status"], "not passed"))
             pts = "?" if row["points"] == "" else f"{row['points']:g}"
-            # a pass says only "passed": its verdict "X: correct" would repeat it (an instructor's reading)
-            text = "" if by_hand or _only_correct(row) else f" {md(row['message'])}"
+            # a pass says only "passed": its verdict "X: correct" would repeat it (an instructor's reading); an
+            # answer still to grade says so once ("to be graded by hand. to be graded by the instructor")
+            text = "" if by_hand or _only_correct(row) or row["status"] == "manual" else f" {md(row['message'])}"
             if r.get("message") and row["message"] == r["message"]:    # the file's own message, said once above
                 mark, text = "not graded (see above)", ""
             if "override" in row:       # what the grader found, and that the instructor decided

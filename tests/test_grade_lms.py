@@ -368,6 +368,11 @@ def test_points_typed_by_hand_reach_the_feedback_the_total_and_the_report(graded
     assert "not numbers (write 2.5, not 2,5) are kept as typed but counted nowhere: bob (01_schedules: summary, " \
         "'0,5')" in capsys.readouterr().err
     assert _summary_points(graded)["bob"] == "0,5" and _totals(graded)["bob"]["points"] == "2"
+    # and its row in grades.csv says so: it said "graded by hand: the points typed in grades.csv" (an instructor's
+    # pass of 2026-12-08), beside a TOTAL that still waits for them
+    with open(graded / "grades.csv", newline="", encoding="utf-8") as f:
+        row = next(r for r in csv.DictReader(f) if r["student"] == "bob" and r["grade_id"] == "summary")
+    assert row["message"] == grade_feedback.NOT_A_NUMBER, row
 
 
 def test_points_typed_over_an_automatic_grade_are_named_when_a_run_replaces_them(graded, capsys):
