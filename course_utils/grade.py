@@ -1039,7 +1039,10 @@ def _why_regrade(old: dict | None, source: Source, sub: Submission, opts: Option
     generous = isinstance(then, dict) and all(isinstance(then.get(k), (int, float)) and now[k] >= then[k]
                                               for k in now)
     untouched = (old.get("status") == "graded" and not old.get("cell_errors") and not old.get("second_run_timeouts")
-                 and all(isinstance(r, dict) and r.get("status") not in LIMIT_STATUSES for r in rows))
+                 and all(isinstance(r, dict) and r.get("status") not in LIMIT_STATUSES for r in rows)
+                 # a file that was not read as a notebook (not JSON, empty, another worksheet, ...): only the size
+                 # limit could change that (an instructor's pass: raising --cell-timeout regraded a script)
+                 or old.get("status") not in ("graded", "too_large", None))
     if then != now and not (generous and untouched):
         return "limits"
     return "alone" if waiting_alone(old) else None

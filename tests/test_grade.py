@@ -478,6 +478,9 @@ def test_a_rerun_regrades_after_the_source_changed_or_the_grader_failed(tmp_path
                second_run_timeouts=["c"]) == "limits"
     assert why(limits=now | {"timeout": 300}, cell_errors=[{"ename": "MemoryError"}]) == "limits"
     assert why(limits=now | {"max_notebook_mb": 4}, status="too_large") == "limits"
+    for whole_file in ("not_a_notebook", "empty", "wrong_worksheet", "ambiguous", "unreadable"):
+        assert why(limits=now | {"timeout": 300, "max_notebook_mb": 4}, status=whole_file) is None, whole_file
+        assert why(limits=now | {"timeout": 1200}, status=whole_file) == "limits"    # (lower: as any other)
     assert why(limits=now | {"timeout": 1200}) == "limits"           # less time now: a pass may time out
     assert why(limits=None) == why(limits={"timeout": "900"}) == "limits"
     result.write_text("[1, 2]")
