@@ -52,7 +52,7 @@ def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[s
     """({student: {worksheet: {grade_id: points}}}, {worksheet: {grade_id: max_points}}, {(student, worksheet):
     status} of the submissions that could not be graded), TOTAL rows left out, worksheets and TODOs in the order
     of grades.csv. Points that are not a number between 0 and the TODO's maximum (typed by hand: "2,5", "7" of
-    3) stop the export, each named."""
+    3) stop the export, each named. (``unfinished`` names what the export should warn of.)"""
     path = Path(out) / "grades.csv"
     overrides = Path(out) / "overrides.csv"
     try:
@@ -93,6 +93,31 @@ def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[s
                           + ("; ..." if len(bad) > 10 else "") + " (write points as 2.5, at most the TODO's "
                           "max_points, or leave the cell empty: still to grade)")
     return grades, maxima, not_graded
+
+
+def unfinished(out: Path) -> list[str]:
+    """Warnings on grades.csv's rows that a published total should not hide (an instructor's pass of 2026-12-08
+    exported both without a word): answers still to grade by hand (0 in the totals), and grades set in
+    overrides.csv below a pass the grader now gives (an old override, then a resubmission)."""
+    from .grade_feedback import _overridden, _typed_number
+    with open(Path(out) / "grades.csv", newline="", encoding="utf-8-sig") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("grade_id") not in (None, "TOTAL")]
+    pending = [f"{r['student']} ({r['worksheet']}: {r['grade_id']})" for r in rows
+               if r.get("status") == "manual" and not (r.get("points") or "").strip()]
+    lowered = [f"{r['student']} ({r['worksheet']}: {r['grade_id']}, {r['points']} of {r['max_points']})"
+               for r in rows if _overridden(r) and r.get("status") == "pass"
+               and (_typed_number(r.get("points")) or 0) < (_typed_number(r.get("max_points")) or 0)]
+    said = []
+    if pending:
+        said.append(f"{len(pending)} answer(s) still to grade by hand, exported empty and counted 0 in the totals: "
+                    + "; ".join(pending[:10]) + ("; ..." if len(pending) > 10 else "")
+                    + " (type their points into grades.csv, then export again)")
+    if lowered:
+        said.append(f"{len(lowered)} grade(s) set in overrides.csv below the full points of a TODO the grader now "
+                    "passes (an override older than a resubmission?): " + "; ".join(lowered[:10])
+                    + ("; ..." if len(lowered) > 10 else "") + " (delete those lines if they no longer apply, run "
+                    "course-grade again, then export)")
+    return said
 
 
 def _stale_overrides(out: Path, rows: list[dict]) -> list[str]:
@@ -277,7 +302,7 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
     if absent:
         warnings.append(f"{len(absent)} student(s) of the roster have no grades here (no submission?), and no row "
                         "in the export: " + "; ".join(absent[:20]) + ("; ..." if len(absent) > 20 else ""))
-    return buf.getvalue(), warnings
+    return buf.getvalue(), warnings + unfinished(Path(out))
 
 
 def _who(row: dict[str, str]) -> str:
