@@ -190,6 +190,7 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
                 order.append(gid)
             rows_by.setdefault(gid, []).append((res["student"], row))
     out += ["<h3>Each TODO</h3>", "<table><tr><th>TODO</th><th>points</th><th>passed</th><th></th></tr>"]
+    unread_by = {res["student"] for res in results if res.get("status") not in (None, "graded")}
     for gid in order:
         rows = rows_by[gid]
         manual = [r for _, r in rows if r.get("status") == PENDING]
@@ -201,6 +202,9 @@ def _worksheet(ws: str, results: list[dict], names: dict[str, str], catalogue: d
                 sum(_points(r.get("max_points")) for r in manual), 1e-9)
         shown = (f"{pending} to grade by hand" if pending else
                  f"graded by hand: {rate:.0%} of the points" if manual else f"{passed} / {len(rows)} ({rate:.0%})")
+        unread = sum(student in unread_by for student, _ in rows)
+        if unread and not manual:   # counted as not passed, though "what went wrong" leaves them out (below)
+            shown += f", of which {unread} file(s) not graded"
         lent: dict[str, int] = {}   # passes graded with the course's answer to a TODO it calls (grade_callees)
         for _, r in rows:
             if r.get("status") == PASSED and isinstance(r.get("course_answers"), list):
