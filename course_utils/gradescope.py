@@ -194,6 +194,7 @@ def to_results(result: dict, config: dict, names: dict[str, str] | None = None, 
     """Gradescope's results.json (a dict) from one course-grade result (DIR/results/<worksheet>/<student>.json)."""
     from .grade import cell_error_notes, monkeypatch_notes
     from .grade_feedback import plain
+    from .grade_report import NOT_ANSWERED
     names = names or {}
     tests, score, auto_max, manual = [], 0.0, 0.0, 0.0
     for number, row in enumerate(result["rows"], 1):
@@ -201,10 +202,11 @@ def to_results(result: dict, config: dict, names: dict[str, str] | None = None, 
         test = {"name": names.get(gid, gid), "number": str(number), "output": plain(row["message"]),
                 "visibility": config.get("test_visibility", "visible"), "tags": [row["status"]],
                 "extra_data": {"grade_id": gid, "status": row["status"]}}
-        if row["points"] == "":        # a written answer: graded by hand, in Gradescope
-            manual += row["max_points"]
+        blank = row["status"] == "not_implemented" and str(row["message"]).startswith(NOT_ANSWERED)
+        if row["points"] == "" or blank:     # a written answer: graded by hand, in Gradescope (a blank one too:
+            manual += row["max_points"]     # it made the automatic maximum 10 of the lab's 7, an instructor's pass)
             test["name"] += f" (written answer, {row['max_points']:g} points graded by hand)"
-            test["output"] = "Your written answer is graded by the instructor."
+            test["output"] = plain(row["message"]) if blank else "Your written answer is graded by the instructor."
         else:
             score += row["points"]
             auto_max += row["max_points"]

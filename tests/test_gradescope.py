@@ -166,6 +166,15 @@ def test_results_of_a_result_with_a_written_answer():
     shown = gradescope.to_results(result, {"worksheet": "lab"})       # tests visible: the output has the score
     assert "3 / 5 points" in shown["output"] and "2 more points" in shown["output"]
     assert "Note:" not in shown["output"]
+    # a blank written answer is still the hand-graded question's, not the autograder's: it made the lab's
+    # automatic maximum 10 where the docs set the autograder to 7 (an instructor's pass of 2026-12-08)
+    blank = {**result, "rows": result["rows"][:2] + [
+        {"grade_id": "summary", "points": 0, "max_points": 2, "status": "not_implemented",
+         "message": "not answered: the answer still reads YOUR ANSWER HERE"}]}
+    out = _valid(gradescope.to_results(blank, {"worksheet": "lab"}))
+    assert out["score"] == 3 and "3 / 5 points" in out["output"] and "2 more points" in out["output"], out["output"]
+    assert out["tests"][2].get("score") is None and "graded by hand" in out["tests"][2]["name"]
+    assert out["tests"][2]["output"].startswith("not answered"), out["tests"][2]
 
 
 @pytest.mark.parametrize("visibility", ["after_due_date", "after_published", "hidden"])
