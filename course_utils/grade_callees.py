@@ -169,7 +169,10 @@ def credit(graded, rows: list[dict], again: list[dict], replaced: dict[str, list
                 f"{PASS} {target[row['grade_id']]}: correct with the course's {yours} in place of yours, so it has "
                 f"its points; your {faulty} {own}: fix {fix} and it passes as it is"))
         else:
-            note = (f"{FAILED_TOO}: look at {target[row['grade_id']]} itself too"
+            # (the hint before the notes came from the student's callee; only the status of this run is read, so
+            # the instant check, with the course's answers in the package, gives the one with a right callee)
+            note = (f"{FAILED_TOO}: look at {target[row['grade_id']]} itself too; its check in your notebook gives "
+                    f"its hint with a right {yours}"
                     if status.get(row["grade_id"]) in RERUN_STATUSES else
                     "that run did not start: your notebook's first run left too little of its time limit"
                     if row["grade_id"] in unstarted else

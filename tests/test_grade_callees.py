@@ -283,6 +283,9 @@ def test_what_the_second_run_gives_a_row_is_its_status_alone():
     assert all("SECRET" not in r["message"] and r["course_answers"] == ["denoise"] for r in given)
     assert given[0]["message"].startswith("✅ reverse_diffusion: correct with the course's denoise in place of yours")
     assert grade_callees.FAILED_TOO in given[1]["message"] and "ended before its verdict" in given[2]["message"]
+    # its first hint came from the student's denoise: the instant check gives the one with a right denoise
+    assert given[1]["message"].endswith("it did not pass either: look at reverse_diffusion itself too; its check in "
+                                        "your notebook gives its hint with a right denoise]"), given[1]["message"]
 
 
 def test_a_second_run_left_too_little_time_says_it_did_not_start():
@@ -494,3 +497,26 @@ def test_a_check_called_while_grading_where_the_answers_are_stubs_says_only_that
     said = " ".join(capsys.readouterr().out.split())
     assert said.endswith("[it calls your denoise, which fails its own check: fix that first, this verdict may come "
                          "from it]"), said
+
+
+def test_a_wrong_caller_beside_a_wrong_callee_is_told_its_own_mistake(capsys):
+    """An instructor's pass (2026-12-08): a loop that returned the noisy images beside a swapped diffusion_schedule
+    was told the first run's hint, computed with the swapped schedule ("denoise takes ... the noise rates first",
+    of a call that was right), and never its own mistake. The instant check now shows the hint of the run with a
+    right diffusion_schedule in place, which names it, as a loop beside a right schedule is told."""
+    from course_utils.checks import MISTAKES, report, run_check
+    ns = _solution_namespace(LAB)
+    source = load_source(LAB).answers["reverse_diffusion"].code
+    exec(source.replace("    return pred_images\n", "    return next_noisy_images\n"), ns)
+    alone = run_check("reverse_diffusion", ns["reverse_diffusion"])          # beside the right schedule
+    swapped = next(bad for mid, bad, _ in MISTAKES["diffusion_schedule"] if mid == "swapped")
+    ns["diffusion_schedule"] = swapped
+    first = run_check("reverse_diffusion", ns["reverse_diffusion"]).message
+    capsys.readouterr()
+    assert not report("reverse_diffusion", ns["reverse_diffusion"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert not alone.passed and " ".join(alone.message.split()) in said, (alone.message, said)
+    assert " ".join(first.split()) not in said, said        # (the first run's hint, which differs)
+    assert ("[it calls your diffusion_schedule, which fails its own check; with a right diffusion_schedule in its "
+            "place it still fails, as said here: its own mistake as well]") in said, said
+    assert ns["diffusion_schedule"] is swapped

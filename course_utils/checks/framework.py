@@ -600,9 +600,11 @@ def with_answers(name: str, obj: Any, failing: list[str]) -> CheckResult | None:
 
 
 def lent_note(failing: list[str], passed: bool) -> str:
-    """What an instant check adds after ``with_answers``: the TODO is right, or wrong in itself too."""
+    """What an instant check adds after ``with_answers``: the TODO is right, or wrong in itself too (then the
+    message before this note is that run's: ``report``)."""
     yours, own, fix, its = failing_words(failing)
-    then = f"it passes: fix {fix} and this one passes as it is" if passed else "it still fails: its own mistake as well"
+    then = (f"it passes: fix {fix} and this one passes as it is" if passed else
+            "it still fails, as said here: its own mistake as well")
     return f" [it calls your {yours}, which {own}; with a right {yours} in {its} place {then}]"
 
 
@@ -615,7 +617,12 @@ def report(name: str, obj: Any) -> Outcome:
     failing = _failing_calls(name, obj) if not result.passed else []
     lent = with_answers(name, obj, failing) if failing else None
     message = result.message
-    if result.status != "not_implemented":
+    if lent is not None and result.status != "not_implemented" and lent.status in ("fail", "error"):
+        # wrong beside a right callee too: that run's hint names its own mistake; the first run's came from the
+        # wrong callee (an instructor's pass: the lab's loop was told to reorder denoise's arguments, which were
+        # right, by a swapped diffusion_schedule, and never that it returned the noisy images)
+        message = lent.message + lent_note(failing, False)
+    elif result.status != "not_implemented":
         message += "" if not failing else depends_note(failing) if lent is None else lent_note(failing, lent.passed)
     elif lent is not None and lent.status != "not_implemented":     # its own code runs: it waits for theirs
         message = (f"{TODO} {CHECKS[name].target}: waits for your {' and '.join(failing)}"
