@@ -86,14 +86,15 @@ def parse_notebook(data: bytes, max_bytes: int | None = None, all_metadata: bool
     if sum(data.count(c) for c in (b",", b":", b"[", b"{")) > MAX_JSON_VALUES:
         raise Malformed("too_large", f"the notebook holds more than {MAX_JSON_VALUES:,} JSON values: clear the "
                                      "outputs and submit again")
-    if not text.lstrip().startswith("{"):   # a script or a page renamed .ipynb: no save in JupyterLab mends it
-        begins = valid_text(text.strip().splitlines()[0])[:40]
-        raise Malformed("not_a_notebook", f"not a notebook: the file is plain text (it begins {begins!r}), not a "
-                                          "notebook saved by Jupyter: submit the .ipynb file that JupyterLab saves "
-                                          "(File > Save Notebook), not a script or another file renamed")
     try:
         nb = json.loads(text)
     except (ValueError, RecursionError) as err:     # ValueError: bad JSON, or an integer of 5,000 digits
+        if not text.lstrip().startswith("{"):   # a script or a page renamed .ipynb: no save in JupyterLab mends it
+            begins = valid_text(text.strip().splitlines()[0])[:40]
+            raise Malformed("not_a_notebook", f"not a notebook: the file is plain text (it begins {begins!r}), not "
+                                              "a notebook saved by Jupyter: submit the .ipynb file that JupyterLab "
+                                              "saves (File > Save Notebook), not a script or another file renamed"
+                            ) from None
         raise Malformed("not_a_notebook", "not a notebook: the file is not valid JSON, as when it was cut off "
                                           "while saving or uploading: open it in JupyterLab, save it and submit it "
                                           f"again ({valid_text(str(err))[:80]})") from None
