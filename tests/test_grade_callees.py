@@ -520,3 +520,73 @@ def test_a_wrong_caller_beside_a_wrong_callee_is_told_its_own_mistake(capsys):
     assert ("[it calls your diffusion_schedule, which fails its own check; with a right diffusion_schedule in its "
             "place it still fails, as said here: its own mistake as well]") in said, said
     assert ns["diffusion_schedule"] is swapped
+
+
+def _lab_with(loop_edits: dict[str, str], schedule: str | None = None):
+    """The lab's solution namespace with the loop's code edited (old -> new) and, if named, a catalogued
+    diffusion_schedule mistake in place of the right one."""
+    from course_utils.checks import MISTAKES
+    ns = _solution_namespace(LAB)
+    code = load_source(LAB).answers["reverse_diffusion"].code
+    for old, new in loop_edits.items():
+        assert old in code, old
+        code = code.replace(old, new)
+    exec(code, ns)
+    if schedule == "stub":
+        def stub(*args, **kwargs):
+            raise NotImplementedError()
+        ns["diffusion_schedule"] = stub
+    elif schedule:
+        ns["diffusion_schedule"] = next(bad for mid, bad, _ in MISTAKES["diffusion_schedule"] if mid == schedule)
+    return ns
+
+
+def _said(capsys, ns) -> tuple[bool, str]:
+    from course_utils.checks import report
+    capsys.readouterr()
+    passed = bool(report("reverse_diffusion", ns["reverse_diffusion"]))
+    return passed, " ".join(capsys.readouterr().out.split())
+
+
+RETURNS_NOISY = {"    return pred_images\n": "    return next_noisy_images\n"}
+
+
+def test_a_wrong_loop_beside_a_stub_schedule_is_told_its_own_mistake(capsys):
+    """A student's pass of the lab (2026-12-08): "⏳ reverse_diffusion: waits for your diffusion_schedule [...
+    it still fails, as said here: its own mistake as well]" said nothing of the mistake. It prints the hint of the
+    run with a right schedule."""
+    passed, said = _said(capsys, _lab_with(RETURNS_NOISY, "stub"))
+    assert not passed and said.startswith("❌ reverse_diffusion: return the last prediction of the clean images"), said
+    assert said.endswith("with a right diffusion_schedule in its place it still fails, as said here: its own "
+                         "mistake as well]"), said
+
+
+def test_a_right_loop_beside_a_wrong_schedule_is_not_told_to_change_itself(capsys):
+    """A student's pass of the lab: a right loop beside a swapped schedule opened with the first run's hint,
+    "denoise takes (network, noisy_images, noise_rates, signal_rates), the noise rates first", which blames the
+    loop; a student who followed it made the loop wrong too. It says the loop is right in itself."""
+    passed, said = _said(capsys, _lab_with({}, "swapped"))
+    assert not passed and said == (
+        "❌ reverse_diffusion: right in itself, it fails only with your diffusion_schedule [it calls your "
+        "diffusion_schedule, which fails its own check; with a right diffusion_schedule in its place it passes: fix "
+        "that and this one passes as it is]"), said
+
+
+def test_a_loop_right_only_beside_its_own_wrong_schedule_is_told_so(capsys):
+    """A student's pass of the lab: a schedule that returns (signal, noise) beside a loop that unpacks it so got
+    "✅ reverse_diffusion: correct", and a fail once the schedule was fixed as its check asked. The verdict stays a
+    pass (the grader judges a TODO with the student's own callees), and the check says what a right schedule
+    does to it."""
+    unpacks = {"noise_rates, signal_rates = diffusion_schedule(diffusion_times)":
+               "signal_rates, noise_rates = diffusion_schedule(diffusion_times)",
+               "next_noise_rates, next_signal_rates = diffusion_schedule(next_diffusion_times)":
+               "next_signal_rates, next_noise_rates = diffusion_schedule(next_diffusion_times)"}
+    passed, said = _said(capsys, _lab_with(unpacks, "swapped"))
+    assert passed and said.startswith("✅ reverse_diffusion: correct [but only beside your diffusion_schedule, which "
+                                      "fails its own check: with a right diffusion_schedule in its place this one "
+                                      "fails ("), said
+    assert said.endswith("): fix both together]") and "the noise rates first" in said, said
+    passed, said = _said(capsys, _lab_with(unpacks))        # beside a right schedule: the plain fail
+    assert not passed and "the noise rates first" in said and "[" not in said, said
+    passed, said = _said(capsys, _lab_with({}))             # all right: nothing more
+    assert passed and said == "✅ reverse_diffusion: correct", said

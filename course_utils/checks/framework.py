@@ -608,25 +608,41 @@ def lent_note(failing: list[str], passed: bool) -> str:
     return f" [it calls your {yours}, which {own}; with a right {yours} in {its} place {then}]"
 
 
+def _hint_of(message: str) -> str:
+    """"❌ target: hint" -> "hint"."""
+    return re.sub(r"^\S+ [\w.]+: ", "", message, count=1)
+
+
 def report(name: str, obj: Any) -> Outcome:
     """Print the result of the visible check ``name`` on ``obj`` (one line, wrapped: ``printable``); return whether
-    it passed (truthy). A failure says which of the TODOs ``obj`` calls fail their own checks, and whether it
-    passes with right ones in their place (``with_answers``). "Not implemented yet" from a TODO it calls (a
-    finished loop beside a stub step raises the step's NotImplementedError) says that it waits for that one."""
+    it passed (truthy). Where a TODO ``obj`` calls fails its own check, the check runs again with right ones in
+    their place (``with_answers``) and its words follow what that run found, since the first run's hint came from
+    the student's wrong callee: a failure that passes there says it is right in itself; one that fails there gives
+    that run's hint (its own mistake); a pass that fails there says it passes only beside the wrong callee (the
+    verdict stays a pass: the grader judges a TODO with the student's own callees). "Not implemented yet" from a
+    TODO it calls (a finished loop beside a stub step raises the step's NotImplementedError) says that it waits
+    for that one. (Each case from a student's pass of the lab, 2026-12-08: a hint about the loop's own code
+    computed beside a swapped schedule, which the student then "fixed" into a second mistake.)"""
     result = run_check(name, obj)
-    failing = _failing_calls(name, obj) if not result.passed else []
+    failing = _failing_calls(name, obj)
     lent = with_answers(name, obj, failing) if failing else None
-    message = result.message
-    if lent is not None and result.status != "not_implemented" and lent.status in ("fail", "error"):
-        # wrong beside a right callee too: that run's hint names its own mistake; the first run's came from the
-        # wrong callee (an instructor's pass: the lab's loop was told to reorder denoise's arguments, which were
-        # right, by a swapped diffusion_schedule, and never that it returned the noisy images)
-        message = lent.message + lent_note(failing, False)
+    target, message = CHECKS[name].target, result.message
+    yours, own, fix, its = failing_words(failing)
+    wrong_too = lent is not None and lent.status in ("fail", "error")   # (with right callees: its own mistake)
+    if result.passed:
+        if wrong_too:
+            message += (f" [but only beside your {yours}, which {own}: with a right {yours} in {its} place this "
+                        f"one fails ({_hint_of(lent.message)}): fix both together]")
     elif result.status != "not_implemented":
-        message += "" if not failing else depends_note(failing) if lent is None else lent_note(failing, lent.passed)
+        if wrong_too:
+            message = lent.message + lent_note(failing, False)
+        elif lent is not None:      # right in itself: the first run's hint came from the callee
+            message = f"{FAIL} {target}: right in itself, it fails only with your {yours}" + lent_note(failing, True)
+        elif failing:
+            message += depends_note(failing)
     elif lent is not None and lent.status != "not_implemented":     # its own code runs: it waits for theirs
-        message = (f"{TODO} {CHECKS[name].target}: waits for your {' and '.join(failing)}"
-                   + lent_note(failing, lent.passed))
+        message = (lent.message if wrong_too else f"{TODO} {target}: waits for your {' and '.join(failing)}") \
+            + lent_note(failing, lent.passed)
     print(printable(message))
     return Outcome(result)
 
