@@ -208,10 +208,11 @@ def test_a_loop_that_hands_on_the_wrong_things_is_told_what():
 
 
 # ------------------------------------------------------------------ the lab's reverse_diffusion
-def student_reverse(*, steps_run=lambda n: n, step_size=lambda n: 1.0 / n, clamp=False, next_step=1):
+def student_reverse(*, steps_run=lambda n: n, step_size=lambda n: 1.0 / n, clamp=False, next_step=1, first=0):
     """A student's deterministic DDIM loop (the Keras example's), written out with the lab's schedule in float32;
     ``steps_run``: how many of the diffusion_steps the loop takes, ``step_size`` its step for diffusion_steps;
-    ``clamp``: pred_images clamped to [-1, 1]; ``next_step``: 0 remixes at the step's own time."""
+    ``clamp``: pred_images clamped to [-1, 1]; ``next_step``: 0 remixes at the step's own time; ``first``: the
+    loop's first step (1: it starts one step low)."""
     def schedule(t):
         start, end = math.acos(0.95), math.acos(0.02)         # the lab's max and min signal rates
         angles = start + t * (end - start)
@@ -221,11 +222,11 @@ def student_reverse(*, steps_run=lambda n: n, step_size=lambda n: 1.0 / n, clamp
         delta = step_size(diffusion_steps)
         next_noisy, ones = initial_noise, torch.ones(initial_noise.shape[0], 1, 1, 1, device=initial_noise.device)
         for step in range(steps_run(diffusion_steps)):
-            noise_rates, signal_rates = schedule(ones - step * delta)
+            noise_rates, signal_rates = schedule(ones - (step + first) * delta)
             pred_noises = network(next_noisy, noise_rates ** 2)
             pred_images = (next_noisy - noise_rates * pred_noises) / signal_rates
             pred_images = pred_images.clamp(-1, 1) if clamp else pred_images
-            next_noise_rates, next_signal_rates = schedule(ones - (step + next_step) * delta)
+            next_noise_rates, next_signal_rates = schedule(ones - (step + first + next_step) * delta)
             next_noisy = next_signal_rates * pred_images + next_noise_rates * pred_noises
         return pred_images
     return reverse_diffusion
@@ -270,3 +271,52 @@ def test_wrong_values_on_the_wrong_device_get_the_values_hint_first():
     result = run_check("reverse_diffusion", _noisy_images_through_a_cpu_einsum)
     assert not result.passed and "last prediction of the clean images" in result.message
     assert "right on the CPU" not in result.message
+
+
+def test_a_loop_that_starts_one_step_low_is_told_where_it_started():
+    """A student's pass of the lab (2026-12-08): a loop that goes down from t = 1 - 1/steps was told "start at t = 1
+    (pure noise) and go down", as a loop that goes up is."""
+    result = run_check("reverse_diffusion", student_reverse(first=1))
+    assert not result.passed and result.message.endswith(
+        "start at t = 1 (pure noise): the first network call was at t = 0.800, and the times for diffusion_steps = 5 "
+        "are t = 1.000, 0.800, 0.600, 0.400, ..."), result.message
+    up = run_check("reverse_diffusion", lambda network, x, steps: ref_reverse_diffusion(network, x, steps,
+                                                                                         times="upwards").float())
+    assert "start at t = 1 (pure noise) and go down" in up.message, up.message
+
+
+def test_the_keras_examples_network_calls_are_told_the_lab_s_call():
+    """The Keras example calls network([noisy_images, noise_rates**2], training=training): copied, the errors named
+    the check's stand-in ("LabToyNet.forward() missing 1 required positional argument: 'variance'")."""
+    def as_a_list(network, noisy_images, noise_rates, signal_rates):
+        pred_noises = network([noisy_images, noise_rates ** 2])
+        return pred_noises, (noisy_images - noise_rates * pred_noises) / signal_rates
+
+    def with_training(network, noisy_images, noise_rates, signal_rates):
+        pred_noises = network(noisy_images, noise_rates ** 2, training=False)
+        return pred_noises, (noisy_images - noise_rates * pred_noises) / signal_rates
+    for wrong, words in ((as_a_list, "not one list of both as in the Keras example"),
+                         (with_training, "and no training= (a PyTorch network is put in training or eval mode")):
+        result = run_check("denoise", wrong)
+        assert not result.passed and "the network takes two arguments, network(noisy_images, noise_rates ** 2)" \
+            in result.message and words in result.message, result.message
+
+
+def test_a_schedule_with_torch_acos_of_a_number_is_told_math_acos():
+    """torch.acos(max_signal_rate) raised a bare TypeError in the schedule's check (a student's pass)."""
+    def diffusion_schedule(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+        start_angle, end_angle = torch.acos(max_signal_rate), torch.acos(min_signal_rate)
+        angles = start_angle + diffusion_times * (end_angle - start_angle)
+        return torch.sin(angles), torch.cos(angles)
+    result = run_check("diffusion_schedule", diffusion_schedule)
+    assert not result.passed and "must be Tensor, not float" in result.message
+    assert "min_signal_rate and max_signal_rate are numbers: math.acos(max_signal_rate)" in result.message, \
+        result.message
+
+    def sin_cos_swapped(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+        start_angle, end_angle = math.acos(max_signal_rate), math.acos(min_signal_rate)
+        angles = start_angle + diffusion_times * (end_angle - start_angle)
+        return torch.cos(angles), torch.sin(angles)     # noise = cos: the order returned is right, the trig not
+    result = run_check("diffusion_schedule", sin_cos_swapped)
+    assert "noise_rates = sin(angle) and signal_rates = cos(angle), returned as (noise_rates, signal_rates)" \
+        in result.message, result.message

@@ -166,8 +166,15 @@ def answer_denoise():
     return denoise_variant()
 
 
-register(Check("denoise", "denoise", _denoise_cases, _denoise_call, _denoise_diagnose, draws_nothing=True,
-               answer=answer_denoise))
+# the Keras example's calls of its network, copied (a student's pass of the lab, 2026-12-08): the errors named
+# the check's stand-in network ("LabToyNet.forward() missing 1 required positional argument")
+NETWORK_CALL = ("the network takes two arguments, network(noisy_images, noise_rates ** 2): the images and the "
+                "noise variances")
+register(Check("denoise", "denoise", _denoise_cases, _denoise_call, _denoise_diagnose, explain_by(
+    ("missing 1 required positional argument", f"{NETWORK_CALL}, not one list of both as in the Keras example"),
+    ("unexpected keyword argument 'training'", f"{NETWORK_CALL}, and no training= (a PyTorch network is put in "
+                                               "training or eval mode by .train() and .eval(), outside denoise)")),
+    draws_nothing=True, answer=answer_denoise))
 check_denoise = visible("denoise")
 
 
@@ -249,12 +256,13 @@ MISTAKES["denoise"] = [
 # ------------------------------------------------------------------ reverse_diffusion
 def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_noisy=False, swap_remix=False,
                           clamp=False, next_same=False, next_up=False, flat_times=False, step_minus_one=False,
-                          stuck=False, next_by_index=False, return_noises=False):
+                          stuck=False, next_by_index=False, return_noises=False, unpack_swapped=False):
     """The Keras example's deterministic DDIM loop; the variants reproduce catalogued mistakes (``clamp``:
     pred_images clamped to [-1, 1] at each step; ``next_same``: the remix at the step's own time, not the next;
     ``next_up``: the remix at t + step_size, a step back towards the noise; ``flat_times``: times of shape (B,),
     which raise where the rates meet the images; ``step_minus_one``: step_size = 1 / (steps - 1); ``stuck``:
-    every step denoises initial_noise; ``next_by_index``: the remix at t - step, the loop index)."""
+    every step denoises initial_noise; ``next_by_index``: the remix at t - step, the loop index;
+    ``unpack_swapped``: denoise's (pred_noises, pred_images) unpacked the other way round)."""
     B = initial_noise.shape[0]
     step_size = 1.0 / (steps - 1 if step_minus_one else steps)
     next_noisy = initial_noise.double()
@@ -271,6 +279,8 @@ def ref_reverse_diffusion(net, initial_noise, steps, *, times="keras", return_no
                                      device=initial_noise.device)
         noise_rates, signal_rates = ref_diffusion_schedule(diffusion_times)
         pred_noises, pred_images = ref_denoise(net, noisy, noise_rates, signal_rates)
+        if unpack_swapped:
+            pred_noises, pred_images = pred_images, pred_noises
         if clamp:
             pred_images = pred_images.clamp(-1, 1)
         next_t = t - step_size if times != "upwards" else t + step_size
@@ -322,10 +332,10 @@ DEVICE_HINT = ("right on the CPU, but a tensor made here without device= stays o
                "device=initial_noise.device (torch.ones(..., device=initial_noise.device))")
 
 
-def _time_grid_hint(variances: Tensor, steps: int) -> str | None:
-    """The hint for a loop that asked the network at other times than t = 1, 1 - 1/steps, ..., 1/steps: the times,
-    read back from the noise variances it was given (variance = sin^2(angle(t)) of the lab's schedule), first ones
-    of each named; None when they are the grid's, or cannot be read back."""
+def _asked_times(variances: Tensor, steps: int) -> tuple[Tensor, Tensor] | None:
+    """(the times the network was asked at, read back from the noise variances it was given: variance =
+    sin^2(angle(t)) of the lab's schedule; the grid's times t = 1, 1 - 1/steps, ..., 1/steps), or None when they
+    cannot be read back."""
     if not (isinstance(variances, Tensor) and variances.ndim == 2 and variances.shape[0] == steps):
         return None
     v = variances.double().mean(1).clamp(0, 1)
@@ -333,15 +343,24 @@ def _time_grid_hint(variances: Tensor, steps: int) -> str | None:
     start, end = (math.asin(float(ref_diffusion_schedule(torch.tensor(t))[0])) for t in (0.0, 1.0))
     asked = (torch.asin(v.sqrt()) - start) / (end - start)                   # the diffusion time of each call
     grid = 1.0 - torch.arange(steps, dtype=torch.float64) / steps
-    if not torch.isfinite(asked).all() or torch.allclose(asked, grid, atol=1e-3):
+    return (asked, grid) if torch.isfinite(asked).all() else None
+
+
+def _time_grid_hint(variances: Tensor, steps: int) -> str | None:
+    """The hint for a loop that asked the network at other times than t = 1, 1 - 1/steps, ..., 1/steps: the times,
+    read back from the noise variances it was given (variance = sin^2(angle(t)) of the lab's schedule), first ones
+    of each named; None when they are the grid's, or cannot be read back."""
+    times = _asked_times(variances, steps)
+    if times is None or torch.allclose(*times, atol=1e-3):
         return None
+    asked, grid = times
     return (f"the network was asked at t = {first_few(asked.tolist(), '{:.3f}')} (read from the noise variances it "
             f"was given), but the times for diffusion_steps = {steps} are t = {first_few(grid.tolist(), '{:.3f}')}: "
             "step_size = 1 / diffusion_steps, "
             "t = 1 - step * step_size, and each step remixes at t - step_size")
 
 
-SAME_IMAGES = "every step denoised the same images, initial_noise"
+SAME_IMAGES = "every step denoised initial_noise again"     # (stuck, or a remix that gives back what it denoised)
 
 
 def _reverse_diagnose(out, c) -> str | None:
@@ -364,15 +383,23 @@ def _reverse_diagnose(out, c) -> str | None:
     start_noise, start_signal = (r ** 2 for r in ref_diffusion_schedule(torch.ones(1)))
     if close(variances[0], start_signal.expand_as(variances[0]).float(), 1e-3):
         return (f"the network's first noise variance was signal_rates**2 = {float(start_signal):.4g} (at t = 1): "
-                "denoise takes (network, noisy_images, noise_rates, signal_rates), the noise rates first, as "
-                "diffusion_schedule returns them")
+                "diffusion_schedule returns (noise_rates, signal_rates), the noise rates first (noise_rates, "
+                "signal_rates = diffusion_schedule(...)), and denoise takes (network, noisy_images, noise_rates, "
+                "signal_rates) in that order")
     start = start_noise
     if not close(variances[0], start.expand_as(variances[0]).float(), 1e-3):
+        times = _asked_times(variances, steps)
+        if times is not None and steps > 1 and times[0][-1] < times[0][0]:
+            # it goes down, from too low (a loop one step low was told "and go down", a student's pass)
+            return (f"start at t = 1 (pure noise): the first network call was at t = {float(times[0][0]):.3f}, and "
+                    f"the times for diffusion_steps = {steps} are t = {first_few(times[1].tolist(), '{:.3f}')}")
         return ("start at t = 1 (pure noise) and go down: the first network call must get the noise variance of "
                 "diffusion_times = 1")
     hint = judge(out["out"], ref, [
         ("return the last prediction of the clean images (pred_images), not the next noisy images",
          ref_reverse_diffusion(net, x, steps, return_noisy=True)),
+        ("denoise returns (pred_noises, pred_images), the noise first: unpack them in that order",
+         ref_reverse_diffusion(net, x, steps, unpack_swapped=True)),
         ("equal steps of 1/diffusion_steps: t = 1, 1 - 1/steps, ..., 1/steps (never t = 0 itself)",
          ref_reverse_diffusion(net, x, steps, times="linspace")),
         ("noise and signal rates are swapped when remixing: next_noisy = next_signal * pred_images "
@@ -471,6 +498,8 @@ def _reverse_rates_swapped(network, initial_noise, steps):
 
 MISTAKES["reverse_diffusion"] = [
     ("returns the noisy images", reverse_variant(return_noisy=True), "last prediction of the clean images"),
+    ("denoise's outputs unpacked the other way round", reverse_variant(unpack_swapped=True),
+     "unpack them in that order"),
     ("time runs upwards", reverse_variant(times="upwards"), "start at t = 1"),
     ("reaches t = 0", reverse_variant(times="linspace"), "equal steps"),
     ("swapped remix", reverse_variant(swap_remix=True), "swapped"),

@@ -330,8 +330,9 @@ def _schedule_diagnose(out, case) -> str | None:
         if hint:
             return hint
     if close(noise_rates, ref_signal_rates) and close(signal_rates, ref_noise_rates):
-        return ("noise and signal are swapped: return (noise_rates, signal_rates), noise = sin(angle) (an angle "
-                "from arcsin instead of arccos swaps them too: arcsin(x) = pi/2 - arccos(x))")
+        return ("noise and signal are swapped: noise_rates = sin(angle) and signal_rates = cos(angle), returned "
+                "as (noise_rates, signal_rates), noise first (an angle from arcsin instead of arccos swaps them too: "
+                "arcsin(x) = pi/2 - arccos(x))")
     if close(noise_rates, ref_noise_rates ** 2) and close(signal_rates, ref_signal_rates ** 2):
         return ("those are the squares, noise_rates**2 = 1 - alpha_bar and signal_rates**2 = alpha_bar: return the "
                 "rates themselves, noise = sin(angle) and signal = cos(angle)")
@@ -392,7 +393,12 @@ register(Check("diffusion_schedule", "diffusion_schedule", _schedule_cases,
                lambda f, c: f(c["diffusion_times"], **c["kwargs"]), _schedule_diagnose, explain_by(
                    ("only one element tensors can be converted to Python scalars",
                     "diffusion_times is a tensor of many times: use torch.sin, torch.cos and torch.acos (math.sin "
-                    "and friends take one number)")), draws_nothing=True, answer=answer_diffusion_schedule))
+                    "and friends take one number)"),
+                   # torch.acos(max_signal_rate): a student's pass of the lab (2026-12-08) got the bare TypeError
+                   ("must be Tensor, not float",
+                    "min_signal_rate and max_signal_rate are numbers: math.acos(max_signal_rate) (torch.acos takes "
+                    "a tensor); the angles of diffusion_times, a tensor, then go through torch.cos and torch.sin")),
+               draws_nothing=True, answer=answer_diffusion_schedule))
 check_diffusion_schedule = visible("diffusion_schedule")
 
 
