@@ -334,7 +334,7 @@ def _handed_in(file: str) -> str:
     """What the student handed in, by its name alone (not the instructor's folders): "File: 01_schedules.ipynb",
     or "Folder: frank/" for a folder in which no notebook was graded (the feedback said "File: frank")."""
     try:
-        folder = Path(file).is_dir()
+        folder = bool(file) and Path(file).is_dir()
     except (OSError, ValueError):
         folder = False
     return f"Folder: {md(Path(file).name)}/" if folder else f"File: {md(Path(file).name)}"

@@ -81,6 +81,9 @@ def parse_notebook(data: bytes, max_bytes: int | None = None, all_metadata: bool
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Malformed("not_a_notebook", "not a notebook: the file is not UTF-8 text") from None
+    if not text.strip():        # a byte-order mark, or Unicode's spaces, alone (a review: an IndexError below)
+        raise Malformed("empty", f"the file holds no text ({len(data)} bytes): save the notebook in Jupyter (File > "
+                                 "Save) and submit it again")
     # bounds the grader's memory while parsing: a value follows a ',' or a ':' or opens a list or an object
     # ('[[[...]]]' nested 900 deep needs no separator and costs ~56 bytes per byte pair)
     if sum(data.count(c) for c in (b",", b":", b"[", b"{")) > MAX_JSON_VALUES:

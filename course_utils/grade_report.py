@@ -34,6 +34,7 @@ from .grade_callees import AGAIN, FAILED_TOO
 
 PASSED, PENDING = "pass", "manual"
 NOT_ANSWERED = "not answered"          # how grade.py's message for a written answer left as given begins
+ANSWER_CELL_MISSING = "the answer cell "    # ... and for a written answer whose cell was deleted
 ATTENTION = {"error": "raised an error", "timeout": "ran out of time", "crashed": "crashed",
              "grader_error": "grader error (retried on the next run)", "missing": "a graded cell was deleted"}
 GROUPS = {     # status -> (label, what it means), for failures that are not wrong answers
@@ -357,8 +358,9 @@ def attention(res: dict) -> list[str]:
 
 def _written(row: dict) -> bool:
     """A written answer's row: to be graded by hand, or not answered (grade.py gives that one 0 at once)."""
-    return row.get("status") == PENDING or (row.get("status") == "not_implemented"
-                                            and str(row.get("message", "")).startswith(NOT_ANSWERED))
+    message = str(row.get("message", ""))
+    return row.get("status") == PENDING or (row.get("status") == "not_implemented" and message.startswith(
+        NOT_ANSWERED)) or (row.get("status") == "missing" and message.startswith(ANSWER_CELL_MISSING))
 
 
 def _lowest(results: list[dict]) -> list[str]:

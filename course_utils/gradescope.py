@@ -127,6 +127,7 @@ def build_bundle(source_path, out, *, opts: "grade.Options | None" = None, visib
     config = {"worksheet": source.worksheet, "source": f"worksheet/{source.path.name}",
               "source_sha256": source.sha256, "visibility": visibility, "test_visibility": test_visibility,
               "stdout_visibility": stdout_visibility,
+              "written": [g.grade_id for g in source.graded if g.kind == "manual"],
               "options": {"cell_timeout": opts.cell_timeout, "timeout": opts.timeout, "memory_mb": opts.memory_mb,
                           "disk_mb": opts.disk_mb, "max_processes": opts.max_processes,
                           "max_notebook_mb": opts.max_notebook_mb}}
@@ -202,11 +203,15 @@ def to_results(result: dict, config: dict, names: dict[str, str] | None = None, 
         test = {"name": names.get(gid, gid), "number": str(number), "output": plain(row["message"]),
                 "visibility": config.get("test_visibility", "visible"), "tags": [row["status"]],
                 "extra_data": {"grade_id": gid, "status": row["status"]}}
-        blank = row["status"] == "not_implemented" and str(row["message"]).startswith(NOT_ANSWERED)
-        if row["points"] == "" or blank:     # a written answer: graded by hand, in Gradescope (a blank one too:
-            manual += row["max_points"]     # it made the automatic maximum 10 of the lab's 7, an instructor's pass)
+        # a written answer is graded by hand, in Gradescope, whatever its row says (blank, deleted, a file not
+        # read): scored here, it made the lab's automatic maximum 10 where the docs set 7 (an instructor's pass)
+        written = gid in config["written"] if "written" in config else (
+            row["status"] == "not_implemented" and str(row["message"]).startswith(NOT_ANSWERED))
+        if row["points"] == "" or written:
+            manual += row["max_points"]
             test["name"] += f" (written answer, {row['max_points']:g} points graded by hand)"
-            test["output"] = plain(row["message"]) if blank else "Your written answer is graded by the instructor."
+            test["output"] = ("Your written answer is graded by the instructor." if row["status"] == "manual"
+                              else plain(row["message"]))
         else:
             score += row["points"]
             auto_max += row["max_points"]

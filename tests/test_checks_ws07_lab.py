@@ -283,6 +283,9 @@ def test_a_loop_that_starts_one_step_low_is_told_where_it_started():
     up = run_check("reverse_diffusion", lambda network, x, steps: ref_reverse_diffusion(network, x, steps,
                                                                                          times="upwards").float())
     assert "start at t = 1 (pure noise) and go down" in up.message, up.message
+    # one that starts above t = 1 (its times read back fold there: "was at t = 0.832", a review)
+    high = run_check("reverse_diffusion", student_reverse(first=-1))
+    assert "start at t = 1 (pure noise) and go down" in high.message, high.message
 
 
 def test_the_keras_examples_network_calls_are_told_the_lab_s_call():
@@ -295,6 +298,11 @@ def test_the_keras_examples_network_calls_are_told_the_lab_s_call():
     def with_training(network, noisy_images, noise_rates, signal_rates):
         pred_noises = network(noisy_images, noise_rates ** 2, training=False)
         return pred_noises, (noisy_images - noise_rates * pred_noises) / signal_rates
+    def keras_signature(network, noisy_images, noise_rates, signal_rates, training):   # the network call is right
+        pred_noises = network(noisy_images, noise_rates ** 2)
+        return pred_noises, (noisy_images - noise_rates * pred_noises) / signal_rates
+    said = run_check("denoise", keras_signature).message
+    assert "missing 1 required positional argument: 'training'" in said and "network takes" not in said, said
     for wrong, words in ((as_a_list, "not one list of both as in the Keras example"),
                          (with_training, "and no training= (a PyTorch network is put in training or eval mode")):
         result = run_check("denoise", wrong)

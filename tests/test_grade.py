@@ -770,6 +770,10 @@ def test_an_empty_file_a_solutions_copy_and_an_output_file_are_named(tmp_path, c
                                               r"Jupyter: submit the \.ipynb file") as err:
         grade.parse_notebook(b"\n\nimport torch\n\ndef linear_beta_schedule(T):\n    pass\n")
     assert err.value.status == "not_a_notebook"
+    for blank in (b"\xef\xbb\xbf", "\u3000\n".encode()):       # a byte-order mark, or Unicode's spaces, alone
+        with pytest.raises(grade.Malformed, match="the file holds no text") as err:   # (an IndexError: a review)
+            grade.parse_notebook(blank)
+        assert err.value.status == "empty"
     with pytest.raises(grade.Malformed, match="cut off while saving"):
         grade.parse_notebook(b'{"cells": [{"cell_type": "code", "sou')
     source = grade.load_source(corpus.SOLUTION)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from course_utils import grade_callees
 from course_utils.checks import CHECKS
@@ -590,3 +591,35 @@ def test_a_loop_right_only_beside_its_own_wrong_schedule_is_told_so(capsys):
     assert not passed and "the noise rates first" in said and "[" not in said, said
     passed, said = _said(capsys, _lab_with({}))             # all right: nothing more
     assert passed and said == "✅ reverse_diffusion: correct", said
+
+
+def test_a_loop_that_does_not_finish_with_a_right_schedule_is_not_called_right(capsys):
+    """A review (2026-12-08): "right in itself" was said of any caller whose run with right callees existed, also
+    one that ended "not implemented yet" there (the stub's raise left in the loop, beside a schedule that raises)."""
+    ns = _lab_with({"    return pred_images\n": "    raise NotImplementedError()\n"})
+
+    def raises(diffusion_times, min_signal_rate=0.02, max_signal_rate=0.95):
+        return torch.acos(max_signal_rate)
+    ns["diffusion_schedule"] = raises
+    passed, said = _said(capsys, ns)
+    assert not passed and "right in itself" not in said and "it passes" not in said, said
+    assert "[it calls your diffusion_schedule, which fails its own check: fix that first" in said, said
+
+
+@pytest.mark.parametrize("path, caller, dep", PAIRS, ids=[f"{p.stem}:{c}<-{d}" for p, c, d in PAIRS])
+def test_checking_a_callers_callees_leaves_the_global_generator_alone(path, caller, dep):
+    """A review (2026-12-08): the callees of a caller that passes are checked too since that day, and some checks
+    (worksheet 3's SmallUNet, worksheet 4's training_step) moved torch's global generator, which worksheet 4's
+    checks measure: what report() adds to the caller's own check leaves it as run_check leaves it."""
+    from course_utils.checks import MISTAKES, report, run_check
+    by_target = {c.target: c for c in CHECKS.values()}
+    ns = _solution_namespace(path)
+    target = CHECKS[caller].target
+    wrong = next(bad for mid, bad, _ in MISTAKES[by_target[dep].name] if mid != "not implemented")
+    ns[dep] = wrong
+    states = []
+    for check in (run_check, report):
+        torch.manual_seed(1234)
+        check(caller, ns[target])
+        states.append(torch.random.get_rng_state())
+    assert torch.equal(*states)

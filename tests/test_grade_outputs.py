@@ -283,6 +283,8 @@ def test_the_feedback_names_a_folder_without_a_notebook_as_a_folder(tmp_path):
     _write(tmp_path, r)
     text = _feedback(tmp_path, "frank")
     assert "Folder: frank/" in text and "File:" not in text and str(tmp_path) not in text
+    from course_utils.grade_feedback import _handed_in
+    assert _handed_in("") == "File: "           # (a result without a path: not the current folder, "Folder: /")
 
 
 def test_pass_rates_and_mean_of_a_small_class():

@@ -215,10 +215,15 @@ def test_the_lowest_scores_leave_every_written_answer_aside():
     depended on the written answer. Answered (to grade by hand) or blank, it is left out."""
     fail, ok, ok_c = ("test_a", "fail", "❌ a: wrong"), ("test_b", "pass", "✅ b: ok"), ("test_c", "pass", "✅ c: ok")
     blank = ("summary", "not_implemented", f"{grade_report.NOT_ANSWERED}: the answer still reads YOUR ANSWER HERE")
+    deleted = ("summary", "missing", "the answer cell 'summary' is missing: 0 points")
     rows = [_result("blank", [fail, ok, ok_c, blank]), _result("wrote", [fail, ok, ok_c, ("summary", "manual", "")]),
+            _result("deleted", [fail, ok, ok_c, deleted]),
             _result("low_blank", [fail, ("test_b", "fail", "❌ b: wrong"), ok_c, blank])]
+    for r in rows:
+        r["rows"][-1]["max_points"] = 3     # (counted, the written answer would put 2 of 3 under half: 2 of 6)
     lowest = grade_report.render(rows).split("<h2>Lowest scores</h2>")[1]
     assert "<td>blank</td>" not in lowest and "<td>wrote</td>" not in lowest, lowest
+    assert "<td>deleted</td>" not in lowest, lowest
     assert "<td>low_blank</td>" in lowest and "1 / 3" in lowest and "test_a, test_b<" in lowest, lowest
     assert "summary" not in lowest.split("</table>")[0], lowest
 

@@ -175,6 +175,15 @@ def test_results_of_a_result_with_a_written_answer():
     assert out["score"] == 3 and "3 / 5 points" in out["output"] and "2 more points" in out["output"], out["output"]
     assert out["tests"][2].get("score") is None and "graded by hand" in out["tests"][2]["name"]
     assert out["tests"][2]["output"].startswith("not answered"), out["tests"][2]
+    # a bundle's config names SOURCE's written answers: a deleted answer cell, a file not read, are theirs too
+    # (a review: "2 / 8" for a deleted summary)
+    for status, said in (("missing", "the answer cell 'summary' is missing: 0 points"),
+                         ("not_a_notebook", "not a notebook")):
+        gone = {**result, "rows": result["rows"][:2] + [
+            {"grade_id": "summary", "points": 0, "max_points": 2, "status": status, "message": said}]}
+        out = _valid(gradescope.to_results(gone, {"worksheet": "lab", "written": ["summary"]}))
+        assert out["score"] == 3 and "3 / 5 points" in out["output"], (status, out["output"])
+        assert out["tests"][2].get("score") is None and out["tests"][2]["output"] == said
 
 
 @pytest.mark.parametrize("visibility", ["after_due_date", "after_published", "hidden"])

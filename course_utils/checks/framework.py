@@ -624,8 +624,9 @@ def report(name: str, obj: Any) -> Outcome:
     for that one. (Each case from a student's pass of the lab, 2026-12-08: a hint about the loop's own code
     computed beside a swapped schedule, which the student then "fixed" into a second mistake.)"""
     result = run_check(name, obj)
-    failing = _failing_calls(name, obj)
-    lent = with_answers(name, obj, failing) if failing else None
+    with torch.random.fork_rng(devices=[]):    # (worksheet 4's checks measure the global generator: a passing
+        failing = _failing_calls(name, obj)     # caller's callees, checked since 2026-12-08, must not move it)
+        lent = with_answers(name, obj, failing) if failing else None
     target, message = CHECKS[name].target, result.message
     yours, own, fix, its = failing_words(failing)
     wrong_too = lent is not None and lent.status in ("fail", "error")   # (with right callees: its own mistake)
@@ -636,10 +637,10 @@ def report(name: str, obj: Any) -> Outcome:
     elif result.status != "not_implemented":
         if wrong_too:
             message = lent.message + lent_note(failing, False)
-        elif lent is not None:      # right in itself: the first run's hint came from the callee
+        elif lent is not None and lent.passed:  # right in itself: the first run's hint came from the callee
             message = f"{FAIL} {target}: right in itself, it fails only with your {yours}" + lent_note(failing, True)
         elif failing:
-            message += depends_note(failing)
+            message += depends_note(failing)    # (no run with right ones, or it did not finish either)
     elif lent is not None and lent.status != "not_implemented":     # its own code runs: it waits for theirs
         message = (lent.message if wrong_too else f"{TODO} {target}: waits for your {' and '.join(failing)}") \
             + lent_note(failing, lent.passed)

@@ -171,9 +171,11 @@ def answer_denoise():
 NETWORK_CALL = ("the network takes two arguments, network(noisy_images, noise_rates ** 2): the images and the "
                 "noise variances")
 register(Check("denoise", "denoise", _denoise_cases, _denoise_call, _denoise_diagnose, explain_by(
-    ("missing 1 required positional argument", f"{NETWORK_CALL}, not one list of both as in the Keras example"),
-    ("unexpected keyword argument 'training'", f"{NETWORK_CALL}, and no training= (a PyTorch network is put in "
-                                               "training or eval mode by .train() and .eval(), outside denoise)")),
+    ("forward() missing 1 required positional argument",
+     f"{NETWORK_CALL}, not one list of both as in the Keras example"),
+    ("forward() got an unexpected keyword argument 'training'",
+     f"{NETWORK_CALL}, and no training= (a PyTorch network is put in training or eval mode by .train() and "
+     ".eval(), outside denoise)")),
     draws_nothing=True, answer=answer_denoise))
 check_denoise = visible("denoise")
 
@@ -389,7 +391,8 @@ def _reverse_diagnose(out, c) -> str | None:
     start = start_noise
     if not close(variances[0], start.expand_as(variances[0]).float(), 1e-3):
         times = _asked_times(variances, steps)
-        if times is not None and steps > 1 and times[0][-1] < times[0][0]:
+        falls = variances.double().mean(1).diff() < 0 if variances.ndim == 2 else torch.zeros(0, dtype=torch.bool)
+        if times is not None and steps > 1 and bool(falls.all()) and float(times[0][0]) < 1:
             # it goes down, from too low (a loop one step low was told "and go down", a student's pass)
             return (f"start at t = 1 (pure noise): the first network call was at t = {float(times[0][0]):.3f}, and "
                     f"the times for diffusion_steps = {steps} are t = {first_few(times[1].tolist(), '{:.3f}')}")

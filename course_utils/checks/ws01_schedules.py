@@ -396,8 +396,9 @@ register(Check("diffusion_schedule", "diffusion_schedule", _schedule_cases,
                     "and friends take one number)"),
                    # torch.acos(max_signal_rate): a student's pass of the lab (2026-12-08) got the bare TypeError
                    ("must be Tensor, not float",
-                    "min_signal_rate and max_signal_rate are numbers: math.acos(max_signal_rate) (torch.acos takes "
-                    "a tensor); the angles of diffusion_times, a tensor, then go through torch.cos and torch.sin")),
+                    "min_signal_rate and max_signal_rate are numbers: math.acos(max_signal_rate) (torch.acos, "
+                    "torch.cos and the like take a tensor); the angles of diffusion_times, a tensor, then go "
+                    "through torch.cos and torch.sin")),
                draws_nothing=True, answer=answer_diffusion_schedule))
 check_diffusion_schedule = visible("diffusion_schedule")
 

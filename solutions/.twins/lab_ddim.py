@@ -94,7 +94,8 @@ print("dataset:", DATASET)
 # $$\text{signal\_rate}(t) = \cos\theta(t), \qquad \text{noise\_rate}(t) = \sin\theta(t).$$
 #
 # `diffusion_schedule` returns them as **`(noise_rates, signal_rates)`, the noise first**, as the Keras example
-# does (the formulas above name the signal first); `denoise` and `reverse_diffusion` take them in that order too.
+# does (the formulas above name the signal first); `denoise` takes them in that order too, and `reverse_diffusion`
+# unpacks them so: `noise_rates, signal_rates = diffusion_schedule(...)`.
 # `diffusion_times` may have any shape (the training and sampling code pass (B, 1, 1, 1)).
 
 # %% nbgrader={"grade": false, "grade_id": "diffusion_schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
