@@ -356,8 +356,9 @@ def attention(res: dict) -> list[str]:
     return why
 
 
-def _written(row: dict) -> bool:
-    """A written answer's row: to be graded by hand, or not answered (grade.py gives that one 0 at once)."""
+def written_answer(row: dict) -> bool:
+    """A written answer's row, by what grade.py writes in it: to be graded by hand, not answered, or its cell
+    deleted (the last two get 0 at once). ``gradescope.to_results`` reads it for bundles without ``written``."""
     message = str(row.get("message", ""))
     return row.get("status") == PENDING or (row.get("status") == "not_implemented" and message.startswith(
         NOT_ANSWERED)) or (row.get("status") == "missing" and message.startswith(ANSWER_CELL_MISSING))
@@ -370,7 +371,7 @@ def _lowest(results: list[dict]) -> list[str]:
     its 3 points, so the lab's students read "2 / 10" or "2 / 7" by their summary (an instructor's pass)."""
     rows = []
     for r in results:
-        auto = [row for row in r["rows"] if not _written(row)]
+        auto = [row for row in r["rows"] if not written_answer(row)]
         got, best = sum(_points(x.get("points")) for x in auto), sum(_points(x.get("max_points")) for x in auto)
         lost = [str(x.get("grade_id")) for x in auto if x.get("status") != PASSED]
         if r.get("status") in (None, "graded") and best and got < best / 2 and lost:

@@ -195,7 +195,7 @@ def to_results(result: dict, config: dict, names: dict[str, str] | None = None, 
     """Gradescope's results.json (a dict) from one course-grade result (DIR/results/<worksheet>/<student>.json)."""
     from .grade import cell_error_notes, monkeypatch_notes
     from .grade_feedback import plain
-    from .grade_report import NOT_ANSWERED
+    from .grade_report import written_answer
     names = names or {}
     tests, score, auto_max, manual = [], 0.0, 0.0, 0.0
     for number, row in enumerate(result["rows"], 1):
@@ -205,8 +205,7 @@ def to_results(result: dict, config: dict, names: dict[str, str] | None = None, 
                 "extra_data": {"grade_id": gid, "status": row["status"]}}
         # a written answer is graded by hand, in Gradescope, whatever its row says (blank, deleted, a file not
         # read): scored here, it made the lab's automatic maximum 10 where the docs set 7 (an instructor's pass)
-        written = gid in config["written"] if "written" in config else (
-            row["status"] == "not_implemented" and str(row["message"]).startswith(NOT_ANSWERED))
+        written = gid in config["written"] if "written" in config else written_answer(row)
         if row["points"] == "" or written:
             manual += row["max_points"]
             test["name"] += f" (written answer, {row['max_points']:g} points graded by hand)"
