@@ -50,7 +50,7 @@ from . import grade_callees, grade_shards, sandbox
 from .exercises import ANSWER_STUB
 from .grade_cli import SUBCOMMANDS
 from .grade_feedback import plain, safe_name, write_atomic, write_reports
-from .grade_report import NOT_ANSWERED, waiting_alone
+from .grade_report import ANSWER_CELL_MISSING, NOT_ANSWERED, waiting_alone
 from .grade_scan import monkeypatches
 from .grade_files import (MAX_JSON_VALUES, MAX_NOTEBOOK_MB, GradeError, Malformed, _meta, _source_text,  # noqa: F401 (grade.X)
                           parse_notebook, pick_notebook, read_submission)
@@ -513,7 +513,7 @@ def manual_rows(source: Source, nb: dict | None) -> tuple[list[dict], dict[str, 
         cell = cells.get(g.grade_id)
         text = _source_text(cell).strip() if cell else None
         if cell is None:
-            row.update(points=0, status="missing", message=f"the answer cell {g.grade_id!r} is missing: 0 points")
+            row.update(points=0, status="missing", message=f"{ANSWER_CELL_MISSING}{g.grade_id!r} is missing: 0 points")
         elif not text or text.replace(ANSWER_STUB, "").strip() == "":
             row.update(points=0, status="not_implemented",
                        message=f"{NOT_ANSWERED} (the cell is empty or still reads {ANSWER_STUB})")

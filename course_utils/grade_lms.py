@@ -48,11 +48,12 @@ class ExportError(Exception):
 NOT_GRADED = {"ambiguous", "not_a_notebook", "empty", "wrong_worksheet", "too_large", "unreadable", "grader_error"}
 
 
-def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[str, dict[str, str]], dict]:
+def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[str, dict[str, str]], dict,
+                                    list[str]]:
     """({student: {worksheet: {grade_id: points}}}, {worksheet: {grade_id: max_points}}, {(student, worksheet):
-    status} of the submissions that could not be graded), TOTAL rows left out, worksheets and TODOs in the order
-    of grades.csv. Points that are not a number between 0 and the TODO's maximum (typed by hand: "2,5", "7" of
-    3) stop the export, each named. (``unfinished`` names what the export should warn of.)"""
+    status} of the submissions that could not be graded, the warnings of ``unfinished``), TOTAL rows left out,
+    worksheets and TODOs in the order of grades.csv. Points that are not a number between 0 and the TODO's
+    maximum (typed by hand: "2,5", "7" of 3) stop the export, each named."""
     path = Path(out) / "grades.csv"
     overrides = Path(out) / "overrides.csv"
     try:
@@ -92,16 +93,15 @@ def read_grades(out: Path) -> tuple[dict[str, dict[str, dict[str, str]]], dict[s
         raise ExportError(f"{len(bad)} cell(s) of {path} are not points: " + "; ".join(bad[:10])
                           + ("; ..." if len(bad) > 10 else "") + " (write points as 2.5, at most the TODO's "
                           "max_points, or leave the cell empty: still to grade)")
-    return grades, maxima, not_graded
+    return grades, maxima, not_graded, unfinished([r for r in rows if r.get("grade_id") not in (None, "TOTAL")])
 
 
-def unfinished(out: Path) -> list[str]:
-    """Warnings on grades.csv's rows that a published total should not hide (an instructor's pass of 2026-12-08
-    exported both without a word): answers still to grade by hand (0 in the totals), and grades set in
-    overrides.csv below a pass the grader now gives (an old override, then a resubmission)."""
+def unfinished(rows: list[dict[str, str]]) -> list[str]:
+    """Warnings on grades.csv's rows (TOTAL rows left out) that a published total should not hide (an
+    instructor's pass of 2026-12-08 exported both without a word): answers still to grade by hand (0 in the
+    totals), and grades set in overrides.csv below a pass the grader now gives (an old override, then a
+    resubmission)."""
     from .grade_feedback import _overridden, _typed_number
-    with open(Path(out) / "grades.csv", newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("grade_id") not in (None, "TOTAL")]
     pending = [f"{r['student']} ({r['worksheet']}: {r['grade_id']})" for r in rows
                if r.get("status") == "manual" and not (r.get("points") or "").strip()]
     lowered = [f"{r['student']} ({r['worksheet']}: {r['grade_id']}, {r['points']} of {r['max_points']})"
@@ -254,7 +254,7 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
     """The CSV text for ``fmt`` ("canvas" or "moodle"), and warnings (students the roster does not know)."""
     if fmt not in ("canvas", "moodle"):
         raise ExportError(f"--format {fmt!r}: choose canvas or moodle")
-    grades, maxima, not_graded = read_grades(Path(out))
+    grades, maxima, not_graded, later = read_grades(Path(out))
     people = read_roster(roster)
     unknown = [ws for ws in (canvas_ids or {}) if ws not in maxima]
     if unknown:
@@ -302,7 +302,7 @@ def export(out: str | Path, fmt: str, *, roster: str | Path | None = None, total
     if absent:
         warnings.append(f"{len(absent)} student(s) of the roster have no grades here (no submission?), and no row "
                         "in the export: " + "; ".join(absent[:20]) + ("; ..." if len(absent) > 20 else ""))
-    return buf.getvalue(), warnings + unfinished(Path(out))
+    return buf.getvalue(), warnings + later
 
 
 def _who(row: dict[str, str]) -> str:

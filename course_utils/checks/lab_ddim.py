@@ -390,12 +390,11 @@ def _reverse_diagnose(out, c) -> str | None:
                 "signal_rates) in that order")
     start = start_noise
     if not close(variances[0], start.expand_as(variances[0]).float(), 1e-3):
-        times = _asked_times(variances, steps)
-        falls = variances.double().mean(1).diff() < 0 if variances.ndim == 2 else torch.zeros(0, dtype=torch.bool)
-        if times is not None and steps > 1 and bool(falls.all()) and float(times[0][0]) < 1:
+        asked, grid = _asked_times(variances, steps) or (None, None)
+        if asked is not None and steps > 1 and bool((asked.diff() < 0).all()) and float(asked[0]) < 1:
             # it goes down, from too low (a loop one step low was told "and go down", a student's pass)
-            return (f"start at t = 1 (pure noise): the first network call was at t = {float(times[0][0]):.3f}, and "
-                    f"the times for diffusion_steps = {steps} are t = {first_few(times[1].tolist(), '{:.3f}')}")
+            return (f"start at t = 1 (pure noise): the first network call was at t = {float(asked[0]):.3f}, and "
+                    f"the times for diffusion_steps = {steps} are t = {first_few(grid.tolist(), '{:.3f}')}")
         return ("start at t = 1 (pure noise) and go down: the first network call must get the noise variance of "
                 "diffusion_times = 1")
     hint = judge(out["out"], ref, [
